@@ -1,0 +1,482 @@
+//! Stream reassembly: turning a byte stream (pipe, FIFO, stream socket) back into frames.
+//!
+//! [`FrameAccumulator<N>`] owns an `N`-byte buffer and nothing else. Feed it whatever a
+//! `read` returned, in any split; each call to [`FrameAccumulator::feed`] reports one event
+//! and hands back the input it has not consumed yet, so the caller loops until the input is
+//! used up (postcard's `CobsAccumulator` model):
+//!
+//! ```
+//! use ember_core::accumulator::{FeedResult, FrameAccumulator};
+//! use ember_core::message;
+//!
+//! // Two frames in one read, split awkwardly across two reads.
+//! let mut stream = [0u8; 128];
+//! let a = message::encode(1, 1, &"first", &mut stream).unwrap().len();
+//! let b = message::encode(1, 2, &"second", &mut stream[a..]).unwrap().len();
+//! let reads = [&stream[..5], &stream[5..a + b]];
+//!
+//! let mut acc = FrameAccumulator::<256>::new();
+//! let mut got = heapless::Vec::<u32, 4>::new();
+//! for read in reads {
+//!     let mut window = read;
+//!     loop {
+//!         match acc.feed(window) {
+//!             FeedResult::Consumed => break,
+//!             FeedResult::Frame { frame, remaining } => {
+//!                 got.push(frame.seq()).unwrap();
+//!                 window = remaining;
+//!             }
+//!             FeedResult::Error { error, remaining } => {
+//!                 // Log it; the stream has already re-synchronised.
+//!                 let _ = error;
+//!                 window = remaining;
+//!             }
+//!         }
+//!     }
+//! }
+//! assert_eq!(got, [1, 2]);
+//! ```
+//!
+//! # Recovery rules
+//!
+//! - **Garbage** (bytes that do not start a valid header) is dropped one byte at a time until
+//!   the magic and a matching header checksum are found, and counted in
+//!   [`FrameAccumulator::dropped_bytes`]. It is not reported as an error: it is expected after
+//!   a reader joins a stream midway or a writer died mid-frame.
+//! - A header is trusted once its header checksum matches, so its length is trusted too:
+//! - **Oversized** frames (total above `N` or the configured limit) are reported as
+//!   [`Error::TooLarge`] and their bytes are skipped as they stream past, never buffered.
+//! - **Corrupt payloads** are reported as [`Error::BadCrc`] and the frame is skipped.
+//! - **Unknown versions or critical flags** are reported ([`Error::UnsupportedVersion`],
+//!   [`Error::UnknownFlags`]) and the frame is skipped: every version keeps the header layout,
+//!   so its length is known.
+//!
+//! When the buffer is empty and the input holds a whole frame, the frame is yielded straight
+//! from the input without a copy.
+
+use crate::error::Error;
+use crate::frame::{self, Frame, HEADER_LEN, MAGIC};
+
+/// One event of [`FrameAccumulator::feed`].
+#[derive(Debug)]
+pub enum FeedResult<'a, 'b> {
+    /// All input was consumed and no complete frame is waiting: read more.
+    Consumed,
+    /// A complete, checked frame; feed `remaining` next (it may be empty: still call
+    /// `feed` until it returns [`FeedResult::Consumed`], more frames may be buffered).
+    Frame {
+        /// The frame, valid until the next call to `feed`.
+        frame: Frame<&'a [u8]>,
+        /// Input not consumed yet.
+        remaining: &'b [u8],
+    },
+    /// A frame was rejected and skipped (or is being skipped); feed `remaining` next.
+    Error {
+        /// Why: [`Error::TooLarge`], [`Error::BadCrc`], [`Error::UnsupportedVersion`] or
+        /// [`Error::UnknownFlags`].
+        error: Error,
+        /// Input not consumed yet.
+        remaining: &'b [u8],
+    },
+}
+
+/// What a scan of a byte slice found at its start (after `garbage` bytes of garbage).
+enum Scan {
+    /// Nothing usable yet: drop `garbage` bytes and keep the rest for more input.
+    NeedMore { garbage: usize },
+    /// A complete, valid frame at `garbage..garbage + len`.
+    Frame { garbage: usize, len: usize },
+    /// A frame with a trusted header that must be rejected; it spans `len` bytes from
+    /// `garbage` (maybe beyond the slice).
+    Reject { garbage: usize, len: usize, error: Error },
+}
+
+/// Reassembles frames from a byte stream in a fixed `N`-byte buffer.
+///
+/// Frames larger than `N` (or the configured limit) cannot be received and are skipped.
+/// The accumulator never allocates and never panics on any input.
+#[derive(Debug, Clone)]
+pub struct FrameAccumulator<const N: usize> {
+    buf: [u8; N],
+    /// Bytes held in `buf`.
+    len: usize,
+    /// Bytes at the front of `buf` to discard at the next `feed` (a frame already yielded).
+    consumed: usize,
+    /// Bytes of a rejected frame still to skip from the input.
+    skip: usize,
+    /// Largest frame accepted, `<= N`.
+    limit: usize,
+    dropped: u64,
+    frames: u64,
+    rejected: u64,
+}
+
+impl<const N: usize> Default for FrameAccumulator<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> FrameAccumulator<N> {
+    /// An empty accumulator accepting frames of up to `N` bytes (header included).
+    pub const fn new() -> Self {
+        Self::with_limit(N)
+    }
+
+    /// An empty accumulator accepting frames of up to `min(limit, N)` bytes.
+    ///
+    /// `N` must be at least [`HEADER_LEN`]; a smaller `N` fails to compile.
+    pub const fn with_limit(limit: usize) -> Self {
+        const { assert!(N >= HEADER_LEN, "FrameAccumulator needs room for at least one header") };
+        FrameAccumulator {
+            buf: [0; N],
+            len: 0,
+            consumed: 0,
+            skip: 0,
+            limit: if limit < N { limit } else { N },
+            dropped: 0,
+            frames: 0,
+            rejected: 0,
+        }
+    }
+
+    /// The largest frame (header plus payload) this accumulator accepts.
+    pub const fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Garbage bytes dropped while looking for a frame header, since creation.
+    pub const fn dropped_bytes(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Frames yielded since creation.
+    pub const fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// Frames rejected (reported as [`FeedResult::Error`]) since creation.
+    pub const fn rejected(&self) -> u64 {
+        self.rejected
+    }
+
+    /// Bytes buffered: a partial frame waiting for the rest.
+    pub const fn buffered(&self) -> usize {
+        self.len - self.consumed
+    }
+
+    /// Forgets any partial frame and pending skip (e.g. after reconnecting). Counters stay.
+    pub fn reset(&mut self) {
+        self.len = 0;
+        self.consumed = 0;
+        self.skip = 0;
+    }
+
+    /// Feeds bytes; see the [module docs](self) for the loop and the recovery rules.
+    pub fn feed<'a, 'b: 'a>(&'a mut self, input: &'b [u8]) -> FeedResult<'a, 'b> {
+        if self.consumed > 0 {
+            self.buf.copy_within(self.consumed..self.len, 0);
+            self.len -= self.consumed;
+            self.consumed = 0;
+        }
+        let mut input = input;
+        if self.skip > 0 {
+            let n = self.skip.min(input.len());
+            self.skip -= n;
+            input = &input[n..];
+            if self.skip > 0 {
+                return FeedResult::Consumed;
+            }
+        }
+
+        // Fast path: nothing buffered, look for a frame in the input itself.
+        if self.len == 0 {
+            return match scan(input, self.limit) {
+                Scan::NeedMore { garbage } => {
+                    self.dropped += garbage as u64;
+                    let rest = &input[garbage..];
+                    // A NeedMore tail is shorter than one accepted frame, so it fits.
+                    self.buf[..rest.len()].copy_from_slice(rest);
+                    self.len = rest.len();
+                    FeedResult::Consumed
+                }
+                Scan::Frame { garbage, len } => {
+                    self.dropped += garbage as u64;
+                    self.frames += 1;
+                    let (frame, remaining) = input[garbage..].split_at(len);
+                    FeedResult::Frame { frame: Frame::new_unchecked(frame), remaining }
+                }
+                Scan::Reject { garbage, len, error } => {
+                    self.dropped += garbage as u64;
+                    self.rejected += 1;
+                    let available = input.len() - garbage;
+                    let taken = len.min(available);
+                    self.skip = len - taken;
+                    FeedResult::Error { error, remaining: &input[garbage + taken..] }
+                }
+            };
+        }
+
+        // Buffered path: append what fits, then scan the buffer.
+        loop {
+            let take = input.len().min(N - self.len);
+            self.buf[self.len..self.len + take].copy_from_slice(&input[..take]);
+            self.len += take;
+            input = &input[take..];
+
+            match scan(&self.buf[..self.len], self.limit) {
+                Scan::NeedMore { garbage } => {
+                    self.dropped += garbage as u64;
+                    self.buf.copy_within(garbage..self.len, 0);
+                    self.len -= garbage;
+                    if input.is_empty() {
+                        return FeedResult::Consumed;
+                    }
+                    // Room was made (or the tail is a partial frame that fits): go on.
+                }
+                Scan::Frame { garbage, len } => {
+                    self.dropped += garbage as u64;
+                    self.frames += 1;
+                    self.consumed = garbage + len;
+                    let frame = Frame::new_unchecked(&self.buf[garbage..garbage + len]);
+                    return FeedResult::Frame { frame, remaining: input };
+                }
+                Scan::Reject { garbage, len, error } => {
+                    self.dropped += garbage as u64;
+                    self.rejected += 1;
+                    let held = self.len - garbage;
+                    if len <= held {
+                        self.consumed = garbage + len;
+                    } else {
+                        self.len = 0;
+                        self.skip = len - held;
+                        let n = self.skip.min(input.len());
+                        self.skip -= n;
+                        input = &input[n..];
+                    }
+                    return FeedResult::Error { error, remaining: input };
+                }
+            }
+        }
+    }
+}
+
+/// Finds the first frame event in `bytes`.
+fn scan(bytes: &[u8], limit: usize) -> Scan {
+    let mut at = 0;
+    loop {
+        // Find the next magic.
+        let rest = &bytes[at..];
+        let Some(pos) = rest.windows(2).position(|w| w == MAGIC) else {
+            // Keep a trailing first magic byte: it may be the start of a header.
+            let keep = usize::from(rest.last() == Some(&MAGIC[0]));
+            return Scan::NeedMore { garbage: bytes.len() - keep };
+        };
+        at += pos;
+        let candidate = &bytes[at..];
+        if candidate.len() < HEADER_LEN {
+            return Scan::NeedMore { garbage: at };
+        }
+        let header = Frame::new_unchecked(candidate);
+        match frame::check_header_bytes(candidate) {
+            Err(Error::BadMagic | Error::BadHeaderCrc) => {
+                // Not a header after all: step over this magic and look again.
+                at += 1;
+                continue;
+            }
+            Err(error) => {
+                return Scan::Reject { garbage: at, len: header.total_len(), error };
+            }
+            Ok(total) => {
+                if total > limit {
+                    let error = Error::TooLarge {
+                        len: u32::try_from(total).unwrap_or(u32::MAX),
+                        limit: u32::try_from(limit).unwrap_or(u32::MAX),
+                    };
+                    return Scan::Reject { garbage: at, len: total, error };
+                }
+                if candidate.len() < total {
+                    return Scan::NeedMore { garbage: at };
+                }
+                let frame = Frame::new_unchecked(&candidate[..total]);
+                return match frame.check_crc() {
+                    Ok(()) => Scan::Frame { garbage: at, len: total },
+                    Err(error) => Scan::Reject { garbage: at, len: total, error },
+                };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message;
+
+    fn frame_bytes(seq: u32, payload_len: usize, out: &mut [u8]) -> usize {
+        let payload = [seq as u8; 200];
+        let repr = frame::FrameRepr { flags: frame::Flags::empty(), kind: 3, seq, payload_len };
+        repr.emit_with_payload(&payload[..payload_len], out).unwrap().len()
+    }
+
+    /// Feeds `input` in one call sequence and collects (seq | error) events.
+    fn drain<const N: usize>(acc: &mut FrameAccumulator<N>, input: &[u8], out: &mut heapless::Vec<Result<u32, Error>, 32>) {
+        let mut window = input;
+        loop {
+            match acc.feed(window) {
+                FeedResult::Consumed => break,
+                FeedResult::Frame { frame, remaining } => {
+                    assert!(Frame::new_checked(frame.as_bytes()).is_ok());
+                    out.push(Ok(frame.seq())).unwrap();
+                    window = remaining;
+                }
+                FeedResult::Error { error, remaining } => {
+                    out.push(Err(error)).unwrap();
+                    window = remaining;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn byte_at_a_time() {
+        let mut stream = [0u8; 256];
+        let mut n = frame_bytes(1, 10, &mut stream);
+        n += frame_bytes(2, 0, &mut stream[n..]);
+        let mut acc = FrameAccumulator::<64>::new();
+        let mut got = heapless::Vec::new();
+        for b in &stream[..n] {
+            drain(&mut acc, core::slice::from_ref(b), &mut got);
+        }
+        assert_eq!(got, [Ok(1), Ok(2)]);
+        assert_eq!(acc.dropped_bytes(), 0);
+        assert_eq!(acc.buffered(), 0);
+    }
+
+    #[test]
+    fn garbage_is_skipped_and_counted() {
+        let mut stream = [0u8; 256];
+        stream[..7].copy_from_slice(b"EEMjunk");
+        let mut n = 7 + frame_bytes(5, 20, &mut stream[7..]);
+        stream[n..n + 3].copy_from_slice(b"EMx");
+        n += 3;
+        n += frame_bytes(6, 1, &mut stream[n..]);
+        for split in 0..n {
+            let mut acc = FrameAccumulator::<64>::new();
+            let mut got = heapless::Vec::new();
+            drain(&mut acc, &stream[..split], &mut got);
+            drain(&mut acc, &stream[split..n], &mut got);
+            assert_eq!(got, [Ok(5), Ok(6)], "split at {split}");
+            assert_eq!(acc.dropped_bytes(), 10, "split at {split}");
+        }
+    }
+
+    #[test]
+    fn truncated_frame_then_new_writer_resynchronises() {
+        // A writer died after half a frame; the next writer's frames follow.
+        let mut stream = [0u8; 256];
+        let full = frame_bytes(1, 30, &mut stream);
+        let half = full / 2;
+        let mut n = half;
+        n += frame_bytes(2, 4, &mut stream[n..]);
+        n += frame_bytes(3, 4, &mut stream[n..]);
+        let mut acc = FrameAccumulator::<128>::new();
+        let mut got = heapless::Vec::new();
+        drain(&mut acc, &stream[..n], &mut got);
+        // The dead frame's header claims 54 bytes: it swallows the start of frame 2 and fails
+        // its CRC; frame 3 is still recovered.
+        assert_eq!(got[got.len() - 1], Ok(3));
+        assert!(got.contains(&Err(Error::BadCrc)));
+    }
+
+    #[test]
+    fn error_too_large_skipped_without_buffering() {
+        let mut stream = [0u8; 512];
+        let mut n = frame_bytes(1, 150, &mut stream); // 174 bytes > 64
+        n += frame_bytes(2, 8, &mut stream[n..]);
+        for chunk in [1usize, 7, 30, 64, 500] {
+            let mut acc = FrameAccumulator::<64>::new();
+            let mut got = heapless::Vec::new();
+            for piece in stream[..n].chunks(chunk) {
+                drain(&mut acc, piece, &mut got);
+                assert!(acc.buffered() <= 64);
+            }
+            assert_eq!(got, [Err(Error::TooLarge { len: 174, limit: 64 }), Ok(2)], "chunk {chunk}");
+            assert_eq!(acc.dropped_bytes(), 0);
+        }
+    }
+
+    #[test]
+    fn configured_limit_below_capacity() {
+        let mut stream = [0u8; 256];
+        let mut n = frame_bytes(1, 40, &mut stream);
+        n += frame_bytes(2, 4, &mut stream[n..]);
+        let mut acc = FrameAccumulator::<128>::with_limit(48);
+        assert_eq!(acc.limit(), 48);
+        let mut got = heapless::Vec::new();
+        drain(&mut acc, &stream[..n], &mut got);
+        assert_eq!(got, [Err(Error::TooLarge { len: 64, limit: 48 }), Ok(2)]);
+        assert_eq!(acc.rejected(), 1);
+        assert_eq!(acc.frames(), 1);
+    }
+
+    #[test]
+    fn error_bad_crc_then_next_frame() {
+        let mut stream = [0u8; 256];
+        let a = frame_bytes(1, 10, &mut stream);
+        stream[HEADER_LEN + 3] ^= 0xFF;
+        let n = a + frame_bytes(2, 10, &mut stream[a..]);
+        for split in [0, 5, 30, a, n] {
+            let mut acc = FrameAccumulator::<64>::new();
+            let mut got = heapless::Vec::new();
+            drain(&mut acc, &stream[..split], &mut got);
+            drain(&mut acc, &stream[split..n], &mut got);
+            assert_eq!(got, [Err(Error::BadCrc), Ok(2)], "split {split}");
+        }
+    }
+
+    #[test]
+    fn error_unsupported_version_and_unknown_flags_skip_frame() {
+        let mut stream = [0u8; 256];
+        let a = frame_bytes(1, 10, &mut stream);
+        stream[2] = 9;
+        Frame::new_unchecked(&mut stream[..a]).fill_checksums();
+        let b = frame_bytes(2, 10, &mut stream[a..]);
+        stream[a + 3] = 0x04;
+        Frame::new_unchecked(&mut stream[a..a + b]).fill_checksums();
+        let n = a + b + frame_bytes(3, 1, &mut stream[a + b..]);
+        let mut acc = FrameAccumulator::<64>::new();
+        let mut got = heapless::Vec::new();
+        drain(&mut acc, &stream[..n], &mut got);
+        assert_eq!(got, [Err(Error::UnsupportedVersion(9)), Err(Error::UnknownFlags(0x04)), Ok(3)]);
+    }
+
+    #[test]
+    fn typed_decode_of_yielded_frame() {
+        let mut stream = [0u8; 64];
+        let n = message::encode(9, 4, &("ok", 17u16), &mut stream).unwrap().len();
+        let mut acc = FrameAccumulator::<64>::new();
+        match acc.feed(&stream[..n]) {
+            FeedResult::Frame { frame, remaining } => {
+                assert!(remaining.is_empty());
+                let v: (&str, u16) = message::decode_frame(&frame).unwrap();
+                assert_eq!(v, ("ok", 17));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn reset_forgets_partial_frame() {
+        let mut stream = [0u8; 64];
+        let n = frame_bytes(1, 10, &mut stream);
+        let mut acc = FrameAccumulator::<64>::new();
+        assert!(matches!(acc.feed(&stream[..n - 1]), FeedResult::Consumed));
+        assert_eq!(acc.buffered(), n - 1);
+        acc.reset();
+        assert_eq!(acc.buffered(), 0);
+        let mut got = heapless::Vec::new();
+        drain(&mut acc, &stream[..n], &mut got);
+        assert_eq!(got, [Ok(1)]);
+    }
+}

@@ -1,0 +1,41 @@
+//! # ember-core
+//!
+//! The portable heart of Ember, the IPC middleware for embedded Linux: pure bytes and
+//! atomics, no syscalls, no heap. It builds for any target with `core`, including bare-metal
+//! `thumbv7em-none-eabihf`.
+//!
+//! - [`frame`]: the one wire format every Ember transport carries (a 24-byte header with
+//!   kind, sequence number, length and CRC-32C, then a postcard payload), described in
+//!   `docs/wire-format.md`.
+//! - [`message`]: typed messages (serde + postcard) encoded into and decoded from caller
+//!   buffers, borrowing where the type borrows.
+//! - [`accumulator`]: reassembles frames from a byte stream in a fixed-size buffer,
+//!   surviving partial reads, garbage and oversized or corrupt frames.
+//! - [`crc32c`]: CRC-32C with the x86-64 and AArch64 instructions where available.
+//!
+//! Later layers (`ember-linux`, `ember-c`) build every transport on these.
+//!
+//! ## Features
+//!
+//! - `defmt`: derives `defmt::Format` on the public types, for logging on targets that use
+//!   defmt. The crate never defines a global logger; the application provides one.
+//!
+//! ## Guarantees
+//!
+//! No function in this crate allocates (there is no `alloc` in it), and none panics on
+//! untrusted input: parsers return [`Error`].
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+#![warn(missing_docs)]
+
+pub mod accumulator;
+pub mod crc32c;
+pub mod error;
+pub mod frame;
+pub mod message;
+
+pub use accumulator::{FeedResult, FrameAccumulator};
+pub use error::{Error, Result};
+pub use frame::{Flags, Frame, FrameRepr, HEADER_LEN};
+pub use message::{Message, decode, encode, max_frame_len};
