@@ -39,14 +39,17 @@
 //!
 //! # Recovery rules
 //!
-//! - **Garbage** (bytes that do not start a valid header) is dropped one byte at a time until
-//!   the magic and a matching header checksum are found, and counted in
+//! - **Garbage** (bytes that do not start a valid header) is dropped until the magic and a
+//!   matching header checksum are found, and counted in
 //!   [`FrameAccumulator::dropped_bytes`]. It is not reported as an error: it is expected after
 //!   a reader joins a stream midway or a writer died mid-frame.
 //! - A header is trusted once its header checksum matches, so its length is trusted too:
 //! - **Oversized** frames (total above `N` or the configured limit) are reported as
 //!   [`Error::TooLarge`] and their bytes are skipped as they stream past, never buffered.
-//! - **Corrupt payloads** are reported as [`Error::BadCrc`] and the frame is skipped.
+//! - **Checksum failures** are reported as [`Error::BadCrc`]; then only the first byte of the
+//!   bad frame is dropped and the bytes after it are scanned again, since a frame whose
+//!   writer died midway is followed by the next writer's frames, inside its declared length.
+//!   A corrupt payload thus costs one error and some dropped bytes, and loses nothing else.
 //! - **Unknown versions or critical flags** are reported ([`Error::UnsupportedVersion`],
 //!   [`Error::UnknownFlags`]) and the frame is skipped: every version keeps the header layout,
 //!   so its length is known.
@@ -82,13 +85,20 @@ pub enum FeedResult<'a, 'b> {
 
 /// What a scan of a byte slice found at its start (after `garbage` bytes of garbage).
 enum Scan {
-    /// Nothing usable yet: drop `garbage` bytes and keep the rest for more input.
-    NeedMore { garbage: usize },
+    /// Nothing usable yet: drop `garbage` bytes and keep the rest for more input. `need` is
+    /// how many more bytes complete the header or frame that starts after the garbage (0
+    /// when no frame has started: any amount helps).
+    NeedMore { garbage: usize, need: usize },
     /// A complete, valid frame at `garbage..garbage + len`.
     Frame { garbage: usize, len: usize },
-    /// A frame with a trusted header that must be rejected; it spans `len` bytes from
-    /// `garbage` (maybe beyond the slice).
-    Reject { garbage: usize, len: usize, error: Error },
+    /// A frame with a trusted header that must be rejected: skip `len` bytes from
+    /// `garbage` (maybe beyond the slice; `u64` so a 4 GiB length cannot saturate on
+    /// 32-bit targets).
+    Reject {
+        garbage: usize,
+        len: u64,
+        error: Error,
+    },
 }
 
 /// Reassembles frames from a byte stream in a fixed `N`-byte buffer.
@@ -103,7 +113,7 @@ pub struct FrameAccumulator<const N: usize> {
     /// Bytes at the front of `buf` to discard at the next `feed` (a frame already yielded).
     consumed: usize,
     /// Bytes of a rejected frame still to skip from the input.
-    skip: usize,
+    skip: u64,
     /// Largest frame accepted, `<= N`.
     limit: usize,
     dropped: u64,
@@ -127,7 +137,12 @@ impl<const N: usize> FrameAccumulator<N> {
     ///
     /// `N` must be at least [`HEADER_LEN`]; a smaller `N` fails to compile.
     pub const fn with_limit(limit: usize) -> Self {
-        const { assert!(N >= HEADER_LEN, "FrameAccumulator needs room for at least one header") };
+        const {
+            assert!(
+                N >= HEADER_LEN,
+                "FrameAccumulator needs room for at least one header"
+            )
+        };
         FrameAccumulator {
             buf: [0; N],
             len: 0,
@@ -181,8 +196,8 @@ impl<const N: usize> FrameAccumulator<N> {
         }
         let mut input = input;
         if self.skip > 0 {
-            let n = self.skip.min(input.len());
-            self.skip -= n;
+            let n = clamp(self.skip, input.len());
+            self.skip -= n as u64;
             input = &input[n..];
             if self.skip > 0 {
                 return FeedResult::Consumed;
@@ -192,7 +207,7 @@ impl<const N: usize> FrameAccumulator<N> {
         // Fast path: nothing buffered, look for a frame in the input itself.
         if self.len == 0 {
             return match scan(input, self.limit) {
-                Scan::NeedMore { garbage } => {
+                Scan::NeedMore { garbage, .. } => {
                     self.dropped += garbage as u64;
                     let rest = &input[garbage..];
                     // A NeedMore tail is shorter than one accepted frame, so it fits.
@@ -204,61 +219,92 @@ impl<const N: usize> FrameAccumulator<N> {
                     self.dropped += garbage as u64;
                     self.frames += 1;
                     let (frame, remaining) = input[garbage..].split_at(len);
-                    FeedResult::Frame { frame: Frame::new_unchecked(frame), remaining }
+                    FeedResult::Frame {
+                        frame: Frame::new_unchecked(frame),
+                        remaining,
+                    }
                 }
-                Scan::Reject { garbage, len, error } => {
+                Scan::Reject {
+                    garbage,
+                    len,
+                    error,
+                } => {
                     self.dropped += garbage as u64;
                     self.rejected += 1;
-                    let available = input.len() - garbage;
-                    let taken = len.min(available);
-                    self.skip = len - taken;
-                    FeedResult::Error { error, remaining: &input[garbage + taken..] }
+                    let taken = clamp(len, input.len() - garbage);
+                    self.skip = len - taken as u64;
+                    FeedResult::Error {
+                        error,
+                        remaining: &input[garbage + taken..],
+                    }
                 }
             };
         }
 
-        // Buffered path: append what fits, then scan the buffer.
+        // Buffered path: scan the buffer, then append only what the partial frame still
+        // needs, so that once it is complete the buffer empties and the rest of the input
+        // takes the fast path again.
         loop {
-            let take = input.len().min(N - self.len);
-            self.buf[self.len..self.len + take].copy_from_slice(&input[..take]);
-            self.len += take;
-            input = &input[take..];
-
             match scan(&self.buf[..self.len], self.limit) {
-                Scan::NeedMore { garbage } => {
+                Scan::NeedMore { garbage, need } => {
                     self.dropped += garbage as u64;
                     self.buf.copy_within(garbage..self.len, 0);
                     self.len -= garbage;
                     if input.is_empty() {
                         return FeedResult::Consumed;
                     }
-                    // Room was made (or the tail is a partial frame that fits): go on.
+                    let room = N - self.len;
+                    let want = if need == 0 { room } else { need.min(room) };
+                    let take = want.min(input.len());
+                    self.buf[self.len..self.len + take].copy_from_slice(&input[..take]);
+                    self.len += take;
+                    input = &input[take..];
                 }
                 Scan::Frame { garbage, len } => {
                     self.dropped += garbage as u64;
                     self.frames += 1;
                     self.consumed = garbage + len;
                     let frame = Frame::new_unchecked(&self.buf[garbage..garbage + len]);
-                    return FeedResult::Frame { frame, remaining: input };
+                    return FeedResult::Frame {
+                        frame,
+                        remaining: input,
+                    };
                 }
-                Scan::Reject { garbage, len, error } => {
+                Scan::Reject {
+                    garbage,
+                    len,
+                    error,
+                } => {
                     self.dropped += garbage as u64;
                     self.rejected += 1;
                     let held = self.len - garbage;
-                    if len <= held {
-                        self.consumed = garbage + len;
+                    if len <= held as u64 {
+                        self.consumed = garbage + len as usize;
                     } else {
                         self.len = 0;
-                        self.skip = len - held;
-                        let n = self.skip.min(input.len());
-                        self.skip -= n;
+                        self.skip = len - held as u64;
+                        let n = clamp(self.skip, input.len());
+                        self.skip -= n as u64;
                         input = &input[n..];
                     }
-                    return FeedResult::Error { error, remaining: input };
+                    return FeedResult::Error {
+                        error,
+                        remaining: input,
+                    };
                 }
             }
         }
     }
+}
+
+/// `min(a, b)` for a 64-bit count and a slice length.
+fn clamp(a: u64, b: usize) -> usize {
+    usize::try_from(a).map_or(b, |a| a.min(b))
+}
+
+/// The full length a trusted header declares, computed without saturation.
+fn declared_len(header: &[u8]) -> u64 {
+    HEADER_LEN as u64 + u64::from(Frame::new_unchecked(header).payload_len())
 }
 
 /// Finds the first frame event in `bytes`.
@@ -270,14 +316,19 @@ fn scan(bytes: &[u8], limit: usize) -> Scan {
         let Some(pos) = rest.windows(2).position(|w| w == MAGIC) else {
             // Keep a trailing first magic byte: it may be the start of a header.
             let keep = usize::from(rest.last() == Some(&MAGIC[0]));
-            return Scan::NeedMore { garbage: bytes.len() - keep };
+            return Scan::NeedMore {
+                garbage: bytes.len() - keep,
+                need: 0,
+            };
         };
         at += pos;
         let candidate = &bytes[at..];
         if candidate.len() < HEADER_LEN {
-            return Scan::NeedMore { garbage: at };
+            return Scan::NeedMore {
+                garbage: at,
+                need: HEADER_LEN - candidate.len(),
+            };
         }
-        let header = Frame::new_unchecked(candidate);
         match frame::check_header_bytes(candidate) {
             Err(Error::BadMagic | Error::BadHeaderCrc) => {
                 // Not a header after all: step over this magic and look again.
@@ -285,7 +336,13 @@ fn scan(bytes: &[u8], limit: usize) -> Scan {
                 continue;
             }
             Err(error) => {
-                return Scan::Reject { garbage: at, len: header.total_len(), error };
+                // Unknown version or critical flags, or above the format limit: the header
+                // checksum matched, so the declared length is trusted and the frame skipped.
+                return Scan::Reject {
+                    garbage: at,
+                    len: declared_len(candidate),
+                    error,
+                };
             }
             Ok(total) => {
                 if total > limit {
@@ -293,15 +350,32 @@ fn scan(bytes: &[u8], limit: usize) -> Scan {
                         len: u32::try_from(total).unwrap_or(u32::MAX),
                         limit: u32::try_from(limit).unwrap_or(u32::MAX),
                     };
-                    return Scan::Reject { garbage: at, len: total, error };
+                    return Scan::Reject {
+                        garbage: at,
+                        len: total as u64,
+                        error,
+                    };
                 }
                 if candidate.len() < total {
-                    return Scan::NeedMore { garbage: at };
+                    return Scan::NeedMore {
+                        garbage: at,
+                        need: total - candidate.len(),
+                    };
                 }
                 let frame = Frame::new_unchecked(&candidate[..total]);
                 return match frame.check_crc() {
-                    Ok(()) => Scan::Frame { garbage: at, len: total },
-                    Err(error) => Scan::Reject { garbage: at, len: total, error },
+                    Ok(()) => Scan::Frame {
+                        garbage: at,
+                        len: total,
+                    },
+                    // Either the payload is corrupt or the header belongs to a frame whose
+                    // writer died midway and the bytes after it are the next frames. Skip
+                    // only the magic's first byte and rescan, so nothing that follows is lost.
+                    Err(error) => Scan::Reject {
+                        garbage: at,
+                        len: 1,
+                        error,
+                    },
                 };
             }
         }
@@ -315,12 +389,23 @@ mod tests {
 
     fn frame_bytes(seq: u32, payload_len: usize, out: &mut [u8]) -> usize {
         let payload = [seq as u8; 200];
-        let repr = frame::FrameRepr { flags: frame::Flags::empty(), kind: 3, seq, payload_len };
-        repr.emit_with_payload(&payload[..payload_len], out).unwrap().len()
+        let repr = frame::FrameRepr {
+            flags: frame::Flags::empty(),
+            kind: 3,
+            seq,
+            payload_len,
+        };
+        repr.emit_with_payload(&payload[..payload_len], out)
+            .unwrap()
+            .len()
     }
 
     /// Feeds `input` in one call sequence and collects (seq | error) events.
-    fn drain<const N: usize>(acc: &mut FrameAccumulator<N>, input: &[u8], out: &mut heapless::Vec<Result<u32, Error>, 32>) {
+    fn drain<const N: usize>(
+        acc: &mut FrameAccumulator<N>,
+        input: &[u8],
+        out: &mut heapless::Vec<Result<u32, Error>, 32>,
+    ) {
         let mut window = input;
         loop {
             match acc.feed(window) {
@@ -383,10 +468,10 @@ mod tests {
         let mut acc = FrameAccumulator::<128>::new();
         let mut got = heapless::Vec::new();
         drain(&mut acc, &stream[..n], &mut got);
-        // The dead frame's header claims 54 bytes: it swallows the start of frame 2 and fails
-        // its CRC; frame 3 is still recovered.
-        assert_eq!(got[got.len() - 1], Ok(3));
-        assert!(got.contains(&Err(Error::BadCrc)));
+        // The dead frame's header claims 54 bytes, which takes in the start of frame 2, so its
+        // CRC fails; the rescan after it still finds frames 2 and 3.
+        assert_eq!(got, [Err(Error::BadCrc), Ok(2), Ok(3)]);
+        assert_eq!(acc.dropped_bytes(), half as u64 - 1);
     }
 
     #[test]
@@ -401,7 +486,17 @@ mod tests {
                 drain(&mut acc, piece, &mut got);
                 assert!(acc.buffered() <= 64);
             }
-            assert_eq!(got, [Err(Error::TooLarge { len: 174, limit: 64 }), Ok(2)], "chunk {chunk}");
+            assert_eq!(
+                got,
+                [
+                    Err(Error::TooLarge {
+                        len: 174,
+                        limit: 64
+                    }),
+                    Ok(2)
+                ],
+                "chunk {chunk}"
+            );
             assert_eq!(acc.dropped_bytes(), 0);
         }
     }
@@ -448,13 +543,22 @@ mod tests {
         let mut acc = FrameAccumulator::<64>::new();
         let mut got = heapless::Vec::new();
         drain(&mut acc, &stream[..n], &mut got);
-        assert_eq!(got, [Err(Error::UnsupportedVersion(9)), Err(Error::UnknownFlags(0x04)), Ok(3)]);
+        assert_eq!(
+            got,
+            [
+                Err(Error::UnsupportedVersion(9)),
+                Err(Error::UnknownFlags(0x04)),
+                Ok(3)
+            ]
+        );
     }
 
     #[test]
     fn typed_decode_of_yielded_frame() {
         let mut stream = [0u8; 64];
-        let n = message::encode(9, 4, &("ok", 17u16), &mut stream).unwrap().len();
+        let n = message::encode(9, 4, &("ok", 17u16), &mut stream)
+            .unwrap()
+            .len();
         let mut acc = FrameAccumulator::<64>::new();
         match acc.feed(&stream[..n]) {
             FeedResult::Frame { frame, remaining } => {
@@ -464,6 +568,36 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn after_a_split_frame_the_rest_of_the_read_is_not_copied() {
+        let mut stream = [0u8; 256];
+        let mut n = frame_bytes(1, 10, &mut stream);
+        let second = n;
+        n += frame_bytes(2, 10, &mut stream[n..]);
+        n += frame_bytes(3, 10, &mut stream[n..]);
+        let mut acc = FrameAccumulator::<256>::new();
+        assert!(matches!(acc.feed(&stream[..5]), FeedResult::Consumed));
+        let read = &stream[5..n];
+        let FeedResult::Frame { frame, remaining } = acc.feed(read) else {
+            panic!("frame 1")
+        };
+        assert_eq!(frame.seq(), 1);
+        // Only the rest of frame 1 was taken into the buffer.
+        assert_eq!(remaining.len(), n - second);
+        let FeedResult::Frame { frame, remaining } = acc.feed(remaining) else {
+            panic!("frame 2")
+        };
+        assert_eq!(frame.seq(), 2);
+        assert!(
+            read.as_ptr_range().contains(&frame.as_bytes().as_ptr()),
+            "frame 2 was copied"
+        );
+        let FeedResult::Frame { frame, .. } = acc.feed(remaining) else {
+            panic!("frame 3")
+        };
+        assert_eq!(frame.seq(), 3);
     }
 
     #[test]

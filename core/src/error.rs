@@ -27,7 +27,8 @@ pub enum Error {
     UnknownFlags(u8),
     /// The declared payload length is above the format limit or the receiver's limit.
     TooLarge {
-        /// The frame's total length (header plus declared payload), saturated to `u32`.
+        /// The frame's total length (header plus declared payload), saturated to `u32`;
+        /// `u32::MAX` when an encoder stopped at the limit before knowing the full length.
         len: u32,
         /// The limit it broke.
         limit: u32,
@@ -62,7 +63,10 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Error::Truncated { needed, available } => {
-                write!(f, "truncated frame: {needed} bytes needed, {available} available")
+                write!(
+                    f,
+                    "truncated frame: {needed} bytes needed, {available} available"
+                )
             }
             Error::BadMagic => f.write_str("not an Ember frame: bad magic"),
             Error::BadHeaderCrc => f.write_str("frame header checksum mismatch"),

@@ -1,1 +1,320 @@
-fn main() {}
+//! `cargo xtask`: the project's own commands.
+//!
+//! - `cargo xtask test`: every check CI runs, in order, each under a heading, then a
+//!   summary table; exits non-zero if any step failed. It installs what it needs (rustup
+//!   targets and components, cargo-fuzz, Debian packages) itself, and skips that work when
+//!   it is already done.
+//! - `cargo xtask bench [args]`: the benchmarks (`ember bench --full [args]`).
+
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+const USAGE: &str = "usage: cargo xtask <test | bench [ember bench options]>";
+
+/// Target the no_std proof builds for.
+const NO_STD_TARGET: &str = "thumbv7em-none-eabihf";
+/// Seconds the fuzz smoke run lasts.
+const FUZZ_SECONDS: u32 = 30;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = workspace_root();
+    if let Err(e) = std::env::set_current_dir(&root) {
+        eprintln!("xtask: cannot enter {root}: {e}");
+        return ExitCode::FAILURE;
+    }
+    match args.first().map(String::as_str) {
+        Some("test") => test(),
+        Some("bench") => bench(&args[1..]),
+        _ => {
+            eprintln!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn workspace_root() -> String {
+    let manifest = env!("CARGO_MANIFEST_DIR");
+    std::path::Path::new(manifest)
+        .parent()
+        .expect("xtask lives in the workspace")
+        .display()
+        .to_string()
+}
+
+/// How a step ended.
+enum Outcome {
+    Pass,
+    Fail(String),
+    Skipped(String),
+}
+
+struct Step {
+    name: &'static str,
+    outcome: Outcome,
+    took: Duration,
+}
+
+/// Runs a command, streaming its output; `Err` describes a failure.
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let shown = format!("{cmd:?}").replace('"', "");
+    println!("$ {shown}");
+    match cmd.status() {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(format!("`{shown}` exited with {s}")),
+        Err(e) => Err(format!("`{shown}` could not start: {e}")),
+    }
+}
+
+/// Runs a command quietly and returns its stdout if it succeeded.
+fn output(cmd: &mut Command) -> Option<String> {
+    let out = cmd.output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// `cargo +nightly ...`, through rustup's proxy so the toolchain override works even when
+/// xtask itself runs under stable cargo.
+fn cargo_nightly() -> Command {
+    let mut c = Command::new("cargo");
+    c.arg("+nightly");
+    // Drop what the stable cargo running us exported, or it would leak into nightly.
+    for var in [
+        "CARGO",
+        "RUSTC",
+        "RUSTDOC",
+        "RUSTUP_TOOLCHAIN",
+        "CARGO_MANIFEST_DIR",
+    ] {
+        c.env_remove(var);
+    }
+    c
+}
+
+fn has_nightly() -> Result<(), String> {
+    let list = output(Command::new("rustup").args(["toolchain", "list"]))
+        .ok_or("rustup is not available")?;
+    if list.lines().any(|l| l.starts_with("nightly")) {
+        return Ok(());
+    }
+    run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))
+}
+
+fn ensure_target(toolchain: &str, target: &str) -> Result<(), String> {
+    let installed = output(Command::new("rustup").args([
+        "target",
+        "list",
+        "--installed",
+        "--toolchain",
+        toolchain,
+    ]))
+    .ok_or("rustup is not available")?;
+    if installed.lines().any(|l| l.trim() == target) {
+        return Ok(());
+    }
+    run(Command::new("rustup").args(["target", "add", "--toolchain", toolchain, target]))
+}
+
+fn ensure_component(toolchain: &str, component: &str) -> Result<(), String> {
+    let installed = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--installed",
+        "--toolchain",
+        toolchain,
+    ]))
+    .ok_or("rustup is not available")?;
+    if installed.lines().any(|l| l.starts_with(component)) {
+        return Ok(());
+    }
+    run(Command::new("rustup").args(["component", "add", "--toolchain", toolchain, component]))
+}
+
+/// Installs Debian packages that are missing (`apt-get update` first, once).
+fn ensure_apt(packages: &[&str]) -> Result<(), String> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| {
+            output(Command::new("dpkg-query").args(["-W", "-f=${Status}", p]))
+                .is_none_or(|s| !s.contains("install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    run(Command::new("apt-get").args(["update", "-q"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+fn ensure_cargo_fuzz() -> Result<(), String> {
+    if output(cargo_nightly().args(["fuzz", "--version"])).is_some() {
+        return Ok(());
+    }
+    run(cargo().args(["install", "cargo-fuzz", "--locked"]))
+}
+
+fn step_fmt() -> Outcome {
+    outcome(run(cargo().args(["fmt", "--all", "--check"])))
+}
+
+fn step_clippy() -> Outcome {
+    outcome(run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])))
+}
+
+fn step_test() -> Outcome {
+    outcome(run(cargo().args(["test", "--workspace"])))
+}
+
+fn step_no_std() -> Outcome {
+    outcome((|| {
+        ensure_target("stable", NO_STD_TARGET)?;
+        run(cargo().args(["build", "-p", "ember-core", "--target", NO_STD_TARGET]))?;
+        run(cargo().args([
+            "build",
+            "-p",
+            "ember-core",
+            "--target",
+            NO_STD_TARGET,
+            "--all-features",
+        ]))?;
+        // No `alloc` may creep in.
+        let found = output(Command::new("grep").args(["-rn", "extern crate alloc", "core/src"]));
+        match found {
+            Some(lines) => Err(format!("ember-core mentions alloc:\n{lines}")),
+            None => Ok(()),
+        }
+    })())
+}
+
+fn step_miri() -> Outcome {
+    outcome((|| {
+        has_nightly()?;
+        ensure_component("nightly", "miri")?;
+        ensure_component("nightly", "rust-src")?;
+        // The portable CRC path (Miri cannot run `cpuid`), then the SSE4.2/PCLMUL path with
+        // the target features enabled at compile time.
+        run(cargo_nightly().args(["miri", "test", "-p", "ember-core"]))?;
+        run(cargo_nightly()
+            .args(["miri", "test", "-p", "ember-core", "--lib", "crc32c"])
+            .env("RUSTFLAGS", "-C target-feature=+sse4.2,+pclmulqdq")
+            .env("CARGO_TARGET_DIR", "target/miri-hw"))
+    })())
+}
+
+fn step_fuzz() -> Outcome {
+    if let Err(e) = has_nightly() {
+        return Outcome::Skipped(format!("no nightly toolchain: {e}"));
+    }
+    if let Err(e) = ensure_apt(&["g++"]) {
+        return Outcome::Skipped(format!("no C++ compiler for libFuzzer: {e}"));
+    }
+    if let Err(e) = ensure_cargo_fuzz() {
+        return Outcome::Skipped(format!(
+            "cargo-fuzz is not available and could not be installed: {e}"
+        ));
+    }
+    let max_time = format!("-max_total_time={FUZZ_SECONDS}");
+    outcome(run(cargo_nightly()
+        .current_dir("fuzz")
+        .args(["fuzz", "run", "frame", "--", &max_time])))
+}
+
+fn outcome(r: Result<(), String>) -> Outcome {
+    match r {
+        Ok(()) => Outcome::Pass,
+        Err(e) => Outcome::Fail(e),
+    }
+}
+
+fn test() -> ExitCode {
+    type StepFn = fn() -> Outcome;
+    let steps: [(&'static str, StepFn); 6] = [
+        ("cargo fmt --check", step_fmt),
+        ("cargo clippy -D warnings", step_clippy),
+        ("cargo test --workspace", step_test),
+        ("no_std build (thumbv7em)", step_no_std),
+        ("miri (ember-core)", step_miri),
+        ("fuzz smoke (30 s)", step_fuzz),
+    ];
+    let total = steps.len();
+    let mut done = Vec::new();
+    for (i, (name, f)) in steps.into_iter().enumerate() {
+        println!("\n==== [{}/{}] {} ====", i + 1, total, name);
+        let t = Instant::now();
+        let outcome = f();
+        match &outcome {
+            Outcome::Pass => println!("---- {name}: ok"),
+            Outcome::Fail(e) => println!("---- {name}: FAILED: {e}"),
+            Outcome::Skipped(why) => println!("---- {name}: SKIPPED: {why}"),
+        }
+        done.push(Step {
+            name,
+            outcome,
+            took: t.elapsed(),
+        });
+    }
+    println!("\n==== summary ====");
+    println!("{:<28} {:<8} {:>8}  note", "step", "result", "time");
+    let mut failed = false;
+    for s in &done {
+        let (result, note) = match &s.outcome {
+            Outcome::Pass => ("ok", String::new()),
+            Outcome::Fail(e) => {
+                failed = true;
+                ("FAILED", e.clone())
+            }
+            Outcome::Skipped(why) => ("skipped", why.clone()),
+        };
+        println!(
+            "{:<28} {:<8} {:>7.1}s  {}",
+            s.name,
+            result,
+            s.took.as_secs_f64(),
+            note
+        );
+    }
+    if failed {
+        println!("\ncargo xtask test: FAILED");
+        ExitCode::FAILURE
+    } else {
+        println!("\ncargo xtask test: all steps passed");
+        ExitCode::SUCCESS
+    }
+}
+
+fn bench(args: &[String]) -> ExitCode {
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--release",
+        "-p",
+        "ember-cli",
+        "--",
+        "bench",
+        "--full",
+    ])
+    .args(args);
+    match run(&mut cmd) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Proves that encode, decode and the accumulator allocate nothing: a counting global
+//! allocator wraps the system one, and each path runs with the count checked before and
+//! after.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use ember_core::accumulator::{FeedResult, FrameAccumulator};
+use ember_core::frame::{Frame, FrameRepr};
+use ember_core::message;
+use serde::{Deserialize, Serialize};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCS: Cell<usize> = const { Cell::new(0) };
+}
+
+// SAFETY: every method forwards to `System` unchanged; the counter is a thread-local `Cell`
+// that never allocates itself (const-initialised).
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations made by `f` on this thread.
+fn allocations(f: impl FnOnce()) -> usize {
+    let before = ALLOCS.with(Cell::get);
+    f();
+    ALLOCS.with(Cell::get) - before
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct Sample<'a> {
+    id: u32,
+    label: &'a str,
+    values: heapless::Vec<i32, 32>,
+    raw: &'a [u8],
+}
+
+#[test]
+fn the_counter_counts() {
+    // The harness must be able to fail: a Vec allocation is seen.
+    assert!(allocations(|| drop(std::hint::black_box(vec![1u8; 16]))) >= 1);
+}
+
+#[test]
+fn encode_and_decode_allocate_nothing() {
+    let mut buf = [0u8; 512];
+    let values = heapless::Vec::from_slice(&[1, -2, 300_000, i32::MIN]).unwrap();
+    let msg = Sample {
+        id: 7,
+        label: "boiler",
+        values,
+        raw: &[9; 40],
+    };
+    let n = allocations(|| {
+        let len = message::encode(3, 11, &msg, &mut buf).unwrap().len();
+        let (repr, back): (FrameRepr, Sample<'_>) = message::decode(&buf[..len]).unwrap();
+        assert_eq!(repr.seq, 11);
+        assert_eq!(back, msg);
+        let frame = Frame::new_checked(&buf[..len]).unwrap();
+        assert_eq!(FrameRepr::parse(&frame).unwrap(), repr);
+        // Error paths too.
+        assert!(message::decode::<u8>(&buf[..len - 1]).is_err());
+        assert!(message::encode(3, 11, &msg, &mut buf[..30]).is_err());
+    });
+    assert_eq!(n, 0, "encode/decode allocated");
+}
+
+#[test]
+fn accumulator_allocates_nothing() {
+    let mut stream = [0u8; 1024];
+    let mut len = 0;
+    stream[..5].copy_from_slice(b"junkE");
+    len += 5;
+    for seq in 0..4 {
+        len += message::encode(1, seq, &[seq as u8; 100][..], &mut stream[len..])
+            .unwrap()
+            .len();
+    }
+    let mut acc = Box::new(FrameAccumulator::<256>::new());
+    let n = allocations(|| {
+        let mut frames = 0;
+        for piece in stream[..len].chunks(37) {
+            let mut window = piece;
+            loop {
+                match acc.feed(window) {
+                    FeedResult::Consumed => break,
+                    FeedResult::Frame { frame, remaining } => {
+                        let v: &[u8] = message::decode_frame(&frame).unwrap();
+                        assert_eq!(v.len(), 100);
+                        assert_eq!(v[0] as u32, frame.seq());
+                        frames += 1;
+                        window = remaining;
+                    }
+                    FeedResult::Error { error, .. } => panic!("{error}"),
+                }
+            }
+        }
+        assert_eq!(frames, 4);
+    });
+    assert_eq!(n, 0, "accumulator allocated");
+    assert_eq!(acc.dropped_bytes(), 5);
+}
