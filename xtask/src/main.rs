@@ -78,12 +78,12 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
-/// `cargo +nightly ...`, through rustup's proxy so the toolchain override works even when
-/// xtask itself runs under stable cargo.
-fn cargo_nightly() -> Command {
+/// `cargo +<toolchain> ...`, through rustup's proxy so the toolchain override works even
+/// when xtask itself runs under stable cargo.
+fn cargo_with(toolchain: &str) -> Command {
     let mut c = Command::new("cargo");
-    c.arg("+nightly");
-    // Drop what the stable cargo running us exported, or it would leak into nightly.
+    c.arg(format!("+{toolchain}"));
+    // Drop what the cargo running us exported, or it would leak into the other toolchain.
     for var in [
         "CARGO",
         "RUSTC",
@@ -94,6 +94,10 @@ fn cargo_nightly() -> Command {
         c.env_remove(var);
     }
     c
+}
+
+fn cargo_nightly() -> Command {
+    cargo_with("nightly")
 }
 
 fn has_nightly() -> Result<(), String> {
@@ -202,6 +206,37 @@ fn step_no_std() -> Outcome {
     })())
 }
 
+/// The `rust-version` the workspace declares.
+fn msrv() -> Result<String, String> {
+    let manifest = std::fs::read_to_string("Cargo.toml").map_err(|e| format!("Cargo.toml: {e}"))?;
+    manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = "))
+        .map(|v| v.trim().trim_matches('"').to_string())
+        .ok_or_else(|| "no rust-version in Cargo.toml".to_string())
+}
+
+fn step_msrv() -> Outcome {
+    outcome((|| {
+        let version = msrv()?;
+        let list = output(Command::new("rustup").args(["toolchain", "list"]))
+            .ok_or("rustup is not available")?;
+        if !list.lines().any(|l| l.starts_with(&format!("{version}-"))) {
+            run(Command::new("rustup").args([
+                "toolchain",
+                "install",
+                &version,
+                "--profile",
+                "minimal",
+            ]))?;
+        }
+        // Libraries and binaries; tests may use newer dev-dependencies.
+        run(cargo_with(&version)
+            .args(["check", "--workspace", "--lib", "--bins"])
+            .env("CARGO_TARGET_DIR", "target/msrv"))
+    })())
+}
+
 fn step_miri() -> Outcome {
     outcome((|| {
         has_nightly()?;
@@ -230,9 +265,17 @@ fn step_fuzz() -> Outcome {
         ));
     }
     let max_time = format!("-max_total_time={FUZZ_SECONDS}");
-    outcome(run(cargo_nightly()
-        .current_dir("fuzz")
-        .args(["fuzz", "run", "frame", "--", &max_time])))
+    // The committed seeds (valid frames, streams with garbage) start the search; the
+    // corpus libFuzzer grows stays in fuzz/corpus, untracked.
+    outcome(run(cargo_nightly().current_dir("fuzz").args([
+        "fuzz",
+        "run",
+        "frame",
+        "corpus/frame",
+        "seeds/frame",
+        "--",
+        &max_time,
+    ])))
 }
 
 fn outcome(r: Result<(), String>) -> Outcome {
@@ -244,11 +287,12 @@ fn outcome(r: Result<(), String>) -> Outcome {
 
 fn test() -> ExitCode {
     type StepFn = fn() -> Outcome;
-    let steps: [(&'static str, StepFn); 6] = [
+    let steps: [(&'static str, StepFn); 7] = [
         ("cargo fmt --check", step_fmt),
         ("cargo clippy -D warnings", step_clippy),
         ("cargo test --workspace", step_test),
         ("no_std build (thumbv7em)", step_no_std),
+        ("MSRV check (rust-version)", step_msrv),
         ("miri (ember-core)", step_miri),
         ("fuzz smoke (30 s)", step_fuzz),
     ];
