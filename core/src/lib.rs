@@ -12,6 +12,8 @@
 //! - [`accumulator`]: reassembles frames from a byte stream in a fixed-size buffer,
 //!   surviving partial reads, garbage and oversized or corrupt frames.
 //! - [`crc32c`]: CRC-32C with the x86-64 and AArch64 instructions where available.
+//! - [`shm`]: shared-memory layouts and their lock-free protocols (seqlock, SPSC ring,
+//!   broadcast ring), safe against a hostile peer; `ember-linux` maps the segments.
 //!
 //! Later layers (`ember-linux`, `ember-c`) build every transport on these.
 //!
@@ -29,11 +31,15 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
+#[cfg(test)]
+extern crate std;
+
 pub mod accumulator;
 pub mod crc32c;
 pub mod error;
 pub mod frame;
 pub mod message;
+pub mod shm;
 
 pub use accumulator::{FeedResult, FrameAccumulator};
 pub use error::{Error, Result};

@@ -1,0 +1,161 @@
+//! Byte copies in and out of the data area, a relaxed atomic word at a time.
+//!
+//! Offsets are byte offsets that must be multiples of [`WORD`]; every bound is checked and
+//! a bad one is [`ShmError::Corrupt`], never a panic (offsets may come from a hostile peer).
+
+use super::primitive::Ordering::Relaxed;
+use super::{ShmError, WORD, Word};
+
+/// The words covering `len` bytes from byte offset `off`.
+#[inline]
+fn span(words: &[Word], off: usize, len: usize) -> Result<&[Word], ShmError> {
+    if !off.is_multiple_of(WORD) {
+        return Err(ShmError::Corrupt);
+    }
+    let first = off / WORD;
+    let count = len.div_ceil(WORD);
+    let end = first.checked_add(count).ok_or(ShmError::Corrupt)?;
+    words.get(first..end).ok_or(ShmError::Corrupt)
+}
+
+/// Copies `out.len()` bytes starting at byte `off` (a multiple of [`WORD`]) out of `words`.
+#[inline]
+pub(crate) fn load(words: &[Word], off: usize, out: &mut [u8]) -> Result<(), ShmError> {
+    let src = span(words, off, out.len())?;
+    let mut chunks = out.chunks_exact_mut(WORD);
+    let mut src = src.iter();
+    for (chunk, w) in (&mut chunks).zip(&mut src) {
+        chunk.copy_from_slice(&w.load(Relaxed).to_ne_bytes());
+    }
+    let tail = chunks.into_remainder();
+    if let Some(w) = src.next() {
+        let n = tail.len();
+        tail.copy_from_slice(&w.load(Relaxed).to_ne_bytes()[..n]);
+    }
+    Ok(())
+}
+
+/// Copies `out.len()` bytes starting at any byte offset `off` out of `words`.
+pub(crate) fn load_unaligned(words: &[Word], off: usize, out: &mut [u8]) -> Result<(), ShmError> {
+    let skew = off % WORD;
+    if skew == 0 {
+        return load(words, off, out);
+    }
+    // The partial first word, then aligned words.
+    let base = off - skew;
+    let mut first = [0u8; WORD];
+    load(words, base, &mut first)?;
+    let n = (WORD - skew).min(out.len());
+    out[..n].copy_from_slice(&first[skew..skew + n]);
+    let rest = &mut out[n..];
+    if rest.is_empty() {
+        Ok(())
+    } else {
+        load(words, base + WORD, rest)
+    }
+}
+
+/// Copies `src` into `words` from byte `off`; the last word is padded with zeros.
+#[inline]
+pub(crate) fn store(words: &[Word], off: usize, src: &[u8]) -> Result<(), ShmError> {
+    let dst = span(words, off, src.len())?;
+    let mut chunks = src.chunks_exact(WORD);
+    let mut dst = dst.iter();
+    for (chunk, w) in (&mut chunks).zip(&mut dst) {
+        let mut b = [0u8; WORD];
+        b.copy_from_slice(chunk);
+        w.store(usize::from_ne_bytes(b), Relaxed);
+    }
+    let tail = chunks.remainder();
+    if let Some(w) = dst.next() {
+        let mut b = [0u8; WORD];
+        b[..tail.len()].copy_from_slice(tail);
+        w.store(usize::from_ne_bytes(b), Relaxed);
+    }
+    Ok(())
+}
+
+/// Reads the two native-endian `u32`s of an 8-byte record header at `off`.
+#[inline]
+pub(crate) fn load_pair(words: &[Word], off: usize) -> Result<(u32, u32), ShmError> {
+    let mut b = [0u8; 8];
+    load(words, off, &mut b)?;
+    Ok((
+        u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
+        u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
+    ))
+}
+
+/// Writes an 8-byte record header of two native-endian `u32`s at `off`.
+#[inline]
+pub(crate) fn store_pair(words: &[Word], off: usize, a: u32, b: u32) -> Result<(), ShmError> {
+    let mut bytes = [0u8; 8];
+    bytes[..4].copy_from_slice(&a.to_ne_bytes());
+    bytes[4..].copy_from_slice(&b.to_ne_bytes());
+    store(words, off, &bytes)
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn words(n: usize) -> std::vec::Vec<Word> {
+        (0..n).map(|_| Word::new(0)).collect()
+    }
+
+    #[test]
+    fn round_trip_every_length() {
+        let w = words(8);
+        let src: [u8; 40] = core::array::from_fn(|i| i as u8 + 1);
+        for len in 0..=40 {
+            for off in [0, WORD] {
+                if off + len > 8 * WORD {
+                    continue;
+                }
+                store(&w, off, &src[..len]).unwrap();
+                let mut out = [0u8; 40];
+                load(&w, off, &mut out[..len]).unwrap();
+                assert_eq!(out[..len], src[..len], "len {len} off {off}");
+            }
+        }
+    }
+
+    #[test]
+    fn out_of_range_and_misaligned_are_corrupt() {
+        let w = words(4);
+        let mut out = [0u8; 8];
+        assert_eq!(load(&w, 4 * WORD, &mut out), Err(ShmError::Corrupt));
+        assert_eq!(load(&w, 3, &mut out), Err(ShmError::Corrupt));
+        assert_eq!(load(&w, usize::MAX - 7, &mut out), Err(ShmError::Corrupt));
+        assert_eq!(
+            store(&w, 3 * WORD, &[0u8; 2 * WORD]),
+            Err(ShmError::Corrupt)
+        );
+    }
+
+    #[test]
+    fn unaligned_loads() {
+        let w = words(8);
+        let src: [u8; 64] = core::array::from_fn(|i| i as u8);
+        store(&w, 0, &src).unwrap();
+        for off in 0..20 {
+            for len in 0..20 {
+                let mut out = [0u8; 20];
+                load_unaligned(&w, off, &mut out[..len]).unwrap();
+                assert_eq!(out[..len], src[off..off + len], "off {off} len {len}");
+            }
+        }
+        let mut out = [0u8; 4];
+        assert_eq!(
+            load_unaligned(&w, 8 * WORD - 2, &mut out),
+            Err(ShmError::Corrupt)
+        );
+    }
+
+    #[test]
+    fn pairs() {
+        let w = words(4);
+        store_pair(&w, 8, 0xDEAD_BEEF, 7).unwrap();
+        assert_eq!(load_pair(&w, 8).unwrap(), (0xDEAD_BEEF, 7));
+    }
+}

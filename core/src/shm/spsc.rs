@@ -1,0 +1,711 @@
+//! The SPSC ring: lossless, one producer, one consumer, variable-length records.
+//!
+//! The data area is `capacity` bytes (a power of two). `head` and `tail` are monotonic byte
+//! counters (wrapping `u32`; the distance between them never exceeds `capacity`, which is at
+//! most 1 GiB); a counter's position in the ring is `counter & (capacity - 1)`.
+//!
+//! Each record is an 8-byte header, native-endian `[len: u32][seq: u32]`, then `len`
+//! payload bytes padded to 8. A record never wraps: when it does not fit before the end of
+//! the ring, the producer writes a *pad* record (`len` with bit 31 set) that fills the rest,
+//! and the record goes at offset 0. So a record's payload is at most `capacity / 2 - 8`
+//! bytes, the largest size that always fits eventually.
+//!
+//! The producer owns `head` (and caches the consumer's `tail`), the consumer owns `tail`
+//! (and caches `head`): each publishes its counter with a release store after its data
+//! accesses, and reads the other's with an acquire load, the rtrb design.
+//!
+//! # Blocking
+//!
+//! The consumer sleeps on the `head` word, the producer on `tail` (32-bit futex words in
+//! `ember-linux`). A sleeper first announces itself in the waiter line and re-checks; the
+//! other side checks the announcement after publishing, behind a `SeqCst` fence on both
+//! sides (Dekker), so a wake-up is never lost and the busy path makes no syscall:
+//! [`Consumer::prepare_wait`], [`Producer::consumer_waiting`] and their mirrors.
+
+use super::copy;
+use super::layout::MAX_CAPACITY;
+use super::primitive::{AtomicU32, Ordering, fence, u32_zero};
+use super::{ShmError, WORD, Word, align8};
+use crate::message;
+use serde::Serialize;
+
+/// Bytes of a record header.
+pub const RECORD_HEADER: usize = 8;
+/// `len` bit marking a pad record.
+const PAD: u32 = 0x8000_0000;
+
+/// The SPSC control lines (bytes 128..512 of the segment).
+#[repr(C)]
+pub struct SpscControl {
+    /// Line 0, the producer's: bytes written.
+    head: AtomicU32,
+    /// Non-zero once the producer has closed the ring.
+    closed: AtomicU32,
+    _pad0: [AtomicU32; 30],
+    /// Line 1, the consumer's: bytes consumed.
+    tail: AtomicU32,
+    _pad1: [AtomicU32; 31],
+    /// Line 2: the consumer announces it sleeps on `head`.
+    consumer_waiting: AtomicU32,
+    /// The producer announces it sleeps on `tail`.
+    producer_waiting: AtomicU32,
+    _pad2: [AtomicU32; 30],
+}
+
+const _: () = assert!(core::mem::size_of::<SpscControl>() == 384);
+
+impl SpscControl {
+    /// Zeroed control lines (a fresh mapping is zeroed by the kernel).
+    pub fn zeroed() -> SpscControl {
+        SpscControl {
+            head: u32_zero(),
+            closed: u32_zero(),
+            _pad0: core::array::from_fn(|_| u32_zero()),
+            tail: u32_zero(),
+            _pad1: core::array::from_fn(|_| u32_zero()),
+            consumer_waiting: u32_zero(),
+            producer_waiting: u32_zero(),
+            _pad2: core::array::from_fn(|_| u32_zero()),
+        }
+    }
+
+    /// The futex word the consumer sleeps on (the producer's counter).
+    pub fn head_word(&self) -> &AtomicU32 {
+        &self.head
+    }
+
+    /// The futex word the producer sleeps on (the consumer's counter).
+    pub fn tail_word(&self) -> &AtomicU32 {
+        &self.tail
+    }
+
+    /// Whether the producer closed the ring.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire) != 0
+    }
+}
+
+/// The ring: control lines and data words, with the capacity taken from the validated
+/// header (never re-read from shared memory).
+#[derive(Clone, Copy)]
+pub struct SpscRing<'a> {
+    ctl: &'a SpscControl,
+    data: &'a [Word],
+    capacity: u32,
+}
+
+impl<'a> SpscRing<'a> {
+    /// A ring over `data`; its length in bytes is the capacity, a power of two between 64
+    /// bytes and 1 GiB.
+    pub fn new(ctl: &'a SpscControl, data: &'a [Word]) -> Result<SpscRing<'a>, ShmError> {
+        let bytes = data.len() * WORD;
+        if !bytes.is_power_of_two() || !(64..=MAX_CAPACITY).contains(&bytes) {
+            return Err(ShmError::BadSize);
+        }
+        Ok(SpscRing {
+            ctl,
+            data,
+            capacity: bytes as u32,
+        })
+    }
+
+    /// Bytes of the data area.
+    pub fn capacity(&self) -> usize {
+        self.capacity as usize
+    }
+
+    /// The largest payload a record can carry: `capacity / 2 - 8`.
+    pub fn max_record(&self) -> usize {
+        self.capacity as usize / 2 - RECORD_HEADER
+    }
+
+    /// The control lines (for the futex words).
+    pub fn control(&self) -> &'a SpscControl {
+        self.ctl
+    }
+
+    /// The producer side, resuming from the counters in the segment.
+    pub fn producer(self) -> Producer<'a> {
+        let head = self.ctl.head.load(Ordering::Relaxed);
+        let tail = self.ctl.tail.load(Ordering::Acquire);
+        Producer {
+            ring: self,
+            head,
+            cached_tail: tail,
+            seq: 0,
+        }
+    }
+
+    /// The consumer side, resuming from the counters in the segment.
+    pub fn consumer(self) -> Consumer<'a> {
+        let tail = self.ctl.tail.load(Ordering::Relaxed);
+        let head = self.ctl.head.load(Ordering::Acquire);
+        Consumer {
+            ring: self,
+            tail,
+            cached_head: head,
+        }
+    }
+
+    fn mask(&self) -> u32 {
+        self.capacity - 1
+    }
+}
+
+/// The writing side. Exactly one may exist per ring (across all processes).
+pub struct Producer<'a> {
+    ring: SpscRing<'a>,
+    head: u32,
+    cached_tail: u32,
+    seq: u32,
+}
+
+/// Where a record will go: the pad to write first (if any) and the record's offset.
+struct Reservation {
+    pad_at: Option<u32>,
+    pos: u32,
+    slot: u32,
+    len: u32,
+}
+
+impl<'a> Producer<'a> {
+    /// Bytes free now, from the cached tail (may be stale low, never high).
+    fn free(&self) -> u32 {
+        self.ring.capacity - self.head.wrapping_sub(self.cached_tail)
+    }
+
+    fn reserve(&mut self, len: usize) -> Result<Reservation, ShmError> {
+        let max = self.ring.max_record();
+        if len > max {
+            return Err(ShmError::TooLarge { len, max });
+        }
+        let slot = (RECORD_HEADER + align8(len)) as u32;
+        let pos = self.head & self.ring.mask();
+        let to_end = self.ring.capacity - pos;
+        let (pad_at, at, need) = if slot > to_end {
+            (Some(pos), 0, to_end + slot)
+        } else {
+            (None, pos, slot)
+        };
+        if self.free() < need {
+            let tail = self.ring.ctl.tail.load(Ordering::Acquire);
+            if self.head.wrapping_sub(tail) > self.ring.capacity {
+                return Err(ShmError::Corrupt);
+            }
+            self.cached_tail = tail;
+            if self.free() < need {
+                return Err(ShmError::Full);
+            }
+        }
+        Ok(Reservation {
+            pad_at,
+            pos: at,
+            slot,
+            len: len as u32,
+        })
+    }
+
+    fn publish(&mut self, r: &Reservation) -> Result<(), ShmError> {
+        let data = self.ring.data;
+        if let Some(p) = r.pad_at {
+            copy::store_pair(data, p as usize, PAD | (self.ring.capacity - p), self.seq)?;
+            self.head = self.head.wrapping_add(self.ring.capacity - p);
+        }
+        copy::store_pair(data, r.pos as usize, r.len, self.seq)?;
+        self.head = self.head.wrapping_add(r.slot);
+        self.seq = self.seq.wrapping_add(1);
+        self.ring.ctl.head.store(self.head, Ordering::Release);
+        Ok(())
+    }
+
+    /// Appends one record, or fails with [`ShmError::Full`] (nothing written) or
+    /// [`ShmError::TooLarge`].
+    pub fn try_push(&mut self, payload: &[u8]) -> Result<(), ShmError> {
+        let r = self.reserve(payload.len())?;
+        copy::store(self.ring.data, r.pos as usize + RECORD_HEADER, payload)?;
+        self.publish(&r)
+    }
+
+    /// Reserves room for a record of up to `max_len` bytes and returns a writer into it,
+    /// for building a record in place (no intermediate buffer). Nothing is visible to the
+    /// consumer until [`Grant::commit`]; dropping the grant abandons it.
+    pub fn grant(&mut self, max_len: usize) -> Result<Grant<'_, 'a>, ShmError> {
+        let r = self.reserve(max_len)?;
+        Ok(Grant {
+            producer: self,
+            r,
+            written: 0,
+            partial: [0; WORD],
+            partial_len: 0,
+        })
+    }
+
+    /// Encodes `msg` as an Ember frame in `scratch` and pushes it as one record.
+    pub fn push_msg<T: Serialize + ?Sized>(
+        &mut self,
+        kind: u32,
+        seq: u32,
+        msg: &T,
+        scratch: &mut [u8],
+    ) -> Result<(), ShmError> {
+        let frame = message::encode(kind, seq, msg, scratch)?;
+        self.try_push(frame)
+    }
+
+    /// After a push: whether the consumer announced it sleeps, so the caller must wake it
+    /// (futex wake on [`SpscControl::head_word`]). Costs a `SeqCst` fence, no syscall.
+    pub fn consumer_waiting(&self) -> bool {
+        fence(Ordering::SeqCst);
+        self.ring.ctl.consumer_waiting.load(Ordering::Relaxed) != 0
+    }
+
+    /// Before sleeping on [`SpscControl::tail_word`]: announces the producer waits for
+    /// room for `len` bytes and re-checks. `Some(tail)` means sleep while the tail word
+    /// still equals it; `None` means room appeared, do not sleep. Call
+    /// [`Producer::finish_wait`] after waking.
+    pub fn prepare_wait(&mut self, len: usize) -> Option<u32> {
+        self.ring.ctl.producer_waiting.store(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let tail = self.ring.ctl.tail.load(Ordering::Relaxed);
+        match self.reserve(len) {
+            Err(ShmError::Full) => Some(tail),
+            _ => {
+                self.finish_wait();
+                None
+            }
+        }
+    }
+
+    /// Withdraws the announcement of [`Producer::prepare_wait`].
+    pub fn finish_wait(&self) {
+        self.ring.ctl.producer_waiting.store(0, Ordering::Relaxed);
+    }
+
+    /// Marks the ring closed: the consumer gets [`ShmError::Closed`] once it has drained it.
+    pub fn close(&self) {
+        self.ring.ctl.closed.store(1, Ordering::Release);
+    }
+
+    /// The ring.
+    pub fn ring(&self) -> &SpscRing<'a> {
+        &self.ring
+    }
+}
+
+/// A record being written in place: bytes are appended with [`Grant::put`] (a cursor, so a
+/// serializer can write straight into shared memory) and published with [`Grant::commit`].
+pub struct Grant<'p, 'a> {
+    producer: &'p mut Producer<'a>,
+    r: Reservation,
+    written: usize,
+    partial: [u8; WORD],
+    partial_len: usize,
+}
+
+impl Grant<'_, '_> {
+    /// Room granted, in bytes.
+    pub fn capacity(&self) -> usize {
+        self.r.len as usize
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.written
+    }
+
+    /// Whether nothing has been written yet.
+    pub fn is_empty(&self) -> bool {
+        self.written == 0
+    }
+
+    /// Appends bytes; fails with [`ShmError::TooLarge`] beyond the granted size.
+    pub fn put(&mut self, mut bytes: &[u8]) -> Result<(), ShmError> {
+        let cap = self.capacity();
+        if self.written + bytes.len() > cap {
+            return Err(ShmError::TooLarge {
+                len: self.written + bytes.len(),
+                max: cap,
+            });
+        }
+        let base = self.r.pos as usize + RECORD_HEADER;
+        // Fill the partial word first.
+        if self.partial_len > 0 {
+            let n = (WORD - self.partial_len).min(bytes.len());
+            self.partial[self.partial_len..self.partial_len + n].copy_from_slice(&bytes[..n]);
+            self.partial_len += n;
+            self.written += n;
+            bytes = &bytes[n..];
+            if self.partial_len < WORD {
+                return Ok(());
+            }
+            let word_off = base + self.written - WORD;
+            copy::store(self.producer.ring.data, word_off, &self.partial)?;
+            self.partial_len = 0;
+        }
+        let whole = bytes.len() / WORD * WORD;
+        copy::store(
+            self.producer.ring.data,
+            base + self.written,
+            &bytes[..whole],
+        )?;
+        self.written += whole;
+        let rest = &bytes[whole..];
+        self.partial[..rest.len()].copy_from_slice(rest);
+        self.partial_len = rest.len();
+        self.written += rest.len();
+        Ok(())
+    }
+
+    /// Publishes the record with the bytes written so far.
+    pub fn commit(mut self) -> Result<(), ShmError> {
+        if self.partial_len > 0 {
+            let off = self.r.pos as usize + RECORD_HEADER + self.written - self.partial_len;
+            copy::store(
+                self.producer.ring.data,
+                off,
+                &self.partial[..self.partial_len],
+            )?;
+        }
+        self.r.len = self.written as u32;
+        self.r.slot = (RECORD_HEADER + align8(self.written)) as u32;
+        self.producer.publish(&self.r)
+    }
+}
+
+/// The reading side. Exactly one may exist per ring (across all processes).
+pub struct Consumer<'a> {
+    ring: SpscRing<'a>,
+    tail: u32,
+    cached_head: u32,
+}
+
+/// A record found by [`Consumer::locate`]: where its payload is and how long.
+struct Located {
+    payload_at: usize,
+    len: usize,
+    slot: u32,
+}
+
+impl<'a> Consumer<'a> {
+    /// Finds the next record, skipping a pad; validates everything read from the segment.
+    fn locate(&mut self) -> Result<Located, ShmError> {
+        let cap = self.ring.capacity;
+        for _ in 0..2 {
+            if self.tail == self.cached_head {
+                let head = self.ring.ctl.head.load(Ordering::Acquire);
+                if head.wrapping_sub(self.tail) > cap {
+                    return Err(ShmError::Corrupt);
+                }
+                self.cached_head = head;
+                if head == self.tail {
+                    return Err(if self.ring.ctl.is_closed() {
+                        ShmError::Closed
+                    } else {
+                        ShmError::Empty
+                    });
+                }
+            }
+            let avail = self.cached_head.wrapping_sub(self.tail);
+            let pos = self.tail & self.ring.mask();
+            let (len, _seq) = copy::load_pair(self.ring.data, pos as usize)?;
+            if len & PAD != 0 {
+                let to_end = cap - pos;
+                if pos == 0 || len & !PAD != to_end || avail < to_end {
+                    return Err(ShmError::Corrupt);
+                }
+                self.tail = self.tail.wrapping_add(to_end);
+                self.ring.ctl.tail.store(self.tail, Ordering::Release);
+                continue;
+            }
+            let len = len as usize;
+            if len > self.ring.max_record() {
+                return Err(ShmError::Corrupt);
+            }
+            let slot = (RECORD_HEADER + align8(len)) as u32;
+            if pos + slot > cap || avail < slot {
+                return Err(ShmError::Corrupt);
+            }
+            return Ok(Located {
+                payload_at: pos as usize + RECORD_HEADER,
+                len,
+                slot,
+            });
+        }
+        // Two pads in a row: impossible from a correct producer.
+        Err(ShmError::Corrupt)
+    }
+
+    fn advance(&mut self, slot: u32) {
+        self.tail = self.tail.wrapping_add(slot);
+        self.ring.ctl.tail.store(self.tail, Ordering::Release);
+    }
+
+    /// Copies the next record into `out` and returns its length; [`ShmError::Empty`] when
+    /// there is none, [`ShmError::Closed`] when there is none and the producer closed the
+    /// ring, [`ShmError::BufferTooSmall`] (record left in place) when `out` is too short.
+    pub fn try_pop(&mut self, out: &mut [u8]) -> Result<usize, ShmError> {
+        let r = self.locate()?;
+        let dst = out
+            .get_mut(..r.len)
+            .ok_or(ShmError::BufferTooSmall { needed: r.len })?;
+        copy::load(self.ring.data, r.payload_at, dst)?;
+        self.advance(r.slot);
+        Ok(r.len)
+    }
+
+    /// Looks at the next record without consuming it; [`Peek::release`] consumes it.
+    pub fn peek(&mut self) -> Result<Peek<'_, 'a>, ShmError> {
+        let r = self.locate()?;
+        Ok(Peek { consumer: self, r })
+    }
+
+    /// Pops the next record into `scratch` and decodes it as an Ember frame carrying a `T`.
+    pub fn pop_msg<'s, T: serde::Deserialize<'s>>(
+        &mut self,
+        scratch: &'s mut [u8],
+    ) -> Result<(crate::FrameRepr, T), ShmError> {
+        let n = self.try_pop(scratch)?;
+        Ok(message::decode(&scratch[..n])?)
+    }
+
+    /// After a pop: whether the producer announced it sleeps waiting for room (futex wake on
+    /// [`SpscControl::tail_word`]).
+    pub fn producer_waiting(&self) -> bool {
+        fence(Ordering::SeqCst);
+        self.ring.ctl.producer_waiting.load(Ordering::Relaxed) != 0
+    }
+
+    /// Before sleeping on [`SpscControl::head_word`]: announces the consumer waits and
+    /// re-checks. `Some(head)` means sleep while the head word still equals it; `None`
+    /// means a record (or the close) arrived, do not sleep. Call [`Consumer::finish_wait`]
+    /// after waking.
+    pub fn prepare_wait(&mut self) -> Option<u32> {
+        self.ring.ctl.consumer_waiting.store(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let head = self.ring.ctl.head.load(Ordering::Relaxed);
+        if head == self.tail && !self.ring.ctl.is_closed() {
+            Some(head)
+        } else {
+            self.finish_wait();
+            None
+        }
+    }
+
+    /// Withdraws the announcement of [`Consumer::prepare_wait`].
+    pub fn finish_wait(&self) {
+        self.ring.ctl.consumer_waiting.store(0, Ordering::Relaxed);
+    }
+
+    /// Bytes waiting to be read, as far as the segment says (at most the capacity).
+    pub fn pending_bytes(&self) -> usize {
+        let head = self.ring.ctl.head.load(Ordering::Acquire);
+        (head.wrapping_sub(self.tail)).min(self.ring.capacity) as usize
+    }
+
+    /// The ring.
+    pub fn ring(&self) -> &SpscRing<'a> {
+        &self.ring
+    }
+}
+
+/// The next record, still in the ring.
+pub struct Peek<'c, 'a> {
+    consumer: &'c mut Consumer<'a>,
+    r: Located,
+}
+
+impl Peek<'_, '_> {
+    /// Payload length.
+    pub fn len(&self) -> usize {
+        self.r.len
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.r.len == 0
+    }
+
+    /// Copies `out.len()` payload bytes from `offset` (e.g. a frame header alone).
+    pub fn read(&self, offset: usize, out: &mut [u8]) -> Result<(), ShmError> {
+        let end = offset.checked_add(out.len()).ok_or(ShmError::Corrupt)?;
+        if end > self.r.len {
+            return Err(ShmError::TooLarge {
+                len: end,
+                max: self.r.len,
+            });
+        }
+        copy::load_unaligned(self.consumer.ring.data, self.r.payload_at + offset, out)
+    }
+
+    /// Consumes the record.
+    pub fn release(self) {
+        self.consumer.advance(self.r.slot);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::vec::Vec;
+
+    fn ring_mem(cap: usize) -> (SpscControl, Vec<Word>) {
+        (
+            SpscControl::zeroed(),
+            (0..cap / WORD).map(|_| Word::new(0)).collect(),
+        )
+    }
+
+    #[test]
+    fn push_pop_in_order_with_wrap() {
+        let (ctl, data) = ring_mem(256);
+        let ring = SpscRing::new(&ctl, &data).unwrap();
+        let (mut p, mut c) = (ring.producer(), ring.consumer());
+        let mut out = [0u8; 200];
+        for round in 0..100u32 {
+            let len = (round as usize * 7) % 100;
+            let payload: Vec<u8> = (0..len).map(|i| (i as u32 + round) as u8).collect();
+            p.try_push(&payload).unwrap();
+            let n = c.try_pop(&mut out).unwrap();
+            assert_eq!(&out[..n], &payload[..], "round {round}");
+        }
+        assert_eq!(c.try_pop(&mut out), Err(ShmError::Empty));
+    }
+
+    #[test]
+    fn full_then_drains() {
+        let (ctl, data) = ring_mem(128);
+        let ring = SpscRing::new(&ctl, &data).unwrap();
+        let (mut p, mut c) = (ring.producer(), ring.consumer());
+        assert_eq!(ring.max_record(), 56);
+        let mut pushed = 0;
+        while p.try_push(&[pushed as u8; 20]).is_ok() {
+            pushed += 1;
+        }
+        assert_eq!(pushed, 4, "128 bytes hold four 32-byte slots");
+        assert_eq!(p.try_push(&[0; 20]), Err(ShmError::Full));
+        let mut out = [0u8; 64];
+        assert_eq!(c.try_pop(&mut out), Ok(20));
+        assert_eq!(out[0], 0);
+        p.try_push(&[9; 20]).unwrap();
+        assert_eq!(
+            p.try_push(&[0; 57]),
+            Err(ShmError::TooLarge { len: 57, max: 56 })
+        );
+    }
+
+    #[test]
+    fn buffer_too_small_leaves_record() {
+        let (ctl, data) = ring_mem(128);
+        let ring = SpscRing::new(&ctl, &data).unwrap();
+        let (mut p, mut c) = (ring.producer(), ring.consumer());
+        p.try_push(&[1, 2, 3, 4, 5]).unwrap();
+        let mut small = [0u8; 3];
+        assert_eq!(
+            c.try_pop(&mut small),
+            Err(ShmError::BufferTooSmall { needed: 5 })
+        );
+        let mut out = [0u8; 8];
+        assert_eq!(c.try_pop(&mut out), Ok(5));
+    }
+
+    #[test]
+    fn grant_commit_and_peek_release() {
+        let (ctl, data) = ring_mem(256);
+        let ring = SpscRing::new(&ctl, &data).unwrap();
+        let (mut p, mut c) = (ring.producer(), ring.consumer());
+        let mut g = p.grant(50).unwrap();
+        g.put(b"abc").unwrap();
+        g.put(b"defghijklmno").unwrap();
+        g.put(b"p").unwrap();
+        assert_eq!(g.len(), 16);
+        assert!(matches!(g.put(&[0; 40]), Err(ShmError::TooLarge { .. })));
+        g.commit().unwrap();
+        // An abandoned grant publishes nothing.
+        let abandoned = p.grant(10).unwrap();
+        let _ = abandoned;
+        let peek = c.peek().unwrap();
+        assert_eq!(peek.len(), 16);
+        let mut mid = [0u8; 5];
+        peek.read(3, &mut mid).unwrap();
+        assert_eq!(&mid, b"defgh");
+        peek.release();
+        assert!(matches!(c.peek(), Err(ShmError::Empty)));
+    }
+
+    #[test]
+    fn typed_messages() {
+        let (ctl, data) = ring_mem(512);
+        let ring = SpscRing::new(&ctl, &data).unwrap();
+        let (mut p, mut c) = (ring.producer(), ring.consumer());
+        let mut scratch = [0u8; 128];
+        p.push_msg(7, 1, &("valve", 3u8), &mut scratch).unwrap();
+        let mut rx = [0u8; 128];
+        let (repr, (name, n)): (_, (&str, u8)) = c.pop_msg(&mut rx).unwrap();
+        assert_eq!((repr.kind, repr.seq, name, n), (7, 1, "valve", 3));
+    }
+
+    #[test]
+    fn closed_after_drain() {
+        let (ctl, data) = ring_mem(128);
+        let ring = SpscRing::new(&ctl, &data).unwrap();
+        let (mut p, mut c) = (ring.producer(), ring.consumer());
+        p.try_push(b"last").unwrap();
+        p.close();
+        let mut out = [0u8; 8];
+        assert_eq!(c.try_pop(&mut out), Ok(4));
+        assert_eq!(c.try_pop(&mut out), Err(ShmError::Closed));
+    }
+
+    #[test]
+    fn wait_announcements() {
+        let (ctl, data) = ring_mem(128);
+        let ring = SpscRing::new(&ctl, &data).unwrap();
+        let (mut p, mut c) = (ring.producer(), ring.consumer());
+        assert!(!p.consumer_waiting());
+        assert_eq!(c.prepare_wait(), Some(0));
+        assert!(p.consumer_waiting());
+        p.try_push(b"x").unwrap();
+        c.finish_wait();
+        assert!(!p.consumer_waiting());
+        assert_eq!(c.prepare_wait(), None, "data is there: do not sleep");
+        while p.try_push(&[0; 20]).is_ok() {}
+        assert!(p.prepare_wait(20).is_some());
+        assert!(c.producer_waiting());
+    }
+
+    #[test]
+    fn hostile_counters_are_corrupt_not_panics() {
+        let (ctl, data) = ring_mem(128);
+        let ring = SpscRing::new(&ctl, &data).unwrap();
+        let mut c = ring.consumer();
+        let mut out = [0u8; 128];
+        // Head claims more than the capacity is pending.
+        ctl.head.store(1000, Ordering::Relaxed);
+        assert_eq!(c.try_pop(&mut out), Err(ShmError::Corrupt));
+        // A record length beyond the ring.
+        ctl.head.store(64, Ordering::Relaxed);
+        copy::store_pair(&data, 0, 4000, 0).unwrap();
+        let mut c = ring.consumer();
+        assert_eq!(c.try_pop(&mut out), Err(ShmError::Corrupt));
+        // A pad at offset 0.
+        copy::store_pair(&data, 0, PAD | 128, 0).unwrap();
+        assert_eq!(c.try_pop(&mut out), Err(ShmError::Corrupt));
+        // The consumer's tail moved beyond the head: the producer sees it.
+        let (ctl, data) = ring_mem(128);
+        let ring = SpscRing::new(&ctl, &data).unwrap();
+        let mut p = ring.producer();
+        for _ in 0..4 {
+            p.try_push(&[0; 20]).unwrap();
+        }
+        ctl.tail.store(5000, Ordering::Relaxed);
+        assert_eq!(p.try_push(&[0; 20]), Err(ShmError::Corrupt));
+    }
+
+    #[test]
+    fn bad_sizes() {
+        let (ctl, data) = ring_mem(96);
+        assert_eq!(SpscRing::new(&ctl, &data).err(), Some(ShmError::BadSize));
+        let (ctl, data) = ring_mem(32);
+        assert_eq!(SpscRing::new(&ctl, &data).err(), Some(ShmError::BadSize));
+    }
+}
