@@ -264,6 +264,10 @@ fn step_fuzz() -> Outcome {
             "cargo-fuzz is not available and could not be installed: {e}"
         ));
     }
+    // libFuzzer requires its corpus directory to exist; it is not committed.
+    if let Err(e) = std::fs::create_dir_all("fuzz/corpus/frame") {
+        return Outcome::Fail(format!("cannot create fuzz/corpus/frame: {e}"));
+    }
     let max_time = format!("-max_total_time={FUZZ_SECONDS}");
     // The committed seeds (valid frames, streams with garbage) start the search; the
     // corpus libFuzzer grows stays in fuzz/corpus, untracked.
