@@ -237,6 +237,29 @@ fn step_msrv() -> Outcome {
     })())
 }
 
+fn step_loom() -> Outcome {
+    outcome((|| {
+        // Separate target directory: --cfg loom rebuilds everything.
+        let loom = |flags: &str| {
+            let mut c = cargo();
+            c.args(["test", "-p", "ember-core", "--release", "--test", "loom"])
+                .env("RUSTFLAGS", flags)
+                .env("CARGO_TARGET_DIR", "target/loom");
+            c
+        };
+        run(&mut loom("--cfg loom"))?;
+        // The same models with the SPSC head published Relaxed instead of Release: they
+        // must fail, or they prove nothing.
+        println!("(a deliberately weakened ordering follows: this run must FAIL)");
+        match run(&mut loom("--cfg loom --cfg ember_loom_weak")) {
+            Err(_) => Ok(()),
+            Ok(()) => {
+                Err("the loom models passed with a weakened ordering: they cannot catch it".into())
+            }
+        }
+    })())
+}
+
 fn step_miri() -> Outcome {
     outcome((|| {
         has_nightly()?;
@@ -291,12 +314,13 @@ fn outcome(r: Result<(), String>) -> Outcome {
 
 fn test() -> ExitCode {
     type StepFn = fn() -> Outcome;
-    let steps: [(&'static str, StepFn); 7] = [
+    let steps: [(&'static str, StepFn); 8] = [
         ("cargo fmt --check", step_fmt),
         ("cargo clippy -D warnings", step_clippy),
         ("cargo test --workspace", step_test),
         ("no_std build (thumbv7em)", step_no_std),
         ("MSRV check (rust-version)", step_msrv),
+        ("loom models (shm)", step_loom),
         ("miri (ember-core)", step_miri),
         ("fuzz smoke (30 s)", step_fuzz),
     ];

@@ -22,7 +22,7 @@
 
 use super::copy;
 use super::layout::MAX_CAPACITY;
-use super::primitive::{AtomicU32, AtomicU64, Ordering, fence, spin, u32_zero};
+use super::primitive::{AtomicU32, AtomicU64, Ordering, fence, pad, spin, u32_zero};
 use super::seqlock::WaitLine;
 use super::spsc::RECORD_HEADER;
 use super::{ShmError, WORD, Word, align8};
@@ -42,15 +42,16 @@ pub struct BroadcastControl {
     head_seq: AtomicU64,
     published: AtomicU32,
     closed: AtomicU32,
-    _pad0: [AtomicU32; 26],
+    _pad0: [AtomicU32; pad(26)],
     tail_lock: AtomicU32,
     _reserved: AtomicU32,
     tail: AtomicU64,
     tail_seq: AtomicU64,
-    _pad1: [AtomicU32; 26],
-    _pad2: [AtomicU32; 32],
+    _pad1: [AtomicU32; pad(26)],
+    _pad2: [AtomicU32; pad(32)],
 }
 
+#[cfg(not(loom))]
 const _: () = assert!(core::mem::size_of::<BroadcastControl>() == 384);
 
 impl BroadcastControl {

@@ -18,7 +18,7 @@
 //! that they map writable ([`SeqLockReader::prepare_wait`]).
 
 use super::copy;
-use super::primitive::{AtomicU32, Ordering, fence, spin, u32_zero};
+use super::primitive::{AtomicU32, Ordering, fence, pad, spin, u32_zero};
 use super::{ShmError, WORD, Word};
 use serde::{Deserialize, Serialize};
 
@@ -32,11 +32,12 @@ pub const MAX_RETRIES: u32 = if cfg!(loom) { 4 } else { 1_000 };
 pub struct SeqLockControl {
     seq: AtomicU32,
     len: AtomicU32,
-    _pad0: [AtomicU32; 30],
-    _pad1: [AtomicU32; 32],
-    _pad2: [AtomicU32; 32],
+    _pad0: [AtomicU32; pad(30)],
+    _pad1: [AtomicU32; pad(32)],
+    _pad2: [AtomicU32; pad(32)],
 }
 
+#[cfg(not(loom))]
 const _: () = assert!(core::mem::size_of::<SeqLockControl>() == 384);
 
 impl SeqLockControl {
@@ -62,7 +63,7 @@ impl SeqLockControl {
 pub struct WaitLine {
     /// How many readers sleep (or are about to).
     waiters: AtomicU32,
-    _pad: [AtomicU32; 31],
+    _pad: [AtomicU32; pad(31)],
 }
 
 impl WaitLine {

@@ -24,7 +24,7 @@
 
 use super::copy;
 use super::layout::MAX_CAPACITY;
-use super::primitive::{AtomicU32, Ordering, fence, u32_zero};
+use super::primitive::{AtomicU32, Ordering, fence, pad, u32_zero};
 use super::{ShmError, WORD, Word, align8};
 use crate::message;
 use serde::Serialize;
@@ -41,17 +41,18 @@ pub struct SpscControl {
     head: AtomicU32,
     /// Non-zero once the producer has closed the ring.
     closed: AtomicU32,
-    _pad0: [AtomicU32; 30],
+    _pad0: [AtomicU32; pad(30)],
     /// Line 1, the consumer's: bytes consumed.
     tail: AtomicU32,
-    _pad1: [AtomicU32; 31],
+    _pad1: [AtomicU32; pad(31)],
     /// Line 2: the consumer announces it sleeps on `head`.
     consumer_waiting: AtomicU32,
     /// The producer announces it sleeps on `tail`.
     producer_waiting: AtomicU32,
-    _pad2: [AtomicU32; 30],
+    _pad2: [AtomicU32; pad(30)],
 }
 
+#[cfg(not(loom))]
 const _: () = assert!(core::mem::size_of::<SpscControl>() == 384);
 
 impl SpscControl {
@@ -214,7 +215,10 @@ impl<'a> Producer<'a> {
         copy::store_pair(data, r.pos as usize, r.len, self.seq)?;
         self.head = self.head.wrapping_add(r.slot);
         self.seq = self.seq.wrapping_add(1);
-        self.ring.ctl.head.store(self.head, Ordering::Release);
+        self.ring
+            .ctl
+            .head
+            .store(self.head, super::primitive::PUBLISH);
         Ok(())
     }
 
