@@ -8,11 +8,18 @@
 //! The crate is `no_std` unless its `std` feature (on by default) is enabled; without it,
 //! every transport is still offered over rustix's `OwnedFd` and `Errno`.
 //!
-//! This release re-exports the core codec; the transports arrive with the kernel-transport,
-//! shared-memory and D-Bus work (see the repository's issues).
+//! Available now: [`shm`], shared-memory channels (SPSC ring, seqlock, broadcast ring) with
+//! futex wake-ups and pidfd liveness. The kernel transports and D-Bus arrive with their
+//! issues.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
-#![forbid(unsafe_code)]
+// `unsafe` is allowed only where a module says so: the shm view over a mapping.
+#![deny(unsafe_code)]
 
 pub use ember_core as core;
+
+pub mod error;
+pub mod shm;
+
+pub use error::{Error, Result};

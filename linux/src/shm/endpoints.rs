@@ -1,0 +1,600 @@
+//! The endpoints: a segment plus the core protocol state, with blocking calls.
+//!
+//! Each endpoint stores its core view (which borrows the mapping) *before* the segment that
+//! owns the mapping, so the view is dropped first; the `'static` lifetime of the stored view
+//! never leaves the endpoint.
+#![allow(unsafe_code)]
+
+use core::time::Duration;
+
+use ember_core::shm::broadcast::{self, BroadcastControl, BroadcastRing, Received};
+use ember_core::shm::layout::{CONTROL_OFFSET, SegmentKind};
+use ember_core::shm::seqlock::{self, SeqLock, SeqLockControl, Snapshot, WaitLine};
+use ember_core::shm::spsc::{Consumer, Producer, SpscControl, SpscRing};
+use ember_core::shm::{ShmError, Word};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use serde::{Deserialize, Serialize};
+
+use super::wait::{futex_wait, futex_wake_all};
+use super::{Access, Backing, Deadline, LIVENESS_SLICE, Liveness, Segment};
+use crate::error::{Error, Result};
+
+/// Spins a blocking receive makes before it sleeps: a record that arrives within a few
+/// microseconds is taken without a system call.
+const SPIN_BEFORE_SLEEP: u32 = 200;
+
+/// The data words and control lines of a segment, with the lifetime erased.
+fn parts<C: super::map::AtomicView>(seg: &Segment) -> (&'static C, &'static [Word]) {
+    let (data_off, cap) = seg.data_range();
+    // SAFETY: the caller stores these next to `seg`, declared before it (dropped first),
+    // and hands out only borrows of `self` (see the module docs).
+    unsafe {
+        (
+            seg.mapping().view_static::<C>(CONTROL_OFFSET),
+            seg.mapping().words_static(data_off, cap),
+        )
+    }
+}
+
+fn wait_line(seg: &Segment) -> &'static WaitLine {
+    // SAFETY: as in `parts`.
+    unsafe {
+        seg.mapping()
+            .view_static::<WaitLine>(seg.header().wait_offset as usize)
+    }
+}
+
+/// The sending side of an SPSC ring; it creates the segment.
+pub struct SpscSender {
+    producer: Producer<'static>,
+    ctl: &'static SpscControl,
+    seg: Segment,
+}
+
+impl SpscSender {
+    /// Creates a ring with a data area of `capacity` bytes (a power of two, 64 B to 1 GiB).
+    pub fn create(backing: Backing<'_>, capacity: usize, fingerprint: u64) -> Result<SpscSender> {
+        let seg = Segment::create(backing, SegmentKind::Spsc, capacity, fingerprint)?;
+        let (ctl, data) = parts::<SpscControl>(&seg);
+        let producer = SpscRing::new(ctl, data)?.producer();
+        Ok(SpscSender { producer, ctl, seg })
+    }
+
+    /// The segment (for its fd, to pass a memfd to the receiver, or to persist it).
+    pub fn segment(&mut self) -> &mut Segment {
+        &mut self.seg
+    }
+
+    /// The largest record.
+    pub fn max_record(&self) -> usize {
+        self.producer.ring().max_record()
+    }
+
+    fn wake(&self) {
+        if self.producer.consumer_waiting() {
+            futex_wake_all(self.ctl.head_word());
+        }
+    }
+
+    /// Appends a record without waiting: [`ShmError::Full`] if there is no room now.
+    pub fn try_send(&mut self, payload: &[u8]) -> Result<()> {
+        self.producer.try_push(payload)?;
+        self.wake();
+        Ok(())
+    }
+
+    /// Appends a record, sleeping on the futex while the ring is full, for at most
+    /// `timeout` (`None`: no limit) ([`ShmError::Timeout`]).
+    pub fn send(&mut self, payload: &[u8], timeout: Option<Duration>) -> Result<()> {
+        let deadline = Deadline::after(timeout);
+        loop {
+            match self.producer.try_push(payload) {
+                Ok(()) => {
+                    self.wake();
+                    return Ok(());
+                }
+                Err(ShmError::Full) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let slice = deadline
+                .slice(LIVENESS_SLICE)
+                .ok_or(Error::Shm(ShmError::Timeout))?;
+            if let Some(tail) = self.producer.prepare_wait(payload.len()) {
+                let r = futex_wait(self.ctl.tail_word(), tail, slice);
+                self.producer.finish_wait();
+                r?;
+            }
+        }
+    }
+
+    /// Encodes `msg` as an Ember frame (in `scratch`) and sends it.
+    pub fn send_msg<T: Serialize + ?Sized>(
+        &mut self,
+        kind: u32,
+        seq: u32,
+        msg: &T,
+        scratch: &mut [u8],
+        timeout: Option<Duration>,
+    ) -> Result<()> {
+        let frame = ember_core::message::encode(kind, seq, msg, scratch)?;
+        self.send(frame, timeout)
+    }
+}
+
+impl Drop for SpscSender {
+    fn drop(&mut self) {
+        self.producer.close();
+        futex_wake_all(self.ctl.head_word());
+    }
+}
+
+/// The receiving side of an SPSC ring.
+pub struct SpscReceiver {
+    consumer: Consumer<'static>,
+    ctl: &'static SpscControl,
+    writer: Liveness,
+    seg: Segment,
+}
+
+impl SpscReceiver {
+    /// Opens the named ring.
+    pub fn open(name: &str, fingerprint: u64) -> Result<SpscReceiver> {
+        Self::attach(Segment::open(
+            name,
+            SegmentKind::Spsc,
+            fingerprint,
+            Access::ReadWrite,
+        )?)
+    }
+
+    /// Opens a ring from a sealed memfd received from the sender.
+    pub fn from_fd(fd: OwnedFd, fingerprint: u64) -> Result<SpscReceiver> {
+        Self::attach(Segment::from_fd(
+            fd,
+            SegmentKind::Spsc,
+            fingerprint,
+            Access::ReadWrite,
+        )?)
+    }
+
+    fn attach(seg: Segment) -> Result<SpscReceiver> {
+        let (ctl, data) = parts::<SpscControl>(&seg);
+        let consumer = SpscRing::new(ctl, data)?.consumer();
+        let writer = seg.writer_liveness();
+        Ok(SpscReceiver {
+            consumer,
+            ctl,
+            writer,
+            seg,
+        })
+    }
+
+    /// The segment.
+    pub fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
+    fn wake(&self) {
+        if self.consumer.producer_waiting() {
+            futex_wake_all(self.ctl.tail_word());
+        }
+    }
+
+    /// Copies the next record into `out` without waiting ([`ShmError::Empty`]).
+    pub fn try_recv(&mut self, out: &mut [u8]) -> Result<usize> {
+        let n = self.consumer.try_pop(out)?;
+        self.wake();
+        Ok(n)
+    }
+
+    /// Busy-polls for the next record (lowest latency, burns a core), for at most
+    /// `timeout`.
+    pub fn recv_spin(&mut self, out: &mut [u8], timeout: Option<Duration>) -> Result<usize> {
+        let deadline = Deadline::after(timeout);
+        let mut polls = 0u32;
+        loop {
+            match self.try_recv(out) {
+                Err(Error::Shm(ShmError::Empty)) => {}
+                r => return r,
+            }
+            polls = polls.wrapping_add(1);
+            if polls.is_multiple_of(1 << 16) {
+                if deadline.slice(LIVENESS_SLICE).is_none() {
+                    return Err(ShmError::Timeout.into());
+                }
+                if !self.writer.is_alive() {
+                    return self.try_recv(out).map_err(|_| ShmError::WriterGone.into());
+                }
+            }
+            core::hint::spin_loop();
+        }
+    }
+
+    /// Waits for the next record: spins briefly, then sleeps on the futex, for at most
+    /// `timeout`. [`ShmError::Closed`] once the sender closed the ring and it is drained;
+    /// [`ShmError::WriterGone`] when the sender died without closing.
+    pub fn recv(&mut self, out: &mut [u8], timeout: Option<Duration>) -> Result<usize> {
+        let deadline = Deadline::after(timeout);
+        let mut spins = 0;
+        loop {
+            match self.try_recv(out) {
+                Err(Error::Shm(ShmError::Empty)) => {}
+                r => return r,
+            }
+            if spins < SPIN_BEFORE_SLEEP {
+                spins += 1;
+                core::hint::spin_loop();
+                continue;
+            }
+            let slice = deadline
+                .slice(LIVENESS_SLICE)
+                .ok_or(Error::Shm(ShmError::Timeout))?;
+            if let Some(head) = self.consumer.prepare_wait() {
+                let r = futex_wait(self.ctl.head_word(), head, slice);
+                self.consumer.finish_wait();
+                r?;
+                // Nothing new after a whole slice: is the writer still there?
+                if self
+                    .ctl
+                    .head_word()
+                    .load(core::sync::atomic::Ordering::Acquire)
+                    == head
+                    && !self.writer.is_alive()
+                {
+                    return self.try_recv(out).map_err(|_| ShmError::WriterGone.into());
+                }
+            }
+        }
+    }
+
+    /// Receives a frame into `scratch` and decodes its payload.
+    pub fn recv_msg<'s, T: Deserialize<'s>>(
+        &mut self,
+        scratch: &'s mut [u8],
+        timeout: Option<Duration>,
+    ) -> Result<(ember_core::FrameRepr, T)> {
+        let n = self.recv(scratch, timeout)?;
+        Ok(ember_core::message::decode(&scratch[..n])?)
+    }
+
+    /// Whether the sender is alive (pidfd).
+    pub fn writer_alive(&mut self) -> bool {
+        self.writer.is_alive()
+    }
+}
+
+impl AsFd for SpscSender {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.seg.as_fd()
+    }
+}
+
+/// The writer of a seqlock segment; it creates the segment.
+pub struct SeqLockWriter {
+    writer: seqlock::SeqLockWriter<'static>,
+    wait: &'static WaitLine,
+    ctl: &'static SeqLockControl,
+    seg: Segment,
+}
+
+impl SeqLockWriter {
+    /// Creates a seqlock whose value takes up to `capacity` bytes (a multiple of 8).
+    pub fn create(
+        backing: Backing<'_>,
+        capacity: usize,
+        fingerprint: u64,
+    ) -> Result<SeqLockWriter> {
+        let seg = Segment::create(backing, SegmentKind::SeqLock, capacity, fingerprint)?;
+        let (ctl, data) = parts::<SeqLockControl>(&seg);
+        let wait = wait_line(&seg);
+        let writer = SeqLock::new(ctl, data).writer();
+        Ok(SeqLockWriter {
+            writer,
+            wait,
+            ctl,
+            seg,
+        })
+    }
+
+    /// The segment.
+    pub fn segment(&mut self) -> &mut Segment {
+        &mut self.seg
+    }
+
+    /// Replaces the value and wakes readers that wait for a change.
+    pub fn write(&mut self, value: &[u8]) -> Result<()> {
+        self.writer.write(value)?;
+        if self.wait.anyone_waiting() {
+            futex_wake_all(self.ctl.seq_word());
+        }
+        Ok(())
+    }
+
+    /// Serializes `value` with postcard (in `scratch`) and writes it.
+    pub fn publish<T: Serialize + ?Sized>(&mut self, value: &T, scratch: &mut [u8]) -> Result<()> {
+        let bytes = postcard::to_slice(value, scratch)
+            .map_err(|_| Error::Codec(ember_core::Error::Encode))?;
+        self.write(bytes)
+    }
+}
+
+/// A reader of a seqlock segment, mapped read-only.
+pub struct SeqLockReader {
+    reader: seqlock::SeqLockReader<'static>,
+    wait: &'static WaitLine,
+    ctl: &'static SeqLockControl,
+    writer: Liveness,
+    seg: Segment,
+}
+
+impl SeqLockReader {
+    /// Opens the named seqlock read-only.
+    pub fn open(name: &str, fingerprint: u64) -> Result<SeqLockReader> {
+        Self::attach(Segment::open(
+            name,
+            SegmentKind::SeqLock,
+            fingerprint,
+            Access::ReadOnly,
+        )?)
+    }
+
+    /// Opens a seqlock from a sealed memfd.
+    pub fn from_fd(fd: OwnedFd, fingerprint: u64) -> Result<SeqLockReader> {
+        Self::attach(Segment::from_fd(
+            fd,
+            SegmentKind::SeqLock,
+            fingerprint,
+            Access::ReadOnly,
+        )?)
+    }
+
+    fn attach(seg: Segment) -> Result<SeqLockReader> {
+        let (ctl, data) = parts::<SeqLockControl>(&seg);
+        let wait = wait_line(&seg);
+        let reader = SeqLock::new(ctl, data).reader();
+        let writer = seg.writer_liveness();
+        Ok(SeqLockReader {
+            reader,
+            wait,
+            ctl,
+            writer,
+            seg,
+        })
+    }
+
+    /// The segment.
+    pub fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
+    /// Copies the current value into `out`. A writer stalled mid-write that is dead is
+    /// reported as [`ShmError::WriterGone`].
+    pub fn read(&mut self, out: &mut [u8]) -> Result<Snapshot> {
+        match self.reader.read(out) {
+            Err(ShmError::WriterStalled) if !self.writer.is_alive() => {
+                Err(ShmError::WriterGone.into())
+            }
+            r => Ok(r?),
+        }
+    }
+
+    /// Like [`SeqLockReader::read`], but a writer preempted mid-write (or values changing
+    /// under the reader) is waited out, yielding the CPU, for at most `timeout`.
+    pub fn read_timeout(&mut self, out: &mut [u8], timeout: Option<Duration>) -> Result<Snapshot> {
+        let deadline = Deadline::after(timeout);
+        loop {
+            match self.read(out) {
+                Err(Error::Shm(ShmError::WriterStalled | ShmError::Contended)) => {
+                    deadline
+                        .slice(LIVENESS_SLICE)
+                        .ok_or(Error::Shm(ShmError::Timeout))?;
+                    rustix::thread::sched_yield();
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// Reads and decodes the value.
+    pub fn read_value<'s, T: Deserialize<'s>>(
+        &mut self,
+        scratch: &'s mut [u8],
+    ) -> Result<(Snapshot, T)> {
+        let snap = self.read(scratch)?;
+        Ok((
+            snap,
+            ember_core::message::decode_payload(&scratch[..snap.len])?,
+        ))
+    }
+
+    /// Sleeps until the value changes from the one read at sequence `seen` (see
+    /// [`Snapshot::seq`]; 0 before the first value), for at most `timeout`.
+    pub fn wait_change(&mut self, seen: u32, timeout: Option<Duration>) -> Result<()> {
+        let deadline = Deadline::after(timeout);
+        loop {
+            if self.reader.seq() != seen {
+                return Ok(());
+            }
+            let slice = deadline
+                .slice(LIVENESS_SLICE)
+                .ok_or(Error::Shm(ShmError::Timeout))?;
+            if let Some(s) = self.reader.prepare_wait(self.wait, seen) {
+                let r = futex_wait(self.ctl.seq_word(), s, slice);
+                self.reader.finish_wait(self.wait);
+                r?;
+                if self.reader.seq() == seen && !self.writer.is_alive() {
+                    return Err(ShmError::WriterGone.into());
+                }
+            }
+        }
+    }
+
+    /// Whether the writer is alive (pidfd).
+    pub fn writer_alive(&mut self) -> bool {
+        self.writer.is_alive()
+    }
+}
+
+/// The writer of a broadcast ring; it creates the segment and never waits for readers.
+pub struct BroadcastWriter {
+    writer: broadcast::BroadcastWriter<'static>,
+    wait: &'static WaitLine,
+    ctl: &'static BroadcastControl,
+    seg: Segment,
+}
+
+impl BroadcastWriter {
+    /// Creates a ring with a data area of `capacity` bytes (a power of two).
+    pub fn create(
+        backing: Backing<'_>,
+        capacity: usize,
+        fingerprint: u64,
+    ) -> Result<BroadcastWriter> {
+        let seg = Segment::create(backing, SegmentKind::Broadcast, capacity, fingerprint)?;
+        let (ctl, data) = parts::<BroadcastControl>(&seg);
+        let wait = wait_line(&seg);
+        let writer = BroadcastRing::new(ctl, data)?.writer();
+        Ok(BroadcastWriter {
+            writer,
+            wait,
+            ctl,
+            seg,
+        })
+    }
+
+    /// The segment.
+    pub fn segment(&mut self) -> &mut Segment {
+        &mut self.seg
+    }
+
+    /// Publishes a record (evicting the oldest if needed) and wakes sleeping readers.
+    pub fn send(&mut self, payload: &[u8]) -> Result<()> {
+        self.writer.push(payload)?;
+        if self.wait.anyone_waiting() {
+            futex_wake_all(self.ctl.published_word());
+        }
+        Ok(())
+    }
+
+    /// Records published so far.
+    pub fn records(&self) -> u64 {
+        self.writer.records()
+    }
+}
+
+impl Drop for BroadcastWriter {
+    fn drop(&mut self) {
+        self.writer.close();
+        futex_wake_all(self.ctl.published_word());
+    }
+}
+
+/// A reader of a broadcast ring, mapped read-only (but for its waiter page).
+pub struct BroadcastReader {
+    reader: broadcast::BroadcastReader<'static>,
+    wait: &'static WaitLine,
+    ctl: &'static BroadcastControl,
+    writer: Liveness,
+    seg: Segment,
+}
+
+impl BroadcastReader {
+    /// Opens the named ring; the reader starts with the next record published, or with
+    /// the oldest one still in the ring when `from_oldest`.
+    pub fn open(name: &str, fingerprint: u64, from_oldest: bool) -> Result<BroadcastReader> {
+        Self::attach(
+            Segment::open(name, SegmentKind::Broadcast, fingerprint, Access::ReadOnly)?,
+            from_oldest,
+        )
+    }
+
+    /// Opens a ring from a sealed memfd.
+    pub fn from_fd(fd: OwnedFd, fingerprint: u64, from_oldest: bool) -> Result<BroadcastReader> {
+        Self::attach(
+            Segment::from_fd(fd, SegmentKind::Broadcast, fingerprint, Access::ReadOnly)?,
+            from_oldest,
+        )
+    }
+
+    fn attach(seg: Segment, from_oldest: bool) -> Result<BroadcastReader> {
+        let (ctl, data) = parts::<BroadcastControl>(&seg);
+        let wait = wait_line(&seg);
+        let ring = BroadcastRing::new(ctl, data)?;
+        let reader = if from_oldest {
+            ring.reader_at_oldest()?
+        } else {
+            ring.reader_at_end()
+        };
+        let writer = seg.writer_liveness();
+        Ok(BroadcastReader {
+            reader,
+            wait,
+            ctl,
+            writer,
+            seg,
+        })
+    }
+
+    /// The segment.
+    pub fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
+    /// Copies the next record without waiting ([`ShmError::Empty`]).
+    pub fn try_recv(&mut self, out: &mut [u8]) -> Result<Received> {
+        Ok(self.reader.try_recv(out)?)
+    }
+
+    /// Waits for the next record (futex), for at most `timeout`; [`ShmError::Closed`] when
+    /// the writer closed the ring, [`ShmError::WriterGone`] when it died.
+    pub fn recv(&mut self, out: &mut [u8], timeout: Option<Duration>) -> Result<Received> {
+        let deadline = Deadline::after(timeout);
+        let mut spins = 0;
+        loop {
+            match self.reader.try_recv(out) {
+                Err(ShmError::Empty) => {}
+                // The writer was preempted mid-update (or the reader kept being lapped):
+                // transient while the writer lives.
+                Err(ShmError::WriterStalled | ShmError::Contended) => {
+                    if !self.writer.is_alive() {
+                        return Err(ShmError::WriterGone.into());
+                    }
+                    deadline
+                        .slice(LIVENESS_SLICE)
+                        .ok_or(Error::Shm(ShmError::Timeout))?;
+                    rustix::thread::sched_yield();
+                    continue;
+                }
+                r => return Ok(r?),
+            }
+            if spins < SPIN_BEFORE_SLEEP {
+                spins += 1;
+                core::hint::spin_loop();
+                continue;
+            }
+            let slice = deadline
+                .slice(LIVENESS_SLICE)
+                .ok_or(Error::Shm(ShmError::Timeout))?;
+            if let Some(p) = self.reader.prepare_wait(self.wait) {
+                let r = futex_wait(self.ctl.published_word(), p, slice);
+                self.reader.finish_wait(self.wait);
+                r?;
+                let now = self
+                    .ctl
+                    .published_word()
+                    .load(core::sync::atomic::Ordering::Acquire);
+                if now == p && !self.writer.is_alive() {
+                    return Ok(self
+                        .reader
+                        .try_recv(out)
+                        .map_err(|_| ShmError::WriterGone)?);
+                }
+            }
+        }
+    }
+
+    /// Whether the writer is alive (pidfd).
+    pub fn writer_alive(&mut self) -> bool {
+        self.writer.is_alive()
+    }
+}

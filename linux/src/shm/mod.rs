@@ -1,0 +1,345 @@
+//! Shared-memory channels between processes: segments, futex wake-ups and liveness.
+//!
+//! `ember_core::shm` holds the layouts and lock-free protocols; this module creates and
+//! maps the segments and adds what needs the kernel:
+//!
+//! - **Segments** ([`Segment`]): named POSIX shared memory (`shm_open` under `/dev/shm`,
+//!   created `0600` with `O_EXCL`, unlinked by the owner on drop unless
+//!   [`Segment::persist`] was called), or anonymous memfds (`memfd_create` with
+//!   `MFD_ALLOW_SEALING`, sealed against shrinking and growing once sized, so a peer cannot
+//!   truncate the file under a reader and kill it with `SIGBUS`; share one by passing its
+//!   fd over a Unix socket and open it with [`Segment::from_fd`]). Readers of seqlocks and
+//!   broadcast rings map the segment read-only, except the one waiter page they announce
+//!   themselves in.
+//! - **Wake-ups**: blocking receives sleep on a 32-bit futex word inside the mapping
+//!   (`FUTEX_WAIT` without `FUTEX_PRIVATE_FLAG`, so it works across processes). A sleeper
+//!   announces itself first, and the writer makes the `FUTEX_WAKE` call only when someone
+//!   announced: the busy path costs no system call.
+//! - **Liveness** ([`Liveness`]): the writer's pid is in the segment header; peers hold a
+//!   pidfd on it (`pidfd_open`), which cannot be fooled by pid reuse. A reader waiting on a
+//!   dead writer gets [`ShmError::WriterGone`] within one wait slice ([`LIVENESS_SLICE`])
+//!   instead of hanging.
+//!
+//! Endpoints: [`SpscSender`]/[`SpscReceiver`] (lossless ring), [`SeqLockWriter`]/
+//! [`SeqLockReader`] (latest value), [`BroadcastWriter`]/[`BroadcastReader`] (lossy
+//! one-to-many). None allocates on send or receive.
+
+mod endpoints;
+mod map;
+mod wait;
+
+pub use endpoints::{
+    BroadcastReader, BroadcastWriter, SeqLockReader, SeqLockWriter, SpscReceiver, SpscSender,
+};
+pub use wait::{LIVENESS_SLICE, Liveness};
+
+use core::time::Duration;
+
+use ember_core::shm::layout::{DATA_OFFSET, Expect, HeaderRepr, SegmentKind};
+use ember_core::shm::{SegmentHeader, ShmError};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::{Mode, SealFlags};
+
+use crate::error::{Error, Result};
+use map::Mapping;
+
+/// Longest shm name, slash included (`NAME_MAX`).
+pub const MAX_NAME: usize = 255;
+
+/// Where a new segment lives.
+#[derive(Debug, Clone, Copy)]
+pub enum Backing<'a> {
+    /// A named POSIX shm object, `/name` (visible in `/dev/shm`).
+    Named(&'a str),
+    /// An anonymous memfd; the name is only a label for `/proc/<pid>/fd`.
+    Memfd(&'a str),
+}
+
+/// How a segment is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Read-write (writers, SPSC consumers).
+    ReadWrite,
+    /// Read-only, except for the waiter page (seqlock and broadcast readers).
+    ReadOnly,
+}
+
+/// Checks a POSIX shm/mq name: `/`, then 1..=254 bytes without `/` or NUL.
+pub fn validate_name(name: &str) -> Result<()> {
+    let rest = name.strip_prefix('/').ok_or(Error::InvalidName)?;
+    if rest.is_empty()
+        || name.len() > MAX_NAME
+        || rest.contains(['/', '\0'])
+        || rest == "."
+        || rest == ".."
+    {
+        return Err(Error::InvalidName);
+    }
+    Ok(())
+}
+
+/// A mapped, validated Ember segment.
+pub struct Segment {
+    map: Mapping,
+    fd: OwnedFd,
+    header: HeaderRepr,
+    /// Set while this side owns a named object it must unlink on drop.
+    unlink: Option<heapless::String<MAX_NAME>>,
+}
+
+/// Byte offsets of a kind's waiter line and data area.
+fn offsets(kind: SegmentKind) -> (usize, usize) {
+    match kind {
+        SegmentKind::Spsc => (DATA_OFFSET - 128, DATA_OFFSET),
+        // Readers map read-only and need the waiter line writable: a page of its own.
+        SegmentKind::SeqLock | SegmentKind::Broadcast => {
+            let page = rustix::param::page_size();
+            (page, 2 * page)
+        }
+    }
+}
+
+impl Segment {
+    /// Creates a segment of `kind` with a data area of `capacity` bytes, maps it
+    /// read-write and writes its header (the creator is the writer).
+    ///
+    /// Named segments are created `O_CREAT | O_EXCL`, mode `0600`: an existing object of
+    /// the same name is `EEXIST`, never reused. Memfds are sealed against shrinking and
+    /// growing.
+    pub fn create(
+        backing: Backing<'_>,
+        kind: SegmentKind,
+        capacity: usize,
+        fingerprint: u64,
+    ) -> Result<Segment> {
+        let (wait_offset, data_offset) = offsets(kind);
+        let total = data_offset
+            .checked_add(capacity)
+            .filter(|t| *t <= u32::MAX as usize)
+            .ok_or(Error::Shm(ShmError::BadSize))?;
+        let header = HeaderRepr {
+            kind,
+            total_size: total as u32,
+            wait_offset: wait_offset as u32,
+            data_offset: data_offset as u32,
+            capacity: capacity as u32,
+            creator_pid: rustix::process::getpid().as_raw_nonzero().get() as u32,
+            fingerprint,
+        };
+        // Check the sizes before touching the system.
+        let bytes = header.to_bytes();
+        ember_core::shm::validate(
+            &bytes,
+            &Expect {
+                kind,
+                fingerprint,
+                mapped_len: total,
+            },
+        )?;
+
+        let (fd, unlink) = match backing {
+            Backing::Named(name) => {
+                validate_name(name)?;
+                let fd = rustix::shm::open(
+                    name,
+                    rustix::shm::OFlags::CREATE
+                        | rustix::shm::OFlags::EXCL
+                        | rustix::shm::OFlags::RDWR,
+                    Mode::RUSR | Mode::WUSR,
+                )?;
+                let mut owned = heapless::String::new();
+                owned.push_str(name).map_err(|_| Error::InvalidName)?;
+                (fd, Some(owned))
+            }
+            Backing::Memfd(label) => {
+                let fd = rustix::fs::memfd_create(
+                    label,
+                    rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
+                )?;
+                (fd, None)
+            }
+        };
+        let cleanup = |e: Error, unlink: &Option<heapless::String<MAX_NAME>>| {
+            if let Some(n) = unlink {
+                let _ = rustix::shm::unlink(n.as_str());
+            }
+            e
+        };
+        if let Err(e) = rustix::fs::ftruncate(&fd, total as u64) {
+            return Err(cleanup(e.into(), &unlink));
+        }
+        if matches!(backing, Backing::Memfd(_))
+            && let Err(e) = rustix::fs::fcntl_add_seals(
+                &fd,
+                SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL,
+            )
+        {
+            return Err(cleanup(e.into(), &unlink));
+        }
+        let map = match Mapping::new(&fd, total, true) {
+            Ok(m) => m,
+            Err(e) => return Err(cleanup(e, &unlink)),
+        };
+        map.view::<SegmentHeader>(0).init(&header);
+        Ok(Segment {
+            map,
+            fd,
+            header,
+            unlink,
+        })
+    }
+
+    /// Opens a named segment created by another process and checks its header.
+    pub fn open(
+        name: &str,
+        kind: SegmentKind,
+        fingerprint: u64,
+        access: Access,
+    ) -> Result<Segment> {
+        validate_name(name)?;
+        let flags = match access {
+            Access::ReadWrite => rustix::shm::OFlags::RDWR,
+            // The waiter page is remapped writable: the fd must allow it.
+            Access::ReadOnly if kind != SegmentKind::Spsc => rustix::shm::OFlags::RDWR,
+            Access::ReadOnly => rustix::shm::OFlags::RDONLY,
+        };
+        let fd = rustix::shm::open(name, flags, Mode::empty())?;
+        Segment::attach(fd, kind, fingerprint, access)
+    }
+
+    /// Opens a memfd segment received from a peer (e.g. over a Unix socket). The memfd must
+    /// be sealed against shrinking and growing ([`Error::NotSealed`]).
+    pub fn from_fd(
+        fd: OwnedFd,
+        kind: SegmentKind,
+        fingerprint: u64,
+        access: Access,
+    ) -> Result<Segment> {
+        let seals = rustix::fs::fcntl_get_seals(&fd)?;
+        if !seals.contains(SealFlags::SHRINK | SealFlags::GROW) {
+            return Err(Error::NotSealed);
+        }
+        Segment::attach(fd, kind, fingerprint, access)
+    }
+
+    fn attach(fd: OwnedFd, kind: SegmentKind, fingerprint: u64, access: Access) -> Result<Segment> {
+        let size = rustix::fs::fstat(&fd)?.st_size;
+        let size = usize::try_from(size).map_err(|_| Error::Shm(ShmError::BadSize))?;
+        if size < DATA_OFFSET {
+            return Err(Error::Shm(ShmError::BadSize));
+        }
+        // Map it all and validate the header copy against the file's real size.
+        let writable = access == Access::ReadWrite;
+        let map = Mapping::new(&fd, size, writable)?;
+        let header = map.view::<SegmentHeader>(0).open(&Expect {
+            kind,
+            fingerprint,
+            mapped_len: size,
+        })?;
+        let seg = Segment {
+            map,
+            fd,
+            header,
+            unlink: None,
+        };
+        if !writable && kind != SegmentKind::Spsc {
+            seg.map.make_writable(
+                &seg.fd,
+                header.wait_offset as usize,
+                header.data_offset as usize - header.wait_offset as usize,
+            )?;
+        }
+        Ok(seg)
+    }
+
+    /// Keeps a named segment in `/dev/shm` after this owner drops it.
+    pub fn persist(&mut self) {
+        self.unlink = None;
+    }
+
+    /// The validated header (this side's private copy).
+    pub fn header(&self) -> &HeaderRepr {
+        &self.header
+    }
+
+    /// Whether this side mapped the segment writable.
+    pub fn writable(&self) -> bool {
+        self.map.writable()
+    }
+
+    /// Bytes mapped.
+    pub fn mapped_len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// A pidfd-based handle on the writer's liveness.
+    pub fn writer_liveness(&self) -> Liveness {
+        Liveness::new(self.header.creator_pid)
+    }
+
+    pub(crate) fn mapping(&self) -> &Mapping {
+        &self.map
+    }
+
+    pub(crate) fn data_range(&self) -> (usize, usize) {
+        (
+            self.header.data_offset as usize,
+            self.header.capacity as usize,
+        )
+    }
+}
+
+impl AsFd for Segment {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        if let Some(name) = &self.unlink {
+            let _ = rustix::shm::unlink(name.as_str());
+        }
+    }
+}
+
+/// A deadline for a blocking call on the monotonic clock: `None` waits forever.
+#[derive(Clone, Copy)]
+pub(crate) struct Deadline(Option<Duration>);
+
+fn now() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+impl Deadline {
+    pub(crate) fn after(timeout: Option<Duration>) -> Deadline {
+        Deadline(timeout.and_then(|t| now().checked_add(t)))
+    }
+
+    /// Time left, capped at `cap`; `None` once expired.
+    pub(crate) fn slice(&self, cap: Duration) -> Option<Duration> {
+        match self.0 {
+            None => Some(cap),
+            Some(d) => d
+                .checked_sub(now())
+                .filter(|t| !t.is_zero())
+                .map(|t| t.min(cap)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(validate_name("/ember-1").is_ok());
+        for bad in ["ember", "/", "/a/b", "//", "/.", "/..", "/a\0b"] {
+            assert_eq!(validate_name(bad), Err(Error::InvalidName), "{bad:?}");
+        }
+        let long = format!("/{}", "x".repeat(255));
+        assert_eq!(validate_name(&long), Err(Error::InvalidName));
+    }
+}

@@ -1,0 +1,571 @@
+//! Shared memory between real, separate processes.
+//!
+//! This test binary has its own `main` (`harness = false`): run without arguments it runs
+//! every test below; the tests spawn the same binary again with `--peer <role> ...` to play
+//! the other processes (writers, readers, a scribbler), which talk to the test over their
+//! stdin/stdout and over the segment.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use ember_core::crc32c::crc32c;
+use ember_core::frame::Frame;
+use ember_core::shm::ShmError;
+use ember_linux::Error;
+use ember_linux::shm::{
+    Backing, BroadcastReader, BroadcastWriter, SeqLockReader, SeqLockWriter, SpscReceiver,
+    SpscSender,
+};
+
+const FP: u64 = 0xE3BE_5EED_0000_0001;
+const TEN_MILLION: u64 = 10_000_000;
+const BROADCAST_RECORDS: u64 = 200_000;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A name unique to this process and call.
+fn unique(tag: &str) -> String {
+    format!(
+        "/ember-test-{}-{}-{}",
+        std::process::id(),
+        tag,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Removes a named segment when dropped (peers killed with -9 cannot).
+struct Cleanup(String);
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = rustix::shm::unlink(self.0.as_str());
+    }
+}
+
+struct Peer {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Peer {
+    fn spawn(args: &[&str]) -> Peer {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .arg("--peer")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn peer");
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Peer {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// The next line the peer prints (its report), with a generous deadline.
+    fn line(&mut self) -> String {
+        let mut s = String::new();
+        self.stdout.read_line(&mut s).expect("peer output");
+        assert!(!s.is_empty(), "peer exited without reporting");
+        s.trim().to_string()
+    }
+
+    fn say(&mut self, what: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{what}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn kill9(&mut self) {
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(self.child.id() as i32).unwrap(),
+            rustix::process::Signal::KILL,
+        )
+        .unwrap();
+        let _ = self.child.wait();
+    }
+
+    fn wait_ok(mut self) {
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "peer failed: {status}");
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The record the SPSC tests send: `[seq: u64][len-dependent filler][crc32c of the rest: u32]`.
+fn make_record(seq: u64, buf: &mut [u8; 64]) -> usize {
+    let len = 16 + (seq % 41) as usize; // 16..=56 bytes
+    buf[..8].copy_from_slice(&seq.to_le_bytes());
+    for (i, b) in buf[8..len - 4].iter_mut().enumerate() {
+        *b = (seq as u8).wrapping_add(i as u8);
+    }
+    let crc = crc32c(&buf[..len - 4]);
+    buf[len - 4..len].copy_from_slice(&crc.to_le_bytes());
+    len
+}
+
+fn check_record(rec: &[u8]) -> u64 {
+    assert!(rec.len() >= 16, "short record");
+    let (body, crc) = rec.split_at(rec.len() - 4);
+    assert_eq!(crc32c(body).to_le_bytes(), crc, "record CRC mismatch");
+    u64::from_le_bytes(body[..8].try_into().unwrap())
+}
+
+// ---- the peers ----------------------------------------------------------------------
+
+fn peer(args: &[String]) {
+    let role = args[0].as_str();
+    let mut stdin = std::io::stdin().lock();
+    let mut stdout = std::io::stdout().lock();
+    let mut line = String::new();
+    match role {
+        // spsc-writer NAME COUNT PAUSE_US: creates the ring, reports, sends COUNT records
+        // (u64::MAX: forever), then closes it by dropping.
+        "spsc-writer" => {
+            let (name, count, pause): (&str, u64, u64) =
+                (&args[1], args[2].parse().unwrap(), args[3].parse().unwrap());
+            let mut tx = SpscSender::create(Backing::Named(name), 64 * 1024, FP).unwrap();
+            tx.segment().persist(); // the test unlinks it
+            writeln!(stdout, "ready").unwrap();
+            stdout.flush().unwrap();
+            let mut buf = [0u8; 64];
+            let mut seq = 0;
+            while seq < count {
+                let n = make_record(seq, &mut buf);
+                tx.send(&buf[..n], Some(Duration::from_secs(60))).unwrap();
+                seq += 1;
+                if pause > 0 {
+                    std::thread::sleep(Duration::from_micros(pause));
+                }
+            }
+        }
+        // frame-writer NAME: sends Ember frames forever (for the scribbler test).
+        "frame-writer" => {
+            let mut tx = SpscSender::create(Backing::Named(&args[1]), 4096, FP).unwrap();
+            tx.segment().persist();
+            writeln!(stdout, "ready").unwrap();
+            stdout.flush().unwrap();
+            let mut scratch = [0u8; 256];
+            for seq in 0u32.. {
+                let msg = (seq, "telemetry", [seq as u8; 20]);
+                match tx.send_msg(1, seq, &msg, &mut scratch, Some(Duration::from_millis(50))) {
+                    Ok(()) | Err(Error::Shm(ShmError::Timeout)) => {}
+                    // The scribbler may make the ring look impossible: keep going.
+                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
+                }
+            }
+        }
+        // scribbler NAME SECONDS: maps the segment read-write and writes random words
+        // anywhere in it.
+        "scribbler" => {
+            let fd = rustix::shm::open(
+                args[1].as_str(),
+                rustix::shm::OFlags::RDWR,
+                rustix::fs::Mode::empty(),
+            )
+            .unwrap();
+            let len = rustix::fs::fstat(&fd).unwrap().st_size as usize;
+            // SAFETY: a fresh shared mapping only this peer's scribbling loop touches,
+            // through volatile writes; it is never unmapped before exit.
+            let ptr = unsafe {
+                rustix::mm::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                    rustix::mm::MapFlags::SHARED,
+                    &fd,
+                    0,
+                )
+                .unwrap()
+            }
+            .cast::<u32>();
+            writeln!(stdout, "ready").unwrap();
+            stdout.flush().unwrap();
+            let until = Instant::now() + Duration::from_secs(args[2].parse().unwrap());
+            let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(std::process::id());
+            while Instant::now() < until {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // Mostly the control lines and the data, sometimes the header.
+                let word = (x as usize >> 8) % (len / 4);
+                // SAFETY: `word < len / 4`, inside the mapping, 4-byte aligned.
+                unsafe { ptr.add(word).write_volatile(x as u32) };
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        }
+        // broadcast-writer NAME COUNT: creates the ring, waits for "go", sends COUNT records.
+        "broadcast-writer" => {
+            let (name, count): (&str, u64) = (&args[1], args[2].parse().unwrap());
+            let mut tx = BroadcastWriter::create(Backing::Named(name), 8 * 1024, FP).unwrap();
+            tx.segment().persist();
+            writeln!(stdout, "ready").unwrap();
+            stdout.flush().unwrap();
+            stdin.read_line(&mut line).unwrap();
+            let mut buf = [0u8; 64];
+            for seq in 0..count {
+                let n = make_record(seq, &mut buf);
+                tx.send(&buf[..n]).unwrap();
+                if seq % 1024 == 0 {
+                    std::thread::yield_now();
+                }
+            }
+            writeln!(stdout, "wrote {count}").unwrap();
+        }
+        // broadcast-reader NAME PAUSE_US: reads until closed, sleeping PAUSE_US per record;
+        // reports "received R lost L".
+        "broadcast-reader" => {
+            let (name, pause): (&str, u64) = (&args[1], args[2].parse().unwrap());
+            let mut rx = BroadcastReader::open(name, FP, true).unwrap();
+            assert!(!rx.segment().writable(), "readers map read-only");
+            writeln!(stdout, "ready").unwrap();
+            stdout.flush().unwrap();
+            let (mut received, mut lost, mut next) = (0u64, 0u64, 0u64);
+            let mut out = [0u8; 64];
+            loop {
+                match rx.recv(&mut out, Some(Duration::from_secs(30))) {
+                    Ok(got) => {
+                        let seq = check_record(&out[..got.len]);
+                        assert_eq!(seq, got.seq, "record number");
+                        assert_eq!(
+                            got.seq,
+                            next + got.lost,
+                            "loss count does not match the gap"
+                        );
+                        next = got.seq + 1;
+                        received += 1;
+                        lost += got.lost;
+                        if pause > 0 {
+                            std::thread::sleep(Duration::from_micros(pause));
+                        }
+                    }
+                    Err(Error::Shm(ShmError::Closed)) => break,
+                    Err(e) => panic!("reader: {e}"),
+                }
+            }
+            writeln!(stdout, "received {received} lost {lost}").unwrap();
+        }
+        // seqlock-writer NAME: writes values whose every byte is the same counter, forever.
+        "seqlock-writer" => {
+            let mut w = SeqLockWriter::create(Backing::Named(&args[1]), 256, FP).unwrap();
+            w.segment().persist();
+            writeln!(stdout, "ready").unwrap();
+            stdout.flush().unwrap();
+            for i in 0u64.. {
+                let b = (i % 251) as u8 + 1;
+                w.write(&[b; 200]).unwrap();
+                // A sensor-like rate, fast enough to collide with reads now and then.
+                std::thread::sleep(Duration::from_micros(20));
+            }
+        }
+        other => panic!("unknown peer role {other}"),
+    }
+}
+
+// ---- the tests ----------------------------------------------------------------------
+
+fn spsc_ten_million_records_nothing_lost_duplicated_or_reordered() {
+    let name = unique("spsc10m");
+    let _cleanup = Cleanup(name.clone());
+    let mut writer = Peer::spawn(&["spsc-writer", &name, &TEN_MILLION.to_string(), "0"]);
+    assert_eq!(writer.line(), "ready");
+    let mut rx = SpscReceiver::open(&name, FP).unwrap();
+    let mut out = [0u8; 64];
+    let mut expect = 0u64;
+    loop {
+        match rx.recv(&mut out, Some(Duration::from_secs(60))) {
+            Ok(n) => {
+                let seq = check_record(&out[..n]);
+                assert_eq!(seq, expect, "lost, duplicated or reordered");
+                expect += 1;
+            }
+            Err(Error::Shm(ShmError::Closed)) => break,
+            Err(e) => panic!("recv after {expect}: {e}"),
+        }
+    }
+    assert_eq!(expect, TEN_MILLION);
+    writer.wait_ok();
+}
+
+fn broadcast_three_readers_slow_one_counts_exact_losses() {
+    let name = unique("bcast");
+    let _cleanup = Cleanup(name.clone());
+    let mut writer = Peer::spawn(&["broadcast-writer", &name, &BROADCAST_RECORDS.to_string()]);
+    assert_eq!(writer.line(), "ready");
+    let mut readers: Vec<Peer> = ["0", "0", "200"]
+        .iter()
+        .map(|pause| Peer::spawn(&["broadcast-reader", &name, pause]))
+        .collect();
+    for r in &mut readers {
+        assert_eq!(r.line(), "ready");
+    }
+    writer.say("go");
+    assert_eq!(writer.line(), format!("wrote {BROADCAST_RECORDS}"));
+    writer.wait_ok();
+    let mut slow_lost = 0;
+    for (i, mut r) in readers.into_iter().enumerate() {
+        let report = r.line();
+        let parts: Vec<&str> = report.split_whitespace().collect();
+        let (received, lost): (u64, u64) = (parts[1].parse().unwrap(), parts[3].parse().unwrap());
+        assert_eq!(received + lost, BROADCAST_RECORDS, "reader {i}: {report}");
+        if i == 2 {
+            slow_lost = lost;
+        }
+        r.wait_ok();
+    }
+    assert!(
+        slow_lost > 0,
+        "the slow reader (200 µs per record) must have been lapped"
+    );
+}
+
+fn writer_killed_reader_gets_writer_gone() {
+    let name = unique("kill-writer");
+    let _cleanup = Cleanup(name.clone());
+    let mut writer = Peer::spawn(&["spsc-writer", &name, &u64::MAX.to_string(), "1000"]);
+    assert_eq!(writer.line(), "ready");
+    let mut rx = SpscReceiver::open(&name, FP).unwrap();
+    let mut out = [0u8; 64];
+    for expect in 0..20 {
+        let n = rx.recv(&mut out, Some(Duration::from_secs(10))).unwrap();
+        assert_eq!(check_record(&out[..n]), expect);
+    }
+    writer.kill9();
+    let started = Instant::now();
+    let err = loop {
+        match rx.recv(&mut out, Some(Duration::from_secs(10))) {
+            Ok(_) => continue, // records sent before the kill
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err, Error::Shm(ShmError::WriterGone));
+    assert!(!rx.writer_alive());
+    // Reported within the timeout (not after it): the liveness slice is 100 ms.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+fn broadcast_writer_killed_readers_get_writer_gone() {
+    let name = unique("kill-bwriter");
+    let _cleanup = Cleanup(name.clone());
+    let mut writer = Peer::spawn(&["broadcast-writer", &name, &u64::MAX.to_string()]);
+    assert_eq!(writer.line(), "ready");
+    let mut rx = BroadcastReader::open(&name, FP, false).unwrap();
+    writer.say("go");
+    let mut out = [0u8; 64];
+    rx.recv(&mut out, Some(Duration::from_secs(10))).unwrap();
+    writer.kill9();
+    let err = loop {
+        match rx.recv(&mut out, Some(Duration::from_secs(10))) {
+            Ok(_) => continue,
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err, Error::Shm(ShmError::WriterGone));
+}
+
+fn reader_killed_writer_goes_on() {
+    let name = unique("kill-reader");
+    let mut tx = BroadcastWriter::create(Backing::Named(&name), 4096, FP).unwrap();
+    let mut reader = Peer::spawn(&["broadcast-reader", &name, "1000"]);
+    assert_eq!(reader.line(), "ready");
+    let mut buf = [0u8; 64];
+    for seq in 0..1000 {
+        let n = make_record(seq, &mut buf);
+        tx.send(&buf[..n]).unwrap();
+    }
+    reader.kill9();
+    for seq in 1000..200_000 {
+        let n = make_record(seq, &mut buf);
+        tx.send(&buf[..n]).unwrap();
+    }
+    assert_eq!(tx.records(), 200_000);
+}
+
+fn seqlock_reader_never_sees_a_torn_value_across_processes() {
+    let name = unique("seqlock");
+    let _cleanup = Cleanup(name.clone());
+    let mut writer = Peer::spawn(&["seqlock-writer", &name]);
+    assert_eq!(writer.line(), "ready");
+    let mut r = SeqLockReader::open(&name, FP).unwrap();
+    assert!(!r.segment().writable());
+    let mut out = [0u8; 256];
+    let (mut good, mut busy) = (0u64, 0u64);
+    let until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < until {
+        match r.read_timeout(&mut out, Some(Duration::from_secs(5))) {
+            Ok(s) => {
+                assert_eq!(s.len, 200);
+                assert!(out[..200].iter().all(|&b| b == out[0]), "torn value");
+                good += 1;
+            }
+            Err(Error::Shm(ShmError::Empty)) => busy += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(good > 1000, "only {good} consistent reads ({busy} busy)");
+    // Waiting for a change wakes up.
+    let s = r.read(&mut out).unwrap();
+    r.wait_change(s.seq, Some(Duration::from_secs(5))).unwrap();
+    writer.kill9();
+}
+
+fn hostile_scribbler_reader_gets_only_typed_errors_or_valid_frames() {
+    let name = unique("hostile");
+    let _cleanup = Cleanup(name.clone());
+    let mut writer = Peer::spawn(&["frame-writer", &name]);
+    assert_eq!(writer.line(), "ready");
+    let mut rx = SpscReceiver::open(&name, FP).unwrap();
+    let mut scribbler = Peer::spawn(&["scribbler", &name, "3"]);
+    assert_eq!(scribbler.line(), "ready");
+    let mut out = [0u8; 4096];
+    let (mut valid, mut errors) = (0u64, 0u64);
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        match rx.recv(&mut out, Some(Duration::from_millis(200))) {
+            Ok(n) => match Frame::new_checked(&out[..n]) {
+                Ok(f) => {
+                    assert_eq!(f.kind(), 1);
+                    valid += 1;
+                }
+                Err(_) => errors += 1, // scribbled payload: the frame CRC catches it
+            },
+            Err(Error::Shm(_)) => errors += 1,
+            Err(e) => panic!("unexpected error kind: {e}"),
+        }
+    }
+    assert!(valid > 0, "no valid frame at all ({errors} errors)");
+    println!("    hostile: {valid} valid frames, {errors} typed errors");
+    scribbler.wait_ok();
+    writer.kill9();
+}
+
+fn memfd_segments_and_seals() {
+    let mut tx = SpscSender::create(Backing::Memfd("ember-test"), 4096, FP).unwrap();
+    let fd = rustix::io::dup(tx.segment()).unwrap();
+    let mut rx = SpscReceiver::from_fd(fd, FP).unwrap();
+    tx.try_send(b"over a memfd").unwrap();
+    let mut out = [0u8; 32];
+    let n = rx.recv(&mut out, Some(Duration::from_secs(1))).unwrap();
+    assert_eq!(&out[..n], b"over a memfd");
+    // A memfd without seals is refused.
+    let raw = rustix::fs::memfd_create("unsealed", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+    rustix::fs::ftruncate(&raw, 8192).unwrap();
+    assert_eq!(SpscReceiver::from_fd(raw, FP).err(), Some(Error::NotSealed));
+    // The seals hold: the file cannot be shrunk.
+    assert_eq!(
+        rustix::fs::ftruncate(tx.segment(), 0),
+        Err(rustix::io::Errno::PERM)
+    );
+}
+
+fn named_segment_rules() {
+    let name = unique("rules");
+    let tx = SpscSender::create(Backing::Named(&name), 4096, FP).unwrap();
+    // O_EXCL: a second creator fails.
+    assert_eq!(
+        SpscSender::create(Backing::Named(&name), 4096, FP).err(),
+        Some(Error::Os(rustix::io::Errno::EXIST))
+    );
+    // Mode 0600.
+    let st = rustix::fs::stat(format!("/dev/shm{name}")).unwrap();
+    assert_eq!(st.st_mode & 0o777, 0o600);
+    // Wrong fingerprint, wrong kind.
+    assert!(matches!(
+        SpscReceiver::open(&name, FP + 1),
+        Err(Error::Shm(ShmError::WrongFingerprint { .. }))
+    ));
+    assert!(matches!(
+        SeqLockReader::open(&name, FP),
+        Err(Error::Shm(ShmError::WrongKind { .. }))
+    ));
+    // The owner unlinks on drop.
+    drop(tx);
+    assert!(rustix::fs::stat(format!("/dev/shm{name}")).is_err());
+    assert_eq!(
+        SpscReceiver::open(&name, FP).err(),
+        Some(Error::Os(rustix::io::Errno::NOENT))
+    );
+    assert_eq!(
+        SpscReceiver::open("no-slash", FP).err(),
+        Some(Error::InvalidName)
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--peer") {
+        peer(&args[1..]);
+        return;
+    }
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    let tests: &[(&str, fn())] = &[
+        ("named_segment_rules", named_segment_rules),
+        ("memfd_segments_and_seals", memfd_segments_and_seals),
+        (
+            "spsc_ten_million_records",
+            spsc_ten_million_records_nothing_lost_duplicated_or_reordered,
+        ),
+        (
+            "broadcast_three_readers_slow_one",
+            broadcast_three_readers_slow_one_counts_exact_losses,
+        ),
+        (
+            "writer_killed_reader_gets_writer_gone",
+            writer_killed_reader_gets_writer_gone,
+        ),
+        (
+            "broadcast_writer_killed",
+            broadcast_writer_killed_readers_get_writer_gone,
+        ),
+        ("reader_killed_writer_goes_on", reader_killed_writer_goes_on),
+        (
+            "seqlock_across_processes",
+            seqlock_reader_never_sees_a_torn_value_across_processes,
+        ),
+        (
+            "hostile_scribbler",
+            hostile_scribbler_reader_gets_only_typed_errors_or_valid_frames,
+        ),
+    ];
+    let mut failed = 0;
+    let mut ran = 0;
+    for (name, test) in tests {
+        if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
+            continue;
+        }
+        ran += 1;
+        let started = Instant::now();
+        let result = std::panic::catch_unwind(test);
+        let took = started.elapsed();
+        match result {
+            Ok(()) => println!("test {name} ... ok ({took:.1?})"),
+            Err(_) => {
+                println!("test {name} ... FAILED ({took:.1?})");
+                failed += 1;
+            }
+        }
+    }
+    println!(
+        "\ntest result: {}. {} passed; {failed} failed",
+        if failed == 0 { "ok" } else { "FAILED" },
+        ran - failed
+    );
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
