@@ -20,7 +20,8 @@ ember bench [--quick | --full] [--json] [--only <name>] [--size <bytes>] [--cpus
   --quick         short run, about 10 s (the default)
   --full          more samples per row (what `cargo xtask bench` runs)
   --json          machine-readable output on stdout (the table goes away)
-  --only <name>   only rows whose mechanism starts with <name> (e.g. codec, crc32c)
+  --only <name>   only rows whose mechanism starts with <name> (codec, crc32c, shm, pipe,
+                  eventfd, rtrb)
   --size <bytes>  one payload size instead of the default set
   --cpus <a,b>    pin the measuring thread(s) to these CPUs (default: the first two allowed)
 ";
@@ -33,6 +34,14 @@ fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("ember bench: {e}\n\n{USAGE}");
                 ExitCode::from(2)
+            }
+        },
+        // The other process of a cross-process benchmark (spawned by `ember bench`).
+        Some("__peer") => match bench::peer(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ember bench peer: {e}");
+                ExitCode::FAILURE
             }
         },
         Some("help" | "--help" | "-h") => {

@@ -125,3 +125,27 @@ fn broadcast_reader_gets_intact_records_and_exact_losses() {
         writer.join().unwrap();
     });
 }
+
+#[test]
+fn spsc_wake_up_is_never_lost() {
+    // The lost wake-up would be: the consumer announces itself, sees no record and goes to
+    // sleep, while the producer publishes and sees no sleeper, so it makes no wake call.
+    model(|| {
+        let mem = Arc::new((SpscControl::zeroed(), words(64)));
+        let producer_mem = mem.clone();
+        let producer = thread::spawn(move || {
+            let ring = SpscRing::new(&producer_mem.0, &producer_mem.1).unwrap();
+            let mut p = ring.producer();
+            p.try_push(&[7; 8]).unwrap();
+            p.consumer_waiting()
+        });
+        let ring = SpscRing::new(&mem.0, &mem.1).unwrap();
+        let mut c = ring.consumer();
+        let sleeps = c.prepare_wait().is_some();
+        let woken = producer.join().unwrap();
+        assert!(
+            !(sleeps && !woken),
+            "lost wake-up: consumer sleeps and nobody wakes it"
+        );
+    });
+}

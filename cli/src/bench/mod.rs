@@ -7,6 +7,9 @@
 //! absolute times on a shared 2-vCPU VM move by tens of percent from run to run.
 
 mod codec;
+mod shm;
+
+pub use shm::peer;
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -221,7 +224,7 @@ impl Progress {
 }
 
 /// Pins the calling thread to `cpu`.
-fn pin(cpu: usize) -> Result<(), String> {
+pub(crate) fn pin(cpu: usize) -> Result<(), String> {
     let mut set = rustix::thread::CpuSet::new();
     if cpu >= rustix::thread::CpuSet::MAX_CPU {
         return Err(format!("CPU {cpu} is out of range"));
@@ -262,9 +265,16 @@ pub fn run(opts: &Options) -> ExitCode {
     }
     let progress = Progress::new();
     let mut rows = Vec::new();
+    let mut skipped = Vec::new();
     codec::run(opts, &progress, &mut rows);
+    if let Err(e) = shm::run(opts, &cpus, &progress, &mut rows) {
+        skipped.push(format!("cross-process rows: {e}"));
+    }
     progress.done();
-    if rows.is_empty() {
+    for s in &skipped {
+        eprintln!("ember bench: {s}");
+    }
+    if rows.is_empty() && skipped.is_empty() {
         eprintln!(
             "ember bench: no mechanism matches --only {}",
             opts.only.as_deref().unwrap_or("")
@@ -283,7 +293,7 @@ fn table(opts: &Options, cpus: &[usize], rows: &[Row]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "ember bench ({} mode, {} samples per row, CPUs {:?}, crc32c: {})",
+        "ember bench ({} mode, {} samples per in-process row, CPUs {:?}, crc32c: {})",
         if opts.full { "full" } else { "quick" },
         opts.samples(),
         cpus,
@@ -291,7 +301,7 @@ fn table(opts: &Options, cpus: &[usize], rows: &[Row]) -> String {
     );
     let _ = writeln!(
         s,
-        "{:<22} {:>7} {:>10} {:>10} {:>10} {:>13} {:>10}  {:<22} {:>7}",
+        "{:<22} {:>7} {:>10} {:>10} {:>10} {:>13} {:>10} {:>8}  {:<22} {:>7}",
         "mechanism",
         "size B",
         "p50 ns",
@@ -299,13 +309,14 @@ fn table(opts: &Options, cpus: &[usize], rows: &[Row]) -> String {
         "p99.9 ns",
         "msgs/s",
         "MB/s",
+        "samples",
         "baseline",
         "ratio"
     );
     for r in rows {
         let _ = writeln!(
             s,
-            "{:<22} {:>7} {:>10.1} {:>10.1} {:>10.1} {:>13.0} {:>10.1}  {:<22} {:>7}",
+            "{:<22} {:>7} {:>10.1} {:>10.1} {:>10.1} {:>13.0} {:>10.1} {:>8}  {:<22} {:>7}",
             r.mechanism,
             r.size,
             r.stats.p50,
@@ -313,6 +324,7 @@ fn table(opts: &Options, cpus: &[usize], rows: &[Row]) -> String {
             r.stats.p999,
             r.stats.msgs_per_sec(),
             r.stats.mb_per_sec(r.size),
+            r.stats.samples,
             r.baseline.as_deref().unwrap_or("-"),
             r.ratio.map_or("-".to_string(), |x| format!("{x:.2}x")),
         );

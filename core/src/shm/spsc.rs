@@ -18,8 +18,8 @@
 //!
 //! The consumer sleeps on the `head` word, the producer on `tail` (32-bit futex words in
 //! `ember-linux`). A sleeper first announces itself in the waiter line and re-checks; the
-//! other side checks the announcement after publishing, behind a `SeqCst` fence on both
-//! sides (Dekker), so a wake-up is never lost and the busy path makes no syscall:
+//! other side checks the announcement after publishing its counter; both sides use `SeqCst`
+//! swaps and loads (Dekker), so a wake-up is never lost and the busy path makes no syscall:
 //! [`Consumer::prepare_wait`], [`Producer::consumer_waiting`] and their mirrors.
 
 use super::copy;
@@ -215,6 +215,9 @@ impl<'a> Producer<'a> {
         copy::store_pair(data, r.pos as usize, r.len, self.seq)?;
         self.head = self.head.wrapping_add(r.slot);
         self.seq = self.seq.wrapping_add(1);
+        // A SeqCst swap both publishes the record (release) and orders the store before the
+        // load of `consumer_waiting` in `consumer_waiting()` (the Dekker pair with
+        // `Consumer::prepare_wait`); on x86 it is one `xchg`, cheaper than `mov` + `mfence`.
         self.ring
             .ctl
             .head
@@ -257,7 +260,7 @@ impl<'a> Producer<'a> {
     }
 
     /// After a push: whether the consumer announced it sleeps, so the caller must wake it
-    /// (futex wake on [`SpscControl::head_word`]). Costs a `SeqCst` fence, no syscall.
+    /// (futex wake on [`SpscControl::head_word`]). One `SeqCst` load, no syscall.
     pub fn consumer_waiting(&self) -> bool {
         fence(Ordering::SeqCst);
         self.ring.ctl.consumer_waiting.load(Ordering::Relaxed) != 0
@@ -441,6 +444,7 @@ impl<'a> Consumer<'a> {
 
     fn advance(&mut self, slot: u32) {
         self.tail = self.tail.wrapping_add(slot);
+        // SeqCst swap: releases the slot and pairs with `Producer::prepare_wait` (Dekker).
         self.ring.ctl.tail.store(self.tail, Ordering::Release);
     }
 

@@ -133,6 +133,7 @@ pub struct SpscReceiver {
     consumer: Consumer<'static>,
     ctl: &'static SpscControl,
     writer: Liveness,
+    spin: u32,
     seg: Segment,
 }
 
@@ -165,6 +166,7 @@ impl SpscReceiver {
             consumer,
             ctl,
             writer,
+            spin: SPIN_BEFORE_SLEEP,
             seg,
         })
     }
@@ -172,6 +174,12 @@ impl SpscReceiver {
     /// The segment.
     pub fn segment(&self) -> &Segment {
         &self.seg
+    }
+
+    /// How many times [`SpscReceiver::recv`] polls before it sleeps on the futex (default
+    /// 200; 0 sleeps at once, which saves CPU and costs latency).
+    pub fn set_spin_before_sleep(&mut self, spins: u32) {
+        self.spin = spins;
     }
 
     fn wake(&self) {
@@ -221,7 +229,7 @@ impl SpscReceiver {
                 Err(Error::Shm(ShmError::Empty)) => {}
                 r => return r,
             }
-            if spins < SPIN_BEFORE_SLEEP {
+            if spins < self.spin {
                 spins += 1;
                 core::hint::spin_loop();
                 continue;
