@@ -94,11 +94,7 @@ enum Scan {
     /// A frame with a trusted header that must be rejected: skip `len` bytes from
     /// `garbage` (maybe beyond the slice; `u64` so a 4 GiB length cannot saturate on
     /// 32-bit targets).
-    Reject {
-        garbage: usize,
-        len: u64,
-        error: Error,
-    },
+    Reject { garbage: usize, len: u64, error: Error },
 }
 
 /// Reassembles frames from a byte stream in a fixed `N`-byte buffer.
@@ -137,12 +133,7 @@ impl<const N: usize> FrameAccumulator<N> {
     ///
     /// `N` must be at least [`HEADER_LEN`]; a smaller `N` fails to compile.
     pub const fn with_limit(limit: usize) -> Self {
-        const {
-            assert!(
-                N >= HEADER_LEN,
-                "FrameAccumulator needs room for at least one header"
-            )
-        };
+        const { assert!(N >= HEADER_LEN, "FrameAccumulator needs room for at least one header") };
         FrameAccumulator {
             buf: [0; N],
             len: 0,
@@ -219,24 +210,14 @@ impl<const N: usize> FrameAccumulator<N> {
                     self.dropped += garbage as u64;
                     self.frames += 1;
                     let (frame, remaining) = input[garbage..].split_at(len);
-                    FeedResult::Frame {
-                        frame: Frame::new_unchecked(frame),
-                        remaining,
-                    }
+                    FeedResult::Frame { frame: Frame::new_unchecked(frame), remaining }
                 }
-                Scan::Reject {
-                    garbage,
-                    len,
-                    error,
-                } => {
+                Scan::Reject { garbage, len, error } => {
                     self.dropped += garbage as u64;
                     self.rejected += 1;
                     let taken = clamp(len, input.len() - garbage);
                     self.skip = len - taken as u64;
-                    FeedResult::Error {
-                        error,
-                        remaining: &input[garbage + taken..],
-                    }
+                    FeedResult::Error { error, remaining: &input[garbage + taken..] }
                 }
             };
         }
@@ -265,16 +246,9 @@ impl<const N: usize> FrameAccumulator<N> {
                     self.frames += 1;
                     self.consumed = garbage + len;
                     let frame = Frame::new_unchecked(&self.buf[garbage..garbage + len]);
-                    return FeedResult::Frame {
-                        frame,
-                        remaining: input,
-                    };
+                    return FeedResult::Frame { frame, remaining: input };
                 }
-                Scan::Reject {
-                    garbage,
-                    len,
-                    error,
-                } => {
+                Scan::Reject { garbage, len, error } => {
                     self.dropped += garbage as u64;
                     self.rejected += 1;
                     let held = self.len - garbage;
@@ -287,10 +261,7 @@ impl<const N: usize> FrameAccumulator<N> {
                         self.skip -= n as u64;
                         input = &input[n..];
                     }
-                    return FeedResult::Error {
-                        error,
-                        remaining: input,
-                    };
+                    return FeedResult::Error { error, remaining: input };
                 }
             }
         }
@@ -316,18 +287,12 @@ fn scan(bytes: &[u8], limit: usize) -> Scan {
         let Some(pos) = rest.windows(2).position(|w| w == MAGIC) else {
             // Keep a trailing first magic byte: it may be the start of a header.
             let keep = usize::from(rest.last() == Some(&MAGIC[0]));
-            return Scan::NeedMore {
-                garbage: bytes.len() - keep,
-                need: 0,
-            };
+            return Scan::NeedMore { garbage: bytes.len() - keep, need: 0 };
         };
         at += pos;
         let candidate = &bytes[at..];
         if candidate.len() < HEADER_LEN {
-            return Scan::NeedMore {
-                garbage: at,
-                need: HEADER_LEN - candidate.len(),
-            };
+            return Scan::NeedMore { garbage: at, need: HEADER_LEN - candidate.len() };
         }
         match frame::check_header_bytes(candidate) {
             Err(Error::BadMagic | Error::BadHeaderCrc) => {
@@ -338,11 +303,7 @@ fn scan(bytes: &[u8], limit: usize) -> Scan {
             Err(error) => {
                 // Unknown version or critical flags, or above the format limit: the header
                 // checksum matched, so the declared length is trusted and the frame skipped.
-                return Scan::Reject {
-                    garbage: at,
-                    len: declared_len(candidate),
-                    error,
-                };
+                return Scan::Reject { garbage: at, len: declared_len(candidate), error };
             }
             Ok(total) => {
                 if total > limit {
@@ -350,32 +311,18 @@ fn scan(bytes: &[u8], limit: usize) -> Scan {
                         len: u32::try_from(total).unwrap_or(u32::MAX),
                         limit: u32::try_from(limit).unwrap_or(u32::MAX),
                     };
-                    return Scan::Reject {
-                        garbage: at,
-                        len: total as u64,
-                        error,
-                    };
+                    return Scan::Reject { garbage: at, len: total as u64, error };
                 }
                 if candidate.len() < total {
-                    return Scan::NeedMore {
-                        garbage: at,
-                        need: total - candidate.len(),
-                    };
+                    return Scan::NeedMore { garbage: at, need: total - candidate.len() };
                 }
                 let frame = Frame::new_unchecked(&candidate[..total]);
                 return match frame.check_crc() {
-                    Ok(()) => Scan::Frame {
-                        garbage: at,
-                        len: total,
-                    },
+                    Ok(()) => Scan::Frame { garbage: at, len: total },
                     // Either the payload is corrupt or the header belongs to a frame whose
                     // writer died midway and the bytes after it are the next frames. Skip
                     // only the magic's first byte and rescan, so nothing that follows is lost.
-                    Err(error) => Scan::Reject {
-                        garbage: at,
-                        len: 1,
-                        error,
-                    },
+                    Err(error) => Scan::Reject { garbage: at, len: 1, error },
                 };
             }
         }
@@ -389,15 +336,8 @@ mod tests {
 
     fn frame_bytes(seq: u32, payload_len: usize, out: &mut [u8]) -> usize {
         let payload = [seq as u8; 200];
-        let repr = frame::FrameRepr {
-            flags: frame::Flags::empty(),
-            kind: 3,
-            seq,
-            payload_len,
-        };
-        repr.emit_with_payload(&payload[..payload_len], out)
-            .unwrap()
-            .len()
+        let repr = frame::FrameRepr { flags: frame::Flags::empty(), kind: 3, seq, payload_len };
+        repr.emit_with_payload(&payload[..payload_len], out).unwrap().len()
     }
 
     /// Feeds `input` in one call sequence and collects (seq | error) events.
@@ -486,17 +426,7 @@ mod tests {
                 drain(&mut acc, piece, &mut got);
                 assert!(acc.buffered() <= 64);
             }
-            assert_eq!(
-                got,
-                [
-                    Err(Error::TooLarge {
-                        len: 174,
-                        limit: 64
-                    }),
-                    Ok(2)
-                ],
-                "chunk {chunk}"
-            );
+            assert_eq!(got, [Err(Error::TooLarge { len: 174, limit: 64 }), Ok(2)], "chunk {chunk}");
             assert_eq!(acc.dropped_bytes(), 0);
         }
     }
@@ -543,22 +473,13 @@ mod tests {
         let mut acc = FrameAccumulator::<64>::new();
         let mut got = heapless::Vec::new();
         drain(&mut acc, &stream[..n], &mut got);
-        assert_eq!(
-            got,
-            [
-                Err(Error::UnsupportedVersion(9)),
-                Err(Error::UnknownFlags(0x04)),
-                Ok(3)
-            ]
-        );
+        assert_eq!(got, [Err(Error::UnsupportedVersion(9)), Err(Error::UnknownFlags(0x04)), Ok(3)]);
     }
 
     #[test]
     fn typed_decode_of_yielded_frame() {
         let mut stream = [0u8; 64];
-        let n = message::encode(9, 4, &("ok", 17u16), &mut stream)
-            .unwrap()
-            .len();
+        let n = message::encode(9, 4, &("ok", 17u16), &mut stream).unwrap().len();
         let mut acc = FrameAccumulator::<64>::new();
         match acc.feed(&stream[..n]) {
             FeedResult::Frame { frame, remaining } => {
@@ -580,23 +501,14 @@ mod tests {
         let mut acc = FrameAccumulator::<256>::new();
         assert!(matches!(acc.feed(&stream[..5]), FeedResult::Consumed));
         let read = &stream[5..n];
-        let FeedResult::Frame { frame, remaining } = acc.feed(read) else {
-            panic!("frame 1")
-        };
+        let FeedResult::Frame { frame, remaining } = acc.feed(read) else { panic!("frame 1") };
         assert_eq!(frame.seq(), 1);
         // Only the rest of frame 1 was taken into the buffer.
         assert_eq!(remaining.len(), n - second);
-        let FeedResult::Frame { frame, remaining } = acc.feed(remaining) else {
-            panic!("frame 2")
-        };
+        let FeedResult::Frame { frame, remaining } = acc.feed(remaining) else { panic!("frame 2") };
         assert_eq!(frame.seq(), 2);
-        assert!(
-            read.as_ptr_range().contains(&frame.as_bytes().as_ptr()),
-            "frame 2 was copied"
-        );
-        let FeedResult::Frame { frame, .. } = acc.feed(remaining) else {
-            panic!("frame 3")
-        };
+        assert!(read.as_ptr_range().contains(&frame.as_bytes().as_ptr()), "frame 2 was copied");
+        let FeedResult::Frame { frame, .. } = acc.feed(remaining) else { panic!("frame 3") };
         assert_eq!(frame.seq(), 3);
     }
 

@@ -87,11 +87,7 @@ const fn make_tables() -> [[u32; 256]; 8] {
         let mut c = i as u32;
         let mut k = 0;
         while k < 8 {
-            c = if c & 1 != 0 {
-                (c >> 1) ^ POLY_REFLECTED
-            } else {
-                c >> 1
-            };
+            c = if c & 1 != 0 { (c >> 1) ^ POLY_REFLECTED } else { c >> 1 };
             k += 1;
         }
         t[0][i] = c;
@@ -142,11 +138,7 @@ const fn xpow_mod(n: u32) -> u32 {
     let mut v: u32 = 0x8000_0000;
     let mut i = 0;
     while i < n {
-        v = if v & 1 != 0 {
-            (v >> 1) ^ POLY_REFLECTED
-        } else {
-            v >> 1
-        };
+        v = if v & 1 != 0 { (v >> 1) ^ POLY_REFLECTED } else { v >> 1 };
         i += 1;
     }
     v
@@ -305,11 +297,7 @@ mod tests {
         for &b in data {
             crc ^= b as u32;
             for _ in 0..8 {
-                crc = if crc & 1 != 0 {
-                    (crc >> 1) ^ POLY_REFLECTED
-                } else {
-                    crc >> 1
-                };
+                crc = if crc & 1 != 0 { (crc >> 1) ^ POLY_REFLECTED } else { crc >> 1 };
             }
         }
         !crc
@@ -336,14 +324,13 @@ mod tests {
 
     #[test]
     fn every_length_and_offset_matches_reference() {
-        let data: [u8; 2200] =
-            core::array::from_fn(|i| (i as u32).wrapping_mul(2_654_435_761) as u8 ^ (i >> 7) as u8);
+        let data: [u8; 2200] = core::array::from_fn(|i| (i as u32).wrapping_mul(2_654_435_761) as u8 ^ (i >> 7) as u8);
         let lens: &[usize] = if cfg!(miri) {
             &[0, 1, 7, 8, 9, 191, 192, 200, 385, 1040]
         } else {
             &[
-                0, 1, 2, 3, 7, 8, 9, 15, 16, 17, 63, 64, 65, 191, 192, 193, 383, 384, 385, 576,
-                1000, 1024, 1040, 2047, 2100,
+                0, 1, 2, 3, 7, 8, 9, 15, 16, 17, 63, 64, 65, 191, 192, 193, 383, 384, 385, 576, 1000, 1024, 1040, 2047,
+                2100,
             ]
         };
         for &len in lens {
@@ -351,11 +338,7 @@ mod tests {
                 let slice = &data[off..off + len];
                 let want = reference(slice);
                 assert_eq!(crc32c(slice), want, "len {len} off {off}");
-                assert_eq!(
-                    !update_portable(!0, slice),
-                    want,
-                    "portable len {len} off {off}"
-                );
+                assert_eq!(!update_portable(!0, slice), want, "portable len {len} off {off}");
             }
         }
     }

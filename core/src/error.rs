@@ -63,10 +63,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Error::Truncated { needed, available } => {
-                write!(
-                    f,
-                    "truncated frame: {needed} bytes needed, {available} available"
-                )
+                write!(f, "truncated frame: {needed} bytes needed, {available} available")
             }
             Error::BadMagic => f.write_str("not an Ember frame: bad magic"),
             Error::BadHeaderCrc => f.write_str("frame header checksum mismatch"),

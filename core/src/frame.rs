@@ -177,10 +177,7 @@ impl<T: AsRef<[u8]>> Frame<T> {
     pub fn check_len(&self) -> Result<()> {
         let available = self.buffer.as_ref().len();
         if available < HEADER_LEN {
-            return Err(Error::Truncated {
-                needed: HEADER_LEN,
-                available,
-            });
+            return Err(Error::Truncated { needed: HEADER_LEN, available });
         }
         let needed = self.total_len();
         if available < needed {
@@ -191,11 +188,7 @@ impl<T: AsRef<[u8]>> Frame<T> {
 
     /// Checks the frame checksum over header and payload. Call after [`Frame::check_len`].
     pub fn check_crc(&self) -> Result<()> {
-        if self.compute_crc() == self.crc() {
-            Ok(())
-        } else {
-            Err(Error::BadCrc)
-        }
+        if self.compute_crc() == self.crc() { Ok(()) } else { Err(Error::BadCrc) }
     }
 
     /// Unwraps the buffer.
@@ -314,10 +307,7 @@ impl<T: AsRef<[u8]>> AsRef<[u8]> for Frame<T> {
 /// payload need not be present. Shared by [`Frame::check_header`] and the accumulator.
 pub(crate) fn check_header_bytes(b: &[u8]) -> Result<usize> {
     if b.len() < HEADER_LEN {
-        return Err(Error::Truncated {
-            needed: HEADER_LEN,
-            available: b.len(),
-        });
+        return Err(Error::Truncated { needed: HEADER_LEN, available: b.len() });
     }
     if b[field::MAGIC] != MAGIC {
         return Err(Error::BadMagic);
@@ -401,9 +391,7 @@ impl FrameRepr {
             });
         }
         if frame.buffer.as_ref().len() < self.buffer_len() {
-            return Err(Error::BufferTooSmall {
-                needed: self.buffer_len(),
-            });
+            return Err(Error::BufferTooSmall { needed: self.buffer_len() });
         }
         frame.set_magic();
         frame.set_version(VERSION);
@@ -417,10 +405,7 @@ impl FrameRepr {
     /// Writes a complete frame (header, `payload`, checksums) at the start of `buf` and
     /// returns its bytes. `self.payload_len` is taken from `payload`.
     pub fn emit_with_payload<'b>(&self, payload: &[u8], buf: &'b mut [u8]) -> Result<&'b mut [u8]> {
-        let repr = FrameRepr {
-            payload_len: payload.len(),
-            ..*self
-        };
+        let repr = FrameRepr { payload_len: payload.len(), ..*self };
         let total = repr.buffer_len();
         let mut frame = Frame::new_unchecked(&mut *buf);
         repr.emit(&mut frame)?;
@@ -477,25 +462,12 @@ mod tests {
         assert_eq!(frame.payload(), b"hi!");
         assert_eq!(frame.total_len(), 27);
         let repr = FrameRepr::parse(&frame).unwrap();
-        assert_eq!(
-            repr,
-            FrameRepr {
-                flags: Flags::empty(),
-                kind: 0x0102,
-                seq: 7,
-                payload_len: 3
-            }
-        );
+        assert_eq!(repr, FrameRepr { flags: Flags::empty(), kind: 0x0102, seq: 7, payload_len: 3 });
     }
 
     #[test]
     fn emit_byte_literal() {
-        let repr = FrameRepr {
-            flags: Flags::empty(),
-            kind: 0x0102,
-            seq: 7,
-            payload_len: 3,
-        };
+        let repr = FrameRepr { flags: Flags::empty(), kind: 0x0102, seq: 7, payload_len: 3 };
         let mut buf = [0xAAu8; 40];
         let out = repr.emit_with_payload(b"hi!", &mut buf).unwrap();
         assert_eq!(out, &EXAMPLE[..]);
@@ -504,12 +476,7 @@ mod tests {
 
     #[test]
     fn emit_in_place_then_checksums() {
-        let repr = FrameRepr {
-            flags: Flags::empty(),
-            kind: 0x0102,
-            seq: 7,
-            payload_len: 3,
-        };
+        let repr = FrameRepr { flags: Flags::empty(), kind: 0x0102, seq: 7, payload_len: 3 };
         let mut buf = [0u8; 27];
         let mut frame = Frame::new_unchecked(&mut buf[..]);
         repr.emit(&mut frame).unwrap();
@@ -533,11 +500,7 @@ mod tests {
         assert!(f.contains(Flags::RESPONSE));
         assert_eq!(f.unknown_critical(), 0);
         assert_eq!(Flags::from_bits_retain(0x84).unknown_critical(), 0x04);
-        assert_eq!(
-            Flags::from_bits_retain(0xF3).unknown_critical(),
-            0,
-            "high nibble is ignorable"
-        );
+        assert_eq!(Flags::from_bits_retain(0xF3).unknown_critical(), 0, "high nibble is ignorable");
     }
 
     fn with_header(mut bytes: [u8; 27], edit: impl FnOnce(&mut [u8; 27])) -> [u8; 27] {
@@ -551,18 +514,9 @@ mod tests {
     fn error_truncated() {
         assert_eq!(
             Frame::new_checked(&EXAMPLE[..10]).unwrap_err(),
-            Error::Truncated {
-                needed: HEADER_LEN,
-                available: 10
-            }
+            Error::Truncated { needed: HEADER_LEN, available: 10 }
         );
-        assert_eq!(
-            Frame::new_checked(&EXAMPLE[..26]).unwrap_err(),
-            Error::Truncated {
-                needed: 27,
-                available: 26
-            }
-        );
+        assert_eq!(Frame::new_checked(&EXAMPLE[..26]).unwrap_err(), Error::Truncated { needed: 27, available: 26 });
     }
 
     #[test]
@@ -585,19 +539,13 @@ mod tests {
     #[test]
     fn error_unsupported_version() {
         let b = with_header(EXAMPLE, |b| b[2] = 2);
-        assert_eq!(
-            Frame::new_checked(&b[..]).unwrap_err(),
-            Error::UnsupportedVersion(2)
-        );
+        assert_eq!(Frame::new_checked(&b[..]).unwrap_err(), Error::UnsupportedVersion(2));
     }
 
     #[test]
     fn error_unknown_flags() {
         let b = with_header(EXAMPLE, |b| b[3] = 0x08);
-        assert_eq!(
-            Frame::new_checked(&b[..]).unwrap_err(),
-            Error::UnknownFlags(0x08)
-        );
+        assert_eq!(Frame::new_checked(&b[..]).unwrap_err(), Error::UnknownFlags(0x08));
         let ok = with_header(EXAMPLE, |b| b[3] = 0x40);
         assert_eq!(Frame::new_checked(&ok[..]).unwrap().flags().bits(), 0x40);
     }
@@ -612,32 +560,16 @@ mod tests {
         b[20..24].copy_from_slice(&hcrc.to_le_bytes());
         assert_eq!(
             Frame::new_checked(&b[..]).unwrap_err(),
-            Error::TooLarge {
-                len: MAX_FRAME_LEN as u32 + 1,
-                limit: MAX_FRAME_LEN as u32
-            }
+            Error::TooLarge { len: MAX_FRAME_LEN as u32 + 1, limit: MAX_FRAME_LEN as u32 }
         );
-        let repr = FrameRepr {
-            flags: Flags::empty(),
-            kind: 0,
-            seq: 0,
-            payload_len: MAX_PAYLOAD_LEN + 1,
-        };
+        let repr = FrameRepr { flags: Flags::empty(), kind: 0, seq: 0, payload_len: MAX_PAYLOAD_LEN + 1 };
         let mut buf = [0u8; 64];
-        assert!(matches!(
-            repr.emit(&mut Frame::new_unchecked(&mut buf[..])),
-            Err(Error::TooLarge { .. })
-        ));
+        assert!(matches!(repr.emit(&mut Frame::new_unchecked(&mut buf[..])), Err(Error::TooLarge { .. })));
     }
 
     #[test]
     fn emit_of_absurd_length_is_an_error_not_a_panic() {
-        let repr = FrameRepr {
-            flags: Flags::empty(),
-            kind: 0,
-            seq: 0,
-            payload_len: usize::MAX,
-        };
+        let repr = FrameRepr { flags: Flags::empty(), kind: 0, seq: 0, payload_len: usize::MAX };
         let mut buf = [0u8; 64];
         assert_eq!(repr.buffer_len(), usize::MAX);
         assert!(matches!(
@@ -655,27 +587,16 @@ mod tests {
 
     #[test]
     fn error_buffer_too_small() {
-        let repr = FrameRepr {
-            flags: Flags::empty(),
-            kind: 1,
-            seq: 1,
-            payload_len: 0,
-        };
+        let repr = FrameRepr { flags: Flags::empty(), kind: 1, seq: 1, payload_len: 0 };
         let mut buf = [0u8; 30];
-        assert_eq!(
-            repr.emit_with_payload(&[1; 7], &mut buf).unwrap_err(),
-            Error::BufferTooSmall { needed: 31 }
-        );
+        assert_eq!(repr.emit_with_payload(&[1; 7], &mut buf).unwrap_err(), Error::BufferTooSmall { needed: 31 });
     }
 
     #[test]
     fn parse_on_unchecked_view_is_safe() {
         assert_eq!(
             FrameRepr::parse(&Frame::new_unchecked(&EXAMPLE[..5])).unwrap_err(),
-            Error::Truncated {
-                needed: HEADER_LEN,
-                available: 5
-            }
+            Error::Truncated { needed: HEADER_LEN, available: 5 }
         );
     }
 }

@@ -75,19 +75,11 @@ pub fn encode_with<'b, T: Serialize + ?Sized>(
     let payload_len = match postcard::to_slice(msg, &mut buf[HEADER_LEN..HEADER_LEN + room]) {
         Ok(p) => p.len(),
         Err(postcard::Error::SerializeBufferFull) if room == MAX_PAYLOAD_LEN => {
-            return Err(Error::TooLarge {
-                len: u32::MAX,
-                limit: (HEADER_LEN + MAX_PAYLOAD_LEN) as u32,
-            });
+            return Err(Error::TooLarge { len: u32::MAX, limit: (HEADER_LEN + MAX_PAYLOAD_LEN) as u32 });
         }
         Err(e) => return Err(map_ser(e)),
     };
-    let repr = FrameRepr {
-        flags,
-        kind,
-        seq,
-        payload_len,
-    };
+    let repr = FrameRepr { flags, kind, seq, payload_len };
     let mut frame = Frame::new_unchecked(&mut *buf);
     repr.emit(&mut frame)?;
     frame.fill_checksums();
@@ -96,22 +88,13 @@ pub fn encode_with<'b, T: Serialize + ?Sized>(
 
 /// Serializes `msg` into a frame of kind `kind` and sequence `seq`, no flags.
 #[inline]
-pub fn encode<'b, T: Serialize + ?Sized>(
-    kind: u32,
-    seq: u32,
-    msg: &T,
-    buf: &'b mut [u8],
-) -> Result<&'b mut [u8]> {
+pub fn encode<'b, T: Serialize + ?Sized>(kind: u32, seq: u32, msg: &T, buf: &'b mut [u8]) -> Result<&'b mut [u8]> {
     encode_with(Flags::empty(), kind, seq, msg, buf)
 }
 
 /// Serializes a [`Message`] under its own kind.
 #[inline]
-pub fn encode_message<'b, T: Message + ?Sized>(
-    msg: &T,
-    seq: u32,
-    buf: &'b mut [u8],
-) -> Result<&'b mut [u8]> {
+pub fn encode_message<'b, T: Message + ?Sized>(msg: &T, seq: u32, buf: &'b mut [u8]) -> Result<&'b mut [u8]> {
     encode_with(Flags::empty(), T::KIND, seq, msg, buf)
 }
 
@@ -131,10 +114,7 @@ pub fn decode_payload<'de, T: Deserialize<'de>>(payload: &'de [u8]) -> Result<T>
 #[inline]
 pub fn decode<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<(FrameRepr, T)> {
     let frame = Frame::new_checked(bytes)?;
-    Ok((
-        FrameRepr::from_checked(&frame),
-        decode_payload(frame.payload_ref())?,
-    ))
+    Ok((FrameRepr::from_checked(&frame), decode_payload(frame.payload_ref())?))
 }
 
 /// Deserializes an already checked frame's payload (what the accumulator yields).
@@ -146,20 +126,12 @@ pub fn decode_frame<'de, T: Deserialize<'de>>(frame: &Frame<&'de [u8]>) -> Resul
 /// Like [`decode`], but fails with [`Error::UnexpectedKind`] unless the frame's kind is
 /// `T::KIND`.
 #[inline]
-pub fn decode_message<'de, T: Message + Deserialize<'de>>(
-    bytes: &'de [u8],
-) -> Result<(FrameRepr, T)> {
+pub fn decode_message<'de, T: Message + Deserialize<'de>>(bytes: &'de [u8]) -> Result<(FrameRepr, T)> {
     let frame = Frame::new_checked(bytes)?;
     if frame.kind() != T::KIND {
-        return Err(Error::UnexpectedKind {
-            expected: T::KIND,
-            found: frame.kind(),
-        });
+        return Err(Error::UnexpectedKind { expected: T::KIND, found: frame.kind() });
     }
-    Ok((
-        FrameRepr::from_checked(&frame),
-        decode_payload(frame.payload_ref())?,
-    ))
+    Ok((FrameRepr::from_checked(&frame), decode_payload(frame.payload_ref())?))
 }
 
 #[cfg(test)]
@@ -185,10 +157,7 @@ mod tests {
     #[test]
     fn round_trip_borrowing() {
         let mut buf = [0u8; 128];
-        let msg = Borrowed {
-            name: "pump-1",
-            blob: &[1, 2, 3],
-        };
+        let msg = Borrowed { name: "pump-1", blob: &[1, 2, 3] };
         let n = encode(5, 9, &msg, &mut buf).unwrap().len();
         let (repr, back): (_, Borrowed<'_>) = decode(&buf[..n]).unwrap();
         assert_eq!(back, msg);
@@ -203,30 +172,16 @@ mod tests {
         const LEN: usize = max_frame_len::<Ping>();
         assert_eq!(LEN, HEADER_LEN + 5 + 1);
         let mut buf = [0u8; LEN];
-        let frame = encode_message(
-            &Ping {
-                id: u32::MAX,
-                note: 255,
-            },
-            1,
-            &mut buf,
-        )
-        .unwrap();
+        let frame = encode_message(&Ping { id: u32::MAX, note: 255 }, 1, &mut buf).unwrap();
         assert_eq!(frame.len(), LEN);
     }
 
     #[test]
     fn error_buffer_too_small() {
         let mut tiny = [0u8; 10];
-        assert_eq!(
-            encode(1, 1, &7u32, &mut tiny).unwrap_err(),
-            Error::BufferTooSmall { needed: 0 }
-        );
+        assert_eq!(encode(1, 1, &7u32, &mut tiny).unwrap_err(), Error::BufferTooSmall { needed: 0 });
         let mut short = [0u8; HEADER_LEN + 2];
-        assert_eq!(
-            encode(1, 1, &[7u8; 8], &mut short).unwrap_err(),
-            Error::BufferTooSmall { needed: 0 }
-        );
+        assert_eq!(encode(1, 1, &[7u8; 8], &mut short).unwrap_err(), Error::BufferTooSmall { needed: 0 });
     }
 
     #[test]
@@ -237,24 +192,16 @@ mod tests {
         assert_eq!(decode::<bool>(&buf[..n]).unwrap_err(), Error::Decode);
         // Two u8s decoded as one leaves one byte over.
         let n = encode(1, 1, &(1u8, 2u8), &mut buf).unwrap().len();
-        assert_eq!(
-            decode::<u8>(&buf[..n]).unwrap_err(),
-            Error::TrailingBytes { extra: 1 }
-        );
+        assert_eq!(decode::<u8>(&buf[..n]).unwrap_err(), Error::TrailingBytes { extra: 1 });
     }
 
     #[test]
     fn error_unexpected_kind() {
         let mut buf = [0u8; 64];
-        let n = encode(0x11, 1, &Ping { id: 1, note: 2 }, &mut buf)
-            .unwrap()
-            .len();
+        let n = encode(0x11, 1, &Ping { id: 1, note: 2 }, &mut buf).unwrap().len();
         assert_eq!(
             decode_message::<Ping>(&buf[..n]).unwrap_err(),
-            Error::UnexpectedKind {
-                expected: 0x10,
-                found: 0x11
-            }
+            Error::UnexpectedKind { expected: 0x10, found: 0x11 }
         );
     }
 
@@ -263,10 +210,7 @@ mod tests {
         // postcard cannot serialize a sequence of unknown length; a custom impl provokes it.
         struct Unsized;
         impl Serialize for Unsized {
-            fn serialize<S: serde::Serializer>(
-                &self,
-                s: S,
-            ) -> core::result::Result<S::Ok, S::Error> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
                 use serde::ser::SerializeSeq;
                 s.serialize_seq(None)?.end()
             }

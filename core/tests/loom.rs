@@ -143,9 +143,6 @@ fn spsc_wake_up_is_never_lost() {
         let mut c = ring.consumer();
         let sleeps = c.prepare_wait().is_some();
         let woken = producer.join().unwrap();
-        assert!(
-            !(sleeps && !woken),
-            "lost wake-up: consumer sleeps and nobody wakes it"
-        );
+        assert!(!(sleeps && !woken), "lost wake-up: consumer sleeps and nobody wakes it");
     });
 }

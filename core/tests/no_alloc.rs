@@ -63,12 +63,7 @@ fn the_counter_counts() {
 fn encode_and_decode_allocate_nothing() {
     let mut buf = [0u8; 512];
     let values = heapless::Vec::from_slice(&[1, -2, 300_000, i32::MIN]).unwrap();
-    let msg = Sample {
-        id: 7,
-        label: "boiler",
-        values,
-        raw: &[9; 40],
-    };
+    let msg = Sample { id: 7, label: "boiler", values, raw: &[9; 40] };
     let n = allocations(|| {
         let len = message::encode(3, 11, &msg, &mut buf).unwrap().len();
         let (repr, back): (FrameRepr, Sample<'_>) = message::decode(&buf[..len]).unwrap();
@@ -90,9 +85,7 @@ fn accumulator_allocates_nothing() {
     stream[..5].copy_from_slice(b"junkE");
     len += 5;
     for seq in 0..4 {
-        len += message::encode(1, seq, &[seq as u8; 100][..], &mut stream[len..])
-            .unwrap()
-            .len();
+        len += message::encode(1, seq, &[seq as u8; 100][..], &mut stream[len..]).unwrap().len();
     }
     let mut acc = Box::new(FrameAccumulator::<256>::new());
     let n = allocations(|| {

@@ -16,16 +16,9 @@ const MAX_RAW: usize = if cfg!(miri) { 300 } else { 4096 };
 /// Fewer cases under Miri, where every case is thousands of times slower.
 fn config() -> ProptestConfig {
     if cfg!(miri) {
-        ProptestConfig {
-            cases: 4,
-            failure_persistence: None,
-            ..ProptestConfig::default()
-        }
+        ProptestConfig { cases: 4, failure_persistence: None, ..ProptestConfig::default() }
     } else {
-        ProptestConfig {
-            cases: 256,
-            ..ProptestConfig::default()
-        }
+        ProptestConfig { cases: 256, ..ProptestConfig::default() }
     }
 }
 

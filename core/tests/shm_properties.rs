@@ -13,16 +13,9 @@ use std::sync::atomic::Ordering;
 
 fn config() -> ProptestConfig {
     if cfg!(miri) {
-        ProptestConfig {
-            cases: 3,
-            failure_persistence: None,
-            ..ProptestConfig::default()
-        }
+        ProptestConfig { cases: 3, failure_persistence: None, ..ProptestConfig::default() }
     } else {
-        ProptestConfig {
-            cases: 256,
-            ..ProptestConfig::default()
-        }
+        ProptestConfig { cases: 256, ..ProptestConfig::default() }
     }
 }
 

@@ -30,9 +30,7 @@ impl fmt::Display for Error {
             Error::Os(e) => write!(f, "system call failed: {e}"),
             Error::Shm(e) => write!(f, "{e}"),
             Error::Codec(e) => write!(f, "{e}"),
-            Error::InvalidName => {
-                f.write_str("invalid object name (want /name, no other slash, at most 255 bytes)")
-            }
+            Error::InvalidName => f.write_str("invalid object name (want /name, no other slash, at most 255 bytes)"),
             Error::NotSealed => f.write_str("memfd is not sealed against resizing"),
         }
     }
@@ -67,9 +65,7 @@ impl From<Error> for std::io::Error {
         match e {
             Error::Os(errno) => std::io::Error::from_raw_os_error(errno.raw_os_error()),
             Error::Shm(ShmError::Timeout) => std::io::Error::new(std::io::ErrorKind::TimedOut, e),
-            Error::Shm(ShmError::Empty | ShmError::Full) => {
-                std::io::Error::new(std::io::ErrorKind::WouldBlock, e)
-            }
+            Error::Shm(ShmError::Empty | ShmError::Full) => std::io::Error::new(std::io::ErrorKind::WouldBlock, e),
             other => std::io::Error::other(other),
         }
     }

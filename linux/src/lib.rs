@@ -21,5 +21,6 @@ pub use ember_core as core;
 
 pub mod error;
 pub mod shm;
+pub mod sys;
 
 pub use error::{Error, Result};

@@ -6,8 +6,7 @@ use std::cell::Cell;
 use std::time::Duration;
 
 use ember_linux::shm::{
-    Backing, BroadcastReader, BroadcastWriter, SeqLockReader, SeqLockWriter, SpscReceiver,
-    SpscSender,
+    Backing, BroadcastReader, BroadcastWriter, SeqLockReader, SeqLockWriter, SpscReceiver, SpscSender,
 };
 
 struct Counting;
@@ -63,8 +62,7 @@ fn spsc_push_pop_allocate_nothing() {
         for i in 0..1000u32 {
             tx.try_send(&i.to_le_bytes()).unwrap();
             assert_eq!(rx.recv(&mut out, Some(Duration::from_secs(1))).unwrap(), 4);
-            tx.send_msg(3, i, &("reading", i), &mut scratch, None)
-                .unwrap();
+            tx.send_msg(3, i, &("reading", i), &mut scratch, None).unwrap();
             let (_, (s, v)): (_, (&str, u32)) = rx.recv_msg(&mut out, None).unwrap();
             assert_eq!((s, v), ("reading", i));
         }

@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use ember_core::crc32c::crc32c;
 use ember_core::frame::Frame;
 use ember_core::shm::ShmError;
+use ember_core::shm::layout::SegmentKind;
 use ember_linux::Error;
 use ember_linux::shm::{
-    Backing, BroadcastReader, BroadcastWriter, SeqLockReader, SeqLockWriter, SpscReceiver,
-    SpscSender,
+    Access, Backing, BroadcastReader, BroadcastWriter, Segment, SeqLockReader, SeqLockWriter, SpscReceiver, SpscSender,
 };
 
 const FP: u64 = 0xE3BE_5EED_0000_0001;
@@ -27,12 +27,7 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A name unique to this process and call.
 fn unique(tag: &str) -> String {
-    format!(
-        "/ember-test-{}-{}-{}",
-        std::process::id(),
-        tag,
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("/ember-test-{}-{}-{}", std::process::id(), tag, COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Removes a named segment when dropped (peers killed with -9 cannot).
@@ -60,11 +55,7 @@ impl Peer {
             .expect("spawn peer");
         let stdin = child.stdin.take();
         let stdout = BufReader::new(child.stdout.take().unwrap());
-        Peer {
-            child,
-            stdin,
-            stdout,
-        }
+        Peer { child, stdin, stdout }
     }
 
     /// The next line the peer prints (its report), with a generous deadline.
@@ -133,8 +124,7 @@ fn peer(args: &[String]) {
         // spsc-writer NAME COUNT PAUSE_US: creates the ring, reports, sends COUNT records
         // (u64::MAX: forever), then closes it by dropping.
         "spsc-writer" => {
-            let (name, count, pause): (&str, u64, u64) =
-                (&args[1], args[2].parse().unwrap(), args[3].parse().unwrap());
+            let (name, count, pause): (&str, u64, u64) = (&args[1], args[2].parse().unwrap(), args[3].parse().unwrap());
             let mut tx = SpscSender::create(Backing::Named(name), 64 * 1024, FP).unwrap();
             tx.segment().persist(); // the test unlinks it
             writeln!(stdout, "ready").unwrap();
@@ -169,12 +159,7 @@ fn peer(args: &[String]) {
         // scribbler NAME SECONDS: maps the segment read-write and writes random words
         // anywhere in it.
         "scribbler" => {
-            let fd = rustix::shm::open(
-                args[1].as_str(),
-                rustix::shm::OFlags::RDWR,
-                rustix::fs::Mode::empty(),
-            )
-            .unwrap();
+            let fd = rustix::shm::open(args[1].as_str(), rustix::shm::OFlags::RDWR, rustix::fs::Mode::empty()).unwrap();
             let len = rustix::fs::fstat(&fd).unwrap().st_size as usize;
             // SAFETY: a fresh shared mapping only this peer's scribbling loop touches,
             // through volatile writes; it is never unmapped before exit.
@@ -238,11 +223,7 @@ fn peer(args: &[String]) {
                     Ok(got) => {
                         let seq = check_record(&out[..got.len]);
                         assert_eq!(seq, got.seq, "record number");
-                        assert_eq!(
-                            got.seq,
-                            next + got.lost,
-                            "loss count does not match the gap"
-                        );
+                        assert_eq!(got.seq, next + got.lost, "loss count does not match the gap");
                         next = got.seq + 1;
                         received += 1;
                         lost += got.lost;
@@ -268,6 +249,21 @@ fn peer(args: &[String]) {
                 // A sensor-like rate, fast enough to collide with reads now and then.
                 std::thread::sleep(Duration::from_micros(20));
             }
+        }
+        // sysv-spsc-reader KEY COUNT: attaches the SysV ring by key, receives COUNT records.
+        "sysv-spsc-reader" => {
+            let key: i32 = args[1].parse().unwrap();
+            let count: u64 = args[2].parse().unwrap();
+            let seg = Segment::open_sysv(key, SegmentKind::Spsc, FP, Access::ReadWrite).unwrap();
+            let mut rx = SpscReceiver::from_segment(seg).unwrap();
+            writeln!(stdout, "ready").unwrap();
+            stdout.flush().unwrap();
+            let mut out = [0u8; 64];
+            for expect in 0..count {
+                let n = rx.recv(&mut out, Some(Duration::from_secs(10))).unwrap();
+                assert_eq!(check_record(&out[..n]), expect);
+            }
+            writeln!(stdout, "got {count}").unwrap();
         }
         other => panic!("unknown peer role {other}"),
     }
@@ -303,10 +299,8 @@ fn broadcast_three_readers_slow_one_counts_exact_losses() {
     let _cleanup = Cleanup(name.clone());
     let mut writer = Peer::spawn(&["broadcast-writer", &name, &BROADCAST_RECORDS.to_string()]);
     assert_eq!(writer.line(), "ready");
-    let mut readers: Vec<Peer> = ["0", "0", "200"]
-        .iter()
-        .map(|pause| Peer::spawn(&["broadcast-reader", &name, pause]))
-        .collect();
+    let mut readers: Vec<Peer> =
+        ["0", "0", "200"].iter().map(|pause| Peer::spawn(&["broadcast-reader", &name, pause])).collect();
     for r in &mut readers {
         assert_eq!(r.line(), "ready");
     }
@@ -324,10 +318,7 @@ fn broadcast_three_readers_slow_one_counts_exact_losses() {
         }
         r.wait_ok();
     }
-    assert!(
-        slow_lost > 0,
-        "the slow reader (200 µs per record) must have been lapped"
-    );
+    assert!(slow_lost > 0, "the slow reader (200 µs per record) must have been lapped");
 }
 
 fn writer_killed_reader_gets_writer_gone() {
@@ -352,11 +343,7 @@ fn writer_killed_reader_gets_writer_gone() {
     assert_eq!(err, Error::Shm(ShmError::WriterGone));
     assert!(!rx.writer_alive());
     // Reported within the timeout (not after it): the liveness slice is 100 ms.
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "took {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
 }
 
 fn broadcast_writer_killed_readers_get_writer_gone() {
@@ -456,7 +443,7 @@ fn hostile_scribbler_reader_gets_only_typed_errors_or_valid_frames() {
 
 fn memfd_segments_and_seals() {
     let mut tx = SpscSender::create(Backing::Memfd("ember-test"), 4096, FP).unwrap();
-    let fd = rustix::io::dup(tx.segment()).unwrap();
+    let fd = rustix::io::dup(tx.segment().fd().unwrap()).unwrap();
     let mut rx = SpscReceiver::from_fd(fd, FP).unwrap();
     tx.try_send(b"over a memfd").unwrap();
     let mut out = [0u8; 32];
@@ -467,43 +454,83 @@ fn memfd_segments_and_seals() {
     rustix::fs::ftruncate(&raw, 8192).unwrap();
     assert_eq!(SpscReceiver::from_fd(raw, FP).err(), Some(Error::NotSealed));
     // The seals hold: the file cannot be shrunk.
-    assert_eq!(
-        rustix::fs::ftruncate(tx.segment(), 0),
-        Err(rustix::io::Errno::PERM)
-    );
+    assert_eq!(rustix::fs::ftruncate(tx.segment().fd().unwrap(), 0), Err(rustix::io::Errno::PERM));
 }
 
 fn named_segment_rules() {
     let name = unique("rules");
     let tx = SpscSender::create(Backing::Named(&name), 4096, FP).unwrap();
     // O_EXCL: a second creator fails.
-    assert_eq!(
-        SpscSender::create(Backing::Named(&name), 4096, FP).err(),
-        Some(Error::Os(rustix::io::Errno::EXIST))
-    );
+    assert_eq!(SpscSender::create(Backing::Named(&name), 4096, FP).err(), Some(Error::Os(rustix::io::Errno::EXIST)));
     // Mode 0600.
     let st = rustix::fs::stat(format!("/dev/shm{name}")).unwrap();
     assert_eq!(st.st_mode & 0o777, 0o600);
     // Wrong fingerprint, wrong kind.
-    assert!(matches!(
-        SpscReceiver::open(&name, FP + 1),
-        Err(Error::Shm(ShmError::WrongFingerprint { .. }))
-    ));
-    assert!(matches!(
-        SeqLockReader::open(&name, FP),
-        Err(Error::Shm(ShmError::WrongKind { .. }))
-    ));
+    assert!(matches!(SpscReceiver::open(&name, FP + 1), Err(Error::Shm(ShmError::WrongFingerprint { .. }))));
+    assert!(matches!(SeqLockReader::open(&name, FP), Err(Error::Shm(ShmError::WrongKind { .. }))));
     // The owner unlinks on drop.
     drop(tx);
     assert!(rustix::fs::stat(format!("/dev/shm{name}")).is_err());
-    assert_eq!(
-        SpscReceiver::open(&name, FP).err(),
-        Some(Error::Os(rustix::io::Errno::NOENT))
-    );
-    assert_eq!(
-        SpscReceiver::open("no-slash", FP).err(),
-        Some(Error::InvalidName)
-    );
+    assert_eq!(SpscReceiver::open(&name, FP).err(), Some(Error::Os(rustix::io::Errno::NOENT)));
+    assert_eq!(SpscReceiver::open("no-slash", FP).err(), Some(Error::InvalidName));
+}
+
+/// The `ipcs -m` line of a SysV key, if listed.
+fn ipcs_line(key: i32) -> Option<String> {
+    let out = Command::new("ipcs").arg("-m").output().expect("ipcs (util-linux) runs");
+    assert!(out.status.success());
+    let want = format!("0x{:08x}", key as u32);
+    String::from_utf8_lossy(&out.stdout).lines().find(|l| l.starts_with(&want)).map(String::from)
+}
+
+fn sysv_segments_by_key() {
+    let key = 0x4500_0000
+        | ((std::process::id() as i32 & 0xFFFF) << 4)
+        | COUNTER.fetch_add(1, Ordering::Relaxed) as i32 & 0xF;
+    let mut tx = SpscSender::create(Backing::SysV(key), 4096, FP).unwrap();
+    let id = tx.segment().sysv_id().unwrap();
+    // Visible to `ipcs -m`: key, id, mode 600, size (4096 + 512 bytes of header).
+    let line = ipcs_line(key).expect("ipcs -m lists the segment");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(fields[1], id.to_string(), "{line}");
+    assert_eq!(fields[3], "600", "{line}");
+    assert_eq!(fields[4], "4608", "{line}");
+    // A second creator with the same key fails.
+    assert_eq!(SpscSender::create(Backing::SysV(key), 4096, FP).err(), Some(Error::Os(rustix::io::Errno::EXIST)));
+    // Another process attaches by key.
+    let mut reader = Peer::spawn(&["sysv-spsc-reader", &key.to_string(), "100"]);
+    assert_eq!(reader.line(), "ready");
+    let mut buf = [0u8; 64];
+    for seq in 0..100 {
+        let n = make_record(seq, &mut buf);
+        tx.send(&buf[..n], Some(Duration::from_secs(10))).unwrap();
+    }
+    assert_eq!(reader.line(), "got 100");
+    reader.wait_ok();
+    // Wrong kind and fingerprint are refused.
+    assert!(matches!(
+        Segment::open_sysv(key, SegmentKind::Broadcast, FP, Access::ReadOnly),
+        Err(Error::Shm(ShmError::WrongKind { .. }))
+    ));
+    // The owner removes it: gone from ipcs once everyone detached.
+    drop(tx);
+    assert!(ipcs_line(key).is_none(), "segment still listed after the owner dropped it");
+
+    // A broadcast ring over SysV, read by a read-only attachment that still sleeps on
+    // the futex (its waiter line lives in a second, writable attachment).
+    let bkey = key ^ 0x0100_0000;
+    let mut w = BroadcastWriter::create(Backing::SysV(bkey), 4096, FP).unwrap();
+    let seg = Segment::open_sysv(bkey, SegmentKind::Broadcast, FP, Access::ReadOnly).unwrap();
+    assert!(!seg.writable());
+    let mut r = BroadcastReader::from_segment(seg, false).unwrap();
+    let sender = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        w.send(b"late").unwrap();
+        w
+    });
+    let got = r.recv(&mut buf, Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(&buf[..got.len], b"late");
+    drop(sender.join().unwrap());
 }
 
 fn main() {
@@ -516,31 +543,14 @@ fn main() {
     let tests: &[(&str, fn())] = &[
         ("named_segment_rules", named_segment_rules),
         ("memfd_segments_and_seals", memfd_segments_and_seals),
-        (
-            "spsc_ten_million_records",
-            spsc_ten_million_records_nothing_lost_duplicated_or_reordered,
-        ),
-        (
-            "broadcast_three_readers_slow_one",
-            broadcast_three_readers_slow_one_counts_exact_losses,
-        ),
-        (
-            "writer_killed_reader_gets_writer_gone",
-            writer_killed_reader_gets_writer_gone,
-        ),
-        (
-            "broadcast_writer_killed",
-            broadcast_writer_killed_readers_get_writer_gone,
-        ),
+        ("sysv_segments_by_key", sysv_segments_by_key),
+        ("spsc_ten_million_records", spsc_ten_million_records_nothing_lost_duplicated_or_reordered),
+        ("broadcast_three_readers_slow_one", broadcast_three_readers_slow_one_counts_exact_losses),
+        ("writer_killed_reader_gets_writer_gone", writer_killed_reader_gets_writer_gone),
+        ("broadcast_writer_killed", broadcast_writer_killed_readers_get_writer_gone),
         ("reader_killed_writer_goes_on", reader_killed_writer_goes_on),
-        (
-            "seqlock_across_processes",
-            seqlock_reader_never_sees_a_torn_value_across_processes,
-        ),
-        (
-            "hostile_scribbler",
-            hostile_scribbler_reader_gets_only_typed_errors_or_valid_frames,
-        ),
+        ("seqlock_across_processes", seqlock_reader_never_sees_a_torn_value_across_processes),
+        ("hostile_scribbler", hostile_scribbler_reader_gets_only_typed_errors_or_valid_frames),
     ];
     let mut failed = 0;
     let mut ran = 0;
@@ -560,11 +570,7 @@ fn main() {
             }
         }
     }
-    println!(
-        "\ntest result: {}. {} passed; {failed} failed",
-        if failed == 0 { "ok" } else { "FAILED" },
-        ran - failed
-    );
+    println!("\ntest result: {}. {} passed; {failed} failed", if failed == 0 { "ok" } else { "FAILED" }, ran - failed);
     if failed > 0 {
         std::process::exit(1);
     }

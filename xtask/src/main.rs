@@ -35,11 +35,7 @@ fn main() -> ExitCode {
 
 fn workspace_root() -> String {
     let manifest = env!("CARGO_MANIFEST_DIR");
-    std::path::Path::new(manifest)
-        .parent()
-        .expect("xtask lives in the workspace")
-        .display()
-        .to_string()
+    std::path::Path::new(manifest).parent().expect("xtask lives in the workspace").display().to_string()
 }
 
 /// How a step ended.
@@ -69,9 +65,7 @@ fn run(cmd: &mut Command) -> Result<(), String> {
 /// Runs a command quietly and returns its stdout if it succeeded.
 fn output(cmd: &mut Command) -> Option<String> {
     let out = cmd.output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn cargo() -> Command {
@@ -84,13 +78,7 @@ fn cargo_with(toolchain: &str) -> Command {
     let mut c = Command::new("cargo");
     c.arg(format!("+{toolchain}"));
     // Drop what the cargo running us exported, or it would leak into the other toolchain.
-    for var in [
-        "CARGO",
-        "RUSTC",
-        "RUSTDOC",
-        "RUSTUP_TOOLCHAIN",
-        "CARGO_MANIFEST_DIR",
-    ] {
+    for var in ["CARGO", "RUSTC", "RUSTDOC", "RUSTUP_TOOLCHAIN", "CARGO_MANIFEST_DIR"] {
         c.env_remove(var);
     }
     c
@@ -101,8 +89,7 @@ fn cargo_nightly() -> Command {
 }
 
 fn has_nightly() -> Result<(), String> {
-    let list = output(Command::new("rustup").args(["toolchain", "list"]))
-        .ok_or("rustup is not available")?;
+    let list = output(Command::new("rustup").args(["toolchain", "list"])).ok_or("rustup is not available")?;
     if list.lines().any(|l| l.starts_with("nightly")) {
         return Ok(());
     }
@@ -110,14 +97,8 @@ fn has_nightly() -> Result<(), String> {
 }
 
 fn ensure_target(toolchain: &str, target: &str) -> Result<(), String> {
-    let installed = output(Command::new("rustup").args([
-        "target",
-        "list",
-        "--installed",
-        "--toolchain",
-        toolchain,
-    ]))
-    .ok_or("rustup is not available")?;
+    let installed = output(Command::new("rustup").args(["target", "list", "--installed", "--toolchain", toolchain]))
+        .ok_or("rustup is not available")?;
     if installed.lines().any(|l| l.trim() == target) {
         return Ok(());
     }
@@ -125,14 +106,8 @@ fn ensure_target(toolchain: &str, target: &str) -> Result<(), String> {
 }
 
 fn ensure_component(toolchain: &str, component: &str) -> Result<(), String> {
-    let installed = output(Command::new("rustup").args([
-        "component",
-        "list",
-        "--installed",
-        "--toolchain",
-        toolchain,
-    ]))
-    .ok_or("rustup is not available")?;
+    let installed = output(Command::new("rustup").args(["component", "list", "--installed", "--toolchain", toolchain]))
+        .ok_or("rustup is not available")?;
     if installed.lines().any(|l| l.starts_with(component)) {
         return Ok(());
     }
@@ -171,14 +146,7 @@ fn step_fmt() -> Outcome {
 }
 
 fn step_clippy() -> Outcome {
-    outcome(run(cargo().args([
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ])))
+    outcome(run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])))
 }
 
 fn step_test() -> Outcome {
@@ -189,14 +157,7 @@ fn step_no_std() -> Outcome {
     outcome((|| {
         ensure_target("stable", NO_STD_TARGET)?;
         run(cargo().args(["build", "-p", "ember-core", "--target", NO_STD_TARGET]))?;
-        run(cargo().args([
-            "build",
-            "-p",
-            "ember-core",
-            "--target",
-            NO_STD_TARGET,
-            "--all-features",
-        ]))?;
+        run(cargo().args(["build", "-p", "ember-core", "--target", NO_STD_TARGET, "--all-features"]))?;
         // No `alloc` may creep in.
         let found = output(Command::new("grep").args(["-rn", "extern crate alloc", "core/src"]));
         match found {
@@ -219,16 +180,9 @@ fn msrv() -> Result<String, String> {
 fn step_msrv() -> Outcome {
     outcome((|| {
         let version = msrv()?;
-        let list = output(Command::new("rustup").args(["toolchain", "list"]))
-            .ok_or("rustup is not available")?;
+        let list = output(Command::new("rustup").args(["toolchain", "list"])).ok_or("rustup is not available")?;
         if !list.lines().any(|l| l.starts_with(&format!("{version}-"))) {
-            run(Command::new("rustup").args([
-                "toolchain",
-                "install",
-                &version,
-                "--profile",
-                "minimal",
-            ]))?;
+            run(Command::new("rustup").args(["toolchain", "install", &version, "--profile", "minimal"]))?;
         }
         // Libraries and binaries; tests may use newer dev-dependencies.
         run(cargo_with(&version)
@@ -253,9 +207,7 @@ fn step_loom() -> Outcome {
         println!("(a deliberately weakened ordering follows: this run must FAIL)");
         match run(&mut loom("--cfg loom --cfg ember_loom_weak")) {
             Err(_) => Ok(()),
-            Ok(()) => {
-                Err("the loom models passed with a weakened ordering: they cannot catch it".into())
-            }
+            Ok(()) => Err("the loom models passed with a weakened ordering: they cannot catch it".into()),
         }
     })())
 }
@@ -283,9 +235,7 @@ fn step_fuzz() -> Outcome {
         return Outcome::Skipped(format!("no C++ compiler for libFuzzer: {e}"));
     }
     if let Err(e) = ensure_cargo_fuzz() {
-        return Outcome::Skipped(format!(
-            "cargo-fuzz is not available and could not be installed: {e}"
-        ));
+        return Outcome::Skipped(format!("cargo-fuzz is not available and could not be installed: {e}"));
     }
     // libFuzzer requires its corpus directory to exist; it is not committed.
     if let Err(e) = std::fs::create_dir_all("fuzz/corpus/frame") {
@@ -335,11 +285,7 @@ fn test() -> ExitCode {
             Outcome::Fail(e) => println!("---- {name}: FAILED: {e}"),
             Outcome::Skipped(why) => println!("---- {name}: SKIPPED: {why}"),
         }
-        done.push(Step {
-            name,
-            outcome,
-            took: t.elapsed(),
-        });
+        done.push(Step { name, outcome, took: t.elapsed() });
     }
     println!("\n==== summary ====");
     println!("{:<28} {:<8} {:>8}  note", "step", "result", "time");
@@ -353,13 +299,7 @@ fn test() -> ExitCode {
             }
             Outcome::Skipped(why) => ("skipped", why.clone()),
         };
-        println!(
-            "{:<28} {:<8} {:>7.1}s  {}",
-            s.name,
-            result,
-            s.took.as_secs_f64(),
-            note
-        );
+        println!("{:<28} {:<8} {:>7.1}s  {}", s.name, result, s.took.as_secs_f64(), note);
     }
     if failed {
         println!("\ncargo xtask test: FAILED");
@@ -372,16 +312,7 @@ fn test() -> ExitCode {
 
 fn bench(args: &[String]) -> ExitCode {
     let mut cmd = cargo();
-    cmd.args([
-        "run",
-        "--release",
-        "-p",
-        "ember-cli",
-        "--",
-        "bench",
-        "--full",
-    ])
-    .args(args);
+    cmd.args(["run", "--release", "-p", "ember-cli", "--", "bench", "--full"]).args(args);
     match run(&mut cmd) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

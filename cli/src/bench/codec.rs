@@ -63,9 +63,7 @@ fn telemetry<S: Sample, const N: usize>(size: usize) -> (Box<Telemetry<S, N>>, u
     });
     let mut buf = vec![0u8; size + 64];
     loop {
-        let len = postcard::to_slice(&*t, &mut buf)
-            .map(|b| b.len())
-            .unwrap_or(usize::MAX);
+        let len = postcard::to_slice(&*t, &mut buf).map(|b| b.len()).unwrap_or(usize::MAX);
         if len + 4 > size || t.samples.is_full() {
             return (t, len);
         }
@@ -93,13 +91,8 @@ pub fn run(opts: &Options, progress: &Progress, rows: &mut Vec<Row>) {
         if opts.selected("codec/frame-bytes") || opts.selected("codec/postcard-bytes") {
             progress.step(&format!("codec, {size} B byte message"));
             let data: Vec<u8> = (0..size.saturating_sub(6)).map(|i| i as u8).collect();
-            let msg = Bytes {
-                id: 42,
-                bytes: &data,
-            };
-            let len = postcard::to_slice(&msg, &mut vec![0u8; size + 64])
-                .expect("fits")
-                .len();
+            let msg = Bytes { id: 42, bytes: &data };
+            let len = postcard::to_slice(&msg, &mut vec![0u8; size + 64]).expect("fits").len();
             let mut pbuf = vec![0u8; len + 64];
             let mut fbuf = vec![0u8; len + 64];
             let (postcard_ns, frame_ns) = sample_pair(
@@ -115,13 +108,7 @@ pub fn run(opts: &Options, progress: &Progress, rows: &mut Vec<Row>) {
                     black_box(back.bytes.len());
                 },
             );
-            push_pair(
-                rows,
-                ("codec/postcard-bytes", postcard_ns),
-                ("codec/frame-bytes", frame_ns),
-                len,
-                NOTE_BYTES,
-            );
+            push_pair(rows, ("codec/postcard-bytes", postcard_ns), ("codec/frame-bytes", frame_ns), len, NOTE_BYTES);
         }
     }
 
@@ -142,13 +129,7 @@ pub fn run(opts: &Options, progress: &Progress, rows: &mut Vec<Row>) {
                     black_box(crc32c::crc32c(black_box(&data)));
                 },
             );
-            push_pair(
-                rows,
-                ("crc32c/portable", portable),
-                ("crc32c", best),
-                size,
-                NOTE_CRC,
-            );
+            push_pair(rows, ("crc32c/portable", portable), ("crc32c", best), size, NOTE_CRC);
         }
     }
 }
@@ -181,38 +162,21 @@ fn structured<S: Sample, const N: usize>(size: usize, n: usize, rows: &mut Vec<R
             black_box(back.samples.len());
         },
     );
-    push_pair(
-        rows,
-        (S::ROWS.0, postcard_ns),
-        (S::ROWS.1, frame_ns),
-        len,
-        NOTE_CODEC,
-    );
+    push_pair(rows, (S::ROWS.0, postcard_ns), (S::ROWS.1, frame_ns), len, NOTE_CODEC);
 }
 
 const NOTE_CODEC: &str = "encode + decode of one message, into and out of caller buffers (frame adds the 24-byte header and two CRC-32C passes)";
-const NOTE_BYTES: &str = "opaque &[u8] payload: postcard copies on encode and borrows on decode, so the frame's cost is its CRC";
-const NOTE_CRC: &str = "crc32c is the dispatching function this CPU uses; the ratio is its time over the table-driven loop";
+const NOTE_BYTES: &str =
+    "opaque &[u8] payload: postcard copies on encode and borrows on decode, so the frame's cost is its CRC";
+const NOTE_CRC: &str =
+    "crc32c is the dispatching function this CPU uses; the ratio is its time over the table-driven loop";
 
-fn push_pair(
-    rows: &mut Vec<Row>,
-    base: (&str, Vec<f64>),
-    subject: (&str, Vec<f64>),
-    size: usize,
-    note: &'static str,
-) {
+fn push_pair(rows: &mut Vec<Row>, base: (&str, Vec<f64>), subject: (&str, Vec<f64>), size: usize, note: &'static str) {
     let (base_name, mut base_ns) = base;
     let (name, mut ns) = subject;
     let b = Stats::from_samples(&mut base_ns);
     let s = Stats::from_samples(&mut ns);
-    rows.push(Row {
-        mechanism: base_name.into(),
-        size,
-        stats: b,
-        baseline: None,
-        ratio: None,
-        note: None,
-    });
+    rows.push(Row { mechanism: base_name.into(), size, stats: b, baseline: None, ratio: None, note: None });
     rows.push(Row {
         mechanism: name.into(),
         size,
@@ -239,19 +203,10 @@ mod tests {
 
     #[test]
     fn rows_come_with_baselines() {
-        let opts = Options {
-            full: false,
-            json: false,
-            only: Some("crc32c".into()),
-            size: Some(256),
-            cpus: None,
-        };
+        let opts = Options { full: false, json: false, only: Some("crc32c".into()), size: Some(256), cpus: None };
         let mut rows = Vec::new();
         // A tiny sample count keeps the test quick; the numbers are not checked, the shape is.
-        let progress = Progress {
-            tty: false,
-            started: std::time::Instant::now(),
-        };
+        let progress = Progress { tty: false, started: std::time::Instant::now() };
         run(&opts, &progress, &mut rows);
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[1].baseline.as_deref(), Some("crc32c/portable"));

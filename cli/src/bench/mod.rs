@@ -28,20 +28,10 @@ pub struct Options {
 
 impl Options {
     pub fn parse(args: &[String]) -> Result<Options, String> {
-        let mut o = Options {
-            full: false,
-            json: false,
-            only: None,
-            size: None,
-            cpus: None,
-        };
+        let mut o = Options { full: false, json: false, only: None, size: None, cpus: None };
         let mut it = args.iter();
         while let Some(a) = it.next() {
-            let mut value = |name: &str| {
-                it.next()
-                    .cloned()
-                    .ok_or_else(|| format!("{name} needs a value"))
-            };
+            let mut value = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value"));
             match a.as_str() {
                 "--quick" => o.full = false,
                 "--full" => o.full = true,
@@ -49,14 +39,9 @@ impl Options {
                 "--only" => o.only = Some(value("--only")?),
                 "--size" => {
                     let v = value("--size")?;
-                    let n: usize = v
-                        .parse()
-                        .map_err(|_| format!("--size: `{v}` is not a byte count"))?;
+                    let n: usize = v.parse().map_err(|_| format!("--size: `{v}` is not a byte count"))?;
                     if n == 0 || n > ember_core::frame::MAX_PAYLOAD_LEN {
-                        return Err(format!(
-                            "--size: {n} is outside 1..={}",
-                            ember_core::frame::MAX_PAYLOAD_LEN
-                        ));
+                        return Err(format!("--size: {n} is outside 1..={}", ember_core::frame::MAX_PAYLOAD_LEN));
                     }
                     o.size = Some(n);
                 }
@@ -64,11 +49,7 @@ impl Options {
                     let v = value("--cpus")?;
                     let cpus = v
                         .split(',')
-                        .map(|c| {
-                            c.trim()
-                                .parse::<usize>()
-                                .map_err(|_| format!("--cpus: `{c}` is not a CPU number"))
-                        })
+                        .map(|c| c.trim().parse::<usize>().map_err(|_| format!("--cpus: `{c}` is not a CPU number")))
                         .collect::<Result<Vec<_>, _>>()?;
                     if cpus.is_empty() || cpus.len() > 2 {
                         return Err("--cpus takes one or two CPU numbers, e.g. 0,1".into());
@@ -124,12 +105,7 @@ impl Stats {
         assert!(!samples.is_empty(), "no samples");
         samples.sort_by(f64::total_cmp);
         let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
-        Stats {
-            p50: at(0.50),
-            p99: at(0.99),
-            p999: at(0.999),
-            samples: samples.len(),
-        }
+        Stats { p50: at(0.50), p99: at(0.99), p999: at(0.999), samples: samples.len() }
     }
 
     /// Messages per second at the median.
@@ -148,11 +124,7 @@ impl Stats {
 ///
 /// The batch size is chosen so one batch takes about 2 µs, well above the clock's
 /// resolution; `warmup` batches of each are discarded first.
-pub fn sample_pair(
-    samples: usize,
-    mut a: impl FnMut(),
-    mut b: impl FnMut(),
-) -> (Vec<f64>, Vec<f64>) {
+pub fn sample_pair(samples: usize, mut a: impl FnMut(), mut b: impl FnMut()) -> (Vec<f64>, Vec<f64>) {
     let batch = calibrate(&mut a).max(calibrate(&mut b));
     let warmup = samples / 10 + 10;
     let mut sa = Vec::with_capacity(samples);
@@ -200,18 +172,12 @@ pub struct Progress {
 impl Progress {
     fn new() -> Progress {
         use std::io::IsTerminal;
-        Progress {
-            tty: std::io::stderr().is_terminal(),
-            started: Instant::now(),
-        }
+        Progress { tty: std::io::stderr().is_terminal(), started: Instant::now() }
     }
 
     pub fn step(&self, what: &str) {
         if self.tty {
-            eprint!(
-                "\r\x1b[K[{:5.1}s] measuring {what} ...",
-                self.started.elapsed().as_secs_f64()
-            );
+            eprint!("\r\x1b[K[{:5.1}s] measuring {what} ...", self.started.elapsed().as_secs_f64());
             let _ = std::io::stderr().flush();
         }
     }
@@ -230,8 +196,7 @@ pub(crate) fn pin(cpu: usize) -> Result<(), String> {
         return Err(format!("CPU {cpu} is out of range"));
     }
     set.set(cpu);
-    rustix::thread::sched_setaffinity(None, &set)
-        .map_err(|e| format!("cannot pin to CPU {cpu}: {e}"))
+    rustix::thread::sched_setaffinity(None, &set).map_err(|e| format!("cannot pin to CPU {cpu}: {e}"))
 }
 
 /// The CPUs the measurements run on: `--cpus`, else the first two this process may use.
@@ -239,12 +204,8 @@ fn choose_cpus(opts: &Options) -> Result<Vec<usize>, String> {
     if let Some(c) = &opts.cpus {
         return Ok(c.clone());
     }
-    let allowed =
-        rustix::thread::sched_getaffinity(None).map_err(|e| format!("sched_getaffinity: {e}"))?;
-    Ok((0..rustix::thread::CpuSet::MAX_CPU)
-        .filter(|&c| allowed.is_set(c))
-        .take(2)
-        .collect())
+    let allowed = rustix::thread::sched_getaffinity(None).map_err(|e| format!("sched_getaffinity: {e}"))?;
+    Ok((0..rustix::thread::CpuSet::MAX_CPU).filter(|&c| allowed.is_set(c)).take(2).collect())
 }
 
 /// Runs every selected suite and prints the report.
@@ -275,10 +236,7 @@ pub fn run(opts: &Options) -> ExitCode {
         eprintln!("ember bench: {s}");
     }
     if rows.is_empty() && skipped.is_empty() {
-        eprintln!(
-            "ember bench: no mechanism matches --only {}",
-            opts.only.as_deref().unwrap_or("")
-        );
+        eprintln!("ember bench: no mechanism matches --only {}", opts.only.as_deref().unwrap_or(""));
         return ExitCode::from(2);
     }
     if opts.json {
@@ -302,16 +260,7 @@ fn table(opts: &Options, cpus: &[usize], rows: &[Row]) -> String {
     let _ = writeln!(
         s,
         "{:<22} {:>7} {:>10} {:>10} {:>10} {:>13} {:>10} {:>8}  {:<22} {:>7}",
-        "mechanism",
-        "size B",
-        "p50 ns",
-        "p99 ns",
-        "p99.9 ns",
-        "msgs/s",
-        "MB/s",
-        "samples",
-        "baseline",
-        "ratio"
+        "mechanism", "size B", "p50 ns", "p99 ns", "p99.9 ns", "msgs/s", "MB/s", "samples", "baseline", "ratio"
     );
     for r in rows {
         let _ = writeln!(
@@ -413,37 +362,18 @@ mod tests {
 
     #[test]
     fn rejects_bad_options() {
-        assert!(
-            Options::parse(&args("--size"))
-                .unwrap_err()
-                .contains("needs a value")
-        );
-        assert!(
-            Options::parse(&args("--size abc"))
-                .unwrap_err()
-                .contains("not a byte count")
-        );
-        assert!(
-            Options::parse(&args("--size 0"))
-                .unwrap_err()
-                .contains("outside")
-        );
+        assert!(Options::parse(&args("--size")).unwrap_err().contains("needs a value"));
+        assert!(Options::parse(&args("--size abc")).unwrap_err().contains("not a byte count"));
+        assert!(Options::parse(&args("--size 0")).unwrap_err().contains("outside"));
         assert!(Options::parse(&args("--cpus 1,2,3")).is_err());
-        assert!(
-            Options::parse(&args("--frobnicate"))
-                .unwrap_err()
-                .contains("unknown option")
-        );
+        assert!(Options::parse(&args("--frobnicate")).unwrap_err().contains("unknown option"));
     }
 
     #[test]
     fn percentiles() {
         let mut v: Vec<f64> = (1..=1000).rev().map(f64::from).collect();
         let s = Stats::from_samples(&mut v);
-        assert_eq!(
-            (s.p50, s.p99, s.p999, s.samples),
-            (501.0, 990.0, 999.0, 1000)
-        );
+        assert_eq!((s.p50, s.p99, s.p999, s.samples), (501.0, 990.0, 999.0, 1000));
         assert_eq!(s.msgs_per_sec().round(), (1e9f64 / 501.0).round());
     }
 

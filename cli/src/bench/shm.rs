@@ -28,11 +28,7 @@ const FP: u64 = 0xBE7C_0000_0000_0001;
 
 fn unique(tag: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "/ember-bench-{}-{tag}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("/ember-bench-{}-{tag}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
 /// A peer process: this binary run as `ember __peer <role> ...`.
@@ -44,8 +40,7 @@ struct Peer {
 
 impl Peer {
     fn spawn(cpu: usize, args: &[&str]) -> Result<Peer, String> {
-        let exe =
-            std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
+        let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
         let mut child = Command::new(exe)
             .arg("__peer")
             .arg(cpu.to_string())
@@ -56,11 +51,7 @@ impl Peer {
             .map_err(|e| format!("cannot spawn peer: {e}"))?;
         let stdin = child.stdin.take().ok_or("no stdin")?;
         let stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
-        let mut p = Peer {
-            child,
-            stdin,
-            stdout,
-        };
+        let mut p = Peer { child, stdin, stdout };
         let line = p.line()?;
         if line != "ready" {
             return Err(format!("peer said {line:?}"));
@@ -70,9 +61,7 @@ impl Peer {
 
     fn line(&mut self) -> Result<String, String> {
         let mut s = String::new();
-        self.stdout
-            .read_line(&mut s)
-            .map_err(|e| format!("peer: {e}"))?;
+        self.stdout.read_line(&mut s).map_err(|e| format!("peer: {e}"))?;
         if s.is_empty() {
             return Err("peer exited".into());
         }
@@ -82,11 +71,7 @@ impl Peer {
     fn finish(mut self) -> Result<(), String> {
         drop(self.stdin);
         let status = self.child.wait().map_err(|e| e.to_string())?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(format!("peer failed: {status}"))
-        }
+        if status.success() { Ok(()) } else { Err(format!("peer failed: {status}")) }
     }
 }
 
@@ -116,8 +101,8 @@ impl RawPage {
     }
 
     fn open(name: &str) -> Result<RawPage, String> {
-        let fd = rustix::shm::open(name, rustix::shm::OFlags::RDWR, rustix::fs::Mode::empty())
-            .map_err(|e| e.to_string())?;
+        let fd =
+            rustix::shm::open(name, rustix::shm::OFlags::RDWR, rustix::fs::Mode::empty()).map_err(|e| e.to_string())?;
         Self::map(fd)
     }
 
@@ -136,11 +121,7 @@ impl RawPage {
             )
         }
         .map_err(|e| format!("mmap: {e}"))?;
-        Ok(RawPage {
-            ptr: ptr.cast(),
-            _fd: fd,
-            name: None,
-        })
+        Ok(RawPage { ptr: ptr.cast(), _fd: fd, name: None })
     }
 
     /// The word at byte `offset` (a multiple of 4 below 4096).
@@ -189,13 +170,9 @@ fn floor(cpu: usize, iters: usize) -> Result<Vec<f64>, String> {
 fn spsc_latency(cpu: usize, iters: usize, spin: bool) -> Result<Vec<f64>, String> {
     let to_peer = unique("req");
     let to_me = unique("resp");
-    let mut tx =
-        SpscSender::create(Backing::Named(&to_peer), 64 * 1024, FP).map_err(|e| e.to_string())?;
+    let mut tx = SpscSender::create(Backing::Named(&to_peer), 64 * 1024, FP).map_err(|e| e.to_string())?;
     let mode = if spin { "spin" } else { "futex" };
-    let peer = Peer::spawn(
-        cpu,
-        &["spsc-echo", &to_peer, &to_me, &iters.to_string(), mode],
-    )?;
+    let peer = Peer::spawn(cpu, &["spsc-echo", &to_peer, &to_me, &iters.to_string(), mode])?;
     let mut rx = SpscReceiver::open(&to_me, FP).map_err(|e| e.to_string())?;
     rx.set_spin_before_sleep(0);
     let msg = [0x5Au8; LATENCY_SIZE];
@@ -204,11 +181,7 @@ fn spsc_latency(cpu: usize, iters: usize, spin: bool) -> Result<Vec<f64>, String
     for _ in 0..iters {
         let t = Instant::now();
         tx.try_send(&msg).map_err(|e| e.to_string())?;
-        let r = if spin {
-            rx.recv_spin(&mut out, TIMEOUT)
-        } else {
-            rx.recv(&mut out, TIMEOUT)
-        };
+        let r = if spin { rx.recv_spin(&mut out, TIMEOUT) } else { rx.recv(&mut out, TIMEOUT) };
         r.map_err(|e| e.to_string())?;
         samples.push(now_ns(t) / 2.0);
     }
@@ -225,9 +198,7 @@ fn pipe_latency(cpu: usize, iters: usize) -> Result<Vec<f64>, String> {
     for _ in 0..iters {
         let t = Instant::now();
         peer.stdin.write_all(&msg).map_err(|e| e.to_string())?;
-        peer.stdout
-            .read_exact(&mut out)
-            .map_err(|e| e.to_string())?;
+        peer.stdout.read_exact(&mut out).map_err(|e| e.to_string())?;
         samples.push(now_ns(t) / 2.0);
     }
     peer.finish()?;
@@ -239,16 +210,12 @@ fn pipe_latency(cpu: usize, iters: usize) -> Result<Vec<f64>, String> {
 fn eventfd_latency(cpu: usize, iters: usize) -> Result<Vec<f64>, String> {
     let mut peer = Peer::spawn(cpu, &["eventfd-echo", &iters.to_string()])?;
     let fds = peer.line()?;
-    let nums: Vec<i32> = fds
-        .split_whitespace()
-        .filter_map(|s| s.parse().ok())
-        .collect();
+    let nums: Vec<i32> = fds.split_whitespace().filter_map(|s| s.parse().ok()).collect();
     if nums.len() != 2 {
         return Err(format!("peer sent {fds:?}"));
     }
     let pid = rustix::process::Pid::from_raw(peer.child.id() as i32).ok_or("bad pid")?;
-    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
-        .map_err(|e| e.to_string())?;
+    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).map_err(|e| e.to_string())?;
     let get = |n: i32| {
         rustix::process::pidfd_getfd(&pidfd, n, rustix::process::PidfdGetfdFlags::empty())
             .map_err(|e| format!("pidfd_getfd: {e}"))
@@ -269,10 +236,7 @@ fn eventfd_latency(cpu: usize, iters: usize) -> Result<Vec<f64>, String> {
 /// Per-record samples of a stream of `size`-byte records from the peer.
 fn spsc_throughput(cpu: usize, records: usize, size: usize) -> Result<Vec<f64>, String> {
     let name = unique("flood");
-    let mut peer = Peer::spawn(
-        cpu,
-        &["spsc-flood", &name, &records.to_string(), &size.to_string()],
-    )?;
+    let mut peer = Peer::spawn(cpu, &["spsc-flood", &name, &records.to_string(), &size.to_string()])?;
     let mut rx = SpscReceiver::open(&name, FP).map_err(|e| e.to_string())?;
     let mut out = vec![0u8; size];
     writeln!(peer.stdin, "go").map_err(|e| e.to_string())?;
@@ -325,23 +289,14 @@ fn rtrb_throughput<const N: usize>(cpus: (usize, usize), records: usize) -> Vec<
 
 /// The peer side: `ember __peer <cpu> <role> ...`.
 pub fn peer(args: &[String]) -> Result<(), String> {
-    let cpu: usize = args
-        .first()
-        .and_then(|c| c.parse().ok())
-        .ok_or("peer: no cpu")?;
+    let cpu: usize = args.first().and_then(|c| c.parse().ok()).ok_or("peer: no cpu")?;
     let _ = super::pin(cpu);
     let role = args.get(1).map(String::as_str).ok_or("peer: no role")?;
-    let arg = |i: usize| {
-        args.get(i + 2)
-            .cloned()
-            .ok_or(format!("peer {role}: missing argument {i}"))
-    };
+    let arg = |i: usize| args.get(i + 2).cloned().ok_or(format!("peer {role}: missing argument {i}"));
     let num = |i: usize| arg(i)?.parse::<usize>().map_err(|e| e.to_string());
     let mut stdout = std::io::stdout().lock();
     let ready = |out: &mut std::io::StdoutLock<'_>| -> Result<(), String> {
-        writeln!(out, "ready")
-            .and_then(|_| out.flush())
-            .map_err(|e| e.to_string())
+        writeln!(out, "ready").and_then(|_| out.flush()).map_err(|e| e.to_string())
     };
     match role {
         "floor" => {
@@ -358,19 +313,14 @@ pub fn peer(args: &[String]) -> Result<(), String> {
         }
         "spsc-echo" => {
             let mut rx = SpscReceiver::open(&arg(0)?, FP).map_err(|e| e.to_string())?;
-            let mut tx = SpscSender::create(Backing::Named(&arg(1)?), 64 * 1024, FP)
-                .map_err(|e| e.to_string())?;
+            let mut tx = SpscSender::create(Backing::Named(&arg(1)?), 64 * 1024, FP).map_err(|e| e.to_string())?;
             let (iters, spin) = (num(2)?, arg(3)? == "spin");
             rx.set_spin_before_sleep(0);
             ready(&mut stdout)?;
             let mut buf = [0u8; LATENCY_SIZE];
             for _ in 0..iters {
-                let n = if spin {
-                    rx.recv_spin(&mut buf, TIMEOUT)
-                } else {
-                    rx.recv(&mut buf, TIMEOUT)
-                }
-                .map_err(|e| e.to_string())?;
+                let n = if spin { rx.recv_spin(&mut buf, TIMEOUT) } else { rx.recv(&mut buf, TIMEOUT) }
+                    .map_err(|e| e.to_string())?;
                 tx.try_send(&buf[..n]).map_err(|e| e.to_string())?;
             }
             // Let the parent take the last record before the ring is unlinked.
@@ -402,14 +352,9 @@ pub fn peer(args: &[String]) -> Result<(), String> {
             let pong = eventfd(0, EventfdFlags::CLOEXEC).map_err(|e| e.to_string())?;
             ready(&mut stdout)?;
             use std::os::fd::AsRawFd;
-            writeln!(
-                stdout,
-                "{} {}",
-                ping.as_fd().as_raw_fd(),
-                pong.as_fd().as_raw_fd()
-            )
-            .and_then(|_| stdout.flush())
-            .map_err(|e| e.to_string())?;
+            writeln!(stdout, "{} {}", ping.as_fd().as_raw_fd(), pong.as_fd().as_raw_fd())
+                .and_then(|_| stdout.flush())
+                .map_err(|e| e.to_string())?;
             let mut buf = [0u8; 8];
             for _ in 0..iters {
                 rustix::io::read(&ping, &mut buf).map_err(|e| e.to_string())?;
@@ -417,14 +362,11 @@ pub fn peer(args: &[String]) -> Result<(), String> {
             }
         }
         "spsc-flood" => {
-            let mut tx = SpscSender::create(Backing::Named(&arg(0)?), 256 * 1024, FP)
-                .map_err(|e| e.to_string())?;
+            let mut tx = SpscSender::create(Backing::Named(&arg(0)?), 256 * 1024, FP).map_err(|e| e.to_string())?;
             let (records, size) = (num(1)?, num(2)?);
             ready(&mut stdout)?;
             let mut line = String::new();
-            std::io::stdin()
-                .read_line(&mut line)
-                .map_err(|e| e.to_string())?;
+            std::io::stdin().read_line(&mut line).map_err(|e| e.to_string())?;
             let record = vec![0x5Au8; size];
             for _ in 0..records {
                 loop {
@@ -464,14 +406,7 @@ impl Pool {
     }
 }
 
-fn row(
-    rows: &mut Vec<Row>,
-    name: &str,
-    size: usize,
-    s: Stats,
-    base: Option<(&str, Stats)>,
-    note: &'static str,
-) {
+fn row(rows: &mut Vec<Row>, name: &str, size: usize, s: Stats, base: Option<(&str, Stats)>, note: &'static str) {
     rows.push(Row {
         mechanism: name.into(),
         size,
@@ -482,29 +417,16 @@ fn row(
     });
 }
 
-const NOTE_FLOOR: &str =
-    "each side spins on a word the other writes (one-way = round trip / 2): the floor";
-const NOTE_SPIN: &str = "64-byte records through two Ember SPSC rings, busy-polling; target ratio <= 3.0 (1.5x the floor's round trip)";
+const NOTE_FLOOR: &str = "each side spins on a word the other writes (one-way = round trip / 2): the floor";
+const NOTE_SPIN: &str =
+    "64-byte records through two Ember SPSC rings, busy-polling; target ratio <= 3.0 (1.5x the floor's round trip)";
 const NOTE_KERNEL: &str = "64-byte ping-pong through the kernel, the peer blocked in read()";
 const NOTE_FUTEX: &str = "64-byte records through two rings, the receiver asleep on the futex; baseline: the faster of pipe and eventfd; target ratio <= 1.0";
 const NOTE_STREAM: &str = "records streamed from the peer process, time per record over batches of 256; baseline: in-process rtrb moving [u8; N]; target ratio <= 2.0 at 64 B";
 
 /// Runs the cross-process rows (all on `cpus[0]` and `cpus[1]`).
-pub fn run(
-    opts: &Options,
-    cpus: &[usize],
-    progress: &Progress,
-    rows: &mut Vec<Row>,
-) -> Result<(), String> {
-    let latency = [
-        "shm/floor",
-        "shm/spsc-spin",
-        "shm/spsc-futex",
-        "pipe",
-        "eventfd",
-    ]
-    .iter()
-    .any(|n| opts.selected(n));
+pub fn run(opts: &Options, cpus: &[usize], progress: &Progress, rows: &mut Vec<Row>) -> Result<(), String> {
+    let latency = ["shm/floor", "shm/spsc-spin", "shm/spsc-futex", "pipe", "eventfd"].iter().any(|n| opts.selected(n));
     let stream = opts.selected("shm/spsc-stream") || opts.selected("rtrb");
     if !latency && !stream {
         return Ok(());
@@ -514,25 +436,11 @@ pub fn run(
         _ => return Err("the cross-process rows need two CPUs (see --cpus); skipped".into()),
     };
     let rounds = if opts.full { 5 } else { 3 };
-    let (spin_iters, block_iters) = if opts.full {
-        (20_000, 5_000)
-    } else {
-        (5_000, 1_500)
-    };
+    let (spin_iters, block_iters) = if opts.full { (20_000, 5_000) } else { (5_000, 1_500) };
     let stream_records = if opts.full { 1 << 20 } else { 1 << 18 };
-    let (mut fl, mut sp, mut fu, mut pi, mut ev) = (
-        Pool::default(),
-        Pool::default(),
-        Pool::default(),
-        Pool::default(),
-        Pool::default(),
-    );
-    let (mut s64, mut s4k, mut r64, mut r4k) = (
-        Pool::default(),
-        Pool::default(),
-        Pool::default(),
-        Pool::default(),
-    );
+    let (mut fl, mut sp, mut fu, mut pi, mut ev) =
+        (Pool::default(), Pool::default(), Pool::default(), Pool::default(), Pool::default());
+    let (mut s64, mut s4k, mut r64, mut r4k) = (Pool::default(), Pool::default(), Pool::default(), Pool::default());
     for round in 1..=rounds {
         let step = |what: &str| progress.step(&format!("{what} (round {round}/{rounds})"));
         if latency {
@@ -555,60 +463,24 @@ pub fn run(
             step("shm SPSC stream 4 KiB");
             s4k.add(spsc_throughput(b, stream_records / 16, 4096))?;
             step("rtrb 4 KiB");
-            r4k.0
-                .extend(rtrb_throughput::<4096>((a, b), stream_records / 16));
+            r4k.0.extend(rtrb_throughput::<4096>((a, b), stream_records / 16));
             let _ = super::pin(a);
         }
     }
-    if let (Some(f), Some(s), Some(u), Some(p), Some(e)) =
-        (fl.stats(), sp.stats(), fu.stats(), pi.stats(), ev.stats())
+    if let (Some(f), Some(s), Some(u), Some(p), Some(e)) = (fl.stats(), sp.stats(), fu.stats(), pi.stats(), ev.stats())
     {
         row(rows, "shm/floor", 4, f, None, NOTE_FLOOR);
-        row(
-            rows,
-            "shm/spsc-spin",
-            LATENCY_SIZE,
-            s,
-            Some(("shm/floor", f)),
-            NOTE_SPIN,
-        );
+        row(rows, "shm/spsc-spin", LATENCY_SIZE, s, Some(("shm/floor", f)), NOTE_SPIN);
         row(rows, "pipe", LATENCY_SIZE, p, None, NOTE_KERNEL);
         row(rows, "eventfd", 8, e, None, NOTE_KERNEL);
-        let best = if p.p50 <= e.p50 {
-            ("pipe", p)
-        } else {
-            ("eventfd", e)
-        };
-        row(
-            rows,
-            "shm/spsc-futex",
-            LATENCY_SIZE,
-            u,
-            Some(best),
-            NOTE_FUTEX,
-        );
+        let best = if p.p50 <= e.p50 { ("pipe", p) } else { ("eventfd", e) };
+        row(rows, "shm/spsc-futex", LATENCY_SIZE, u, Some(best), NOTE_FUTEX);
     }
-    if let (Some(s), Some(r), Some(s2), Some(r2)) =
-        (s64.stats(), r64.stats(), s4k.stats(), r4k.stats())
-    {
+    if let (Some(s), Some(r), Some(s2), Some(r2)) = (s64.stats(), r64.stats(), s4k.stats(), r4k.stats()) {
         row(rows, "rtrb", 64, r, None, NOTE_STREAM);
-        row(
-            rows,
-            "shm/spsc-stream",
-            64,
-            s,
-            Some(("rtrb", r)),
-            NOTE_STREAM,
-        );
+        row(rows, "shm/spsc-stream", 64, s, Some(("rtrb", r)), NOTE_STREAM);
         row(rows, "rtrb", 4096, r2, None, NOTE_STREAM);
-        row(
-            rows,
-            "shm/spsc-stream",
-            4096,
-            s2,
-            Some(("rtrb", r2)),
-            NOTE_STREAM,
-        );
+        row(rows, "shm/spsc-stream", 4096, s2, Some(("rtrb", r2)), NOTE_STREAM);
     }
     Ok(())
 }

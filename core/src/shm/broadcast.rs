@@ -121,11 +121,7 @@ impl<'a> BroadcastRing<'a> {
         if !bytes.is_power_of_two() || !(64..=MAX_CAPACITY).contains(&bytes) {
             return Err(ShmError::BadSize);
         }
-        Ok(BroadcastRing {
-            ctl,
-            data,
-            capacity: bytes as u64,
-        })
+        Ok(BroadcastRing { ctl, data, capacity: bytes as u64 })
     }
 
     /// The largest payload: `capacity / 2 - 8`.
@@ -147,19 +143,8 @@ impl<'a> BroadcastRing<'a> {
         let tail = ctl.tail.load(Ordering::Relaxed);
         let tail_seq = ctl.tail_seq.load(Ordering::Relaxed);
         let lock = ctl.tail_lock.load(Ordering::Relaxed) & !1;
-        let mut w = BroadcastWriter {
-            ring: self,
-            head,
-            head_seq,
-            tail,
-            tail_seq,
-            lock,
-        };
-        if !head.is_multiple_of(8)
-            || tail > head
-            || head - tail > self.capacity
-            || tail_seq > head_seq
-        {
+        let mut w = BroadcastWriter { ring: self, head, head_seq, tail, tail_seq, lock };
+        if !head.is_multiple_of(8) || tail > head || head - tail > self.capacity || tail_seq > head_seq {
             // Never move head backwards (readers would see it behind them): round it up.
             w.head = head.saturating_add(7) & !7;
             w.tail = w.head;
@@ -174,23 +159,13 @@ impl<'a> BroadcastRing<'a> {
     pub fn reader_at_end(self) -> BroadcastReader<'a> {
         let head = self.ctl.head.load(Ordering::Acquire);
         let seq = self.ctl.head_seq.load(Ordering::Acquire);
-        BroadcastReader {
-            ring: self,
-            pos: head,
-            seq,
-            lost: 0,
-        }
+        BroadcastReader { ring: self, pos: head, seq, lost: 0 }
     }
 
     /// A reader that starts with the oldest record still in the ring.
     pub fn reader_at_oldest(self) -> Result<BroadcastReader<'a>, ShmError> {
         let (tail, tail_seq) = self.ctl.tail_pair()?;
-        Ok(BroadcastReader {
-            ring: self,
-            pos: tail,
-            seq: tail_seq,
-            lost: 0,
-        })
+        Ok(BroadcastReader { ring: self, pos: tail, seq: tail_seq, lost: 0 })
     }
 
     fn pos(&self, counter: u64) -> usize {
@@ -211,8 +186,7 @@ pub struct BroadcastWriter<'a> {
 impl<'a> BroadcastWriter<'a> {
     fn store_tail(&mut self) {
         let ctl = self.ring.ctl;
-        ctl.tail_lock
-            .store(self.lock.wrapping_add(1), Ordering::Relaxed);
+        ctl.tail_lock.store(self.lock.wrapping_add(1), Ordering::Relaxed);
         fence(Ordering::Release);
         ctl.tail.store(self.tail, Ordering::Relaxed);
         ctl.tail_seq.store(self.tail_seq, Ordering::Relaxed);
@@ -261,10 +235,7 @@ impl<'a> BroadcastWriter<'a> {
     pub fn push(&mut self, payload: &[u8]) -> Result<(), ShmError> {
         let max = self.ring.max_record();
         if payload.len() > max {
-            return Err(ShmError::TooLarge {
-                len: payload.len(),
-                max,
-            });
+            return Err(ShmError::TooLarge { len: payload.len(), max });
         }
         let cap = self.ring.capacity;
         let slot = (RECORD_HEADER + align8(payload.len())) as u64;
@@ -351,11 +322,7 @@ impl BroadcastReader<'_> {
         for _ in 0..MAX_RETRIES {
             let head = ctl.head.load(Ordering::Acquire);
             if head == self.pos {
-                return Err(if ctl.is_closed() {
-                    ShmError::Closed
-                } else {
-                    ShmError::Empty
-                });
+                return Err(if ctl.is_closed() { ShmError::Closed } else { ShmError::Empty });
             }
             if head < self.pos {
                 return Err(ShmError::Corrupt);
@@ -404,11 +371,7 @@ impl BroadcastReader<'_> {
             if is_pad {
                 continue;
             }
-            let got = Received {
-                len,
-                seq: self.seq,
-                lost: self.lost,
-            };
+            let got = Received { len, seq: self.seq, lost: self.lost };
             self.seq += 1;
             self.lost = 0;
             return Ok(got);
@@ -448,10 +411,7 @@ mod tests {
     use std::vec::Vec;
 
     fn mem(cap: usize) -> (BroadcastControl, Vec<Word>) {
-        (
-            BroadcastControl::zeroed(),
-            (0..cap / WORD).map(|_| Word::new(0)).collect(),
-        )
+        (BroadcastControl::zeroed(), (0..cap / WORD).map(|_| Word::new(0)).collect())
     }
 
     #[test]
@@ -517,17 +477,11 @@ mod tests {
         let (ctl, data) = mem(128);
         let ring = BroadcastRing::new(&ctl, &data).unwrap();
         let mut w = ring.writer();
-        assert_eq!(
-            w.push(&[0; 57]),
-            Err(ShmError::TooLarge { len: 57, max: 56 })
-        );
+        assert_eq!(w.push(&[0; 57]), Err(ShmError::TooLarge { len: 57, max: 56 }));
         let mut r = ring.reader_at_end();
         w.push(&[1; 30]).unwrap();
         let mut small = [0u8; 4];
-        assert_eq!(
-            r.try_recv(&mut small),
-            Err(ShmError::BufferTooSmall { needed: 30 })
-        );
+        assert_eq!(r.try_recv(&mut small), Err(ShmError::BufferTooSmall { needed: 30 }));
         // Hostile: head behind the reader, then a record header with a wrong seq.
         let mut out = [0u8; 64];
         assert_eq!(r.try_recv(&mut out).unwrap().len, 30);

@@ -48,11 +48,7 @@ pub(crate) fn load_unaligned(words: &[Word], off: usize, out: &mut [u8]) -> Resu
     let n = (WORD - skew).min(out.len());
     out[..n].copy_from_slice(&first[skew..skew + n]);
     let rest = &mut out[n..];
-    if rest.is_empty() {
-        Ok(())
-    } else {
-        load(words, base + WORD, rest)
-    }
+    if rest.is_empty() { Ok(()) } else { load(words, base + WORD, rest) }
 }
 
 /// Copies `src` into `words` from byte `off`; the last word is padded with zeros.
@@ -80,10 +76,7 @@ pub(crate) fn store(words: &[Word], off: usize, src: &[u8]) -> Result<(), ShmErr
 pub(crate) fn load_pair(words: &[Word], off: usize) -> Result<(u32, u32), ShmError> {
     let mut b = [0u8; 8];
     load(words, off, &mut b)?;
-    Ok((
-        u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
-        u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
-    ))
+    Ok((u32::from_ne_bytes([b[0], b[1], b[2], b[3]]), u32::from_ne_bytes([b[4], b[5], b[6], b[7]])))
 }
 
 /// Writes an 8-byte record header of two native-endian `u32`s at `off`.
@@ -127,10 +120,7 @@ mod tests {
         assert_eq!(load(&w, 4 * WORD, &mut out), Err(ShmError::Corrupt));
         assert_eq!(load(&w, 3, &mut out), Err(ShmError::Corrupt));
         assert_eq!(load(&w, usize::MAX - 7, &mut out), Err(ShmError::Corrupt));
-        assert_eq!(
-            store(&w, 3 * WORD, &[0u8; 2 * WORD]),
-            Err(ShmError::Corrupt)
-        );
+        assert_eq!(store(&w, 3 * WORD, &[0u8; 2 * WORD]), Err(ShmError::Corrupt));
     }
 
     #[test]
@@ -146,10 +136,7 @@ mod tests {
             }
         }
         let mut out = [0u8; 4];
-        assert_eq!(
-            load_unaligned(&w, 8 * WORD - 2, &mut out),
-            Err(ShmError::Corrupt)
-        );
+        assert_eq!(load_unaligned(&w, 8 * WORD - 2, &mut out), Err(ShmError::Corrupt));
     }
 
     #[test]

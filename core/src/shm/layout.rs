@@ -177,10 +177,7 @@ pub fn validate(bytes: &[u8], expect: &Expect) -> Result<HeaderRepr, ShmError> {
     }
     let kind = SegmentKind::from_u32(w(word::KIND))
         .filter(|k| *k == expect.kind)
-        .ok_or(ShmError::WrongKind {
-            expected: expect.kind as u32,
-            found: w(word::KIND),
-        })?;
+        .ok_or(ShmError::WrongKind { expected: expect.kind as u32, found: w(word::KIND) })?;
     let repr = HeaderRepr {
         kind,
         total_size: w(word::TOTAL),
@@ -192,21 +189,14 @@ pub fn validate(bytes: &[u8], expect: &Expect) -> Result<HeaderRepr, ShmError> {
     };
     check_sizes(&repr, w(word::CONTROL), w(word::FLAGS), expect.mapped_len)?;
     if repr.fingerprint != expect.fingerprint {
-        return Err(ShmError::WrongFingerprint {
-            expected: expect.fingerprint,
-            found: repr.fingerprint,
-        });
+        return Err(ShmError::WrongFingerprint { expected: expect.fingerprint, found: repr.fingerprint });
     }
     Ok(repr)
 }
 
 fn check_sizes(r: &HeaderRepr, control: u32, flags: u32, mapped: usize) -> Result<(), ShmError> {
-    let (cap, data, wait, total) = (
-        r.capacity as usize,
-        r.data_offset as usize,
-        r.wait_offset as usize,
-        r.total_size as usize,
-    );
+    let (cap, data, wait, total) =
+        (r.capacity as usize, r.data_offset as usize, r.wait_offset as usize, r.total_size as usize);
     let ring = matches!(r.kind, SegmentKind::Spsc | SegmentKind::Broadcast);
     let ok = control as usize == CONTROL_OFFSET
         && flags == 0
@@ -232,9 +222,7 @@ pub struct SegmentHeader {
 impl SegmentHeader {
     /// A zeroed header, for tests and loom models (a mapping comes zeroed from the kernel).
     pub fn zeroed() -> SegmentHeader {
-        SegmentHeader {
-            words: core::array::from_fn(|_| AtomicU32::new(0)),
-        }
+        SegmentHeader { words: core::array::from_fn(|_| AtomicU32::new(0)) }
     }
 
     /// Writes the header: every field, then the magic with release ordering, so an opener
@@ -281,11 +269,7 @@ mod tests {
     }
 
     fn expect() -> Expect {
-        Expect {
-            kind: SegmentKind::Spsc,
-            fingerprint: 0x0102_0304_0506_0708,
-            mapped_len: 4608,
-        }
+        Expect { kind: SegmentKind::Spsc, fingerprint: 0x0102_0304_0506_0708, mapped_len: 4608 }
     }
 
     #[test]
@@ -334,59 +318,23 @@ mod tests {
     fn every_error() {
         let good = repr().to_bytes();
         assert_eq!(validate(&good[..100], &expect()), Err(ShmError::BadSize));
-        assert_eq!(
-            validate(&reseal(good, 0, 0), &expect()),
-            Err(ShmError::NotReady)
-        );
-        assert_eq!(
-            validate(&reseal(good, 0, 0xDEAD), &expect()),
-            Err(ShmError::BadMagic)
-        );
-        assert_eq!(
-            validate(&reseal(good, 1, 2), &expect()),
-            Err(ShmError::UnsupportedVersion(2))
-        );
+        assert_eq!(validate(&reseal(good, 0, 0), &expect()), Err(ShmError::NotReady));
+        assert_eq!(validate(&reseal(good, 0, 0xDEAD), &expect()), Err(ShmError::BadMagic));
+        assert_eq!(validate(&reseal(good, 1, 2), &expect()), Err(ShmError::UnsupportedVersion(2)));
         let mut scribbled = good;
         scribbled[33] ^= 1;
         assert_eq!(validate(&scribbled, &expect()), Err(ShmError::BadHeaderCrc));
-        assert_eq!(
-            validate(&reseal(good, 2, 3), &expect()),
-            Err(ShmError::WrongKind {
-                expected: 2,
-                found: 3
-            })
-        );
-        assert_eq!(
-            validate(&reseal(good, 2, 77), &expect()),
-            Err(ShmError::WrongKind {
-                expected: 2,
-                found: 77
-            })
-        );
+        assert_eq!(validate(&reseal(good, 2, 3), &expect()), Err(ShmError::WrongKind { expected: 2, found: 3 }));
+        assert_eq!(validate(&reseal(good, 2, 77), &expect()), Err(ShmError::WrongKind { expected: 2, found: 77 }));
         // Capacity not a power of two, total inconsistent, more than mapped.
-        assert_eq!(
-            validate(&reseal(good, 8, 3000), &expect()),
-            Err(ShmError::BadSize)
-        );
-        assert_eq!(
-            validate(&reseal(good, 4, 9999), &expect()),
-            Err(ShmError::BadSize)
-        );
-        let small = Expect {
-            mapped_len: 4000,
-            ..expect()
-        };
+        assert_eq!(validate(&reseal(good, 8, 3000), &expect()), Err(ShmError::BadSize));
+        assert_eq!(validate(&reseal(good, 4, 9999), &expect()), Err(ShmError::BadSize));
+        let small = Expect { mapped_len: 4000, ..expect() };
         assert_eq!(validate(&good, &small), Err(ShmError::BadSize));
-        let other = Expect {
-            fingerprint: 9,
-            ..expect()
-        };
+        let other = Expect { fingerprint: 9, ..expect() };
         assert_eq!(
             validate(&good, &other),
-            Err(ShmError::WrongFingerprint {
-                expected: 9,
-                found: 0x0102_0304_0506_0708
-            })
+            Err(ShmError::WrongFingerprint { expected: 9, found: 0x0102_0304_0506_0708 })
         );
     }
 }

@@ -116,10 +116,7 @@ impl fmt::Display for ShmError {
                 write!(f, "segment kind {found}, expected {expected}")
             }
             ShmError::WrongFingerprint { expected, found } => {
-                write!(
-                    f,
-                    "type fingerprint {found:#018x}, expected {expected:#018x}"
-                )
+                write!(f, "type fingerprint {found:#018x}, expected {expected:#018x}")
             }
             ShmError::BadSize => f.write_str("segment sizes are inconsistent"),
             ShmError::Full => f.write_str("ring full"),
@@ -130,9 +127,7 @@ impl fmt::Display for ShmError {
             ShmError::BufferTooSmall { needed } => {
                 write!(f, "buffer too small: {needed} bytes needed")
             }
-            ShmError::Corrupt => {
-                f.write_str("segment control data is corrupt (buggy or hostile peer)")
-            }
+            ShmError::Corrupt => f.write_str("segment control data is corrupt (buggy or hostile peer)"),
             ShmError::WriterStalled => f.write_str("writer stalled mid-write"),
             ShmError::Contended => f.write_str("value kept changing during the read"),
             ShmError::Closed => f.write_str("channel closed by the writer"),

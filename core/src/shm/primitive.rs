@@ -27,11 +27,7 @@ pub(crate) fn u32_zero() -> AtomicU32 {
 /// The ordering the SPSC producer publishes `head` with: `Release`. Building with
 /// `--cfg ember_loom_weak` weakens it to `Relaxed`, a deliberate bug the loom tests must
 /// catch (`cargo xtask test` checks that they do).
-pub(crate) const PUBLISH: Ordering = if cfg!(ember_loom_weak) {
-    Ordering::Relaxed
-} else {
-    Ordering::Release
-};
+pub(crate) const PUBLISH: Ordering = if cfg!(ember_loom_weak) { Ordering::Relaxed } else { Ordering::Release };
 
 /// Padding words of a control line: none under loom, where they would only slow the model.
 pub(crate) const fn pad(words: usize) -> usize {

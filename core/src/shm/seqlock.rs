@@ -69,10 +69,7 @@ pub struct WaitLine {
 impl WaitLine {
     /// A zeroed line.
     pub fn zeroed() -> WaitLine {
-        WaitLine {
-            waiters: u32_zero(),
-            _pad: core::array::from_fn(|_| u32_zero()),
-        }
+        WaitLine { waiters: u32_zero(), _pad: core::array::from_fn(|_| u32_zero()) }
     }
 
     /// Whether a sleeper announced itself. The `SeqCst` fence pairs with the one in
@@ -89,9 +86,7 @@ impl WaitLine {
 
     pub(crate) fn withdraw(&self) {
         // Saturating: a hostile peer may have zeroed it.
-        let _ = self
-            .waiters
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| w.checked_sub(1));
+        let _ = self.waiters.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| w.checked_sub(1));
     }
 }
 
@@ -145,10 +140,7 @@ pub struct WriteGuard<'w, 'a> {
 impl<'a> SeqLockWriter<'a> {
     /// Starts a write: the sequence turns odd; readers retry until the guard drops.
     pub fn begin(&mut self) -> WriteGuard<'_, 'a> {
-        self.lock
-            .ctl
-            .seq
-            .store(self.seq.wrapping_add(1), Ordering::Relaxed);
+        self.lock.ctl.seq.store(self.seq.wrapping_add(1), Ordering::Relaxed);
         fence(Ordering::Release);
         WriteGuard { writer: self }
     }
@@ -157,23 +149,15 @@ impl<'a> SeqLockWriter<'a> {
     pub fn write(&mut self, value: &[u8]) -> Result<(), ShmError> {
         let max = self.lock.capacity();
         if value.len() > max {
-            return Err(ShmError::TooLarge {
-                len: value.len(),
-                max,
-            });
+            return Err(ShmError::TooLarge { len: value.len(), max });
         }
         let guard = self.begin();
         guard.set(value)
     }
 
     /// Serializes `value` with postcard into `scratch` and writes it.
-    pub fn publish<T: Serialize + ?Sized>(
-        &mut self,
-        value: &T,
-        scratch: &mut [u8],
-    ) -> Result<(), ShmError> {
-        let bytes = postcard::to_slice(value, scratch)
-            .map_err(|_| ShmError::Codec(crate::Error::Encode))?;
+    pub fn publish<T: Serialize + ?Sized>(&mut self, value: &T, scratch: &mut [u8]) -> Result<(), ShmError> {
+        let bytes = postcard::to_slice(value, scratch).map_err(|_| ShmError::Codec(crate::Error::Encode))?;
         self.write(bytes)
     }
 
@@ -188,10 +172,7 @@ impl WriteGuard<'_, '_> {
     pub fn set(self, value: &[u8]) -> Result<(), ShmError> {
         let lock = &self.writer.lock;
         if value.len() > lock.capacity() {
-            return Err(ShmError::TooLarge {
-                len: value.len(),
-                max: lock.capacity(),
-            });
+            return Err(ShmError::TooLarge { len: value.len(), max: lock.capacity() });
         }
         copy::store(lock.data, 0, value)?;
         lock.ctl.len.store(value.len() as u32, Ordering::Relaxed);
@@ -202,11 +183,7 @@ impl WriteGuard<'_, '_> {
 impl Drop for WriteGuard<'_, '_> {
     fn drop(&mut self) {
         self.writer.seq = self.writer.seq.wrapping_add(2);
-        self.writer
-            .lock
-            .ctl
-            .seq
-            .store(self.writer.seq, Ordering::Release);
+        self.writer.lock.ctl.seq.store(self.writer.seq, Ordering::Release);
     }
 }
 
@@ -271,10 +248,7 @@ impl<'a> SeqLockReader<'a> {
     }
 
     /// Reads the value into `scratch` and decodes the copy with postcard.
-    pub fn read_value<'s, T: Deserialize<'s>>(
-        &self,
-        scratch: &'s mut [u8],
-    ) -> Result<(Snapshot, T), ShmError> {
+    pub fn read_value<'s, T: Deserialize<'s>>(&self, scratch: &'s mut [u8]) -> Result<(Snapshot, T), ShmError> {
         let snap = self.read(scratch)?;
         let value = crate::message::decode_payload(&scratch[..snap.len])?;
         Ok((snap, value))
@@ -311,10 +285,7 @@ mod tests {
     use std::vec::Vec;
 
     fn mem(cap: usize) -> (SeqLockControl, Vec<Word>) {
-        (
-            SeqLockControl::zeroed(),
-            (0..cap / WORD).map(|_| Word::new(0)).collect(),
-        )
+        (SeqLockControl::zeroed(), (0..cap / WORD).map(|_| Word::new(0)).collect())
     }
 
     #[test]
@@ -351,16 +322,10 @@ mod tests {
         let (ctl, data) = mem(64);
         let lock = SeqLock::new(&ctl, &data);
         let (mut w, r) = (lock.writer(), lock.reader());
-        assert_eq!(
-            w.write(&[0; 65]),
-            Err(ShmError::TooLarge { len: 65, max: 64 })
-        );
+        assert_eq!(w.write(&[0; 65]), Err(ShmError::TooLarge { len: 65, max: 64 }));
         w.write(&[7; 40]).unwrap();
         let mut small = [0u8; 10];
-        assert_eq!(
-            r.read(&mut small),
-            Err(ShmError::BufferTooSmall { needed: 40 })
-        );
+        assert_eq!(r.read(&mut small), Err(ShmError::BufferTooSmall { needed: 40 }));
         // A writer that died mid-write leaves the sequence odd.
         let guard = w.begin();
         core::mem::forget(guard);

@@ -103,11 +103,7 @@ impl<'a> SpscRing<'a> {
         if !bytes.is_power_of_two() || !(64..=MAX_CAPACITY).contains(&bytes) {
             return Err(ShmError::BadSize);
         }
-        Ok(SpscRing {
-            ctl,
-            data,
-            capacity: bytes as u32,
-        })
+        Ok(SpscRing { ctl, data, capacity: bytes as u32 })
     }
 
     /// Bytes of the data area.
@@ -129,23 +125,14 @@ impl<'a> SpscRing<'a> {
     pub fn producer(self) -> Producer<'a> {
         let head = self.ctl.head.load(Ordering::Relaxed);
         let tail = self.ctl.tail.load(Ordering::Acquire);
-        Producer {
-            ring: self,
-            head,
-            cached_tail: tail,
-            seq: 0,
-        }
+        Producer { ring: self, head, cached_tail: tail, seq: 0 }
     }
 
     /// The consumer side, resuming from the counters in the segment.
     pub fn consumer(self) -> Consumer<'a> {
         let tail = self.ctl.tail.load(Ordering::Relaxed);
         let head = self.ctl.head.load(Ordering::Acquire);
-        Consumer {
-            ring: self,
-            tail,
-            cached_head: head,
-        }
+        Consumer { ring: self, tail, cached_head: head }
     }
 
     fn mask(&self) -> u32 {
@@ -183,11 +170,7 @@ impl<'a> Producer<'a> {
         let slot = (RECORD_HEADER + align8(len)) as u32;
         let pos = self.head & self.ring.mask();
         let to_end = self.ring.capacity - pos;
-        let (pad_at, at, need) = if slot > to_end {
-            (Some(pos), 0, to_end + slot)
-        } else {
-            (None, pos, slot)
-        };
+        let (pad_at, at, need) = if slot > to_end { (Some(pos), 0, to_end + slot) } else { (None, pos, slot) };
         if self.free() < need {
             let tail = self.ring.ctl.tail.load(Ordering::Acquire);
             if self.head.wrapping_sub(tail) > self.ring.capacity {
@@ -198,12 +181,7 @@ impl<'a> Producer<'a> {
                 return Err(ShmError::Full);
             }
         }
-        Ok(Reservation {
-            pad_at,
-            pos: at,
-            slot,
-            len: len as u32,
-        })
+        Ok(Reservation { pad_at, pos: at, slot, len: len as u32 })
     }
 
     fn publish(&mut self, r: &Reservation) -> Result<(), ShmError> {
@@ -218,10 +196,7 @@ impl<'a> Producer<'a> {
         // A SeqCst swap both publishes the record (release) and orders the store before the
         // load of `consumer_waiting` in `consumer_waiting()` (the Dekker pair with
         // `Consumer::prepare_wait`); on x86 it is one `xchg`, cheaper than `mov` + `mfence`.
-        self.ring
-            .ctl
-            .head
-            .store(self.head, super::primitive::PUBLISH);
+        self.ring.ctl.head.store(self.head, super::primitive::PUBLISH);
         Ok(())
     }
 
@@ -238,13 +213,7 @@ impl<'a> Producer<'a> {
     /// consumer until [`Grant::commit`]; dropping the grant abandons it.
     pub fn grant(&mut self, max_len: usize) -> Result<Grant<'_, 'a>, ShmError> {
         let r = self.reserve(max_len)?;
-        Ok(Grant {
-            producer: self,
-            r,
-            written: 0,
-            partial: [0; WORD],
-            partial_len: 0,
-        })
+        Ok(Grant { producer: self, r, written: 0, partial: [0; WORD], partial_len: 0 })
     }
 
     /// Encodes `msg` as an Ember frame in `scratch` and pushes it as one record.
@@ -329,10 +298,7 @@ impl Grant<'_, '_> {
     pub fn put(&mut self, mut bytes: &[u8]) -> Result<(), ShmError> {
         let cap = self.capacity();
         if self.written + bytes.len() > cap {
-            return Err(ShmError::TooLarge {
-                len: self.written + bytes.len(),
-                max: cap,
-            });
+            return Err(ShmError::TooLarge { len: self.written + bytes.len(), max: cap });
         }
         let base = self.r.pos as usize + RECORD_HEADER;
         // Fill the partial word first.
@@ -350,11 +316,7 @@ impl Grant<'_, '_> {
             self.partial_len = 0;
         }
         let whole = bytes.len() / WORD * WORD;
-        copy::store(
-            self.producer.ring.data,
-            base + self.written,
-            &bytes[..whole],
-        )?;
+        copy::store(self.producer.ring.data, base + self.written, &bytes[..whole])?;
         self.written += whole;
         let rest = &bytes[whole..];
         self.partial[..rest.len()].copy_from_slice(rest);
@@ -367,11 +329,7 @@ impl Grant<'_, '_> {
     pub fn commit(mut self) -> Result<(), ShmError> {
         if self.partial_len > 0 {
             let off = self.r.pos as usize + RECORD_HEADER + self.written - self.partial_len;
-            copy::store(
-                self.producer.ring.data,
-                off,
-                &self.partial[..self.partial_len],
-            )?;
+            copy::store(self.producer.ring.data, off, &self.partial[..self.partial_len])?;
         }
         self.r.len = self.written as u32;
         self.r.slot = (RECORD_HEADER + align8(self.written)) as u32;
@@ -405,11 +363,7 @@ impl<'a> Consumer<'a> {
                 }
                 self.cached_head = head;
                 if head == self.tail {
-                    return Err(if self.ring.ctl.is_closed() {
-                        ShmError::Closed
-                    } else {
-                        ShmError::Empty
-                    });
+                    return Err(if self.ring.ctl.is_closed() { ShmError::Closed } else { ShmError::Empty });
                 }
             }
             let avail = self.cached_head.wrapping_sub(self.tail);
@@ -432,11 +386,7 @@ impl<'a> Consumer<'a> {
             if pos + slot > cap || avail < slot {
                 return Err(ShmError::Corrupt);
             }
-            return Ok(Located {
-                payload_at: pos as usize + RECORD_HEADER,
-                len,
-                slot,
-            });
+            return Ok(Located { payload_at: pos as usize + RECORD_HEADER, len, slot });
         }
         // Two pads in a row: impossible from a correct producer.
         Err(ShmError::Corrupt)
@@ -453,9 +403,7 @@ impl<'a> Consumer<'a> {
     /// ring, [`ShmError::BufferTooSmall`] (record left in place) when `out` is too short.
     pub fn try_pop(&mut self, out: &mut [u8]) -> Result<usize, ShmError> {
         let r = self.locate()?;
-        let dst = out
-            .get_mut(..r.len)
-            .ok_or(ShmError::BufferTooSmall { needed: r.len })?;
+        let dst = out.get_mut(..r.len).ok_or(ShmError::BufferTooSmall { needed: r.len })?;
         copy::load(self.ring.data, r.payload_at, dst)?;
         self.advance(r.slot);
         Ok(r.len)
@@ -537,10 +485,7 @@ impl Peek<'_, '_> {
     pub fn read(&self, offset: usize, out: &mut [u8]) -> Result<(), ShmError> {
         let end = offset.checked_add(out.len()).ok_or(ShmError::Corrupt)?;
         if end > self.r.len {
-            return Err(ShmError::TooLarge {
-                len: end,
-                max: self.r.len,
-            });
+            return Err(ShmError::TooLarge { len: end, max: self.r.len });
         }
         copy::load_unaligned(self.consumer.ring.data, self.r.payload_at + offset, out)
     }
@@ -557,10 +502,7 @@ mod tests {
     use std::vec::Vec;
 
     fn ring_mem(cap: usize) -> (SpscControl, Vec<Word>) {
-        (
-            SpscControl::zeroed(),
-            (0..cap / WORD).map(|_| Word::new(0)).collect(),
-        )
+        (SpscControl::zeroed(), (0..cap / WORD).map(|_| Word::new(0)).collect())
     }
 
     #[test]
@@ -595,10 +537,7 @@ mod tests {
         assert_eq!(c.try_pop(&mut out), Ok(20));
         assert_eq!(out[0], 0);
         p.try_push(&[9; 20]).unwrap();
-        assert_eq!(
-            p.try_push(&[0; 57]),
-            Err(ShmError::TooLarge { len: 57, max: 56 })
-        );
+        assert_eq!(p.try_push(&[0; 57]), Err(ShmError::TooLarge { len: 57, max: 56 }));
     }
 
     #[test]
@@ -608,10 +547,7 @@ mod tests {
         let (mut p, mut c) = (ring.producer(), ring.consumer());
         p.try_push(&[1, 2, 3, 4, 5]).unwrap();
         let mut small = [0u8; 3];
-        assert_eq!(
-            c.try_pop(&mut small),
-            Err(ShmError::BufferTooSmall { needed: 5 })
-        );
+        assert_eq!(c.try_pop(&mut small), Err(ShmError::BufferTooSmall { needed: 5 }));
         let mut out = [0u8; 8];
         assert_eq!(c.try_pop(&mut out), Ok(5));
     }

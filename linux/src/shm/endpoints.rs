@@ -12,7 +12,7 @@ use ember_core::shm::layout::{CONTROL_OFFSET, SegmentKind};
 use ember_core::shm::seqlock::{self, SeqLock, SeqLockControl, Snapshot, WaitLine};
 use ember_core::shm::spsc::{Consumer, Producer, SpscControl, SpscRing};
 use ember_core::shm::{ShmError, Word};
-use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fd::OwnedFd;
 use serde::{Deserialize, Serialize};
 
 use super::wait::{futex_wait, futex_wake_all};
@@ -28,20 +28,12 @@ fn parts<C: super::map::AtomicView>(seg: &Segment) -> (&'static C, &'static [Wor
     let (data_off, cap) = seg.data_range();
     // SAFETY: the caller stores these next to `seg`, declared before it (dropped first),
     // and hands out only borrows of `self` (see the module docs).
-    unsafe {
-        (
-            seg.mapping().view_static::<C>(CONTROL_OFFSET),
-            seg.mapping().words_static(data_off, cap),
-        )
-    }
+    unsafe { (seg.mapping().view_static::<C>(CONTROL_OFFSET), seg.mapping().words_static(data_off, cap)) }
 }
 
 fn wait_line(seg: &Segment) -> &'static WaitLine {
     // SAFETY: as in `parts`.
-    unsafe {
-        seg.mapping()
-            .view_static::<WaitLine>(seg.header().wait_offset as usize)
-    }
+    unsafe { seg.wait_mapping().view_static::<WaitLine>(seg.header().wait_offset as usize) }
 }
 
 /// The sending side of an SPSC ring; it creates the segment.
@@ -86,7 +78,7 @@ impl SpscSender {
     /// Appends a record, sleeping on the futex while the ring is full, for at most
     /// `timeout` (`None`: no limit) ([`ShmError::Timeout`]).
     pub fn send(&mut self, payload: &[u8], timeout: Option<Duration>) -> Result<()> {
-        let deadline = Deadline::after(timeout);
+        let mut deadline = Deadline::after(timeout);
         loop {
             match self.producer.try_push(payload) {
                 Ok(()) => {
@@ -96,9 +88,7 @@ impl SpscSender {
                 Err(ShmError::Full) => {}
                 Err(e) => return Err(e.into()),
             }
-            let slice = deadline
-                .slice(LIVENESS_SLICE)
-                .ok_or(Error::Shm(ShmError::Timeout))?;
+            let slice = deadline.slice(LIVENESS_SLICE).ok_or(Error::Shm(ShmError::Timeout))?;
             if let Some(tail) = self.producer.prepare_wait(payload.len()) {
                 let r = futex_wait(self.ctl.tail_word(), tail, slice);
                 self.producer.finish_wait();
@@ -140,35 +130,24 @@ pub struct SpscReceiver {
 impl SpscReceiver {
     /// Opens the named ring.
     pub fn open(name: &str, fingerprint: u64) -> Result<SpscReceiver> {
-        Self::attach(Segment::open(
-            name,
-            SegmentKind::Spsc,
-            fingerprint,
-            Access::ReadWrite,
-        )?)
+        Self::attach(Segment::open(name, SegmentKind::Spsc, fingerprint, Access::ReadWrite)?)
     }
 
     /// Opens a ring from a sealed memfd received from the sender.
     pub fn from_fd(fd: OwnedFd, fingerprint: u64) -> Result<SpscReceiver> {
-        Self::attach(Segment::from_fd(
-            fd,
-            SegmentKind::Spsc,
-            fingerprint,
-            Access::ReadWrite,
-        )?)
+        Self::attach(Segment::from_fd(fd, SegmentKind::Spsc, fingerprint, Access::ReadWrite)?)
+    }
+
+    /// Uses an already opened segment (e.g. [`Segment::open_sysv`]).
+    pub fn from_segment(seg: Segment) -> Result<SpscReceiver> {
+        Self::attach(seg)
     }
 
     fn attach(seg: Segment) -> Result<SpscReceiver> {
         let (ctl, data) = parts::<SpscControl>(&seg);
         let consumer = SpscRing::new(ctl, data)?.consumer();
         let writer = seg.writer_liveness();
-        Ok(SpscReceiver {
-            consumer,
-            ctl,
-            writer,
-            spin: SPIN_BEFORE_SLEEP,
-            seg,
-        })
+        Ok(SpscReceiver { consumer, ctl, writer, spin: SPIN_BEFORE_SLEEP, seg })
     }
 
     /// The segment.
@@ -198,7 +177,7 @@ impl SpscReceiver {
     /// Busy-polls for the next record (lowest latency, burns a core), for at most
     /// `timeout`.
     pub fn recv_spin(&mut self, out: &mut [u8], timeout: Option<Duration>) -> Result<usize> {
-        let deadline = Deadline::after(timeout);
+        let mut deadline = Deadline::after(timeout);
         let mut polls = 0u32;
         loop {
             match self.try_recv(out) {
@@ -222,7 +201,7 @@ impl SpscReceiver {
     /// `timeout`. [`ShmError::Closed`] once the sender closed the ring and it is drained;
     /// [`ShmError::WriterGone`] when the sender died without closing.
     pub fn recv(&mut self, out: &mut [u8], timeout: Option<Duration>) -> Result<usize> {
-        let deadline = Deadline::after(timeout);
+        let mut deadline = Deadline::after(timeout);
         let mut spins = 0;
         loop {
             match self.try_recv(out) {
@@ -234,21 +213,13 @@ impl SpscReceiver {
                 core::hint::spin_loop();
                 continue;
             }
-            let slice = deadline
-                .slice(LIVENESS_SLICE)
-                .ok_or(Error::Shm(ShmError::Timeout))?;
+            let slice = deadline.slice(LIVENESS_SLICE).ok_or(Error::Shm(ShmError::Timeout))?;
             if let Some(head) = self.consumer.prepare_wait() {
                 let r = futex_wait(self.ctl.head_word(), head, slice);
                 self.consumer.finish_wait();
                 r?;
                 // Nothing new after a whole slice: is the writer still there?
-                if self
-                    .ctl
-                    .head_word()
-                    .load(core::sync::atomic::Ordering::Acquire)
-                    == head
-                    && !self.writer.is_alive()
-                {
+                if self.ctl.head_word().load(core::sync::atomic::Ordering::Acquire) == head && !self.writer.is_alive() {
                     return self.try_recv(out).map_err(|_| ShmError::WriterGone.into());
                 }
             }
@@ -271,12 +242,6 @@ impl SpscReceiver {
     }
 }
 
-impl AsFd for SpscSender {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.seg.as_fd()
-    }
-}
-
 /// The writer of a seqlock segment; it creates the segment.
 pub struct SeqLockWriter {
     writer: seqlock::SeqLockWriter<'static>,
@@ -287,21 +252,12 @@ pub struct SeqLockWriter {
 
 impl SeqLockWriter {
     /// Creates a seqlock whose value takes up to `capacity` bytes (a multiple of 8).
-    pub fn create(
-        backing: Backing<'_>,
-        capacity: usize,
-        fingerprint: u64,
-    ) -> Result<SeqLockWriter> {
+    pub fn create(backing: Backing<'_>, capacity: usize, fingerprint: u64) -> Result<SeqLockWriter> {
         let seg = Segment::create(backing, SegmentKind::SeqLock, capacity, fingerprint)?;
         let (ctl, data) = parts::<SeqLockControl>(&seg);
         let wait = wait_line(&seg);
         let writer = SeqLock::new(ctl, data).writer();
-        Ok(SeqLockWriter {
-            writer,
-            wait,
-            ctl,
-            seg,
-        })
+        Ok(SeqLockWriter { writer, wait, ctl, seg })
     }
 
     /// The segment.
@@ -320,8 +276,7 @@ impl SeqLockWriter {
 
     /// Serializes `value` with postcard (in `scratch`) and writes it.
     pub fn publish<T: Serialize + ?Sized>(&mut self, value: &T, scratch: &mut [u8]) -> Result<()> {
-        let bytes = postcard::to_slice(value, scratch)
-            .map_err(|_| Error::Codec(ember_core::Error::Encode))?;
+        let bytes = postcard::to_slice(value, scratch).map_err(|_| Error::Codec(ember_core::Error::Encode))?;
         self.write(bytes)
     }
 }
@@ -338,22 +293,17 @@ pub struct SeqLockReader {
 impl SeqLockReader {
     /// Opens the named seqlock read-only.
     pub fn open(name: &str, fingerprint: u64) -> Result<SeqLockReader> {
-        Self::attach(Segment::open(
-            name,
-            SegmentKind::SeqLock,
-            fingerprint,
-            Access::ReadOnly,
-        )?)
+        Self::attach(Segment::open(name, SegmentKind::SeqLock, fingerprint, Access::ReadOnly)?)
     }
 
     /// Opens a seqlock from a sealed memfd.
     pub fn from_fd(fd: OwnedFd, fingerprint: u64) -> Result<SeqLockReader> {
-        Self::attach(Segment::from_fd(
-            fd,
-            SegmentKind::SeqLock,
-            fingerprint,
-            Access::ReadOnly,
-        )?)
+        Self::attach(Segment::from_fd(fd, SegmentKind::SeqLock, fingerprint, Access::ReadOnly)?)
+    }
+
+    /// Uses an already opened segment (e.g. [`Segment::open_sysv`]).
+    pub fn from_segment(seg: Segment) -> Result<SeqLockReader> {
+        Self::attach(seg)
     }
 
     fn attach(seg: Segment) -> Result<SeqLockReader> {
@@ -361,13 +311,7 @@ impl SeqLockReader {
         let wait = wait_line(&seg);
         let reader = SeqLock::new(ctl, data).reader();
         let writer = seg.writer_liveness();
-        Ok(SeqLockReader {
-            reader,
-            wait,
-            ctl,
-            writer,
-            seg,
-        })
+        Ok(SeqLockReader { reader, wait, ctl, writer, seg })
     }
 
     /// The segment.
@@ -379,9 +323,7 @@ impl SeqLockReader {
     /// reported as [`ShmError::WriterGone`].
     pub fn read(&mut self, out: &mut [u8]) -> Result<Snapshot> {
         match self.reader.read(out) {
-            Err(ShmError::WriterStalled) if !self.writer.is_alive() => {
-                Err(ShmError::WriterGone.into())
-            }
+            Err(ShmError::WriterStalled) if !self.writer.is_alive() => Err(ShmError::WriterGone.into()),
             r => Ok(r?),
         }
     }
@@ -389,13 +331,11 @@ impl SeqLockReader {
     /// Like [`SeqLockReader::read`], but a writer preempted mid-write (or values changing
     /// under the reader) is waited out, yielding the CPU, for at most `timeout`.
     pub fn read_timeout(&mut self, out: &mut [u8], timeout: Option<Duration>) -> Result<Snapshot> {
-        let deadline = Deadline::after(timeout);
+        let mut deadline = Deadline::after(timeout);
         loop {
             match self.read(out) {
                 Err(Error::Shm(ShmError::WriterStalled | ShmError::Contended)) => {
-                    deadline
-                        .slice(LIVENESS_SLICE)
-                        .ok_or(Error::Shm(ShmError::Timeout))?;
+                    deadline.slice(LIVENESS_SLICE).ok_or(Error::Shm(ShmError::Timeout))?;
                     rustix::thread::sched_yield();
                 }
                 r => return r,
@@ -404,28 +344,20 @@ impl SeqLockReader {
     }
 
     /// Reads and decodes the value.
-    pub fn read_value<'s, T: Deserialize<'s>>(
-        &mut self,
-        scratch: &'s mut [u8],
-    ) -> Result<(Snapshot, T)> {
+    pub fn read_value<'s, T: Deserialize<'s>>(&mut self, scratch: &'s mut [u8]) -> Result<(Snapshot, T)> {
         let snap = self.read(scratch)?;
-        Ok((
-            snap,
-            ember_core::message::decode_payload(&scratch[..snap.len])?,
-        ))
+        Ok((snap, ember_core::message::decode_payload(&scratch[..snap.len])?))
     }
 
     /// Sleeps until the value changes from the one read at sequence `seen` (see
     /// [`Snapshot::seq`]; 0 before the first value), for at most `timeout`.
     pub fn wait_change(&mut self, seen: u32, timeout: Option<Duration>) -> Result<()> {
-        let deadline = Deadline::after(timeout);
+        let mut deadline = Deadline::after(timeout);
         loop {
             if self.reader.seq() != seen {
                 return Ok(());
             }
-            let slice = deadline
-                .slice(LIVENESS_SLICE)
-                .ok_or(Error::Shm(ShmError::Timeout))?;
+            let slice = deadline.slice(LIVENESS_SLICE).ok_or(Error::Shm(ShmError::Timeout))?;
             if let Some(s) = self.reader.prepare_wait(self.wait, seen) {
                 let r = futex_wait(self.ctl.seq_word(), s, slice);
                 self.reader.finish_wait(self.wait);
@@ -453,21 +385,12 @@ pub struct BroadcastWriter {
 
 impl BroadcastWriter {
     /// Creates a ring with a data area of `capacity` bytes (a power of two).
-    pub fn create(
-        backing: Backing<'_>,
-        capacity: usize,
-        fingerprint: u64,
-    ) -> Result<BroadcastWriter> {
+    pub fn create(backing: Backing<'_>, capacity: usize, fingerprint: u64) -> Result<BroadcastWriter> {
         let seg = Segment::create(backing, SegmentKind::Broadcast, capacity, fingerprint)?;
         let (ctl, data) = parts::<BroadcastControl>(&seg);
         let wait = wait_line(&seg);
         let writer = BroadcastRing::new(ctl, data)?.writer();
-        Ok(BroadcastWriter {
-            writer,
-            wait,
-            ctl,
-            seg,
-        })
+        Ok(BroadcastWriter { writer, wait, ctl, seg })
     }
 
     /// The segment.
@@ -510,37 +433,26 @@ impl BroadcastReader {
     /// Opens the named ring; the reader starts with the next record published, or with
     /// the oldest one still in the ring when `from_oldest`.
     pub fn open(name: &str, fingerprint: u64, from_oldest: bool) -> Result<BroadcastReader> {
-        Self::attach(
-            Segment::open(name, SegmentKind::Broadcast, fingerprint, Access::ReadOnly)?,
-            from_oldest,
-        )
+        Self::attach(Segment::open(name, SegmentKind::Broadcast, fingerprint, Access::ReadOnly)?, from_oldest)
     }
 
     /// Opens a ring from a sealed memfd.
     pub fn from_fd(fd: OwnedFd, fingerprint: u64, from_oldest: bool) -> Result<BroadcastReader> {
-        Self::attach(
-            Segment::from_fd(fd, SegmentKind::Broadcast, fingerprint, Access::ReadOnly)?,
-            from_oldest,
-        )
+        Self::attach(Segment::from_fd(fd, SegmentKind::Broadcast, fingerprint, Access::ReadOnly)?, from_oldest)
+    }
+
+    /// Uses an already opened segment (e.g. [`Segment::open_sysv`]).
+    pub fn from_segment(seg: Segment, from_oldest: bool) -> Result<BroadcastReader> {
+        Self::attach(seg, from_oldest)
     }
 
     fn attach(seg: Segment, from_oldest: bool) -> Result<BroadcastReader> {
         let (ctl, data) = parts::<BroadcastControl>(&seg);
         let wait = wait_line(&seg);
         let ring = BroadcastRing::new(ctl, data)?;
-        let reader = if from_oldest {
-            ring.reader_at_oldest()?
-        } else {
-            ring.reader_at_end()
-        };
+        let reader = if from_oldest { ring.reader_at_oldest()? } else { ring.reader_at_end() };
         let writer = seg.writer_liveness();
-        Ok(BroadcastReader {
-            reader,
-            wait,
-            ctl,
-            writer,
-            seg,
-        })
+        Ok(BroadcastReader { reader, wait, ctl, writer, seg })
     }
 
     /// The segment.
@@ -556,7 +468,7 @@ impl BroadcastReader {
     /// Waits for the next record (futex), for at most `timeout`; [`ShmError::Closed`] when
     /// the writer closed the ring, [`ShmError::WriterGone`] when it died.
     pub fn recv(&mut self, out: &mut [u8], timeout: Option<Duration>) -> Result<Received> {
-        let deadline = Deadline::after(timeout);
+        let mut deadline = Deadline::after(timeout);
         let mut spins = 0;
         loop {
             match self.reader.try_recv(out) {
@@ -567,9 +479,7 @@ impl BroadcastReader {
                     if !self.writer.is_alive() {
                         return Err(ShmError::WriterGone.into());
                     }
-                    deadline
-                        .slice(LIVENESS_SLICE)
-                        .ok_or(Error::Shm(ShmError::Timeout))?;
+                    deadline.slice(LIVENESS_SLICE).ok_or(Error::Shm(ShmError::Timeout))?;
                     rustix::thread::sched_yield();
                     continue;
                 }
@@ -580,22 +490,14 @@ impl BroadcastReader {
                 core::hint::spin_loop();
                 continue;
             }
-            let slice = deadline
-                .slice(LIVENESS_SLICE)
-                .ok_or(Error::Shm(ShmError::Timeout))?;
+            let slice = deadline.slice(LIVENESS_SLICE).ok_or(Error::Shm(ShmError::Timeout))?;
             if let Some(p) = self.reader.prepare_wait(self.wait) {
                 let r = futex_wait(self.ctl.published_word(), p, slice);
                 self.reader.finish_wait(self.wait);
                 r?;
-                let now = self
-                    .ctl
-                    .published_word()
-                    .load(core::sync::atomic::Ordering::Acquire);
+                let now = self.ctl.published_word().load(core::sync::atomic::Ordering::Acquire);
                 if now == p && !self.writer.is_alive() {
-                    return Ok(self
-                        .reader
-                        .try_recv(out)
-                        .map_err(|_| ShmError::WriterGone)?);
+                    return Ok(self.reader.try_recv(out).map_err(|_| ShmError::WriterGone)?);
                 }
             }
         }

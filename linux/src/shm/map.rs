@@ -15,11 +15,13 @@ use rustix::mm::{MapFlags, ProtFlags};
 
 use crate::error::Result;
 
-/// A `MAP_SHARED` mapping of a whole segment, unmapped on drop.
+/// A `MAP_SHARED` mapping (or a SysV attachment) of a whole segment, unmapped (detached)
+/// on drop.
 pub(crate) struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
     writable: bool,
+    sysv: bool,
 }
 
 // SAFETY: the mapping is plain shared memory, accessed only through atomics; it may be
@@ -31,23 +33,28 @@ unsafe impl Sync for Mapping {}
 impl Mapping {
     /// Maps `len` bytes of `fd` from offset 0, read-write or read-only.
     pub(crate) fn new(fd: impl AsFd, len: usize, writable: bool) -> Result<Mapping> {
-        let prot = if writable {
-            ProtFlags::READ | ProtFlags::WRITE
-        } else {
-            ProtFlags::READ
-        };
+        let prot = if writable { ProtFlags::READ | ProtFlags::WRITE } else { ProtFlags::READ };
         // SAFETY: a fresh mapping at an address the kernel chooses (null hint), so it
         // cannot overlap any existing Rust object.
-        let ptr =
-            unsafe { rustix::mm::mmap(core::ptr::null_mut(), len, prot, MapFlags::SHARED, fd, 0)? };
+        let ptr = unsafe { rustix::mm::mmap(core::ptr::null_mut(), len, prot, MapFlags::SHARED, fd, 0)? };
         let ptr = NonNull::new(ptr.cast::<u8>()).ok_or(rustix::io::Errno::NOMEM)?;
-        Ok(Mapping { ptr, len, writable })
+        Ok(Mapping { ptr, len, writable, sysv: false })
+    }
+
+    /// Attaches SysV segment `id` (of `len` bytes, from `IPC_STAT`) read-write or
+    /// read-only.
+    pub(crate) fn sysv(id: i32, len: usize, writable: bool) -> Result<Mapping> {
+        // SAFETY: the attachment is owned by the returned `Mapping`, detached exactly once
+        // in `drop`, and accessed only through atomics.
+        let ptr = unsafe { crate::sys::shmat(id, !writable)? };
+        let ptr = NonNull::new(ptr).ok_or(rustix::io::Errno::NOMEM)?;
+        Ok(Mapping { ptr, len, writable, sysv: true })
     }
 
     /// Remaps `[offset, offset + len)` of this mapping read-write (the waiter page of a
     /// read-only mapping), in place.
     pub(crate) fn make_writable(&self, fd: impl AsFd, offset: usize, len: usize) -> Result<()> {
-        if offset.checked_add(len).is_none_or(|end| end > self.len) {
+        if self.sysv || offset.checked_add(len).is_none_or(|end| end > self.len) {
             return Err(rustix::io::Errno::INVAL.into());
         }
         // SAFETY: `MAP_FIXED` replaces pages inside our own mapping (checked in range
@@ -81,12 +88,7 @@ impl Mapping {
     /// Panics if `offset` is misaligned for `T` or `T` does not fit: callers pass offsets
     /// from a validated header.
     pub(crate) fn view<T: AtomicView>(&self, offset: usize) -> &T {
-        assert!(
-            offset
-                .checked_add(size_of::<T>())
-                .is_some_and(|end| end <= self.len),
-            "view out of the mapping"
-        );
+        assert!(offset.checked_add(size_of::<T>()).is_some_and(|end| end <= self.len), "view out of the mapping");
         assert!(offset.is_multiple_of(align_of::<T>()), "misaligned view");
         // SAFETY: in bounds and aligned (checked above; the base is page-aligned); `T` is a
         // `#[repr(C)]` struct of atomics (the `AtomicView` contract), valid for any bytes and
@@ -96,22 +98,11 @@ impl Mapping {
 
     /// `len` bytes of data words at byte `offset`.
     pub(crate) fn words(&self, offset: usize, len: usize) -> &[Word] {
-        assert!(
-            offset.checked_add(len).is_some_and(|end| end <= self.len),
-            "words out of the mapping"
-        );
-        assert!(
-            offset.is_multiple_of(align_of::<Word>()) && len.is_multiple_of(size_of::<Word>()),
-            "misaligned words"
-        );
+        assert!(offset.checked_add(len).is_some_and(|end| end <= self.len), "words out of the mapping");
+        assert!(offset.is_multiple_of(align_of::<Word>()) && len.is_multiple_of(size_of::<Word>()), "misaligned words");
         // SAFETY: in bounds and aligned (checked above); atomic words are valid for any
         // bytes and for concurrent modification; the slice lives no longer than `&self`.
-        unsafe {
-            core::slice::from_raw_parts(
-                self.ptr.as_ptr().add(offset).cast::<Word>(),
-                len / size_of::<Word>(),
-            )
-        }
+        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr().add(offset).cast::<Word>(), len / size_of::<Word>()) }
     }
 }
 
@@ -145,9 +136,14 @@ impl Mapping {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
-        // SAFETY: we own this mapping; every reference into it borrows `self`, so none
-        // outlives this call.
-        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast::<c_void>(), self.len) };
+        if self.sysv {
+            // SAFETY: our own attachment; every reference into it borrows `self`.
+            let _ = unsafe { crate::sys::shmdt(self.ptr.as_ptr()) };
+        } else {
+            // SAFETY: we own this mapping; every reference into it borrows `self`, so none
+            // outlives this call.
+            let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast::<c_void>(), self.len) };
+        }
     }
 }
 

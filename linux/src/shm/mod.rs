@@ -28,9 +28,7 @@ mod endpoints;
 mod map;
 mod wait;
 
-pub use endpoints::{
-    BroadcastReader, BroadcastWriter, SeqLockReader, SeqLockWriter, SpscReceiver, SpscSender,
-};
+pub use endpoints::{BroadcastReader, BroadcastWriter, SeqLockReader, SeqLockWriter, SpscReceiver, SpscSender};
 pub use wait::{LIVENESS_SLICE, Liveness};
 
 use core::time::Duration;
@@ -53,6 +51,10 @@ pub enum Backing<'a> {
     Named(&'a str),
     /// An anonymous memfd; the name is only a label for `/proc/<pid>/fd`.
     Memfd(&'a str),
+    /// A SysV segment with this key (`shmget`, mode `0600`, `IPC_CREAT | IPC_EXCL`), for C
+    /// code that attaches by key; [`crate::sys::IPC_PRIVATE`] makes an unnamed one, shared
+    /// by its id ([`Segment::sysv_id`]). Visible in `ipcs -m`.
+    SysV(i32),
 }
 
 /// How a segment is opened.
@@ -67,12 +69,7 @@ pub enum Access {
 /// Checks a POSIX shm/mq name: `/`, then 1..=254 bytes without `/` or NUL.
 pub fn validate_name(name: &str) -> Result<()> {
     let rest = name.strip_prefix('/').ok_or(Error::InvalidName)?;
-    if rest.is_empty()
-        || name.len() > MAX_NAME
-        || rest.contains(['/', '\0'])
-        || rest == "."
-        || rest == ".."
-    {
+    if rest.is_empty() || name.len() > MAX_NAME || rest.contains(['/', '\0']) || rest == "." || rest == ".." {
         return Err(Error::InvalidName);
     }
     Ok(())
@@ -80,11 +77,17 @@ pub fn validate_name(name: &str) -> Result<()> {
 
 /// A mapped, validated Ember segment.
 pub struct Segment {
+    /// A second, read-write attachment for the waiter line of a read-only SysV reader
+    /// (SysV cannot make part of an attachment writable). Declared before `map`.
+    wait_map: Option<Mapping>,
     map: Mapping,
-    fd: OwnedFd,
+    /// The file descriptor (none for SysV segments).
+    fd: Option<OwnedFd>,
     header: HeaderRepr,
     /// Set while this side owns a named object it must unlink on drop.
     unlink: Option<heapless::String<MAX_NAME>>,
+    /// The SysV id, and whether this side removes it on drop.
+    sysv: Option<(i32, bool)>,
 }
 
 /// Byte offsets of a kind's waiter line and data area.
@@ -106,12 +109,7 @@ impl Segment {
     /// Named segments are created `O_CREAT | O_EXCL`, mode `0600`: an existing object of
     /// the same name is `EEXIST`, never reused. Memfds are sealed against shrinking and
     /// growing.
-    pub fn create(
-        backing: Backing<'_>,
-        kind: SegmentKind,
-        capacity: usize,
-        fingerprint: u64,
-    ) -> Result<Segment> {
+    pub fn create(backing: Backing<'_>, kind: SegmentKind, capacity: usize, fingerprint: u64) -> Result<Segment> {
         let (wait_offset, data_offset) = offsets(kind);
         let total = data_offset
             .checked_add(capacity)
@@ -128,74 +126,94 @@ impl Segment {
         };
         // Check the sizes before touching the system.
         let bytes = header.to_bytes();
-        ember_core::shm::validate(
-            &bytes,
-            &Expect {
-                kind,
-                fingerprint,
-                mapped_len: total,
-            },
-        )?;
+        ember_core::shm::validate(&bytes, &Expect { kind, fingerprint, mapped_len: total })?;
 
-        let (fd, unlink) = match backing {
+        match backing {
+            Backing::SysV(key) => Self::create_sysv(key, header),
             Backing::Named(name) => {
                 validate_name(name)?;
                 let fd = rustix::shm::open(
                     name,
-                    rustix::shm::OFlags::CREATE
-                        | rustix::shm::OFlags::EXCL
-                        | rustix::shm::OFlags::RDWR,
+                    rustix::shm::OFlags::CREATE | rustix::shm::OFlags::EXCL | rustix::shm::OFlags::RDWR,
                     Mode::RUSR | Mode::WUSR,
                 )?;
                 let mut owned = heapless::String::new();
                 owned.push_str(name).map_err(|_| Error::InvalidName)?;
-                (fd, Some(owned))
+                let r = Self::create_fd(fd, header, false);
+                match r {
+                    Ok(mut seg) => {
+                        seg.unlink = Some(owned);
+                        Ok(seg)
+                    }
+                    Err(e) => {
+                        let _ = rustix::shm::unlink(name);
+                        Err(e)
+                    }
+                }
             }
             Backing::Memfd(label) => {
                 let fd = rustix::fs::memfd_create(
                     label,
                     rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
                 )?;
-                (fd, None)
+                Self::create_fd(fd, header, true)
             }
-        };
-        let cleanup = |e: Error, unlink: &Option<heapless::String<MAX_NAME>>| {
-            if let Some(n) = unlink {
-                let _ = rustix::shm::unlink(n.as_str());
-            }
-            e
-        };
-        if let Err(e) = rustix::fs::ftruncate(&fd, total as u64) {
-            return Err(cleanup(e.into(), &unlink));
         }
-        if matches!(backing, Backing::Memfd(_))
-            && let Err(e) = rustix::fs::fcntl_add_seals(
-                &fd,
-                SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL,
-            )
-        {
-            return Err(cleanup(e.into(), &unlink));
+    }
+
+    /// Sizes, seals (memfds), maps and initialises a new file-backed segment.
+    fn create_fd(fd: OwnedFd, header: HeaderRepr, seal: bool) -> Result<Segment> {
+        let total = header.total_size as usize;
+        rustix::fs::ftruncate(&fd, total as u64)?;
+        if seal {
+            rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
         }
-        let map = match Mapping::new(&fd, total, true) {
+        let map = Mapping::new(&fd, total, true)?;
+        map.view::<SegmentHeader>(0).init(&header);
+        Ok(Segment { wait_map: None, map, fd: Some(fd), header, unlink: None, sysv: None })
+    }
+
+    /// Creates, attaches and initialises a SysV segment.
+    fn create_sysv(key: i32, header: HeaderRepr) -> Result<Segment> {
+        let total = header.total_size as usize;
+        let id = crate::sys::shmget_create(key, total, 0o600)?;
+        let map = match Mapping::sysv(id, total, true) {
             Ok(m) => m,
-            Err(e) => return Err(cleanup(e, &unlink)),
+            Err(e) => {
+                let _ = crate::sys::shm_remove(id);
+                return Err(e);
+            }
         };
         map.view::<SegmentHeader>(0).init(&header);
-        Ok(Segment {
-            map,
-            fd,
-            header,
-            unlink,
-        })
+        Ok(Segment { wait_map: None, map, fd: None, header, unlink: None, sysv: Some((id, true)) })
+    }
+
+    /// Opens the SysV segment with `key` (see [`Backing::SysV`]) and checks its header.
+    /// A read-only opener gets a second, read-write attachment for the waiter line only.
+    pub fn open_sysv(key: i32, kind: SegmentKind, fingerprint: u64, access: Access) -> Result<Segment> {
+        Self::open_sysv_id(crate::sys::shmget_open(key)?, kind, fingerprint, access)
+    }
+
+    /// Opens a SysV segment by id (e.g. an `IPC_PRIVATE` one whose id was handed over).
+    pub fn open_sysv_id(id: i32, kind: SegmentKind, fingerprint: u64, access: Access) -> Result<Segment> {
+        let size = crate::sys::shm_size(id)?;
+        if size < DATA_OFFSET {
+            return Err(Error::Shm(ShmError::BadSize));
+        }
+        let writable = access == Access::ReadWrite;
+        let map = Mapping::sysv(id, size, writable)?;
+        let header = map.view::<SegmentHeader>(0).open(&Expect { kind, fingerprint, mapped_len: size })?;
+        let wait_map = if !writable && kind != SegmentKind::Spsc { Some(Mapping::sysv(id, size, true)?) } else { None };
+        Ok(Segment { wait_map, map, fd: None, header, unlink: None, sysv: Some((id, false)) })
+    }
+
+    /// The SysV id, for SysV segments.
+    pub fn sysv_id(&self) -> Option<i32> {
+        self.sysv.map(|(id, _)| id)
     }
 
     /// Opens a named segment created by another process and checks its header.
-    pub fn open(
-        name: &str,
-        kind: SegmentKind,
-        fingerprint: u64,
-        access: Access,
-    ) -> Result<Segment> {
+    pub fn open(name: &str, kind: SegmentKind, fingerprint: u64, access: Access) -> Result<Segment> {
         validate_name(name)?;
         let flags = match access {
             Access::ReadWrite => rustix::shm::OFlags::RDWR,
@@ -209,12 +227,7 @@ impl Segment {
 
     /// Opens a memfd segment received from a peer (e.g. over a Unix socket). The memfd must
     /// be sealed against shrinking and growing ([`Error::NotSealed`]).
-    pub fn from_fd(
-        fd: OwnedFd,
-        kind: SegmentKind,
-        fingerprint: u64,
-        access: Access,
-    ) -> Result<Segment> {
+    pub fn from_fd(fd: OwnedFd, kind: SegmentKind, fingerprint: u64, access: Access) -> Result<Segment> {
         let seals = rustix::fs::fcntl_get_seals(&fd)?;
         if !seals.contains(SealFlags::SHRINK | SealFlags::GROW) {
             return Err(Error::NotSealed);
@@ -231,30 +244,23 @@ impl Segment {
         // Map it all and validate the header copy against the file's real size.
         let writable = access == Access::ReadWrite;
         let map = Mapping::new(&fd, size, writable)?;
-        let header = map.view::<SegmentHeader>(0).open(&Expect {
-            kind,
-            fingerprint,
-            mapped_len: size,
-        })?;
-        let seg = Segment {
-            map,
-            fd,
-            header,
-            unlink: None,
-        };
+        let header = map.view::<SegmentHeader>(0).open(&Expect { kind, fingerprint, mapped_len: size })?;
         if !writable && kind != SegmentKind::Spsc {
-            seg.map.make_writable(
-                &seg.fd,
+            map.make_writable(
+                &fd,
                 header.wait_offset as usize,
                 header.data_offset as usize - header.wait_offset as usize,
             )?;
         }
-        Ok(seg)
+        Ok(Segment { wait_map: None, map, fd: Some(fd), header, unlink: None, sysv: None })
     }
 
     /// Keeps a named segment in `/dev/shm` after this owner drops it.
     pub fn persist(&mut self) {
         self.unlink = None;
+        if let Some((_, remove)) = &mut self.sysv {
+            *remove = false;
+        }
     }
 
     /// The validated header (this side's private copy).
@@ -282,16 +288,20 @@ impl Segment {
     }
 
     pub(crate) fn data_range(&self) -> (usize, usize) {
-        (
-            self.header.data_offset as usize,
-            self.header.capacity as usize,
-        )
+        (self.header.data_offset as usize, self.header.capacity as usize)
     }
 }
 
-impl AsFd for Segment {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+impl Segment {
+    /// The file descriptor of a POSIX or memfd segment (`None` for SysV), e.g. to pass a
+    /// memfd to a peer.
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.fd.as_ref().map(|f| f.as_fd())
+    }
+
+    /// The mapping that holds the waiter line writable.
+    pub(crate) fn wait_mapping(&self) -> &Mapping {
+        self.wait_map.as_ref().unwrap_or(&self.map)
     }
 }
 
@@ -300,12 +310,22 @@ impl Drop for Segment {
         if let Some(name) = &self.unlink {
             let _ = rustix::shm::unlink(name.as_str());
         }
+        if let Some((id, true)) = self.sysv {
+            // The segment disappears once the last process detaches.
+            let _ = crate::sys::shm_remove(id);
+        }
     }
 }
 
 /// A deadline for a blocking call on the monotonic clock: `None` waits forever.
+///
+/// The clock is read only once the call first has to wait, so a call that succeeds at
+/// once costs no `clock_gettime`.
 #[derive(Clone, Copy)]
-pub(crate) struct Deadline(Option<Duration>);
+pub(crate) struct Deadline {
+    timeout: Option<Duration>,
+    end: Option<Duration>,
+}
 
 fn now() -> Duration {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
@@ -314,18 +334,17 @@ fn now() -> Duration {
 
 impl Deadline {
     pub(crate) fn after(timeout: Option<Duration>) -> Deadline {
-        Deadline(timeout.and_then(|t| now().checked_add(t)))
+        Deadline { timeout, end: None }
     }
 
     /// Time left, capped at `cap`; `None` once expired.
-    pub(crate) fn slice(&self, cap: Duration) -> Option<Duration> {
-        match self.0 {
-            None => Some(cap),
-            Some(d) => d
-                .checked_sub(now())
-                .filter(|t| !t.is_zero())
-                .map(|t| t.min(cap)),
-        }
+    pub(crate) fn slice(&mut self, cap: Duration) -> Option<Duration> {
+        let Some(timeout) = self.timeout else {
+            return Some(cap);
+        };
+        let now = now();
+        let end = *self.end.get_or_insert_with(|| now.saturating_add(timeout));
+        end.checked_sub(now).filter(|t| !t.is_zero()).map(|t| t.min(cap))
     }
 }
 

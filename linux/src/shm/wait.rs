@@ -16,22 +16,14 @@ use crate::error::Result;
 pub const LIVENESS_SLICE: Duration = Duration::from_millis(100);
 
 fn timespec(d: Duration) -> futex::Timespec {
-    futex::Timespec {
-        tv_sec: d.as_secs() as _,
-        tv_nsec: d.subsec_nanos() as _,
-    }
+    futex::Timespec { tv_sec: d.as_secs() as _, tv_nsec: d.subsec_nanos() as _ }
 }
 
 /// `FUTEX_WAIT` (shared, never `FUTEX_PRIVATE_FLAG`) while `*word == expected`, for at
 /// most `timeout`. Returns normally on a wake-up, a value mismatch, a signal or the
 /// timeout; the caller re-checks its condition.
 pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) -> Result<()> {
-    match futex::wait(
-        word,
-        futex::Flags::empty(),
-        expected,
-        Some(&timespec(timeout)),
-    ) {
+    match futex::wait(word, futex::Flags::empty(), expected, Some(&timespec(timeout))) {
         Ok(()) | Err(Errno::AGAIN | Errno::TIMEDOUT | Errno::INTR) => Ok(()),
         Err(e) => Err(e.into()),
     }
@@ -56,13 +48,11 @@ impl Liveness {
     /// Opens a pidfd on `pid` (`pidfd_open`, Linux 5.3+). If the process is already gone,
     /// [`Liveness::is_alive`] says so.
     pub fn new(pid: u32) -> Liveness {
-        let pidfd = Pid::from_raw(pid as i32)
-            .and_then(|p| rustix::process::pidfd_open(p, PidfdFlags::empty()).ok());
+        let pidfd = Pid::from_raw(pid as i32).and_then(|p| rustix::process::pidfd_open(p, PidfdFlags::empty()).ok());
         // No pidfd: the pid is invalid or already gone (ESRCH), or pidfds are unavailable
         // (ENOSYS, old kernels): then fall back to "alive" and rely on timeouts.
         let gone = pidfd.is_none()
-            && Pid::from_raw(pid as i32)
-                .is_none_or(|p| rustix::process::test_kill_process(p) == Err(Errno::SRCH));
+            && Pid::from_raw(pid as i32).is_none_or(|p| rustix::process::test_kill_process(p) == Err(Errno::SRCH));
         Liveness { pid, pidfd, gone }
     }
 
@@ -79,10 +69,7 @@ impl Liveness {
         }
         let Some(fd) = &self.pidfd else { return true };
         let mut fds = [PollFd::new(fd, PollFlags::IN)];
-        let zero = futex::Timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
+        let zero = futex::Timespec { tv_sec: 0, tv_nsec: 0 };
         if let Ok(n) = rustix::event::poll(&mut fds, Some(&zero))
             && n > 0
         {

@@ -1,0 +1,110 @@
+//! The system calls rustix does not wrap, as raw syscalls: SysV shared memory.
+//!
+//! Numbers come from `linux-raw-sys`; the instruction sequences from the `syscalls` crate
+//! (`syscalls::raw`, inline assembly for every Linux architecture, no libc). The SysV
+//! structures are not in `linux-raw-sys`, so the one field read here (`shm_segsz`) is
+//! located by the layout of the kernel's `struct shmid64_ds` (see [`SEGSZ_OFFSET`]).
+#![allow(unsafe_code)]
+
+use linux_raw_sys::general::{__NR_shmat, __NR_shmctl, __NR_shmdt, __NR_shmget};
+use rustix::io::Errno;
+
+/// `IPC_PRIVATE`: a key that always makes a new segment.
+pub const IPC_PRIVATE: i32 = 0;
+/// `IPC_CREAT` (uapi `ipc.h`, the same on every architecture).
+const IPC_CREAT: usize = 0o1000;
+/// `IPC_EXCL`.
+const IPC_EXCL: usize = 0o2000;
+/// `IPC_RMID`.
+const IPC_RMID: usize = 0;
+/// `IPC_STAT`.
+const IPC_STAT: usize = 2;
+/// `SHM_RDONLY`.
+const SHM_RDONLY: usize = 0o10000;
+/// `IPC_64`: 32-bit ARM needs it in `shmctl`'s command to get `struct shmid64_ds`;
+/// 64-bit architectures always use the 64-bit layout and reject the flag.
+#[cfg(target_arch = "arm")]
+const IPC_64: usize = 0x100;
+#[cfg(not(target_arch = "arm"))]
+const IPC_64: usize = 0;
+
+/// Byte offset of `shm_segsz` in `struct shmid64_ds`: after `struct ipc64_perm`, which is
+/// six 32-bit ids and mode, two 16-bit fields, and two `__kernel_ulong_t`, so 48 bytes on
+/// 64-bit architectures and 36 on 32-bit ARM.
+pub const SEGSZ_OFFSET: usize = if cfg!(target_pointer_width = "64") { 48 } else { 36 };
+
+fn ret(r: usize) -> Result<usize, Errno> {
+    // The kernel returns -errno in the range -4095..=-1.
+    if r > -4096isize as usize { Err(Errno::from_raw_os_error(-(r as isize) as i32)) } else { Ok(r) }
+}
+
+/// `shmget(key, size, IPC_CREAT | IPC_EXCL | mode)`: a new segment, failing with `EEXIST`
+/// if the key is taken.
+pub fn shmget_create(key: i32, size: usize, mode: u32) -> Result<i32, Errno> {
+    // SAFETY: shmget takes only integers.
+    let r = unsafe {
+        syscalls::raw::syscall3(__NR_shmget as usize, key as usize, size, IPC_CREAT | IPC_EXCL | mode as usize)
+    };
+    ret(r).map(|id| id as i32)
+}
+
+/// `shmget(key, 0, 0)`: the id of an existing segment.
+pub fn shmget_open(key: i32) -> Result<i32, Errno> {
+    // SAFETY: shmget takes only integers.
+    let r = unsafe { syscalls::raw::syscall3(__NR_shmget as usize, key as usize, 0, 0) };
+    ret(r).map(|id| id as i32)
+}
+
+/// `shmat(id, NULL, readonly ? SHM_RDONLY : 0)`: attaches the whole segment at an address
+/// the kernel chooses.
+///
+/// # Safety
+///
+/// The caller owns the returned attachment: it must detach it with [`shmdt`] exactly once
+/// and access it only in ways valid for shared memory (atomics).
+pub unsafe fn shmat(id: i32, readonly: bool) -> Result<*mut u8, Errno> {
+    let flags = if readonly { SHM_RDONLY } else { 0 };
+    // SAFETY: a null address lets the kernel choose a free range; no existing mapping of
+    // this process is touched.
+    let r = unsafe { syscalls::raw::syscall3(__NR_shmat as usize, id as usize, 0, flags) };
+    ret(r).map(|p| p as *mut u8)
+}
+
+/// `shmdt(addr)`.
+///
+/// # Safety
+///
+/// `addr` must come from [`shmat`] and no reference into the attachment may outlive it.
+pub unsafe fn shmdt(addr: *mut u8) -> Result<(), Errno> {
+    // SAFETY: the caller's guarantee.
+    let r = unsafe { syscalls::raw::syscall1(__NR_shmdt as usize, addr as usize) };
+    ret(r).map(|_| ())
+}
+
+/// `shmctl(id, IPC_RMID, NULL)`: the segment goes away after the last detach.
+pub fn shm_remove(id: i32) -> Result<(), Errno> {
+    // SAFETY: IPC_RMID ignores the buffer argument, which is null.
+    let r = unsafe { syscalls::raw::syscall3(__NR_shmctl as usize, id as usize, IPC_RMID | IPC_64, 0) };
+    ret(r).map(|_| ())
+}
+
+/// `shmctl(id, IPC_STAT)`: the segment's size in bytes.
+pub fn shm_size(id: i32) -> Result<usize, Errno> {
+    // `struct shmid64_ds` is at most 120 bytes; 256 leaves room, 8-aligned.
+    let mut buf = [0u64; 32];
+    // SAFETY: the kernel writes one `struct shmid64_ds` into `buf`, which is larger.
+    let r = unsafe {
+        syscalls::raw::syscall3(__NR_shmctl as usize, id as usize, IPC_STAT | IPC_64, buf.as_mut_ptr() as usize)
+    };
+    ret(r)?;
+    let mut raw = [0u8; 256];
+    for (chunk, w) in raw.chunks_exact_mut(8).zip(buf) {
+        chunk.copy_from_slice(&w.to_ne_bytes());
+    }
+    let size = if cfg!(target_pointer_width = "64") {
+        u64::from_ne_bytes(raw[SEGSZ_OFFSET..SEGSZ_OFFSET + 8].try_into().unwrap_or([0; 8])) as usize
+    } else {
+        u32::from_ne_bytes(raw[SEGSZ_OFFSET..SEGSZ_OFFSET + 4].try_into().unwrap_or([0; 4])) as usize
+    };
+    Ok(size)
+}
