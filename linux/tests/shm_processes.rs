@@ -16,7 +16,8 @@ use ember_core::shm::ShmError;
 use ember_core::shm::layout::SegmentKind;
 use ember_linux::Error;
 use ember_linux::shm::{
-    Access, Backing, BroadcastReader, BroadcastWriter, Segment, SeqLockReader, SeqLockWriter, SpscReceiver, SpscSender,
+    Access, Backing, BroadcastReader, BroadcastWriter, Notifier, Segment, SeqLockReader, SeqLockWriter, SpscReceiver,
+    SpscSender,
 };
 
 const FP: u64 = 0xE3BE_5EED_0000_0001;
@@ -264,6 +265,26 @@ fn peer(args: &[String]) {
                 assert_eq!(check_record(&out[..n]), expect);
             }
             writeln!(stdout, "got {count}").unwrap();
+        }
+        // notify-sender NAME: a ring with an eventfd notifier; reports the eventfd's number,
+        // waits for "go", then sends 200 records 1 ms apart.
+        "notify-sender" => {
+            use std::os::fd::{AsFd, AsRawFd};
+            let mut tx = SpscSender::create(Backing::Named(&args[1]), 4096, FP).unwrap();
+            tx.segment().persist();
+            let notifier = Notifier::new().unwrap();
+            let raw = notifier.as_fd().as_raw_fd();
+            tx.set_notifier(notifier);
+            writeln!(stdout, "ready\n{raw}").unwrap();
+            stdout.flush().unwrap();
+            stdin.read_line(&mut line).unwrap();
+            let mut buf = [0u8; 64];
+            for seq in 0..200 {
+                let n = make_record(seq, &mut buf);
+                tx.send(&buf[..n], Some(Duration::from_secs(10))).unwrap();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            stdin.read_line(&mut line).unwrap();
         }
         other => panic!("unknown peer role {other}"),
     }
@@ -533,6 +554,44 @@ fn sysv_segments_by_key() {
     drop(sender.join().unwrap());
 }
 
+fn eventfd_notifier_in_a_poll_loop() {
+    let name = unique("notify");
+    let _cleanup = Cleanup(name.clone());
+    let mut sender = Peer::spawn(&["notify-sender", &name]);
+    assert_eq!(sender.line(), "ready");
+    let remote_fd: i32 = sender.line().parse().unwrap();
+    let mut rx = SpscReceiver::open(&name, FP).unwrap();
+    // The sender's eventfd, fetched from the child (pidfd_getfd works on descendants).
+    let pid = rustix::process::Pid::from_raw(sender.child.id() as i32).unwrap();
+    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).unwrap();
+    let fd = rustix::process::pidfd_getfd(&pidfd, remote_fd, rustix::process::PidfdGetfdFlags::empty()).unwrap();
+    let notifier = Notifier::from_fd(fd);
+    sender.say("go");
+    let (mut got, mut wakeups) = (0u64, 0u32);
+    let mut out = [0u8; 64];
+    while got < 200 {
+        while let Ok(n) = rx.try_recv(&mut out) {
+            assert_eq!(check_record(&out[..n]), got);
+            got += 1;
+        }
+        if got == 200 {
+            break;
+        }
+        if rx.prepare_poll() {
+            let mut fds = [rustix::event::PollFd::new(&notifier, rustix::event::PollFlags::IN)];
+            let five = rustix::time::Timespec { tv_sec: 5, tv_nsec: 0 };
+            let ready = rustix::event::poll(&mut fds, Some(&five)).unwrap();
+            assert_eq!(ready, 1, "poll timed out: the notifier was not signalled");
+            assert!(notifier.drain().unwrap() > 0);
+            wakeups += 1;
+        }
+        rx.finish_poll();
+    }
+    assert!(wakeups > 10, "the receiver should have slept in poll between records ({wakeups} wake-ups)");
+    sender.say("done");
+    sender.wait_ok();
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--peer") {
@@ -544,6 +603,7 @@ fn main() {
         ("named_segment_rules", named_segment_rules),
         ("memfd_segments_and_seals", memfd_segments_and_seals),
         ("sysv_segments_by_key", sysv_segments_by_key),
+        ("eventfd_notifier_in_a_poll_loop", eventfd_notifier_in_a_poll_loop),
         ("spsc_ten_million_records", spsc_ten_million_records_nothing_lost_duplicated_or_reordered),
         ("broadcast_three_readers_slow_one", broadcast_three_readers_slow_one_counts_exact_losses),
         ("writer_killed_reader_gets_writer_gone", writer_killed_reader_gets_writer_gone),

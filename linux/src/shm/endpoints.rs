@@ -16,7 +16,7 @@ use rustix::fd::OwnedFd;
 use serde::{Deserialize, Serialize};
 
 use super::wait::{futex_wait, futex_wake_all};
-use super::{Access, Backing, Deadline, LIVENESS_SLICE, Liveness, Segment};
+use super::{Access, Backing, Deadline, LIVENESS_SLICE, Liveness, Notifier, Segment};
 use crate::error::{Error, Result};
 
 /// Spins a blocking receive makes before it sleeps: a record that arrives within a few
@@ -40,6 +40,7 @@ fn wait_line(seg: &Segment) -> &'static WaitLine {
 pub struct SpscSender {
     producer: Producer<'static>,
     ctl: &'static SpscControl,
+    notifier: Option<Notifier>,
     seg: Segment,
 }
 
@@ -49,7 +50,7 @@ impl SpscSender {
         let seg = Segment::create(backing, SegmentKind::Spsc, capacity, fingerprint)?;
         let (ctl, data) = parts::<SpscControl>(&seg);
         let producer = SpscRing::new(ctl, data)?.producer();
-        Ok(SpscSender { producer, ctl, seg })
+        Ok(SpscSender { producer, ctl, notifier: None, seg })
     }
 
     /// The segment (for its fd, to pass a memfd to the receiver, or to persist it).
@@ -62,9 +63,19 @@ impl SpscSender {
         self.producer.ring().max_record()
     }
 
+    /// Also signals `notifier` whenever the receiver waits (see
+    /// [`SpscReceiver::prepare_poll`]).
+    pub fn set_notifier(&mut self, notifier: Notifier) {
+        self.notifier = Some(notifier);
+    }
+
     fn wake(&self) {
         if self.producer.consumer_waiting() {
             futex_wake_all(self.ctl.head_word());
+            if let Some(n) = &self.notifier {
+                // A failed eventfd write leaves the receiver to its poll timeout.
+                let _ = n.notify();
+            }
         }
     }
 
@@ -234,6 +245,19 @@ impl SpscReceiver {
     ) -> Result<(ember_core::FrameRepr, T)> {
         let n = self.recv(scratch, timeout)?;
         Ok(ember_core::message::decode(&scratch[..n])?)
+    }
+
+    /// Before blocking in `poll`/`epoll` on the sender's [`Notifier`]: announces the
+    /// receiver waits, so the sender signals the notifier. Returns `false` (and withdraws)
+    /// when a record is already there: receive instead of polling. Call
+    /// [`SpscReceiver::finish_poll`] after the poll returns.
+    pub fn prepare_poll(&mut self) -> bool {
+        self.consumer.prepare_wait().is_some()
+    }
+
+    /// Withdraws the announcement of [`SpscReceiver::prepare_poll`].
+    pub fn finish_poll(&mut self) {
+        self.consumer.finish_wait();
     }
 
     /// Whether the sender is alive (pidfd).

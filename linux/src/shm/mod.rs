@@ -15,6 +15,8 @@
 //!   (`FUTEX_WAIT` without `FUTEX_PRIVATE_FLAG`, so it works across processes). A sleeper
 //!   announces itself first, and the writer makes the `FUTEX_WAKE` call only when someone
 //!   announced: the busy path costs no system call.
+//! - **Event loops** ([`Notifier`]): an eventfd the sender also signals when the receiver
+//!   announced it waits, so a channel can sit in `poll`/`epoll` with other fds.
 //! - **Liveness** ([`Liveness`]): the writer's pid is in the segment header; peers hold a
 //!   pidfd on it (`pidfd_open`), which cannot be fooled by pid reuse. A reader waiting on a
 //!   dead writer gets [`ShmError::WriterGone`] within one wait slice ([`LIVENESS_SLICE`])
@@ -26,9 +28,11 @@
 
 mod endpoints;
 mod map;
+mod notify;
 mod wait;
 
 pub use endpoints::{BroadcastReader, BroadcastWriter, SeqLockReader, SeqLockWriter, SpscReceiver, SpscSender};
+pub use notify::Notifier;
 pub use wait::{LIVENESS_SLICE, Liveness};
 
 use core::time::Duration;
