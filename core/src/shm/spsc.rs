@@ -132,7 +132,7 @@ impl<'a> SpscRing<'a> {
     pub fn consumer(self) -> Consumer<'a> {
         let tail = self.ctl.tail.load(Ordering::Relaxed);
         let head = self.ctl.head.load(Ordering::Acquire);
-        Consumer { ring: self, tail, cached_head: head }
+        Consumer { ring: self, tail, cached_head: head, unchecked_pops: 0 }
     }
 
     fn mask(&self) -> u32 {
@@ -342,7 +342,13 @@ pub struct Consumer<'a> {
     ring: SpscRing<'a>,
     tail: u32,
     cached_head: u32,
+    /// Pops since the last fenced check for a waiting producer.
+    unchecked_pops: u32,
 }
+
+/// A consumer checks for a waiting producer (a `SeqCst` fence) at least every this many
+/// pops, and whenever it finds the ring empty; see [`Consumer::producer_waiting`].
+pub const WAKE_CHECK_INTERVAL: u32 = 32;
 
 /// A record found by [`Consumer::locate`]: where its payload is and how long.
 struct Located {
@@ -424,9 +430,23 @@ impl<'a> Consumer<'a> {
         Ok(message::decode(&scratch[..n])?)
     }
 
-    /// After a pop: whether the producer announced it sleeps waiting for room (futex wake on
-    /// [`SpscControl::tail_word`]).
-    pub fn producer_waiting(&self) -> bool {
+    /// After a pop, or after finding the ring empty (`after_pop == false`): whether the
+    /// producer announced it sleeps waiting for room, so the caller must wake it (futex wake
+    /// on [`SpscControl::tail_word`]).
+    ///
+    /// The check costs a `SeqCst` fence, so after pops it is made only every
+    /// [`WAKE_CHECK_INTERVAL`] pops; it is always made when the ring is found empty. A
+    /// waiting producer is therefore woken within that many pops, or when the consumer has
+    /// drained the ring; a consumer that stops reading midway leaves it to its own timeout
+    /// slice (`ember-linux`: 100 ms) to find the room.
+    pub fn producer_waiting(&mut self, after_pop: bool) -> bool {
+        if after_pop {
+            self.unchecked_pops += 1;
+            if self.unchecked_pops < WAKE_CHECK_INTERVAL {
+                return false;
+            }
+        }
+        self.unchecked_pops = 0;
         fence(Ordering::SeqCst);
         self.ring.ctl.producer_waiting.load(Ordering::Relaxed) != 0
     }
@@ -614,7 +634,8 @@ mod tests {
         assert_eq!(c.prepare_wait(), None, "data is there: do not sleep");
         while p.try_push(&[0; 20]).is_ok() {}
         assert!(p.prepare_wait(20).is_some());
-        assert!(c.producer_waiting());
+        assert!(!c.producer_waiting(true), "checked only every WAKE_CHECK_INTERVAL pops");
+        assert!(c.producer_waiting(false), "always checked when the ring is empty");
     }
 
     #[test]

@@ -86,6 +86,18 @@ impl SpscSender {
         Ok(())
     }
 
+    /// Appends a record without checking whether the receiver sleeps: the cheapest push,
+    /// for bursts. Call [`SpscSender::flush`] after the burst (and before waiting for
+    /// anything), or a receiver asleep on the futex is not woken until then.
+    pub fn try_send_deferred(&mut self, payload: &[u8]) -> Result<()> {
+        Ok(self.producer.try_push(payload)?)
+    }
+
+    /// Wakes the receiver if it sleeps: ends a burst of [`SpscSender::try_send_deferred`].
+    pub fn flush(&self) {
+        self.wake();
+    }
+
     /// Appends a record, sleeping on the futex while the ring is full, for at most
     /// `timeout` (`None`: no limit) ([`ShmError::Timeout`]).
     pub fn send(&mut self, payload: &[u8], timeout: Option<Duration>) -> Result<()> {
@@ -172,17 +184,27 @@ impl SpscReceiver {
         self.spin = spins;
     }
 
-    fn wake(&self) {
-        if self.consumer.producer_waiting() {
+    fn wake(&mut self, after_pop: bool) {
+        if self.consumer.producer_waiting(after_pop) {
             futex_wake_all(self.ctl.tail_word());
         }
     }
 
     /// Copies the next record into `out` without waiting ([`ShmError::Empty`]).
     pub fn try_recv(&mut self, out: &mut [u8]) -> Result<usize> {
-        let n = self.consumer.try_pop(out)?;
-        self.wake();
-        Ok(n)
+        match self.consumer.try_pop(out) {
+            Ok(n) => {
+                self.wake(true);
+                Ok(n)
+            }
+            Err(e) => {
+                if e == ShmError::Empty {
+                    // Drained: a producer waiting for room must hear of it now.
+                    self.wake(false);
+                }
+                Err(e.into())
+            }
+        }
     }
 
     /// Busy-polls for the next record (lowest latency, burns a core), for at most
