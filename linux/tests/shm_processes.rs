@@ -478,6 +478,21 @@ fn memfd_segments_and_seals() {
     assert_eq!(rustix::fs::ftruncate(tx.segment().fd().unwrap(), 0), Err(rustix::io::Errno::PERM));
 }
 
+fn sender_drop_wakes_a_sleeping_receiver_with_closed() {
+    let name = unique("close");
+    let tx = SpscSender::create(Backing::Named(&name), 4096, FP).unwrap();
+    let mut rx = SpscReceiver::open(&name, FP).unwrap();
+    rx.set_spin_before_sleep(0);
+    let dropper = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(30));
+        drop(tx);
+    });
+    let mut out = [0u8; 16];
+    // Closed, not Timeout and not WriterGone (this process, the writer, is alive).
+    assert_eq!(rx.recv(&mut out, Some(Duration::from_secs(5))), Err(Error::Shm(ShmError::Closed)));
+    dropper.join().unwrap();
+}
+
 fn named_segment_rules() {
     let name = unique("rules");
     let tx = SpscSender::create(Backing::Named(&name), 4096, FP).unwrap();
@@ -601,6 +616,7 @@ fn main() {
     let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
     let tests: &[(&str, fn())] = &[
         ("named_segment_rules", named_segment_rules),
+        ("sender_drop_wakes_receiver", sender_drop_wakes_a_sleeping_receiver_with_closed),
         ("memfd_segments_and_seals", memfd_segments_and_seals),
         ("sysv_segments_by_key", sysv_segments_by_key),
         ("eventfd_notifier_in_a_poll_loop", eventfd_notifier_in_a_poll_loop),

@@ -155,11 +155,30 @@ impl<'a> BroadcastRing<'a> {
         w
     }
 
-    /// A reader that starts with the next record written.
+    /// A reader that starts with the next record written: a reader at the oldest record
+    /// that skips over what is there (`head` and `head_seq` cannot be read as one
+    /// consistent pair, so the cursor is found by walking the records). Falls back to the
+    /// oldest record if the walk keeps being lapped or the ring is damaged.
     pub fn reader_at_end(self) -> BroadcastReader<'a> {
-        let head = self.ctl.head.load(Ordering::Acquire);
-        let seq = self.ctl.head_seq.load(Ordering::Acquire);
-        BroadcastReader { ring: self, pos: head, seq, lost: 0 }
+        let mut r = BroadcastReader { ring: self, pos: 0, seq: 0, lost: 0 };
+        if let Ok((tail, tail_seq)) = self.ctl.tail_pair() {
+            r.pos = tail;
+            r.seq = tail_seq;
+            let start = (r.pos, r.seq);
+            for _ in 0..MAX_RETRIES {
+                match r.next(None) {
+                    Ok(_) => {}
+                    Err(ShmError::Empty | ShmError::Closed) => {
+                        r.lost = 0;
+                        return r;
+                    }
+                    Err(_) => break,
+                }
+            }
+            (r.pos, r.seq) = start;
+            r.lost = 0;
+        }
+        r
     }
 
     /// A reader that starts with the oldest record still in the ring.
@@ -314,9 +333,14 @@ impl BroadcastReader<'_> {
     ///
     /// [`ShmError::Empty`] when caught up, [`ShmError::Closed`] when caught up and the
     /// writer closed the ring, [`ShmError::BufferTooSmall`] when `out` is too short (the
-    /// record is skipped and counted as lost if it is overwritten meanwhile),
+    /// record stays; it is counted as lost if it is overwritten before a retry),
     /// [`ShmError::Corrupt`] when the segment's counters or records are impossible.
     pub fn try_recv(&mut self, out: &mut [u8]) -> Result<Received, ShmError> {
+        self.next(Some(out))
+    }
+
+    /// The next record, copied into `out`, or only stepped over when `out` is `None`.
+    fn next(&mut self, mut out: Option<&mut [u8]>) -> Result<Received, ShmError> {
         let ctl = self.ring.ctl;
         let cap = self.ring.capacity;
         for _ in 0..MAX_RETRIES {
@@ -348,12 +372,11 @@ impl BroadcastReader<'_> {
             } else {
                 len <= self.ring.max_record() && pos as u64 + slot <= cap
             } && head - self.pos >= slot;
-            let copied = if !plausible || is_pad {
-                Ok(())
-            } else if len > out.len() {
-                Err(ShmError::BufferTooSmall { needed: len })
-            } else {
-                copy::load(self.ring.data, pos + RECORD_HEADER, &mut out[..len])
+            let copied = match out.as_deref_mut() {
+                _ if !plausible || is_pad => Ok(()),
+                None => Ok(()),
+                Some(out) if len > out.len() => Err(ShmError::BufferTooSmall { needed: len }),
+                Some(out) => copy::load(self.ring.data, pos + RECORD_HEADER, &mut out[..len]),
             };
             fence(Ordering::Acquire);
             let (tail, tail_seq) = ctl.tail_pair()?;
@@ -455,6 +478,23 @@ mod tests {
             total += g.lost + 1;
         }
         assert_eq!(total, 200, "received + lost = written");
+    }
+
+    #[test]
+    fn reader_at_end_joins_mid_stream() {
+        let (ctl, data) = mem(256);
+        let ring = BroadcastRing::new(&ctl, &data).unwrap();
+        let mut w = ring.writer();
+        for i in 0..37u8 {
+            w.push(&[i; 12]).unwrap();
+        }
+        let mut r = ring.reader_at_end();
+        assert_eq!(r.next_seq(), 37);
+        let mut out = [0u8; 32];
+        assert_eq!(r.try_recv(&mut out), Err(ShmError::Empty));
+        w.push(&[99; 12]).unwrap();
+        let got = r.try_recv(&mut out).unwrap();
+        assert_eq!((got.seq, got.lost, out[0]), (37, 0, 99));
     }
 
     #[test]

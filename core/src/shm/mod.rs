@@ -19,11 +19,17 @@
 //!
 //! ```text
 //!   0   SegmentHeader   magic, version, kind, sizes, fingerprint, creator pid, header CRC
-//! 128   control line 0  the writer's hot words
-//! 256   control line 1  the reader's hot words
-//! 384   control line 2  waiter flags (futex words) and state
-//! 512   data            capacity bytes (seqlock value, or ring records)
+//! 128   control line 0  the writer's hot words (SPSC head; seqlock seq, len; broadcast head)
+//! 256   control line 1  the reader's hot words (SPSC tail; broadcast tail, under a lock)
+//! 384   control line 2  SPSC: the waiter flags; other kinds: unused
+//! 512   data            SPSC: capacity bytes of records
 //! ```
+//!
+//! Seqlocks and broadcast rings, whose readers map the segment read-only, keep their
+//! waiter line on a page of its own (at one page) and their data at two pages: the header
+//! says where (`wait_offset`, `data_offset`). The futex words are the counters (SPSC
+//! `head`/`tail`, seqlock `seq`, broadcast `published`); the waiter lines only say whether
+//! anyone sleeps. `docs/shm-layout.md` has every byte.
 
 #[cfg(target_has_atomic = "64")]
 pub mod broadcast;

@@ -4,8 +4,8 @@
 //! progress) and the value's length; the data area holds the value. A 32-bit sequence
 //! keeps the protocol on 32-bit ARM cores without 64-bit atomics.
 //!
-//! - **Writer**: `seq` odd (relaxed), release fence, the length and the bytes as relaxed
-//!   atomic stores, `seq` even (release). The [`WriteGuard`] does the two `seq` steps, so a
+//! - **Writer**: `seq` odd (relaxed), release fence, the bytes and then the length as
+//!   relaxed atomic stores, `seq` even (release). The [`WriteGuard`] does the two `seq` steps, so a
 //!   panic mid-write still leaves the sequence even (crossbeam's RAII style).
 //! - **Reader**: `seq` (acquire); if odd, spin; copy the length and bytes out with relaxed
 //!   atomic loads; acquire fence; `seq` again. Equal: the copy is consistent. Different:
@@ -85,8 +85,9 @@ impl WaitLine {
     }
 
     pub(crate) fn withdraw(&self) {
-        // Saturating: a hostile peer may have zeroed it.
-        let _ = self.waiters.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| w.checked_sub(1));
+        // One RMW, no retry loop (a peer rewriting the word cannot make it spin). If a peer
+        // zeroed it, this wraps and writers only make spare wake calls until it is reset.
+        self.waiters.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

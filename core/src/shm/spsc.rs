@@ -17,10 +17,15 @@
 //! # Blocking
 //!
 //! The consumer sleeps on the `head` word, the producer on `tail` (32-bit futex words in
-//! `ember-linux`). A sleeper first announces itself in the waiter line and re-checks; the
-//! other side checks the announcement after publishing its counter; both sides use `SeqCst`
-//! swaps and loads (Dekker), so a wake-up is never lost and the busy path makes no syscall:
-//! [`Consumer::prepare_wait`], [`Producer::consumer_waiting`] and their mirrors.
+//! `ember-linux`). A sleeper first announces itself in the waiter line, issues a `SeqCst`
+//! fence and re-checks; the other side publishes its counter (release store), issues a
+//! `SeqCst` fence and reads the announcement (Dekker), so a wake-up is never lost and the
+//! busy path makes no syscall: [`Consumer::prepare_wait`], [`Producer::consumer_waiting`]
+//! and their mirrors. (`SeqCst` fences rather than `SeqCst` swaps and loads, because loom
+//! models the former but not the latter's total order, tokio-rs/loom#180.)
+//!
+//! Closing: [`Producer::close`] sets the `closed` word and appends a close record
+//! (`len == CLOSE`), so the futex word changes and a sleeping consumer wakes.
 
 use super::copy;
 use super::layout::MAX_CAPACITY;
@@ -33,6 +38,8 @@ use serde::Serialize;
 pub const RECORD_HEADER: usize = 8;
 /// `len` bit marking a pad record.
 const PAD: u32 = 0x8000_0000;
+/// `len` of the close record the producer appends when it closes the ring.
+const CLOSE: u32 = 0x4000_0000;
 
 /// The SPSC control lines (bytes 128..512 of the segment).
 #[repr(C)]
@@ -124,15 +131,19 @@ impl<'a> SpscRing<'a> {
     /// The producer side, resuming from the counters in the segment.
     pub fn producer(self) -> Producer<'a> {
         let head = self.ctl.head.load(Ordering::Relaxed);
-        let tail = self.ctl.tail.load(Ordering::Acquire);
+        let mut tail = self.ctl.tail.load(Ordering::Acquire);
+        if head.wrapping_sub(tail) > self.capacity {
+            // Impossible counters: assume full, so the first push re-reads and checks them.
+            tail = head.wrapping_sub(self.capacity);
+        }
         Producer { ring: self, head, cached_tail: tail, seq: 0 }
     }
 
     /// The consumer side, resuming from the counters in the segment.
     pub fn consumer(self) -> Consumer<'a> {
         let tail = self.ctl.tail.load(Ordering::Relaxed);
-        let head = self.ctl.head.load(Ordering::Acquire);
-        Consumer { ring: self, tail, cached_head: head, unchecked_pops: 0 }
+        // The head is (re)read and checked on the first pop.
+        Consumer { ring: self, tail, cached_head: tail, unchecked_pops: 0 }
     }
 
     fn mask(&self) -> u32 {
@@ -159,7 +170,7 @@ struct Reservation {
 impl<'a> Producer<'a> {
     /// Bytes free now, from the cached tail (may be stale low, never high).
     fn free(&self) -> u32 {
-        self.ring.capacity - self.head.wrapping_sub(self.cached_tail)
+        self.ring.capacity.saturating_sub(self.head.wrapping_sub(self.cached_tail))
     }
 
     fn reserve(&mut self, len: usize) -> Result<Reservation, ShmError> {
@@ -193,9 +204,8 @@ impl<'a> Producer<'a> {
         copy::store_pair(data, r.pos as usize, r.len, self.seq)?;
         self.head = self.head.wrapping_add(r.slot);
         self.seq = self.seq.wrapping_add(1);
-        // A SeqCst swap both publishes the record (release) and orders the store before the
-        // load of `consumer_waiting` in `consumer_waiting()` (the Dekker pair with
-        // `Consumer::prepare_wait`); on x86 it is one `xchg`, cheaper than `mov` + `mfence`.
+        // Release: the record's bytes before the counter. The Dekker pairing with
+        // `Consumer::prepare_wait` is the fence in `consumer_waiting()`.
         self.ring.ctl.head.store(self.head, super::primitive::PUBLISH);
         Ok(())
     }
@@ -229,7 +239,7 @@ impl<'a> Producer<'a> {
     }
 
     /// After a push: whether the consumer announced it sleeps, so the caller must wake it
-    /// (futex wake on [`SpscControl::head_word`]). One `SeqCst` load, no syscall.
+    /// (futex wake on [`SpscControl::head_word`]). A `SeqCst` fence and a load, no syscall.
     pub fn consumer_waiting(&self) -> bool {
         fence(Ordering::SeqCst);
         self.ring.ctl.consumer_waiting.load(Ordering::Relaxed) != 0
@@ -258,8 +268,26 @@ impl<'a> Producer<'a> {
     }
 
     /// Marks the ring closed: the consumer gets [`ShmError::Closed`] once it has drained it.
-    pub fn close(&self) {
+    /// Also appends a close record when there is room, so the head (the consumer's futex
+    /// word) changes and a consumer asleep on it wakes; the caller then wakes it.
+    pub fn close(&mut self) {
         self.ring.ctl.closed.store(1, Ordering::Release);
+        let slot = RECORD_HEADER as u32;
+        let pos = self.head & self.ring.mask();
+        if self.ring.capacity - pos < slot {
+            return;
+        }
+        if self.free() < slot {
+            self.cached_tail = self.ring.ctl.tail.load(Ordering::Acquire);
+            if self.head.wrapping_sub(self.cached_tail) > self.ring.capacity || self.free() < slot {
+                // Full: the consumer is not asleep, it will drain and see `closed`.
+                return;
+            }
+        }
+        if copy::store_pair(self.ring.data, pos as usize, CLOSE, self.seq).is_ok() {
+            self.head = self.head.wrapping_add(slot);
+            self.ring.ctl.head.store(self.head, Ordering::Release);
+        }
     }
 
     /// The ring.
@@ -375,6 +403,14 @@ impl<'a> Consumer<'a> {
             let avail = self.cached_head.wrapping_sub(self.tail);
             let pos = self.tail & self.ring.mask();
             let (len, _seq) = copy::load_pair(self.ring.data, pos as usize)?;
+            if len == CLOSE {
+                if avail < RECORD_HEADER as u32 {
+                    return Err(ShmError::Corrupt);
+                }
+                self.tail = self.tail.wrapping_add(RECORD_HEADER as u32);
+                self.ring.ctl.tail.store(self.tail, Ordering::Release);
+                return Err(ShmError::Closed);
+            }
             if len & PAD != 0 {
                 let to_end = cap - pos;
                 if pos == 0 || len & !PAD != to_end || avail < to_end {
@@ -400,7 +436,8 @@ impl<'a> Consumer<'a> {
 
     fn advance(&mut self, slot: u32) {
         self.tail = self.tail.wrapping_add(slot);
-        // SeqCst swap: releases the slot and pairs with `Producer::prepare_wait` (Dekker).
+        // Release: the slot is free once the counter moves. The Dekker pairing with
+        // `Producer::prepare_wait` is the fence in `producer_waiting()`.
         self.ring.ctl.tail.store(self.tail, Ordering::Release);
     }
 
@@ -614,10 +651,14 @@ mod tests {
         let ring = SpscRing::new(&ctl, &data).unwrap();
         let (mut p, mut c) = (ring.producer(), ring.consumer());
         p.try_push(b"last").unwrap();
+        let head_before = ctl.head.load(Ordering::Relaxed);
         p.close();
+        assert_ne!(ctl.head.load(Ordering::Relaxed), head_before, "close moves the futex word");
         let mut out = [0u8; 8];
         assert_eq!(c.try_pop(&mut out), Ok(4));
         assert_eq!(c.try_pop(&mut out), Err(ShmError::Closed));
+        assert_eq!(c.try_pop(&mut out), Err(ShmError::Closed));
+        assert_eq!(c.prepare_wait(), None, "a closed ring is never slept on");
     }
 
     #[test]

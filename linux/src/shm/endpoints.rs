@@ -136,8 +136,12 @@ impl SpscSender {
 
 impl Drop for SpscSender {
     fn drop(&mut self) {
+        // The close record changes the futex word; wake a sleeper and a poller regardless.
         self.producer.close();
         futex_wake_all(self.ctl.head_word());
+        if let Some(n) = &self.notifier {
+            let _ = n.notify();
+        }
     }
 }
 
@@ -207,6 +211,15 @@ impl SpscReceiver {
         }
     }
 
+    /// The writer is dead: a last record (or the close) is still delivered, else
+    /// [`ShmError::WriterGone`].
+    fn gone_unless_more(&mut self, out: &mut [u8]) -> Result<usize> {
+        match self.try_recv(out) {
+            Err(Error::Shm(ShmError::Empty)) => Err(ShmError::WriterGone.into()),
+            other => other,
+        }
+    }
+
     /// Busy-polls for the next record (lowest latency, burns a core), for at most
     /// `timeout`.
     pub fn recv_spin(&mut self, out: &mut [u8], timeout: Option<Duration>) -> Result<usize> {
@@ -223,7 +236,7 @@ impl SpscReceiver {
                     return Err(ShmError::Timeout.into());
                 }
                 if !self.writer.is_alive() {
-                    return self.try_recv(out).map_err(|_| ShmError::WriterGone.into());
+                    return self.gone_unless_more(out);
                 }
             }
             core::hint::spin_loop();
@@ -253,7 +266,10 @@ impl SpscReceiver {
                 r?;
                 // Nothing new after a whole slice: is the writer still there?
                 if self.ctl.head_word().load(core::sync::atomic::Ordering::Acquire) == head && !self.writer.is_alive() {
-                    return self.try_recv(out).map_err(|_| ShmError::WriterGone.into());
+                    return match self.try_recv(out) {
+                        Err(Error::Shm(ShmError::Empty)) => Err(ShmError::WriterGone.into()),
+                        other => other,
+                    };
                 }
             }
         }
@@ -543,7 +559,10 @@ impl BroadcastReader {
                 r?;
                 let now = self.ctl.published_word().load(core::sync::atomic::Ordering::Acquire);
                 if now == p && !self.writer.is_alive() {
-                    return Ok(self.reader.try_recv(out).map_err(|_| ShmError::WriterGone)?);
+                    return match self.reader.try_recv(out) {
+                        Err(ShmError::Empty) => Err(ShmError::WriterGone.into()),
+                        other => Ok(other?),
+                    };
                 }
             }
         }
