@@ -206,6 +206,17 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "serializes 16 MiB, which takes minutes under Miri; runs natively in cargo test")]
+    fn error_too_large_payload() {
+        let big = std::vec![7u8; MAX_PAYLOAD_LEN + 1];
+        let mut buf = std::vec![0u8; HEADER_LEN + MAX_PAYLOAD_LEN + 64];
+        assert!(matches!(encode(1, 1, &big[..], &mut buf), Err(Error::TooLarge { len: u32::MAX, .. })));
+        // Just under the limit fits.
+        let ok = &big[..MAX_PAYLOAD_LEN - 8];
+        assert!(encode(1, 1, ok, &mut buf).is_ok());
+    }
+
+    #[test]
     fn error_encode() {
         // postcard cannot serialize a sequence of unknown length; a custom impl provokes it.
         struct Unsized;

@@ -438,9 +438,14 @@ fn hostile_scribbler_reader_gets_only_typed_errors_or_valid_frames() {
     let mut writer = Peer::spawn(&["frame-writer", &name]);
     assert_eq!(writer.line(), "ready");
     let mut rx = SpscReceiver::open(&name, FP).unwrap();
+    let mut out = [0u8; 4096];
+    // Before the scribbler: the channel works.
+    for _ in 0..100 {
+        let n = rx.recv(&mut out, Some(Duration::from_secs(10))).unwrap();
+        assert_eq!(Frame::new_checked(&out[..n]).unwrap().kind(), 1);
+    }
     let mut scribbler = Peer::spawn(&["scribbler", &name, "3"]);
     assert_eq!(scribbler.line(), "ready");
-    let mut out = [0u8; 4096];
     let (mut valid, mut errors) = (0u64, 0u64);
     let until = Instant::now() + Duration::from_secs(3);
     while Instant::now() < until {
@@ -456,7 +461,9 @@ fn hostile_scribbler_reader_gets_only_typed_errors_or_valid_frames() {
             Err(e) => panic!("unexpected error kind: {e}"),
         }
     }
-    assert!(valid > 0, "no valid frame at all ({errors} errors)");
+    // Once the scribbler has hit a counter the ring may stay `Corrupt`: what matters is
+    // that every outcome was a valid frame or a typed error, and that nothing hung.
+    assert!(valid + errors > 0, "the reader made no progress");
     println!("    hostile: {valid} valid frames, {errors} typed errors");
     scribbler.wait_ok();
     writer.kill9();
