@@ -22,6 +22,33 @@ pub enum Error {
     /// A memfd handed over by a peer is not sealed against shrinking and growing, so the
     /// peer could truncate it and crash this process with `SIGBUS`.
     NotSealed,
+    /// A nonblocking call found nothing to receive, or no room to send (`EAGAIN`).
+    WouldBlock,
+    /// A call with a timeout ran out of time.
+    TimedOut,
+    /// The other end is gone: the reader of a pipe or FIFO closed it (`EPIPE`, with no
+    /// `SIGPIPE` delivered), or every writer closed theirs (end of file).
+    PeerGone,
+    /// A FIFO has no reader, so it cannot be opened for writing without blocking (`ENXIO`).
+    NoReader,
+    /// The frame is larger than this transport carries in one message.
+    TooLarge {
+        /// Its length.
+        len: usize,
+        /// The largest this transport carries.
+        max: usize,
+    },
+    /// The path exists but is not a FIFO (a regular file, a directory, or a symlink, which
+    /// is never followed).
+    NotAFifo,
+    /// The object exists but belongs to another user.
+    NotOwner,
+    /// The receive buffer is smaller than this receiver's frame limit (nothing was
+    /// consumed).
+    BufferTooSmall {
+        /// Bytes needed.
+        needed: usize,
+    },
 }
 
 impl fmt::Display for Error {
@@ -32,6 +59,14 @@ impl fmt::Display for Error {
             Error::Codec(e) => write!(f, "{e}"),
             Error::InvalidName => f.write_str("invalid object name (want /name, no other slash, at most 255 bytes)"),
             Error::NotSealed => f.write_str("memfd is not sealed against resizing"),
+            Error::WouldBlock => f.write_str("operation would block"),
+            Error::TimedOut => f.write_str("timed out"),
+            Error::PeerGone => f.write_str("the peer is gone"),
+            Error::NoReader => f.write_str("the FIFO has no reader"),
+            Error::TooLarge { len, max } => write!(f, "{len}-byte frame exceeds this transport's {max} bytes"),
+            Error::NotAFifo => f.write_str("path exists and is not a FIFO"),
+            Error::NotOwner => f.write_str("object belongs to another user"),
+            Error::BufferTooSmall { needed } => write!(f, "receive buffer too small: {needed} bytes needed"),
         }
     }
 }
@@ -39,8 +74,15 @@ impl fmt::Display for Error {
 impl core::error::Error for Error {}
 
 impl From<Errno> for Error {
+    /// `EAGAIN` becomes [`Error::WouldBlock`], `EPIPE` [`Error::PeerGone`], `ETIMEDOUT`
+    /// [`Error::TimedOut`]; the rest stay [`Error::Os`].
     fn from(e: Errno) -> Self {
-        Error::Os(e)
+        match e {
+            Errno::AGAIN => Error::WouldBlock,
+            Errno::PIPE => Error::PeerGone,
+            Errno::TIMEDOUT => Error::TimedOut,
+            e => Error::Os(e),
+        }
     }
 }
 
@@ -65,7 +107,11 @@ impl From<Error> for std::io::Error {
         match e {
             Error::Os(errno) => std::io::Error::from_raw_os_error(errno.raw_os_error()),
             Error::Shm(ShmError::Timeout) => std::io::Error::new(std::io::ErrorKind::TimedOut, e),
-            Error::Shm(ShmError::Empty | ShmError::Full) => std::io::Error::new(std::io::ErrorKind::WouldBlock, e),
+            Error::Shm(ShmError::Empty | ShmError::Full) | Error::WouldBlock => {
+                std::io::Error::new(std::io::ErrorKind::WouldBlock, e)
+            }
+            Error::TimedOut => std::io::Error::new(std::io::ErrorKind::TimedOut, e),
+            Error::PeerGone => std::io::Error::new(std::io::ErrorKind::BrokenPipe, e),
             other => std::io::Error::other(other),
         }
     }

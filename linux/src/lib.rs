@@ -8,9 +8,11 @@
 //! The crate is `no_std` unless its `std` feature (on by default) is enabled; without it,
 //! every transport is still offered over rustix's `OwnedFd` and `Errno`.
 //!
-//! Available now: [`shm`], shared-memory channels (SPSC ring, seqlock, broadcast ring) with
-//! futex wake-ups and pidfd liveness. The kernel transports and D-Bus arrive with their
-//! issues.
+//! Available now: the message interface ([`transport`]: [`FrameSender`],
+//! [`FrameReceiver`]); [`pipe`]s (stream and packet mode) and [`fifo`]s; [`shm`],
+//! shared-memory channels (SPSC ring, seqlock, broadcast ring) with futex wake-ups and
+//! pidfd liveness; [`sys`], the raw system calls rustix lacks. Message queues, signals,
+//! sockets and D-Bus arrive with their issues.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -20,7 +22,11 @@
 pub use ember_core as core;
 
 pub mod error;
+pub mod fifo;
+pub mod pipe;
 pub mod shm;
 pub mod sys;
+pub mod transport;
 
 pub use error::{Error, Result};
+pub use transport::{Endpoint, FrameReceiver, FrameSender};

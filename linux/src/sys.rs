@@ -108,3 +108,100 @@ pub fn shm_size(id: i32) -> Result<usize, Errno> {
     };
     Ok(size)
 }
+
+/// The kernel's `sigset_t`: 64 signals, one bit each (`_NSIG / 8` = 8 bytes on every
+/// architecture Ember targets).
+pub type KernelSigset = u64;
+
+/// The bit of signal `sig` in a [`KernelSigset`].
+pub const fn sig_bit(sig: u32) -> KernelSigset {
+    1u64 << (sig - 1)
+}
+
+/// `rt_sigprocmask(how, set, old, 8)` for the calling thread; returns the old mask.
+pub fn rt_sigprocmask(how: u32, set: KernelSigset) -> Result<KernelSigset, Errno> {
+    let mut old: KernelSigset = 0;
+    // SAFETY: both pointers are to live 8-byte sigsets; the size argument matches.
+    let r = unsafe {
+        syscalls::raw::syscall4(
+            linux_raw_sys::general::__NR_rt_sigprocmask as usize,
+            how as usize,
+            &set as *const KernelSigset as usize,
+            &mut old as *mut KernelSigset as usize,
+            core::mem::size_of::<KernelSigset>(),
+        )
+    };
+    ret(r).map(|_| old)
+}
+
+/// `rt_sigpending(set, 8)`: signals pending for the calling thread or the process.
+pub fn rt_sigpending() -> Result<KernelSigset, Errno> {
+    let mut set: KernelSigset = 0;
+    // SAFETY: a pointer to a live 8-byte sigset and its size.
+    let r = unsafe {
+        syscalls::raw::syscall2(
+            linux_raw_sys::general::__NR_rt_sigpending as usize,
+            &mut set as *mut KernelSigset as usize,
+            core::mem::size_of::<KernelSigset>(),
+        )
+    };
+    ret(r).map(|_| set)
+}
+
+/// `rt_sigtimedwait(set, NULL, {0, 0}, 8)`: takes one pending signal of `set` without
+/// waiting; `Ok(None)` when none is pending (`EAGAIN`).
+pub fn rt_sigtimedwait_now(set: KernelSigset) -> Result<Option<u32>, Errno> {
+    // A zero timeout: two zero words are a valid `struct timespec` in both the 32-bit and
+    // the 64-bit layouts, so the plain call serves 32-bit ARM too.
+    let zero = [0u64; 2];
+    // SAFETY: pointers to a live sigset and a zeroed timespec; siginfo is not requested.
+    let r = unsafe {
+        syscalls::raw::syscall4(
+            linux_raw_sys::general::__NR_rt_sigtimedwait as usize,
+            &set as *const KernelSigset as usize,
+            0,
+            zero.as_ptr() as usize,
+            core::mem::size_of::<KernelSigset>(),
+        )
+    };
+    match ret(r) {
+        Ok(sig) => Ok(Some(sig as u32)),
+        Err(Errno::AGAIN) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs `write` with `SIGPIPE` blocked in the calling thread, and if it failed with
+/// `EPIPE`, consumes the `SIGPIPE` it raised (unless one was already pending before), then
+/// restores the thread's mask. The process-wide disposition is never touched, so a write
+/// to a pipe whose reader is gone reports `EPIPE` instead of killing the process.
+///
+/// Costs two `rt_sigprocmask` calls, or none when the thread already blocks `SIGPIPE`
+/// (see [`block_sigpipe_in_this_thread`]).
+pub fn without_sigpipe<T>(write: impl FnOnce() -> Result<T, Errno>) -> Result<T, Errno> {
+    const SIGPIPE: u32 = linux_raw_sys::general::SIGPIPE;
+    const SIG_BLOCK: u32 = linux_raw_sys::general::SIG_BLOCK;
+    const SIG_SETMASK: u32 = linux_raw_sys::general::SIG_SETMASK;
+    let pipe = sig_bit(SIGPIPE);
+    let old = rt_sigprocmask(SIG_BLOCK, pipe)?;
+    if old & pipe != 0 {
+        // Already blocked by the caller: nothing to undo; a SIGPIPE stays pending for them.
+        return write();
+    }
+    let pending_before = rt_sigpending().map(|p| p & pipe != 0).unwrap_or(true);
+    let r = write();
+    if r.as_ref().err() == Some(&Errno::PIPE) && !pending_before {
+        let _ = rt_sigtimedwait_now(pipe);
+    }
+    let _ = rt_sigprocmask(SIG_SETMASK, old);
+    r
+}
+
+/// Blocks `SIGPIPE` in the calling thread for good, so Ember's pipe and FIFO writes skip
+/// the two `rt_sigprocmask` calls of [`without_sigpipe`]. An explicit choice of the
+/// application (it affects every write of this thread); returns whether it was blocked
+/// before.
+pub fn block_sigpipe_in_this_thread() -> Result<bool, Errno> {
+    let pipe = sig_bit(linux_raw_sys::general::SIGPIPE);
+    rt_sigprocmask(linux_raw_sys::general::SIG_BLOCK, pipe).map(|old| old & pipe != 0)
+}

@@ -1,5 +1,5 @@
-//! Zero heap allocations on the shared-memory send and receive paths, shown with a counting
-//! global allocator (set-up may allocate; the measured paths may not).
+//! Zero heap allocations on the send and receive paths (shared memory, pipes, FIFOs), shown
+//! with a counting global allocator (set-up may allocate; the measured paths may not).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -103,5 +103,39 @@ fn broadcast_send_recv_allocate_nothing() {
             assert_eq!(got.seq, i);
         }
     });
+    assert_eq!(count, 0);
+}
+
+#[test]
+fn pipe_and_fifo_send_recv_allocate_nothing() {
+    use ember_linux::pipe::{self, PIPE_BUF, StreamReader};
+    use ember_linux::{Endpoint, FrameReceiver, FrameSender, fifo};
+    let (mut rx, mut tx) = pipe::pipe().unwrap();
+    let (mut prx, mut ptx) = pipe::packet_pipe().unwrap();
+    let path = format!("/tmp/ember-noalloc-{}-fifo", std::process::id());
+    fifo::create(&path).unwrap();
+    let mut frx: StreamReader<4096> = fifo::open_reader(&path, false).unwrap();
+    let mut ftx = fifo::open_writer(&path, false).unwrap();
+    let mut scratch = [0u8; 256];
+    let mut out = vec![0u8; pipe::DEFAULT_STREAM_BUF.max(PIPE_BUF)];
+    let count = allocations(|| {
+        for i in 0..200u32 {
+            tx.send_msg(1, i, &("stream", i), &mut scratch).unwrap();
+            let (_, (_, v)): (_, (&str, u32)) = rx.recv_msg(&mut out).unwrap();
+            assert_eq!(v, i);
+            ptx.send_msg(2, i, &("packet", i), &mut scratch).unwrap();
+            let (_, (_, v)): (_, (&str, u32)) = prx.recv_msg(&mut out).unwrap();
+            assert_eq!(v, i);
+            ftx.send_msg(3, i, &("fifo", i), &mut scratch).unwrap();
+            let (_, (_, v)): (_, (&str, u32)) = frx.recv_msg(&mut out[..4096]).unwrap();
+            assert_eq!(v, i);
+        }
+        // Error paths: nothing to read, reader gone.
+        rx.set_nonblocking(true).unwrap();
+        assert!(rx.recv_frame(&mut out).is_err());
+    });
+    drop(prx);
+    assert!(ptx.send_msg(2, 0, &0u8, &mut scratch).is_err());
+    let _ = std::fs::remove_file(&path);
     assert_eq!(count, 0);
 }

@@ -1,0 +1,491 @@
+//! The transport conformance suite: the same generic tests over every transport, in one
+//! process and across real separate processes, plus each transport's own error cases and
+//! real peers (`sh`, `cat`).
+//!
+//! Its own `main` (`harness = false`): run without arguments it runs every test; the tests
+//! spawn this binary again with `--peer <role> ...` as the other process.
+
+use std::os::fd::AsFd;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
+
+use ember_core::frame::{Flags, FrameRepr};
+use ember_linux::pipe::{self, PIPE_BUF, PacketReader, StreamReader, Writer};
+use ember_linux::{Endpoint, Error, FrameReceiver, FrameSender, fifo};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn unique_path(tag: &str) -> String {
+    format!("/tmp/ember-test-{}-{tag}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Removes a path when dropped.
+struct Cleanup(String);
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Frame `seq` of the test stream: payload length varies with `seq` up to `max_payload`.
+fn frame(seq: u32, max_payload: usize, buf: &mut [u8]) -> usize {
+    let len = (seq as usize * 37) % (max_payload + 1);
+    let payload: Vec<u8> = (0..len).map(|i| (seq as usize + i) as u8).collect();
+    let repr = FrameRepr { flags: Flags::empty(), kind: 0x77, seq, payload_len: len };
+    repr.emit_with_payload(&payload, buf).unwrap().len()
+}
+
+fn check_frame(seq: u32, bytes: &[u8], max_payload: usize) {
+    let mut want = vec![0u8; max_payload + 64];
+    let n = frame(seq, max_payload, &mut want);
+    assert_eq!(bytes, &want[..n], "frame {seq} differs");
+}
+
+/// What a transport under test can do.
+struct Caps {
+    name: &'static str,
+    /// Largest payload the suite sends (frame limit minus the header).
+    max_payload: usize,
+    /// Byte stream (garbage between frames is skipped) rather than one frame per message.
+    stream: bool,
+}
+
+// ---- the generic suite ----------------------------------------------------------------
+
+/// Frames arrive complete, in order, for every size up to the limit.
+fn order_and_sizes(caps: &Caps, tx: &mut impl FrameSender, rx: &mut impl FrameReceiver) {
+    let mut out = vec![0u8; rx.max_frame().max(PIPE_BUF)];
+    let mut buf = vec![0u8; caps.max_payload + 64];
+    for seq in 0..200 {
+        let n = frame(seq, caps.max_payload, &mut buf);
+        tx.send_frame(&buf[..n]).unwrap();
+        let got = rx.recv_frame(&mut out).unwrap();
+        check_frame(seq, &out[..got], caps.max_payload);
+    }
+    // A burst, then the reads.
+    for seq in 200..210 {
+        let n = frame(seq, caps.max_payload.min(300), &mut buf);
+        tx.send_frame(&buf[..n]).unwrap();
+    }
+    for seq in 200..210 {
+        let got = rx.recv_frame(&mut out).unwrap();
+        check_frame(seq, &out[..got], caps.max_payload.min(300));
+    }
+}
+
+/// Typed messages through the codec.
+fn typed(tx: &mut impl FrameSender, rx: &mut impl FrameReceiver) {
+    let mut scratch = [0u8; 256];
+    tx.send_msg(5, 9, &("pump", 42u32, [1.5f32; 3]), &mut scratch).unwrap();
+    let mut out = vec![0u8; rx.max_frame().max(PIPE_BUF)];
+    let (repr, (name, v, f)): (_, (&str, u32, [f32; 3])) = rx.recv_msg(&mut out).unwrap();
+    assert_eq!((repr.kind, repr.seq, name, v, f), (5, 9, "pump", 42, [1.5; 3]));
+}
+
+/// Nonblocking: an empty receiver says `WouldBlock` at once.
+fn nonblocking_empty(rx: &mut (impl FrameReceiver + Endpoint)) {
+    rx.set_nonblocking(true).unwrap();
+    let mut out = vec![0u8; rx.max_frame().max(PIPE_BUF)];
+    assert_eq!(rx.recv_frame(&mut out), Err(Error::WouldBlock));
+    rx.set_nonblocking(false).unwrap();
+}
+
+/// Bad input: not a frame, and too large for the transport.
+fn rejects_bad_frames(caps: &Caps, tx: &mut impl FrameSender) {
+    assert!(matches!(tx.send_frame(b"not a frame at all, too short"), Err(Error::Codec(_))));
+    let mut big = vec![0u8; tx.max_frame() + 64];
+    let repr = FrameRepr { flags: Flags::empty(), kind: 1, seq: 1, payload_len: 0 };
+    if tx.max_frame() < 1 << 20 {
+        let n = repr.emit_with_payload(&vec![0u8; tx.max_frame()], &mut big).unwrap().len();
+        assert_eq!(tx.send_frame(&big[..n]), Err(Error::TooLarge { len: n, max: tx.max_frame() }), "{}", caps.name);
+    }
+}
+
+/// A receive buffer below the frame limit is refused before anything is consumed.
+fn small_buffer_consumes_nothing(caps: &Caps, tx: &mut impl FrameSender, rx: &mut impl FrameReceiver) {
+    let mut buf = [0u8; 128];
+    let n = frame(1, 20, &mut buf);
+    tx.send_frame(&buf[..n]).unwrap();
+    let mut small = [0u8; 16];
+    assert!(matches!(rx.recv_frame(&mut small), Err(Error::BufferTooSmall { .. })), "{}", caps.name);
+    let mut out = vec![0u8; rx.max_frame().max(PIPE_BUF)];
+    let got = rx.recv_frame(&mut out).unwrap();
+    check_frame(1, &out[..got], 20);
+}
+
+/// The receiver gone: the sender gets `PeerGone`, and is not killed by `SIGPIPE`.
+fn peer_gone_on_send(tx: &mut impl FrameSender, rx: impl FrameReceiver) {
+    drop(rx);
+    let mut buf = [0u8; 64];
+    let n = frame(3, 10, &mut buf);
+    assert_eq!(tx.send_frame(&buf[..n]), Err(Error::PeerGone));
+}
+
+/// The sender gone: the receiver gets `PeerGone` after the frames already sent.
+fn peer_gone_on_recv(mut tx: impl FrameSender, rx: &mut impl FrameReceiver) {
+    let mut buf = [0u8; 64];
+    let n = frame(4, 10, &mut buf);
+    tx.send_frame(&buf[..n]).unwrap();
+    drop(tx);
+    let mut out = vec![0u8; rx.max_frame().max(PIPE_BUF)];
+    assert!(rx.recv_frame(&mut out).is_ok());
+    assert_eq!(rx.recv_frame(&mut out), Err(Error::PeerGone));
+}
+
+/// Stream transports: garbage between frames is skipped, the frames all arrive.
+fn garbage_between_frames(raw: &impl AsFd, rx: &mut StreamReader) {
+    let mut buf = [0u8; 512];
+    let mut out = vec![0u8; rx.max_frame()];
+    let before = rx.dropped_bytes();
+    for seq in 0..20u32 {
+        rustix::io::write(raw, b"\x00garbage EM\xff").unwrap();
+        let n = frame(seq, 100, &mut buf);
+        rustix::io::write(raw, &buf[..n]).unwrap();
+    }
+    for seq in 0..20u32 {
+        let got = rx.recv_frame(&mut out).unwrap();
+        check_frame(seq, &out[..got], 100);
+    }
+    assert_eq!(rx.dropped_bytes() - before, 20 * 12);
+}
+
+fn suite_stream_pipe() {
+    let caps = Caps { name: "pipe", max_payload: pipe::DEFAULT_STREAM_BUF - 64, stream: true };
+    let (mut rx, mut tx) = pipe::pipe().unwrap();
+    pipe::set_capacity(&tx, 1 << 20).unwrap_or(0);
+    order_and_sizes(&caps, &mut tx, &mut rx);
+    typed(&mut tx, &mut rx);
+    nonblocking_empty(&mut rx);
+    rejects_bad_frames(&caps, &mut tx);
+    small_buffer_consumes_nothing(&caps, &mut tx, &mut rx);
+    garbage_between_frames(&tx, &mut rx);
+    assert!(caps.stream);
+    peer_gone_on_send(&mut tx, rx);
+    let (mut rx, tx) = pipe::pipe().unwrap();
+    peer_gone_on_recv(tx, &mut rx);
+}
+
+fn suite_packet_pipe() {
+    let caps = Caps { name: "packet pipe", max_payload: PIPE_BUF - 24, stream: false };
+    let (mut rx, mut tx): (PacketReader, Writer) = pipe::packet_pipe().unwrap();
+    assert!(tx.is_packet());
+    order_and_sizes(&caps, &mut tx, &mut rx);
+    typed(&mut tx, &mut rx);
+    nonblocking_empty(&mut rx);
+    rejects_bad_frames(&caps, &mut tx);
+    small_buffer_consumes_nothing(&caps, &mut tx, &mut rx);
+    assert!(!caps.stream);
+    peer_gone_on_send(&mut tx, rx);
+    let (mut rx, tx) = pipe::packet_pipe().unwrap();
+    peer_gone_on_recv(tx, &mut rx);
+}
+
+fn suite_fifo() {
+    let path = unique_path("fifo");
+    let _c = Cleanup(path.clone());
+    fifo::create(&path).unwrap();
+    fifo::create(&path).unwrap(); // an existing FIFO of ours is accepted
+    let caps = Caps { name: "fifo", max_payload: pipe::DEFAULT_STREAM_BUF - 64, stream: true };
+    // No reader yet: opening for writing does not block, it says so.
+    assert_eq!(fifo::open_writer(&path, false).err(), Some(Error::NoReader));
+    let mut rx: StreamReader = fifo::open_reader(&path, false).unwrap();
+    let mut tx = fifo::open_writer(&path, false).unwrap();
+    order_and_sizes(&caps, &mut tx, &mut rx);
+    typed(&mut tx, &mut rx);
+    nonblocking_empty(&mut rx);
+    rejects_bad_frames(&caps, &mut tx);
+    small_buffer_consumes_nothing(&caps, &mut tx, &mut rx);
+    garbage_between_frames(&tx, &mut rx);
+    peer_gone_on_send(&mut tx, rx);
+    // A FIFO is one object: this writer must go, or the next reader never sees end of file.
+    drop(tx);
+    let mut rx: StreamReader = fifo::open_reader(&path, false).unwrap();
+    let tx = fifo::open_writer(&path, false).unwrap();
+    peer_gone_on_recv(tx, &mut rx);
+}
+
+fn fifo_refuses_what_is_not_ours() {
+    // A regular file planted at the path.
+    let file = unique_path("planted");
+    let _c1 = Cleanup(file.clone());
+    std::fs::write(&file, b"not a fifo").unwrap();
+    assert_eq!(fifo::create(&file), Err(Error::NotAFifo));
+    assert!(matches!(fifo::open_reader::<1024>(&file, false), Err(Error::NotAFifo)));
+    // A symlink to a real FIFO of ours: never followed.
+    let target = unique_path("target");
+    let _c2 = Cleanup(target.clone());
+    fifo::create(&target).unwrap();
+    let link = unique_path("link");
+    let _c3 = Cleanup(link.clone());
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    assert_eq!(fifo::create(&link), Err(Error::NotAFifo));
+    assert!(matches!(fifo::open_reader::<1024>(&link, false), Err(Error::NotAFifo)));
+    assert_eq!(fifo::open_writer(&link, false).err(), Some(Error::NotAFifo));
+    // A FIFO of another user (needs root to make one).
+    if rustix::process::geteuid().is_root() {
+        let theirs = unique_path("theirs");
+        let _c4 = Cleanup(theirs.clone());
+        fifo::create(&theirs).unwrap();
+        rustix::fs::chown(theirs.as_str(), Some(rustix::process::Uid::from_raw(65534)), None).unwrap();
+        assert_eq!(fifo::create(&theirs), Err(Error::NotOwner));
+        assert!(matches!(fifo::open_reader::<1024>(&theirs, false), Err(Error::NotOwner)));
+    } else {
+        println!("    (not root: the other-user FIFO case needs chown; checked in CI, which runs as root)");
+    }
+    // Mode 0600.
+    let st = rustix::fs::stat(target.as_str()).unwrap();
+    assert_eq!(st.st_mode & 0o777, 0o600);
+}
+
+/// Several writers, frames within PIPE_BUF: never interleaved.
+fn pipe_buf_rule_with_two_writers() {
+    let (mut rx, tx) = pipe::pipe().unwrap();
+    let fd2 = tx.as_fd().try_clone_to_owned().unwrap();
+    let writers: Vec<_> = [Some(tx), Some(Writer::stream(fd2))]
+        .into_iter()
+        .enumerate()
+        .map(|(w, tx)| {
+            let mut tx = tx.unwrap();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; PIPE_BUF];
+                for i in 0..500u32 {
+                    let seq = (w as u32) << 16 | i;
+                    let repr = FrameRepr { flags: Flags::empty(), kind: w as u32, seq, payload_len: 0 };
+                    let n = repr.emit_with_payload(&[w as u8; 4000], &mut buf).unwrap().len();
+                    assert_eq!(n, 4024 - 24 + 24);
+                    tx.send_frame(&buf[..n]).unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut out = vec![0u8; pipe::DEFAULT_STREAM_BUF];
+    let mut next = [0u32; 2];
+    for _ in 0..1000 {
+        let n = rx.recv_frame(&mut out).unwrap();
+        let f = ember_core::Frame::new_checked(&out[..n]).unwrap();
+        let w = f.kind() as usize;
+        assert_eq!(f.seq() & 0xFFFF, next[w], "writer {w} out of order");
+        assert!(f.payload().iter().all(|&b| b == w as u8), "interleaved bytes");
+        next[w] += 1;
+    }
+    for w in writers {
+        w.join().unwrap();
+    }
+    assert_eq!(rx.dropped_bytes(), 0);
+}
+
+// ---- across processes -------------------------------------------------------------------
+
+fn peer(args: &[String]) {
+    match args[0].as_str() {
+        // stdout-frames COUNT MAX_PAYLOAD: writes COUNT frames to stdout (a pipe).
+        "stdout-frames" => {
+            let (count, max): (u32, usize) = (args[1].parse().unwrap(), args[2].parse().unwrap());
+            let mut tx = Writer::stream(std::io::stdout().as_fd().try_clone_to_owned().unwrap());
+            let mut buf = vec![0u8; max + 64];
+            for seq in 0..count {
+                let n = frame(seq, max, &mut buf);
+                tx.send_frame(&buf[..n]).unwrap();
+            }
+        }
+        // fifo-writer PATH COUNT: opens the FIFO (retrying until a reader is there).
+        "fifo-writer" => {
+            let (path, count): (&str, u32) = (&args[1], args[2].parse().unwrap());
+            let started = Instant::now();
+            let mut tx = loop {
+                match fifo::open_writer(path, false) {
+                    Ok(tx) => break tx,
+                    Err(Error::NoReader) if started.elapsed().as_secs() < 10 => std::thread::yield_now(),
+                    Err(e) => panic!("open_writer: {e}"),
+                }
+            };
+            let mut buf = vec![0u8; 2000];
+            for seq in 0..count {
+                let n = frame(seq, 1000, &mut buf);
+                tx.send_frame(&buf[..n]).unwrap();
+            }
+        }
+        other => panic!("unknown peer {other}"),
+    }
+}
+
+fn pipe_across_processes() {
+    // The child's stdout is our pipe: a real separate process writing frames.
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--peer", "stdout-frames", "5000", "3000"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let mut rx: StreamReader = StreamReader::from_fd(out.into());
+    let mut buf = vec![0u8; rx.max_frame()];
+    for seq in 0..5000 {
+        let n = rx.recv_frame(&mut buf).unwrap();
+        check_frame(seq, &buf[..n], 3000);
+    }
+    assert_eq!(rx.recv_frame(&mut buf), Err(Error::PeerGone));
+    assert!(child.wait().unwrap().success());
+}
+
+fn fifo_across_processes() {
+    let path = unique_path("xfifo");
+    let _c = Cleanup(path.clone());
+    fifo::create(&path).unwrap();
+    let mut rx: StreamReader = fifo::open_reader(&path, false).unwrap();
+    let mut child =
+        Command::new(std::env::current_exe().unwrap()).args(["--peer", "fifo-writer", &path, "2000"]).spawn().unwrap();
+    let mut buf = vec![0u8; rx.max_frame()];
+    let mut seq = 0;
+    while seq < 2000 {
+        match rx.recv_frame(&mut buf) {
+            Ok(n) => {
+                check_frame(seq, &buf[..n], 1000);
+                seq += 1;
+            }
+            // Before the writer opens, a blocking read on a writer-less FIFO is end of file.
+            Err(Error::PeerGone) if seq == 0 => std::thread::sleep(std::time::Duration::from_millis(5)),
+            Err(e) => panic!("recv: {e}"),
+        }
+    }
+    assert!(child.wait().unwrap().success());
+}
+
+/// Real peers: `cat` copies our frames out of a FIFO, and `sh` writes a file of frames into
+/// one for us to read.
+fn fifo_with_cat_and_sh() {
+    let path = unique_path("catfifo");
+    let copy = unique_path("copy");
+    let _c = (Cleanup(path.clone()), Cleanup(copy.clone()));
+    fifo::create(&path).unwrap();
+    // cat reads the FIFO into a file.
+    let mut cat = Command::new("sh").arg("-c").arg(format!("cat '{path}' > '{copy}'")).spawn().unwrap();
+    let started = Instant::now();
+    let mut tx = loop {
+        match fifo::open_writer(&path, false) {
+            Ok(tx) => break tx,
+            Err(Error::NoReader) if started.elapsed().as_secs() < 10 => std::thread::yield_now(),
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let mut buf = vec![0u8; 600];
+    for seq in 0..100 {
+        let n = frame(seq, 500, &mut buf);
+        tx.send_frame(&buf[..n]).unwrap();
+    }
+    drop(tx);
+    assert!(cat.wait().unwrap().success());
+    let bytes = std::fs::read(&copy).unwrap();
+    let mut rest = &bytes[..];
+    for seq in 0..100 {
+        let (f, r) = ember_core::frame::split(rest).unwrap();
+        check_frame(seq, f.as_bytes(), 500);
+        rest = r;
+    }
+    assert!(rest.is_empty());
+    // sh writes the same file back into the FIFO; we read the frames.
+    let mut rx: StreamReader = fifo::open_reader(&path, false).unwrap();
+    let mut sh = Command::new("sh").arg("-c").arg(format!("cat '{copy}' > '{path}'")).spawn().unwrap();
+    let mut out = vec![0u8; rx.max_frame()];
+    let mut seq = 0;
+    while seq < 100 {
+        match rx.recv_frame(&mut out) {
+            Ok(n) => {
+                check_frame(seq, &out[..n], 500);
+                seq += 1;
+            }
+            Err(Error::PeerGone) if seq == 0 => std::thread::sleep(std::time::Duration::from_millis(5)),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(sh.wait().unwrap().success());
+    // And `echo` of garbage: the reader skips it and reports nothing but end of file.
+    let mut echo = Command::new("sh").arg("-c").arg(format!("echo 'hello, not a frame' > '{path}'")).spawn().unwrap();
+    let before = rx.dropped_bytes();
+    let mut got = Err(Error::WouldBlock);
+    for _ in 0..1000 {
+        got = rx.recv_frame(&mut out);
+        if rx.dropped_bytes() > before {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    assert_eq!(got, Err(Error::PeerGone));
+    assert_eq!(rx.dropped_bytes() - before, 19);
+    assert!(echo.wait().unwrap().success());
+}
+
+/// A 0600 FIFO cannot be opened by another user (`setpriv` to nobody).
+fn other_uid_cannot_open() {
+    if !rustix::process::geteuid().is_root() {
+        println!("    (not root: setpriv needs root; checked in CI, which runs as root)");
+        return;
+    }
+    let path = unique_path("private");
+    let _c = Cleanup(path.clone());
+    fifo::create(&path).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c", &format!("exec 3<'{path}'")])
+        .output()
+        .expect("setpriv (util-linux) runs");
+    assert!(!out.status.success(), "another uid opened a 0600 FIFO");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"), "{:?}", out);
+}
+
+/// A reader of our own sees `PeerGone` for a write after the reader went away, and the
+/// process survives (no SIGPIPE); the thread's signal mask is left as it was.
+fn sigpipe_never_kills() {
+    let before = ember_linux::sys::rt_sigprocmask(linux_raw_sys::general::SIG_BLOCK, 0).unwrap();
+    let (rx, mut tx) = pipe::pipe().unwrap();
+    drop(rx);
+    let mut buf = [0u8; 64];
+    let n = frame(1, 10, &mut buf);
+    for _ in 0..3 {
+        assert_eq!(tx.send_frame(&buf[..n]), Err(Error::PeerGone));
+    }
+    let after = ember_linux::sys::rt_sigprocmask(linux_raw_sys::general::SIG_BLOCK, 0).unwrap();
+    assert_eq!(before, after, "the signal mask changed");
+    let pending = ember_linux::sys::rt_sigpending().unwrap();
+    assert_eq!(pending & ember_linux::sys::sig_bit(linux_raw_sys::general::SIGPIPE), 0, "a SIGPIPE was left pending");
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--peer") {
+        peer(&args[1..]);
+        return;
+    }
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    let tests: &[(&str, fn())] = &[
+        ("conformance_stream_pipe", suite_stream_pipe),
+        ("conformance_packet_pipe", suite_packet_pipe),
+        ("conformance_fifo", suite_fifo),
+        ("fifo_refuses_what_is_not_ours", fifo_refuses_what_is_not_ours),
+        ("pipe_buf_rule_with_two_writers", pipe_buf_rule_with_two_writers),
+        ("pipe_across_processes", pipe_across_processes),
+        ("fifo_across_processes", fifo_across_processes),
+        ("fifo_with_cat_and_sh", fifo_with_cat_and_sh),
+        ("other_uid_cannot_open", other_uid_cannot_open),
+        ("sigpipe_never_kills", sigpipe_never_kills),
+    ];
+    let mut failed = 0;
+    let mut ran = 0;
+    for (name, test) in tests {
+        if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
+            continue;
+        }
+        ran += 1;
+        let started = Instant::now();
+        match std::panic::catch_unwind(test) {
+            Ok(()) => println!("test {name} ... ok ({:.1?})", started.elapsed()),
+            Err(_) => {
+                println!("test {name} ... FAILED");
+                failed += 1;
+            }
+        }
+    }
+    println!("\ntest result: {}. {} passed; {failed} failed", if failed == 0 { "ok" } else { "FAILED" }, ran - failed);
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
