@@ -64,17 +64,34 @@ pub fn set_capacity(fd: impl AsFd, bytes: usize) -> Result<usize> {
 pub struct Writer {
     fd: OwnedFd,
     packet: bool,
+    guard: bool,
 }
 
 impl Writer {
     /// Wraps the write end of a byte-stream pipe or FIFO (e.g. a child's stdout).
     pub fn stream(fd: OwnedFd) -> Writer {
-        Writer { fd, packet: false }
+        Writer { fd, packet: false, guard: true }
     }
 
     /// Wraps the write end of a packet-mode pipe.
     pub fn packet(fd: OwnedFd) -> Writer {
-        Writer { fd, packet: true }
+        Writer { fd, packet: true, guard: true }
+    }
+
+    /// Turns the per-write `SIGPIPE` guard (two `rt_sigprocmask` calls) off or on. Turn it
+    /// off only when `SIGPIPE` is ignored (Rust programs ignore it by default, unless built
+    /// with `-Zon-broken-pipe=kill`) or blocked in every thread that writes: otherwise a
+    /// write to a pipe whose reader is gone kills the process.
+    pub fn set_sigpipe_guard(&mut self, on: bool) {
+        self.guard = on;
+    }
+
+    fn write_once(&self, bytes: &[u8]) -> core::result::Result<usize, Errno> {
+        if self.guard {
+            crate::sys::without_sigpipe(|| rustix::io::write(&self.fd, bytes))
+        } else {
+            rustix::io::write(&self.fd, bytes)
+        }
     }
 
     /// Whether this writer sends packets (one frame per write).
@@ -91,7 +108,7 @@ impl Writer {
     fn write_all(&self, mut bytes: &[u8]) -> Result<()> {
         let mut started = false;
         while !bytes.is_empty() {
-            match crate::sys::without_sigpipe(|| rustix::io::write(&self.fd, bytes)) {
+            match self.write_once(bytes) {
                 Ok(n) => {
                     started = true;
                     bytes = &bytes[n..];
@@ -127,7 +144,7 @@ impl FrameSender for Writer {
         check_outgoing(frame, self.max_frame())?;
         if self.packet {
             loop {
-                return match crate::sys::without_sigpipe(|| rustix::io::write(&self.fd, frame)) {
+                return match self.write_once(frame) {
                     Ok(n) if n == frame.len() => Ok(()),
                     // A packet write is all or nothing for at most PIPE_BUF bytes.
                     Ok(_) => Err(Error::Os(Errno::IO)),

@@ -172,8 +172,7 @@ pub fn rt_sigtimedwait_now(set: KernelSigset) -> Result<Option<u32>, Errno> {
 }
 
 /// Runs `write` with `SIGPIPE` blocked in the calling thread, and if it failed with
-/// `EPIPE`, consumes the `SIGPIPE` it raised (unless one was already pending before), then
-/// restores the thread's mask. The process-wide disposition is never touched, so a write
+/// `EPIPE`, consumes the `SIGPIPE` it raised, then restores the thread's mask. The process-wide disposition is never touched, so a write
 /// to a pipe whose reader is gone reports `EPIPE` instead of killing the process.
 ///
 /// Costs two `rt_sigprocmask` calls, or none when the thread already blocks `SIGPIPE`
@@ -188,9 +187,10 @@ pub fn without_sigpipe<T>(write: impl FnOnce() -> Result<T, Errno>) -> Result<T,
         // Already blocked by the caller: nothing to undo; a SIGPIPE stays pending for them.
         return write();
     }
-    let pending_before = rt_sigpending().map(|p| p & pipe != 0).unwrap_or(true);
+    // SIGPIPE was not blocked in this thread until now, so none can be pending for it (it
+    // would have been delivered): the one pending after an `EPIPE` is the write's own.
     let r = write();
-    if r.as_ref().err() == Some(&Errno::PIPE) && !pending_before {
+    if r.as_ref().err() == Some(&Errno::PIPE) {
         let _ = rt_sigtimedwait_now(pipe);
     }
     let _ = rt_sigprocmask(SIG_SETMASK, old);

@@ -7,6 +7,7 @@
 //! absolute times on a shared 2-vCPU VM move by tens of percent from run to run.
 
 mod codec;
+mod pipe;
 mod shm;
 
 pub use shm::peer;
@@ -229,7 +230,10 @@ pub fn run(opts: &Options) -> ExitCode {
     let mut skipped = Vec::new();
     codec::run(opts, &progress, &mut rows);
     if let Err(e) = shm::run(opts, &cpus, &progress, &mut rows) {
-        skipped.push(format!("cross-process rows: {e}"));
+        skipped.push(format!("cross-process shm rows: {e}"));
+    }
+    if let Err(e) = pipe::run(opts, &cpus, &progress, &mut rows) {
+        skipped.push(format!("pipe rows: {e}"));
     }
     progress.done();
     for s in &skipped {
@@ -259,13 +263,13 @@ fn table(opts: &Options, cpus: &[usize], rows: &[Row]) -> String {
     );
     let _ = writeln!(
         s,
-        "{:<22} {:>7} {:>10} {:>10} {:>10} {:>13} {:>10} {:>8}  {:<22} {:>7}",
+        "{:<26} {:>7} {:>10} {:>10} {:>10} {:>13} {:>10} {:>8}  {:<26} {:>7}",
         "mechanism", "size B", "p50 ns", "p99 ns", "p99.9 ns", "msgs/s", "MB/s", "samples", "baseline", "ratio"
     );
     for r in rows {
         let _ = writeln!(
             s,
-            "{:<22} {:>7} {:>10.1} {:>10.1} {:>10.1} {:>13.0} {:>10.1} {:>8}  {:<22} {:>7}",
+            "{:<26} {:>7} {:>10.1} {:>10.1} {:>10.1} {:>13.0} {:>10.1} {:>8}  {:<26} {:>7}",
             r.mechanism,
             r.size,
             r.stats.p50,

@@ -32,23 +32,28 @@ fn unique(tag: &str) -> String {
 }
 
 /// A peer process: this binary run as `ember __peer <role> ...`.
-struct Peer {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
+pub(super) struct Peer {
+    pub(super) child: Child,
+    pub(super) stdin: ChildStdin,
+    pub(super) stdout: BufReader<ChildStdout>,
+}
+
+/// Spawns `ember __peer <cpu> <args>` with the given stdin and stdout.
+pub(super) fn spawn_peer(cpu: usize, args: &[&str], stdin: Stdio, stdout: Stdio) -> Result<Child, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
+    Command::new(exe)
+        .arg("__peer")
+        .arg(cpu.to_string())
+        .args(args)
+        .stdin(stdin)
+        .stdout(stdout)
+        .spawn()
+        .map_err(|e| format!("cannot spawn peer: {e}"))
 }
 
 impl Peer {
-    fn spawn(cpu: usize, args: &[&str]) -> Result<Peer, String> {
-        let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
-        let mut child = Command::new(exe)
-            .arg("__peer")
-            .arg(cpu.to_string())
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot spawn peer: {e}"))?;
+    pub(super) fn spawn(cpu: usize, args: &[&str]) -> Result<Peer, String> {
+        let mut child = spawn_peer(cpu, args, Stdio::piped(), Stdio::piped())?;
         let stdin = child.stdin.take().ok_or("no stdin")?;
         let stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
         let mut p = Peer { child, stdin, stdout };
@@ -59,7 +64,7 @@ impl Peer {
         Ok(p)
     }
 
-    fn line(&mut self) -> Result<String, String> {
+    pub(super) fn line(&mut self) -> Result<String, String> {
         let mut s = String::new();
         self.stdout.read_line(&mut s).map_err(|e| format!("peer: {e}"))?;
         if s.is_empty() {
@@ -68,7 +73,7 @@ impl Peer {
         Ok(s.trim().to_string())
     }
 
-    fn finish(mut self) -> Result<(), String> {
+    pub(super) fn finish(mut self) -> Result<(), String> {
         drop(self.stdin);
         let status = self.child.wait().map_err(|e| e.to_string())?;
         if status.success() { Ok(()) } else { Err(format!("peer failed: {status}")) }
@@ -143,7 +148,7 @@ impl Drop for RawPage {
     }
 }
 
-fn now_ns(t: Instant) -> f64 {
+pub(super) fn now_ns(t: Instant) -> f64 {
     t.elapsed().as_nanos() as f64
 }
 
@@ -392,27 +397,34 @@ pub fn peer(args: &[String]) -> Result<(), String> {
             // Wait until the parent has everything before the segment goes away.
             let _ = std::io::stdin().read_line(&mut line);
         }
-        other => return Err(format!("unknown peer role {other}")),
+        other => return super::pipe::peer(other, &args[2..]),
     }
     Ok(())
 }
 
 /// Pooled samples of one row over the rounds.
 #[derive(Default)]
-struct Pool(Vec<f64>);
+pub(super) struct Pool(pub(super) Vec<f64>);
 
 impl Pool {
-    fn add(&mut self, r: Result<Vec<f64>, String>) -> Result<(), String> {
+    pub(super) fn add(&mut self, r: Result<Vec<f64>, String>) -> Result<(), String> {
         self.0.extend(r?);
         Ok(())
     }
 
-    fn stats(&mut self) -> Option<Stats> {
+    pub(super) fn stats(&mut self) -> Option<Stats> {
         (!self.0.is_empty()).then(|| Stats::from_samples(&mut self.0))
     }
 }
 
-fn row(rows: &mut Vec<Row>, name: &str, size: usize, s: Stats, base: Option<(&str, Stats)>, note: &'static str) {
+pub(super) fn row(
+    rows: &mut Vec<Row>,
+    name: &str,
+    size: usize,
+    s: Stats,
+    base: Option<(&str, Stats)>,
+    note: &'static str,
+) {
     rows.push(Row {
         mechanism: name.into(),
         size,
