@@ -23,6 +23,7 @@ pub use ember_core as core;
 
 pub mod error;
 pub mod fifo;
+pub mod mq;
 pub mod pipe;
 pub mod shm;
 pub mod sys;

@@ -205,3 +205,160 @@ pub fn block_sigpipe_in_this_thread() -> Result<bool, Errno> {
     let pipe = sig_bit(linux_raw_sys::general::SIGPIPE);
     rt_sigprocmask(linux_raw_sys::general::SIG_BLOCK, pipe).map(|old| old & pipe != 0)
 }
+
+/// `struct mq_attr` (uapi `mqueue.h`): four `long`s and four reserved `long`s.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MqAttr {
+    /// `O_NONBLOCK` or 0.
+    pub mq_flags: core::ffi::c_long,
+    /// Most messages the queue holds.
+    pub mq_maxmsg: core::ffi::c_long,
+    /// Largest message, in bytes.
+    pub mq_msgsize: core::ffi::c_long,
+    /// Messages in the queue now.
+    pub mq_curmsgs: core::ffi::c_long,
+    reserved: [core::ffi::c_long; 4],
+}
+
+const _: () = assert!(core::mem::size_of::<MqAttr>() == 8 * core::mem::size_of::<core::ffi::c_long>());
+const _: () = assert!(core::mem::offset_of!(MqAttr, mq_msgsize) == 2 * core::mem::size_of::<core::ffi::c_long>());
+
+impl MqAttr {
+    /// Attributes for `mq_open(O_CREAT)`.
+    pub fn new(max_msgs: usize, msg_size: usize) -> MqAttr {
+        MqAttr {
+            mq_maxmsg: max_msgs as core::ffi::c_long,
+            mq_msgsize: msg_size as core::ffi::c_long,
+            ..MqAttr::default()
+        }
+    }
+}
+
+/// `struct __kernel_timespec`: 64-bit seconds and nanoseconds on every architecture (the
+/// layout of the `_time64` calls on 32-bit ARM, and of the plain calls on 64-bit targets).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KernelTimespec {
+    /// Seconds.
+    pub tv_sec: i64,
+    /// Nanoseconds.
+    pub tv_nsec: i64,
+}
+
+const _: () = assert!(core::mem::size_of::<KernelTimespec>() == 16);
+
+#[cfg(target_pointer_width = "32")]
+const NR_MQ_TIMEDSEND: u32 = linux_raw_sys::general::__NR_mq_timedsend_time64;
+#[cfg(target_pointer_width = "32")]
+const NR_MQ_TIMEDRECEIVE: u32 = linux_raw_sys::general::__NR_mq_timedreceive_time64;
+#[cfg(target_pointer_width = "64")]
+const NR_MQ_TIMEDSEND: u32 = linux_raw_sys::general::__NR_mq_timedsend;
+#[cfg(target_pointer_width = "64")]
+const NR_MQ_TIMEDRECEIVE: u32 = linux_raw_sys::general::__NR_mq_timedreceive;
+
+/// `mq_open(name, oflag, mode, attr)`. `name` must be NUL-terminated and start with `/`:
+/// like glibc, the pointer passed to the kernel is one past the slash.
+pub fn mq_open(name: &[u8], oflag: u32, mode: u32, attr: Option<&MqAttr>) -> Result<OwnedFdRaw, Errno> {
+    debug_assert!(name.first() == Some(&b'/') && name.last() == Some(&0));
+    let attr_ptr = attr.map_or(0, |a| a as *const MqAttr as usize);
+    // SAFETY: `name` is a live NUL-terminated buffer (the kernel reads up to the NUL past
+    // the slash); `attr` is null or a live `mq_attr`.
+    let r = unsafe {
+        syscalls::raw::syscall4(
+            linux_raw_sys::general::__NR_mq_open as usize,
+            name.as_ptr() as usize + 1,
+            oflag as usize,
+            mode as usize,
+            attr_ptr,
+        )
+    };
+    ret(r).map(|fd| OwnedFdRaw(fd as i32))
+}
+
+/// A file descriptor number fresh from a raw syscall, not yet owned.
+#[derive(Debug)]
+pub struct OwnedFdRaw(pub i32);
+
+impl OwnedFdRaw {
+    /// Takes ownership of the descriptor.
+    pub fn into_owned(self) -> rustix::fd::OwnedFd {
+        use rustix::fd::FromRawFd;
+        // SAFETY: the descriptor was just returned by the kernel to this process and
+        // nothing else owns it.
+        unsafe { rustix::fd::OwnedFd::from_raw_fd(self.0) }
+    }
+}
+
+/// `mq_unlink(name)` (`name` NUL-terminated, starting with `/`).
+pub fn mq_unlink(name: &[u8]) -> Result<(), Errno> {
+    debug_assert!(name.first() == Some(&b'/') && name.last() == Some(&0));
+    // SAFETY: a live NUL-terminated buffer, read by the kernel past the slash.
+    let r =
+        unsafe { syscalls::raw::syscall1(linux_raw_sys::general::__NR_mq_unlink as usize, name.as_ptr() as usize + 1) };
+    ret(r).map(|_| ())
+}
+
+/// `mq_timedsend(fd, msg, prio, abs_timeout)` (`mq_timedsend_time64` on 32-bit ARM); a
+/// `None` timeout blocks (or fails with `EAGAIN` in nonblocking mode).
+pub fn mq_timedsend(
+    fd: rustix::fd::BorrowedFd<'_>,
+    msg: &[u8],
+    prio: u32,
+    abs: Option<&KernelTimespec>,
+) -> Result<(), Errno> {
+    use rustix::fd::AsRawFd;
+    // SAFETY: `msg` is a live buffer of `msg.len()` bytes; `abs` is null or a live
+    // `__kernel_timespec`.
+    let r = unsafe {
+        syscalls::raw::syscall5(
+            NR_MQ_TIMEDSEND as usize,
+            fd.as_raw_fd() as usize,
+            msg.as_ptr() as usize,
+            msg.len(),
+            prio as usize,
+            abs.map_or(0, |t| t as *const KernelTimespec as usize),
+        )
+    };
+    ret(r).map(|_| ())
+}
+
+/// `mq_timedreceive(fd, buf, &prio, abs_timeout)` (`_time64` on 32-bit ARM): the message's
+/// length and priority.
+pub fn mq_timedreceive(
+    fd: rustix::fd::BorrowedFd<'_>,
+    buf: &mut [u8],
+    abs: Option<&KernelTimespec>,
+) -> Result<(usize, u32), Errno> {
+    use rustix::fd::AsRawFd;
+    let mut prio: core::ffi::c_uint = 0;
+    // SAFETY: `buf` is a live writable buffer of `buf.len()` bytes, `prio` a live
+    // `unsigned int`, `abs` null or a live `__kernel_timespec`.
+    let r = unsafe {
+        syscalls::raw::syscall5(
+            NR_MQ_TIMEDRECEIVE as usize,
+            fd.as_raw_fd() as usize,
+            buf.as_mut_ptr() as usize,
+            buf.len(),
+            &mut prio as *mut core::ffi::c_uint as usize,
+            abs.map_or(0, |t| t as *const KernelTimespec as usize),
+        )
+    };
+    ret(r).map(|n| (n, prio))
+}
+
+/// `mq_getsetattr(fd, NULL, &attr)`: the queue's attributes.
+pub fn mq_getattr(fd: rustix::fd::BorrowedFd<'_>) -> Result<MqAttr, Errno> {
+    use rustix::fd::AsRawFd;
+    let mut attr = MqAttr::default();
+    // SAFETY: the new-attributes pointer is null (no change); `attr` is a live `mq_attr`.
+    let r = unsafe {
+        syscalls::raw::syscall3(
+            linux_raw_sys::general::__NR_mq_getsetattr as usize,
+            fd.as_raw_fd() as usize,
+            0,
+            &mut attr as *mut MqAttr as usize,
+        )
+    };
+    ret(r).map(|_| attr)
+}

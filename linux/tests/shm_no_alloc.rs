@@ -139,3 +139,25 @@ fn pipe_and_fifo_send_recv_allocate_nothing() {
     let _ = std::fs::remove_file(&path);
     assert_eq!(count, 0);
 }
+
+#[test]
+fn mq_send_recv_allocate_nothing() {
+    use ember_linux::mq::{Access, MessageQueue};
+    use ember_linux::{FrameReceiver, FrameSender};
+    let name = format!("/ember-noalloc-{}-mq", std::process::id());
+    let mut q = MessageQueue::create(&name, 4, 512, Access::Both).unwrap();
+    let mut scratch = [0u8; 128];
+    let mut out = [0u8; 512];
+    let count = allocations(|| {
+        for i in 0..200u32 {
+            q.send_msg(4, i, &("queue", i), &mut scratch).unwrap();
+            let (_, (_, v)): (_, (&str, u32)) = q.recv_msg(&mut out).unwrap();
+            assert_eq!(v, i);
+            let n = ember_core::message::encode(4, i, &i, &mut scratch).unwrap().len();
+            q.send_prio(&scratch[..n], 7, Some(Duration::from_secs(1))).unwrap();
+            assert_eq!(q.recv_prio(&mut out, Some(Duration::from_secs(1))).unwrap().1, 7);
+        }
+        assert!(q.recv_prio(&mut out, Some(Duration::from_millis(1))).is_err());
+    });
+    assert_eq!(count, 0);
+}

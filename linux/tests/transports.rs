@@ -11,10 +11,15 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 use ember_core::frame::{Flags, FrameRepr};
+use ember_linux::mq::{Access, MessageQueue};
 use ember_linux::pipe::{self, PIPE_BUF, PacketReader, StreamReader, Writer};
 use ember_linux::{Endpoint, Error, FrameReceiver, FrameSender, fifo};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn unique_mq(tag: &str) -> String {
+    format!("/ember-test-{}-{tag}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
 
 fn unique_path(tag: &str) -> String {
     format!("/tmp/ember-test-{}-{tag}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
@@ -205,6 +210,103 @@ fn suite_fifo() {
     peer_gone_on_recv(tx, &mut rx);
 }
 
+fn suite_mq() {
+    let name = unique_mq("mq");
+    let mut q = MessageQueue::create(&name, 10, 4096, Access::Both).unwrap();
+    let mut rx = MessageQueue::open(&name, Access::Receive).unwrap();
+    let caps = Caps { name: "mq", max_payload: 4096 - 24, stream: false };
+    order_and_sizes(&caps, &mut q, &mut rx);
+    typed(&mut q, &mut rx);
+    nonblocking_empty(&mut rx);
+    rejects_bad_frames(&caps, &mut q);
+    small_buffer_consumes_nothing(&caps, &mut q, &mut rx);
+    assert!(!caps.stream);
+}
+
+/// Priorities, a full queue (nonblocking and timed), a timed receive, attributes, poll.
+fn mq_priorities_full_and_timeouts() {
+    let name = unique_mq("prio");
+    let mut q = MessageQueue::create(&name, 4, 256, Access::Both).unwrap();
+    let a = q.attributes().unwrap();
+    assert_eq!((a.max_msgs, a.msg_size, a.cur_msgs, a.nonblocking), (4, 256, 0, false));
+    let mut buf = [0u8; 256];
+    for (seq, prio) in [(1u32, 1u32), (2, 5), (3, 3)] {
+        let n = frame(seq, 50, &mut buf);
+        q.send_prio(&buf[..n], prio, None).unwrap();
+    }
+    assert_eq!(q.attributes().unwrap().cur_msgs, 3);
+    // POLLIN: a message is there.
+    let mut fds = [rustix::event::PollFd::new(&q, rustix::event::PollFlags::IN)];
+    assert_eq!(rustix::event::poll(&mut fds, Some(&rustix::time::Timespec { tv_sec: 0, tv_nsec: 0 })).unwrap(), 1);
+    let mut out = [0u8; 256];
+    let order: Vec<(u32, u32)> = (0..3)
+        .map(|_| {
+            let (n, prio) = q.recv_prio(&mut out, None).unwrap();
+            (ember_core::Frame::new_checked(&out[..n]).unwrap().seq(), prio)
+        })
+        .collect();
+    assert_eq!(order, [(2, 5), (3, 3), (1, 1)], "highest priority first");
+    // Fill it.
+    for seq in 0..4 {
+        let n = frame(seq, 50, &mut buf);
+        q.send_frame(&buf[..n]).unwrap();
+    }
+    let n = frame(9, 50, &mut buf);
+    let t = Instant::now();
+    assert_eq!(q.send_prio(&buf[..n], 0, Some(std::time::Duration::from_millis(50))), Err(Error::TimedOut));
+    assert!(t.elapsed() >= std::time::Duration::from_millis(40), "returned before the timeout");
+    q.set_nonblocking(true).unwrap();
+    assert!(q.attributes().unwrap().nonblocking);
+    assert_eq!(q.send_frame(&buf[..n]), Err(Error::WouldBlock));
+    q.set_nonblocking(false).unwrap();
+    for _ in 0..4 {
+        q.recv_frame(&mut out).unwrap();
+    }
+    assert_eq!(q.recv_prio(&mut out, Some(std::time::Duration::from_millis(30))), Err(Error::TimedOut));
+    // Unlink: the name goes, the open descriptor still works.
+    MessageQueue::unlink(&name).unwrap();
+    assert_eq!(MessageQueue::open(&name, Access::Both).err(), Some(Error::Os(rustix::io::Errno::NOENT)));
+    q.send_frame(&buf[..n]).unwrap();
+    assert!(q.recv_frame(&mut out).is_ok());
+    q.persist(); // already unlinked
+    // O_EXCL and bad names.
+    let name2 = unique_mq("excl");
+    let _q2 = MessageQueue::create(&name2, 2, 64, Access::Both).unwrap();
+    assert_eq!(MessageQueue::create(&name2, 2, 64, Access::Both).err(), Some(Error::Os(rustix::io::Errno::EXIST)));
+    assert_eq!(MessageQueue::create("/a/b", 2, 64, Access::Both).err(), Some(Error::InvalidName));
+}
+
+fn mq_across_processes() {
+    let name = unique_mq("xproc");
+    let mut rx = MessageQueue::create(&name, 8, 2048, Access::Receive).unwrap();
+    let mut child =
+        Command::new(std::env::current_exe().unwrap()).args(["--peer", "mq-sender", &name, "3000"]).spawn().unwrap();
+    let mut out = vec![0u8; 2048];
+    for seq in 0..3000 {
+        let n = rx.recv_frame(&mut out).unwrap();
+        check_frame(seq, &out[..n], 1000);
+    }
+    assert!(child.wait().unwrap().success());
+}
+
+fn mq_other_uid_refused() {
+    if !rustix::process::geteuid().is_root() {
+        println!("    (not root: setpriv needs root; checked in CI, which runs as root)");
+        return;
+    }
+    let name = unique_mq("private");
+    let _q = MessageQueue::create(&name, 2, 64, Access::Both).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&exe)
+        .args(["--peer", "mq-open", &name])
+        .output()
+        .expect("setpriv (util-linux) runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.trim(), "refused errno 13", "EACCES expected; stderr: {:?}", String::from_utf8_lossy(&out.stderr));
+}
+
 fn fifo_refuses_what_is_not_ours() {
     // A regular file planted at the path.
     let file = unique_path("planted");
@@ -306,6 +408,22 @@ fn peer(args: &[String]) {
                 tx.send_frame(&buf[..n]).unwrap();
             }
         }
+        // mq-sender NAME COUNT: opens the queue and sends COUNT frames (blocking when full).
+        "mq-sender" => {
+            let (name, count): (&str, u32) = (&args[1], args[2].parse().unwrap());
+            let mut q = MessageQueue::open(name, Access::Send).unwrap();
+            let mut buf = vec![0u8; 2048];
+            for seq in 0..count {
+                let n = frame(seq, 1000, &mut buf);
+                q.send_frame(&buf[..n]).unwrap();
+            }
+        }
+        // mq-open NAME: tries to open the queue and reports the outcome.
+        "mq-open" => match MessageQueue::open(&args[1], Access::Both) {
+            Ok(_) => println!("opened"),
+            Err(Error::Os(e)) => println!("refused errno {}", e.raw_os_error()),
+            Err(e) => println!("refused: {e}"),
+        },
         other => panic!("unknown peer {other}"),
     }
 }
@@ -460,6 +578,10 @@ fn main() {
         ("conformance_stream_pipe", suite_stream_pipe),
         ("conformance_packet_pipe", suite_packet_pipe),
         ("conformance_fifo", suite_fifo),
+        ("conformance_mq", suite_mq),
+        ("mq_priorities_full_and_timeouts", mq_priorities_full_and_timeouts),
+        ("mq_across_processes", mq_across_processes),
+        ("mq_other_uid_refused", mq_other_uid_refused),
         ("fifo_refuses_what_is_not_ours", fifo_refuses_what_is_not_ours),
         ("pipe_buf_rule_with_two_writers", pipe_buf_rule_with_two_writers),
         ("pipe_across_processes", pipe_across_processes),
