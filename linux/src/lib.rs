@@ -27,6 +27,7 @@ pub mod mq;
 pub mod pipe;
 pub mod shm;
 pub mod sys;
+pub mod sysvmq;
 pub mod transport;
 
 pub use error::{Error, Result};

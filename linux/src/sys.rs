@@ -362,3 +362,106 @@ pub fn mq_getattr(fd: rustix::fd::BorrowedFd<'_>) -> Result<MqAttr, Errno> {
     };
     ret(r).map(|_| attr)
 }
+
+/// `IPC_NOWAIT` (uapi `ipc.h`).
+pub const IPC_NOWAIT: usize = 0o4000;
+
+/// `msgget(key, IPC_CREAT | IPC_EXCL | mode)`: a new SysV message queue.
+pub fn msgget_create(key: i32, mode: u32) -> Result<i32, Errno> {
+    // SAFETY: msgget takes only integers.
+    let r = unsafe {
+        syscalls::raw::syscall2(
+            linux_raw_sys::general::__NR_msgget as usize,
+            key as usize,
+            IPC_CREAT | IPC_EXCL | mode as usize,
+        )
+    };
+    ret(r).map(|id| id as i32)
+}
+
+/// `msgget(key, 0)`: the id of an existing queue.
+pub fn msgget_open(key: i32) -> Result<i32, Errno> {
+    // SAFETY: msgget takes only integers.
+    let r = unsafe { syscalls::raw::syscall2(linux_raw_sys::general::__NR_msgget as usize, key as usize, 0) };
+    ret(r).map(|id| id as i32)
+}
+
+/// `msgsnd(id, msgp, text_len, flags)`: `msgp` is a `struct msgbuf` (a `long` type, then
+/// `text_len` bytes).
+pub fn msgsnd(id: i32, msgp: &[u8], text_len: usize, flags: usize) -> Result<(), Errno> {
+    if msgp.len() < core::mem::size_of::<core::ffi::c_long>() + text_len {
+        return Err(Errno::INVAL);
+    }
+    // SAFETY: `msgp` is a live buffer holding the type word and `text_len` bytes (checked).
+    let r = unsafe {
+        syscalls::raw::syscall4(
+            linux_raw_sys::general::__NR_msgsnd as usize,
+            id as usize,
+            msgp.as_ptr() as usize,
+            text_len,
+            flags,
+        )
+    };
+    ret(r).map(|_| ())
+}
+
+/// `msgrcv(id, msgp, max_text, msgtyp, flags)`: the text length; the type is in the first
+/// `long` of `msgp`.
+pub fn msgrcv(id: i32, msgp: &mut [u8], msgtyp: isize, flags: usize) -> Result<usize, Errno> {
+    let max_text = msgp.len().checked_sub(core::mem::size_of::<core::ffi::c_long>()).ok_or(Errno::INVAL)?;
+    // SAFETY: `msgp` is a live writable buffer of the type word plus `max_text` bytes.
+    let r = unsafe {
+        syscalls::raw::syscall5(
+            linux_raw_sys::general::__NR_msgrcv as usize,
+            id as usize,
+            msgp.as_mut_ptr() as usize,
+            max_text,
+            msgtyp as usize,
+            flags,
+        )
+    };
+    ret(r)
+}
+
+/// `msgctl(id, IPC_RMID, NULL)`.
+pub fn msg_remove(id: i32) -> Result<(), Errno> {
+    // SAFETY: IPC_RMID ignores the buffer, which is null.
+    let r = unsafe {
+        syscalls::raw::syscall3(linux_raw_sys::general::__NR_msgctl as usize, id as usize, IPC_RMID | IPC_64, 0)
+    };
+    ret(r).map(|_| ())
+}
+
+/// Byte offsets of `msg_qnum` and `msg_qbytes` in `struct msqid64_ds`: after
+/// `struct ipc64_perm` (48 bytes on 64-bit targets, 36 on 32-bit ARM), three times and
+/// `msg_cbytes` (each time one `long` on 64-bit, two 32-bit words on 32-bit ARM).
+pub const MSG_QNUM_OFFSET: usize = if cfg!(target_pointer_width = "64") { 80 } else { 64 };
+/// See [`MSG_QNUM_OFFSET`].
+pub const MSG_QBYTES_OFFSET: usize = if cfg!(target_pointer_width = "64") { 88 } else { 68 };
+
+/// `msgctl(id, IPC_STAT)`: `(messages queued, byte limit)`.
+pub fn msg_stat(id: i32) -> Result<(usize, usize), Errno> {
+    let mut buf = [0u64; 32];
+    // SAFETY: the kernel writes one `struct msqid64_ds` (at most 120 bytes) into `buf`.
+    let r = unsafe {
+        syscalls::raw::syscall3(
+            linux_raw_sys::general::__NR_msgctl as usize,
+            id as usize,
+            IPC_STAT | IPC_64,
+            buf.as_mut_ptr() as usize,
+        )
+    };
+    ret(r)?;
+    let mut raw = [0u8; 256];
+    for (chunk, w) in raw.chunks_exact_mut(8).zip(buf) {
+        chunk.copy_from_slice(&w.to_ne_bytes());
+    }
+    let word = |off: usize| -> usize {
+        if cfg!(target_pointer_width = "64") {
+            u64::from_ne_bytes(raw[off..off + 8].try_into().unwrap_or([0; 8])) as usize
+        } else {
+            u32::from_ne_bytes(raw[off..off + 4].try_into().unwrap_or([0; 4])) as usize
+        }
+    };
+    Ok((word(MSG_QNUM_OFFSET), word(MSG_QBYTES_OFFSET)))
+}

@@ -161,3 +161,22 @@ fn mq_send_recv_allocate_nothing() {
     });
     assert_eq!(count, 0);
 }
+
+#[test]
+fn sysv_mq_send_recv_allocate_nothing() {
+    use ember_linux::sysvmq::SysvQueue;
+    use ember_linux::{FrameReceiver, FrameSender};
+    let mut q: Box<SysvQueue<1024>> = Box::new(SysvQueue::create(ember_linux::sys::IPC_PRIVATE).unwrap());
+    let mut scratch = [0u8; 128];
+    let mut out = [0u8; 1024];
+    let count = allocations(|| {
+        for i in 0..200u32 {
+            q.send_msg(5, i, &("sysv", i), &mut scratch).unwrap();
+            let (_, (_, v)): (_, (&str, u32)) = q.recv_msg(&mut out).unwrap();
+            assert_eq!(v, i);
+        }
+        q.set_nonblocking(true);
+        assert!(q.recv_frame(&mut out).is_err());
+    });
+    assert_eq!(count, 0);
+}

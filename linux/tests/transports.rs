@@ -13,6 +13,7 @@ use std::time::Instant;
 use ember_core::frame::{Flags, FrameRepr};
 use ember_linux::mq::{Access, MessageQueue};
 use ember_linux::pipe::{self, PIPE_BUF, PacketReader, StreamReader, Writer};
+use ember_linux::sysvmq::SysvQueue;
 use ember_linux::{Endpoint, Error, FrameReceiver, FrameSender, fifo};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -307,6 +308,81 @@ fn mq_other_uid_refused() {
     assert_eq!(text.trim(), "refused errno 13", "EACCES expected; stderr: {:?}", String::from_utf8_lossy(&out.stderr));
 }
 
+fn unique_key() -> i32 {
+    0x4D00_0000 | ((std::process::id() as i32 & 0xFFF) << 8) | (COUNTER.fetch_add(1, Ordering::Relaxed) as i32 & 0xFF)
+}
+
+fn suite_sysv() {
+    let key = unique_key();
+    let mut q: SysvQueue = SysvQueue::create(key).unwrap();
+    let mut rx: SysvQueue = SysvQueue::open(key).unwrap();
+    let caps = Caps { name: "sysv mq", max_payload: 8192 - 24, stream: false };
+    order_and_sizes(&caps, &mut q, &mut rx);
+    typed(&mut q, &mut rx);
+    rx.set_nonblocking(true);
+    let mut out = vec![0u8; 8192];
+    assert_eq!(rx.recv_frame(&mut out), Err(Error::WouldBlock));
+    rx.set_nonblocking(false);
+    rejects_bad_frames(&caps, &mut q);
+    small_buffer_consumes_nothing(&caps, &mut q, &mut rx);
+    assert!(!caps.stream);
+}
+
+/// `ipcs -q` line of a key.
+fn ipcs_q(key: i32) -> Option<String> {
+    let out = Command::new("ipcs").arg("-q").output().expect("ipcs (util-linux) runs");
+    let want = format!("0x{:08x}", key as u32);
+    String::from_utf8_lossy(&out.stdout).lines().find(|l| l.starts_with(&want)).map(String::from)
+}
+
+fn sysv_types_ipcs_and_ipcrm() {
+    let key = unique_key();
+    let mut q: SysvQueue<1024> = SysvQueue::create(key).unwrap();
+    let line = ipcs_q(key).expect("ipcs -q lists the queue");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!((fields[1], fields[3]), (q.id().to_string().as_str(), "600"), "{line}");
+    assert_eq!(SysvQueue::<1024>::create(key).err(), Some(Error::Os(rustix::io::Errno::EXIST)));
+    let mut buf = [0u8; 256];
+    for (seq, mtype) in [(1u32, 3i32), (2, 1), (3, 2), (4, 1)] {
+        let n = frame(seq, 40, &mut buf);
+        q.send_type(&buf[..n], mtype).unwrap();
+    }
+    assert_eq!(q.stat().unwrap().0, 4);
+    let mut out = [0u8; 1024];
+    let n = q.recv_type(&mut out, 2).unwrap();
+    assert_eq!(ember_core::Frame::new_checked(&out[..n]).unwrap().seq(), 3, "only type 2");
+    let order: Vec<(u32, i32)> = (0..3)
+        .map(|_| {
+            let (n, t) = q.recv_urgent(&mut out).unwrap();
+            (ember_core::Frame::new_checked(&out[..n]).unwrap().seq(), t)
+        })
+        .collect();
+    assert_eq!(order, [(2, 1), (4, 1), (1, 3)], "lowest type first, in order within a type");
+    // ipcrm removes it under us: the next receive says the peer is gone.
+    let id = q.id();
+    let mut waiter: SysvQueue<1024> = SysvQueue::from_id(id);
+    let st = Command::new("ipcrm").args(["-q", &id.to_string()]).status().unwrap();
+    assert!(st.success());
+    assert!(ipcs_q(key).is_none());
+    assert_eq!(waiter.recv_frame(&mut out), Err(Error::PeerGone));
+    q.persist(); // already gone
+}
+
+fn sysv_across_processes() {
+    let key = unique_key();
+    let mut rx: SysvQueue = SysvQueue::create(key).unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--peer", "sysv-sender", &key.to_string(), "3000"])
+        .spawn()
+        .unwrap();
+    let mut out = vec![0u8; 8192];
+    for seq in 0..3000 {
+        let n = rx.recv_frame(&mut out).unwrap();
+        check_frame(seq, &out[..n], 1000);
+    }
+    assert!(child.wait().unwrap().success());
+}
+
 fn fifo_refuses_what_is_not_ours() {
     // A regular file planted at the path.
     let file = unique_path("planted");
@@ -412,6 +488,16 @@ fn peer(args: &[String]) {
         "mq-sender" => {
             let (name, count): (&str, u32) = (&args[1], args[2].parse().unwrap());
             let mut q = MessageQueue::open(name, Access::Send).unwrap();
+            let mut buf = vec![0u8; 2048];
+            for seq in 0..count {
+                let n = frame(seq, 1000, &mut buf);
+                q.send_frame(&buf[..n]).unwrap();
+            }
+        }
+        // sysv-sender KEY COUNT: opens the SysV queue by key and sends COUNT frames.
+        "sysv-sender" => {
+            let (key, count): (i32, u32) = (args[1].parse().unwrap(), args[2].parse().unwrap());
+            let mut q: SysvQueue = SysvQueue::open(key).unwrap();
             let mut buf = vec![0u8; 2048];
             for seq in 0..count {
                 let n = frame(seq, 1000, &mut buf);
@@ -582,6 +668,9 @@ fn main() {
         ("mq_priorities_full_and_timeouts", mq_priorities_full_and_timeouts),
         ("mq_across_processes", mq_across_processes),
         ("mq_other_uid_refused", mq_other_uid_refused),
+        ("conformance_sysv_mq", suite_sysv),
+        ("sysv_types_ipcs_and_ipcrm", sysv_types_ipcs_and_ipcrm),
+        ("sysv_across_processes", sysv_across_processes),
         ("fifo_refuses_what_is_not_ours", fifo_refuses_what_is_not_ours),
         ("pipe_buf_rule_with_two_writers", pipe_buf_rule_with_two_writers),
         ("pipe_across_processes", pipe_across_processes),
