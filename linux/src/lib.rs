@@ -26,6 +26,7 @@ pub mod fifo;
 pub mod mq;
 pub mod pipe;
 pub mod shm;
+pub mod signal;
 pub mod sys;
 pub mod sysvmq;
 pub mod transport;

@@ -465,3 +465,135 @@ pub fn msg_stat(id: i32) -> Result<(usize, usize), Errno> {
     };
     Ok((word(MSG_QNUM_OFFSET), word(MSG_QBYTES_OFFSET)))
 }
+
+/// `struct signalfd_siginfo` (uapi `signalfd.h`): 128 bytes, the same on every
+/// architecture.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct SignalfdSiginfo {
+    /// Signal number.
+    pub ssi_signo: u32,
+    /// Error number (unused).
+    pub ssi_errno: i32,
+    /// Signal code (`SI_USER`, `SI_QUEUE`, ...).
+    pub ssi_code: i32,
+    /// Sender's pid.
+    pub ssi_pid: u32,
+    /// Sender's real uid.
+    pub ssi_uid: u32,
+    /// File descriptor (`SIGIO`).
+    pub ssi_fd: i32,
+    /// Kernel timer id.
+    pub ssi_tid: u32,
+    /// Band event (`SIGIO`).
+    pub ssi_band: u32,
+    /// Timer overrun count.
+    pub ssi_overrun: u32,
+    /// Trap number.
+    pub ssi_trapno: u32,
+    /// Exit status or signal (`SIGCHLD`).
+    pub ssi_status: i32,
+    /// The integer sent with `sigqueue`.
+    pub ssi_int: i32,
+    /// The pointer sent with `sigqueue`.
+    pub ssi_ptr: u64,
+    /// User CPU time (`SIGCHLD`).
+    pub ssi_utime: u64,
+    /// System CPU time (`SIGCHLD`).
+    pub ssi_stime: u64,
+    /// Faulting address.
+    pub ssi_addr: u64,
+    /// Address LSB.
+    pub ssi_addr_lsb: u16,
+    pad2: u16,
+    /// System call number (`SIGSYS`).
+    pub ssi_syscall: i32,
+    /// System call address.
+    pub ssi_call_addr: u64,
+    /// Architecture.
+    pub ssi_arch: u32,
+    pad: [u8; 28],
+}
+
+const _: () = assert!(core::mem::size_of::<SignalfdSiginfo>() == 128);
+const _: () = assert!(core::mem::offset_of!(SignalfdSiginfo, ssi_int) == 44);
+const _: () = assert!(core::mem::offset_of!(SignalfdSiginfo, ssi_ptr) == 48);
+const _: () = assert!(core::mem::offset_of!(SignalfdSiginfo, ssi_arch) == 96);
+
+impl SignalfdSiginfo {
+    /// From the 128 bytes `read(2)` returned.
+    pub fn from_bytes(b: &[u8; 128]) -> SignalfdSiginfo {
+        let u32_at = |o: usize| u32::from_ne_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+        let u64_at = |o: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[o..o + 8]);
+            u64::from_ne_bytes(w)
+        };
+        SignalfdSiginfo {
+            ssi_signo: u32_at(0),
+            ssi_errno: u32_at(4) as i32,
+            ssi_code: u32_at(8) as i32,
+            ssi_pid: u32_at(12),
+            ssi_uid: u32_at(16),
+            ssi_fd: u32_at(20) as i32,
+            ssi_tid: u32_at(24),
+            ssi_band: u32_at(28),
+            ssi_overrun: u32_at(32),
+            ssi_trapno: u32_at(36),
+            ssi_status: u32_at(40) as i32,
+            ssi_int: u32_at(44) as i32,
+            ssi_ptr: u64_at(48),
+            ssi_utime: u64_at(56),
+            ssi_stime: u64_at(64),
+            ssi_addr: u64_at(72),
+            ssi_addr_lsb: u16::from_ne_bytes([b[80], b[81]]),
+            pad2: 0,
+            ssi_syscall: u32_at(84) as i32,
+            ssi_call_addr: u64_at(88),
+            ssi_arch: u32_at(96),
+            pad: [0; 28],
+        }
+    }
+}
+
+/// `signalfd4(-1, &mask, 8, flags)`: a new signalfd for `mask`.
+pub fn signalfd4(mask: KernelSigset, flags: u32) -> Result<OwnedFdRaw, Errno> {
+    // SAFETY: a pointer to a live 8-byte sigset and its size.
+    let r = unsafe {
+        syscalls::raw::syscall4(
+            linux_raw_sys::general::__NR_signalfd4 as usize,
+            -1isize as usize,
+            &mask as *const KernelSigset as usize,
+            core::mem::size_of::<KernelSigset>(),
+            flags as usize,
+        )
+    };
+    ret(r).map(|fd| OwnedFdRaw(fd as i32))
+}
+
+/// Byte offsets of `si_pid`, `si_uid` and `si_value` in `siginfo_t` (the `_rt` member of
+/// its union, which starts after three `int`s, aligned to 8 on 64-bit targets).
+const SI_PID: usize = if cfg!(target_pointer_width = "64") { 16 } else { 12 };
+const SI_UID: usize = SI_PID + 4;
+const SI_VALUE: usize = if cfg!(target_pointer_width = "64") { 24 } else { 20 };
+
+/// `rt_sigqueueinfo(pid, sig, &info)` with `si_code = SI_QUEUE`, this process's pid and
+/// uid, and `value` as `si_value.sival_int`: what `sigqueue(3)` does.
+pub fn rt_sigqueueinfo(pid: i32, sig: u32, value: i32) -> Result<(), Errno> {
+    let mut info = [0u8; 128];
+    info[0..4].copy_from_slice(&(sig as i32).to_ne_bytes());
+    info[8..12].copy_from_slice(&linux_raw_sys::general::SI_QUEUE.to_ne_bytes());
+    info[SI_PID..SI_PID + 4].copy_from_slice(&rustix::process::getpid().as_raw_nonzero().get().to_ne_bytes());
+    info[SI_UID..SI_UID + 4].copy_from_slice(&rustix::process::getuid().as_raw().to_ne_bytes());
+    info[SI_VALUE..SI_VALUE + 4].copy_from_slice(&value.to_ne_bytes());
+    // SAFETY: a pointer to a live 128-byte `siginfo_t`.
+    let r = unsafe {
+        syscalls::raw::syscall3(
+            linux_raw_sys::general::__NR_rt_sigqueueinfo as usize,
+            pid as usize,
+            sig as usize,
+            info.as_ptr() as usize,
+        )
+    };
+    ret(r).map(|_| ())
+}

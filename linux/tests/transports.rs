@@ -13,6 +13,7 @@ use std::time::Instant;
 use ember_core::frame::{Flags, FrameRepr};
 use ember_linux::mq::{Access, MessageQueue};
 use ember_linux::pipe::{self, PIPE_BUF, PacketReader, StreamReader, Writer};
+use ember_linux::signal::{self, DaemonEvent, SigSet, SignalFd};
 use ember_linux::sysvmq::SysvQueue;
 use ember_linux::{Endpoint, Error, FrameReceiver, FrameSender, fifo};
 
@@ -383,6 +384,53 @@ fn sysv_across_processes() {
     assert!(child.wait().unwrap().success());
 }
 
+/// A real second process sends SIGUSR1 with a value; the signalfd yields value and pid.
+/// Then a signal through a pidfd (to ourselves). This binary runs its tests on one thread,
+/// so blocking in it blocks for the process.
+fn signals_with_values_and_pidfd() {
+    let set = SigSet::of(&[signal::SIGUSR1, signal::SIGUSR2]);
+    let old = signal::block(set).unwrap();
+    let mut sfd = SignalFd::new(set, false).unwrap();
+    let me = std::process::id();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--peer", "sigqueue", &me.to_string(), "4242"])
+        .spawn()
+        .unwrap();
+    let info = sfd.recv().unwrap();
+    assert_eq!(info.signal, signal::SIGUSR1);
+    assert_eq!(info.code, -1, "SI_QUEUE");
+    assert_eq!(info.pid, child.id());
+    assert_eq!(info.uid, rustix::process::getuid().as_raw());
+    assert_eq!(info.value, 4242);
+    assert!(child.wait().unwrap().success());
+    // Through a pidfd, to ourselves.
+    let pidfd = rustix::process::pidfd_open(rustix::process::getpid(), rustix::process::PidfdFlags::empty()).unwrap();
+    signal::send_pidfd(&pidfd, signal::SIGUSR2).unwrap();
+    let info = sfd.recv().unwrap();
+    assert_eq!((info.signal, info.code, info.pid), (signal::SIGUSR2, 0, me));
+    // Nonblocking: nothing pending.
+    let mut nb = SignalFd::new(set, true).unwrap();
+    assert_eq!(nb.recv(), Err(Error::WouldBlock));
+    signal::set_mask(old).unwrap();
+}
+
+/// A daemon process reloads on SIGHUP and shuts down on SIGTERM.
+fn daemon_helper() {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--peer", "daemon"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "reload");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), format!("shutdown {} from {}", signal::SIGTERM, std::process::id()));
+    assert!(child.wait().unwrap().success(), "the daemon did not exit cleanly");
+}
+
 fn fifo_refuses_what_is_not_ours() {
     // A regular file planted at the path.
     let file = unique_path("planted");
@@ -502,6 +550,26 @@ fn peer(args: &[String]) {
             for seq in 0..count {
                 let n = frame(seq, 1000, &mut buf);
                 q.send_frame(&buf[..n]).unwrap();
+            }
+        }
+        // sigqueue PID VALUE: sends SIGUSR1 with VALUE to PID.
+        "sigqueue" => {
+            let (pid, value): (u32, i32) = (args[1].parse().unwrap(), args[2].parse().unwrap());
+            signal::send_with_value(pid, signal::SIGUSR1, value).unwrap();
+        }
+        // daemon: reports SIGHUP as "reload", exits on SIGTERM/SIGINT.
+        "daemon" => {
+            let mut d = signal::Daemon::new().unwrap();
+            println!("ready");
+            loop {
+                match d.wait_event(std::time::Duration::from_secs(10)).unwrap() {
+                    Some(DaemonEvent::Reload) => println!("reload"),
+                    Some(DaemonEvent::Shutdown { signal, pid }) => {
+                        println!("shutdown {signal} from {pid}");
+                        return;
+                    }
+                    None => panic!("no signal within 10 s"),
+                }
             }
         }
         // mq-open NAME: tries to open the queue and reports the outcome.
@@ -678,6 +746,8 @@ fn main() {
         ("fifo_with_cat_and_sh", fifo_with_cat_and_sh),
         ("other_uid_cannot_open", other_uid_cannot_open),
         ("sigpipe_never_kills", sigpipe_never_kills),
+        ("signals_with_values_and_pidfd", signals_with_values_and_pidfd),
+        ("daemon_helper", daemon_helper),
     ];
     let mut failed = 0;
     let mut ran = 0;

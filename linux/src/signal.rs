@@ -1,0 +1,221 @@
+//! Signals: sets, per-thread masks, a `signalfd` receiver, sending with a value, and a
+//! daemon helper for `SIGTERM`/`SIGINT`/`SIGHUP`.
+//!
+//! **The per-thread mask rule**: a signal is delivered to one thread that does not block
+//! it. To receive signals through a [`SignalFd`], block them in *every* thread of the process
+//! (block them in the main thread before spawning any: threads inherit the mask), or one
+//! unblocked thread will take them with the default action (terminate, for `SIGTERM`).
+//! [`block`] changes only the calling thread's mask (`rt_sigprocmask`).
+//!
+//! rustix has no signal masks, signalfd or sigqueue outside its unstable runtime module, so
+//! these are raw syscalls ([`crate::sys`]).
+
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::io::Errno;
+
+use crate::error::{Error, Result};
+use crate::sys::{self, KernelSigset, SignalfdSiginfo, sig_bit};
+
+pub use linux_raw_sys::general::{SIGHUP, SIGINT, SIGPIPE, SIGTERM, SIGUSR1, SIGUSR2};
+
+/// A set of signals (the kernel's 64-bit `sigset_t`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SigSet(KernelSigset);
+
+impl SigSet {
+    /// No signal.
+    pub const fn empty() -> SigSet {
+        SigSet(0)
+    }
+
+    /// The set of `signals`.
+    pub const fn of(signals: &[u32]) -> SigSet {
+        let mut s = 0;
+        let mut i = 0;
+        while i < signals.len() {
+            if signals[i] >= 1 && signals[i] <= 64 {
+                s |= sig_bit(signals[i]);
+            }
+            i += 1;
+        }
+        SigSet(s)
+    }
+
+    /// Adds `sig` (1..=64; others are ignored).
+    pub fn add(&mut self, sig: u32) {
+        if (1..=64).contains(&sig) {
+            self.0 |= sig_bit(sig);
+        }
+    }
+
+    /// Removes `sig`.
+    pub fn remove(&mut self, sig: u32) {
+        if (1..=64).contains(&sig) {
+            self.0 &= !sig_bit(sig);
+        }
+    }
+
+    /// Whether `sig` is in the set.
+    pub fn contains(&self, sig: u32) -> bool {
+        (1..=64).contains(&sig) && self.0 & sig_bit(sig) != 0
+    }
+
+    /// The raw mask.
+    pub const fn bits(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Blocks `set` in the calling thread (`rt_sigprocmask(SIG_BLOCK)`); returns the previous
+/// mask.
+pub fn block(set: SigSet) -> Result<SigSet> {
+    Ok(SigSet(sys::rt_sigprocmask(linux_raw_sys::general::SIG_BLOCK, set.0)?))
+}
+
+/// Unblocks `set` in the calling thread; returns the previous mask.
+pub fn unblock(set: SigSet) -> Result<SigSet> {
+    Ok(SigSet(sys::rt_sigprocmask(linux_raw_sys::general::SIG_UNBLOCK, set.0)?))
+}
+
+/// Sets the calling thread's mask to `set`; returns the previous mask.
+pub fn set_mask(set: SigSet) -> Result<SigSet> {
+    Ok(SigSet(sys::rt_sigprocmask(linux_raw_sys::general::SIG_SETMASK, set.0)?))
+}
+
+/// One signal, as a [`SignalFd`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignalInfo {
+    /// The signal number.
+    pub signal: u32,
+    /// How it was sent: `SI_USER` (0, `kill`), `SI_QUEUE` (-1, `sigqueue`), ...
+    pub code: i32,
+    /// The sender's pid.
+    pub pid: u32,
+    /// The sender's real uid.
+    pub uid: u32,
+    /// The value sent with `sigqueue` (`sival_int`); 0 otherwise.
+    pub value: i32,
+}
+
+/// A `signalfd`: the signals of a mask as readable records, pollable with the other fds.
+/// The signals must be blocked (see the module docs); it does not block them itself.
+pub struct SignalFd {
+    fd: OwnedFd,
+}
+
+impl SignalFd {
+    /// `signalfd4(-1, set, SFD_CLOEXEC | SFD_NONBLOCK?)`.
+    pub fn new(set: SigSet, nonblocking: bool) -> Result<SignalFd> {
+        use linux_raw_sys::general::{O_CLOEXEC, O_NONBLOCK};
+        let flags = O_CLOEXEC | if nonblocking { O_NONBLOCK } else { 0 };
+        Ok(SignalFd { fd: sys::signalfd4(set.0, flags)?.into_owned() })
+    }
+
+    /// Reads the next signal (`read(2)` of one `signalfd_siginfo`); [`Error::WouldBlock`]
+    /// in nonblocking mode when none is pending.
+    pub fn recv(&mut self) -> Result<SignalInfo> {
+        let mut buf = [0u8; 128];
+        loop {
+            match rustix::io::read(&self.fd, &mut buf) {
+                Ok(128) => break,
+                Ok(_) => return Err(Error::Os(Errno::IO)),
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let s = SignalfdSiginfo::from_bytes(&buf);
+        Ok(SignalInfo { signal: s.ssi_signo, code: s.ssi_code, pid: s.ssi_pid, uid: s.ssi_uid, value: s.ssi_int })
+    }
+}
+
+impl AsFd for SignalFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// Sends `signal` to process `pid` with `value` (`rt_sigqueueinfo`, as `sigqueue(3)`).
+pub fn send_with_value(pid: u32, signal: u32, value: i32) -> Result<()> {
+    Ok(sys::rt_sigqueueinfo(pid as i32, signal, value)?)
+}
+
+/// Sends `signal` through a pidfd (`pidfd_send_signal`): never to a process that reused
+/// the pid.
+pub fn send_pidfd(pidfd: impl AsFd, signal: u32) -> Result<()> {
+    let sig = rustix::process::Signal::from_named_raw(signal as i32).ok_or(Error::Os(Errno::INVAL))?;
+    Ok(rustix::process::pidfd_send_signal(pidfd, sig)?)
+}
+
+/// What a daemon is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DaemonEvent {
+    /// `SIGTERM` or `SIGINT`: shut down gracefully.
+    Shutdown {
+        /// Which of the two.
+        signal: u32,
+        /// Who sent it.
+        pid: u32,
+    },
+    /// `SIGHUP`: reload the configuration.
+    Reload,
+}
+
+/// Graceful shutdown on `SIGTERM`/`SIGINT` and reload on `SIGHUP`: blocks the three in the
+/// calling thread (call it first in `main`, before spawning threads, which inherit the mask)
+/// and reads them from a signalfd, which an event loop can poll.
+pub struct Daemon {
+    fd: SignalFd,
+}
+
+impl Daemon {
+    /// Blocks `SIGTERM`, `SIGINT`, `SIGHUP` and opens a nonblocking signalfd for them.
+    pub fn new() -> Result<Daemon> {
+        let set = SigSet::of(&[SIGTERM, SIGINT, SIGHUP]);
+        block(set)?;
+        Ok(Daemon { fd: SignalFd::new(set, true)? })
+    }
+
+    /// The next pending request, or `None`.
+    pub fn poll_event(&mut self) -> Result<Option<DaemonEvent>> {
+        match self.fd.recv() {
+            Ok(info) if info.signal == SIGHUP => Ok(Some(DaemonEvent::Reload)),
+            Ok(info) => Ok(Some(DaemonEvent::Shutdown { signal: info.signal, pid: info.pid })),
+            Err(Error::WouldBlock) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Waits for the next request for at most `timeout` (`poll` on the signalfd).
+    pub fn wait_event(&mut self, timeout: core::time::Duration) -> Result<Option<DaemonEvent>> {
+        if let Some(e) = self.poll_event()? {
+            return Ok(Some(e));
+        }
+        let ts = rustix::time::Timespec { tv_sec: timeout.as_secs() as _, tv_nsec: timeout.subsec_nanos() as _ };
+        let mut fds = [rustix::event::PollFd::new(&self.fd, rustix::event::PollFlags::IN)];
+        match rustix::event::poll(&mut fds, Some(&ts)) {
+            Ok(_) | Err(Errno::INTR) => self.poll_event(),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl AsFd for Daemon {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sets() {
+        let mut s = SigSet::of(&[SIGTERM, SIGHUP, 0, 99]);
+        assert!(s.contains(SIGTERM) && s.contains(SIGHUP) && !s.contains(SIGINT));
+        s.add(SIGINT);
+        s.remove(SIGTERM);
+        assert_eq!(s.bits(), sig_bit(SIGHUP) | sig_bit(SIGINT));
+        assert!(!s.contains(0) && !s.contains(65));
+    }
+}
