@@ -5,6 +5,8 @@
 //! the other processes (writers, readers, a scribbler), which talk to the test over their
 //! stdin/stdout and over the segment.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -615,46 +617,21 @@ fn eventfd_notifier_in_a_poll_loop() {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("--peer") {
-        peer(&args[1..]);
-        return;
-    }
-    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
-    let tests: &[(&str, fn())] = &[
-        ("named_segment_rules", named_segment_rules),
-        ("sender_drop_wakes_receiver", sender_drop_wakes_a_sleeping_receiver_with_closed),
-        ("memfd_segments_and_seals", memfd_segments_and_seals),
-        ("sysv_segments_by_key", sysv_segments_by_key),
-        ("eventfd_notifier_in_a_poll_loop", eventfd_notifier_in_a_poll_loop),
-        ("spsc_ten_million_records", spsc_ten_million_records_nothing_lost_duplicated_or_reordered),
-        ("broadcast_three_readers_slow_one", broadcast_three_readers_slow_one_counts_exact_losses),
-        ("writer_killed_reader_gets_writer_gone", writer_killed_reader_gets_writer_gone),
-        ("broadcast_writer_killed", broadcast_writer_killed_readers_get_writer_gone),
-        ("reader_killed_writer_goes_on", reader_killed_writer_goes_on),
-        ("seqlock_across_processes", seqlock_reader_never_sees_a_torn_value_across_processes),
-        ("hostile_scribbler", hostile_scribbler_reader_gets_only_typed_errors_or_valid_frames),
-    ];
-    let mut failed = 0;
-    let mut ran = 0;
-    for (name, test) in tests {
-        if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        ran += 1;
-        let started = Instant::now();
-        let result = std::panic::catch_unwind(test);
-        let took = started.elapsed();
-        match result {
-            Ok(()) => println!("test {name} ... ok ({took:.1?})"),
-            Err(_) => {
-                println!("test {name} ... FAILED ({took:.1?})");
-                failed += 1;
-            }
-        }
-    }
-    println!("\ntest result: {}. {} passed; {failed} failed", if failed == 0 { "ok" } else { "FAILED" }, ran - failed);
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    common::main(
+        &[
+            ("named_segment_rules", named_segment_rules),
+            ("sender_drop_wakes_receiver", sender_drop_wakes_a_sleeping_receiver_with_closed),
+            ("memfd_segments_and_seals", memfd_segments_and_seals),
+            ("sysv_segments_by_key", sysv_segments_by_key),
+            ("eventfd_notifier_in_a_poll_loop", eventfd_notifier_in_a_poll_loop),
+            ("spsc_ten_million_records", spsc_ten_million_records_nothing_lost_duplicated_or_reordered),
+            ("broadcast_three_readers_slow_one", broadcast_three_readers_slow_one_counts_exact_losses),
+            ("writer_killed_reader_gets_writer_gone", writer_killed_reader_gets_writer_gone),
+            ("broadcast_writer_killed", broadcast_writer_killed_readers_get_writer_gone),
+            ("reader_killed_writer_goes_on", reader_killed_writer_goes_on),
+            ("seqlock_across_processes", seqlock_reader_never_sees_a_torn_value_across_processes),
+            ("hostile_scribbler", hostile_scribbler_reader_gets_only_typed_errors_or_valid_frames),
+        ],
+        peer,
+    );
 }

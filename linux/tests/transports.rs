@@ -5,6 +5,8 @@
 //! Its own `main` (`harness = false`): run without arguments it runs every test; the tests
 //! spawn this binary again with `--peer <role> ...` as the other process.
 
+mod common;
+
 use std::os::fd::AsFd;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -722,51 +724,28 @@ fn sigpipe_never_kills() {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("--peer") {
-        peer(&args[1..]);
-        return;
-    }
-    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
-    let tests: &[(&str, fn())] = &[
-        ("conformance_stream_pipe", suite_stream_pipe),
-        ("conformance_packet_pipe", suite_packet_pipe),
-        ("conformance_fifo", suite_fifo),
-        ("conformance_mq", suite_mq),
-        ("mq_priorities_full_and_timeouts", mq_priorities_full_and_timeouts),
-        ("mq_across_processes", mq_across_processes),
-        ("mq_other_uid_refused", mq_other_uid_refused),
-        ("conformance_sysv_mq", suite_sysv),
-        ("sysv_types_ipcs_and_ipcrm", sysv_types_ipcs_and_ipcrm),
-        ("sysv_across_processes", sysv_across_processes),
-        ("fifo_refuses_what_is_not_ours", fifo_refuses_what_is_not_ours),
-        ("pipe_buf_rule_with_two_writers", pipe_buf_rule_with_two_writers),
-        ("pipe_across_processes", pipe_across_processes),
-        ("fifo_across_processes", fifo_across_processes),
-        ("fifo_with_cat_and_sh", fifo_with_cat_and_sh),
-        ("other_uid_cannot_open", other_uid_cannot_open),
-        ("sigpipe_never_kills", sigpipe_never_kills),
-        ("signals_with_values_and_pidfd", signals_with_values_and_pidfd),
-        ("daemon_helper", daemon_helper),
-    ];
-    let mut failed = 0;
-    let mut ran = 0;
-    for (name, test) in tests {
-        if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        ran += 1;
-        let started = Instant::now();
-        match std::panic::catch_unwind(test) {
-            Ok(()) => println!("test {name} ... ok ({:.1?})", started.elapsed()),
-            Err(_) => {
-                println!("test {name} ... FAILED");
-                failed += 1;
-            }
-        }
-    }
-    println!("\ntest result: {}. {} passed; {failed} failed", if failed == 0 { "ok" } else { "FAILED" }, ran - failed);
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    common::main(
+        &[
+            ("conformance_stream_pipe", suite_stream_pipe),
+            ("conformance_packet_pipe", suite_packet_pipe),
+            ("conformance_fifo", suite_fifo),
+            ("conformance_mq", suite_mq),
+            ("mq_priorities_full_and_timeouts", mq_priorities_full_and_timeouts),
+            ("mq_across_processes", mq_across_processes),
+            ("mq_other_uid_refused", mq_other_uid_refused),
+            ("conformance_sysv_mq", suite_sysv),
+            ("sysv_types_ipcs_and_ipcrm", sysv_types_ipcs_and_ipcrm),
+            ("sysv_across_processes", sysv_across_processes),
+            ("fifo_refuses_what_is_not_ours", fifo_refuses_what_is_not_ours),
+            ("pipe_buf_rule_with_two_writers", pipe_buf_rule_with_two_writers),
+            ("pipe_across_processes", pipe_across_processes),
+            ("fifo_across_processes", fifo_across_processes),
+            ("fifo_with_cat_and_sh", fifo_with_cat_and_sh),
+            ("other_uid_cannot_open", other_uid_cannot_open),
+            ("sigpipe_never_kills", sigpipe_never_kills),
+            ("signals_with_values_and_pidfd", signals_with_values_and_pidfd),
+            ("daemon_helper", daemon_helper),
+        ],
+        peer,
+    );
 }
