@@ -8,6 +8,10 @@
 //! The crate is `no_std` unless its `std` feature (on by default) is enabled; without it,
 //! every transport is still offered over rustix's `OwnedFd` and `Errno`.
 //!
+//! Features: `std` (default: `std::io::Error` conversions, `Stdio` hand-off of pipe ends),
+//! `log` or `defmt` (the crate logs rare events, such as a dead writer or a rejected frame,
+//! through one of them; with neither it logs nothing).
+//!
 //! Available now: the message interface ([`transport`]: [`FrameSender`],
 //! [`FrameReceiver`]); [`pipe`]s (stream and packet mode) and [`fifo`]s; [`shm`],
 //! shared-memory channels (SPSC ring, seqlock, broadcast ring) with futex wake-ups and
@@ -20,6 +24,9 @@
 #![deny(unsafe_code)]
 
 pub use ember_core as core;
+
+#[macro_use]
+mod fmt;
 
 pub mod error;
 pub mod fifo;

@@ -214,6 +214,7 @@ impl<const N: usize> FrameReceiver for StreamReader<N> {
                 }
                 FeedResult::Error { error, remaining } => {
                     self.rpos = self.rlen - remaining.len();
+                    debug!("stream: frame rejected ({} dropped bytes so far)", self.acc.dropped_bytes());
                     return Err(Error::Codec(error));
                 }
                 FeedResult::Consumed => {

@@ -146,6 +146,12 @@ pub fn send_pidfd(pidfd: impl AsFd, signal: u32) -> Result<()> {
     Ok(rustix::process::pidfd_send_signal(pidfd, sig)?)
 }
 
+/// Sends `signal` to one thread (`tgkill(getpid(), tid, signal)`); a thread's own tid is
+/// `rustix::thread::gettid()`.
+pub fn send_to_thread(tid: i32, signal: u32) -> Result<()> {
+    Ok(sys::tgkill(rustix::process::getpid().as_raw_nonzero().get(), tid, signal)?)
+}
+
 /// What a daemon is asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DaemonEvent {

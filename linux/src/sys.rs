@@ -597,3 +597,12 @@ pub fn rt_sigqueueinfo(pid: i32, sig: u32, value: i32) -> Result<(), Errno> {
     };
     ret(r).map(|_| ())
 }
+
+/// `tgkill(tgid, tid, sig)`: a signal to one thread of a process.
+pub fn tgkill(tgid: i32, tid: i32, sig: u32) -> Result<(), Errno> {
+    // SAFETY: tgkill takes only integers.
+    let r = unsafe {
+        syscalls::raw::syscall3(linux_raw_sys::general::__NR_tgkill as usize, tgid as usize, tid as usize, sig as usize)
+    };
+    ret(r).map(|_| ())
+}

@@ -410,6 +410,10 @@ fn signals_with_values_and_pidfd() {
     signal::send_pidfd(&pidfd, signal::SIGUSR2).unwrap();
     let info = sfd.recv().unwrap();
     assert_eq!((info.signal, info.code, info.pid), (signal::SIGUSR2, 0, me));
+    // To one thread (this one): tgkill, code SI_TKILL (-6).
+    signal::send_to_thread(rustix::thread::gettid().as_raw_nonzero().get(), signal::SIGUSR1).unwrap();
+    let info = sfd.recv().unwrap();
+    assert_eq!((info.signal, info.code, info.pid), (signal::SIGUSR1, -6, me));
     // Nonblocking: nothing pending.
     let mut nb = SignalFd::new(set, true).unwrap();
     assert_eq!(nb.recv(), Err(Error::WouldBlock));

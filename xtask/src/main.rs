@@ -158,6 +158,10 @@ fn step_no_std() -> Outcome {
         ensure_target("stable", NO_STD_TARGET)?;
         run(cargo().args(["build", "-p", "ember-core", "--target", NO_STD_TARGET]))?;
         run(cargo().args(["build", "-p", "ember-core", "--target", NO_STD_TARGET, "--all-features"]))?;
+        // ember-linux without std, and with each logging back end.
+        run(cargo().args(["check", "-p", "ember-linux", "--no-default-features"]))?;
+        run(cargo().args(["check", "-p", "ember-linux", "--features", "log"]))?;
+        run(cargo().args(["check", "-p", "ember-linux", "--no-default-features", "--features", "defmt"]))?;
         // No `alloc` may creep in.
         let found = output(Command::new("grep").args(["-rn", "extern crate alloc", "core/src"]));
         match found {
@@ -268,7 +272,7 @@ fn test() -> ExitCode {
         ("cargo fmt --check", step_fmt),
         ("cargo clippy -D warnings", step_clippy),
         ("cargo test --workspace", step_test),
-        ("no_std build (thumbv7em)", step_no_std),
+        ("no_std and feature builds", step_no_std),
         ("MSRV check (rust-version)", step_msrv),
         ("loom models (shm)", step_loom),
         ("miri (ember-core)", step_miri),

@@ -214,6 +214,7 @@ impl SpscReceiver {
     /// The writer is dead: a last record (or the close) is still delivered, else
     /// [`ShmError::WriterGone`].
     fn gone_unless_more(&mut self, out: &mut [u8]) -> Result<usize> {
+        debug!("shm: SPSC writer pid {} is gone", self.writer.pid());
         match self.try_recv(out) {
             Err(Error::Shm(ShmError::Empty)) => Err(ShmError::WriterGone.into()),
             other => other,

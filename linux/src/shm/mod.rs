@@ -174,6 +174,7 @@ impl Segment {
         }
         let map = Mapping::new(&fd, total, true)?;
         map.view::<SegmentHeader>(0).init(&header);
+        trace!("shm: created a segment of {} bytes", total);
         Ok(Segment { wait_map: None, map, fd: Some(fd), header, unlink: None, sysv: None })
     }
 
