@@ -21,7 +21,7 @@ ember bench [--quick | --full] [--json] [--only <name>] [--size <bytes>] [--cpus
   --full          more samples per row (what `cargo xtask bench` runs)
   --json          machine-readable output on stdout (the table goes away)
   --only <name>   only rows whose mechanism starts with <name> (codec, crc32c, shm, pipe,
-                  eventfd, rtrb)
+                  packet-pipe, eventfd, rtrb, mq, sysv-mq, fifo, signal)
   --size <bytes>  one payload size instead of the default set
   --cpus <a,b>    pin the measuring thread(s) to these CPUs (default: the first two allowed)
 ";

@@ -8,6 +8,7 @@
 
 mod codec;
 mod pipe;
+mod queues;
 mod shm;
 
 pub use shm::peer;
@@ -234,6 +235,9 @@ pub fn run(opts: &Options) -> ExitCode {
     }
     if let Err(e) = pipe::run(opts, &cpus, &progress, &mut rows) {
         skipped.push(format!("pipe rows: {e}"));
+    }
+    if let Err(e) = queues::run(opts, &cpus, &progress, &mut rows) {
+        skipped.push(format!("queue, FIFO and signal rows: {e}"));
     }
     progress.done();
     for s in &skipped {

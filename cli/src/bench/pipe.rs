@@ -221,7 +221,7 @@ pub fn peer(role: &str, args: &[String]) -> Result<(), String> {
                 write_all(&out_fd, &frame)?;
             }
         }
-        other => return Err(format!("unknown peer role {other}")),
+        other => return super::queues::peer(other, args),
     }
     Ok(())
 }
