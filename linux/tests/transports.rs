@@ -437,6 +437,60 @@ fn daemon_helper() {
     assert!(child.wait().unwrap().success(), "the daemon did not exit cleanly");
 }
 
+extern "C" fn on_usr1(_: i32) {}
+
+/// EINTR: a signal with a handler installed without `SA_RESTART` interrupts blocking reads
+/// (a pipe, a POSIX queue, a SysV queue) again and again; every call resumes and no
+/// message is lost.
+fn eintr_never_loses_a_message() {
+    // SAFETY: installs a handler that does nothing (async-signal-safe) for SIGUSR1, without
+    // SA_RESTART, and restores the default at the end; no other code here uses SIGUSR1
+    // unblocked.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_usr1 as extern "C" fn(i32) as libc::sighandler_t;
+        sa.sa_flags = 0;
+        assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()), 0);
+    }
+    let name = unique_mq("eintr");
+    let mut q = MessageQueue::create(&name, 4, 256, Access::Both).unwrap();
+    let mut qtx = MessageQueue::open(&name, Access::Send).unwrap();
+    let key = unique_key();
+    let mut sq: SysvQueue<1024> = SysvQueue::create(key).unwrap();
+    let mut sqtx: SysvQueue<1024> = SysvQueue::open(key).unwrap();
+    let (mut rx, mut tx) = pipe::pipe().unwrap();
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        tid_tx.send(rustix::thread::gettid().as_raw_nonzero().get()).unwrap();
+        let mut out = vec![0u8; pipe::DEFAULT_STREAM_BUF];
+        let a = rx.recv_frame(&mut out).map(|n| ember_core::Frame::new_checked(&out[..n]).unwrap().seq());
+        let b = q.recv_frame(&mut out).map(|n| ember_core::Frame::new_checked(&out[..n]).unwrap().seq());
+        let c = sq.recv_frame(&mut out).map(|n| ember_core::Frame::new_checked(&out[..n]).unwrap().seq());
+        (a, b, c)
+    });
+    let tid = tid_rx.recv().unwrap();
+    let mut buf = [0u8; 128];
+    for (seq, send) in [(11u32, 0), (22, 1), (33, 2)] {
+        // Interrupt the blocked reader several times before the message comes.
+        for _ in 0..5 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            signal::send_to_thread(tid, signal::SIGUSR1).unwrap();
+        }
+        let n = frame(seq, 40, &mut buf);
+        match send {
+            0 => tx.send_frame(&buf[..n]).unwrap(),
+            1 => qtx.send_frame(&buf[..n]).unwrap(),
+            _ => sqtx.send_frame(&buf[..n]).unwrap(),
+        }
+    }
+    let (a, b, c) = reader.join().unwrap();
+    assert_eq!((a, b, c), (Ok(11), Ok(22), Ok(33)));
+    // SAFETY: back to the default disposition.
+    unsafe {
+        libc::signal(libc::SIGUSR1, libc::SIG_DFL);
+    }
+}
+
 fn fifo_refuses_what_is_not_ours() {
     // A regular file planted at the path.
     let file = unique_path("planted");
@@ -749,6 +803,7 @@ fn main() {
             ("sigpipe_never_kills", sigpipe_never_kills),
             ("signals_with_values_and_pidfd", signals_with_values_and_pidfd),
             ("daemon_helper", daemon_helper),
+            ("eintr_never_loses_a_message", eintr_never_loses_a_message),
         ],
         peer,
     );
