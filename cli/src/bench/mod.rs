@@ -297,6 +297,17 @@ fn table(opts: &Options, cpus: &[usize], rows: &[Row]) -> String {
     for (m, n) in notes {
         let _ = writeln!(s, "  {m}: {n}");
     }
+    for r in rows.iter().filter(|r| r.mechanism == "crc32c") {
+        let _ = writeln!(
+            s,
+            "  crc32c over {} B: {:.2} GB/s at the median ({:.2} GB/s portable)",
+            r.size,
+            r.stats.mb_per_sec(r.size) / 1000.0,
+            rows.iter()
+                .find(|b| b.mechanism == "crc32c/portable" && b.size == r.size)
+                .map_or(0.0, |b| b.stats.mb_per_sec(b.size) / 1000.0)
+        );
+    }
     s
 }
 
