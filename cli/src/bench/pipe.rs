@@ -131,12 +131,37 @@ impl Reader {
 
 /// Per-message samples of a stream of `payload`-byte messages from the peer.
 fn throughput(cpu: usize, count: usize, role: &str, payload: usize) -> Result<Vec<f64>, String> {
-    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| e.to_string())?;
-    let ember = role != "raw-flood";
+    let packet = role.ends_with("-packet");
+    let flags = if packet {
+        rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::DIRECT
+    } else {
+        rustix::pipe::PipeFlags::CLOEXEC
+    };
+    let (r, w) = rustix::pipe::pipe_with(flags).map_err(|e| e.to_string())?;
+    let ember = !role.starts_with("raw-flood");
     let mut child = spawn_peer(cpu, &[role, &count.to_string(), &payload.to_string()], Stdio::null(), Stdio::from(w))?;
     let frame_len = make_frame(payload).len();
     let mut samples = Vec::with_capacity(count / BATCH);
-    if ember {
+    if packet {
+        // One read per packet, raw or through Ember's checked receive.
+        let mut rx = PacketReader::from_fd(r.try_clone().map_err(|e| e.to_string())?);
+        let mut out = vec![0u8; PIPE_BUF];
+        let mut t = Instant::now();
+        for i in 1..=count {
+            if ember {
+                rx.recv_frame(&mut out).map_err(|e| e.to_string())?;
+            } else {
+                let n = rustix::io::read(&r, &mut out).map_err(|e| e.to_string())?;
+                if n != frame_len {
+                    return Err(format!("packet of {n} bytes"));
+                }
+            }
+            if i % BATCH == 0 {
+                samples.push(now_ns(t) / BATCH as f64);
+                t = Instant::now();
+            }
+        }
+    } else if ember {
         let mut rx: StreamReader<{ 64 * 1024 }> = StreamReader::from_fd(r);
         let mut out = vec![0u8; 64 * 1024];
         let mut t = Instant::now();
@@ -204,17 +229,17 @@ pub fn peer(role: &str, args: &[String]) -> Result<(), String> {
                 write_all(&out_fd, &buf)?;
             }
         }
-        "frame-flood" | "frame-flood-noguard" => {
+        "frame-flood" | "frame-flood-noguard" | "frame-flood-packet" => {
             let (count, payload) = (num(0)?, num(1)?);
             let frame = make_frame(payload);
-            let mut tx = Writer::stream(out_fd);
+            let mut tx = if role == "frame-flood-packet" { Writer::packet(out_fd) } else { Writer::stream(out_fd) };
             // Rust programs ignore SIGPIPE by default, so the guard may go.
-            tx.set_sigpipe_guard(role == "frame-flood");
+            tx.set_sigpipe_guard(role != "frame-flood-noguard");
             for _ in 0..count {
                 tx.send_frame(&frame).map_err(|e| e.to_string())?;
             }
         }
-        "raw-flood" => {
+        "raw-flood" | "raw-flood-packet" => {
             let (count, payload) = (num(0)?, num(1)?);
             let frame = make_frame(payload);
             for _ in 0..count {
@@ -234,7 +259,7 @@ const NOTE_TPUT: &str = "the peer streams messages into a pipe, time per message
 /// Runs the pipe rows on `cpus[0]` (this process) and `cpus[1]` (the peer).
 pub fn run(opts: &Options, cpus: &[usize], progress: &Progress, rows: &mut Vec<Row>) -> Result<(), String> {
     let lat = opts.selected("pipe/") || opts.selected("packet-pipe/");
-    let tput = opts.selected("pipe-stream/");
+    let tput = opts.selected("pipe-stream/") || opts.selected("packet-stream/");
     if !lat && !tput {
         return Ok(());
     }
@@ -246,6 +271,7 @@ pub fn run(opts: &Options, cpus: &[usize], progress: &Progress, rows: &mut Vec<R
     let (mut pr, mut pe, mut kr, mut ke) = (Pool::default(), Pool::default(), Pool::default(), Pool::default());
     let (mut t64r, mut t64e, mut t4r, mut t4e) = (Pool::default(), Pool::default(), Pool::default(), Pool::default());
     let (mut t64n, mut t4n) = (Pool::default(), Pool::default());
+    let (mut kpr, mut kpe) = (Pool::default(), Pool::default());
     for round in 1..=rounds {
         let step = |what: &str| progress.step(&format!("{what} (round {round}/{rounds})"));
         if lat {
@@ -273,6 +299,10 @@ pub fn run(opts: &Options, cpus: &[usize], progress: &Progress, rows: &mut Vec<R
             t4e.add(throughput(b, count / 16, "frame-flood", 4096))?;
             step("pipe stream 4 KiB, Ember without the SIGPIPE guard");
             t4n.add(throughput(b, count / 16, "frame-flood-noguard", 4096))?;
+            step("packet pipe stream 64 B, raw");
+            kpr.add(throughput(b, count, "raw-flood-packet", 64))?;
+            step("packet pipe stream 64 B, Ember");
+            kpe.add(throughput(b, count, "frame-flood-packet", 64))?;
         }
     }
     if let (Some(r), Some(e)) = (pr.stats(), pe.stats()) {
@@ -292,6 +322,10 @@ pub fn run(opts: &Options, cpus: &[usize], progress: &Progress, rows: &mut Vec<R
         row(rows, "pipe-stream/raw", 4120, r4, None, NOTE_TPUT);
         row(rows, "pipe-stream/ember", 4120, e4, Some(("pipe-stream/raw", r4)), NOTE_TPUT);
         row(rows, "pipe-stream/ember-noguard", 4120, n4, Some(("pipe-stream/raw", r4)), NOTE_NOGUARD);
+    }
+    if let (Some(r), Some(e)) = (kpr.stats(), kpe.stats()) {
+        row(rows, "packet-stream/raw", 88, r, None, NOTE_TPUT);
+        row(rows, "packet-stream/ember", 88, e, Some(("packet-stream/raw", r)), NOTE_TPUT);
     }
     Ok(())
 }

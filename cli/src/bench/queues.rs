@@ -105,6 +105,34 @@ fn mq_throughput(cpu: usize, count: usize, ember: bool, payload: usize) -> Resul
     Ok(samples)
 }
 
+fn sysv_throughput(cpu: usize, count: usize, ember: bool, payload: usize) -> Result<Vec<f64>, String> {
+    let key = unique_key();
+    let mut rx: SysvQueue = SysvQueue::create(key).map_err(s)?;
+    let mode = if ember { "ember" } else { "raw" };
+    let child = spawn_peer(
+        cpu,
+        &["sysv-flood", mode, &key.to_string(), &count.to_string(), &payload.to_string()],
+        Stdio::null(),
+        Stdio::null(),
+    )?;
+    let mut out = vec![0u8; 8 + MQ_SIZE];
+    let mut samples = Vec::with_capacity(count / BATCH);
+    let mut t = Instant::now();
+    for i in 1..=count {
+        if ember {
+            rx.recv_frame(&mut out).map_err(s)?;
+        } else {
+            sys::msgrcv(rx.id(), &mut out, 0, 0).map_err(s)?;
+        }
+        if i % BATCH == 0 {
+            samples.push(now_ns(t) / BATCH as f64);
+            t = Instant::now();
+        }
+    }
+    finish(child)?;
+    Ok(samples)
+}
+
 fn sysv_latency(cpu: usize, iters: usize, ember: bool, payload: usize) -> Result<Vec<f64>, String> {
     let (ka, kb) = (unique_key(), unique_key());
     let mut tx: SysvQueue = SysvQueue::create(ka).map_err(s)?;
@@ -300,6 +328,22 @@ pub fn peer(role: &str, args: &[String]) -> Result<(), String> {
                 }
             }
         }
+        "sysv-flood" => {
+            let key: i32 = arg(1)?.parse().map_err(s)?;
+            let mut tx: SysvQueue = SysvQueue::open(key).map_err(s)?;
+            let frame = make_frame(num(3)?);
+            const LONG: usize = std::mem::size_of::<std::ffi::c_long>();
+            let mut msg = vec![0u8; LONG + frame.len()];
+            msg[..LONG].copy_from_slice(&(1 as std::ffi::c_long).to_ne_bytes());
+            msg[LONG..].copy_from_slice(&frame);
+            for _ in 0..num(2)? {
+                if ember {
+                    tx.send_frame(&frame).map_err(s)?;
+                } else {
+                    sys::msgsnd(tx.id(), &msg, frame.len(), 0).map_err(s)?;
+                }
+            }
+        }
         "fifo-echo" => {
             let (a, b) = (arg(1)?, arg(2)?);
             let (iters, payload) = (num(3)?, num(4)?);
@@ -355,7 +399,7 @@ const NOTE: &str = "ping-pong between two processes (one-way = half) or a stream
 
 /// Runs the queue, FIFO and signal rows on `cpus[1]` (the peer) and this process.
 pub fn run(opts: &Options, cpus: &[usize], progress: &Progress, rows: &mut Vec<Row>) -> Result<(), String> {
-    let names = ["mq/", "mq-stream/", "sysv-mq/", "fifo/", "signal/"];
+    let names = ["mq/", "mq-stream/", "mq-stream-4k/", "sysv-mq/", "sysv-stream/", "fifo/", "signal/"];
     if !names.iter().any(|n| opts.selected(n)) {
         return Ok(());
     }
@@ -365,7 +409,7 @@ pub fn run(opts: &Options, cpus: &[usize], progress: &Progress, rows: &mut Vec<R
     let count = if opts.full { 1 << 16 } else { 1 << 14 };
     let payload = opts.size.unwrap_or(64).min(MQ_SIZE - 24);
     let mut pools: Vec<(&str, bool, Pool)> = Vec::new();
-    for name in ["mq/", "sysv-mq/", "fifo/", "signal/", "mq-stream/"] {
+    for name in ["mq/", "sysv-mq/", "fifo/", "signal/", "mq-stream/", "mq-stream-4k/", "sysv-stream/"] {
         for ember in [false, true] {
             pools.push((name, ember, Pool::default()));
         }
@@ -381,7 +425,9 @@ pub fn run(opts: &Options, cpus: &[usize], progress: &Progress, rows: &mut Vec<R
                 "sysv-mq/" => sysv_latency(b, iters, *ember, payload),
                 "fifo/" => fifo_latency(b, iters, *ember, payload),
                 "signal/" => signal_latency(b, iters, *ember),
-                _ => mq_throughput(b, count, *ember, payload),
+                "mq-stream/" => mq_throughput(b, count, *ember, payload),
+                "mq-stream-4k/" => mq_throughput(b, count / 4, *ember, 4096),
+                _ => sysv_throughput(b, count, *ember, payload),
             };
             pool.add(r)?;
         }
@@ -390,7 +436,11 @@ pub fn run(opts: &Options, cpus: &[usize], progress: &Progress, rows: &mut Vec<R
     for pair in pools.chunks_mut(2) {
         let [(name, _, raw), (_, _, ember)] = pair else { continue };
         if let (Some(r), Some(e)) = (raw.stats(), ember.stats()) {
-            let size = if *name == "signal/" { 4 } else { frame };
+            let size = match *name {
+                "signal/" => 4,
+                "mq-stream-4k/" => 4096 + 24,
+                _ => frame,
+            };
             let raw_name = format!("{name}raw");
             row(rows, &raw_name, size, r, None, NOTE);
             row(rows, &format!("{name}ember"), size, e, Some((raw_name.as_str(), r)), NOTE);
