@@ -12,15 +12,13 @@ use std::time::Instant;
 use ember_core::frame::{Flags, FrameRepr};
 use ember_linux::pipe::{self, PIPE_BUF, PacketReader, StreamReader, Writer};
 use ember_linux::{FrameReceiver, FrameSender};
-use rustix::fd::OwnedFd;
+use rustix::fd::{AsFd, OwnedFd};
 
-use super::shm::{Pool, now_ns, row, spawn_peer};
+use super::shm::{Batches, Pool, now_ns, row, spawn_peer};
 use super::{Options, Progress, Row};
 
-const BATCH: usize = 256;
-
-/// The frame for a `payload`-byte message.
-fn make_frame(payload: usize) -> Vec<u8> {
+/// The frame for a `payload`-byte message (what both the Ember and the raw rows move).
+pub(super) fn make_frame(payload: usize) -> Vec<u8> {
     let repr = FrameRepr { flags: Flags::empty(), kind: 1, seq: 7, payload_len: payload };
     let mut buf = vec![0u8; payload + 64];
     let n = repr.emit_with_payload(&vec![0x5A; payload], &mut buf).expect("fits").len();
@@ -28,10 +26,21 @@ fn make_frame(payload: usize) -> Vec<u8> {
     buf
 }
 
-fn read_exact(fd: &OwnedFd, buf: &mut [u8]) -> Result<(), String> {
+/// What a raw read does at end of file.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Eof {
+    /// The peer is gone: an error.
+    Fail,
+    /// No writer yet (a FIFO whose peer opens its end after ours): wait for one.
+    Wait,
+}
+
+/// `read(2)` until `buf` is full (the raw baseline's receive).
+pub(super) fn read_exact(fd: impl AsFd, buf: &mut [u8], eof: Eof) -> Result<(), String> {
     let mut got = 0;
     while got < buf.len() {
-        match rustix::io::read(fd, &mut buf[got..]) {
+        match rustix::io::read(&fd, &mut buf[got..]) {
+            Ok(0) if eof == Eof::Wait => std::thread::yield_now(),
             Ok(0) => return Err("peer closed".into()),
             Ok(n) => got += n,
             Err(rustix::io::Errno::INTR) => {}
@@ -41,9 +50,10 @@ fn read_exact(fd: &OwnedFd, buf: &mut [u8]) -> Result<(), String> {
     Ok(())
 }
 
-fn write_all(fd: &OwnedFd, mut buf: &[u8]) -> Result<(), String> {
+/// `write(2)` until all of `buf` is written (the raw baseline's send).
+pub(super) fn write_all(fd: impl AsFd, mut buf: &[u8]) -> Result<(), String> {
     while !buf.is_empty() {
-        match rustix::io::write(fd, buf) {
+        match rustix::io::write(&fd, buf) {
             Ok(n) => buf = &buf[n..],
             Err(rustix::io::Errno::INTR) => {}
             Err(e) => return Err(e.to_string()),
@@ -93,7 +103,7 @@ fn latency(cpu: usize, iters: usize, packet: bool, ember: bool, payload: usize) 
         for _ in 0..iters {
             let t = Instant::now();
             write_all(&to_w, &frame)?;
-            read_exact(&from_r, &mut out)?;
+            read_exact(&from_r, &mut out, Eof::Fail)?;
             samples.push(now_ns(t) / 2.0);
         }
         drop(to_w);
@@ -141,13 +151,12 @@ fn throughput(cpu: usize, count: usize, role: &str, payload: usize) -> Result<Ve
     let ember = !role.starts_with("raw-flood");
     let mut child = spawn_peer(cpu, &[role, &count.to_string(), &payload.to_string()], Stdio::null(), Stdio::from(w))?;
     let frame_len = make_frame(payload).len();
-    let mut samples = Vec::with_capacity(count / BATCH);
+    let mut batches = Batches::new(count);
     if packet {
         // One read per packet, raw or through Ember's checked receive.
         let mut rx = PacketReader::from_fd(r.try_clone().map_err(|e| e.to_string())?);
         let mut out = vec![0u8; PIPE_BUF];
-        let mut t = Instant::now();
-        for i in 1..=count {
+        for _ in 0..count {
             if ember {
                 rx.recv_frame(&mut out).map_err(|e| e.to_string())?;
             } else {
@@ -156,27 +165,19 @@ fn throughput(cpu: usize, count: usize, role: &str, payload: usize) -> Result<Ve
                     return Err(format!("packet of {n} bytes"));
                 }
             }
-            if i % BATCH == 0 {
-                samples.push(now_ns(t) / BATCH as f64);
-                t = Instant::now();
-            }
+            batches.count(1);
         }
     } else if ember {
         let mut rx: StreamReader<{ 64 * 1024 }> = StreamReader::from_fd(r);
         let mut out = vec![0u8; 64 * 1024];
-        let mut t = Instant::now();
-        for i in 1..=count {
+        for _ in 0..count {
             rx.recv_frame(&mut out).map_err(|e| e.to_string())?;
-            if i % BATCH == 0 {
-                samples.push(now_ns(t) / BATCH as f64);
-                t = Instant::now();
-            }
+            batches.count(1);
         }
     } else {
         // Raw: read as much as the pipe has, count whole messages (the kernel's cost).
         let mut buf = vec![0u8; 64 * 1024];
         let (mut bytes, mut done) = (0usize, 0usize);
-        let mut t = Instant::now();
         while done < count {
             let n = match rustix::io::read(&r, &mut buf) {
                 Ok(0) => return Err("peer closed early".into()),
@@ -185,19 +186,17 @@ fn throughput(cpu: usize, count: usize, role: &str, payload: usize) -> Result<Ve
                 Err(e) => return Err(e.to_string()),
             };
             bytes += n;
-            while bytes >= frame_len * BATCH && done < count {
-                bytes -= frame_len * BATCH;
-                done += BATCH;
-                samples.push(now_ns(t) / BATCH as f64);
-                t = Instant::now();
-            }
+            let whole = bytes / frame_len;
+            bytes %= frame_len;
+            done += whole;
+            batches.count(whole);
         }
     }
     let status = child.wait().map_err(|e| e.to_string())?;
     if !status.success() {
         return Err(format!("peer failed: {status}"));
     }
-    Ok(samples)
+    Ok(batches.samples)
 }
 
 /// The peer roles of this module (`ember __peer <cpu> <role> ...`, stdin/stdout set up by
@@ -225,7 +224,7 @@ pub fn peer(role: &str, args: &[String]) -> Result<(), String> {
             let (iters, payload) = (num(1)?, num(2)?);
             let mut buf = vec![0u8; make_frame(payload).len()];
             for _ in 0..iters {
-                read_exact(&in_fd, &mut buf)?;
+                read_exact(&in_fd, &mut buf, Eof::Fail)?;
                 write_all(&out_fd, &buf)?;
             }
         }

@@ -12,17 +12,16 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use ember_core::frame::{Flags, FrameRepr};
 use ember_linux::mq::{Access, MessageQueue};
 use ember_linux::signal::{self, SigSet, SignalFd};
 use ember_linux::sysvmq::SysvQueue;
 use ember_linux::{FrameReceiver, FrameSender, fifo, sys};
 use rustix::fd::AsFd;
 
-use super::shm::{Pool, now_ns, row, spawn_peer};
+use super::pipe::{Eof, make_frame, read_exact, write_all};
+use super::shm::{Batches, Pool, now_ns, row, spawn_peer};
 use super::{Options, Progress, Row};
 
-const BATCH: usize = 256;
 const MQ_SIZE: usize = 8192;
 
 fn unique(tag: &str) -> String {
@@ -33,14 +32,6 @@ fn unique(tag: &str) -> String {
 fn unique_key() -> i32 {
     static N: AtomicU32 = AtomicU32::new(0);
     0x4542_0000 | ((std::process::id() as i32 & 0xFF) << 8) | (N.fetch_add(1, Ordering::Relaxed) as i32 & 0xFF)
-}
-
-fn make_frame(payload: usize) -> Vec<u8> {
-    let repr = FrameRepr { flags: Flags::empty(), kind: 1, seq: 7, payload_len: payload };
-    let mut buf = vec![0u8; payload + 64];
-    let n = repr.emit_with_payload(&vec![0x5A; payload], &mut buf).expect("fits").len();
-    buf.truncate(n);
-    buf
 }
 
 fn s<E: std::fmt::Display>(e: E) -> String {
@@ -88,21 +79,17 @@ fn mq_throughput(cpu: usize, count: usize, ember: bool, payload: usize) -> Resul
         Stdio::null(),
     )?;
     let mut out = vec![0u8; MQ_SIZE];
-    let mut samples = Vec::with_capacity(count / BATCH);
-    let mut t = Instant::now();
-    for i in 1..=count {
+    let mut batches = Batches::new(count);
+    for _ in 0..count {
         if ember {
             rx.recv_frame(&mut out).map_err(s)?;
         } else {
             sys::mq_timedreceive(rx.as_fd(), &mut out, None).map_err(s)?;
         }
-        if i % BATCH == 0 {
-            samples.push(now_ns(t) / BATCH as f64);
-            t = Instant::now();
-        }
+        batches.count(1);
     }
     finish(child)?;
-    Ok(samples)
+    Ok(batches.samples)
 }
 
 fn sysv_throughput(cpu: usize, count: usize, ember: bool, payload: usize) -> Result<Vec<f64>, String> {
@@ -116,21 +103,17 @@ fn sysv_throughput(cpu: usize, count: usize, ember: bool, payload: usize) -> Res
         Stdio::null(),
     )?;
     let mut out = vec![0u8; 8 + MQ_SIZE];
-    let mut samples = Vec::with_capacity(count / BATCH);
-    let mut t = Instant::now();
-    for i in 1..=count {
+    let mut batches = Batches::new(count);
+    for _ in 0..count {
         if ember {
             rx.recv_frame(&mut out).map_err(s)?;
         } else {
             sys::msgrcv(rx.id(), &mut out, 0, 0).map_err(s)?;
         }
-        if i % BATCH == 0 {
-            samples.push(now_ns(t) / BATCH as f64);
-            t = Instant::now();
-        }
+        batches.count(1);
     }
     finish(child)?;
-    Ok(samples)
+    Ok(batches.samples)
 }
 
 fn sysv_latency(cpu: usize, iters: usize, ember: bool, payload: usize) -> Result<Vec<f64>, String> {
@@ -203,8 +186,8 @@ fn fifo_latency(cpu: usize, iters: usize, ember: bool, payload: usize) -> Result
                 }
             }
         } else {
-            raw_write(tx.as_fd(), &frame)?;
-            raw_read(rx.as_fd(), &mut out[..frame.len()])?;
+            write_all(tx.as_fd(), &frame)?;
+            read_exact(rx.as_fd(), &mut out[..frame.len()], Eof::Wait)?;
         }
         samples.push(now_ns(t) / 2.0);
     }
@@ -219,31 +202,6 @@ impl Drop for Remove {
             let _ = std::fs::remove_file(p);
         }
     }
-}
-
-fn raw_write(fd: rustix::fd::BorrowedFd<'_>, mut b: &[u8]) -> Result<(), String> {
-    while !b.is_empty() {
-        match rustix::io::write(fd, b) {
-            Ok(n) => b = &b[n..],
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-    Ok(())
-}
-
-fn raw_read(fd: rustix::fd::BorrowedFd<'_>, b: &mut [u8]) -> Result<(), String> {
-    let mut got = 0;
-    while got < b.len() {
-        match rustix::io::read(fd, &mut b[got..]) {
-            // No writer yet (the peer opens its end after ours): wait for it.
-            Ok(0) => std::thread::yield_now(),
-            Ok(n) => got += n,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-    Ok(())
 }
 
 fn signal_latency(cpu: usize, iters: usize, ember: bool) -> Result<Vec<f64>, String> {
@@ -368,8 +326,8 @@ pub fn peer(role: &str, args: &[String]) -> Result<(), String> {
                     };
                     tx.send_frame(&buf[..n]).map_err(s)?;
                 } else {
-                    raw_read(rx.as_fd(), &mut buf[..len])?;
-                    raw_write(tx.as_fd(), &buf[..len])?;
+                    read_exact(rx.as_fd(), &mut buf[..len], Eof::Wait)?;
+                    write_all(tx.as_fd(), &buf[..len])?;
                 }
             }
         }

@@ -22,7 +22,8 @@ use rustix::fd::{AsFd, OwnedFd};
 use super::{Options, Progress, Row, Stats};
 
 const LATENCY_SIZE: usize = 64;
-const BATCH: usize = 256;
+/// Messages per sample of the streaming rows.
+pub(super) const BATCH: usize = 256;
 const TIMEOUT: Option<Duration> = Some(Duration::from_secs(30));
 const FP: u64 = 0xBE7C_0000_0000_0001;
 
@@ -148,6 +149,31 @@ impl Drop for RawPage {
     }
 }
 
+/// Per-message samples of a streaming row: one sample per [`BATCH`] messages, the batch's
+/// time divided by its size.
+pub(super) struct Batches {
+    pub(super) samples: Vec<f64>,
+    started: Instant,
+    pending: usize,
+}
+
+impl Batches {
+    /// Room for the samples of `messages` messages; the clock starts now.
+    pub(super) fn new(messages: usize) -> Batches {
+        Batches { samples: Vec::with_capacity(messages / BATCH + 1), started: Instant::now(), pending: 0 }
+    }
+
+    /// Counts `n` messages received; every full batch becomes a sample.
+    pub(super) fn count(&mut self, n: usize) {
+        self.pending += n;
+        while self.pending >= BATCH {
+            self.pending -= BATCH;
+            self.samples.push(now_ns(self.started) / BATCH as f64);
+            self.started = Instant::now();
+        }
+    }
+}
+
 pub(super) fn now_ns(t: Instant) -> f64 {
     t.elapsed().as_nanos() as f64
 }
@@ -246,17 +272,13 @@ fn spsc_throughput(cpu: usize, records: usize, size: usize) -> Result<Vec<f64>, 
     let mut out = vec![0u8; size];
     writeln!(peer.stdin, "go").map_err(|e| e.to_string())?;
     peer.stdin.flush().map_err(|e| e.to_string())?;
-    let mut samples = Vec::with_capacity(records / BATCH);
-    let mut t = Instant::now();
-    for i in 1..=records {
+    let mut batches = Batches::new(records);
+    for _ in 0..records {
         rx.recv_spin(&mut out, TIMEOUT).map_err(|e| e.to_string())?;
-        if i % BATCH == 0 {
-            samples.push(now_ns(t) / BATCH as f64);
-            t = Instant::now();
-        }
+        batches.count(1);
     }
     peer.finish()?;
-    Ok(samples)
+    Ok(batches.samples)
 }
 
 /// Per-item samples of the in-process rtrb ring moving `[u8; N]` items between two
@@ -273,9 +295,8 @@ fn rtrb_throughput<const N: usize>(cpus: (usize, usize), records: usize) -> Vec<
         }
     });
     let _ = super::pin(cpus.0);
-    let mut samples = Vec::with_capacity(records / BATCH);
-    let mut t = Instant::now();
-    for i in 1..=records {
+    let mut batches = Batches::new(records);
+    for _ in 0..records {
         loop {
             if let Ok(item) = consumer.pop() {
                 std::hint::black_box(&item);
@@ -283,13 +304,10 @@ fn rtrb_throughput<const N: usize>(cpus: (usize, usize), records: usize) -> Vec<
             }
             std::hint::spin_loop();
         }
-        if i % BATCH == 0 {
-            samples.push(now_ns(t) / BATCH as f64);
-            t = Instant::now();
-        }
+        batches.count(1);
     }
     pusher.join().expect("rtrb producer");
-    samples
+    batches.samples
 }
 
 /// The peer side: `ember __peer <cpu> <role> ...`.
