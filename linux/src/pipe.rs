@@ -13,9 +13,18 @@
 //! 4096 bytes when a pipe or FIFO has several writers, or give each writer its own pipe.
 //!
 //! **`SIGPIPE`**: a write to a pipe whose readers are all gone raises `SIGPIPE`, which kills
-//! the process by default. Ember's writers block `SIGPIPE` in the calling thread around the
-//! write and consume the one it raised ([`crate::sys::without_sigpipe`]), so the write
-//! returns [`Error::PeerGone`] and the process-wide disposition is never changed.
+//! the process by default. Ember's writers never let it: the write returns
+//! [`Error::PeerGone`], and the process-wide disposition is never changed.
+//!
+//! - If `SIGPIPE` is ignored when the writer is made (Rust programs ignore it before `main`;
+//!   [`crate::sys::sigpipe_ignored`]), the write is a plain `write(2)`: the kernel already
+//!   turns a broken pipe into `EPIPE`.
+//! - Otherwise (a C program's default) each write blocks `SIGPIPE` in the calling thread and
+//!   consumes the one it raised ([`crate::sys::without_sigpipe`]): two more system calls per
+//!   write, or none when the thread already blocks `SIGPIPE`.
+//!
+//! A program that stops ignoring `SIGPIPE` after making a writer must turn the guard on
+//! with [`Writer::set_sigpipe_guard`].
 //!
 //! **Handing an end to a child**: with the `std` feature, [`Writer::into_stdio`] and
 //! [`StreamReader::into_stdio`] turn an end into a `std::process::Stdio`, for a child's
@@ -68,22 +77,29 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Wraps the write end of a byte-stream pipe or FIFO (e.g. a child's stdout).
+    /// Wraps the write end of a byte-stream pipe or FIFO (e.g. a child's stdout). The
+    /// `SIGPIPE` guard is on unless `SIGPIPE` is ignored now (one `rt_sigaction` read).
     pub fn stream(fd: OwnedFd) -> Writer {
-        Writer { fd, packet: false, guard: true }
+        Writer { fd, packet: false, guard: needs_guard() }
     }
 
-    /// Wraps the write end of a packet-mode pipe.
+    /// Wraps the write end of a packet-mode pipe; the guard as for [`Writer::stream`].
     pub fn packet(fd: OwnedFd) -> Writer {
-        Writer { fd, packet: true, guard: true }
+        Writer { fd, packet: true, guard: needs_guard() }
     }
 
-    /// Turns the per-write `SIGPIPE` guard (two `rt_sigprocmask` calls) off or on. Turn it
-    /// off only when `SIGPIPE` is ignored (Rust programs ignore it by default, unless built
-    /// with `-Zon-broken-pipe=kill`) or blocked in every thread that writes: otherwise a
-    /// write to a pipe whose reader is gone kills the process.
+    /// Turns the per-write `SIGPIPE` guard (two `rt_sigprocmask` calls) on or off. It starts
+    /// on unless `SIGPIPE` was ignored when the writer was made. Turn it on if the program
+    /// stops ignoring `SIGPIPE` later; turn it off only when `SIGPIPE` is ignored or blocked
+    /// in every thread that writes: otherwise a write to a pipe whose reader is gone kills
+    /// the process.
     pub fn set_sigpipe_guard(&mut self, on: bool) {
         self.guard = on;
+    }
+
+    /// Whether each write blocks `SIGPIPE` around itself (see [`Writer::set_sigpipe_guard`]).
+    pub fn sigpipe_guard(&self) -> bool {
+        self.guard
     }
 
     fn write_once(&self, bytes: &[u8]) -> core::result::Result<usize, Errno> {
@@ -132,6 +148,12 @@ impl Writer {
     pub fn into_stdio(self) -> std::process::Stdio {
         std::process::Stdio::from(self.fd)
     }
+}
+
+/// The guard is needed unless `SIGPIPE` is ignored; when the disposition cannot be read,
+/// keep it (the safe side).
+fn needs_guard() -> bool {
+    !crate::sys::sigpipe_ignored().unwrap_or(false)
 }
 
 impl FrameSender for Writer {

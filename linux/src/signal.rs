@@ -18,6 +18,14 @@ use crate::sys::{self, KernelSigset, SignalfdSiginfo, sig_bit};
 
 pub use linux_raw_sys::general::{SIGHUP, SIGINT, SIGPIPE, SIGTERM, SIGUSR1, SIGUSR2};
 
+/// The lowest real-time signal no C library keeps for itself: the kernel's real-time
+/// signals are 32..=64, glibc reserves 32 and 33 and musl 32 to 34 for threads and timers.
+/// Unlike standard signals, which coalesce while pending, real-time signals queue: each
+/// `sigqueue` is delivered once, in order, with its value (up to `RLIMIT_SIGPENDING`).
+pub const FIRST_FREE_RT_SIGNAL: u32 = 35;
+/// The highest real-time signal.
+pub const LAST_RT_SIGNAL: u32 = 64;
+
 /// A set of signals (the kernel's 64-bit `sigset_t`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SigSet(KernelSigset);

@@ -197,6 +197,31 @@ pub fn without_sigpipe<T>(write: impl FnOnce() -> Result<T, Errno>) -> Result<T,
     r
 }
 
+/// `SIG_IGN` as the kernel stores it in `sa_handler`.
+const SIG_IGN: usize = 1;
+
+/// Whether `SIGPIPE` is ignored process-wide (`rt_sigaction(SIGPIPE, NULL, &old, 8)` reads
+/// the disposition and changes nothing). When it is, a write to a pipe whose reader is gone
+/// just fails with `EPIPE`, and [`without_sigpipe`] is not needed. Rust's runtime ignores
+/// `SIGPIPE` before `main`; C programs usually leave the default (terminate).
+pub fn sigpipe_ignored() -> Result<bool, Errno> {
+    // `struct sigaction` of the kernel starts with `sa_handler` on every architecture Ember
+    // targets (x86-64, AArch64, 32-bit ARM, RISC-V) and is at most 32 bytes; 64 leave room.
+    let mut old = [0usize; 64 / core::mem::size_of::<usize>()];
+    // SAFETY: a null new action only reads; the kernel writes one `struct sigaction` into
+    // `old`, which is larger and pointer-aligned; the sigset size is the kernel's.
+    let r = unsafe {
+        syscalls::raw::syscall4(
+            linux_raw_sys::general::__NR_rt_sigaction as usize,
+            linux_raw_sys::general::SIGPIPE as usize,
+            0,
+            old.as_mut_ptr() as usize,
+            core::mem::size_of::<KernelSigset>(),
+        )
+    };
+    ret(r).map(|_| old[0] == SIG_IGN)
+}
+
 /// Blocks `SIGPIPE` in the calling thread for good, so Ember's pipe and FIFO writes skip
 /// the two `rt_sigprocmask` calls of [`without_sigpipe`]. An explicit choice of the
 /// application (it affects every write of this thread); returns whether it was blocked

@@ -6,6 +6,8 @@
 //! spawn this binary again with `--peer <role> ...` as the other process.
 
 mod common;
+#[path = "common/counting.rs"]
+mod counting;
 
 use std::os::fd::AsFd;
 use std::process::{Command, Stdio};
@@ -612,6 +614,24 @@ fn peer(args: &[String]) {
                 q.send_frame(&buf[..n]).unwrap();
             }
         }
+        // stdout-packets COUNT: writes COUNT frames to stdout, a packet pipe, one per packet.
+        "stdout-packets" => {
+            let count: u32 = args[1].parse().unwrap();
+            let mut tx = Writer::packet(std::io::stdout().as_fd().try_clone_to_owned().unwrap());
+            let mut buf = vec![0u8; PIPE_BUF];
+            for seq in 0..count {
+                let n = frame(seq, PIPE_BUF - 24, &mut buf);
+                tx.send_frame(&buf[..n]).unwrap();
+            }
+        }
+        // rt-burst PID SIGNAL COUNT: queues COUNT real-time signals to PID, values 0..COUNT.
+        "rt-burst" => {
+            let (pid, sig, count): (u32, u32, i32) =
+                (args[1].parse().unwrap(), args[2].parse().unwrap(), args[3].parse().unwrap());
+            for value in 0..count {
+                signal::send_with_value(pid, sig, value).unwrap();
+            }
+        }
         // sigqueue PID VALUE: sends SIGUSR1 with VALUE to PID.
         "sigqueue" => {
             let (pid, value): (u32, i32) = (args[1].parse().unwrap(), args[2].parse().unwrap());
@@ -638,6 +658,25 @@ fn peer(args: &[String]) {
             Err(Error::Os(e)) => println!("refused errno {}", e.raw_os_error()),
             Err(e) => println!("refused: {e}"),
         },
+        // sigpipe-default[-noguard]: restores SIGPIPE's default action, then writes to a
+        // pipe whose reader is gone (with the writer's own guard, or with it forced off).
+        "sigpipe-default" | "sigpipe-default-noguard" => {
+            // SAFETY: sets SIGPIPE back to its default action in this single-threaded peer.
+            unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+            assert!(!ember_linux::sys::sigpipe_ignored().unwrap());
+            let (rx, mut tx) = pipe::pipe().unwrap();
+            println!("guard {}", if tx.sigpipe_guard() { "on" } else { "off" });
+            if args[0] == "sigpipe-default-noguard" {
+                tx.set_sigpipe_guard(false);
+            }
+            drop(rx);
+            let mut buf = [0u8; 64];
+            let n = frame(1, 10, &mut buf);
+            for _ in 0..3 {
+                assert_eq!(tx.send_frame(&buf[..n]), Err(Error::PeerGone));
+            }
+            println!("PeerGone x3");
+        }
         other => panic!("unknown peer {other}"),
     }
 }
@@ -658,6 +697,69 @@ fn pipe_across_processes() {
     }
     assert_eq!(rx.recv_frame(&mut buf), Err(Error::PeerGone));
     assert!(child.wait().unwrap().success());
+}
+
+/// A packet pipe whose write end is a real child's stdout: every packet is one whole frame.
+fn packet_pipe_across_processes() {
+    let (mut rx, tx) = pipe::packet_pipe().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--peer", "stdout-packets", "3000"])
+        .stdout(tx.into_stdio())
+        .spawn()
+        .unwrap();
+    let mut buf = vec![0u8; PIPE_BUF];
+    for seq in 0..3000 {
+        let n = rx.recv_frame(&mut buf).unwrap();
+        check_frame(seq, &buf[..n], PIPE_BUF - 24);
+    }
+    assert!(child.wait().unwrap().success());
+    assert_eq!(rx.recv_frame(&mut buf), Err(Error::PeerGone));
+}
+
+/// Real-time signals queue where standard ones coalesce: a real second process queues 300
+/// values; the signalfd yields all of them, in order, each with the sender's pid.
+fn rt_signals_across_processes() {
+    let sig = signal::FIRST_FREE_RT_SIGNAL + 1;
+    let set = SigSet::of(&[sig]);
+    let old = signal::block(set).unwrap();
+    let mut sfd = SignalFd::new(set, false).unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--peer", "rt-burst", &std::process::id().to_string(), &sig.to_string(), "300"])
+        .spawn()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    for value in 0..300 {
+        let info = sfd.recv().unwrap();
+        assert_eq!((info.signal, info.code, info.pid, info.value), (sig, -1, child.id(), value));
+    }
+    let mut nb = SignalFd::new(set, true).unwrap();
+    assert_eq!(nb.recv(), Err(Error::WouldBlock), "a signal more than was sent");
+    signal::set_mask(old).unwrap();
+}
+
+/// Sending and receiving signals allocates nothing (the counting allocator of
+/// `common/counting.rs` is this binary's global allocator).
+fn signals_allocate_nothing() {
+    let sig = signal::FIRST_FREE_RT_SIGNAL + 2;
+    let set = SigSet::of(&[sig, signal::SIGUSR2]);
+    let old = signal::block(set).unwrap();
+    let mut sfd = SignalFd::new(set, false).unwrap();
+    let pidfd = rustix::process::pidfd_open(rustix::process::getpid(), rustix::process::PidfdFlags::empty()).unwrap();
+    let (me, tid) = (std::process::id(), rustix::thread::gettid().as_raw_nonzero().get());
+    let mut seen = 0;
+    let count = counting::allocations(|| {
+        for value in 0..100 {
+            signal::send_with_value(me, sig, value).unwrap();
+            seen += (sfd.recv().unwrap().value == value) as u32;
+            signal::send_to_thread(tid, sig).unwrap();
+            seen += (sfd.recv().unwrap().signal == sig) as u32;
+            signal::send_pidfd(&pidfd, signal::SIGUSR2).unwrap();
+            seen += (sfd.recv().unwrap().signal == signal::SIGUSR2) as u32;
+        }
+    });
+    signal::set_mask(old).unwrap();
+    assert_eq!(seen, 300);
+    assert_eq!(count, 0, "allocations while sending and receiving signals");
 }
 
 fn fifo_across_processes() {
@@ -765,20 +867,39 @@ fn other_uid_cannot_open() {
 }
 
 /// A reader of our own sees `PeerGone` for a write after the reader went away, and the
-/// process survives (no SIGPIPE); the thread's signal mask is left as it was.
+/// process survives (no SIGPIPE); with the guard forced on, the thread's signal mask is left
+/// as it was and no `SIGPIPE` stays pending.
 fn sigpipe_never_kills() {
+    assert!(ember_linux::sys::sigpipe_ignored().unwrap(), "Rust test binaries ignore SIGPIPE");
     let before = ember_linux::sys::rt_sigprocmask(linux_raw_sys::general::SIG_BLOCK, 0).unwrap();
-    let (rx, mut tx) = pipe::pipe().unwrap();
-    drop(rx);
     let mut buf = [0u8; 64];
     let n = frame(1, 10, &mut buf);
-    for _ in 0..3 {
-        assert_eq!(tx.send_frame(&buf[..n]), Err(Error::PeerGone));
+    for guard in [false, true] {
+        let (rx, mut tx) = pipe::pipe().unwrap();
+        // SIGPIPE is ignored here, so a writer starts without the guard.
+        assert!(!tx.sigpipe_guard());
+        tx.set_sigpipe_guard(guard);
+        drop(rx);
+        for _ in 0..3 {
+            assert_eq!(tx.send_frame(&buf[..n]), Err(Error::PeerGone));
+        }
     }
     let after = ember_linux::sys::rt_sigprocmask(linux_raw_sys::general::SIG_BLOCK, 0).unwrap();
     assert_eq!(before, after, "the signal mask changed");
     let pending = ember_linux::sys::rt_sigpending().unwrap();
     assert_eq!(pending & ember_linux::sys::sig_bit(linux_raw_sys::general::SIGPIPE), 0, "a SIGPIPE was left pending");
+    // A process with SIGPIPE's default action (a C program's): the writer turns its guard
+    // on and the write returns PeerGone; with the guard forced off, SIGPIPE kills it.
+    for (role, killed) in [("sigpipe-default", false), ("sigpipe-default-noguard", true)] {
+        let out = Command::new(std::env::current_exe().unwrap()).args(["--peer", role]).output().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        if killed {
+            assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{role}: {out:?}");
+        } else {
+            assert!(out.status.success(), "{role}: {out:?}");
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "guard on\nPeerGone x3\n", "{role}");
+        }
+    }
 }
 
 fn main() {
@@ -797,6 +918,9 @@ fn main() {
             ("fifo_refuses_what_is_not_ours", fifo_refuses_what_is_not_ours),
             ("pipe_buf_rule_with_two_writers", pipe_buf_rule_with_two_writers),
             ("pipe_across_processes", pipe_across_processes),
+            ("packet_pipe_across_processes", packet_pipe_across_processes),
+            ("rt_signals_across_processes", rt_signals_across_processes),
+            ("signals_allocate_nothing", signals_allocate_nothing),
             ("fifo_across_processes", fifo_across_processes),
             ("fifo_with_cat_and_sh", fifo_with_cat_and_sh),
             ("other_uid_cannot_open", other_uid_cannot_open),
