@@ -110,6 +110,11 @@ impl Writer {
         }
     }
 
+    /// Gives the file descriptor back.
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+
     /// Whether this writer sends packets (one frame per write).
     pub fn is_packet(&self) -> bool {
         self.packet
@@ -202,6 +207,12 @@ impl<const N: usize> StreamReader<N> {
         StreamReader { fd, acc: FrameAccumulator::new(), rbuf: [0; N], rpos: 0, rlen: 0 }
     }
 
+    /// Gives the file descriptor back; bytes already read but not yet returned as frames
+    /// are dropped.
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+
     /// Garbage bytes skipped so far (see [`FrameAccumulator::dropped_bytes`]).
     pub fn dropped_bytes(&self) -> u64 {
         self.acc.dropped_bytes()
@@ -269,6 +280,11 @@ impl PacketReader {
     /// Wraps the read end of a packet-mode pipe.
     pub fn from_fd(fd: OwnedFd) -> PacketReader {
         PacketReader { fd }
+    }
+
+    /// Gives the file descriptor back.
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
     }
 }
 

@@ -140,8 +140,8 @@ impl Reader {
 }
 
 /// Per-message samples of a stream of `payload`-byte messages from the peer.
-fn throughput(cpu: usize, count: usize, role: &str, payload: usize) -> Result<Vec<f64>, String> {
-    let packet = role.ends_with("-packet");
+fn throughput(cpu: usize, count: usize, role: &str, payload: usize, copy: bool) -> Result<Vec<f64>, String> {
+    let packet = role.contains("-packet");
     let flags = if packet {
         rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::DIRECT
     } else {
@@ -150,8 +150,45 @@ fn throughput(cpu: usize, count: usize, role: &str, payload: usize) -> Result<Ve
     let (r, w) = rustix::pipe::pipe_with(flags).map_err(|e| e.to_string())?;
     let ember = !role.starts_with("raw-flood");
     let mut child = spawn_peer(cpu, &[role, &count.to_string(), &payload.to_string()], Stdio::null(), Stdio::from(w))?;
-    let frame_len = make_frame(payload).len();
+    let consumer = match (ember, copy) {
+        (true, _) => Consumer::Ember,
+        (false, false) => Consumer::Raw,
+        (false, true) => Consumer::RawCopy,
+    };
+    let samples = drain(r, count, make_frame(payload).len(), packet, consumer, Eof::Fail)?;
+    let status = child.wait().map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err(format!("peer failed: {status}"));
+    }
+    Ok(samples)
+}
+
+/// How a streaming row's receiver takes the messages.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Consumer {
+    /// Ember's checked receive (`recv_frame` into the caller's buffer).
+    Ember,
+    /// Raw reads that count bytes and never touch them: the kernel's cost alone.
+    Raw,
+    /// Raw reads, then each whole message copied out of the read buffer (what any receiver
+    /// that uses the bytes pays, Ember or not); byte streams only.
+    RawCopy,
+}
+
+/// Receives `count` frames of `frame_len` bytes from `r` (a pipe or FIFO, packet mode or
+/// not) as `consumer` says, and returns per-message samples over batches. `eof` says what
+/// end of file before the first message means (a FIFO whose writer has not opened yet).
+pub(super) fn drain(
+    r: OwnedFd,
+    count: usize,
+    frame_len: usize,
+    packet: bool,
+    consumer: Consumer,
+    eof: Eof,
+) -> Result<Vec<f64>, String> {
+    let ember = consumer == Consumer::Ember;
     let mut batches = Batches::new(count);
+    let waiting = |done: usize| eof == Eof::Wait && done == 0;
     if packet {
         // One read per packet, raw or through Ember's checked receive.
         let mut rx = PacketReader::from_fd(r.try_clone().map_err(|e| e.to_string())?);
@@ -168,33 +205,49 @@ fn throughput(cpu: usize, count: usize, role: &str, payload: usize) -> Result<Ve
             batches.count(1);
         }
     } else if ember {
-        let mut rx: StreamReader<{ 64 * 1024 }> = StreamReader::from_fd(r);
+        let mut rx: Box<StreamReader<{ 64 * 1024 }>> = Box::new(StreamReader::from_fd(r));
         let mut out = vec![0u8; 64 * 1024];
-        for _ in 0..count {
-            rx.recv_frame(&mut out).map_err(|e| e.to_string())?;
+        let mut done = 0;
+        while done < count {
+            match rx.recv_frame(&mut out) {
+                Ok(_) => done += 1,
+                Err(ember_linux::Error::PeerGone) if waiting(done) => std::thread::yield_now(),
+                Err(e) => return Err(e.to_string()),
+            }
             batches.count(1);
         }
     } else {
-        // Raw: read as much as the pipe has, count whole messages (the kernel's cost).
+        // Raw: read as much as the pipe has and count whole messages (the kernel's cost);
+        // RawCopy also copies each whole message out, keeping a partial one for the next read.
+        let copy = consumer == Consumer::RawCopy;
         let mut buf = vec![0u8; 64 * 1024];
-        let (mut bytes, mut done) = (0usize, 0usize);
+        let mut out = vec![0u8; frame_len];
+        let (mut have, mut done) = (0usize, 0usize);
         while done < count {
-            let n = match rustix::io::read(&r, &mut buf) {
+            let room = if copy { &mut buf[have..] } else { &mut buf[..] };
+            let n = match rustix::io::read(&r, room) {
+                Ok(0) if waiting(done) && have == 0 => {
+                    std::thread::yield_now();
+                    continue;
+                }
                 Ok(0) => return Err("peer closed early".into()),
                 Ok(n) => n,
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(e) => return Err(e.to_string()),
             };
-            bytes += n;
-            let whole = bytes / frame_len;
-            bytes %= frame_len;
+            have += n;
+            let whole = have / frame_len;
+            if copy {
+                for m in buf[..whole * frame_len].chunks_exact(frame_len) {
+                    out.copy_from_slice(m);
+                    std::hint::black_box(&out);
+                }
+                buf.copy_within(whole * frame_len..have, 0);
+            }
+            have %= frame_len;
             done += whole;
             batches.count(whole);
         }
-    }
-    let status = child.wait().map_err(|e| e.to_string())?;
-    if !status.success() {
-        return Err(format!("peer failed: {status}"));
     }
     Ok(batches.samples)
 }
@@ -228,12 +281,15 @@ pub fn peer(role: &str, args: &[String]) -> Result<(), String> {
                 write_all(&out_fd, &buf)?;
             }
         }
-        "frame-flood" | "frame-flood-noguard" | "frame-flood-packet" => {
+        "frame-flood" | "frame-flood-guard" | "frame-flood-packet" | "frame-flood-packet-guard" => {
             let (count, payload) = (num(0)?, num(1)?);
             let frame = make_frame(payload);
-            let mut tx = if role == "frame-flood-packet" { Writer::packet(out_fd) } else { Writer::stream(out_fd) };
-            // Rust programs ignore SIGPIPE by default, so the guard may go.
-            tx.set_sigpipe_guard(role != "frame-flood-noguard");
+            let mut tx = if role.contains("-packet") { Writer::packet(out_fd) } else { Writer::stream(out_fd) };
+            // This Rust program ignores SIGPIPE, so the writer starts without the guard;
+            // the -guard rows force it on, as for a C program with SIGPIPE's default action.
+            if role.ends_with("-guard") {
+                tx.set_sigpipe_guard(true);
+            }
             for _ in 0..count {
                 tx.send_frame(&frame).map_err(|e| e.to_string())?;
             }
@@ -252,7 +308,8 @@ pub fn peer(role: &str, args: &[String]) -> Result<(), String> {
 
 const NOTE_LAT: &str =
     "ping-pong between two processes, one-way = half; raw moves the same bytes with read/write; target ratio <= 1.10";
-const NOTE_NOGUARD: &str = "as pipe-stream/ember with Writer::set_sigpipe_guard(false) (SIGPIPE ignored, as in Rust programs): no rt_sigprocmask per write";
+const NOTE_GUARD: &str = "as */ember with the SIGPIPE guard forced on (what a program that does not ignore SIGPIPE pays, e.g. C): two rt_sigprocmask per write";
+const NOTE_COPY: &str = "raw reads, then each message copied out of the read buffer: what any receiver that uses the bytes pays, Ember or not (context for */ember; not a target)";
 const NOTE_TPUT: &str = "the peer streams messages into a pipe, time per message over batches of 256; raw reads the same bytes; target ratio <= 1.10";
 
 /// Runs the pipe rows on `cpus[0]` (this process) and `cpus[1]` (the peer).
@@ -269,8 +326,8 @@ pub fn run(opts: &Options, cpus: &[usize], progress: &Progress, rows: &mut Vec<R
     let payload = opts.size.unwrap_or(64);
     let (mut pr, mut pe, mut kr, mut ke) = (Pool::default(), Pool::default(), Pool::default(), Pool::default());
     let (mut t64r, mut t64e, mut t4r, mut t4e) = (Pool::default(), Pool::default(), Pool::default(), Pool::default());
-    let (mut t64n, mut t4n) = (Pool::default(), Pool::default());
-    let (mut kpr, mut kpe) = (Pool::default(), Pool::default());
+    let (mut t64g, mut t4g, mut t64c, mut t4c) = (Pool::default(), Pool::default(), Pool::default(), Pool::default());
+    let (mut kpr, mut kpe, mut kpg) = (Pool::default(), Pool::default(), Pool::default());
     for round in 1..=rounds {
         let step = |what: &str| progress.step(&format!("{what} (round {round}/{rounds})"));
         if lat {
@@ -286,22 +343,31 @@ pub fn run(opts: &Options, cpus: &[usize], progress: &Progress, rows: &mut Vec<R
             }
         }
         if tput {
-            step("pipe stream 64 B, raw");
-            t64r.add(throughput(b, count, "raw-flood", 64))?;
-            step("pipe stream 64 B, Ember");
-            t64e.add(throughput(b, count, "frame-flood", 64))?;
-            step("pipe stream 64 B, Ember without the SIGPIPE guard");
-            t64n.add(throughput(b, count, "frame-flood-noguard", 64))?;
-            step("pipe stream 4 KiB, raw");
-            t4r.add(throughput(b, count / 16, "raw-flood", 4096))?;
-            step("pipe stream 4 KiB, Ember");
-            t4e.add(throughput(b, count / 16, "frame-flood", 4096))?;
-            step("pipe stream 4 KiB, Ember without the SIGPIPE guard");
-            t4n.add(throughput(b, count / 16, "frame-flood-noguard", 4096))?;
-            step("packet pipe stream 64 B, raw");
-            kpr.add(throughput(b, count, "raw-flood-packet", 64))?;
-            step("packet pipe stream 64 B, Ember");
-            kpe.add(throughput(b, count, "frame-flood-packet", 64))?;
+            // 4 KiB messages: a quarter as many, so each round still gives 64 batches.
+            let cases: [(&str, &str, usize, usize, bool, &mut Pool); 11] = [
+                ("pipe stream 64 B, raw", "raw-flood", count, 64, false, &mut t64r),
+                ("pipe stream 64 B, raw + copy", "raw-flood", count, 64, true, &mut t64c),
+                ("pipe stream 64 B, Ember", "frame-flood", count, 64, false, &mut t64e),
+                ("pipe stream 64 B, Ember, SIGPIPE guard on", "frame-flood-guard", count, 64, false, &mut t64g),
+                ("pipe stream 4 KiB, raw", "raw-flood", count / 4, 4096, false, &mut t4r),
+                ("pipe stream 4 KiB, raw + copy", "raw-flood", count / 4, 4096, true, &mut t4c),
+                ("pipe stream 4 KiB, Ember", "frame-flood", count / 4, 4096, false, &mut t4e),
+                ("pipe stream 4 KiB, Ember, SIGPIPE guard on", "frame-flood-guard", count / 4, 4096, false, &mut t4g),
+                ("packet pipe stream 64 B, raw", "raw-flood-packet", count, 64, false, &mut kpr),
+                ("packet pipe stream 64 B, Ember", "frame-flood-packet", count, 64, false, &mut kpe),
+                (
+                    "packet pipe stream 64 B, Ember, SIGPIPE guard on",
+                    "frame-flood-packet-guard",
+                    count,
+                    64,
+                    false,
+                    &mut kpg,
+                ),
+            ];
+            for (what, role, n, size, copy, pool) in cases {
+                step(what);
+                pool.add(throughput(b, n, role, size, copy))?;
+            }
         }
     }
     if let (Some(r), Some(e)) = (pr.stats(), pe.stats()) {
@@ -312,19 +378,20 @@ pub fn run(opts: &Options, cpus: &[usize], progress: &Progress, rows: &mut Vec<R
         row(rows, "packet-pipe/raw", payload + 24, r, None, NOTE_LAT);
         row(rows, "packet-pipe/ember", payload + 24, e, Some(("packet-pipe/raw", r)), NOTE_LAT);
     }
-    if let (Some(r), Some(e), Some(n), Some(r4), Some(e4), Some(n4)) =
-        (t64r.stats(), t64e.stats(), t64n.stats(), t4r.stats(), t4e.stats(), t4n.stats())
-    {
-        row(rows, "pipe-stream/raw", 88, r, None, NOTE_TPUT);
-        row(rows, "pipe-stream/ember", 88, e, Some(("pipe-stream/raw", r)), NOTE_TPUT);
-        row(rows, "pipe-stream/ember-noguard", 88, n, Some(("pipe-stream/raw", r)), NOTE_NOGUARD);
-        row(rows, "pipe-stream/raw", 4120, r4, None, NOTE_TPUT);
-        row(rows, "pipe-stream/ember", 4120, e4, Some(("pipe-stream/raw", r4)), NOTE_TPUT);
-        row(rows, "pipe-stream/ember-noguard", 4120, n4, Some(("pipe-stream/raw", r4)), NOTE_NOGUARD);
-    }
-    if let (Some(r), Some(e)) = (kpr.stats(), kpe.stats()) {
-        row(rows, "packet-stream/raw", 88, r, None, NOTE_TPUT);
-        row(rows, "packet-stream/ember", 88, e, Some(("packet-stream/raw", r)), NOTE_TPUT);
+    for (name, size, raw, copy, ember, guard) in [
+        ("pipe-stream/", 88, &mut t64r, Some(&mut t64c), &mut t64e, &mut t64g),
+        ("pipe-stream/", 4120, &mut t4r, Some(&mut t4c), &mut t4e, &mut t4g),
+        ("packet-stream/", 88, &mut kpr, None, &mut kpe, &mut kpg),
+    ] {
+        if let (Some(r), Some(e), Some(g)) = (raw.stats(), ember.stats(), guard.stats()) {
+            let raw_name = format!("{name}raw");
+            row(rows, &raw_name, size, r, None, NOTE_TPUT);
+            if let Some(c) = copy.and_then(|c| c.stats()) {
+                row(rows, &format!("{name}raw-copy"), size, c, Some((raw_name.as_str(), r)), NOTE_COPY);
+            }
+            row(rows, &format!("{name}ember"), size, e, Some((raw_name.as_str(), r)), NOTE_TPUT);
+            row(rows, &format!("{name}ember-guard"), size, g, Some((raw_name.as_str(), r)), NOTE_GUARD);
+        }
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ use ember_linux::sysvmq::SysvQueue;
 use ember_linux::{FrameReceiver, FrameSender, fifo, sys};
 use rustix::fd::AsFd;
 
-use super::pipe::{Eof, make_frame, read_exact, write_all};
+use super::pipe::{Consumer, Eof, drain, make_frame, read_exact, write_all};
 use super::shm::{Batches, Pool, now_ns, row, spawn_peer};
 use super::{Options, Progress, Row};
 
@@ -195,6 +195,28 @@ fn fifo_latency(cpu: usize, iters: usize, ember: bool, payload: usize) -> Result
     Ok(samples)
 }
 
+/// Per-message samples of a stream of `payload`-byte messages the peer writes into a FIFO
+/// (Ember frames through `fifo::open_writer`, or raw writes of the same bytes).
+fn fifo_throughput(cpu: usize, count: usize, ember: bool, payload: usize) -> Result<Vec<f64>, String> {
+    let path = format!("{}{}", std::env::temp_dir().display(), unique("fifos"));
+    fifo::create(&path).map_err(s)?;
+    let _cleanup = Remove(vec![path.clone()]);
+    // Open our end first (a reader never waits); the peer's writer retries until it is there.
+    let rx: ember_linux::pipe::StreamReader<64> = fifo::open_reader(&path, false).map_err(s)?;
+    let fd = rx.into_fd();
+    let mode = if ember { "ember" } else { "raw" };
+    let child = spawn_peer(
+        cpu,
+        &["fifo-flood", mode, &path, &count.to_string(), &payload.to_string()],
+        Stdio::null(),
+        Stdio::null(),
+    )?;
+    let consumer = if ember { Consumer::Ember } else { Consumer::Raw };
+    let samples = drain(fd, count, make_frame(payload).len(), false, consumer, Eof::Wait)?;
+    finish(child)?;
+    Ok(samples)
+}
+
 struct Remove(Vec<String>);
 impl Drop for Remove {
     fn drop(&mut self) {
@@ -331,6 +353,23 @@ pub fn peer(role: &str, args: &[String]) -> Result<(), String> {
                 }
             }
         }
+        "fifo-flood" => {
+            let mut tx = loop {
+                match fifo::open_writer(&arg(1)?, false) {
+                    Ok(w) => break w,
+                    Err(ember_linux::Error::NoReader) => std::thread::sleep(Duration::from_millis(1)),
+                    Err(e) => return Err(e.to_string()),
+                }
+            };
+            let frame = make_frame(num(3)?);
+            for _ in 0..num(2)? {
+                if ember {
+                    tx.send_frame(&frame).map_err(s)?;
+                } else {
+                    write_all(tx.as_fd(), &frame)?;
+                }
+            }
+        }
         "signal-echo" => {
             let parent: u32 = arg(1)?.parse().map_err(s)?;
             let set = SigSet::of(&[signal::SIGUSR1]);
@@ -357,7 +396,18 @@ const NOTE: &str = "ping-pong between two processes (one-way = half) or a stream
 
 /// Runs the queue, FIFO and signal rows on `cpus[1]` (the peer) and this process.
 pub fn run(opts: &Options, cpus: &[usize], progress: &Progress, rows: &mut Vec<Row>) -> Result<(), String> {
-    let names = ["mq/", "mq-stream/", "mq-stream-4k/", "sysv-mq/", "sysv-stream/", "fifo/", "signal/"];
+    let names = [
+        "mq/",
+        "sysv-mq/",
+        "fifo/",
+        "signal/",
+        "mq-stream/",
+        "mq-stream-4k/",
+        "sysv-stream/",
+        "sysv-stream-4k/",
+        "fifo-stream/",
+        "fifo-stream-4k/",
+    ];
     if !names.iter().any(|n| opts.selected(n)) {
         return Ok(());
     }
@@ -367,7 +417,7 @@ pub fn run(opts: &Options, cpus: &[usize], progress: &Progress, rows: &mut Vec<R
     let count = if opts.full { 1 << 16 } else { 1 << 14 };
     let payload = opts.size.unwrap_or(64).min(MQ_SIZE - 24);
     let mut pools: Vec<(&str, bool, Pool)> = Vec::new();
-    for name in ["mq/", "sysv-mq/", "fifo/", "signal/", "mq-stream/", "mq-stream-4k/", "sysv-stream/"] {
+    for name in names {
         for ember in [false, true] {
             pools.push((name, ember, Pool::default()));
         }
@@ -385,7 +435,10 @@ pub fn run(opts: &Options, cpus: &[usize], progress: &Progress, rows: &mut Vec<R
                 "signal/" => signal_latency(b, iters, *ember),
                 "mq-stream/" => mq_throughput(b, count, *ember, payload),
                 "mq-stream-4k/" => mq_throughput(b, count / 4, *ember, 4096),
-                _ => sysv_throughput(b, count, *ember, payload),
+                "sysv-stream/" => sysv_throughput(b, count, *ember, payload),
+                "sysv-stream-4k/" => sysv_throughput(b, count / 4, *ember, 4096),
+                "fifo-stream/" => fifo_throughput(b, count, *ember, payload),
+                _ => fifo_throughput(b, count / 4, *ember, 4096),
             };
             pool.add(r)?;
         }
@@ -396,7 +449,7 @@ pub fn run(opts: &Options, cpus: &[usize], progress: &Progress, rows: &mut Vec<R
         if let (Some(r), Some(e)) = (raw.stats(), ember.stats()) {
             let size = match *name {
                 "signal/" => 4,
-                "mq-stream-4k/" => 4096 + 24,
+                n if n.ends_with("-4k/") => 4096 + 24,
                 _ => frame,
             };
             let raw_name = format!("{name}raw");
