@@ -49,6 +49,25 @@ pub enum Error {
         /// Bytes needed.
         needed: usize,
     },
+    /// Nobody listens at that address (`ECONNREFUSED`).
+    Refused,
+    /// The address is taken: a listener still answers at that socket path, or the path is
+    /// something other than a socket (never removed), or the port is bound (`EADDRINUSE`).
+    AddrInUse,
+    /// A peer connected with a uid that the listener's allow-list does not contain; its
+    /// connection was closed.
+    PeerNotAllowed {
+        /// The peer's uid (`SO_PEERCRED`).
+        uid: u32,
+        /// The peer's pid.
+        pid: u32,
+    },
+    /// A message came with more file descriptors than the receiver takes; the message and
+    /// all its descriptors were dropped (closed).
+    TooManyFds {
+        /// How many the receiver takes.
+        max: usize,
+    },
 }
 
 impl fmt::Display for Error {
@@ -67,6 +86,10 @@ impl fmt::Display for Error {
             Error::NotAFifo => f.write_str("path exists and is not a FIFO"),
             Error::NotOwner => f.write_str("object belongs to another user"),
             Error::BufferTooSmall { needed } => write!(f, "receive buffer too small: {needed} bytes needed"),
+            Error::Refused => f.write_str("connection refused: nobody listens there"),
+            Error::AddrInUse => f.write_str("address in use"),
+            Error::PeerNotAllowed { uid, pid } => write!(f, "peer uid {uid} (pid {pid}) is not allowed"),
+            Error::TooManyFds { max } => write!(f, "message carried more than {max} file descriptors; dropped"),
         }
     }
 }
@@ -74,12 +97,15 @@ impl fmt::Display for Error {
 impl core::error::Error for Error {}
 
 impl From<Errno> for Error {
-    /// `EAGAIN` becomes [`Error::WouldBlock`], `EPIPE` [`Error::PeerGone`], `ETIMEDOUT`
-    /// [`Error::TimedOut`]; the rest stay [`Error::Os`].
+    /// `EAGAIN` becomes [`Error::WouldBlock`], `EPIPE` and `ECONNRESET`
+    /// [`Error::PeerGone`], `ETIMEDOUT` [`Error::TimedOut`], `ECONNREFUSED`
+    /// [`Error::Refused`], `EADDRINUSE` [`Error::AddrInUse`]; the rest stay [`Error::Os`].
     fn from(e: Errno) -> Self {
         match e {
             Errno::AGAIN => Error::WouldBlock,
-            Errno::PIPE => Error::PeerGone,
+            Errno::PIPE | Errno::CONNRESET => Error::PeerGone,
+            Errno::CONNREFUSED => Error::Refused,
+            Errno::ADDRINUSE => Error::AddrInUse,
             Errno::TIMEDOUT => Error::TimedOut,
             e => Error::Os(e),
         }
@@ -112,6 +138,8 @@ impl From<Error> for std::io::Error {
             }
             Error::TimedOut => std::io::Error::new(std::io::ErrorKind::TimedOut, e),
             Error::PeerGone => std::io::Error::new(std::io::ErrorKind::BrokenPipe, e),
+            Error::Refused => std::io::Error::new(std::io::ErrorKind::ConnectionRefused, e),
+            Error::AddrInUse => std::io::Error::new(std::io::ErrorKind::AddrInUse, e),
             other => std::io::Error::other(other),
         }
     }

@@ -31,12 +31,17 @@ mod fmt;
 pub mod error;
 pub mod fifo;
 pub mod mq;
+pub mod net;
 pub mod pipe;
+pub mod poll;
 pub mod shm;
 pub mod signal;
+pub mod socket;
+mod stream;
 pub mod sys;
 pub mod sysvmq;
 pub mod transport;
+pub mod uds;
 
 pub use error::{Error, Result};
 pub use transport::{Endpoint, FrameReceiver, FrameSender};

@@ -30,13 +30,13 @@
 //! [`StreamReader::into_stdio`] turn an end into a `std::process::Stdio`, for a child's
 //! stdin or stdout; the child wraps its own stdin/stdout with `from_fd`.
 
-use ember_core::accumulator::{FeedResult, FrameAccumulator};
 use ember_core::frame::MAX_FRAME_LEN;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::io::Errno;
 use rustix::pipe::PipeFlags;
 
 use crate::error::{Error, Result};
+use crate::stream::StreamBuf;
 use crate::transport::{FrameReceiver, FrameSender, check_outgoing};
 
 /// `PIPE_BUF`: the atomic write size of a pipe, and the packet size of a packet pipe.
@@ -120,34 +120,6 @@ impl Writer {
         self.packet
     }
 
-    /// Writes all of `bytes` (`write(2)`, repeated after a partial write or `EINTR`).
-    ///
-    /// A frame of at most `PIPE_BUF` bytes is written by one atomic `write`, so in
-    /// nonblocking mode it is either written whole or not at all ([`Error::WouldBlock`]). A
-    /// larger frame that was partly written is finished even in nonblocking mode (waiting
-    /// for room with `poll`), because a half-written frame would corrupt the stream.
-    fn write_all(&self, mut bytes: &[u8]) -> Result<()> {
-        let mut started = false;
-        while !bytes.is_empty() {
-            match self.write_once(bytes) {
-                Ok(n) => {
-                    started = true;
-                    bytes = &bytes[n..];
-                }
-                Err(Errno::INTR) => {}
-                Err(Errno::AGAIN) if started => {
-                    let mut fds = [rustix::event::PollFd::new(&self.fd, rustix::event::PollFlags::OUT)];
-                    match rustix::event::poll(&mut fds, None) {
-                        Ok(_) | Err(Errno::INTR) => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
-    }
-
     /// Hands this end to a child process as its stdin or stdout.
     #[cfg(feature = "std")]
     pub fn into_stdio(self) -> std::process::Stdio {
@@ -180,7 +152,7 @@ impl FrameSender for Writer {
                 };
             }
         }
-        self.write_all(frame)
+        crate::stream::write_all(&self.fd, frame, |b| self.write_once(b))
     }
 }
 
@@ -195,16 +167,13 @@ impl AsFd for Writer {
 /// Holds two `N`-byte buffers (read buffer and accumulator), and never allocates.
 pub struct StreamReader<const N: usize = DEFAULT_STREAM_BUF> {
     fd: OwnedFd,
-    acc: FrameAccumulator<N>,
-    rbuf: [u8; N],
-    rpos: usize,
-    rlen: usize,
+    buf: StreamBuf<N>,
 }
 
 impl<const N: usize> StreamReader<N> {
     /// Wraps the read end of a byte-stream pipe or FIFO (e.g. a child's stdout).
     pub fn from_fd(fd: OwnedFd) -> StreamReader<N> {
-        StreamReader { fd, acc: FrameAccumulator::new(), rbuf: [0; N], rpos: 0, rlen: 0 }
+        StreamReader { fd, buf: StreamBuf::new() }
     }
 
     /// Gives the file descriptor back; bytes already read but not yet returned as frames
@@ -213,9 +182,10 @@ impl<const N: usize> StreamReader<N> {
         self.fd
     }
 
-    /// Garbage bytes skipped so far (see [`FrameAccumulator::dropped_bytes`]).
+    /// Garbage bytes skipped so far (see
+    /// [`FrameAccumulator::dropped_bytes`](ember_core::FrameAccumulator::dropped_bytes)).
     pub fn dropped_bytes(&self) -> u64 {
-        self.acc.dropped_bytes()
+        self.buf.dropped_bytes()
     }
 
     /// Hands this end to a child process as its stdin.
@@ -233,35 +203,8 @@ impl<const N: usize> FrameReceiver for StreamReader<N> {
     /// `read(2)` into the reader's buffer as needed, then the accumulator. End of file (no
     /// writer left) is [`Error::PeerGone`].
     fn recv_frame(&mut self, buf: &mut [u8]) -> Result<usize> {
-        if buf.len() < N {
-            return Err(Error::BufferTooSmall { needed: N });
-        }
-        loop {
-            let input = &self.rbuf[self.rpos..self.rlen];
-            match self.acc.feed(input) {
-                FeedResult::Frame { frame, remaining } => {
-                    let bytes = frame.as_bytes();
-                    buf[..bytes.len()].copy_from_slice(bytes);
-                    self.rpos = self.rlen - remaining.len();
-                    return Ok(bytes.len());
-                }
-                FeedResult::Error { error, remaining } => {
-                    self.rpos = self.rlen - remaining.len();
-                    debug!("stream: frame rejected ({} dropped bytes so far)", self.acc.dropped_bytes());
-                    return Err(Error::Codec(error));
-                }
-                FeedResult::Consumed => {
-                    self.rpos = 0;
-                    self.rlen = 0;
-                    match rustix::io::read(&self.fd, &mut self.rbuf) {
-                        Ok(0) => return Err(Error::PeerGone),
-                        Ok(n) => self.rlen = n,
-                        Err(Errno::INTR) => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-            }
-        }
+        let fd = &self.fd;
+        self.buf.recv(buf, |b| rustix::io::read(fd, b))
     }
 }
 

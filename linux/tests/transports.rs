@@ -8,10 +8,11 @@
 mod common;
 #[path = "common/counting.rs"]
 mod counting;
+#[path = "common/suite.rs"]
+mod suite;
 
 use std::os::fd::AsFd;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 use ember_core::frame::{Flags, FrameRepr};
@@ -20,173 +21,28 @@ use ember_linux::pipe::{self, PIPE_BUF, PacketReader, StreamReader, Writer};
 use ember_linux::signal::{self, DaemonEvent, SigSet, SignalFd};
 use ember_linux::sysvmq::SysvQueue;
 use ember_linux::{Endpoint, Error, FrameReceiver, FrameSender, fifo};
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
+use suite::*;
 
 fn unique_mq(tag: &str) -> String {
-    format!("/ember-test-{}-{tag}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
-}
-
-fn unique_path(tag: &str) -> String {
-    format!("/tmp/ember-test-{}-{tag}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
-}
-
-/// Removes a path when dropped.
-struct Cleanup(String);
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// Frame `seq` of the test stream: payload length varies with `seq` up to `max_payload`.
-fn frame(seq: u32, max_payload: usize, buf: &mut [u8]) -> usize {
-    let len = (seq as usize * 37) % (max_payload + 1);
-    let payload: Vec<u8> = (0..len).map(|i| (seq as usize + i) as u8).collect();
-    let repr = FrameRepr { flags: Flags::empty(), kind: 0x77, seq, payload_len: len };
-    repr.emit_with_payload(&payload, buf).unwrap().len()
-}
-
-fn check_frame(seq: u32, bytes: &[u8], max_payload: usize) {
-    let mut want = vec![0u8; max_payload + 64];
-    let n = frame(seq, max_payload, &mut want);
-    assert_eq!(bytes, &want[..n], "frame {seq} differs");
-}
-
-/// What a transport under test can do.
-struct Caps {
-    name: &'static str,
-    /// Largest payload the suite sends (frame limit minus the header).
-    max_payload: usize,
-    /// Byte stream (garbage between frames is skipped) rather than one frame per message.
-    stream: bool,
-}
-
-// ---- the generic suite ----------------------------------------------------------------
-
-/// Frames arrive complete, in order, for every size up to the limit.
-fn order_and_sizes(caps: &Caps, tx: &mut impl FrameSender, rx: &mut impl FrameReceiver) {
-    let mut out = vec![0u8; rx.max_frame().max(PIPE_BUF)];
-    let mut buf = vec![0u8; caps.max_payload + 64];
-    for seq in 0..200 {
-        let n = frame(seq, caps.max_payload, &mut buf);
-        tx.send_frame(&buf[..n]).unwrap();
-        let got = rx.recv_frame(&mut out).unwrap();
-        check_frame(seq, &out[..got], caps.max_payload);
-    }
-    // A burst, then the reads.
-    for seq in 200..210 {
-        let n = frame(seq, caps.max_payload.min(300), &mut buf);
-        tx.send_frame(&buf[..n]).unwrap();
-    }
-    for seq in 200..210 {
-        let got = rx.recv_frame(&mut out).unwrap();
-        check_frame(seq, &out[..got], caps.max_payload.min(300));
-    }
-}
-
-/// Typed messages through the codec.
-fn typed(tx: &mut impl FrameSender, rx: &mut impl FrameReceiver) {
-    let mut scratch = [0u8; 256];
-    tx.send_msg(5, 9, &("pump", 42u32, [1.5f32; 3]), &mut scratch).unwrap();
-    let mut out = vec![0u8; rx.max_frame().max(PIPE_BUF)];
-    let (repr, (name, v, f)): (_, (&str, u32, [f32; 3])) = rx.recv_msg(&mut out).unwrap();
-    assert_eq!((repr.kind, repr.seq, name, v, f), (5, 9, "pump", 42, [1.5; 3]));
-}
-
-/// Nonblocking: an empty receiver says `WouldBlock` at once.
-fn nonblocking_empty(rx: &mut (impl FrameReceiver + Endpoint)) {
-    rx.set_nonblocking(true).unwrap();
-    let mut out = vec![0u8; rx.max_frame().max(PIPE_BUF)];
-    assert_eq!(rx.recv_frame(&mut out), Err(Error::WouldBlock));
-    rx.set_nonblocking(false).unwrap();
-}
-
-/// Bad input: not a frame, and too large for the transport.
-fn rejects_bad_frames(caps: &Caps, tx: &mut impl FrameSender) {
-    assert!(matches!(tx.send_frame(b"not a frame at all, too short"), Err(Error::Codec(_))));
-    let mut big = vec![0u8; tx.max_frame() + 64];
-    let repr = FrameRepr { flags: Flags::empty(), kind: 1, seq: 1, payload_len: 0 };
-    if tx.max_frame() < 1 << 20 {
-        let n = repr.emit_with_payload(&vec![0u8; tx.max_frame()], &mut big).unwrap().len();
-        assert_eq!(tx.send_frame(&big[..n]), Err(Error::TooLarge { len: n, max: tx.max_frame() }), "{}", caps.name);
-    }
-}
-
-/// A receive buffer below the frame limit is refused before anything is consumed.
-fn small_buffer_consumes_nothing(caps: &Caps, tx: &mut impl FrameSender, rx: &mut impl FrameReceiver) {
-    let mut buf = [0u8; 128];
-    let n = frame(1, 20, &mut buf);
-    tx.send_frame(&buf[..n]).unwrap();
-    let mut small = [0u8; 16];
-    assert!(matches!(rx.recv_frame(&mut small), Err(Error::BufferTooSmall { .. })), "{}", caps.name);
-    let mut out = vec![0u8; rx.max_frame().max(PIPE_BUF)];
-    let got = rx.recv_frame(&mut out).unwrap();
-    check_frame(1, &out[..got], 20);
-}
-
-/// The receiver gone: the sender gets `PeerGone`, and is not killed by `SIGPIPE`.
-fn peer_gone_on_send(tx: &mut impl FrameSender, rx: impl FrameReceiver) {
-    drop(rx);
-    let mut buf = [0u8; 64];
-    let n = frame(3, 10, &mut buf);
-    assert_eq!(tx.send_frame(&buf[..n]), Err(Error::PeerGone));
-}
-
-/// The sender gone: the receiver gets `PeerGone` after the frames already sent.
-fn peer_gone_on_recv(mut tx: impl FrameSender, rx: &mut impl FrameReceiver) {
-    let mut buf = [0u8; 64];
-    let n = frame(4, 10, &mut buf);
-    tx.send_frame(&buf[..n]).unwrap();
-    drop(tx);
-    let mut out = vec![0u8; rx.max_frame().max(PIPE_BUF)];
-    assert!(rx.recv_frame(&mut out).is_ok());
-    assert_eq!(rx.recv_frame(&mut out), Err(Error::PeerGone));
-}
-
-/// Stream transports: garbage between frames is skipped, the frames all arrive.
-fn garbage_between_frames(raw: &impl AsFd, rx: &mut StreamReader) {
-    let mut buf = [0u8; 512];
-    let mut out = vec![0u8; rx.max_frame()];
-    let before = rx.dropped_bytes();
-    for seq in 0..20u32 {
-        rustix::io::write(raw, b"\x00garbage EM\xff").unwrap();
-        let n = frame(seq, 100, &mut buf);
-        rustix::io::write(raw, &buf[..n]).unwrap();
-    }
-    for seq in 0..20u32 {
-        let got = rx.recv_frame(&mut out).unwrap();
-        check_frame(seq, &out[..got], 100);
-    }
-    assert_eq!(rx.dropped_bytes() - before, 20 * 12);
+    format!("/{}", unique_name(tag))
 }
 
 fn suite_stream_pipe() {
-    let caps = Caps { name: "pipe", max_payload: pipe::DEFAULT_STREAM_BUF - 64, stream: true };
+    let caps = Caps { name: "pipe", max_payload: pipe::DEFAULT_STREAM_BUF - 64 };
     let (mut rx, mut tx) = pipe::pipe().unwrap();
     pipe::set_capacity(&tx, 1 << 20).unwrap_or(0);
-    order_and_sizes(&caps, &mut tx, &mut rx);
-    typed(&mut tx, &mut rx);
-    nonblocking_empty(&mut rx);
-    rejects_bad_frames(&caps, &mut tx);
-    small_buffer_consumes_nothing(&caps, &mut tx, &mut rx);
+    core_suite(&caps, &mut tx, &mut rx);
     garbage_between_frames(&tx, &mut rx);
-    assert!(caps.stream);
     peer_gone_on_send(&mut tx, rx);
     let (mut rx, tx) = pipe::pipe().unwrap();
     peer_gone_on_recv(tx, &mut rx);
 }
 
 fn suite_packet_pipe() {
-    let caps = Caps { name: "packet pipe", max_payload: PIPE_BUF - 24, stream: false };
+    let caps = Caps { name: "packet pipe", max_payload: PIPE_BUF - 24 };
     let (mut rx, mut tx): (PacketReader, Writer) = pipe::packet_pipe().unwrap();
     assert!(tx.is_packet());
-    order_and_sizes(&caps, &mut tx, &mut rx);
-    typed(&mut tx, &mut rx);
-    nonblocking_empty(&mut rx);
-    rejects_bad_frames(&caps, &mut tx);
-    small_buffer_consumes_nothing(&caps, &mut tx, &mut rx);
-    assert!(!caps.stream);
+    core_suite(&caps, &mut tx, &mut rx);
     peer_gone_on_send(&mut tx, rx);
     let (mut rx, tx) = pipe::packet_pipe().unwrap();
     peer_gone_on_recv(tx, &mut rx);
@@ -197,16 +53,12 @@ fn suite_fifo() {
     let _c = Cleanup(path.clone());
     fifo::create(&path).unwrap();
     fifo::create(&path).unwrap(); // an existing FIFO of ours is accepted
-    let caps = Caps { name: "fifo", max_payload: pipe::DEFAULT_STREAM_BUF - 64, stream: true };
+    let caps = Caps { name: "fifo", max_payload: pipe::DEFAULT_STREAM_BUF - 64 };
     // No reader yet: opening for writing does not block, it says so.
     assert_eq!(fifo::open_writer(&path, false).err(), Some(Error::NoReader));
     let mut rx: StreamReader = fifo::open_reader(&path, false).unwrap();
     let mut tx = fifo::open_writer(&path, false).unwrap();
-    order_and_sizes(&caps, &mut tx, &mut rx);
-    typed(&mut tx, &mut rx);
-    nonblocking_empty(&mut rx);
-    rejects_bad_frames(&caps, &mut tx);
-    small_buffer_consumes_nothing(&caps, &mut tx, &mut rx);
+    core_suite(&caps, &mut tx, &mut rx);
     garbage_between_frames(&tx, &mut rx);
     peer_gone_on_send(&mut tx, rx);
     // A FIFO is one object: this writer must go, or the next reader never sees end of file.
@@ -220,13 +72,8 @@ fn suite_mq() {
     let name = unique_mq("mq");
     let mut q = MessageQueue::create(&name, 10, 4096, Access::Both).unwrap();
     let mut rx = MessageQueue::open(&name, Access::Receive).unwrap();
-    let caps = Caps { name: "mq", max_payload: 4096 - 24, stream: false };
-    order_and_sizes(&caps, &mut q, &mut rx);
-    typed(&mut q, &mut rx);
-    nonblocking_empty(&mut rx);
-    rejects_bad_frames(&caps, &mut q);
-    small_buffer_consumes_nothing(&caps, &mut q, &mut rx);
-    assert!(!caps.stream);
+    let caps = Caps { name: "mq", max_payload: 4096 - 24 };
+    core_suite(&caps, &mut q, &mut rx);
 }
 
 /// Priorities, a full queue (nonblocking and timed), a timed receive, attributes, poll.
@@ -314,14 +161,14 @@ fn mq_other_uid_refused() {
 }
 
 fn unique_key() -> i32 {
-    0x4D00_0000 | ((std::process::id() as i32 & 0xFFF) << 8) | (COUNTER.fetch_add(1, Ordering::Relaxed) as i32 & 0xFF)
+    0x4D00_0000 | ((std::process::id() as i32 & 0xFFF) << 8) | (next_unique() as i32 & 0xFF)
 }
 
 fn suite_sysv() {
     let key = unique_key();
     let mut q: SysvQueue = SysvQueue::create(key).unwrap();
     let mut rx: SysvQueue = SysvQueue::open(key).unwrap();
-    let caps = Caps { name: "sysv mq", max_payload: 8192 - 24, stream: false };
+    let caps = Caps { name: "sysv mq", max_payload: 8192 - 24 };
     order_and_sizes(&caps, &mut q, &mut rx);
     typed(&mut q, &mut rx);
     rx.set_nonblocking(true);
@@ -330,7 +177,6 @@ fn suite_sysv() {
     rx.set_nonblocking(false);
     rejects_bad_frames(&caps, &mut q);
     small_buffer_consumes_nothing(&caps, &mut q, &mut rx);
-    assert!(!caps.stream);
 }
 
 /// `ipcs -q` line of a key.
@@ -439,21 +285,11 @@ fn daemon_helper() {
     assert!(child.wait().unwrap().success(), "the daemon did not exit cleanly");
 }
 
-extern "C" fn on_usr1(_: i32) {}
-
 /// EINTR: a signal with a handler installed without `SA_RESTART` interrupts blocking reads
 /// (a pipe, a POSIX queue, a SysV queue) again and again; every call resumes and no
 /// message is lost.
 fn eintr_never_loses_a_message() {
-    // SAFETY: installs a handler that does nothing (async-signal-safe) for SIGUSR1, without
-    // SA_RESTART, and restores the default at the end; no other code here uses SIGUSR1
-    // unblocked.
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_usr1 as extern "C" fn(i32) as libc::sighandler_t;
-        sa.sa_flags = 0;
-        assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()), 0);
-    }
+    let _handler = InterruptingSigusr1::install();
     let name = unique_mq("eintr");
     let mut q = MessageQueue::create(&name, 4, 256, Access::Both).unwrap();
     let mut qtx = MessageQueue::open(&name, Access::Send).unwrap();
@@ -487,10 +323,6 @@ fn eintr_never_loses_a_message() {
     }
     let (a, b, c) = reader.join().unwrap();
     assert_eq!((a, b, c), (Ok(11), Ok(22), Ok(33)));
-    // SAFETY: back to the default disposition.
-    unsafe {
-        libc::signal(libc::SIGUSR1, libc::SIG_DFL);
-    }
 }
 
 fn fifo_refuses_what_is_not_ours() {

@@ -150,6 +150,10 @@ fn step_clippy() -> Outcome {
 }
 
 fn step_test() -> Outcome {
+    // The tests' real peers: socat (sockets), setpriv from util-linux (another uid).
+    if let Err(e) = ensure_apt(&["socat", "util-linux"]) {
+        return Outcome::Fail(format!("cannot install the tests' peers (socat, util-linux): {e}"));
+    }
     outcome(run(cargo().args(["test", "--workspace"])))
 }
 

@@ -1,0 +1,155 @@
+//! TCP and UDP, for peers on another machine, through the same interface as the local
+//! transports.
+//!
+//! - TCP ([`tcp_connect`], [`TcpListener`]): a [`StreamSocket`], frames back to back, with
+//!   `TCP_NODELAY` always on (a frame goes out as soon as it is written) and an optional
+//!   keepalive ([`set_keepalive`]) to notice a peer that vanished without closing.
+//! - UDP ([`udp_bind`]): a [`PacketSocket`], one frame per datagram, at most
+//!   [`UDP_MAX_V4`] or [`UDP_MAX_V6`] bytes (the largest UDP payload), checked before
+//!   sending. UDP may lose, duplicate or reorder datagrams; every frame that arrives is
+//!   still checked whole.
+
+use core::net::SocketAddr;
+use core::time::Duration;
+
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::io::Errno;
+use rustix::net::{AddressFamily, SocketFlags, SocketType};
+
+use crate::error::{Error, Result};
+use crate::socket::{PacketKind, PacketSocket, StreamSocket};
+
+/// The largest UDP payload over IPv4: 65535 minus the IPv4 and UDP headers.
+pub const UDP_MAX_V4: usize = 65_507;
+/// The largest UDP payload over IPv6 (without jumbograms): 65535 minus the UDP header.
+pub const UDP_MAX_V6: usize = 65_527;
+
+fn family(addr: &SocketAddr) -> AddressFamily {
+    if addr.is_ipv4() { AddressFamily::INET } else { AddressFamily::INET6 }
+}
+
+fn socket(addr: &SocketAddr, kind: SocketType) -> Result<OwnedFd> {
+    Ok(rustix::net::socket_with(family(addr), kind, SocketFlags::CLOEXEC, None)?)
+}
+
+/// Connects to `addr` over TCP, giving up after `timeout` ([`Error::TimedOut`]); nobody
+/// listening is [`Error::Refused`]. `TCP_NODELAY` is set.
+pub fn tcp_connect<const N: usize>(addr: SocketAddr, timeout: Option<Duration>) -> Result<StreamSocket<N>> {
+    let fd = socket(&addr, SocketType::STREAM)?;
+    match timeout {
+        None => match rustix::net::connect(&fd, &addr) {
+            Ok(()) => {}
+            // Interrupted: the connection goes on in the background; wait for it.
+            Err(Errno::INTR) => wait_connected(&fd, None)?,
+            Err(e) => return Err(e.into()),
+        },
+        Some(t) => {
+            rustix::io::ioctl_fionbio(&fd, true)?;
+            match rustix::net::connect(&fd, &addr) {
+                Ok(()) => {}
+                Err(Errno::INPROGRESS | Errno::INTR) => wait_connected(&fd, Some(t))?,
+                Err(e) => return Err(e.into()),
+            }
+            rustix::io::ioctl_fionbio(&fd, false)?;
+        }
+    }
+    rustix::net::sockopt::set_tcp_nodelay(&fd, true)?;
+    Ok(StreamSocket::from_fd(fd))
+}
+
+/// Waits until a nonblocking connect finishes, then reports its outcome (`SO_ERROR`).
+fn wait_connected(fd: &OwnedFd, timeout: Option<Duration>) -> Result<()> {
+    let deadline = timeout.map(|t| crate::poll::now() + t);
+    loop {
+        let left = match deadline {
+            Some(d) => Some(d.checked_sub(crate::poll::now()).ok_or(Error::TimedOut)?),
+            None => None,
+        };
+        let ts = left.map(crate::poll::timespec);
+        let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::OUT)];
+        match rustix::event::poll(&mut fds, ts.as_ref()) {
+            Ok(0) => return Err(Error::TimedOut),
+            Ok(_) => break,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    match rustix::net::sockopt::socket_error(fd)? {
+        Ok(()) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Turns TCP keepalive on (probes after `idle` without traffic) or off, so a peer that
+/// vanished without closing (power loss, cable pulled) ends in [`Error::PeerGone`] or
+/// `ETIMEDOUT` instead of silence.
+pub fn set_keepalive(socket: impl AsFd, idle: Option<Duration>) -> Result<()> {
+    let fd = socket.as_fd();
+    rustix::net::sockopt::set_socket_keepalive(fd, idle.is_some())?;
+    if let Some(idle) = idle {
+        rustix::net::sockopt::set_tcp_keepidle(fd, idle)?;
+        rustix::net::sockopt::set_tcp_keepintvl(fd, idle.min(Duration::from_secs(10)))?;
+        rustix::net::sockopt::set_tcp_keepcnt(fd, 3)?;
+    }
+    Ok(())
+}
+
+/// A listening TCP socket.
+pub struct TcpListener {
+    fd: OwnedFd,
+}
+
+impl TcpListener {
+    /// Binds to `addr` (`SO_REUSEADDR`, so a restarted daemon can bind again while old
+    /// connections linger in `TIME_WAIT`) and listens. Port 0 picks a free port
+    /// ([`TcpListener::local_addr`]).
+    pub fn bind(addr: SocketAddr) -> Result<TcpListener> {
+        let fd = socket(&addr, SocketType::STREAM)?;
+        rustix::net::sockopt::set_socket_reuseaddr(&fd, true)?;
+        rustix::net::bind(&fd, &addr)?;
+        rustix::net::listen(&fd, 128)?;
+        Ok(TcpListener { fd })
+    }
+
+    /// The address bound.
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        socket_local_addr(&self.fd)
+    }
+
+    /// Accepts a connection (`accept4(SOCK_CLOEXEC)`), with `TCP_NODELAY` set; returns it
+    /// and the peer's address.
+    pub fn accept<const N: usize>(&self) -> Result<(StreamSocket<N>, SocketAddr)> {
+        loop {
+            match rustix::net::acceptfrom_with(&self.fd, SocketFlags::CLOEXEC) {
+                Ok((fd, addr)) => {
+                    rustix::net::sockopt::set_tcp_nodelay(&fd, true)?;
+                    let addr = addr.and_then(|a| SocketAddr::try_from(a).ok()).ok_or(Error::Os(Errno::AFNOSUPPORT))?;
+                    return Ok((StreamSocket::from_fd(fd), addr));
+                }
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+impl AsFd for TcpListener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// A UDP socket bound to `addr` (port 0 picks one): frames of at most the largest UDP
+/// payload for its family. Send with [`PacketSocket::send_frame_to`], or
+/// [`PacketSocket::connect`] then `send_frame`.
+pub fn udp_bind(addr: SocketAddr) -> Result<PacketSocket> {
+    let fd = socket(&addr, SocketType::DGRAM)?;
+    rustix::net::bind(&fd, &addr)?;
+    let max = if addr.is_ipv4() { UDP_MAX_V4 } else { UDP_MAX_V6 };
+    Ok(PacketSocket::from_fd(fd, PacketKind::Datagram, max))
+}
+
+/// The local address of a UDP or TCP socket.
+pub fn socket_local_addr(socket: impl AsFd) -> Result<SocketAddr> {
+    SocketAddr::try_from(rustix::net::getsockname(socket)?).map_err(|_| Error::Os(Errno::AFNOSUPPORT))
+}

@@ -1,0 +1,233 @@
+//! The poller: one `epoll` over any mix of Ember endpoints and raw file descriptors, with a
+//! fixed-capacity event array (no heap), timeouts, and `timerfd` timers for daemon ticks.
+//!
+//! ```no_run
+//! # fn main() -> ember_linux::Result<()> {
+//! use core::time::Duration;
+//! use ember_linux::poll::{Interest, Poller, Timer};
+//!
+//! let (rx, _tx) = ember_linux::pipe::pipe()?;
+//! let tick = Timer::periodic(Duration::from_millis(100))?;
+//! let mut poller: Poller<8> = Poller::new()?;
+//! poller.add(&rx, 1, Interest::READ)?;
+//! poller.add(&tick, 2, Interest::READ)?;
+//! for ready in poller.wait(Some(Duration::from_secs(1)))? {
+//!     match ready.token {
+//!         1 => { /* rx.recv_frame(...) */ }
+//!         2 => { tick.expirations()?; }
+//!         _ => {}
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Registration is level-triggered by default: an endpoint that still has data is reported
+//! again on the next wait; [`Interest::EDGE`] reports only new readiness. Every fd stays
+//! owned by the caller; drop it only after [`Poller::remove`] (or the poller itself): a
+//! closed fd leaves epoll on its own only when no duplicate of it remains open.
+
+use core::time::Duration;
+
+use rustix::event::epoll::{self, CreateFlags, Event, EventData, EventFlags};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::io::Errno;
+use rustix::time::{ClockId, Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, Timespec};
+
+use crate::error::{Error, Result};
+
+/// What to wait for on an fd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interest(EventFlags);
+
+impl Interest {
+    /// Readable (or end of stream, or an error).
+    pub const READ: Interest = Interest(EventFlags::IN);
+    /// Writable.
+    pub const WRITE: Interest = Interest(EventFlags::OUT);
+    /// Readable or writable.
+    pub const BOTH: Interest = Interest(EventFlags::IN.union(EventFlags::OUT));
+    /// Edge-triggered: combine with `|`.
+    pub const EDGE: Interest = Interest(EventFlags::ET);
+
+    /// Both sets of interests.
+    pub const fn or(self, other: Interest) -> Interest {
+        Interest(self.0.union(other.0))
+    }
+}
+
+impl core::ops::BitOr for Interest {
+    type Output = Interest;
+    fn bitor(self, other: Interest) -> Interest {
+        self.or(other)
+    }
+}
+
+/// One ready fd, as [`Poller::wait`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ready {
+    /// The token given to [`Poller::add`].
+    pub token: u64,
+    /// Readable (`EPOLLIN`).
+    pub readable: bool,
+    /// Writable (`EPOLLOUT`).
+    pub writable: bool,
+    /// The peer hung up (`EPOLLHUP`/`EPOLLRDHUP`): reads drain what is left, then end.
+    pub hangup: bool,
+    /// An error is pending on the fd (`EPOLLERR`).
+    pub error: bool,
+}
+
+impl Ready {
+    fn from_event(e: &Event) -> Ready {
+        let f = e.flags;
+        Ready {
+            token: e.data.u64(),
+            readable: f.contains(EventFlags::IN),
+            writable: f.contains(EventFlags::OUT),
+            hangup: f.intersects(EventFlags::HUP | EventFlags::RDHUP),
+            error: f.contains(EventFlags::ERR),
+        }
+    }
+}
+
+/// An `epoll` instance with room for `N` events per wait.
+pub struct Poller<const N: usize = 32> {
+    fd: OwnedFd,
+    events: [Event; N],
+}
+
+impl<const N: usize> Poller<N> {
+    /// `epoll_create1(EPOLL_CLOEXEC)`.
+    pub fn new() -> Result<Poller<N>> {
+        const { assert!(N > 0, "a Poller needs room for at least one event") };
+        let empty = Event { flags: EventFlags::empty(), data: EventData::new_u64(0) };
+        Ok(Poller { fd: epoll::create(CreateFlags::CLOEXEC)?, events: [empty; N] })
+    }
+
+    /// Watches `fd` for `interest`, reporting it with `token` (`epoll_ctl(ADD)`). Peer
+    /// hang-up and errors are always reported.
+    pub fn add(&self, fd: impl AsFd, token: u64, interest: Interest) -> Result<()> {
+        Ok(epoll::add(&self.fd, fd, EventData::new_u64(token), interest.0 | EventFlags::RDHUP)?)
+    }
+
+    /// Changes what `fd` is watched for (`epoll_ctl(MOD)`).
+    pub fn modify(&self, fd: impl AsFd, token: u64, interest: Interest) -> Result<()> {
+        Ok(epoll::modify(&self.fd, fd, EventData::new_u64(token), interest.0 | EventFlags::RDHUP)?)
+    }
+
+    /// Stops watching `fd` (`epoll_ctl(DEL)`).
+    pub fn remove(&self, fd: impl AsFd) -> Result<()> {
+        Ok(epoll::delete(&self.fd, fd)?)
+    }
+
+    /// Waits until at least one fd is ready or `timeout` passes (`None`: forever), and
+    /// returns the ready ones (at most `N`; more stay ready for the next wait). A timeout
+    /// gives an empty list. A signal that interrupts the wait (`EINTR`) does not end it
+    /// early: it goes on with the time left.
+    pub fn wait(&mut self, timeout: Option<Duration>) -> Result<Events<'_>> {
+        let deadline = timeout.map(|t| now() + t);
+        loop {
+            let ts = deadline.map(|d| timespec(d.saturating_sub(now())));
+            match epoll::wait(&self.fd, &mut self.events[..], ts.as_ref()) {
+                Ok(n) => return Ok(Events(self.events[..n].iter())),
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// The ready fds of one [`Poller::wait`].
+pub struct Events<'a>(core::slice::Iter<'a, Event>);
+
+impl Iterator for Events<'_> {
+    type Item = Ready;
+    fn next(&mut self) -> Option<Ready> {
+        self.0.next().map(Ready::from_event)
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl ExactSizeIterator for Events<'_> {}
+
+impl<const N: usize> AsFd for Poller<N> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// The monotonic clock, as a duration since boot (`clock_gettime(CLOCK_MONOTONIC)`).
+pub fn now() -> Duration {
+    let t = rustix::time::clock_gettime(ClockId::Monotonic);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+pub(crate) fn timespec(d: Duration) -> Timespec {
+    Timespec { tv_sec: d.as_secs().min(i64::MAX as u64) as _, tv_nsec: d.subsec_nanos() as _ }
+}
+
+/// A `timerfd` on the monotonic clock: readable when it has expired, pollable with the
+/// other fds. Nonblocking: [`Timer::expirations`] never waits.
+pub struct Timer {
+    fd: OwnedFd,
+}
+
+impl Timer {
+    /// A disarmed timer (`timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK)`).
+    pub fn new() -> Result<Timer> {
+        let fd =
+            rustix::time::timerfd_create(TimerfdClockId::Monotonic, TimerfdFlags::CLOEXEC | TimerfdFlags::NONBLOCK)?;
+        Ok(Timer { fd })
+    }
+
+    /// A timer that fires every `interval`, first after one `interval` (a daemon's tick).
+    pub fn periodic(interval: Duration) -> Result<Timer> {
+        let t = Timer::new()?;
+        t.set(interval, interval)?;
+        Ok(t)
+    }
+
+    /// A timer that fires once, after `after`.
+    pub fn once(after: Duration) -> Result<Timer> {
+        let t = Timer::new()?;
+        t.set(after, Duration::ZERO)?;
+        Ok(t)
+    }
+
+    /// Arms the timer: first expiry after `first` (a zero `first` disarms it), then every
+    /// `interval` (zero: only once). `timerfd_settime`.
+    pub fn set(&self, first: Duration, interval: Duration) -> Result<()> {
+        let spec = Itimerspec { it_interval: timespec(interval), it_value: timespec(first) };
+        rustix::time::timerfd_settime(&self.fd, TimerfdTimerFlags::empty(), &spec)?;
+        Ok(())
+    }
+
+    /// Disarms the timer.
+    pub fn disarm(&self) -> Result<()> {
+        self.set(Duration::ZERO, Duration::ZERO)
+    }
+
+    /// How many times the timer expired since the last call (`read(2)` of the counter,
+    /// which resets it); [`Error::WouldBlock`] if none. More than one means ticks were
+    /// missed (the process was late).
+    pub fn expirations(&self) -> Result<u64> {
+        let mut buf = [0u8; 8];
+        loop {
+            return match rustix::io::read(&self.fd, &mut buf) {
+                Ok(8) => Ok(u64::from_ne_bytes(buf)),
+                Ok(_) => Err(Error::Os(Errno::IO)),
+                Err(Errno::INTR) => continue,
+                Err(e) => Err(e.into()),
+            };
+        }
+    }
+}
+
+impl AsFd for Timer {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}

@@ -1,0 +1,96 @@
+//! The byte-stream machinery shared by pipes, FIFOs, Unix stream sockets and TCP: sending a
+//! whole frame with as many writes as it takes, and reassembling frames from reads.
+
+use ember_core::accumulator::{FeedResult, FrameAccumulator};
+use rustix::fd::AsFd;
+use rustix::io::Errno;
+
+use crate::error::{Error, Result};
+
+/// Writes all of `bytes` with `write` (repeated after a partial write or `EINTR`).
+///
+/// In nonblocking mode, a frame that could not be started is [`Error::WouldBlock`] (nothing
+/// sent); one that was partly written is finished, waiting for room with `poll` on `fd`,
+/// because a half-written frame would corrupt the stream for the receiver.
+pub(crate) fn write_all(
+    fd: impl AsFd,
+    mut bytes: &[u8],
+    mut write: impl FnMut(&[u8]) -> core::result::Result<usize, Errno>,
+) -> Result<()> {
+    let mut started = false;
+    while !bytes.is_empty() {
+        match write(bytes) {
+            Ok(n) => {
+                started = true;
+                bytes = &bytes[n..];
+            }
+            Err(Errno::INTR) => {}
+            Err(Errno::AGAIN) if started => {
+                let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::OUT)];
+                match rustix::event::poll(&mut fds, None) {
+                    Ok(_) | Err(Errno::INTR) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// A read buffer of `N` bytes and a [`FrameAccumulator`] of `N` bytes: frames up to `N`
+/// bytes are returned, larger ones are reported and skipped, garbage is skipped.
+pub(crate) struct StreamBuf<const N: usize> {
+    acc: FrameAccumulator<N>,
+    rbuf: [u8; N],
+    rpos: usize,
+    rlen: usize,
+}
+
+impl<const N: usize> StreamBuf<N> {
+    pub(crate) fn new() -> StreamBuf<N> {
+        StreamBuf { acc: FrameAccumulator::new(), rbuf: [0; N], rpos: 0, rlen: 0 }
+    }
+
+    pub(crate) fn dropped_bytes(&self) -> u64 {
+        self.acc.dropped_bytes()
+    }
+
+    /// Returns the next whole, checked frame, copied into `buf` (at least `N` bytes),
+    /// calling `read` for more bytes as needed. End of stream is [`Error::PeerGone`].
+    pub(crate) fn recv(
+        &mut self,
+        buf: &mut [u8],
+        mut read: impl FnMut(&mut [u8]) -> core::result::Result<usize, Errno>,
+    ) -> Result<usize> {
+        if buf.len() < N {
+            return Err(Error::BufferTooSmall { needed: N });
+        }
+        loop {
+            let input = &self.rbuf[self.rpos..self.rlen];
+            match self.acc.feed(input) {
+                FeedResult::Frame { frame, remaining } => {
+                    let bytes = frame.as_bytes();
+                    buf[..bytes.len()].copy_from_slice(bytes);
+                    self.rpos = self.rlen - remaining.len();
+                    return Ok(bytes.len());
+                }
+                FeedResult::Error { error, remaining } => {
+                    self.rpos = self.rlen - remaining.len();
+                    debug!("stream: frame rejected ({} dropped bytes so far)", self.acc.dropped_bytes());
+                    return Err(Error::Codec(error));
+                }
+                FeedResult::Consumed => {
+                    self.rpos = 0;
+                    self.rlen = 0;
+                    match read(&mut self.rbuf) {
+                        Ok(0) => return Err(Error::PeerGone),
+                        Ok(n) => self.rlen = n,
+                        Err(Errno::INTR) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+        }
+    }
+}

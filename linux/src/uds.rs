@@ -1,0 +1,274 @@
+//! Unix domain sockets: stream, datagram and seqpacket, on filesystem paths or in the
+//! abstract namespace.
+//!
+//! - Stream sockets ([`connect_stream`], [`UdsListener::accept_stream`], [`stream_pair`])
+//!   are [`StreamSocket`]s: frames back to back, reassembled.
+//! - Seqpacket sockets ([`connect_seqpacket`], [`UdsListener::accept_seqpacket`],
+//!   [`seqpacket_pair`]) and datagram sockets ([`bind_datagram`], [`unbound_datagram`],
+//!   [`datagram_pair`]) are [`PacketSocket`]s: one frame per message, with file descriptors
+//!   and credentials alongside.
+//!
+//! **Names**: [`UnixName::Path`] is a socket file (at most 107 bytes); [`UnixName::Abstract`]
+//! lives in the abstract namespace (no file, gone with the last socket; scoped to the
+//! network namespace, and open to any user who knows the name, so check the peer's uid).
+//!
+//! **Stale socket files**: a socket file left by a process that died makes `bind` fail with
+//! `EADDRINUSE`. Ember's bind then tries to connect to it: only if that is refused (nobody
+//! listens) is the file removed and the bind retried. A path that is not a socket is never
+//! removed, and a socket someone still listens on is never replaced ([`Error::AddrInUse`]).
+//! The owner removes its socket file on drop, if the file is still the one it bound.
+//!
+//! **Peers**: every accepted connection's credentials come from `SO_PEERCRED` (as they were
+//! at `connect`), and [`UdsListener::allow_uids`] closes connections from other uids.
+
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::io::Errno;
+use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+
+use crate::error::{Error, Result};
+use crate::socket::{Creds, DEFAULT_PACKET_MAX, PacketKind, PacketSocket, StreamSocket, peer_credentials};
+
+/// The longest socket path: `sun_path` is 108 bytes with the terminating NUL.
+pub const MAX_PATH: usize = 107;
+
+/// Most uids in a listener's allow-list.
+pub const MAX_ALLOWED_UIDS: usize = 8;
+
+/// Where a Unix socket lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnixName<'a> {
+    /// A socket file at this path.
+    Path(&'a str),
+    /// A name in the abstract namespace (no file; the leading NUL is added here).
+    Abstract(&'a [u8]),
+}
+
+impl UnixName<'_> {
+    fn addr(&self) -> Result<SocketAddrUnix> {
+        match self {
+            UnixName::Path(p) if p.is_empty() || p.len() > MAX_PATH || p.contains('\0') => Err(Error::InvalidName),
+            UnixName::Path(p) => Ok(SocketAddrUnix::new(*p)?),
+            UnixName::Abstract(n) if n.len() > MAX_PATH => Err(Error::InvalidName),
+            UnixName::Abstract(n) => Ok(SocketAddrUnix::new_abstract_name(n)?),
+        }
+    }
+}
+
+/// A socket file this process bound: removed on drop if it is still the same file (same
+/// device and inode), so a newer owner's socket is never removed.
+pub(crate) struct BoundPath {
+    path: [u8; MAX_PATH],
+    len: usize,
+    dev: u64,
+    ino: u64,
+}
+
+impl BoundPath {
+    fn new(path: &str) -> Result<BoundPath> {
+        let st = rustix::fs::lstat(path)?;
+        let mut buf = [0u8; MAX_PATH];
+        buf[..path.len()].copy_from_slice(path.as_bytes());
+        Ok(BoundPath { path: buf, len: path.len(), dev: st.st_dev, ino: st.st_ino })
+    }
+}
+
+impl Drop for BoundPath {
+    fn drop(&mut self) {
+        let Ok(path) = core::str::from_utf8(&self.path[..self.len]) else { return };
+        if let Ok(st) = rustix::fs::lstat(path)
+            && st.st_dev == self.dev
+            && st.st_ino == self.ino
+        {
+            let _ = rustix::fs::unlink(path);
+        }
+    }
+}
+
+fn socket(kind: SocketType) -> Result<OwnedFd> {
+    Ok(rustix::net::socket_with(AddressFamily::UNIX, kind, SocketFlags::CLOEXEC, None)?)
+}
+
+/// `bind(2)` with the stale-file rule of the module docs; returns the bound path to remove
+/// on drop, if any.
+fn bind(fd: &OwnedFd, name: UnixName<'_>, kind: SocketType) -> Result<Option<BoundPath>> {
+    let addr = name.addr()?;
+    let path = match name {
+        UnixName::Abstract(_) => {
+            rustix::net::bind(fd, &addr)?;
+            return Ok(None);
+        }
+        UnixName::Path(p) => p,
+    };
+    match rustix::net::bind(fd, &addr) {
+        Ok(()) => {}
+        Err(Errno::ADDRINUSE) => {
+            let st = rustix::fs::lstat(path)?;
+            if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Socket {
+                return Err(Error::AddrInUse);
+            }
+            // Someone's socket file: replace it only if nobody answers there.
+            let probe = socket(kind)?;
+            match rustix::net::connect(&probe, &addr) {
+                Err(Errno::CONNREFUSED) => {
+                    info!("uds: removing a stale socket file");
+                    rustix::fs::unlink(path)?;
+                    rustix::net::bind(fd, &addr)?;
+                }
+                // Connected, or a live socket of another type (EPROTOTYPE): leave it.
+                Ok(()) | Err(Errno::PROTOTYPE) => return Err(Error::AddrInUse),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Some(BoundPath::new(path)?))
+}
+
+fn connect(name: UnixName<'_>, kind: SocketType) -> Result<OwnedFd> {
+    let addr = name.addr()?;
+    let fd = socket(kind)?;
+    loop {
+        return match rustix::net::connect(&fd, &addr) {
+            Ok(()) => Ok(fd),
+            Err(Errno::INTR) => continue,
+            // No socket file there: nobody listens.
+            Err(Errno::NOENT) => Err(Error::Refused),
+            Err(e) => Err(e.into()),
+        };
+    }
+}
+
+/// Connects a stream socket to `name` (`socket(AF_UNIX, SOCK_STREAM)` + `connect`).
+/// Nobody listening is [`Error::Refused`].
+pub fn connect_stream<const N: usize>(name: UnixName<'_>) -> Result<StreamSocket<N>> {
+    Ok(StreamSocket::from_fd(connect(name, SocketType::STREAM)?))
+}
+
+/// Connects a seqpacket socket to `name`.
+pub fn connect_seqpacket(name: UnixName<'_>) -> Result<PacketSocket> {
+    Ok(PacketSocket::from_fd(connect(name, SocketType::SEQPACKET)?, PacketKind::Seqpacket, DEFAULT_PACKET_MAX))
+}
+
+/// A datagram socket bound to `name` (stale-file rule as for listeners); it receives from
+/// anyone who sends there, and the socket file is removed on drop.
+pub fn bind_datagram(name: UnixName<'_>) -> Result<PacketSocket> {
+    let fd = socket(SocketType::DGRAM)?;
+    let path = bind(&fd, name, SocketType::DGRAM)?;
+    let sock = PacketSocket::from_fd(fd, PacketKind::Datagram, DEFAULT_PACKET_MAX);
+    Ok(match path {
+        Some(p) => sock.with_path(p),
+        None => sock,
+    })
+}
+
+/// An unbound datagram socket, for sending ([`PacketSocket::send_frame_to`], or
+/// [`PacketSocket::connect`] then `send_frame`).
+pub fn unbound_datagram() -> Result<PacketSocket> {
+    Ok(PacketSocket::from_fd(socket(SocketType::DGRAM)?, PacketKind::Datagram, DEFAULT_PACKET_MAX))
+}
+
+/// A connected pair of stream sockets (`socketpair(2)`), e.g. to hand one to a child.
+pub fn stream_pair<const N: usize>() -> Result<(StreamSocket<N>, StreamSocket<N>)> {
+    let (a, b) = pair(SocketType::STREAM)?;
+    Ok((StreamSocket::from_fd(a), StreamSocket::from_fd(b)))
+}
+
+/// A connected pair of seqpacket sockets.
+pub fn seqpacket_pair() -> Result<(PacketSocket, PacketSocket)> {
+    let (a, b) = pair(SocketType::SEQPACKET)?;
+    Ok((
+        PacketSocket::from_fd(a, PacketKind::Seqpacket, DEFAULT_PACKET_MAX),
+        PacketSocket::from_fd(b, PacketKind::Seqpacket, DEFAULT_PACKET_MAX),
+    ))
+}
+
+/// A connected pair of datagram sockets.
+pub fn datagram_pair() -> Result<(PacketSocket, PacketSocket)> {
+    let (a, b) = pair(SocketType::DGRAM)?;
+    Ok((
+        PacketSocket::from_fd(a, PacketKind::Datagram, DEFAULT_PACKET_MAX),
+        PacketSocket::from_fd(b, PacketKind::Datagram, DEFAULT_PACKET_MAX),
+    ))
+}
+
+fn pair(kind: SocketType) -> Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::net::socketpair(AddressFamily::UNIX, kind, SocketFlags::CLOEXEC, None)?)
+}
+
+/// A listening Unix stream or seqpacket socket.
+pub struct UdsListener {
+    fd: OwnedFd,
+    kind: SocketType,
+    allowed: [u32; MAX_ALLOWED_UIDS],
+    n_allowed: usize,
+    _path: Option<BoundPath>,
+}
+
+impl UdsListener {
+    /// Binds and listens for stream connections at `name` (`bind` + `listen(128)`).
+    pub fn bind_stream(name: UnixName<'_>) -> Result<UdsListener> {
+        UdsListener::bind(name, SocketType::STREAM)
+    }
+
+    /// Binds and listens for seqpacket connections at `name`.
+    pub fn bind_seqpacket(name: UnixName<'_>) -> Result<UdsListener> {
+        UdsListener::bind(name, SocketType::SEQPACKET)
+    }
+
+    fn bind(name: UnixName<'_>, kind: SocketType) -> Result<UdsListener> {
+        let fd = socket(kind)?;
+        let path = bind(&fd, name, kind)?;
+        rustix::net::listen(&fd, 128)?;
+        Ok(UdsListener { fd, kind, allowed: [0; MAX_ALLOWED_UIDS], n_allowed: 0, _path: path })
+    }
+
+    /// Accepts only peers whose uid is in `uids` from now on (an empty list accepts
+    /// anyone). At most [`MAX_ALLOWED_UIDS`].
+    pub fn allow_uids(&mut self, uids: &[u32]) -> Result<()> {
+        if uids.len() > MAX_ALLOWED_UIDS {
+            return Err(Error::TooLarge { len: uids.len(), max: MAX_ALLOWED_UIDS });
+        }
+        self.allowed[..uids.len()].copy_from_slice(uids);
+        self.n_allowed = uids.len();
+        Ok(())
+    }
+
+    /// `accept4(SOCK_CLOEXEC)` and the peer's credentials; a peer outside the allow-list
+    /// is closed and reported as [`Error::PeerNotAllowed`].
+    fn accept_fd(&self, kind: SocketType) -> Result<(OwnedFd, Creds)> {
+        if self.kind != kind {
+            return Err(Error::Os(Errno::PROTOTYPE));
+        }
+        let fd = loop {
+            match rustix::net::accept_with(&self.fd, SocketFlags::CLOEXEC) {
+                Ok(fd) => break fd,
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let creds = peer_credentials(&fd)?;
+        if self.n_allowed > 0 && !self.allowed[..self.n_allowed].contains(&creds.uid) {
+            warn!("uds: refused a peer with uid {} (pid {})", creds.uid, creds.pid);
+            return Err(Error::PeerNotAllowed { uid: creds.uid, pid: creds.pid });
+        }
+        Ok((fd, creds))
+    }
+
+    /// Accepts a stream connection.
+    pub fn accept_stream<const N: usize>(&self) -> Result<(StreamSocket<N>, Creds)> {
+        let (fd, creds) = self.accept_fd(SocketType::STREAM)?;
+        Ok((StreamSocket::from_fd(fd), creds))
+    }
+
+    /// Accepts a seqpacket connection.
+    pub fn accept_seqpacket(&self) -> Result<(PacketSocket, Creds)> {
+        let (fd, creds) = self.accept_fd(SocketType::SEQPACKET)?;
+        Ok((PacketSocket::from_fd(fd, PacketKind::Seqpacket, DEFAULT_PACKET_MAX), creds))
+    }
+}
+
+impl AsFd for UdsListener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}

@@ -1,0 +1,234 @@
+//! The generic transport conformance suite: the same tests over every transport, written
+//! once against `FrameSender`/`FrameReceiver` and instantiated per transport by the test
+//! binaries (`transports.rs`, `sockets.rs`).
+
+// Shared by two test binaries, each of which uses a different subset.
+#![allow(dead_code)]
+
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use ember_core::frame::{Flags, FrameRepr};
+use ember_linux::pipe::{PIPE_BUF, StreamReader};
+use ember_linux::socket::StreamSocket;
+use ember_linux::{Endpoint, Error, FrameReceiver, FrameSender};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A name unique to this process and call: `ember-test-<pid>-<tag>-<n>` (prefix it with
+/// `/` for a queue, `/tmp/` for a path; use it as is for an abstract socket).
+pub fn unique_name(tag: &str) -> String {
+    format!("ember-test-{}-{tag}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A counter unique to this process's calls (for SysV keys and the like).
+pub fn next_unique() -> u32 {
+    COUNTER.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A unique path under `/tmp`.
+pub fn unique_path(tag: &str) -> String {
+    format!("/tmp/{}", unique_name(tag))
+}
+
+/// Removes a path when dropped.
+pub struct Cleanup(pub String);
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+extern "C" fn on_usr1(_: i32) {}
+
+/// While alive, `SIGUSR1` runs a handler that does nothing, installed without
+/// `SA_RESTART`, so it interrupts blocking calls with `EINTR`; the default comes back on
+/// drop.
+pub struct InterruptingSigusr1;
+
+impl InterruptingSigusr1 {
+    pub fn install() -> InterruptingSigusr1 {
+        // SAFETY: the handler does nothing (async-signal-safe); no other code of the test
+        // binary uses SIGUSR1 unblocked while it is installed.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_usr1 as extern "C" fn(i32) as libc::sighandler_t;
+            sa.sa_flags = 0;
+            assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()), 0);
+        }
+        InterruptingSigusr1
+    }
+}
+
+impl Drop for InterruptingSigusr1 {
+    fn drop(&mut self) {
+        // SAFETY: back to the default disposition.
+        unsafe {
+            libc::signal(libc::SIGUSR1, libc::SIG_DFL);
+        }
+    }
+}
+
+/// Sends until the transport reports the peer gone (a TCP or UDP peer is known gone only
+/// after its reset or port-unreachable answer comes back); returns the last result.
+pub fn send_until_gone(tx: &mut impl FrameSender) -> Result<(), Error> {
+    let mut buf = [0u8; 64];
+    let n = frame(3, 10, &mut buf);
+    let mut result = Ok(());
+    for _ in 0..50 {
+        result = tx.send_frame(&buf[..n]);
+        if result.is_err() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    result
+}
+
+/// Stream receivers, which count the garbage bytes they skipped.
+pub trait Dropped: FrameReceiver {
+    /// Garbage bytes skipped so far.
+    fn dropped(&self) -> u64;
+}
+
+impl<const N: usize> Dropped for StreamReader<N> {
+    fn dropped(&self) -> u64 {
+        self.dropped_bytes()
+    }
+}
+
+impl<const N: usize> Dropped for StreamSocket<N> {
+    fn dropped(&self) -> u64 {
+        self.dropped_bytes()
+    }
+}
+
+/// Frame `seq` of the test stream: payload length varies with `seq` up to `max_payload`.
+pub fn frame(seq: u32, max_payload: usize, buf: &mut [u8]) -> usize {
+    let len = (seq as usize * 37) % (max_payload + 1);
+    let payload: Vec<u8> = (0..len).map(|i| (seq as usize + i) as u8).collect();
+    let repr = FrameRepr { flags: Flags::empty(), kind: 0x77, seq, payload_len: len };
+    repr.emit_with_payload(&payload, buf).unwrap().len()
+}
+
+pub fn check_frame(seq: u32, bytes: &[u8], max_payload: usize) {
+    let mut want = vec![0u8; max_payload + 64];
+    let n = frame(seq, max_payload, &mut want);
+    assert_eq!(bytes, &want[..n], "frame {seq} differs");
+}
+
+/// What a transport under test can do.
+pub struct Caps {
+    pub name: &'static str,
+    /// Largest payload the suite sends (frame limit minus the header).
+    pub max_payload: usize,
+}
+
+// ---- the generic suite ----------------------------------------------------------------
+
+/// The checks every transport passes: order and sizes, typed messages, nonblocking empty
+/// receive, bad frames refused, a too-small buffer refused without consuming.
+pub fn core_suite(caps: &Caps, tx: &mut impl FrameSender, rx: &mut (impl FrameReceiver + Endpoint)) {
+    order_and_sizes(caps, tx, rx);
+    typed(tx, rx);
+    nonblocking_empty(rx);
+    rejects_bad_frames(caps, tx);
+    small_buffer_consumes_nothing(caps, tx, rx);
+}
+
+/// Frames arrive complete, in order, for every size up to the limit.
+pub fn order_and_sizes(caps: &Caps, tx: &mut impl FrameSender, rx: &mut impl FrameReceiver) {
+    let mut out = vec![0u8; rx.max_frame().max(PIPE_BUF)];
+    let mut buf = vec![0u8; caps.max_payload + 64];
+    for seq in 0..200 {
+        let n = frame(seq, caps.max_payload, &mut buf);
+        tx.send_frame(&buf[..n]).unwrap();
+        let got = rx.recv_frame(&mut out).unwrap();
+        check_frame(seq, &out[..got], caps.max_payload);
+    }
+    // A burst, then the reads.
+    for seq in 200..210 {
+        let n = frame(seq, caps.max_payload.min(300), &mut buf);
+        tx.send_frame(&buf[..n]).unwrap();
+    }
+    for seq in 200..210 {
+        let got = rx.recv_frame(&mut out).unwrap();
+        check_frame(seq, &out[..got], caps.max_payload.min(300));
+    }
+}
+
+/// Typed messages through the codec.
+pub fn typed(tx: &mut impl FrameSender, rx: &mut impl FrameReceiver) {
+    let mut scratch = [0u8; 256];
+    tx.send_msg(5, 9, &("pump", 42u32, [1.5f32; 3]), &mut scratch).unwrap();
+    let mut out = vec![0u8; rx.max_frame().max(PIPE_BUF)];
+    let (repr, (name, v, f)): (_, (&str, u32, [f32; 3])) = rx.recv_msg(&mut out).unwrap();
+    assert_eq!((repr.kind, repr.seq, name, v, f), (5, 9, "pump", 42, [1.5; 3]));
+}
+
+/// Nonblocking: an empty receiver says `WouldBlock` at once.
+pub fn nonblocking_empty(rx: &mut (impl FrameReceiver + Endpoint)) {
+    rx.set_nonblocking(true).unwrap();
+    let mut out = vec![0u8; rx.max_frame().max(PIPE_BUF)];
+    assert_eq!(rx.recv_frame(&mut out), Err(Error::WouldBlock));
+    rx.set_nonblocking(false).unwrap();
+}
+
+/// Bad input: not a frame, and too large for the transport.
+pub fn rejects_bad_frames(caps: &Caps, tx: &mut impl FrameSender) {
+    assert!(matches!(tx.send_frame(b"not a frame at all, too short"), Err(Error::Codec(_))));
+    let mut big = vec![0u8; tx.max_frame() + 64];
+    let repr = FrameRepr { flags: Flags::empty(), kind: 1, seq: 1, payload_len: 0 };
+    if tx.max_frame() < 1 << 20 {
+        let n = repr.emit_with_payload(&vec![0u8; tx.max_frame()], &mut big).unwrap().len();
+        assert_eq!(tx.send_frame(&big[..n]), Err(Error::TooLarge { len: n, max: tx.max_frame() }), "{}", caps.name);
+    }
+}
+
+/// A receive buffer below the frame limit is refused before anything is consumed.
+pub fn small_buffer_consumes_nothing(caps: &Caps, tx: &mut impl FrameSender, rx: &mut impl FrameReceiver) {
+    let mut buf = [0u8; 128];
+    let n = frame(1, 20, &mut buf);
+    tx.send_frame(&buf[..n]).unwrap();
+    let mut small = [0u8; 16];
+    assert!(matches!(rx.recv_frame(&mut small), Err(Error::BufferTooSmall { .. })), "{}", caps.name);
+    let mut out = vec![0u8; rx.max_frame().max(PIPE_BUF)];
+    let got = rx.recv_frame(&mut out).unwrap();
+    check_frame(1, &out[..got], 20);
+}
+
+/// The receiver gone: the sender gets `PeerGone`, and is not killed by `SIGPIPE`.
+pub fn peer_gone_on_send(tx: &mut impl FrameSender, rx: impl FrameReceiver) {
+    drop(rx);
+    let mut buf = [0u8; 64];
+    let n = frame(3, 10, &mut buf);
+    assert_eq!(tx.send_frame(&buf[..n]), Err(Error::PeerGone));
+}
+
+/// The sender gone: the receiver gets `PeerGone` after the frames already sent.
+pub fn peer_gone_on_recv(mut tx: impl FrameSender, rx: &mut impl FrameReceiver) {
+    let mut buf = [0u8; 64];
+    let n = frame(4, 10, &mut buf);
+    tx.send_frame(&buf[..n]).unwrap();
+    drop(tx);
+    let mut out = vec![0u8; rx.max_frame().max(PIPE_BUF)];
+    assert!(rx.recv_frame(&mut out).is_ok());
+    assert_eq!(rx.recv_frame(&mut out), Err(Error::PeerGone));
+}
+
+/// Stream transports: garbage between frames is skipped, the frames all arrive.
+pub fn garbage_between_frames(raw: &impl AsFd, rx: &mut impl Dropped) {
+    let mut buf = [0u8; 512];
+    let mut out = vec![0u8; rx.max_frame()];
+    let before = rx.dropped();
+    for seq in 0..20u32 {
+        rustix::io::write(raw, b"\x00garbage EM\xff").unwrap();
+        let n = frame(seq, 100, &mut buf);
+        rustix::io::write(raw, &buf[..n]).unwrap();
+    }
+    for seq in 0..20u32 {
+        let got = rx.recv_frame(&mut out).unwrap();
+        check_frame(seq, &out[..got], 100);
+    }
+    assert_eq!(rx.dropped() - before, 20 * 12);
+}
