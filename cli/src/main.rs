@@ -21,7 +21,8 @@ ember bench [--quick | --full] [--json] [--only <name>] [--size <bytes>] [--cpus
   --full          more samples per row (what `cargo xtask bench` runs)
   --json          machine-readable output on stdout (the table goes away)
   --only <name>   only rows whose mechanism starts with <name> (codec, crc32c, shm, pipe,
-                  packet-pipe, eventfd, rtrb, mq, sysv-mq, fifo, signal)
+                  packet-pipe, eventfd, rtrb, mq, sysv-mq, fifo, signal, uds-stream,
+                  uds-seqpacket, uds-dgram, tcp, udp; a row family such as uds-stream-flood/)
   --size <bytes>  one payload size instead of the default set
   --cpus <a,b>    pin the measuring thread(s) to these CPUs (default: the first two allowed)
 ";

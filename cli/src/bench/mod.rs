@@ -10,6 +10,7 @@ mod codec;
 mod pipe;
 mod queues;
 mod shm;
+mod sockets;
 
 pub use shm::peer;
 
@@ -238,6 +239,9 @@ pub fn run(opts: &Options) -> ExitCode {
     }
     if let Err(e) = queues::run(opts, &cpus, &progress, &mut rows) {
         skipped.push(format!("queue, FIFO and signal rows: {e}"));
+    }
+    if let Err(e) = sockets::run(opts, &cpus, &progress, &mut rows) {
+        skipped.push(format!("socket rows: {e}"));
     }
     progress.done();
     for s in &skipped {

@@ -387,7 +387,7 @@ pub fn peer(role: &str, args: &[String]) -> Result<(), String> {
                 }
             }
         }
-        other => return Err(format!("unknown peer role {other}")),
+        other => return super::sockets::peer(other, args),
     }
     Ok(())
 }
