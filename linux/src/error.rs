@@ -17,7 +17,8 @@ pub enum Error {
     /// A frame or payload codec error.
     Codec(ember_core::Error),
     /// An object name is not valid: shm and mq names are `/name`, 1 to 254 bytes after the
-    /// slash, with no other slash and no NUL.
+    /// slash, with no other slash and no NUL; Unix socket paths and abstract names are 1 to
+    /// 107 bytes (no NUL in a path).
     InvalidName,
     /// A memfd handed over by a peer is not sealed against shrinking and growing, so the
     /// peer could truncate it and crash this process with `SIGBUS`.
@@ -76,7 +77,9 @@ impl fmt::Display for Error {
             Error::Os(e) => write!(f, "system call failed: {e}"),
             Error::Shm(e) => write!(f, "{e}"),
             Error::Codec(e) => write!(f, "{e}"),
-            Error::InvalidName => f.write_str("invalid object name (want /name, no other slash, at most 255 bytes)"),
+            Error::InvalidName => f.write_str(
+                "invalid name (shm and mq: /name, no other slash, at most 255 bytes; Unix sockets: 1 to 107 bytes)",
+            ),
             Error::NotSealed => f.write_str("memfd is not sealed against resizing"),
             Error::WouldBlock => f.write_str("operation would block"),
             Error::TimedOut => f.write_str("timed out"),

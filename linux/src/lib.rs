@@ -13,10 +13,12 @@
 //! through one of them; with neither it logs nothing).
 //!
 //! Available now: the message interface ([`transport`]: [`FrameSender`],
-//! [`FrameReceiver`]); [`pipe`]s (stream and packet mode) and [`fifo`]s; [`shm`],
-//! shared-memory channels (SPSC ring, seqlock, broadcast ring) with futex wake-ups and
-//! pidfd liveness; [`sys`], the raw system calls rustix lacks. Message queues, signals,
-//! sockets and D-Bus arrive with their issues.
+//! [`FrameReceiver`]); [`pipe`]s (stream and packet mode) and [`fifo`]s; POSIX ([`mq`]) and
+//! SysV ([`sysvmq`]) message queues; [`signal`]s; Unix domain sockets ([`uds`]), TCP and
+//! UDP ([`net`]), over the two socket endpoints of [`socket`]; the [`poll`]er and its
+//! timers; [`shm`], shared-memory channels (SPSC ring, seqlock, broadcast ring) with futex
+//! wake-ups and pidfd liveness; [`sys`], the raw system calls rustix lacks. D-Bus arrives
+//! with its issue.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]

@@ -59,7 +59,7 @@ pub fn tcp_connect<const N: usize>(addr: SocketAddr, timeout: Option<Duration>) 
 
 /// Waits until a nonblocking connect finishes, then reports its outcome (`SO_ERROR`).
 fn wait_connected(fd: &OwnedFd, timeout: Option<Duration>) -> Result<()> {
-    let deadline = timeout.map(|t| crate::poll::now() + t);
+    let deadline = timeout.and_then(|t| crate::poll::now().checked_add(t));
     loop {
         let left = match deadline {
             Some(d) => Some(d.checked_sub(crate::poll::now()).ok_or(Error::TimedOut)?),
@@ -83,8 +83,14 @@ fn wait_connected(fd: &OwnedFd, timeout: Option<Duration>) -> Result<()> {
 /// Turns TCP keepalive on (probes after `idle` without traffic) or off, so a peer that
 /// vanished without closing (power loss, cable pulled) ends in [`Error::PeerGone`] or
 /// `ETIMEDOUT` instead of silence.
+///
+/// `idle` must be 1 to 32767 seconds (the kernel's range); anything else is `EINVAL`,
+/// with nothing changed.
 pub fn set_keepalive(socket: impl AsFd, idle: Option<Duration>) -> Result<()> {
     let fd = socket.as_fd();
+    if idle.is_some_and(|d| d.as_secs() < 1 || d.as_secs() > 32767) {
+        return Err(Error::Os(Errno::INVAL));
+    }
     rustix::net::sockopt::set_socket_keepalive(fd, idle.is_some())?;
     if let Some(idle) = idle {
         rustix::net::sockopt::set_tcp_keepidle(fd, idle)?;
@@ -126,11 +132,30 @@ impl TcpListener {
                     let addr = addr.and_then(|a| SocketAddr::try_from(a).ok()).ok_or(Error::Os(Errno::AFNOSUPPORT))?;
                     return Ok((StreamSocket::from_fd(fd), addr));
                 }
-                Err(Errno::INTR) => {}
+                Err(e) if accept_should_retry(e) => {}
                 Err(e) => return Err(e.into()),
             }
         }
     }
+}
+
+/// Whether `accept` failed only for this one connection or call, so the listener should
+/// just accept again: `EINTR`, and the errors Linux passes on from a connection that
+/// failed before it was accepted (`accept(2)`: treat them like `EAGAIN`).
+pub(crate) fn accept_should_retry(e: Errno) -> bool {
+    matches!(
+        e,
+        Errno::INTR
+            | Errno::CONNABORTED
+            | Errno::PROTO
+            | Errno::NETDOWN
+            | Errno::NOPROTOOPT
+            | Errno::HOSTDOWN
+            | Errno::NONET
+            | Errno::HOSTUNREACH
+            | Errno::OPNOTSUPP
+            | Errno::NETUNREACH
+    )
 }
 
 impl AsFd for TcpListener {

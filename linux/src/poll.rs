@@ -126,10 +126,14 @@ impl<const N: usize> Poller<N> {
     /// gives an empty list. A signal that interrupts the wait (`EINTR`) does not end it
     /// early: it goes on with the time left.
     pub fn wait(&mut self, timeout: Option<Duration>) -> Result<Events<'_>> {
-        let deadline = timeout.map(|t| now() + t);
+        // A timeout too far out to add to the clock is no timeout.
+        let deadline = timeout.and_then(|t| now().checked_add(t));
         loop {
-            let ts = deadline.map(|d| timespec(d.saturating_sub(now())));
+            // Waits of up to `i32::MAX` ms go to `epoll_wait` on every kernel; a longer one
+            // would need `epoll_pwait2` (Linux 5.11), so it is waited in slices.
+            let ts = deadline.map(|d| timespec(d.saturating_sub(now()).min(MAX_SLICE)));
             match epoll::wait(&self.fd, &mut self.events[..], ts.as_ref()) {
+                Ok(0) if deadline.is_some_and(|d| now() < d) => {}
                 Ok(n) => return Ok(Events(self.events[..n].iter())),
                 Err(Errno::INTR) => {}
                 Err(e) => return Err(e.into()),
@@ -137,6 +141,9 @@ impl<const N: usize> Poller<N> {
         }
     }
 }
+
+/// The longest single `epoll_wait` (its timeout is an `int` of milliseconds).
+const MAX_SLICE: Duration = Duration::from_millis(i32::MAX as u64);
 
 /// The ready fds of one [`Poller::wait`].
 pub struct Events<'a>(core::slice::Iter<'a, Event>);
@@ -183,31 +190,40 @@ impl Timer {
         Ok(Timer { fd })
     }
 
-    /// A timer that fires every `interval`, first after one `interval` (a daemon's tick).
+    /// A timer that fires every `interval`, first after one `interval` (a daemon's tick). A
+    /// zero interval is `EINVAL`.
     pub fn periodic(interval: Duration) -> Result<Timer> {
+        if interval.is_zero() {
+            return Err(Error::Os(Errno::INVAL));
+        }
         let t = Timer::new()?;
         t.set(interval, interval)?;
         Ok(t)
     }
 
-    /// A timer that fires once, after `after`.
+    /// A timer that fires once, after `after` (at once for zero).
     pub fn once(after: Duration) -> Result<Timer> {
         let t = Timer::new()?;
         t.set(after, Duration::ZERO)?;
         Ok(t)
     }
 
-    /// Arms the timer: first expiry after `first` (a zero `first` disarms it), then every
-    /// `interval` (zero: only once). `timerfd_settime`.
+    /// Arms the timer: first expiry after `first` (zero: at once), then every `interval`
+    /// (zero: only once). `timerfd_settime`; only [`Timer::disarm`] disarms.
     pub fn set(&self, first: Duration, interval: Duration) -> Result<()> {
-        let spec = Itimerspec { it_interval: timespec(interval), it_value: timespec(first) };
-        rustix::time::timerfd_settime(&self.fd, TimerfdTimerFlags::empty(), &spec)?;
-        Ok(())
+        // A zero `it_value` would disarm the timer; the smallest nonzero one fires at once.
+        self.settime(first.max(Duration::from_nanos(1)), interval)
     }
 
     /// Disarms the timer.
     pub fn disarm(&self) -> Result<()> {
-        self.set(Duration::ZERO, Duration::ZERO)
+        self.settime(Duration::ZERO, Duration::ZERO)
+    }
+
+    fn settime(&self, first: Duration, interval: Duration) -> Result<()> {
+        let spec = Itimerspec { it_interval: timespec(interval), it_value: timespec(first) };
+        rustix::time::timerfd_settime(&self.fd, TimerfdTimerFlags::empty(), &spec)?;
+        Ok(())
     }
 
     /// How many times the timer expired since the last call (`read(2)` of the counter,

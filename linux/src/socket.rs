@@ -16,12 +16,9 @@ use core::mem::MaybeUninit;
 
 use ember_core::frame::MAX_FRAME_LEN;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
-use rustix::io::{Errno, IoSlice, IoSliceMut};
+use rustix::io::{Errno, IoSlice};
 use rustix::net::addr::SocketAddrArg;
-use rustix::net::{
-    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer, SendAncillaryMessage,
-    SendFlags, SocketAddrAny,
-};
+use rustix::net::{RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrAny};
 
 use crate::error::{Error, Result};
 use crate::stream::StreamBuf;
@@ -44,7 +41,8 @@ pub const MAX_SEND_FDS: usize = 64;
 /// `SCM_CREDENTIALS` message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Creds {
-    /// Process id.
+    /// Process id; 0 when the kernel cannot name it (a peer in a pid namespace this
+    /// process cannot see, or a message queued before credentials were asked for).
     pub pid: u32,
     /// User id.
     pub uid: u32,
@@ -52,17 +50,21 @@ pub struct Creds {
     pub gid: u32,
 }
 
-impl From<rustix::net::UCred> for Creds {
-    fn from(c: rustix::net::UCred) -> Creds {
-        Creds { pid: c.pid.as_raw_nonzero().get() as u32, uid: c.uid.as_raw(), gid: c.gid.as_raw() }
+impl From<crate::sys::RawCreds> for Creds {
+    fn from(c: crate::sys::RawCreds) -> Creds {
+        Creds { pid: c.pid, uid: c.uid, gid: c.gid }
     }
 }
 
 /// The credentials of the peer of a connected Unix socket (`getsockopt(SO_PEERCRED)`), as
 /// they were when it connected.
 pub fn peer_credentials(fd: impl AsFd) -> Result<Creds> {
-    Ok(rustix::net::sockopt::socket_peercred(fd)?.into())
+    Ok(crate::sys::peercred(fd.as_fd())?.into())
 }
+
+/// Words of the receive control buffer: room for [`MAX_RECV_FDS`] descriptors and one set
+/// of credentials.
+const CONTROL_WORDS: usize = (crate::sys::cmsg_space(4 * MAX_RECV_FDS) + crate::sys::cmsg_space(12)).div_ceil(8);
 
 /// A connected byte-stream socket carrying frames back to back: a Unix stream socket or a
 /// TCP connection. Holds two `N`-byte buffers (read buffer and accumulator); frames up to
@@ -152,16 +154,18 @@ pub struct Received {
 /// A socket that carries one frame per message: a Unix datagram or seqpacket socket, or a
 /// UDP socket. Never allocates.
 pub struct PacketSocket {
+    // Declared first, so dropped first: the socket file is removed while the socket is
+    // still open, so no other process can take the path over in between (see `uds`).
+    path: Option<crate::uds::BoundPath>,
     fd: OwnedFd,
     kind: PacketKind,
     max: usize,
-    path: Option<crate::uds::BoundPath>,
 }
 
 impl PacketSocket {
     /// Wraps a datagram or seqpacket socket whose frames are at most `max` bytes.
     pub fn from_fd(fd: OwnedFd, kind: PacketKind, max: usize) -> PacketSocket {
-        PacketSocket { fd, kind, max, path: None }
+        PacketSocket { path: None, fd, kind, max }
     }
 
     pub(crate) fn with_path(mut self, path: crate::uds::BoundPath) -> PacketSocket {
@@ -258,53 +262,46 @@ impl PacketSocket {
     }
 
     /// Receives one frame, the file descriptors sent with it (into the first slots of
-    /// `fds`, `O_CLOEXEC`) and the sender's credentials if the socket passes them.
+    /// `fds`, which are overwritten; `O_CLOEXEC`) and the sender's credentials if the socket
+    /// passes them. `recvmsg(MSG_TRUNC | MSG_CMSG_CLOEXEC)`, with the control messages read
+    /// here (so a pid of 0 is representable, see [`Creds::pid`]).
     ///
     /// A message with more descriptors than `fds` has slots (or than [`MAX_RECV_FDS`]) is
     /// refused whole: every descriptor it carried is closed, nothing is stored, and the
-    /// result is [`Error::TooManyFds`]. Nothing leaks.
+    /// result is [`Error::TooManyFds`]. A message that fails the frame checks has its
+    /// descriptors closed too. Nothing leaks.
     pub fn recv_frame_with_fds(&mut self, buf: &mut [u8], fds: &mut [Option<OwnedFd>]) -> Result<Received> {
         self.check_buf(buf)?;
         let room = fds.len().min(MAX_RECV_FDS);
-        let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_RECV_FDS), ScmCredentials(1))];
-        let mut control = RecvAncillaryBuffer::new(&mut space);
-        let max = self.max;
+        let mut control = [0u64; CONTROL_WORDS];
         let msg = loop {
-            let mut iov = [IoSliceMut::new(&mut buf[..max])];
-            match rustix::net::recvmsg(&self.fd, &mut iov, &mut control, RecvFlags::TRUNC | RecvFlags::CMSG_CLOEXEC) {
+            match crate::sys::recvmsg(self.fd.as_fd(), &mut buf[..self.max], &mut control) {
                 Ok(m) => break m,
                 Err(Errno::INTR) => {}
                 Err(e) => return Err(e.into()),
             }
         };
         let mut stored = 0;
-        let mut over = msg.flags.contains(ReturnFlags::CTRUNC);
+        let mut over = msg.flags & linux_raw_sys::net::MSG_CTRUNC != 0;
         let mut creds = None;
-        for m in control.drain() {
+        for m in crate::sys::ControlMessages::new(&control, msg.control_len) {
             match m {
-                RecvAncillaryMessage::ScmRights(received) => {
-                    for fd in received {
-                        if stored < room {
-                            fds[stored] = Some(fd);
-                            stored += 1;
-                        } else {
-                            // Dropping it closes it.
-                            over = true;
-                        }
-                    }
+                crate::sys::ControlMessage::Fd(fd) if stored < room => {
+                    fds[stored] = Some(fd);
+                    stored += 1;
                 }
-                RecvAncillaryMessage::ScmCredentials(c) => creds = Some(Creds::from(c)),
-                _ => {}
+                // Dropping it closes it.
+                crate::sys::ControlMessage::Fd(_) => over = true,
+                crate::sys::ControlMessage::Creds(c) => creds = Some(Creds::from(c)),
             }
         }
-        if over {
-            for slot in &mut fds[..stored] {
-                *slot = None;
-            }
+        let result = if over {
             warn!("socket: a message carried more file descriptors than {}; refused", room);
-            return Err(Error::TooManyFds { max: room });
-        }
-        match self.checked(buf, msg.bytes) {
+            Err(Error::TooManyFds { max: room })
+        } else {
+            self.checked(buf, msg.len)
+        };
+        match result {
             Ok(len) => Ok(Received { len, fds: stored, creds }),
             Err(e) => {
                 for slot in &mut fds[..stored] {
@@ -320,6 +317,8 @@ impl PacketSocket {
     }
 
     /// Checks a received message of `len` bytes (its length before truncation) in `buf`.
+    /// On a seqpacket socket a zero-length read is end of stream (a zero-length message,
+    /// which is never an Ember frame, reads the same).
     fn checked(&self, buf: &[u8], len: usize) -> Result<usize> {
         if len == 0 && self.kind == PacketKind::Seqpacket {
             return Err(Error::PeerGone);

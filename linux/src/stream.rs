@@ -11,13 +11,17 @@ use crate::error::{Error, Result};
 ///
 /// In nonblocking mode, a frame that could not be started is [`Error::WouldBlock`] (nothing
 /// sent); one that was partly written is finished, waiting for room with `poll` on `fd`,
-/// because a half-written frame would corrupt the stream for the receiver.
+/// because a half-written frame would corrupt the stream for the receiver. That wait is
+/// bounded by [`FINISH_TIMEOUT`](crate::transport::FINISH_TIMEOUT): a receiver that stopped
+/// reading cannot hang a nonblocking sender; the frame is then cut short
+/// ([`Error::TimedOut`]) and the receiver resynchronises on the next frame.
 pub(crate) fn write_all(
     fd: impl AsFd,
     mut bytes: &[u8],
     mut write: impl FnMut(&[u8]) -> core::result::Result<usize, Errno>,
 ) -> Result<()> {
     let mut started = false;
+    let mut deadline = None;
     while !bytes.is_empty() {
         match write(bytes) {
             Ok(n) => {
@@ -26,8 +30,12 @@ pub(crate) fn write_all(
             }
             Err(Errno::INTR) => {}
             Err(Errno::AGAIN) if started => {
+                let now = crate::poll::now();
+                let end = *deadline.get_or_insert(now + crate::transport::FINISH_TIMEOUT);
+                let left = end.checked_sub(now).filter(|d| !d.is_zero()).ok_or(Error::TimedOut)?;
+                let ts = crate::poll::timespec(left);
                 let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::OUT)];
-                match rustix::event::poll(&mut fds, None) {
+                match rustix::event::poll(&mut fds, Some(&ts)) {
                     Ok(_) | Err(Errno::INTR) => {}
                     Err(e) => return Err(e.into()),
                 }

@@ -631,3 +631,181 @@ pub fn tgkill(tgid: i32, tid: i32, sig: u32) -> Result<(), Errno> {
     };
     ret(r).map(|_| ())
 }
+
+/// `CMSG_ALIGN`: control messages are aligned to the kernel's `size_t`.
+const fn cmsg_align(len: usize) -> usize {
+    let a = core::mem::size_of::<usize>();
+    (len + a - 1) & !(a - 1)
+}
+
+/// `CMSG_SPACE(len)`: a control message header plus `len` bytes of data, aligned.
+pub const fn cmsg_space(len: usize) -> usize {
+    cmsg_align(core::mem::size_of::<linux_raw_sys::net::cmsghdr>()) + cmsg_align(len)
+}
+
+const _: () = assert!(core::mem::size_of::<linux_raw_sys::net::ucred>() == 12);
+
+/// The credentials of `SO_PEERCRED` or `SCM_CREDENTIALS`, as the kernel gives them: a pid
+/// of 0 means the kernel could not name the process (a peer in a pid namespace this one
+/// cannot see, or a message queued before credentials were asked for). rustix's `UCred`
+/// cannot hold a pid of 0, so these are read here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawCreds {
+    /// Process id, 0 if unknown.
+    pub pid: u32,
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+}
+
+/// `getsockopt(fd, SOL_SOCKET, SO_PEERCRED)`: the peer's credentials as of `connect`.
+pub fn peercred(fd: rustix::fd::BorrowedFd<'_>) -> Result<RawCreds, Errno> {
+    use rustix::fd::AsRawFd;
+    let mut cred = linux_raw_sys::net::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = core::mem::size_of::<linux_raw_sys::net::ucred>() as u32;
+    // SAFETY: the kernel writes at most `len` bytes into `cred` (a `struct ucred`) and the
+    // new length into `len`; both live for the call.
+    let r = unsafe {
+        syscalls::raw::syscall5(
+            linux_raw_sys::general::__NR_getsockopt as usize,
+            fd.as_raw_fd() as usize,
+            linux_raw_sys::net::SOL_SOCKET as usize,
+            linux_raw_sys::net::SO_PEERCRED as usize,
+            &mut cred as *mut linux_raw_sys::net::ucred as usize,
+            &mut len as *mut u32 as usize,
+        )
+    };
+    ret(r)?;
+    Ok(RawCreds { pid: cred.pid, uid: cred.uid, gid: cred.gid })
+}
+
+/// One message from [`recvmsg`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecvMsg {
+    /// The message's length before truncation (`MSG_TRUNC`): more than the buffer means
+    /// the rest was discarded.
+    pub len: usize,
+    /// `msg_flags` (`MSG_TRUNC`, `MSG_CTRUNC`, ...).
+    pub flags: u32,
+    /// Bytes of `control` the kernel filled.
+    pub control_len: usize,
+}
+
+/// `recvmsg(fd, {buf}, control, MSG_TRUNC | MSG_CMSG_CLOEXEC)`: one message into `buf`, its
+/// control messages into `control` (read them with [`ControlMessages`]; received fds are
+/// `O_CLOEXEC` and must be taken over, see [`ControlMessages`]).
+pub fn recvmsg(fd: rustix::fd::BorrowedFd<'_>, buf: &mut [u8], control: &mut [u64]) -> Result<RecvMsg, Errno> {
+    use linux_raw_sys::net::{MSG_CMSG_CLOEXEC, MSG_TRUNC, msghdr};
+    use rustix::fd::AsRawFd;
+    // `struct iovec` (uapi `uio.h`): a pointer and a `size_t` (linux-raw-sys's `net`
+    // module declares it opaque).
+    #[repr(C)]
+    struct IoVec {
+        base: *mut u8,
+        len: usize,
+    }
+    let mut iov = IoVec { base: buf.as_mut_ptr(), len: buf.len() };
+    let mut msg = msghdr {
+        msg_name: core::ptr::null_mut(),
+        msg_namelen: 0,
+        msg_iov: (&mut iov as *mut IoVec).cast(),
+        msg_iovlen: 1,
+        msg_control: control.as_mut_ptr().cast(),
+        msg_controllen: core::mem::size_of_val(control),
+        msg_flags: 0,
+    };
+    // SAFETY: `msg` points at one iovec over `buf` and at `control`, both live and writable
+    // for their stated lengths; no name is requested.
+    let r = unsafe {
+        syscalls::raw::syscall3(
+            linux_raw_sys::general::__NR_recvmsg as usize,
+            fd.as_raw_fd() as usize,
+            &mut msg as *mut msghdr as usize,
+            (MSG_TRUNC | MSG_CMSG_CLOEXEC) as usize,
+        )
+    };
+    let len = ret(r)?;
+    Ok(RecvMsg {
+        len,
+        flags: msg.msg_flags as u32,
+        control_len: msg.msg_controllen.min(core::mem::size_of_val(control)),
+    })
+}
+
+/// One control message: received fds (already owned: dropping them closes them) or
+/// credentials.
+#[derive(Debug)]
+pub enum ControlMessage {
+    /// `SCM_RIGHTS`: one received descriptor.
+    Fd(rustix::fd::OwnedFd),
+    /// `SCM_CREDENTIALS`.
+    Creds(RawCreds),
+}
+
+/// The control messages of a [`recvmsg`], in order. Every received fd is turned into an
+/// `OwnedFd` as it is read, so dropping the iterator part-way (or the items) closes the
+/// rest: nothing leaks. Create it once per `recvmsg` (it takes ownership of the fds).
+pub struct ControlMessages<'a> {
+    bytes: &'a [u8],
+    off: usize,
+    fds: &'a [u8],
+}
+
+impl<'a> ControlMessages<'a> {
+    /// Reads `control[..len]` as filled by [`recvmsg`].
+    pub fn new(control: &'a [u64], len: usize) -> ControlMessages<'a> {
+        // SAFETY: any initialized `u64`s are valid bytes; the slice covers the same memory
+        // and lifetime.
+        let bytes =
+            unsafe { core::slice::from_raw_parts(control.as_ptr().cast::<u8>(), core::mem::size_of_val(control)) };
+        ControlMessages { bytes: &bytes[..len.min(bytes.len())], off: 0, fds: &[] }
+    }
+}
+
+impl Iterator for ControlMessages<'_> {
+    type Item = ControlMessage;
+
+    fn next(&mut self) -> Option<ControlMessage> {
+        use linux_raw_sys::net::{SCM_CREDENTIALS, SCM_RIGHTS, SOL_SOCKET};
+        const W: usize = core::mem::size_of::<usize>();
+        loop {
+            if let Some((fd, rest)) = self.fds.split_first_chunk::<4>() {
+                self.fds = rest;
+                // SAFETY: the kernel installed this descriptor in our table for this
+                // message (`SCM_RIGHTS`) and nothing else owns it; each is read once.
+                let fd =
+                    unsafe { <rustix::fd::OwnedFd as rustix::fd::FromRawFd>::from_raw_fd(i32::from_ne_bytes(*fd)) };
+                return Some(ControlMessage::Fd(fd));
+            }
+            let hdr = cmsg_align(core::mem::size_of::<linux_raw_sys::net::cmsghdr>());
+            let rest = self.bytes.get(self.off..)?;
+            if rest.len() < hdr {
+                return None;
+            }
+            let len = usize::from_ne_bytes(rest[..W].try_into().ok()?);
+            let level = i32::from_ne_bytes(rest[W..W + 4].try_into().ok()?);
+            let kind = i32::from_ne_bytes(rest[W + 4..W + 8].try_into().ok()?);
+            if len < hdr || len > rest.len() {
+                return None;
+            }
+            let data = &rest[hdr..len];
+            self.off += cmsg_align(len);
+            match (level as u32, kind as u32) {
+                (SOL_SOCKET, SCM_RIGHTS) => self.fds = data,
+                (SOL_SOCKET, SCM_CREDENTIALS) if data.len() >= 12 => {
+                    let word = |i: usize| u32::from_ne_bytes([data[i], data[i + 1], data[i + 2], data[i + 3]]);
+                    return Some(ControlMessage::Creds(RawCreds { pid: word(0), uid: word(4), gid: word(8) }));
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+impl Drop for ControlMessages<'_> {
+    fn drop(&mut self) {
+        // Close every fd not handed out yet.
+        for _ in self.by_ref() {}
+    }
+}

@@ -15,11 +15,19 @@
 //! Receivers check every frame (header, length, CRC) before returning it. Nothing on a
 //! send or receive path allocates.
 
+use core::time::Duration;
+
 use ember_core::FrameRepr;
 use rustix::fd::AsFd;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+
+/// How long a nonblocking stream sender (pipe, FIFO, stream socket) waits to finish a frame
+/// it has partly written before giving up with [`Error::TimedOut`]. A frame is never left
+/// half-written while the receiver is reading; one cut short by a receiver that stopped
+/// reading is skipped by the receiver's resynchronisation.
+pub const FINISH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Sends whole frames.
 pub trait FrameSender {

@@ -48,7 +48,8 @@ impl UnixName<'_> {
         match self {
             UnixName::Path(p) if p.is_empty() || p.len() > MAX_PATH || p.contains('\0') => Err(Error::InvalidName),
             UnixName::Path(p) => Ok(SocketAddrUnix::new(*p)?),
-            UnixName::Abstract(n) if n.len() > MAX_PATH => Err(Error::InvalidName),
+            // An empty abstract name would ask the kernel to pick one (autobind).
+            UnixName::Abstract(n) if n.is_empty() || n.len() > MAX_PATH => Err(Error::InvalidName),
             UnixName::Abstract(n) => Ok(SocketAddrUnix::new_abstract_name(n)?),
         }
     }
@@ -102,26 +103,52 @@ fn bind(fd: &OwnedFd, name: UnixName<'_>, kind: SocketType) -> Result<Option<Bou
     match rustix::net::bind(fd, &addr) {
         Ok(()) => {}
         Err(Errno::ADDRINUSE) => {
-            let st = rustix::fs::lstat(path)?;
-            if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Socket {
-                return Err(Error::AddrInUse);
-            }
-            // Someone's socket file: replace it only if nobody answers there.
-            let probe = socket(kind)?;
-            match rustix::net::connect(&probe, &addr) {
-                Err(Errno::CONNREFUSED) => {
-                    info!("uds: removing a stale socket file");
-                    rustix::fs::unlink(path)?;
-                    rustix::net::bind(fd, &addr)?;
-                }
-                // Connected, or a live socket of another type (EPROTOTYPE): leave it.
-                Ok(()) | Err(Errno::PROTOTYPE) => return Err(Error::AddrInUse),
-                Err(e) => return Err(e.into()),
-            }
+            replace_if_stale(path, &addr, kind)?;
+            rustix::net::bind(fd, &addr)?;
         }
         Err(e) => return Err(e.into()),
     }
-    Ok(Some(BoundPath::new(path)?))
+    let bound = BoundPath::new(path).inspect_err(|_| {
+        let _ = rustix::fs::unlink(path);
+    })?;
+    Ok(Some(bound))
+}
+
+/// Removes the socket file at `path` if nobody answers there; otherwise (or if it is not a
+/// socket) [`Error::AddrInUse`].
+fn replace_if_stale(path: &str, addr: &SocketAddrUnix, kind: SocketType) -> Result<()> {
+    let st = match rustix::fs::lstat(path) {
+        Ok(st) => st,
+        // Gone since the bind failed: the caller's bind can go ahead.
+        Err(Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Socket {
+        return Err(Error::AddrInUse);
+    }
+    // A nonblocking probe: it never waits on a live listener whose backlog is full.
+    let probe =
+        rustix::net::socket_with(AddressFamily::UNIX, kind, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK, None)?;
+    loop {
+        match rustix::net::connect(&probe, addr) {
+            Err(Errno::INTR) => continue,
+            // Nobody listens: a stale file (or a socket bound but not yet listening, which
+            // looks the same from here). Remove it only if it is still the file we probed.
+            Err(Errno::CONNREFUSED) => {
+                let now = rustix::fs::lstat(path)?;
+                if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) {
+                    return Err(Error::AddrInUse);
+                }
+                info!("uds: removing a stale socket file");
+                rustix::fs::unlink(path)?;
+                return Ok(());
+            }
+            // Connected, connecting, a full backlog (EAGAIN), or a live socket of another
+            // type (EPROTOTYPE): someone is there; leave it.
+            Ok(()) | Err(Errno::AGAIN | Errno::INPROGRESS | Errno::PROTOTYPE) => return Err(Error::AddrInUse),
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 fn connect(name: UnixName<'_>, kind: SocketType) -> Result<OwnedFd> {
@@ -139,7 +166,9 @@ fn connect(name: UnixName<'_>, kind: SocketType) -> Result<OwnedFd> {
 }
 
 /// Connects a stream socket to `name` (`socket(AF_UNIX, SOCK_STREAM)` + `connect`).
-/// Nobody listening is [`Error::Refused`].
+/// Nobody listening is [`Error::Refused`]. A listener that is alive but not accepting
+/// blocks this call once its backlog (128) is full; set a deadline around it with the
+/// poller if that listener is not trusted.
 pub fn connect_stream<const N: usize>(name: UnixName<'_>) -> Result<StreamSocket<N>> {
     Ok(StreamSocket::from_fd(connect(name, SocketType::STREAM)?))
 }
@@ -197,11 +226,13 @@ fn pair(kind: SocketType) -> Result<(OwnedFd, OwnedFd)> {
 
 /// A listening Unix stream or seqpacket socket.
 pub struct UdsListener {
+    // Declared first, so dropped first: the socket file is removed while we still listen,
+    // so a rival's stale-file probe cannot see it refused and take the path in between.
+    _path: Option<BoundPath>,
     fd: OwnedFd,
     kind: SocketType,
     allowed: [u32; MAX_ALLOWED_UIDS],
     n_allowed: usize,
-    _path: Option<BoundPath>,
 }
 
 impl UdsListener {
@@ -219,7 +250,7 @@ impl UdsListener {
         let fd = socket(kind)?;
         let path = bind(&fd, name, kind)?;
         rustix::net::listen(&fd, 128)?;
-        Ok(UdsListener { fd, kind, allowed: [0; MAX_ALLOWED_UIDS], n_allowed: 0, _path: path })
+        Ok(UdsListener { _path: path, fd, kind, allowed: [0; MAX_ALLOWED_UIDS], n_allowed: 0 })
     }
 
     /// Accepts only peers whose uid is in `uids` from now on (an empty list accepts
@@ -242,7 +273,7 @@ impl UdsListener {
         let fd = loop {
             match rustix::net::accept_with(&self.fd, SocketFlags::CLOEXEC) {
                 Ok(fd) => break fd,
-                Err(Errno::INTR) => {}
+                Err(e) if crate::net::accept_should_retry(e) => {}
                 Err(e) => return Err(e.into()),
             }
         };

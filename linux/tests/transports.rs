@@ -310,10 +310,7 @@ fn eintr_never_loses_a_message() {
     let mut buf = [0u8; 128];
     for (seq, send) in [(11u32, 0), (22, 1), (33, 2)] {
         // Interrupt the blocked reader several times before the message comes.
-        for _ in 0..5 {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-            signal::send_to_thread(tid, signal::SIGUSR1).unwrap();
-        }
+        interrupt(tid, 5);
         let n = frame(seq, 40, &mut buf);
         match send {
             0 => tx.send_frame(&buf[..n]).unwrap(),

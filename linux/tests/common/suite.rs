@@ -39,7 +39,43 @@ impl Drop for Cleanup {
     }
 }
 
-extern "C" fn on_usr1(_: i32) {}
+/// How many times the `SIGUSR1` handler of [`InterruptingSigusr1`] ran.
+pub static HANDLED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+extern "C" fn on_usr1(_: i32) {
+    HANDLED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Waits (up to 10 s) until thread `tid` of this process is asleep in a system call
+/// (state `S` in `/proc/self/task/<tid>/stat`), so a signal sent now interrupts it.
+pub fn wait_until_blocked(tid: i32) {
+    let path = format!("/proc/self/task/{tid}/stat");
+    let started = std::time::Instant::now();
+    loop {
+        let stat = std::fs::read_to_string(&path).unwrap();
+        let state = stat.rsplit_once(") ").map(|(_, rest)| rest.as_bytes()[0]);
+        if state == Some(b'S') {
+            return;
+        }
+        assert!(started.elapsed().as_secs() < 10, "thread {tid} never blocked: {stat}");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// Interrupts thread `tid`, blocked in a system call, `times` times with `SIGUSR1` (the
+/// [`InterruptingSigusr1`] handler must be installed), checking each signal was handled.
+pub fn interrupt(tid: i32, times: usize) {
+    for _ in 0..times {
+        wait_until_blocked(tid);
+        let before = HANDLED.load(Ordering::Relaxed);
+        ember_linux::signal::send_to_thread(tid, ember_linux::signal::SIGUSR1).unwrap();
+        let started = std::time::Instant::now();
+        while HANDLED.load(Ordering::Relaxed) == before {
+            assert!(started.elapsed().as_secs() < 10, "SIGUSR1 never handled");
+            std::thread::yield_now();
+        }
+    }
+}
 
 /// While alive, `SIGUSR1` runs a handler that does nothing, installed without
 /// `SA_RESTART`, so it interrupts blocking calls with `EINTR`; the default comes back on
@@ -70,19 +106,28 @@ impl Drop for InterruptingSigusr1 {
 }
 
 /// Sends until the transport reports the peer gone (a TCP or UDP peer is known gone only
-/// after its reset or port-unreachable answer comes back); returns the last result.
+/// after its reset or port-unreachable answer comes back), for up to 5 s; returns the last
+/// result.
 pub fn send_until_gone(tx: &mut impl FrameSender) -> Result<(), Error> {
     let mut buf = [0u8; 64];
     let n = frame(3, 10, &mut buf);
-    let mut result = Ok(());
-    for _ in 0..50 {
-        result = tx.send_frame(&buf[..n]);
-        if result.is_err() {
-            break;
+    let started = std::time::Instant::now();
+    loop {
+        let result = tx.send_frame(&buf[..n]);
+        if result.is_err() || started.elapsed().as_secs() >= 5 {
+            return result;
         }
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
-    result
+}
+
+/// Waits up to 10 s for `fd` to be readable (a peer's connection or message), so a peer
+/// that died makes the test fail instead of hang.
+pub fn wait_readable(fd: impl AsFd) {
+    let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+    let ts = rustix::time::Timespec { tv_sec: 10, tv_nsec: 0 };
+    let n = rustix::event::poll(&mut fds, Some(&ts)).unwrap();
+    assert_eq!(n, 1, "nothing arrived within 10 s (is the peer alive?)");
 }
 
 /// Stream receivers, which count the garbage bytes they skipped.
