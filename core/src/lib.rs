@@ -12,6 +12,9 @@
 //! - [`accumulator`]: reassembles frames from a byte stream in a fixed-size buffer,
 //!   surviving partial reads, garbage and oversized or corrupt frames.
 //! - [`crc32c`]: CRC-32C with the x86-64 and AArch64 instructions where available.
+//! - [`dbus`]: D-Bus marshalling: names, signatures, values in either byte order, and
+//!   messages built into and parsed from caller buffers, every limit of the specification
+//!   checked.
 //! - [`shm`]: shared-memory layouts and their lock-free protocols (seqlock, SPSC ring,
 //!   broadcast ring), safe against a hostile peer; `ember-linux` maps the segments.
 //!
@@ -36,6 +39,7 @@ extern crate std;
 
 pub mod accumulator;
 pub mod crc32c;
+pub mod dbus;
 pub mod error;
 pub mod frame;
 pub mod message;

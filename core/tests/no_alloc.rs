@@ -111,3 +111,38 @@ fn accumulator_allocates_nothing() {
     assert_eq!(n, 0, "accumulator allocated");
     assert_eq!(acc.dropped_bytes(), 5);
 }
+
+#[test]
+fn dbus_build_and_parse_allocate_nothing() {
+    use ember_core::dbus::{Builder, Message, Signature, Value};
+    let mut buf = [0u8; 1024];
+    let sig = Signature::new("a{sv}").unwrap();
+    let n = allocations(|| {
+        for serial in 1..50u32 {
+            // A signal with a{sv} of 8 entries, then a full parse and walk.
+            let m = Builder::signal("/org/example/Sensor", "org.example.Sensor", "Changed")
+                .build(&mut buf, serial, sig, |w| {
+                    w.array(b'{', |w| {
+                        for i in 0..8u32 {
+                            w.structure(|w| {
+                                w.str("key")?;
+                                w.variant(Signature::new("u")?, |w| w.u32(i))
+                            })?;
+                        }
+                        Ok(())
+                    })
+                })
+                .unwrap();
+            let p = Message::parse(m, 1 << 20).unwrap();
+            let mut total = 0;
+            for entry in p.body().next_as::<ember_core::dbus::value::Array>().unwrap() {
+                let Value::DictEntry(mut kv) = entry.unwrap() else { panic!() };
+                let _: &str = kv.next_as().unwrap();
+                let v: ember_core::dbus::value::Variant = kv.next_as().unwrap();
+                total += u32::try_from(v.value().unwrap()).unwrap();
+            }
+            assert_eq!(total, 28);
+        }
+    });
+    assert_eq!(n, 0, "D-Bus build/parse allocated");
+}

@@ -13,8 +13,8 @@ const USAGE: &str = "usage: cargo xtask <test | bench [ember bench options]>";
 
 /// Target the no_std proof builds for.
 const NO_STD_TARGET: &str = "thumbv7em-none-eabihf";
-/// Seconds the fuzz smoke run lasts.
-const FUZZ_SECONDS: u32 = 30;
+/// The fuzz targets and how long each runs in `cargo xtask test`.
+const FUZZ_TARGETS: [(&str, u32); 2] = [("frame", 30), ("dbus_message", 20)];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -245,22 +245,23 @@ fn step_fuzz() -> Outcome {
     if let Err(e) = ensure_cargo_fuzz() {
         return Outcome::Skipped(format!("cargo-fuzz is not available and could not be installed: {e}"));
     }
-    // libFuzzer requires its corpus directory to exist; it is not committed.
-    if let Err(e) = std::fs::create_dir_all("fuzz/corpus/frame") {
-        return Outcome::Fail(format!("cannot create fuzz/corpus/frame: {e}"));
+    // One run per parser, each starting from its committed seeds (valid inputs of its
+    // kind); the corpus libFuzzer grows stays in fuzz/corpus, untracked.
+    for (target, seconds) in FUZZ_TARGETS {
+        // libFuzzer requires its corpus directory to exist; it is not committed.
+        let corpus = format!("corpus/{target}");
+        if let Err(e) = std::fs::create_dir_all(format!("fuzz/{corpus}")) {
+            return Outcome::Fail(format!("cannot create fuzz/{corpus}: {e}"));
+        }
+        let max_time = format!("-max_total_time={seconds}");
+        let seeds = format!("seeds/{target}");
+        if let Err(e) =
+            run(cargo_nightly().current_dir("fuzz").args(["fuzz", "run", target, &corpus, &seeds, "--", &max_time]))
+        {
+            return Outcome::Fail(format!("fuzz target {target}: {e}"));
+        }
     }
-    let max_time = format!("-max_total_time={FUZZ_SECONDS}");
-    // The committed seeds (valid frames, streams with garbage) start the search; the
-    // corpus libFuzzer grows stays in fuzz/corpus, untracked.
-    outcome(run(cargo_nightly().current_dir("fuzz").args([
-        "fuzz",
-        "run",
-        "frame",
-        "corpus/frame",
-        "seeds/frame",
-        "--",
-        &max_time,
-    ])))
+    Outcome::Pass
 }
 
 fn outcome(r: Result<(), String>) -> Outcome {
@@ -280,7 +281,7 @@ fn test() -> ExitCode {
         ("MSRV check (rust-version)", step_msrv),
         ("loom models (shm)", step_loom),
         ("miri (ember-core)", step_miri),
-        ("fuzz smoke (30 s)", step_fuzz),
+        ("fuzz smoke (frame 30 s, dbus 20 s)", step_fuzz),
     ];
     let total = steps.len();
     let mut done = Vec::new();

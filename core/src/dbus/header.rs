@@ -1,0 +1,482 @@
+//! Messages: the fixed header, the header fields, and the body.
+//!
+//! ```text
+//! offset 0  endianness ('l' or 'B')   1 type   2 flags   3 version (1)
+//!        4  body length (u32)         8 serial (u32, not 0)
+//!       12  header fields: a(yv)      then zero padding to 8, then the body
+//! ```
+//!
+//! [`Builder`] writes a method call, method return, error or signal into a caller's buffer
+//! and checks the result by parsing it back. [`Message::parse`] checks everything a peer
+//! sent before returning a borrowed view: byte order, version, type, serial, lengths against
+//! the limit in force, every header field's type and value, the fields each type requires,
+//! and the body against its signature (including fd indices against `UNIX_FDS`).
+
+use super::marshal::Writer;
+use super::names::{self, ObjectPath};
+use super::signature::Signature;
+use super::value::{Reader, Value, Values};
+use super::{DbusError, Endian, MAX_ARRAY_LEN, MAX_MESSAGE_LEN, Result, align_up};
+
+/// The fixed part of the header, before the header fields' array content.
+pub const FIXED_HEADER_LEN: usize = 16;
+
+/// `NO_REPLY_EXPECTED`: a method call whose caller wants no reply.
+pub const FLAG_NO_REPLY_EXPECTED: u8 = 0x1;
+/// `NO_AUTO_START`: do not start a service to deliver this message.
+pub const FLAG_NO_AUTO_START: u8 = 0x2;
+/// `ALLOW_INTERACTIVE_AUTHORIZATION`.
+pub const FLAG_ALLOW_INTERACTIVE_AUTHORIZATION: u8 = 0x4;
+
+/// Header field codes.
+pub mod field {
+    /// `PATH` (`o`).
+    pub const PATH: u8 = 1;
+    /// `INTERFACE` (`s`).
+    pub const INTERFACE: u8 = 2;
+    /// `MEMBER` (`s`).
+    pub const MEMBER: u8 = 3;
+    /// `ERROR_NAME` (`s`).
+    pub const ERROR_NAME: u8 = 4;
+    /// `REPLY_SERIAL` (`u`).
+    pub const REPLY_SERIAL: u8 = 5;
+    /// `DESTINATION` (`s`).
+    pub const DESTINATION: u8 = 6;
+    /// `SENDER` (`s`).
+    pub const SENDER: u8 = 7;
+    /// `SIGNATURE` (`g`).
+    pub const SIGNATURE: u8 = 8;
+    /// `UNIX_FDS` (`u`).
+    pub const UNIX_FDS: u8 = 9;
+}
+
+/// The four message types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum MessageType {
+    /// A method call (1).
+    MethodCall = 1,
+    /// A method's reply (2).
+    MethodReturn = 2,
+    /// An error reply (3).
+    Error = 3,
+    /// A signal (4).
+    Signal = 4,
+}
+
+impl MessageType {
+    fn from_u8(b: u8) -> Result<MessageType> {
+        match b {
+            1 => Ok(MessageType::MethodCall),
+            2 => Ok(MessageType::MethodReturn),
+            3 => Ok(MessageType::Error),
+            4 => Ok(MessageType::Signal),
+            _ => Err(DbusError::BadMessageType),
+        }
+    }
+}
+
+/// The total length of a message from its first 16 bytes (what a stream reader needs to
+/// know how much to read), checked against `max` (at most 128 MiB).
+pub fn message_len(first: &[u8], max: usize) -> Result<usize> {
+    let max = max.min(MAX_MESSAGE_LEN);
+    let fixed: &[u8; FIXED_HEADER_LEN] =
+        first.get(..FIXED_HEADER_LEN).ok_or(DbusError::Truncated)?.try_into().map_err(|_| DbusError::Truncated)?;
+    let endian = Endian::from_marker(fixed[0]).ok_or(DbusError::BadEndian)?;
+    if fixed[3] != 1 {
+        return Err(DbusError::BadVersion);
+    }
+    let word = |at: usize| -> usize {
+        let b = [fixed[at], fixed[at + 1], fixed[at + 2], fixed[at + 3]];
+        (if endian == Endian::Little { u32::from_le_bytes(b) } else { u32::from_be_bytes(b) }) as usize
+    };
+    let (body, fields) = (word(4), word(12));
+    if fields > MAX_ARRAY_LEN {
+        return Err(DbusError::TooLarge { len: fields, max });
+    }
+    let len = align_up(FIXED_HEADER_LEN + fields, 8) + body;
+    if len > max {
+        return Err(DbusError::TooLarge { len, max });
+    }
+    Ok(len)
+}
+
+/// Writes a message into a caller's buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct Builder<'a> {
+    ty: MessageType,
+    flags: u8,
+    path: Option<&'a str>,
+    interface: Option<&'a str>,
+    member: Option<&'a str>,
+    error_name: Option<&'a str>,
+    reply_serial: Option<u32>,
+    destination: Option<&'a str>,
+    sender: Option<&'a str>,
+    unix_fds: u32,
+    endian: Endian,
+}
+
+impl<'a> Builder<'a> {
+    fn new(ty: MessageType) -> Builder<'a> {
+        Builder {
+            ty,
+            flags: 0,
+            path: None,
+            interface: None,
+            member: None,
+            error_name: None,
+            reply_serial: None,
+            destination: None,
+            sender: None,
+            unix_fds: 0,
+            endian: Endian::NATIVE,
+        }
+    }
+
+    /// A method call of `member` on the object at `path`.
+    pub fn method_call(path: &'a str, member: &'a str) -> Builder<'a> {
+        Builder { path: Some(path), member: Some(member), ..Builder::new(MessageType::MethodCall) }
+    }
+
+    /// The reply to the call whose serial was `reply_serial`.
+    pub fn method_return(reply_serial: u32) -> Builder<'a> {
+        Builder { reply_serial: Some(reply_serial), ..Builder::new(MessageType::MethodReturn) }
+    }
+
+    /// An error reply named `name` to the call whose serial was `reply_serial`; by
+    /// convention the body is one string, the message.
+    pub fn error(reply_serial: u32, name: &'a str) -> Builder<'a> {
+        Builder { reply_serial: Some(reply_serial), error_name: Some(name), ..Builder::new(MessageType::Error) }
+    }
+
+    /// A signal `member` of `interface`, from the object at `path`.
+    pub fn signal(path: &'a str, interface: &'a str, member: &'a str) -> Builder<'a> {
+        Builder {
+            path: Some(path),
+            interface: Some(interface),
+            member: Some(member),
+            ..Builder::new(MessageType::Signal)
+        }
+    }
+
+    /// Sets the interface (of a method call).
+    pub fn interface(mut self, interface: &'a str) -> Builder<'a> {
+        self.interface = Some(interface);
+        self
+    }
+
+    /// Sets the destination bus name.
+    pub fn destination(mut self, destination: &'a str) -> Builder<'a> {
+        self.destination = Some(destination);
+        self
+    }
+
+    /// Sets the sender (the bus sets it on messages it routes).
+    pub fn sender(mut self, sender: &'a str) -> Builder<'a> {
+        self.sender = Some(sender);
+        self
+    }
+
+    /// Sets the flags (`FLAG_*`).
+    pub fn flags(mut self, flags: u8) -> Builder<'a> {
+        self.flags = flags;
+        self
+    }
+
+    /// Declares `n` file descriptors sent with the message (`UNIX_FDS`).
+    pub fn unix_fds(mut self, n: u32) -> Builder<'a> {
+        self.unix_fds = n;
+        self
+    }
+
+    /// Writes in `endian` order instead of this machine's.
+    pub fn endian(mut self, endian: Endian) -> Builder<'a> {
+        self.endian = endian;
+        self
+    }
+
+    /// Writes the message into `buf` with `serial` and a body of signature `sig` written by
+    /// `body`, then parses it back to check it (names, required fields, the body against
+    /// `sig`). Returns the message's bytes.
+    pub fn build<'b>(
+        &self,
+        buf: &'b mut [u8],
+        serial: u32,
+        sig: Signature<'_>,
+        body: impl FnOnce(&mut Writer<'b>) -> Result<()>,
+    ) -> Result<&'b [u8]> {
+        if serial == 0 {
+            return Err(DbusError::ZeroSerial);
+        }
+        let e = self.endian;
+        let mut w = Writer::with_endian(buf, e);
+        w.u8(e.marker())?;
+        w.u8(self.ty as u8)?;
+        w.u8(self.flags)?;
+        w.u8(1)?;
+        w.u32(0)?; // body length, filled in below
+        w.u32(serial)?;
+        let fields = |w: &mut Writer<'b>| -> Result<()> {
+            let str_field = |w: &mut Writer<'b>, code: u8, v: &str| {
+                w.structure(|w| {
+                    w.u8(code)?;
+                    w.variant(Signature::new_unchecked("s"), |w| w.str(v))
+                })
+            };
+            let u32_field = |w: &mut Writer<'b>, code: u8, v: u32| {
+                w.structure(|w| {
+                    w.u8(code)?;
+                    w.variant(Signature::new_unchecked("u"), |w| w.u32(v))
+                })
+            };
+            if let Some(p) = self.path {
+                let p = ObjectPath::new(p)?;
+                w.structure(|w| {
+                    w.u8(field::PATH)?;
+                    w.variant(Signature::new_unchecked("o"), |w| w.object_path(p))
+                })?;
+            }
+            if let Some(v) = self.interface {
+                str_field(w, field::INTERFACE, names::InterfaceName::new(v)?.as_str())?;
+            }
+            if let Some(v) = self.member {
+                str_field(w, field::MEMBER, names::MemberName::new(v)?.as_str())?;
+            }
+            if let Some(v) = self.error_name {
+                str_field(w, field::ERROR_NAME, names::ErrorName::new(v)?.as_str())?;
+            }
+            if let Some(v) = self.reply_serial {
+                u32_field(w, field::REPLY_SERIAL, v)?;
+            }
+            if let Some(v) = self.destination {
+                str_field(w, field::DESTINATION, names::BusName::new(v)?.as_str())?;
+            }
+            if let Some(v) = self.sender {
+                str_field(w, field::SENDER, names::BusName::new(v)?.as_str())?;
+            }
+            if !sig.is_empty() {
+                w.structure(|w| {
+                    w.u8(field::SIGNATURE)?;
+                    w.variant(Signature::new_unchecked("g"), |w| w.signature(sig))
+                })?;
+            }
+            if self.unix_fds > 0 {
+                u32_field(w, field::UNIX_FDS, self.unix_fds)?;
+            }
+            Ok(())
+        };
+        w.array(b'(', fields)?;
+        w.pad(8)?;
+        let body_start = w.position();
+        body(&mut w)?;
+        let (buf, end) = w.into_parts();
+        let body_len = end - body_start;
+        let len_bytes =
+            if e == Endian::Little { (body_len as u32).to_le_bytes() } else { (body_len as u32).to_be_bytes() };
+        buf[4..8].copy_from_slice(&len_bytes);
+        let buf: &'b [u8] = buf;
+        let out = &buf[..end];
+        Message::parse(out, MAX_MESSAGE_LEN).map_err(|e| match e {
+            DbusError::Truncated | DbusError::NonZeroPadding => DbusError::BodyMismatch,
+            e => e,
+        })?;
+        Ok(out)
+    }
+}
+
+/// A parsed, fully checked message, borrowed from the bytes it was parsed from.
+#[derive(Debug, Clone)]
+pub struct Message<'a> {
+    data: &'a [u8],
+    endian: Endian,
+    ty: MessageType,
+    flags: u8,
+    serial: u32,
+    body_start: usize,
+    path: Option<ObjectPath<'a>>,
+    interface: Option<&'a str>,
+    member: Option<&'a str>,
+    error_name: Option<&'a str>,
+    reply_serial: Option<u32>,
+    destination: Option<&'a str>,
+    sender: Option<&'a str>,
+    signature: Signature<'a>,
+    unix_fds: u32,
+}
+
+impl<'a> Message<'a> {
+    /// Parses and checks the one message in `data` (exactly one: its length must match),
+    /// refusing messages longer than `max` bytes (at most 128 MiB).
+    pub fn parse(data: &'a [u8], max: usize) -> Result<Message<'a>> {
+        let len = message_len(data, max)?;
+        if len != data.len() {
+            return Err(if len > data.len() { DbusError::Truncated } else { DbusError::BodyMismatch });
+        }
+        let endian = Endian::from_marker(data[0]).ok_or(DbusError::BadEndian)?;
+        let ty = MessageType::from_u8(data[1])?;
+        let mut fixed = Reader::range(data, 8, 12, endian, 0);
+        let serial = fixed.u32()?;
+        if serial == 0 {
+            return Err(DbusError::ZeroSerial);
+        }
+        let mut m = Message {
+            data,
+            endian,
+            ty,
+            flags: data[2],
+            serial,
+            body_start: 0,
+            path: None,
+            interface: None,
+            member: None,
+            error_name: None,
+            reply_serial: None,
+            destination: None,
+            sender: None,
+            signature: Signature::EMPTY,
+            unix_fds: 0,
+        };
+        // The header fields: a(yv) at offset 12.
+        let mut fields = Reader::range(data, 12, data.len(), endian, 0);
+        let array = match fields.value(Signature::new_unchecked("a(yv)"))? {
+            Value::Array(a) => a,
+            _ => return Err(DbusError::BadField(0)),
+        };
+        let mut seen = 0u32;
+        for entry in array {
+            let Value::Struct(mut f) = entry? else { return Err(DbusError::BadField(0)) };
+            let code: u8 = f.next_as()?;
+            let v: super::value::Variant<'a> = f.next_as()?;
+            if (1..=9).contains(&code) {
+                if seen & (1 << code) != 0 {
+                    return Err(DbusError::BadField(code));
+                }
+                seen |= 1 << code;
+            }
+            m.header_field(code, v)?;
+        }
+        let body_start = align_up(fields.position(), 8);
+        Reader::range(data, fields.position(), body_start, endian, 0).align(8)?;
+        m.body_start = body_start;
+        let required: &[u8] = match ty {
+            MessageType::MethodCall => &[field::PATH, field::MEMBER],
+            MessageType::MethodReturn => &[field::REPLY_SERIAL],
+            MessageType::Error => &[field::ERROR_NAME, field::REPLY_SERIAL],
+            MessageType::Signal => &[field::PATH, field::INTERFACE, field::MEMBER],
+        };
+        if let Some(&missing) = required.iter().find(|&&c| seen & (1 << c) == 0) {
+            return Err(DbusError::MissingField(missing));
+        }
+        // The body, against its signature, to the last byte.
+        let mut body = m.body();
+        for v in body.by_ref() {
+            v.map_err(|e| if e == DbusError::Truncated { DbusError::BodyMismatch } else { e })?;
+        }
+        if !body.is_at_end() {
+            return Err(DbusError::BodyMismatch);
+        }
+        Ok(m)
+    }
+
+    fn header_field(&mut self, code: u8, v: super::value::Variant<'a>) -> Result<()> {
+        let bad = DbusError::BadField(code);
+        let text = |v: &super::value::Variant<'a>| -> Result<&'a str> {
+            match v.value()? {
+                Value::Str(s) => Ok(s),
+                _ => Err(bad),
+            }
+        };
+        let number = |v: &super::value::Variant<'a>| -> Result<u32> {
+            match v.value()? {
+                Value::U32(n) => Ok(n),
+                _ => Err(bad),
+            }
+        };
+        match code {
+            field::PATH => match v.value()? {
+                Value::Path(p) => self.path = Some(p),
+                _ => return Err(bad),
+            },
+            field::INTERFACE => self.interface = Some(names::InterfaceName::new(text(&v)?)?.as_str()),
+            field::MEMBER => self.member = Some(names::MemberName::new(text(&v)?)?.as_str()),
+            field::ERROR_NAME => self.error_name = Some(names::ErrorName::new(text(&v)?)?.as_str()),
+            field::REPLY_SERIAL => self.reply_serial = Some(number(&v)?),
+            field::DESTINATION => self.destination = Some(names::BusName::new(text(&v)?)?.as_str()),
+            field::SENDER => self.sender = Some(names::BusName::new(text(&v)?)?.as_str()),
+            field::SIGNATURE => match v.value()? {
+                Value::Sig(s) => self.signature = s,
+                _ => return Err(bad),
+            },
+            field::UNIX_FDS => self.unix_fds = number(&v)?,
+            // Unknown fields are ignored, as the specification requires.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The message's bytes.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.data
+    }
+    /// Its byte order.
+    pub fn endian(&self) -> Endian {
+        self.endian
+    }
+    /// Its type.
+    pub fn message_type(&self) -> MessageType {
+        self.ty
+    }
+    /// Its flags (`FLAG_*`).
+    pub fn flags(&self) -> u8 {
+        self.flags
+    }
+    /// Its serial.
+    pub fn serial(&self) -> u32 {
+        self.serial
+    }
+    /// `PATH`.
+    pub fn path(&self) -> Option<ObjectPath<'a>> {
+        self.path
+    }
+    /// `INTERFACE`.
+    pub fn interface(&self) -> Option<&'a str> {
+        self.interface
+    }
+    /// `MEMBER`.
+    pub fn member(&self) -> Option<&'a str> {
+        self.member
+    }
+    /// `ERROR_NAME`.
+    pub fn error_name(&self) -> Option<&'a str> {
+        self.error_name
+    }
+    /// `REPLY_SERIAL`.
+    pub fn reply_serial(&self) -> Option<u32> {
+        self.reply_serial
+    }
+    /// `DESTINATION`.
+    pub fn destination(&self) -> Option<&'a str> {
+        self.destination
+    }
+    /// `SENDER`.
+    pub fn sender(&self) -> Option<&'a str> {
+        self.sender
+    }
+    /// `SIGNATURE` (empty when the body is empty).
+    pub fn signature(&self) -> Signature<'a> {
+        self.signature
+    }
+    /// `UNIX_FDS`: how many fds came with the message.
+    pub fn unix_fds(&self) -> u32 {
+        self.unix_fds
+    }
+    /// The body's values, in order.
+    pub fn body(&self) -> Values<'a> {
+        Reader::range(self.data, self.body_start, self.data.len(), self.endian, self.unix_fds).values(self.signature)
+    }
+    /// The body's bytes.
+    pub fn body_bytes(&self) -> &'a [u8] {
+        &self.data[self.body_start..]
+    }
+}

@@ -1,0 +1,160 @@
+//! Writing D-Bus values: the [`Writer`] puts each value at its alignment, counted from the
+//! start of the message (the buffer's start), writing padding as zeros.
+//!
+//! The writer does not know the signature; [`Builder`](super::Builder) checks the body it
+//! wrote against the signature it was given, so a mismatch is caught before sending.
+
+use super::names::ObjectPath;
+use super::signature::{self, Signature};
+use super::{DbusError, Endian, MAX_ARRAY_LEN, Result, align_up};
+
+/// Writes D-Bus values into a caller's buffer.
+pub struct Writer<'b> {
+    buf: &'b mut [u8],
+    pos: usize,
+    endian: Endian,
+}
+
+impl<'b> Writer<'b> {
+    /// A writer at the start of `buf` (the message start), in this machine's byte order.
+    pub fn new(buf: &'b mut [u8]) -> Writer<'b> {
+        Writer { buf, pos: 0, endian: Endian::NATIVE }
+    }
+
+    /// A writer in the given byte order (big-endian output is for tests and tools; Ember
+    /// sends in native order).
+    pub fn with_endian(buf: &'b mut [u8], endian: Endian) -> Writer<'b> {
+        Writer { buf, pos: 0, endian }
+    }
+
+    /// Bytes written so far (the next value's offset from the message start).
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// The byte order written.
+    pub fn endian(&self) -> Endian {
+        self.endian
+    }
+
+    pub(crate) fn into_parts(self) -> (&'b mut [u8], usize) {
+        (self.buf, self.pos)
+    }
+
+    /// Writes zero bytes up to a multiple of `align`.
+    pub fn pad(&mut self, align: usize) -> Result<()> {
+        let end = align_up(self.pos, align);
+        self.buf.get_mut(self.pos..end).ok_or(DbusError::BufferTooSmall)?.fill(0);
+        self.pos = end;
+        Ok(())
+    }
+
+    fn raw(&mut self, bytes: &[u8]) -> Result<()> {
+        let end = self.pos + bytes.len();
+        self.buf.get_mut(self.pos..end).ok_or(DbusError::BufferTooSmall)?.copy_from_slice(bytes);
+        self.pos = end;
+        Ok(())
+    }
+
+    fn fixed<const N: usize>(&mut self, le: [u8; N], be: [u8; N]) -> Result<()> {
+        self.pad(N)?;
+        self.raw(if self.endian == Endian::Little { &le } else { &be })
+    }
+
+    /// `y`.
+    pub fn u8(&mut self, v: u8) -> Result<()> {
+        self.raw(&[v])
+    }
+    /// `b` (a 32-bit 0 or 1).
+    pub fn bool(&mut self, v: bool) -> Result<()> {
+        self.u32(v as u32)
+    }
+    /// `n`.
+    pub fn i16(&mut self, v: i16) -> Result<()> {
+        self.fixed(v.to_le_bytes(), v.to_be_bytes())
+    }
+    /// `q`.
+    pub fn u16(&mut self, v: u16) -> Result<()> {
+        self.fixed(v.to_le_bytes(), v.to_be_bytes())
+    }
+    /// `i`.
+    pub fn i32(&mut self, v: i32) -> Result<()> {
+        self.fixed(v.to_le_bytes(), v.to_be_bytes())
+    }
+    /// `u`.
+    pub fn u32(&mut self, v: u32) -> Result<()> {
+        self.fixed(v.to_le_bytes(), v.to_be_bytes())
+    }
+    /// `x`.
+    pub fn i64(&mut self, v: i64) -> Result<()> {
+        self.fixed(v.to_le_bytes(), v.to_be_bytes())
+    }
+    /// `t`.
+    pub fn u64(&mut self, v: u64) -> Result<()> {
+        self.fixed(v.to_le_bytes(), v.to_be_bytes())
+    }
+    /// `d`.
+    pub fn f64(&mut self, v: f64) -> Result<()> {
+        self.u64(v.to_bits())
+    }
+    /// `h`: an index into the message's file descriptors.
+    pub fn fd_index(&mut self, index: u32) -> Result<()> {
+        self.u32(index)
+    }
+
+    /// `s`: length, bytes, NUL. A NUL inside the string is refused.
+    pub fn str(&mut self, s: &str) -> Result<()> {
+        if s.as_bytes().contains(&0) {
+            return Err(DbusError::BadNul);
+        }
+        self.u32(u32::try_from(s.len()).map_err(|_| DbusError::BufferTooSmall)?)?;
+        self.raw(s.as_bytes())?;
+        self.raw(&[0])
+    }
+
+    /// `o`.
+    pub fn object_path(&mut self, p: ObjectPath<'_>) -> Result<()> {
+        self.str(p.as_str())
+    }
+
+    /// `g`: a one-byte length, bytes, NUL.
+    pub fn signature(&mut self, s: Signature<'_>) -> Result<()> {
+        self.raw(&[s.as_str().len() as u8])?;
+        self.raw(s.as_str().as_bytes())?;
+        self.raw(&[0])
+    }
+
+    /// `a...`: writes the length, pads to the element alignment (even for an empty array),
+    /// lets `elements` write the elements, then fills in the length (which excludes that
+    /// first padding). `element` is the element's type code (`{` for a dict entry).
+    pub fn array(&mut self, element: u8, elements: impl FnOnce(&mut Writer<'b>) -> Result<()>) -> Result<()> {
+        self.pad(4)?;
+        let len_at = self.pos;
+        self.raw(&[0; 4])?;
+        self.pad(signature::alignment(element))?;
+        let start = self.pos;
+        elements(self)?;
+        let len = self.pos - start;
+        if len > MAX_ARRAY_LEN {
+            return Err(DbusError::BadArrayLength);
+        }
+        let bytes = if self.endian == Endian::Little { (len as u32).to_le_bytes() } else { (len as u32).to_be_bytes() };
+        self.buf[len_at..len_at + 4].copy_from_slice(&bytes);
+        Ok(())
+    }
+
+    /// `(...)` or `{..}`: pads to 8, then lets `fields` write the fields.
+    pub fn structure(&mut self, fields: impl FnOnce(&mut Writer<'b>) -> Result<()>) -> Result<()> {
+        self.pad(8)?;
+        fields(self)
+    }
+
+    /// `v`: the value's signature (one complete type), then the value written by `value`.
+    pub fn variant(&mut self, sig: Signature<'_>, value: impl FnOnce(&mut Writer<'b>) -> Result<()>) -> Result<()> {
+        if !sig.is_single() {
+            return Err(DbusError::BadSignature);
+        }
+        self.signature(sig)?;
+        value(self)
+    }
+}
