@@ -69,6 +69,10 @@ pub enum Error {
         /// How many the receiver takes.
         max: usize,
     },
+    /// A D-Bus message could not be built, or one received was malformed (it was skipped).
+    Dbus(ember_core::dbus::DbusError),
+    /// The D-Bus server rejected our authentication (or answered outside the protocol).
+    AuthRejected,
 }
 
 impl fmt::Display for Error {
@@ -93,6 +97,8 @@ impl fmt::Display for Error {
             Error::AddrInUse => f.write_str("address in use"),
             Error::PeerNotAllowed { uid, pid } => write!(f, "peer uid {uid} (pid {pid}) is not allowed"),
             Error::TooManyFds { max } => write!(f, "message carried more than {max} file descriptors; dropped"),
+            Error::Dbus(e) => write!(f, "{e}"),
+            Error::AuthRejected => f.write_str("D-Bus authentication rejected"),
         }
     }
 }
@@ -121,6 +127,12 @@ impl From<ShmError> for Error {
             ShmError::Codec(c) => Error::Codec(c),
             e => Error::Shm(e),
         }
+    }
+}
+
+impl From<ember_core::dbus::DbusError> for Error {
+    fn from(e: ember_core::dbus::DbusError) -> Self {
+        Error::Dbus(e)
     }
 }
 

@@ -17,8 +17,8 @@
 //! SysV ([`sysvmq`]) message queues; [`signal`]s; Unix domain sockets ([`uds`]), TCP and
 //! UDP ([`net`]), over the two socket endpoints of [`socket`]; the [`poll`]er and its
 //! timers; [`shm`], shared-memory channels (SPSC ring, seqlock, broadcast ring) with futex
-//! wake-ups and pidfd liveness; [`sys`], the raw system calls rustix lacks. D-Bus arrives
-//! with its issue.
+//! wake-ups and pidfd liveness; a [`dbus`] client; [`sys`], the raw system calls rustix
+//! lacks.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -30,6 +30,7 @@ pub use ember_core as core;
 #[macro_use]
 mod fmt;
 
+pub mod dbus;
 pub mod error;
 pub mod fifo;
 pub mod mq;

@@ -150,9 +150,11 @@ fn step_clippy() -> Outcome {
 }
 
 fn step_test() -> Outcome {
-    // The tests' real peers: socat (sockets), setpriv from util-linux (another uid).
-    if let Err(e) = ensure_apt(&["socat", "util-linux"]) {
-        return Outcome::Fail(format!("cannot install the tests' peers (socat, util-linux): {e}"));
+    // The tests' real peers: socat (sockets), setpriv from util-linux (another uid), and
+    // the D-Bus reference daemon with dbus-send, dbus-monitor and gdbus.
+    let peers = ["socat", "util-linux", "dbus-daemon", "dbus-bin", "libglib2.0-bin"];
+    if let Err(e) = ensure_apt(&peers) {
+        return Outcome::Fail(format!("cannot install the tests' peers ({}): {e}", peers.join(", ")));
     }
     outcome(run(cargo().args(["test", "--workspace"])))
 }

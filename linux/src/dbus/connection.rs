@@ -1,0 +1,594 @@
+//! The connection: one Unix stream socket to the bus, two fixed buffers (receive and build),
+//! a queue of received file descriptors, and the serial counter.
+
+use core::time::Duration;
+
+use ember_core::dbus::header::{self, MessageType};
+use ember_core::dbus::{Builder, DbusError, Message, Signature, Writer};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::io::Errno;
+use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+
+use super::address::unix_addresses;
+use crate::error::{Error, Result};
+
+/// Names of the bus itself.
+pub mod bus {
+    /// The bus's name.
+    pub const DESTINATION: &str = "org.freedesktop.DBus";
+    /// The bus's object path.
+    pub const PATH: &str = "/org/freedesktop/DBus";
+    /// The bus's interface.
+    pub const INTERFACE: &str = "org.freedesktop.DBus";
+}
+
+/// Most file descriptors held for messages not yet received.
+const MAX_FDS: usize = 16;
+/// Longest authentication line accepted from the server, and most lines.
+const MAX_AUTH_LINE: usize = 512;
+const MAX_AUTH_LINES: usize = 4;
+/// Timeout of the connect-authenticate-`Hello` sequence.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A method call that failed: locally (sending, receiving, timeout, a bad reply), or
+/// remotely with a D-Bus error reply, whose name and message borrow the connection's
+/// buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallError<'a> {
+    /// Ember's side: [`Error::TimedOut`], [`Error::PeerGone`], a malformed message, ...
+    Local(Error),
+    /// The peer answered with an error.
+    Remote {
+        /// The error's name, e.g. `org.freedesktop.DBus.Error.ServiceUnknown`.
+        name: &'a str,
+        /// Its message (the first string of the body; empty if none).
+        message: &'a str,
+    },
+}
+
+impl CallError<'_> {
+    /// The error as an [`Error`]: a remote error becomes [`Error::Os`]`(EREMOTEIO)`.
+    pub fn local(self) -> Error {
+        match self {
+            CallError::Local(e) => e,
+            CallError::Remote { .. } => Error::Os(Errno::REMOTEIO),
+        }
+    }
+}
+
+impl From<Error> for CallError<'_> {
+    fn from(e: Error) -> Self {
+        CallError::Local(e)
+    }
+}
+
+impl From<DbusError> for CallError<'_> {
+    fn from(e: DbusError) -> Self {
+        CallError::Local(Error::Dbus(e))
+    }
+}
+
+impl core::fmt::Display for CallError<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            CallError::Local(e) => write!(f, "{e}"),
+            CallError::Remote { name, message } => write!(f, "{name}: {message}"),
+        }
+    }
+}
+
+/// `RequestName`'s answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestNameReply {
+    /// 1: we own the name now.
+    PrimaryOwner,
+    /// 2: someone else owns it; we are queued.
+    InQueue,
+    /// 3: someone else owns it and we asked not to queue.
+    Exists,
+    /// 4: we owned it already.
+    AlreadyOwner,
+}
+
+/// `RequestName` flag: let another connection take the name over.
+pub const NAME_FLAG_ALLOW_REPLACEMENT: u32 = 0x1;
+/// `RequestName` flag: take the name over if its owner allows replacement.
+pub const NAME_FLAG_REPLACE_EXISTING: u32 = 0x2;
+/// `RequestName` flag: fail instead of queueing.
+pub const NAME_FLAG_DO_NOT_QUEUE: u32 = 0x4;
+
+/// A connection to a bus, with `N`-byte receive and build buffers (the largest message it
+/// sends or receives; default 64 KiB). Holds `2 × N` bytes inline: box it, or keep it in a
+/// static, on small stacks.
+pub struct Connection<const N: usize = 65536> {
+    fd: OwnedFd,
+    rbuf: [u8; N],
+    rstart: usize,
+    rend: usize,
+    /// Length of the message handed out last, dropped at the next receive.
+    delivered: usize,
+    wbuf: [u8; N],
+    serial: u32,
+    unique: [u8; 64],
+    unique_len: usize,
+    unix_fds: bool,
+    queued_fds: [Option<OwnedFd>; MAX_FDS],
+    message_fds: [Option<OwnedFd>; MAX_FDS],
+}
+
+impl<const N: usize> Connection<N> {
+    /// Connects to the session bus (`DBUS_SESSION_BUS_ADDRESS`).
+    #[cfg(feature = "std")]
+    pub fn session() -> Result<Connection<N>> {
+        let addr = std::env::var("DBUS_SESSION_BUS_ADDRESS").map_err(|_| Error::InvalidName)?;
+        Connection::connect(&addr)
+    }
+
+    /// Connects to the system bus (`DBUS_SYSTEM_BUS_ADDRESS`, or the default path).
+    #[cfg(feature = "std")]
+    pub fn system() -> Result<Connection<N>> {
+        let addr =
+            std::env::var("DBUS_SYSTEM_BUS_ADDRESS").unwrap_or_else(|_| super::address::SYSTEM_BUS_DEFAULT.into());
+        Connection::connect(&addr)
+    }
+
+    /// Connects to the first address of `addresses` that accepts, authenticates with SASL
+    /// `EXTERNAL` (the kernel vouches for our uid), asks for Unix fd passing, and says
+    /// `Hello`. The authentication lines and `Hello` go out in one write, so the whole
+    /// sequence takes one round trip to the server and back.
+    pub fn connect(addresses: &str) -> Result<Connection<N>> {
+        const { assert!(N >= 256, "a D-Bus connection needs buffers of at least 256 bytes") };
+        let mut last = Error::InvalidName;
+        for addr in unix_addresses(addresses) {
+            let addr = match addr {
+                Ok(a) => a,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            match crate::uds::connect_stream::<64>(addr.name()) {
+                Ok(sock) => return Connection::handshake(sock.into_fd()),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Authenticates on an already connected socket and says `Hello`.
+    pub fn handshake(fd: OwnedFd) -> Result<Connection<N>> {
+        let mut c = Connection {
+            fd,
+            rbuf: [0; N],
+            rstart: 0,
+            rend: 0,
+            delivered: 0,
+            wbuf: [0; N],
+            serial: 0,
+            unique: [0; 64],
+            unique_len: 0,
+            unix_fds: false,
+            queued_fds: Default::default(),
+            message_fds: Default::default(),
+        };
+        let deadline = crate::poll::now() + CONNECT_TIMEOUT;
+        // "\0AUTH EXTERNAL <uid in decimal, hex-encoded>\r\nNEGOTIATE_UNIX_FD\r\nBEGIN\r\n"
+        let mut auth = [0u8; 96];
+        let mut n = 0;
+        let mut put = |b: &[u8]| {
+            auth[n..n + b.len()].copy_from_slice(b);
+            n += b.len();
+        };
+        put(b"\0AUTH EXTERNAL ");
+        let uid = rustix::process::getuid().as_raw();
+        let mut digits = [0u8; 10];
+        let mut d = digits.len();
+        let mut v = uid;
+        loop {
+            d -= 1;
+            digits[d] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        for &digit in &digits[d..] {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            put(&[HEX[(digit >> 4) as usize], HEX[(digit & 15) as usize]]);
+        }
+        put(b"\r\nNEGOTIATE_UNIX_FD\r\nBEGIN\r\n");
+        c.send_raw(&auth[..n], &[])?;
+        c.serial = 1;
+        let hello = Builder::method_call(bus::PATH, "Hello").interface(bus::INTERFACE).destination(bus::DESTINATION);
+        let len = hello.build(&mut c.wbuf, 1, Signature::EMPTY, |_| Ok(()))?.len();
+        c.send_wbuf(len, &[])?;
+        // The server's lines: OK <guid>, then AGREE_UNIX_FD or ERROR.
+        let mut ok = false;
+        for _ in 0..MAX_AUTH_LINES {
+            let line = c.read_line(deadline)?;
+            let (start, end) = line;
+            let text = &c.rbuf[start..end];
+            if text.starts_with(b"OK ") {
+                ok = true;
+            } else if text == b"AGREE_UNIX_FD" {
+                c.unix_fds = true;
+                break;
+            } else if text.starts_with(b"ERROR") && ok {
+                // No fd passing on this bus; BEGIN still stands.
+                break;
+            } else {
+                warn!("dbus: authentication rejected");
+                return Err(Error::AuthRejected);
+            }
+        }
+        if !ok {
+            return Err(Error::AuthRejected);
+        }
+        // The Hello reply: our unique name.
+        let unique = loop {
+            let (start, len) = c.next_message(deadline)?;
+            let m = Message::parse(&c.rbuf[start..start + len], N)?;
+            if m.reply_serial() == Some(1) {
+                if m.message_type() == MessageType::Error {
+                    return Err(Error::AuthRejected);
+                }
+                let name: &str = m.body().next_as()?;
+                break (start, name.len(), name.as_ptr() as usize - c.rbuf.as_ptr() as usize);
+            }
+        };
+        let (_, len, off) = unique;
+        if len > c.unique.len() {
+            return Err(Error::Dbus(DbusError::BadBusName));
+        }
+        c.unique[..len].copy_from_slice(&c.rbuf[off..off + len]);
+        c.unique_len = len;
+        debug!("dbus: connected");
+        Ok(c)
+    }
+
+    /// Our unique name on the bus (`:1.42`), from `Hello`.
+    pub fn unique_name(&self) -> &str {
+        core::str::from_utf8(&self.unique[..self.unique_len]).unwrap_or("")
+    }
+
+    /// Whether the bus agreed to pass Unix fds.
+    pub fn can_pass_fds(&self) -> bool {
+        self.unix_fds
+    }
+
+    /// Reads one `\r\n`-terminated line into the buffer; returns its range (without the
+    /// terminator). Bytes after it stay for the messages that follow.
+    fn read_line(&mut self, deadline: Duration) -> Result<(usize, usize)> {
+        loop {
+            let avail = &self.rbuf[self.rstart..self.rend];
+            if let Some(i) = avail.windows(2).position(|w| w == b"\r\n") {
+                let start = self.rstart;
+                self.rstart += i + 2;
+                return Ok((start, start + i));
+            }
+            if avail.len() > MAX_AUTH_LINE {
+                return Err(Error::AuthRejected);
+            }
+            self.fill(deadline)?;
+        }
+    }
+
+    /// Reads more bytes (and any fds sent with them), waiting until `deadline`.
+    fn fill(&mut self, deadline: Duration) -> Result<()> {
+        if self.rstart > 0 {
+            self.rbuf.copy_within(self.rstart..self.rend, 0);
+            self.rend -= self.rstart;
+            self.rstart = 0;
+        }
+        if self.rend == N {
+            return Err(Error::Dbus(DbusError::TooLarge { len: N + 1, max: N }));
+        }
+        wait_readable(self.fd.as_fd(), deadline)?;
+        let mut control = [0u64; 24];
+        let msg = loop {
+            match crate::sys::recvmsg(self.fd.as_fd(), &mut self.rbuf[self.rend..], &mut control) {
+                Ok(m) => break m,
+                Err(Errno::INTR) => {}
+                Err(Errno::AGAIN) => {
+                    wait_readable(self.fd.as_fd(), deadline)?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        for m in crate::sys::ControlMessages::new(&control, msg.control_len) {
+            if let crate::sys::ControlMessage::Fd(fd) = m {
+                match self.queued_fds.iter_mut().find(|s| s.is_none()) {
+                    Some(slot) => *slot = Some(fd),
+                    None => warn!("dbus: too many fds queued; one closed"),
+                }
+            }
+        }
+        if msg.len == 0 {
+            return Err(Error::PeerGone);
+        }
+        self.rend += msg.len.min(N - self.rend);
+        Ok(())
+    }
+
+    /// The next whole message in the buffer (its start and length), reading as needed. The
+    /// message handed out before is dropped first. A message larger than `N` is skipped
+    /// (its fds closed) and reported as [`DbusError::TooLarge`]; a malformed one is skipped
+    /// and reported. Nothing after either is lost.
+    fn next_message(&mut self, deadline: Duration) -> Result<(usize, usize)> {
+        self.rstart += core::mem::take(&mut self.delivered);
+        for slot in &mut self.message_fds {
+            *slot = None;
+        }
+        loop {
+            let avail = self.rend - self.rstart;
+            if avail >= header::FIXED_HEADER_LEN {
+                let len = match header::message_len(&self.rbuf[self.rstart..self.rend], usize::MAX) {
+                    Ok(len) => len,
+                    // A stream we cannot frame any more: give up on the connection.
+                    Err(e) => return Err(Error::Dbus(e)),
+                };
+                if len > N {
+                    self.skip(len, deadline)?;
+                    return Err(Error::Dbus(DbusError::TooLarge { len, max: N }));
+                }
+                if avail >= len {
+                    let start = self.rstart;
+                    let parsed = Message::parse(&self.rbuf[start..start + len], N).map(|m| m.unix_fds());
+                    self.delivered = len;
+                    let fds = parsed? as usize;
+                    // The fds of this message were sent with its bytes: take them in order.
+                    let queued = self.queued_fds.iter().filter(|s| s.is_some()).count();
+                    if fds > queued || fds > MAX_FDS {
+                        return Err(Error::Dbus(DbusError::BadFdIndex));
+                    }
+                    for i in 0..fds {
+                        self.message_fds[i] = self.queued_fds[i].take();
+                    }
+                    self.queued_fds.rotate_left(fds);
+                    return Ok((start, len));
+                }
+            }
+            self.fill(deadline)?;
+        }
+    }
+
+    /// Discards `len` bytes of an oversized message, and every fd queued with it.
+    fn skip(&mut self, mut len: usize, deadline: Duration) -> Result<()> {
+        loop {
+            let here = (self.rend - self.rstart).min(len);
+            self.rstart += here;
+            len -= here;
+            if len == 0 {
+                break;
+            }
+            self.fill(deadline)?;
+        }
+        for slot in &mut self.queued_fds {
+            *slot = None;
+        }
+        warn!("dbus: skipped an oversized message");
+        Ok(())
+    }
+
+    /// Receives the next message, waiting up to `timeout` ([`Error::TimedOut`]); it stays
+    /// valid until the next receive.
+    pub fn recv(&mut self, timeout: Duration) -> Result<Message<'_>> {
+        let deadline = crate::poll::now() + timeout;
+        let (start, len) = self.next_message(deadline)?;
+        Ok(Message::parse(&self.rbuf[start..start + len], N)?)
+    }
+
+    /// The fds that came with the message received last (`UNIX_FDS` of them, in order);
+    /// take them before the next receive, which closes those left.
+    pub fn take_fd(&mut self, index: u32) -> Option<OwnedFd> {
+        self.message_fds.get_mut(index as usize)?.take()
+    }
+
+    fn next_serial(&mut self) -> u32 {
+        self.serial = self.serial.wrapping_add(1).max(1);
+        self.serial
+    }
+
+    /// Builds a message with the next serial and sends it, with `fds` (at most 16, and only
+    /// if the bus agreed to fd passing); returns its serial.
+    pub fn send(
+        &mut self,
+        builder: Builder<'_>,
+        sig: Signature<'_>,
+        body: impl for<'b> FnOnce(&mut Writer<'b>) -> core::result::Result<(), DbusError>,
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<u32> {
+        if !fds.is_empty() && !self.unix_fds {
+            return Err(Error::Os(Errno::NOTSUP));
+        }
+        if fds.len() > MAX_FDS {
+            return Err(Error::TooManyFds { max: MAX_FDS });
+        }
+        let serial = self.next_serial();
+        let builder = builder.unix_fds(fds.len() as u32);
+        let len = builder.build(&mut self.wbuf, serial, sig, body)?.len();
+        self.send_wbuf(len, fds)?;
+        Ok(serial)
+    }
+
+    fn send_wbuf(&mut self, len: usize, fds: &[BorrowedFd<'_>]) -> Result<()> {
+        let (fd, buf) = (&self.fd, &self.wbuf[..len]);
+        send_all(fd, buf, fds)
+    }
+
+    fn send_raw(&mut self, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> Result<()> {
+        send_all(&self.fd, bytes, fds)
+    }
+
+    /// Calls `member` on `destination`'s object at `path` and waits up to `timeout` for the
+    /// reply matched by serial. Messages that arrive meanwhile (signals, other calls) are
+    /// handed to `on_other` and dropped. A D-Bus error reply is [`CallError::Remote`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn call_with(
+        &mut self,
+        destination: &str,
+        path: &str,
+        interface: Option<&str>,
+        member: &str,
+        sig: Signature<'_>,
+        body: impl for<'b> FnOnce(&mut Writer<'b>) -> core::result::Result<(), DbusError>,
+        timeout: Duration,
+        on_other: &mut dyn FnMut(&Message<'_>),
+    ) -> core::result::Result<Message<'_>, CallError<'_>> {
+        let mut b = Builder::method_call(path, member).destination(destination);
+        if let Some(i) = interface {
+            b = b.interface(i);
+        }
+        let serial = self.send(b, sig, body, &[])?;
+        let deadline = crate::poll::now() + timeout;
+        let (start, len) = loop {
+            let (start, len) = self.next_message(deadline)?;
+            let m = Message::parse(&self.rbuf[start..start + len], N)?;
+            let is_reply = matches!(m.message_type(), MessageType::MethodReturn | MessageType::Error)
+                && m.reply_serial() == Some(serial);
+            if is_reply {
+                break (start, len);
+            }
+            on_other(&m);
+        };
+        let m = Message::parse(&self.rbuf[start..start + len], N)?;
+        if m.message_type() == MessageType::Error {
+            let message = m.body().next_as::<&str>().unwrap_or("");
+            return Err(CallError::Remote { name: m.error_name().unwrap_or(""), message });
+        }
+        Ok(m)
+    }
+
+    /// [`Connection::call_with`], dropping messages that arrive meanwhile.
+    #[allow(clippy::too_many_arguments)]
+    pub fn call(
+        &mut self,
+        destination: &str,
+        path: &str,
+        interface: Option<&str>,
+        member: &str,
+        sig: Signature<'_>,
+        body: impl for<'b> FnOnce(&mut Writer<'b>) -> core::result::Result<(), DbusError>,
+        timeout: Duration,
+    ) -> core::result::Result<Message<'_>, CallError<'_>> {
+        self.call_with(destination, path, interface, member, sig, body, timeout, &mut |_| {})
+    }
+
+    /// Calls a method of the bus itself with one string argument.
+    fn bus_call_str(
+        &mut self,
+        member: &str,
+        arg: &str,
+        timeout: Duration,
+    ) -> core::result::Result<Message<'_>, CallError<'_>> {
+        self.call(
+            bus::DESTINATION,
+            bus::PATH,
+            Some(bus::INTERFACE),
+            member,
+            Signature::new("s")?,
+            |w| w.str(arg),
+            timeout,
+        )
+    }
+
+    /// Asks the bus for `name` (`RequestName`) with `NAME_FLAG_*` flags.
+    pub fn request_name(
+        &mut self,
+        name: &str,
+        flags: u32,
+        timeout: Duration,
+    ) -> core::result::Result<RequestNameReply, CallError<'_>> {
+        let m = self.call(
+            bus::DESTINATION,
+            bus::PATH,
+            Some(bus::INTERFACE),
+            "RequestName",
+            Signature::new("su")?,
+            |w| {
+                w.str(name)?;
+                w.u32(flags)
+            },
+            timeout,
+        )?;
+        match m.body().next_as::<u32>()? {
+            1 => Ok(RequestNameReply::PrimaryOwner),
+            2 => Ok(RequestNameReply::InQueue),
+            3 => Ok(RequestNameReply::Exists),
+            4 => Ok(RequestNameReply::AlreadyOwner),
+            _ => Err(CallError::Local(Error::Dbus(DbusError::BodyMismatch))),
+        }
+    }
+
+    /// Gives `name` back (`ReleaseName`): 1 released, 2 no such name, 3 not the owner.
+    pub fn release_name(&mut self, name: &str, timeout: Duration) -> core::result::Result<u32, CallError<'_>> {
+        let m = self.bus_call_str("ReleaseName", name, timeout)?;
+        Ok(m.body().next_as::<u32>()?)
+    }
+
+    /// Subscribes to the messages matching `rule` (`AddMatch`), e.g.
+    /// `type='signal',interface='org.example.Sensor'`.
+    pub fn add_match(&mut self, rule: &str, timeout: Duration) -> core::result::Result<(), CallError<'_>> {
+        self.bus_call_str("AddMatch", rule, timeout).map(|_| ())
+    }
+
+    /// Drops a subscription (`RemoveMatch`).
+    pub fn remove_match(&mut self, rule: &str, timeout: Duration) -> core::result::Result<(), CallError<'_>> {
+        self.bus_call_str("RemoveMatch", rule, timeout).map(|_| ())
+    }
+
+    /// Emits a signal; returns its serial.
+    pub fn emit_signal(
+        &mut self,
+        path: &str,
+        interface: &str,
+        member: &str,
+        sig: Signature<'_>,
+        body: impl for<'b> FnOnce(&mut Writer<'b>) -> core::result::Result<(), DbusError>,
+    ) -> Result<u32> {
+        self.send(Builder::signal(path, interface, member), sig, body, &[])
+    }
+}
+
+impl<const N: usize> AsFd for Connection<N> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// Waits until `fd` is readable or `deadline` passes ([`Error::TimedOut`]).
+fn wait_readable(fd: BorrowedFd<'_>, deadline: Duration) -> Result<()> {
+    loop {
+        let left = deadline.checked_sub(crate::poll::now()).ok_or(Error::TimedOut)?;
+        let ts = crate::poll::timespec(left);
+        let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+        match rustix::event::poll(&mut fds, Some(&ts)) {
+            Ok(0) => return Err(Error::TimedOut),
+            Ok(_) => return Ok(()),
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Sends all of `bytes` (`MSG_NOSIGNAL`), the fds attached to the first byte.
+fn send_all(fd: &OwnedFd, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> Result<()> {
+    let mut rest = bytes;
+    if !fds.is_empty() {
+        let mut space = [core::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        if !control.push(SendAncillaryMessage::ScmRights(fds)) {
+            return Err(Error::TooManyFds { max: MAX_FDS });
+        }
+        let iov = [rustix::io::IoSlice::new(rest)];
+        let n = loop {
+            match rustix::net::sendmsg(fd, &iov, &mut control, SendFlags::NOSIGNAL) {
+                Ok(n) => break n,
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        };
+        rest = &rest[n..];
+    }
+    crate::stream::write_all(fd, rest, |b| rustix::net::send(fd, b, SendFlags::NOSIGNAL))
+}

@@ -1,0 +1,421 @@
+//! The D-Bus client against the real thing: a private `dbus-daemon` started by each test
+//! with its own configuration, listening on a Unix socket in a temporary directory (no
+//! system or session bus is assumed), `dbus-send` and `dbus-monitor` as peers.
+//!
+//! Its own `main` (`harness = false`); `cargo xtask test` installs `dbus-daemon`,
+//! `dbus-bin` and `libglib2.0-bin` when missing.
+
+mod common;
+#[path = "common/counting.rs"]
+mod counting;
+
+use std::io::{BufRead, BufReader};
+use std::os::fd::AsFd;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ember_core::dbus::value::Array;
+use ember_core::dbus::{Builder, DbusError, MessageType, Signature, Value};
+use ember_linux::Error;
+use ember_linux::dbus::{self, CallError, Connection, RequestNameReply, bus};
+
+const T: Duration = Duration::from_secs(5);
+
+/// A private `dbus-daemon`, stopped (and its directory removed) on drop.
+struct Daemon {
+    child: Child,
+    dir: String,
+    address: String,
+}
+
+impl Daemon {
+    fn start() -> Daemon {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let dir =
+            format!("/tmp/ember-dbus-{}-{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = format!(
+            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path={dir}/bus</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"#
+        );
+        std::fs::write(format!("{dir}/bus.conf"), config).unwrap();
+        let mut child = Command::new("dbus-daemon")
+            .args(["--nofork", "--print-address=1", &format!("--config-file={dir}/bus.conf")])
+            .stdout(Stdio::piped())
+            // It complains that it cannot raise its fd limit in a container; nothing else.
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dbus-daemon (installed by cargo xtask test)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let address = line.trim().to_string();
+        assert!(address.starts_with("unix:path="), "{address}");
+        Daemon { child, dir, address }
+    }
+
+    fn connect(&self) -> Box<Connection> {
+        Box::new(Connection::connect(&self.address).unwrap())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn strings(a: Array<'_>) -> Vec<String> {
+    a.map(|v| <&str>::try_from(v.unwrap()).unwrap().to_string()).collect()
+}
+
+fn list_names(c: &mut Connection) -> Vec<String> {
+    let m = c
+        .call(bus::DESTINATION, bus::PATH, Some(bus::INTERFACE), "ListNames", Signature::EMPTY, |_| Ok(()), T)
+        .unwrap();
+    strings(m.body().next_as().unwrap())
+}
+
+fn name_owner(c: &mut Connection, name: &str) -> Result<String, String> {
+    let sig = Signature::new("s").unwrap();
+    match c.call(bus::DESTINATION, bus::PATH, Some(bus::INTERFACE), "GetNameOwner", sig, |w| w.str(name), T) {
+        Ok(m) => Ok(m.body().next_as::<&str>().unwrap().to_string()),
+        Err(CallError::Remote { name, .. }) => Err(name.to_string()),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn hello_and_list_names() {
+    let d = Daemon::start();
+    let mut c = d.connect();
+    let me = c.unique_name().to_string();
+    assert!(me.starts_with(":1."), "{me}");
+    assert!(c.can_pass_fds());
+    let names = list_names(&mut c);
+    assert!(names.contains(&"org.freedesktop.DBus".to_string()), "{names:?}");
+    assert!(names.contains(&me), "{names:?}");
+    // A second connection gets another unique name, and sees the first.
+    let mut c2 = d.connect();
+    assert_ne!(c2.unique_name(), me);
+    assert!(list_names(&mut c2).contains(&me));
+}
+
+fn get_id_and_name_owner() {
+    let d = Daemon::start();
+    let mut c = d.connect();
+    let m =
+        c.call(bus::DESTINATION, bus::PATH, Some(bus::INTERFACE), "GetId", Signature::EMPTY, |_| Ok(()), T).unwrap();
+    let id: &str = m.body().next_as().unwrap();
+    assert!(id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+    let me = c.unique_name().to_string();
+    assert_eq!(name_owner(&mut c, &me), Ok(me.clone()));
+    assert_eq!(name_owner(&mut c, "org.ember.Nobody"), Err("org.freedesktop.DBus.Error.NameHasNoOwner".into()));
+    // Peer.Ping to the daemon: an empty reply.
+    let m = c
+        .call(bus::DESTINATION, bus::PATH, Some("org.freedesktop.DBus.Peer"), "Ping", Signature::EMPTY, |_| Ok(()), T)
+        .unwrap();
+    assert_eq!(m.message_type(), MessageType::MethodReturn);
+    assert!(m.signature().is_empty());
+}
+
+fn request_name_cases() {
+    let d = Daemon::start();
+    let (mut a, mut b, mut watcher) = (d.connect(), d.connect(), d.connect());
+    watcher.add_match("type='signal',member='NameOwnerChanged',arg0='org.ember.Test'", T).unwrap();
+    let name = "org.ember.Test";
+    assert_eq!(a.request_name(name, 0, T), Ok(RequestNameReply::PrimaryOwner));
+    assert_eq!(a.request_name(name, 0, T), Ok(RequestNameReply::AlreadyOwner));
+    assert_eq!(b.request_name(name, dbus::NAME_FLAG_DO_NOT_QUEUE, T), Ok(RequestNameReply::Exists));
+    assert_eq!(b.request_name(name, 0, T), Ok(RequestNameReply::InQueue));
+    let (a_name, b_name) = (a.unique_name().to_string(), b.unique_name().to_string());
+    assert_eq!(name_owner(&mut a, name), Ok(a_name.clone()));
+    assert_eq!(a.release_name(name, T), Ok(1));
+    assert_eq!(a.release_name(name, T), Ok(3), "not the owner any more");
+    assert_eq!(name_owner(&mut a, name), Ok(b_name.clone()), "the queued connection owns it now");
+    // The watcher saw both changes: "" -> a, then a -> b.
+    let mut changes = Vec::new();
+    while changes.len() < 2 {
+        let m = watcher.recv(T).unwrap();
+        if m.member() == Some("NameOwnerChanged") {
+            let mut body = m.body();
+            let (n, old, new): (&str, &str, &str) =
+                (body.next_as().unwrap(), body.next_as().unwrap(), body.next_as().unwrap());
+            assert_eq!(n, name);
+            changes.push((old.to_string(), new.to_string()));
+        }
+    }
+    assert_eq!(changes, [(String::new(), a_name.clone()), (a_name, b_name)]);
+    // A malformed name: the bus refuses it with a typed error.
+    match a.request_name("no", 0, T) {
+        Err(CallError::Remote { name, .. }) => assert_eq!(name, "org.freedesktop.DBus.Error.InvalidArgs"),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn signal_from_dbus_send() {
+    let d = Daemon::start();
+    let mut c = d.connect();
+    c.add_match("type='signal',interface='org.ember.Test'", T).unwrap();
+    let out = Command::new("dbus-send")
+        .args([
+            &format!("--bus={}", d.address),
+            "--type=signal",
+            "/org/ember/Test",
+            "org.ember.Test.Ping",
+            "string:hello",
+            "int32:7",
+            "array:byte:1,2,3",
+        ])
+        .output()
+        .expect("dbus-send");
+    assert!(out.status.success(), "{out:?}");
+    let started = Instant::now();
+    loop {
+        let m = c.recv(T).unwrap();
+        if m.member() == Some("Ping") {
+            assert_eq!(m.message_type(), MessageType::Signal);
+            assert_eq!((m.path().unwrap().as_str(), m.interface()), ("/org/ember/Test", Some("org.ember.Test")));
+            assert_eq!(m.signature().as_str(), "siay");
+            let mut body = m.body();
+            assert_eq!(body.next_as::<&str>(), Ok("hello"));
+            assert_eq!(body.next_as::<i32>(), Ok(7));
+            assert_eq!(body.next_as::<Array>().unwrap().as_bytes(), Some(&[1u8, 2, 3][..]));
+            break;
+        }
+        assert!(started.elapsed() < T, "no signal");
+    }
+}
+
+fn errors_and_timeouts() {
+    let d = Daemon::start();
+    let mut a = d.connect();
+    // Nobody owns the name: the bus answers with an error.
+    match a.call("org.ember.Nobody", "/x", None, "M", Signature::EMPTY, |_| Ok(()), T) {
+        Err(CallError::Remote { name, message }) => {
+            assert_eq!(name, "org.freedesktop.DBus.Error.ServiceUnknown");
+            assert!(!message.is_empty());
+        }
+        other => panic!("{other:?}"),
+    }
+    // A service that never answers: the call times out, and the connection is still usable.
+    let mut silent = d.connect();
+    assert_eq!(silent.request_name("org.ember.Silent", 0, T), Ok(RequestNameReply::PrimaryOwner));
+    let t = Instant::now();
+    let r = a.call("org.ember.Silent", "/x", None, "M", Signature::EMPTY, |_| Ok(()), Duration::from_millis(300));
+    assert_eq!(r.err(), Some(CallError::Local(Error::TimedOut)));
+    assert!(t.elapsed() >= Duration::from_millis(300));
+    assert!(list_names(&mut a).contains(&"org.ember.Silent".to_string()));
+    // The silent service did receive the call; after it, a receive times out.
+    let mut members = Vec::new();
+    loop {
+        match silent.recv(Duration::from_millis(100)) {
+            Ok(m) => members.push(m.member().unwrap_or("").to_string()),
+            Err(Error::TimedOut) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(members.contains(&"M".to_string()), "{members:?}");
+}
+
+/// A method call carrying a pipe's write end (`h`) goes to another connection, which
+/// writes into it.
+fn unix_fd_passing() {
+    let d = Daemon::start();
+    let (mut a, mut b) = (d.connect(), d.connect());
+    assert_eq!(b.request_name("org.ember.Fds", 0, T), Ok(RequestNameReply::PrimaryOwner));
+    let (r, w) = rustix::pipe::pipe().unwrap();
+    let call = Builder::method_call("/org/ember/Fds", "Take")
+        .destination("org.ember.Fds")
+        .flags(ember_core::dbus::header::FLAG_NO_REPLY_EXPECTED);
+    a.send(
+        call,
+        Signature::new("hs").unwrap(),
+        |w| {
+            w.fd_index(0)?;
+            w.str("note")
+        },
+        &[w.as_fd()],
+    )
+    .unwrap();
+    drop(w);
+    let fd = loop {
+        let m = b.recv(T).unwrap();
+        if m.member() == Some("Take") {
+            assert_eq!(m.unix_fds(), 1);
+            let mut body = m.body();
+            let Value::Fd(i) = body.next().unwrap().unwrap() else { panic!() };
+            assert_eq!(body.next_as::<&str>(), Ok("note"));
+            break b.take_fd(i).expect("the fd came with the message");
+        }
+    };
+    rustix::io::write(&fd, b"via D-Bus").unwrap();
+    drop(fd);
+    let mut buf = [0u8; 32];
+    let n = rustix::io::read(&r, &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"via D-Bus");
+}
+
+/// `dbus-monitor` sees the signal Ember emits.
+fn dbus_monitor_sees_our_signal() {
+    let d = Daemon::start();
+    let mut c = d.connect();
+    let mut mon = Command::new("dbus-monitor")
+        .args(["--address", &d.address, "type='signal',interface='org.ember.Sensor'"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("dbus-monitor");
+    let out = mon.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Emit until the monitor has subscribed and printed ours.
+    let sig = Signature::new("sd").unwrap();
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    'outer: while started.elapsed() < Duration::from_secs(10) {
+        c.emit_signal("/org/ember/Sensor", "org.ember.Sensor", "Reading", sig, |w| {
+            w.str("temp")?;
+            w.f64(21.5)
+        })
+        .unwrap();
+        while let Ok(line) = rx.recv_timeout(Duration::from_millis(50)) {
+            seen.push(line.clone());
+            if line.contains("member=Reading") {
+                // The body lines follow.
+                let a = rx.recv_timeout(T).unwrap();
+                let b = rx.recv_timeout(T).unwrap();
+                assert_eq!((a.trim(), b.trim()), ("string \"temp\"", "double 21.5"));
+                break 'outer;
+            }
+        }
+    }
+    let _ = mon.kill();
+    let _ = mon.wait();
+    assert!(seen.iter().any(|l| l.contains("member=Reading") && l.contains("interface=org.ember.Sensor")), "{seen:?}");
+}
+
+/// A message larger than the receiving connection's buffer is skipped and reported; the
+/// next one arrives.
+fn oversized_message_is_skipped() {
+    let d = Daemon::start();
+    let mut big = d.connect();
+    let mut small: Box<Connection<4096>> = Box::new(Connection::connect(&d.address).unwrap());
+    small.add_match("type='signal',interface='org.ember.Big'", T).unwrap();
+    let sig = Signature::new("ay").unwrap();
+    big.emit_signal("/b", "org.ember.Big", "Large", sig, |w| {
+        w.array(b'y', |w| {
+            for _ in 0..20_000 {
+                w.u8(7)?;
+            }
+            Ok(())
+        })
+    })
+    .unwrap();
+    big.emit_signal("/b", "org.ember.Big", "Small", sig, |w| w.array(b'y', |w| w.u8(1))).unwrap();
+    let mut results = Vec::new();
+    while results.len() < 2 {
+        match small.recv(T) {
+            Ok(m) if m.interface() == Some("org.ember.Big") => results.push(Ok(m.member().unwrap().to_string())),
+            Ok(_) => {}
+            Err(e) => results.push(Err(e)),
+        }
+    }
+    assert!(matches!(results[0], Err(Error::Dbus(DbusError::TooLarge { max: 4096, .. }))), "{results:?}");
+    assert_eq!(results[1], Ok("Small".to_string()));
+}
+
+/// A server that rejects EXTERNAL, and one that talks nonsense: `AuthRejected`, no hang.
+fn authentication_failures() {
+    for reply in ["REJECTED DBUS_COOKIE_SHA1\r\n", "HELLO?\r\n", &"x".repeat(2000)] {
+        let dir = format!("/tmp/ember-dbus-auth-{}", std::process::id());
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = format!("{dir}/fake");
+        let _ = std::fs::remove_file(&path);
+        let listener = ember_linux::uds::UdsListener::bind_stream(ember_linux::uds::UnixName::Path(&path)).unwrap();
+        let reply = reply.to_string();
+        let server = std::thread::spawn(move || {
+            let (s, _) = listener.accept_stream::<64>().unwrap();
+            let fd = s.into_fd();
+            let mut buf = [0u8; 512];
+            let _ = rustix::io::read(&fd, &mut buf);
+            let _ = rustix::net::send(&fd, reply.as_bytes(), rustix::net::SendFlags::NOSIGNAL);
+            std::thread::sleep(Duration::from_millis(200));
+        });
+        let r = Connection::<4096>::connect(&format!("unix:path={path}"));
+        assert_eq!(r.err(), Some(Error::AuthRejected));
+        server.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    // No server at all: refused; a bad address: invalid.
+    assert_eq!(Connection::<4096>::connect("unix:path=/tmp/ember-no-such-bus").err(), Some(Error::Refused));
+    assert_eq!(Connection::<4096>::connect("tcp:host=localhost,port=1").err(), Some(Error::InvalidName));
+}
+
+fn calls_allocate_nothing() {
+    let d = Daemon::start();
+    let mut c = d.connect();
+    let mut peer = d.connect();
+    peer.add_match("type='signal',interface='org.ember.Alloc'", T).unwrap();
+    let sig = Signature::new("u").unwrap();
+    let n = counting::allocations(|| {
+        for i in 0..50u32 {
+            let m = c
+                .call(
+                    bus::DESTINATION,
+                    bus::PATH,
+                    Some("org.freedesktop.DBus.Peer"),
+                    "Ping",
+                    Signature::EMPTY,
+                    |_| Ok(()),
+                    T,
+                )
+                .unwrap();
+            assert_eq!(m.message_type(), MessageType::MethodReturn);
+            c.emit_signal("/a", "org.ember.Alloc", "Tick", sig, |w| w.u32(i)).unwrap();
+            loop {
+                let m = peer.recv(T).unwrap();
+                if m.member() == Some("Tick") {
+                    assert_eq!(m.body().next_as::<u32>(), Ok(i));
+                    break;
+                }
+            }
+        }
+    });
+    assert_eq!(n, 0, "D-Bus calls, signals and receives allocated");
+}
+
+fn main() {
+    common::main(
+        &[
+            ("hello_and_list_names", hello_and_list_names),
+            ("get_id_and_name_owner", get_id_and_name_owner),
+            ("request_name_cases", request_name_cases),
+            ("signal_from_dbus_send", signal_from_dbus_send),
+            ("errors_and_timeouts", errors_and_timeouts),
+            ("unix_fd_passing", unix_fd_passing),
+            ("dbus_monitor_sees_our_signal", dbus_monitor_sees_our_signal),
+            ("oversized_message_is_skipped", oversized_message_is_skipped),
+            ("authentication_failures", authentication_failures),
+            ("calls_allocate_nothing", calls_allocate_nothing),
+        ],
+        |_| {},
+    );
+}
