@@ -402,6 +402,250 @@ fn calls_allocate_nothing() {
     assert_eq!(n, 0, "D-Bus calls, signals and receives allocated");
 }
 
+// ---- serving objects, called by gdbus ----------------------------------------------------
+
+use ember_linux::dbus::object::{Call, Interface, Method, MethodError, Object, Property, Service, SignalDesc};
+
+const IFACE: &str = "org.ember.Test";
+
+static OBJECTS: &[Object<'static>] = &[Object {
+    path: "/org/ember/Test",
+    interfaces: &[Interface {
+        name: IFACE,
+        methods: &[
+            Method { name: "Add", args: "ii", results: "i" },
+            Method { name: "Echo", args: "a{sv}(iias)ayv", results: "a{sv}(iias)ayv" },
+            Method { name: "Fail", args: "", results: "" },
+            Method { name: "Lie", args: "", results: "u" },
+        ],
+        properties: &[
+            Property { name: "Name", signature: "s", writable: false },
+            Property { name: "Level", signature: "u", writable: true },
+        ],
+        signals: &[SignalDesc { name: "Changed", args: "u" }],
+    }],
+}];
+
+/// The test service: adds, echoes any complex arguments back, fails on request, and keeps
+/// a `Level` property.
+struct TestService {
+    level: u32,
+}
+
+/// Copies one value of `v` into `w` (for Echo).
+fn copy_value<'b>(v: Value<'_>, w: &mut ember_core::dbus::Writer<'b>) -> Result<(), DbusError> {
+    match v {
+        Value::Byte(x) => w.u8(x),
+        Value::Bool(x) => w.bool(x),
+        Value::I16(x) => w.i16(x),
+        Value::U16(x) => w.u16(x),
+        Value::I32(x) => w.i32(x),
+        Value::U32(x) => w.u32(x),
+        Value::I64(x) => w.i64(x),
+        Value::U64(x) => w.u64(x),
+        Value::F64(x) => w.f64(x),
+        Value::Str(x) => w.str(x),
+        Value::Path(x) => w.object_path(x),
+        Value::Sig(x) => w.signature(x),
+        Value::Fd(x) => w.fd_index(x),
+        Value::Array(a) => {
+            let code = a.element().as_str().as_bytes()[0];
+            w.array(code, |w| a.into_iter().try_for_each(|e| copy_value(e?, w)))
+        }
+        Value::Struct(f) | Value::DictEntry(f) => w.structure(|w| f.into_iter().try_for_each(|e| copy_value(e?, w))),
+        Value::Variant(v) => w.variant(v.signature(), |w| copy_value(v.value()?, w)),
+    }
+}
+
+impl Service for TestService {
+    fn call(
+        &mut self,
+        call: &Call<'_>,
+        mut args: ember_core::dbus::value::Values<'_>,
+        reply: &mut ember_core::dbus::Writer<'_>,
+    ) -> Result<(), MethodError> {
+        let bad = |e: DbusError| MethodError::failed(&e.to_string());
+        match call.member {
+            "Add" => {
+                let (a, b): (i32, i32) = (args.next_as().map_err(bad)?, args.next_as().map_err(bad)?);
+                reply.i32(a.wrapping_add(b)).map_err(bad)
+            }
+            "Echo" => args.try_for_each(|v| copy_value(v?, reply)).map_err(bad),
+            "Fail" => Err(MethodError::new("org.ember.Error.Refused", "asked to fail")),
+            // Claims `u` but writes nothing: Ember answers with an error, not a bad message.
+            "Lie" => Ok(()),
+            _ => Err(MethodError::failed("unexpected")),
+        }
+    }
+
+    fn get(
+        &mut self,
+        _: &str,
+        _: &str,
+        property: &str,
+        value: &mut ember_core::dbus::Writer<'_>,
+    ) -> Result<(), MethodError> {
+        let bad = |e: DbusError| MethodError::failed(&e.to_string());
+        match property {
+            "Name" => value.str("ember test").map_err(bad),
+            "Level" => value.u32(self.level).map_err(bad),
+            _ => Err(MethodError::failed("no such property")),
+        }
+    }
+
+    fn set(&mut self, _: &str, _: &str, property: &str, value: Value<'_>) -> Result<(), MethodError> {
+        match (property, value) {
+            ("Level", Value::U32(v)) if v <= 100 => {
+                self.level = v;
+                Ok(())
+            }
+            ("Level", _) => Err(MethodError::new("org.ember.Error.OutOfRange", "Level is 0 to 100")),
+            _ => Err(MethodError::failed("no such property")),
+        }
+    }
+}
+
+/// Serves `OBJECTS` as `org.ember.Test` until `stop` is set.
+fn serve(address: String, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<u32> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        let mut c: Box<Connection> = Box::new(Connection::connect(&address).unwrap());
+        assert_eq!(c.request_name("org.ember.Test", 0, T), Ok(RequestNameReply::PrimaryOwner));
+        ready_tx.send(()).unwrap();
+        let mut service = TestService { level: 7 };
+        let mut answered = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            match c.process(OBJECTS, &mut service, Duration::from_millis(50)) {
+                Ok(dbus::Processed::Answered) => answered += 1,
+                Ok(dbus::Processed::Message(_)) | Err(Error::TimedOut) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        answered
+    });
+    ready_rx.recv_timeout(T).unwrap();
+    h
+}
+
+/// Runs `gdbus call` on the test object; returns (success, stdout or stderr).
+fn gdbus_call(address: &str, method: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new("gdbus")
+        .args([
+            "call",
+            "--address",
+            address,
+            "--dest",
+            "org.ember.Test",
+            "--object-path",
+            "/org/ember/Test",
+            "--method",
+            method,
+        ])
+        .args(args)
+        .output()
+        .expect("gdbus (installed by cargo xtask test)");
+    let text = if out.status.success() { out.stdout } else { out.stderr };
+    (out.status.success(), String::from_utf8_lossy(&text).trim().to_string())
+}
+
+fn gdbus_calls_our_service() {
+    let d = Daemon::start();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let server = serve(d.address.clone(), stop.clone());
+    let a = &d.address;
+    assert_eq!(gdbus_call(a, "org.ember.Test.Add", &["2", "40"]), (true, "(42,)".into()));
+    // Complex arguments: a dict of variants, a struct with an array, bytes, nested variants.
+    let (ok, echoed) = gdbus_call(
+        a,
+        "org.ember.Test.Echo",
+        &[
+            "{'a': <int32 1>, 'b': <'x'>, 'c': <[<uint64 5>]>}",
+            "(1, 2, ['p', 'q'])",
+            "[byte 0x01, 0x02]",
+            "<<<'deep'>>>",
+        ],
+    );
+    assert!(ok, "{echoed}");
+    assert_eq!(
+        echoed,
+        "({'a': <1>, 'b': <'x'>, 'c': <[<uint64 5>]>}, (1, 2, ['p', 'q']), [byte 0x01, 0x02], <<<'deep'>>>)"
+    );
+    // Errors: the service's own, a wrong signature, unknown method, interface and object.
+    let (ok, e) = gdbus_call(a, "org.ember.Test.Fail", &[]);
+    assert!(!ok && e.contains("org.ember.Error.Refused") && e.contains("asked to fail"), "{e}");
+    let (ok, e) = gdbus_call(a, "org.ember.Test.Add", &["1"]);
+    assert!(!ok && e.contains("org.freedesktop.DBus.Error.InvalidArgs"), "{e}");
+    let (ok, e) = gdbus_call(a, "org.ember.Test.Nope", &[]);
+    assert!(!ok && e.contains("org.freedesktop.DBus.Error.UnknownMethod"), "{e}");
+    let (ok, e) = gdbus_call(a, "org.ember.Other.Add", &["1", "2"]);
+    assert!(!ok && e.contains("org.freedesktop.DBus.Error.UnknownInterface"), "{e}");
+    let (ok, e) = gdbus_call(a, "org.ember.Test.Lie", &[]);
+    assert!(!ok && e.contains("org.freedesktop.DBus.Error.Failed"), "{e}");
+    let out = Command::new("gdbus")
+        .args([
+            "call",
+            "--address",
+            a,
+            "--dest",
+            "org.ember.Test",
+            "--object-path",
+            "/org/ember/Nowhere",
+            "--method",
+            "org.ember.Test.Add",
+            "1",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("org.freedesktop.DBus.Error.UnknownObject"), "{out:?}");
+    // Peer and Properties.
+    assert_eq!(gdbus_call(a, "org.freedesktop.DBus.Peer.Ping", &[]), (true, "()".into()));
+    assert_eq!(gdbus_call(a, "org.freedesktop.DBus.Properties.Get", &[IFACE, "Level"]), (true, "(<uint32 7>,)".into()));
+    assert_eq!(
+        gdbus_call(a, "org.freedesktop.DBus.Properties.Set", &[IFACE, "Level", "<uint32 42>"]),
+        (true, "()".into())
+    );
+    assert_eq!(
+        gdbus_call(a, "org.freedesktop.DBus.Properties.GetAll", &[IFACE]),
+        (true, "({'Name': <'ember test'>, 'Level': <uint32 42>},)".into())
+    );
+    let (ok, e) = gdbus_call(a, "org.freedesktop.DBus.Properties.Set", &[IFACE, "Level", "<uint32 101>"]);
+    assert!(!ok && e.contains("org.ember.Error.OutOfRange"), "{e}");
+    let (ok, e) = gdbus_call(a, "org.freedesktop.DBus.Properties.Set", &[IFACE, "Name", "<'new'>"]);
+    assert!(!ok && e.contains("PropertyReadOnly"), "{e}");
+    let (ok, e) = gdbus_call(a, "org.freedesktop.DBus.Properties.Set", &[IFACE, "Level", "<'text'>"]);
+    assert!(!ok && e.contains("InvalidArgs"), "{e}");
+    // Introspection, parsed by gdbus.
+    let out = Command::new("gdbus")
+        .args(["introspect", "--address", a, "--dest", "org.ember.Test", "--object-path", "/org/ember/Test"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    for want in [
+        "interface org.ember.Test {",
+        "Add(in  i arg_0,",
+        "out i arg_2);",
+        "Echo(in  a{sv} arg_0,",
+        "signals:",
+        "Changed(u arg_0);",
+        "readonly s Name = 'ember test';",
+        "readwrite u Level = 42;",
+        "interface org.freedesktop.DBus.Properties {",
+    ] {
+        assert!(text.contains(want), "introspection lacks {want:?}:\n{text}");
+    }
+    // The parent node lists the child.
+    let out = Command::new("gdbus")
+        .args(["introspect", "--address", a, "--dest", "org.ember.Test", "--object-path", "/org/ember"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("node Test"), "{out:?}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answered = server.join().unwrap();
+    assert!(answered >= 18, "answered {answered}");
+}
+
 fn main() {
     common::main(
         &[
@@ -415,6 +659,7 @@ fn main() {
             ("oversized_message_is_skipped", oversized_message_is_skipped),
             ("authentication_failures", authentication_failures),
             ("calls_allocate_nothing", calls_allocate_nothing),
+            ("gdbus_calls_our_service", gdbus_calls_our_service),
         ],
         |_| {},
     );

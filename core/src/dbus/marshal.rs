@@ -8,6 +8,26 @@ use super::names::ObjectPath;
 use super::signature::{self, Signature};
 use super::{DbusError, Endian, MAX_ARRAY_LEN, Result, align_up};
 
+/// `fmt::Write` into a writer's buffer, for [`Writer::str_with`].
+struct FmtOut<'w, 'b> {
+    w: &'w mut Writer<'b>,
+    nul: bool,
+    full: bool,
+}
+
+impl core::fmt::Write for FmtOut<'_, '_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        if s.as_bytes().contains(&0) {
+            self.nul = true;
+            return Err(core::fmt::Error);
+        }
+        self.w.raw(s.as_bytes()).map_err(|_| {
+            self.full = true;
+            core::fmt::Error
+        })
+    }
+}
+
 /// Writes D-Bus values into a caller's buffer.
 pub struct Writer<'b> {
     buf: &'b mut [u8],
@@ -109,6 +129,30 @@ impl<'b> Writer<'b> {
         }
         self.u32(u32::try_from(s.len()).map_err(|_| DbusError::BufferTooSmall)?)?;
         self.raw(s.as_bytes())?;
+        self.raw(&[0])
+    }
+
+    /// `s`, its text produced by `text` (e.g. generated XML), written straight into the
+    /// buffer. A NUL in the text is refused; a buffer too small is
+    /// [`DbusError::BufferTooSmall`].
+    pub fn str_with(&mut self, text: impl FnOnce(&mut dyn core::fmt::Write) -> core::fmt::Result) -> Result<()> {
+        self.pad(4)?;
+        let len_at = self.pos;
+        self.raw(&[0; 4])?;
+        let start = self.pos;
+        let mut out = FmtOut { w: self, nul: false, full: false };
+        let r = text(&mut out);
+        let (nul, full) = (out.nul, out.full);
+        if full {
+            return Err(DbusError::BufferTooSmall);
+        }
+        if nul || r.is_err() {
+            return Err(DbusError::BadNul);
+        }
+        let len = self.pos - start;
+        let len = u32::try_from(len).map_err(|_| DbusError::BufferTooSmall)?;
+        let bytes = if self.endian == Endian::Little { len.to_le_bytes() } else { len.to_be_bytes() };
+        self.buf[len_at..len_at + 4].copy_from_slice(&bytes);
         self.raw(&[0])
     }
 

@@ -592,3 +592,60 @@ fn send_all(fd: &OwnedFd, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> Result<()> {
     }
     crate::stream::write_all(fd, rest, |b| rustix::net::send(fd, b, SendFlags::NOSIGNAL))
 }
+
+/// What [`Connection::process`] did with the message it received.
+#[derive(Debug)]
+pub enum Processed<'m> {
+    /// A method call to us: answered (a reply or an error, unless the caller asked for no
+    /// reply).
+    Answered,
+    /// Any other message (a signal, a reply nobody waited for), for the caller.
+    Message(Message<'m>),
+}
+
+impl<const N: usize> Connection<N> {
+    /// Receives one message (waiting up to `timeout`) and, if it is a method call, answers
+    /// it from `objects` and `service`: the built-in `Peer`, `Introspectable` and
+    /// `Properties` interfaces, the table's methods (arguments checked against their
+    /// signatures), or the standard error. Other messages are returned. Call it in a loop,
+    /// or from the poller when the connection's fd is readable (with a zero timeout).
+    pub fn process(
+        &mut self,
+        objects: &[super::object::Object<'_>],
+        service: &mut impl super::object::Service,
+        timeout: Duration,
+    ) -> Result<Processed<'_>> {
+        let deadline = crate::poll::now() + timeout;
+        let (start, len) = self.next_message(deadline)?;
+        let is_call = Message::parse(&self.rbuf[start..start + len], N)?.message_type() == MessageType::MethodCall;
+        if !is_call {
+            return Ok(Processed::Message(Message::parse(&self.rbuf[start..start + len], N)?));
+        }
+        let serial = self.next_serial();
+        let m = Message::parse(&self.rbuf[start..start + len], N)?;
+        let no_reply = m.flags() & header::FLAG_NO_REPLY_EXPECTED != 0;
+        let out = super::serve::answer(objects, service, &m, &mut self.wbuf, serial)?;
+        if !no_reply {
+            send_all(&self.fd, &self.wbuf[..out], &[])?;
+        }
+        Ok(Processed::Answered)
+    }
+
+    /// Emits `org.freedesktop.DBus.Properties.PropertiesChanged` for `interface` at `path`:
+    /// `changed` writes the dict entries (`{sv}`) of the new values, `invalidated` names
+    /// properties changed without their value.
+    pub fn emit_properties_changed(
+        &mut self,
+        path: &str,
+        interface: &str,
+        changed: impl for<'b> FnOnce(&mut Writer<'b>) -> core::result::Result<(), DbusError>,
+        invalidated: &[&str],
+    ) -> Result<u32> {
+        let sig = Signature::new("sa{sv}as")?;
+        self.emit_signal(path, super::object::PROPERTIES, "PropertiesChanged", sig, |w| {
+            w.str(interface)?;
+            w.array(b'{', changed)?;
+            w.array(b's', |w| invalidated.iter().try_for_each(|s| w.str(s)))
+        })
+    }
+}

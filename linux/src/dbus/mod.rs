@@ -19,8 +19,10 @@
 
 pub mod address;
 mod connection;
+pub mod object;
+mod serve;
 
 pub use connection::{
-    CallError, Connection, NAME_FLAG_ALLOW_REPLACEMENT, NAME_FLAG_DO_NOT_QUEUE, NAME_FLAG_REPLACE_EXISTING,
+    CallError, Connection, NAME_FLAG_ALLOW_REPLACEMENT, NAME_FLAG_DO_NOT_QUEUE, NAME_FLAG_REPLACE_EXISTING, Processed,
     RequestNameReply, bus,
 };
