@@ -127,6 +127,68 @@ fn broadcast_reader_gets_intact_records_and_exact_losses() {
 }
 
 #[test]
+fn broadcast_close_after_the_last_record_loses_nothing() {
+    // The writer pushes two records and closes; a reader that reads until `Closed` must
+    // account for both (received or lost), whatever the interleaving. A reader that loaded
+    // `head` before the last push and `closed` after the close used to stop early.
+    model(|| {
+        let mem = Arc::new((BroadcastControl::zeroed(), words(64)));
+        let writer_mem = mem.clone();
+        let writer = thread::spawn(move || {
+            let ring = BroadcastRing::new(&writer_mem.0, &writer_mem.1).unwrap();
+            let mut w = ring.writer();
+            w.push(&[1; 8]).unwrap();
+            w.push(&[2; 8]).unwrap();
+            w.close();
+        });
+        let ring = BroadcastRing::new(&mem.0, &mem.1).unwrap();
+        let mut r = ring.reader_at_oldest().unwrap();
+        let mut out = [0u8; 16];
+        let mut accounted = 0;
+        loop {
+            match r.try_recv(&mut out) {
+                Ok(got) => accounted += 1 + got.lost,
+                Err(ShmError::Closed) => break,
+                Err(ShmError::Empty | ShmError::Contended | ShmError::WriterStalled) => thread::yield_now(),
+                Err(e) => panic!("recv: {e}"),
+            }
+        }
+        assert_eq!(accounted, 2, "records missed before Closed");
+        writer.join().unwrap();
+    });
+}
+
+#[test]
+fn spsc_close_after_the_last_record_loses_nothing() {
+    // As for the broadcast ring: the consumer reads until `Closed` and must get both records.
+    model(|| {
+        let mem = Arc::new((SpscControl::zeroed(), words(64)));
+        let producer_mem = mem.clone();
+        let producer = thread::spawn(move || {
+            let ring = SpscRing::new(&producer_mem.0, &producer_mem.1).unwrap();
+            let mut p = ring.producer();
+            p.try_push(&[1; 8]).unwrap();
+            p.try_push(&[2; 8]).unwrap();
+            p.close();
+        });
+        let ring = SpscRing::new(&mem.0, &mem.1).unwrap();
+        let mut c = ring.consumer();
+        let mut out = [0u8; 16];
+        let mut got = 0;
+        loop {
+            match c.try_pop(&mut out) {
+                Ok(_) => got += 1,
+                Err(ShmError::Closed) => break,
+                Err(ShmError::Empty) => thread::yield_now(),
+                Err(e) => panic!("pop: {e}"),
+            }
+        }
+        assert_eq!(got, 2, "records missed before Closed");
+        producer.join().unwrap();
+    });
+}
+
+#[test]
 fn spsc_wake_up_is_never_lost() {
     // The lost wake-up would be: the consumer announces itself, sees no record and goes to
     // sleep, while the producer publishes and sees no sleeper, so it makes no wake call.

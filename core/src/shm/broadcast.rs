@@ -346,7 +346,17 @@ impl BroadcastReader<'_> {
         for _ in 0..MAX_RETRIES {
             let head = ctl.head.load(Ordering::Acquire);
             if head == self.pos {
-                return Err(if ctl.is_closed() { ShmError::Closed } else { ShmError::Empty });
+                if !ctl.is_closed() {
+                    return Err(ShmError::Empty);
+                }
+                // `closed` is stored after the last record's `head`, but the `head` above
+                // was loaded before `closed` and may predate the last records: load it
+                // again now that `closed` was seen (its Acquire makes the final `head`
+                // visible), so no record written before the close is missed.
+                if ctl.head.load(Ordering::Acquire) == self.pos {
+                    return Err(ShmError::Closed);
+                }
+                continue;
             }
             if head < self.pos {
                 return Err(ShmError::Corrupt);

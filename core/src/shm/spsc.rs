@@ -397,7 +397,19 @@ impl<'a> Consumer<'a> {
                 }
                 self.cached_head = head;
                 if head == self.tail {
-                    return Err(if self.ring.ctl.is_closed() { ShmError::Closed } else { ShmError::Empty });
+                    if !self.ring.ctl.is_closed() {
+                        return Err(ShmError::Empty);
+                    }
+                    // `head` was loaded before `closed`, and may predate the last records
+                    // pushed before the close: load it again now that `closed` was seen.
+                    let head = self.ring.ctl.head.load(Ordering::Acquire);
+                    if head == self.tail {
+                        return Err(ShmError::Closed);
+                    }
+                    if head.wrapping_sub(self.tail) > cap {
+                        return Err(ShmError::Corrupt);
+                    }
+                    self.cached_head = head;
                 }
             }
             let avail = self.cached_head.wrapping_sub(self.tail);
