@@ -425,3 +425,70 @@ fn flags_and_error_messages() {
     assert_eq!(p.body().next_as::<&str>(), Ok("it broke"));
     assert_eq!(p.body().next_as::<u32>(), Err(DbusError::WrongType));
 }
+
+#[test]
+fn declared_lengths_that_would_wrap_are_refused() {
+    // Fields of 5 bytes, a body length of 0xFFFFFFFD: on a 32-bit target the total would
+    // wrap to a small number. It is refused as too large everywhere.
+    let mut m = [0u8; 24];
+    m[..4].copy_from_slice(&[b'l', 1, 0, 1]);
+    m[4..8].copy_from_slice(&0xFFFF_FFFDu32.to_le_bytes());
+    m[8..12].copy_from_slice(&1u32.to_le_bytes());
+    m[12..16].copy_from_slice(&5u32.to_le_bytes());
+    assert!(matches!(header::message_len(&m, usize::MAX), Err(DbusError::TooLarge { .. })));
+    assert!(matches!(Message::parse(&m[..21], usize::MAX), Err(DbusError::TooLarge { .. })));
+}
+
+#[test]
+fn reserved_and_invalid_header_fields() {
+    // Field code 0, REPLY_SERIAL 0, and the Local path and interface are never valid.
+    let mut w = [0u8; 256];
+    let zero_code = hand_built(&mut w, &[(0, "u")]);
+    assert_eq!(Message::parse(zero_code, 1 << 20).err(), Some(DbusError::BadField(0)));
+    let mut buf = [0u8; 256];
+    let m = Builder::method_return(1).build(&mut buf, 2, Signature::EMPTY, |_| Ok(())).unwrap().to_vec();
+    let mut zero_reply = m.clone();
+    // REPLY_SERIAL's value is the last 4 bytes of its field: (5, 'u' variant, value) at 16..24.
+    zero_reply[20..24].copy_from_slice(&0u32.to_le_bytes());
+    assert_eq!(Message::parse(&zero_reply, 1 << 20).err(), Some(DbusError::BadField(field::REPLY_SERIAL)));
+    let mut buf = [0u8; 256];
+    assert_eq!(
+        Builder::signal(header::LOCAL_PATH, "org.example.I", "S")
+            .build(&mut buf, 1, Signature::EMPTY, |_| Ok(()))
+            .err(),
+        Some(DbusError::BadField(field::PATH))
+    );
+    assert_eq!(
+        Builder::signal("/a", header::LOCAL_INTERFACE, "S").build(&mut buf, 1, Signature::EMPTY, |_| Ok(())).err(),
+        Some(DbusError::BadField(field::INTERFACE))
+    );
+}
+
+#[test]
+fn array_and_struct_limits_apply_per_variant() {
+    // 20 arrays, a variant, 20 more arrays inside: 40 arrays in all, valid (the 32 limit is
+    // per signature, the 64 total across variants).
+    let outer = "a".repeat(20) + "v";
+    let inner = "a".repeat(20) + "y";
+    let mut buf = vec![0u8; 4096];
+    let mut w = Writer::with_endian(&mut buf, Endian::Little);
+    fn nest<'b>(
+        w: &mut Writer<'b>,
+        depth: usize,
+        last: &mut dyn FnMut(&mut Writer<'b>) -> Result<(), DbusError>,
+    ) -> Result<(), DbusError> {
+        if depth == 0 {
+            return last(w);
+        }
+        w.array(b'a', |w| nest(w, depth - 1, last))
+    }
+    let inner_sig = Signature::new(&inner).unwrap();
+    nest(&mut w, 19, &mut |w| {
+        w.array(b'v', |w| w.variant(inner_sig, |w| nest(w, 19, &mut |w| w.array(b'y', |w| w.u8(7)))))
+    })
+    .unwrap();
+    let n = w.position();
+    let mut r = ember_core::dbus::Reader::new(&buf[..n], Endian::Little);
+    assert!(r.value(Signature::new(&outer).unwrap()).is_ok());
+    assert!(r.is_at_end());
+}

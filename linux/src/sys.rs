@@ -753,8 +753,9 @@ pub struct ControlMessages<'a> {
 }
 
 impl<'a> ControlMessages<'a> {
-    /// Reads `control[..len]` as filled by [`recvmsg`].
-    pub fn new(control: &'a [u64], len: usize) -> ControlMessages<'a> {
+    /// Reads `control[..len]` as filled by [`recvmsg`] (crate-only: it takes ownership of
+    /// the descriptor numbers it finds, which only a real `recvmsg` makes ours).
+    pub(crate) fn new(control: &'a [u64], len: usize) -> ControlMessages<'a> {
         // SAFETY: any initialized `u64`s are valid bytes; the slice covers the same memory
         // and lifetime.
         let bytes =

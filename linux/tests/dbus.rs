@@ -215,7 +215,7 @@ fn errors_and_timeouts() {
     let t = Instant::now();
     let r = a.call("org.ember.Silent", "/x", None, "M", Signature::EMPTY, |_| Ok(()), Duration::from_millis(300));
     assert_eq!(r.err(), Some(CallError::Local(Error::TimedOut)));
-    assert!(t.elapsed() >= Duration::from_millis(300));
+    assert!(t.elapsed() >= Duration::from_millis(300) && t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     assert!(list_names(&mut a).contains(&"org.ember.Silent".to_string()));
     // The silent service did receive the call; after it, a receive times out.
     let mut members = Vec::new();
@@ -417,6 +417,7 @@ static OBJECTS: &[Object<'static>] = &[Object {
             Method { name: "Echo", args: "a{sv}(iias)ayv", results: "a{sv}(iias)ayv" },
             Method { name: "Fail", args: "", results: "" },
             Method { name: "Lie", args: "", results: "u" },
+            Method { name: "Write", args: "hs", results: "u" },
         ],
         properties: &[
             Property { name: "Name", signature: "s", writable: false },
@@ -462,6 +463,7 @@ impl Service for TestService {
         &mut self,
         call: &Call<'_>,
         mut args: ember_core::dbus::value::Values<'_>,
+        fds: &mut [Option<std::os::fd::OwnedFd>],
         reply: &mut ember_core::dbus::Writer<'_>,
     ) -> Result<(), MethodError> {
         let bad = |e: DbusError| MethodError::failed(&e.to_string());
@@ -474,6 +476,16 @@ impl Service for TestService {
             "Fail" => Err(MethodError::new("org.ember.Error.Refused", "asked to fail")),
             // Claims `u` but writes nothing: Ember answers with an error, not a bad message.
             "Lie" => Ok(()),
+            // Writes its string argument into the fd it was given; answers with the length.
+            "Write" => {
+                let Value::Fd(i) = args.next().ok_or(MethodError::failed("no fd"))?.map_err(bad)? else {
+                    return Err(MethodError::failed("not an fd"));
+                };
+                let text: &str = args.next_as().map_err(bad)?;
+                let fd = fds.get_mut(i as usize).and_then(Option::take).ok_or(MethodError::failed("fd missing"))?;
+                let n = rustix::io::write(&fd, text.as_bytes()).map_err(|e| MethodError::failed(&e.to_string()))?;
+                reply.u32(n as u32).map_err(bad)
+            }
             _ => Err(MethodError::failed("unexpected")),
         }
     }
@@ -641,9 +653,166 @@ fn gdbus_calls_our_service() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("node Test"), "{out:?}");
+    // An fd handed to a served method (`h`), from an Ember client.
+    let mut client = d.connect();
+    let (r, w) = rustix::pipe::pipe().unwrap();
+    let sig = Signature::new("hs").unwrap();
+    let m = client
+        .call_with_fds(
+            "org.ember.Test",
+            "/org/ember/Test",
+            Some(IFACE),
+            "Write",
+            sig,
+            |wr| {
+                wr.fd_index(0)?;
+                wr.str("through the service")
+            },
+            &[w.as_fd()],
+            T,
+        )
+        .unwrap();
+    assert_eq!(m.body().next_as::<u32>(), Ok(19));
+    drop(w);
+    let mut buf = [0u8; 64];
+    let n = rustix::io::read(&r, &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"through the service");
+    // Ping on a path nobody serves is still answered (Peer is per connection).
+    let m = client
+        .call("org.ember.Test", "/nowhere", Some("org.freedesktop.DBus.Peer"), "Ping", Signature::EMPTY, |_| Ok(()), T)
+        .unwrap();
+    assert_eq!(m.message_type(), MessageType::MethodReturn);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let answered = server.join().unwrap();
-    assert!(answered >= 18, "answered {answered}");
+    assert!(answered >= 20, "answered {answered}");
+}
+
+/// `process` with a zero timeout (as from a poller) answers a call already waiting in the
+/// socket, and returns `TimedOut` at once when there is nothing.
+fn process_with_zero_timeout() {
+    let d = Daemon::start();
+    let (mut server, mut client) = (d.connect(), d.connect());
+    assert_eq!(server.request_name("org.ember.Test", 0, T), Ok(RequestNameReply::PrimaryOwner));
+    // Drain what the bus sent on connecting (NameAcquired).
+    while server.recv(Duration::from_millis(50)).is_ok() {}
+    let t = Instant::now();
+    let mut service = TestService { level: 1 };
+    assert!(matches!(server.process(OBJECTS, &mut service, Duration::ZERO), Err(Error::TimedOut)));
+    assert!(t.elapsed() < Duration::from_millis(500));
+    let call = Builder::method_call("/org/ember/Test", "Add").destination("org.ember.Test").interface(IFACE);
+    let serial = client
+        .send(
+            call,
+            Signature::new("ii").unwrap(),
+            |w| {
+                w.i32(1)?;
+                w.i32(2)
+            },
+            &[],
+        )
+        .unwrap();
+    let mut poller: ember_linux::poll::Poller<2> = ember_linux::poll::Poller::new().unwrap();
+    poller.add(&*server, 1, ember_linux::poll::Interest::READ).unwrap();
+    assert_eq!(poller.wait(Some(T)).unwrap().len(), 1);
+    assert!(matches!(server.process(OBJECTS, &mut service, Duration::ZERO), Ok(dbus::Processed::Answered)));
+    // The client's own NameAcquired may come first.
+    loop {
+        let m = client.recv(T).unwrap();
+        if m.message_type() == MessageType::MethodReturn {
+            assert_eq!((m.reply_serial(), m.body().next_as::<i32>()), (Some(serial), Ok(3)));
+            break;
+        }
+    }
+}
+
+/// A fake bus that authenticates, answers Hello, then sends `script`: each entry a message
+/// and the fds to send with it.
+fn fake_bus(script: Vec<(Vec<u8>, usize)>) -> (String, std::thread::JoinHandle<()>) {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let path =
+        format!("/tmp/ember-fakebus-{}-{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let _ = std::fs::remove_file(&path);
+    let l = ember_linux::uds::UdsListener::bind_stream(ember_linux::uds::UnixName::Path(&path)).unwrap();
+    let h = std::thread::spawn(move || {
+        let (s, _) = l.accept_stream::<64>().unwrap();
+        let fd = s.into_fd();
+        // The auth lines and Hello arrive together; answer them.
+        let mut buf = [0u8; 1024];
+        let _ = rustix::io::read(&fd, &mut buf).unwrap();
+        rustix::io::write(&fd, b"OK 0123456789abcdef0123456789abcdef\r\nAGREE_UNIX_FD\r\n").unwrap();
+        let mut out = [0u8; 256];
+        let hello = Builder::method_return(1)
+            .destination(":1.9")
+            .build(&mut out, 1, Signature::new("s").unwrap(), |w| w.str(":1.9"))
+            .unwrap();
+        rustix::io::write(&fd, hello).unwrap();
+        let (pr, pw) = rustix::pipe::pipe().unwrap();
+        for (msg, nfds) in script {
+            let fds: Vec<_> = (0..nfds).map(|i| if i % 2 == 0 { pr.as_fd() } else { pw.as_fd() }).collect();
+            let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(32))];
+            let mut control = rustix::net::SendAncillaryBuffer::new(&mut space);
+            if !fds.is_empty() {
+                assert!(control.push(rustix::net::SendAncillaryMessage::ScmRights(&fds)));
+            }
+            rustix::net::sendmsg(&fd, &[std::io::IoSlice::new(&msg)], &mut control, rustix::net::SendFlags::empty())
+                .unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    });
+    (path, h)
+}
+
+fn signal_bytes(
+    member: &str,
+    sig: &str,
+    unix_fds: u32,
+    body: &dyn Fn(&mut ember_core::dbus::Writer<'_>) -> Result<(), DbusError>,
+) -> Vec<u8> {
+    let mut buf = vec![0u8; 512];
+    let b = Builder::signal("/s", "org.ember.Fake", member).unix_fds(unix_fds);
+    let n = b.build(&mut buf, 9, Signature::new(sig).unwrap(), |w| body(w)).unwrap().len();
+    buf.truncate(n);
+    buf
+}
+
+/// fds belong to the message they came with: a malformed message's fds, an extra fd and a
+/// message declaring more fds than came are all refused and closed; the next message gets
+/// exactly its own fd; nothing leaks.
+fn fds_stay_with_their_message() {
+    let before = std::fs::read_dir("/proc/self/fd").unwrap().count();
+    let good_one = signal_bytes("One", "h", 1, &|w| w.fd_index(0));
+    // Malformed: declares `h` with UNIX_FDS 1, but the fd index is out of range after
+    // patching the body (index 5).
+    let mut bad = good_one.clone();
+    let n = bad.len();
+    bad[n - 4..].copy_from_slice(&5u32.to_le_bytes());
+    let too_few = signal_bytes("TooFew", "hh", 2, &|w| {
+        w.fd_index(0)?;
+        w.fd_index(1)
+    });
+    let plain = signal_bytes("Plain", "u", 0, &|w| w.u32(7));
+    let (path, server) = fake_bus(vec![(bad, 1), (too_few, 1), (good_one.clone(), 2), (good_one, 1), (plain, 0)]);
+    let mut c: Box<Connection<4096>> = Box::new(Connection::connect(&format!("unix:path={path}")).unwrap());
+    let mut results = Vec::new();
+    while results.len() < 5 {
+        match c.recv(T) {
+            Ok(m) => {
+                let member = m.member().unwrap().to_string();
+                let fd = c.take_fd(0);
+                results.push(format!("{member} fd={}", fd.is_some()));
+            }
+            Err(Error::Dbus(e)) => results.push(format!("refused {e:?}")),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(
+        results,
+        ["refused BadFdIndex", "refused BadFdIndex", "refused BadFdIndex", "One fd=true", "Plain fd=false"]
+    );
+    drop(c);
+    server.join().unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(std::fs::read_dir("/proc/self/fd").unwrap().count(), before, "fds leaked");
 }
 
 fn main() {
@@ -660,6 +829,8 @@ fn main() {
             ("authentication_failures", authentication_failures),
             ("calls_allocate_nothing", calls_allocate_nothing),
             ("gdbus_calls_our_service", gdbus_calls_our_service),
+            ("process_with_zero_timeout", process_with_zero_timeout),
+            ("fds_stay_with_their_message", fds_stay_with_their_message),
         ],
         |_| {},
     );

@@ -21,6 +21,12 @@ use super::{DbusError, Endian, MAX_ARRAY_LEN, MAX_MESSAGE_LEN, Result, align_up}
 /// The fixed part of the header, before the header fields' array content.
 pub const FIXED_HEADER_LEN: usize = 16;
 
+/// The path reserved for a library's local messages (`org.freedesktop.DBus.Local`); a
+/// message on the wire never carries it.
+pub const LOCAL_PATH: &str = "/org/freedesktop/DBus/Local";
+/// The interface reserved the same way.
+pub const LOCAL_INTERFACE: &str = "org.freedesktop.DBus.Local";
+
 /// `NO_REPLY_EXPECTED`: a method call whose caller wants no reply.
 pub const FLAG_NO_REPLY_EXPECTED: u8 = 0x1;
 /// `NO_AUTO_START`: do not start a service to deliver this message.
@@ -94,11 +100,12 @@ pub fn message_len(first: &[u8], max: usize) -> Result<usize> {
     if fields > MAX_ARRAY_LEN {
         return Err(DbusError::TooLarge { len: fields, max });
     }
-    let len = align_up(FIXED_HEADER_LEN + fields, 8) + body;
-    if len > max {
-        return Err(DbusError::TooLarge { len, max });
+    // In u64: on a 32-bit target the sum of two declared lengths could wrap.
+    let len = align_up(FIXED_HEADER_LEN + fields, 8) as u64 + body as u64;
+    if len > max as u64 {
+        return Err(DbusError::TooLarge { len: usize::try_from(len).unwrap_or(usize::MAX), max });
     }
-    Ok(len)
+    Ok(len as usize)
 }
 
 /// Writes a message into a caller's buffer.
@@ -348,6 +355,10 @@ impl<'a> Message<'a> {
             let Value::Struct(mut f) = entry? else { return Err(DbusError::BadField(0)) };
             let code: u8 = f.next_as()?;
             let v: super::value::Variant<'a> = f.next_as()?;
+            if code == 0 {
+                // INVALID: never valid on the wire.
+                return Err(DbusError::BadField(0));
+            }
             if (1..=9).contains(&code) {
                 if seen & (1 << code) != 0 {
                     return Err(DbusError::BadField(code));
@@ -395,13 +406,24 @@ impl<'a> Message<'a> {
         };
         match code {
             field::PATH => match v.value()? {
+                // Reserved for a library's local use; never on the wire.
+                Value::Path(p) if p.as_str() == LOCAL_PATH => return Err(bad),
                 Value::Path(p) => self.path = Some(p),
                 _ => return Err(bad),
             },
-            field::INTERFACE => self.interface = Some(names::InterfaceName::new(text(&v)?)?.as_str()),
+            field::INTERFACE => {
+                let i = names::InterfaceName::new(text(&v)?)?.as_str();
+                if i == LOCAL_INTERFACE {
+                    return Err(bad);
+                }
+                self.interface = Some(i);
+            }
             field::MEMBER => self.member = Some(names::MemberName::new(text(&v)?)?.as_str()),
             field::ERROR_NAME => self.error_name = Some(names::ErrorName::new(text(&v)?)?.as_str()),
-            field::REPLY_SERIAL => self.reply_serial = Some(number(&v)?),
+            field::REPLY_SERIAL => match number(&v)? {
+                0 => return Err(bad),
+                n => self.reply_serial = Some(n),
+            },
             field::DESTINATION => self.destination = Some(names::BusName::new(text(&v)?)?.as_str()),
             field::SENDER => self.sender = Some(names::BusName::new(text(&v)?)?.as_str()),
             field::SIGNATURE => match v.value()? {

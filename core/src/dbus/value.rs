@@ -19,6 +19,16 @@ struct Depth {
 }
 
 impl Depth {
+    /// Inside a variant: the array and struct limits apply per signature, so they start
+    /// again; the total (64) runs across variants.
+    fn enter_variant(self) -> Result<Depth> {
+        let d = Depth { arrays: 0, structs: 0, total: self.total + 1 };
+        if d.total as usize > MAX_TOTAL_DEPTH {
+            return Err(DbusError::TooDeep);
+        }
+        Ok(d)
+    }
+
     fn enter(self, array: bool, structure: bool) -> Result<Depth> {
         let d =
             Depth { arrays: self.arrays + array as u8, structs: self.structs + structure as u8, total: self.total + 1 };
@@ -72,7 +82,7 @@ impl<'a> Reader<'a> {
         if p > self.end {
             return Err(DbusError::Truncated);
         }
-        if self.data[self.pos..p].iter().any(|&b| b != 0) {
+        if self.data.get(self.pos..p).ok_or(DbusError::Truncated)?.iter().any(|&b| b != 0) {
             return Err(DbusError::NonZeroPadding);
         }
         self.pos = p;
@@ -187,7 +197,7 @@ impl<'a> Reader<'a> {
             b'o' => Value::Path(self.object_path()?),
             b'g' => Value::Sig(self.signature()?),
             b'v' => {
-                let depth = self.depth.enter(false, false)?;
+                let depth = self.depth.enter_variant()?;
                 let inner = self.signature()?;
                 if !inner.is_single() {
                     return Err(DbusError::BadSignature);

@@ -29,6 +29,13 @@ const MAX_AUTH_LINE: usize = 512;
 const MAX_AUTH_LINES: usize = 4;
 /// Timeout of the connect-authenticate-`Hello` sequence.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a send may wait for room in the socket before failing.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `now + timeout`, saturating: `Duration::MAX` means no deadline.
+fn deadline_after(timeout: Duration) -> Duration {
+    crate::poll::now().saturating_add(timeout)
+}
 
 /// A method call that failed: locally (sending, receiving, timeout, a bad reply), or
 /// remotely with a D-Bus error reply, whose name and message borrow the connection's
@@ -112,8 +119,23 @@ pub struct Connection<const N: usize = 65536> {
     unique: [u8; 64],
     unique_len: usize,
     unix_fds: bool,
-    queued_fds: [Option<OwnedFd>; MAX_FDS],
+    /// Stream offset of `rbuf[0]` (bytes received before it).
+    base: u64,
+    /// Received fds not yet given to a message, with the stream offset of the last byte of
+    /// the read that brought them. A sender attaches a message's fds to the write of its
+    /// first bytes, and the kernel ends a read with the write that carries fds (it may glue
+    /// fd-less writes before it), so the fds belong to the message that contains the read's
+    /// last byte.
+    queued_fds: [Option<(u64, OwnedFd)>; MAX_FDS],
+    /// A read whose fds were cut short (`MSG_CTRUNC`, or the queue was full): the message
+    /// there is refused.
+    fds_lost_at: Option<u64>,
+    /// The fds of the message received last.
     message_fds: [Option<OwnedFd>; MAX_FDS],
+    /// Bytes of an oversized message still to discard.
+    skipping: u64,
+    /// The stream could not be framed any more: every call fails.
+    broken: bool,
 }
 
 impl<const N: usize> Connection<N> {
@@ -168,10 +190,16 @@ impl<const N: usize> Connection<N> {
             unique: [0; 64],
             unique_len: 0,
             unix_fds: false,
+            base: 0,
             queued_fds: Default::default(),
+            fds_lost_at: None,
             message_fds: Default::default(),
+            skipping: 0,
+            broken: false,
         };
-        let deadline = crate::poll::now() + CONNECT_TIMEOUT;
+        // A send that cannot proceed for this long fails instead of blocking forever.
+        rustix::net::sockopt::set_socket_timeout(&c.fd, rustix::net::sockopt::Timeout::Send, Some(SEND_TIMEOUT))?;
+        let deadline = deadline_after(CONNECT_TIMEOUT);
         // "\0AUTH EXTERNAL <uid in decimal, hex-encoded>\r\nNEGOTIATE_UNIX_FD\r\nBEGIN\r\n"
         let mut auth = [0u8; 96];
         let mut n = 0;
@@ -226,7 +254,11 @@ impl<const N: usize> Connection<N> {
         }
         // The Hello reply: our unique name.
         let unique = loop {
-            let (start, len) = c.next_message(deadline)?;
+            let (start, len) = match c.next_message(deadline) {
+                Ok(r) => r,
+                Err(Error::Dbus(_)) if !c.broken => continue,
+                Err(e) => return Err(e),
+            };
             let m = Message::parse(&c.rbuf[start..start + len], N)?;
             if m.reply_serial() == Some(1) {
                 if m.message_type() == MessageType::Error {
@@ -278,10 +310,12 @@ impl<const N: usize> Connection<N> {
         if self.rstart > 0 {
             self.rbuf.copy_within(self.rstart..self.rend, 0);
             self.rend -= self.rstart;
+            self.base += self.rstart as u64;
             self.rstart = 0;
         }
         if self.rend == N {
-            return Err(Error::Dbus(DbusError::TooLarge { len: N + 1, max: N }));
+            // Only an unframeable stream fills the buffer without a whole message in it.
+            return Err(self.fail(DbusError::TooLarge { len: N + 1, max: N }));
         }
         wait_readable(self.fd.as_fd(), deadline)?;
         let mut control = [0u64; 24];
@@ -289,17 +323,21 @@ impl<const N: usize> Connection<N> {
             match crate::sys::recvmsg(self.fd.as_fd(), &mut self.rbuf[self.rend..], &mut control) {
                 Ok(m) => break m,
                 Err(Errno::INTR) => {}
-                Err(Errno::AGAIN) => {
-                    wait_readable(self.fd.as_fd(), deadline)?;
-                }
+                Err(Errno::AGAIN) => wait_readable(self.fd.as_fd(), deadline)?,
                 Err(e) => return Err(e.into()),
             }
         };
+        // The offset of the last byte read (a zero-length read is end of stream, below).
+        let last = (self.base + self.rend as u64 + msg.len.min(N - self.rend) as u64).saturating_sub(1);
+        if msg.flags & linux_raw_sys::net::MSG_CTRUNC != 0 {
+            self.fds_lost_at = Some(last);
+        }
         for m in crate::sys::ControlMessages::new(&control, msg.control_len) {
             if let crate::sys::ControlMessage::Fd(fd) = m {
                 match self.queued_fds.iter_mut().find(|s| s.is_none()) {
-                    Some(slot) => *slot = Some(fd),
-                    None => warn!("dbus: too many fds queued; one closed"),
+                    Some(slot) => *slot = Some((last, fd)),
+                    // Dropping it closes it; the message it came with is refused.
+                    None => self.fds_lost_at = Some(last),
                 }
             }
         }
@@ -310,41 +348,138 @@ impl<const N: usize> Connection<N> {
         Ok(())
     }
 
+    /// Marks the connection unusable (its stream cannot be framed) and says why.
+    fn fail(&mut self, e: DbusError) -> Error {
+        self.broken = true;
+        let _ = rustix::net::shutdown(&self.fd, rustix::net::Shutdown::Both);
+        warn!("dbus: the stream cannot be framed any more; connection closed");
+        Error::Dbus(e)
+    }
+
+    /// Moves to the message at stream offsets `start..end` the fds that belong to it (see
+    /// `queued_fds`), and closes fds that belonged to earlier messages nobody claimed.
+    /// Fails if they are not exactly `want`, or some were lost.
+    fn claim_fds(&mut self, start: u64, end: u64, want: usize) -> core::result::Result<(), DbusError> {
+        let mut got = 0;
+        let mut ok = true;
+        for slot in &mut self.queued_fds {
+            match slot {
+                Some((last, _)) if *last < start => *slot = None,
+                Some((last, _)) if *last < end => {
+                    let (_, fd) = slot.take().expect("matched Some");
+                    if got < want {
+                        self.message_fds[got] = Some(fd);
+                    } else {
+                        ok = false;
+                    }
+                    got += 1;
+                }
+                _ => {}
+            }
+        }
+        self.compact_fds();
+        if self.fds_lost_at.is_some_and(|at| at < end) {
+            self.fds_lost_at = None;
+            ok = false;
+        }
+        if ok && got == want {
+            Ok(())
+        } else {
+            for slot in &mut self.message_fds {
+                *slot = None;
+            }
+            Err(DbusError::BadFdIndex)
+        }
+    }
+
+    /// Moves the queued fds to the front, keeping their arrival order (new ones are added
+    /// at the first empty slot).
+    fn compact_fds(&mut self) {
+        let mut w = 0;
+        for r in 0..MAX_FDS {
+            if self.queued_fds[r].is_some() {
+                self.queued_fds.swap(w, r);
+                w += 1;
+            }
+        }
+    }
+
+    /// Closes the fds of reads that ended at or before stream offset `end` (a message that
+    /// was skipped or refused).
+    fn drop_fds_before(&mut self, end: u64) {
+        for slot in &mut self.queued_fds {
+            if slot.as_ref().is_some_and(|(last, _)| *last < end) {
+                *slot = None;
+            }
+        }
+        self.compact_fds();
+        if self.fds_lost_at.is_some_and(|at| at < end) {
+            self.fds_lost_at = None;
+        }
+    }
+
     /// The next whole message in the buffer (its start and length), reading as needed. The
-    /// message handed out before is dropped first. A message larger than `N` is skipped
-    /// (its fds closed) and reported as [`DbusError::TooLarge`]; a malformed one is skipped
-    /// and reported. Nothing after either is lost.
+    /// message handed out before is dropped first (with its fds not taken).
+    ///
+    /// A message larger than `N` is skipped as it streams past (its fds closed) and
+    /// reported as [`DbusError::TooLarge`]; a malformed one, or one whose fds do not match
+    /// its `UNIX_FDS`, is skipped and reported. Nothing after either is lost, and a skip cut
+    /// short by the deadline goes on at the next call. A stream that cannot be framed any
+    /// more (a bad fixed header) closes the connection.
     fn next_message(&mut self, deadline: Duration) -> Result<(usize, usize)> {
+        if self.broken {
+            return Err(Error::PeerGone);
+        }
         self.rstart += core::mem::take(&mut self.delivered);
         for slot in &mut self.message_fds {
             *slot = None;
+        }
+        while self.skipping > 0 {
+            let here = ((self.rend - self.rstart) as u64).min(self.skipping);
+            self.rstart += here as usize;
+            self.skipping -= here;
+            let end = self.base + self.rstart as u64;
+            self.drop_fds_before(end);
+            if self.skipping == 0 {
+                break;
+            }
+            self.fill(deadline)?;
         }
         loop {
             let avail = self.rend - self.rstart;
             if avail >= header::FIXED_HEADER_LEN {
                 let len = match header::message_len(&self.rbuf[self.rstart..self.rend], usize::MAX) {
                     Ok(len) => len,
-                    // A stream we cannot frame any more: give up on the connection.
-                    Err(e) => return Err(Error::Dbus(e)),
+                    Err(e) => return Err(self.fail(e)),
                 };
+                let start_at = self.base + self.rstart as u64;
                 if len > N {
-                    self.skip(len, deadline)?;
+                    self.skipping = len as u64;
+                    warn!("dbus: skipping an oversized message");
+                    // Start skipping now; the rest goes on at the next call if need be.
+                    let here = avail.min(len);
+                    self.rstart += here;
+                    self.skipping -= here as u64;
+                    self.drop_fds_before(start_at + here as u64);
                     return Err(Error::Dbus(DbusError::TooLarge { len, max: N }));
                 }
                 if avail >= len {
                     let start = self.rstart;
-                    let parsed = Message::parse(&self.rbuf[start..start + len], N).map(|m| m.unix_fds());
                     self.delivered = len;
-                    let fds = parsed? as usize;
-                    // The fds of this message were sent with its bytes: take them in order.
-                    let queued = self.queued_fds.iter().filter(|s| s.is_some()).count();
-                    if fds > queued || fds > MAX_FDS {
-                        return Err(Error::Dbus(DbusError::BadFdIndex));
-                    }
-                    for i in 0..fds {
-                        self.message_fds[i] = self.queued_fds[i].take();
-                    }
-                    self.queued_fds.rotate_left(fds);
+                    let fds = Message::parse(&self.rbuf[start..start + len], N).map(|m| m.unix_fds() as usize);
+                    let end_at = start_at + len as u64;
+                    let fds = match fds {
+                        Ok(n) if n <= MAX_FDS => n,
+                        Ok(_) => {
+                            self.drop_fds_before(end_at);
+                            return Err(Error::Dbus(DbusError::BadFdIndex));
+                        }
+                        Err(e) => {
+                            self.drop_fds_before(end_at);
+                            return Err(Error::Dbus(e));
+                        }
+                    };
+                    self.claim_fds(start_at, end_at, fds)?;
                     return Ok((start, len));
                 }
             }
@@ -352,28 +487,10 @@ impl<const N: usize> Connection<N> {
         }
     }
 
-    /// Discards `len` bytes of an oversized message, and every fd queued with it.
-    fn skip(&mut self, mut len: usize, deadline: Duration) -> Result<()> {
-        loop {
-            let here = (self.rend - self.rstart).min(len);
-            self.rstart += here;
-            len -= here;
-            if len == 0 {
-                break;
-            }
-            self.fill(deadline)?;
-        }
-        for slot in &mut self.queued_fds {
-            *slot = None;
-        }
-        warn!("dbus: skipped an oversized message");
-        Ok(())
-    }
-
     /// Receives the next message, waiting up to `timeout` ([`Error::TimedOut`]); it stays
     /// valid until the next receive.
     pub fn recv(&mut self, timeout: Duration) -> Result<Message<'_>> {
-        let deadline = crate::poll::now() + timeout;
+        let deadline = deadline_after(timeout);
         let (start, len) = self.next_message(deadline)?;
         Ok(Message::parse(&self.rbuf[start..start + len], N)?)
     }
@@ -435,14 +552,46 @@ impl<const N: usize> Connection<N> {
         timeout: Duration,
         on_other: &mut dyn FnMut(&Message<'_>),
     ) -> core::result::Result<Message<'_>, CallError<'_>> {
-        let mut b = Builder::method_call(path, member).destination(destination);
-        if let Some(i) = interface {
-            b = b.interface(i);
-        }
-        let serial = self.send(b, sig, body, &[])?;
-        let deadline = crate::poll::now() + timeout;
+        self.call_builder(method_call(destination, path, interface, member), sig, body, &[], timeout, on_other)
+    }
+
+    /// Calls with fds attached (their `h` indices are their positions in `fds`); otherwise
+    /// as [`Connection::call_with`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn call_with_fds(
+        &mut self,
+        destination: &str,
+        path: &str,
+        interface: Option<&str>,
+        member: &str,
+        sig: Signature<'_>,
+        body: impl for<'b> FnOnce(&mut Writer<'b>) -> core::result::Result<(), DbusError>,
+        fds: &[BorrowedFd<'_>],
+        timeout: Duration,
+    ) -> core::result::Result<Message<'_>, CallError<'_>> {
+        self.call_builder(method_call(destination, path, interface, member), sig, body, fds, timeout, &mut |_| {})
+    }
+
+    /// Sends the call `b` and waits for its reply.
+    fn call_builder(
+        &mut self,
+        b: Builder<'_>,
+        sig: Signature<'_>,
+        body: impl for<'b> FnOnce(&mut Writer<'b>) -> core::result::Result<(), DbusError>,
+        fds: &[BorrowedFd<'_>],
+        timeout: Duration,
+        on_other: &mut dyn FnMut(&Message<'_>),
+    ) -> core::result::Result<Message<'_>, CallError<'_>> {
+        let serial = self.send(b, sig, body, fds)?;
+        let deadline = deadline_after(timeout);
         let (start, len) = loop {
-            let (start, len) = self.next_message(deadline)?;
+            // A bad message meanwhile (oversized, malformed) is skipped: it does not end
+            // the call.
+            let (start, len) = match self.next_message(deadline) {
+                Ok(r) => r,
+                Err(Error::Dbus(_)) if !self.broken => continue,
+                Err(e) => return Err(e.into()),
+            };
             let m = Message::parse(&self.rbuf[start..start + len], N)?;
             let is_reply = matches!(m.message_type(), MessageType::MethodReturn | MessageType::Error)
                 && m.reply_serial() == Some(serial);
@@ -556,10 +705,20 @@ impl<const N: usize> AsFd for Connection<N> {
     }
 }
 
+/// A method call to `destination`'s object at `path`.
+fn method_call<'a>(destination: &'a str, path: &'a str, interface: Option<&'a str>, member: &'a str) -> Builder<'a> {
+    let b = Builder::method_call(path, member).destination(destination);
+    match interface {
+        Some(i) => b.interface(i),
+        None => b,
+    }
+}
+
 /// Waits until `fd` is readable or `deadline` passes ([`Error::TimedOut`]).
 fn wait_readable(fd: BorrowedFd<'_>, deadline: Duration) -> Result<()> {
     loop {
-        let left = deadline.checked_sub(crate::poll::now()).ok_or(Error::TimedOut)?;
+        // A deadline already passed still polls once (a zero timeout reads what is there).
+        let left = deadline.saturating_sub(crate::poll::now());
         let ts = crate::poll::timespec(left);
         let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
         match rustix::event::poll(&mut fds, Some(&ts)) {
@@ -615,7 +774,7 @@ impl<const N: usize> Connection<N> {
         service: &mut impl super::object::Service,
         timeout: Duration,
     ) -> Result<Processed<'_>> {
-        let deadline = crate::poll::now() + timeout;
+        let deadline = deadline_after(timeout);
         let (start, len) = self.next_message(deadline)?;
         let is_call = Message::parse(&self.rbuf[start..start + len], N)?.message_type() == MessageType::MethodCall;
         if !is_call {
@@ -624,7 +783,7 @@ impl<const N: usize> Connection<N> {
         let serial = self.next_serial();
         let m = Message::parse(&self.rbuf[start..start + len], N)?;
         let no_reply = m.flags() & header::FLAG_NO_REPLY_EXPECTED != 0;
-        let out = super::serve::answer(objects, service, &m, &mut self.wbuf, serial)?;
+        let out = super::serve::answer(objects, service, &m, &mut self.wbuf, serial, &mut self.message_fds)?;
         if !no_reply {
             send_all(&self.fd, &self.wbuf[..out], &[])?;
         }

@@ -135,9 +135,15 @@ pub struct Call<'a> {
 pub trait Service {
     /// Answers a call of a method in the table whose arguments matched its signature:
     /// write the results (of the method's `results` signature) with `reply`, or return an
-    /// error. `fds` holds the fds that came with the call (take them with
-    /// [`Connection::take_fd`](super::Connection::take_fd) semantics: `fds[i]`).
-    fn call(&mut self, call: &Call<'_>, args: Values<'_>, reply: &mut Writer<'_>) -> Result<(), MethodError>;
+    /// error. `fds` are the fds that came with the call: an `h` argument `i` is `fds[i]`;
+    /// take the ones to keep (the rest are closed after the call).
+    fn call(
+        &mut self,
+        call: &Call<'_>,
+        args: Values<'_>,
+        fds: &mut [Option<rustix::fd::OwnedFd>],
+        reply: &mut Writer<'_>,
+    ) -> Result<(), MethodError>;
 
     /// Writes the value of a property in the table (of its signature).
     fn get(&mut self, path: &str, interface: &str, property: &str, value: &mut Writer<'_>) -> Result<(), MethodError>;

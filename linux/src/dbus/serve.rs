@@ -6,12 +6,32 @@ use super::object::{self, Call, MethodError, Object, Service, names};
 use crate::error::Result;
 
 /// Builds the answer to the method call `m` into `buf` with `serial`; returns its length.
+/// Whatever goes wrong while answering (a message text too long for the buffer, a bad
+/// signature in the table), the caller still gets an error reply.
 pub(crate) fn answer(
     objects: &[Object<'_>],
     service: &mut impl Service,
     m: &Message<'_>,
     buf: &mut [u8],
     serial: u32,
+    fds: &mut [Option<rustix::fd::OwnedFd>],
+) -> Result<usize> {
+    match answer_inner(objects, service, m, buf, serial, fds) {
+        Ok(n) => Ok(n),
+        Err(_) => {
+            let b = to(Builder::error(m.serial(), names::FAILED), m.sender());
+            Ok(b.build(buf, serial, Signature::new("s")?, |w| w.str("the service could not answer"))?.len())
+        }
+    }
+}
+
+fn answer_inner(
+    objects: &[Object<'_>],
+    service: &mut impl Service,
+    m: &Message<'_>,
+    buf: &mut [u8],
+    serial: u32,
+    fds: &mut [Option<rustix::fd::OwnedFd>],
 ) -> Result<usize> {
     let path = m.path().map(|p| p.as_str()).unwrap_or("/");
     let member = m.member().unwrap_or("");
@@ -29,10 +49,11 @@ pub(crate) fn answer(
     // The built-in interfaces (Peer and Introspectable on any path we serve or contain).
     let served = known.is_some() || object::is_parent(objects, path);
     match (iface, member) {
-        (Some(object::PEER) | None, "Ping") if served && sig.is_empty() => {
+        // Peer is answered on any path, as the specification wants.
+        (Some(object::PEER) | None, "Ping") if sig.is_empty() => {
             return Ok(ret.build(buf, serial, Signature::EMPTY, |_| Ok(()))?.len());
         }
-        (Some(object::PEER) | None, "GetMachineId") if served && sig.is_empty() => {
+        (Some(object::PEER) | None, "GetMachineId") if sig.is_empty() => {
             let mut id = [0u8; 64];
             return match machine_id(&mut id) {
                 Some(id) => Ok(ret.build(buf, serial, Signature::new("s")?, |w| w.str(id))?.len()),
@@ -79,7 +100,7 @@ pub(crate) fn answer(
     let mut failure: Option<MethodError> = None;
     let results = Signature::new(method.results)?;
     let built = ret.build(buf, serial, results, |w| {
-        service.call(&call, m.body(), w).map_err(|e| {
+        service.call(&call, m.body(), fds, w).map_err(|e| {
             failure = Some(e);
             DbusError::BodyMismatch
         })
@@ -122,7 +143,10 @@ fn properties(
     match (member, m.signature().as_str()) {
         ("Get", "ss") => {
             let (iname, pname): (&str, &str) = (body.next_as()?, body.next_as()?);
-            let Some(p) = interface(iname).and_then(|i| i.properties.iter().find(|p| p.name == pname)) else {
+            let Some(i) = interface(iname) else {
+                return Ok(error(buf, names::UNKNOWN_INTERFACE, &|o| write!(o, "no interface {iname} at {path}"))?);
+            };
+            let Some(p) = i.properties.iter().find(|p| p.name == pname) else {
                 return Ok(error(buf, names::UNKNOWN_PROPERTY, &|o| write!(o, "no property {iname}.{pname}"))?);
             };
             let psig = Signature::new(p.signature)?;
@@ -162,7 +186,10 @@ fn properties(
         ("Set", "ssv") => {
             let (iname, pname): (&str, &str) = (body.next_as()?, body.next_as()?);
             let v: ember_core::dbus::value::Variant<'_> = body.next_as()?;
-            let Some(p) = interface(iname).and_then(|i| i.properties.iter().find(|p| p.name == pname)) else {
+            let Some(i) = interface(iname) else {
+                return Ok(error(buf, names::UNKNOWN_INTERFACE, &|o| write!(o, "no interface {iname} at {path}"))?);
+            };
+            let Some(p) = i.properties.iter().find(|p| p.name == pname) else {
                 return Ok(error(buf, names::UNKNOWN_PROPERTY, &|o| write!(o, "no property {iname}.{pname}"))?);
             };
             if !p.writable {
