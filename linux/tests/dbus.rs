@@ -6,8 +6,7 @@
 //! `dbus-bin` and `libglib2.0-bin` when missing.
 
 mod common;
-#[path = "common/counting.rs"]
-mod counting;
+use ember_test_support as counting;
 
 use std::io::{BufRead, BufReader};
 use std::os::fd::AsFd;

@@ -7,9 +7,7 @@ use ember_linux::shm::{
     Backing, BroadcastReader, BroadcastWriter, SeqLockReader, SeqLockWriter, SpscReceiver, SpscSender,
 };
 
-#[path = "common/counting.rs"]
-mod counting;
-use counting::allocations;
+use ember_test_support::allocations;
 
 fn name(tag: &str) -> String {
     format!("/ember-noalloc-{}-{tag}", std::process::id())

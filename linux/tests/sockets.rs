@@ -8,8 +8,7 @@
 //! `--peer <role> ...` as the other process.
 
 mod common;
-#[path = "common/counting.rs"]
-mod counting;
+use ember_test_support as counting;
 #[path = "common/suite.rs"]
 mod suite;
 

@@ -6,8 +6,7 @@
 //! spawn this binary again with `--peer <role> ...` as the other process.
 
 mod common;
-#[path = "common/counting.rs"]
-mod counting;
+use ember_test_support as counting;
 #[path = "common/suite.rs"]
 mod suite;
 
@@ -566,8 +565,8 @@ fn rt_signals_across_processes() {
     signal::set_mask(old).unwrap();
 }
 
-/// Sending and receiving signals allocates nothing (the counting allocator of
-/// `common/counting.rs` is this binary's global allocator).
+/// Sending and receiving signals allocates nothing (`ember-test-support`'s counting
+/// allocator is this binary's global allocator).
 fn signals_allocate_nothing() {
     let sig = signal::FIRST_FREE_RT_SIGNAL + 2;
     let set = SigSet::of(&[sig, signal::SIGUSR2]);

@@ -1,5 +1,5 @@
 //! D-Bus server addresses: `unix:path=/run/dbus/system_bus_socket`,
-//! `unix:abstract=/tmp/dbus-XXXX,guid=...`, several separated by `;` and tried in order.
+//! `unix:abstract=/tmp/dbus-3f9a,guid=...`, several separated by `;` and tried in order.
 //! Values are percent-decoded into a fixed buffer; other transports (`tcp:`, `launchd:`,
 //! `unix:dir=` and `unix:tmpdir=`, which only servers use) are skipped.
 

@@ -1,11 +1,15 @@
-//! A counting global allocator for the zero-allocation tests: every `alloc` and `realloc`
-//! of the calling thread is counted, so a test can show that a send or receive path
-//! allocates nothing (set-up may allocate; the measured closure may not).
+//! Test-only helpers shared by Ember's crates.
+//!
+//! Linking this crate (by calling [`allocations`]) installs a counting global allocator:
+//! every `alloc` and `realloc` of the calling thread is counted, so a test can show that a
+//! send or receive path allocates nothing (set-up may allocate; the measured closure may
+//! not).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-struct Counting;
+/// The counting allocator: `System`, plus a per-thread count.
+pub struct Counting;
 
 thread_local! {
     static ALLOCS: Cell<usize> = const { Cell::new(0) };
