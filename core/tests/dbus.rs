@@ -492,3 +492,20 @@ fn array_and_struct_limits_apply_per_variant() {
     assert!(r.value(Signature::new(&outer).unwrap()).is_ok());
     assert!(r.is_at_end());
 }
+
+#[test]
+fn parse_header_checks_all_but_the_body_end() {
+    let mut buf = [0u8; 256];
+    let (len, _) = sample(&mut buf);
+    let mut longer = buf;
+    longer[4] += 4; // a body 4 bytes longer than its signature's values
+    assert_eq!(Message::parse(&longer[..len + 4], 1 << 20).err(), Some(DbusError::BodyMismatch));
+    let m = Message::parse_header(&longer[..len + 4], 1 << 20).unwrap();
+    // The values still read, each checked.
+    let mut body = m.body();
+    assert_eq!((body.next_as::<bool>(), body.next_as::<&str>(), body.next_as::<u32>()), (Ok(true), Ok("hi"), Ok(5)));
+    // And a bad header is refused as by parse.
+    let mut bad = buf;
+    bad[3] = 2;
+    assert_eq!(Message::parse_header(&bad[..len], 1 << 20).err(), Some(DbusError::BadVersion));
+}

@@ -316,6 +316,25 @@ impl<'a> Message<'a> {
     /// Parses and checks the one message in `data` (exactly one: its length must match),
     /// refusing messages longer than `max` bytes (at most 128 MiB).
     pub fn parse(data: &'a [u8], max: usize) -> Result<Message<'a>> {
+        let m = Message::parse_header(data, max)?;
+        // The body, against its signature, to the last byte.
+        let mut body = m.body();
+        for v in body.by_ref() {
+            v.map_err(|e| if e == DbusError::Truncated { DbusError::BodyMismatch } else { e })?;
+        }
+        if !body.is_at_end() {
+            return Err(DbusError::BodyMismatch);
+        }
+        Ok(m)
+    }
+
+    /// Parses and checks everything but the body: for another look at bytes [`parse`]
+    /// already accepted, without walking the body again. Safe on any bytes: reading the
+    /// body still checks every value as it goes, only the check that the body ends exactly
+    /// where its signature does is left to `parse`.
+    ///
+    /// [`parse`]: Message::parse
+    pub fn parse_header(data: &'a [u8], max: usize) -> Result<Message<'a>> {
         let len = message_len(data, max)?;
         if len != data.len() {
             return Err(if len > data.len() { DbusError::Truncated } else { DbusError::BodyMismatch });
@@ -378,14 +397,6 @@ impl<'a> Message<'a> {
         };
         if let Some(&missing) = required.iter().find(|&&c| seen & (1 << c) == 0) {
             return Err(DbusError::MissingField(missing));
-        }
-        // The body, against its signature, to the last byte.
-        let mut body = m.body();
-        for v in body.by_ref() {
-            v.map_err(|e| if e == DbusError::Truncated { DbusError::BodyMismatch } else { e })?;
-        }
-        if !body.is_at_end() {
-            return Err(DbusError::BodyMismatch);
         }
         Ok(m)
     }
