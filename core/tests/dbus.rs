@@ -509,3 +509,37 @@ fn parse_header_checks_all_but_the_body_end() {
     bad[3] = 2;
     assert_eq!(Message::parse_header(&bad[..len], 1 << 20).err(), Some(DbusError::BadVersion));
 }
+
+#[test]
+fn parse_again_reads_checked_bytes_without_checking_again() {
+    // Every type, both byte orders: a `parse`d message, a `parse_again` view (values read
+    // without the checks repeated, containers skipped by length) and a `parse_header` view
+    // (every check repeated) read the same values.
+    for endian in [Endian::Little, Endian::Big] {
+        let mut buf = [0u8; 1024];
+        let m = Builder::signal("/x", "org.example.I", "S")
+            .unix_fds(2)
+            .endian(endian)
+            .build(&mut buf, 99, sig(EVERYTHING), write_everything)
+            .unwrap();
+        check_everything(&Message::parse(m, 1 << 20).unwrap());
+        check_everything(&Message::parse_again(m, 1 << 20).unwrap());
+        check_everything(&Message::parse_header(m, 1 << 20).unwrap());
+    }
+    // On bytes `parse` refuses (non-zero padding after "hi\0"), `parse_again` reads what is
+    // there: the check it skips is the one `parse` made.
+    let mut buf = [0u8; 256];
+    let (len, body) = sample(&mut buf);
+    buf[body + 11] = 1;
+    assert_eq!(Message::parse(&buf[..len], 1 << 20).err(), Some(DbusError::NonZeroPadding));
+    let m = Message::parse_again(&buf[..len], 1 << 20).unwrap();
+    let mut b = m.body();
+    assert_eq!((b.next_as::<bool>(), b.next_as::<&str>(), b.next_as::<u32>()), (Ok(true), Ok("hi"), Ok(5)));
+    // A check that reading itself needs still happens: a boolean 2 is an error, not `true`.
+    buf[body] = 2;
+    let m = Message::parse_again(&buf[..len], 1 << 20).unwrap();
+    assert_eq!(m.body().next_as::<bool>(), Err(DbusError::BadBoolean));
+    // And the header is checked as by parse.
+    buf[3] = 2;
+    assert_eq!(Message::parse_again(&buf[..len], 1 << 20).err(), Some(DbusError::BadVersion));
+}

@@ -15,7 +15,7 @@
 use super::marshal::Writer;
 use super::names::{self, ObjectPath};
 use super::signature::Signature;
-use super::value::{Reader, Value, Values};
+use super::value::{Reader, Values};
 use super::{DbusError, Endian, MAX_ARRAY_LEN, MAX_MESSAGE_LEN, Result, align_up};
 
 /// The fixed part of the header, before the header fields' array content.
@@ -284,10 +284,31 @@ impl<'a> Builder<'a> {
         buf[4..8].copy_from_slice(&len_bytes);
         let buf: &'b [u8] = buf;
         let out = &buf[..end];
-        Message::parse(out, MAX_MESSAGE_LEN).map_err(|e| match e {
+        // The header was written from checked names and values; what is left to check is
+        // what `parse` would refuse of it, and the body against `sig`.
+        if end > MAX_MESSAGE_LEN {
+            return Err(DbusError::TooLarge { len: end, max: MAX_MESSAGE_LEN });
+        }
+        if self.path == Some(LOCAL_PATH) {
+            return Err(DbusError::BadField(field::PATH));
+        }
+        if self.interface == Some(LOCAL_INTERFACE) {
+            return Err(DbusError::BadField(field::INTERFACE));
+        }
+        if self.reply_serial == Some(0) {
+            return Err(DbusError::BadField(field::REPLY_SERIAL));
+        }
+        let mut values = Reader::range(out, body_start, end, e, self.unix_fds).values(sig);
+        let body_mismatch = |e| match e {
             DbusError::Truncated | DbusError::NonZeroPadding => DbusError::BodyMismatch,
             e => e,
-        })?;
+        };
+        for v in values.by_ref() {
+            v.map_err(body_mismatch)?;
+        }
+        if !values.is_at_end() {
+            return Err(DbusError::BodyMismatch);
+        }
         Ok(out)
     }
 }
@@ -310,13 +331,16 @@ pub struct Message<'a> {
     sender: Option<&'a str>,
     signature: Signature<'a>,
     unix_fds: u32,
+    /// Whether the body was checked in full (by `parse`), so reading it need not repeat
+    /// the checks.
+    checked: bool,
 }
 
 impl<'a> Message<'a> {
     /// Parses and checks the one message in `data` (exactly one: its length must match),
     /// refusing messages longer than `max` bytes (at most 128 MiB).
     pub fn parse(data: &'a [u8], max: usize) -> Result<Message<'a>> {
-        let m = Message::parse_header(data, max)?;
+        let mut m = Message::parse_header(data, max)?;
         // The body, against its signature, to the last byte.
         let mut body = m.body();
         for v in body.by_ref() {
@@ -325,6 +349,21 @@ impl<'a> Message<'a> {
         if !body.is_at_end() {
             return Err(DbusError::BodyMismatch);
         }
+        m.checked = true;
+        Ok(m)
+    }
+
+    /// Another view of bytes [`parse`] accepted before (a connection parses a message once
+    /// when it arrives and takes views of it later): the header is read again, and the
+    /// body's values are read without repeating the checks `parse` made (array contents
+    /// walked ahead, zero padding, NULs inside strings). Given bytes `parse` would refuse,
+    /// it is still safe: it never panics, and values come back as they are, with errors
+    /// where they cannot be read.
+    ///
+    /// [`parse`]: Message::parse
+    pub fn parse_again(data: &'a [u8], max: usize) -> Result<Message<'a>> {
+        let mut m = Message::parse_header(data, max)?;
+        m.checked = true;
         Ok(m)
     }
 
@@ -362,29 +401,32 @@ impl<'a> Message<'a> {
             sender: None,
             signature: Signature::EMPTY,
             unix_fds: 0,
+            checked: false,
         };
-        // The header fields: a(yv) at offset 12.
+        // The header fields: a(yv) at offset 12, read in one pass, each checked once.
         let mut fields = Reader::range(data, 12, data.len(), endian, 0);
-        let array = match fields.value(Signature::new_unchecked("a(yv)"))? {
-            Value::Array(a) => a,
-            _ => return Err(DbusError::BadField(0)),
-        };
+        let len = fields.u32()? as usize;
+        fields.align(8)?;
+        let end = fields.position().checked_add(len).filter(|&e| e <= data.len()).ok_or(DbusError::Truncated)?;
+        fields.set_end(end);
         let mut seen = 0u32;
-        for entry in array {
-            let Value::Struct(mut f) = entry? else { return Err(DbusError::BadField(0)) };
-            let code: u8 = f.next_as()?;
-            let v: super::value::Variant<'a> = f.next_as()?;
-            if code == 0 {
-                // INVALID: never valid on the wire.
-                return Err(DbusError::BadField(0));
-            }
-            if (1..=9).contains(&code) {
-                if seen & (1 << code) != 0 {
-                    return Err(DbusError::BadField(code));
+        while !fields.is_at_end() {
+            let entry = (|| {
+                fields.align(8)?;
+                let code = fields.u8()?;
+                if code == 0 {
+                    // INVALID: never valid on the wire.
+                    return Err(DbusError::BadField(0));
                 }
-                seen |= 1 << code;
-            }
-            m.header_field(code, v)?;
+                if (1..=9).contains(&code) {
+                    if seen & (1 << code) != 0 {
+                        return Err(DbusError::BadField(code));
+                    }
+                    seen |= 1 << code;
+                }
+                m.header_field(code, &mut fields)
+            })();
+            entry.map_err(|e| if e == DbusError::Truncated { DbusError::BadArrayLength } else { e })?;
         }
         let body_start = align_up(fields.position(), 8);
         Reader::range(data, fields.position(), body_start, endian, 0).align(8)?;
@@ -401,49 +443,53 @@ impl<'a> Message<'a> {
         Ok(m)
     }
 
-    fn header_field(&mut self, code: u8, v: super::value::Variant<'a>) -> Result<()> {
+    /// Reads the variant of header field `code` from `r`: a known field must have its type
+    /// (else [`DbusError::BadField`]); an unknown one is read, checked and ignored, as the
+    /// specification requires.
+    fn header_field(&mut self, code: u8, r: &mut Reader<'a>) -> Result<()> {
         let bad = DbusError::BadField(code);
-        let text = |v: &super::value::Variant<'a>| -> Result<&'a str> {
-            match v.value()? {
-                Value::Str(s) => Ok(s),
-                _ => Err(bad),
+        let at = r.position();
+        let sig = r.signature()?;
+        let expect = match code {
+            field::PATH => "o",
+            field::INTERFACE | field::MEMBER | field::ERROR_NAME | field::DESTINATION | field::SENDER => "s",
+            field::REPLY_SERIAL | field::UNIX_FDS => "u",
+            field::SIGNATURE => "g",
+            _ => {
+                // Unknown: the whole variant, read as one.
+                r.rewind(at);
+                return r.value(Signature::new_unchecked("v")).map(drop);
             }
         };
-        let number = |v: &super::value::Variant<'a>| -> Result<u32> {
-            match v.value()? {
-                Value::U32(n) => Ok(n),
-                _ => Err(bad),
-            }
-        };
+        if sig.as_str() != expect {
+            return Err(bad);
+        }
         match code {
-            field::PATH => match v.value()? {
+            field::PATH => {
+                let p = r.object_path()?;
                 // Reserved for a library's local use; never on the wire.
-                Value::Path(p) if p.as_str() == LOCAL_PATH => return Err(bad),
-                Value::Path(p) => self.path = Some(p),
-                _ => return Err(bad),
-            },
+                if p.as_str() == LOCAL_PATH {
+                    return Err(bad);
+                }
+                self.path = Some(p);
+            }
             field::INTERFACE => {
-                let i = names::InterfaceName::new(text(&v)?)?.as_str();
+                let i = names::InterfaceName::new(r.str()?)?.as_str();
                 if i == LOCAL_INTERFACE {
                     return Err(bad);
                 }
                 self.interface = Some(i);
             }
-            field::MEMBER => self.member = Some(names::MemberName::new(text(&v)?)?.as_str()),
-            field::ERROR_NAME => self.error_name = Some(names::ErrorName::new(text(&v)?)?.as_str()),
-            field::REPLY_SERIAL => match number(&v)? {
+            field::MEMBER => self.member = Some(names::MemberName::new(r.str()?)?.as_str()),
+            field::ERROR_NAME => self.error_name = Some(names::ErrorName::new(r.str()?)?.as_str()),
+            field::REPLY_SERIAL => match r.u32()? {
                 0 => return Err(bad),
                 n => self.reply_serial = Some(n),
             },
-            field::DESTINATION => self.destination = Some(names::BusName::new(text(&v)?)?.as_str()),
-            field::SENDER => self.sender = Some(names::BusName::new(text(&v)?)?.as_str()),
-            field::SIGNATURE => match v.value()? {
-                Value::Sig(s) => self.signature = s,
-                _ => return Err(bad),
-            },
-            field::UNIX_FDS => self.unix_fds = number(&v)?,
-            // Unknown fields are ignored, as the specification requires.
-            _ => {}
+            field::DESTINATION => self.destination = Some(names::BusName::new(r.str()?)?.as_str()),
+            field::SENDER => self.sender = Some(names::BusName::new(r.str()?)?.as_str()),
+            field::SIGNATURE => self.signature = r.signature()?,
+            _ => self.unix_fds = r.u32()?,
         }
         Ok(())
     }
@@ -506,7 +552,9 @@ impl<'a> Message<'a> {
     }
     /// The body's values, in order.
     pub fn body(&self) -> Values<'a> {
-        Reader::range(self.data, self.body_start, self.data.len(), self.endian, self.unix_fds).values(self.signature)
+        Reader::range(self.data, self.body_start, self.data.len(), self.endian, self.unix_fds)
+            .trusted(self.checked)
+            .values(self.signature)
     }
     /// The body's bytes.
     pub fn body_bytes(&self) -> &'a [u8] {

@@ -72,60 +72,101 @@ name_type!(
     BadErrorName
 );
 
+/// Character classes of name bytes, one table lookup per byte.
+const WORD: u8 = 1; // [A-Za-z0-9_]
+const DIGIT: u8 = 2; // [0-9]
+const DASH: u8 = 4; // '-'
+
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        if b.is_ascii_alphanumeric() || b == b'_' {
+            t[c] |= WORD;
+        }
+        if b.is_ascii_digit() {
+            t[c] |= DIGIT;
+        }
+        if b == b'-' {
+            t[c] |= DASH;
+        }
+        c += 1;
+    }
+    t
+};
+
 /// Whether `b` is a valid object path.
 pub fn is_object_path(b: &[u8]) -> bool {
-    if b == b"/" {
+    let Some((&b'/', rest)) = b.split_first() else { return false };
+    if rest.is_empty() {
         return true;
     }
-    if b.first() != Some(&b'/') || b.last() == Some(&b'/') {
+    // One pass: no empty element (`//`), no trailing `/`, element bytes in [A-Za-z0-9_].
+    let mut after_slash = true;
+    for &c in rest {
+        if c == b'/' {
+            if after_slash {
+                return false;
+            }
+            after_slash = true;
+        } else if CLASS[c as usize] & WORD != 0 {
+            after_slash = false;
+        } else {
+            return false;
+        }
+    }
+    !after_slash
+}
+
+/// Whether `b` is two or more `.`-separated non-empty elements of bytes in `allowed`,
+/// none starting with a digit unless `digit_start`.
+fn is_dotted(b: &[u8], allowed: u8, digit_start: bool) -> bool {
+    if b.is_empty() || b.len() > MAX_NAME_LEN {
         return false;
     }
-    b[1..].split(|&c| c == b'/').all(|e| !e.is_empty() && e.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_'))
+    let mut elements = 1;
+    let mut at_start = true;
+    for &c in b {
+        let class = CLASS[c as usize];
+        if c == b'.' {
+            if at_start {
+                return false;
+            }
+            elements += 1;
+            at_start = true;
+        } else if class & allowed != 0 {
+            if at_start && !digit_start && class & DIGIT != 0 {
+                return false;
+            }
+            at_start = false;
+        } else {
+            return false;
+        }
+    }
+    !at_start && elements >= 2
 }
 
 /// Whether `b` is a valid interface (or error) name.
 pub fn is_interface_name(b: &[u8]) -> bool {
-    if b.is_empty() || b.len() > MAX_NAME_LEN {
-        return false;
-    }
-    let mut elements = 0;
-    for e in b.split(|&c| c == b'.') {
-        if e.is_empty() || e[0].is_ascii_digit() || !e.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_') {
-            return false;
-        }
-        elements += 1;
-    }
-    elements >= 2
+    is_dotted(b, WORD, false)
 }
 
 /// Whether `b` is a valid member name.
 pub fn is_member_name(b: &[u8]) -> bool {
     !b.is_empty()
         && b.len() <= MAX_NAME_LEN
-        && !b[0].is_ascii_digit()
-        && b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_')
+        && CLASS[b[0] as usize] & DIGIT == 0
+        && b.iter().all(|&c| CLASS[c as usize] & WORD != 0)
 }
 
 /// Whether `b` is a valid bus name (unique or well-known).
 pub fn is_bus_name(b: &[u8]) -> bool {
-    if b.is_empty() || b.len() > MAX_NAME_LEN {
-        return false;
+    match b.split_first() {
+        // A unique name: its elements may start with a digit; the length counts the ':'.
+        Some((b':', rest)) => b.len() <= MAX_NAME_LEN && is_dotted(rest, WORD | DASH, true),
+        _ => is_dotted(b, WORD | DASH, false),
     }
-    let (unique, rest) = match b.split_first() {
-        Some((b':', rest)) => (true, rest),
-        _ => (false, b),
-    };
-    let mut elements = 0;
-    for e in rest.split(|&c| c == b'.') {
-        if e.is_empty() || !e.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-') {
-            return false;
-        }
-        if !unique && e[0].is_ascii_digit() {
-            return false;
-        }
-        elements += 1;
-    }
-    elements >= 2
 }
 
 #[cfg(test)]

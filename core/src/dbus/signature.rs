@@ -22,6 +22,27 @@ impl<'a> Signature<'a> {
         Signature(s)
     }
 
+    /// The one-type signature of a basic type code or `v` (`None` for other bytes).
+    pub const fn single_code(c: u8) -> Option<Signature<'static>> {
+        Some(Signature(match c {
+            b'y' => "y",
+            b'b' => "b",
+            b'n' => "n",
+            b'q' => "q",
+            b'i' => "i",
+            b'u' => "u",
+            b'x' => "x",
+            b't' => "t",
+            b'd' => "d",
+            b'h' => "h",
+            b's' => "s",
+            b'o' => "o",
+            b'g' => "g",
+            b'v' => "v",
+            _ => return None,
+        }))
+    }
+
     /// The signature as a string.
     pub const fn as_str(&self) -> &'a str {
         self.0
@@ -34,6 +55,9 @@ impl<'a> Signature<'a> {
 
     /// Whether it is exactly one complete type (what a variant holds).
     pub fn is_single(&self) -> bool {
+        if let [c] = self.0.as_bytes() {
+            return is_basic(*c) || *c == b'v';
+        }
         !self.0.is_empty() && complete_len(self.0.as_bytes(), 0, 0) == Ok(self.0.len())
     }
 
@@ -56,10 +80,8 @@ pub struct Types<'a>(&'a str);
 impl<'a> Iterator for Types<'a> {
     type Item = Signature<'a>;
     fn next(&mut self) -> Option<Signature<'a>> {
-        if self.0.is_empty() {
-            return None;
-        }
-        let n = complete_len(self.0.as_bytes(), 0, 0).ok()?;
+        let first = *self.0.as_bytes().first()?;
+        let n = if is_basic(first) || first == b'v' { 1 } else { complete_len(self.0.as_bytes(), 0, 0).ok()? };
         let (first, rest) = self.0.split_at(n);
         self.0 = rest;
         Some(Signature(first))
@@ -68,6 +90,9 @@ impl<'a> Iterator for Types<'a> {
 
 /// Checks a whole signature: at most 255 bytes of complete types.
 pub fn validate(s: &[u8]) -> Result<()> {
+    if let [c] = s {
+        return if is_basic(*c) || *c == b'v' { Ok(()) } else { Err(DbusError::BadSignature) };
+    }
     if s.len() > MAX_SIGNATURE_LEN {
         return Err(DbusError::BadSignature);
     }

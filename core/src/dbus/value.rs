@@ -52,43 +52,68 @@ pub struct Reader<'a> {
     endian: Endian,
     fds: u32,
     depth: Depth,
+    /// Reading bytes [`Message::parse`](super::Message::parse) already checked in full: the
+    /// checks it made (array contents walked ahead, zero padding, NULs inside strings) are
+    /// not repeated, and values are skipped without being decoded. Still bounds-checked: on
+    /// other bytes it returns errors or unchecked values, never panics.
+    trusted: bool,
 }
 
 impl<'a> Reader<'a> {
     /// A reader over all of `data`, in `endian` order, for a message without fds.
     pub fn new(data: &'a [u8], endian: Endian) -> Reader<'a> {
-        Reader { data, pos: 0, end: data.len(), endian, fds: 0, depth: Depth::default() }
+        Reader { data, pos: 0, end: data.len(), endian, fds: 0, depth: Depth::default(), trusted: false }
     }
 
     /// A reader over `data[start..end]` (positions still counted from `data`'s start),
     /// accepting fd indices below `fds`.
     pub(crate) fn range(data: &'a [u8], start: usize, end: usize, endian: Endian, fds: u32) -> Reader<'a> {
-        Reader { data, pos: start, end, endian, fds, depth: Depth::default() }
+        Reader { data, pos: start, end, endian, fds, depth: Depth::default(), trusted: false }
+    }
+
+    /// The same, over bytes already checked in full by `Message::parse` (see `trusted`).
+    pub(crate) fn trusted(mut self, trusted: bool) -> Reader<'a> {
+        self.trusted = trusted;
+        self
+    }
+
+    /// Goes back to `pos` (to read again what was peeked at).
+    pub(crate) fn rewind(&mut self, pos: usize) {
+        self.pos = pos;
+    }
+
+    /// Stops reading at `end` (for a container whose length was read).
+    pub(crate) fn set_end(&mut self, end: usize) {
+        self.end = end;
     }
 
     /// The current position, from the message start.
+    #[inline]
     pub fn position(&self) -> usize {
         self.pos
     }
 
     /// Whether everything up to the end was read.
+    #[inline]
     pub fn is_at_end(&self) -> bool {
         self.pos == self.end
     }
 
     /// Skips padding up to a multiple of `align`, checking that it is zero.
+    #[inline]
     pub fn align(&mut self, align: usize) -> Result<()> {
         let p = align_up(self.pos, align);
         if p > self.end {
             return Err(DbusError::Truncated);
         }
-        if self.data.get(self.pos..p).ok_or(DbusError::Truncated)?.iter().any(|&b| b != 0) {
+        if !self.trusted && self.data.get(self.pos..p).ok_or(DbusError::Truncated)?.iter().any(|&b| b != 0) {
             return Err(DbusError::NonZeroPadding);
         }
         self.pos = p;
         Ok(())
     }
 
+    #[inline]
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         let end = self.pos.checked_add(n).ok_or(DbusError::Truncated)?;
         if end > self.end {
@@ -99,6 +124,7 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
+    #[inline]
     fn fixed<const N: usize>(&mut self) -> Result<[u8; N]> {
         self.align(N)?;
         let mut b = [0u8; N];
@@ -111,6 +137,7 @@ impl<'a> Reader<'a> {
     }
 
     /// `y`.
+    #[inline]
     pub fn u8(&mut self) -> Result<u8> {
         Ok(self.take(1)?[0])
     }
@@ -127,6 +154,7 @@ impl<'a> Reader<'a> {
         self.fixed().map(i32::from_le_bytes)
     }
     /// `u`.
+    #[inline]
     pub fn u32(&mut self) -> Result<u32> {
         self.fixed().map(u32::from_le_bytes)
     }
@@ -156,15 +184,25 @@ impl<'a> Reader<'a> {
         if i >= self.fds { Err(DbusError::BadFdIndex) } else { Ok(i) }
     }
 
+    #[inline]
     fn text(&mut self, len: usize) -> Result<&'a str> {
         let bytes = self.take(len)?;
-        if self.take(1)? != [0] || bytes.contains(&0) {
+        if self.take(1)? != [0] {
+            return Err(DbusError::BadNul);
+        }
+        // Most D-Bus text is ASCII: one pass checks it has no NUL and is valid UTF-8.
+        if bytes.iter().all(|&b| b.wrapping_sub(1) < 0x7f) {
+            // SAFETY: every byte is in 1..=127, ASCII, which is valid UTF-8.
+            return Ok(unsafe { core::str::from_utf8_unchecked(bytes) });
+        }
+        if !self.trusted && bytes.contains(&0) {
             return Err(DbusError::BadNul);
         }
         core::str::from_utf8(bytes).map_err(|_| DbusError::BadUtf8)
     }
 
     /// `s`.
+    #[inline]
     pub fn str(&mut self) -> Result<&'a str> {
         let len = self.u32()? as usize;
         self.text(len)
@@ -176,7 +214,21 @@ impl<'a> Reader<'a> {
     /// `g`.
     pub fn signature(&mut self) -> Result<Signature<'a>> {
         let len = self.u8()? as usize;
+        // One basic type or a variant, the common case, without the general checks.
+        if len == 1
+            && let Some(&[c, 0]) = self.data.get(self.pos..self.pos + 2).filter(|_| self.pos + 2 <= self.end)
+            && let Some(sig) = Signature::single_code(c)
+        {
+            self.pos += 2;
+            return Ok(sig);
+        }
         Signature::new(self.text(len)?)
+    }
+
+    /// A variant's signature: exactly one complete type.
+    fn single_signature(&mut self) -> Result<Signature<'a>> {
+        let sig = self.signature()?;
+        if sig.is_single() { Ok(sig) } else { Err(DbusError::BadSignature) }
     }
 
     /// Reads one value of the complete type `sig` (from a checked signature).
@@ -198,13 +250,10 @@ impl<'a> Reader<'a> {
             b'g' => Value::Sig(self.signature()?),
             b'v' => {
                 let depth = self.depth.enter_variant()?;
-                let inner = self.signature()?;
-                if !inner.is_single() {
-                    return Err(DbusError::BadSignature);
-                }
+                let inner = self.single_signature()?;
                 let mut child = Reader { depth, ..self.clone() };
                 let start = child.pos;
-                child.value(inner)?;
+                child.step(inner)?;
                 self.pos = child.pos;
                 Value::Variant(Variant { sig: inner, reader: Reader { pos: start, ..child } })
             }
@@ -219,9 +268,11 @@ impl<'a> Reader<'a> {
                 self.align(signature::alignment(code))?;
                 let start = self.pos;
                 let end = start.checked_add(len).filter(|&e| e <= self.end).ok_or(DbusError::Truncated)?;
-                let reader = Reader { data: self.data, pos: start, end, endian: self.endian, fds: self.fds, depth };
+                let reader = Reader { pos: start, end, depth, ..self.clone() };
                 let array = Array { elem, reader };
-                array.check()?;
+                if !self.trusted {
+                    array.check()?;
+                }
                 self.pos = end;
                 Value::Array(array)
             }
@@ -232,7 +283,7 @@ impl<'a> Reader<'a> {
                 let mut child = Reader { depth, ..self.clone() };
                 let start = child.pos;
                 for t in inner.types() {
-                    child.value(t)?;
+                    child.step(t)?;
                 }
                 self.pos = child.pos;
                 let fields = Fields { types: inner.types(), reader: Reader { pos: start, ..child } };
@@ -240,6 +291,93 @@ impl<'a> Reader<'a> {
             }
             _ => return Err(DbusError::BadSignature),
         })
+    }
+
+    /// Moves past one value of `sig`: reads it (checking it) or, when trusted, skips it.
+    #[inline]
+    fn step(&mut self, sig: Signature<'a>) -> Result<()> {
+        if self.trusted { self.skip(sig) } else { self.check(sig) }
+    }
+
+    /// Moves past one value of `sig`, checking it as [`value`](Reader::value) does, without
+    /// building the [`Value`]s.
+    fn check(&mut self, sig: Signature<'a>) -> Result<()> {
+        let s = sig.as_str().as_bytes();
+        match *s.first().ok_or(DbusError::BadSignature)? {
+            b'y' => self.take(1).map(drop),
+            b'b' => self.bool().map(drop),
+            b'n' | b'q' => self.fixed::<2>().map(drop),
+            b'i' | b'u' => self.fixed::<4>().map(drop),
+            b'h' => self.fd_index().map(drop),
+            b'x' | b't' | b'd' => self.fixed::<8>().map(drop),
+            b's' => self.str().map(drop),
+            b'o' => self.object_path().map(drop),
+            b'g' => self.signature().map(drop),
+            b'v' => {
+                let depth = self.depth.enter_variant()?;
+                let inner = self.single_signature()?;
+                let outer = core::mem::replace(&mut self.depth, depth);
+                let r = self.check(inner);
+                self.depth = outer;
+                r
+            }
+            // An array: its length read and its elements checked once, by `value`.
+            b'a' => self.value(sig).map(|_| ()),
+            b'(' | b'{' if s.len() >= 2 => {
+                let depth = self.depth.enter(false, true)?;
+                self.align(8)?;
+                let outer = core::mem::replace(&mut self.depth, depth);
+                let r = Signature::new_unchecked(&sig.as_str()[1..s.len() - 1]).types().try_for_each(|t| self.check(t));
+                self.depth = outer;
+                r
+            }
+            _ => Err(DbusError::BadSignature),
+        }
+    }
+
+    /// Moves past one value of `sig` without decoding it, for bytes already checked: only
+    /// lengths and bounds are read. Nesting is still bounded (signatures are checked, and
+    /// variants count towards the total depth), so it cannot recurse without limit.
+    fn skip(&mut self, sig: Signature<'a>) -> Result<()> {
+        let s = sig.as_str().as_bytes();
+        let code = *s.first().ok_or(DbusError::BadSignature)?;
+        match code {
+            b'y' => self.take(1).map(drop),
+            b'n' | b'q' => self.fixed::<2>().map(drop),
+            b'b' | b'i' | b'u' | b'h' => self.fixed::<4>().map(drop),
+            b'x' | b't' | b'd' => self.fixed::<8>().map(drop),
+            b's' | b'o' => {
+                let len = self.u32()? as usize;
+                self.take(len.checked_add(1).ok_or(DbusError::Truncated)?).map(drop)
+            }
+            b'g' => {
+                let len = self.u8()? as usize;
+                self.take(len + 1).map(drop)
+            }
+            b'v' => {
+                let depth = self.depth.enter_variant()?;
+                let inner = self.single_signature()?;
+                let outer = self.depth;
+                self.depth = depth;
+                let r = self.skip(inner);
+                self.depth = outer;
+                r
+            }
+            b'a' => {
+                let elem = s.get(1).copied().ok_or(DbusError::BadSignature)?;
+                let len = self.u32()? as usize;
+                self.align(signature::alignment(elem))?;
+                self.take(len).map(drop)
+            }
+            b'(' | b'{' if s.len() >= 2 => {
+                self.align(8)?;
+                for t in Signature::new_unchecked(&sig.as_str()[1..s.len() - 1]).types() {
+                    self.skip(t)?;
+                }
+                Ok(())
+            }
+            _ => Err(DbusError::BadSignature),
+        }
     }
 
     /// The values of the types of `sig`, one after the other (a message body).
@@ -324,6 +462,7 @@ impl<'a> Values<'a> {
     }
 
     /// Whether every value was read and nothing is left over.
+    #[inline]
     pub fn is_at_end(&self) -> bool {
         self.reader.is_at_end()
     }
@@ -331,6 +470,7 @@ impl<'a> Values<'a> {
 
 impl<'a> Iterator for Values<'a> {
     type Item = Result<Value<'a>>;
+    #[inline]
     fn next(&mut self) -> Option<Result<Value<'a>>> {
         let t = self.types.next()?;
         Some(self.reader.value(t))
@@ -353,6 +493,7 @@ impl<'a> Fields<'a> {
 
 impl<'a> Iterator for Fields<'a> {
     type Item = Result<Value<'a>>;
+    #[inline]
     fn next(&mut self) -> Option<Result<Value<'a>>> {
         let t = self.types.next()?;
         Some(self.reader.value(t))
@@ -397,7 +538,7 @@ impl<'a> Array<'a> {
         }
         let mut r = self.reader.clone();
         while !r.is_at_end() {
-            r.value(self.elem).map_err(|e| if e == DbusError::Truncated { DbusError::BadArrayLength } else { e })?;
+            r.check(self.elem).map_err(|e| if e == DbusError::Truncated { DbusError::BadArrayLength } else { e })?;
         }
         Ok(())
     }
@@ -405,6 +546,7 @@ impl<'a> Array<'a> {
 
 impl<'a> Iterator for Array<'a> {
     type Item = Result<Value<'a>>;
+    #[inline]
     fn next(&mut self) -> Option<Result<Value<'a>>> {
         if self.reader.is_at_end() {
             return None;
@@ -427,6 +569,7 @@ impl<'a> Variant<'a> {
     }
 
     /// The value inside.
+    #[inline]
     pub fn value(&self) -> Result<Value<'a>> {
         self.reader.clone().value(self.sig)
     }

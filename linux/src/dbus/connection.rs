@@ -259,7 +259,7 @@ impl<const N: usize> Connection<N> {
                 Err(Error::Dbus(_)) if !c.broken => continue,
                 Err(e) => return Err(e),
             };
-            let m = Message::parse_header(&c.rbuf[start..start + len], N)?;
+            let m = Message::parse_again(&c.rbuf[start..start + len], N)?;
             if m.reply_serial() == Some(1) {
                 if m.message_type() == MessageType::Error {
                     return Err(Error::AuthRejected);
@@ -420,7 +420,7 @@ impl<const N: usize> Connection<N> {
 
     /// The next whole message in the buffer (its start and length), reading as needed, fully
     /// checked (`Message::parse`), so callers take further views of it with the cheaper
-    /// `Message::parse_header`. The message handed out before is dropped first (with its
+    /// `Message::parse_again`. The message handed out before is dropped first (with its
     /// fds not taken).
     ///
     /// A message larger than `N` is skipped as it streams past (its fds closed) and
@@ -494,7 +494,7 @@ impl<const N: usize> Connection<N> {
     pub fn recv(&mut self, timeout: Duration) -> Result<Message<'_>> {
         let deadline = deadline_after(timeout);
         let (start, len) = self.next_message(deadline)?;
-        Ok(Message::parse_header(&self.rbuf[start..start + len], N)?)
+        Ok(Message::parse_again(&self.rbuf[start..start + len], N)?)
     }
 
     /// The fds that came with the message received last (`UNIX_FDS` of them, in order);
@@ -594,7 +594,7 @@ impl<const N: usize> Connection<N> {
                 Err(Error::Dbus(_)) if !self.broken => continue,
                 Err(e) => return Err(e.into()),
             };
-            let m = Message::parse_header(&self.rbuf[start..start + len], N)?;
+            let m = Message::parse_again(&self.rbuf[start..start + len], N)?;
             let is_reply = matches!(m.message_type(), MessageType::MethodReturn | MessageType::Error)
                 && m.reply_serial() == Some(serial);
             if is_reply {
@@ -602,7 +602,7 @@ impl<const N: usize> Connection<N> {
             }
             on_other(&m);
         };
-        let m = Message::parse_header(&self.rbuf[start..start + len], N)?;
+        let m = Message::parse_again(&self.rbuf[start..start + len], N)?;
         if m.message_type() == MessageType::Error {
             let message = m.body().next_as::<&str>().unwrap_or("");
             return Err(CallError::Remote { name: m.error_name().unwrap_or(""), message });
@@ -780,12 +780,12 @@ impl<const N: usize> Connection<N> {
         let (start, len) = self.next_message(deadline)?;
         // `next_message` checked the whole message; these are views of it.
         let is_call =
-            Message::parse_header(&self.rbuf[start..start + len], N)?.message_type() == MessageType::MethodCall;
+            Message::parse_again(&self.rbuf[start..start + len], N)?.message_type() == MessageType::MethodCall;
         if !is_call {
-            return Ok(Processed::Message(Message::parse_header(&self.rbuf[start..start + len], N)?));
+            return Ok(Processed::Message(Message::parse_again(&self.rbuf[start..start + len], N)?));
         }
         let serial = self.next_serial();
-        let m = Message::parse_header(&self.rbuf[start..start + len], N)?;
+        let m = Message::parse_again(&self.rbuf[start..start + len], N)?;
         let no_reply = m.flags() & header::FLAG_NO_REPLY_EXPECTED != 0;
         let out = super::serve::answer(objects, service, &m, &mut self.wbuf, serial, &mut self.message_fds)?;
         if !no_reply {
