@@ -4,12 +4,17 @@
 //!   summary table; exits non-zero if any step failed. It installs what it needs (rustup
 //!   targets and components, cargo-fuzz, Debian packages) itself, and skips that work when
 //!   it is already done.
-//! - `cargo xtask bench [args]`: the benchmarks (`ember bench --full [args]`).
+//! - `cargo xtask bench [args]`: the benchmarks (`ember bench --full [args]`), then the
+//!   D-Bus comparison with zbus (without `args` only).
+//! - `cargo xtask bench-dbus [--quick]`: Ember's D-Bus client next to zbus in the same run
+//!   (`benches/dbus`, its own workspace so that zbus stays out of the workspace's build).
 
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: cargo xtask <test | bench [ember bench options]>";
+const USAGE: &str = "usage: cargo xtask <test | bench [ember bench options] | bench-dbus [--quick]>";
+/// The D-Bus comparison crate's manifest (not a workspace member).
+const DBUS_BENCH: &str = "benches/dbus/Cargo.toml";
 
 /// Target the no_std proof builds for.
 const NO_STD_TARGET: &str = "thumbv7em-none-eabihf";
@@ -26,6 +31,7 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("bench") => bench(&args[1..]),
+        Some("bench-dbus") => bench_dbus(&args[1..]),
         _ => {
             eprintln!("{USAGE}");
             ExitCode::from(2)
@@ -159,6 +165,14 @@ fn step_test() -> Outcome {
     outcome(run(cargo().args(["test", "--workspace"])))
 }
 
+/// The D-Bus comparison crate (outside the workspace) still builds against the current
+/// API and is clippy-clean; it is run by `cargo xtask bench-dbus`, not here.
+fn step_bench_crate() -> Outcome {
+    outcome(run(cargo().args(["fmt", "--manifest-path", DBUS_BENCH, "--check"])).and_then(|()| {
+        run(cargo().args(["clippy", "--manifest-path", DBUS_BENCH, "--all-targets", "--", "-D", "warnings"]))
+    }))
+}
+
 fn step_no_std() -> Outcome {
     outcome((|| {
         ensure_target("stable", NO_STD_TARGET)?;
@@ -275,9 +289,10 @@ fn outcome(r: Result<(), String>) -> Outcome {
 
 fn test() -> ExitCode {
     type StepFn = fn() -> Outcome;
-    let steps: [(&'static str, StepFn); 8] = [
+    let steps: [(&'static str, StepFn); 9] = [
         ("cargo fmt --check", step_fmt),
         ("cargo clippy -D warnings", step_clippy),
+        ("benches/dbus builds (clippy)", step_bench_crate),
         ("cargo test --workspace", step_test),
         ("no_std and feature builds", step_no_std),
         ("MSRV check (rust-version)", step_msrv),
@@ -324,10 +339,23 @@ fn test() -> ExitCode {
 fn bench(args: &[String]) -> ExitCode {
     let mut cmd = cargo();
     cmd.args(["run", "--release", "-p", "ember-cli", "--", "bench", "--full"]).args(args);
-    match run(&mut cmd) {
+    if let Err(e) = run(&mut cmd) {
+        eprintln!("xtask bench: {e}");
+        return ExitCode::FAILURE;
+    }
+    if args.is_empty() { bench_dbus(&[]) } else { ExitCode::SUCCESS }
+}
+
+fn bench_dbus(args: &[String]) -> ExitCode {
+    let r = ensure_apt(&["dbus-daemon"]).and_then(|()| {
+        run(cargo()
+            .args(["run", "--release", "--manifest-path", DBUS_BENCH, "--bin", "ember-dbus-bench", "--"])
+            .args(args))
+    });
+    match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("xtask bench: {e}");
+            eprintln!("xtask bench-dbus: {e}");
             ExitCode::FAILURE
         }
     }
