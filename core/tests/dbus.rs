@@ -542,4 +542,25 @@ fn parse_again_reads_checked_bytes_without_checking_again() {
     // And the header is checked as by parse.
     buf[3] = 2;
     assert_eq!(Message::parse_again(&buf[..len], 1 << 20).err(), Some(DbusError::BadVersion));
+
+    // An array element that cannot be read ends the array: iterating it terminates.
+    let mut buf = [0u8; 256];
+    let m = Builder::method_call("/a", "M")
+        .endian(Endian::Little)
+        .build(&mut buf, 3, sig("as"), |w| {
+            w.array(b's', |w| {
+                w.str("a")?;
+                w.str("b")
+            })
+        })
+        .unwrap();
+    let len = m.len();
+    let body = len - Message::parse(m, 1 << 20).unwrap().body_bytes().len();
+    // The array: length at body, "a" at body+4 (len, 'a', NUL), pad, "b"'s length at body+12.
+    buf[body + 12] = 0x7f;
+    assert_eq!(Message::parse(&buf[..len], 1 << 20).err(), Some(DbusError::BadArrayLength));
+    let m = Message::parse_again(&buf[..len], 1 << 20).unwrap();
+    let a: Array = m.body().next_as().unwrap();
+    let items: Vec<Result<&str, DbusError>> = a.map(|v| v.and_then(<&str>::try_from)).collect();
+    assert_eq!(items, [Ok("a"), Err(DbusError::Truncated)]);
 }

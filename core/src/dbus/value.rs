@@ -551,7 +551,12 @@ impl<'a> Iterator for Array<'a> {
         if self.reader.is_at_end() {
             return None;
         }
-        Some(self.reader.value(self.elem))
+        let v = self.reader.value(self.elem);
+        if v.is_err() {
+            // An element that cannot be read ends the array (it could not be skipped).
+            self.reader.pos = self.reader.end;
+        }
+        Some(v)
     }
 }
 
