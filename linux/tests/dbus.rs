@@ -417,6 +417,7 @@ static OBJECTS: &[Object<'static>] = &[Object {
             Method { name: "Fail", args: "", results: "" },
             Method { name: "Lie", args: "", results: "u" },
             Method { name: "Write", args: "hs", results: "u" },
+            Method { name: "WriteAll", args: "ahs", results: "u" },
         ],
         properties: &[
             Property { name: "Name", signature: "s", writable: false },
@@ -484,6 +485,19 @@ impl Service for TestService {
                 let fd = fds.get_mut(i as usize).and_then(Option::take).ok_or(MethodError::failed("fd missing"))?;
                 let n = rustix::io::write(&fd, text.as_bytes()).map_err(|e| MethodError::failed(&e.to_string()))?;
                 reply.u32(n as u32).map_err(bad)
+            }
+            // Writes its string argument into every fd of the `ah`; answers with the total.
+            "WriteAll" => {
+                let handles: Array = args.next_as().map_err(bad)?;
+                let text: &str = args.next_as().map_err(bad)?;
+                let mut total = 0;
+                for h in handles {
+                    let Value::Fd(i) = h.map_err(bad)? else { return Err(MethodError::failed("not an fd")) };
+                    let fd = fds.get_mut(i as usize).and_then(Option::take).ok_or(MethodError::failed("fd missing"))?;
+                    total +=
+                        rustix::io::write(&fd, text.as_bytes()).map_err(|e| MethodError::failed(&e.to_string()))?;
+                }
+                reply.u32(total as u32).map_err(bad)
             }
             _ => Err(MethodError::failed("unexpected")),
         }
@@ -1010,6 +1024,36 @@ fn captured_traffic_decodes_in_both_byte_orders() {
     );
 }
 
+/// Another implementation passes real fds: Python's binding of libdbus (`python3-dbus`,
+/// installed by `cargo xtask test`) calls `WriteAll(ah, s)` with three pipe write ends and
+/// `Write(h, s)` with one; Ember's service writes into each, and the caller reads back.
+fn libdbus_passes_real_fds() {
+    let d = Daemon::start();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let server = serve(d.address.clone(), stop.clone());
+    let script = r#"
+import dbus, os, sys
+bus = dbus.bus.BusConnection(sys.argv[1])
+obj = bus.get_object('org.ember.Test', '/org/ember/Test', introspect=False)
+pipes = [os.pipe() for _ in range(3)]
+n = obj.WriteAll([dbus.types.UnixFd(w) for _, w in pipes], 'fd!', dbus_interface='org.ember.Test')
+for _, w in pipes:
+    os.close(w)
+print(int(n), ' '.join(os.read(r, 100).decode() for r, _ in pipes))
+r, w = os.pipe()
+n = obj.Write(dbus.types.UnixFd(w), 'through a real fd', dbus_interface='org.ember.Test')
+os.close(w)
+print(int(n), os.read(r, 100).decode())
+"#;
+    // Debian's interpreter, which has python3-dbus (not a pyenv one earlier in PATH).
+    let out = Command::new("/usr/bin/python3").args(["-c", script, &d.address]).output().expect("/usr/bin/python3");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answered = server.join().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "9 fd! fd! fd!\n17 through a real fd\n");
+    assert_eq!(answered, 2);
+}
+
 fn main() {
     common::main(
         &[
@@ -1026,6 +1070,7 @@ fn main() {
             ("gdbus_calls_our_service", gdbus_calls_our_service),
             ("process_with_zero_timeout", process_with_zero_timeout),
             ("fds_stay_with_their_message", fds_stay_with_their_message),
+            ("libdbus_passes_real_fds", libdbus_passes_real_fds),
             ("captured_traffic_decodes_in_both_byte_orders", captured_traffic_decodes_in_both_byte_orders),
         ],
         |_| {},
