@@ -73,6 +73,9 @@ pub enum Error {
     Dbus(ember_core::dbus::DbusError),
     /// The D-Bus server rejected our authentication (or answered outside the protocol).
     AuthRejected,
+    /// A shared mutex or semaphore refused: not recoverable, not the owner, or a count
+    /// overflow (timeouts are [`Error::TimedOut`], `try_*` failures [`Error::WouldBlock`]).
+    Sync(ember_core::shm::sync::SyncError),
 }
 
 impl fmt::Display for Error {
@@ -98,6 +101,7 @@ impl fmt::Display for Error {
             Error::PeerNotAllowed { uid, pid } => write!(f, "peer uid {uid} (pid {pid}) is not allowed"),
             Error::TooManyFds { max } => write!(f, "message carried more than {max} file descriptors; dropped"),
             Error::Dbus(e) => write!(f, "{e}"),
+            Error::Sync(e) => write!(f, "{e}"),
             Error::AuthRejected => f.write_str("D-Bus authentication rejected"),
         }
     }
@@ -133,6 +137,17 @@ impl From<ShmError> for Error {
 impl From<ember_core::dbus::DbusError> for Error {
     fn from(e: ember_core::dbus::DbusError) -> Self {
         Error::Dbus(e)
+    }
+}
+
+impl From<ember_core::shm::sync::SyncError> for Error {
+    fn from(e: ember_core::shm::sync::SyncError) -> Error {
+        use ember_core::shm::sync::SyncError;
+        match e {
+            SyncError::TimedOut => Error::TimedOut,
+            SyncError::WouldBlock => Error::WouldBlock,
+            e => Error::Sync(e),
+        }
     }
 }
 

@@ -54,6 +54,9 @@ pub enum SegmentKind {
     Spsc = 2,
     /// Lossy one-writer many-reader ring ([`super::broadcast`]).
     Broadcast = 3,
+    /// Synchronisation primitives and shared data laid out by the application
+    /// ([`super::sync`]); every opener maps it read-write.
+    Sync = 4,
 }
 
 impl SegmentKind {
@@ -63,6 +66,7 @@ impl SegmentKind {
             1 => Some(SegmentKind::SeqLock),
             2 => Some(SegmentKind::Spsc),
             3 => Some(SegmentKind::Broadcast),
+            4 => Some(SegmentKind::Sync),
             _ => None,
         }
     }

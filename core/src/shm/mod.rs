@@ -38,6 +38,7 @@ pub mod layout;
 pub mod primitive;
 pub mod seqlock;
 pub mod spsc;
+pub mod sync;
 
 pub use layout::{DATA_OFFSET, HeaderRepr, SegmentHeader, SegmentKind, validate};
 

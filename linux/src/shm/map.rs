@@ -166,3 +166,13 @@ unsafe impl AtomicView for ember_core::shm::seqlock::SeqLockControl {}
 unsafe impl AtomicView for ember_core::shm::seqlock::WaitLine {}
 // SAFETY: `#[repr(C)]`, atomics only.
 unsafe impl AtomicView for ember_core::shm::broadcast::BroadcastControl {}
+// SAFETY: `#[repr(C)]`, two `AtomicU32`s.
+unsafe impl AtomicView for ember_core::shm::sync::Mutex {}
+// SAFETY: `#[repr(C)]`, two `AtomicU32`s.
+unsafe impl AtomicView for ember_core::shm::sync::Semaphore {}
+// SAFETY: `#[repr(C)]`, two `AtomicU32`s.
+unsafe impl AtomicView for ember_core::shm::sync::Event {}
+// SAFETY: an atomic integer.
+unsafe impl AtomicView for core::sync::atomic::AtomicU32 {}
+// SAFETY: an atomic integer.
+unsafe impl AtomicView for core::sync::atomic::AtomicU64 {}

@@ -29,10 +29,12 @@
 mod endpoints;
 mod map;
 mod notify;
+pub mod sync;
 mod wait;
 
 pub use endpoints::{BroadcastReader, BroadcastWriter, SeqLockReader, SeqLockWriter, SpscReceiver, SpscSender};
 pub use notify::Notifier;
+pub use sync::{MutexGuard, SharedEvent, SharedMutex, SharedSemaphore, SyncSegment};
 pub use wait::{LIVENESS_SLICE, Liveness};
 
 use core::time::Duration;
@@ -97,7 +99,7 @@ pub struct Segment {
 /// Byte offsets of a kind's waiter line and data area.
 fn offsets(kind: SegmentKind) -> (usize, usize) {
     match kind {
-        SegmentKind::Spsc => (DATA_OFFSET - 128, DATA_OFFSET),
+        SegmentKind::Spsc | SegmentKind::Sync => (DATA_OFFSET - 128, DATA_OFFSET),
         // Readers map read-only and need the waiter line writable: a page of its own.
         SegmentKind::SeqLock | SegmentKind::Broadcast => {
             let page = rustix::param::page_size();

@@ -1,0 +1,376 @@
+//! Mutexes, semaphores and events shared between processes, in a [`SyncSegment`].
+//!
+//! The protocol is `ember_core::shm::sync`; this module adds the sleeping (shared futexes,
+//! never `FUTEX_PRIVATE`), the liveness of a dead mutex owner (a pidfd on its process), the
+//! caller's thread id without a syscall, and a segment to put them in.
+//!
+//! A [`SyncSegment`] is a shared-memory segment (`SegmentKind::Sync`) whose data area the
+//! application lays out: primitives and plain shared words at offsets it chooses (each
+//! primitive is 8 bytes, 4-byte aligned; [`SyncSegment::mutex`] and the others check the
+//! offset). The creator's data area starts zeroed: a zeroed mutex is unlocked, a zeroed
+//! event is at 0, a zeroed semaphore has count 0 ([`SharedSemaphore::init`] sets another).
+//!
+//! What happens when a process dies at each point is in docs/sync.md.
+
+use core::sync::atomic::{AtomicU32, AtomicU64};
+use core::time::Duration;
+
+use ember_core::shm::SegmentKind;
+use ember_core::shm::sync::{self as proto, Locked, Owner, SyncError, Waiter, Woke};
+use rustix::io::Errno;
+use rustix::process::{Pid, PidfdFlags};
+use rustix::thread::futex;
+
+use super::map::AtomicView;
+use super::{Access, Backing, LIVENESS_SLICE, Segment};
+use crate::error::{Error, Result};
+
+/// The futex waiter: sleeps in slices of at most [`LIVENESS_SLICE`] until a deadline.
+struct FutexWaiter {
+    deadline: Option<Duration>,
+}
+
+impl FutexWaiter {
+    fn new(timeout: Option<Duration>) -> FutexWaiter {
+        FutexWaiter { deadline: timeout.map(|t| crate::poll::now().saturating_add(t)) }
+    }
+}
+
+impl Waiter for FutexWaiter {
+    fn wait(&mut self, word: &AtomicU32, expected: u32) -> core::result::Result<Woke, SyncError> {
+        let mut slice = LIVENESS_SLICE;
+        if let Some(deadline) = self.deadline {
+            let left = deadline.saturating_sub(crate::poll::now());
+            if left.is_zero() {
+                return Err(SyncError::TimedOut);
+            }
+            slice = slice.min(left);
+        }
+        let ts = futex::Timespec { tv_sec: slice.as_secs() as _, tv_nsec: slice.subsec_nanos() as _ };
+        match futex::wait(word, futex::Flags::empty(), expected, Some(&ts)) {
+            Err(Errno::TIMEDOUT) if slice == LIVENESS_SLICE => Ok(Woke::Slice),
+            // Woken, changed (EAGAIN), interrupted, or a last partial slice: check again
+            // (the next call reports the deadline).
+            _ => Ok(Woke::Early),
+        }
+    }
+
+    fn wake(&mut self, word: &AtomicU32, count: u32) {
+        // Cannot fail for a live mapping; a lost wake delays a sleeper by one slice.
+        let _ = futex::wake(word, futex::Flags::empty(), count.min(i32::MAX as u32));
+    }
+
+    fn is_alive(&mut self, tid: u32, pid: u32) -> bool {
+        // The owner's process, through a pidfd (a zombie counts as dead). With no pid
+        // recorded (the owner died between taking the lock word and writing its pid), the
+        // thread id stands for the process: equal for a single-threaded one.
+        let who = if pid != 0 { pid } else { tid };
+        let Some(p) = Pid::from_raw(who as i32) else { return false };
+        match rustix::process::pidfd_open(p, PidfdFlags::empty()) {
+            Ok(fd) => {
+                let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+                let zero = futex::Timespec { tv_sec: 0, tv_nsec: 0 };
+                !matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
+            }
+            Err(Errno::SRCH) => false,
+            // EINVAL: a thread id that is not a process; ENOSYS: no pidfds. Alive, then: a
+            // waiter with a timeout still returns.
+            Err(_) => true,
+        }
+    }
+}
+
+/// The calling thread as a mutex records it, without a syscall after the first call in a
+/// thread (the ids are cached per thread, and the cache is dropped in a forked child).
+pub fn current_owner() -> Owner {
+    ids::current()
+}
+
+#[cfg(feature = "std")]
+mod ids {
+    use core::cell::Cell;
+    use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+
+    use ember_core::shm::sync::Owner;
+
+    std::thread_local! {
+        static CACHED: Cell<Owner> = const { Cell::new(Owner { tid: 0, pid: 0 }) };
+    }
+
+    /// One page mapped with `MADV_WIPEONFORK`: a forked child sees it zeroed, which tells
+    /// it that the thread ids it inherited are its parent's. Null until first used;
+    /// dangling never (the page is never unmapped).
+    static FORK_PAGE: AtomicPtr<AtomicU32> = AtomicPtr::new(core::ptr::null_mut());
+
+    #[allow(unsafe_code)]
+    fn fork_page() -> Option<&'static AtomicU32> {
+        let mut p = FORK_PAGE.load(Ordering::Acquire);
+        if p.is_null() {
+            p = map_page()?;
+            if let Err(other) =
+                FORK_PAGE.compare_exchange(core::ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire)
+            {
+                // Another thread mapped one first: use it (ours stays mapped, unused).
+                p = other;
+            }
+        }
+        // SAFETY: the page is mapped read-write for the life of the process, page-aligned,
+        // and only ever accessed as this atomic.
+        Some(unsafe { &*p })
+    }
+
+    #[allow(unsafe_code)]
+    fn map_page() -> Option<*mut AtomicU32> {
+        let len = rustix::param::page_size();
+        // SAFETY: a fresh anonymous private mapping; nothing else refers to it.
+        let p = unsafe {
+            rustix::mm::mmap_anonymous(
+                core::ptr::null_mut(),
+                len,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::PRIVATE,
+            )
+        }
+        .ok()?;
+        // SAFETY: `p` is the mapping just made, of `len` bytes.
+        if unsafe { rustix::mm::madvise(p, len, rustix::mm::Advice::LinuxWipeOnFork) }.is_err() {
+            // Before Linux 4.14: no way to notice a fork cheaply; the caller asks every time.
+            return None;
+        }
+        Some(p.cast())
+    }
+
+    fn ask() -> Owner {
+        Owner {
+            tid: rustix::thread::gettid().as_raw_nonzero().get() as u32,
+            pid: rustix::process::getpid().as_raw_nonzero().get() as u32,
+        }
+    }
+
+    pub(super) fn current() -> Owner {
+        let Some(page) = fork_page() else { return ask() };
+        let cached = CACHED.with(Cell::get);
+        if cached.tid != 0 && page.load(Ordering::Relaxed) != 0 {
+            return cached;
+        }
+        let me = ask();
+        page.store(1, Ordering::Relaxed);
+        CACHED.with(|c| c.set(me));
+        me
+    }
+}
+
+#[cfg(not(feature = "std"))]
+mod ids {
+    use ember_core::shm::sync::Owner;
+
+    /// Without std there are no thread-locals: two syscalls per call.
+    pub(super) fn current() -> Owner {
+        Owner {
+            tid: rustix::thread::gettid().as_raw_nonzero().get() as u32,
+            pid: rustix::process::getpid().as_raw_nonzero().get() as u32,
+        }
+    }
+}
+
+/// A segment holding synchronisation primitives and shared data (see the module docs).
+pub struct SyncSegment {
+    seg: Segment,
+}
+
+impl SyncSegment {
+    /// Creates one with a data area of `capacity` bytes (a multiple of 8, at least 64),
+    /// zeroed. Named segments are `O_EXCL`, mode `0600`.
+    pub fn create(backing: Backing<'_>, capacity: usize, fingerprint: u64) -> Result<SyncSegment> {
+        Ok(SyncSegment { seg: Segment::create(backing, SegmentKind::Sync, capacity, fingerprint)? })
+    }
+
+    /// Opens the named one, checking its header and fingerprint.
+    pub fn open(name: &str, fingerprint: u64) -> Result<SyncSegment> {
+        Ok(SyncSegment { seg: Segment::open(name, SegmentKind::Sync, fingerprint, Access::ReadWrite)? })
+    }
+
+    /// Opens one from an fd (a memfd passed over a Unix socket, or inherited).
+    pub fn from_fd(fd: rustix::fd::OwnedFd, fingerprint: u64) -> Result<SyncSegment> {
+        Ok(SyncSegment { seg: Segment::from_fd(fd, SegmentKind::Sync, fingerprint, Access::ReadWrite)? })
+    }
+
+    /// The segment (its fd, name, header; `persist` to keep a named one after drop).
+    pub fn segment(&mut self) -> &mut Segment {
+        &mut self.seg
+    }
+
+    /// Bytes of the data area.
+    pub fn capacity(&self) -> usize {
+        self.seg.data_range().1
+    }
+
+    fn at<T: AtomicView>(&self, offset: usize) -> Result<&T> {
+        let (data, cap) = self.seg.data_range();
+        let ok =
+            offset.checked_add(size_of::<T>()).is_some_and(|end| end <= cap) && offset.is_multiple_of(align_of::<T>());
+        if !ok {
+            return Err(Error::Os(Errno::INVAL));
+        }
+        Ok(self.seg.mapping().view::<T>(data + offset))
+    }
+
+    /// The mutex at `offset` in the data area (8 bytes, 4-aligned).
+    pub fn mutex(&self, offset: usize) -> Result<SharedMutex<'_>> {
+        Ok(SharedMutex { m: self.at(offset)? })
+    }
+
+    /// The semaphore at `offset` (8 bytes, 4-aligned).
+    pub fn semaphore(&self, offset: usize) -> Result<SharedSemaphore<'_>> {
+        Ok(SharedSemaphore { s: self.at(offset)? })
+    }
+
+    /// The event at `offset` (8 bytes, 4-aligned).
+    pub fn event(&self, offset: usize) -> Result<SharedEvent<'_>> {
+        Ok(SharedEvent { e: self.at(offset)? })
+    }
+
+    /// A shared 32-bit word at `offset` (4-aligned), for data the primitives guard.
+    pub fn u32_at(&self, offset: usize) -> Result<&AtomicU32> {
+        self.at(offset)
+    }
+
+    /// A shared 64-bit word at `offset` (8-aligned).
+    pub fn u64_at(&self, offset: usize) -> Result<&AtomicU64> {
+        self.at(offset)
+    }
+}
+
+/// A mutex in a [`SyncSegment`]. Any thread of any process that maps the segment may lock
+/// it; the one that locked it unlocks it (by dropping the guard).
+#[derive(Clone, Copy)]
+pub struct SharedMutex<'a> {
+    m: &'a proto::Mutex,
+}
+
+impl<'a> SharedMutex<'a> {
+    /// Locks, waiting up to `timeout` (`None`: for ever) ([`Error::TimedOut`]). If the last
+    /// owner died holding it, the lock is taken over and the guard says
+    /// [`MutexGuard::owner_died`]: repair the data, then [`MutexGuard::mark_consistent`].
+    /// An owner's death is noticed within one [`LIVENESS_SLICE`] of sleep.
+    /// [`Error::Sync`]`(NotRecoverable)` if a previous taker never repaired it. No syscall
+    /// when the mutex is free.
+    pub fn lock(&self, timeout: Option<Duration>) -> Result<MutexGuard<'a>> {
+        let me = current_owner();
+        let how = match self.m.try_lock(me) {
+            Ok(how) => how,
+            Err(SyncError::WouldBlock) => self.m.lock(me, &mut FutexWaiter::new(timeout))?,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(MutexGuard { m: self.m, me, owner_died: how == Locked::OwnerDied })
+    }
+
+    /// Locks if free, else [`Error::WouldBlock`] (a dead owner is only noticed by `lock`).
+    pub fn try_lock(&self) -> Result<MutexGuard<'a>> {
+        let me = current_owner();
+        self.m.try_lock(me)?;
+        Ok(MutexGuard { m: self.m, me, owner_died: false })
+    }
+
+    /// The lock word (owner thread id and flags), for inspection.
+    pub fn word(&self) -> u32 {
+        self.m.word()
+    }
+}
+
+/// A held [`SharedMutex`]; dropping it unlocks.
+#[must_use = "the mutex unlocks when the guard is dropped"]
+pub struct MutexGuard<'a> {
+    m: &'a proto::Mutex,
+    me: Owner,
+    owner_died: bool,
+}
+
+impl MutexGuard<'_> {
+    /// Whether the lock was taken from an owner that died holding it: the data may be
+    /// half-updated. Repair it and call [`MutexGuard::mark_consistent`], or the mutex
+    /// becomes not recoverable when this guard drops.
+    pub fn owner_died(&self) -> bool {
+        self.owner_died
+    }
+
+    /// Marks the data repaired after [`MutexGuard::owner_died`].
+    pub fn mark_consistent(&mut self) -> Result<()> {
+        self.m.mark_consistent(self.me)?;
+        self.owner_died = false;
+        Ok(())
+    }
+}
+
+impl Drop for MutexGuard<'_> {
+    fn drop(&mut self) {
+        // Fails only if the guard moved to another thread (the lock word names its owner).
+        if let Err(e) = self.m.unlock(self.me, &mut FutexWaiter::new(None)) {
+            warn!("shm: unlocking a mutex failed: {}", e);
+        }
+    }
+}
+
+/// A counting semaphore in a [`SyncSegment`].
+#[derive(Clone, Copy)]
+pub struct SharedSemaphore<'a> {
+    s: &'a proto::Semaphore,
+}
+
+impl SharedSemaphore<'_> {
+    /// Sets the count (the creator, before others use it).
+    pub fn init(&self, count: u32) {
+        self.s.init(count);
+    }
+
+    /// Adds one, waking a waiter. No syscall when nobody waits.
+    pub fn post(&self) -> Result<()> {
+        Ok(self.s.post(&mut FutexWaiter::new(None))?)
+    }
+
+    /// Takes one, waiting up to `timeout` (`None`: for ever) while the count is zero.
+    pub fn wait(&self, timeout: Option<Duration>) -> Result<()> {
+        if self.s.try_wait().is_ok() {
+            return Ok(());
+        }
+        Ok(self.s.wait(&mut FutexWaiter::new(timeout))?)
+    }
+
+    /// Takes one if the count is above zero, else [`Error::WouldBlock`].
+    pub fn try_wait(&self) -> Result<()> {
+        Ok(self.s.try_wait()?)
+    }
+
+    /// The count now.
+    pub fn count(&self) -> u32 {
+        self.s.count()
+    }
+}
+
+/// An event in a [`SyncSegment`]: wait for a counter to change, notify one or all.
+#[derive(Clone, Copy)]
+pub struct SharedEvent<'a> {
+    e: &'a proto::Event,
+}
+
+impl SharedEvent<'_> {
+    /// The counter now.
+    pub fn current(&self) -> u32 {
+        self.e.current()
+    }
+
+    /// Waits until the counter differs from `seen`, up to `timeout`; returns it.
+    pub fn wait_change(&self, seen: u32, timeout: Option<Duration>) -> Result<u32> {
+        Ok(self.e.wait_change(seen, &mut FutexWaiter::new(timeout))?)
+    }
+
+    /// Advances the counter and wakes one waiter.
+    pub fn notify_one(&self) {
+        self.e.notify_one(&mut FutexWaiter::new(None));
+    }
+
+    /// Advances the counter and wakes every waiter.
+    pub fn notify_all(&self) {
+        self.e.notify_all(&mut FutexWaiter::new(None));
+    }
+}
