@@ -37,6 +37,7 @@ pub mod mq;
 pub mod net;
 pub mod pipe;
 pub mod poll;
+pub mod rpc;
 pub mod shm;
 pub mod signal;
 pub mod socket;

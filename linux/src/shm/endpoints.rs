@@ -155,6 +155,11 @@ pub struct SpscReceiver {
 }
 
 impl SpscReceiver {
+    /// The largest record the ring carries (a receive buffer this large takes any).
+    pub fn max_record(&self) -> usize {
+        self.consumer.ring().max_record()
+    }
+
     /// Opens the named ring.
     pub fn open(name: &str, fingerprint: u64) -> Result<SpscReceiver> {
         Self::attach(Segment::open(name, SegmentKind::Spsc, fingerprint, Access::ReadWrite)?)

@@ -1,0 +1,559 @@
+//! Request/response over any bidirectional Ember transport, without a heap.
+//!
+//! A request is a frame of the application's `kind` with a fresh sequence number; its
+//! response is a frame with the `RESPONSE` flag, the same `kind` and the same `seq` (the
+//! wire format's convention, docs/wire-format.md). An error response also has the `ERROR`
+//! flag and carries a [`Failure`] (a code and a short message).
+//!
+//! - A [`Link`] is the two directions: one object that sends and receives (a Unix stream or
+//!   seqpacket socket), a [`Duplex`] of a sender and a receiver (a pipe pair, a pair of
+//!   POSIX message queues), or a [`ShmLink`] (a pair of shared-memory SPSC rings).
+//! - A [`Client`] has up to `SLOTS` requests in flight. Each has a slot of `BUF` bytes for
+//!   its response, so responses may arrive in any order. A response larger than the slot is
+//!   an error for that request only; the link stays usable.
+//! - A [`Server`] receives requests and answers them, at once through a handler
+//!   ([`Server::serve_one`]) or later, in any order ([`Server::recv_request`] then
+//!   [`Server::respond`]). With a zero timeout it fits in a poller loop.
+//!
+//! docs/rpc.md has the rules, the error codes and what happens when a peer dies.
+
+use core::time::Duration;
+
+use ember_core::frame::{Flags, Frame, FrameRepr};
+use rustix::event::{PollFd, PollFlags};
+use rustix::fd::AsFd;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::shm::{SpscReceiver, SpscSender};
+use crate::transport::{FrameReceiver, FrameSender};
+
+/// The two directions of a conversation, with a timeout on receive.
+pub trait Link {
+    /// Sends one whole frame, waiting up to `timeout` for room.
+    fn send_frame_timeout(&mut self, frame: &[u8], timeout: Option<Duration>) -> Result<()>;
+    /// Receives one checked frame into `buf`, waiting up to `timeout` (`None`: for ever;
+    /// zero: only what is already there) ([`Error::TimedOut`]).
+    fn recv_frame_timeout(&mut self, buf: &mut [u8], timeout: Option<Duration>) -> Result<usize>;
+    /// The largest frame a receive accepts (the receive buffer must be this large).
+    fn max_recv(&self) -> usize;
+}
+
+/// Waits for `flags` on `fd` until `deadline` (monotonic, from [`crate::poll::now`]).
+fn wait_fd(fd: impl AsFd, flags: PollFlags, deadline: Option<Duration>) -> Result<()> {
+    loop {
+        let left = match deadline {
+            Some(d) => {
+                let left = d.saturating_sub(crate::poll::now());
+                if left.is_zero() {
+                    return Err(Error::TimedOut);
+                }
+                Some(crate::poll::timespec(left))
+            }
+            None => None,
+        };
+        let mut fds = [PollFd::new(&fd, flags)];
+        match rustix::event::poll(&mut fds, left.as_ref()) {
+            Ok(0) => return Err(Error::TimedOut),
+            Ok(_) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn deadline(timeout: Option<Duration>) -> Option<Duration> {
+    timeout.map(|t| crate::poll::now().saturating_add(t))
+}
+
+/// Sends on a nonblocking sender, polling its fd for room until the deadline.
+fn send_polling<S: FrameSender + AsFd>(s: &mut S, frame: &[u8], timeout: Option<Duration>) -> Result<()> {
+    let d = deadline(timeout);
+    loop {
+        match s.send_frame(frame) {
+            Err(Error::WouldBlock) => wait_fd(s.as_fd(), PollFlags::OUT, d)?,
+            r => return r,
+        }
+    }
+}
+
+/// Receives on a nonblocking receiver (frames it already buffered first), polling its fd.
+fn recv_polling<R: FrameReceiver + AsFd>(r: &mut R, buf: &mut [u8], timeout: Option<Duration>) -> Result<usize> {
+    let d = deadline(timeout);
+    loop {
+        match r.recv_frame(buf) {
+            Err(Error::WouldBlock) => {
+                if timeout == Some(Duration::ZERO) {
+                    return Err(Error::TimedOut);
+                }
+                wait_fd(r.as_fd(), PollFlags::IN, d)?
+            }
+            r => return r,
+        }
+    }
+}
+
+/// One endpoint that both sends and receives (a Unix stream or seqpacket socket), switched
+/// to nonblocking mode by [`Client::new`] and [`Server::new`].
+impl<T: FrameSender + FrameReceiver + AsFd> Link for T {
+    fn send_frame_timeout(&mut self, frame: &[u8], timeout: Option<Duration>) -> Result<()> {
+        send_polling(self, frame, timeout)
+    }
+    fn recv_frame_timeout(&mut self, buf: &mut [u8], timeout: Option<Duration>) -> Result<usize> {
+        recv_polling(self, buf, timeout)
+    }
+    fn max_recv(&self) -> usize {
+        FrameReceiver::max_frame(self)
+    }
+}
+
+/// A sender and a receiver on two fds: a pipe pair, a pair of message queues.
+pub struct Duplex<S, R> {
+    /// The sending end.
+    pub tx: S,
+    /// The receiving end.
+    pub rx: R,
+}
+
+impl<S: FrameSender + AsFd, R: FrameReceiver + AsFd> Duplex<S, R> {
+    /// Both ends, switched to nonblocking mode (the timeouts are the link's).
+    pub fn new(tx: S, rx: R) -> Result<Duplex<S, R>> {
+        rustix::io::ioctl_fionbio(tx.as_fd(), true)?;
+        rustix::io::ioctl_fionbio(rx.as_fd(), true)?;
+        Ok(Duplex { tx, rx })
+    }
+}
+
+impl<S: FrameSender + AsFd, R: FrameReceiver + AsFd> Link for Duplex<S, R> {
+    fn send_frame_timeout(&mut self, frame: &[u8], timeout: Option<Duration>) -> Result<()> {
+        send_polling(&mut self.tx, frame, timeout)
+    }
+    fn recv_frame_timeout(&mut self, buf: &mut [u8], timeout: Option<Duration>) -> Result<usize> {
+        recv_polling(&mut self.rx, buf, timeout)
+    }
+    fn max_recv(&self) -> usize {
+        self.rx.max_frame()
+    }
+}
+
+/// A pair of shared-memory SPSC rings, one each way; each record is one whole frame,
+/// checked (CRC) on receive like on every other transport.
+pub struct ShmLink {
+    /// The ring this side produces into.
+    pub tx: SpscSender,
+    /// The ring this side consumes from.
+    pub rx: SpscReceiver,
+}
+
+/// The rings' errors in the words of the other links: a dead peer is [`Error::PeerGone`],
+/// a wait that ran out [`Error::TimedOut`].
+fn shm_error(e: Error) -> Error {
+    use ember_core::shm::ShmError;
+    match e {
+        Error::Shm(ShmError::WriterGone) => Error::PeerGone,
+        Error::Shm(ShmError::Timeout | ShmError::Empty | ShmError::Full) | Error::WouldBlock => Error::TimedOut,
+        e => e,
+    }
+}
+
+impl Link for ShmLink {
+    fn send_frame_timeout(&mut self, frame: &[u8], timeout: Option<Duration>) -> Result<()> {
+        crate::transport::check_outgoing(frame, self.tx.max_record())?;
+        self.tx.send(frame, timeout).map_err(shm_error)
+    }
+    fn recv_frame_timeout(&mut self, buf: &mut [u8], timeout: Option<Duration>) -> Result<usize> {
+        let n = match timeout {
+            Some(Duration::ZERO) => self.rx.try_recv(buf),
+            t => self.rx.recv(buf, t),
+        }
+        .map_err(shm_error)?;
+        Frame::new_checked(&buf[..n])?;
+        Ok(n)
+    }
+    fn max_recv(&self) -> usize {
+        self.rx.max_record()
+    }
+}
+
+/// An error response's payload: a code and a message of at most [`Failure::MESSAGE_MAX`]
+/// bytes. Codes below 256 are Ember's ([`Failure::UNKNOWN_KIND`], [`Failure::BAD_REQUEST`],
+/// [`Failure::NO_RESPONSE`]); the application's start at 256.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The error code.
+    pub code: u32,
+    len: u8,
+    text: [u8; Failure::MESSAGE_MAX],
+}
+
+impl Failure {
+    /// The longest message carried (longer ones are cut at a character boundary).
+    pub const MESSAGE_MAX: usize = 96;
+    /// The server has no handler for the request's kind.
+    pub const UNKNOWN_KIND: u32 = 1;
+    /// The request's payload did not decode as the kind's type.
+    pub const BAD_REQUEST: u32 = 2;
+    /// The handler returned without responding.
+    pub const NO_RESPONSE: u32 = 3;
+    /// The first code free for applications.
+    pub const FIRST_APPLICATION_CODE: u32 = 256;
+
+    /// A failure with `code` and `message`.
+    pub fn new(code: u32, message: &str) -> Failure {
+        let mut end = message.len().min(Self::MESSAGE_MAX);
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        let mut text = [0u8; Self::MESSAGE_MAX];
+        text[..end].copy_from_slice(&message.as_bytes()[..end]);
+        Failure { code, len: end as u8, text }
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        core::str::from_utf8(&self.text[..self.len as usize]).unwrap_or("")
+    }
+}
+
+impl core::fmt::Debug for Failure {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Failure({}, {:?})", self.code, self.message())
+    }
+}
+
+/// What a call can fail with.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CallError<'a> {
+    /// Locally: the link failed ([`Error::PeerGone`]), the wait timed out
+    /// ([`Error::TimedOut`]), no slot was free ([`Error::WouldBlock`]), the response did not
+    /// fit the slot ([`Error::TooLarge`]), or it did not decode ([`Error::Codec`]).
+    Local(Error),
+    /// The server answered with an error response.
+    Remote {
+        /// Its code ([`Failure`]'s constants, or the application's).
+        code: u32,
+        /// Its message.
+        message: &'a str,
+    },
+}
+
+impl From<Error> for CallError<'_> {
+    fn from(e: Error) -> Self {
+        CallError::Local(e)
+    }
+}
+
+impl core::fmt::Display for CallError<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            CallError::Local(e) => write!(f, "{e}"),
+            CallError::Remote { code, message } => write!(f, "remote error {code}: {message}"),
+        }
+    }
+}
+
+/// A request in flight: pass it to [`Client::wait`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "wait for the response, or its slot stays taken until a response arrives"]
+pub struct Ticket {
+    slot: usize,
+    seq: u32,
+}
+
+impl Ticket {
+    /// The request's sequence number.
+    pub fn seq(&self) -> u32 {
+        self.seq
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SlotState {
+    Free,
+    Waiting,
+    /// A response: flags, payload length (the payload is at the start of the slot).
+    Ready {
+        error: bool,
+        len: usize,
+    },
+    /// A response of `len` bytes that did not fit.
+    TooLarge {
+        len: usize,
+    },
+}
+
+/// A client: up to `SLOTS` requests in flight, a response slot of `BUF` bytes each, and a
+/// receive buffer of `RX` bytes (at least the link's [`Link::max_recv`]).
+pub struct Client<L: Link, const SLOTS: usize, const BUF: usize, const RX: usize> {
+    link: L,
+    next_seq: u32,
+    seqs: [u32; SLOTS],
+    states: [SlotState; SLOTS],
+    slots: [[u8; BUF]; SLOTS],
+    rx: [u8; RX],
+    strays: u64,
+}
+
+impl<L: Link, const SLOTS: usize, const BUF: usize, const RX: usize> Client<L, SLOTS, BUF, RX> {
+    /// A client over `link` ([`Error::BufferTooSmall`] if `RX` is below the link's
+    /// receive limit). Sockets are switched to nonblocking mode.
+    pub fn new(link: L) -> Result<Self>
+    where
+        L: MaybeFd,
+    {
+        if RX < link.max_recv() {
+            return Err(Error::BufferTooSmall { needed: link.max_recv() });
+        }
+        link.set_nonblocking()?;
+        Ok(Client {
+            link,
+            next_seq: 1,
+            seqs: [0; SLOTS],
+            states: [SlotState::Free; SLOTS],
+            slots: [[0; BUF]; SLOTS],
+            rx: [0; RX],
+            strays: 0,
+        })
+    }
+
+    /// The link.
+    pub fn link(&mut self) -> &mut L {
+        &mut self.link
+    }
+
+    /// Responses dropped because no request waited for them (late, after a timeout, or
+    /// not responses at all).
+    pub fn strays(&self) -> u64 {
+        self.strays
+    }
+
+    /// Sends a request of `kind` carrying `req`; [`Error::WouldBlock`] if `SLOTS` requests
+    /// are already in flight. The request is encoded in its slot (at most `BUF` bytes).
+    pub fn start<T: Serialize + ?Sized>(&mut self, kind: u32, req: &T, timeout: Option<Duration>) -> Result<Ticket> {
+        let slot = self.states.iter().position(|s| *s == SlotState::Free).ok_or(Error::WouldBlock)?;
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1).max(1);
+        let frame = ember_core::message::encode(kind, seq, req, &mut self.slots[slot])?;
+        self.link.send_frame_timeout(frame, timeout)?;
+        self.seqs[slot] = seq;
+        self.states[slot] = SlotState::Waiting;
+        Ok(Ticket { slot, seq })
+    }
+
+    /// Waits up to `timeout` for the response to `t` and decodes it (borrowing from its
+    /// slot). Responses to other requests that arrive meanwhile go to their slots. On a
+    /// timeout the request is given up: a late response is dropped (counted in
+    /// [`Client::strays`]).
+    pub fn wait<'s, U: Deserialize<'s>>(
+        &'s mut self,
+        t: Ticket,
+        timeout: Option<Duration>,
+    ) -> core::result::Result<U, CallError<'s>> {
+        if self.seqs.get(t.slot) != Some(&t.seq) || self.states[t.slot] == SlotState::Free {
+            return Err(CallError::Local(Error::Os(rustix::io::Errno::INVAL)));
+        }
+        let d = deadline(timeout);
+        while self.states[t.slot] == SlotState::Waiting {
+            let left = d.map(|d| d.saturating_sub(crate::poll::now()));
+            if left == Some(Duration::ZERO) && timeout != Some(Duration::ZERO) {
+                self.states[t.slot] = SlotState::Free;
+                return Err(CallError::Local(Error::TimedOut));
+            }
+            // A rejected frame (`Codec`): the link goes on with the next one.
+            if let Err(e) = self.receive_one(left)
+                && !matches!(e, Error::Codec(_))
+            {
+                self.states[t.slot] = SlotState::Free;
+                return Err(CallError::Local(e));
+            }
+        }
+        let state = self.states[t.slot];
+        self.states[t.slot] = SlotState::Free;
+        match state {
+            SlotState::Ready { error: false, len } => {
+                ember_core::message::decode_payload(&self.slots[t.slot][..len]).map_err(|e| CallError::Local(e.into()))
+            }
+            SlotState::Ready { error: true, len } => {
+                let (code, message): (u32, &str) = ember_core::message::decode_payload(&self.slots[t.slot][..len])
+                    .map_err(|e| CallError::Local(e.into()))?;
+                Err(CallError::Remote { code, message })
+            }
+            SlotState::TooLarge { len } => Err(CallError::Local(Error::TooLarge { len, max: BUF })),
+            SlotState::Free | SlotState::Waiting => Err(CallError::Local(Error::TimedOut)),
+        }
+    }
+
+    /// [`Client::start`] then [`Client::wait`], with one timeout for both.
+    pub fn call<'s, T: Serialize + ?Sized, U: Deserialize<'s>>(
+        &'s mut self,
+        kind: u32,
+        req: &T,
+        timeout: Option<Duration>,
+    ) -> core::result::Result<U, CallError<'s>> {
+        let d = deadline(timeout);
+        let t = self.start(kind, req, timeout)?;
+        self.wait(t, d.map(|d| d.saturating_sub(crate::poll::now())))
+    }
+
+    /// Receives one frame and files it in its slot.
+    fn receive_one(&mut self, timeout: Option<Duration>) -> Result<()> {
+        let n = self.link.recv_frame_timeout(&mut self.rx, timeout)?;
+        let repr = FrameRepr::parse(&Frame::new_unchecked(&self.rx[..n]))?;
+        let slot = (0..SLOTS).find(|&i| self.states[i] == SlotState::Waiting && self.seqs[i] == repr.seq);
+        let Some(slot) = slot.filter(|_| repr.flags.contains(Flags::RESPONSE)) else {
+            self.strays += 1;
+            return Ok(());
+        };
+        let payload = &self.rx[ember_core::HEADER_LEN..n];
+        self.states[slot] = if payload.len() > BUF {
+            SlotState::TooLarge { len: payload.len() }
+        } else {
+            self.slots[slot][..payload.len()].copy_from_slice(payload);
+            SlotState::Ready { error: repr.flags.contains(Flags::ERROR), len: payload.len() }
+        };
+        Ok(())
+    }
+}
+
+/// Links whose fds can be switched to nonblocking mode (the others need nothing).
+pub trait MaybeFd {
+    /// Switches every fd of the link to nonblocking mode.
+    fn set_nonblocking(&self) -> Result<()>;
+}
+
+impl<T: FrameSender + FrameReceiver + AsFd> MaybeFd for T {
+    fn set_nonblocking(&self) -> Result<()> {
+        Ok(rustix::io::ioctl_fionbio(self.as_fd(), true)?)
+    }
+}
+
+impl<S: FrameSender + AsFd, R: FrameReceiver + AsFd> MaybeFd for Duplex<S, R> {
+    fn set_nonblocking(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl MaybeFd for ShmLink {
+    fn set_nonblocking(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A request received by a [`Server`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Request {
+    /// Its kind.
+    pub kind: u32,
+    /// Its sequence number (answer with it).
+    pub seq: u32,
+    /// Where its payload ends in the server's receive buffer.
+    len: usize,
+}
+
+/// Writes a handler's response.
+pub struct Responder<'a> {
+    buf: &'a mut [u8],
+    kind: u32,
+    seq: u32,
+    len: Option<usize>,
+}
+
+impl Responder<'_> {
+    /// Encodes `msg` as the response ([`Failure`] with code 0 if it does not fit).
+    pub fn respond<T: Serialize + ?Sized>(&mut self, msg: &T) -> core::result::Result<(), Failure> {
+        let frame = ember_core::message::encode_with(Flags::RESPONSE, self.kind, self.seq, msg, self.buf)
+            .map_err(|_| Failure::new(0, "response too large for the server's buffer"))?;
+        self.len = Some(frame.len());
+        Ok(())
+    }
+}
+
+/// Decodes a request's payload as `T`, or fails with [`Failure::BAD_REQUEST`].
+pub fn decode<'p, T: Deserialize<'p>>(payload: &'p [u8]) -> core::result::Result<T, Failure> {
+    ember_core::message::decode_payload(payload).map_err(|_| Failure::new(Failure::BAD_REQUEST, "bad request payload"))
+}
+
+/// A server over one link: receives requests, sends responses. `RX` bytes receive (at
+/// least the link's [`Link::max_recv`]), `TX` bytes encode a response.
+pub struct Server<L: Link, const RX: usize, const TX: usize> {
+    link: L,
+    rx: [u8; RX],
+    tx: [u8; TX],
+}
+
+impl<L: Link + MaybeFd, const RX: usize, const TX: usize> Server<L, RX, TX> {
+    /// A server over `link`.
+    pub fn new(link: L) -> Result<Self> {
+        if RX < link.max_recv() {
+            return Err(Error::BufferTooSmall { needed: link.max_recv() });
+        }
+        link.set_nonblocking()?;
+        Ok(Server { link, rx: [0; RX], tx: [0; TX] })
+    }
+
+    /// The link.
+    pub fn link(&mut self) -> &mut L {
+        &mut self.link
+    }
+
+    /// Receives the next request (responses and frames with unknown flags are skipped),
+    /// waiting up to `timeout`; its payload is [`Server::payload`] until the next receive.
+    pub fn recv_request(&mut self, timeout: Option<Duration>) -> Result<Request> {
+        let d = deadline(timeout);
+        loop {
+            let left = d.map(|d| d.saturating_sub(crate::poll::now()));
+            let n = self.link.recv_frame_timeout(&mut self.rx, left)?;
+            let repr = FrameRepr::parse(&Frame::new_unchecked(&self.rx[..n]))?;
+            if !repr.flags.contains(Flags::RESPONSE) {
+                return Ok(Request { kind: repr.kind, seq: repr.seq, len: n });
+            }
+        }
+    }
+
+    /// The payload of the request received last.
+    pub fn payload(&self, r: &Request) -> &[u8] {
+        &self.rx[ember_core::HEADER_LEN..r.len.min(RX)]
+    }
+
+    /// Sends a response to request `seq` of `kind`.
+    pub fn respond<T: Serialize + ?Sized>(&mut self, kind: u32, seq: u32, msg: &T) -> Result<()> {
+        let frame = ember_core::message::encode_with(Flags::RESPONSE, kind, seq, msg, &mut self.tx)?;
+        self.link.send_frame_timeout(frame, Some(crate::transport::FINISH_TIMEOUT))
+    }
+
+    /// Sends an error response to request `seq` of `kind`.
+    pub fn respond_error(&mut self, kind: u32, seq: u32, f: &Failure) -> Result<()> {
+        let frame = ember_core::message::encode_with(
+            Flags::RESPONSE | Flags::ERROR,
+            kind,
+            seq,
+            &(f.code, f.message()),
+            &mut self.tx,
+        )?;
+        self.link.send_frame_timeout(frame, Some(crate::transport::FINISH_TIMEOUT))
+    }
+
+    /// Receives one request (waiting up to `timeout`) and answers it with `handler(kind,
+    /// payload, responder)`: the response it wrote, or the [`Failure`] it returned, or
+    /// [`Failure::NO_RESPONSE`]. Returns the request answered.
+    pub fn serve_one(
+        &mut self,
+        timeout: Option<Duration>,
+        handler: &mut impl FnMut(u32, &[u8], &mut Responder<'_>) -> core::result::Result<(), Failure>,
+    ) -> Result<Request> {
+        let r = self.recv_request(timeout)?;
+        let (rx, tx) = (&self.rx, &mut self.tx);
+        let mut responder = Responder { buf: tx, kind: r.kind, seq: r.seq, len: None };
+        let outcome = handler(r.kind, &rx[ember_core::HEADER_LEN..r.len], &mut responder);
+        match (outcome, responder.len) {
+            (Ok(()), Some(len)) => {
+                self.link.send_frame_timeout(&self.tx[..len], Some(crate::transport::FINISH_TIMEOUT))?
+            }
+            (Ok(()), None) => {
+                self.respond_error(r.kind, r.seq, &Failure::new(Failure::NO_RESPONSE, "the handler did not respond"))?
+            }
+            (Err(f), _) => self.respond_error(r.kind, r.seq, &f)?,
+        }
+        Ok(r)
+    }
+}
