@@ -123,6 +123,7 @@ impl Semaphore {
     }
 
     /// Adds one and wakes a sleeper if there is one. [`SyncError::Overflow`] at `u32::MAX`.
+    #[inline]
     pub fn post(&self, w: &mut impl Waiter) -> Result<(), SyncError> {
         let mut c = self.count.load(Ordering::Relaxed);
         loop {
@@ -143,6 +144,7 @@ impl Semaphore {
     }
 
     /// Takes one if the count is above zero, else [`SyncError::WouldBlock`].
+    #[inline]
     pub fn try_wait(&self) -> Result<(), SyncError> {
         let mut c = self.count.load(Ordering::Relaxed);
         while c > 0 {
@@ -162,8 +164,14 @@ impl Semaphore {
             }
             self.waiters.fetch_add(1, Ordering::SeqCst);
             let r = if self.count.load(Ordering::SeqCst) == 0 { w.wait(&self.count, 0) } else { Ok(Woke::Early) };
-            self.waiters.fetch_sub(1, Ordering::SeqCst);
-            r?;
+            let others = self.waiters.fetch_sub(1, Ordering::SeqCst) - 1;
+            if let Err(e) = r {
+                // A post may have woken us as we gave up: pass it on.
+                if others > 0 && self.count.load(Ordering::SeqCst) > 0 {
+                    w.wake(&self.count, 1);
+                }
+                return Err(e);
+            }
         }
     }
 }
@@ -197,6 +205,7 @@ impl Event {
     }
 
     /// The counter now: pass it to [`Event::wait_change`] to wait for the next notify.
+    #[inline]
     pub fn current(&self) -> u32 {
         self.seq.load(Ordering::Acquire)
     }
@@ -212,6 +221,8 @@ impl Event {
             self.waiters.fetch_add(1, Ordering::SeqCst);
             let r = if self.seq.load(Ordering::SeqCst) == seen { w.wait(&self.seq, seen) } else { Ok(Woke::Early) };
             self.waiters.fetch_sub(1, Ordering::SeqCst);
+            // A notify_one may have woken us as we gave up: the others see the new value
+            // at their next slice at the latest (notify_all wakes them all anyway).
             r?;
         }
     }
@@ -226,6 +237,7 @@ impl Event {
         self.notify(w, u32::MAX);
     }
 
+    #[inline]
     fn notify(&self, w: &mut impl Waiter, count: u32) {
         self.seq.fetch_add(1, Ordering::SeqCst);
         if self.waiters.load(Ordering::SeqCst) > 0 {
@@ -278,6 +290,7 @@ impl Mutex {
         self.word.load(Ordering::Relaxed)
     }
 
+    #[inline]
     fn check(me: Owner) -> Result<(), SyncError> {
         if me.tid == 0 || me.tid >= NOT_RECOVERABLE {
             return Err(SyncError::NotOwner);
@@ -287,8 +300,14 @@ impl Mutex {
 
     /// Locks if nobody holds it, else [`SyncError::WouldBlock`]. A dead owner is not looked
     /// for (that takes a syscall): [`Mutex::lock`] does.
+    #[inline]
     pub fn try_lock(&self, me: Owner) -> Result<Locked, SyncError> {
         Self::check(me)?;
+        // The common case first: free, nobody waiting.
+        if self.word.compare_exchange(0, me.tid, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            self.owner_pid.store(me.pid, Ordering::Relaxed);
+            return Ok(Locked::Clean);
+        }
         let cur = self.word.load(Ordering::Relaxed);
         if cur == NOT_RECOVERABLE {
             return Err(SyncError::NotRecoverable);
@@ -316,7 +335,9 @@ impl Mutex {
         let mut slept = false;
         let mut check_owner = false;
         loop {
-            let cur = self.word.load(Ordering::Relaxed);
+            // Acquire: seeing an owner's tid in the word, see the pid word as that owner
+            // left it (0 or its own pid, never a previous owner's; see `unlock_held`).
+            let cur = self.word.load(Ordering::Acquire);
             if cur == NOT_RECOVERABLE {
                 return Err(SyncError::NotRecoverable);
             }
@@ -331,9 +352,17 @@ impl Mutex {
             }
             if check_owner {
                 check_owner = false;
-                if !w.is_alive(tid, self.owner_pid.load(Ordering::Relaxed)) {
+                let pid = self.owner_pid.load(Ordering::Relaxed);
+                if !w.is_alive(tid, pid) {
+                    // Forget the dead owner's pid before taking the word: between our
+                    // taking it and storing our pid, another waiter must not judge us by
+                    // the dead one's pid (found by the loom model of two waiters).
+                    if self.owner_pid.compare_exchange(pid, 0, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+                        continue;
+                    }
                     let new = me.tid | INCONSISTENT | WAITERS;
-                    if self.word.compare_exchange(cur, new, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                    // AcqRel: a waiter that sees our tid sees the pid word cleared.
+                    if self.word.compare_exchange(cur, new, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
                         self.owner_pid.store(me.pid, Ordering::Relaxed);
                         return Ok(Locked::OwnerDied);
                     }
@@ -346,8 +375,15 @@ impl Mutex {
                 continue;
             }
             slept = true;
-            if w.wait(&self.word, cur | WAITERS)? == Woke::Slice {
-                check_owner = true;
+            match w.wait(&self.word, cur | WAITERS) {
+                Ok(Woke::Slice) => check_owner = true,
+                Ok(Woke::Early) => {}
+                Err(e) => {
+                    // We may have been the one an unlock woke: pass the wake-up on, or
+                    // another sleeper waits a whole slice for a free lock.
+                    w.wake(&self.word, 1);
+                    return Err(e);
+                }
             }
         }
     }
@@ -360,7 +396,16 @@ impl Mutex {
         if cur == NOT_RECOVERABLE || cur & TID_MASK != me.tid {
             return Err(SyncError::NotOwner);
         }
-        let new = if cur & INCONSISTENT != 0 { NOT_RECOVERABLE } else { 0 };
+        self.unlock_held(cur & INCONSISTENT != 0, w);
+        Ok(())
+    }
+
+    /// [`Mutex::unlock`] for a caller that knows it holds the lock (a guard that cannot
+    /// leave its thread) and whether its data is still marked inconsistent: no check, one
+    /// atomic swap.
+    #[inline]
+    pub fn unlock_held(&self, inconsistent: bool, w: &mut impl Waiter) {
+        let new = if inconsistent { NOT_RECOVERABLE } else { 0 };
         self.owner_pid.store(0, Ordering::Relaxed);
         let prev = self.word.swap(new, Ordering::Release);
         if new == NOT_RECOVERABLE {
@@ -368,7 +413,6 @@ impl Mutex {
         } else if prev & WAITERS != 0 {
             w.wake(&self.word, 1);
         }
-        Ok(())
     }
 
     /// Marks the data repaired after [`Locked::OwnerDied`]: unlocking is normal again.

@@ -12,6 +12,7 @@
 //!
 //! What happens when a process dies at each point is in docs/sync.md.
 
+use core::marker::PhantomData;
 use core::sync::atomic::{AtomicU32, AtomicU64};
 use core::time::Duration;
 
@@ -31,6 +32,7 @@ struct FutexWaiter {
 }
 
 impl FutexWaiter {
+    #[inline]
     fn new(timeout: Option<Duration>) -> FutexWaiter {
         FutexWaiter { deadline: timeout.map(|t| crate::poll::now().saturating_add(t)) }
     }
@@ -82,6 +84,7 @@ impl Waiter for FutexWaiter {
 
 /// The calling thread as a mutex records it, without a syscall after the first call in a
 /// thread (the ids are cached per thread, and the cache is dropped in a forked child).
+#[inline]
 pub fn current_owner() -> Owner {
     ids::current()
 }
@@ -103,6 +106,7 @@ mod ids {
     static FORK_PAGE: AtomicPtr<AtomicU32> = AtomicPtr::new(core::ptr::null_mut());
 
     #[allow(unsafe_code)]
+    #[inline]
     fn fork_page() -> Option<&'static AtomicU32> {
         let mut p = FORK_PAGE.load(Ordering::Acquire);
         if p.is_null() {
@@ -147,6 +151,7 @@ mod ids {
         }
     }
 
+    #[inline]
     pub(super) fn current() -> Owner {
         let Some(page) = fork_page() else { return ask() };
         let cached = CACHED.with(Cell::get);
@@ -255,6 +260,7 @@ impl<'a> SharedMutex<'a> {
     /// An owner's death is noticed within one [`LIVENESS_SLICE`] of sleep.
     /// [`Error::Sync`]`(NotRecoverable)` if a previous taker never repaired it. No syscall
     /// when the mutex is free.
+    #[inline]
     pub fn lock(&self, timeout: Option<Duration>) -> Result<MutexGuard<'a>> {
         let me = current_owner();
         let how = match self.m.try_lock(me) {
@@ -262,14 +268,15 @@ impl<'a> SharedMutex<'a> {
             Err(SyncError::WouldBlock) => self.m.lock(me, &mut FutexWaiter::new(timeout))?,
             Err(e) => return Err(e.into()),
         };
-        Ok(MutexGuard { m: self.m, me, owner_died: how == Locked::OwnerDied })
+        Ok(MutexGuard { m: self.m, me, owner_died: how == Locked::OwnerDied, thread_bound: PhantomData })
     }
 
     /// Locks if free, else [`Error::WouldBlock`] (a dead owner is only noticed by `lock`).
+    #[inline]
     pub fn try_lock(&self) -> Result<MutexGuard<'a>> {
         let me = current_owner();
         self.m.try_lock(me)?;
-        Ok(MutexGuard { m: self.m, me, owner_died: false })
+        Ok(MutexGuard { m: self.m, me, owner_died: false, thread_bound: PhantomData })
     }
 
     /// The lock word (owner thread id and flags), for inspection.
@@ -278,12 +285,14 @@ impl<'a> SharedMutex<'a> {
     }
 }
 
-/// A held [`SharedMutex`]; dropping it unlocks.
+/// A held [`SharedMutex`]; dropping it unlocks. It stays in the thread that locked (the
+/// lock word names that thread).
 #[must_use = "the mutex unlocks when the guard is dropped"]
 pub struct MutexGuard<'a> {
     m: &'a proto::Mutex,
     me: Owner,
     owner_died: bool,
+    thread_bound: PhantomData<*const ()>,
 }
 
 impl MutexGuard<'_> {
@@ -303,11 +312,10 @@ impl MutexGuard<'_> {
 }
 
 impl Drop for MutexGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
-        // Fails only if the guard moved to another thread (the lock word names its owner).
-        if let Err(e) = self.m.unlock(self.me, &mut FutexWaiter::new(None)) {
-            warn!("shm: unlocking a mutex failed: {}", e);
-        }
+        // The guard is this thread's (it is not `Send`), so the lock is ours: no check.
+        self.m.unlock_held(self.owner_died, &mut FutexWaiter::new(None));
     }
 }
 
@@ -324,11 +332,13 @@ impl SharedSemaphore<'_> {
     }
 
     /// Adds one, waking a waiter. No syscall when nobody waits.
+    #[inline]
     pub fn post(&self) -> Result<()> {
         Ok(self.s.post(&mut FutexWaiter::new(None))?)
     }
 
     /// Takes one, waiting up to `timeout` (`None`: for ever) while the count is zero.
+    #[inline]
     pub fn wait(&self, timeout: Option<Duration>) -> Result<()> {
         if self.s.try_wait().is_ok() {
             return Ok(());
@@ -337,6 +347,7 @@ impl SharedSemaphore<'_> {
     }
 
     /// Takes one if the count is above zero, else [`Error::WouldBlock`].
+    #[inline]
     pub fn try_wait(&self) -> Result<()> {
         Ok(self.s.try_wait()?)
     }
