@@ -200,6 +200,10 @@ impl<const N: usize> FrameReceiver for StreamReader<N> {
         N
     }
 
+    fn buffered(&self) -> bool {
+        self.buf.has_input()
+    }
+
     /// `read(2)` into the reader's buffer as needed, then the accumulator. End of file (no
     /// writer left) is [`Error::PeerGone`].
     fn recv_frame(&mut self, buf: &mut [u8]) -> Result<usize> {

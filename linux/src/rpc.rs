@@ -77,17 +77,18 @@ fn send_polling<S: FrameSender + AsFd>(s: &mut S, frame: &[u8], timeout: Option<
     }
 }
 
-/// Receives on a nonblocking receiver (frames it already buffered first), polling its fd.
+/// Receives on a nonblocking receiver: what it already buffered first, else after `poll`
+/// says its fd is readable (one `poll` and one `recv`, not a `recv` that fails first).
 fn recv_polling<R: FrameReceiver + AsFd>(r: &mut R, buf: &mut [u8], timeout: Option<Duration>) -> Result<usize> {
     let d = deadline(timeout);
     loop {
+        if !r.buffered() && timeout != Some(Duration::ZERO) {
+            wait_fd(r.as_fd(), PollFlags::IN, d)?;
+        }
         match r.recv_frame(buf) {
-            Err(Error::WouldBlock) => {
-                if timeout == Some(Duration::ZERO) {
-                    return Err(Error::TimedOut);
-                }
-                wait_fd(r.as_fd(), PollFlags::IN, d)?
-            }
+            // Readable, but not a whole frame yet (a stream), or a zero timeout.
+            Err(Error::WouldBlock) if timeout == Some(Duration::ZERO) => return Err(Error::TimedOut),
+            Err(Error::WouldBlock) => {}
             r => return r,
         }
     }

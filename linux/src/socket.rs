@@ -116,6 +116,10 @@ impl<const N: usize> FrameReceiver for StreamSocket<N> {
         N
     }
 
+    fn buffered(&self) -> bool {
+        self.buf.has_input()
+    }
+
     /// `recv(2)` into the socket's buffer as needed, then the accumulator. End of stream
     /// (the peer closed or shut down its sending side) is [`Error::PeerGone`].
     fn recv_frame(&mut self, buf: &mut [u8]) -> Result<usize> {

@@ -60,6 +60,12 @@ impl<const N: usize> StreamBuf<N> {
         StreamBuf { acc: FrameAccumulator::new(), rbuf: [0; N], rpos: 0, rlen: 0 }
     }
 
+    /// Whether bytes read from the fd wait in the buffer (a frame may be ready without
+    /// the fd being readable).
+    pub(crate) fn has_input(&self) -> bool {
+        self.rpos < self.rlen
+    }
+
     pub(crate) fn dropped_bytes(&self) -> u64 {
         self.acc.dropped_bytes()
     }

@@ -61,6 +61,13 @@ pub trait FrameReceiver {
     /// rejected (the next call goes on with the next one).
     fn recv_frame(&mut self, buf: &mut [u8]) -> Result<usize>;
 
+    /// Whether the receiver holds bytes it already read from its fd: then a frame may be
+    /// ready though `poll` says the fd is not readable (stream receivers; `false` for the
+    /// others). A caller that polls before receiving checks this first.
+    fn buffered(&self) -> bool {
+        false
+    }
+
     /// Receives a frame into `buf` and decodes its payload (borrowing from `buf`).
     fn recv_msg<'b, T: Deserialize<'b>>(&mut self, buf: &'b mut [u8]) -> Result<(FrameRepr, T)>
     where

@@ -11,6 +11,7 @@ mod pipe;
 mod queues;
 mod shm;
 mod sockets;
+mod sync;
 
 pub use shm::peer;
 
@@ -242,6 +243,9 @@ pub fn run(opts: &Options) -> ExitCode {
     }
     if let Err(e) = sockets::run(opts, &cpus, &progress, &mut rows) {
         skipped.push(format!("socket rows: {e}"));
+    }
+    if let Err(e) = sync::run(opts, &cpus, &progress, &mut rows) {
+        skipped.push(format!("sync and rpc rows: {e}"));
     }
     progress.done();
     for s in &skipped {

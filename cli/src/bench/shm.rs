@@ -83,7 +83,7 @@ impl Peer {
 
 /// A named shm page shared raw, for the cache-line floor (Ember's own segments are not
 /// used, so the floor owes nothing to Ember's code).
-struct RawPage {
+pub(super) struct RawPage {
     ptr: *mut AtomicU32,
     _fd: OwnedFd,
     name: Option<String>,
@@ -92,7 +92,7 @@ struct RawPage {
 impl RawPage {
     const LEN: usize = 4096;
 
-    fn create(name: &str) -> Result<RawPage, String> {
+    pub(super) fn create(name: &str) -> Result<RawPage, String> {
         use rustix::shm::OFlags;
         let fd = rustix::shm::open(
             name,
@@ -106,7 +106,7 @@ impl RawPage {
         Ok(p)
     }
 
-    fn open(name: &str) -> Result<RawPage, String> {
+    pub(super) fn open(name: &str) -> Result<RawPage, String> {
         let fd =
             rustix::shm::open(name, rustix::shm::OFlags::RDWR, rustix::fs::Mode::empty()).map_err(|e| e.to_string())?;
         Self::map(fd)
@@ -130,8 +130,14 @@ impl RawPage {
         Ok(RawPage { ptr: ptr.cast(), _fd: fd, name: None })
     }
 
+    /// A raw pointer to byte `offset` (below 4096), for objects C code manages there.
+    pub(super) fn ptr_at(&self, offset: usize) -> *mut u8 {
+        assert!(offset < Self::LEN);
+        self.ptr.cast::<u8>().wrapping_add(offset)
+    }
+
     /// The word at byte `offset` (a multiple of 4 below 4096).
-    fn word(&self, offset: usize) -> &AtomicU32 {
+    pub(super) fn word(&self, offset: usize) -> &AtomicU32 {
         assert!(offset.is_multiple_of(4) && offset < Self::LEN);
         // SAFETY: in bounds and aligned (asserted), inside a live mapping that outlives
         // `&self`; `AtomicU32` tolerates the peer's concurrent writes.

@@ -309,6 +309,9 @@ fn throughput(cpu: usize, kind: Kind, ember: bool, count: usize, payload: usize)
 /// The peer roles of this module: `sock-echo` and `sock-flood`, each
 /// `KIND MODE N PAYLOAD ADDR`.
 pub fn peer(role: &str, args: &[String]) -> Result<(), String> {
+    if role.starts_with("sync-") || role.starts_with("rpc-") {
+        return super::sync::peer(role, args);
+    }
     let arg = |i: usize| args.get(i).cloned().ok_or(format!("{role}: missing argument {i}"));
     let kind = Kind::parse(&arg(0)?)?;
     let ember = arg(1)? == "ember";
