@@ -19,7 +19,7 @@
 
 use core::time::Duration;
 
-use ember_core::frame::{Flags, Frame, FrameRepr};
+use ember_core::frame::{Flags, Frame};
 use rustix::event::{PollFd, PollFlags};
 use rustix::fd::AsFd;
 use serde::{Deserialize, Serialize};
@@ -354,8 +354,8 @@ impl<L: Link, const SLOTS: usize, const BUF: usize, const RX: usize> Client<L, S
             return Err(CallError::Local(Error::Os(rustix::io::Errno::INVAL)));
         }
         let d = deadline(timeout);
+        let mut left = timeout;
         while self.states[t.slot] == SlotState::Waiting {
-            let left = d.map(|d| d.saturating_sub(crate::poll::now()));
             if left == Some(Duration::ZERO) && timeout != Some(Duration::ZERO) {
                 self.states[t.slot] = SlotState::Free;
                 return Err(CallError::Local(Error::TimedOut));
@@ -367,6 +367,8 @@ impl<L: Link, const SLOTS: usize, const BUF: usize, const RX: usize> Client<L, S
                 self.states[t.slot] = SlotState::Free;
                 return Err(CallError::Local(e));
             }
+            // Another request's response (or a stray): wait again for the time left.
+            left = d.map(|d| d.saturating_sub(crate::poll::now()));
         }
         let state = self.states[t.slot];
         self.states[t.slot] = SlotState::Free;
@@ -391,17 +393,18 @@ impl<L: Link, const SLOTS: usize, const BUF: usize, const RX: usize> Client<L, S
         req: &T,
         timeout: Option<Duration>,
     ) -> core::result::Result<U, CallError<'s>> {
-        let d = deadline(timeout);
         let t = self.start(kind, req, timeout)?;
-        self.wait(t, d.map(|d| d.saturating_sub(crate::poll::now())))
+        self.wait(t, timeout)
     }
 
     /// Receives one frame and files it in its slot.
     fn receive_one(&mut self, timeout: Option<Duration>) -> Result<()> {
         let n = self.link.recv_frame_timeout(&mut self.rx, timeout)?;
-        let repr = FrameRepr::parse(&Frame::new_unchecked(&self.rx[..n]))?;
-        let slot = (0..SLOTS).find(|&i| self.states[i] == SlotState::Waiting && self.seqs[i] == repr.seq);
-        let Some(slot) = slot.filter(|_| repr.flags.contains(Flags::RESPONSE)) else {
+        // The link checked the frame (header and CRC).
+        let f = Frame::new_unchecked(&self.rx[..n]);
+        let (flags, seq) = (f.flags(), f.seq());
+        let slot = (0..SLOTS).find(|&i| self.states[i] == SlotState::Waiting && self.seqs[i] == seq);
+        let Some(slot) = slot.filter(|_| flags.contains(Flags::RESPONSE)) else {
             self.strays += 1;
             return Ok(());
         };
@@ -410,7 +413,7 @@ impl<L: Link, const SLOTS: usize, const BUF: usize, const RX: usize> Client<L, S
             SlotState::TooLarge { len: payload.len() }
         } else {
             self.slots[slot][..payload.len()].copy_from_slice(payload);
-            SlotState::Ready { error: repr.flags.contains(Flags::ERROR), len: payload.len() }
+            SlotState::Ready { error: flags.contains(Flags::ERROR), len: payload.len() }
         };
         Ok(())
     }
@@ -501,13 +504,15 @@ impl<L: Link + MaybeFd, const RX: usize, const TX: usize> Server<L, RX, TX> {
     /// waiting up to `timeout`; its payload is [`Server::payload`] until the next receive.
     pub fn recv_request(&mut self, timeout: Option<Duration>) -> Result<Request> {
         let d = deadline(timeout);
+        let mut left = timeout;
         loop {
-            let left = d.map(|d| d.saturating_sub(crate::poll::now()));
             let n = self.link.recv_frame_timeout(&mut self.rx, left)?;
-            let repr = FrameRepr::parse(&Frame::new_unchecked(&self.rx[..n]))?;
-            if !repr.flags.contains(Flags::RESPONSE) {
-                return Ok(Request { kind: repr.kind, seq: repr.seq, len: n });
+            // The link checked the frame (header and CRC).
+            let f = Frame::new_unchecked(&self.rx[..n]);
+            if !f.flags().contains(Flags::RESPONSE) {
+                return Ok(Request { kind: f.kind(), seq: f.seq(), len: n });
             }
+            left = d.map(|d| d.saturating_sub(crate::poll::now()));
         }
     }
 

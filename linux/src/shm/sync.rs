@@ -26,21 +26,28 @@ use super::map::AtomicView;
 use super::{Access, Backing, LIVENESS_SLICE, Segment};
 use crate::error::{Error, Result};
 
-/// The futex waiter: sleeps in slices of at most [`LIVENESS_SLICE`] until a deadline.
+/// The futex waiter: sleeps in slices of at most [`LIVENESS_SLICE`] until a deadline,
+/// which it reads the clock for only when it first has to sleep.
 struct FutexWaiter {
+    timeout: Option<Duration>,
     deadline: Option<Duration>,
 }
 
 impl FutexWaiter {
     #[inline]
     fn new(timeout: Option<Duration>) -> FutexWaiter {
-        FutexWaiter { deadline: timeout.map(|t| crate::poll::now().saturating_add(t)) }
+        FutexWaiter { timeout, deadline: None }
     }
 }
 
 impl Waiter for FutexWaiter {
     fn wait(&mut self, word: &AtomicU32, expected: u32) -> core::result::Result<Woke, SyncError> {
         let mut slice = LIVENESS_SLICE;
+        if let Some(t) = self.timeout
+            && self.deadline.is_none()
+        {
+            self.deadline = Some(crate::poll::now().saturating_add(t));
+        }
         if let Some(deadline) = self.deadline {
             let left = deadline.saturating_sub(crate::poll::now());
             if left.is_zero() {
