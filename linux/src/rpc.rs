@@ -37,6 +37,8 @@ pub trait Link {
     fn recv_frame_timeout(&mut self, buf: &mut [u8], timeout: Option<Duration>) -> Result<usize>;
     /// The largest frame a receive accepts (the receive buffer must be this large).
     fn max_recv(&self) -> usize;
+    /// The largest frame a send carries.
+    fn max_send(&self) -> usize;
 }
 
 /// Waits for `flags` on `fd` until `deadline` (monotonic, from [`crate::poll::now`]).
@@ -106,6 +108,9 @@ impl<T: FrameSender + FrameReceiver + AsFd> Link for T {
     fn max_recv(&self) -> usize {
         FrameReceiver::max_frame(self)
     }
+    fn max_send(&self) -> usize {
+        FrameSender::max_frame(self)
+    }
 }
 
 /// A sender and a receiver on two fds: a pipe pair, a pair of message queues.
@@ -135,6 +140,9 @@ impl<S: FrameSender + AsFd, R: FrameReceiver + AsFd> Link for Duplex<S, R> {
     fn max_recv(&self) -> usize {
         self.rx.max_frame()
     }
+    fn max_send(&self) -> usize {
+        self.tx.max_frame()
+    }
 }
 
 /// A pair of shared-memory SPSC rings, one each way; each record is one whole frame,
@@ -151,7 +159,7 @@ pub struct ShmLink {
 fn shm_error(e: Error) -> Error {
     use ember_core::shm::ShmError;
     match e {
-        Error::Shm(ShmError::WriterGone) => Error::PeerGone,
+        Error::Shm(ShmError::WriterGone | ShmError::Closed) => Error::PeerGone,
         Error::Shm(ShmError::Timeout | ShmError::Empty | ShmError::Full) | Error::WouldBlock => Error::TimedOut,
         e => e,
     }
@@ -168,11 +176,18 @@ impl Link for ShmLink {
             t => self.rx.recv(buf, t),
         }
         .map_err(shm_error)?;
-        Frame::new_checked(&buf[..n])?;
+        let total = Frame::new_checked(&buf[..n])?.total_len();
+        if total != n {
+            // One record is one frame, nothing after it (docs/wire-format.md).
+            return Err(Error::Codec(ember_core::Error::TrailingBytes { extra: n - total }));
+        }
         Ok(n)
     }
     fn max_recv(&self) -> usize {
         self.rx.max_record()
+    }
+    fn max_send(&self) -> usize {
+        self.tx.max_record()
     }
 }
 
@@ -289,6 +304,7 @@ pub struct Client<L: Link, const SLOTS: usize, const BUF: usize, const RX: usize
     link: L,
     next_seq: u32,
     seqs: [u32; SLOTS],
+    kinds: [u32; SLOTS],
     states: [SlotState; SLOTS],
     slots: [[u8; BUF]; SLOTS],
     rx: [u8; RX],
@@ -310,6 +326,7 @@ impl<L: Link, const SLOTS: usize, const BUF: usize, const RX: usize> Client<L, S
             link,
             next_seq: 1,
             seqs: [0; SLOTS],
+            kinds: [0; SLOTS],
             states: [SlotState::Free; SLOTS],
             slots: [[0; BUF]; SLOTS],
             rx: [0; RX],
@@ -332,19 +349,35 @@ impl<L: Link, const SLOTS: usize, const BUF: usize, const RX: usize> Client<L, S
     /// are already in flight. The request is encoded in its slot (at most `BUF` bytes).
     pub fn start<T: Serialize + ?Sized>(&mut self, kind: u32, req: &T, timeout: Option<Duration>) -> Result<Ticket> {
         let slot = self.states.iter().position(|s| *s == SlotState::Free).ok_or(Error::WouldBlock)?;
-        let seq = self.next_seq;
-        self.next_seq = self.next_seq.wrapping_add(1).max(1);
+        // A fresh sequence number, never 0 and never one still in flight (after a wrap).
+        let mut seq = self.next_seq;
+        while (0..SLOTS).any(|i| self.states[i] != SlotState::Free && self.seqs[i] == seq) {
+            seq = seq.wrapping_add(1).max(1);
+        }
+        self.next_seq = seq.wrapping_add(1).max(1);
         let frame = ember_core::message::encode(kind, seq, req, &mut self.slots[slot])?;
         self.link.send_frame_timeout(frame, timeout)?;
         self.seqs[slot] = seq;
+        self.kinds[slot] = kind;
         self.states[slot] = SlotState::Waiting;
         Ok(Ticket { slot, seq })
+    }
+
+    /// Gives up a request: its slot is free again, and its response, if it comes, is
+    /// dropped (counted in [`Client::strays`]). A ticket that is neither waited for nor
+    /// cancelled keeps its slot.
+    pub fn cancel(&mut self, t: Ticket) {
+        if self.seqs.get(t.slot) == Some(&t.seq) {
+            self.states[t.slot] = SlotState::Free;
+        }
     }
 
     /// Waits up to `timeout` for the response to `t` and decodes it (borrowing from its
     /// slot). Responses to other requests that arrive meanwhile go to their slots. On a
     /// timeout the request is given up: a late response is dropped (counted in
-    /// [`Client::strays`]).
+    /// [`Client::strays`]). A zero timeout only looks at what the link holds: on
+    /// [`Error::TimedOut`] the request stays in flight, to be waited for again (from a
+    /// poller loop) or [`Client::cancel`]led.
     pub fn wait<'s, U: Deserialize<'s>>(
         &'s mut self,
         t: Ticket,
@@ -356,19 +389,31 @@ impl<L: Link, const SLOTS: usize, const BUF: usize, const RX: usize> Client<L, S
         let d = deadline(timeout);
         let mut left = timeout;
         while self.states[t.slot] == SlotState::Waiting {
-            if left == Some(Duration::ZERO) && timeout != Some(Duration::ZERO) {
-                self.states[t.slot] = SlotState::Free;
-                return Err(CallError::Local(Error::TimedOut));
-            }
-            // A rejected frame (`Codec`): the link goes on with the next one.
+            // A frame the link rejected (`Codec`, or too large for it) concerns that frame
+            // only: the link goes on with the next one.
             if let Err(e) = self.receive_one(left)
-                && !matches!(e, Error::Codec(_))
+                && !matches!(e, Error::Codec(_) | Error::TooLarge { .. } | Error::TooManyFds { .. })
             {
-                self.states[t.slot] = SlotState::Free;
+                // A zero timeout only looks: the request stays in flight (wait again when
+                // the link is readable). Any other end gives it up.
+                if !(timeout == Some(Duration::ZERO) && e == Error::TimedOut) {
+                    self.states[t.slot] = SlotState::Free;
+                }
                 return Err(CallError::Local(e));
             }
-            // Another request's response (or a stray): wait again for the time left.
-            left = d.map(|d| d.saturating_sub(crate::poll::now()));
+            if self.states[t.slot] != SlotState::Waiting {
+                break;
+            }
+            // Another request's response, a stray or a rejected frame: wait again for the
+            // time left. A zero timeout goes on through what the link already holds (the
+            // link's own TimedOut ends it).
+            if timeout != Some(Duration::ZERO) {
+                left = d.map(|d| d.saturating_sub(crate::poll::now()));
+                if left == Some(Duration::ZERO) {
+                    self.states[t.slot] = SlotState::Free;
+                    return Err(CallError::Local(Error::TimedOut));
+                }
+            }
         }
         let state = self.states[t.slot];
         self.states[t.slot] = SlotState::Free;
@@ -393,17 +438,28 @@ impl<L: Link, const SLOTS: usize, const BUF: usize, const RX: usize> Client<L, S
         req: &T,
         timeout: Option<Duration>,
     ) -> core::result::Result<U, CallError<'s>> {
+        let d = deadline(timeout);
         let t = self.start(kind, req, timeout)?;
-        self.wait(t, timeout)
+        let left = d.map(|d| d.saturating_sub(crate::poll::now()));
+        if left == Some(Duration::ZERO) && timeout != Some(Duration::ZERO) {
+            self.cancel(t);
+            return Err(CallError::Local(Error::TimedOut));
+        }
+        self.wait(t, left)
     }
 
     /// Receives one frame and files it in its slot.
     fn receive_one(&mut self, timeout: Option<Duration>) -> Result<()> {
         let n = self.link.recv_frame_timeout(&mut self.rx, timeout)?;
+        if !(ember_core::HEADER_LEN..=RX).contains(&n) {
+            // Not from a correct link; never sliced.
+            return Err(Error::Codec(ember_core::Error::Truncated { needed: ember_core::HEADER_LEN, available: n }));
+        }
         // The link checked the frame (header and CRC).
         let f = Frame::new_unchecked(&self.rx[..n]);
-        let (flags, seq) = (f.flags(), f.seq());
-        let slot = (0..SLOTS).find(|&i| self.states[i] == SlotState::Waiting && self.seqs[i] == seq);
+        let (flags, seq, kind) = (f.flags(), f.seq(), f.kind());
+        let slot =
+            (0..SLOTS).find(|&i| self.states[i] == SlotState::Waiting && self.seqs[i] == seq && self.kinds[i] == kind);
         let Some(slot) = slot.filter(|_| flags.contains(Flags::RESPONSE)) else {
             self.strays += 1;
             return Ok(());
@@ -433,7 +489,9 @@ impl<T: FrameSender + FrameReceiver + AsFd> MaybeFd for T {
 
 impl<S: FrameSender + AsFd, R: FrameReceiver + AsFd> MaybeFd for Duplex<S, R> {
     fn set_nonblocking(&self) -> Result<()> {
-        Ok(())
+        // Again, for a Duplex built from its public fields rather than `Duplex::new`.
+        rustix::io::ioctl_fionbio(self.tx.as_fd(), true)?;
+        Ok(rustix::io::ioctl_fionbio(self.rx.as_fd(), true)?)
     }
 }
 
@@ -463,10 +521,13 @@ pub struct Responder<'a> {
 }
 
 impl Responder<'_> {
-    /// Encodes `msg` as the response ([`Failure`] with code 0 if it does not fit).
+    /// Encodes `msg` as the response ([`Failure`] with code 0 if it does not fit the
+    /// server's buffer or the largest frame the link sends).
     pub fn respond<T: Serialize + ?Sized>(&mut self, msg: &T) -> core::result::Result<(), Failure> {
+        // A failed encoding leaves no earlier response half overwritten behind.
+        self.len = None;
         let frame = ember_core::message::encode_with(Flags::RESPONSE, self.kind, self.seq, msg, self.buf)
-            .map_err(|_| Failure::new(0, "response too large for the server's buffer"))?;
+            .map_err(|_| Failure::new(0, "response too large for the server's buffer or the link"))?;
         self.len = Some(frame.len());
         Ok(())
     }
@@ -483,16 +544,24 @@ pub struct Server<L: Link, const RX: usize, const TX: usize> {
     link: L,
     rx: [u8; RX],
     tx: [u8; TX],
+    rejected: u64,
 }
 
 impl<L: Link + MaybeFd, const RX: usize, const TX: usize> Server<L, RX, TX> {
-    /// A server over `link`.
+    /// The smallest `TX`: an error response with the longest message.
+    pub const MIN_TX: usize = ember_core::HEADER_LEN + 5 + 2 + Failure::MESSAGE_MAX;
+
+    /// A server over `link` ([`Error::BufferTooSmall`] if `RX` is below the link's receive
+    /// limit or `TX` below [`Server::MIN_TX`]).
     pub fn new(link: L) -> Result<Self> {
         if RX < link.max_recv() {
             return Err(Error::BufferTooSmall { needed: link.max_recv() });
         }
+        if TX < Self::MIN_TX {
+            return Err(Error::BufferTooSmall { needed: Self::MIN_TX });
+        }
         link.set_nonblocking()?;
-        Ok(Server { link, rx: [0; RX], tx: [0; TX] })
+        Ok(Server { link, rx: [0; RX], tx: [0; TX], rejected: 0 })
     }
 
     /// The link.
@@ -506,14 +575,38 @@ impl<L: Link + MaybeFd, const RX: usize, const TX: usize> Server<L, RX, TX> {
         let d = deadline(timeout);
         let mut left = timeout;
         loop {
-            let n = self.link.recv_frame_timeout(&mut self.rx, left)?;
-            // The link checked the frame (header and CRC).
-            let f = Frame::new_unchecked(&self.rx[..n]);
-            if !f.flags().contains(Flags::RESPONSE) {
-                return Ok(Request { kind: f.kind(), seq: f.seq(), len: n });
+            match self.link.recv_frame_timeout(&mut self.rx, left) {
+                Ok(n) if (ember_core::HEADER_LEN..=RX).contains(&n) => {
+                    // The link checked the frame (header and CRC).
+                    let f = Frame::new_unchecked(&self.rx[..n]);
+                    if !f.flags().contains(Flags::RESPONSE) {
+                        return Ok(Request { kind: f.kind(), seq: f.seq(), len: n });
+                    }
+                }
+                Ok(_) => {}
+                // One bad or oversized frame from a client does not end the server: the
+                // link goes on with the next one.
+                Err(Error::Codec(_) | Error::TooLarge { .. } | Error::TooManyFds { .. }) => {
+                    self.rejected += 1;
+                }
+                Err(e) => return Err(e),
             }
-            left = d.map(|d| d.saturating_sub(crate::poll::now()));
+            // Skipped a frame: on with the time left. A zero timeout goes on through what
+            // the link already holds (a stream may hold more frames than the fd shows:
+            // stopping early would leave them unseen by a poller).
+            if timeout != Some(Duration::ZERO) {
+                left = d.map(|d| d.saturating_sub(crate::poll::now()));
+                if left == Some(Duration::ZERO) {
+                    return Err(Error::TimedOut);
+                }
+            }
         }
+    }
+
+    /// Frames skipped because the link rejected them (bad CRC, unknown critical flags,
+    /// too large).
+    pub fn rejected(&self) -> u64 {
+        self.rejected
     }
 
     /// The payload of the request received last.
@@ -548,8 +641,9 @@ impl<L: Link + MaybeFd, const RX: usize, const TX: usize> Server<L, RX, TX> {
         handler: &mut impl FnMut(u32, &[u8], &mut Responder<'_>) -> core::result::Result<(), Failure>,
     ) -> Result<Request> {
         let r = self.recv_request(timeout)?;
+        let max = TX.min(self.link.max_send());
         let (rx, tx) = (&self.rx, &mut self.tx);
-        let mut responder = Responder { buf: tx, kind: r.kind, seq: r.seq, len: None };
+        let mut responder = Responder { buf: &mut tx[..max], kind: r.kind, seq: r.seq, len: None };
         let outcome = handler(r.kind, &rx[ember_core::HEADER_LEN..r.len], &mut responder);
         match (outcome, responder.len) {
             (Ok(()), Some(len)) => {

@@ -126,6 +126,21 @@ fn serve_one_in_a_poller_loop() {
         c.call::<_, u32>(SLOW, &(), Some(T)),
         Err(CallError::Remote { code: Failure::NO_RESPONSE, message: "the handler did not respond" })
     );
+    // A corrupt frame (bad CRC) sent to the server is skipped, not fatal: the next call works.
+    {
+        use std::os::fd::AsFd;
+        let mut bad = [0u8; 64];
+        let n = ember_core::message::encode(ADD, 999, &(1u32, 1u32), &mut bad).unwrap().len();
+        bad[n - 1] ^= 0xFF;
+        rustix::io::write(c.link().as_fd(), &bad[..n]).unwrap();
+    }
+    assert_eq!(c.call::<_, u32>(ADD, &(5u32, 6u32), Some(T)), Ok(11));
+    // A cancelled request frees its slot; its late response is dropped as a stray.
+    let strays = c.strays();
+    let t = c.start(ADD, &(1u32, 2u32), Some(T)).unwrap();
+    c.cancel(t);
+    assert_eq!(c.call::<_, u32>(ADD, &(2u32, 2u32), Some(T)), Ok(4));
+    assert_eq!(c.strays(), strays + 1);
     // A zero timeout with nothing there: TimedOut at once, and the request is given up.
     let t = c.start(UNKNOWN, &(), Some(T)).unwrap();
     std::thread::sleep(Duration::from_millis(50));
@@ -134,7 +149,7 @@ fn serve_one_in_a_poller_loop() {
         Err("remote error 1: no such kind".into())
     );
     stop.store(true, Ordering::Relaxed);
-    assert_eq!(h.join().unwrap(), 6);
+    assert_eq!(h.join().unwrap(), 9);
 }
 
 fn peer(args: &[String]) {

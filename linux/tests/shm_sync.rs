@@ -130,6 +130,30 @@ fn dead_owner_is_detected_and_repaired() {
     other.wait_ok();
 }
 
+/// A caller that retries with timeouts shorter than a liveness slice still takes the lock
+/// from a dead owner (each timed-out attempt looks at the owner before giving up); and a
+/// thread that locks twice is told, not deadlocked.
+fn short_timeouts_still_take_over() {
+    let s = Seg::new();
+    let mut holder = Peer::spawn(&["hold", &s.name]);
+    assert_eq!(holder.line(), "locked");
+    holder.kill();
+    let m = s.seg.mutex(MUTEX).unwrap();
+    let mut attempts = 0;
+    let g = loop {
+        attempts += 1;
+        assert!(attempts <= 50, "never took over with 20 ms attempts");
+        match m.lock(Some(Duration::from_millis(20))) {
+            Ok(g) => break g,
+            Err(Error::TimedOut) => {}
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert!(g.owner_died());
+    assert!(matches!(m.lock(Some(Duration::from_millis(20))), Err(Error::Sync(SyncError::Deadlock))));
+    drop(g); // unrepaired: not recoverable, as documented
+}
+
 /// A holder that dies, then the process that took over from it dies too before repairing:
 /// the next locker is told again. Unlocking without repairing makes it not recoverable.
 fn holder_dying_twice() {
@@ -289,6 +313,7 @@ fn main() {
             ("semaphore_bounds_a_pool", semaphore_bounds_a_pool),
             ("dead_owner_is_detected_and_repaired", dead_owner_is_detected_and_repaired),
             ("holder_dying_twice", holder_dying_twice),
+            ("short_timeouts_still_take_over", short_timeouts_still_take_over),
             ("waiters_time_out", waiters_time_out),
             ("event_across_processes", event_across_processes),
             ("offsets_are_checked", offsets_are_checked),

@@ -50,6 +50,8 @@ pub enum SyncError {
     NotOwner,
     /// A semaphore's count is at `u32::MAX`.
     Overflow,
+    /// The calling thread already holds the mutex (it would wait for itself for ever).
+    Deadlock,
 }
 
 impl core::fmt::Display for SyncError {
@@ -60,6 +62,7 @@ impl core::fmt::Display for SyncError {
             SyncError::NotRecoverable => "mutex not recoverable: its owner died and the data was never repaired",
             SyncError::NotOwner => "the calling thread does not hold the mutex",
             SyncError::Overflow => "semaphore count overflow",
+            SyncError::Deadlock => "the calling thread already holds the mutex",
         })
     }
 }
@@ -164,7 +167,8 @@ impl Semaphore {
             }
             self.waiters.fetch_add(1, Ordering::SeqCst);
             let r = if self.count.load(Ordering::SeqCst) == 0 { w.wait(&self.count, 0) } else { Ok(Woke::Early) };
-            let others = self.waiters.fetch_sub(1, Ordering::SeqCst) - 1;
+            // Wrapping: a peer may have reset the word under us; never a panic.
+            let others = self.waiters.fetch_sub(1, Ordering::SeqCst).wrapping_sub(1);
             if let Err(e) = r {
                 // A post may have woken us as we gave up: pass it on.
                 if others > 0 && self.count.load(Ordering::SeqCst) > 0 {
@@ -342,6 +346,9 @@ impl Mutex {
                 return Err(SyncError::NotRecoverable);
             }
             let tid = cur & TID_MASK;
+            if tid == me.tid {
+                return Err(SyncError::Deadlock);
+            }
             if tid == 0 {
                 let new = me.tid | if slept { WAITERS } else { cur & WAITERS };
                 if self.word.compare_exchange(cur, new, Ordering::Acquire, Ordering::Relaxed).is_ok() {
@@ -352,21 +359,10 @@ impl Mutex {
             }
             if check_owner {
                 check_owner = false;
-                let pid = self.owner_pid.load(Ordering::Relaxed);
-                if !w.is_alive(tid, pid) {
-                    // Forget the dead owner's pid before taking the word: between our
-                    // taking it and storing our pid, another waiter must not judge us by
-                    // the dead one's pid (found by the loom model of two waiters).
-                    if self.owner_pid.compare_exchange(pid, 0, Ordering::Relaxed, Ordering::Relaxed).is_err() {
-                        continue;
-                    }
-                    let new = me.tid | INCONSISTENT | WAITERS;
-                    // AcqRel: a waiter that sees our tid sees the pid word cleared.
-                    if self.word.compare_exchange(cur, new, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-                        self.owner_pid.store(me.pid, Ordering::Relaxed);
-                        return Ok(Locked::OwnerDied);
-                    }
-                    continue;
+                match self.take_over_if_dead(cur, me, w) {
+                    Some(true) => return Ok(Locked::OwnerDied),
+                    Some(false) => continue,
+                    None => {}
                 }
             }
             if cur & WAITERS == 0
@@ -379,6 +375,13 @@ impl Mutex {
                 Ok(Woke::Slice) => check_owner = true,
                 Ok(Woke::Early) => {}
                 Err(e) => {
+                    // Before giving up, look at the owner once more: a caller that retries
+                    // with short timeouts must still get the lock from a dead owner.
+                    let cur = self.word.load(Ordering::Acquire);
+                    if cur != NOT_RECOVERABLE && cur & TID_MASK != 0 && self.take_over_if_dead(cur, me, w) == Some(true)
+                    {
+                        return Ok(Locked::OwnerDied);
+                    }
                     // We may have been the one an unlock woke: pass the wake-up on, or
                     // another sleeper waits a whole slice for a free lock.
                     w.wake(&self.word, 1);
@@ -386,6 +389,28 @@ impl Mutex {
                 }
             }
         }
+    }
+
+    /// If the owner named in `cur` is dead, takes the lock over: `Some(true)` taken,
+    /// `Some(false)` lost a race (look again), `None` the owner lives.
+    fn take_over_if_dead(&self, cur: u32, me: Owner, w: &mut impl Waiter) -> Option<bool> {
+        let pid = self.owner_pid.load(Ordering::Relaxed);
+        if w.is_alive(cur & TID_MASK, pid) {
+            return None;
+        }
+        // Forget the dead owner's pid before taking the word: between our taking it and
+        // storing our pid, another waiter must not judge us by the dead one's pid (found by
+        // the loom model of two waiters).
+        if self.owner_pid.compare_exchange(pid, 0, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+            return Some(false);
+        }
+        let new = me.tid | INCONSISTENT | WAITERS;
+        // AcqRel: a waiter that sees our tid sees the pid word cleared.
+        if self.word.compare_exchange(cur, new, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            self.owner_pid.store(me.pid, Ordering::Relaxed);
+            return Some(true);
+        }
+        Some(false)
     }
 
     /// Unlocks; wakes one sleeper if there may be one. Unlocking with the data never marked
@@ -396,23 +421,36 @@ impl Mutex {
         if cur == NOT_RECOVERABLE || cur & TID_MASK != me.tid {
             return Err(SyncError::NotOwner);
         }
-        self.unlock_held(cur & INCONSISTENT != 0, w);
-        Ok(())
+        if self.unlock_held(me, cur & INCONSISTENT != 0, w) { Ok(()) } else { Err(SyncError::NotOwner) }
     }
 
-    /// [`Mutex::unlock`] for a caller that knows it holds the lock (a guard that cannot
-    /// leave its thread) and whether its data is still marked inconsistent: no check, one
-    /// atomic swap.
+    /// [`Mutex::unlock`] for a guard, which knows whether its data is still marked
+    /// inconsistent: one compare-and-swap from our own lock word, so a guard that is not
+    /// the owner any more (a copy in a forked child, a lock taken over) releases nothing.
+    /// Returns whether it unlocked.
     #[inline]
-    pub fn unlock_held(&self, inconsistent: bool, w: &mut impl Waiter) {
+    pub fn unlock_held(&self, me: Owner, inconsistent: bool, w: &mut impl Waiter) -> bool {
         let new = if inconsistent { NOT_RECOVERABLE } else { 0 };
+        let ours = me.tid | if inconsistent { INCONSISTENT } else { 0 };
+        let mut cur = self.word.load(Ordering::Relaxed);
+        if cur & !WAITERS != ours {
+            return false;
+        }
         self.owner_pid.store(0, Ordering::Relaxed);
-        let prev = self.word.swap(new, Ordering::Release);
+        loop {
+            match self.word.compare_exchange_weak(cur, new, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => break,
+                // Only the WAITERS bit may have changed (a sleeper set it): again with it.
+                Err(now) if now & !WAITERS == ours => cur = now,
+                Err(_) => return false,
+            }
+        }
         if new == NOT_RECOVERABLE {
             w.wake(&self.word, u32::MAX);
-        } else if prev & WAITERS != 0 {
+        } else if cur & WAITERS != 0 {
             w.wake(&self.word, 1);
         }
+        true
     }
 
     /// Marks the data repaired after [`Locked::OwnerDied`]: unlocking is normal again.

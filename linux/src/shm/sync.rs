@@ -31,37 +31,49 @@ use crate::error::{Error, Result};
 struct FutexWaiter {
     timeout: Option<Duration>,
     deadline: Option<Duration>,
+    /// When the current liveness slice began (the first sleep, or the last `Slice`).
+    slice_start: Option<Duration>,
 }
 
 impl FutexWaiter {
     #[inline]
     fn new(timeout: Option<Duration>) -> FutexWaiter {
-        FutexWaiter { timeout, deadline: None }
+        FutexWaiter { timeout, deadline: None, slice_start: None }
     }
 }
 
 impl Waiter for FutexWaiter {
+    /// Sleeps until woken, the deadline, or the end of the current liveness slice. The
+    /// slice is counted across sleeps (early wake-ups, signals, spurious returns), so a
+    /// waiter reports `Slice`, and its caller looks at the owner, at least once per
+    /// [`LIVENESS_SLICE`] of waiting, however often it is woken.
     fn wait(&mut self, word: &AtomicU32, expected: u32) -> core::result::Result<Woke, SyncError> {
-        let mut slice = LIVENESS_SLICE;
+        let now = crate::poll::now();
         if let Some(t) = self.timeout
             && self.deadline.is_none()
         {
-            self.deadline = Some(crate::poll::now().saturating_add(t));
+            self.deadline = Some(now.saturating_add(t));
         }
+        let start = *self.slice_start.get_or_insert(now);
+        let mut sleep = LIVENESS_SLICE.saturating_sub(now.saturating_sub(start));
         if let Some(deadline) = self.deadline {
-            let left = deadline.saturating_sub(crate::poll::now());
+            let left = deadline.saturating_sub(now);
             if left.is_zero() {
                 return Err(SyncError::TimedOut);
             }
-            slice = slice.min(left);
+            sleep = sleep.min(left);
         }
-        let ts = futex::Timespec { tv_sec: slice.as_secs() as _, tv_nsec: slice.subsec_nanos() as _ };
-        match futex::wait(word, futex::Flags::empty(), expected, Some(&ts)) {
-            Err(Errno::TIMEDOUT) if slice == LIVENESS_SLICE => Ok(Woke::Slice),
-            // Woken, changed (EAGAIN), interrupted, or a last partial slice: check again
-            // (the next call reports the deadline).
-            _ => Ok(Woke::Early),
+        if !sleep.is_zero() {
+            let ts = futex::Timespec { tv_sec: sleep.as_secs() as _, tv_nsec: sleep.subsec_nanos() as _ };
+            // Woken, changed (EAGAIN), interrupted or timed out: the caller checks again.
+            let _ = futex::wait(word, futex::Flags::empty(), expected, Some(&ts));
         }
+        let after = crate::poll::now();
+        if after.saturating_sub(start) >= LIVENESS_SLICE {
+            self.slice_start = Some(after);
+            return Ok(Woke::Slice);
+        }
+        Ok(Woke::Early)
     }
 
     fn wake(&mut self, word: &AtomicU32, count: u32) {
@@ -74,7 +86,8 @@ impl Waiter for FutexWaiter {
         // recorded (the owner died between taking the lock word and writing its pid), the
         // thread id stands for the process: equal for a single-threaded one.
         let who = if pid != 0 { pid } else { tid };
-        let Some(p) = Pid::from_raw(who as i32) else { return false };
+        // A pid word a peer scribbled over (negative as an i32): unknown, so alive.
+        let Some(p) = i32::try_from(who).ok().and_then(Pid::from_raw) else { return true };
         match rustix::process::pidfd_open(p, PidfdFlags::empty()) {
             Ok(fd) => {
                 let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
@@ -107,22 +120,32 @@ mod ids {
         static CACHED: Cell<Owner> = const { Cell::new(Owner { tid: 0, pid: 0 }) };
     }
 
-    /// One page mapped with `MADV_WIPEONFORK`: a forked child sees it zeroed, which tells
-    /// it that the thread ids it inherited are its parent's. Null until first used;
-    /// dangling never (the page is never unmapped).
+    /// One page mapped with `MADV_WIPEONFORK`, holding the pid of the process it belongs
+    /// to: a forked child sees it zeroed. A thread's cached ids are valid while their pid
+    /// equals the page's, so every thread of a child (the forking one included) asks again.
+    /// Null until first used; [`UNSUPPORTED`] if the kernel cannot wipe on fork; otherwise
+    /// never unmapped.
     static FORK_PAGE: AtomicPtr<AtomicU32> = AtomicPtr::new(core::ptr::null_mut());
+
+    /// `FORK_PAGE` when `MADV_WIPEONFORK` is not available (before Linux 4.14).
+    const UNSUPPORTED: *mut AtomicU32 = core::ptr::dangling_mut();
 
     #[allow(unsafe_code)]
     #[inline]
     fn fork_page() -> Option<&'static AtomicU32> {
         let mut p = FORK_PAGE.load(Ordering::Acquire);
+        if p == UNSUPPORTED {
+            return None;
+        }
         if p.is_null() {
-            p = map_page()?;
-            if let Err(other) =
-                FORK_PAGE.compare_exchange(core::ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire)
-            {
+            let mapped = map_page().unwrap_or(UNSUPPORTED);
+            p = match FORK_PAGE.compare_exchange(core::ptr::null_mut(), mapped, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => mapped,
                 // Another thread mapped one first: use it (ours stays mapped, unused).
-                p = other;
+                Err(other) => other,
+            };
+            if p == UNSUPPORTED {
+                return None;
             }
         }
         // SAFETY: the page is mapped read-write for the life of the process, page-aligned,
@@ -145,7 +168,9 @@ mod ids {
         .ok()?;
         // SAFETY: `p` is the mapping just made, of `len` bytes.
         if unsafe { rustix::mm::madvise(p, len, rustix::mm::Advice::LinuxWipeOnFork) }.is_err() {
-            // Before Linux 4.14: no way to notice a fork cheaply; the caller asks every time.
+            // Before Linux 4.14: no way to notice a fork cheaply; callers ask every time.
+            // SAFETY: our own mapping, never shared.
+            let _ = unsafe { rustix::mm::munmap(p, len) };
             return None;
         }
         Some(p.cast())
@@ -162,11 +187,11 @@ mod ids {
     pub(super) fn current() -> Owner {
         let Some(page) = fork_page() else { return ask() };
         let cached = CACHED.with(Cell::get);
-        if cached.tid != 0 && page.load(Ordering::Relaxed) != 0 {
+        if cached.tid != 0 && page.load(Ordering::Relaxed) == cached.pid {
             return cached;
         }
         let me = ask();
-        page.store(1, Ordering::Relaxed);
+        page.store(me.pid, Ordering::Relaxed);
         CACHED.with(|c| c.set(me));
         me
     }
@@ -322,7 +347,9 @@ impl Drop for MutexGuard<'_> {
     #[inline]
     fn drop(&mut self) {
         // The guard is this thread's (it is not `Send`), so the lock is ours: no check.
-        self.m.unlock_held(self.owner_died, &mut FutexWaiter::new(None));
+        if !self.m.unlock_held(self.me, self.owner_died, &mut FutexWaiter::new(None)) {
+            warn!("shm: a mutex guard found the lock held by another (taken over, or a fork's copy)");
+        }
     }
 }
 
