@@ -6,13 +6,17 @@
 //!   it is already done.
 //! - `cargo xtask bench [args]`: the benchmarks (`ember bench --full [args]`), then the
 //!   D-Bus comparison with zbus (without `args` only).
+//! - `cargo xtask header`: writes `bindings-c/include/ember.h` with cbindgen.
 //! - `cargo xtask bench-dbus [--quick]`: Ember's D-Bus client next to zbus in the same run
 //!   (`benches/dbus`, its own workspace so that zbus stays out of the workspace's build).
 
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: cargo xtask <test | bench [ember bench options] | bench-dbus [--quick]>";
+const USAGE: &str = "usage: cargo xtask <test | header | bench [ember bench options] | bench-dbus [--quick]>";
+/// The committed C header, and cbindgen's configuration for it.
+const HEADER: &str = "bindings-c/include/ember.h";
+const CBINDGEN_TOML: &str = "bindings-c/cbindgen.toml";
 /// The D-Bus comparison crate's manifest (not a workspace member).
 const DBUS_BENCH: &str = "benches/dbus/Cargo.toml";
 
@@ -32,6 +36,16 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("bench") => bench(&args[1..]),
         Some("bench-dbus") => bench_dbus(&args[1..]),
+        Some("header") => match generate_header().and_then(|h| std::fs::write(HEADER, h).map_err(|e| e.to_string())) {
+            Ok(()) => {
+                println!("wrote {HEADER}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("xtask header: {e}");
+                ExitCode::FAILURE
+            }
+        },
         _ => {
             eprintln!("{USAGE}");
             ExitCode::from(2)
@@ -174,6 +188,77 @@ fn step_bench_crate() -> Outcome {
     }))
 }
 
+/// ember.h as cbindgen writes it now.
+fn generate_header() -> Result<String, String> {
+    let config = cbindgen::Config::from_file(CBINDGEN_TOML).map_err(|e| format!("{CBINDGEN_TOML}: {e}"))?;
+    let bindings = cbindgen::Builder::new()
+        .with_crate("bindings-c")
+        .with_config(config)
+        .generate()
+        .map_err(|e| format!("cbindgen: {e}"))?;
+    let mut out = Vec::new();
+    bindings.write(&mut out);
+    String::from_utf8(out).map_err(|e| e.to_string())
+}
+
+/// The C ABI: the committed header is fresh, compiles as C++ too, and the C tests pass
+/// under AddressSanitizer + UBSan and under valgrind, talking to a Rust peer.
+fn step_c_abi() -> Outcome {
+    outcome((|| {
+        ensure_apt(&["gcc", "g++", "valgrind"])?;
+        let fresh = generate_header()?;
+        let committed = std::fs::read_to_string(HEADER).map_err(|e| format!("{HEADER}: {e}"))?;
+        if fresh != committed {
+            return Err(format!("{HEADER} is stale: run `cargo xtask header` and commit it"));
+        }
+        run(cargo().args(["build", "-p", "ember-c", "--example", "wire_peer"]))?;
+        run(cargo().args(["build", "-p", "ember-c"]))?;
+        let out = "target/c-tests";
+        std::fs::create_dir_all(out).map_err(|e| e.to_string())?;
+        // The header as C++ (and with the strictest C flags below).
+        let cpp = format!("{out}/header.cpp");
+        std::fs::write(&cpp, "#include \"ember.h\"\nint main() { return ember_strerror(EMBER_OK) == nullptr; }\n")
+            .map_err(|e| e.to_string())?;
+        run(Command::new("g++")
+            .args(["-std=c++17", "-Wall", "-Wextra", "-Werror", "-Ibindings-c/include", &cpp, "-o"])
+            .arg(format!("{out}/header-cpp")))?;
+        let lib = "target/debug/libember.a";
+        let libs = ["-lpthread", "-ldl", "-lm", "-lrt", "-lgcc_s"];
+        let tests = std::fs::read_dir("bindings-c/tests/c").map_err(|e| e.to_string())?;
+        let mut sources: Vec<String> = tests
+            .filter_map(|e| e.ok().map(|e| e.path().to_string_lossy().into_owned()))
+            .filter(|p| p.ends_with(".c"))
+            .collect();
+        sources.sort();
+        for src in &sources {
+            let name =
+                std::path::Path::new(src).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let common = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-g", "-Ibindings-c/include"];
+            let asan = format!("{out}/{name}-asan");
+            run(Command::new("gcc")
+                .args(common)
+                .args(["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"])
+                .args([src.as_str(), lib, "-o", &asan])
+                .args(libs))?;
+            run(Command::new(&asan)
+                .env("EMBER_WIRE_PEER", "target/debug/examples/wire_peer")
+                .env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1"))?;
+            let plain = format!("{out}/{name}");
+            run(Command::new("gcc").args(common).args([src.as_str(), lib, "-o", &plain]).args(libs))?;
+            run(Command::new("valgrind")
+                .args([
+                    "--quiet",
+                    "--error-exitcode=1",
+                    "--leak-check=full",
+                    "--errors-for-leak-kinds=definite,indirect",
+                ])
+                .arg(&plain)
+                .env("EMBER_WIRE_PEER", "target/debug/examples/wire_peer"))?;
+        }
+        Ok(())
+    })())
+}
+
 fn step_no_std() -> Outcome {
     outcome((|| {
         ensure_target("stable", NO_STD_TARGET)?;
@@ -290,11 +375,12 @@ fn outcome(r: Result<(), String>) -> Outcome {
 
 fn test() -> ExitCode {
     type StepFn = fn() -> Outcome;
-    let steps: [(&'static str, StepFn); 9] = [
+    let steps: [(&'static str, StepFn); 10] = [
         ("cargo fmt --check", step_fmt),
         ("cargo clippy -D warnings", step_clippy),
         ("benches/dbus builds (clippy)", step_bench_crate),
         ("cargo test --workspace", step_test),
+        ("C ABI (header, gcc, ASan, valgrind)", step_c_abi),
         ("no_std and feature builds", step_no_std),
         ("MSRV check (rust-version)", step_msrv),
         ("loom models (shm)", step_loom),

@@ -1,0 +1,102 @@
+//! The stream accumulator: bytes in, whole checked frames out, resynchronising after
+//! garbage (for a C program that reads a byte stream itself).
+
+use core::ffi::c_int;
+
+use ember_core::accumulator::{FeedResult, FrameAccumulator};
+
+use crate::error::*;
+
+/// The largest frame an accumulator reassembles (bigger ones are skipped as they pass).
+pub const EMBER_ACCUMULATOR_MAX_FRAME: usize = 16384;
+
+/// A stream accumulator (opaque).
+pub struct ember_accumulator {
+    acc: FrameAccumulator<EMBER_ACCUMULATOR_MAX_FRAME>,
+}
+
+/// Makes an accumulator into `*out`. Returns `EMBER_OK`, or `EMBER_EINVAL` for a NULL
+/// `out`.
+///
+/// # Safety
+///
+/// `out` must point to a writable pointer.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_accumulator_new(out: *mut *mut ember_accumulator) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let out = unsafe { arg_mut(out)? };
+        *out = Box::into_raw(Box::new(ember_accumulator { acc: FrameAccumulator::new() }));
+        Ok(EMBER_OK)
+    })
+}
+
+/// Frees an accumulator (NULL is ignored).
+///
+/// # Safety
+///
+/// `acc` must come from `ember_accumulator_new` and not be used after.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_accumulator_free(acc: *mut ember_accumulator) {
+    if !acc.is_null() {
+        // SAFETY: made by `Box::into_raw` in `ember_accumulator_new`, freed once.
+        drop(unsafe { Box::from_raw(acc) });
+    }
+}
+
+/// Feeds `len` bytes of `data`. Stops at the first whole frame: copies it into `out`
+/// (`out_cap` bytes), sets `*frame_len`, and returns `EMBER_OK`; `*consumed` says how
+/// many input bytes were used (feed the rest again). Returns `EMBER_EAGAIN` when all the
+/// input was used without completing a frame (`*consumed == len`), `EMBER_EBADMSG` when a
+/// frame was rejected and skipped (feed the rest again), `EMBER_ENOSPC` if `out_cap` is
+/// below `EMBER_ACCUMULATOR_MAX_FRAME` (nothing consumed).
+///
+/// # Safety
+///
+/// `acc` from `ember_accumulator_new`; `data` `len` readable bytes (NULL if 0); `out`
+/// `out_cap` writable bytes; `consumed` and `frame_len` writable `size_t`s.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_accumulator_feed(
+    acc: *mut ember_accumulator,
+    data: *const u8,
+    len: usize,
+    consumed: *mut usize,
+    out: *mut u8,
+    out_cap: usize,
+    frame_len: *mut usize,
+) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract on each pointer, checked for NULL and alignment.
+        let (acc, data, consumed, out, frame_len) = unsafe {
+            (arg_mut(acc)?, bytes(data, len)?, arg_mut(consumed)?, bytes_mut(out, out_cap)?, arg_mut(frame_len)?)
+        };
+        *consumed = 0;
+        *frame_len = 0;
+        if out.len() < EMBER_ACCUMULATOR_MAX_FRAME {
+            return Err(EMBER_ENOSPC);
+        }
+        match acc.acc.feed(data) {
+            FeedResult::Frame { frame, remaining } => {
+                let b = frame.as_bytes();
+                out[..b.len()].copy_from_slice(b);
+                *frame_len = b.len();
+                *consumed = len - remaining.len();
+                Ok(EMBER_OK)
+            }
+            FeedResult::Error { remaining, .. } => {
+                *consumed = len - remaining.len();
+                Err(EMBER_EBADMSG)
+            }
+            FeedResult::Consumed => {
+                *consumed = len;
+                Err(EMBER_EAGAIN)
+            }
+        }
+    })
+}

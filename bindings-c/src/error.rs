@@ -1,0 +1,180 @@
+//! Error codes, `ember_strerror`, `ember_last_os_error`, and the guard every export runs in.
+
+use core::ffi::{c_char, c_int};
+use std::cell::Cell;
+
+use ember_linux::Error;
+
+/// The result codes every function returns: `EMBER_OK` (0) or a negative error. An enum
+/// in the header (its enumerators are plain `int` constants, safe in any expression); the
+/// functions return `int`.
+#[repr(C)]
+#[allow(clippy::upper_case_acronyms)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ember_status {
+    /// Success.
+    EMBER_OK = 0,
+    /// An argument is invalid: a NULL or misaligned pointer, a bad name or size.
+    EMBER_EINVAL = -1,
+    /// The caller's buffer is too small (nothing was consumed or written).
+    EMBER_ENOSPC = -2,
+    /// Nonblocking and nothing to do now: try again later.
+    EMBER_EAGAIN = -3,
+    /// A wait ended at its timeout.
+    EMBER_ETIMEDOUT = -4,
+    /// The peer is gone (every writer closed, the reader closed, the connection reset).
+    EMBER_EPEERGONE = -5,
+    /// A received frame was malformed (bad header, length or CRC) and was skipped.
+    EMBER_EBADMSG = -6,
+    /// A frame or message is larger than the limit in force.
+    EMBER_ETOOBIG = -7,
+    /// The operating system refused: `ember_last_os_error()` gives the `errno`.
+    EMBER_EOS = -8,
+    /// A bug in Ember (a caught panic); the handle should be freed.
+    EMBER_EINTERNAL = -9,
+}
+
+pub(crate) const EMBER_OK: c_int = ember_status::EMBER_OK as c_int;
+pub(crate) const EMBER_EINVAL: c_int = ember_status::EMBER_EINVAL as c_int;
+pub(crate) const EMBER_ENOSPC: c_int = ember_status::EMBER_ENOSPC as c_int;
+pub(crate) const EMBER_EAGAIN: c_int = ember_status::EMBER_EAGAIN as c_int;
+pub(crate) const EMBER_ETIMEDOUT: c_int = ember_status::EMBER_ETIMEDOUT as c_int;
+pub(crate) const EMBER_EPEERGONE: c_int = ember_status::EMBER_EPEERGONE as c_int;
+pub(crate) const EMBER_EBADMSG: c_int = ember_status::EMBER_EBADMSG as c_int;
+pub(crate) const EMBER_ETOOBIG: c_int = ember_status::EMBER_ETOOBIG as c_int;
+pub(crate) const EMBER_EOS: c_int = ember_status::EMBER_EOS as c_int;
+pub(crate) const EMBER_EINTERNAL: c_int = ember_status::EMBER_EINTERNAL as c_int;
+
+thread_local! {
+    static LAST_OS_ERROR: Cell<c_int> = const { Cell::new(0) };
+}
+
+/// The code for an `ember_linux` error (recording the errno for `EMBER_EOS`).
+pub(crate) fn code(e: Error) -> c_int {
+    use ember_core::shm::ShmError;
+    match e {
+        Error::Os(errno) => {
+            LAST_OS_ERROR.with(|c| c.set(errno.raw_os_error()));
+            EMBER_EOS
+        }
+        Error::WouldBlock | Error::Shm(ShmError::Empty | ShmError::Full) => EMBER_EAGAIN,
+        Error::TimedOut | Error::Shm(ShmError::Timeout) => EMBER_ETIMEDOUT,
+        Error::PeerGone | Error::NoReader | Error::Shm(ShmError::WriterGone | ShmError::Closed) => EMBER_EPEERGONE,
+        Error::Codec(ember_core::Error::BufferTooSmall { .. }) | Error::BufferTooSmall { .. } => EMBER_ENOSPC,
+        Error::Codec(ember_core::Error::TooLarge { .. }) | Error::TooLarge { .. } => EMBER_ETOOBIG,
+        Error::Codec(_) => EMBER_EBADMSG,
+        Error::InvalidName => EMBER_EINVAL,
+        _ => EMBER_EINTERNAL,
+    }
+}
+
+/// The code for a frame-codec error.
+pub(crate) fn codec_code(e: ember_core::Error) -> c_int {
+    code(Error::Codec(e))
+}
+
+/// Runs an export's body: its `Err` is the code returned; a panic is `EMBER_EINTERNAL`.
+///
+/// The closure is asserted unwind-safe: after a panic the handle it touched may be
+/// inconsistent, and `EMBER_EINTERNAL` tells the caller to free it.
+pub(crate) fn guard(f: impl FnOnce() -> Result<c_int, c_int>) -> c_int {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(Ok(c) | Err(c)) => c,
+        Err(_) => EMBER_EINTERNAL,
+    }
+}
+
+/// `p` as a reference, or `EMBER_EINVAL` if NULL or misaligned.
+///
+/// # Safety
+///
+/// A non-NULL, aligned `p` must point to a valid `T` for `'a`.
+pub(crate) unsafe fn arg<'a, T>(p: *const T) -> Result<&'a T, c_int> {
+    if p.is_null() || !p.is_aligned() {
+        return Err(EMBER_EINVAL);
+    }
+    // SAFETY: non-null and aligned (checked); valid by the caller's contract.
+    Ok(unsafe { &*p })
+}
+
+/// `p` as a mutable reference, or `EMBER_EINVAL` if NULL or misaligned.
+///
+/// # Safety
+///
+/// A non-NULL, aligned `p` must point to a valid `T`, not aliased, for `'a`.
+pub(crate) unsafe fn arg_mut<'a, T>(p: *mut T) -> Result<&'a mut T, c_int> {
+    if p.is_null() || !p.is_aligned() {
+        return Err(EMBER_EINVAL);
+    }
+    // SAFETY: non-null and aligned (checked); valid and unaliased by the caller's contract.
+    Ok(unsafe { &mut *p })
+}
+
+/// `len` bytes at `p` (`p` may be NULL when `len` is 0), or `EMBER_EINVAL`.
+///
+/// # Safety
+///
+/// A non-NULL `p` must point to `len` readable bytes for `'a`.
+pub(crate) unsafe fn bytes<'a>(p: *const u8, len: usize) -> Result<&'a [u8], c_int> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if p.is_null() || len > isize::MAX as usize {
+        return Err(EMBER_EINVAL);
+    }
+    // SAFETY: non-null; `len` readable bytes by the caller's contract.
+    Ok(unsafe { core::slice::from_raw_parts(p, len) })
+}
+
+/// `cap` writable bytes at `p` (`p` may be NULL when `cap` is 0), or `EMBER_EINVAL`.
+///
+/// # Safety
+///
+/// A non-NULL `p` must point to `cap` writable bytes, not aliased, for `'a`.
+pub(crate) unsafe fn bytes_mut<'a>(p: *mut u8, cap: usize) -> Result<&'a mut [u8], c_int> {
+    if cap == 0 {
+        return Ok(&mut []);
+    }
+    if p.is_null() || cap > isize::MAX as usize {
+        return Err(EMBER_EINVAL);
+    }
+    // SAFETY: non-null; `cap` writable, unaliased bytes by the caller's contract.
+    Ok(unsafe { core::slice::from_raw_parts_mut(p, cap) })
+}
+
+/// A static, NUL-terminated description of `code` ("unknown error" for others).
+///
+/// # Safety
+///
+/// Always safe to call. The string is static and must not be freed.
+///
+/// Thread safety: any thread, any time.
+#[unsafe(no_mangle)]
+pub extern "C" fn ember_strerror(code: c_int) -> *const c_char {
+    let s: &'static core::ffi::CStr = match code {
+        EMBER_OK => c"success",
+        EMBER_EINVAL => c"invalid argument (NULL or misaligned pointer, bad name or size)",
+        EMBER_ENOSPC => c"buffer too small",
+        EMBER_EAGAIN => c"would block: try again later",
+        EMBER_ETIMEDOUT => c"timed out",
+        EMBER_EPEERGONE => c"the peer is gone",
+        EMBER_EBADMSG => c"malformed frame (skipped)",
+        EMBER_ETOOBIG => c"frame or message too large",
+        EMBER_EOS => c"operating system error (see ember_last_os_error)",
+        EMBER_EINTERNAL => c"internal error in Ember (a bug)",
+        _ => c"unknown error",
+    };
+    s.as_ptr()
+}
+
+/// The `errno` of the last call in this thread that returned `EMBER_EOS` (0 if none).
+///
+/// # Safety
+///
+/// Always safe to call.
+///
+/// Thread safety: per thread (each thread sees its own last error).
+#[unsafe(no_mangle)]
+pub extern "C" fn ember_last_os_error() -> c_int {
+    LAST_OS_ERROR.with(Cell::get)
+}

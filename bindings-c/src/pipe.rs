@@ -1,0 +1,235 @@
+//! Pipes carrying Ember frames: a stream reader (reassembles frames) and a writer (whole
+//! frames, never half of one; `SIGPIPE` never kills the process).
+
+use core::ffi::c_int;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use ember_linux::pipe::{StreamReader, Writer};
+use ember_linux::{FrameReceiver, FrameSender};
+
+use crate::error::*;
+
+/// The largest frame a pipe reader reassembles, and the smallest receive buffer.
+pub const EMBER_PIPE_MAX_FRAME: usize = 16384;
+
+/// The reading end of a pipe (opaque).
+pub struct ember_pipe_reader {
+    r: StreamReader<EMBER_PIPE_MAX_FRAME>,
+}
+
+/// The writing end of a pipe (opaque).
+pub struct ember_pipe_writer {
+    w: Writer,
+}
+
+fn owned(fd: c_int) -> Result<OwnedFd, c_int> {
+    if fd < 0 {
+        return Err(EMBER_EINVAL);
+    }
+    // SAFETY: the caller hands over an open fd it owns (the function's contract).
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Makes a pipe (`pipe2(O_CLOEXEC)`): its reader into `*reader`, its writer into
+/// `*writer`. Returns `EMBER_OK`, `EMBER_EINVAL` for NULL pointers, or `EMBER_EOS`.
+///
+/// # Safety
+///
+/// `reader` and `writer` must point to writable pointers.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_pipe_new(
+    reader: *mut *mut ember_pipe_reader,
+    writer: *mut *mut ember_pipe_writer,
+) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let (reader, writer) = unsafe { (arg_mut(reader)?, arg_mut(writer)?) };
+        let (r, w) = ember_linux::pipe::pipe().map_err(code)?;
+        let r = StreamReader::from_fd(r.into_fd());
+        *reader = Box::into_raw(Box::new(ember_pipe_reader { r }));
+        *writer = Box::into_raw(Box::new(ember_pipe_writer { w }));
+        Ok(EMBER_OK)
+    })
+}
+
+/// A reader over `fd` (a pipe's or FIFO's read end, or any stream: stdin), which it now
+/// owns (closed by `ember_pipe_reader_free`). Returns `EMBER_OK` or `EMBER_EINVAL`.
+///
+/// # Safety
+///
+/// `fd` must be an open descriptor the caller owns and does not use or close after;
+/// `out` must point to a writable pointer.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_pipe_reader_from_fd(fd: c_int, out: *mut *mut ember_pipe_reader) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let out = unsafe { arg_mut(out)? };
+        *out = Box::into_raw(Box::new(ember_pipe_reader { r: StreamReader::from_fd(owned(fd)?) }));
+        Ok(EMBER_OK)
+    })
+}
+
+/// A writer over `fd` (a pipe's or FIFO's write end, or stdout), which it now owns.
+///
+/// # Safety
+///
+/// As `ember_pipe_reader_from_fd`.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_pipe_writer_from_fd(fd: c_int, out: *mut *mut ember_pipe_writer) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let out = unsafe { arg_mut(out)? };
+        *out = Box::into_raw(Box::new(ember_pipe_writer { w: Writer::stream(owned(fd)?) }));
+        Ok(EMBER_OK)
+    })
+}
+
+/// Sends one whole frame (as written by `ember_frame_encode`). Returns `EMBER_OK`;
+/// `EMBER_EPEERGONE` when no reader is left (never `SIGPIPE`); `EMBER_EAGAIN` in
+/// nonblocking mode when the pipe is full (nothing was sent); `EMBER_EBADMSG` if `frame`
+/// is not exactly one frame; `EMBER_EINVAL` for NULL pointers.
+///
+/// # Safety
+///
+/// `w` from `ember_pipe_new` or `ember_pipe_writer_from_fd`; `frame` `len` readable bytes.
+///
+/// Thread safety: not with other calls on the same handle. Frames up to 4096 bytes
+/// written by several writers to one pipe never interleave (`PIPE_BUF`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_pipe_writer_send(w: *mut ember_pipe_writer, frame: *const u8, len: usize) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let (w, frame) = unsafe { (arg_mut(w)?, bytes(frame, len)?) };
+        w.w.send_frame(frame).map_err(code)?;
+        Ok(EMBER_OK)
+    })
+}
+
+/// Receives the next whole, checked frame into `buf` (`cap` bytes, at least
+/// `EMBER_PIPE_MAX_FRAME`) and its length into `*len`. Returns `EMBER_OK`;
+/// `EMBER_EPEERGONE` at end of stream; `EMBER_EAGAIN` in nonblocking mode with nothing
+/// whole yet; `EMBER_EBADMSG` for a rejected frame (the next call goes on after it);
+/// `EMBER_ENOSPC` for a small `buf`.
+///
+/// # Safety
+///
+/// `r` from `ember_pipe_new` or `ember_pipe_reader_from_fd`; `buf` `cap` writable bytes;
+/// `len` a writable `size_t`.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_pipe_reader_recv(
+    r: *mut ember_pipe_reader,
+    buf: *mut u8,
+    cap: usize,
+    len: *mut usize,
+) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let (r, buf, len) = unsafe { (arg_mut(r)?, bytes_mut(buf, cap)?, arg_mut(len)?) };
+        *len = r.r.recv_frame(buf).map_err(code)?;
+        Ok(EMBER_OK)
+    })
+}
+
+/// Switches the reader's fd to nonblocking (`on` != 0) or blocking mode.
+///
+/// # Safety
+///
+/// `r` from `ember_pipe_new` or `ember_pipe_reader_from_fd`.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_pipe_reader_set_nonblocking(r: *mut ember_pipe_reader, on: c_int) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let r = unsafe { arg_mut(r)? };
+        rustix::io::ioctl_fionbio(&r.r, on != 0).map_err(|e| code(e.into()))?;
+        Ok(EMBER_OK)
+    })
+}
+
+/// Switches the writer's fd to nonblocking (`on` != 0) or blocking mode.
+///
+/// # Safety
+///
+/// `w` from `ember_pipe_new` or `ember_pipe_writer_from_fd`.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_pipe_writer_set_nonblocking(w: *mut ember_pipe_writer, on: c_int) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let w = unsafe { arg_mut(w)? };
+        rustix::io::ioctl_fionbio(&w.w, on != 0).map_err(|e| code(e.into()))?;
+        Ok(EMBER_OK)
+    })
+}
+
+/// The reader's fd (for `poll`/`epoll`; still owned by the reader), or `EMBER_EINVAL`.
+///
+/// # Safety
+///
+/// `r` from `ember_pipe_new` or `ember_pipe_reader_from_fd`.
+///
+/// Thread safety: any thread while the handle lives.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_pipe_reader_fd(r: *const ember_pipe_reader) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let r = unsafe { arg(r)? };
+        Ok(rustix::fd::AsFd::as_fd(&r.r).as_raw_fd())
+    })
+}
+
+/// The writer's fd (still owned by the writer), or `EMBER_EINVAL`.
+///
+/// # Safety
+///
+/// `w` from `ember_pipe_new` or `ember_pipe_writer_from_fd`.
+///
+/// Thread safety: any thread while the handle lives.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_pipe_writer_fd(w: *const ember_pipe_writer) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let w = unsafe { arg(w)? };
+        Ok(rustix::fd::AsFd::as_fd(&w.w).as_raw_fd())
+    })
+}
+
+/// Frees a reader and closes its fd (NULL is ignored).
+///
+/// # Safety
+///
+/// `r` from `ember_pipe_new` or `ember_pipe_reader_from_fd`, not used after.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_pipe_reader_free(r: *mut ember_pipe_reader) {
+    if !r.is_null() {
+        // SAFETY: made by `Box::into_raw` here, freed once.
+        drop(unsafe { Box::from_raw(r) });
+    }
+}
+
+/// Frees a writer and closes its fd (NULL is ignored); its reader then sees the end.
+///
+/// # Safety
+///
+/// `w` from `ember_pipe_new` or `ember_pipe_writer_from_fd`, not used after.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_pipe_writer_free(w: *mut ember_pipe_writer) {
+    if !w.is_null() {
+        // SAFETY: made by `Box::into_raw` here, freed once.
+        drop(unsafe { Box::from_raw(w) });
+    }
+}
