@@ -34,6 +34,21 @@
 #define EMBER_FLAG_ERROR 2
 
 /*
+ Open for sending only.
+ */
+#define EMBER_MQ_SEND 1
+
+/*
+ Open for receiving only.
+ */
+#define EMBER_MQ_RECEIVE 2
+
+/*
+ Open for both.
+ */
+#define EMBER_MQ_BOTH 3
+
+/*
  The largest frame a pipe reader reassembles, and the smallest receive buffer.
  */
 #define EMBER_PIPE_MAX_FRAME 16384
@@ -87,9 +102,25 @@ typedef enum ember_status {
 } ember_status;
 
 /*
+ Special `timeout_ms` values (an enum in the header, so that the negative value is a
+ plain constant in any C expression).
+ */
+typedef enum ember_timeout {
+  /*
+   Wait for ever (any negative `timeout_ms` does).
+   */
+  EMBER_FOREVER = -1,
+} ember_timeout;
+
+/*
  A stream accumulator (opaque).
  */
 typedef struct ember_accumulator ember_accumulator;
+
+/*
+ A POSIX message queue (opaque).
+ */
+typedef struct ember_mq ember_mq;
 
 /*
  The reading end of a pipe (opaque).
@@ -242,6 +273,109 @@ int ember_frame_encode(uint32_t kind,
  Thread safety: any thread; no shared state.
  */
 int ember_frame_decode(const uint8_t *frame, size_t len, struct ember_frame_info *info);
+
+/*
+ Creates the queue `name` (`/name`, no other slash, at most 255 bytes) with room for
+ `max_msgs` messages of `msg_size` bytes (the largest frame), mode 0600, `O_EXCL`, and
+ opens it as `access` (`EMBER_MQ_*`). Returns `EMBER_OK`; `EMBER_EINVAL` for a bad name
+ or access (checked before any syscall); `EMBER_EOS` (`EEXIST`, `EMFILE`, limits in
+ `/proc/sys/fs/mqueue`).
+
+ # Safety
+
+ `name` must be a NUL-terminated string; `out` a writable pointer.
+
+ Thread safety: any thread.
+ */
+int ember_mq_create(const char *name,
+                    size_t max_msgs,
+                    size_t msg_size,
+                    int access_mode,
+                    struct ember_mq **out);
+
+/*
+ Opens the existing queue `name` as `access` (`EMBER_MQ_*`).
+
+ # Safety
+
+ As `ember_mq_create`.
+
+ Thread safety: any thread.
+ */
+int ember_mq_open(const char *name, int access_mode, struct ember_mq **out);
+
+/*
+ Removes the queue `name` from the system (open handles keep working).
+
+ # Safety
+
+ `name` must be a NUL-terminated string.
+
+ Thread safety: any thread.
+ */
+int ember_mq_unlink(const char *name);
+
+/*
+ Sends one whole frame with priority `prio` (higher first), waiting up to `timeout_ms`
+ while the queue is full (`EMBER_FOREVER`: for ever; 0: not at all). Returns
+ `EMBER_OK`; `EMBER_ETIMEDOUT`; `EMBER_ETOOBIG` for a frame over the queue's message
+ size; `EMBER_EBADMSG` if `frame` is not exactly one frame.
+
+ # Safety
+
+ `q` from `ember_mq_create`/`_open`; `frame` `len` readable bytes.
+
+ Thread safety: not with other calls on the same handle (several handles on one queue,
+ in any threads or processes, are fine).
+ */
+int ember_mq_send(struct ember_mq *q,
+                  const uint8_t *frame,
+                  size_t len,
+                  uint32_t prio,
+                  int64_t timeout_ms);
+
+/*
+ Receives the highest-priority frame into `buf` (`cap` bytes, at least the queue's
+ message size), its length into `*len` and, if `prio` is not NULL, its priority,
+ waiting up to `timeout_ms`. Returns `EMBER_OK`; `EMBER_ETIMEDOUT`; `EMBER_ENOSPC`;
+ `EMBER_EBADMSG` for a malformed message (consumed).
+
+ # Safety
+
+ `q` from `ember_mq_create`/`_open`; `buf` `cap` writable bytes; `len` a writable
+ `size_t`; `prio` NULL or a writable `uint32_t`.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_mq_recv(struct ember_mq *q,
+                  uint8_t *buf,
+                  size_t cap,
+                  size_t *len,
+                  uint32_t *prio,
+                  int64_t timeout_ms);
+
+/*
+ The queue's fd (for `poll`/`epoll`; still owned by the handle).
+
+ # Safety
+
+ `q` from `ember_mq_create`/`_open`.
+
+ Thread safety: any thread while the handle lives.
+ */
+int ember_mq_fd(const struct ember_mq *q);
+
+/*
+ Closes the queue (NULL is ignored). A queue made by `ember_mq_create` is also
+ unlinked.
+
+ # Safety
+
+ `q` from `ember_mq_create`/`_open`, not used after.
+
+ Thread safety: not with other calls on the same handle.
+ */
+void ember_mq_free(struct ember_mq *q);
 
 /*
  Makes a pipe (`pipe2(O_CLOEXEC)`): its reader into `*reader`, its writer into

@@ -24,6 +24,7 @@
 pub mod accumulator;
 pub mod error;
 pub mod frame;
+pub mod mq;
 pub mod pipe;
 
 pub use error::{ember_last_os_error, ember_status, ember_strerror};

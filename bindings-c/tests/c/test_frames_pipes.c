@@ -1,4 +1,4 @@
-/* The C ABI's frames, accumulator and pipes, every error path included, and the wire
+/* The C ABI's frames, accumulator, pipes and message queues, every error path included, and the wire
  * test against a Rust process. Built by `cargo xtask test` with
  * gcc -std=c11 -Wall -Wextra -Werror -pedantic, run under ASan+UBSan and under valgrind.
  * The Rust peer's path is in the environment variable EMBER_WIRE_PEER. */
@@ -168,6 +168,47 @@ static void test_pipes(void) {
     ember_pipe_writer_free(NULL);
 }
 
+static void test_mq(void) {
+    char name[64];
+    snprintf(name, sizeof name, "/ember-c-test-%d", (int)getpid());
+    ember_mq *q = NULL, *q2 = NULL;
+    CHECK_CODE(ember_mq_create("no-slash", 4, 256, EMBER_MQ_BOTH, &q), EMBER_EINVAL);
+    CHECK_CODE(ember_mq_create("/a/b", 4, 256, EMBER_MQ_BOTH, &q), EMBER_EINVAL);
+    CHECK_CODE(ember_mq_create(name, 4, 256, 9, &q), EMBER_EINVAL);
+    CHECK_CODE(ember_mq_create(NULL, 4, 256, EMBER_MQ_BOTH, &q), EMBER_EINVAL);
+    CHECK_CODE(ember_mq_create(name, 4, 256, EMBER_MQ_BOTH, &q), EMBER_OK);
+    CHECK(ember_mq_fd(q) >= 0);
+    CHECK_CODE(ember_mq_create(name, 4, 256, EMBER_MQ_BOTH, &q2), EMBER_EOS);
+    CHECK(ember_last_os_error() == EEXIST);
+    CHECK_CODE(ember_mq_open(name, EMBER_MQ_SEND, &q2), EMBER_OK);
+    uint8_t frame[64];
+    size_t len = 0, got = 0;
+    uint32_t prio = 0;
+    CHECK_CODE(ember_frame_encode(1, 10, 0, (const uint8_t *)"low", 3, frame, sizeof frame, &len), EMBER_OK);
+    CHECK_CODE(ember_mq_send(q2, frame, len, 1, EMBER_FOREVER), EMBER_OK);
+    CHECK_CODE(ember_frame_encode(1, 20, 0, (const uint8_t *)"high", 4, frame, sizeof frame, &len), EMBER_OK);
+    CHECK_CODE(ember_mq_send(q2, frame, len, 5, 0), EMBER_OK);
+    ember_frame_info info;
+    CHECK_CODE(ember_mq_recv(q, big, sizeof big, &got, &prio, 1000), EMBER_OK);
+    CHECK_CODE(ember_frame_decode(big, got, &info), EMBER_OK);
+    CHECK(info.seq == 20 && prio == 5);
+    CHECK_CODE(ember_mq_recv(q, big, sizeof big, &got, NULL, 1000), EMBER_OK);
+    CHECK_CODE(ember_frame_decode(big, got, &info), EMBER_OK);
+    CHECK(info.seq == 10);
+    /* Empty: a zero timeout returns at once; a small buffer; half a frame; NULLs. */
+    CHECK_CODE(ember_mq_recv(q, big, sizeof big, &got, NULL, 0), EMBER_ETIMEDOUT);
+    CHECK_CODE(ember_mq_recv(q, big, 16, &got, NULL, 0), EMBER_ENOSPC);
+    CHECK_CODE(ember_mq_send(q2, frame, len - 1, 0, 0), EMBER_EBADMSG);
+    CHECK_CODE(ember_mq_send(NULL, frame, len, 0, 0), EMBER_EINVAL);
+    CHECK_CODE(ember_mq_recv(q, NULL, sizeof big, &got, NULL, 0), EMBER_EINVAL);
+    ember_mq_free(q2);
+    ember_mq_free(q); /* the creator's handle unlinks the queue */
+    CHECK_CODE(ember_mq_open(name, EMBER_MQ_BOTH, &q2), EMBER_EOS);
+    CHECK(ember_last_os_error() == ENOENT);
+    CHECK_CODE(ember_mq_unlink(name), EMBER_EOS);
+    ember_mq_free(NULL);
+}
+
 /* C and Rust exchange frames through two pipes: C sends kind 7 "msg <seq>", the Rust
  * peer checks each and answers kind 8 "echo <seq>", which C checks. */
 static void test_wire_with_rust(void) {
@@ -218,6 +259,7 @@ int main(void) {
     test_frames();
     test_accumulator();
     test_pipes();
+    test_mq();
     test_wire_with_rust();
     if (failures) {
         fprintf(stderr, "%d check(s) failed\n", failures);
