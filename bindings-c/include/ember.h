@@ -99,6 +99,28 @@ typedef enum ember_status {
    A bug in Ember (a caught panic); the handle should be freed.
    */
   EMBER_EINTERNAL = -9,
+  /*
+   The mutex is now held by the caller, but its last owner died holding it: repair the
+   data, then `ember_mutex_consistent`, then unlock.
+   */
+  EMBER_EOWNERDEAD = -10,
+  /*
+   The mutex was taken from a dead owner and unlocked without being repaired: it can
+   no longer be locked.
+   */
+  EMBER_ENOTRECOVERABLE = -11,
+  /*
+   The calling thread already holds the mutex.
+   */
+  EMBER_EDEADLK = -12,
+  /*
+   The calling thread does not hold the mutex.
+   */
+  EMBER_ENOTOWNER = -13,
+  /*
+   A semaphore's count is at its maximum.
+   */
+  EMBER_EOVERFLOW = -14,
 } ember_status;
 
 /*
@@ -131,6 +153,11 @@ typedef struct ember_pipe_reader ember_pipe_reader;
  The writing end of a pipe (opaque).
  */
 typedef struct ember_pipe_writer ember_pipe_writer;
+
+/*
+ A sync segment (opaque).
+ */
+typedef struct ember_sync_segment ember_sync_segment;
 
 /*
  What `ember_frame_decode` found: the header's fields and where the payload is.
@@ -509,6 +536,198 @@ void ember_pipe_reader_free(struct ember_pipe_reader *r);
  Thread safety: not with other calls on the same handle.
  */
 void ember_pipe_writer_free(struct ember_pipe_writer *w);
+
+/*
+ Creates the named segment (`/name`, `O_EXCL`, mode 0600) with a data area of
+ `capacity` bytes (a multiple of 8, at least 64), zeroed: zeroed mutexes are unlocked,
+ events at 0, semaphores at 0. `fingerprint` is the application's layout id; openers
+ must give the same. The creator's `ember_sync_segment_free` unlinks the name.
+
+ # Safety
+
+ `name` a NUL-terminated string; `out` a writable pointer.
+
+ Thread safety: any thread.
+ */
+int ember_sync_segment_create(const char *name,
+                              size_t capacity,
+                              uint64_t fingerprint,
+                              struct ember_sync_segment **out);
+
+/*
+ Opens the named segment, checking its header and `fingerprint` (`EMBER_EBADMSG` if they
+ do not match).
+
+ # Safety
+
+ As `ember_sync_segment_create`.
+
+ Thread safety: any thread.
+ */
+int ember_sync_segment_open(const char *name,
+                            uint64_t fingerprint,
+                            struct ember_sync_segment **out);
+
+/*
+ The data area: `*data` its first byte (8-aligned), `*len` its size. The primitives live
+ inside it at the offsets the application chose; the rest is the application's shared
+ data (access it with atomics or under a mutex).
+
+ # Safety
+
+ `seg` from `ember_sync_segment_create`/`_open`; `data` and `len` writable. The pointer
+ is valid until the segment is freed.
+
+ Thread safety: any thread while the handle lives.
+ */
+int ember_sync_segment_data(const struct ember_sync_segment *seg, void **data, size_t *len);
+
+/*
+ Unmaps the segment (NULL is ignored); the creator's handle also unlinks its name.
+
+ # Safety
+
+ `seg` from `ember_sync_segment_create`/`_open`, not used after; no thread may hold a
+ pointer from `ember_sync_segment_data` after.
+
+ Thread safety: not with other calls on the same handle.
+ */
+void ember_sync_segment_free(struct ember_sync_segment *seg);
+
+/*
+ Locks the mutex at `offset`, waiting up to `timeout_ms` (`EMBER_FOREVER`, or 0: do not
+ wait). Returns `EMBER_OK`; `EMBER_EOWNERDEAD` with the lock held when its last owner died
+ holding it (repair, `ember_mutex_consistent`, unlock); `EMBER_ETIMEDOUT`;
+ `EMBER_ENOTRECOVERABLE`; `EMBER_EDEADLK` if this thread holds it; `EMBER_EINVAL` for a
+ misaligned or out-of-range offset. No syscall when the mutex is free.
+
+ # Safety
+
+ `seg` from `ember_sync_segment_create`/`_open`.
+
+ Thread safety: any thread; the thread that locks must unlock.
+ */
+int ember_mutex_lock(const struct ember_sync_segment *seg, size_t offset, int64_t timeout_ms);
+
+/*
+ Locks the mutex at `offset` if it is free: `EMBER_OK`, or `EMBER_EAGAIN` if held (a
+ dead owner is only noticed by `ember_mutex_lock`).
+
+ # Safety
+
+ `seg` from `ember_sync_segment_create`/`_open`.
+
+ Thread safety: any thread; the thread that locks must unlock.
+ */
+int ember_mutex_trylock(const struct ember_sync_segment *seg, size_t offset);
+
+/*
+ Unlocks the mutex at `offset` (`EMBER_ENOTOWNER` if this thread does not hold it).
+ After `EMBER_EOWNERDEAD` without `ember_mutex_consistent`, the mutex becomes not
+ recoverable.
+
+ # Safety
+
+ `seg` from `ember_sync_segment_create`/`_open`.
+
+ Thread safety: the thread that locked.
+ */
+int ember_mutex_unlock(const struct ember_sync_segment *seg, size_t offset);
+
+/*
+ Marks the data repaired after `EMBER_EOWNERDEAD` (this thread must hold the lock).
+
+ # Safety
+
+ `seg` from `ember_sync_segment_create`/`_open`.
+
+ Thread safety: the thread that holds the lock.
+ */
+int ember_mutex_consistent(const struct ember_sync_segment *seg, size_t offset);
+
+/*
+ Sets the semaphore at `offset` to `count` (the creator, before others use it).
+
+ # Safety
+
+ `seg` from `ember_sync_segment_create`/`_open`.
+
+ Thread safety: before the semaphore is shared.
+ */
+int ember_sem_init(const struct ember_sync_segment *seg, size_t offset, uint32_t count);
+
+/*
+ Adds one to the semaphore at `offset`, waking a waiter (`EMBER_EOVERFLOW` at the
+ maximum). No syscall when nobody waits.
+
+ # Safety
+
+ `seg` from `ember_sync_segment_create`/`_open`.
+
+ Thread safety: any thread.
+ */
+int ember_sem_post(const struct ember_sync_segment *seg, size_t offset);
+
+/*
+ Takes one from the semaphore at `offset`, waiting up to `timeout_ms` while it is zero
+ (`EMBER_ETIMEDOUT`; 0: `EMBER_EAGAIN` at once).
+
+ # Safety
+
+ `seg` from `ember_sync_segment_create`/`_open`.
+
+ Thread safety: any thread.
+ */
+int ember_sem_wait(const struct ember_sync_segment *seg, size_t offset, int64_t timeout_ms);
+
+/*
+ The semaphore's count now (it may change at once).
+
+ # Safety
+
+ `seg` from `ember_sync_segment_create`/`_open`; `count` writable.
+
+ Thread safety: any thread.
+ */
+int ember_sem_count(const struct ember_sync_segment *seg, size_t offset, uint32_t *count);
+
+/*
+ The event's counter now, into `*seen` (pass it to `ember_event_wait_change`).
+
+ # Safety
+
+ `seg` from `ember_sync_segment_create`/`_open`; `seen` writable.
+
+ Thread safety: any thread.
+ */
+int ember_event_current(const struct ember_sync_segment *seg, size_t offset, uint32_t *seen);
+
+/*
+ Waits up to `timeout_ms` until the event's counter differs from `seen`; the new value
+ into `*now` (if not NULL). What the notifier wrote before notifying is visible after.
+
+ # Safety
+
+ `seg` from `ember_sync_segment_create`/`_open`; `now` NULL or writable.
+
+ Thread safety: any thread.
+ */
+int ember_event_wait_change(const struct ember_sync_segment *seg,
+                            size_t offset,
+                            uint32_t seen,
+                            int64_t timeout_ms,
+                            uint32_t *now);
+
+/*
+ Advances the event's counter and wakes one waiter (`all` == 0) or every waiter.
+
+ # Safety
+
+ `seg` from `ember_sync_segment_create`/`_open`.
+
+ Thread safety: any thread.
+ */
+int ember_event_notify(const struct ember_sync_segment *seg, size_t offset, int all);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -32,6 +32,18 @@ pub enum ember_status {
     EMBER_EOS = -8,
     /// A bug in Ember (a caught panic); the handle should be freed.
     EMBER_EINTERNAL = -9,
+    /// The mutex is now held by the caller, but its last owner died holding it: repair the
+    /// data, then `ember_mutex_consistent`, then unlock.
+    EMBER_EOWNERDEAD = -10,
+    /// The mutex was taken from a dead owner and unlocked without being repaired: it can
+    /// no longer be locked.
+    EMBER_ENOTRECOVERABLE = -11,
+    /// The calling thread already holds the mutex.
+    EMBER_EDEADLK = -12,
+    /// The calling thread does not hold the mutex.
+    EMBER_ENOTOWNER = -13,
+    /// A semaphore's count is at its maximum.
+    EMBER_EOVERFLOW = -14,
 }
 
 pub(crate) const EMBER_OK: c_int = ember_status::EMBER_OK as c_int;
@@ -44,6 +56,11 @@ pub(crate) const EMBER_EBADMSG: c_int = ember_status::EMBER_EBADMSG as c_int;
 pub(crate) const EMBER_ETOOBIG: c_int = ember_status::EMBER_ETOOBIG as c_int;
 pub(crate) const EMBER_EOS: c_int = ember_status::EMBER_EOS as c_int;
 pub(crate) const EMBER_EINTERNAL: c_int = ember_status::EMBER_EINTERNAL as c_int;
+pub(crate) const EMBER_EOWNERDEAD: c_int = ember_status::EMBER_EOWNERDEAD as c_int;
+pub(crate) const EMBER_ENOTRECOVERABLE: c_int = ember_status::EMBER_ENOTRECOVERABLE as c_int;
+pub(crate) const EMBER_EDEADLK: c_int = ember_status::EMBER_EDEADLK as c_int;
+pub(crate) const EMBER_ENOTOWNER: c_int = ember_status::EMBER_ENOTOWNER as c_int;
+pub(crate) const EMBER_EOVERFLOW: c_int = ember_status::EMBER_EOVERFLOW as c_int;
 
 thread_local! {
     static LAST_OS_ERROR: Cell<c_int> = const { Cell::new(0) };
@@ -64,6 +81,18 @@ pub(crate) fn code(e: Error) -> c_int {
         Error::Codec(ember_core::Error::TooLarge { .. }) | Error::TooLarge { .. } => EMBER_ETOOBIG,
         Error::Codec(_) => EMBER_EBADMSG,
         Error::InvalidName => EMBER_EINVAL,
+        Error::Sync(s) => {
+            use ember_core::shm::sync::SyncError;
+            match s {
+                SyncError::NotRecoverable => EMBER_ENOTRECOVERABLE,
+                SyncError::Deadlock => EMBER_EDEADLK,
+                SyncError::NotOwner => EMBER_ENOTOWNER,
+                SyncError::Overflow => EMBER_EOVERFLOW,
+                SyncError::TimedOut => EMBER_ETIMEDOUT,
+                SyncError::WouldBlock => EMBER_EAGAIN,
+            }
+        }
+        Error::Shm(_) => EMBER_EBADMSG,
         _ => EMBER_EINTERNAL,
     }
 }
@@ -162,6 +191,11 @@ pub extern "C" fn ember_strerror(code: c_int) -> *const c_char {
         EMBER_ETOOBIG => c"frame or message too large",
         EMBER_EOS => c"operating system error (see ember_last_os_error)",
         EMBER_EINTERNAL => c"internal error in Ember (a bug)",
+        EMBER_EOWNERDEAD => c"the mutex's owner died: repair the data, then ember_mutex_consistent",
+        EMBER_ENOTRECOVERABLE => c"the mutex is not recoverable (its owner died and the data was never repaired)",
+        EMBER_EDEADLK => c"the calling thread already holds the mutex",
+        EMBER_ENOTOWNER => c"the calling thread does not hold the mutex",
+        EMBER_EOVERFLOW => c"semaphore count overflow",
         _ => c"unknown error",
     };
     s.as_ptr()

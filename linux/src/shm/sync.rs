@@ -95,9 +95,10 @@ impl Waiter for FutexWaiter {
                 !matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
             }
             Err(Errno::SRCH) => false,
-            // EINVAL: a thread id that is not a process; ENOSYS: no pidfds. Alive, then: a
-            // waiter with a timeout still returns.
-            Err(_) => true,
+            // EINVAL (a thread id that is not a process's) or ENOSYS (no pidfds: kernels
+            // before 5.3, valgrind): ask `kill(who, 0)`, which takes thread ids too. Only
+            // ESRCH means gone; anything else (EPERM: another user's) counts as alive.
+            Err(_) => rustix::process::test_kill_process(p) != Err(Errno::SRCH),
         }
     }
 }
@@ -309,6 +310,34 @@ impl<'a> SharedMutex<'a> {
         let me = current_owner();
         self.m.try_lock(me)?;
         Ok(MutexGuard { m: self.m, me, owner_died: false, thread_bound: PhantomData })
+    }
+
+    /// Locks without a guard, for callers that cannot hold one (the C ABI): as
+    /// [`SharedMutex::lock`], and the caller unlocks with [`SharedMutex::unlock`] from the
+    /// same thread. Returns how it was acquired.
+    pub fn lock_unguarded(&self, timeout: Option<Duration>) -> Result<Locked> {
+        let me = current_owner();
+        match self.m.try_lock(me) {
+            Err(SyncError::WouldBlock) => Ok(self.m.lock(me, &mut FutexWaiter::new(timeout))?),
+            r => Ok(r?),
+        }
+    }
+
+    /// [`SharedMutex::try_lock`] without a guard.
+    pub fn try_lock_unguarded(&self) -> Result<Locked> {
+        Ok(self.m.try_lock(current_owner())?)
+    }
+
+    /// Unlocks a mutex locked with [`SharedMutex::lock_unguarded`] by this thread
+    /// ([`Error::Sync`]`(NotOwner)` otherwise). Unlocking after `OwnerDied` without
+    /// [`SharedMutex::mark_consistent`] makes it not recoverable.
+    pub fn unlock(&self) -> Result<()> {
+        Ok(self.m.unlock(current_owner(), &mut FutexWaiter::new(None))?)
+    }
+
+    /// Marks the data repaired after `OwnerDied` (this thread must hold the lock).
+    pub fn mark_consistent(&self) -> Result<()> {
+        Ok(self.m.mark_consistent(current_owner())?)
     }
 
     /// The lock word (owner thread id and flags), for inspection.

@@ -1,0 +1,341 @@
+//! Mutexes, semaphores and events shared between processes, in a sync segment
+//! (docs/sync.md). The application lays out the segment's data area: each primitive is 8
+//! bytes at a 4-byte aligned offset of its choosing, and `ember_sync_segment_data` gives
+//! the area for its own shared data.
+
+use core::ffi::{CStr, c_char, c_int, c_void};
+
+use ember_linux::shm::{Backing, SyncSegment};
+
+use crate::error::*;
+use crate::mq::timeout;
+
+/// A sync segment (opaque).
+pub struct ember_sync_segment {
+    seg: SyncSegment,
+}
+
+/// The segment's name from C, else `EMBER_EINVAL`.
+///
+/// # Safety
+///
+/// A non-NULL `p` must point to a NUL-terminated string.
+unsafe fn name<'a>(p: *const c_char) -> Result<&'a str, c_int> {
+    if p.is_null() {
+        return Err(EMBER_EINVAL);
+    }
+    // SAFETY: non-null and NUL-terminated by the caller's contract.
+    unsafe { CStr::from_ptr(p) }.to_str().map_err(|_| EMBER_EINVAL)
+}
+
+/// Creates the named segment (`/name`, `O_EXCL`, mode 0600) with a data area of
+/// `capacity` bytes (a multiple of 8, at least 64), zeroed: zeroed mutexes are unlocked,
+/// events at 0, semaphores at 0. `fingerprint` is the application's layout id; openers
+/// must give the same. The creator's `ember_sync_segment_free` unlinks the name.
+///
+/// # Safety
+///
+/// `name` a NUL-terminated string; `out` a writable pointer.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_sync_segment_create(
+    name: *const c_char,
+    capacity: usize,
+    fingerprint: u64,
+    out: *mut *mut ember_sync_segment,
+) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let (n, out) = unsafe { (self::name(name)?, arg_mut(out)?) };
+        let seg = SyncSegment::create(Backing::Named(n), capacity, fingerprint).map_err(code)?;
+        *out = Box::into_raw(Box::new(ember_sync_segment { seg }));
+        Ok(EMBER_OK)
+    })
+}
+
+/// Opens the named segment, checking its header and `fingerprint` (`EMBER_EBADMSG` if they
+/// do not match).
+///
+/// # Safety
+///
+/// As `ember_sync_segment_create`.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_sync_segment_open(
+    name: *const c_char,
+    fingerprint: u64,
+    out: *mut *mut ember_sync_segment,
+) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let (n, out) = unsafe { (self::name(name)?, arg_mut(out)?) };
+        let seg = SyncSegment::open(n, fingerprint).map_err(code)?;
+        *out = Box::into_raw(Box::new(ember_sync_segment { seg }));
+        Ok(EMBER_OK)
+    })
+}
+
+/// The data area: `*data` its first byte (8-aligned), `*len` its size. The primitives live
+/// inside it at the offsets the application chose; the rest is the application's shared
+/// data (access it with atomics or under a mutex).
+///
+/// # Safety
+///
+/// `seg` from `ember_sync_segment_create`/`_open`; `data` and `len` writable. The pointer
+/// is valid until the segment is freed.
+///
+/// Thread safety: any thread while the handle lives.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_sync_segment_data(
+    seg: *const ember_sync_segment,
+    data: *mut *mut c_void,
+    len: *mut usize,
+) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let (seg, data, len) = unsafe { (arg(seg)?, arg_mut(data)?, arg_mut(len)?) };
+        let first = seg.seg.u32_at(0).map_err(code)?;
+        *data = (first as *const core::sync::atomic::AtomicU32).cast_mut().cast();
+        *len = seg.seg.capacity();
+        Ok(EMBER_OK)
+    })
+}
+
+/// Unmaps the segment (NULL is ignored); the creator's handle also unlinks its name.
+///
+/// # Safety
+///
+/// `seg` from `ember_sync_segment_create`/`_open`, not used after; no thread may hold a
+/// pointer from `ember_sync_segment_data` after.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_sync_segment_free(seg: *mut ember_sync_segment) {
+    if !seg.is_null() {
+        // SAFETY: made by `Box::into_raw` here, freed once.
+        drop(unsafe { Box::from_raw(seg) });
+    }
+}
+
+/// Locks the mutex at `offset`, waiting up to `timeout_ms` (`EMBER_FOREVER`, or 0: do not
+/// wait). Returns `EMBER_OK`; `EMBER_EOWNERDEAD` with the lock held when its last owner died
+/// holding it (repair, `ember_mutex_consistent`, unlock); `EMBER_ETIMEDOUT`;
+/// `EMBER_ENOTRECOVERABLE`; `EMBER_EDEADLK` if this thread holds it; `EMBER_EINVAL` for a
+/// misaligned or out-of-range offset. No syscall when the mutex is free.
+///
+/// # Safety
+///
+/// `seg` from `ember_sync_segment_create`/`_open`.
+///
+/// Thread safety: any thread; the thread that locks must unlock.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_mutex_lock(seg: *const ember_sync_segment, offset: usize, timeout_ms: i64) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let seg = unsafe { arg(seg)? };
+        let m = seg.seg.mutex(offset).map_err(|_| EMBER_EINVAL)?;
+        let t = timeout(timeout_ms);
+        let how = if t == Some(core::time::Duration::ZERO) { m.try_lock_unguarded() } else { m.lock_unguarded(t) };
+        match how.map_err(code)? {
+            ember_core::shm::sync::Locked::Clean => Ok(EMBER_OK),
+            ember_core::shm::sync::Locked::OwnerDied => Ok(EMBER_EOWNERDEAD),
+        }
+    })
+}
+
+/// Locks the mutex at `offset` if it is free: `EMBER_OK`, or `EMBER_EAGAIN` if held (a
+/// dead owner is only noticed by `ember_mutex_lock`).
+///
+/// # Safety
+///
+/// `seg` from `ember_sync_segment_create`/`_open`.
+///
+/// Thread safety: any thread; the thread that locks must unlock.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_mutex_trylock(seg: *const ember_sync_segment, offset: usize) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let seg = unsafe { arg(seg)? };
+        let m = seg.seg.mutex(offset).map_err(|_| EMBER_EINVAL)?;
+        m.try_lock_unguarded().map_err(code)?;
+        Ok(EMBER_OK)
+    })
+}
+
+/// Unlocks the mutex at `offset` (`EMBER_ENOTOWNER` if this thread does not hold it).
+/// After `EMBER_EOWNERDEAD` without `ember_mutex_consistent`, the mutex becomes not
+/// recoverable.
+///
+/// # Safety
+///
+/// `seg` from `ember_sync_segment_create`/`_open`.
+///
+/// Thread safety: the thread that locked.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_mutex_unlock(seg: *const ember_sync_segment, offset: usize) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let seg = unsafe { arg(seg)? };
+        seg.seg.mutex(offset).map_err(|_| EMBER_EINVAL)?.unlock().map_err(code)?;
+        Ok(EMBER_OK)
+    })
+}
+
+/// Marks the data repaired after `EMBER_EOWNERDEAD` (this thread must hold the lock).
+///
+/// # Safety
+///
+/// `seg` from `ember_sync_segment_create`/`_open`.
+///
+/// Thread safety: the thread that holds the lock.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_mutex_consistent(seg: *const ember_sync_segment, offset: usize) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let seg = unsafe { arg(seg)? };
+        seg.seg.mutex(offset).map_err(|_| EMBER_EINVAL)?.mark_consistent().map_err(code)?;
+        Ok(EMBER_OK)
+    })
+}
+
+/// Sets the semaphore at `offset` to `count` (the creator, before others use it).
+///
+/// # Safety
+///
+/// `seg` from `ember_sync_segment_create`/`_open`.
+///
+/// Thread safety: before the semaphore is shared.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_sem_init(seg: *const ember_sync_segment, offset: usize, count: u32) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let seg = unsafe { arg(seg)? };
+        seg.seg.semaphore(offset).map_err(|_| EMBER_EINVAL)?.init(count);
+        Ok(EMBER_OK)
+    })
+}
+
+/// Adds one to the semaphore at `offset`, waking a waiter (`EMBER_EOVERFLOW` at the
+/// maximum). No syscall when nobody waits.
+///
+/// # Safety
+///
+/// `seg` from `ember_sync_segment_create`/`_open`.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_sem_post(seg: *const ember_sync_segment, offset: usize) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let seg = unsafe { arg(seg)? };
+        seg.seg.semaphore(offset).map_err(|_| EMBER_EINVAL)?.post().map_err(code)?;
+        Ok(EMBER_OK)
+    })
+}
+
+/// Takes one from the semaphore at `offset`, waiting up to `timeout_ms` while it is zero
+/// (`EMBER_ETIMEDOUT`; 0: `EMBER_EAGAIN` at once).
+///
+/// # Safety
+///
+/// `seg` from `ember_sync_segment_create`/`_open`.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_sem_wait(seg: *const ember_sync_segment, offset: usize, timeout_ms: i64) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let seg = unsafe { arg(seg)? };
+        let s = seg.seg.semaphore(offset).map_err(|_| EMBER_EINVAL)?;
+        let t = timeout(timeout_ms);
+        if t == Some(core::time::Duration::ZERO) { s.try_wait() } else { s.wait(t) }.map_err(code)?;
+        Ok(EMBER_OK)
+    })
+}
+
+/// The semaphore's count now (it may change at once).
+///
+/// # Safety
+///
+/// `seg` from `ember_sync_segment_create`/`_open`; `count` writable.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_sem_count(seg: *const ember_sync_segment, offset: usize, count: *mut u32) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let (seg, count) = unsafe { (arg(seg)?, arg_mut(count)?) };
+        *count = seg.seg.semaphore(offset).map_err(|_| EMBER_EINVAL)?.count();
+        Ok(EMBER_OK)
+    })
+}
+
+/// The event's counter now, into `*seen` (pass it to `ember_event_wait_change`).
+///
+/// # Safety
+///
+/// `seg` from `ember_sync_segment_create`/`_open`; `seen` writable.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_event_current(seg: *const ember_sync_segment, offset: usize, seen: *mut u32) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let (seg, seen) = unsafe { (arg(seg)?, arg_mut(seen)?) };
+        *seen = seg.seg.event(offset).map_err(|_| EMBER_EINVAL)?.current();
+        Ok(EMBER_OK)
+    })
+}
+
+/// Waits up to `timeout_ms` until the event's counter differs from `seen`; the new value
+/// into `*now` (if not NULL). What the notifier wrote before notifying is visible after.
+///
+/// # Safety
+///
+/// `seg` from `ember_sync_segment_create`/`_open`; `now` NULL or writable.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_event_wait_change(
+    seg: *const ember_sync_segment,
+    offset: usize,
+    seen: u32,
+    timeout_ms: i64,
+    now: *mut u32,
+) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let seg = unsafe { arg(seg)? };
+        let v =
+            seg.seg.event(offset).map_err(|_| EMBER_EINVAL)?.wait_change(seen, timeout(timeout_ms)).map_err(code)?;
+        if !now.is_null() {
+            // SAFETY: as above.
+            *unsafe { arg_mut(now)? } = v;
+        }
+        Ok(EMBER_OK)
+    })
+}
+
+/// Advances the event's counter and wakes one waiter (`all` == 0) or every waiter.
+///
+/// # Safety
+///
+/// `seg` from `ember_sync_segment_create`/`_open`.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_event_notify(seg: *const ember_sync_segment, offset: usize, all: c_int) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let seg = unsafe { arg(seg)? };
+        let e = seg.seg.event(offset).map_err(|_| EMBER_EINVAL)?;
+        if all != 0 {
+            e.notify_all()
+        } else {
+            e.notify_one()
+        }
+        Ok(EMBER_OK)
+    })
+}
