@@ -54,6 +54,31 @@
 #define EMBER_PIPE_MAX_FRAME 16384
 
 /*
+ The largest request or response payload.
+ */
+#define EMBER_RPC_MAX_PAYLOAD 4072
+
+/*
+ Error code in an error response: the server has no handler for the kind.
+ */
+#define EMBER_RPC_UNKNOWN_KIND 1
+
+/*
+ Error code: the request's payload was not what the kind takes.
+ */
+#define EMBER_RPC_BAD_REQUEST 2
+
+/*
+ Error code: the handler did not respond (a negative return).
+ */
+#define EMBER_RPC_NO_RESPONSE 3
+
+/*
+ The first error code free for applications.
+ */
+#define EMBER_RPC_FIRST_APPLICATION_CODE 256
+
+/*
  The result codes every function returns: `EMBER_OK` (0) or a negative error. An enum
  in the header (its enumerators are plain `int` constants, safe in any expression); the
  functions return `int`.
@@ -121,6 +146,10 @@ typedef enum ember_status {
    A semaphore's count is at its maximum.
    */
   EMBER_EOVERFLOW = -14,
+  /*
+   The server answered with an error response (its code and message are returned).
+   */
+  EMBER_EREMOTE = -15,
 } ember_status;
 
 /*
@@ -153,6 +182,16 @@ typedef struct ember_pipe_reader ember_pipe_reader;
  The writing end of a pipe (opaque).
  */
 typedef struct ember_pipe_writer ember_pipe_writer;
+
+/*
+ An rpc client (opaque).
+ */
+typedef struct ember_rpc_client ember_rpc_client;
+
+/*
+ An rpc server (opaque).
+ */
+typedef struct ember_rpc_server ember_rpc_server;
 
 /*
  A sync segment (opaque).
@@ -188,6 +227,20 @@ typedef struct ember_frame_info {
    */
   size_t frame_len;
 } ember_frame_info;
+
+/*
+ A request handler: reads `req_len` bytes of `req` (a request of `kind`), writes up to
+ `resp_cap` bytes of response into `resp` and their count into `*resp_len`, and returns
+ 0. A positive return is an error response with that code (`EMBER_RPC_*` or the
+ application's, from 256); a negative one is `EMBER_RPC_NO_RESPONSE`.
+ */
+typedef int (*ember_rpc_handler)(void *user,
+                                 uint32_t kind,
+                                 const uint8_t *req,
+                                 size_t req_len,
+                                 uint8_t *resp,
+                                 size_t resp_cap,
+                                 size_t *resp_len);
 
 #ifdef __cplusplus
 extern "C" {
@@ -536,6 +589,130 @@ void ember_pipe_reader_free(struct ember_pipe_reader *r);
  Thread safety: not with other calls on the same handle.
  */
 void ember_pipe_writer_free(struct ember_pipe_writer *w);
+
+/*
+ A client over a connected Unix socket `fd` (seqpacket if `seqpacket` != 0, else
+ stream), which it now owns.
+
+ # Safety
+
+ `fd` an open socket the caller owns and no longer uses; `out` a writable pointer.
+
+ Thread safety: any thread.
+ */
+int ember_rpc_client_from_socket(int fd, int seqpacket, struct ember_rpc_client **out);
+
+/*
+ A client over two pipe ends: responses are read from `read_fd`, requests written to
+ `write_fd`; it owns both.
+
+ # Safety
+
+ Both fds open, owned by the caller and no longer used by it; `out` writable.
+
+ Thread safety: any thread.
+ */
+int ember_rpc_client_from_pipes(int read_fd, int write_fd, struct ember_rpc_client **out);
+
+/*
+ Calls: sends a request of `kind` with `req_len` bytes of `req`, and waits up to
+ `timeout_ms` for its response, copied into `resp` (`resp_cap` bytes) with its length in
+ `*resp_len`. Returns `EMBER_OK`; `EMBER_EREMOTE` for an error response (its code in
+ `*remote_code`, its message NUL-terminated in `resp`, cut to fit); `EMBER_ETIMEDOUT`;
+ `EMBER_EPEERGONE`; `EMBER_ETOOBIG` for a request or response over
+ `EMBER_RPC_MAX_PAYLOAD`; `EMBER_ENOSPC` if the response does not fit `resp`.
+
+ # Safety
+
+ `c` from `ember_rpc_client_from_*`; `req` `req_len` readable bytes; `resp` `resp_cap`
+ writable bytes; `resp_len` and `remote_code` writable.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_rpc_call(struct ember_rpc_client *c,
+                   uint32_t kind,
+                   const uint8_t *req,
+                   size_t req_len,
+                   uint8_t *resp,
+                   size_t resp_cap,
+                   size_t *resp_len,
+                   uint32_t *remote_code,
+                   int64_t timeout_ms);
+
+/*
+ Frees a client and closes its fds (NULL is ignored).
+
+ # Safety
+
+ `c` from `ember_rpc_client_from_*`, not used after.
+
+ Thread safety: not with other calls on the same handle.
+ */
+void ember_rpc_client_free(struct ember_rpc_client *c);
+
+/*
+ A server over a connected Unix socket `fd` (seqpacket if `seqpacket` != 0), which it
+ now owns.
+
+ # Safety
+
+ As `ember_rpc_client_from_socket`.
+
+ Thread safety: any thread.
+ */
+int ember_rpc_server_from_socket(int fd, int seqpacket, struct ember_rpc_server **out);
+
+/*
+ A server over two pipe ends: requests read from `read_fd`, responses written to
+ `write_fd`; it owns both.
+
+ # Safety
+
+ As `ember_rpc_client_from_pipes`.
+
+ Thread safety: any thread.
+ */
+int ember_rpc_server_from_pipes(int read_fd, int write_fd, struct ember_rpc_server **out);
+
+/*
+ Receives one request, waiting up to `timeout_ms` (0: only what is there, for a poller
+ loop: call until `EMBER_ETIMEDOUT`), and answers it through `handler(user, ...)`.
+ Returns `EMBER_OK` when a request was answered; `EMBER_ETIMEDOUT`; `EMBER_EPEERGONE`
+ when the client is gone. Frames the link rejects are skipped.
+
+ # Safety
+
+ `s` from `ember_rpc_server_from_*`; `handler` a valid function that keeps to its
+ buffers' bounds (it gets `user` unchanged).
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_rpc_serve_one(struct ember_rpc_server *s,
+                        int64_t timeout_ms,
+                        ember_rpc_handler handler,
+                        void *user);
+
+/*
+ The fd to poll for readability before `ember_rpc_serve_one` with a zero timeout.
+
+ # Safety
+
+ `s` from `ember_rpc_server_from_*`.
+
+ Thread safety: any thread while the handle lives.
+ */
+int ember_rpc_server_fd(struct ember_rpc_server *s);
+
+/*
+ Frees a server and closes its fds (NULL is ignored).
+
+ # Safety
+
+ `s` from `ember_rpc_server_from_*`, not used after.
+
+ Thread safety: not with other calls on the same handle.
+ */
+void ember_rpc_server_free(struct ember_rpc_server *s);
 
 /*
  Creates the named segment (`/name`, `O_EXCL`, mode 0600) with a data area of

@@ -44,6 +44,8 @@ pub enum ember_status {
     EMBER_ENOTOWNER = -13,
     /// A semaphore's count is at its maximum.
     EMBER_EOVERFLOW = -14,
+    /// The server answered with an error response (its code and message are returned).
+    EMBER_EREMOTE = -15,
 }
 
 pub(crate) const EMBER_OK: c_int = ember_status::EMBER_OK as c_int;
@@ -61,6 +63,7 @@ pub(crate) const EMBER_ENOTRECOVERABLE: c_int = ember_status::EMBER_ENOTRECOVERA
 pub(crate) const EMBER_EDEADLK: c_int = ember_status::EMBER_EDEADLK as c_int;
 pub(crate) const EMBER_ENOTOWNER: c_int = ember_status::EMBER_ENOTOWNER as c_int;
 pub(crate) const EMBER_EOVERFLOW: c_int = ember_status::EMBER_EOVERFLOW as c_int;
+pub(crate) const EMBER_EREMOTE: c_int = ember_status::EMBER_EREMOTE as c_int;
 
 thread_local! {
     static LAST_OS_ERROR: Cell<c_int> = const { Cell::new(0) };
@@ -196,6 +199,7 @@ pub extern "C" fn ember_strerror(code: c_int) -> *const c_char {
         EMBER_EDEADLK => c"the calling thread already holds the mutex",
         EMBER_ENOTOWNER => c"the calling thread does not hold the mutex",
         EMBER_EOVERFLOW => c"semaphore count overflow",
+        EMBER_EREMOTE => c"the server answered with an error",
         _ => c"unknown error",
     };
     s.as_ptr()

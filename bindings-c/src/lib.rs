@@ -26,6 +26,7 @@ pub mod error;
 pub mod frame;
 pub mod mq;
 pub mod pipe;
+pub mod rpc;
 pub mod sync;
 
 pub use error::{ember_last_os_error, ember_status, ember_strerror};

@@ -348,6 +348,24 @@ impl<L: Link, const SLOTS: usize, const BUF: usize, const RX: usize> Client<L, S
     /// Sends a request of `kind` carrying `req`; [`Error::WouldBlock`] if `SLOTS` requests
     /// are already in flight. The request is encoded in its slot (at most `BUF` bytes).
     pub fn start<T: Serialize + ?Sized>(&mut self, kind: u32, req: &T, timeout: Option<Duration>) -> Result<Ticket> {
+        self.start_frame(kind, timeout, |seq, buf| Ok(ember_core::message::encode(kind, seq, req, buf)?.len()))
+    }
+
+    /// [`Client::start`] with the payload as raw bytes (no postcard), for peers that speak
+    /// bytes (the C ABI).
+    pub fn start_raw(&mut self, kind: u32, payload: &[u8], timeout: Option<Duration>) -> Result<Ticket> {
+        self.start_frame(kind, timeout, |seq, buf| {
+            let repr = ember_core::frame::FrameRepr { flags: Flags::empty(), kind, seq, payload_len: payload.len() };
+            Ok(repr.emit_with_payload(payload, buf)?.len())
+        })
+    }
+
+    fn start_frame(
+        &mut self,
+        kind: u32,
+        timeout: Option<Duration>,
+        encode: impl FnOnce(u32, &mut [u8]) -> Result<usize>,
+    ) -> Result<Ticket> {
         let slot = self.states.iter().position(|s| *s == SlotState::Free).ok_or(Error::WouldBlock)?;
         // A fresh sequence number, never 0 and never one still in flight (after a wrap).
         let mut seq = self.next_seq;
@@ -355,8 +373,8 @@ impl<L: Link, const SLOTS: usize, const BUF: usize, const RX: usize> Client<L, S
             seq = seq.wrapping_add(1).max(1);
         }
         self.next_seq = seq.wrapping_add(1).max(1);
-        let frame = ember_core::message::encode(kind, seq, req, &mut self.slots[slot])?;
-        self.link.send_frame_timeout(frame, timeout)?;
+        let n = encode(seq, &mut self.slots[slot])?;
+        self.link.send_frame_timeout(&self.slots[slot][..n], timeout)?;
         self.seqs[slot] = seq;
         self.kinds[slot] = kind;
         self.states[slot] = SlotState::Waiting;
@@ -383,6 +401,16 @@ impl<L: Link, const SLOTS: usize, const BUF: usize, const RX: usize> Client<L, S
         t: Ticket,
         timeout: Option<Duration>,
     ) -> core::result::Result<U, CallError<'s>> {
+        let payload = self.wait_raw(t, timeout)?;
+        ember_core::message::decode_payload(payload).map_err(|e| CallError::Local(e.into()))
+    }
+
+    /// [`Client::wait`] returning the response's payload as raw bytes (no postcard).
+    pub fn wait_raw<'s>(
+        &'s mut self,
+        t: Ticket,
+        timeout: Option<Duration>,
+    ) -> core::result::Result<&'s [u8], CallError<'s>> {
         if self.seqs.get(t.slot) != Some(&t.seq) || self.states[t.slot] == SlotState::Free {
             return Err(CallError::Local(Error::Os(rustix::io::Errno::INVAL)));
         }
@@ -418,9 +446,7 @@ impl<L: Link, const SLOTS: usize, const BUF: usize, const RX: usize> Client<L, S
         let state = self.states[t.slot];
         self.states[t.slot] = SlotState::Free;
         match state {
-            SlotState::Ready { error: false, len } => {
-                ember_core::message::decode_payload(&self.slots[t.slot][..len]).map_err(|e| CallError::Local(e.into()))
-            }
+            SlotState::Ready { error: false, len } => Ok(&self.slots[t.slot][..len]),
             SlotState::Ready { error: true, len } => {
                 let (code, message): (u32, &str) = ember_core::message::decode_payload(&self.slots[t.slot][..len])
                     .map_err(|e| CallError::Local(e.into()))?;
@@ -521,6 +547,23 @@ pub struct Responder<'a> {
 }
 
 impl Responder<'_> {
+    /// Sends `payload` as the response's raw bytes (no postcard), for handlers that speak
+    /// bytes (the C ABI); [`Failure`] with code 0 if it does not fit.
+    pub fn respond_raw(&mut self, payload: &[u8]) -> core::result::Result<(), Failure> {
+        self.len = None;
+        let repr = ember_core::frame::FrameRepr {
+            flags: Flags::RESPONSE,
+            kind: self.kind,
+            seq: self.seq,
+            payload_len: payload.len(),
+        };
+        let frame = repr
+            .emit_with_payload(payload, self.buf)
+            .map_err(|_| Failure::new(0, "response too large for the server's buffer or the link"))?;
+        self.len = Some(frame.len());
+        Ok(())
+    }
+
     /// Encodes `msg` as the response ([`Failure`] with code 0 if it does not fit the
     /// server's buffer or the largest frame the link sends).
     pub fn respond<T: Serialize + ?Sized>(&mut self, msg: &T) -> core::result::Result<(), Failure> {
