@@ -7,13 +7,15 @@
 //! - `cargo xtask bench [args]`: the benchmarks (`ember bench --full [args]`), then the
 //!   D-Bus comparison with zbus (without `args` only).
 //! - `cargo xtask header`: writes `bindings-c/include/ember.h` with cbindgen.
+//! - `cargo xtask c-abi`: the C ABI step of `test` alone (header, C++, C tests under
+//!   ASan+UBSan and valgrind).
 //! - `cargo xtask bench-dbus [--quick]`: Ember's D-Bus client next to zbus in the same run
 //!   (`benches/dbus`, its own workspace so that zbus stays out of the workspace's build).
 
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: cargo xtask <test | header | bench [ember bench options] | bench-dbus [--quick]>";
+const USAGE: &str = "usage: cargo xtask <test | header | c-abi | bench [ember bench options] | bench-dbus [--quick]>";
 /// The committed C header, and cbindgen's configuration for it.
 const HEADER: &str = "bindings-c/include/ember.h";
 const CBINDGEN_TOML: &str = "bindings-c/cbindgen.toml";
@@ -36,6 +38,13 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("bench") => bench(&args[1..]),
         Some("bench-dbus") => bench_dbus(&args[1..]),
+        Some("c-abi") => {
+            if let Outcome::Fail(e) = step_c_abi() {
+                eprintln!("xtask c-abi: {e}");
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
         Some("header") => match generate_header().and_then(|h| std::fs::write(HEADER, h).map_err(|e| e.to_string())) {
             Ok(()) => {
                 println!("wrote {HEADER}");
@@ -219,11 +228,13 @@ fn step_c_abi() -> Outcome {
         let cpp = format!("{out}/header.cpp");
         std::fs::write(&cpp, "#include \"ember.h\"\nint main() { return ember_strerror(EMBER_OK) == nullptr; }\n")
             .map_err(|e| e.to_string())?;
-        run(Command::new("g++")
-            .args(["-std=c++17", "-Wall", "-Wextra", "-Werror", "-Ibindings-c/include", &cpp, "-o"])
-            .arg(format!("{out}/header-cpp")))?;
         let lib = "target/debug/libember.a";
         let libs = ["-lpthread", "-ldl", "-lm", "-lrt", "-lgcc_s"];
+        let cpp_exe = format!("{out}/header-cpp");
+        run(Command::new("g++")
+            .args(["-std=c++17", "-Wall", "-Wextra", "-Werror", "-Ibindings-c/include", &cpp, lib, "-o", &cpp_exe])
+            .args(libs))?;
+        run(&mut Command::new(&cpp_exe))?;
         let tests = std::fs::read_dir("bindings-c/tests/c").map_err(|e| e.to_string())?;
         let mut sources: Vec<String> = tests
             .filter_map(|e| e.ok().map(|e| e.path().to_string_lossy().into_owned()))
