@@ -280,7 +280,8 @@ void ember_accumulator_free(struct ember_accumulator *acc);
  # Safety
 
  `acc` from `ember_accumulator_new`; `data` `len` readable bytes (NULL if 0); `out`
- `out_cap` writable bytes; `consumed` and `frame_len` writable `size_t`s.
+ `out_cap` writable bytes, not overlapping `data`; `consumed` and `frame_len` writable
+ `size_t`s.
 
  Thread safety: not with other calls on the same handle.
  */
@@ -441,7 +442,7 @@ int ember_mq_recv(struct ember_mq *q,
 
  `q` from `ember_mq_create`/`_open`.
 
- Thread safety: any thread while the handle lives.
+ Thread safety: not concurrently with other calls on the same handle.
  */
 int ember_mq_fd(const struct ember_mq *q);
 
@@ -553,7 +554,7 @@ int ember_pipe_writer_set_nonblocking(struct ember_pipe_writer *w, int on);
 
  `r` from `ember_pipe_new` or `ember_pipe_reader_from_fd`.
 
- Thread safety: any thread while the handle lives.
+ Thread safety: not concurrently with other calls on the same handle.
  */
 int ember_pipe_reader_fd(const struct ember_pipe_reader *r);
 
@@ -564,7 +565,7 @@ int ember_pipe_reader_fd(const struct ember_pipe_reader *r);
 
  `w` from `ember_pipe_new` or `ember_pipe_writer_from_fd`.
 
- Thread safety: any thread while the handle lives.
+ Thread safety: not concurrently with other calls on the same handle.
  */
 int ember_pipe_writer_fd(const struct ember_pipe_writer *w);
 
@@ -699,7 +700,7 @@ int ember_rpc_serve_one(struct ember_rpc_server *s,
 
  `s` from `ember_rpc_server_from_*`.
 
- Thread safety: any thread while the handle lives.
+ Thread safety: not concurrently with other calls on the same handle.
  */
 int ember_rpc_server_fd(struct ember_rpc_server *s);
 
@@ -773,8 +774,9 @@ void ember_sync_segment_free(struct ember_sync_segment *seg);
 
 /*
  Locks the mutex at `offset`, waiting up to `timeout_ms` (`EMBER_FOREVER`, or 0: do not
- wait). Returns `EMBER_OK`; `EMBER_EOWNERDEAD` with the lock held when its last owner died
- holding it (repair, `ember_mutex_consistent`, unlock); `EMBER_ETIMEDOUT`;
+ wait, `EMBER_EAGAIN` if held by a live owner). Returns `EMBER_OK`; `EMBER_EOWNERDEAD`
+ with the lock held when its last owner died holding it (repair,
+ `ember_mutex_consistent`, unlock); `EMBER_ETIMEDOUT`;
  `EMBER_ENOTRECOVERABLE`; `EMBER_EDEADLK` if this thread holds it; `EMBER_EINVAL` for a
  misaligned or out-of-range offset. No syscall when the mutex is free.
 

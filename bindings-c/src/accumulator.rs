@@ -26,9 +26,9 @@ pub struct ember_accumulator {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ember_accumulator_new(out: *mut *mut ember_accumulator) -> c_int {
     guard(|| {
-        // SAFETY: the caller's contract, checked for NULL and alignment.
-        let out = unsafe { arg_mut(out)? };
-        *out = Box::into_raw(Box::new(ember_accumulator { acc: FrameAccumulator::new() }));
+        let out = crate::error::out(out)?;
+        out.set(core::ptr::null_mut());
+        out.set(Box::into_raw(Box::new(ember_accumulator { acc: FrameAccumulator::new() })));
         Ok(EMBER_OK)
     })
 }
@@ -58,7 +58,8 @@ pub unsafe extern "C" fn ember_accumulator_free(acc: *mut ember_accumulator) {
 /// # Safety
 ///
 /// `acc` from `ember_accumulator_new`; `data` `len` readable bytes (NULL if 0); `out`
-/// `out_cap` writable bytes; `consumed` and `frame_len` writable `size_t`s.
+/// `out_cap` writable bytes, not overlapping `data`; `consumed` and `frame_len` writable
+/// `size_t`s.
 ///
 /// Thread safety: not with other calls on the same handle.
 #[unsafe(no_mangle)]
@@ -72,12 +73,12 @@ pub unsafe extern "C" fn ember_accumulator_feed(
     frame_len: *mut usize,
 ) -> c_int {
     guard(|| {
-        // SAFETY: the caller's contract on each pointer, checked for NULL and alignment.
-        let (acc, data, consumed, out, frame_len) = unsafe {
-            (arg_mut(acc)?, bytes(data, len)?, arg_mut(consumed)?, bytes_mut(out, out_cap)?, arg_mut(frame_len)?)
-        };
-        *consumed = 0;
-        *frame_len = 0;
+        let (consumed, frame_len) = (crate::error::out(consumed)?, crate::error::out(frame_len)?);
+        consumed.set(0);
+        frame_len.set(0);
+        // SAFETY: the caller's contract, checked for NULL and alignment; `data` and `out`
+        // must not overlap (the contract says so).
+        let (acc, data, out) = unsafe { (arg_mut(acc)?, bytes(data, len)?, bytes_mut(out, out_cap)?) };
         if out.len() < EMBER_ACCUMULATOR_MAX_FRAME {
             return Err(EMBER_ENOSPC);
         }
@@ -85,16 +86,16 @@ pub unsafe extern "C" fn ember_accumulator_feed(
             FeedResult::Frame { frame, remaining } => {
                 let b = frame.as_bytes();
                 out[..b.len()].copy_from_slice(b);
-                *frame_len = b.len();
-                *consumed = len - remaining.len();
+                frame_len.set(b.len());
+                consumed.set(len - remaining.len());
                 Ok(EMBER_OK)
             }
             FeedResult::Error { remaining, .. } => {
-                *consumed = len - remaining.len();
+                consumed.set(len - remaining.len());
                 Err(EMBER_EBADMSG)
             }
             FeedResult::Consumed => {
-                *consumed = len;
+                consumed.set(len);
                 Err(EMBER_EAGAIN)
             }
         }

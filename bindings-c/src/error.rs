@@ -95,6 +95,10 @@ pub(crate) fn code(e: Error) -> c_int {
                 SyncError::WouldBlock => EMBER_EAGAIN,
             }
         }
+        Error::Shm(ShmError::BadSize) => EMBER_EINVAL,
+        Error::Shm(ShmError::NotReady | ShmError::Contended | ShmError::WriterStalled) => EMBER_EAGAIN,
+        Error::Shm(ShmError::TooLarge { .. }) => EMBER_ETOOBIG,
+        Error::Shm(ShmError::BufferTooSmall { .. }) => EMBER_ENOSPC,
         Error::Shm(_) => EMBER_EBADMSG,
         _ => EMBER_EINTERNAL,
     }
@@ -140,6 +144,28 @@ pub(crate) unsafe fn arg_mut<'a, T>(p: *mut T) -> Result<&'a mut T, c_int> {
     }
     // SAFETY: non-null and aligned (checked); valid and unaliased by the caller's contract.
     Ok(unsafe { &mut *p })
+}
+
+/// An output argument, checked (not NULL, aligned) but not borrowed: it is written once,
+/// at the end, so two outputs at one address, or an output inside a buffer argument, are
+/// never two live references.
+pub(crate) struct Out<T>(*mut T);
+
+impl<T> Out<T> {
+    /// Writes the output.
+    pub(crate) fn set(&self, v: T) {
+        // SAFETY: checked non-NULL and aligned by `out`; writable by the caller's contract;
+        // no reference to it is alive (we hold none).
+        unsafe { self.0.write(v) }
+    }
+}
+
+/// `p` as an output argument, or `EMBER_EINVAL` if NULL or misaligned.
+pub(crate) fn out<T>(p: *mut T) -> Result<Out<T>, c_int> {
+    if p.is_null() || !p.is_aligned() {
+        return Err(EMBER_EINVAL);
+    }
+    Ok(Out(p))
 }
 
 /// `len` bytes at `p` (`p` may be NULL when `len` is 0), or `EMBER_EINVAL`.

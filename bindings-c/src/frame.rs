@@ -64,18 +64,21 @@ pub unsafe extern "C" fn ember_frame_encode(
     out_len: *mut usize,
 ) -> c_int {
     guard(|| {
-        // SAFETY: the caller's contract on each pointer, checked for NULL and alignment.
-        let (payload, out, out_len) =
-            unsafe { (bytes(payload, payload_len)?, bytes_mut(out, out_cap)?, arg_mut(out_len)?) };
-        if out.is_empty() || flags & 0x0C != 0 {
+        let out_len = crate::error::out(out_len)?;
+        if out.is_null() || flags & 0x0C != 0 {
             return Err(EMBER_EINVAL);
         }
+        // Before making a slice of `payload_len` bytes: never a slice longer than the
+        // caller's buffer could be.
         if payload_len > EMBER_MAX_PAYLOAD_LEN {
             return Err(EMBER_ETOOBIG);
         }
+        // SAFETY: the caller's contract on each pointer, checked for NULL; `payload` and
+        // `out` must not overlap (the contract says so).
+        let (payload, out) = unsafe { (bytes(payload, payload_len)?, bytes_mut(out, out_cap)?) };
         let repr = FrameRepr { flags: Flags::from_bits_retain(flags), kind, seq, payload_len };
         let n = repr.emit_with_payload(payload, out).map_err(codec_code)?.len();
-        *out_len = n;
+        out_len.set(n);
         Ok(EMBER_OK)
     })
 }
@@ -94,20 +97,24 @@ pub unsafe extern "C" fn ember_frame_encode(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ember_frame_decode(frame: *const u8, len: usize, info: *mut ember_frame_info) -> c_int {
     guard(|| {
-        // SAFETY: the caller's contract on each pointer, checked for NULL and alignment.
-        let (bytes, info) = unsafe { (bytes(frame, len)?, arg_mut(info)?) };
+        let info = crate::error::out(info)?;
+        if frame.is_null() {
+            return Err(EMBER_EINVAL);
+        }
+        // SAFETY: the caller's contract, checked for NULL.
+        let bytes = unsafe { bytes(frame, len)? };
         let f = Frame::new_checked(bytes).map_err(|_| EMBER_EBADMSG)?;
         if f.total_len() != len {
             return Err(EMBER_EBADMSG);
         }
-        *info = ember_frame_info {
+        info.set(ember_frame_info {
             kind: f.kind(),
             seq: f.seq(),
             flags: f.flags().bits(),
             payload_offset: EMBER_HEADER_LEN,
             payload_len: f.payload().len(),
             frame_len: len,
-        };
+        });
         Ok(EMBER_OK)
     })
 }

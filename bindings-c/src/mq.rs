@@ -76,10 +76,12 @@ pub unsafe extern "C" fn ember_mq_create(
     out: *mut *mut ember_mq,
 ) -> c_int {
     guard(|| {
-        // SAFETY: the caller's contract, checked for NULL and alignment.
-        let (n, out) = unsafe { (self::name(name)?, arg_mut(out)?) };
+        let out = crate::error::out(out)?;
+        out.set(core::ptr::null_mut());
+        // SAFETY: the caller's contract, checked for NULL.
+        let n = unsafe { self::name(name)? };
         let q = MessageQueue::create(n, max_msgs, msg_size, access(access_mode)?).map_err(code)?;
-        *out = Box::into_raw(Box::new(ember_mq { q }));
+        out.set(Box::into_raw(Box::new(ember_mq { q })));
         Ok(EMBER_OK)
     })
 }
@@ -94,10 +96,12 @@ pub unsafe extern "C" fn ember_mq_create(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ember_mq_open(name: *const c_char, access_mode: c_int, out: *mut *mut ember_mq) -> c_int {
     guard(|| {
-        // SAFETY: the caller's contract, checked for NULL and alignment.
-        let (n, out) = unsafe { (self::name(name)?, arg_mut(out)?) };
+        let out = crate::error::out(out)?;
+        out.set(core::ptr::null_mut());
+        // SAFETY: the caller's contract, checked for NULL.
+        let n = unsafe { self::name(name)? };
         let q = MessageQueue::open(n, access(access_mode)?).map_err(code)?;
-        *out = Box::into_raw(Box::new(ember_mq { q }));
+        out.set(Box::into_raw(Box::new(ember_mq { q })));
         Ok(EMBER_OK)
     })
 }
@@ -166,18 +170,14 @@ pub unsafe extern "C" fn ember_mq_recv(
     timeout_ms: i64,
 ) -> c_int {
     guard(|| {
+        let len = crate::error::out(len)?;
+        let prio = if prio.is_null() { None } else { Some(crate::error::out(prio)?) };
         // SAFETY: the caller's contract, checked for NULL and alignment.
-        let (q, buf, len) = unsafe { (arg_mut(q)?, bytes_mut(buf, cap)?, arg_mut(len)?) };
-        let prio = if prio.is_null() {
-            None
-        } else {
-            // SAFETY: as above.
-            Some(unsafe { arg_mut(prio)? })
-        };
+        let (q, buf) = unsafe { (arg_mut(q)?, bytes_mut(buf, cap)?) };
         let (n, p) = q.q.recv_prio(buf, timeout(timeout_ms)).map_err(code)?;
-        *len = n;
+        len.set(n);
         if let Some(out) = prio {
-            *out = p;
+            out.set(p);
         }
         Ok(EMBER_OK)
     })
@@ -189,7 +189,7 @@ pub unsafe extern "C" fn ember_mq_recv(
 ///
 /// `q` from `ember_mq_create`/`_open`.
 ///
-/// Thread safety: any thread while the handle lives.
+/// Thread safety: not concurrently with other calls on the same handle.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ember_mq_fd(q: *const ember_mq) -> c_int {
     guard(|| {

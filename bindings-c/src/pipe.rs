@@ -44,12 +44,13 @@ pub unsafe extern "C" fn ember_pipe_new(
     writer: *mut *mut ember_pipe_writer,
 ) -> c_int {
     guard(|| {
-        // SAFETY: the caller's contract, checked for NULL and alignment.
-        let (reader, writer) = unsafe { (arg_mut(reader)?, arg_mut(writer)?) };
+        let (reader, writer) = (crate::error::out(reader)?, crate::error::out(writer)?);
+        reader.set(core::ptr::null_mut());
+        writer.set(core::ptr::null_mut());
         let (r, w) = ember_linux::pipe::pipe().map_err(code)?;
         let r = StreamReader::from_fd(r.into_fd());
-        *reader = Box::into_raw(Box::new(ember_pipe_reader { r }));
-        *writer = Box::into_raw(Box::new(ember_pipe_writer { w }));
+        reader.set(Box::into_raw(Box::new(ember_pipe_reader { r })));
+        writer.set(Box::into_raw(Box::new(ember_pipe_writer { w })));
         Ok(EMBER_OK)
     })
 }
@@ -66,9 +67,9 @@ pub unsafe extern "C" fn ember_pipe_new(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ember_pipe_reader_from_fd(fd: c_int, out: *mut *mut ember_pipe_reader) -> c_int {
     guard(|| {
-        // SAFETY: the caller's contract, checked for NULL and alignment.
-        let out = unsafe { arg_mut(out)? };
-        *out = Box::into_raw(Box::new(ember_pipe_reader { r: StreamReader::from_fd(owned(fd)?) }));
+        let out = crate::error::out(out)?;
+        out.set(core::ptr::null_mut());
+        out.set(Box::into_raw(Box::new(ember_pipe_reader { r: StreamReader::from_fd(owned(fd)?) })));
         Ok(EMBER_OK)
     })
 }
@@ -83,9 +84,9 @@ pub unsafe extern "C" fn ember_pipe_reader_from_fd(fd: c_int, out: *mut *mut emb
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ember_pipe_writer_from_fd(fd: c_int, out: *mut *mut ember_pipe_writer) -> c_int {
     guard(|| {
-        // SAFETY: the caller's contract, checked for NULL and alignment.
-        let out = unsafe { arg_mut(out)? };
-        *out = Box::into_raw(Box::new(ember_pipe_writer { w: Writer::stream(owned(fd)?) }));
+        let out = crate::error::out(out)?;
+        out.set(core::ptr::null_mut());
+        out.set(Box::into_raw(Box::new(ember_pipe_writer { w: Writer::stream(owned(fd)?) })));
         Ok(EMBER_OK)
     })
 }
@@ -131,9 +132,10 @@ pub unsafe extern "C" fn ember_pipe_reader_recv(
     len: *mut usize,
 ) -> c_int {
     guard(|| {
+        let len = crate::error::out(len)?;
         // SAFETY: the caller's contract, checked for NULL and alignment.
-        let (r, buf, len) = unsafe { (arg_mut(r)?, bytes_mut(buf, cap)?, arg_mut(len)?) };
-        *len = r.r.recv_frame(buf).map_err(code)?;
+        let (r, buf) = unsafe { (arg_mut(r)?, bytes_mut(buf, cap)?) };
+        len.set(r.r.recv_frame(buf).map_err(code)?);
         Ok(EMBER_OK)
     })
 }
@@ -178,7 +180,7 @@ pub unsafe extern "C" fn ember_pipe_writer_set_nonblocking(w: *mut ember_pipe_wr
 ///
 /// `r` from `ember_pipe_new` or `ember_pipe_reader_from_fd`.
 ///
-/// Thread safety: any thread while the handle lives.
+/// Thread safety: not concurrently with other calls on the same handle.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ember_pipe_reader_fd(r: *const ember_pipe_reader) -> c_int {
     guard(|| {
@@ -194,7 +196,7 @@ pub unsafe extern "C" fn ember_pipe_reader_fd(r: *const ember_pipe_reader) -> c_
 ///
 /// `w` from `ember_pipe_new` or `ember_pipe_writer_from_fd`.
 ///
-/// Thread safety: any thread while the handle lives.
+/// Thread safety: not concurrently with other calls on the same handle.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ember_pipe_writer_fd(w: *const ember_pipe_writer) -> c_int {
     guard(|| {

@@ -116,6 +116,10 @@ fn socket_link(fd: c_int, seqpacket: c_int) -> Result<CLink, c_int> {
 }
 
 fn pipes_link(read_fd: c_int, write_fd: c_int) -> Result<CLink, c_int> {
+    // Every check before taking either fd: on EMBER_EINVAL both are still the caller's.
+    if read_fd < 0 || write_fd < 0 || read_fd == write_fd {
+        return Err(EMBER_EINVAL);
+    }
     let (r, w) = (owned(read_fd)?, owned(write_fd)?);
     Ok(CLink::Pipes(Duplex::new(Writer::stream(w), StreamReader::from_fd(r)).map_err(code)?))
 }
@@ -147,15 +151,15 @@ pub type ember_rpc_handler = Option<
     ) -> c_int,
 >;
 
-fn new_client(link: CLink, out: &mut *mut ember_rpc_client) -> Result<c_int, c_int> {
+fn new_client(link: CLink, out: &Out<*mut ember_rpc_client>) -> Result<c_int, c_int> {
     let c = Client::new(link).map_err(code)?;
-    *out = Box::into_raw(Box::new(ember_rpc_client { c }));
+    out.set(Box::into_raw(Box::new(ember_rpc_client { c })));
     Ok(EMBER_OK)
 }
 
-fn new_server(link: CLink, out: &mut *mut ember_rpc_server) -> Result<c_int, c_int> {
+fn new_server(link: CLink, out: &Out<*mut ember_rpc_server>) -> Result<c_int, c_int> {
     let s = Server::new(link).map_err(code)?;
-    *out = Box::into_raw(Box::new(ember_rpc_server { s, scratch: [0; EMBER_RPC_MAX_PAYLOAD] }));
+    out.set(Box::into_raw(Box::new(ember_rpc_server { s, scratch: [0; EMBER_RPC_MAX_PAYLOAD] })));
     Ok(EMBER_OK)
 }
 
@@ -174,9 +178,9 @@ pub unsafe extern "C" fn ember_rpc_client_from_socket(
     out: *mut *mut ember_rpc_client,
 ) -> c_int {
     guard(|| {
-        // SAFETY: the caller's contract, checked for NULL and alignment.
-        let out = unsafe { arg_mut(out)? };
-        new_client(socket_link(fd, seqpacket)?, out)
+        let out = crate::error::out(out)?;
+        out.set(core::ptr::null_mut());
+        new_client(socket_link(fd, seqpacket)?, &out)
     })
 }
 
@@ -195,9 +199,9 @@ pub unsafe extern "C" fn ember_rpc_client_from_pipes(
     out: *mut *mut ember_rpc_client,
 ) -> c_int {
     guard(|| {
-        // SAFETY: the caller's contract, checked for NULL and alignment.
-        let out = unsafe { arg_mut(out)? };
-        new_client(pipes_link(read_fd, write_fd)?, out)
+        let out = crate::error::out(out)?;
+        out.set(core::ptr::null_mut());
+        new_client(pipes_link(read_fd, write_fd)?, &out)
     })
 }
 
@@ -227,31 +231,45 @@ pub unsafe extern "C" fn ember_rpc_call(
     timeout_ms: i64,
 ) -> c_int {
     guard(|| {
-        // SAFETY: the caller's contract, checked for NULL and alignment.
-        let (c, req, resp, resp_len, remote_code) = unsafe {
-            (arg_mut(c)?, bytes(req, req_len)?, bytes_mut(resp, resp_cap)?, arg_mut(resp_len)?, arg_mut(remote_code)?)
-        };
-        *resp_len = 0;
-        *remote_code = 0;
-        if req.len() > EMBER_RPC_MAX_PAYLOAD {
+        let (resp_len, remote_code) = (crate::error::out(resp_len)?, crate::error::out(remote_code)?);
+        resp_len.set(0);
+        remote_code.set(0);
+        if req_len > EMBER_RPC_MAX_PAYLOAD {
             return Err(EMBER_ETOOBIG);
         }
+        if resp.is_null() && resp_cap > 0 {
+            return Err(EMBER_EINVAL);
+        }
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let (c, req) = unsafe { (arg_mut(c)?, bytes(req, req_len)?) };
+        // One deadline for sending and waiting.
         let t = timeout(timeout_ms);
+        let deadline = t.map(|t| ember_linux::poll::now().saturating_add(t));
         let ticket = c.c.start_raw(kind, req, t).map_err(code)?;
-        match c.c.wait_raw(ticket, t) {
+        let left = deadline.map(|d| d.saturating_sub(ember_linux::poll::now()));
+        // The request's bytes are sent: only now the response buffer (it may be the same).
+        // SAFETY: the caller's contract, checked for NULL above.
+        let resp = unsafe { bytes_mut(resp, resp_cap)? };
+        let result = c.c.wait_raw(ticket, if t == Some(Duration::ZERO) { t } else { left });
+        if let Err(CallError::Local(e)) = result {
+            // Never leave the slot taken (a zero timeout leaves the request in flight).
+            c.c.cancel(ticket);
+            return Err(code(e));
+        }
+        match result {
             Ok(payload) => {
                 let dst = resp.get_mut(..payload.len()).ok_or(EMBER_ENOSPC)?;
                 dst.copy_from_slice(payload);
-                *resp_len = payload.len();
+                resp_len.set(payload.len());
                 Ok(EMBER_OK)
             }
             Err(CallError::Remote { code: rc, message }) => {
-                *remote_code = rc;
+                remote_code.set(rc);
                 if let Some(room) = resp.len().checked_sub(1) {
                     let n = message.len().min(room);
                     resp[..n].copy_from_slice(&message.as_bytes()[..n]);
                     resp[n] = 0;
-                    *resp_len = n;
+                    resp_len.set(n);
                 }
                 Ok(EMBER_EREMOTE)
             }
@@ -290,9 +308,9 @@ pub unsafe extern "C" fn ember_rpc_server_from_socket(
     out: *mut *mut ember_rpc_server,
 ) -> c_int {
     guard(|| {
-        // SAFETY: the caller's contract, checked for NULL and alignment.
-        let out = unsafe { arg_mut(out)? };
-        new_server(socket_link(fd, seqpacket)?, out)
+        let out = crate::error::out(out)?;
+        out.set(core::ptr::null_mut());
+        new_server(socket_link(fd, seqpacket)?, &out)
     })
 }
 
@@ -311,9 +329,9 @@ pub unsafe extern "C" fn ember_rpc_server_from_pipes(
     out: *mut *mut ember_rpc_server,
 ) -> c_int {
     guard(|| {
-        // SAFETY: the caller's contract, checked for NULL and alignment.
-        let out = unsafe { arg_mut(out)? };
-        new_server(pipes_link(read_fd, write_fd)?, out)
+        let out = crate::error::out(out)?;
+        out.set(core::ptr::null_mut());
+        new_server(pipes_link(read_fd, write_fd)?, &out)
     })
 }
 
@@ -366,7 +384,7 @@ pub unsafe extern "C" fn ember_rpc_serve_one(
 ///
 /// `s` from `ember_rpc_server_from_*`.
 ///
-/// Thread safety: any thread while the handle lives.
+/// Thread safety: not concurrently with other calls on the same handle.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ember_rpc_server_fd(s: *mut ember_rpc_server) -> c_int {
     guard(|| {

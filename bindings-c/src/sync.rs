@@ -46,10 +46,12 @@ pub unsafe extern "C" fn ember_sync_segment_create(
     out: *mut *mut ember_sync_segment,
 ) -> c_int {
     guard(|| {
-        // SAFETY: the caller's contract, checked for NULL and alignment.
-        let (n, out) = unsafe { (self::name(name)?, arg_mut(out)?) };
+        let out = crate::error::out(out)?;
+        out.set(core::ptr::null_mut());
+        // SAFETY: the caller's contract, checked for NULL.
+        let n = unsafe { self::name(name)? };
         let seg = SyncSegment::create(Backing::Named(n), capacity, fingerprint).map_err(code)?;
-        *out = Box::into_raw(Box::new(ember_sync_segment { seg }));
+        out.set(Box::into_raw(Box::new(ember_sync_segment { seg })));
         Ok(EMBER_OK)
     })
 }
@@ -69,10 +71,12 @@ pub unsafe extern "C" fn ember_sync_segment_open(
     out: *mut *mut ember_sync_segment,
 ) -> c_int {
     guard(|| {
-        // SAFETY: the caller's contract, checked for NULL and alignment.
-        let (n, out) = unsafe { (self::name(name)?, arg_mut(out)?) };
+        let out = crate::error::out(out)?;
+        out.set(core::ptr::null_mut());
+        // SAFETY: the caller's contract, checked for NULL.
+        let n = unsafe { self::name(name)? };
         let seg = SyncSegment::open(n, fingerprint).map_err(code)?;
-        *out = Box::into_raw(Box::new(ember_sync_segment { seg }));
+        out.set(Box::into_raw(Box::new(ember_sync_segment { seg })));
         Ok(EMBER_OK)
     })
 }
@@ -94,11 +98,12 @@ pub unsafe extern "C" fn ember_sync_segment_data(
     len: *mut usize,
 ) -> c_int {
     guard(|| {
+        let (data, len) = (crate::error::out(data)?, crate::error::out(len)?);
         // SAFETY: the caller's contract, checked for NULL and alignment.
-        let (seg, data, len) = unsafe { (arg(seg)?, arg_mut(data)?, arg_mut(len)?) };
+        let seg = unsafe { arg(seg)? };
         let first = seg.seg.u32_at(0).map_err(code)?;
-        *data = (first as *const core::sync::atomic::AtomicU32).cast_mut().cast();
-        *len = seg.seg.capacity();
+        data.set((first as *const core::sync::atomic::AtomicU32).cast_mut().cast());
+        len.set(seg.seg.capacity());
         Ok(EMBER_OK)
     })
 }
@@ -120,8 +125,9 @@ pub unsafe extern "C" fn ember_sync_segment_free(seg: *mut ember_sync_segment) {
 }
 
 /// Locks the mutex at `offset`, waiting up to `timeout_ms` (`EMBER_FOREVER`, or 0: do not
-/// wait). Returns `EMBER_OK`; `EMBER_EOWNERDEAD` with the lock held when its last owner died
-/// holding it (repair, `ember_mutex_consistent`, unlock); `EMBER_ETIMEDOUT`;
+/// wait, `EMBER_EAGAIN` if held by a live owner). Returns `EMBER_OK`; `EMBER_EOWNERDEAD`
+/// with the lock held when its last owner died holding it (repair,
+/// `ember_mutex_consistent`, unlock); `EMBER_ETIMEDOUT`;
 /// `EMBER_ENOTRECOVERABLE`; `EMBER_EDEADLK` if this thread holds it; `EMBER_EINVAL` for a
 /// misaligned or out-of-range offset. No syscall when the mutex is free.
 ///
@@ -137,7 +143,12 @@ pub unsafe extern "C" fn ember_mutex_lock(seg: *const ember_sync_segment, offset
         let seg = unsafe { arg(seg)? };
         let m = seg.seg.mutex(offset).map_err(|_| EMBER_EINVAL)?;
         let t = timeout(timeout_ms);
-        let how = if t == Some(core::time::Duration::ZERO) { m.try_lock_unguarded() } else { m.lock_unguarded(t) };
+        // A zero timeout still looks at the owner (a dead one is taken over): a caller that
+        // polls with 0 must recover too. A held mutex is then EMBER_EAGAIN.
+        let how = match m.lock_unguarded(t) {
+            Err(ember_linux::Error::TimedOut) if t == Some(core::time::Duration::ZERO) => return Err(EMBER_EAGAIN),
+            r => r,
+        };
         match how.map_err(code)? {
             ember_core::shm::sync::Locked::Clean => Ok(EMBER_OK),
             ember_core::shm::sync::Locked::OwnerDied => Ok(EMBER_EOWNERDEAD),
@@ -265,9 +276,10 @@ pub unsafe extern "C" fn ember_sem_wait(seg: *const ember_sync_segment, offset: 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ember_sem_count(seg: *const ember_sync_segment, offset: usize, count: *mut u32) -> c_int {
     guard(|| {
+        let count = crate::error::out(count)?;
         // SAFETY: the caller's contract, checked for NULL and alignment.
-        let (seg, count) = unsafe { (arg(seg)?, arg_mut(count)?) };
-        *count = seg.seg.semaphore(offset).map_err(|_| EMBER_EINVAL)?.count();
+        let seg = unsafe { arg(seg)? };
+        count.set(seg.seg.semaphore(offset).map_err(|_| EMBER_EINVAL)?.count());
         Ok(EMBER_OK)
     })
 }
@@ -282,9 +294,10 @@ pub unsafe extern "C" fn ember_sem_count(seg: *const ember_sync_segment, offset:
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ember_event_current(seg: *const ember_sync_segment, offset: usize, seen: *mut u32) -> c_int {
     guard(|| {
+        let seen = crate::error::out(seen)?;
         // SAFETY: the caller's contract, checked for NULL and alignment.
-        let (seg, seen) = unsafe { (arg(seg)?, arg_mut(seen)?) };
-        *seen = seg.seg.event(offset).map_err(|_| EMBER_EINVAL)?.current();
+        let seg = unsafe { arg(seg)? };
+        seen.set(seg.seg.event(offset).map_err(|_| EMBER_EINVAL)?.current());
         Ok(EMBER_OK)
     })
 }
@@ -311,8 +324,7 @@ pub unsafe extern "C" fn ember_event_wait_change(
         let v =
             seg.seg.event(offset).map_err(|_| EMBER_EINVAL)?.wait_change(seen, timeout(timeout_ms)).map_err(code)?;
         if !now.is_null() {
-            // SAFETY: as above.
-            *unsafe { arg_mut(now)? } = v;
+            crate::error::out(now)?.set(v);
         }
         Ok(EMBER_OK)
     })

@@ -48,7 +48,7 @@ static void test_strerror(void) {
 }
 
 static void test_frames(void) {
-    uint8_t buf[64];
+    _Alignas(8) uint8_t buf[64];
     size_t len = 0;
     const char *msg = "hello";
     CHECK_CODE(ember_frame_encode(3, 42, EMBER_FLAG_RESPONSE, (const uint8_t *)msg, 5, buf, sizeof buf, &len), EMBER_OK);
@@ -70,6 +70,10 @@ static void test_frames(void) {
     CHECK_CODE(ember_frame_encode(1, 1, 0, (const uint8_t *)msg, (size_t)EMBER_MAX_PAYLOAD_LEN + 1, buf, sizeof buf, &len), EMBER_ETOOBIG);
     CHECK_CODE(ember_frame_encode(1, 1, 0, (const uint8_t *)msg, 5, buf, sizeof buf, &len), EMBER_OK);
     CHECK_CODE(ember_frame_decode(NULL, len, &info), EMBER_EINVAL);
+    CHECK_CODE(ember_frame_decode(NULL, 0, &info), EMBER_EINVAL);
+    CHECK_CODE(ember_frame_encode(1, 1, 0, (const uint8_t *)msg, 5, buf, 0, &len), EMBER_ENOSPC);
+    /* The length may sit inside the output buffer (outputs are written once, at the end). */
+    CHECK_CODE(ember_frame_encode(1, 1, 0, (const uint8_t *)msg, 5, buf, 40, (size_t *)(void *)(buf + 40)), EMBER_OK);
     CHECK_CODE(ember_frame_decode(buf, len, NULL), EMBER_EINVAL);
     CHECK_CODE(ember_frame_decode(buf, len - 1, &info), EMBER_EBADMSG);
     uint8_t longer[80];
@@ -162,7 +166,9 @@ static void test_pipes(void) {
     CHECK_CODE(ember_pipe_writer_send(w, frame, len), EMBER_EPEERGONE);
     ember_pipe_writer_free(w);
     /* Bad fds. */
+    r = (ember_pipe_reader *)&len; /* a failed call still sets *out to NULL */
     CHECK_CODE(ember_pipe_reader_from_fd(-1, &r), EMBER_EINVAL);
+    CHECK(r == NULL);
     CHECK_CODE(ember_pipe_writer_from_fd(-1, &w), EMBER_EINVAL);
     ember_pipe_reader_free(NULL);
     ember_pipe_writer_free(NULL);

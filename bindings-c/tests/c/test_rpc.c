@@ -112,6 +112,18 @@ static void exercise(ember_rpc_client *c) {
     CHECK_CODE(ember_rpc_call(c, ADD, (const uint8_t *)ab, 8, resp, sizeof resp, &len, &code, 5000), EMBER_OK);
     memcpy(&sum, resp, 4);
     CHECK(sum == 3);
+    /* Zero timeouts: the request is given up when its answer is not there yet, and its
+     * slot is freed (the client has 4): many of them, then a normal call still works. */
+    for (int k = 0; k < 10; k++) {
+        int r = ember_rpc_call(c, ADD, (const uint8_t *)ab, 8, resp, sizeof resp, &len, &code, 0);
+        CHECK(r == EMBER_OK || r == EMBER_ETIMEDOUT);
+    }
+    CHECK_CODE(ember_rpc_call(c, ADD, (const uint8_t *)ab, 8, resp, sizeof resp, &len, &code, 5000), EMBER_OK);
+    /* The response buffer may be the request's (in place). */
+    memcpy(resp, ab, 8);
+    CHECK_CODE(ember_rpc_call(c, ADD, resp, 8, resp, sizeof resp, &len, &code, 5000), EMBER_OK);
+    memcpy(&sum, resp, 4);
+    CHECK(len == 4 && sum == 3);
     /* NULLs. */
     CHECK_CODE(ember_rpc_call(NULL, ADD, (const uint8_t *)ab, 8, resp, sizeof resp, &len, &code, 5000), EMBER_EINVAL);
     CHECK_CODE(ember_rpc_call(c, ADD, (const uint8_t *)ab, 8, resp, sizeof resp, NULL, &code, 5000), EMBER_EINVAL);
@@ -172,6 +184,17 @@ static void server_dies(void) {
     CHECK(r == EMBER_EPEERGONE || r == EMBER_EOS);
     ember_rpc_client_free(c);
     CHECK_CODE(ember_rpc_client_from_socket(-1, 1, &c), EMBER_EINVAL);
+    CHECK(c == NULL);
+    /* On EMBER_EINVAL the fds stay the caller's (not closed behind its back). */
+    int p[2];
+    CHECK(pipe(p) == 0);
+    CHECK_CODE(ember_rpc_client_from_pipes(p[0], -1, &c), EMBER_EINVAL);
+    CHECK_CODE(ember_rpc_client_from_pipes(p[0], p[0], &c), EMBER_EINVAL);
+    CHECK(write(p[1], "x", 1) == 1);
+    char ch = 0;
+    CHECK(read(p[0], &ch, 1) == 1 && ch == 'x');
+    close(p[0]);
+    close(p[1]);
     CHECK_CODE(ember_rpc_serve_one(NULL, 0, handler, NULL), EMBER_EINVAL);
     ember_rpc_client_free(NULL);
     ember_rpc_server_free(NULL);

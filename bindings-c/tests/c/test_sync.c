@@ -96,6 +96,31 @@ static void test_mutex_counts(void) {
     }
     for (int i = 0; i < 4; i++) CHECK(wait_child(pids[i]) == 0);
     CHECK(*counter == 80000);
+    /* A dead owner is taken over by a zero-timeout lock too (a polling caller recovers). */
+    pid_t pid = fork();
+    if (pid == 0) _exit(ember_mutex_lock(seg, MUTEX_B, 0) == EMBER_OK ? 0 : 1);
+    CHECK(wait_child(pid) == 0);
+    CHECK_CODE(ember_mutex_lock(seg, MUTEX_B, 0), EMBER_EOWNERDEAD);
+    CHECK_CODE(ember_mutex_consistent(seg, MUTEX_B), EMBER_OK);
+    CHECK_CODE(ember_mutex_unlock(seg, MUTEX_B), EMBER_OK);
+    /* And a held one is EMBER_EAGAIN with a zero timeout. */
+    int p[2];
+    CHECK(pipe(p) == 0);
+    pid = fork();
+    if (pid == 0) {
+        if (ember_mutex_lock(seg, MUTEX_B, 1000) != EMBER_OK) _exit(1);
+        if (write(p[1], "L", 1) != 1) _exit(2);
+        char c;
+        if (read(p[0], &c, 1) != 1) _exit(3);
+        _exit(ember_mutex_unlock(seg, MUTEX_B) == EMBER_OK ? 0 : 4);
+    }
+    char c;
+    CHECK(read(p[0], &c, 1) == 1);
+    CHECK_CODE(ember_mutex_lock(seg, MUTEX_B, 0), EMBER_EAGAIN);
+    CHECK(write(p[1], "U", 1) == 1);
+    CHECK(wait_child(pid) == 0);
+    close(p[0]);
+    close(p[1]);
 }
 
 /* A holder killed: the next locker gets EMBER_EOWNERDEAD, repairs, and it is clean after.
