@@ -1,6 +1,7 @@
 //! Error codes, `ember_strerror`, `ember_last_os_error`, and the guard every export runs in.
 
-use core::ffi::{c_char, c_int};
+use core::ffi::{CStr, c_char, c_int};
+use core::time::Duration;
 use std::cell::Cell;
 
 use ember_linux::Error;
@@ -144,6 +145,33 @@ pub(crate) unsafe fn arg_mut<'a, T>(p: *mut T) -> Result<&'a mut T, c_int> {
     }
     // SAFETY: non-null and aligned (checked); valid and unaliased by the caller's contract.
     Ok(unsafe { &mut *p })
+}
+
+/// `timeout_ms`: `EMBER_FOREVER` (negative) for none, else milliseconds (0: don't wait).
+pub(crate) fn timeout(ms: i64) -> Option<Duration> {
+    (ms >= 0).then(|| Duration::from_millis(ms as u64))
+}
+
+/// A name from C (a queue's, a segment's): valid UTF-8, else `EMBER_EINVAL`.
+///
+/// # Safety
+///
+/// A non-NULL `p` must point to a NUL-terminated string.
+pub(crate) unsafe fn c_name<'a>(p: *const c_char) -> Result<&'a str, c_int> {
+    if p.is_null() {
+        return Err(EMBER_EINVAL);
+    }
+    // SAFETY: non-null and NUL-terminated by the caller's contract.
+    unsafe { CStr::from_ptr(p) }.to_str().map_err(|_| EMBER_EINVAL)
+}
+
+/// Takes ownership of `fd`, or `EMBER_EINVAL` if negative.
+pub(crate) fn owned(fd: c_int) -> Result<std::os::fd::OwnedFd, c_int> {
+    if fd < 0 {
+        return Err(EMBER_EINVAL);
+    }
+    // SAFETY: the caller hands over an open fd it owns (each `_from_*` function's contract).
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
 }
 
 /// An output argument, checked (not NULL, aligned) but not borrowed: it is written once,

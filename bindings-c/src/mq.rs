@@ -1,8 +1,7 @@
 //! POSIX message queues carrying one Ember frame per message, with priorities and
 //! timeouts.
 
-use core::ffi::{CStr, c_char, c_int};
-use core::time::Duration;
+use core::ffi::{c_char, c_int};
 
 use ember_linux::mq::{Access, MessageQueue};
 
@@ -38,24 +37,6 @@ fn access(a: c_int) -> Result<Access, c_int> {
     }
 }
 
-/// `timeout_ms`: `EMBER_FOREVER` (negative) for none, else milliseconds (0: don't wait).
-pub(crate) fn timeout(ms: i64) -> Option<Duration> {
-    (ms >= 0).then(|| Duration::from_millis(ms as u64))
-}
-
-/// A queue name from C: valid UTF-8, else `EMBER_EINVAL`.
-///
-/// # Safety
-///
-/// A non-NULL `p` must point to a NUL-terminated string.
-unsafe fn name<'a>(p: *const c_char) -> Result<&'a str, c_int> {
-    if p.is_null() {
-        return Err(EMBER_EINVAL);
-    }
-    // SAFETY: non-null and NUL-terminated by the caller's contract.
-    unsafe { CStr::from_ptr(p) }.to_str().map_err(|_| EMBER_EINVAL)
-}
-
 /// Creates the queue `name` (`/name`, no other slash, at most 255 bytes) with room for
 /// `max_msgs` messages of `msg_size` bytes (the largest frame), mode 0600, `O_EXCL`, and
 /// opens it as `access` (`EMBER_MQ_*`). Returns `EMBER_OK`; `EMBER_EINVAL` for a bad name
@@ -79,7 +60,7 @@ pub unsafe extern "C" fn ember_mq_create(
         let out = crate::error::out(out)?;
         out.set(core::ptr::null_mut());
         // SAFETY: the caller's contract, checked for NULL.
-        let n = unsafe { self::name(name)? };
+        let n = unsafe { c_name(name)? };
         let q = MessageQueue::create(n, max_msgs, msg_size, access(access_mode)?).map_err(code)?;
         out.set(Box::into_raw(Box::new(ember_mq { q })));
         Ok(EMBER_OK)
@@ -99,7 +80,7 @@ pub unsafe extern "C" fn ember_mq_open(name: *const c_char, access_mode: c_int, 
         let out = crate::error::out(out)?;
         out.set(core::ptr::null_mut());
         // SAFETY: the caller's contract, checked for NULL.
-        let n = unsafe { self::name(name)? };
+        let n = unsafe { c_name(name)? };
         let q = MessageQueue::open(n, access(access_mode)?).map_err(code)?;
         out.set(Box::into_raw(Box::new(ember_mq { q })));
         Ok(EMBER_OK)
@@ -117,7 +98,7 @@ pub unsafe extern "C" fn ember_mq_open(name: *const c_char, access_mode: c_int, 
 pub unsafe extern "C" fn ember_mq_unlink(name: *const c_char) -> c_int {
     guard(|| {
         // SAFETY: the caller's contract, checked for NULL.
-        MessageQueue::unlink(unsafe { self::name(name)? }).map_err(code)?;
+        MessageQueue::unlink(unsafe { c_name(name)? }).map_err(code)?;
         Ok(EMBER_OK)
     })
 }

@@ -2,7 +2,7 @@
 //! frames, never half of one; `SIGPIPE` never kills the process).
 
 use core::ffi::c_int;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 
 use ember_linux::pipe::{StreamReader, Writer};
 use ember_linux::{FrameReceiver, FrameSender};
@@ -20,14 +20,6 @@ pub struct ember_pipe_reader {
 /// The writing end of a pipe (opaque).
 pub struct ember_pipe_writer {
     w: Writer,
-}
-
-fn owned(fd: c_int) -> Result<OwnedFd, c_int> {
-    if fd < 0 {
-        return Err(EMBER_EINVAL);
-    }
-    // SAFETY: the caller hands over an open fd it owns (the function's contract).
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Makes a pipe (`pipe2(O_CLOEXEC)`): its reader into `*reader`, its writer into

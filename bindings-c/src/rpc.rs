@@ -5,14 +5,13 @@
 
 use core::ffi::{c_int, c_void};
 use core::time::Duration;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 
 use ember_linux::pipe::{StreamReader, Writer};
 use ember_linux::rpc::{CallError, Client, Duplex, Failure, Link, MaybeFd, Server};
 use ember_linux::socket::{PacketKind, PacketSocket, StreamSocket};
 
 use crate::error::*;
-use crate::mq::timeout;
 
 /// The largest request or response payload.
 pub const EMBER_RPC_MAX_PAYLOAD: usize = 4072;
@@ -96,14 +95,6 @@ impl CLink {
             CLink::Pipes(d) => rustix::fd::AsFd::as_fd(&d.rx).as_raw_fd(),
         }
     }
-}
-
-fn owned(fd: c_int) -> Result<OwnedFd, c_int> {
-    if fd < 0 {
-        return Err(EMBER_EINVAL);
-    }
-    // SAFETY: the caller hands over an open fd it owns (each function's contract).
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 fn socket_link(fd: c_int, seqpacket: c_int) -> Result<CLink, c_int> {

@@ -3,29 +3,15 @@
 //! bytes at a 4-byte aligned offset of its choosing, and `ember_sync_segment_data` gives
 //! the area for its own shared data.
 
-use core::ffi::{CStr, c_char, c_int, c_void};
+use core::ffi::{c_char, c_int, c_void};
 
 use ember_linux::shm::{Backing, SyncSegment};
 
 use crate::error::*;
-use crate::mq::timeout;
 
 /// A sync segment (opaque).
 pub struct ember_sync_segment {
     seg: SyncSegment,
-}
-
-/// The segment's name from C, else `EMBER_EINVAL`.
-///
-/// # Safety
-///
-/// A non-NULL `p` must point to a NUL-terminated string.
-unsafe fn name<'a>(p: *const c_char) -> Result<&'a str, c_int> {
-    if p.is_null() {
-        return Err(EMBER_EINVAL);
-    }
-    // SAFETY: non-null and NUL-terminated by the caller's contract.
-    unsafe { CStr::from_ptr(p) }.to_str().map_err(|_| EMBER_EINVAL)
 }
 
 /// Creates the named segment (`/name`, `O_EXCL`, mode 0600) with a data area of
@@ -49,7 +35,7 @@ pub unsafe extern "C" fn ember_sync_segment_create(
         let out = crate::error::out(out)?;
         out.set(core::ptr::null_mut());
         // SAFETY: the caller's contract, checked for NULL.
-        let n = unsafe { self::name(name)? };
+        let n = unsafe { c_name(name)? };
         let seg = SyncSegment::create(Backing::Named(n), capacity, fingerprint).map_err(code)?;
         out.set(Box::into_raw(Box::new(ember_sync_segment { seg })));
         Ok(EMBER_OK)
@@ -74,7 +60,7 @@ pub unsafe extern "C" fn ember_sync_segment_open(
         let out = crate::error::out(out)?;
         out.set(core::ptr::null_mut());
         // SAFETY: the caller's contract, checked for NULL.
-        let n = unsafe { self::name(name)? };
+        let n = unsafe { c_name(name)? };
         let seg = SyncSegment::open(n, fingerprint).map_err(code)?;
         out.set(Box::into_raw(Box::new(ember_sync_segment { seg })));
         Ok(EMBER_OK)

@@ -11,27 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "ember.h"
-
-static int failures;
-
-#define CHECK(cond)                                                              \
-    do {                                                                         \
-        if (!(cond)) {                                                           \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                          \
-        }                                                                        \
-    } while (0)
-
-#define CHECK_CODE(expr, want)                                                            \
-    do {                                                                                  \
-        int got_ = (expr);                                                                \
-        if (got_ != (want)) {                                                             \
-            fprintf(stderr, "%s:%d: %s returned %d (%s), wanted %d (%s)\n", __FILE__,      \
-                    __LINE__, #expr, got_, ember_strerror(got_), (want), ember_strerror(want)); \
-            failures++;                                                                   \
-        }                                                                                 \
-    } while (0)
+#include "check.h"
 
 enum { ADD = 1, ECHO = 2, FAIL = 3, SILENT = 4, UNKNOWN = 99 };
 

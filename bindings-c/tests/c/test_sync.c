@@ -10,27 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "ember.h"
-
-static int failures;
-
-#define CHECK(cond)                                                              \
-    do {                                                                         \
-        if (!(cond)) {                                                           \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                          \
-        }                                                                        \
-    } while (0)
-
-#define CHECK_CODE(expr, want)                                                            \
-    do {                                                                                  \
-        int got_ = (expr);                                                                \
-        if (got_ != (want)) {                                                             \
-            fprintf(stderr, "%s:%d: %s returned %d (%s), wanted %d (%s)\n", __FILE__,      \
-                    __LINE__, #expr, got_, ember_strerror(got_), (want), ember_strerror(want)); \
-            failures++;                                                                   \
-        }                                                                                 \
-    } while (0)
+#include "check.h"
 
 /* The layout of the data area. */
 enum { MUTEX_A = 0, MUTEX_B = 8, SEM = 16, EVENT = 24, COUNTER = 32, FP = 0x5EC0 };
@@ -103,24 +83,27 @@ static void test_mutex_counts(void) {
     CHECK_CODE(ember_mutex_lock(seg, MUTEX_B, 0), EMBER_EOWNERDEAD);
     CHECK_CODE(ember_mutex_consistent(seg, MUTEX_B), EMBER_OK);
     CHECK_CODE(ember_mutex_unlock(seg, MUTEX_B), EMBER_OK);
-    /* And a held one is EMBER_EAGAIN with a zero timeout. */
-    int p[2];
-    CHECK(pipe(p) == 0);
+    /* And a held one is EMBER_EAGAIN with a zero timeout. One pipe each way: a child that
+     * read its own "locked" byte back would unlock early and leave the parent waiting. */
+    int locked[2], go[2];
+    CHECK(pipe(locked) == 0 && pipe(go) == 0);
     pid = fork();
     if (pid == 0) {
         if (ember_mutex_lock(seg, MUTEX_B, 1000) != EMBER_OK) _exit(1);
-        if (write(p[1], "L", 1) != 1) _exit(2);
+        if (write(locked[1], "L", 1) != 1) _exit(2);
         char c;
-        if (read(p[0], &c, 1) != 1) _exit(3);
+        if (read(go[0], &c, 1) != 1) _exit(3);
         _exit(ember_mutex_unlock(seg, MUTEX_B) == EMBER_OK ? 0 : 4);
     }
     char c;
-    CHECK(read(p[0], &c, 1) == 1);
+    CHECK(read(locked[0], &c, 1) == 1);
     CHECK_CODE(ember_mutex_lock(seg, MUTEX_B, 0), EMBER_EAGAIN);
-    CHECK(write(p[1], "U", 1) == 1);
+    CHECK(write(go[1], "U", 1) == 1);
     CHECK(wait_child(pid) == 0);
-    close(p[0]);
-    close(p[1]);
+    close(locked[0]);
+    close(locked[1]);
+    close(go[0]);
+    close(go[1]);
 }
 
 /* A holder killed: the next locker gets EMBER_EOWNERDEAD, repairs, and it is clean after.
