@@ -276,12 +276,15 @@ mod aarch64 {
         for w in &mut words {
             let mut b = [0u8; 8];
             b.copy_from_slice(w);
-            // The crate is compiled with the `crc` target feature, so these are plain
-            // instructions with no precondition.
-            state = __crc32cd(state, u64::from_le_bytes(b));
+            // SAFETY: this module exists only when the crate is compiled with the `crc`
+            // target feature (the cfg above), so every CPU this code runs on has the
+            // instruction; the intrinsic has no other precondition. (Rust still asks for
+            // `unsafe` outside a `#[target_feature]` function.)
+            state = unsafe { __crc32cd(state, u64::from_le_bytes(b)) };
         }
         for &b in words.remainder() {
-            state = __crc32cb(state, b);
+            // SAFETY: as above.
+            state = unsafe { __crc32cb(state, b) };
         }
         state
     }

@@ -25,9 +25,13 @@ const LONG: usize = core::mem::size_of::<core::ffi::c_long>();
 #[repr(C, align(8))]
 struct MsgBuf<const N: usize>([u8; N]);
 
-/// A SysV message queue with an `N`-byte message buffer (default 8200: the type and a
-/// frame of `msgmax` = 8192 bytes).
-pub struct SysvQueue<const N: usize = 8200> {
+/// The default message buffer: the type (a C `long`: 8 bytes on 64-bit boards, 4 on
+/// 32-bit ones) and a frame of `msgmax` = 8192 bytes.
+pub const DEFAULT_BUF: usize = LONG + 8192;
+
+/// A SysV message queue with an `N`-byte message buffer (default [`DEFAULT_BUF`]: the type
+/// and a frame of `msgmax` = 8192 bytes, on every architecture).
+pub struct SysvQueue<const N: usize = DEFAULT_BUF> {
     id: i32,
     owner: bool,
     nowait: bool,

@@ -29,6 +29,7 @@ struct Daemon {
 
 impl Daemon {
     fn start() -> Daemon {
+        common::need_tool("dbus-daemon");
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let dir =
             format!("/tmp/ember-dbus-{}-{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
@@ -52,8 +53,9 @@ impl Daemon {
         let mut child = Command::new("dbus-daemon")
             .args(["--nofork", "--print-address=1", &format!("--config-file={dir}/bus.conf")])
             .stdout(Stdio::piped())
-            // It complains that it cannot raise its fd limit in a container; nothing else.
-            .stderr(Stdio::null())
+            // It complains that it cannot raise its fd limit in a container; whatever else it
+            // says is shown when a connection fails.
+            .stderr(std::fs::File::create(format!("{dir}/daemon.log")).unwrap())
             .spawn()
             .expect("dbus-daemon (installed by cargo xtask test)");
         let mut line = String::new();
@@ -64,7 +66,13 @@ impl Daemon {
     }
 
     fn connect(&self) -> Box<Connection> {
-        Box::new(Connection::connect(&self.address).unwrap())
+        match Connection::connect(&self.address) {
+            Ok(c) => Box::new(c),
+            Err(e) => {
+                let said = std::fs::read_to_string(format!("{}/daemon.log", self.dir)).unwrap_or_default();
+                panic!("cannot connect to {}: {e}; dbus-daemon said: {said}", self.address)
+            }
+        }
     }
 }
 
@@ -164,6 +172,7 @@ fn request_name_cases() {
 }
 
 fn signal_from_dbus_send() {
+    common::need_tool("dbus-send");
     let d = Daemon::start();
     let mut c = d.connect();
     c.add_match("type='signal',interface='org.ember.Test'", T).unwrap();
@@ -268,6 +277,7 @@ fn unix_fd_passing() {
 
 /// `dbus-monitor` sees the signal Ember emits.
 fn dbus_monitor_sees_our_signal() {
+    common::need_tool("dbus-monitor");
     let d = Daemon::start();
     let mut c = d.connect();
     let mut mon = Command::new("dbus-monitor")
@@ -554,6 +564,7 @@ fn serve(address: String, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -
 
 /// Runs `gdbus call` on the test object; returns (success, stdout or stderr).
 fn gdbus_call(address: &str, method: &str, args: &[&str]) -> (bool, String) {
+    common::need_tool("gdbus");
     let out = Command::new("gdbus")
         .args([
             "call",
@@ -574,6 +585,7 @@ fn gdbus_call(address: &str, method: &str, args: &[&str]) -> (bool, String) {
 }
 
 fn gdbus_calls_our_service() {
+    common::need_tool("gdbus");
     let d = Daemon::start();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let server = serve(d.address.clone(), stop.clone());
@@ -921,6 +933,9 @@ fn to_big_endian(m: &ember_core::dbus::Message<'_>, buf: &mut [u8]) -> usize {
 /// `dbus-monitor --binary`, decodes with Ember's parser to the values that were sent; each
 /// message re-encoded big-endian decodes to the same values.
 fn captured_traffic_decodes_in_both_byte_orders() {
+    common::need_tool("dbus-monitor");
+    common::need_tool("dbus-send");
+    common::need_tool("gdbus");
     let d = Daemon::start();
     let mut mon = Command::new("dbus-monitor")
         .args(["--address", &d.address, "--binary", "type='signal',interface='org.ember.Cap'"])
@@ -1028,6 +1043,7 @@ fn captured_traffic_decodes_in_both_byte_orders() {
 /// installed by `cargo xtask test`) calls `WriteAll(ah, s)` with three pipe write ends and
 /// `Write(h, s)` with one; Ember's service writes into each, and the caller reads back.
 fn libdbus_passes_real_fds() {
+    common::need_tool("python3");
     let d = Daemon::start();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let server = serve(d.address.clone(), stop.clone());

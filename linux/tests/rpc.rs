@@ -9,7 +9,7 @@ mod common;
 use ember_test_support as counting;
 
 use std::os::fd::OwnedFd;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -186,7 +186,7 @@ fn peer(args: &[String]) {
 }
 
 fn spawn(args: &[&str], stdin: Stdio, stdout: Stdio) -> Child {
-    Command::new(std::env::current_exe().unwrap()).arg("--peer").args(args).stdin(stdin).stdout(stdout).spawn().unwrap()
+    common::me().arg("--peer").args(args).stdin(stdin).stdout(stdout).spawn().unwrap()
 }
 
 /// Every behaviour, over one client link to a fresh server process.

@@ -49,7 +49,7 @@ struct Peer {
 
 impl Peer {
     fn spawn(args: &[&str]) -> Peer {
-        let mut child = Command::new(std::env::current_exe().unwrap())
+        let mut child = common::me()
             .arg("--peer")
             .args(args)
             .stdin(Stdio::piped())
@@ -522,6 +522,7 @@ fn named_segment_rules() {
 
 /// The `ipcs -m` line of a SysV key, if listed.
 fn ipcs_line(key: i32) -> Option<String> {
+    common::need_tool("ipcs");
     let out = Command::new("ipcs").arg("-m").output().expect("ipcs (util-linux) runs");
     assert!(out.status.success());
     let want = format!("0x{:08x}", key as u32);

@@ -7,7 +7,7 @@ mod common;
 use ember_test_support as counting;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdout, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -53,12 +53,7 @@ struct Peer {
 
 impl Peer {
     fn spawn(args: &[&str]) -> Peer {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .arg("--peer")
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn peer");
+        let mut child = common::me().arg("--peer").args(args).stdout(Stdio::piped()).spawn().expect("spawn peer");
         let out = BufReader::new(child.stdout.take().unwrap());
         Peer { child, out }
     }

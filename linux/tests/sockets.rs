@@ -28,10 +28,6 @@ fn unique_abstract(tag: &str) -> String {
     unique_name(tag)
 }
 
-fn me() -> std::path::PathBuf {
-    std::env::current_exe().unwrap()
-}
-
 const LOOPBACK: &str = "127.0.0.1:0";
 
 fn loopback() -> SocketAddr {
@@ -231,7 +227,7 @@ fn echo(tx_rx: &mut (impl FrameSender + FrameReceiver), count: u32) {
 fn spawn(args: &[&str]) -> std::process::Child {
     let mut all = vec!["--peer"];
     all.extend_from_slice(args);
-    Command::new(me()).args(all).spawn().unwrap()
+    common::me().args(all).spawn().unwrap()
 }
 
 fn uds_stream_across_processes() {
@@ -391,6 +387,7 @@ fn check_frames_file(path: &str, count: u32, max: usize) {
 }
 
 fn socat(args: &[&str]) -> std::process::Child {
+    common::need_tool("socat");
     Command::new("socat").args(args).stderr(Stdio::piped()).spawn().expect("socat (installed by cargo xtask test)")
 }
 
@@ -533,6 +530,8 @@ fn socat_datagrams() {
 /// own uid is accepted. Abstract sockets have no file permissions, so the allow-list is
 /// what keeps other users out.
 fn allow_list_refuses_other_uid() {
+    common::need_tool("setpriv");
+    common::need_tool("socat");
     if !rustix::process::geteuid().is_root() {
         println!("    (not root: setpriv needs root; checked in CI, which runs as root)");
         return;
@@ -563,7 +562,7 @@ fn allow_list_refuses_other_uid() {
 /// both, and we see its writes.
 fn fd_passing_to_another_process() {
     let (mut ours, theirs) = uds::seqpacket_pair().unwrap();
-    let child = Command::new(me()).args(["--peer", "fds-child"]).stdin(Stdio::from(theirs.into_fd())).spawn().unwrap();
+    let child = common::me().args(["--peer", "fds-child"]).stdin(Stdio::from(theirs.into_fd())).spawn().unwrap();
     let (r, w) = rustix::pipe::pipe().unwrap();
     let memfd = rustix::fs::memfd_create("ember-test", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
     rustix::io::write(&memfd, b"from parent").unwrap();
@@ -618,12 +617,18 @@ fn too_many_fds_are_closed() {
     assert_eq!(open_fds(), before);
     // So many that the kernel truncates the control data (MSG_CTRUNC; it closes what does
     // not fit), with credentials passed too.
-    rx.set_pass_credentials(true).unwrap();
-    let most: Vec<_> = (0..ember_linux::socket::MAX_SEND_FDS).map(|_| r.as_fd()).collect();
-    tx.send_frame_with_fds(&buf[..n], &most).unwrap();
-    assert_eq!(rx.recv_frame_with_fds(&mut out, &mut slots), Err(Error::TooManyFds { max: MAX_RECV_FDS }));
-    assert!(slots.iter().all(Option::is_none));
-    assert_eq!(open_fds(), before, "fds leaked");
+    if common::emulated() {
+        // qemu-user receives into a control buffer of its own and drops, without closing,
+        // the fds that do not fit the guest's: the leak would be the emulator's.
+        println!("    (qemu-user: MSG_CTRUNC part not run here; it runs on the booted boards, tier 2)");
+    } else {
+        rx.set_pass_credentials(true).unwrap();
+        let most: Vec<_> = (0..ember_linux::socket::MAX_SEND_FDS).map(|_| r.as_fd()).collect();
+        tx.send_frame_with_fds(&buf[..n], &most).unwrap();
+        assert_eq!(rx.recv_frame_with_fds(&mut out, &mut slots), Err(Error::TooManyFds { max: MAX_RECV_FDS }));
+        assert!(slots.iter().all(Option::is_none));
+        assert_eq!(open_fds(), before, "fds leaked");
+    }
     // The sender's own limit.
     let too_many: Vec<_> = (0..ember_linux::socket::MAX_SEND_FDS + 1).map(|_| r.as_fd()).collect();
     assert_eq!(
@@ -851,7 +856,7 @@ fn oversized_datagram() {
 /// With `SIGPIPE`'s default action (a C program's), a send to a closed socket returns
 /// `PeerGone` and the process lives (`MSG_NOSIGNAL`).
 fn sockets_never_raise_sigpipe() {
-    let out = Command::new(me()).args(["--peer", "sock-sigpipe-default"]).output().unwrap();
+    let out = common::me().args(["--peer", "sock-sigpipe-default"]).output().unwrap();
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "survived\n");
 }

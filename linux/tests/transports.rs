@@ -131,8 +131,7 @@ fn mq_priorities_full_and_timeouts() {
 fn mq_across_processes() {
     let name = unique_mq("xproc");
     let mut rx = MessageQueue::create(&name, 8, 2048, Access::Receive).unwrap();
-    let mut child =
-        Command::new(std::env::current_exe().unwrap()).args(["--peer", "mq-sender", &name, "3000"]).spawn().unwrap();
+    let mut child = common::me().args(["--peer", "mq-sender", &name, "3000"]).spawn().unwrap();
     let mut out = vec![0u8; 2048];
     for seq in 0..3000 {
         let n = rx.recv_frame(&mut out).unwrap();
@@ -142,16 +141,16 @@ fn mq_across_processes() {
 }
 
 fn mq_other_uid_refused() {
+    common::need_tool("setpriv");
     if !rustix::process::geteuid().is_root() {
         println!("    (not root: setpriv needs root; checked in CI, which runs as root)");
         return;
     }
     let name = unique_mq("private");
     let _q = MessageQueue::create(&name, 2, 64, Access::Both).unwrap();
-    let exe = std::env::current_exe().unwrap();
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(&exe)
+        .args(common::me_argv())
         .args(["--peer", "mq-open", &name])
         .output()
         .expect("setpriv (util-linux) runs");
@@ -180,12 +179,14 @@ fn suite_sysv() {
 
 /// `ipcs -q` line of a key.
 fn ipcs_q(key: i32) -> Option<String> {
+    common::need_tool("ipcs");
     let out = Command::new("ipcs").arg("-q").output().expect("ipcs (util-linux) runs");
     let want = format!("0x{:08x}", key as u32);
     String::from_utf8_lossy(&out.stdout).lines().find(|l| l.starts_with(&want)).map(String::from)
 }
 
 fn sysv_types_ipcs_and_ipcrm() {
+    common::need_tool("ipcrm");
     let key = unique_key();
     let mut q: SysvQueue<1024> = SysvQueue::create(key).unwrap();
     let line = ipcs_q(key).expect("ipcs -q lists the queue");
@@ -221,10 +222,7 @@ fn sysv_types_ipcs_and_ipcrm() {
 fn sysv_across_processes() {
     let key = unique_key();
     let mut rx: SysvQueue = SysvQueue::create(key).unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--peer", "sysv-sender", &key.to_string(), "3000"])
-        .spawn()
-        .unwrap();
+    let mut child = common::me().args(["--peer", "sysv-sender", &key.to_string(), "3000"]).spawn().unwrap();
     let mut out = vec![0u8; 8192];
     for seq in 0..3000 {
         let n = rx.recv_frame(&mut out).unwrap();
@@ -241,10 +239,7 @@ fn signals_with_values_and_pidfd() {
     let old = signal::block(set).unwrap();
     let mut sfd = SignalFd::new(set, false).unwrap();
     let me = std::process::id();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--peer", "sigqueue", &me.to_string(), "4242"])
-        .spawn()
-        .unwrap();
+    let mut child = common::me().args(["--peer", "sigqueue", &me.to_string(), "4242"]).spawn().unwrap();
     let info = sfd.recv().unwrap();
     assert_eq!(info.signal, signal::SIGUSR1);
     assert_eq!(info.code, -1, "SI_QUEUE");
@@ -269,11 +264,7 @@ fn signals_with_values_and_pidfd() {
 
 /// A daemon process reloads on SIGHUP and shuts down on SIGTERM.
 fn daemon_helper() {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--peer", "daemon"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = common::me().args(["--peer", "daemon"]).stdout(Stdio::piped()).spawn().unwrap();
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
     assert_eq!(lines.next().unwrap().unwrap(), "ready");
     let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
@@ -511,11 +502,8 @@ fn peer(args: &[String]) {
 
 fn pipe_across_processes() {
     // The child's stdout is our pipe: a real separate process writing frames.
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--peer", "stdout-frames", "5000", "3000"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        common::me().args(["--peer", "stdout-frames", "5000", "3000"]).stdout(Stdio::piped()).spawn().unwrap();
     let out = child.stdout.take().unwrap();
     let mut rx: StreamReader = StreamReader::from_fd(out.into());
     let mut buf = vec![0u8; rx.max_frame()];
@@ -530,11 +518,7 @@ fn pipe_across_processes() {
 /// A packet pipe whose write end is a real child's stdout: every packet is one whole frame.
 fn packet_pipe_across_processes() {
     let (mut rx, tx) = pipe::packet_pipe().unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--peer", "stdout-packets", "3000"])
-        .stdout(tx.into_stdio())
-        .spawn()
-        .unwrap();
+    let mut child = common::me().args(["--peer", "stdout-packets", "3000"]).stdout(tx.into_stdio()).spawn().unwrap();
     let mut buf = vec![0u8; PIPE_BUF];
     for seq in 0..3000 {
         let n = rx.recv_frame(&mut buf).unwrap();
@@ -551,7 +535,7 @@ fn rt_signals_across_processes() {
     let set = SigSet::of(&[sig]);
     let old = signal::block(set).unwrap();
     let mut sfd = SignalFd::new(set, false).unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    let mut child = common::me()
         .args(["--peer", "rt-burst", &std::process::id().to_string(), &sig.to_string(), "300"])
         .spawn()
         .unwrap();
@@ -595,8 +579,7 @@ fn fifo_across_processes() {
     let _c = Cleanup(path.clone());
     fifo::create(&path).unwrap();
     let mut rx: StreamReader = fifo::open_reader(&path, false).unwrap();
-    let mut child =
-        Command::new(std::env::current_exe().unwrap()).args(["--peer", "fifo-writer", &path, "2000"]).spawn().unwrap();
+    let mut child = common::me().args(["--peer", "fifo-writer", &path, "2000"]).spawn().unwrap();
     let mut buf = vec![0u8; rx.max_frame()];
     let mut seq = 0;
     while seq < 2000 {
@@ -616,6 +599,7 @@ fn fifo_across_processes() {
 /// Real peers: `cat` copies our frames out of a FIFO, and `sh` writes a file of frames into
 /// one for us to read.
 fn fifo_with_cat_and_sh() {
+    common::need_tool("sh");
     let path = unique_path("catfifo");
     let copy = unique_path("copy");
     let _c = (Cleanup(path.clone()), Cleanup(copy.clone()));
@@ -679,6 +663,8 @@ fn fifo_with_cat_and_sh() {
 
 /// A 0600 FIFO cannot be opened by another user (`setpriv` to nobody).
 fn other_uid_cannot_open() {
+    common::need_tool("setpriv");
+    common::need_tool("sh");
     if !rustix::process::geteuid().is_root() {
         println!("    (not root: setpriv needs root; checked in CI, which runs as root)");
         return;
@@ -719,7 +705,7 @@ fn sigpipe_never_kills() {
     // A process with SIGPIPE's default action (a C program's): the writer turns its guard
     // on and the write returns PeerGone; with the guard forced off, SIGPIPE kills it.
     for (role, killed) in [("sigpipe-default", false), ("sigpipe-default-noguard", true)] {
-        let out = Command::new(std::env::current_exe().unwrap()).args(["--peer", role]).output().unwrap();
+        let out = common::me().args(["--peer", role]).output().unwrap();
         use std::os::unix::process::ExitStatusExt;
         if killed {
             assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{role}: {out:?}");

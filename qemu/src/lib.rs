@@ -1,10 +1,28 @@
 //! # ember-qemu
 //!
-//! The harness that proves Ember on the boards before anything is flashed: it reads the
-//! board table in `targets/boards.toml`, builds static test binaries for the board's target,
-//! packs them into an initramfs, boots the board's real Linux kernel under `qemu-system-*`
-//! and reads the verdict line from the serial console.
+//! The harness that proves Ember on the boards before anything is flashed. It reads the
+//! board table in `targets/boards.toml` ([`board`]), fetches each board's Debian kernel
+//! (and, where the board carries it, `dbus-daemon`) ([`fetch`]), packs the static test
+//! binaries into an initramfs ([`cpio`], [`initramfs`]) whose `/init` is `ember-init`,
+//! boots it under `qemu-system-*` with a timeout and reads the verdict from the serial
+//! console ([`boot`], [`protocol`]).
 //!
-//! The harness itself arrives with the boards issue; this crate holds its place in the
-//! workspace.
+//! `cargo xtask qemu --board <name>` drives it; `docs/boards.md` explains the tiers.
 #![forbid(unsafe_code)]
+
+pub mod protocol;
+
+#[cfg(feature = "harness")]
+pub mod board;
+#[cfg(feature = "harness")]
+pub mod boot;
+#[cfg(feature = "harness")]
+pub mod build;
+#[cfg(feature = "harness")]
+pub mod cpio;
+#[cfg(feature = "harness")]
+pub mod fetch;
+#[cfg(feature = "harness")]
+pub mod host;
+#[cfg(feature = "harness")]
+pub mod initramfs;

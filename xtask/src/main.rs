@@ -11,11 +11,20 @@
 //!   ASan+UBSan and valgrind).
 //! - `cargo xtask bench-dbus [--quick]`: Ember's D-Bus client next to zbus in the same run
 //!   (`benches/dbus`, its own workspace so that zbus stays out of the workspace's build).
+//! - `cargo xtask build --board <name>`: the `ember` command and `libember.a` for a board of
+//!   `targets/boards.toml`, static, in release mode.
+//! - `cargo xtask test --board <name>`: tier 1, the workspace's tests for the board under
+//!   qemu-user.
+//! - `cargo xtask qemu --board <name>`: tier 2, the board's kernel booted under qemu-system
+//!   with the tests (Rust and C) as `/init`'s work.
 
+mod boards;
+
+use ember_qemu::host::{ensure_apt, ensure_component, ensure_target, output, run};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: cargo xtask <test | header | c-abi | bench [ember bench options] | bench-dbus [--quick]>";
+const USAGE: &str = "usage: cargo xtask <test [--board <name>] | qemu --board <name> | build --board <name> | header | c-abi | bench [ember bench options] | bench-dbus [--quick]>";
 /// The committed C header, and cbindgen's configuration for it.
 const HEADER: &str = "bindings-c/include/ember.h";
 const CBINDGEN_TOML: &str = "bindings-c/cbindgen.toml";
@@ -35,7 +44,19 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     match args.first().map(String::as_str) {
+        Some("test") if args.len() > 1 => board_command(&args[1..], boards::tier1),
         Some("test") => test(),
+        Some("qemu") => board_command(&args[1..], |b| {
+            let t = boards::tier2(b)?;
+            boards::print_report(&t);
+            t.report.outcome.clone()
+        }),
+        Some("build") => board_command(&args[1..], |b| {
+            for f in boards::build_release(b)? {
+                println!("built {}", f.display());
+            }
+            Ok(())
+        }),
         Some("bench") => bench(&args[1..]),
         Some("bench-dbus") => bench_dbus(&args[1..]),
         Some("c-abi") => {
@@ -62,6 +83,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runs `f` on the board that `--board <name>` names.
+fn board_command(args: &[String], f: impl FnOnce(&ember_qemu::board::Board) -> Result<(), String>) -> ExitCode {
+    match boards::named(args).and_then(|b| f(&b)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!(
+                "xtask: {e}
+{USAGE}"
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn workspace_root() -> String {
     let manifest = env!("CARGO_MANIFEST_DIR");
     std::path::Path::new(manifest).parent().expect("xtask lives in the workspace").display().to_string()
@@ -78,23 +113,6 @@ struct Step {
     name: &'static str,
     outcome: Outcome,
     took: Duration,
-}
-
-/// Runs a command, streaming its output; `Err` describes a failure.
-fn run(cmd: &mut Command) -> Result<(), String> {
-    let shown = format!("{cmd:?}").replace('"', "");
-    println!("$ {shown}");
-    match cmd.status() {
-        Ok(s) if s.success() => Ok(()),
-        Ok(s) => Err(format!("`{shown}` exited with {s}")),
-        Err(e) => Err(format!("`{shown}` could not start: {e}")),
-    }
-}
-
-/// Runs a command quietly and returns its stdout if it succeeded.
-fn output(cmd: &mut Command) -> Option<String> {
-    let out = cmd.output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn cargo() -> Command {
@@ -125,44 +143,6 @@ fn has_nightly() -> Result<(), String> {
     run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))
 }
 
-fn ensure_target(toolchain: &str, target: &str) -> Result<(), String> {
-    let installed = output(Command::new("rustup").args(["target", "list", "--installed", "--toolchain", toolchain]))
-        .ok_or("rustup is not available")?;
-    if installed.lines().any(|l| l.trim() == target) {
-        return Ok(());
-    }
-    run(Command::new("rustup").args(["target", "add", "--toolchain", toolchain, target]))
-}
-
-fn ensure_component(toolchain: &str, component: &str) -> Result<(), String> {
-    let installed = output(Command::new("rustup").args(["component", "list", "--installed", "--toolchain", toolchain]))
-        .ok_or("rustup is not available")?;
-    if installed.lines().any(|l| l.starts_with(component)) {
-        return Ok(());
-    }
-    run(Command::new("rustup").args(["component", "add", "--toolchain", toolchain, component]))
-}
-
-/// Installs Debian packages that are missing (`apt-get update` first, once).
-fn ensure_apt(packages: &[&str]) -> Result<(), String> {
-    let missing: Vec<&str> = packages
-        .iter()
-        .copied()
-        .filter(|p| {
-            output(Command::new("dpkg-query").args(["-W", "-f=${Status}", p]))
-                .is_none_or(|s| !s.contains("install ok installed"))
-        })
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    run(Command::new("apt-get").args(["update", "-q"]))?;
-    run(Command::new("apt-get")
-        .args(["install", "-y", "-q", "--no-install-recommends"])
-        .args(&missing)
-        .env("DEBIAN_FRONTEND", "noninteractive"))
-}
-
 fn ensure_cargo_fuzz() -> Result<(), String> {
     if output(cargo_nightly().args(["fuzz", "--version"])).is_some() {
         return Ok(());
@@ -182,7 +162,7 @@ fn step_test() -> Outcome {
     // The tests' real peers: socat (sockets), setpriv from util-linux (another uid), and
     // the D-Bus reference daemon with dbus-send, dbus-monitor and gdbus, and libdbus's Python
     // binding (which passes fds).
-    let peers = ["socat", "util-linux", "dbus-daemon", "dbus-bin", "libglib2.0-bin", "python3-dbus"];
+    let peers = ["socat", "util-linux", "dbus-daemon", "dbus-bin", "libglib2.0-bin", "python3-dbus", "cpio"];
     if let Err(e) = ensure_apt(&peers) {
         return Outcome::Fail(format!("cannot install the tests' peers ({}): {e}", peers.join(", ")));
     }
@@ -377,6 +357,73 @@ fn step_fuzz() -> Outcome {
     Outcome::Pass
 }
 
+/// The per-board lines printed after the summary table.
+static BOARD_SUMMARY: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn note_board(line: String) {
+    BOARD_SUMMARY.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+}
+
+/// Tier 1 on every board: the workspace's tests under qemu-user.
+fn step_tier1() -> Outcome {
+    let boards = match boards::all() {
+        Ok(b) => b,
+        Err(e) => return Outcome::Fail(e),
+    };
+    let mut failed = Vec::new();
+    for b in &boards {
+        println!("\n---- tier 1: {} ({}, {}) ----", b.name, b.triple, b.qemu_user);
+        let (r, took) = boards::timed(|| boards::tier1(b));
+        note_board(format!(
+            "tier 1 {:<12} {:<7} {:>6.1}s  workspace tests under {}",
+            b.name,
+            if r.is_ok() { "ok" } else { "FAILED" },
+            took.as_secs_f64(),
+            b.qemu_user
+        ));
+        if let Err(e) = r {
+            failed.push(format!("{}: {e}", b.name));
+        }
+    }
+    if failed.is_empty() { Outcome::Pass } else { Outcome::Fail(failed.join("; ")) }
+}
+
+/// Tier 2 on every board: its kernel booted with the tests as `/init`'s work.
+fn step_tier2() -> Outcome {
+    let boards = match boards::all() {
+        Ok(b) => b,
+        Err(e) => return Outcome::Fail(e),
+    };
+    let mut failed = Vec::new();
+    for b in &boards {
+        println!("\n---- tier 2: {} ({} -M {} -cpu {}) ----", b.name, b.qemu_system, b.machine, b.cpu);
+        let (r, took) = boards::timed(|| boards::tier2(b));
+        match r {
+            Ok(t) => {
+                boards::print_report(&t);
+                let (p, f, s) = t.report.counts();
+                note_board(format!(
+                    "tier 2 {:<12} {:<7} {:>6.1}s  boot {:.0}s: {p} passed, {f} failed, {s} skipped in {} binaries; {}",
+                    b.name,
+                    if t.report.outcome.is_ok() { "ok" } else { "FAILED" },
+                    took.as_secs_f64(),
+                    t.report.took.as_secs_f64(),
+                    t.report.binaries.len(),
+                    t.dir.join("results.txt").display()
+                ));
+                if let Err(e) = t.report.outcome {
+                    failed.push(format!("{}: {e}", b.name));
+                }
+            }
+            Err(e) => {
+                note_board(format!("tier 2 {:<12} FAILED  {:>6.1}s  {e}", b.name, took.as_secs_f64()));
+                failed.push(format!("{}: {e}", b.name));
+            }
+        }
+    }
+    if failed.is_empty() { Outcome::Pass } else { Outcome::Fail(failed.join("; ")) }
+}
+
 fn outcome(r: Result<(), String>) -> Outcome {
     match r {
         Ok(()) => Outcome::Pass,
@@ -386,12 +433,14 @@ fn outcome(r: Result<(), String>) -> Outcome {
 
 fn test() -> ExitCode {
     type StepFn = fn() -> Outcome;
-    let steps: [(&'static str, StepFn); 10] = [
+    let steps: [(&'static str, StepFn); 12] = [
         ("cargo fmt --check", step_fmt),
         ("cargo clippy -D warnings", step_clippy),
         ("benches/dbus builds (clippy)", step_bench_crate),
         ("cargo test --workspace", step_test),
         ("C ABI (header, gcc, ASan, valgrind)", step_c_abi),
+        ("boards: tier 1 (qemu-user)", step_tier1),
+        ("boards: tier 2 (qemu-system)", step_tier2),
         ("no_std and feature builds", step_no_std),
         ("MSRV check (rust-version)", step_msrv),
         ("loom models (shm)", step_loom),
@@ -424,6 +473,13 @@ fn test() -> ExitCode {
             Outcome::Skipped(why) => ("skipped", why.clone()),
         };
         println!("{:<28} {:<8} {:>7.1}s  {}", s.name, result, s.took.as_secs_f64(), note);
+    }
+    let boards = BOARD_SUMMARY.lock().unwrap_or_else(|e| e.into_inner());
+    if !boards.is_empty() {
+        println!("\n==== boards ====");
+        for line in boards.iter() {
+            println!("{line}");
+        }
     }
     if failed {
         println!("\ncargo xtask test: FAILED");

@@ -2,6 +2,9 @@
 //! `--peer <role> ...` the binary plays a peer process; otherwise it runs its tests, each
 //! caught so one failure does not hide the others, filtered by any non-flag arguments.
 
+// Each test binary uses a part of this module.
+#![allow(dead_code)]
+
 use std::time::Instant;
 
 /// A test: its name and body.
@@ -15,26 +18,130 @@ pub fn main(tests: &[Test], peer: fn(&[String])) {
         peer(&args[1..]);
         return;
     }
-    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
-    let (mut ran, mut failed) = (0, 0);
+    // `--skip NAME` leaves out the tests whose names contain NAME, as libtest's does.
+    let mut skips: Vec<&String> = Vec::new();
+    let mut filters: Vec<&String> = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--skip" {
+            skips.extend(it.next());
+        } else if !a.starts_with('-') {
+            filters.push(a);
+        }
+    }
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     for (name, test) in tests {
         if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
             continue;
         }
-        ran += 1;
+        if skips.iter().any(|s| name.contains(s.as_str())) {
+            continue;
+        }
         let started = Instant::now();
         let result = std::panic::catch_unwind(test);
         let took = started.elapsed();
         match result {
-            Ok(()) => println!("test {name} ... ok ({took:.1?})"),
-            Err(_) => {
-                println!("test {name} ... FAILED ({took:.1?})");
-                failed += 1;
+            Ok(()) => {
+                println!("test {name} ... ok ({took:.1?})");
+                passed += 1;
             }
+            Err(payload) => match payload.downcast::<Skip>() {
+                Ok(skip) => {
+                    println!("test {name} ... skipped: {}", skip.0);
+                    skipped += 1;
+                }
+                Err(_) => {
+                    println!("test {name} ... FAILED ({took:.1?})");
+                    failed += 1;
+                }
+            },
         }
     }
-    println!("\ntest result: {}. {} passed; {failed} failed", if failed == 0 { "ok" } else { "FAILED" }, ran - failed);
+    println!(
+        "\ntest result: {}. {passed} passed; {failed} failed; {skipped} skipped",
+        if failed == 0 { "ok" } else { "FAILED" }
+    );
     if failed > 0 {
         std::process::exit(1);
     }
+}
+
+/// A command that runs this test binary again (as a peer process).
+///
+/// Under qemu-user (tier 1 of the boards), the binary is foreign to the host kernel, which
+/// cannot exec it without binfmt_misc; the peer then runs under the same emulator:
+/// `EMBER_TEST_RUNNER` when set, else `qemu-<arch>-static`. Emulation is recognised by
+/// `/bin/sh` being built for another machine than this binary.
+pub fn me() -> std::process::Command {
+    let argv = me_argv();
+    let mut c = std::process::Command::new(&argv[0]);
+    c.args(&argv[1..]);
+    c
+}
+
+/// The words that run this test binary again: its path, after the emulator's when there is
+/// one (for commands such as `setpriv` that take a program to run).
+pub fn me_argv() -> Vec<std::ffi::OsString> {
+    let exe = std::env::current_exe().expect("current_exe").into_os_string();
+    let mut argv: Vec<std::ffi::OsString> =
+        runner().iter().flat_map(|r| r.split_whitespace()).map(Into::into).collect();
+    argv.push(exe);
+    argv
+}
+
+/// Whether this binary runs under qemu-user (tier 1 of the boards), whose emulation of a few
+/// kernel interfaces differs from a kernel's; the parts of tests that meet them say so and
+/// are covered by the booted boards (tier 2).
+pub fn emulated() -> bool {
+    runner().is_some()
+}
+
+/// The emulator that runs this binary's peers, if it is foreign to the host.
+fn runner() -> Option<String> {
+    if let Ok(r) = std::env::var("EMBER_TEST_RUNNER") {
+        return (!r.trim().is_empty()).then_some(r);
+    }
+    let native = elf_machine("/proc/self/exe")?;
+    let host = elf_machine("/bin/sh")?;
+    if native == host {
+        return None;
+    }
+    // Rust's arch names are qemu's for every board (aarch64, arm, riscv64).
+    Some(format!("qemu-{}-static", std::env::consts::ARCH))
+}
+
+/// `e_machine` of an ELF file (little-endian targets only, which are all Ember's boards).
+fn elf_machine(path: &str) -> Option<u16> {
+    use std::io::Read;
+    let mut head = [0u8; 20];
+    std::fs::File::open(path).ok()?.read_exact(&mut head).ok()?;
+    (head[..4] == *b"\x7fELF").then(|| u16::from_le_bytes([head[18], head[19]]))
+}
+
+/// A test that cannot run here: the payload a test unwinds with through [`skip_unless`].
+pub struct Skip(pub String);
+
+/// Whether a test may be reported as skipped instead of failing: only where the runner
+/// says so (`EMBER_ALLOW_SKIP=1`, set by the board harness inside a guest that lacks the
+/// host tools), so that on a development machine or in CI a missing tool is a failure.
+fn skips_allowed() -> bool {
+    std::env::var("EMBER_ALLOW_SKIP").is_ok_and(|v| v == "1")
+}
+
+/// Ends the calling test as skipped (with `why`) unless `ok`; where skips are not allowed,
+/// a failure instead.
+pub fn skip_unless(ok: bool, why: &str) {
+    if ok {
+        return;
+    }
+    if skips_allowed() {
+        std::panic::resume_unwind(Box::new(Skip(why.to_string())));
+    }
+    panic!("{why} (skips are allowed only with EMBER_ALLOW_SKIP=1)");
+}
+
+/// Skips (see [`skip_unless`]) unless the program `tool` is on `PATH`.
+pub fn need_tool(tool: &str) {
+    let found = std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
+    skip_unless(found, &format!("needs `{tool}`, which is not installed here"));
 }

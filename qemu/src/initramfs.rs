@@ -1,0 +1,159 @@
+//! The guest's initramfs: `/init`, the test binaries under `/ember/bin`, the manifest
+//! `/ember/manifest` that `/init` runs, `/dev/console`, and optionally a Debian root
+//! holding `dbus-daemon` and its libraries.
+
+use crate::cpio::Cpio;
+use std::collections::BTreeSet;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// A test binary to run in the guest.
+#[derive(Debug, Clone)]
+pub struct TestBinary {
+    /// Its name in the results (letters, digits, `-`, `_`).
+    pub name: String,
+    /// The binary on the host.
+    pub host_path: PathBuf,
+    /// Arguments (no tabs or newlines).
+    pub args: Vec<String>,
+}
+
+/// What goes into the guest.
+#[derive(Debug, Clone, Default)]
+pub struct Contents {
+    /// The `/init` binary (`ember-init`, built for the board).
+    pub init: PathBuf,
+    /// The test binaries, run in this order.
+    pub tests: Vec<TestBinary>,
+    /// Other files for `/ember/bin` (peers the tests start), by name.
+    pub helpers: Vec<(String, PathBuf)>,
+    /// The environment of every test binary (beside `PATH`, `HOME`, `TMPDIR`, and
+    /// `EMBER_ALLOW_SKIP=1`, which are always set).
+    pub env: Vec<(String, String)>,
+    /// A directory mirroring a Debian root (`usr/bin/dbus-daemon`, `lib/...`) to carry.
+    pub debian_root: Option<PathBuf>,
+}
+
+struct Writer<W: Write> {
+    cpio: Cpio<W>,
+    dirs: BTreeSet<String>,
+}
+
+impl<W: Write> Writer<W> {
+    fn parents(&mut self, path: &str) -> std::io::Result<()> {
+        let mut at = String::new();
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        for p in &parts[..parts.len().saturating_sub(1)] {
+            if !at.is_empty() {
+                at.push('/');
+            }
+            at.push_str(p);
+            if self.dirs.insert(at.clone()) {
+                self.cpio.dir(&at)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn dir(&mut self, path: &str) -> std::io::Result<()> {
+        self.parents(&format!("{path}/x"))
+    }
+
+    fn symlink(&mut self, path: &str, target: &str) -> Result<(), String> {
+        self.parents(path).map_err(|e| e.to_string())?;
+        self.cpio.symlink(path, target).map_err(|e| e.to_string())
+    }
+
+    fn file_from(&mut self, path: &str, host: &Path) -> Result<(), String> {
+        let data = std::fs::read(host).map_err(|e| format!("{}: {e}", host.display()))?;
+        self.parents(path).map_err(|e| e.to_string())?;
+        self.cpio.file(path, 0o755, &data).map_err(|e| e.to_string())
+    }
+}
+
+/// Writes the initramfs to `out`; returns its size in bytes.
+pub fn write(contents: &Contents, out: &Path) -> Result<u64, String> {
+    let file = std::fs::File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let mut w = Writer { cpio: Cpio::new(BufWriter::new(file)), dirs: BTreeSet::new() };
+    let io = |e: std::io::Error| e.to_string();
+    for d in ["dev", "proc", "sys", "tmp", "ember/bin"] {
+        w.dir(d).map_err(io)?;
+    }
+    w.cpio.char_device("dev/console", 0o600, 5, 1).map_err(io)?;
+    // Users for the programs that look themselves up (dbus-daemon does, at every
+    // connection): root, and nobody for the tests that drop privileges.
+    w.dir("etc").map_err(io)?;
+    w.cpio
+        .file(
+            "etc/passwd",
+            0o644,
+            b"root:x:0:0:root:/tmp:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+        )
+        .map_err(io)?;
+    w.cpio.file("etc/group", 0o644, b"root:x:0:\nnogroup:x:65534:\n").map_err(io)?;
+    w.file_from("init", &contents.init)?;
+    let mut manifest = String::from("# name<TAB>path<TAB>arguments; env lines set the binaries' environment\n");
+    for (k, v) in
+        [("PATH", "/usr/bin:/bin:/ember/bin"), ("HOME", "/tmp"), ("TMPDIR", "/tmp"), ("EMBER_ALLOW_SKIP", "1")]
+            .into_iter()
+            .chain(contents.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    {
+        manifest.push_str(&format!("env {k}={v}\n"));
+    }
+    for (name, host) in &contents.helpers {
+        w.file_from(&format!("ember/bin/{name}"), host)?;
+    }
+    for t in &contents.tests {
+        if t.name.is_empty() || !t.name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_') {
+            return Err(format!("test binary name `{}`: letters, digits, - and _ only", t.name));
+        }
+        if t.args.iter().any(|a| a.contains(['\t', '\n', ' '])) {
+            return Err(format!("{}: arguments may not hold blanks", t.name));
+        }
+        let path = format!("ember/bin/{}", t.name);
+        w.file_from(&path, &t.host_path)?;
+        manifest.push_str(&format!("{}\t/{path}\t{}\n", t.name, t.args.join(" ")));
+    }
+    w.cpio.file("ember/manifest", 0o644, manifest.as_bytes()).map_err(io)?;
+    if let Some(root) = &contents.debian_root {
+        add_debian_root(&mut w, root)?;
+    }
+    let out = w.cpio.finish().map_err(io)?;
+    let file = out.into_inner().map_err(|e| e.to_string())?;
+    file.metadata().map(|m| m.len()).map_err(|e| e.to_string())
+}
+
+/// `usr/bin/dbus-daemon` and every shared library of the unpacked packages (not their
+/// documentation, locales, scripts or gconv modules).
+fn add_debian_root<W: Write>(w: &mut Writer<W>, root: &Path) -> Result<(), String> {
+    w.file_from("usr/bin/dbus-daemon", &root.join("usr/bin/dbus-daemon"))?;
+    // Merged-/usr suites (trixie) ship libraries in usr/lib only, and base-files makes
+    // /lib a link to it; the loader's path in every binary starts with /lib.
+    if !root.join("lib").exists() {
+        w.symlink("lib", "usr/lib")?;
+    }
+    let mut stack = vec![root.join("lib"), root.join("usr/lib")];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let mut entries: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        entries.sort();
+        for p in entries {
+            let rel = p.strip_prefix(root).map_err(|e| e.to_string())?.to_string_lossy().into_owned();
+            let meta = std::fs::symlink_metadata(&p).map_err(|e| e.to_string())?;
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if meta.is_dir() {
+                if name != "gconv" && name != "dbus-1.0" {
+                    stack.push(p);
+                }
+            } else if name.contains(".so") || name.starts_with("ld-linux") {
+                if meta.file_type().is_symlink() {
+                    let target = std::fs::read_link(&p).map_err(|e| e.to_string())?;
+                    w.symlink(&rel, &target.to_string_lossy())?;
+                } else {
+                    w.file_from(&rel, &p)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}

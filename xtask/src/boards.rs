@@ -1,0 +1,219 @@
+//! The boards: `cargo xtask build|test|qemu --board <name>`, and the board steps of
+//! `cargo xtask test` (tier 1 under qemu-user, tier 2 booting each board's kernel).
+
+use ember_qemu::board::{self, Board};
+use ember_qemu::host::run;
+use ember_qemu::initramfs::{Contents, TestBinary};
+use ember_qemu::{boot, build, fetch, initramfs};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The C tests, cross-compiled for tier 2 as they are compiled for the host.
+const C_TESTS: &str = "bindings-c/tests/c";
+
+/// The packages whose tests run on the boards: all but the host-only tools.
+const TEST_ARGS: [&str; 9] =
+    ["--workspace", "--exclude", "xtask", "--exclude", "ember-qemu", "--lib", "--bins", "--tests", "--no-fail-fast"];
+
+fn root() -> PathBuf {
+    std::env::current_dir().expect("xtask runs in the workspace root")
+}
+
+/// Every board of the table.
+pub fn all() -> Result<Vec<Board>, String> {
+    board::load(&root())
+}
+
+/// The board `--board <name>` names in `args`.
+pub fn named(args: &[String]) -> Result<Board, String> {
+    let name = match args {
+        [flag, name, ..] if flag == "--board" => name,
+        _ => return Err("expected --board <name>".into()),
+    };
+    let boards = all()?;
+    board::find(&boards, name).cloned()
+}
+
+/// `cargo xtask build --board <name>`: the `ember` command and libember.a for the board,
+/// static, in release mode.
+pub fn build_release(b: &Board) -> Result<Vec<PathBuf>, String> {
+    build::ensure_tools(b)?;
+    let root = root();
+    run(build::cargo(&root, b, "build").args(["--release", "-p", "ember-cli", "-p", "ember-c"]))?;
+    let dir = build::target_dir(&root).join(&b.triple).join("release");
+    let out = vec![dir.join("ember"), dir.join("libember.a")];
+    for f in &out {
+        if !f.is_file() {
+            return Err(format!("the build left no {}", f.display()));
+        }
+    }
+    Ok(out)
+}
+
+/// Tier 1: the workspace's tests for the board, run under qemu-user.
+pub fn tier1(b: &Board) -> Result<(), String> {
+    build::ensure_tools(b)?;
+    run(build::cargo(&root(), b, "test").args(TEST_ARGS))
+}
+
+/// The result of one board's tier 2.
+pub struct Tier2 {
+    /// The board.
+    pub board: String,
+    /// What the boot showed.
+    pub report: boot::Report,
+    /// Where the console log and results are.
+    pub dir: PathBuf,
+}
+
+/// Tier 2: builds the test binaries, the C tests and `/init` for the board, fetches its
+/// kernel, packs the initramfs and boots it.
+pub fn tier2(b: &Board) -> Result<Tier2, String> {
+    let root = root();
+    build::ensure_tools(b)?;
+    let dir = build::board_dir(&root, b);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut tests = test_binaries(&root, b)?;
+    let init = build::init(&root, b)?;
+    run(build::cargo(&root, b, "build").args(["-p", "ember-c", "--lib", "--example", "wire_peer"]))?;
+    tests.extend(c_tests(&root, b, &dir)?);
+    let kernel = fetch::kernel(b, &dir)?;
+    let debian_root = if b.dbus { Some(fetch::dbus_root(b, &dir)?) } else { None };
+    let contents = Contents {
+        init,
+        helpers: vec![("wire_peer".into(), build::artifact(&root, b, "examples/wire_peer"))],
+        env: vec![("EMBER_WIRE_PEER".into(), "/ember/bin/wire_peer".into())],
+        tests,
+        debian_root,
+    };
+    let initrd = dir.join("initramfs.cpio");
+    let size = initramfs::write(&contents, &initrd)?;
+    println!(
+        "{}: initramfs {} MiB, {} test binaries; booting {} ({} -M {} -cpu {}), console log {}",
+        b.name,
+        size >> 20,
+        contents.tests.len(),
+        kernel.display(),
+        b.qemu_system,
+        b.machine,
+        b.cpu,
+        dir.join("console.log").display()
+    );
+    let report = boot::boot(
+        b,
+        &kernel,
+        &initrd,
+        "",
+        Duration::from_secs(b.boot_timeout_s),
+        &dir.join("console.log"),
+        contents.tests.len(),
+    );
+    let mut lines = String::new();
+    for t in &report.tests {
+        let note = if t.note.is_empty() { String::new() } else { format!(" -- {}", t.note) };
+        lines.push_str(&format!("{} {} {}{note}\n", t.result, t.binary, t.name));
+    }
+    std::fs::write(dir.join("results.txt"), lines).map_err(|e| e.to_string())?;
+    Ok(Tier2 { board: b.name.clone(), report, dir })
+}
+
+/// The workspace's test executables for the board (built here), named `<package>_<target>`.
+fn test_binaries(root: &Path, b: &Board) -> Result<Vec<TestBinary>, String> {
+    let out = build::cargo(root, b, "test")
+        .args(TEST_ARGS)
+        .args(["--no-run", "--message-format=json-render-diagnostics"])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cargo test --no-run: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("cargo test --no-run for {} failed", b.triple));
+    }
+    let mut tests = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        if v["reason"] != "compiler-artifact" || v["profile"]["test"] != true {
+            continue;
+        }
+        let Some(exe) = v["executable"].as_str() else { continue };
+        // "path+file:///…/core#ember-core@0.1.0" → ember-core
+        let id = v["package_id"].as_str().unwrap_or("");
+        let package = id.rsplit('#').next().and_then(|s| s.split('@').next()).unwrap_or("unknown");
+        let target = v["target"]["name"].as_str().unwrap_or("unknown");
+        let kind = v["target"]["kind"][0].as_str().unwrap_or("");
+        let name = match kind {
+            "lib" => format!("{package}_lib"),
+            "bin" => format!("{package}_bin-{target}"),
+            _ => format!("{package}_{target}"),
+        };
+        tests.push(TestBinary { name, host_path: exe.into(), args: Vec::new() });
+    }
+    if tests.is_empty() {
+        return Err("cargo test --no-run listed no test executables".into());
+    }
+    tests.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(tests)
+}
+
+/// The C tests, linked statically with the board's libember.a by the board's gcc.
+fn c_tests(root: &Path, b: &Board, dir: &Path) -> Result<Vec<TestBinary>, String> {
+    let lib = build::artifact(root, b, "libember.a");
+    let out = dir.join("c");
+    std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+    let mut sources: Vec<PathBuf> = std::fs::read_dir(root.join(C_TESTS))
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "c"))
+        .collect();
+    sources.sort();
+    let mut tests = Vec::new();
+    for src in sources {
+        let stem = src.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let exe = out.join(&stem);
+        run(Command::new(&b.linker)
+            .args(["-static", "-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O1"])
+            .arg("-I")
+            .arg(root.join("bindings-c/include"))
+            .arg(&src)
+            .arg(&lib)
+            .args(["-lpthread", "-ldl", "-lm", "-lrt", "-o"])
+            .arg(&exe))?;
+        tests.push(TestBinary { name: format!("c_{stem}"), host_path: exe, args: Vec::new() });
+    }
+    Ok(tests)
+}
+
+/// Prints a tier 2 report: counts, what was skipped and why, what failed.
+pub fn print_report(t: &Tier2) {
+    let r = &t.report;
+    let (passed, failed, skipped) = r.counts();
+    println!(
+        "{}: {} in {:.0}s: {passed} passed, {failed} failed, {skipped} skipped, in {} binaries (console: {}, results: {})",
+        t.board,
+        if r.outcome.is_ok() { "PASS" } else { "FAIL" },
+        r.took.as_secs_f64(),
+        r.binaries.len(),
+        t.dir.join("console.log").display(),
+        t.dir.join("results.txt").display()
+    );
+    let mut reasons: Vec<(String, usize)> = Vec::new();
+    for s in r.tests.iter().filter(|t| t.result == "skipped") {
+        match reasons.iter_mut().find(|(n, _)| *n == s.note) {
+            Some((_, c)) => *c += 1,
+            None => reasons.push((s.note.clone(), 1)),
+        }
+    }
+    for (why, n) in reasons {
+        println!("    skipped {n}: {why} (these run on the host and under qemu-user)");
+    }
+    if let Err(e) = &r.outcome {
+        println!("    {e}");
+    }
+}
+
+/// A tier's time per board, for the summary.
+pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let t = Instant::now();
+    let r = f();
+    (r, t.elapsed())
+}
