@@ -123,6 +123,47 @@ pub fn write(contents: &Contents, out: &Path) -> Result<u64, String> {
     file.metadata().map(|m| m.len()).map_err(|e| e.to_string())
 }
 
+/// The runner of a bundle on a real board (POSIX sh, busybox's included).
+const RUN_SH: &str = r#"#!/bin/sh
+# Runs Ember's tests on this board, as the emulated board's /init does: every binary of
+# ./manifest, one at a time, with the manifest's environment. Exit status: 0 if all passed.
+cd "$(dirname "$0")" || exit 2
+PATH="$PWD/bin:$PATH"; export PATH
+EMBER_WIRE_PEER="$PWD/bin/wire_peer"; export EMBER_WIRE_PEER
+failed=0
+while IFS="$(printf '	')" read -r name path args; do
+    case "$name" in ''|'#'*) continue ;; esac
+    case "$name" in env\ *) ;; *)
+        echo "== $name"
+        # shellcheck disable=SC2086
+        if ! "./bin/$name" $args; then failed=$((failed + 1)); echo "!! $name FAILED"; fi
+    ;; esac
+done < manifest
+echo "binaries failed: $failed"
+[ "$failed" -eq 0 ]
+"#;
+
+/// Writes the test binaries, the helpers, the manifest and `run.sh` into `dir`, for
+/// copying to a real board (`scp -r dir board:` and `./run.sh` there).
+pub fn write_bundle(contents: &Contents, dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("bin");
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(&bin).map_err(|e| format!("{}: {e}", bin.display()))?;
+    let mut manifest = String::from("# name<TAB>path<TAB>arguments, as in the emulated board's /ember/manifest\n");
+    for (name, host) in &contents.helpers {
+        std::fs::copy(host, bin.join(name)).map_err(|e| format!("{}: {e}", host.display()))?;
+    }
+    for t in &contents.tests {
+        std::fs::copy(&t.host_path, bin.join(&t.name)).map_err(|e| format!("{}: {e}", t.host_path.display()))?;
+        manifest.push_str(&format!("{}\tbin/{}\t{}\n", t.name, t.name, t.args.join(" ")));
+    }
+    std::fs::write(dir.join("manifest"), manifest).map_err(|e| e.to_string())?;
+    let run = dir.join("run.sh");
+    std::fs::write(&run, RUN_SH).map_err(|e| e.to_string())?;
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())
+}
+
 /// `usr/bin/dbus-daemon` and every shared library of the unpacked packages (not their
 /// documentation, locales, scripts or gconv modules).
 fn add_debian_root<W: Write>(w: &mut Writer<W>, root: &Path) -> Result<(), String> {
@@ -156,4 +197,79 @@ fn add_debian_root<W: Write>(w: &mut Writer<W>, root: &Path) -> Result<(), Strin
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(tag: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("ember-initramfs-{}-{tag}", std::process::id()))
+    }
+
+    /// The bundle's run.sh runs every binary with its arguments and fails if one fails.
+    #[test]
+    fn bundle_runs_on_a_board_with_sh() {
+        let dir = scratch("bundle");
+        let tests = |second: &str| Contents {
+            init: "/bin/true".into(),
+            tests: vec![
+                TestBinary {
+                    name: "echoes".into(),
+                    host_path: "/bin/echo".into(),
+                    args: vec!["test".into(), "x".into()],
+                },
+                TestBinary { name: "second".into(), host_path: second.into(), args: Vec::new() },
+            ],
+            helpers: vec![("wire_peer".into(), "/bin/true".into())],
+            ..Contents::default()
+        };
+        write_bundle(&tests("/bin/true"), &dir).unwrap();
+        let out = std::process::Command::new(dir.join("run.sh")).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("== echoes\ntest x\n== second\nbinaries failed: 0"), "{text}");
+        write_bundle(&tests("/bin/false"), &dir).unwrap();
+        let out = std::process::Command::new(dir.join("run.sh")).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{text}");
+        assert!(text.contains("!! second FAILED") && text.contains("binaries failed: 1"), "{text}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The archive holds /init, the binaries, the manifest with its environment, and the
+    /// users; names that would break the manifest are refused.
+    #[test]
+    fn initramfs_holds_the_manifest() {
+        let dir = scratch("cpio");
+        std::fs::create_dir_all(&dir).unwrap();
+        let c = Contents {
+            init: "/bin/true".into(),
+            tests: vec![TestBinary {
+                name: "t1".into(),
+                host_path: "/bin/true".into(),
+                args: vec!["--skip".into(), "x".into()],
+            }],
+            env: vec![("EMBER_WIRE_PEER".into(), "/ember/bin/wire_peer".into())],
+            ..Contents::default()
+        };
+        let archive = dir.join("i.cpio");
+        write(&c, &archive).unwrap();
+        let out = std::process::Command::new("cpio")
+            .args(["-i", "--quiet", "--to-stdout", "-F"])
+            .arg(&archive)
+            .arg("ember/manifest")
+            .output()
+            .expect("cpio (installed by cargo xtask test)");
+        let manifest = String::from_utf8_lossy(&out.stdout);
+        assert!(manifest.contains("env EMBER_ALLOW_SKIP=1\n"), "{manifest}");
+        assert!(manifest.contains("env EMBER_WIRE_PEER=/ember/bin/wire_peer\n"), "{manifest}");
+        assert!(manifest.contains("t1\t/ember/bin/t1\t--skip x\n"), "{manifest}");
+        let bad = Contents {
+            tests: vec![TestBinary { name: "a b".into(), host_path: "/bin/true".into(), args: Vec::new() }],
+            ..c.clone()
+        };
+        assert!(write(&bad, &archive).unwrap_err().contains("letters, digits"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -87,6 +87,7 @@ pub fn tier2(b: &Board) -> Result<Tier2, String> {
         tests,
         debian_root,
     };
+    initramfs::write_bundle(&contents, &dir.join("bundle"))?;
     let initrd = dir.join("initramfs.cpio");
     let size = initramfs::write(&contents, &initrd)?;
     println!(
