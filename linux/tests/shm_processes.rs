@@ -297,7 +297,13 @@ fn peer(args: &[String]) {
 fn spsc_ten_million_records_nothing_lost_duplicated_or_reordered() {
     let name = unique("spsc10m");
     let _cleanup = Cleanup(name.clone());
-    let mut writer = Peer::spawn(&["spsc-writer", &name, &TEN_MILLION.to_string(), "0"]);
+    // Emulated boards (where the host's memory model shows through anyway) may ask for
+    // fewer, and say so.
+    let records = std::env::var("EMBER_TEST_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(TEN_MILLION);
+    if records != TEN_MILLION {
+        println!("    ({records} records, as EMBER_TEST_RECORDS asks, instead of {TEN_MILLION})");
+    }
+    let mut writer = Peer::spawn(&["spsc-writer", &name, &records.to_string(), "0"]);
     assert_eq!(writer.line(), "ready");
     let mut rx = SpscReceiver::open(&name, FP).unwrap();
     let mut out = [0u8; 64];
@@ -313,7 +319,7 @@ fn spsc_ten_million_records_nothing_lost_duplicated_or_reordered() {
             Err(e) => panic!("recv after {expect}: {e}"),
         }
     }
-    assert_eq!(expect, TEN_MILLION);
+    assert_eq!(expect, records);
     writer.wait_ok();
 }
 

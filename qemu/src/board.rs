@@ -6,6 +6,9 @@ use std::path::Path;
 /// Where the table lives, relative to the workspace root.
 pub const TABLE: &str = "targets/boards.toml";
 
+/// The cargo configuration for plain cross builds (`cargo --config targets/cross.toml`).
+pub const CROSS_CONFIG: &str = "targets/cross.toml";
+
 /// The kernel a board boots: a Debian metapackage, resolved to the current ABI each time.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -98,7 +101,7 @@ impl Board {
     }
 
     /// The environment that makes `cargo build|test --target <triple>` link for the board
-    /// and run its binaries under qemu-user (these override `.cargo/config.toml`).
+    /// and run its binaries under qemu-user.
     pub fn cargo_env(&self) -> Vec<(String, String)> {
         let p = self.cargo_prefix();
         vec![
@@ -108,7 +111,7 @@ impl Board {
         ]
     }
 
-    /// This board's section of `.cargo/config.toml`, for a plain `cargo build --target`.
+    /// This board's section of [`CROSS_CONFIG`], for a plain `cargo build --target`.
     pub fn cargo_config(&self) -> String {
         let flags: Vec<String> = self.rustflags.iter().map(|f| format!("\"{f}\"")).collect();
         format!(
@@ -180,10 +183,12 @@ mod tests {
             "docs/boards.md's table is stale; it must contain:\n{}",
             markdown_table(&boards)
         );
-        let config = std::fs::read_to_string(root().join(".cargo/config.toml")).unwrap();
+        let config = std::fs::read_to_string(root().join(CROSS_CONFIG)).unwrap();
         for b in &boards {
-            assert!(config.contains(&b.cargo_config()), ".cargo/config.toml must contain:\n{}", b.cargo_config());
+            assert!(config.contains(&b.cargo_config()), "{CROSS_CONFIG} must contain:\n{}", b.cargo_config());
+            assert!(b.qemu_user.contains(std::env::consts::ARCH) || b.qemu_user.starts_with("qemu-"));
         }
+        assert!(config.contains("EMBER_TEST_RUNNER = \"qemu-{arch}-static\""));
     }
 
     #[test]

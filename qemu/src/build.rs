@@ -34,7 +34,11 @@ pub fn cargo(root: &Path, board: &Board, sub: &str) -> Command {
     c.envs(board.cargo_env())
         .env("CARGO_TARGET_DIR", target_dir(root))
         .env("CARGO_PROFILE_DEV_DEBUG", "0")
-        .env("CARGO_PROFILE_DEV_STRIP", "debuginfo");
+        .env("CARGO_PROFILE_DEV_STRIP", "debuginfo")
+        // Board builds are mostly from scratch (CI): incremental state would only cost.
+        .env("CARGO_INCREMENTAL", "0")
+        // The multi-process tests re-execute themselves under the same emulator.
+        .env("EMBER_TEST_RUNNER", &board.qemu_user);
     c
 }
 

@@ -66,7 +66,6 @@ fn mirror_in(text: &str) -> Option<String> {
 /// A private apt for one Debian suite and architecture.
 struct Apt {
     dir: PathBuf,
-    arch: String,
 }
 
 impl Apt {
@@ -83,28 +82,27 @@ impl Apt {
         )
         .map_err(|e| e.to_string())?;
         std::fs::write(dir.join("status"), "").map_err(|e| e.to_string())?;
-        let apt = Apt { dir, arch: arch.to_string() };
+        // Read first (APT_CONFIG), so that neither the host's apt.conf.d (with its update
+        // hooks) nor its apt.conf or preferences are read at all.
+        let d = dir.display();
+        let conf = format!(
+            "Dir::Etc::Parts \"{d}/parts\";\nDir::Etc::Main \"{d}/empty.conf\";\n\
+             Dir::Etc::Preferences \"{d}/empty.conf\";\nDir::Etc::PreferencesParts \"{d}/parts\";\n\
+             Dir::Etc::SourceList \"{d}/sources.list\";\nDir::Etc::SourceParts \"{d}/parts\";\n\
+             Dir::State \"{d}\";\nDir::State::Lists \"{d}/lists\";\nDir::State::status \"{d}/status\";\n\
+             Dir::Cache \"{d}\";\nDir::Cache::Archives \"{d}/archives\";\n\
+             APT::Architecture \"{arch}\";\nAPT::Architectures \"{arch}\";\nDebug::NoLocking \"1\";\n"
+        );
+        std::fs::write(dir.join("apt.conf"), conf).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("empty.conf"), "").map_err(|e| e.to_string())?;
+        let apt = Apt { dir };
         run(apt.cmd("apt-get").args(["update", "-q"]))?;
         Ok(apt)
     }
 
     fn cmd(&self, program: &str) -> Command {
-        let d = self.dir.display();
         let mut c = Command::new(program);
-        for o in [
-            format!("Dir::Etc::SourceList={d}/sources.list"),
-            format!("Dir::Etc::SourceParts={d}/parts"),
-            format!("Dir::State={d}"),
-            format!("Dir::State::Lists={d}/lists"),
-            format!("Dir::State::status={d}/status"),
-            format!("Dir::Cache={d}"),
-            format!("Dir::Cache::Archives={d}/archives"),
-            format!("APT::Architecture={}", self.arch),
-            format!("APT::Architectures={}", self.arch),
-            "Debug::NoLocking=1".into(),
-        ] {
-            c.arg("-o").arg(o);
-        }
+        c.env("APT_CONFIG", self.dir.join("apt.conf"));
         c
     }
 
@@ -122,6 +120,9 @@ impl Apt {
     /// Downloads packages into `debs/`; returns their files.
     fn download(&self, packages: &[String]) -> Result<Vec<PathBuf>, String> {
         let debs = self.dir.join("debs");
+        // Leftovers of an interrupted run could match a package's name beside the new file.
+        let _ = std::fs::remove_dir_all(&debs);
+        std::fs::create_dir_all(&debs).map_err(|e| e.to_string())?;
         run(self.cmd("apt-get").arg("download").args(packages).current_dir(&debs))?;
         let mut files = Vec::new();
         for p in packages {
@@ -147,13 +148,23 @@ pub fn kernel(board: &Board, cache: &Path) -> Result<PathBuf, String> {
     let apt = Apt::new(cache, &board.kernel.suite, &board.deb_arch)?;
     let versioned = apt.resolve(&board.kernel.package, "linux-image-")?;
     let deb = apt.download(std::slice::from_ref(&versioned))?.remove(0);
-    std::fs::create_dir_all(&kdir).map_err(|e| e.to_string())?;
+    // Unpacked beside the cache and renamed into it whole, so that an interrupted run
+    // leaves no truncated kernel to be reused.
+    let partial = cache.join("kernel.partial");
+    let _ = std::fs::remove_dir_all(&partial);
+    std::fs::create_dir_all(&partial).map_err(|e| e.to_string())?;
     // Only the kernel (the package's modules are most of it, and none are needed).
     let pattern = format!("./{}", board.kernel.file);
-    let tar =
-        format!("dpkg-deb --fsys-tarfile '{}' | tar -x -C '{}' --wildcards '{pattern}'", deb.display(), kdir.display());
-    run(Command::new("sh").args(["-c", &tar]))?;
+    let tar = format!(
+        "set -o pipefail; dpkg-deb --fsys-tarfile '{}' | tar -x -C '{}' --wildcards '{pattern}'",
+        deb.display(),
+        partial.display()
+    );
+    run(Command::new("bash").args(["-c", &tar]))?;
     std::fs::remove_file(&deb).map_err(|e| e.to_string())?;
+    find_kernel(&partial, board).ok_or_else(|| format!("{versioned} holds no {}", board.kernel.file))?;
+    let _ = std::fs::remove_dir_all(&kdir);
+    std::fs::rename(&partial, &kdir).map_err(|e| e.to_string())?;
     find_kernel(&kdir, board).ok_or_else(|| format!("{versioned} holds no {}", board.kernel.file))
 }
 

@@ -56,10 +56,20 @@ pub fn ensure_apt(packages: &[&str]) -> Result<(), String> {
     }
     let mut install = Command::new("apt-get");
     install.args(["install", "-y", "-q", "--no-install-recommends"]).env("DEBIAN_FRONTEND", "noninteractive");
-    if missing.iter().any(|p| p.starts_with("qemu-system")) && installed("qemu-utils") {
+    if missing.iter().any(|p| p.starts_with("qemu-system")) && backported_qemu_utils() {
         missing.push("qemu-utils/bookworm".into());
         install.arg("--allow-downgrades");
     }
     run(Command::new("apt-get").args(["update", "-q"]))?;
     run(install.args(&missing))
+}
+
+/// Whether this is Debian 12 with `qemu-utils` from bookworm-backports installed (whose
+/// `Breaks` keeps bookworm's qemu-system packages out).
+fn backported_qemu_utils() -> bool {
+    let bookworm = std::fs::read_to_string("/etc/os-release")
+        .is_ok_and(|s| s.lines().any(|l| l.trim() == "VERSION_CODENAME=bookworm"));
+    bookworm
+        && output(Command::new("dpkg-query").args(["-W", "-f=${Version}", "qemu-utils"]))
+            .is_some_and(|v| v.contains("~bpo12"))
 }

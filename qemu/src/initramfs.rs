@@ -126,7 +126,7 @@ pub fn write(contents: &Contents, out: &Path) -> Result<u64, String> {
 /// The runner of a bundle on a real board (POSIX sh, busybox's included).
 const RUN_SH: &str = r#"#!/bin/sh
 # Runs Ember's tests on this board, as the emulated board's /init does: every binary of
-# ./manifest, one at a time, with the manifest's environment. Exit status: 0 if all passed.
+# ./manifest, one at a time, stdin closed. Exit status: 0 if all passed.
 cd "$(dirname "$0")" || exit 2
 PATH="$PWD/bin:$PATH"; export PATH
 EMBER_WIRE_PEER="$PWD/bin/wire_peer"; export EMBER_WIRE_PEER
@@ -136,7 +136,7 @@ while IFS="$(printf '	')" read -r name path args; do
     case "$name" in env\ *) ;; *)
         echo "== $name"
         # shellcheck disable=SC2086
-        if ! "./bin/$name" $args; then failed=$((failed + 1)); echo "!! $name FAILED"; fi
+        if ! "./bin/$name" $args </dev/null; then failed=$((failed + 1)); echo "!! $name FAILED"; fi
     ;; esac
 done < manifest
 echo "binaries failed: $failed"

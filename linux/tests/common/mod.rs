@@ -69,9 +69,10 @@ pub fn main(tests: &[Test], peer: fn(&[String])) {
 /// A command that runs this test binary again (as a peer process).
 ///
 /// Under qemu-user (tier 1 of the boards), the binary is foreign to the host kernel, which
-/// cannot exec it without binfmt_misc; the peer then runs under the same emulator:
-/// `EMBER_TEST_RUNNER` when set, else `qemu-<arch>-static`. Emulation is recognised by
-/// `/bin/sh` being built for another machine than this binary.
+/// cannot exec it without binfmt_misc: the peer then runs under the emulator that
+/// `EMBER_TEST_RUNNER` names (`qemu-aarch64-static`, or a template with `{arch}`, which
+/// becomes this binary's architecture). `cargo xtask test --board` and
+/// `targets/cross.toml` set it; on a real board it is unset and peers run natively.
 pub fn me() -> std::process::Command {
     let argv = me_argv();
     let mut c = std::process::Command::new(&argv[0]);
@@ -96,26 +97,11 @@ pub fn emulated() -> bool {
     runner().is_some()
 }
 
-/// The emulator that runs this binary's peers, if it is foreign to the host.
+/// The emulator that runs this binary's peers, if any.
 fn runner() -> Option<String> {
-    if let Ok(r) = std::env::var("EMBER_TEST_RUNNER") {
-        return (!r.trim().is_empty()).then_some(r);
-    }
-    let native = elf_machine("/proc/self/exe")?;
-    let host = elf_machine("/bin/sh")?;
-    if native == host {
-        return None;
-    }
-    // Rust's arch names are qemu's for every board (aarch64, arm, riscv64).
-    Some(format!("qemu-{}-static", std::env::consts::ARCH))
-}
-
-/// `e_machine` of an ELF file (little-endian targets only, which are all Ember's boards).
-fn elf_machine(path: &str) -> Option<u16> {
-    use std::io::Read;
-    let mut head = [0u8; 20];
-    std::fs::File::open(path).ok()?.read_exact(&mut head).ok()?;
-    (head[..4] == *b"\x7fELF").then(|| u16::from_le_bytes([head[18], head[19]]))
+    let r = std::env::var("EMBER_TEST_RUNNER").ok()?;
+    let r = r.trim().replace("{arch}", std::env::consts::ARCH);
+    (!r.is_empty()).then_some(r)
 }
 
 /// A test that cannot run here: the payload a test unwinds with through [`skip_unless`].

@@ -10,6 +10,7 @@
 
 use ember_qemu::protocol::{self, MARK};
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
@@ -153,6 +154,8 @@ fn run_binary(b: &Binary, env: &[(String, String)], timeout: Duration) -> (u32, 
     let started = Instant::now();
     let mut cmd = Command::new(&b.path);
     cmd.args(&b.args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit()).current_dir("/tmp");
+    // A group of its own, so that what it leaves running can be stopped with it.
+    cmd.process_group(0);
     cmd.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
     let mut child = match cmd.spawn() {
         Ok(c) => c,
@@ -166,8 +169,13 @@ fn run_binary(b: &Binary, env: &[(String, String)], timeout: Duration) -> (u32, 
     let name = b.name.clone();
     let relay = std::thread::spawn(move || {
         let (mut p, mut f, mut s) = (0, 0, 0);
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
+        let mut r = BufReader::new(out);
+        let mut buf = Vec::new();
+        // Bytes, not UTF-8 lines: a stray byte must not end the relay (and the child's
+        // next write with EPIPE).
+        while r.read_until(b'\n', &mut buf).is_ok_and(|n| n > 0) {
+            let line = String::from_utf8_lossy(&buf).trim_end_matches(['\r', '\n']).to_string();
+            buf.clear();
             println!("{line}");
             if let Some((test, result, note)) = protocol::test_case(&line) {
                 match result {
@@ -204,6 +212,11 @@ fn run_binary(b: &Binary, env: &[(String, String)], timeout: Duration) -> (u32, 
             Err(e) => break format!("wait-error:{}", e.raw_os_error().unwrap_or(0)),
         }
     };
+    // Whatever of its group is still running (peers left behind, or all of it after a
+    // timeout) goes now, and every orphan that came to pid 1 is reaped.
+    let group = rustix::process::Pid::from_child(&child);
+    let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+    while let Ok(Some(_)) = rustix::process::waitpid(None, rustix::process::WaitOptions::NOHANG) {}
     // Peers the binary left behind may hold its stdout open: wait for the relay a while,
     // then go on without its counts (the binary's exit still decides).
     let waited = Instant::now();
