@@ -215,6 +215,22 @@ fn step_c_abi() -> Outcome {
             .args(["-std=c++17", "-Wall", "-Wextra", "-Werror", "-Ibindings-c/include", &cpp, lib, "-o", &cpp_exe])
             .args(libs))?;
         run(&mut Command::new(&cpp_exe))?;
+        // And as C99 with every pedantic warning an error (C89 is out: the header uses
+        // `<stdint.h>`, `<stdbool.h>` and `//` comments).
+        let c99 = format!("{out}/header-c99.c");
+        std::fs::write(&c99, "#include \"ember.h\"\nint main(void) { return ember_strerror(EMBER_OK) == 0; }\n")
+            .map_err(|e| e.to_string())?;
+        run(Command::new("gcc")
+            .args(["-std=c99", "-Wall", "-Wextra", "-pedantic-errors", "-Werror", "-Ibindings-c/include", "-c", &c99])
+            .args(["-o", &format!("{out}/header-c99.o")]))?;
+        // The static library in a fully static program on the host (the boards' tier 2 runs
+        // every C test linked -static by each board's cross gcc).
+        let static_exe = format!("{out}/test_frames_pipes-static");
+        run(Command::new("gcc")
+            .args(["-static", "-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Ibindings-c/include"])
+            .args(["bindings-c/tests/c/test_frames_pipes.c", lib, "-o", &static_exe])
+            .args(["-lpthread", "-ldl", "-lm", "-lrt"]))?;
+        run(Command::new(&static_exe).env("EMBER_WIRE_PEER", "target/debug/examples/wire_peer"))?;
         let tests = std::fs::read_dir("bindings-c/tests/c").map_err(|e| e.to_string())?;
         let mut sources: Vec<String> = tests
             .filter_map(|e| e.ok().map(|e| e.path().to_string_lossy().into_owned()))
