@@ -72,7 +72,7 @@ pub fn parse(text: &str) -> Result<Vec<Board>, String> {
         if t.board[..i].iter().any(|o| o.name == b.name) {
             return Err(format!("{TABLE}: board `{}` appears twice", b.name));
         }
-        if b.name.is_empty() || !b.name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_') {
+        if !crate::protocol::is_name(&b.name) {
             return Err(format!("{TABLE}: board name `{}` must be letters, digits, - and _", b.name));
         }
     }

@@ -104,7 +104,7 @@ pub fn write(contents: &Contents, out: &Path) -> Result<u64, String> {
         w.file_from(&format!("ember/bin/{name}"), host)?;
     }
     for t in &contents.tests {
-        if t.name.is_empty() || !t.name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_') {
+        if !crate::protocol::is_name(&t.name) {
             return Err(format!("test binary name `{}`: letters, digits, - and _ only", t.name));
         }
         if t.args.iter().any(|a| a.contains(['\t', '\n', ' '])) {

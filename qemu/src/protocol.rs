@@ -16,6 +16,12 @@
 /// The prefix of every line meant for the harness.
 pub const MARK: &str = "@@ember ";
 
+/// Whether `name` can be a board's or a test binary's name: one non-empty word of ASCII
+/// letters, digits, `-` and `_` (it is a word of the result lines and a file name).
+pub fn is_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+}
+
 /// One parsed line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Line {

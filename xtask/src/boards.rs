@@ -7,7 +7,7 @@ use ember_qemu::initramfs::{Contents, TestBinary};
 use ember_qemu::{boot, build, fetch, initramfs};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The C tests, cross-compiled for tier 2 as they are compiled for the host.
 const C_TESTS: &str = "bindings-c/tests/c";
@@ -230,11 +230,4 @@ pub fn print_report(t: &Tier2) {
     if let Err(e) = &r.outcome {
         println!("    {e}");
     }
-}
-
-/// A tier's time per board, for the summary.
-pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
-    let t = Instant::now();
-    let r = f();
-    (r, t.elapsed())
 }

@@ -380,22 +380,23 @@ fn note_board(line: String) {
     BOARD_SUMMARY.lock().unwrap_or_else(|e| e.into_inner()).push(line);
 }
 
-/// Tier 1 on every board: the workspace's tests under qemu-user.
-fn step_tier1() -> Outcome {
+/// Runs one tier on every board of the table, each under a heading; `run` gives the
+/// board's result and the detail for its line after the summary table.
+fn each_board(tier: u8, run: impl Fn(&ember_qemu::board::Board) -> (Result<(), String>, String)) -> Outcome {
     let boards = match boards::all() {
         Ok(b) => b,
         Err(e) => return Outcome::Fail(e),
     };
     let mut failed = Vec::new();
     for b in &boards {
-        println!("\n---- tier 1: {} ({}, {}) ----", b.name, b.triple, b.qemu_user);
-        let (r, took) = boards::timed(|| boards::tier1(b));
+        println!("\n---- tier {tier}: {} ({}) ----", b.name, b.triple);
+        let started = Instant::now();
+        let (r, detail) = run(b);
         note_board(format!(
-            "tier 1 {:<12} {:<7} {:>6.1}s  workspace tests under {}",
+            "tier {tier} {:<12} {:<7} {:>6.1}s  {detail}",
             b.name,
             if r.is_ok() { "ok" } else { "FAILED" },
-            took.as_secs_f64(),
-            b.qemu_user
+            started.elapsed().as_secs_f64()
         ));
         if let Err(e) = r {
             failed.push(format!("{}: {e}", b.name));
@@ -404,40 +405,30 @@ fn step_tier1() -> Outcome {
     if failed.is_empty() { Outcome::Pass } else { Outcome::Fail(failed.join("; ")) }
 }
 
+/// Tier 1 on every board: the workspace's tests under qemu-user.
+fn step_tier1() -> Outcome {
+    each_board(1, |b| (boards::tier1(b), format!("workspace tests under {}", b.qemu_user)))
+}
+
 /// Tier 2 on every board: its kernel booted with the tests as `/init`'s work.
 fn step_tier2() -> Outcome {
-    let boards = match boards::all() {
-        Ok(b) => b,
-        Err(e) => return Outcome::Fail(e),
-    };
-    let mut failed = Vec::new();
-    for b in &boards {
-        println!("\n---- tier 2: {} ({} -M {} -cpu {}) ----", b.name, b.qemu_system, b.machine, b.cpu);
-        let (r, took) = boards::timed(|| boards::tier2(b));
-        match r {
-            Ok(t) => {
-                boards::print_report(&t);
-                let (p, f, s) = t.report.counts();
-                note_board(format!(
-                    "tier 2 {:<12} {:<7} {:>6.1}s  boot {:.0}s: {p} passed, {f} failed, {s} skipped in {} binaries; {}",
-                    b.name,
-                    if t.report.outcome.is_ok() { "ok" } else { "FAILED" },
-                    took.as_secs_f64(),
-                    t.report.took.as_secs_f64(),
-                    t.report.binaries.len(),
-                    t.dir.join("results.txt").display()
-                ));
-                if let Err(e) = t.report.outcome {
-                    failed.push(format!("{}: {e}", b.name));
-                }
-            }
-            Err(e) => {
-                note_board(format!("tier 2 {:<12} FAILED  {:>6.1}s  {e}", b.name, took.as_secs_f64()));
-                failed.push(format!("{}: {e}", b.name));
-            }
+    each_board(2, |b| match boards::tier2(b) {
+        Ok(t) => {
+            boards::print_report(&t);
+            let (p, f, s) = t.report.counts();
+            let detail = format!(
+                "{} -M {} -cpu {}, boot {:.0}s: {p} passed, {f} failed, {s} skipped in {} binaries; {}",
+                b.qemu_system,
+                b.machine,
+                b.cpu,
+                t.report.took.as_secs_f64(),
+                t.report.binaries.len(),
+                t.dir.join("results.txt").display()
+            );
+            (t.report.outcome, detail)
         }
-    }
-    if failed.is_empty() { Outcome::Pass } else { Outcome::Fail(failed.join("; ")) }
+        Err(e) => (Err(e.clone()), e),
+    })
 }
 
 fn outcome(r: Result<(), String>) -> Outcome {
