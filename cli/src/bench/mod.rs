@@ -319,7 +319,7 @@ fn table(opts: &Options, cpus: &[usize], rows: &[Row]) -> String {
     s
 }
 
-fn json_str(s: &str) -> String {
+pub(crate) fn json_str(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
         match c {

@@ -65,6 +65,13 @@ impl<'a> Reader<'a> {
         Reader { data, pos: 0, end: data.len(), endian, fds: 0, depth: Depth::default(), trusted: false }
     }
 
+    /// The same reader, accepting `h` values (fd indices) below `fds`: for reading the body
+    /// of a message whose header says `UNIX_FDS = fds` (e.g. from a capture file).
+    pub fn with_fds(mut self, fds: u32) -> Reader<'a> {
+        self.fds = fds;
+        self
+    }
+
     /// A reader over `data[start..end]` (positions still counted from `data`'s start),
     /// accepting fd indices below `fds`.
     pub(crate) fn range(data: &'a [u8], start: usize, end: usize, endian: Endian, fds: u32) -> Reader<'a> {

@@ -55,6 +55,11 @@ pub struct BroadcastControl {
 const _: () = assert!(core::mem::size_of::<BroadcastControl>() == 384);
 
 impl BroadcastControl {
+    /// Byte offsets of the words [`super::inspect`] reads from a copy of the control lines.
+    pub(crate) const HEAD_SEQ: usize = core::mem::offset_of!(BroadcastControl, head_seq);
+    pub(crate) const CLOSED: usize = core::mem::offset_of!(BroadcastControl, closed);
+    pub(crate) const TAIL_SEQ: usize = core::mem::offset_of!(BroadcastControl, tail_seq);
+
     /// Zeroed control lines.
     pub fn zeroed() -> BroadcastControl {
         BroadcastControl {

@@ -164,6 +164,24 @@ fn word_at(b: &[u8], i: usize) -> u32 {
 /// [`ShmError::BadSize`] (offsets, capacity or total size impossible for the kind, or
 /// more than is mapped), [`ShmError::WrongFingerprint`].
 pub fn validate(bytes: &[u8], expect: &Expect) -> Result<HeaderRepr, ShmError> {
+    let repr = decode(bytes, Some(expect.kind), expect.mapped_len)?;
+    if repr.fingerprint != expect.fingerprint {
+        return Err(ShmError::WrongFingerprint { expected: expect.fingerprint, found: repr.fingerprint });
+    }
+    Ok(repr)
+}
+
+/// Checks a copy of a segment header of any kind and fingerprint: what a tool that
+/// inspects segments it did not create needs (`ember ls`). `file_len` is the segment's
+/// size; the header may not claim more.
+///
+/// Errors as [`validate`]'s, but [`ShmError::WrongKind`] only for a kind number no
+/// protocol has (its `expected` is 0), and never [`ShmError::WrongFingerprint`].
+pub fn peek(bytes: &[u8], file_len: usize) -> Result<HeaderRepr, ShmError> {
+    decode(bytes, None, file_len)
+}
+
+fn decode(bytes: &[u8], want: Option<SegmentKind>, mapped_len: usize) -> Result<HeaderRepr, ShmError> {
     if bytes.len() < HEADER_SIZE {
         return Err(ShmError::BadSize);
     }
@@ -180,8 +198,8 @@ pub fn validate(bytes: &[u8], expect: &Expect) -> Result<HeaderRepr, ShmError> {
         return Err(ShmError::BadHeaderCrc);
     }
     let kind = SegmentKind::from_u32(w(word::KIND))
-        .filter(|k| *k == expect.kind)
-        .ok_or(ShmError::WrongKind { expected: expect.kind as u32, found: w(word::KIND) })?;
+        .filter(|k| want.is_none_or(|want| *k == want))
+        .ok_or(ShmError::WrongKind { expected: want.map_or(0, |k| k as u32), found: w(word::KIND) })?;
     let repr = HeaderRepr {
         kind,
         total_size: w(word::TOTAL),
@@ -191,10 +209,7 @@ pub fn validate(bytes: &[u8], expect: &Expect) -> Result<HeaderRepr, ShmError> {
         creator_pid: w(word::PID),
         fingerprint: u64::from(w(word::FP_LO)) | (u64::from(w(word::FP_HI)) << 32),
     };
-    check_sizes(&repr, w(word::CONTROL), w(word::FLAGS), expect.mapped_len)?;
-    if repr.fingerprint != expect.fingerprint {
-        return Err(ShmError::WrongFingerprint { expected: expect.fingerprint, found: repr.fingerprint });
-    }
+    check_sizes(&repr, w(word::CONTROL), w(word::FLAGS), mapped_len)?;
     Ok(repr)
 }
 

@@ -34,6 +34,7 @@
 #[cfg(target_has_atomic = "64")]
 pub mod broadcast;
 mod copy;
+pub mod inspect;
 pub mod layout;
 pub mod primitive;
 pub mod seqlock;

@@ -41,6 +41,10 @@ pub struct SeqLockControl {
 const _: () = assert!(core::mem::size_of::<SeqLockControl>() == 384);
 
 impl SeqLockControl {
+    /// Byte offsets of the words [`super::inspect`] reads from a copy of the control lines.
+    pub(crate) const SEQ: usize = core::mem::offset_of!(SeqLockControl, seq);
+    pub(crate) const LEN: usize = core::mem::offset_of!(SeqLockControl, len);
+
     /// Zeroed control lines.
     pub fn zeroed() -> SeqLockControl {
         SeqLockControl {
@@ -67,6 +71,9 @@ pub struct WaitLine {
 }
 
 impl WaitLine {
+    /// Byte offset of the waiter count in the line.
+    pub(crate) const WAITERS: usize = core::mem::offset_of!(WaitLine, waiters);
+
     /// A zeroed line.
     pub fn zeroed() -> WaitLine {
         WaitLine { waiters: u32_zero(), _pad: core::array::from_fn(|_| u32_zero()) }

@@ -63,6 +63,13 @@ pub struct SpscControl {
 const _: () = assert!(core::mem::size_of::<SpscControl>() == 384);
 
 impl SpscControl {
+    /// Byte offsets of the words [`super::inspect`] reads from a copy of the control lines.
+    pub(crate) const HEAD: usize = core::mem::offset_of!(SpscControl, head);
+    pub(crate) const CLOSED: usize = core::mem::offset_of!(SpscControl, closed);
+    pub(crate) const TAIL: usize = core::mem::offset_of!(SpscControl, tail);
+    pub(crate) const CONSUMER_WAITING: usize = core::mem::offset_of!(SpscControl, consumer_waiting);
+    pub(crate) const PRODUCER_WAITING: usize = core::mem::offset_of!(SpscControl, producer_waiting);
+
     /// Zeroed control lines (a fresh mapping is zeroed by the kernel).
     pub fn zeroed() -> SpscControl {
         SpscControl {

@@ -1,0 +1,245 @@
+//! `ember dbus`: call, emit, monitor and decode, with Ember's own D-Bus client.
+
+mod decode;
+mod text;
+
+use std::time::{Duration, Instant};
+
+use ember_core::dbus::{Message, MessageType, Signature};
+use ember_linux::dbus::{CallError, Connection};
+
+use crate::cli::{Failure, Opts};
+
+pub const USAGE: &str = "\
+usage: ember dbus <call|emit|monitor|decode> [options]
+
+  ember dbus call --dest <name> --path <object> --method <interface.Member> [args...]
+      Calls a method and prints the reply's values as gdbus does, e.g.
+      ember dbus call --dest org.freedesktop.DBus --path /org/freedesktop/DBus \\
+          --method org.freedesktop.DBus.ListNames
+  ember dbus emit --path <object> --signal <interface.Member> [args...]
+      Emits a signal.
+  ember dbus monitor [--match <rule>]... [--count <n>]
+      Subscribes to a match rule (default type='signal') and prints each message.
+  ember dbus decode <file>
+      Prints the raw D-Bus messages in a capture file (messages back to back, as
+      `dbus-monitor --binary` writes them, or a pcap file from `dbus-monitor --pcap`):
+      header fields and body values, either byte order. A malformed message is an error
+      naming its offset and the rule it breaks (exit status 2).
+
+arguments: one GVariant text value per word, as gdbus takes them: 'text' (a string), 42
+  (an int32), uint32 42, int64 -1, byte 0x10, true, 1.5 (a double), objectpath '/a',
+  @as ['a', 'b'], {'key': <1>} (a{sv}), (1, 'x') (a struct), <'v'> (a variant).
+
+bus (call, emit, monitor):
+  --session             the session bus, DBUS_SESSION_BUS_ADDRESS (the default)
+  --system              the system bus
+  --address <address>   a bus address, e.g. unix:path=/run/dbus/system_bus_socket
+
+options:
+  --path, --object-path <object>   the object path
+  --timeout <seconds>   call: wait this long for the reply (default 25, as libdbus);
+                        monitor: stop after this long (default: never)
+  --count <n>           monitor: stop after n messages
+";
+
+/// A connection with 64 KiB buffers: larger messages are skipped and reported.
+type Bus = Connection<65536>;
+
+fn connect(o: &Opts) -> Result<Box<Bus>, Failure> {
+    let (what, r) = if let Some(a) = o.value("--address") {
+        (a.to_string(), Bus::connect(a))
+    } else if o.flag("--system") {
+        ("the system bus".into(), Bus::system())
+    } else {
+        if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none() {
+            return Err(Failure::runtime(
+                "no session bus: DBUS_SESSION_BUS_ADDRESS is not set (use --system or --address)".into(),
+            ));
+        }
+        ("the session bus".into(), Bus::session())
+    };
+    r.map(Box::new).map_err(|e| Failure::runtime(format!("cannot connect to {what}: {e}")))
+}
+
+fn bus_opts(args: &[String], flags: &[&str], valued: &[&str]) -> Result<Opts, Failure> {
+    let mut f = vec!["--session", "--system"];
+    f.extend_from_slice(flags);
+    let mut v = vec!["--address", "--path", "--object-path", "--dest", "--timeout"];
+    v.extend_from_slice(valued);
+    Opts::parse(args, &f, &v)
+}
+
+fn path(o: &Opts) -> Result<&str, Failure> {
+    o.value("--path")
+        .or(o.value("--object-path"))
+        .ok_or_else(|| Failure::usage("--path <object path> is required".into()))
+}
+
+/// `interface.Member` split at the last dot.
+fn member<'a>(o: &'a Opts, option: &str) -> Result<(&'a str, &'a str), Failure> {
+    let m = o.value(option).ok_or_else(|| Failure::usage(format!("{option} <interface.Member> is required")))?;
+    m.rsplit_once('.')
+        .filter(|(i, m)| !i.is_empty() && !m.is_empty())
+        .ok_or_else(|| Failure::usage(format!("{option}: `{m}` is not interface.Member")))
+}
+
+/// The positional words after the subcommand, parsed as values.
+fn values(o: &Opts) -> Result<(Vec<text::Val>, String), Failure> {
+    let vals = o.positional[1..]
+        .iter()
+        .enumerate()
+        .map(|(i, a)| text::parse(a, &format!("argument {}", i + 1)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(Failure::usage)?;
+    let sig: String = vals.iter().map(text::Val::signature).collect();
+    Signature::new(&sig).map_err(|e| Failure::usage(format!("arguments of signature {sig}: {e}")))?;
+    Ok((vals, sig))
+}
+
+fn type_name(t: MessageType) -> &'static str {
+    match t {
+        MessageType::MethodCall => "method_call",
+        MessageType::MethodReturn => "method_return",
+        MessageType::Error => "error",
+        MessageType::Signal => "signal",
+    }
+}
+
+/// One line of header fields, then the body: how `monitor` and `decode` show a message.
+pub fn describe(m: &Message<'_>) -> Result<String, ember_core::dbus::DbusError> {
+    let mut s = format!("{} serial={}", type_name(m.message_type()), m.serial());
+    let mut field = |k: &str, v: Option<&str>| {
+        if let Some(v) = v {
+            s.push_str(&format!(" {k}={v}"));
+        }
+    };
+    field("reply_serial", m.reply_serial().map(|r| r.to_string()).as_deref());
+    field("sender", m.sender());
+    field("destination", m.destination());
+    field("path", m.path().map(|p| p.as_str()));
+    field("interface", m.interface());
+    field("member", m.member());
+    field("error_name", m.error_name());
+    field("signature", Some(&format!("'{}'", m.signature().as_str())));
+    if m.flags() != 0 {
+        s.push_str(&format!(" flags={:#04x}", m.flags()));
+    }
+    if m.unix_fds() != 0 {
+        s.push_str(&format!(" unix_fds={}", m.unix_fds()));
+    }
+    s.push_str("\n  ");
+    text::tuple(m.body(), &mut s)?;
+    Ok(s)
+}
+
+fn call(o: &Opts) -> Result<(), Failure> {
+    let dest = o.value("--dest").ok_or_else(|| Failure::usage("--dest <bus name> is required".into()))?;
+    let path = path(o)?;
+    let (iface, member) = member(o, "--method")?;
+    let (vals, sig) = values(o)?;
+    let timeout = o.seconds("--timeout")?.unwrap_or(Duration::from_secs(25));
+    let mut bus = connect(o)?;
+    let sig = Signature::new(&sig).map_err(|e| Failure::usage(e.to_string()))?;
+    let r = bus.call(dest, path, Some(iface), member, sig, |w| vals.iter().try_for_each(|v| v.write(w)), timeout);
+    match r {
+        Ok(m) => {
+            let mut out = String::new();
+            text::tuple(m.body(), &mut out).map_err(|e| Failure::bad_input(format!("the reply: {e}")))?;
+            println!("{out}");
+            Ok(())
+        }
+        Err(CallError::Remote { name, message }) => Err(Failure::runtime(format!("{name}: {message}"))),
+        Err(CallError::Local(e)) => Err(Failure::runtime(format!("{dest} {path} {iface}.{member}: {e}"))),
+    }
+}
+
+fn emit(o: &Opts) -> Result<(), Failure> {
+    let path = path(o)?;
+    let (iface, member) = member(o, "--signal")?;
+    let (vals, sig) = values(o)?;
+    let mut bus = connect(o)?;
+    let sig = Signature::new(&sig).map_err(|e| Failure::usage(e.to_string()))?;
+    bus.emit_signal(path, iface, member, sig, |w| vals.iter().try_for_each(|v| v.write(w)))
+        .map_err(|e| Failure::runtime(format!("emit {iface}.{member}: {e}")))?;
+    // A round trip to the bus (Peer.Ping) so the signal is routed before we hang up.
+    bus.call(
+        "org.freedesktop.DBus",
+        "/org/freedesktop/DBus",
+        Some("org.freedesktop.DBus.Peer"),
+        "Ping",
+        Signature::EMPTY,
+        |_| Ok(()),
+        Duration::from_secs(5),
+    )
+    .map_err(|e| Failure::runtime(format!("after emitting: {:?}", e.local())))?;
+    Ok(())
+}
+
+fn monitor(o: &Opts, rules: &[String]) -> Result<(), Failure> {
+    let count = o.usize("--count")?;
+    let deadline = o.seconds("--timeout")?.map(|t| Instant::now() + t);
+    let mut bus = connect(o)?;
+    let default = ["type='signal'".to_string()];
+    let rules = if rules.is_empty() { &default[..] } else { rules };
+    for r in rules {
+        bus.add_match(r, Duration::from_secs(5)).map_err(|e| match e {
+            CallError::Remote { name, message } => Failure::runtime(format!("match rule `{r}`: {name}: {message}")),
+            CallError::Local(e) => Failure::runtime(format!("match rule `{r}`: {e}")),
+        })?;
+    }
+    let me = bus.unique_name().to_string();
+    let mut seen = 0usize;
+    while count.is_none_or(|c| seen < c) {
+        let wait = deadline.map_or(Duration::from_secs(3600), |d| d.saturating_duration_since(Instant::now()));
+        let m = match bus.recv(wait) {
+            Ok(m) => m,
+            Err(ember_linux::Error::TimedOut) if deadline.is_none() => continue,
+            Err(ember_linux::Error::TimedOut) => return Ok(()),
+            Err(ember_linux::Error::Dbus(e)) => {
+                eprintln!("ember dbus monitor: a malformed or oversized message was skipped: {e}");
+                continue;
+            }
+            Err(e) => return Err(Failure::runtime(format!("receive: {e}"))),
+        };
+        // The bus tells us our own name: not something the user asked to see.
+        if m.member() == Some("NameAcquired") && m.destination() == Some(me.as_str()) {
+            continue;
+        }
+        let line = describe(&m).unwrap_or_else(|e| format!("(a message whose body cannot be read: {e})"));
+        println!("{line}");
+        seen += 1;
+    }
+    Ok(())
+}
+
+/// `ember dbus`.
+pub fn run(args: &[String]) -> Result<(), Failure> {
+    let Some(sub) = args.first() else {
+        return Err(Failure::usage("ember dbus: which of call, emit, monitor, decode?".into()));
+    };
+    match sub.as_str() {
+        "call" => call(&bus_opts(args, &[], &["--method"])?),
+        "emit" => emit(&bus_opts(args, &[], &["--signal"])?),
+        "monitor" => {
+            // --match may repeat: collect every rule before the usual parsing.
+            let mut rules = Vec::new();
+            let mut rest = Vec::new();
+            let mut it = args.iter();
+            while let Some(a) = it.next() {
+                if a == "--match" {
+                    rules.push(it.next().ok_or_else(|| Failure::usage("--match needs a rule".into()))?.clone());
+                } else {
+                    rest.push(a.clone());
+                }
+            }
+            let o = bus_opts(&rest, &[], &["--count"])?;
+            if o.positional.len() > 1 {
+                return Err(Failure::usage(format!("monitor: unexpected `{}`", o.positional[1])));
+            }
+            monitor(&o, &rules)
+        }
+        "decode" => decode::run(&args[1..]),
+        other => Err(Failure::usage(format!("ember dbus: no subcommand `{other}` (call, emit, monitor, decode)"))),
+    }
+}

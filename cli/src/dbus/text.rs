@@ -1,0 +1,603 @@
+//! D-Bus values as text, in the GVariant text format `gdbus` uses: `'a string'`, `42`
+//! (an int32), `uint32 42`, `@as ['a', 'b']`, `{'key': <1>}`, `(1, 'x')`, `<'variant'>`.
+//! Parsed for `ember dbus call`/`emit` arguments, printed for replies, signals and decoded
+//! messages; what is printed parses back to the same value.
+
+use ember_core::dbus::marshal::Writer;
+use ember_core::dbus::{DbusError, ObjectPath, Signature, Value};
+use std::fmt::Write as _;
+
+/// A value parsed from text, owning its data.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Val {
+    /// `y`
+    Byte(u8),
+    /// `b`
+    Bool(bool),
+    /// `n`
+    I16(i16),
+    /// `q`
+    U16(u16),
+    /// `i`
+    I32(i32),
+    /// `u`
+    U32(u32),
+    /// `x`
+    I64(i64),
+    /// `t`
+    U64(u64),
+    /// `d`
+    F64(f64),
+    /// `s`
+    Str(String),
+    /// `o`
+    Path(String),
+    /// `g`
+    Sig(String),
+    /// `a…` (not a dict): the element signature and the elements.
+    Array(String, Vec<Val>),
+    /// `a{…}`: key and value signatures, then the entries.
+    Dict(String, String, Vec<(Val, Val)>),
+    /// `(…)`
+    Struct(Vec<Val>),
+    /// `v`
+    Variant(Box<Val>),
+}
+
+impl Val {
+    /// The value's D-Bus signature.
+    pub fn signature(&self) -> String {
+        match self {
+            Val::Byte(_) => "y".into(),
+            Val::Bool(_) => "b".into(),
+            Val::I16(_) => "n".into(),
+            Val::U16(_) => "q".into(),
+            Val::I32(_) => "i".into(),
+            Val::U32(_) => "u".into(),
+            Val::I64(_) => "x".into(),
+            Val::U64(_) => "t".into(),
+            Val::F64(_) => "d".into(),
+            Val::Str(_) => "s".into(),
+            Val::Path(_) => "o".into(),
+            Val::Sig(_) => "g".into(),
+            Val::Array(e, _) => format!("a{e}"),
+            Val::Dict(k, v, _) => format!("a{{{k}{v}}}"),
+            Val::Struct(f) => format!("({})", f.iter().map(Val::signature).collect::<String>()),
+            Val::Variant(_) => "v".into(),
+        }
+    }
+
+    /// Marshals the value.
+    pub fn write(&self, w: &mut Writer<'_>) -> Result<(), DbusError> {
+        match self {
+            Val::Byte(x) => w.u8(*x),
+            Val::Bool(x) => w.bool(*x),
+            Val::I16(x) => w.i16(*x),
+            Val::U16(x) => w.u16(*x),
+            Val::I32(x) => w.i32(*x),
+            Val::U32(x) => w.u32(*x),
+            Val::I64(x) => w.i64(*x),
+            Val::U64(x) => w.u64(*x),
+            Val::F64(x) => w.f64(*x),
+            Val::Str(s) => w.str(s),
+            Val::Path(p) => w.object_path(ObjectPath::new(p)?),
+            Val::Sig(s) => w.signature(Signature::new(s)?),
+            Val::Array(e, items) => w.array(e.as_bytes()[0], |w| items.iter().try_for_each(|v| v.write(w))),
+            Val::Dict(_, _, entries) => w.array(b'{', |w| {
+                entries.iter().try_for_each(|(k, v)| {
+                    w.structure(|w| {
+                        k.write(w)?;
+                        v.write(w)
+                    })
+                })
+            }),
+            Val::Struct(f) => w.structure(|w| f.iter().try_for_each(|v| v.write(w))),
+            Val::Variant(v) => {
+                let sig = v.signature();
+                w.variant(Signature::new(&sig)?, |w| v.write(w))
+            }
+        }
+    }
+}
+
+/// Parses one value; `what` names it in errors (e.g. `argument 2`).
+pub fn parse(text: &str, what: &str) -> Result<Val, String> {
+    let mut p = Parser { s: text.as_bytes(), pos: 0 };
+    let v = p.value(None).map_err(|e| format!("{what} `{text}`: at column {}: {e}", p.pos + 1))?;
+    p.ws();
+    if p.pos != p.s.len() {
+        return Err(format!(
+            "{what} `{text}`: at column {}: unexpected `{}` after the value",
+            p.pos + 1,
+            &text[p.pos..]
+        ));
+    }
+    let sig = v.signature();
+    Signature::new(&sig).map_err(|e| format!("{what} `{text}`: type {sig}: {e}"))?;
+    Ok(v)
+}
+
+struct Parser<'a> {
+    s: &'a [u8],
+    pos: usize,
+}
+
+const KEYWORDS: [(&str, &str); 12] = [
+    ("byte", "y"),
+    ("boolean", "b"),
+    ("int16", "n"),
+    ("uint16", "q"),
+    ("int32", "i"),
+    ("uint32", "u"),
+    ("int64", "x"),
+    ("uint64", "t"),
+    ("double", "d"),
+    ("string", "s"),
+    ("objectpath", "o"),
+    ("signature", "g"),
+];
+
+/// The complete types of a signature, in order.
+fn split_types(sig: &str) -> Result<Vec<String>, String> {
+    let s = Signature::new(sig).map_err(|_| format!("`{sig}` is not a D-Bus signature"))?;
+    Ok(s.types().map(|t| t.as_str().to_string()).collect())
+}
+
+impl Parser<'_> {
+    fn ws(&mut self) {
+        while self.s.get(self.pos).is_some_and(u8::is_ascii_whitespace) {
+            self.pos += 1;
+        }
+    }
+
+    fn peek(&mut self) -> Option<u8> {
+        self.ws();
+        self.s.get(self.pos).copied()
+    }
+
+    fn eat(&mut self, c: u8) -> bool {
+        if self.peek() == Some(c) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect(&mut self, c: u8) -> Result<(), String> {
+        if self.eat(c) { Ok(()) } else { Err(format!("expected `{}`", c as char)) }
+    }
+
+    /// A bare word: letters, digits and `_+-.:/{}()` up to a space or a delimiter.
+    fn word(&mut self) -> &str {
+        self.ws();
+        let start = self.pos;
+        while self.s.get(self.pos).is_some_and(|&c| !c.is_ascii_whitespace() && !b",]>)}:".contains(&c)) {
+            self.pos += 1;
+        }
+        std::str::from_utf8(&self.s[start..self.pos]).unwrap_or("")
+    }
+
+    /// A type after `@`: one complete signature, up to a space.
+    fn type_annotation(&mut self) -> Result<String, String> {
+        let start = self.pos;
+        while self.s.get(self.pos).is_some_and(|c| !c.is_ascii_whitespace()) {
+            self.pos += 1;
+        }
+        let t = std::str::from_utf8(&self.s[start..self.pos]).map_err(|_| "bad type")?.to_string();
+        match split_types(&t)?.as_slice() {
+            [one] if *one == t => Ok(t),
+            _ => Err(format!("`@{t}`: one complete type expected")),
+        }
+    }
+
+    fn value(&mut self, expected: Option<&str>) -> Result<Val, String> {
+        let v = self.value_inner(expected)?;
+        match expected {
+            // A value where a variant is expected is boxed, as gdbus does.
+            Some("v") if !matches!(v, Val::Variant(_)) => Ok(Val::Variant(Box::new(v))),
+            Some(t) if v.signature() != t => Err(format!("a {} where a {t} is expected", v.signature())),
+            _ => Ok(v),
+        }
+    }
+
+    fn value_inner(&mut self, expected: Option<&str>) -> Result<Val, String> {
+        let expected = expected.filter(|t| *t != "v");
+        match self.peek() {
+            None => Err("a value is missing".into()),
+            Some(b'@') => {
+                self.pos += 1;
+                let t = self.type_annotation()?;
+                if expected.is_some_and(|e| e != t) {
+                    return Err(format!("@{t} where a {} is expected", expected.unwrap_or("")));
+                }
+                self.value(Some(&t))
+            }
+            Some(b'\'' | b'"') => {
+                let s = self.string()?;
+                match expected {
+                    Some("o") => {
+                        ObjectPath::new(&s).map_err(|_| format!("`{s}` is not an object path"))?;
+                        Ok(Val::Path(s))
+                    }
+                    Some("g") => {
+                        Signature::new(&s).map_err(|_| format!("`{s}` is not a signature"))?;
+                        Ok(Val::Sig(s))
+                    }
+                    _ => Ok(Val::Str(s)),
+                }
+            }
+            Some(b'[') => self.array(expected),
+            Some(b'{') => self.dict(expected),
+            Some(b'(') => self.tuple(expected),
+            Some(b'<') => {
+                self.pos += 1;
+                let v = self.value(None)?;
+                self.expect(b'>')?;
+                Ok(Val::Variant(Box::new(v)))
+            }
+            Some(_) => {
+                let save = self.pos;
+                let w = self.word().to_string();
+                if let Some((_, t)) = KEYWORDS.iter().find(|(k, _)| *k == w) {
+                    if expected.is_some_and(|e| e != *t) {
+                        return Err(format!("`{w}` where a {} is expected", expected.unwrap_or("")));
+                    }
+                    return self.value(Some(t));
+                }
+                self.pos = save;
+                self.scalar(expected)
+            }
+        }
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        let quote = self.s[self.pos];
+        self.pos += 1;
+        let mut out = Vec::new();
+        loop {
+            match self.s.get(self.pos) {
+                None => return Err("unterminated string".into()),
+                Some(&c) if c == quote => {
+                    self.pos += 1;
+                    break;
+                }
+                Some(b'\\') => {
+                    let c = *self.s.get(self.pos + 1).ok_or("unterminated string")?;
+                    self.pos += 2;
+                    match c {
+                        b'n' => out.push(b'\n'),
+                        b't' => out.push(b'\t'),
+                        b'r' => out.push(b'\r'),
+                        b'x' => {
+                            let h = self.s.get(self.pos..self.pos + 2).ok_or("\\x needs two hex digits")?;
+                            let h = std::str::from_utf8(h).map_err(|_| "\\x needs two hex digits")?;
+                            out.push(u8::from_str_radix(h, 16).map_err(|_| "\\x needs two hex digits")?);
+                            self.pos += 2;
+                        }
+                        c => out.push(c),
+                    }
+                }
+                Some(&c) => {
+                    out.push(c);
+                    self.pos += 1;
+                }
+            }
+        }
+        String::from_utf8(out).map_err(|_| "a string must be UTF-8".into())
+    }
+
+    fn scalar(&mut self, expected: Option<&str>) -> Result<Val, String> {
+        let w = self.word().to_string();
+        if w.is_empty() {
+            return Err("a value is missing".into());
+        }
+        let int = |w: &str| -> Result<i128, String> {
+            let (neg, digits) = match w.strip_prefix('-') {
+                Some(d) => (true, d),
+                None => (false, w.strip_prefix('+').unwrap_or(w)),
+            };
+            let n = match digits.strip_prefix("0x") {
+                Some(h) => i128::from_str_radix(h, 16),
+                None => digits.parse::<i128>(),
+            }
+            .map_err(|_| format!("`{w}` is not a number"))?;
+            Ok(if neg { -n } else { n })
+        };
+        macro_rules! fit {
+            ($t:ty, $v:ident) => {{
+                let n = int(&w)?;
+                <$t>::try_from(n).map(Val::$v).map_err(|_| format!("{w} does not fit a {}", stringify!($t)))
+            }};
+        }
+        match expected {
+            Some("y") => fit!(u8, Byte),
+            Some("n") => fit!(i16, I16),
+            Some("q") => fit!(u16, U16),
+            Some("i") => fit!(i32, I32),
+            Some("u") => fit!(u32, U32),
+            Some("x") => fit!(i64, I64),
+            Some("t") => fit!(u64, U64),
+            Some("d") => w.parse::<f64>().map(Val::F64).map_err(|_| format!("`{w}` is not a number")),
+            Some("b") | None if w == "true" || w == "false" => Ok(Val::Bool(w == "true")),
+            None if w.starts_with(|c: char| c.is_ascii_digit() || "+-.".contains(c))
+                && w.contains(['.', 'e', 'E'])
+                && !w.contains("0x") =>
+            {
+                w.parse::<f64>().map(Val::F64).map_err(|_| format!("`{w}` is not a number"))
+            }
+            None if w.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '+') => fit!(i32, I32),
+            Some(t) => Err(format!("`{w}` is not a {t}")),
+            None => Err(format!("`{w}` is not a value (strings are quoted: '{w}')")),
+        }
+    }
+
+    fn array(&mut self, expected: Option<&str>) -> Result<Val, String> {
+        self.expect(b'[')?;
+        let mut elem = match expected {
+            Some(t) if t.starts_with("a{") => return Err(format!("a dict ({t}) is written {{k: v}}")),
+            Some(t) => {
+                Some(t.strip_prefix('a').ok_or_else(|| format!("an array where a {t} is expected"))?.to_string())
+            }
+            None => None,
+        };
+        let mut items = Vec::new();
+        if !self.eat(b']') {
+            loop {
+                let v = self.value(elem.as_deref())?;
+                elem.get_or_insert_with(|| v.signature());
+                items.push(v);
+                if self.eat(b']') {
+                    break;
+                }
+                self.expect(b',')?;
+            }
+        }
+        let elem = elem.ok_or("an empty array needs its type: @as []")?;
+        Ok(Val::Array(elem, items))
+    }
+
+    fn dict(&mut self, expected: Option<&str>) -> Result<Val, String> {
+        self.expect(b'{')?;
+        let (mut k, mut v) = match expected {
+            Some(t) => {
+                let inner = t
+                    .strip_prefix("a{")
+                    .and_then(|r| r.strip_suffix('}'))
+                    .ok_or_else(|| format!("a dict where a {t} is expected"))?;
+                let kv = split_types(inner)?;
+                (Some(kv[0].clone()), Some(kv.get(1).cloned().ok_or("a dict entry has two types")?))
+            }
+            None => (None, None),
+        };
+        let mut entries = Vec::new();
+        if !self.eat(b'}') {
+            loop {
+                let key = self.value(k.as_deref())?;
+                self.expect(b':')?;
+                let val = self.value(v.as_deref())?;
+                k.get_or_insert_with(|| key.signature());
+                v.get_or_insert_with(|| val.signature());
+                entries.push((key, val));
+                if self.eat(b'}') {
+                    break;
+                }
+                self.expect(b',')?;
+            }
+        }
+        match (k, v) {
+            (Some(k), Some(v)) => {
+                if !matches!(k.as_str(), "y" | "b" | "n" | "q" | "i" | "u" | "x" | "t" | "d" | "s" | "o" | "g" | "h") {
+                    return Err(format!("a dict key must be a basic type, not {k}"));
+                }
+                Ok(Val::Dict(k, v, entries))
+            }
+            _ => Err("an empty dict needs its type: @a{sv} {}".into()),
+        }
+    }
+
+    fn tuple(&mut self, expected: Option<&str>) -> Result<Val, String> {
+        self.expect(b'(')?;
+        let types = match expected {
+            Some(t) => Some(split_types(
+                t.strip_prefix('(')
+                    .and_then(|r| r.strip_suffix(')'))
+                    .ok_or_else(|| format!("a struct where a {t} is expected"))?,
+            )?),
+            None => None,
+        };
+        let mut fields = Vec::new();
+        while !self.eat(b')') {
+            let t = types.as_ref().map(|t| t.get(fields.len()).cloned().ok_or("too many fields")).transpose()?;
+            fields.push(self.value(t.as_deref())?);
+            if !self.eat(b',') {
+                self.expect(b')')?;
+                break;
+            }
+        }
+        if fields.is_empty() {
+            return Err("a struct has at least one field".into());
+        }
+        Ok(Val::Struct(fields))
+    }
+}
+
+/// Appends `v` as text.
+pub fn print(v: &Value<'_>, out: &mut String) -> Result<(), DbusError> {
+    match v {
+        Value::Byte(x) => write!(out, "byte {x:#04x}").ok(),
+        Value::Bool(x) => write!(out, "{x}").ok(),
+        Value::I16(x) => write!(out, "int16 {x}").ok(),
+        Value::U16(x) => write!(out, "uint16 {x}").ok(),
+        Value::I32(x) => write!(out, "{x}").ok(),
+        Value::U32(x) => write!(out, "uint32 {x}").ok(),
+        Value::I64(x) => write!(out, "int64 {x}").ok(),
+        Value::U64(x) => write!(out, "uint64 {x}").ok(),
+        Value::F64(x) => write!(out, "{x:?}").ok(),
+        Value::Str(s) => {
+            quote(s, out);
+            Some(())
+        }
+        Value::Path(p) => {
+            out.push_str("objectpath ");
+            quote(p.as_str(), out);
+            Some(())
+        }
+        Value::Sig(s) => {
+            out.push_str("signature ");
+            quote(s.as_str(), out);
+            Some(())
+        }
+        Value::Fd(i) => write!(out, "handle {i}").ok(),
+        Value::Array(a) => {
+            let elem = a.element();
+            let dict = elem.as_str().starts_with('{');
+            let mut items = a.clone().peekable();
+            if items.peek().is_none() {
+                if dict {
+                    write!(out, "@a{} {{}}", elem.as_str()).ok();
+                } else {
+                    write!(out, "@a{} []", elem.as_str()).ok();
+                }
+                return Ok(());
+            }
+            out.push(if dict { '{' } else { '[' });
+            for (i, item) in items.enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                print(&item?, out)?;
+            }
+            out.push(if dict { '}' } else { ']' });
+            Some(())
+        }
+        Value::DictEntry(f) => {
+            let mut f = f.clone();
+            print(&f.next().ok_or(DbusError::BodyMismatch)??, out)?;
+            out.push_str(": ");
+            print(&f.next().ok_or(DbusError::BodyMismatch)??, out)?;
+            Some(())
+        }
+        Value::Struct(f) => {
+            tuple(f.clone(), out)?;
+            Some(())
+        }
+        Value::Variant(v) => {
+            out.push('<');
+            print(&v.value()?, out)?;
+            out.push('>');
+            Some(())
+        }
+    };
+    Ok(())
+}
+
+/// Appends `(v1, v2)` (`(v1,)` for one value, `()` for none), as gdbus prints a reply.
+pub fn tuple<'a>(
+    values: impl Iterator<Item = Result<Value<'a>, DbusError>>,
+    out: &mut String,
+) -> Result<(), DbusError> {
+    out.push('(');
+    let mut n = 0;
+    for v in values {
+        if n > 0 {
+            out.push_str(", ");
+        }
+        print(&v?, out)?;
+        n += 1;
+    }
+    if n == 1 {
+        out.push(',');
+    }
+    out.push(')');
+    Ok(())
+}
+
+fn quote(s: &str, out: &mut String) {
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\'' => out.push_str("\\'"),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ember_core::dbus::Endian;
+    use ember_core::dbus::value::Reader;
+
+    /// Parses, marshals, reads back and prints: the text that comes out parses to the
+    /// same value.
+    fn round_trip(text: &str) -> (String, String) {
+        let v = parse(text, "test").unwrap();
+        let sig = v.signature();
+        let mut buf = [0u8; 4096];
+        let mut w = Writer::new(&mut buf);
+        v.write(&mut w).unwrap();
+        let n = w.position();
+        let mut r = Reader::new(&buf[..n], Endian::NATIVE);
+        let read = r.value(Signature::new(&sig).unwrap()).unwrap();
+        let mut out = String::new();
+        print(&read, &mut out).unwrap();
+        assert_eq!(parse(&out, "again").unwrap(), v, "{text} printed as {out}");
+        (sig, out)
+    }
+
+    #[test]
+    fn values_round_trip() {
+        for (text, sig, printed) in [
+            ("'hello'", "s", "'hello'"),
+            ("42", "i", "42"),
+            ("-7", "i", "-7"),
+            ("uint32 7", "u", "uint32 7"),
+            ("@t 0x10", "t", "uint64 16"),
+            ("byte 255", "y", "byte 0xff"),
+            ("true", "b", "true"),
+            ("1.5", "d", "1.5"),
+            ("objectpath '/a/b'", "o", "objectpath '/a/b'"),
+            ("signature 'a{sv}'", "g", "signature 'a{sv}'"),
+            ("['a', 'b']", "as", "['a', 'b']"),
+            ("@au [1, 2]", "au", "[uint32 1, uint32 2]"),
+            ("@as []", "as", "@as []"),
+            ("{'k': <1>, 'j': <'x'>}", "a{sv}", "{'k': <1>, 'j': <'x'>}"),
+            ("@a{sv} {}", "a{sv}", "@a{sv} {}"),
+            ("(1, 'x', [true])", "(isab)", "(1, 'x', [true])"),
+            ("('one',)", "(s)", "('one',)"),
+            ("<@ay [1, 2]>", "v", "<[byte 0x01, byte 0x02]>"),
+            ("'it\\'s\\n'", "s", "'it\\'s\\n'"),
+        ] {
+            assert_eq!(round_trip(text), (sig.to_string(), printed.to_string()), "{text}");
+        }
+    }
+
+    #[test]
+    fn errors_say_where_and_why() {
+        for (text, why) in [
+            ("hello", "strings are quoted"),
+            ("'open", "unterminated string"),
+            ("[1, 'a']", "a s where a i is expected"),
+            ("[]", "@as []"),
+            ("{}", "@a{sv} {}"),
+            ("@q 70000", "does not fit a u16"),
+            ("objectpath 'x'", "not an object path"),
+            ("@zz 1", "not a D-Bus signature"),
+            ("1 2", "after the value"),
+            ("{[1]: 2}", "basic type"),
+        ] {
+            let e = parse(text, "argument 1").unwrap_err();
+            assert!(e.contains(why), "{text}: {e}");
+            assert!(e.starts_with("argument 1"), "{e}");
+        }
+    }
+}

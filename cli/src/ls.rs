@@ -1,0 +1,342 @@
+//! `ember ls`: the Ember objects on this machine, like `ipcs` for Ember.
+
+use std::fmt::Write as _;
+use std::io::Read as _;
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+
+use ember_core::shm::inspect::{self, Counters};
+use ember_core::shm::{HeaderRepr, SegmentKind, ShmError};
+use ember_linux::mq::{Access, MessageQueue};
+use ember_linux::shm::Liveness;
+
+use crate::cli::{Failure, Opts};
+use crate::uri::Uri;
+
+pub const USAGE: &str = "\
+usage: ember ls [--json] [<uri>...]
+
+Lists the Ember objects on this machine: the shared-memory segments in /dev/shm with their
+decoded header (kind, capacity, fingerprint, the writer's pid and whether it is alive) and
+counters, and the POSIX message queues in /dev/mqueue with their attributes. Files in
+/dev/shm that are not Ember segments are counted, not listed.
+
+With URIs (mq:/name, shm-ring:name, shm-seqlock:name, shm-broadcast:name, fifo:/path,
+uds:/path, uds-seqpacket:/path, uds-dgram:/path), lists those objects alone, whatever
+they are; a socket is shown as listening when a connection to it succeeds.
+
+options:
+  --json    one JSON object on standard output instead of the tables
+";
+
+/// Bytes of a segment read to decode it: header, control lines and waiter page (the data
+/// area starts at two pages, 128 KiB with the largest pages Linux uses on Arm).
+const READ_LIMIT: usize = 256 * 1024;
+
+/// What `ember ls` learned about one file in /dev/shm.
+pub struct SegmentInfo {
+    /// `/name`.
+    pub name: String,
+    /// File size.
+    pub size: u64,
+    /// File owner.
+    pub uid: u32,
+    /// Permission bits.
+    pub mode: u32,
+    /// The decoded header, or why it could not be decoded.
+    pub header: Result<HeaderRepr, ShmError>,
+    /// The counters (when the header decoded).
+    pub counters: Option<Counters>,
+}
+
+/// Reads and decodes the segment `/name` (a regular file in /dev/shm; never follows a
+/// symlink, never blocks on a FIFO planted there).
+pub fn read_segment(name: &str) -> Result<SegmentInfo, String> {
+    let path = format!("/dev/shm/{}", name.trim_start_matches('/'));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&path)
+        .map_err(|e| format!("{path}: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("{path}: {e}"))?;
+    if !meta.file_type().is_file() {
+        return Err(format!("{path}: not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    file.take(READ_LIMIT as u64).read_to_end(&mut bytes).map_err(|e| format!("{path}: {e}"))?;
+    let size = meta.len();
+    let header = ember_core::shm::layout::peek(&bytes, usize::try_from(size).unwrap_or(usize::MAX));
+    let counters = header.as_ref().ok().and_then(|h| inspect::counters(h, &bytes).ok());
+    Ok(SegmentInfo {
+        name: format!("/{}", name.trim_start_matches('/')),
+        size,
+        uid: meta.uid(),
+        mode: meta.mode() & 0o7777,
+        header,
+        counters,
+    })
+}
+
+fn kind_name(k: SegmentKind) -> &'static str {
+    match k {
+        SegmentKind::SeqLock => "seqlock",
+        SegmentKind::Spsc => "spsc-ring",
+        SegmentKind::Broadcast => "broadcast",
+        SegmentKind::Sync => "sync",
+    }
+}
+
+fn counters_text(c: &Counters) -> String {
+    match *c {
+        Counters::SeqLock { seq, len, waiters } => {
+            let writing = if seq % 2 == 1 { " (write in progress)" } else { "" };
+            format!("version={} len={len} waiters={waiters}{writing}", seq / 2)
+        }
+        Counters::Spsc { written, consumed, closed, consumer_waiting, producer_waiting } => format!(
+            "pending={}B written={written}B consumed={consumed}B{}{}{}",
+            written.wrapping_sub(consumed),
+            if closed { " closed" } else { "" },
+            if consumer_waiting { " consumer-asleep" } else { "" },
+            if producer_waiting { " producer-asleep(full)" } else { "" },
+        ),
+        Counters::Broadcast { published, oldest, closed, waiters } => format!(
+            "published={published} oldest={oldest} overwritten={oldest} waiters={waiters}{}",
+            if closed { " closed" } else { "" }
+        ),
+        Counters::Sync => "application layout".to_string(),
+    }
+}
+
+fn counters_json(c: &Counters) -> String {
+    match *c {
+        Counters::SeqLock { seq, len, waiters } => {
+            format!(r#"{{"version":{},"writing":{},"len":{len},"waiters":{waiters}}}"#, seq / 2, seq % 2 == 1)
+        }
+        Counters::Spsc { written, consumed, closed, consumer_waiting, producer_waiting } => format!(
+            r#"{{"pending_bytes":{},"written_bytes":{written},"consumed_bytes":{consumed},"closed":{closed},"consumer_waiting":{consumer_waiting},"producer_waiting":{producer_waiting}}}"#,
+            written.wrapping_sub(consumed)
+        ),
+        Counters::Broadcast { published, oldest, closed, waiters } => {
+            format!(r#"{{"published":{published},"oldest":{oldest},"closed":{closed},"waiters":{waiters}}}"#)
+        }
+        Counters::Sync => "{}".to_string(),
+    }
+}
+
+use crate::bench::json_str;
+
+/// One listed object, as table cells and as JSON.
+struct Line {
+    cells: [String; 6],
+    json: String,
+}
+
+fn segment_line(s: &SegmentInfo) -> Line {
+    match &s.header {
+        Ok(h) => {
+            let alive = Liveness::new(h.creator_pid).is_alive();
+            let counters = s.counters.as_ref();
+            Line {
+                cells: [
+                    s.name.clone(),
+                    kind_name(h.kind).into(),
+                    h.capacity.to_string(),
+                    format!("{:#018x}", h.fingerprint),
+                    format!("{} {}", h.creator_pid, if alive { "alive" } else { "dead" }),
+                    counters.map_or_else(|| "counters unreadable".into(), counters_text),
+                ],
+                json: format!(
+                    r#"{{"type":"shm","name":{},"kind":"{}","size":{},"capacity":{},"fingerprint":{},"writer_pid":{},"writer_alive":{alive},"uid":{},"mode":"{:04o}","counters":{}}}"#,
+                    json_str(&s.name),
+                    kind_name(h.kind),
+                    s.size,
+                    h.capacity,
+                    h.fingerprint,
+                    h.creator_pid,
+                    s.uid,
+                    s.mode,
+                    counters.map_or_else(|| "null".into(), counters_json)
+                ),
+            }
+        }
+        Err(e) => Line {
+            cells: [s.name.clone(), "damaged".into(), "-".into(), "-".into(), "-".into(), format!("header: {e}")],
+            json: format!(
+                r#"{{"type":"shm","name":{},"size":{},"error":{}}}"#,
+                json_str(&s.name),
+                s.size,
+                json_str(&e.to_string())
+            ),
+        },
+    }
+}
+
+fn mq_line(name: &str) -> Line {
+    match MessageQueue::open(name, Access::Receive).and_then(|q| q.attributes()) {
+        Ok(a) => Line {
+            cells: [
+                name.into(),
+                "mq".into(),
+                format!("{}x{}B", a.max_msgs, a.msg_size),
+                "-".into(),
+                "-".into(),
+                format!("queued={}", a.cur_msgs),
+            ],
+            json: format!(
+                r#"{{"type":"mq","name":{},"max_msgs":{},"msg_size":{},"queued":{}}}"#,
+                json_str(name),
+                a.max_msgs,
+                a.msg_size,
+                a.cur_msgs
+            ),
+        },
+        Err(e) => error_line(name, "mq", &e.to_string()),
+    }
+}
+
+fn error_line(name: &str, ty: &str, e: &str) -> Line {
+    Line {
+        cells: [name.into(), ty.into(), "-".into(), "-".into(), "-".into(), e.into()],
+        json: format!(r#"{{"type":"{ty}","name":{},"error":{}}}"#, json_str(name), json_str(e)),
+    }
+}
+
+/// A FIFO or socket path: what is there, whose, and (sockets) whether someone listens.
+fn path_line(uri: &Uri, path: &str, ty: &str) -> Line {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) => return error_line(path, ty, &e.to_string()),
+    };
+    use std::os::unix::fs::FileTypeExt as _;
+    let ft = meta.file_type();
+    let what = if ft.is_fifo() {
+        "fifo"
+    } else if ft.is_socket() {
+        "socket"
+    } else if ft.is_symlink() {
+        "symlink"
+    } else {
+        "other"
+    };
+    let expected = if matches!(uri, Uri::Fifo(_)) { "fifo" } else { "socket" };
+    let mut state = format!("owner uid {} mode {:04o}", meta.uid(), meta.mode() & 0o7777);
+    if what != expected {
+        let _ = write!(state, ", a {what}, not a {expected}");
+    } else if what == "socket" {
+        let listening = match uri {
+            Uri::Uds(p) => ember_linux::uds::connect_stream::<64>(ember_linux::uds::UnixName::Path(p)).is_ok(),
+            Uri::UdsSeqpacket(p) => ember_linux::uds::connect_seqpacket(ember_linux::uds::UnixName::Path(p)).is_ok(),
+            // Datagram sockets have no connection: bound is all one can tell.
+            _ => true,
+        };
+        state.push_str(if listening { ", listening" } else { ", nobody listening (stale)" });
+    }
+    Line {
+        cells: [path.into(), ty.into(), "-".into(), "-".into(), "-".into(), state.clone()],
+        json: format!(
+            r#"{{"type":"{ty}","name":{},"file":"{what}","uid":{},"mode":"{:04o}","state":{}}}"#,
+            json_str(path),
+            meta.uid(),
+            meta.mode() & 0o7777,
+            json_str(&state)
+        ),
+    }
+}
+
+fn dir_names(dir: &str) -> Result<Vec<String>, std::io::Error> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir)?.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    Ok(names)
+}
+
+/// `ember ls`.
+pub fn run(args: &[String]) -> Result<(), Failure> {
+    let o = Opts::parse(args, &["--json"], &[])?;
+    let mut lines = Vec::new();
+    let mut notes = Vec::new();
+    if o.positional.is_empty() {
+        match dir_names("/dev/shm") {
+            Ok(names) => {
+                let mut other = 0;
+                for n in names {
+                    match read_segment(&n) {
+                        // Not Ember's: another program's segment, skipped.
+                        Ok(s) if matches!(s.header, Err(ShmError::BadMagic | ShmError::BadSize)) => other += 1,
+                        Ok(s) => lines.push(segment_line(&s)),
+                        Err(_) => other += 1,
+                    }
+                }
+                if other > 0 {
+                    notes.push(format!("{other} other file(s) in /dev/shm are not Ember segments"));
+                }
+            }
+            Err(e) => notes.push(format!("/dev/shm: {e}")),
+        }
+        match dir_names("/dev/mqueue") {
+            Ok(names) => lines.extend(names.iter().map(|n| mq_line(&format!("/{n}")))),
+            Err(_) => notes.push(
+                "/dev/mqueue is not mounted, so queues cannot be listed (mount -t mqueue none /dev/mqueue, \
+                 or name one: ember ls mq:/name)"
+                    .into(),
+            ),
+        }
+    }
+    for u in &o.positional {
+        let uri = Uri::parse(u).map_err(|e| Failure::usage(e.0))?;
+        lines.push(match &uri {
+            Uri::Mq(n) => mq_line(n),
+            Uri::ShmRing(n) | Uri::ShmSeqlock(n) | Uri::ShmBroadcast(n) => match read_segment(n) {
+                Ok(s) => segment_line(&s),
+                Err(e) => error_line(n, "shm", &e),
+            },
+            Uri::Fifo(p) => path_line(&uri, p, "fifo"),
+            Uri::Uds(p) | Uri::UdsSeqpacket(p) | Uri::UdsDgram(p) => path_line(&uri, p, "uds"),
+            other => {
+                return Err(Failure::usage(format!("ember ls: {other}: nothing to list for this kind of endpoint")));
+            }
+        });
+    }
+    if o.flag("--json") {
+        let objs: Vec<&str> = lines.iter().map(|l| l.json.as_str()).collect();
+        let notes: Vec<String> = notes.iter().map(|n| json_str(n)).collect();
+        println!(r#"{{"objects":[{}],"notes":[{}]}}"#, objs.join(","), notes.join(","));
+        return Ok(());
+    }
+    let head = ["name", "kind", "capacity", "fingerprint", "writer", "state"];
+    let mut w = [0usize; 5];
+    for cells in std::iter::once(head.map(String::from)).chain(lines.iter().map(|l| l.cells.clone())) {
+        for (i, c) in cells.iter().take(5).enumerate() {
+            w[i] = w[i].max(c.len());
+        }
+    }
+    let mut out = String::new();
+    let row = |out: &mut String, c: &[String]| {
+        let _ = writeln!(
+            out,
+            "{:<w0$}  {:<w1$}  {:>w2$}  {:<w3$}  {:<w4$}  {}",
+            c[0],
+            c[1],
+            c[2],
+            c[3],
+            c[4],
+            c[5],
+            w0 = w[0],
+            w1 = w[1],
+            w2 = w[2],
+            w3 = w[3],
+            w4 = w[4]
+        );
+    };
+    row(&mut out, &head.map(String::from));
+    for l in &lines {
+        row(&mut out, &l.cells);
+    }
+    if lines.is_empty() {
+        out.push_str("(no Ember objects)\n");
+    }
+    for n in &notes {
+        let _ = writeln!(out, "note: {n}");
+    }
+    print!("{out}");
+    Ok(())
+}

@@ -1,0 +1,592 @@
+//! `ember send` and `ember recv`: frames on any endpoint, from the shell.
+
+use std::io::{Read as _, Write as _};
+use std::time::{Duration, Instant};
+
+use ember_core::frame::{self, Frame, FrameRepr, MAX_FRAME_LEN};
+use ember_core::shm::SegmentKind;
+use ember_linux::error::Error;
+use ember_linux::mq::{Access, MessageQueue};
+use ember_linux::shm::{
+    Backing, BroadcastReader, BroadcastWriter, SeqLockReader, SeqLockWriter, SpscReceiver, SpscSender,
+};
+use ember_linux::transport::{Endpoint as _, FrameReceiver, FrameSender};
+use ember_linux::uds::{self, UdsListener, UnixName};
+use ember_linux::{fifo, pipe};
+use rustix::fd::{AsFd, BorrowedFd};
+
+use crate::cli::{Failure, Opts};
+use crate::uri::Uri;
+
+pub const SEND_USAGE: &str = "\
+usage: ember send <uri> [payload words...] [options]
+
+Sends Ember frames (docs/wire-format.md) to an endpoint. The payload is the words after the
+URI joined by spaces, else --file, else --hex, else standard input.
+
+endpoints: pipe: (standard output, or -), fifo:/path, mq:/name, uds:/path, uds-abstract:name,
+  uds-seqpacket:/path, uds-dgram:/path, uds-dgram-abstract:name, shm-ring:name,
+  shm-seqlock:name, shm-broadcast:name
+  Sockets, FIFOs and queues must have a receiver (or exist) unless --create. A shm-* send
+  creates the segment (it has one writer) and leaves it in /dev/shm for the receiver.
+
+options:
+  --file <path>         payload from a file
+  --hex <hex>           payload from hex digits, e.g. 0a1b2c
+  --lines               one frame per line of standard input (no newline in the payload)
+  --kind <n>            the frame's message kind (default 0)
+  --seq <n>             the first frame's sequence number (default 0; +1 per frame)
+  --count <n>           send the payload n times (default 1)
+  --prio <n>            mq: message priority (default 0)
+  --create              fifo/mq: create the FIFO or queue if missing (mode 0600)
+  --capacity <bytes>    shm-*: data area size (default 65536)
+  --fingerprint <n>     shm-*: the type fingerprint written in the header (default 0)
+  --timeout <seconds>   give up waiting for a reader, a connection or room (default 5)
+";
+
+pub const RECV_USAGE: &str = "\
+usage: ember recv <uri> [options]
+
+Receives Ember frames from an endpoint and prints them, one line per frame.
+
+endpoints: as `ember send`. A uds:, uds-abstract: or uds-seqpacket: receive listens at the
+  address and takes one connection; uds-dgram: binds the address; fifo: opens the FIFO
+  (created with --create); mq: opens the queue (created with --create); shm-* open an
+  existing segment, taking the type fingerprint from its header unless --fingerprint.
+
+options:
+  --count <n>           frames to receive, 0 = until the sender goes (default 1)
+  --timeout <seconds>   give up after this long (default: wait as long as it takes)
+  --print <how>         text (default): kind, seq, length and the payload as escaped text;
+                        hex: the same with the payload in hex; header: no payload;
+                        raw: the payload bytes alone, nothing else (for pipelines)
+  --create              fifo/mq: create the FIFO or queue if missing
+  --unlink              remove the FIFO, queue or shm segment afterwards
+  --fingerprint <n>     shm-*: refuse a segment with another fingerprint
+  --max-msgs <n>        mq with --create: queue depth (default 10)
+  --msg-size <bytes>    mq with --create: largest message (default 8192)
+
+Exit status: 0 when every frame arrived, 1 on a timeout or an unreachable endpoint, 2 on a
+bad URI or option, or when a frame arrived damaged (it is reported and skipped).
+";
+
+/// How long a send waits by default.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn deadline(timeout: Option<Duration>) -> Option<Instant> {
+    timeout.map(|t| Instant::now() + t)
+}
+
+fn left(deadline: Option<Instant>) -> Option<Duration> {
+    deadline.map(|d| d.saturating_duration_since(Instant::now()))
+}
+
+/// Waits until `fd` is readable, or until `deadline` ([`Error::TimedOut`]).
+fn wait_readable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<(), Error> {
+    loop {
+        let ts =
+            left(deadline).map(|d| rustix::time::Timespec { tv_sec: d.as_secs() as _, tv_nsec: d.subsec_nanos() as _ });
+        let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+        match rustix::event::poll(&mut fds, ts.as_ref()) {
+            Ok(0) => return Err(Error::TimedOut),
+            Ok(_) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(Error::Os(e)),
+        }
+    }
+}
+
+/// Retries `open` while it fails with `retry_on`, until `deadline`.
+fn retry<T>(
+    deadline: Option<Instant>,
+    retry_on: &[Error],
+    mut open: impl FnMut() -> Result<T, Error>,
+) -> Result<T, Error> {
+    loop {
+        match open() {
+            Err(e) if retry_on.contains(&e) && left(deadline) != Some(Duration::ZERO) => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) if retry_on.contains(&e) => return Err(Error::TimedOut),
+            r => return r,
+        }
+    }
+}
+
+fn is_missing(e: &Error) -> bool {
+    matches!(e, Error::Os(rustix::io::Errno::NOENT))
+}
+
+/// A reason with the URI in front, as the user typed it.
+fn at(uri: &Uri, what: &str, e: Error) -> Failure {
+    let hint = match e {
+        Error::Os(rustix::io::Errno::NOENT) => " (it does not exist; --create makes FIFOs and queues)",
+        Error::Refused => " (nothing listens there)",
+        Error::NoReader => " (no process has the FIFO open for reading)",
+        Error::TimedOut => " (timed out)",
+        _ => "",
+    };
+    Failure::runtime(format!("{uri}: {what}: {e}{hint}"))
+}
+
+// ---------------------------------------------------------------- send
+
+/// Sends one frame, waiting for room until the deadline.
+type SendFn = Box<dyn FnMut(&[u8], Option<Instant>) -> Result<(), Error>>;
+
+struct Sink {
+    send: SendFn,
+}
+
+fn kernel_sink(mut s: impl FrameSender + AsFd + 'static) -> Sink {
+    Sink {
+        send: Box::new(move |f, deadline| {
+            // Blocking sends, but never past the deadline for a full socket or pipe:
+            // nonblocking writes, waiting for room with poll.
+            loop {
+                match s.send_frame(f) {
+                    Err(Error::WouldBlock) => wait_writable(s.as_fd(), deadline)?,
+                    r => return r,
+                }
+            }
+        }),
+    }
+}
+
+fn wait_writable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<(), Error> {
+    let ts =
+        left(deadline).map(|d| rustix::time::Timespec { tv_sec: d.as_secs() as _, tv_nsec: d.subsec_nanos() as _ });
+    let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::OUT)];
+    match rustix::event::poll(&mut fds, ts.as_ref()) {
+        Ok(0) => Err(Error::TimedOut),
+        Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
+        Err(e) => Err(Error::Os(e)),
+    }
+}
+
+fn open_sink(uri: &Uri, o: &Opts, deadline: Option<Instant>, first_len: usize) -> Result<Sink, Failure> {
+    let fail = |what: &'static str| move |e| at(uri, what, e);
+    let nonblocking = |e: &dyn AsFd| e.as_fd().set_nonblocking(true);
+    let capacity = o.usize("--capacity")?.unwrap_or(65536);
+    let fingerprint = o.u64("--fingerprint")?.unwrap_or(0);
+    Ok(match uri {
+        Uri::Stdio => {
+            let fd = rustix::io::dup(rustix::stdio::stdout()).map_err(|e| fail("dup")(Error::Os(e)))?;
+            kernel_sink(pipe::Writer::stream(fd))
+        }
+        Uri::Fifo(p) => {
+            if o.flag("--create") {
+                fifo::create(p).map_err(fail("create"))?;
+            }
+            let w = retry(deadline, &[Error::NoReader], || fifo::open_writer(p, true)).map_err(fail("open"))?;
+            kernel_sink(w)
+        }
+        Uri::Mq(name) => {
+            let q = match MessageQueue::open(name, Access::Send) {
+                Err(e) if is_missing(&e) && o.flag("--create") => {
+                    let mut q = MessageQueue::create(
+                        name,
+                        o.usize("--max-msgs")?.unwrap_or(10),
+                        o.usize("--msg-size")?.unwrap_or(8192),
+                        Access::Send,
+                    )
+                    .map_err(fail("create"))?;
+                    q.persist();
+                    q
+                }
+                r => r.map_err(fail("open"))?,
+            };
+            let prio = o.u32("--prio")?.unwrap_or(0);
+            let mut q = q;
+            Sink {
+                send: Box::new(move |f, deadline| {
+                    q.send_prio(f, prio, Some(left(deadline).unwrap_or(Duration::from_secs(u32::MAX as u64))))
+                }),
+            }
+        }
+        Uri::Uds(p) => {
+            let s = retry(deadline, &[Error::Refused], || uds::connect_stream::<65536>(UnixName::Path(p)));
+            let s = s.map_err(fail("connect"))?;
+            nonblocking(&s).map_err(fail("connect"))?;
+            kernel_sink(s)
+        }
+        Uri::UdsAbstract(n) => {
+            let s =
+                retry(deadline, &[Error::Refused], || uds::connect_stream::<65536>(UnixName::Abstract(n.as_bytes())));
+            let s = s.map_err(fail("connect"))?;
+            nonblocking(&s).map_err(fail("connect"))?;
+            kernel_sink(s)
+        }
+        Uri::UdsSeqpacket(p) => {
+            let s = retry(deadline, &[Error::Refused], || uds::connect_seqpacket(UnixName::Path(p)));
+            let s = s.map_err(fail("connect"))?;
+            nonblocking(&s).map_err(fail("connect"))?;
+            kernel_sink(s)
+        }
+        Uri::UdsDgram(_) | Uri::UdsDgramAbstract(_) => {
+            let name = match uri {
+                Uri::UdsDgram(p) => UnixName::Path(p),
+                Uri::UdsDgramAbstract(n) => UnixName::Abstract(n.as_bytes()),
+                _ => unreachable!("matched above"),
+            };
+            let s = uds::unbound_datagram().map_err(fail("socket"))?;
+            let addr = match name {
+                UnixName::Path(p) => rustix::net::SocketAddrUnix::new(p),
+                UnixName::Abstract(n) => rustix::net::SocketAddrUnix::new_abstract_name(n),
+            }
+            .map_err(|e| fail("address")(Error::Os(e)))?;
+            retry(deadline, &[Error::Refused, Error::Os(rustix::io::Errno::NOENT)], || s.connect(&addr))
+                .map_err(fail("connect"))?;
+            nonblocking(&s).map_err(fail("connect"))?;
+            kernel_sink(s)
+        }
+        Uri::ShmRing(name) => {
+            let mut tx = SpscSender::create(Backing::Named(name), capacity, fingerprint).map_err(fail("create"))?;
+            tx.segment().persist();
+            Sink { send: Box::new(move |f, deadline| tx.send(f, left(deadline))) }
+        }
+        Uri::ShmSeqlock(name) => {
+            let cap = capacity.max(first_len.next_multiple_of(8)).max(64);
+            let mut w = SeqLockWriter::create(Backing::Named(name), cap, fingerprint).map_err(fail("create"))?;
+            w.segment().persist();
+            Sink { send: Box::new(move |f, _| w.write(f)) }
+        }
+        Uri::ShmBroadcast(name) => {
+            let mut w = BroadcastWriter::create(Backing::Named(name), capacity, fingerprint).map_err(fail("create"))?;
+            w.segment().persist();
+            Sink { send: Box::new(move |f, _| w.send(f)) }
+        }
+    })
+}
+
+fn parse_hex(s: &str) -> Result<Vec<u8>, Failure> {
+    let s: String = s.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    if !s.len().is_multiple_of(2) {
+        return Err(Failure::usage(format!("--hex: odd number of digits ({})", s.len())));
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| {
+            u8::from_str_radix(&s[i..i + 2], 16)
+                .map_err(|_| Failure::usage(format!("--hex: `{}` at offset {i} is not a hex byte", &s[i..i + 2])))
+        })
+        .collect()
+}
+
+/// `ember send`.
+pub fn send(args: &[String]) -> Result<(), Failure> {
+    let o = Opts::parse(
+        args,
+        &["--lines", "--create"],
+        &[
+            "--file",
+            "--hex",
+            "--kind",
+            "--seq",
+            "--count",
+            "--prio",
+            "--capacity",
+            "--fingerprint",
+            "--timeout",
+            "--max-msgs",
+            "--msg-size",
+        ],
+    )?;
+    let Some((uri, words)) = o.positional.split_first() else {
+        return Err(Failure::usage("ember send: which endpoint? (e.g. ember send fifo:/tmp/f hello)".into()));
+    };
+    let uri = Uri::parse(uri).map_err(|e| Failure::usage(e.0))?;
+    let mut payloads: Vec<Vec<u8>> = if !words.is_empty() {
+        vec![words.join(" ").into_bytes()]
+    } else if let Some(f) = o.value("--file") {
+        vec![std::fs::read(f).map_err(|e| Failure::runtime(format!("--file {f}: {e}")))?]
+    } else if let Some(h) = o.value("--hex") {
+        vec![parse_hex(h)?]
+    } else {
+        let mut all = Vec::new();
+        std::io::stdin().read_to_end(&mut all).map_err(|e| Failure::runtime(format!("standard input: {e}")))?;
+        if o.flag("--lines") {
+            all.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect()
+        } else {
+            vec![all]
+        }
+    };
+    let count = o.usize("--count")?.unwrap_or(1);
+    if count == 0 {
+        return Err(Failure::usage("--count: at least 1".into()));
+    }
+    payloads = payloads.iter().cycle().take(payloads.len() * count).cloned().collect();
+    if let Some(p) = payloads.iter().find(|p| p.len() > frame::MAX_PAYLOAD_LEN) {
+        return Err(Failure::usage(format!("payload of {} bytes: at most {}", p.len(), frame::MAX_PAYLOAD_LEN)));
+    }
+    let kind = o.u32("--kind")?.unwrap_or(0);
+    let mut seq = o.u32("--seq")?.unwrap_or(0);
+    let deadline = deadline(Some(o.seconds("--timeout")?.unwrap_or(SEND_TIMEOUT)));
+    let first_len = payloads.first().map_or(0, |p| p.len() + frame::HEADER_LEN);
+    let mut sink = open_sink(&uri, &o, deadline, first_len)?;
+    let mut buf = vec![0u8; MAX_FRAME_LEN];
+    for p in &payloads {
+        let repr = FrameRepr { flags: frame::Flags::default(), kind, seq, payload_len: p.len() };
+        let f = repr.emit_with_payload(p, &mut buf).map_err(|e| Failure::usage(format!("frame: {e}")))?;
+        (sink.send)(f, deadline).map_err(|e| at(&uri, "send", e))?;
+        seq = seq.wrapping_add(1);
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- recv
+
+/// What one receive brought besides the bytes.
+struct Got {
+    len: usize,
+    /// Transport details printed after the frame fields (priority, losses, ...).
+    note: String,
+}
+
+type RecvFn = Box<dyn FnMut(&mut [u8], Option<Instant>) -> Result<Got, Error>>;
+
+fn kernel_source<R: FrameReceiver + AsFd + 'static>(mut r: R) -> Result<RecvFn, Error> {
+    r.set_nonblocking(true)?;
+    Ok(Box::new(move |buf, deadline| {
+        loop {
+            if !r.buffered() {
+                wait_readable(r.as_fd(), deadline)?;
+            }
+            match r.recv_frame(buf) {
+                Err(Error::WouldBlock) => {}
+                Ok(len) => return Ok(Got { len, note: String::new() }),
+                Err(e) => return Err(e),
+            }
+        }
+    }))
+}
+
+/// Accepts one connection on `l` before `deadline`.
+fn accept_one<T>(
+    l: &UdsListener,
+    deadline: Option<Instant>,
+    accept: impl Fn(&UdsListener) -> Result<(T, ember_linux::socket::Creds), Error>,
+) -> Result<T, Error> {
+    wait_readable(l.as_fd(), deadline)?;
+    Ok(accept(l)?.0)
+}
+
+/// The fingerprint to open a segment with: `--fingerprint`, else the header's.
+fn shm_fingerprint(name: &str, kind: SegmentKind, o: &Opts) -> Result<u64, Failure> {
+    if let Some(fp) = o.u64("--fingerprint")? {
+        return Ok(fp);
+    }
+    let seg = crate::ls::read_segment(name).map_err(|e| Failure::runtime(format!("{name}: {e}")))?;
+    let h = seg.header.map_err(|e| Failure::runtime(format!("shm {name}: {e}")))?;
+    if h.kind != kind {
+        return Err(Failure::runtime(format!("shm {name}: a {:?} segment, not a {:?}", h.kind, kind)));
+    }
+    Ok(h.fingerprint)
+}
+
+fn open_source(uri: &Uri, o: &Opts, deadline: Option<Instant>) -> Result<RecvFn, Failure> {
+    let fail = |what: &'static str| move |e| at(uri, what, e);
+    Ok(match uri {
+        Uri::Stdio => {
+            let fd = rustix::io::dup(rustix::stdio::stdin()).map_err(|e| fail("dup")(Error::Os(e)))?;
+            kernel_source(pipe::StreamReader::<65536>::from_fd(fd)).map_err(fail("open"))?
+        }
+        Uri::Fifo(p) => {
+            if o.flag("--create") {
+                fifo::create(p).map_err(fail("create"))?;
+            }
+            kernel_source(fifo::open_reader::<65536>(p, true).map_err(fail("open"))?).map_err(fail("open"))?
+        }
+        Uri::Mq(name) => {
+            let mut q = match MessageQueue::open(name, Access::Receive) {
+                Err(e) if is_missing(&e) && o.flag("--create") => {
+                    let mut q = MessageQueue::create(
+                        name,
+                        o.usize("--max-msgs")?.unwrap_or(10),
+                        o.usize("--msg-size")?.unwrap_or(8192),
+                        Access::Receive,
+                    )
+                    .map_err(fail("create"))?;
+                    q.persist();
+                    q
+                }
+                r => r.map_err(fail("open"))?,
+            };
+            Box::new(move |buf, deadline| {
+                // No deadline: a day at a time.
+                let t = left(deadline).unwrap_or(Duration::from_secs(86_400));
+                loop {
+                    match q.recv_prio(buf, Some(t)) {
+                        Err(Error::TimedOut) if deadline.is_none() => {}
+                        Ok((len, prio)) => return Ok(Got { len, note: format!(" prio={prio}") }),
+                        Err(e) => return Err(e),
+                    }
+                }
+            })
+        }
+        Uri::Uds(_) | Uri::UdsAbstract(_) | Uri::UdsSeqpacket(_) => {
+            let name = match uri {
+                Uri::Uds(p) | Uri::UdsSeqpacket(p) => UnixName::Path(p),
+                Uri::UdsAbstract(n) => UnixName::Abstract(n.as_bytes()),
+                _ => unreachable!("matched above"),
+            };
+            if let Uri::UdsSeqpacket(_) = uri {
+                let l = UdsListener::bind_seqpacket(name).map_err(fail("listen"))?;
+                let s = accept_one(&l, deadline, UdsListener::accept_seqpacket).map_err(fail("accept"))?;
+                kernel_source(s).map_err(fail("accept"))?
+            } else {
+                let l = UdsListener::bind_stream(name).map_err(fail("listen"))?;
+                let s = accept_one(&l, deadline, UdsListener::accept_stream::<65536>).map_err(fail("accept"))?;
+                kernel_source(s).map_err(fail("accept"))?
+            }
+        }
+        Uri::UdsDgram(p) => {
+            kernel_source(uds::bind_datagram(UnixName::Path(p)).map_err(fail("bind"))?).map_err(fail("bind"))?
+        }
+        Uri::UdsDgramAbstract(n) => {
+            kernel_source(uds::bind_datagram(UnixName::Abstract(n.as_bytes())).map_err(fail("bind"))?)
+                .map_err(fail("bind"))?
+        }
+        Uri::ShmRing(name) => {
+            let fp = shm_fingerprint(name, SegmentKind::Spsc, o)?;
+            let mut rx = SpscReceiver::open(name, fp).map_err(fail("open"))?;
+            Box::new(move |buf, deadline| Ok(Got { len: rx.recv(buf, left(deadline))?, note: String::new() }))
+        }
+        Uri::ShmSeqlock(name) => {
+            let fp = shm_fingerprint(name, SegmentKind::SeqLock, o)?;
+            let mut r = SeqLockReader::open(name, fp).map_err(fail("open"))?;
+            let mut seen: Option<u32> = None;
+            Box::new(move |buf, deadline| {
+                // The current value first, then each change.
+                if let Some(s) = seen {
+                    r.wait_change(s, left(deadline))?;
+                }
+                let snap = r.read(buf)?;
+                seen = Some(snap.seq);
+                Ok(Got { len: snap.len, note: format!(" version={}", snap.seq / 2) })
+            })
+        }
+        Uri::ShmBroadcast(name) => {
+            let fp = shm_fingerprint(name, SegmentKind::Broadcast, o)?;
+            let mut r = BroadcastReader::open(name, fp, true).map_err(fail("open"))?;
+            Box::new(move |buf, deadline| {
+                let got = r.recv(buf, left(deadline))?;
+                Ok(Got { len: got.len, note: format!(" record={} lost={}", got.seq, got.lost) })
+            })
+        }
+    })
+}
+
+/// The payload as text: printable ASCII as is, the rest escaped.
+pub fn escape(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len());
+    for &b in bytes {
+        match b {
+            b'\\' => s.push_str("\\\\"),
+            b'\n' => s.push_str("\\n"),
+            b'\t' => s.push_str("\\t"),
+            b'\r' => s.push_str("\\r"),
+            0x20..=0x7e => s.push(b as char),
+            _ => s.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    s
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn remove(uri: &Uri) -> Result<(), Error> {
+    match uri {
+        Uri::Fifo(p) => fifo::remove(p),
+        Uri::Mq(n) => MessageQueue::unlink(n),
+        Uri::ShmRing(n) | Uri::ShmSeqlock(n) | Uri::ShmBroadcast(n) => {
+            rustix::shm::unlink(n.as_str()).map_err(Error::Os)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `ember recv`.
+pub fn recv(args: &[String]) -> Result<(), Failure> {
+    let o = Opts::parse(
+        args,
+        &["--create", "--unlink"],
+        &["--count", "--timeout", "--print", "--fingerprint", "--max-msgs", "--msg-size"],
+    )?;
+    let [uri] = o.positional.as_slice() else {
+        return Err(Failure::usage("ember recv: takes one endpoint (e.g. ember recv mq:/sensor)".into()));
+    };
+    let uri = Uri::parse(uri).map_err(|e| Failure::usage(e.0))?;
+    let print = o.value("--print").unwrap_or("text");
+    if !["text", "hex", "header", "raw"].contains(&print) {
+        return Err(Failure::usage(format!("--print: `{print}` is not text, hex, header or raw")));
+    }
+    let count = o.usize("--count")?.unwrap_or(1);
+    let deadline = deadline(o.seconds("--timeout")?);
+    let result = receive(&uri, &o, deadline, count, print);
+    if o.flag("--unlink") {
+        remove(&uri).map_err(|e| at(&uri, "unlink", e))?;
+    }
+    result
+}
+
+fn receive(uri: &Uri, o: &Opts, deadline: Option<Instant>, count: usize, print: &str) -> Result<(), Failure> {
+    let mut source = open_source(uri, o, deadline)?;
+    let mut buf = vec![0u8; MAX_FRAME_LEN];
+    let mut out = std::io::stdout().lock();
+    let (mut got, mut damaged) = (0usize, 0usize);
+    while count == 0 || got < count {
+        let r = match source(&mut buf, deadline) {
+            Ok(r) => r,
+            Err(Error::PeerGone | Error::Shm(ember_core::shm::ShmError::WriterGone)) if count == 0 => break,
+            // A damaged frame: say so, count it, go on with the next.
+            Err(Error::Codec(e)) => {
+                eprintln!("ember recv: {uri}: a damaged frame was skipped: {e}");
+                damaged += 1;
+                continue;
+            }
+            Err(e) => return Err(at(uri, &format!("after {got} frame(s)"), e)),
+        };
+        got += 1;
+        let bytes = &buf[..r.len];
+        let f = match Frame::new_checked(bytes) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("ember recv: {uri}: message {got} ({} bytes) is not an Ember frame: {e}", r.len);
+                damaged += 1;
+                continue;
+            }
+        };
+        let p = f.payload();
+        let line = match print {
+            "raw" => {
+                out.write_all(p).map_err(|e| Failure::runtime(format!("stdout: {e}")))?;
+                continue;
+            }
+            "header" => format!("kind={} seq={} len={}{}", f.kind(), f.seq(), p.len(), r.note),
+            "hex" => format!("kind={} seq={} len={}{} {}", f.kind(), f.seq(), p.len(), r.note, hex(p)),
+            _ => format!("kind={} seq={} len={}{} {}", f.kind(), f.seq(), p.len(), r.note, escape(p)),
+        };
+        writeln!(out, "{line}").and_then(|()| out.flush()).map_err(|e| Failure::runtime(format!("stdout: {e}")))?;
+    }
+    if damaged > 0 {
+        return Err(Failure::bad_input(format!("{uri}: {damaged} damaged frame(s)")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_and_hex() {
+        assert_eq!(escape(b"a b\n\x00\\\xff"), "a b\\n\\x00\\\\\\xff");
+        assert_eq!(hex(b"\x01\xab"), "01ab");
+        assert_eq!(parse_hex("01 ab").unwrap(), vec![1, 0xab]);
+        assert!(parse_hex("0").is_err());
+        assert!(parse_hex("zz").unwrap_err().message.contains("offset 0"));
+    }
+}
