@@ -55,7 +55,8 @@ endpoints: as `ember send`. A uds:, uds-abstract: or uds-seqpacket: receive list
   existing segment, taking the type fingerprint from its header unless --fingerprint.
 
 options:
-  --count <n>           frames to receive, 0 = until the sender goes (default 1)
+  --count <n>           messages to receive (damaged ones included), 0 = until the sender
+                        goes (default 1)
   --timeout <seconds>   give up after this long (default: wait as long as it takes)
   --print <how>         text (default): kind, seq, length and the payload as escaped text;
                         hex: the same with the payload in hex; header: no payload;
@@ -96,7 +97,7 @@ fn wait_readable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<(), Er
     }
 }
 
-/// Retries `open` while it fails with `retry_on`, until `deadline`.
+/// Retries `open` while it fails with `retry_on`, until `deadline`; then its last error.
 fn retry<T>(
     deadline: Option<Instant>,
     retry_on: &[Error],
@@ -107,11 +108,14 @@ fn retry<T>(
             Err(e) if retry_on.contains(&e) && left(deadline) != Some(Duration::ZERO) => {
                 std::thread::sleep(Duration::from_millis(10));
             }
-            Err(e) if retry_on.contains(&e) => return Err(Error::TimedOut),
+            // Out of time: the last reason, which says more than "timed out".
             r => return r,
         }
     }
 }
+
+/// No such file: a FIFO or socket the receiver has not created yet.
+const NOENT: Error = Error::Os(rustix::io::Errno::NOENT);
 
 fn is_missing(e: &Error) -> bool {
     matches!(e, Error::Os(rustix::io::Errno::NOENT))
@@ -121,9 +125,7 @@ fn is_missing(e: &Error) -> bool {
 fn at(uri: &Uri, what: &str, e: Error) -> Failure {
     let hint = match e {
         Error::Os(rustix::io::Errno::NOENT) => " (it does not exist; --create makes FIFOs and queues)",
-        Error::Refused => " (nothing listens there)",
         Error::NoReader => " (no process has the FIFO open for reading)",
-        Error::TimedOut => " (timed out)",
         _ => "",
     };
     Failure::runtime(format!("{uri}: {what}: {e}{hint}"))
@@ -178,7 +180,8 @@ fn open_sink(uri: &Uri, o: &Opts, deadline: Option<Instant>, first_len: usize) -
             if o.flag("--create") {
                 fifo::create(p).map_err(fail("create"))?;
             }
-            let w = retry(deadline, &[Error::NoReader], || fifo::open_writer(p, true)).map_err(fail("open"))?;
+            // No reader yet, or no FIFO yet (the receiver creates it): wait for one.
+            let w = retry(deadline, &[Error::NoReader, NOENT], || fifo::open_writer(p, true)).map_err(fail("open"))?;
             kernel_sink(w)
         }
         Uri::Mq(name) => {
@@ -205,7 +208,7 @@ fn open_sink(uri: &Uri, o: &Opts, deadline: Option<Instant>, first_len: usize) -
             }
         }
         Uri::Uds(p) => {
-            let s = retry(deadline, &[Error::Refused], || uds::connect_stream::<65536>(UnixName::Path(p)));
+            let s = retry(deadline, &[Error::Refused, NOENT], || uds::connect_stream::<65536>(UnixName::Path(p)));
             let s = s.map_err(fail("connect"))?;
             nonblocking(&s).map_err(fail("connect"))?;
             kernel_sink(s)
@@ -218,7 +221,7 @@ fn open_sink(uri: &Uri, o: &Opts, deadline: Option<Instant>, first_len: usize) -
             kernel_sink(s)
         }
         Uri::UdsSeqpacket(p) => {
-            let s = retry(deadline, &[Error::Refused], || uds::connect_seqpacket(UnixName::Path(p)));
+            let s = retry(deadline, &[Error::Refused, NOENT], || uds::connect_seqpacket(UnixName::Path(p)));
             let s = s.map_err(fail("connect"))?;
             nonblocking(&s).map_err(fail("connect"))?;
             kernel_sink(s)
@@ -235,8 +238,7 @@ fn open_sink(uri: &Uri, o: &Opts, deadline: Option<Instant>, first_len: usize) -
                 UnixName::Abstract(n) => rustix::net::SocketAddrUnix::new_abstract_name(n),
             }
             .map_err(|e| fail("address")(Error::Os(e)))?;
-            retry(deadline, &[Error::Refused, Error::Os(rustix::io::Errno::NOENT)], || s.connect(&addr))
-                .map_err(fail("connect"))?;
+            retry(deadline, &[Error::Refused, NOENT], || s.connect(&addr)).map_err(fail("connect"))?;
             nonblocking(&s).map_err(fail("connect"))?;
             kernel_sink(s)
         }
@@ -541,9 +543,11 @@ fn receive(uri: &Uri, o: &Opts, deadline: Option<Instant>, count: usize, print: 
         let r = match source(&mut buf, deadline) {
             Ok(r) => r,
             Err(Error::PeerGone | Error::Shm(ember_core::shm::ShmError::WriterGone)) if count == 0 => break,
-            // A damaged frame: say so, count it, go on with the next.
+            // A damaged frame (checked by the transport): say so, count it as one of the
+            // messages asked for, go on with the next.
             Err(Error::Codec(e)) => {
-                eprintln!("ember recv: {uri}: a damaged frame was skipped: {e}");
+                eprintln!("ember recv: {uri}: message {} is not an Ember frame, skipped: {e}", got + 1);
+                got += 1;
                 damaged += 1;
                 continue;
             }

@@ -6,11 +6,12 @@
 //! `dbus-bin` and `libglib2.0-bin` when missing.
 
 mod common;
+use common::dbus_daemon::Daemon;
 use ember_test_support as counting;
 
 use std::io::{BufRead, BufReader};
 use std::os::fd::AsFd;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ember_core::dbus::value::Array;
@@ -20,51 +21,12 @@ use ember_linux::dbus::{self, CallError, Connection, RequestNameReply, bus};
 
 const T: Duration = Duration::from_secs(5);
 
-/// A private `dbus-daemon`, stopped (and its directory removed) on drop.
-struct Daemon {
-    child: Child,
-    dir: String,
-    address: String,
+/// Connecting to the private daemon, with what it said when that fails.
+trait Connect {
+    fn connect(&self) -> Box<Connection>;
 }
 
-impl Daemon {
-    fn start() -> Daemon {
-        common::need_tool("dbus-daemon");
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let dir =
-            format!("/tmp/ember-dbus-{}-{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = format!(
-            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path={dir}/bus</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"#
-        );
-        std::fs::write(format!("{dir}/bus.conf"), config).unwrap();
-        let mut child = Command::new("dbus-daemon")
-            .args(["--nofork", "--print-address=1", &format!("--config-file={dir}/bus.conf")])
-            .stdout(Stdio::piped())
-            // It complains that it cannot raise its fd limit in a container; whatever else it
-            // says is shown when a connection fails.
-            .stderr(std::fs::File::create(format!("{dir}/daemon.log")).unwrap())
-            .spawn()
-            .expect("dbus-daemon (installed by cargo xtask test)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let address = line.trim().to_string();
-        assert!(address.starts_with("unix:path="), "{address}");
-        Daemon { child, dir, address }
-    }
-
+impl Connect for Daemon {
     fn connect(&self) -> Box<Connection> {
         match Connection::connect(&self.address) {
             Ok(c) => Box::new(c),
@@ -73,14 +35,6 @@ impl Daemon {
                 panic!("cannot connect to {}: {e}; dbus-daemon said: {said}", self.address)
             }
         }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

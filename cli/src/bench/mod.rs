@@ -7,6 +7,8 @@
 //! absolute times on a shared 2-vCPU VM move by tens of percent from run to run.
 
 mod codec;
+mod dbus;
+mod fanout;
 mod pipe;
 mod queues;
 mod shm;
@@ -20,6 +22,11 @@ use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+/// Samples per in-process row in quick mode.
+const QUICK_SAMPLES: usize = 20_000;
+/// ... and in full mode.
+const FULL_SAMPLES: usize = 100_000;
+
 /// Parsed `ember bench` options.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -28,11 +35,13 @@ pub struct Options {
     pub only: Option<String>,
     pub size: Option<usize>,
     pub cpus: Option<Vec<usize>>,
+    /// `--samples`: samples per row instead of the mode's (tests run tiny benches).
+    pub samples: Option<usize>,
 }
 
 impl Options {
     pub fn parse(args: &[String]) -> Result<Options, String> {
-        let mut o = Options { full: false, json: false, only: None, size: None, cpus: None };
+        let mut o = Options { full: false, json: false, only: None, size: None, cpus: None, samples: None };
         let mut it = args.iter();
         while let Some(a) = it.next() {
             let mut value = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value"));
@@ -48,6 +57,13 @@ impl Options {
                         return Err(format!("--size: {n} is outside 1..={}", ember_core::frame::MAX_PAYLOAD_LEN));
                     }
                     o.size = Some(n);
+                }
+                "--samples" => {
+                    let v = value("--samples")?;
+                    match v.parse::<usize>() {
+                        Ok(n) if n >= 10 => o.samples = Some(n),
+                        _ => return Err(format!("--samples: `{v}` is not a count of at least 10")),
+                    }
                 }
                 "--cpus" => {
                     let v = value("--cpus")?;
@@ -68,7 +84,19 @@ impl Options {
 
     /// Samples per row.
     pub fn samples(&self) -> usize {
-        if self.full { 100_000 } else { 20_000 }
+        self.samples.unwrap_or(if self.full { FULL_SAMPLES } else { QUICK_SAMPLES })
+    }
+
+    /// A count for a row family: `full` in full mode, `quick` in quick mode, and with
+    /// `--samples n` the quick count scaled by `n` over the quick mode's samples, at least
+    /// `floor`.
+    pub fn pick(&self, full: usize, quick: usize, floor: usize) -> usize {
+        match (self.full, self.samples) {
+            (true, None) => full,
+            (false, None) => quick,
+            (true, Some(n)) => (full * n / FULL_SAMPLES).max(floor),
+            (false, Some(n)) => (quick * n / QUICK_SAMPLES).max(floor),
+        }
     }
 
     /// Whether a row named `name` is selected by `--only`.
@@ -235,6 +263,9 @@ pub fn run(opts: &Options) -> ExitCode {
     if let Err(e) = shm::run(opts, &cpus, &progress, &mut rows) {
         skipped.push(format!("cross-process shm rows: {e}"));
     }
+    if let Err(e) = fanout::run(opts, &cpus, &progress, &mut rows) {
+        skipped.push(format!("seqlock and broadcast rows: {e}"));
+    }
     if let Err(e) = pipe::run(opts, &cpus, &progress, &mut rows) {
         skipped.push(format!("pipe rows: {e}"));
     }
@@ -247,6 +278,9 @@ pub fn run(opts: &Options) -> ExitCode {
     if let Err(e) = sync::run(opts, &cpus, &progress, &mut rows) {
         skipped.push(format!("sync and rpc rows: {e}"));
     }
+    if let Err(e) = dbus::run(opts, &cpus, &progress, &mut rows) {
+        skipped.push(format!("dbus rows: {e}"));
+    }
     progress.done();
     for s in &skipped {
         eprintln!("ember bench: {s}");
@@ -256,7 +290,7 @@ pub fn run(opts: &Options) -> ExitCode {
         return ExitCode::from(2);
     }
     if opts.json {
-        println!("{}", json(opts, &cpus, &rows));
+        println!("{}", json(opts, &cpus, &rows, &skipped));
     } else {
         print!("{}", table(opts, &cpus, &rows));
     }
@@ -335,7 +369,7 @@ pub(crate) fn json_str(s: &str) -> String {
     out
 }
 
-fn json(opts: &Options, cpus: &[usize], rows: &[Row]) -> String {
+fn json(opts: &Options, cpus: &[usize], rows: &[Row], skipped: &[String]) -> String {
     let mut s = String::new();
     let _ = write!(
         s,
@@ -364,7 +398,8 @@ fn json(opts: &Options, cpus: &[usize], rows: &[Row]) -> String {
             r.ratio.map_or("null".to_string(), |x| format!("{x:.3}")),
         );
     }
-    s.push_str("]}");
+    let skipped: Vec<String> = skipped.iter().map(|s| json_str(s)).collect();
+    let _ = write!(s, "],\"skipped\":[{}]}}", skipped.join(","));
     s
 }
 

@@ -320,9 +320,9 @@ pub fn run(opts: &Options, cpus: &[usize], progress: &Progress, rows: &mut Vec<R
         return Ok(());
     }
     let b = *cpus.get(1).ok_or("the pipe rows need two CPUs (see --cpus); skipped")?;
-    let rounds = if opts.full { 5 } else { 3 };
-    let iters = if opts.full { 5_000 } else { 1_500 };
-    let count = if opts.full { 1 << 18 } else { 1 << 16 };
+    let rounds = opts.pick(5, 3, 1);
+    let iters = opts.pick(5_000, 1_500, 20);
+    let count = opts.pick(1 << 18, 1 << 16, 16 * super::shm::BATCH);
     let payload = opts.size.unwrap_or(64);
     let (mut pr, mut pe, mut kr, mut ke) = (Pool::default(), Pool::default(), Pool::default(), Pool::default());
     let (mut t64r, mut t64e, mut t4r, mut t4e) = (Pool::default(), Pool::default(), Pool::default(), Pool::default());

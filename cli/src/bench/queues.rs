@@ -412,9 +412,9 @@ pub fn run(opts: &Options, cpus: &[usize], progress: &Progress, rows: &mut Vec<R
         return Ok(());
     }
     let b = *cpus.get(1).ok_or("the queue rows need two CPUs (see --cpus); skipped")?;
-    let rounds = if opts.full { 5 } else { 3 };
-    let iters = if opts.full { 5_000 } else { 1_500 };
-    let count = if opts.full { 1 << 16 } else { 1 << 14 };
+    let rounds = opts.pick(5, 3, 1);
+    let iters = opts.pick(5_000, 1_500, 20);
+    let count = opts.pick(1 << 16, 1 << 14, 16 * super::shm::BATCH);
     let payload = opts.size.unwrap_or(64).min(MQ_SIZE - 24);
     let mut pools: Vec<(&str, bool, Pool)> = Vec::new();
     for name in names {

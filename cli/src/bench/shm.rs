@@ -27,7 +27,7 @@ pub(super) const BATCH: usize = 256;
 const TIMEOUT: Option<Duration> = Some(Duration::from_secs(30));
 const FP: u64 = 0xBE7C_0000_0000_0001;
 
-fn unique(tag: &str) -> String {
+pub(super) fn unique(tag: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     format!("/ember-bench-{}-{tag}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
@@ -185,7 +185,7 @@ pub(super) fn now_ns(t: Instant) -> f64 {
 }
 
 /// One-way latency samples of the cache-line ping-pong.
-fn floor(cpu: usize, iters: usize) -> Result<Vec<f64>, String> {
+pub(super) fn floor(cpu: usize, iters: usize) -> Result<Vec<f64>, String> {
     let name = unique("floor");
     let page = RawPage::create(&name)?;
     let peer = Peer::spawn(cpu, &["floor", &name, &iters.to_string()])?;
@@ -421,9 +421,24 @@ pub fn peer(args: &[String]) -> Result<(), String> {
             // Wait until the parent has everything before the segment goes away.
             let _ = std::io::stdin().read_line(&mut line);
         }
+        "seqlock-echo" | "broadcast-echo" => return super::fanout::peer(role, &args[2..]),
+        "dbus-serve" => return super::dbus::peer(&args[2..]),
         other => return super::pipe::peer(other, &args[2..]),
     }
     Ok(())
+}
+
+/// Tells the parent this peer is ready (its first line).
+pub(super) fn say_ready() -> Result<(), String> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "ready").and_then(|_| out.flush()).map_err(|e| e.to_string())
+}
+
+/// Waits until the parent closes our stdin: it has taken what it needs from segments this
+/// peer owns, which go away when the peer exits.
+pub(super) fn wait_for_parent() {
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
 }
 
 /// Pooled samples of one row over the rounds.
@@ -459,7 +474,7 @@ pub(super) fn row(
     });
 }
 
-const NOTE_FLOOR: &str = "each side spins on a word the other writes (one-way = round trip / 2): the floor";
+pub(super) const NOTE_FLOOR: &str = "each side spins on a word the other writes (one-way = round trip / 2): the floor";
 const NOTE_SPIN: &str =
     "64-byte records through two Ember SPSC rings, busy-polling; target ratio <= 3.0 (1.5x the floor's round trip)";
 const NOTE_KERNEL: &str = "64-byte ping-pong through the kernel, the peer blocked in read()";
@@ -477,9 +492,9 @@ pub fn run(opts: &Options, cpus: &[usize], progress: &Progress, rows: &mut Vec<R
         [a, b, ..] => (a, b),
         _ => return Err("the cross-process rows need two CPUs (see --cpus); skipped".into()),
     };
-    let rounds = if opts.full { 5 } else { 3 };
-    let (spin_iters, block_iters) = if opts.full { (20_000, 5_000) } else { (5_000, 1_500) };
-    let stream_records = if opts.full { 1 << 20 } else { 1 << 18 };
+    let rounds = opts.pick(5, 3, 1);
+    let (spin_iters, block_iters) = (opts.pick(20_000, 5_000, 50), opts.pick(5_000, 1_500, 20));
+    let stream_records = opts.pick(1 << 20, 1 << 18, 64 * BATCH);
     let (mut fl, mut sp, mut fu, mut pi, mut ev) =
         (Pool::default(), Pool::default(), Pool::default(), Pool::default(), Pool::default());
     let (mut s64, mut s4k, mut r64, mut r4k) = (Pool::default(), Pool::default(), Pool::default(), Pool::default());

@@ -139,9 +139,9 @@ pub fn run(opts: &Options, cpus: &[usize], progress: &Progress, rows: &mut Vec<R
         [_, b, ..] => *b,
         _ => return Err("the cross-process sync and rpc rows need two CPUs (see --cpus); skipped".into()),
     };
-    let rounds = if opts.full { 5 } else { 3 };
-    let ops = if opts.full { 200_000 } else { 50_000 };
-    let calls = if opts.full { 20_000 } else { 5_000 };
+    let rounds = opts.pick(5, 3, 1);
+    let ops = opts.pick(200_000, 50_000, 1_000);
+    let calls = opts.pick(20_000, 5_000, 50);
     let (mut ec, mut pc) = (Pool::default(), Pool::default());
     let (mut rs, mut es, mut rm, mut em) = (Pool::default(), Pool::default(), Pool::default(), Pool::default());
     for round in 1..=rounds {

@@ -5,6 +5,8 @@
 // Each test binary uses a part of this module.
 #![allow(dead_code)]
 
+pub mod dbus_daemon;
+
 use std::time::Instant;
 
 /// A test: its name and body.
