@@ -169,6 +169,16 @@ typedef enum ember_timeout {
 typedef struct ember_accumulator ember_accumulator;
 
 /*
+ A reader of a broadcast ring (opaque), with its own cursor.
+ */
+typedef struct ember_broadcast_reader ember_broadcast_reader;
+
+/*
+ The writer of a broadcast ring (opaque).
+ */
+typedef struct ember_broadcast_writer ember_broadcast_writer;
+
+/*
  A POSIX message queue (opaque).
  */
 typedef struct ember_mq ember_mq;
@@ -192,6 +202,26 @@ typedef struct ember_rpc_client ember_rpc_client;
  An rpc server (opaque).
  */
 typedef struct ember_rpc_server ember_rpc_server;
+
+/*
+ A reader of a seqlock (opaque).
+ */
+typedef struct ember_seqlock_reader ember_seqlock_reader;
+
+/*
+ The writer of a seqlock (opaque).
+ */
+typedef struct ember_seqlock_writer ember_seqlock_writer;
+
+/*
+ The receiving end of an SPSC ring (opaque).
+ */
+typedef struct ember_spsc_receiver ember_spsc_receiver;
+
+/*
+ The sending end of an SPSC ring (opaque).
+ */
+typedef struct ember_spsc_sender ember_spsc_sender;
 
 /*
  A sync segment (opaque).
@@ -714,6 +744,281 @@ int ember_rpc_server_fd(struct ember_rpc_server *s);
  Thread safety: not with other calls on the same handle.
  */
 void ember_rpc_server_free(struct ember_rpc_server *s);
+
+/*
+ Creates the SPSC ring `name` with `capacity` bytes of records (a power of two, 64 bytes
+ to 1 GiB; a record holds at most `capacity / 2 - 8` bytes) and `fingerprint`. Returns
+ `EMBER_OK`; `EMBER_EINVAL` for a bad name or capacity; `EMBER_EOS` (`EEXIST`: the name
+ is taken).
+
+ # Safety
+
+ `name` a NUL-terminated string; `out` a writable pointer.
+
+ Thread safety: any thread.
+ */
+int ember_spsc_sender_create(const char *name,
+                             size_t capacity,
+                             uint64_t fingerprint,
+                             struct ember_spsc_sender **out);
+
+/*
+ Sends one record of `len` bytes, waiting up to `timeout_ms` while the ring is full
+ (`EMBER_FOREVER`; 0: not at all). Returns `EMBER_OK`; `EMBER_ETIMEDOUT`;
+ `EMBER_ETOOBIG` for a record over the ring's limit; `EMBER_EPEERGONE` if the receiver
+ process died.
+
+ # Safety
+
+ `s` from `ember_spsc_sender_create`; `data` `len` readable bytes.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_spsc_sender_send(struct ember_spsc_sender *s,
+                           const uint8_t *data,
+                           size_t len,
+                           int64_t timeout_ms);
+
+/*
+ Closes the ring (the receiver gets `EMBER_EPEERGONE` once it has read what is left)
+ and unlinks its name.
+
+ # Safety
+
+ `h` NULL, or a handle from this module, not used after.
+
+ Thread safety: not with other calls on the same handle.
+ */
+void ember_spsc_sender_free(struct ember_spsc_sender *h);
+
+/*
+ Opens the SPSC ring `name` as its one receiver.
+
+ # Safety
+
+ `name` a NUL-terminated string; `out` a writable pointer.
+
+ Thread safety: any thread.
+ */
+int ember_spsc_receiver_open(const char *name,
+                             uint64_t fingerprint,
+                             struct ember_spsc_receiver **out);
+
+/*
+ Receives the next record into `buf` (`cap` bytes) and its length into `*len`, waiting
+ up to `timeout_ms`. Returns `EMBER_OK`; `EMBER_ETIMEDOUT`; `EMBER_ENOSPC` (nothing
+ consumed); `EMBER_EPEERGONE` when the sender closed the ring or died and nothing is
+ left.
+
+ # Safety
+
+ `r` from `ember_spsc_receiver_open`; `buf` `cap` writable bytes; `len` a writable
+ `size_t`.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_spsc_receiver_recv(struct ember_spsc_receiver *r,
+                             uint8_t *buf,
+                             size_t cap,
+                             size_t *len,
+                             int64_t timeout_ms);
+
+/*
+ Closes the receiver.
+
+ # Safety
+
+ `h` NULL, or a handle from this module, not used after.
+
+ Thread safety: not with other calls on the same handle.
+ */
+void ember_spsc_receiver_free(struct ember_spsc_receiver *h);
+
+/*
+ Creates the seqlock `name` holding values of up to `capacity` bytes (a multiple of 8,
+ at least 64).
+
+ # Safety
+
+ `name` a NUL-terminated string; `out` a writable pointer.
+
+ Thread safety: any thread.
+ */
+int ember_seqlock_writer_create(const char *name,
+                                size_t capacity,
+                                uint64_t fingerprint,
+                                struct ember_seqlock_writer **out);
+
+/*
+ Publishes a new value of `len` bytes (never blocks; wakes readers waiting for a
+ change). `EMBER_ETOOBIG` if it exceeds the capacity.
+
+ # Safety
+
+ `w` from `ember_seqlock_writer_create`; `value` `len` readable bytes.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_seqlock_writer_write(struct ember_seqlock_writer *w, const uint8_t *value, size_t len);
+
+/*
+ Unmaps the seqlock and unlinks its name.
+
+ # Safety
+
+ `h` NULL, or a handle from this module, not used after.
+
+ Thread safety: not with other calls on the same handle.
+ */
+void ember_seqlock_writer_free(struct ember_seqlock_writer *h);
+
+/*
+ Opens the seqlock `name` (mapped read-only but for its waiter page).
+
+ # Safety
+
+ `name` a NUL-terminated string; `out` a writable pointer.
+
+ Thread safety: any thread.
+ */
+int ember_seqlock_reader_open(const char *name,
+                              uint64_t fingerprint,
+                              struct ember_seqlock_reader **out);
+
+/*
+ Copies the current value into `buf` (`cap` bytes): its length into `*len` and, if
+ `version` is not NULL, its version (even, growing with each write; pass it to
+ `ember_seqlock_reader_wait_change`). Never blocks. Returns `EMBER_OK`; `EMBER_EAGAIN`
+ if nothing was written yet or the writer keeps it busy (retry); `EMBER_ENOSPC`;
+ `EMBER_EPEERGONE` if the writer died in the middle of a write.
+
+ # Safety
+
+ `r` from `ember_seqlock_reader_open`; `buf` `cap` writable bytes; `len` a writable
+ `size_t`; `version` NULL or a writable `uint32_t`.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_seqlock_reader_read(struct ember_seqlock_reader *r,
+                              uint8_t *buf,
+                              size_t cap,
+                              size_t *len,
+                              uint32_t *version);
+
+/*
+ Sleeps until the value changes from the one read at `version` (0 before any read),
+ for at most `timeout_ms`. Returns `EMBER_OK`; `EMBER_ETIMEDOUT`; `EMBER_EPEERGONE` if
+ the writer died.
+
+ # Safety
+
+ `r` from `ember_seqlock_reader_open`.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_seqlock_reader_wait_change(struct ember_seqlock_reader *r,
+                                     uint32_t version,
+                                     int64_t timeout_ms);
+
+/*
+ Closes the reader.
+
+ # Safety
+
+ `h` NULL, or a handle from this module, not used after.
+
+ Thread safety: not with other calls on the same handle.
+ */
+void ember_seqlock_reader_free(struct ember_seqlock_reader *h);
+
+/*
+ Creates the broadcast ring `name` with `capacity` bytes of records (a power of two, 64
+ bytes to 1 GiB).
+
+ # Safety
+
+ `name` a NUL-terminated string; `out` a writable pointer.
+
+ Thread safety: any thread.
+ */
+int ember_broadcast_writer_create(const char *name,
+                                  size_t capacity,
+                                  uint64_t fingerprint,
+                                  struct ember_broadcast_writer **out);
+
+/*
+ Sends one record of `len` bytes to every reader; never blocks (the oldest records are
+ overwritten; readers that fall behind learn how many they lost). `EMBER_ETOOBIG` over
+ the ring's limit.
+
+ # Safety
+
+ `w` from `ember_broadcast_writer_create`; `data` `len` readable bytes.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_broadcast_writer_send(struct ember_broadcast_writer *w, const uint8_t *data, size_t len);
+
+/*
+ Closes the ring (readers get `EMBER_EPEERGONE` after the last record) and unlinks
+ its name.
+
+ # Safety
+
+ `h` NULL, or a handle from this module, not used after.
+
+ Thread safety: not with other calls on the same handle.
+ */
+void ember_broadcast_writer_free(struct ember_broadcast_writer *h);
+
+/*
+ Opens the broadcast ring `name` as a new reader: from the oldest record still in the
+ ring if `from_oldest` is non-zero, else from the next one written.
+
+ # Safety
+
+ `name` a NUL-terminated string; `out` a writable pointer.
+
+ Thread safety: any thread.
+ */
+int ember_broadcast_reader_open(const char *name,
+                                uint64_t fingerprint,
+                                int from_oldest,
+                                struct ember_broadcast_reader **out);
+
+/*
+ Receives the next record into `buf` (`cap` bytes), waiting up to `timeout_ms`: its
+ length into `*len`, and if not NULL its number into `*seq` (0 for the first record
+ ever written) and into `*lost` the records this reader lost (overwritten before it got
+ to them) since its previous receive. Returns `EMBER_OK`; `EMBER_ETIMEDOUT`;
+ `EMBER_ENOSPC` (the record stays); `EMBER_EPEERGONE` when the writer closed the ring or
+ died.
+
+ # Safety
+
+ `r` from `ember_broadcast_reader_open`; `buf` `cap` writable bytes; `len` a writable
+ `size_t`; `seq` and `lost` NULL or writable `uint64_t`s.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_broadcast_reader_recv(struct ember_broadcast_reader *r,
+                                uint8_t *buf,
+                                size_t cap,
+                                size_t *len,
+                                uint64_t *seq,
+                                uint64_t *lost,
+                                int64_t timeout_ms);
+
+/*
+ Closes the reader.
+
+ # Safety
+
+ `h` NULL, or a handle from this module, not used after.
+
+ Thread safety: not with other calls on the same handle.
+ */
+void ember_broadcast_reader_free(struct ember_broadcast_reader *h);
 
 /*
  Creates the named segment (`/name`, `O_EXCL`, mode 0600) with a data area of

@@ -27,6 +27,7 @@ pub mod frame;
 pub mod mq;
 pub mod pipe;
 pub mod rpc;
+pub mod shm;
 pub mod sync;
 
 pub use error::{ember_last_os_error, ember_status, ember_strerror};

@@ -13,9 +13,9 @@ use std::time::Duration;
 const C_TESTS: &str = "bindings-c/tests/c";
 
 /// The packages whose tests run on the boards: all but the host-only tools, and the
-/// command's tests, which run the `ember` binary by its host build path (its code is the
-/// libraries', whose tests do run there).
-const TEST_ARGS: [&str; 11] = [
+/// command's and the example daemon's tests, which run their binaries by their host build
+/// paths (their code is the libraries', whose tests do run there).
+const TEST_ARGS: [&str; 13] = [
     "--workspace",
     "--exclude",
     "xtask",
@@ -23,6 +23,8 @@ const TEST_ARGS: [&str; 11] = [
     "ember-qemu",
     "--exclude",
     "ember-cli",
+    "--exclude",
+    "ember-sensor-daemon",
     "--lib",
     "--bins",
     "--tests",

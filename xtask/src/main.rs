@@ -9,6 +9,8 @@
 //! - `cargo xtask header`: writes `bindings-c/include/ember.h` with cbindgen.
 //! - `cargo xtask c-abi`: the C ABI step of `test` alone (header, C++, C tests under
 //!   ASan+UBSan and valgrind).
+//! - `cargo xtask examples`: the examples step of `test` alone (the sensor daemon and its C
+//!   client, end to end).
 //! - `cargo xtask bench-dbus [--quick]`: Ember's D-Bus client next to zbus in the same run
 //!   (`benches/dbus`, its own workspace so that zbus stays out of the workspace's build).
 //! - `cargo xtask build --board <name>`: the `ember` command and `libember.a` for a board of
@@ -24,7 +26,7 @@ use ember_qemu::host::{ensure_apt, ensure_component, ensure_target, output, run}
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: cargo xtask <test [--board <name>] | qemu --board <name> | build --board <name> | header | c-abi | bench [ember bench options] | bench-dbus [--quick]>";
+const USAGE: &str = "usage: cargo xtask <test [--board <name>] | qemu --board <name> | build --board <name> | header | c-abi | examples | bench [ember bench options] | bench-dbus [--quick]>";
 /// The committed C header, and cbindgen's configuration for it.
 const HEADER: &str = "bindings-c/include/ember.h";
 const CBINDGEN_TOML: &str = "bindings-c/cbindgen.toml";
@@ -62,6 +64,13 @@ fn main() -> ExitCode {
         Some("c-abi") => {
             if let Outcome::Fail(e) = step_c_abi() {
                 eprintln!("xtask c-abi: {e}");
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        Some("examples") => {
+            if let Outcome::Fail(e) = step_examples() {
+                eprintln!("xtask examples: {e}");
                 return ExitCode::FAILURE;
             }
             ExitCode::SUCCESS
@@ -266,6 +275,73 @@ fn step_c_abi() -> Outcome {
     })())
 }
 
+/// The examples end to end: `sensor-daemon` publishes, the C `sensor-client` (built by its
+/// own Makefile against libember.a) reads a reading and two events, and `SIGTERM` stops the
+/// daemon with exit status 0 and its segments gone.
+fn step_examples() -> Outcome {
+    outcome((|| {
+        ensure_apt(&["gcc", "make"])?;
+        run(cargo().args(["build", "-p", "ember-c", "-p", "ember-sensor-daemon"]))?;
+        let root = std::env::current_dir().map_err(|e| e.to_string())?;
+        let inc = root.join("bindings-c/include");
+        let lib = root.join("target/debug");
+        run(Command::new("make")
+            .args(["-C", "examples/sensor-client", "--always-make", "CC=gcc"])
+            .args([format!("EMBER_INCLUDE={}", inc.display()), format!("EMBER_LIB={}", lib.display())]))?;
+        let dir = root.join("target/examples");
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let name = format!("xtask-sensor-{}", std::process::id());
+        let config = dir.join("sensor.conf");
+        std::fs::write(&config, "interval_ms = 20\n").map_err(|e| e.to_string())?;
+        let socket = dir.join("sensor.sock");
+        let mut daemon = Command::new(lib.join("sensor-daemon"))
+            .args(["--name", &name, "--no-bus", "--config"])
+            .arg(&config)
+            .arg("--socket")
+            .arg(&socket)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("sensor-daemon: {e}"))?;
+        let result = (|| {
+            let mut line = String::new();
+            let out = daemon.stdout.take().ok_or("no stdout")?;
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line).map_err(|e| e.to_string())?;
+            if !line.starts_with("sensor-daemon: ready") {
+                return Err(format!("sensor-daemon said {line:?}"));
+            }
+            let out = Command::new("examples/sensor-client/sensor-client")
+                .args([&name, "2"])
+                .output()
+                .map_err(|e| format!("sensor-client: {e}"))?;
+            let client = String::from_utf8_lossy(&out.stdout).into_owned();
+            if !out.status.success() {
+                return Err(format!("sensor-client: {}: {client}{}", out.status, String::from_utf8_lossy(&out.stderr)));
+            }
+            println!("{client}");
+            let lines: Vec<&str> = client.lines().collect();
+            let ok = lines.len() == 3
+                && lines[0].starts_with("reading ")
+                && lines[0].ends_with(" C")
+                && lines[1..].iter().all(|l| l.starts_with("event ") && l.contains("threshold"));
+            if !ok {
+                return Err(format!("sensor-client printed {client:?}"));
+            }
+            run(Command::new("kill").args(["-TERM", &daemon.id().to_string()]))?;
+            let status = daemon.wait().map_err(|e| e.to_string())?;
+            if status.code() != Some(0) {
+                return Err(format!("sensor-daemon ended with {status} after SIGTERM"));
+            }
+            if std::path::Path::new(&format!("/dev/shm/{name}-reading")).exists() {
+                return Err("sensor-daemon left its seqlock in /dev/shm".into());
+            }
+            Ok(())
+        })();
+        let _ = daemon.kill();
+        let _ = daemon.wait();
+        result
+    })())
+}
+
 fn step_no_std() -> Outcome {
     outcome((|| {
         ensure_target("stable", NO_STD_TARGET)?;
@@ -440,12 +516,13 @@ fn outcome(r: Result<(), String>) -> Outcome {
 
 fn test() -> ExitCode {
     type StepFn = fn() -> Outcome;
-    let steps: [(&'static str, StepFn); 12] = [
+    let steps: [(&'static str, StepFn); 13] = [
         ("cargo fmt --check", step_fmt),
         ("cargo clippy -D warnings", step_clippy),
         ("benches/dbus builds (clippy)", step_bench_crate),
         ("cargo test --workspace", step_test),
         ("C ABI (header, gcc, ASan, valgrind)", step_c_abi),
+        ("examples (daemon + C client)", step_examples),
         ("boards: tier 1 (qemu-user)", step_tier1),
         ("boards: tier 2 (qemu-system)", step_tier2),
         ("no_std and feature builds", step_no_std),

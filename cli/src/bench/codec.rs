@@ -203,7 +203,14 @@ mod tests {
 
     #[test]
     fn rows_come_with_baselines() {
-        let opts = Options { full: false, json: false, only: Some("crc32c".into()), size: Some(256), cpus: None, samples: None };
+        let opts = Options {
+            full: false,
+            json: false,
+            only: Some("crc32c".into()),
+            size: Some(256),
+            cpus: None,
+            samples: None,
+        };
         let mut rows = Vec::new();
         // A tiny sample count keeps the test quick; the numbers are not checked, the shape is.
         let progress = Progress { tty: false, started: std::time::Instant::now() };

@@ -1,0 +1,478 @@
+//! Shared-memory channels between processes (docs/shm-layout.md): the lossless SPSC ring,
+//! the seqlock (latest value) and the lossy broadcast ring, in named POSIX segments
+//! (`/name`, in `/dev/shm`). The creator (sender or writer) makes the segment with mode
+//! 0600 and `O_EXCL`, and its `_free` unlinks the name; receivers and readers open it by
+//! name and must give the creator's `fingerprint` (the application's type id), else
+//! `EMBER_EBADMSG`. Records and values are bytes: an Ember frame, or anything else.
+//!
+//! Waits sleep on a futex in the segment; a reader whose writer died gets
+//! `EMBER_EPEERGONE` instead of waiting for ever, as does a receiver whose sender closed.
+
+use core::ffi::{c_char, c_int};
+
+use ember_linux::shm::{
+    Backing, BroadcastReader, BroadcastWriter, SeqLockReader, SeqLockWriter, SpscReceiver, SpscSender,
+};
+
+use crate::error::*;
+
+/// The sending end of an SPSC ring (opaque).
+pub struct ember_spsc_sender {
+    s: SpscSender,
+}
+
+/// The receiving end of an SPSC ring (opaque).
+pub struct ember_spsc_receiver {
+    r: SpscReceiver,
+}
+
+/// The writer of a seqlock (opaque).
+pub struct ember_seqlock_writer {
+    w: SeqLockWriter,
+}
+
+/// A reader of a seqlock (opaque).
+pub struct ember_seqlock_reader {
+    r: SeqLockReader,
+}
+
+/// The writer of a broadcast ring (opaque).
+pub struct ember_broadcast_writer {
+    w: BroadcastWriter,
+}
+
+/// A reader of a broadcast ring (opaque), with its own cursor.
+pub struct ember_broadcast_reader {
+    r: BroadcastReader,
+}
+
+/// Makes a handle with `make` from the name at `name` and stores it in `*out` (NULL on
+/// failure).
+///
+/// # Safety
+///
+/// `name` NULL or NUL-terminated; `out` NULL or writable.
+unsafe fn make<T>(
+    name: *const c_char,
+    out: *mut *mut T,
+    make: impl FnOnce(&str) -> Result<T, ember_linux::Error>,
+) -> Result<c_int, c_int> {
+    let out = crate::error::out(out)?;
+    out.set(core::ptr::null_mut());
+    // SAFETY: the caller's contract, checked for NULL.
+    let n = unsafe { c_name(name)? };
+    out.set(Box::into_raw(Box::new(make(n).map_err(code)?)));
+    Ok(EMBER_OK)
+}
+
+/// Creates the SPSC ring `name` with `capacity` bytes of records (a power of two, 64 bytes
+/// to 1 GiB; a record holds at most `capacity / 2 - 8` bytes) and `fingerprint`. Returns
+/// `EMBER_OK`; `EMBER_EINVAL` for a bad name or capacity; `EMBER_EOS` (`EEXIST`: the name
+/// is taken).
+///
+/// # Safety
+///
+/// `name` a NUL-terminated string; `out` a writable pointer.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_spsc_sender_create(
+    name: *const c_char,
+    capacity: usize,
+    fingerprint: u64,
+    out: *mut *mut ember_spsc_sender,
+) -> c_int {
+    // SAFETY: the caller's contract.
+    guard(|| unsafe {
+        make(name, out, |n| Ok(ember_spsc_sender { s: SpscSender::create(Backing::Named(n), capacity, fingerprint)? }))
+    })
+}
+
+/// Sends one record of `len` bytes, waiting up to `timeout_ms` while the ring is full
+/// (`EMBER_FOREVER`; 0: not at all). Returns `EMBER_OK`; `EMBER_ETIMEDOUT`;
+/// `EMBER_ETOOBIG` for a record over the ring's limit; `EMBER_EPEERGONE` if the receiver
+/// process died.
+///
+/// # Safety
+///
+/// `s` from `ember_spsc_sender_create`; `data` `len` readable bytes.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_spsc_sender_send(
+    s: *mut ember_spsc_sender,
+    data: *const u8,
+    len: usize,
+    timeout_ms: i64,
+) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let (s, data) = unsafe { (arg_mut(s)?, bytes(data, len)?) };
+        s.s.send(data, timeout(timeout_ms)).map_err(code)?;
+        Ok(EMBER_OK)
+    })
+}
+
+/// Closes the ring (the receiver gets `EMBER_EPEERGONE` once it has read what is left)
+/// and unlinks its name.
+///
+/// # Safety
+///
+/// `h` NULL, or a handle from this module, not used after.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_spsc_sender_free(h: *mut ember_spsc_sender) {
+    if !h.is_null() {
+        // SAFETY: made by `Box::into_raw` here, freed once.
+        drop(unsafe { Box::from_raw(h) });
+    }
+}
+
+/// Opens the SPSC ring `name` as its one receiver.
+///
+/// # Safety
+///
+/// `name` a NUL-terminated string; `out` a writable pointer.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_spsc_receiver_open(
+    name: *const c_char,
+    fingerprint: u64,
+    out: *mut *mut ember_spsc_receiver,
+) -> c_int {
+    // SAFETY: the caller's contract.
+    guard(|| unsafe { make(name, out, |n| Ok(ember_spsc_receiver { r: SpscReceiver::open(n, fingerprint)? })) })
+}
+
+/// Receives the next record into `buf` (`cap` bytes) and its length into `*len`, waiting
+/// up to `timeout_ms`. Returns `EMBER_OK`; `EMBER_ETIMEDOUT`; `EMBER_ENOSPC` (nothing
+/// consumed); `EMBER_EPEERGONE` when the sender closed the ring or died and nothing is
+/// left.
+///
+/// # Safety
+///
+/// `r` from `ember_spsc_receiver_open`; `buf` `cap` writable bytes; `len` a writable
+/// `size_t`.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_spsc_receiver_recv(
+    r: *mut ember_spsc_receiver,
+    buf: *mut u8,
+    cap: usize,
+    len: *mut usize,
+    timeout_ms: i64,
+) -> c_int {
+    guard(|| {
+        let len = crate::error::out(len)?;
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let (r, buf) = unsafe { (arg_mut(r)?, bytes_mut(buf, cap)?) };
+        len.set(r.r.recv(buf, timeout(timeout_ms)).map_err(code)?);
+        Ok(EMBER_OK)
+    })
+}
+
+/// Closes the receiver.
+///
+/// # Safety
+///
+/// `h` NULL, or a handle from this module, not used after.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_spsc_receiver_free(h: *mut ember_spsc_receiver) {
+    if !h.is_null() {
+        // SAFETY: made by `Box::into_raw` here, freed once.
+        drop(unsafe { Box::from_raw(h) });
+    }
+}
+
+/// Creates the seqlock `name` holding values of up to `capacity` bytes (a multiple of 8,
+/// at least 64).
+///
+/// # Safety
+///
+/// `name` a NUL-terminated string; `out` a writable pointer.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_seqlock_writer_create(
+    name: *const c_char,
+    capacity: usize,
+    fingerprint: u64,
+    out: *mut *mut ember_seqlock_writer,
+) -> c_int {
+    // SAFETY: the caller's contract.
+    guard(|| unsafe {
+        make(name, out, |n| {
+            Ok(ember_seqlock_writer { w: SeqLockWriter::create(Backing::Named(n), capacity, fingerprint)? })
+        })
+    })
+}
+
+/// Publishes a new value of `len` bytes (never blocks; wakes readers waiting for a
+/// change). `EMBER_ETOOBIG` if it exceeds the capacity.
+///
+/// # Safety
+///
+/// `w` from `ember_seqlock_writer_create`; `value` `len` readable bytes.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_seqlock_writer_write(
+    w: *mut ember_seqlock_writer,
+    value: *const u8,
+    len: usize,
+) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let (w, value) = unsafe { (arg_mut(w)?, bytes(value, len)?) };
+        w.w.write(value).map_err(code)?;
+        Ok(EMBER_OK)
+    })
+}
+
+/// Unmaps the seqlock and unlinks its name.
+///
+/// # Safety
+///
+/// `h` NULL, or a handle from this module, not used after.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_seqlock_writer_free(h: *mut ember_seqlock_writer) {
+    if !h.is_null() {
+        // SAFETY: made by `Box::into_raw` here, freed once.
+        drop(unsafe { Box::from_raw(h) });
+    }
+}
+
+/// Opens the seqlock `name` (mapped read-only but for its waiter page).
+///
+/// # Safety
+///
+/// `name` a NUL-terminated string; `out` a writable pointer.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_seqlock_reader_open(
+    name: *const c_char,
+    fingerprint: u64,
+    out: *mut *mut ember_seqlock_reader,
+) -> c_int {
+    // SAFETY: the caller's contract.
+    guard(|| unsafe { make(name, out, |n| Ok(ember_seqlock_reader { r: SeqLockReader::open(n, fingerprint)? })) })
+}
+
+/// Copies the current value into `buf` (`cap` bytes): its length into `*len` and, if
+/// `version` is not NULL, its version (even, growing with each write; pass it to
+/// `ember_seqlock_reader_wait_change`). Never blocks. Returns `EMBER_OK`; `EMBER_EAGAIN`
+/// if nothing was written yet or the writer keeps it busy (retry); `EMBER_ENOSPC`;
+/// `EMBER_EPEERGONE` if the writer died in the middle of a write.
+///
+/// # Safety
+///
+/// `r` from `ember_seqlock_reader_open`; `buf` `cap` writable bytes; `len` a writable
+/// `size_t`; `version` NULL or a writable `uint32_t`.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_seqlock_reader_read(
+    r: *mut ember_seqlock_reader,
+    buf: *mut u8,
+    cap: usize,
+    len: *mut usize,
+    version: *mut u32,
+) -> c_int {
+    guard(|| {
+        let len = crate::error::out(len)?;
+        let version = if version.is_null() { None } else { Some(crate::error::out(version)?) };
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let (r, buf) = unsafe { (arg_mut(r)?, bytes_mut(buf, cap)?) };
+        let snap = r.r.read(buf).map_err(code)?;
+        len.set(snap.len);
+        if let Some(v) = version {
+            v.set(snap.seq);
+        }
+        Ok(EMBER_OK)
+    })
+}
+
+/// Sleeps until the value changes from the one read at `version` (0 before any read),
+/// for at most `timeout_ms`. Returns `EMBER_OK`; `EMBER_ETIMEDOUT`; `EMBER_EPEERGONE` if
+/// the writer died.
+///
+/// # Safety
+///
+/// `r` from `ember_seqlock_reader_open`.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_seqlock_reader_wait_change(
+    r: *mut ember_seqlock_reader,
+    version: u32,
+    timeout_ms: i64,
+) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let r = unsafe { arg_mut(r)? };
+        r.r.wait_change(version, timeout(timeout_ms)).map_err(code)?;
+        Ok(EMBER_OK)
+    })
+}
+
+/// Closes the reader.
+///
+/// # Safety
+///
+/// `h` NULL, or a handle from this module, not used after.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_seqlock_reader_free(h: *mut ember_seqlock_reader) {
+    if !h.is_null() {
+        // SAFETY: made by `Box::into_raw` here, freed once.
+        drop(unsafe { Box::from_raw(h) });
+    }
+}
+
+/// Creates the broadcast ring `name` with `capacity` bytes of records (a power of two, 64
+/// bytes to 1 GiB).
+///
+/// # Safety
+///
+/// `name` a NUL-terminated string; `out` a writable pointer.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_broadcast_writer_create(
+    name: *const c_char,
+    capacity: usize,
+    fingerprint: u64,
+    out: *mut *mut ember_broadcast_writer,
+) -> c_int {
+    // SAFETY: the caller's contract.
+    guard(|| unsafe {
+        make(name, out, |n| {
+            Ok(ember_broadcast_writer { w: BroadcastWriter::create(Backing::Named(n), capacity, fingerprint)? })
+        })
+    })
+}
+
+/// Sends one record of `len` bytes to every reader; never blocks (the oldest records are
+/// overwritten; readers that fall behind learn how many they lost). `EMBER_ETOOBIG` over
+/// the ring's limit.
+///
+/// # Safety
+///
+/// `w` from `ember_broadcast_writer_create`; `data` `len` readable bytes.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_broadcast_writer_send(
+    w: *mut ember_broadcast_writer,
+    data: *const u8,
+    len: usize,
+) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let (w, data) = unsafe { (arg_mut(w)?, bytes(data, len)?) };
+        w.w.send(data).map_err(code)?;
+        Ok(EMBER_OK)
+    })
+}
+
+/// Closes the ring (readers get `EMBER_EPEERGONE` after the last record) and unlinks
+/// its name.
+///
+/// # Safety
+///
+/// `h` NULL, or a handle from this module, not used after.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_broadcast_writer_free(h: *mut ember_broadcast_writer) {
+    if !h.is_null() {
+        // SAFETY: made by `Box::into_raw` here, freed once.
+        drop(unsafe { Box::from_raw(h) });
+    }
+}
+
+/// Opens the broadcast ring `name` as a new reader: from the oldest record still in the
+/// ring if `from_oldest` is non-zero, else from the next one written.
+///
+/// # Safety
+///
+/// `name` a NUL-terminated string; `out` a writable pointer.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_broadcast_reader_open(
+    name: *const c_char,
+    fingerprint: u64,
+    from_oldest: c_int,
+    out: *mut *mut ember_broadcast_reader,
+) -> c_int {
+    // SAFETY: the caller's contract.
+    guard(|| unsafe {
+        make(name, out, |n| Ok(ember_broadcast_reader { r: BroadcastReader::open(n, fingerprint, from_oldest != 0)? }))
+    })
+}
+
+/// Receives the next record into `buf` (`cap` bytes), waiting up to `timeout_ms`: its
+/// length into `*len`, and if not NULL its number into `*seq` (0 for the first record
+/// ever written) and into `*lost` the records this reader lost (overwritten before it got
+/// to them) since its previous receive. Returns `EMBER_OK`; `EMBER_ETIMEDOUT`;
+/// `EMBER_ENOSPC` (the record stays); `EMBER_EPEERGONE` when the writer closed the ring or
+/// died.
+///
+/// # Safety
+///
+/// `r` from `ember_broadcast_reader_open`; `buf` `cap` writable bytes; `len` a writable
+/// `size_t`; `seq` and `lost` NULL or writable `uint64_t`s.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_broadcast_reader_recv(
+    r: *mut ember_broadcast_reader,
+    buf: *mut u8,
+    cap: usize,
+    len: *mut usize,
+    seq: *mut u64,
+    lost: *mut u64,
+    timeout_ms: i64,
+) -> c_int {
+    guard(|| {
+        let len = crate::error::out(len)?;
+        let seq = if seq.is_null() { None } else { Some(crate::error::out(seq)?) };
+        let lost = if lost.is_null() { None } else { Some(crate::error::out(lost)?) };
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let (r, buf) = unsafe { (arg_mut(r)?, bytes_mut(buf, cap)?) };
+        let got = r.r.recv(buf, timeout(timeout_ms)).map_err(code)?;
+        len.set(got.len);
+        if let Some(s) = seq {
+            s.set(got.seq);
+        }
+        if let Some(l) = lost {
+            l.set(got.lost);
+        }
+        Ok(EMBER_OK)
+    })
+}
+
+/// Closes the reader.
+///
+/// # Safety
+///
+/// `h` NULL, or a handle from this module, not used after.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_broadcast_reader_free(h: *mut ember_broadcast_reader) {
+    if !h.is_null() {
+        // SAFETY: made by `Box::into_raw` here, freed once.
+        drop(unsafe { Box::from_raw(h) });
+    }
+}
