@@ -99,7 +99,8 @@ fn counters_text(c: &Counters) -> String {
             if producer_waiting { " producer-asleep(full)" } else { "" },
         ),
         Counters::Broadcast { published, oldest, closed, waiters } => format!(
-            "published={published} oldest={oldest} overwritten={oldest} waiters={waiters}{}",
+            "published={published} oldest={oldest} retained={} waiters={waiters}{}",
+            published.saturating_sub(oldest),
             if closed { " closed" } else { "" }
         ),
         Counters::Sync => "application layout".to_string(),

@@ -9,6 +9,8 @@
 //! - `cargo xtask header`: writes `bindings-c/include/ember.h` with cbindgen.
 //! - `cargo xtask c-abi`: the C ABI step of `test` alone (header, C++, C tests under
 //!   ASan+UBSan and valgrind).
+//! - `cargo xtask dist [--board <name>] [--prefix <dir>]`: `include/ember.h`, `lib/libember.a`,
+//!   `lib/libember.so*` (host) and `lib/pkgconfig/ember.pc` under a prefix.
 //! - `cargo xtask examples`: the examples step of `test` alone (the sensor daemon and its C
 //!   client, end to end).
 //! - `cargo xtask bench-dbus [--quick]`: Ember's D-Bus client next to zbus in the same run
@@ -21,14 +23,15 @@
 //!   with the tests (Rust and C) as `/init`'s work.
 
 mod boards;
+mod dist;
 
 use ember_qemu::host::{ensure_apt, ensure_component, ensure_target, output, run};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: cargo xtask <test [--board <name>] | qemu --board <name> | build --board <name> | header | c-abi | examples | bench [ember bench options] | bench-dbus [--quick]>";
+const USAGE: &str = "usage: cargo xtask <test [--board <name>] | qemu --board <name> | build --board <name> | header | c-abi | dist [--board <name>] [--prefix <dir>] | examples | bench [ember bench options] | bench-dbus [--quick]>";
 /// The committed C header, and cbindgen's configuration for it.
-const HEADER: &str = "bindings-c/include/ember.h";
+pub(crate) const HEADER: &str = "bindings-c/include/ember.h";
 const CBINDGEN_TOML: &str = "bindings-c/cbindgen.toml";
 /// The D-Bus comparison crate's manifest (not a workspace member).
 const DBUS_BENCH: &str = "benches/dbus/Cargo.toml";
@@ -68,6 +71,16 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Some("dist") => match dist::dist(&args[1..]) {
+            Ok(prefix) => {
+                println!("installed under {}", prefix.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("xtask dist: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Some("examples") => {
             if let Outcome::Fail(e) = step_examples() {
                 eprintln!("xtask examples: {e}");
@@ -124,7 +137,7 @@ struct Step {
     took: Duration,
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
@@ -280,14 +293,17 @@ fn step_c_abi() -> Outcome {
 /// daemon with exit status 0 and its segments gone.
 fn step_examples() -> Outcome {
     outcome((|| {
-        ensure_apt(&["gcc", "make"])?;
-        run(cargo().args(["build", "-p", "ember-c", "-p", "ember-sensor-daemon"]))?;
+        ensure_apt(&["gcc", "make", "pkg-config"])?;
+        run(cargo().args(["build", "-p", "ember-sensor-daemon"]))?;
         let root = std::env::current_dir().map_err(|e| e.to_string())?;
-        let inc = root.join("bindings-c/include");
         let lib = root.join("target/debug");
+        // The client as a user builds it: `cargo xtask dist`, then its Makefile through
+        // pkg-config, linked against libember.so.
+        let prefix = dist::dist(&["--prefix".into(), "target/dist/examples".into()])?;
+        let pkgconfig = prefix.join("lib/pkgconfig");
         run(Command::new("make")
             .args(["-C", "examples/sensor-client", "--always-make", "CC=gcc"])
-            .args([format!("EMBER_INCLUDE={}", inc.display()), format!("EMBER_LIB={}", lib.display())]))?;
+            .env("PKG_CONFIG_PATH", &pkgconfig))?;
         let dir = root.join("target/examples");
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let name = format!("xtask-sensor-{}", std::process::id());
@@ -311,6 +327,7 @@ fn step_examples() -> Outcome {
             }
             let out = Command::new("examples/sensor-client/sensor-client")
                 .args([&name, "2"])
+                .env("LD_LIBRARY_PATH", prefix.join("lib"))
                 .output()
                 .map_err(|e| format!("sensor-client: {e}"))?;
             let client = String::from_utf8_lossy(&out.stdout).into_owned();

@@ -52,10 +52,15 @@ impl Sensor {
 }
 
 impl Drop for Sensor {
+    /// After a failed test: the daemon killed, and what it could not clean up removed.
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.config);
+        let _ = std::fs::remove_file(&self.socket);
+        for object in ["reading", "events"] {
+            let _ = rustix::shm::unlink(format!("/{}-{object}", self.name).as_str());
+        }
     }
 }
 
