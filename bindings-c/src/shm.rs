@@ -90,8 +90,9 @@ pub unsafe extern "C" fn ember_spsc_sender_create(
 
 /// Sends one record of `len` bytes, waiting up to `timeout_ms` while the ring is full
 /// (`EMBER_FOREVER`; 0: not at all). Returns `EMBER_OK`; `EMBER_ETIMEDOUT`;
-/// `EMBER_ETOOBIG` for a record over the ring's limit; `EMBER_EPEERGONE` if the receiver
-/// process died.
+/// `EMBER_ETOOBIG` for a record over the ring's limit. The sender does not watch the
+/// receiver: a receiver that died leaves the ring full, so give a finite timeout where
+/// that matters.
 ///
 /// # Safety
 ///

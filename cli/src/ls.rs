@@ -46,6 +46,8 @@ pub struct SegmentInfo {
     pub header: Result<HeaderRepr, ShmError>,
     /// The counters (when the header decoded).
     pub counters: Option<Counters>,
+    /// The file starts with Ember's magic: an Ember segment, damaged or not.
+    pub magic: bool,
 }
 
 /// Reads and decodes the segment `/name` (a regular file in /dev/shm; never follows a
@@ -73,6 +75,7 @@ pub fn read_segment(name: &str) -> Result<SegmentInfo, String> {
         mode: meta.mode() & 0o7777,
         header,
         counters,
+        magic: bytes.get(..4) == Some(&ember_core::shm::layout::MAGIC.to_ne_bytes()[..]),
     })
 }
 
@@ -129,6 +132,8 @@ use crate::bench::json_str;
 struct Line {
     cells: [String; 6],
     json: String,
+    /// It could not be read at all.
+    missing: bool,
 }
 
 fn segment_line(s: &SegmentInfo) -> Line {
@@ -137,6 +142,7 @@ fn segment_line(s: &SegmentInfo) -> Line {
             let alive = Liveness::new(h.creator_pid).is_alive();
             let counters = s.counters.as_ref();
             Line {
+                missing: false,
                 cells: [
                     s.name.clone(),
                     kind_name(h.kind).into(),
@@ -146,11 +152,12 @@ fn segment_line(s: &SegmentInfo) -> Line {
                     counters.map_or_else(|| "counters unreadable".into(), counters_text),
                 ],
                 json: format!(
-                    r#"{{"type":"shm","name":{},"kind":"{}","size":{},"capacity":{},"fingerprint":{},"writer_pid":{},"writer_alive":{alive},"uid":{},"mode":"{:04o}","counters":{}}}"#,
+                    r#"{{"type":"shm","name":{},"kind":"{}","size":{},"capacity":{},"fingerprint":{},"fingerprint_hex":"{:#018x}","writer_pid":{},"writer_alive":{alive},"uid":{},"mode":"{:04o}","counters":{}}}"#,
                     json_str(&s.name),
                     kind_name(h.kind),
                     s.size,
                     h.capacity,
+                    h.fingerprint,
                     h.fingerprint,
                     h.creator_pid,
                     s.uid,
@@ -160,6 +167,7 @@ fn segment_line(s: &SegmentInfo) -> Line {
             }
         }
         Err(e) => Line {
+            missing: false,
             cells: [s.name.clone(), "damaged".into(), "-".into(), "-".into(), "-".into(), format!("header: {e}")],
             json: format!(
                 r#"{{"type":"shm","name":{},"size":{},"error":{}}}"#,
@@ -174,6 +182,7 @@ fn segment_line(s: &SegmentInfo) -> Line {
 fn mq_line(name: &str) -> Line {
     match MessageQueue::open(name, Access::Receive).and_then(|q| q.attributes()) {
         Ok(a) => Line {
+            missing: false,
             cells: [
                 name.into(),
                 "mq".into(),
@@ -196,6 +205,7 @@ fn mq_line(name: &str) -> Line {
 
 fn error_line(name: &str, ty: &str, e: &str) -> Line {
     Line {
+        missing: true,
         cells: [name.into(), ty.into(), "-".into(), "-".into(), "-".into(), e.into()],
         json: format!(r#"{{"type":"{ty}","name":{},"error":{}}}"#, json_str(name), json_str(e)),
     }
@@ -223,15 +233,10 @@ fn path_line(uri: &Uri, path: &str, ty: &str) -> Line {
     if what != expected {
         let _ = write!(state, ", a {what}, not a {expected}");
     } else if what == "socket" {
-        let listening = match uri {
-            Uri::Uds(p) => ember_linux::uds::connect_stream::<64>(ember_linux::uds::UnixName::Path(p)).is_ok(),
-            Uri::UdsSeqpacket(p) => ember_linux::uds::connect_seqpacket(ember_linux::uds::UnixName::Path(p)).is_ok(),
-            // Datagram sockets have no connection: bound is all one can tell.
-            _ => true,
-        };
-        state.push_str(if listening { ", listening" } else { ", nobody listening (stale)" });
+        state.push_str(&socket_state(path));
     }
     Line {
+        missing: false,
         cells: [path.into(), ty.into(), "-".into(), "-".into(), "-".into(), state.clone()],
         json: format!(
             r#"{{"type":"{ty}","name":{},"file":"{what}","uid":{},"mode":"{:04o}","state":{}}}"#,
@@ -240,6 +245,42 @@ fn path_line(uri: &Uri, path: &str, ty: &str) -> Line {
             meta.mode() & 0o7777,
             json_str(&state)
         ),
+    }
+}
+
+/// What `/proc/net/unix` says of the socket bound at `path`: its type and whether it
+/// listens, read without connecting (a probe connection would be taken by a server that
+/// accepts one client, or hang on a full backlog).
+fn socket_state(path: &str) -> String {
+    let Ok(table) = std::fs::read_to_string("/proc/net/unix") else {
+        return ", /proc/net/unix unreadable".into();
+    };
+    // Num RefCount Protocol Flags Type St Inode Path
+    let bound: Vec<(u32, u32)> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 8 && f[7] == path)
+                .then(|| (u32::from_str_radix(f[3], 16).unwrap_or(0), u32::from_str_radix(f[4], 16).unwrap_or(0)))
+        })
+        .collect();
+    // __SO_ACCEPTCON: listen() was called.
+    const ACCEPTING: u32 = 0x1_0000;
+    let ty = |t: u32| match t {
+        1 => "stream",
+        2 => "datagram",
+        5 => "seqpacket",
+        _ => "socket",
+    };
+    if let Some(&(_, t)) = bound.iter().find(|(flags, _)| flags & ACCEPTING != 0) {
+        format!(", {} listening", ty(t))
+    } else if let Some(&(_, t)) = bound.iter().find(|&&(_, t)| t == 2) {
+        format!(", {} bound", ty(t))
+    } else if bound.is_empty() {
+        ", no socket bound to it (a stale file)".into()
+    } else {
+        ", bound but not listening".into()
     }
 }
 
@@ -258,17 +299,21 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
     if o.positional.is_empty() {
         match dir_names("/dev/shm") {
             Ok(names) => {
-                let mut other = 0;
+                let (mut other, mut unreadable) = (0, Vec::new());
                 for n in names {
                     match read_segment(&n) {
-                        // Not Ember's: another program's segment, skipped.
-                        Ok(s) if matches!(s.header, Err(ShmError::BadMagic | ShmError::BadSize)) => other += 1,
-                        Ok(s) => lines.push(segment_line(&s)),
-                        Err(_) => other += 1,
+                        // Ember's magic: listed, damaged or not.
+                        Ok(s) if s.magic => lines.push(segment_line(&s)),
+                        // Another program's segment (or one not initialised yet).
+                        Ok(_) => other += 1,
+                        Err(e) => unreadable.push(e),
                     }
                 }
                 if other > 0 {
                     notes.push(format!("{other} other file(s) in /dev/shm are not Ember segments"));
+                }
+                for e in unreadable {
+                    notes.push(format!("cannot read {e}"));
                 }
             }
             Err(e) => notes.push(format!("/dev/shm: {e}")),
@@ -282,6 +327,7 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
             ),
         }
     }
+    let named = lines.len();
     for u in &o.positional {
         let uri = Uri::parse(u).map_err(|e| Failure::usage(e.0))?;
         lines.push(match &uri {
@@ -297,11 +343,18 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
             }
         });
     }
+    // An object named on the command line that cannot be shown is a failure (exit 1).
+    let missing = lines[named..].iter().filter(|l| l.missing).count();
+    let result = if missing > 0 {
+        Err(Failure::runtime(format!("{missing} of the objects named could not be read")))
+    } else {
+        Ok(())
+    };
     if o.flag("--json") {
         let objs: Vec<&str> = lines.iter().map(|l| l.json.as_str()).collect();
         let notes: Vec<String> = notes.iter().map(|n| json_str(n)).collect();
         println!(r#"{{"objects":[{}],"notes":[{}]}}"#, objs.join(","), notes.join(","));
-        return Ok(());
+        return result;
     }
     let head = ["name", "kind", "capacity", "fingerprint", "writer", "state"];
     let mut w = [0usize; 5];
@@ -339,5 +392,5 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
         let _ = writeln!(out, "note: {n}");
     }
     print!("{out}");
-    Ok(())
+    result
 }

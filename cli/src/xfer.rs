@@ -4,7 +4,7 @@ use std::io::{Read as _, Write as _};
 use std::time::{Duration, Instant};
 
 use ember_core::frame::{self, Frame, FrameRepr, MAX_FRAME_LEN};
-use ember_core::shm::SegmentKind;
+use ember_core::shm::{SegmentKind, ShmError};
 use ember_linux::error::Error;
 use ember_linux::mq::{Access, MessageQueue};
 use ember_linux::shm::{
@@ -123,12 +123,20 @@ fn is_missing(e: &Error) -> bool {
 
 /// A reason with the URI in front, as the user typed it.
 fn at(uri: &Uri, what: &str, e: Error) -> Failure {
+    let shm = matches!(uri, Uri::ShmRing(_) | Uri::ShmSeqlock(_) | Uri::ShmBroadcast(_));
     let hint = match e {
+        Error::Os(rustix::io::Errno::NOENT) if shm => " (no such segment in /dev/shm)",
         Error::Os(rustix::io::Errno::NOENT) => " (it does not exist; --create makes FIFOs and queues)",
+        Error::Os(rustix::io::Errno::EXIST) if shm => {
+            " (a segment of that name exists, and a channel has one writer: read it with \
+             `ember recv ... --unlink`, or remove it from /dev/shm)"
+        }
         Error::NoReader => " (no process has the FIFO open for reading)",
         _ => "",
     };
-    Failure::runtime(format!("{uri}: {what}: {e}{hint}"))
+    let message = format!("{uri}: {what}: {e}{hint}");
+    // A name the kernel would refuse is the user's input, like a bad URI.
+    if e == Error::InvalidName { Failure::usage(message) } else { Failure::runtime(message) }
 }
 
 // ---------------------------------------------------------------- send
@@ -262,17 +270,17 @@ fn open_sink(uri: &Uri, o: &Opts, deadline: Option<Instant>, first_len: usize) -
 }
 
 fn parse_hex(s: &str) -> Result<Vec<u8>, Failure> {
-    let s: String = s.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    if !s.len().is_multiple_of(2) {
-        return Err(Failure::usage(format!("--hex: odd number of digits ({})", s.len())));
+    let digit = |(i, c): (usize, char)| {
+        c.to_digit(16)
+            .map(|d| d as u8)
+            .ok_or_else(|| Failure::usage(format!("--hex: `{c}` at offset {i} is not a hex digit")))
+    };
+    let digits =
+        s.char_indices().filter(|(_, c)| !c.is_ascii_whitespace()).map(digit).collect::<Result<Vec<u8>, _>>()?;
+    if !digits.len().is_multiple_of(2) {
+        return Err(Failure::usage(format!("--hex: odd number of digits ({})", digits.len())));
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| {
-            u8::from_str_radix(&s[i..i + 2], 16)
-                .map_err(|_| Failure::usage(format!("--hex: `{}` at offset {i} is not a hex byte", &s[i..i + 2])))
-        })
-        .collect()
+    Ok(digits.chunks_exact(2).map(|p| p[0] << 4 | p[1]).collect())
 }
 
 /// `ember send`.
@@ -298,7 +306,7 @@ pub fn send(args: &[String]) -> Result<(), Failure> {
         return Err(Failure::usage("ember send: which endpoint? (e.g. ember send fifo:/tmp/f hello)".into()));
     };
     let uri = Uri::parse(uri).map_err(|e| Failure::usage(e.0))?;
-    let mut payloads: Vec<Vec<u8>> = if !words.is_empty() {
+    let payloads: Vec<Vec<u8>> = if !words.is_empty() {
         vec![words.join(" ").into_bytes()]
     } else if let Some(f) = o.value("--file") {
         vec![std::fs::read(f).map_err(|e| Failure::runtime(format!("--file {f}: {e}")))?]
@@ -317,21 +325,23 @@ pub fn send(args: &[String]) -> Result<(), Failure> {
     if count == 0 {
         return Err(Failure::usage("--count: at least 1".into()));
     }
-    payloads = payloads.iter().cycle().take(payloads.len() * count).cloned().collect();
     if let Some(p) = payloads.iter().find(|p| p.len() > frame::MAX_PAYLOAD_LEN) {
         return Err(Failure::usage(format!("payload of {} bytes: at most {}", p.len(), frame::MAX_PAYLOAD_LEN)));
     }
     let kind = o.u32("--kind")?.unwrap_or(0);
     let mut seq = o.u32("--seq")?.unwrap_or(0);
-    let deadline = deadline(Some(o.seconds("--timeout")?.unwrap_or(SEND_TIMEOUT)));
+    // The timeout bounds each wait (for a reader, a connection, room), not the transfer.
+    let timeout = o.seconds("--timeout")?.unwrap_or(SEND_TIMEOUT);
     let first_len = payloads.first().map_or(0, |p| p.len() + frame::HEADER_LEN);
-    let mut sink = open_sink(&uri, &o, deadline, first_len)?;
+    let mut sink = open_sink(&uri, &o, deadline(Some(timeout)), first_len)?;
     let mut buf = vec![0u8; MAX_FRAME_LEN];
-    for p in &payloads {
-        let repr = FrameRepr { flags: frame::Flags::default(), kind, seq, payload_len: p.len() };
-        let f = repr.emit_with_payload(p, &mut buf).map_err(|e| Failure::usage(format!("frame: {e}")))?;
-        (sink.send)(f, deadline).map_err(|e| at(&uri, "send", e))?;
-        seq = seq.wrapping_add(1);
+    for _ in 0..count {
+        for p in &payloads {
+            let repr = FrameRepr { flags: frame::Flags::default(), kind, seq, payload_len: p.len() };
+            let f = repr.emit_with_payload(p, &mut buf).map_err(|e| Failure::usage(format!("frame: {e}")))?;
+            (sink.send)(f, deadline(Some(timeout))).map_err(|e| at(&uri, "send", e))?;
+            seq = seq.wrapping_add(1);
+        }
     }
     Ok(())
 }
@@ -347,8 +357,13 @@ struct Got {
 
 type RecvFn = Box<dyn FnMut(&mut [u8], Option<Instant>) -> Result<Got, Error>>;
 
-fn kernel_source<R: FrameReceiver + AsFd + 'static>(mut r: R) -> Result<RecvFn, Error> {
-    r.set_nonblocking(true)?;
+/// A receiver over a kernel fd, polled before each read. `nonblocking` switches the fd to
+/// nonblocking reads, so a partial frame never blocks past the deadline; standard input
+/// stays as it is (the flag would be shared with whoever else holds it).
+fn kernel_source<R: FrameReceiver + AsFd + 'static>(mut r: R, nonblocking: bool) -> Result<RecvFn, Error> {
+    if nonblocking {
+        r.set_nonblocking(true)?;
+    }
     Ok(Box::new(move |buf, deadline| {
         loop {
             if !r.buffered() {
@@ -391,13 +406,13 @@ fn open_source(uri: &Uri, o: &Opts, deadline: Option<Instant>) -> Result<RecvFn,
     Ok(match uri {
         Uri::Stdio => {
             let fd = rustix::io::dup(rustix::stdio::stdin()).map_err(|e| fail("dup")(Error::Os(e)))?;
-            kernel_source(pipe::StreamReader::<65536>::from_fd(fd)).map_err(fail("open"))?
+            kernel_source(pipe::StreamReader::<65536>::from_fd(fd), false).map_err(fail("open"))?
         }
         Uri::Fifo(p) => {
             if o.flag("--create") {
                 fifo::create(p).map_err(fail("create"))?;
             }
-            kernel_source(fifo::open_reader::<65536>(p, true).map_err(fail("open"))?).map_err(fail("open"))?
+            kernel_source(fifo::open_reader::<65536>(p, true).map_err(fail("open"))?, true).map_err(fail("open"))?
         }
         Uri::Mq(name) => {
             let mut q = match MessageQueue::open(name, Access::Receive) {
@@ -435,18 +450,18 @@ fn open_source(uri: &Uri, o: &Opts, deadline: Option<Instant>) -> Result<RecvFn,
             if let Uri::UdsSeqpacket(_) = uri {
                 let l = UdsListener::bind_seqpacket(name).map_err(fail("listen"))?;
                 let s = accept_one(&l, deadline, UdsListener::accept_seqpacket).map_err(fail("accept"))?;
-                kernel_source(s).map_err(fail("accept"))?
+                kernel_source(s, true).map_err(fail("accept"))?
             } else {
                 let l = UdsListener::bind_stream(name).map_err(fail("listen"))?;
                 let s = accept_one(&l, deadline, UdsListener::accept_stream::<65536>).map_err(fail("accept"))?;
-                kernel_source(s).map_err(fail("accept"))?
+                kernel_source(s, true).map_err(fail("accept"))?
             }
         }
         Uri::UdsDgram(p) => {
-            kernel_source(uds::bind_datagram(UnixName::Path(p)).map_err(fail("bind"))?).map_err(fail("bind"))?
+            kernel_source(uds::bind_datagram(UnixName::Path(p)).map_err(fail("bind"))?, true).map_err(fail("bind"))?
         }
         Uri::UdsDgramAbstract(n) => {
-            kernel_source(uds::bind_datagram(UnixName::Abstract(n.as_bytes())).map_err(fail("bind"))?)
+            kernel_source(uds::bind_datagram(UnixName::Abstract(n.as_bytes())).map_err(fail("bind"))?, true)
                 .map_err(fail("bind"))?
         }
         Uri::ShmRing(name) => {
@@ -459,11 +474,18 @@ fn open_source(uri: &Uri, o: &Opts, deadline: Option<Instant>) -> Result<RecvFn,
             let mut r = SeqLockReader::open(name, fp).map_err(fail("open"))?;
             let mut seen: Option<u32> = None;
             Box::new(move |buf, deadline| {
-                // The current value first, then each change.
+                // The current value first (once there is one), then each change.
                 if let Some(s) = seen {
                     r.wait_change(s, left(deadline))?;
                 }
-                let snap = r.read(buf)?;
+                let snap = loop {
+                    // A writer mid-write is waited out (read_timeout); nothing written yet
+                    // is waited for.
+                    match r.read_timeout(buf, left(deadline)) {
+                        Err(Error::Shm(ShmError::Empty | ShmError::NotReady)) => r.wait_change(0, left(deadline))?,
+                        other => break other?,
+                    }
+                };
                 seen = Some(snap.seq);
                 Ok(Got { len: snap.len, note: format!(" version={}", snap.seq / 2) })
             })
@@ -542,7 +564,7 @@ fn receive(uri: &Uri, o: &Opts, deadline: Option<Instant>, count: usize, print: 
     while count == 0 || got < count {
         let r = match source(&mut buf, deadline) {
             Ok(r) => r,
-            Err(Error::PeerGone | Error::Shm(ember_core::shm::ShmError::WriterGone)) if count == 0 => break,
+            Err(Error::PeerGone | Error::Shm(ShmError::WriterGone | ShmError::Closed)) if count == 0 => break,
             // A damaged frame (checked by the transport): say so, count it as one of the
             // messages asked for, go on with the next.
             Err(Error::Codec(e)) => {
@@ -592,5 +614,7 @@ mod tests {
         assert_eq!(parse_hex("01 ab").unwrap(), vec![1, 0xab]);
         assert!(parse_hex("0").is_err());
         assert!(parse_hex("zz").unwrap_err().message.contains("offset 0"));
+        assert!(parse_hex("aé0").unwrap_err().message.contains("`é` at offset 1"));
+        assert!(parse_hex("+f").is_err());
     }
 }

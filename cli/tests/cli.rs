@@ -89,11 +89,12 @@ fn send_then_recv_on_every_endpoint() {
         assert!(o.status.success(), "{uri}: {}", text(&o.stderr));
         check_frames(&uri, &text(&o.stdout), 5, 2);
     }
-    // Senders that create what the receiver opens afterwards.
-    for (uri, create) in [
-        (format!("mq:/{}", unique("mq")), true),
-        (format!("shm-ring:{}", unique("ring")), false),
-        (format!("shm-broadcast:{}", unique("bcast")), false),
+    // Senders that create what the receiver opens afterwards. A ring's writer closed it
+    // when it exited: `--count 0` reads what is there and ends with exit status 0.
+    for (uri, create, count) in [
+        (format!("mq:/{}", unique("mq")), true, "2"),
+        (format!("shm-ring:{}", unique("ring")), false, "0"),
+        (format!("shm-broadcast:{}", unique("bcast")), false, "0"),
     ] {
         let mut s = vec!["send", uri.as_str()];
         s.extend(send);
@@ -101,7 +102,7 @@ fn send_then_recv_on_every_endpoint() {
             s.push("--create");
         }
         expect(&s, 0);
-        let (out, _) = expect(&["recv", &uri, "--count", "2", "--timeout", "5", "--unlink"], 0);
+        let (out, _) = expect(&["recv", &uri, "--count", count, "--timeout", "5", "--unlink"], 0);
         check_frames(&uri, &out, 5, 2);
     }
     // The broadcast ring numbers its records; the queue gives priorities.
@@ -153,6 +154,15 @@ fn bad_uris_unreachable_endpoints_and_damaged_frames_are_clear_errors() {
     let q = format!("mq:/{}", unique("missing"));
     let (_, err) = expect(&["send", &q, "x"], 1);
     assert!(err.contains("--create"), "{err}");
+    // A second writer for a segment name is refused with the way out.
+    let seg = format!("shm-seqlock:{}", unique("twice"));
+    expect(&["send", &seg, "one"], 0);
+    let (_, err) = expect(&["send", &seg, "two"], 1);
+    assert!(err.contains("one writer") && err.contains("--unlink"), "{err}");
+    expect(&["recv", &seg, "--unlink", "--timeout", "5"], 0);
+    // Objects named to `ls` that are not there: exit status 1.
+    let (out, _) = expect(&["ls", &format!("mq:/{}", unique("absent"))], 1);
+    assert!(out.contains("No such file"), "{out}");
     // An empty queue and a timeout.
     expect(&["send", &q, "--create", "x"], 0);
     expect(&["recv", &q, "--timeout", "5"], 0);
@@ -236,6 +246,18 @@ fn ls_shows_a_segment_then_its_dead_writer() {
     let v = ls_json(&format!("fifo:{f}"));
     assert!(v["state"].as_str().unwrap().contains("not a fifo"), "{v}");
     std::fs::remove_file(&f).unwrap();
+    // A socket: listening while its listener lives, then a stale file (no probe connection
+    // is made: the listener has nothing to accept).
+    let path = format!("/tmp/{}.sock", unique("lsock"));
+    let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let v = ls_json(&format!("uds:{path}"));
+    assert!(v["state"].as_str().unwrap().ends_with("stream listening"), "{v}");
+    l.set_nonblocking(true).unwrap();
+    assert!(l.accept().is_err(), "ls connected to the socket");
+    drop(l);
+    let v = ls_json(&format!("uds:{path}"));
+    assert!(v["state"].as_str().unwrap().contains("stale"), "{v}");
+    std::fs::remove_file(&path).unwrap();
 }
 
 fn address_args(d: &Daemon) -> Vec<String> {

@@ -5,6 +5,7 @@
 //! twice each way (the ratio's floor is about 2).
 
 use std::io::{BufRead as _, BufReader};
+use std::os::unix::fs::DirBuilderExt as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -33,8 +34,11 @@ impl Daemon {
         if !found {
             return Err("dbus-daemon is not installed (Debian: apt install dbus-daemon); skipped".into());
         }
-        let dir = format!("/tmp/ember-bench-dbus-{}", std::process::id());
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{dir}: {e}"))?;
+        // A new directory of our own (create_dir fails on anything already there, a
+        // planted symlink included), mode 0700.
+        let dir = format!("/tmp/ember-bench-dbus-{}-{}", std::process::id(), nanos());
+        std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(|e| format!("{dir}: {e}"))?;
+        let cleanup = RemoveDir(dir.clone());
         let config = format!(
             r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
@@ -47,21 +51,42 @@ impl Daemon {
 "#
         );
         std::fs::write(format!("{dir}/bus.conf"), config).map_err(|e| e.to_string())?;
-        let mut child = Command::new("dbus-daemon")
+        let child = Command::new("dbus-daemon")
             .args(["--nofork", "--print-address=1", &format!("--config-file={dir}/bus.conf")])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot start dbus-daemon: {e}"))?;
-        let mut line = String::new();
-        let out = child.stdout.take().ok_or("dbus-daemon: no stdout")?;
-        BufReader::new(out).read_line(&mut line).map_err(|e| e.to_string())?;
-        let d = Daemon { child, dir, address: line.trim().to_string() };
+        // From here the guard stops the daemon and removes the directory, whatever happens.
+        std::mem::forget(cleanup);
+        let mut d = Daemon { child, dir, address: String::new() };
+        let out = d.child.stdout.take().ok_or("dbus-daemon: no stdout")?;
+        // Its address, or nothing within 10 s.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(out).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        d.address = rx.recv_timeout(T).map_err(|_| "dbus-daemon printed no address within 10 s")?.trim().to_string();
         if !d.address.starts_with("unix:") {
             return Err(format!("dbus-daemon printed {:?} for its address", d.address));
         }
         Ok(d)
     }
+}
+
+/// Removes a directory on drop (until the daemon's own guard takes over).
+struct RemoveDir(String);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn nanos() -> u32 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos())
 }
 
 impl Drop for Daemon {
@@ -119,7 +144,9 @@ pub fn peer(args: &[String]) -> Result<(), String> {
     println!("{}", bus.unique_name());
     let mut answered = 0;
     while answered < calls {
-        match bus.process(&[], &mut NoMethods, T).map_err(|e| format!("serve: {e}"))? {
+        // The parent runs its baseline calls before this peer's: wait long enough for
+        // those on a slow (emulated) board.
+        match bus.process(&[], &mut NoMethods, Duration::from_secs(600)).map_err(|e| format!("serve: {e}"))? {
             Processed::Answered => answered += 1,
             Processed::Message(_) => {}
         }

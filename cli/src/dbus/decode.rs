@@ -79,6 +79,9 @@ pub fn decode_one(data: &[u8], base: usize) -> Result<(String, usize), Malformed
         return Err(bad(at(3), format!("protocol version must be 1, found {}", data[3])));
     }
     let body_len = u32_at(data, 4, endian) as usize;
+    if body_len > MAX_MESSAGE {
+        return Err(bad(at(4), format!("body of {body_len} bytes: a message is at most 128 MiB")));
+    }
     if u32_at(data, 8, endian) == 0 {
         return Err(bad(at(8), "the serial must not be 0"));
     }
@@ -88,6 +91,7 @@ pub fn decode_one(data: &[u8], base: usize) -> Result<(String, usize), Malformed
     }
     let fields_end = 16 + fields_len;
     let body_start = fields_end.next_multiple_of(8);
+    // Both under 128 MiB (checked above): no overflow, even with a 32-bit usize.
     let total = body_start + body_len;
     if total > MAX_MESSAGE {
         return Err(bad(at(4), format!("message of {total} bytes: at most 128 MiB")));
@@ -307,6 +311,10 @@ mod tests {
                 }
             }
         }
+        // A body length near 4 GiB: refused at its offset, no overflow on 32-bit boards.
+        let mut c = m.clone();
+        c[4..8].copy_from_slice(&0xFFFF_FFF8u32.to_le_bytes());
+        assert_eq!(decode_all(&c).unwrap_err().offset, 4);
         let mut c = m.clone();
         c[0] = b'x';
         assert_eq!(decode_all(&c).unwrap_err(), bad(0, "byte order must be 'l' or 'B', found 0x78"));

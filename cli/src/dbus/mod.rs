@@ -172,7 +172,10 @@ fn emit(o: &Opts) -> Result<(), Failure> {
         |_| Ok(()),
         Duration::from_secs(5),
     )
-    .map_err(|e| Failure::runtime(format!("after emitting: {:?}", e.local())))?;
+    .map_err(|e| match e {
+        CallError::Remote { name, message } => Failure::runtime(format!("after emitting, Ping: {name}: {message}")),
+        CallError::Local(e) => Failure::runtime(format!("after emitting, Ping: {e}")),
+    })?;
     Ok(())
 }
 

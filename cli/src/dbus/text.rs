@@ -102,7 +102,7 @@ impl Val {
 
 /// Parses one value; `what` names it in errors (e.g. `argument 2`).
 pub fn parse(text: &str, what: &str) -> Result<Val, String> {
-    let mut p = Parser { s: text.as_bytes(), pos: 0 };
+    let mut p = Parser { s: text.as_bytes(), pos: 0, depth: 0 };
     let v = p.value(None).map_err(|e| format!("{what} `{text}`: at column {}: {e}", p.pos + 1))?;
     p.ws();
     if p.pos != p.s.len() {
@@ -120,7 +120,12 @@ pub fn parse(text: &str, what: &str) -> Result<Val, String> {
 struct Parser<'a> {
     s: &'a [u8],
     pos: usize,
+    /// Containers open around the current value.
+    depth: u32,
 }
+
+/// Deepest nesting accepted: D-Bus allows 32 arrays and 32 structs (64 in all).
+const MAX_DEPTH: u32 = 64;
 
 const KEYWORDS: [(&str, &str); 12] = [
     ("byte", "y"),
@@ -192,7 +197,13 @@ impl Parser<'_> {
     }
 
     fn value(&mut self, expected: Option<&str>) -> Result<Val, String> {
-        let v = self.value_inner(expected)?;
+        if self.depth >= MAX_DEPTH {
+            return Err(format!("containers nested deeper than {MAX_DEPTH}"));
+        }
+        self.depth += 1;
+        let v = self.value_inner(expected);
+        self.depth -= 1;
+        let v = v?;
         match expected {
             // A value where a variant is expected is boxed, as gdbus does.
             Some("v") if !matches!(v, Val::Variant(_)) => Ok(Val::Variant(Box::new(v))),
@@ -433,6 +444,8 @@ pub fn print(v: &Value<'_>, out: &mut String) -> Result<(), DbusError> {
         Value::U32(x) => write!(out, "uint32 {x}").ok(),
         Value::I64(x) => write!(out, "int64 {x}").ok(),
         Value::U64(x) => write!(out, "uint64 {x}").ok(),
+        // Non-finite doubles with their type, so that they parse back (`double NaN`).
+        Value::F64(x) if !x.is_finite() => write!(out, "double {x:?}").ok(),
         Value::F64(x) => write!(out, "{x:?}").ok(),
         Value::Str(s) => {
             quote(s, out);
@@ -576,6 +589,8 @@ mod tests {
             ("('one',)", "(s)", "('one',)"),
             ("<@ay [1, 2]>", "v", "<[byte 0x01, byte 0x02]>"),
             ("'it\\'s\\n'", "s", "'it\\'s\\n'"),
+            ("double inf", "d", "double inf"),
+            ("@d -inf", "d", "double -inf"),
         ] {
             assert_eq!(round_trip(text), (sig.to_string(), printed.to_string()), "{text}");
         }
@@ -594,6 +609,8 @@ mod tests {
             ("@zz 1", "not a D-Bus signature"),
             ("1 2", "after the value"),
             ("{[1]: 2}", "basic type"),
+            ("[".repeat(100_000).as_str(), "nested deeper than 64"),
+            ("<".repeat(100_000).as_str(), "nested deeper than 64"),
         ] {
             let e = parse(text, "argument 1").unwrap_err();
             assert!(e.contains(why), "{text}: {e}");

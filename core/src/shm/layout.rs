@@ -221,7 +221,8 @@ fn check_sizes(r: &HeaderRepr, control: u32, flags: u32, mapped: usize) -> Resul
         && flags == 0
         && wait >= DATA_OFFSET - 128
         && wait % 128 == 0
-        && data >= wait + 128
+        // No overflow on 32-bit targets, whatever the header says.
+        && wait.checked_add(128).is_some_and(|w| data >= w)
         && data % 128 == 0
         && (64..=MAX_CAPACITY).contains(&cap)
         && cap % 8 == 0

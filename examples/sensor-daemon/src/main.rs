@@ -21,7 +21,7 @@ use ember_core::message;
 use ember_linux::dbus::object::{Call, Interface, Method, MethodError, Object, Service, SignalDesc};
 use ember_linux::dbus::{Connection, Processed, RequestNameReply};
 use ember_linux::poll::{Interest, Poller, Ready, Timer};
-use ember_linux::shm::{Backing, BroadcastWriter, SeqLockWriter};
+use ember_linux::shm::{Backing, BroadcastReader, BroadcastWriter, SeqLockReader, SeqLockWriter};
 use ember_linux::signal::{Daemon, DaemonEvent};
 use ember_linux::socket::PacketSocket;
 use ember_linux::uds::{UdsListener, UnixName};
@@ -276,6 +276,28 @@ fn connect_bus(address: &str) -> Option<Box<Bus>> {
     Some(bus)
 }
 
+/// Creates a segment with `create`; if the name is taken by a segment whose writer is dead
+/// (a previous run killed by SIGKILL or the OOM killer cannot clean up), removes it and
+/// creates it again. A live writer's segment, or something that is not ours, is left alone.
+fn replacing_dead<T>(
+    name: &str,
+    create: impl Fn() -> Result<T, Error>,
+    owner: impl Fn() -> Result<(u32, bool), Error>,
+) -> Result<T, String> {
+    match create() {
+        Err(Error::Os(rustix::io::Errno::EXIST)) => match owner() {
+            Ok((pid, false)) => {
+                log(format_args!("{name}: left behind by pid {pid}, which is gone: replacing it"));
+                rustix::shm::unlink(name).map_err(|e| format!("{name}: {e}"))?;
+                create().map_err(|e| format!("{name}: {e}"))
+            }
+            Ok((pid, true)) => Err(format!("{name}: in use by pid {pid} (another sensor-daemon? see --name)")),
+            Err(e) => Err(format!("{name}: exists and is not this daemon's ({e}); remove it if it is stale")),
+        },
+        r => r.map_err(|e| format!("{name}: {e}")),
+    }
+}
+
 fn run(args: &Args) -> Result<(), String> {
     // First, before anything else: block the signals for the signalfd.
     let mut signals = Daemon::new().map_err(|e| format!("signals: {e}"))?;
@@ -286,10 +308,22 @@ fn run(args: &Args) -> Result<(), String> {
     }
     let reading_name = format!("/{}-reading", args.name);
     let events_name = format!("/{}-events", args.name);
-    let seqlock = SeqLockWriter::create(Backing::Named(&reading_name), READING_CAPACITY, READING_FP)
-        .map_err(|e| format!("{reading_name}: {e}"))?;
-    let ring = BroadcastWriter::create(Backing::Named(&events_name), EVENTS_CAPACITY, EVENTS_FP)
-        .map_err(|e| format!("{events_name}: {e}"))?;
+    let seqlock = replacing_dead(
+        &reading_name,
+        || SeqLockWriter::create(Backing::Named(&reading_name), READING_CAPACITY, READING_FP),
+        || {
+            SeqLockReader::open(&reading_name, READING_FP)
+                .map(|mut r| (r.segment().header().creator_pid, r.writer_alive()))
+        },
+    )?;
+    let ring = replacing_dead(
+        &events_name,
+        || BroadcastWriter::create(Backing::Named(&events_name), EVENTS_CAPACITY, EVENTS_FP),
+        || {
+            BroadcastReader::open(&events_name, EVENTS_FP, false)
+                .map(|mut r| (r.segment().header().creator_pid, r.writer_alive()))
+        },
+    )?;
     let listener =
         UdsListener::bind_seqpacket(UnixName::Path(&args.socket)).map_err(|e| format!("{}: {e}", args.socket))?;
     let interval = Duration::from_millis(u64::from(config.interval_ms));
@@ -362,6 +396,12 @@ fn run(args: &Args) -> Result<(), String> {
                             // Commands are small: a larger one is refused (TooLarge), not
                             // read into a larger buffer.
                             sock.set_max_frame(buf.len());
+                            // Replies never block the loop: a client that does not read
+                            // them is dropped when its queue is full.
+                            if let Err(e) = ember_linux::Endpoint::set_nonblocking(&sock, true) {
+                                log(format_args!("client: {e}"));
+                                continue;
+                            }
                             if let Err(e) = poller.add(&sock, TOKEN_CLIENT + i as u64, Interest::READ) {
                                 log(format_args!("epoll: {e}"));
                             } else {
@@ -400,6 +440,10 @@ fn run(args: &Args) -> Result<(), String> {
                     let keep = match sock.recv_frame(&mut buf) {
                         Ok(n) => match state.command(sock, &buf[..n], &timer) {
                             Ok(()) => true,
+                            Err(Error::WouldBlock) => {
+                                log(format_args!("client {i}: does not read its replies: dropped"));
+                                false
+                            }
                             Err(e) => {
                                 log(format_args!("client {i}: {e}"));
                                 false
@@ -410,6 +454,8 @@ fn run(args: &Args) -> Result<(), String> {
                             true
                         }
                         Err(Error::PeerGone) => false,
+                        // Readiness without a whole message: wait for the rest.
+                        Err(Error::WouldBlock) => true,
                         Err(e) => {
                             log(format_args!("client {i}: {e}"));
                             false

@@ -31,7 +31,13 @@ struct Sensor {
 
 impl Sensor {
     fn start(bus: &str, config: &str) -> Sensor {
-        let name = format!("sensor-test-{}", std::process::id());
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Sensor::start_named(&format!("sensor-test-{}-{n}", std::process::id()), bus, config)
+    }
+
+    fn start_named(name: &str, bus: &str, config: &str) -> Sensor {
+        let name = name.to_string();
         let socket = format!("/tmp/{name}.sock");
         let config_path = format!("/tmp/{name}.conf");
         std::fs::write(&config_path, config).unwrap();
@@ -203,4 +209,31 @@ fn the_daemon_end_to_end() {
     assert!(!std::path::Path::new(&s.socket).exists());
     // Readers left open see the writer gone.
     assert!(!seq.writer_alive());
+}
+
+#[test]
+fn a_killed_daemon_leaves_segments_the_next_one_replaces() {
+    let bus = Daemon::start();
+    let mut first = Sensor::start(&bus.address, "");
+    let name = first.name.clone();
+    let reading = format!("/dev/shm/{name}-reading");
+    // SIGKILL: no clean-up; the segments stay.
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    assert!(std::path::Path::new(&reading).exists());
+    // The next daemon of that name sees the writer gone and takes the names over.
+    let mut second = Sensor::start_named(&name, &bus.address, "");
+    let mut r = SeqLockReader::open(&format!("/{name}-reading"), READING_FP).unwrap();
+    assert!(r.writer_alive());
+    assert_eq!(r.segment().header().creator_pid, second.child.id());
+    // A third one, while the second lives, refuses to start.
+    let third = Command::new(env!("CARGO_BIN_EXE_sensor-daemon"))
+        .args(["--name", &name, "--socket", &format!("/tmp/{name}-3.sock"), "--no-bus"])
+        .output()
+        .unwrap();
+    assert_eq!(third.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&third.stderr).contains("in use by pid"), "{third:?}");
+    second.signal(SIGTERM);
+    assert_eq!(second.child.wait().unwrap().code(), Some(0));
+    drop(first);
 }
