@@ -79,6 +79,31 @@
 #define EMBER_RPC_FIRST_APPLICATION_CODE 256
 
 /*
+ A stream socket (`SOCK_STREAM`): frames reassembled from the byte stream.
+ */
+#define EMBER_UDS_STREAM 1
+
+/*
+ A seqpacket socket (`SOCK_SEQPACKET`): connected, one frame per message.
+ */
+#define EMBER_UDS_SEQPACKET 2
+
+/*
+ A datagram socket (`SOCK_DGRAM`): one frame per message.
+ */
+#define EMBER_UDS_DGRAM 3
+
+/*
+ The largest frame a socket handle receives (and the smallest receive buffer).
+ */
+#define EMBER_SOCKET_MAX_FRAME 16384
+
+/*
+ The most file descriptors one frame carries.
+ */
+#define EMBER_SOCKET_MAX_FDS 16
+
+/*
  The result codes every function returns: `EMBER_OK` (0) or a negative error. An enum
  in the header (its enumerators are plain `int` constants, safe in any expression); the
  functions return `int`.
@@ -214,6 +239,11 @@ typedef struct ember_seqlock_reader ember_seqlock_reader;
 typedef struct ember_seqlock_writer ember_seqlock_writer;
 
 /*
+ A connected (or bound datagram) Unix socket (opaque).
+ */
+typedef struct ember_socket ember_socket;
+
+/*
  The receiving end of an SPSC ring (opaque).
  */
 typedef struct ember_spsc_receiver ember_spsc_receiver;
@@ -227,6 +257,11 @@ typedef struct ember_spsc_sender ember_spsc_sender;
  A sync segment (opaque).
  */
 typedef struct ember_sync_segment ember_sync_segment;
+
+/*
+ A listening Unix socket (opaque); its socket file is removed by `ember_uds_listener_free`.
+ */
+typedef struct ember_uds_listener ember_uds_listener;
 
 /*
  What `ember_frame_decode` found: the header's fields and where the payload is.
@@ -271,6 +306,24 @@ typedef int (*ember_rpc_handler)(void *user,
                                  uint8_t *resp,
                                  size_t resp_cap,
                                  size_t *resp_len);
+
+/*
+ A peer's credentials, as the kernel vouches for them.
+ */
+typedef struct ember_creds {
+  /*
+   Process id (0 if the kernel cannot name it, e.g. from another pid namespace).
+   */
+  uint32_t pid;
+  /*
+   User id.
+   */
+  uint32_t uid;
+  /*
+   Group id.
+   */
+  uint32_t gid;
+} ember_creds;
 
 #ifdef __cplusplus
 extern "C" {
@@ -344,6 +397,55 @@ const char *ember_strerror(int code);
  Thread safety: per thread (each thread sees its own last error).
  */
 int ember_last_os_error(void);
+
+/*
+ Creates the FIFO `path` (`mkfifo`, mode 0600), or accepts an existing FIFO of this
+ user. Returns `EMBER_OK`; `EMBER_EBADMSG` if something else is there (a symlink, a
+ regular file, another user's FIFO: `EMBER_EOS` with `EPERM` for the last); `EMBER_EOS`.
+
+ # Safety
+
+ `path` a NUL-terminated string.
+
+ Thread safety: any thread.
+ */
+int ember_fifo_create(const char *path);
+
+/*
+ Removes the FIFO `path` (only if it is a FIFO).
+
+ # Safety
+
+ `path` a NUL-terminated string.
+
+ Thread safety: any thread.
+ */
+int ember_fifo_remove(const char *path);
+
+/*
+ Opens the FIFO `path` for reading (never blocks, even with no writer yet); reads block
+ unless `nonblocking` is non-zero. Before any writer has opened it, and after the last
+ one closed it, a receive returns `EMBER_EPEERGONE`.
+
+ # Safety
+
+ `path` a NUL-terminated string; `out` a writable pointer.
+
+ Thread safety: any thread.
+ */
+int ember_fifo_open_reader(const char *path, int nonblocking, struct ember_pipe_reader **out);
+
+/*
+ Opens the FIFO `path` for writing. With no reader it fails at once with
+ `EMBER_EPEERGONE` (it never blocks: retry, or open a reader first).
+
+ # Safety
+
+ `path` a NUL-terminated string; `out` a writable pointer.
+
+ Thread safety: any thread.
+ */
+int ember_fifo_open_writer(const char *path, int nonblocking, struct ember_pipe_writer **out);
 
 /*
  Writes a frame of `kind`, `seq` and `flags` carrying `payload_len` bytes of `payload`
@@ -765,8 +867,9 @@ int ember_spsc_sender_create(const char *name,
 /*
  Sends one record of `len` bytes, waiting up to `timeout_ms` while the ring is full
  (`EMBER_FOREVER`; 0: not at all). Returns `EMBER_OK`; `EMBER_ETIMEDOUT`;
- `EMBER_ETOOBIG` for a record over the ring's limit; `EMBER_EPEERGONE` if the receiver
- process died.
+ `EMBER_ETOOBIG` for a record over the ring's limit. The sender does not watch the
+ receiver: a receiver that died leaves the ring full, so give a finite timeout where
+ that matters.
 
  # Safety
 
@@ -1212,6 +1315,207 @@ int ember_event_wait_change(const struct ember_sync_segment *seg,
  Thread safety: any thread.
  */
 int ember_event_notify(const struct ember_sync_segment *seg, size_t offset, int all);
+
+/*
+ Listens at `name` (a path, or `@name` in the abstract namespace) for `type`
+ (`EMBER_UDS_STREAM` or `EMBER_UDS_SEQPACKET`). A stale socket file at the path (nobody
+ listening) is replaced; a live one is `EMBER_EOS` (`EADDRINUSE`), and a file that is
+ not a socket is never removed.
+
+ # Safety
+
+ `name` a NUL-terminated string; `out` a writable pointer.
+
+ Thread safety: any thread.
+ */
+int ember_uds_listen(const char *name, int type_, struct ember_uds_listener **out);
+
+/*
+ Accepts the next connection, waiting up to `timeout_ms`; the peer's credentials into
+ `*creds` unless NULL.
+
+ # Safety
+
+ `l` from `ember_uds_listen`; `out` a writable pointer; `creds` NULL or writable.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_uds_accept(struct ember_uds_listener *l,
+                     int64_t timeout_ms,
+                     struct ember_socket **out,
+                     struct ember_creds *creds);
+
+/*
+ Connects to `name` (a path or `@abstract`) as `type`. `EMBER_EOS` with `ECONNREFUSED`
+ or `ENOENT` when nobody listens.
+
+ # Safety
+
+ `name` a NUL-terminated string; `out` a writable pointer.
+
+ Thread safety: any thread.
+ */
+int ember_uds_connect(const char *name, int type_, struct ember_socket **out);
+
+/*
+ A datagram socket bound at `name` (receives from anyone who sends there), or, with
+ `name` NULL, an unbound one for sending with `ember_socket_send_to`.
+
+ # Safety
+
+ `name` NULL or a NUL-terminated string; `out` a writable pointer.
+
+ Thread safety: any thread.
+ */
+int ember_uds_dgram(const char *name, struct ember_socket **out);
+
+/*
+ Sends one whole frame (blocking while the socket is full). `EMBER_EPEERGONE` if the peer
+ closed; `EMBER_ETOOBIG` over the socket's message size; `EMBER_EBADMSG` if `frame` is
+ not exactly one frame.
+
+ # Safety
+
+ `s` a socket handle; `frame` `len` readable bytes.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_socket_send(struct ember_socket *s, const uint8_t *frame, size_t len);
+
+/*
+ Sends one frame to the datagram socket at `name` (path or `@abstract`).
+
+ # Safety
+
+ `s` from `ember_uds_dgram`; `frame` `len` readable bytes; `name` NUL-terminated.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_socket_send_to(struct ember_socket *s,
+                         const uint8_t *frame,
+                         size_t len,
+                         const char *name);
+
+/*
+ Receives one frame into `buf` (`cap` bytes, at least `EMBER_SOCKET_MAX_FRAME`), waiting
+ up to `timeout_ms`. `EMBER_EPEERGONE` when the peer closed; `EMBER_EBADMSG` for a
+ damaged frame (dropped; the next receive goes on); `EMBER_ENOSPC` for a small buffer.
+
+ # Safety
+
+ `s` a socket handle; `buf` `cap` writable bytes; `len` a writable `size_t`.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_socket_recv(struct ember_socket *s,
+                      uint8_t *buf,
+                      size_t cap,
+                      size_t *len,
+                      int64_t timeout_ms);
+
+/*
+ Sends one frame with `nfds` file descriptors attached (seqpacket and datagram sockets;
+ at most `EMBER_SOCKET_MAX_FDS`). The receiver gets its own copies; ours stay open.
+
+ # Safety
+
+ `s` a socket handle; `frame` `len` readable bytes; `fds` `nfds` readable `int`s, open.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_socket_send_fds(struct ember_socket *s,
+                          const uint8_t *frame,
+                          size_t len,
+                          const int *fds,
+                          size_t nfds);
+
+/*
+ Receives one frame and the file descriptors that came with it: up to `max_fds` into
+ `fds` (the caller owns and closes them), their number into `*nfds`. A message with more
+ descriptors than `max_fds` is refused whole (`EMBER_ETOOBIG`; its descriptors closed),
+ so nothing leaks. Blocks until a message comes.
+
+ # Safety
+
+ `s` a socket handle; `buf` `cap` writable bytes; `len`, `nfds` writable `size_t`s;
+ `fds` `max_fds` writable `int`s.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_socket_recv_fds(struct ember_socket *s,
+                          uint8_t *buf,
+                          size_t cap,
+                          size_t *len,
+                          int *fds,
+                          size_t max_fds,
+                          size_t *nfds);
+
+/*
+ The credentials of the connected peer (`SO_PEERCRED`, as they were when it connected).
+
+ # Safety
+
+ `s` a socket handle; `out` a writable `ember_creds`.
+
+ Thread safety: any thread.
+ */
+int ember_socket_peer_creds(const struct ember_socket *s, struct ember_creds *out);
+
+/*
+ Switches nonblocking mode (`EMBER_EAGAIN` instead of waiting).
+
+ # Safety
+
+ `s` a socket handle.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_socket_set_nonblocking(struct ember_socket *s, int on);
+
+/*
+ The socket's fd, for `poll`/`epoll` (still owned by the handle). A stream socket buffers
+ what it reads: after `POLLIN`, receive until `EMBER_EAGAIN`.
+
+ # Safety
+
+ `s` a socket handle.
+
+ Thread safety: any thread.
+ */
+int ember_socket_fd(const struct ember_socket *s);
+
+/*
+ The listener's fd, for `poll`/`epoll`.
+
+ # Safety
+
+ `l` from `ember_uds_listen`.
+
+ Thread safety: any thread.
+ */
+int ember_uds_listener_fd(const struct ember_uds_listener *l);
+
+/*
+ Closes the socket (NULL is ignored); a bound datagram socket's file is removed.
+
+ # Safety
+
+ `s` a socket handle, not used after.
+
+ Thread safety: not with other calls on the same handle.
+ */
+void ember_socket_free(struct ember_socket *s);
+
+/*
+ Closes the listener and removes its socket file (if it is still the one it made).
+
+ # Safety
+
+ `l` from `ember_uds_listen`, not used after.
+
+ Thread safety: not with other calls on the same handle.
+ */
+void ember_uds_listener_free(struct ember_uds_listener *l);
 
 #ifdef __cplusplus
 }  // extern "C"

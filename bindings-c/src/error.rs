@@ -101,6 +101,13 @@ pub(crate) fn code(e: Error) -> c_int {
         Error::Shm(ShmError::TooLarge { .. }) => EMBER_ETOOBIG,
         Error::Shm(ShmError::BufferTooSmall { .. }) => EMBER_ENOSPC,
         Error::Shm(_) => EMBER_EBADMSG,
+        // The rest as the errno a C programmer knows, or the nearest code.
+        Error::NotAFifo | Error::NotSealed | Error::Dbus(_) => EMBER_EBADMSG,
+        Error::TooManyFds { .. } => EMBER_ETOOBIG,
+        Error::NotOwner => code(Error::Os(rustix::io::Errno::PERM)),
+        Error::Refused => code(Error::Os(rustix::io::Errno::CONNREFUSED)),
+        Error::AddrInUse => code(Error::Os(rustix::io::Errno::ADDRINUSE)),
+        Error::PeerNotAllowed { .. } | Error::AuthRejected => code(Error::Os(rustix::io::Errno::ACCESS)),
         _ => EMBER_EINTERNAL,
     }
 }

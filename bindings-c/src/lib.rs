@@ -23,11 +23,13 @@
 
 pub mod accumulator;
 pub mod error;
+pub mod fifo;
 pub mod frame;
 pub mod mq;
 pub mod pipe;
 pub mod rpc;
 pub mod shm;
 pub mod sync;
+pub mod uds;
 
 pub use error::{ember_last_os_error, ember_status, ember_strerror};

@@ -22,6 +22,20 @@ pub struct ember_pipe_writer {
     w: Writer,
 }
 
+impl ember_pipe_reader {
+    /// A handle over a reader (a FIFO's).
+    pub(crate) fn from_reader(r: StreamReader<EMBER_PIPE_MAX_FRAME>) -> ember_pipe_reader {
+        ember_pipe_reader { r }
+    }
+}
+
+impl ember_pipe_writer {
+    /// A handle over a writer (a FIFO's).
+    pub(crate) fn from_writer(w: Writer) -> ember_pipe_writer {
+        ember_pipe_writer { w }
+    }
+}
+
 /// Makes a pipe (`pipe2(O_CLOEXEC)`): its reader into `*reader`, its writer into
 /// `*writer`. Returns `EMBER_OK`, `EMBER_EINVAL` for NULL pointers, or `EMBER_EOS`.
 ///

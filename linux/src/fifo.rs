@@ -75,7 +75,11 @@ pub fn open_writer(path: &str, nonblocking: bool) -> Result<Writer> {
     Ok(Writer::stream(fd))
 }
 
-/// Removes the FIFO at `path` (`unlinkat`).
+/// Removes the FIFO at `path` (`unlinkat`) after checking with `lstat` that it is one
+/// ([`Error::NotAFifo`] for anything else, a symlink included, which is left alone).
 pub fn remove(path: &str) -> Result<()> {
+    if FileType::from_raw_mode(rustix::fs::lstat(path)?.st_mode) != FileType::Fifo {
+        return Err(Error::NotAFifo);
+    }
     Ok(rustix::fs::unlink(path)?)
 }

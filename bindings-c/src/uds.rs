@@ -1,0 +1,484 @@
+//! Unix domain sockets carrying Ember frames: stream (reassembled), seqpacket and datagram
+//! (one frame per message), at a path or in the abstract namespace (a name starting with
+//! `@`), with the peer's credentials and file descriptors passed along with frames.
+
+use core::ffi::{c_char, c_int};
+use std::os::fd::{AsRawFd, BorrowedFd, IntoRawFd, OwnedFd};
+
+use ember_linux::socket::{Creds, PacketSocket, StreamSocket};
+use ember_linux::uds::{self, UdsListener, UnixName};
+use ember_linux::{Endpoint, FrameReceiver, FrameSender};
+
+use crate::error::*;
+
+/// A stream socket (`SOCK_STREAM`): frames reassembled from the byte stream.
+pub const EMBER_UDS_STREAM: c_int = 1;
+/// A seqpacket socket (`SOCK_SEQPACKET`): connected, one frame per message.
+pub const EMBER_UDS_SEQPACKET: c_int = 2;
+/// A datagram socket (`SOCK_DGRAM`): one frame per message.
+pub const EMBER_UDS_DGRAM: c_int = 3;
+/// The largest frame a socket handle receives (and the smallest receive buffer).
+pub const EMBER_SOCKET_MAX_FRAME: usize = 16384;
+/// The most file descriptors one frame carries.
+pub const EMBER_SOCKET_MAX_FDS: usize = 16;
+
+/// A peer's credentials, as the kernel vouches for them.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ember_creds {
+    /// Process id (0 if the kernel cannot name it, e.g. from another pid namespace).
+    pub pid: u32,
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+}
+
+impl From<Creds> for ember_creds {
+    fn from(c: Creds) -> ember_creds {
+        ember_creds { pid: c.pid, uid: c.uid, gid: c.gid }
+    }
+}
+
+// The handle is boxed whole: the stream's reassembly buffer lives in that one allocation.
+#[allow(clippy::large_enum_variant)]
+enum Sock {
+    Stream(StreamSocket<EMBER_SOCKET_MAX_FRAME>),
+    Packet(PacketSocket),
+}
+
+/// A connected (or bound datagram) Unix socket (opaque).
+pub struct ember_socket {
+    s: Sock,
+}
+
+/// A listening Unix socket (opaque); its socket file is removed by `ember_uds_listener_free`.
+pub struct ember_uds_listener {
+    l: UdsListener,
+    kind: c_int,
+}
+
+impl ember_socket {
+    fn fd(&self) -> BorrowedFd<'_> {
+        match &self.s {
+            Sock::Stream(s) => rustix::fd::AsFd::as_fd(s),
+            Sock::Packet(s) => rustix::fd::AsFd::as_fd(s),
+        }
+    }
+
+    fn packet(mut p: PacketSocket) -> ember_socket {
+        p.set_max_frame(EMBER_SOCKET_MAX_FRAME);
+        ember_socket { s: Sock::Packet(p) }
+    }
+}
+
+/// `name` as a Unix address: `@name` in the abstract namespace, else a path.
+///
+/// # Safety
+///
+/// `p` NULL or NUL-terminated.
+unsafe fn address<'a>(p: *const c_char) -> Result<UnixName<'a>, c_int> {
+    // SAFETY: the caller's contract, checked for NULL.
+    let n = unsafe { c_name(p)? };
+    Ok(match n.strip_prefix('@') {
+        Some(a) => UnixName::Abstract(a.as_bytes()),
+        None => UnixName::Path(n),
+    })
+}
+
+/// Waits until `fd` is readable, for at most `timeout_ms` (`EMBER_FOREVER`: no limit).
+fn wait_readable(fd: BorrowedFd<'_>, timeout_ms: i64) -> Result<(), c_int> {
+    let ts = timeout(timeout_ms)
+        .map(|d| rustix::time::Timespec { tv_sec: d.as_secs() as _, tv_nsec: d.subsec_nanos() as _ });
+    loop {
+        let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+        match rustix::event::poll(&mut fds, ts.as_ref()) {
+            Ok(0) => return Err(EMBER_ETIMEDOUT),
+            Ok(_) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(code(ember_linux::Error::Os(e))),
+        }
+    }
+}
+
+/// Listens at `name` (a path, or `@name` in the abstract namespace) for `type`
+/// (`EMBER_UDS_STREAM` or `EMBER_UDS_SEQPACKET`). A stale socket file at the path (nobody
+/// listening) is replaced; a live one is `EMBER_EOS` (`EADDRINUSE`), and a file that is
+/// not a socket is never removed.
+///
+/// # Safety
+///
+/// `name` a NUL-terminated string; `out` a writable pointer.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_uds_listen(
+    name: *const c_char,
+    type_: c_int,
+    out: *mut *mut ember_uds_listener,
+) -> c_int {
+    guard(|| {
+        let out = crate::error::out(out)?;
+        out.set(core::ptr::null_mut());
+        // SAFETY: the caller's contract.
+        let n = unsafe { address(name)? };
+        let l = match type_ {
+            EMBER_UDS_STREAM => UdsListener::bind_stream(n),
+            EMBER_UDS_SEQPACKET => UdsListener::bind_seqpacket(n),
+            _ => return Err(EMBER_EINVAL),
+        }
+        .map_err(code)?;
+        out.set(Box::into_raw(Box::new(ember_uds_listener { l, kind: type_ })));
+        Ok(EMBER_OK)
+    })
+}
+
+/// Accepts the next connection, waiting up to `timeout_ms`; the peer's credentials into
+/// `*creds` unless NULL.
+///
+/// # Safety
+///
+/// `l` from `ember_uds_listen`; `out` a writable pointer; `creds` NULL or writable.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_uds_accept(
+    l: *mut ember_uds_listener,
+    timeout_ms: i64,
+    out: *mut *mut ember_socket,
+    creds: *mut ember_creds,
+) -> c_int {
+    guard(|| {
+        let out = crate::error::out(out)?;
+        out.set(core::ptr::null_mut());
+        let creds = if creds.is_null() { None } else { Some(crate::error::out(creds)?) };
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let l = unsafe { arg_mut(l)? };
+        wait_readable(rustix::fd::AsFd::as_fd(&l.l), timeout_ms)?;
+        let (s, c) = if l.kind == EMBER_UDS_STREAM {
+            let (s, c) = l.l.accept_stream().map_err(code)?;
+            (ember_socket { s: Sock::Stream(s) }, c)
+        } else {
+            let (s, c) = l.l.accept_seqpacket().map_err(code)?;
+            (ember_socket::packet(s), c)
+        };
+        if let Some(out_creds) = creds {
+            out_creds.set(c.into());
+        }
+        out.set(Box::into_raw(Box::new(s)));
+        Ok(EMBER_OK)
+    })
+}
+
+/// Connects to `name` (a path or `@abstract`) as `type`. `EMBER_EOS` with `ECONNREFUSED`
+/// or `ENOENT` when nobody listens.
+///
+/// # Safety
+///
+/// `name` a NUL-terminated string; `out` a writable pointer.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_uds_connect(name: *const c_char, type_: c_int, out: *mut *mut ember_socket) -> c_int {
+    guard(|| {
+        let out = crate::error::out(out)?;
+        out.set(core::ptr::null_mut());
+        // SAFETY: the caller's contract.
+        let n = unsafe { address(name)? };
+        let s = match type_ {
+            EMBER_UDS_STREAM => ember_socket { s: Sock::Stream(uds::connect_stream(n).map_err(code)?) },
+            EMBER_UDS_SEQPACKET => ember_socket::packet(uds::connect_seqpacket(n).map_err(code)?),
+            _ => return Err(EMBER_EINVAL),
+        };
+        out.set(Box::into_raw(Box::new(s)));
+        Ok(EMBER_OK)
+    })
+}
+
+/// A datagram socket bound at `name` (receives from anyone who sends there), or, with
+/// `name` NULL, an unbound one for sending with `ember_socket_send_to`.
+///
+/// # Safety
+///
+/// `name` NULL or a NUL-terminated string; `out` a writable pointer.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_uds_dgram(name: *const c_char, out: *mut *mut ember_socket) -> c_int {
+    guard(|| {
+        let out = crate::error::out(out)?;
+        out.set(core::ptr::null_mut());
+        let s = if name.is_null() {
+            uds::unbound_datagram().map_err(code)?
+        } else {
+            // SAFETY: the caller's contract.
+            uds::bind_datagram(unsafe { address(name)? }).map_err(code)?
+        };
+        out.set(Box::into_raw(Box::new(ember_socket::packet(s))));
+        Ok(EMBER_OK)
+    })
+}
+
+/// Sends one whole frame (blocking while the socket is full). `EMBER_EPEERGONE` if the peer
+/// closed; `EMBER_ETOOBIG` over the socket's message size; `EMBER_EBADMSG` if `frame` is
+/// not exactly one frame.
+///
+/// # Safety
+///
+/// `s` a socket handle; `frame` `len` readable bytes.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_socket_send(s: *mut ember_socket, frame: *const u8, len: usize) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let (s, frame) = unsafe { (arg_mut(s)?, bytes(frame, len)?) };
+        match &mut s.s {
+            Sock::Stream(st) => st.send_frame(frame),
+            Sock::Packet(p) => p.send_frame(frame),
+        }
+        .map_err(code)?;
+        Ok(EMBER_OK)
+    })
+}
+
+/// Sends one frame to the datagram socket at `name` (path or `@abstract`).
+///
+/// # Safety
+///
+/// `s` from `ember_uds_dgram`; `frame` `len` readable bytes; `name` NUL-terminated.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_socket_send_to(
+    s: *mut ember_socket,
+    frame: *const u8,
+    len: usize,
+    name: *const c_char,
+) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let (s, frame, n) = unsafe { (arg_mut(s)?, bytes(frame, len)?, address(name)?) };
+        let Sock::Packet(p) = &mut s.s else { return Err(EMBER_EINVAL) };
+        let addr = match n {
+            UnixName::Path(path) => rustix::net::SocketAddrUnix::new(path),
+            UnixName::Abstract(a) => rustix::net::SocketAddrUnix::new_abstract_name(a),
+        }
+        .map_err(|_| EMBER_EINVAL)?;
+        p.send_frame_to(frame, &addr).map_err(code)?;
+        Ok(EMBER_OK)
+    })
+}
+
+/// Receives one frame into `buf` (`cap` bytes, at least `EMBER_SOCKET_MAX_FRAME`), waiting
+/// up to `timeout_ms`. `EMBER_EPEERGONE` when the peer closed; `EMBER_EBADMSG` for a
+/// damaged frame (dropped; the next receive goes on); `EMBER_ENOSPC` for a small buffer.
+///
+/// # Safety
+///
+/// `s` a socket handle; `buf` `cap` writable bytes; `len` a writable `size_t`.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_socket_recv(
+    s: *mut ember_socket,
+    buf: *mut u8,
+    cap: usize,
+    len: *mut usize,
+    timeout_ms: i64,
+) -> c_int {
+    guard(|| {
+        let len = crate::error::out(len)?;
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let (s, buf) = unsafe { (arg_mut(s)?, bytes_mut(buf, cap)?) };
+        let buffered = matches!(&s.s, Sock::Stream(st) if st.buffered());
+        if !buffered {
+            wait_readable(s.fd(), timeout_ms)?;
+        }
+        let n = match &mut s.s {
+            Sock::Stream(st) => st.recv_frame(buf),
+            Sock::Packet(p) => p.recv_frame(buf),
+        }
+        .map_err(code)?;
+        len.set(n);
+        Ok(EMBER_OK)
+    })
+}
+
+/// Sends one frame with `nfds` file descriptors attached (seqpacket and datagram sockets;
+/// at most `EMBER_SOCKET_MAX_FDS`). The receiver gets its own copies; ours stay open.
+///
+/// # Safety
+///
+/// `s` a socket handle; `frame` `len` readable bytes; `fds` `nfds` readable `int`s, open.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_socket_send_fds(
+    s: *mut ember_socket,
+    frame: *const u8,
+    len: usize,
+    fds: *const c_int,
+    nfds: usize,
+) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let (s, frame) = unsafe { (arg_mut(s)?, bytes(frame, len)?) };
+        if nfds > EMBER_SOCKET_MAX_FDS || (nfds > 0 && (fds.is_null() || !fds.is_aligned())) {
+            return Err(EMBER_EINVAL);
+        }
+        // SAFETY: `nfds` readable ints (the caller's contract), checked non-NULL above.
+        let raw = if nfds == 0 { &[][..] } else { unsafe { core::slice::from_raw_parts(fds, nfds) } };
+        if raw.iter().any(|&fd| fd < 0) {
+            return Err(EMBER_EINVAL);
+        }
+        // SAFETY: open descriptors (the caller's contract), borrowed for this call only.
+        let borrowed: heapless::Vec<BorrowedFd<'_>, EMBER_SOCKET_MAX_FDS> =
+            raw.iter().map(|&fd| unsafe { BorrowedFd::borrow_raw(fd) }).collect();
+        let Sock::Packet(p) = &mut s.s else { return Err(EMBER_EINVAL) };
+        p.send_frame_with_fds(frame, &borrowed).map_err(code)?;
+        Ok(EMBER_OK)
+    })
+}
+
+/// Receives one frame and the file descriptors that came with it: up to `max_fds` into
+/// `fds` (the caller owns and closes them), their number into `*nfds`. A message with more
+/// descriptors than `max_fds` is refused whole (`EMBER_ETOOBIG`; its descriptors closed),
+/// so nothing leaks. Blocks until a message comes.
+///
+/// # Safety
+///
+/// `s` a socket handle; `buf` `cap` writable bytes; `len`, `nfds` writable `size_t`s;
+/// `fds` `max_fds` writable `int`s.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_socket_recv_fds(
+    s: *mut ember_socket,
+    buf: *mut u8,
+    cap: usize,
+    len: *mut usize,
+    fds: *mut c_int,
+    max_fds: usize,
+    nfds: *mut usize,
+) -> c_int {
+    guard(|| {
+        let (len, nfds) = (crate::error::out(len)?, crate::error::out(nfds)?);
+        if max_fds > EMBER_SOCKET_MAX_FDS || (max_fds > 0 && (fds.is_null() || !fds.is_aligned())) {
+            return Err(EMBER_EINVAL);
+        }
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let (s, buf) = unsafe { (arg_mut(s)?, bytes_mut(buf, cap)?) };
+        let Sock::Packet(p) = &mut s.s else { return Err(EMBER_EINVAL) };
+        let mut slots: [Option<OwnedFd>; EMBER_SOCKET_MAX_FDS] = Default::default();
+        let got = p.recv_frame_with_fds(buf, &mut slots[..max_fds]).map_err(|e| match e {
+            ember_linux::Error::TooManyFds { .. } => EMBER_ETOOBIG,
+            e => code(e),
+        })?;
+        for (i, fd) in slots.into_iter().take(got.fds).enumerate() {
+            if let Some(fd) = fd {
+                // SAFETY: `max_fds` writable ints (the caller's contract); i < got.fds <= max_fds.
+                unsafe { fds.add(i).write(fd.into_raw_fd()) };
+            }
+        }
+        len.set(got.len);
+        nfds.set(got.fds);
+        Ok(EMBER_OK)
+    })
+}
+
+/// The credentials of the connected peer (`SO_PEERCRED`, as they were when it connected).
+///
+/// # Safety
+///
+/// `s` a socket handle; `out` a writable `ember_creds`.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_socket_peer_creds(s: *const ember_socket, out: *mut ember_creds) -> c_int {
+    guard(|| {
+        let out = crate::error::out(out)?;
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let s = unsafe { arg(s)? };
+        out.set(ember_linux::socket::peer_credentials(s.fd()).map_err(code)?.into());
+        Ok(EMBER_OK)
+    })
+}
+
+/// Switches nonblocking mode (`EMBER_EAGAIN` instead of waiting).
+///
+/// # Safety
+///
+/// `s` a socket handle.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_socket_set_nonblocking(s: *mut ember_socket, on: c_int) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let s = unsafe { arg_mut(s)? };
+        s.fd().set_nonblocking(on != 0).map_err(code)?;
+        Ok(EMBER_OK)
+    })
+}
+
+/// The socket's fd, for `poll`/`epoll` (still owned by the handle). A stream socket buffers
+/// what it reads: after `POLLIN`, receive until `EMBER_EAGAIN`.
+///
+/// # Safety
+///
+/// `s` a socket handle.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_socket_fd(s: *const ember_socket) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        Ok(unsafe { arg(s)? }.fd().as_raw_fd())
+    })
+}
+
+/// The listener's fd, for `poll`/`epoll`.
+///
+/// # Safety
+///
+/// `l` from `ember_uds_listen`.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_uds_listener_fd(l: *const ember_uds_listener) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        Ok(rustix::fd::AsFd::as_fd(&unsafe { arg(l)? }.l).as_raw_fd())
+    })
+}
+
+/// Closes the socket (NULL is ignored); a bound datagram socket's file is removed.
+///
+/// # Safety
+///
+/// `s` a socket handle, not used after.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_socket_free(s: *mut ember_socket) {
+    if !s.is_null() {
+        // SAFETY: made by `Box::into_raw` here, freed once.
+        drop(unsafe { Box::from_raw(s) });
+    }
+}
+
+/// Closes the listener and removes its socket file (if it is still the one it made).
+///
+/// # Safety
+///
+/// `l` from `ember_uds_listen`, not used after.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_uds_listener_free(l: *mut ember_uds_listener) {
+    if !l.is_null() {
+        // SAFETY: made by `Box::into_raw` here, freed once.
+        drop(unsafe { Box::from_raw(l) });
+    }
+}
