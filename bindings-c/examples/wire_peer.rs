@@ -27,6 +27,12 @@ const T: Option<Duration> = Some(Duration::from_secs(20));
 type Recv = Box<dyn FnMut(&mut [u8]) -> Result<usize, Error>>;
 type Send = Box<dyn FnMut(&[u8]) -> Result<(), Error>>;
 
+/// A socket's receives give up after `T` (`SO_RCVTIMEO`): a C side that stops talking
+/// fails the test instead of hanging it.
+fn recv_timeout(fd: std::os::fd::BorrowedFd<'_>) -> Result<(), String> {
+    rustix::net::sockopt::set_socket_timeout(fd, rustix::net::sockopt::Timeout::Recv, T).map_err(|e| e.to_string())
+}
+
 fn endpoints(args: &[String]) -> Result<(Recv, Send, Option<u32>), String> {
     let e = |e: Error| e.to_string();
     let arg = |i: usize| args.get(i).cloned().ok_or(format!("missing argument {i}"));
@@ -64,6 +70,7 @@ fn endpoints(args: &[String]) -> Result<(Recv, Send, Option<u32>), String> {
         }
         "uds-stream" => {
             let s = uds::connect_stream::<16384>(UnixName::Path(&arg(2)?)).map_err(e)?;
+            recv_timeout(s.as_fd())?;
             let fd = dup(s.as_fd())?;
             let mut rx = Box::new(s);
             let mut w = Box::new(ember_linux::socket::StreamSocket::<16384>::from_fd(fd));
@@ -72,6 +79,7 @@ fn endpoints(args: &[String]) -> Result<(Recv, Send, Option<u32>), String> {
         "uds-seqpacket" => {
             let mut s = uds::connect_seqpacket(UnixName::Path(&arg(2)?)).map_err(e)?;
             s.set_max_frame(16384);
+            recv_timeout(s.as_fd())?;
             let mut w = ember_linux::socket::PacketSocket::from_fd(
                 dup(s.as_fd())?,
                 ember_linux::socket::PacketKind::Seqpacket,

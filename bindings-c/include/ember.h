@@ -239,7 +239,9 @@ typedef struct ember_seqlock_reader ember_seqlock_reader;
 typedef struct ember_seqlock_writer ember_seqlock_writer;
 
 /*
- A connected (or bound datagram) Unix socket (opaque).
+ A connected (or bound datagram) Unix socket (opaque). Its fd is always `O_NONBLOCK`
+ inside; the mode the caller chose is `nonblocking`, and waits are `poll`s with the
+ caller's timeout, so a partial stream frame never blocks past it.
  */
 typedef struct ember_socket ember_socket;
 
@@ -400,8 +402,9 @@ int ember_last_os_error(void);
 
 /*
  Creates the FIFO `path` (`mkfifo`, mode 0600), or accepts an existing FIFO of this
- user. Returns `EMBER_OK`; `EMBER_EBADMSG` if something else is there (a symlink, a
- regular file, another user's FIFO: `EMBER_EOS` with `EPERM` for the last); `EMBER_EOS`.
+ user. Returns `EMBER_OK`; `EMBER_EOS` with `EEXIST` if something else is there (a
+ symlink, a regular file: never followed or touched), with `EPERM` for another user's
+ FIFO, or the `errno` of `mkfifo`.
 
  # Safety
 
@@ -412,7 +415,8 @@ int ember_last_os_error(void);
 int ember_fifo_create(const char *path);
 
 /*
- Removes the FIFO `path` (only if it is a FIFO).
+ Removes the FIFO `path`, only if it is a FIFO of this user (`EMBER_EOS` with `EEXIST`
+ for anything else, `EPERM` for another user's, `ENOENT` if there is nothing).
 
  # Safety
 
@@ -1347,7 +1351,8 @@ int ember_uds_accept(struct ember_uds_listener *l,
 
 /*
  Connects to `name` (a path or `@abstract`) as `type`. `EMBER_EOS` with `ECONNREFUSED`
- or `ENOENT` when nobody listens.
+ when nobody listens there (or there is no socket). A live listener whose backlog is
+ full makes this wait until it accepts.
 
  # Safety
 
@@ -1370,7 +1375,8 @@ int ember_uds_connect(const char *name, int type_, struct ember_socket **out);
 int ember_uds_dgram(const char *name, struct ember_socket **out);
 
 /*
- Sends one whole frame (blocking while the socket is full). `EMBER_EPEERGONE` if the peer
+ Sends one whole frame, waiting while the socket is full (`EMBER_EAGAIN` instead in
+ nonblocking mode). `EMBER_EPEERGONE` if the peer
  closed; `EMBER_ETOOBIG` over the socket's message size; `EMBER_EBADMSG` if `frame` is
  not exactly one frame.
 
@@ -1430,10 +1436,11 @@ int ember_socket_send_fds(struct ember_socket *s,
                           size_t nfds);
 
 /*
- Receives one frame and the file descriptors that came with it: up to `max_fds` into
- `fds` (the caller owns and closes them), their number into `*nfds`. A message with more
- descriptors than `max_fds` is refused whole (`EMBER_ETOOBIG`; its descriptors closed),
- so nothing leaks. Blocks until a message comes.
+ Receives one frame and the file descriptors that came with it, waiting up to
+ `timeout_ms`: up to `max_fds` (at most `EMBER_SOCKET_MAX_FDS` are taken) into `fds` (the
+ caller owns and closes them), their number into `*nfds`. A message with more
+ descriptors than that is refused whole (`EMBER_ETOOBIG`; its descriptors closed), so
+ nothing leaks.
 
  # Safety
 
@@ -1448,7 +1455,8 @@ int ember_socket_recv_fds(struct ember_socket *s,
                           size_t *len,
                           int *fds,
                           size_t max_fds,
-                          size_t *nfds);
+                          size_t *nfds,
+                          int64_t timeout_ms);
 
 /*
  The credentials of the connected peer (`SO_PEERCRED`, as they were when it connected).
@@ -1457,12 +1465,13 @@ int ember_socket_recv_fds(struct ember_socket *s,
 
  `s` a socket handle; `out` a writable `ember_creds`.
 
- Thread safety: any thread.
+ Thread safety: not with other calls on the same handle.
  */
 int ember_socket_peer_creds(const struct ember_socket *s, struct ember_creds *out);
 
 /*
- Switches nonblocking mode (`EMBER_EAGAIN` instead of waiting).
+ Switches nonblocking mode: receives and sends return `EMBER_EAGAIN` instead of waiting
+ (a stream frame already half sent is still finished).
 
  # Safety
 
@@ -1473,14 +1482,15 @@ int ember_socket_peer_creds(const struct ember_socket *s, struct ember_creds *ou
 int ember_socket_set_nonblocking(struct ember_socket *s, int on);
 
 /*
- The socket's fd, for `poll`/`epoll` (still owned by the handle). A stream socket buffers
- what it reads: after `POLLIN`, receive until `EMBER_EAGAIN`.
+ The socket's fd, for `poll`/`epoll` (still owned by the handle; it is `O_NONBLOCK`). A
+ stream socket buffers what it reads: after `POLLIN`, in nonblocking mode, receive until
+ `EMBER_EAGAIN`.
 
  # Safety
 
  `s` a socket handle.
 
- Thread safety: any thread.
+ Thread safety: not with other calls on the same handle.
  */
 int ember_socket_fd(const struct ember_socket *s);
 
@@ -1491,7 +1501,7 @@ int ember_socket_fd(const struct ember_socket *s);
 
  `l` from `ember_uds_listen`.
 
- Thread safety: any thread.
+ Thread safety: not with other calls on the same handle.
  */
 int ember_uds_listener_fd(const struct ember_uds_listener *l);
 

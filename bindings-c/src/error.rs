@@ -102,7 +102,9 @@ pub(crate) fn code(e: Error) -> c_int {
         Error::Shm(ShmError::BufferTooSmall { .. }) => EMBER_ENOSPC,
         Error::Shm(_) => EMBER_EBADMSG,
         // The rest as the errno a C programmer knows, or the nearest code.
-        Error::NotAFifo | Error::NotSealed | Error::Dbus(_) => EMBER_EBADMSG,
+        Error::NotSealed | Error::Dbus(_) => EMBER_EBADMSG,
+        // Something else is at the FIFO's path.
+        Error::NotAFifo => code(Error::Os(rustix::io::Errno::EXIST)),
         Error::TooManyFds { .. } => EMBER_ETOOBIG,
         Error::NotOwner => code(Error::Os(rustix::io::Errno::PERM)),
         Error::Refused => code(Error::Os(rustix::io::Errno::CONNREFUSED)),

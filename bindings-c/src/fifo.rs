@@ -12,8 +12,9 @@ use crate::error::*;
 use crate::pipe::{EMBER_PIPE_MAX_FRAME, ember_pipe_reader, ember_pipe_writer};
 
 /// Creates the FIFO `path` (`mkfifo`, mode 0600), or accepts an existing FIFO of this
-/// user. Returns `EMBER_OK`; `EMBER_EBADMSG` if something else is there (a symlink, a
-/// regular file, another user's FIFO: `EMBER_EOS` with `EPERM` for the last); `EMBER_EOS`.
+/// user. Returns `EMBER_OK`; `EMBER_EOS` with `EEXIST` if something else is there (a
+/// symlink, a regular file: never followed or touched), with `EPERM` for another user's
+/// FIFO, or the `errno` of `mkfifo`.
 ///
 /// # Safety
 ///
@@ -30,7 +31,8 @@ pub unsafe extern "C" fn ember_fifo_create(path: *const c_char) -> c_int {
     })
 }
 
-/// Removes the FIFO `path` (only if it is a FIFO).
+/// Removes the FIFO `path`, only if it is a FIFO of this user (`EMBER_EOS` with `EEXIST`
+/// for anything else, `EPERM` for another user's, `ENOENT` if there is nothing).
 ///
 /// # Safety
 ///

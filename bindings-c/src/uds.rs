@@ -47,15 +47,45 @@ enum Sock {
     Packet(PacketSocket),
 }
 
-/// A connected (or bound datagram) Unix socket (opaque).
+/// A connected (or bound datagram) Unix socket (opaque). Its fd is always `O_NONBLOCK`
+/// inside; the mode the caller chose is `nonblocking`, and waits are `poll`s with the
+/// caller's timeout, so a partial stream frame never blocks past it.
 pub struct ember_socket {
     s: Sock,
+    nonblocking: bool,
 }
 
 /// A listening Unix socket (opaque); its socket file is removed by `ember_uds_listener_free`.
 pub struct ember_uds_listener {
     l: UdsListener,
     kind: c_int,
+}
+
+/// The moment `timeout_ms` from now (`None`: no limit).
+fn deadline(timeout_ms: i64) -> Option<std::time::Instant> {
+    timeout(timeout_ms).map(|d| std::time::Instant::now() + d)
+}
+
+/// Waits until `fd` is ready for `flags`, until `deadline` (`EMBER_ETIMEDOUT`); a signal
+/// does not restart the time.
+fn wait_ready(
+    fd: BorrowedFd<'_>,
+    flags: rustix::event::PollFlags,
+    deadline: Option<std::time::Instant>,
+) -> Result<(), c_int> {
+    loop {
+        let ts = deadline.map(|d| {
+            let left = d.saturating_duration_since(std::time::Instant::now());
+            rustix::time::Timespec { tv_sec: left.as_secs() as _, tv_nsec: left.subsec_nanos() as _ }
+        });
+        let mut fds = [rustix::event::PollFd::new(&fd, flags)];
+        match rustix::event::poll(&mut fds, ts.as_ref()) {
+            Ok(0) => return Err(EMBER_ETIMEDOUT),
+            Ok(_) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(code(ember_linux::Error::Os(e))),
+        }
+    }
 }
 
 impl ember_socket {
@@ -66,9 +96,33 @@ impl ember_socket {
         }
     }
 
-    fn packet(mut p: PacketSocket) -> ember_socket {
+    /// A handle over `s`, its fd switched to `O_NONBLOCK`.
+    fn new(s: Sock) -> Result<ember_socket, c_int> {
+        let h = ember_socket { s, nonblocking: false };
+        h.fd().set_nonblocking(true).map_err(code)?;
+        Ok(h)
+    }
+
+    fn packet(mut p: PacketSocket) -> Result<ember_socket, c_int> {
         p.set_max_frame(EMBER_SOCKET_MAX_FRAME);
-        ember_socket { s: Sock::Packet(p) }
+        ember_socket::new(Sock::Packet(p))
+    }
+
+    /// Runs `op` until it does not say `WouldBlock`, waiting for `flags` until `deadline`
+    /// in between, or returns `EMBER_EAGAIN` at once in nonblocking mode.
+    fn retry<T>(
+        &mut self,
+        flags: rustix::event::PollFlags,
+        deadline: Option<std::time::Instant>,
+        mut op: impl FnMut(&mut Sock) -> Result<T, ember_linux::Error>,
+    ) -> Result<T, c_int> {
+        loop {
+            match op(&mut self.s) {
+                Err(ember_linux::Error::WouldBlock) if self.nonblocking => return Err(EMBER_EAGAIN),
+                Err(ember_linux::Error::WouldBlock) => wait_ready(self.fd(), flags, deadline)?,
+                r => return r.map_err(code),
+            }
+        }
     }
 }
 
@@ -84,21 +138,6 @@ unsafe fn address<'a>(p: *const c_char) -> Result<UnixName<'a>, c_int> {
         Some(a) => UnixName::Abstract(a.as_bytes()),
         None => UnixName::Path(n),
     })
-}
-
-/// Waits until `fd` is readable, for at most `timeout_ms` (`EMBER_FOREVER`: no limit).
-fn wait_readable(fd: BorrowedFd<'_>, timeout_ms: i64) -> Result<(), c_int> {
-    let ts = timeout(timeout_ms)
-        .map(|d| rustix::time::Timespec { tv_sec: d.as_secs() as _, tv_nsec: d.subsec_nanos() as _ });
-    loop {
-        let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
-        match rustix::event::poll(&mut fds, ts.as_ref()) {
-            Ok(0) => return Err(EMBER_ETIMEDOUT),
-            Ok(_) => return Ok(()),
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(code(ember_linux::Error::Os(e))),
-        }
-    }
 }
 
 /// Listens at `name` (a path, or `@name` in the abstract namespace) for `type`
@@ -128,6 +167,8 @@ pub unsafe extern "C" fn ember_uds_listen(
             _ => return Err(EMBER_EINVAL),
         }
         .map_err(code)?;
+        // Accepts wait in poll, with the caller's timeout, never in accept().
+        rustix::fd::AsFd::as_fd(&l).set_nonblocking(true).map_err(code)?;
         out.set(Box::into_raw(Box::new(ember_uds_listener { l, kind: type_ })));
         Ok(EMBER_OK)
     })
@@ -153,14 +194,25 @@ pub unsafe extern "C" fn ember_uds_accept(
         out.set(core::ptr::null_mut());
         let creds = if creds.is_null() { None } else { Some(crate::error::out(creds)?) };
         // SAFETY: the caller's contract, checked for NULL and alignment.
-        let l = unsafe { arg_mut(l)? };
-        wait_readable(rustix::fd::AsFd::as_fd(&l.l), timeout_ms)?;
-        let (s, c) = if l.kind == EMBER_UDS_STREAM {
-            let (s, c) = l.l.accept_stream().map_err(code)?;
-            (ember_socket { s: Sock::Stream(s) }, c)
-        } else {
-            let (s, c) = l.l.accept_seqpacket().map_err(code)?;
-            (ember_socket::packet(s), c)
+        let l = unsafe { arg(l)? };
+        let end = deadline(timeout_ms);
+        let (s, c) = loop {
+            let r = if l.kind == EMBER_UDS_STREAM {
+                l.l.accept_stream().map(|(s, c)| (Sock::Stream(s), c))
+            } else {
+                l.l.accept_seqpacket().map(|(s, c)| (Sock::Packet(s), c))
+            };
+            match r {
+                // Nothing yet, or another process took it first: wait for the time left.
+                Err(ember_linux::Error::WouldBlock) => {
+                    wait_ready(rustix::fd::AsFd::as_fd(&l.l), rustix::event::PollFlags::IN, end)?
+                }
+                r => break r.map_err(code)?,
+            }
+        };
+        let s = match s {
+            Sock::Packet(p) => ember_socket::packet(p)?,
+            s => ember_socket::new(s)?,
         };
         if let Some(out_creds) = creds {
             out_creds.set(c.into());
@@ -171,7 +223,8 @@ pub unsafe extern "C" fn ember_uds_accept(
 }
 
 /// Connects to `name` (a path or `@abstract`) as `type`. `EMBER_EOS` with `ECONNREFUSED`
-/// or `ENOENT` when nobody listens.
+/// when nobody listens there (or there is no socket). A live listener whose backlog is
+/// full makes this wait until it accepts.
 ///
 /// # Safety
 ///
@@ -186,8 +239,8 @@ pub unsafe extern "C" fn ember_uds_connect(name: *const c_char, type_: c_int, ou
         // SAFETY: the caller's contract.
         let n = unsafe { address(name)? };
         let s = match type_ {
-            EMBER_UDS_STREAM => ember_socket { s: Sock::Stream(uds::connect_stream(n).map_err(code)?) },
-            EMBER_UDS_SEQPACKET => ember_socket::packet(uds::connect_seqpacket(n).map_err(code)?),
+            EMBER_UDS_STREAM => ember_socket::new(Sock::Stream(uds::connect_stream(n).map_err(code)?))?,
+            EMBER_UDS_SEQPACKET => ember_socket::packet(uds::connect_seqpacket(n).map_err(code)?)?,
             _ => return Err(EMBER_EINVAL),
         };
         out.set(Box::into_raw(Box::new(s)));
@@ -214,12 +267,13 @@ pub unsafe extern "C" fn ember_uds_dgram(name: *const c_char, out: *mut *mut emb
             // SAFETY: the caller's contract.
             uds::bind_datagram(unsafe { address(name)? }).map_err(code)?
         };
-        out.set(Box::into_raw(Box::new(ember_socket::packet(s))));
+        out.set(Box::into_raw(Box::new(ember_socket::packet(s)?)));
         Ok(EMBER_OK)
     })
 }
 
-/// Sends one whole frame (blocking while the socket is full). `EMBER_EPEERGONE` if the peer
+/// Sends one whole frame, waiting while the socket is full (`EMBER_EAGAIN` instead in
+/// nonblocking mode). `EMBER_EPEERGONE` if the peer
 /// closed; `EMBER_ETOOBIG` over the socket's message size; `EMBER_EBADMSG` if `frame` is
 /// not exactly one frame.
 ///
@@ -233,11 +287,10 @@ pub unsafe extern "C" fn ember_socket_send(s: *mut ember_socket, frame: *const u
     guard(|| {
         // SAFETY: the caller's contract, checked for NULL and alignment.
         let (s, frame) = unsafe { (arg_mut(s)?, bytes(frame, len)?) };
-        match &mut s.s {
+        s.retry(rustix::event::PollFlags::OUT, None, |sock| match sock {
             Sock::Stream(st) => st.send_frame(frame),
             Sock::Packet(p) => p.send_frame(frame),
-        }
-        .map_err(code)?;
+        })?;
         Ok(EMBER_OK)
     })
 }
@@ -259,13 +312,15 @@ pub unsafe extern "C" fn ember_socket_send_to(
     guard(|| {
         // SAFETY: the caller's contract, checked for NULL and alignment.
         let (s, frame, n) = unsafe { (arg_mut(s)?, bytes(frame, len)?, address(name)?) };
-        let Sock::Packet(p) = &mut s.s else { return Err(EMBER_EINVAL) };
         let addr = match n {
             UnixName::Path(path) => rustix::net::SocketAddrUnix::new(path),
             UnixName::Abstract(a) => rustix::net::SocketAddrUnix::new_abstract_name(a),
         }
         .map_err(|_| EMBER_EINVAL)?;
-        p.send_frame_to(frame, &addr).map_err(code)?;
+        s.retry(rustix::event::PollFlags::OUT, None, |sock| match sock {
+            Sock::Packet(p) => p.send_frame_to(frame, &addr),
+            Sock::Stream(_) => Err(ember_linux::Error::Os(rustix::io::Errno::OPNOTSUPP)),
+        })?;
         Ok(EMBER_OK)
     })
 }
@@ -291,15 +346,10 @@ pub unsafe extern "C" fn ember_socket_recv(
         let len = crate::error::out(len)?;
         // SAFETY: the caller's contract, checked for NULL and alignment.
         let (s, buf) = unsafe { (arg_mut(s)?, bytes_mut(buf, cap)?) };
-        let buffered = matches!(&s.s, Sock::Stream(st) if st.buffered());
-        if !buffered {
-            wait_readable(s.fd(), timeout_ms)?;
-        }
-        let n = match &mut s.s {
+        let n = s.retry(rustix::event::PollFlags::IN, deadline(timeout_ms), |sock| match sock {
             Sock::Stream(st) => st.recv_frame(buf),
             Sock::Packet(p) => p.recv_frame(buf),
-        }
-        .map_err(code)?;
+        })?;
         len.set(n);
         Ok(EMBER_OK)
     })
@@ -335,16 +385,22 @@ pub unsafe extern "C" fn ember_socket_send_fds(
         // SAFETY: open descriptors (the caller's contract), borrowed for this call only.
         let borrowed: heapless::Vec<BorrowedFd<'_>, EMBER_SOCKET_MAX_FDS> =
             raw.iter().map(|&fd| unsafe { BorrowedFd::borrow_raw(fd) }).collect();
-        let Sock::Packet(p) = &mut s.s else { return Err(EMBER_EINVAL) };
-        p.send_frame_with_fds(frame, &borrowed).map_err(code)?;
+        if !matches!(s.s, Sock::Packet(_)) {
+            return Err(EMBER_EINVAL);
+        }
+        s.retry(rustix::event::PollFlags::OUT, None, |sock| match sock {
+            Sock::Packet(p) => p.send_frame_with_fds(frame, &borrowed),
+            Sock::Stream(_) => Err(ember_linux::Error::Os(rustix::io::Errno::OPNOTSUPP)),
+        })?;
         Ok(EMBER_OK)
     })
 }
 
-/// Receives one frame and the file descriptors that came with it: up to `max_fds` into
-/// `fds` (the caller owns and closes them), their number into `*nfds`. A message with more
-/// descriptors than `max_fds` is refused whole (`EMBER_ETOOBIG`; its descriptors closed),
-/// so nothing leaks. Blocks until a message comes.
+/// Receives one frame and the file descriptors that came with it, waiting up to
+/// `timeout_ms`: up to `max_fds` (at most `EMBER_SOCKET_MAX_FDS` are taken) into `fds` (the
+/// caller owns and closes them), their number into `*nfds`. A message with more
+/// descriptors than that is refused whole (`EMBER_ETOOBIG`; its descriptors closed), so
+/// nothing leaks.
 ///
 /// # Safety
 ///
@@ -361,19 +417,23 @@ pub unsafe extern "C" fn ember_socket_recv_fds(
     fds: *mut c_int,
     max_fds: usize,
     nfds: *mut usize,
+    timeout_ms: i64,
 ) -> c_int {
     guard(|| {
         let (len, nfds) = (crate::error::out(len)?, crate::error::out(nfds)?);
-        if max_fds > EMBER_SOCKET_MAX_FDS || (max_fds > 0 && (fds.is_null() || !fds.is_aligned())) {
+        if max_fds > 0 && (fds.is_null() || !fds.is_aligned()) {
             return Err(EMBER_EINVAL);
         }
+        let max_fds = max_fds.min(EMBER_SOCKET_MAX_FDS);
         // SAFETY: the caller's contract, checked for NULL and alignment.
         let (s, buf) = unsafe { (arg_mut(s)?, bytes_mut(buf, cap)?) };
-        let Sock::Packet(p) = &mut s.s else { return Err(EMBER_EINVAL) };
+        if !matches!(s.s, Sock::Packet(_)) {
+            return Err(EMBER_EINVAL);
+        }
         let mut slots: [Option<OwnedFd>; EMBER_SOCKET_MAX_FDS] = Default::default();
-        let got = p.recv_frame_with_fds(buf, &mut slots[..max_fds]).map_err(|e| match e {
-            ember_linux::Error::TooManyFds { .. } => EMBER_ETOOBIG,
-            e => code(e),
+        let got = s.retry(rustix::event::PollFlags::IN, deadline(timeout_ms), |sock| match sock {
+            Sock::Packet(p) => p.recv_frame_with_fds(buf, &mut slots[..max_fds]),
+            Sock::Stream(_) => Err(ember_linux::Error::Os(rustix::io::Errno::OPNOTSUPP)),
         })?;
         for (i, fd) in slots.into_iter().take(got.fds).enumerate() {
             if let Some(fd) = fd {
@@ -393,7 +453,7 @@ pub unsafe extern "C" fn ember_socket_recv_fds(
 ///
 /// `s` a socket handle; `out` a writable `ember_creds`.
 ///
-/// Thread safety: any thread.
+/// Thread safety: not with other calls on the same handle.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ember_socket_peer_creds(s: *const ember_socket, out: *mut ember_creds) -> c_int {
     guard(|| {
@@ -405,7 +465,8 @@ pub unsafe extern "C" fn ember_socket_peer_creds(s: *const ember_socket, out: *m
     })
 }
 
-/// Switches nonblocking mode (`EMBER_EAGAIN` instead of waiting).
+/// Switches nonblocking mode: receives and sends return `EMBER_EAGAIN` instead of waiting
+/// (a stream frame already half sent is still finished).
 ///
 /// # Safety
 ///
@@ -417,19 +478,20 @@ pub unsafe extern "C" fn ember_socket_set_nonblocking(s: *mut ember_socket, on: 
     guard(|| {
         // SAFETY: the caller's contract, checked for NULL and alignment.
         let s = unsafe { arg_mut(s)? };
-        s.fd().set_nonblocking(on != 0).map_err(code)?;
+        s.nonblocking = on != 0;
         Ok(EMBER_OK)
     })
 }
 
-/// The socket's fd, for `poll`/`epoll` (still owned by the handle). A stream socket buffers
-/// what it reads: after `POLLIN`, receive until `EMBER_EAGAIN`.
+/// The socket's fd, for `poll`/`epoll` (still owned by the handle; it is `O_NONBLOCK`). A
+/// stream socket buffers what it reads: after `POLLIN`, in nonblocking mode, receive until
+/// `EMBER_EAGAIN`.
 ///
 /// # Safety
 ///
 /// `s` a socket handle.
 ///
-/// Thread safety: any thread.
+/// Thread safety: not with other calls on the same handle.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ember_socket_fd(s: *const ember_socket) -> c_int {
     guard(|| {
@@ -444,7 +506,7 @@ pub unsafe extern "C" fn ember_socket_fd(s: *const ember_socket) -> c_int {
 ///
 /// `l` from `ember_uds_listen`.
 ///
-/// Thread safety: any thread.
+/// Thread safety: not with other calls on the same handle.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ember_uds_listener_fd(l: *const ember_uds_listener) -> c_int {
     guard(|| {

@@ -75,11 +75,11 @@ pub fn open_writer(path: &str, nonblocking: bool) -> Result<Writer> {
     Ok(Writer::stream(fd))
 }
 
-/// Removes the FIFO at `path` (`unlinkat`) after checking with `lstat` that it is one
-/// ([`Error::NotAFifo`] for anything else, a symlink included, which is left alone).
+/// Removes the FIFO at `path` (`unlink`) after checking with `lstat` that it is a FIFO
+/// owned by this user ([`Error::NotAFifo`] for anything else, a symlink included, which is
+/// left alone; [`Error::NotOwner`] for another user's). The check and the unlink are two
+/// calls: keep FIFOs in a directory only their owner can write.
 pub fn remove(path: &str) -> Result<()> {
-    if FileType::from_raw_mode(rustix::fs::lstat(path)?.st_mode) != FileType::Fifo {
-        return Err(Error::NotAFifo);
-    }
+    check_fifo(&rustix::fs::lstat(path)?)?;
     Ok(rustix::fs::unlink(path)?)
 }
