@@ -14,6 +14,66 @@
 #define EMBER_ACCUMULATOR_MAX_FRAME 16384
 
 /*
+ The largest message a connection sends or receives.
+ */
+#define EMBER_DBUS_MAX_MESSAGE 65536
+
+/*
+ A method call.
+ */
+#define EMBER_DBUS_METHOD_CALL 1
+
+/*
+ A method's reply.
+ */
+#define EMBER_DBUS_METHOD_RETURN 2
+
+/*
+ An error reply.
+ */
+#define EMBER_DBUS_ERROR 3
+
+/*
+ A signal.
+ */
+#define EMBER_DBUS_SIGNAL 4
+
+/*
+ `ember_dbus_request_name` flag: let another connection take the name over.
+ */
+#define EMBER_DBUS_NAME_ALLOW_REPLACEMENT 1
+
+/*
+ `ember_dbus_request_name` flag: take the name over if its owner allows it.
+ */
+#define EMBER_DBUS_NAME_REPLACE_EXISTING 2
+
+/*
+ `ember_dbus_request_name` flag: fail instead of queueing.
+ */
+#define EMBER_DBUS_NAME_DO_NOT_QUEUE 4
+
+/*
+ `ember_dbus_request_name` reply: we own the name now.
+ */
+#define EMBER_DBUS_NAME_PRIMARY_OWNER 1
+
+/*
+ `ember_dbus_request_name` reply: someone else owns it; we are queued.
+ */
+#define EMBER_DBUS_NAME_IN_QUEUE 2
+
+/*
+ `ember_dbus_request_name` reply: someone else owns it (and we asked not to queue).
+ */
+#define EMBER_DBUS_NAME_EXISTS 3
+
+/*
+ `ember_dbus_request_name` reply: we owned it already.
+ */
+#define EMBER_DBUS_NAME_ALREADY_OWNER 4
+
+/*
  Bytes of a frame header.
  */
 #define EMBER_HEADER_LEN 24
@@ -54,6 +114,26 @@
 #define EMBER_PIPE_MAX_FRAME 16384
 
 /*
+ Most ready fds one `ember_poller_wait` returns.
+ */
+#define EMBER_POLLER_MAX_EVENTS 64
+
+/*
+ Watch for readability (`EPOLLIN`).
+ */
+#define EMBER_POLL_READ 1
+
+/*
+ Watch for writability (`EPOLLOUT`).
+ */
+#define EMBER_POLL_WRITE 2
+
+/*
+ Edge-triggered (`EPOLLET`): reported once per change; drain the fd each time.
+ */
+#define EMBER_POLL_EDGE 4
+
+/*
  The largest request or response payload.
  */
 #define EMBER_RPC_MAX_PAYLOAD 4072
@@ -77,6 +157,21 @@
  The first error code free for applications.
  */
 #define EMBER_RPC_FIRST_APPLICATION_CODE 256
+
+/*
+ No request is pending.
+ */
+#define EMBER_DAEMON_NONE 0
+
+/*
+ `SIGTERM` or `SIGINT`: shut down gracefully.
+ */
+#define EMBER_DAEMON_SHUTDOWN 1
+
+/*
+ `SIGHUP`: reload the configuration.
+ */
+#define EMBER_DAEMON_RELOAD 2
 
 /*
  A stream socket (`SOCK_STREAM`): frames reassembled from the byte stream.
@@ -204,9 +299,36 @@ typedef struct ember_broadcast_reader ember_broadcast_reader;
 typedef struct ember_broadcast_writer ember_broadcast_writer;
 
 /*
+ The daemon helper (opaque): a signalfd for `SIGTERM`, `SIGINT` and `SIGHUP`.
+ */
+typedef struct ember_daemon ember_daemon;
+
+/*
+ A connection to a bus (opaque).
+ */
+typedef struct ember_dbus ember_dbus;
+
+/*
+ A message body being built (opaque): the arguments of a call or a signal, or the
+ results of a method. Made once with `ember_dbus_args_new`, reused with
+ `ember_dbus_args_clear`.
+ */
+typedef struct ember_dbus_args ember_dbus_args;
+
+/*
+ A table of objects to serve (opaque).
+ */
+typedef struct ember_dbus_service ember_dbus_service;
+
+/*
  A POSIX message queue (opaque).
  */
 typedef struct ember_mq ember_mq;
+
+/*
+ An eventfd notifier (opaque).
+ */
+typedef struct ember_notifier ember_notifier;
 
 /*
  The reading end of a pipe (opaque).
@@ -217,6 +339,11 @@ typedef struct ember_pipe_reader ember_pipe_reader;
  The writing end of a pipe (opaque).
  */
 typedef struct ember_pipe_writer ember_pipe_writer;
+
+/*
+ An `epoll` instance (opaque).
+ */
+typedef struct ember_poller ember_poller;
 
 /*
  An rpc client (opaque).
@@ -237,6 +364,11 @@ typedef struct ember_seqlock_reader ember_seqlock_reader;
  The writer of a seqlock (opaque).
  */
 typedef struct ember_seqlock_writer ember_seqlock_writer;
+
+/*
+ A signalfd (opaque).
+ */
+typedef struct ember_signalfd ember_signalfd;
 
 /*
  A connected (or bound datagram) Unix socket (opaque). Its fd is always `O_NONBLOCK`
@@ -261,9 +393,221 @@ typedef struct ember_spsc_sender ember_spsc_sender;
 typedef struct ember_sync_segment ember_sync_segment;
 
 /*
+ A `timerfd` on the monotonic clock (opaque).
+ */
+typedef struct ember_timer ember_timer;
+
+/*
  A listening Unix socket (opaque); its socket file is removed by `ember_uds_listener_free`.
  */
 typedef struct ember_uds_listener ember_uds_listener;
+
+/*
+ A position in a message's values (its fields are private: initialise it with
+ `ember_dbus_recv`, `ember_dbus_call`, a handler's arguments or `ember_dbus_iter_recurse`).
+ */
+typedef struct ember_dbus_iter {
+  /*
+   Private.
+   */
+  uint64_t _magic;
+  /*
+   Private.
+   */
+  uint64_t _state[15];
+} ember_dbus_iter;
+
+/*
+ A received message: its header, and an iterator over its body. The strings point into
+ the connection's receive buffer (NUL-terminated; NULL when the header has no such
+ field) and, like `body`, are valid until the next receive, call or process on that
+ connection.
+ */
+typedef struct ember_dbus_message {
+  /*
+   `EMBER_DBUS_METHOD_CALL`, `_METHOD_RETURN`, `_ERROR` or `_SIGNAL`.
+   */
+  int kind;
+  /*
+   The header's flags (`0x1`: no reply expected).
+   */
+  uint32_t flags;
+  /*
+   Its serial.
+   */
+  uint32_t serial;
+  /*
+   The serial it answers (0 if none).
+   */
+  uint32_t reply_serial;
+  /*
+   How many fds came with it (take them with `ember_dbus_take_fd`).
+   */
+  uint32_t unix_fds;
+  /*
+   The object path.
+   */
+  const char *path;
+  /*
+   The interface.
+   */
+  const char *interface;
+  /*
+   The member (method or signal name).
+   */
+  const char *member;
+  /*
+   The error name (error replies).
+   */
+  const char *error_name;
+  /*
+   The sender's unique name.
+   */
+  const char *sender;
+  /*
+   The destination.
+   */
+  const char *destination;
+  /*
+   The body's signature, NUL-terminated (a copy).
+   */
+  char signature[256];
+  /*
+   The body's values.
+   */
+  struct ember_dbus_iter body;
+} ember_dbus_message;
+
+/*
+ Called by `ember_dbus_call` for each message that arrives while it waits for its reply
+ (signals, other calls); the message is valid during the call only.
+ */
+typedef void (*ember_dbus_message_fn)(void *ctx, const struct ember_dbus_message *message);
+
+/*
+ What a handler is called for (valid during the call only).
+ */
+typedef struct ember_dbus_call_info {
+  /*
+   The object's path.
+   */
+  const char *path;
+  /*
+   The interface.
+   */
+  const char *interface;
+  /*
+   The method.
+   */
+  const char *member;
+  /*
+   The caller's unique name (NULL if the message had none).
+   */
+  const char *sender;
+  /*
+   How many fds came with the call (take them with `ember_dbus_call_take_fd`).
+   */
+  size_t unix_fds;
+  /*
+   Private.
+   */
+  void *_fds;
+} ember_dbus_call_info;
+
+/*
+ A method's handler: read the arguments from `args`, append the results (of the
+ method's `results` signature) to `reply`, and return 0; or set an error with
+ `ember_dbus_args_set_error` (else `org.freedesktop.DBus.Error.Failed`) and return
+ nonzero. `call`, `args` and their strings are valid during the call only.
+ */
+typedef int (*ember_dbus_method_fn)(void *ctx,
+                                    const struct ember_dbus_call_info *call,
+                                    struct ember_dbus_iter *args,
+                                    struct ember_dbus_args *reply);
+
+/*
+ One method of an interface.
+ */
+typedef struct ember_dbus_method {
+  /*
+   Its name, e.g. `"Add"`.
+   */
+  const char *name;
+  /*
+   Its arguments' signature (`""` for none).
+   */
+  const char *args;
+  /*
+   Its results' signature (`""` for none).
+   */
+  const char *results;
+  /*
+   The handler.
+   */
+  ember_dbus_method_fn handler;
+  /*
+   Passed to the handler as it is.
+   */
+  void *ctx;
+} ember_dbus_method;
+
+/*
+ One signal an interface emits (for introspection).
+ */
+typedef struct ember_dbus_signal {
+  /*
+   Its name.
+   */
+  const char *name;
+  /*
+   Its arguments' signature.
+   */
+  const char *args;
+} ember_dbus_signal;
+
+/*
+ An interface: its name, methods and signals.
+ */
+typedef struct ember_dbus_interface {
+  /*
+   Its name, e.g. `"org.example.Calc"`.
+   */
+  const char *name;
+  /*
+   Its methods (`n_methods` of them).
+   */
+  const struct ember_dbus_method *methods;
+  /*
+   How many.
+   */
+  size_t n_methods;
+  /*
+   Its signals (`n_signals`; may be NULL when 0).
+   */
+  const struct ember_dbus_signal *signals;
+  /*
+   How many.
+   */
+  size_t n_signals;
+} ember_dbus_interface;
+
+/*
+ An object: its path and interfaces.
+ */
+typedef struct ember_dbus_object {
+  /*
+   Its path, e.g. `"/org/example/Calc"`.
+   */
+  const char *path;
+  /*
+   Its interfaces (`n_interfaces` of them).
+   */
+  const struct ember_dbus_interface *interfaces;
+  /*
+   How many.
+   */
+  size_t n_interfaces;
+} ember_dbus_object;
 
 /*
  What `ember_frame_decode` found: the header's fields and where the payload is.
@@ -296,6 +640,32 @@ typedef struct ember_frame_info {
 } ember_frame_info;
 
 /*
+ One ready fd.
+ */
+typedef struct ember_ready {
+  /*
+   The token given to `ember_poller_add`.
+   */
+  uint64_t token;
+  /*
+   Readable.
+   */
+  uint8_t readable;
+  /*
+   Writable.
+   */
+  uint8_t writable;
+  /*
+   The peer hung up: reads drain what is left, then end.
+   */
+  uint8_t hangup;
+  /*
+   An error is pending on the fd.
+   */
+  uint8_t error;
+} ember_ready;
+
+/*
  A request handler: reads `req_len` bytes of `req` (a request of `kind`), writes up to
  `resp_cap` bytes of response into `resp` and their count into `*resp_len`, and returns
  0. A positive return is an error response with that code (`EMBER_RPC_*` or the
@@ -308,6 +678,32 @@ typedef int (*ember_rpc_handler)(void *user,
                                  uint8_t *resp,
                                  size_t resp_cap,
                                  size_t *resp_len);
+
+/*
+ A signal as a signalfd reports it.
+ */
+typedef struct ember_signal_info {
+  /*
+   The signal number.
+   */
+  int signal;
+  /*
+   How it was sent: `SI_USER` (0, `kill`), `SI_QUEUE` (-1, `sigqueue`), ...
+   */
+  int code;
+  /*
+   The sender's pid.
+   */
+  uint32_t pid;
+  /*
+   The sender's real uid.
+   */
+  uint32_t uid;
+  /*
+   The value sent with `sigqueue` or `ember_signal_send_value` (0 otherwise).
+   */
+  int value;
+} ember_signal_info;
 
 /*
  A peer's credentials, as the kernel vouches for them.
@@ -377,6 +773,712 @@ int ember_accumulator_feed(struct ember_accumulator *acc,
                            uint8_t *out,
                            size_t out_cap,
                            size_t *frame_len);
+
+/*
+ Connects to the bus at `address` (a D-Bus address such as
+ `unix:path=/run/dbus/system_bus_socket`; NULL: the session bus of
+ `DBUS_SESSION_BUS_ADDRESS`), authenticates (`EXTERNAL`) and says `Hello`, waiting at
+ most 10 s. Returns `EMBER_OK`; `EMBER_EINVAL` (bad address, or no session bus address
+ set); `EMBER_EOS` (no bus there: `ENOENT`, `ECONNREFUSED`; refused: `EACCES`);
+ `EMBER_ETIMEDOUT`.
+
+ # Safety
+
+ `address` NULL or a NUL-terminated string; `out` a writable pointer.
+
+ Thread safety: any thread.
+ */
+int ember_dbus_connect(const char *address, struct ember_dbus **out);
+
+/*
+ Closes the connection (the bus releases its names and matches).
+
+ # Safety
+
+ `d` NULL or from `ember_dbus_connect`, not used after.
+
+ Thread safety: not with other calls on the same handle.
+ */
+void ember_dbus_free(struct ember_dbus *d);
+
+/*
+ Our unique name on the bus (`:1.42`), copied with its NUL into `buf` (`cap` bytes; 64
+ suffice): `EMBER_ENOSPC` if it does not fit.
+
+ # Safety
+
+ `d` from `ember_dbus_connect`; `buf` `cap` writable bytes.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_dbus_unique_name(const struct ember_dbus *d, char *buf, size_t cap);
+
+/*
+ The connection's socket (poll it for readability, then receive or process with a zero
+ timeout until `EMBER_ETIMEDOUT`: several messages may arrive in one read), or
+ `EMBER_EINVAL`.
+
+ # Safety
+
+ `d` NULL or from `ember_dbus_connect`.
+
+ Thread safety: any thread.
+ */
+int ember_dbus_fd(const struct ember_dbus *d);
+
+/*
+ Calls `member` (of `interface`, may be NULL) on `destination`'s object at `path` with
+ `args` (NULL: none), and waits up to `timeout_ms` for the reply, which goes to `*reply`
+ (may be NULL). Messages that arrive meanwhile go to `on_other` (may be NULL: dropped).
+
+ Returns `EMBER_OK`; `EMBER_EREMOTE` when the peer answered with a D-Bus error
+ (`reply->error_name`, and its message as the body's first string); `EMBER_ETIMEDOUT`;
+ `EMBER_EINVAL` (a NULL or invalid name, unclosed containers in `args`, or values that do
+ not match their signature); `EMBER_ETOOBIG` (the call does not fit in 64 KiB);
+ `EMBER_EPEERGONE` (the bus is gone); `EMBER_EOS`.
+
+ # Safety
+
+ `d` from `ember_dbus_connect`; the strings NUL-terminated (`interface` may be NULL);
+ `args` NULL or from `ember_dbus_args_new`; `reply` NULL or writable; `ctx` is passed to
+ `on_other` as it is.
+
+ Thread safety: not with other calls on the same connection.
+ */
+int ember_dbus_call(struct ember_dbus *d,
+                    const char *destination,
+                    const char *path,
+                    const char *interface,
+                    const char *member,
+                    const struct ember_dbus_args *args,
+                    int64_t timeout_ms,
+                    struct ember_dbus_message *reply,
+                    ember_dbus_message_fn on_other,
+                    void *ctx);
+
+/*
+ Emits the signal `interface.member` from the object at `path` with `args` (NULL: none);
+ its serial goes to `*serial` (may be NULL). Returns `EMBER_OK`, `EMBER_EINVAL`,
+ `EMBER_ETOOBIG`, `EMBER_EPEERGONE` or `EMBER_EOS`.
+
+ # Safety
+
+ `d` from `ember_dbus_connect`; the strings NUL-terminated; `args` NULL or from
+ `ember_dbus_args_new`; `serial` NULL or writable.
+
+ Thread safety: not with other calls on the same connection.
+ */
+int ember_dbus_emit_signal(struct ember_dbus *d,
+                           const char *path,
+                           const char *interface,
+                           const char *member,
+                           const struct ember_dbus_args *args,
+                           uint32_t *serial);
+
+/*
+ Receives the next message (waiting up to `timeout_ms`) into `*out`. Returns `EMBER_OK`;
+ `EMBER_ETIMEDOUT`; `EMBER_EBADMSG` or `EMBER_ETOOBIG` for a malformed or oversized
+ message (skipped: receive again); `EMBER_EPEERGONE` (the bus is gone).
+
+ # Safety
+
+ `d` from `ember_dbus_connect`; `out` writable.
+
+ Thread safety: not with other calls on the same connection.
+ */
+int ember_dbus_recv(struct ember_dbus *d, int64_t timeout_ms, struct ember_dbus_message *out);
+
+/*
+ Takes fd number `index` (an `h` value) of the message received last: `*fd` is now the
+ caller's to close. Returns `EMBER_OK`, or `EMBER_EINVAL` (no such fd, or taken already).
+
+ # Safety
+
+ `d` from `ember_dbus_connect`; `fd` writable.
+
+ Thread safety: not with other calls on the same connection.
+ */
+int ember_dbus_take_fd(struct ember_dbus *d, uint32_t index, int *fd);
+
+/*
+ Asks the bus for `name` with `EMBER_DBUS_NAME_*` flags; the answer
+ (`EMBER_DBUS_NAME_PRIMARY_OWNER`, ...) goes to `*reply` (may be NULL). Returns
+ `EMBER_OK`, `EMBER_EINVAL` (bad name), `EMBER_EREMOTE` (the bus refused: e.g. its policy
+ does not allow us the name), `EMBER_ETIMEDOUT`, ...
+
+ # Safety
+
+ `d` from `ember_dbus_connect`; `name` NUL-terminated; `reply` NULL or writable.
+
+ Thread safety: not with other calls on the same connection.
+ */
+int ember_dbus_request_name(struct ember_dbus *d,
+                            const char *name,
+                            uint32_t flags,
+                            int64_t timeout_ms,
+                            int *reply);
+
+/*
+ Gives `name` back; the bus's answer (1 released, 2 no such name, 3 not the owner) goes
+ to `*reply` (may be NULL). As `ember_dbus_request_name`.
+
+ # Safety
+
+ As `ember_dbus_request_name`.
+
+ Thread safety: not with other calls on the same connection.
+ */
+int ember_dbus_release_name(struct ember_dbus *d, const char *name, int64_t timeout_ms, int *reply);
+
+/*
+ Subscribes to the messages matching `rule` (`AddMatch`), e.g.
+ `type='signal',interface='org.example.Sensor'`. Returns `EMBER_OK`, `EMBER_EREMOTE`
+ (the bus refused the rule), `EMBER_ETIMEDOUT`, ...
+
+ # Safety
+
+ `d` from `ember_dbus_connect`; `rule` NUL-terminated.
+
+ Thread safety: not with other calls on the same connection.
+ */
+int ember_dbus_add_match(struct ember_dbus *d, const char *rule, int64_t timeout_ms);
+
+/*
+ Drops a subscription (`RemoveMatch`). As `ember_dbus_add_match`.
+
+ # Safety
+
+ As `ember_dbus_add_match`.
+
+ Thread safety: not with other calls on the same connection.
+ */
+int ember_dbus_remove_match(struct ember_dbus *d, const char *rule, int64_t timeout_ms);
+
+/*
+ An argument builder whose values take up to `capacity` bytes (the largest body it
+ builds; 4096 is plenty for most calls).
+
+ # Safety
+
+ `out` a writable pointer.
+
+ Thread safety: any thread.
+ */
+int ember_dbus_args_new(size_t capacity, struct ember_dbus_args **out);
+
+/*
+ Empties the builder (to build the next message with it).
+
+ # Safety
+
+ `a` from `ember_dbus_args_new`.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_dbus_args_clear(struct ember_dbus_args *a);
+
+/*
+ Frees the builder.
+
+ # Safety
+
+ `a` NULL or from `ember_dbus_args_new`, not used after.
+
+ Thread safety: not with other calls on the same handle.
+ */
+void ember_dbus_args_free(struct ember_dbus_args *a);
+
+/*
+ Appends a byte (`y`).
+
+ Returns `EMBER_OK`; `EMBER_ENOSPC` when the builder is full; `EMBER_ETOOBIG` when the
+ signature would pass 255 bytes; `EMBER_EINVAL` for a NULL handle. A failed append
+ leaves the builder as it was.
+
+ # Safety
+
+ `a` from `ember_dbus_args_new`.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_dbus_args_add_byte(struct ember_dbus_args *a, uint8_t v);
+
+/*
+ Appends an `int16_t` (`n`). As `ember_dbus_args_add_byte`.
+
+ # Safety
+
+ `a` from `ember_dbus_args_new`.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_dbus_args_add_int16(struct ember_dbus_args *a, int16_t v);
+
+/*
+ Appends a `uint16_t` (`q`). As `ember_dbus_args_add_byte`.
+
+ # Safety
+
+ `a` from `ember_dbus_args_new`.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_dbus_args_add_uint16(struct ember_dbus_args *a, uint16_t v);
+
+/*
+ Appends an `int32_t` (`i`). As `ember_dbus_args_add_byte`.
+
+ # Safety
+
+ `a` from `ember_dbus_args_new`.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_dbus_args_add_int32(struct ember_dbus_args *a, int32_t v);
+
+/*
+ Appends a `uint32_t` (`u`). As `ember_dbus_args_add_byte`.
+
+ # Safety
+
+ `a` from `ember_dbus_args_new`.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_dbus_args_add_uint32(struct ember_dbus_args *a, uint32_t v);
+
+/*
+ Appends an `int64_t` (`x`). As `ember_dbus_args_add_byte`.
+
+ # Safety
+
+ `a` from `ember_dbus_args_new`.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_dbus_args_add_int64(struct ember_dbus_args *a, int64_t v);
+
+/*
+ Appends a `uint64_t` (`t`). As `ember_dbus_args_add_byte`.
+
+ # Safety
+
+ `a` from `ember_dbus_args_new`.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_dbus_args_add_uint64(struct ember_dbus_args *a, uint64_t v);
+
+/*
+ Appends a `double` (`d`). As `ember_dbus_args_add_byte`.
+
+ # Safety
+
+ `a` from `ember_dbus_args_new`.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_dbus_args_add_double(struct ember_dbus_args *a, double v);
+
+/*
+ Appends a boolean (`b`): 0 is false, anything else true. As `ember_dbus_args_add_byte`.
+
+ # Safety
+
+ `a` from `ember_dbus_args_new`.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_dbus_args_add_bool(struct ember_dbus_args *a, int v);
+
+/*
+ Appends a string (`s`): UTF-8 (`EMBER_EINVAL` otherwise). As `ember_dbus_args_add_byte`.
+
+ # Safety
+
+ `a` from `ember_dbus_args_new`; `s` a NUL-terminated string.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_dbus_args_add_string(struct ember_dbus_args *a, const char *s);
+
+/*
+ Appends an object path (`o`): `EMBER_EINVAL` if `path` is not a valid one.
+
+ # Safety
+
+ `a` from `ember_dbus_args_new`; `path` a NUL-terminated string.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_dbus_args_add_object_path(struct ember_dbus_args *a, const char *path);
+
+/*
+ Appends a signature (`g`): `EMBER_EINVAL` if `sig` is not a valid one.
+
+ # Safety
+
+ `a` from `ember_dbus_args_new`; `sig` a NUL-terminated string.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_dbus_args_add_signature(struct ember_dbus_args *a, const char *sig);
+
+/*
+ Appends a Unix fd (`h`): `fd` is sent with the message (duplicated by the kernel; the
+ caller keeps it, and must keep it open until the message is sent). At most 16 per
+ message (`EMBER_ETOOBIG`); `EMBER_EINVAL` for a negative fd.
+
+ # Safety
+
+ `a` from `ember_dbus_args_new`; `fd` an open descriptor.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_dbus_args_add_unix_fd(struct ember_dbus_args *a, int fd);
+
+/*
+ Opens an array whose elements are of the complete type `element` (e.g. `"s"`, `"{sv}"`,
+ `"(ii)"`); append the elements, then `ember_dbus_args_close`. The elements' types are
+ checked when the message is sent. Returns `EMBER_OK`, `EMBER_EINVAL` (bad signature),
+ `EMBER_ENOSPC`, or `EMBER_ETOOBIG` (nested more than 64 deep).
+
+ # Safety
+
+ `a` from `ember_dbus_args_new`; `element` a NUL-terminated string.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_dbus_args_open_array(struct ember_dbus_args *a, const char *element);
+
+/*
+ Opens a struct (`(...)`); append its fields, then `ember_dbus_args_close`. As
+ `ember_dbus_args_open_array`.
+
+ # Safety
+
+ `a` from `ember_dbus_args_new`.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_dbus_args_open_struct(struct ember_dbus_args *a);
+
+/*
+ Opens a dict entry (`{..}`, inside an array of them); append the key and the value,
+ then `ember_dbus_args_close`. As `ember_dbus_args_open_array`.
+
+ # Safety
+
+ `a` from `ember_dbus_args_new`.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_dbus_args_open_dict_entry(struct ember_dbus_args *a);
+
+/*
+ Opens a variant holding one value of the complete type `sig`; append it, then
+ `ember_dbus_args_close`. As `ember_dbus_args_open_array`.
+
+ # Safety
+
+ `a` from `ember_dbus_args_new`; `sig` a NUL-terminated string.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_dbus_args_open_variant(struct ember_dbus_args *a, const char *sig);
+
+/*
+ Closes the container opened last. Returns `EMBER_OK`, `EMBER_EINVAL` when none is open,
+ or `EMBER_ETOOBIG` for an array over 64 MiB.
+
+ # Safety
+
+ `a` from `ember_dbus_args_new`.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_dbus_args_close(struct ember_dbus_args *a);
+
+/*
+ The signature of what the builder holds, copied with its NUL into `buf` (`cap` bytes,
+ 256 always suffice): `EMBER_ENOSPC` if it does not fit.
+
+ # Safety
+
+ `a` from `ember_dbus_args_new`; `buf` `cap` writable bytes.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_dbus_args_signature(const struct ember_dbus_args *a, char *buf, size_t cap);
+
+/*
+ Inside a method handler: answers the call with the D-Bus error `name` (e.g.
+ `org.example.Error.Busy`; a valid error name, else `EMBER_EINVAL`) and `message` (may
+ be NULL; cut at 95 bytes), instead of the results. The handler then returns nonzero.
+
+ # Safety
+
+ `reply` the builder a handler was given; `name` a NUL-terminated string; `message`
+ NULL or NUL-terminated.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_dbus_args_set_error(struct ember_dbus_args *reply, const char *name, const char *message);
+
+/*
+ The type code of the next value (`'s'`, `'i'`, `'a'`, `'('`, `'{'`, `'v'`, ...), 0 at
+ the end, or a negative code: `EMBER_EBADMSG` (it cannot be read), `EMBER_EINVAL`.
+
+ # Safety
+
+ `it` initialised (see the type) and its message still valid.
+
+ Thread safety: not with other calls on the same iterator.
+ */
+int ember_dbus_iter_type(struct ember_dbus_iter *it);
+
+/*
+ Reads a byte (`y`).
+
+ Returns `EMBER_OK`; `EMBER_EINVAL` if the next value has another type, or there is none
+ (the iterator does not move); `EMBER_EBADMSG` if it cannot be read.
+
+ # Safety
+
+ `it` initialised and its message still valid; `out` writable.
+
+ Thread safety: not with other calls on the same iterator.
+ */
+int ember_dbus_iter_byte(struct ember_dbus_iter *it, uint8_t *out);
+
+/*
+ Reads an `int16_t` (`n`). As `ember_dbus_iter_byte`.
+
+ # Safety
+
+ `it` initialised and its message still valid; `out` writable.
+
+ Thread safety: not with other calls on the same iterator.
+ */
+int ember_dbus_iter_int16(struct ember_dbus_iter *it, int16_t *out);
+
+/*
+ Reads a `uint16_t` (`q`). As `ember_dbus_iter_byte`.
+
+ # Safety
+
+ `it` initialised and its message still valid; `out` writable.
+
+ Thread safety: not with other calls on the same iterator.
+ */
+int ember_dbus_iter_uint16(struct ember_dbus_iter *it, uint16_t *out);
+
+/*
+ Reads an `int32_t` (`i`). As `ember_dbus_iter_byte`.
+
+ # Safety
+
+ `it` initialised and its message still valid; `out` writable.
+
+ Thread safety: not with other calls on the same iterator.
+ */
+int ember_dbus_iter_int32(struct ember_dbus_iter *it, int32_t *out);
+
+/*
+ Reads a `uint32_t` (`u`). As `ember_dbus_iter_byte`.
+
+ # Safety
+
+ `it` initialised and its message still valid; `out` writable.
+
+ Thread safety: not with other calls on the same iterator.
+ */
+int ember_dbus_iter_uint32(struct ember_dbus_iter *it, uint32_t *out);
+
+/*
+ Reads an `int64_t` (`x`). As `ember_dbus_iter_byte`.
+
+ # Safety
+
+ `it` initialised and its message still valid; `out` writable.
+
+ Thread safety: not with other calls on the same iterator.
+ */
+int ember_dbus_iter_int64(struct ember_dbus_iter *it, int64_t *out);
+
+/*
+ Reads a `uint64_t` (`t`). As `ember_dbus_iter_byte`.
+
+ # Safety
+
+ `it` initialised and its message still valid; `out` writable.
+
+ Thread safety: not with other calls on the same iterator.
+ */
+int ember_dbus_iter_uint64(struct ember_dbus_iter *it, uint64_t *out);
+
+/*
+ Reads a `double` (`d`). As `ember_dbus_iter_byte`.
+
+ # Safety
+
+ `it` initialised and its message still valid; `out` writable.
+
+ Thread safety: not with other calls on the same iterator.
+ */
+int ember_dbus_iter_double(struct ember_dbus_iter *it, double *out);
+
+/*
+ Reads a Unix fd's index (`h`): take the fd itself with `ember_dbus_take_fd` (or
+ `ember_dbus_call_take_fd` in a handler). As `ember_dbus_iter_byte`.
+
+ # Safety
+
+ `it` initialised and its message still valid; `out` writable.
+
+ Thread safety: not with other calls on the same iterator.
+ */
+int ember_dbus_iter_unix_fd(struct ember_dbus_iter *it, uint32_t *out);
+
+/*
+ Reads a boolean (`b`) as 0 or 1. As `ember_dbus_iter_byte`.
+
+ # Safety
+
+ `it` initialised and its message still valid; `out` writable.
+
+ Thread safety: not with other calls on the same iterator.
+ */
+int ember_dbus_iter_bool(struct ember_dbus_iter *it, int *out);
+
+/*
+ Reads a string (`s`) or an object path (`o`): `*out` points into the message (UTF-8,
+ NUL-terminated; valid as long as the iterator), `*len` (may be NULL) is its length. As
+ `ember_dbus_iter_int32`.
+
+ # Safety
+
+ `it` initialised and its message still valid; `out` writable; `len` NULL or writable.
+
+ Thread safety: not with other calls on the same iterator.
+ */
+int ember_dbus_iter_string(struct ember_dbus_iter *it, const char **out, size_t *len);
+
+/*
+ Reads a signature (`g`), copied with its NUL into `buf` (`cap` bytes; 256 always
+ suffice). As `ember_dbus_iter_byte`; `EMBER_ENOSPC` (the iterator does not move) if it
+ does not fit.
+
+ # Safety
+
+ `it` initialised and its message still valid; `buf` `cap` writable bytes.
+
+ Thread safety: not with other calls on the same iterator.
+ */
+int ember_dbus_iter_signature(struct ember_dbus_iter *it, char *buf, size_t cap);
+
+/*
+ Reads an array of bytes (`ay`) at once: `*data` points to its `*len` bytes in the
+ message. As `ember_dbus_iter_byte` (`EMBER_EINVAL` for other arrays).
+
+ # Safety
+
+ `it` initialised and its message still valid; `data`, `len` writable.
+
+ Thread safety: not with other calls on the same iterator.
+ */
+int ember_dbus_iter_bytes(struct ember_dbus_iter *it, const uint8_t **data, size_t *len);
+
+/*
+ Enters the container that is next (an array, a struct, a dict entry or a variant):
+ `*child` iterates its elements, fields, or one value; `it` moves past it. The
+ container's own signature can be read first with `ember_dbus_iter_type`. As
+ `ember_dbus_iter_int32`.
+
+ # Safety
+
+ `it` initialised and its message still valid; `child` writable (may not be `it`).
+
+ Thread safety: not with other calls on the same iterator.
+ */
+int ember_dbus_iter_recurse(struct ember_dbus_iter *it, struct ember_dbus_iter *child);
+
+/*
+ Moves past the next value, whatever its type. Returns `EMBER_OK`, `EMBER_EINVAL` at the
+ end, or `EMBER_EBADMSG`.
+
+ # Safety
+
+ `it` initialised and its message still valid.
+
+ Thread safety: not with other calls on the same iterator.
+ */
+int ember_dbus_iter_skip(struct ember_dbus_iter *it);
+
+/*
+ Makes a service from `n` objects at `objects` (copied: the table may be freed after).
+ Returns `EMBER_OK`, or `EMBER_EINVAL` for an invalid path, name or signature, a NULL
+ handler, or two objects at one path.
+
+ # Safety
+
+ `objects` `n` readable objects, whose arrays and strings are valid as their counts
+ say; `out` a writable pointer.
+
+ Thread safety: any thread.
+ */
+int ember_dbus_service_new(const struct ember_dbus_object *objects,
+                           size_t n,
+                           struct ember_dbus_service **out);
+
+/*
+ Frees the service.
+
+ # Safety
+
+ `s` NULL or from `ember_dbus_service_new`, not used after.
+
+ Thread safety: not with other calls on the same handle.
+ */
+void ember_dbus_service_free(struct ember_dbus_service *s);
+
+/*
+ Inside a handler: takes the call's fd number `index` (an `h` argument's value): `*fd`
+ is the caller's to close. Fds not taken are closed after the handler returns. Returns
+ `EMBER_OK`, or `EMBER_EINVAL` (no such fd, or taken already).
+
+ # Safety
+
+ `call` the info a handler was given, during the handler; `fd` writable.
+
+ Thread safety: the handler's thread.
+ */
+int ember_dbus_call_take_fd(const struct ember_dbus_call_info *call, uint32_t index, int *fd);
+
+/*
+ Receives one message (waiting up to `timeout_ms`) and, if it is a method call, answers
+ it from the service `s` (a handler's results or error, the built-in interfaces, or the
+ standard error): `*answered` becomes 1. Any other message (a signal, a reply nobody
+ waited for) goes to `*other` (may be NULL) and `*answered` becomes 0. Returns
+ `EMBER_OK`; `EMBER_ETIMEDOUT` when nothing came; `EMBER_EBADMSG`/`EMBER_ETOOBIG` for a
+ malformed or oversized message (skipped); `EMBER_EPEERGONE` (the bus is gone).
+
+ In a poller loop: when the connection's fd is readable, call it with timeout 0 until
+ `EMBER_ETIMEDOUT` (one read may bring several messages).
+
+ # Safety
+
+ `d` from `ember_dbus_connect`; `s` from `ember_dbus_service_new`; `other`, `answered`
+ NULL or writable.
+
+ Thread safety: not with other calls on the same connection or service; handlers run
+ in the calling thread.
+ */
+int ember_dbus_process(struct ember_dbus *d,
+                       struct ember_dbus_service *s,
+                       int64_t timeout_ms,
+                       struct ember_dbus_message *other,
+                       int *answered);
 
 /*
  A static, NUL-terminated description of `code` ("unknown error" for others).
@@ -726,6 +1828,265 @@ void ember_pipe_reader_free(struct ember_pipe_reader *r);
  Thread safety: not with other calls on the same handle.
  */
 void ember_pipe_writer_free(struct ember_pipe_writer *w);
+
+/*
+ A new poller (`epoll_create1(EPOLL_CLOEXEC)`).
+
+ # Safety
+
+ `out` a writable pointer.
+
+ Thread safety: any thread.
+ */
+int ember_poller_new(struct ember_poller **out);
+
+/*
+ Watches `fd` for `flags` (`EMBER_POLL_READ`, `EMBER_POLL_WRITE`, either with
+ `EMBER_POLL_EDGE`), reported with `token` (`epoll_ctl(ADD)`); hang-ups and errors are
+ always reported. Returns `EMBER_OK`, `EMBER_EINVAL` (bad fd or flags), or `EMBER_EOS`
+ (`EEXIST`: already watched; `EPERM`: a regular file).
+
+ # Safety
+
+ `p` from `ember_poller_new`; `fd` an open descriptor (not owned by the poller; remove it
+ before closing it).
+
+ Thread safety: any thread, also while another waits (epoll is thread-safe).
+ */
+int ember_poller_add(const struct ember_poller *p, int fd, uint64_t token, uint32_t flags);
+
+/*
+ Changes what `fd` is watched for, and its token (`epoll_ctl(MOD)`). As
+ `ember_poller_add`; `EMBER_EOS` (`ENOENT`) if it is not watched.
+
+ # Safety
+
+ As `ember_poller_add`.
+
+ Thread safety: as `ember_poller_add`.
+ */
+int ember_poller_modify(const struct ember_poller *p, int fd, uint64_t token, uint32_t flags);
+
+/*
+ Stops watching `fd` (`epoll_ctl(DEL)`). Returns `EMBER_OK`, `EMBER_EINVAL`, or
+ `EMBER_EOS` (`ENOENT`: not watched).
+
+ # Safety
+
+ As `ember_poller_add`.
+
+ Thread safety: as `ember_poller_add`.
+ */
+int ember_poller_remove(const struct ember_poller *p, int fd);
+
+/*
+ Waits up to `timeout_ms` (`EMBER_FOREVER`: no limit; 0: only look) until a watched fd is
+ ready, and writes up to `cap` ready fds (at most `EMBER_POLLER_MAX_EVENTS`) to `events`
+ and their number to `*n` (0 when the time ran out). Fds beyond `cap` stay ready for the
+ next wait, edge-triggered ones too. A signal does not end the wait early. Returns
+ `EMBER_OK`, `EMBER_EINVAL` (`cap` 0, NULL pointers), or `EMBER_EOS`.
+
+ # Safety
+
+ `p` from `ember_poller_new`; `events` `cap` writable `ember_ready`; `n` writable.
+
+ Thread safety: not with another wait on the same handle.
+ */
+int ember_poller_wait(struct ember_poller *p,
+                      struct ember_ready *events,
+                      size_t cap,
+                      size_t *n,
+                      int64_t timeout_ms);
+
+/*
+ The poller's own descriptor (an epoll fd can itself be polled), or `EMBER_EINVAL`.
+
+ # Safety
+
+ `p` NULL or from `ember_poller_new`.
+
+ Thread safety: any thread.
+ */
+int ember_poller_fd(const struct ember_poller *p);
+
+/*
+ Closes the poller (the watched fds stay open).
+
+ # Safety
+
+ `p` NULL or from `ember_poller_new`, not used after.
+
+ Thread safety: not with other calls on the same handle.
+ */
+void ember_poller_free(struct ember_poller *p);
+
+/*
+ A timer (`timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK)`): it first fires
+ after `first_ms` (0: at once), then every `interval_ms` (0: only once). Poll its fd
+ for readability, then `ember_timer_expirations`.
+
+ # Safety
+
+ `out` a writable pointer.
+
+ Thread safety: any thread.
+ */
+int ember_timer_new(uint64_t first_ms, uint64_t interval_ms, struct ember_timer **out);
+
+/*
+ Re-arms the timer (as `ember_timer_new`), or disarms it when `disarm` is nonzero.
+
+ # Safety
+
+ `t` from `ember_timer_new`.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_timer_set(const struct ember_timer *t,
+                    uint64_t first_ms,
+                    uint64_t interval_ms,
+                    int disarm);
+
+/*
+ How many times the timer fired since the last call (more than one: ticks were missed)
+ into `*count`. Returns `EMBER_OK`, or `EMBER_EAGAIN` if it has not fired (never waits).
+
+ # Safety
+
+ `t` from `ember_timer_new`; `count` writable.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_timer_expirations(const struct ember_timer *t, uint64_t *count);
+
+/*
+ The timer's descriptor, or `EMBER_EINVAL`.
+
+ # Safety
+
+ `t` NULL or from `ember_timer_new`.
+
+ Thread safety: any thread.
+ */
+int ember_timer_fd(const struct ember_timer *t);
+
+/*
+ Closes the timer.
+
+ # Safety
+
+ `t` NULL or from `ember_timer_new`, not used after.
+
+ Thread safety: not with other calls on the same handle.
+ */
+void ember_timer_free(struct ember_timer *t);
+
+/*
+ A new eventfd notifier (`eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)`). Both processes of a
+ ring need the same eventfd: pass `ember_notifier_fd` over a Unix socket
+ (`ember_socket_send_fds`) or let a child inherit it, and wrap it there with
+ `ember_notifier_from_fd`.
+
+ # Safety
+
+ `out` a writable pointer.
+
+ Thread safety: any thread.
+ */
+int ember_notifier_new(struct ember_notifier **out);
+
+/*
+ A notifier over the eventfd `fd`, which it now owns.
+
+ # Safety
+
+ `fd` an open eventfd the caller owns and does not use or close after; `out` writable.
+
+ Thread safety: any thread.
+ */
+int ember_notifier_from_fd(int fd, struct ember_notifier **out);
+
+/*
+ Makes the notifier readable (adds one to its counter).
+
+ # Safety
+
+ `n` from this module.
+
+ Thread safety: any thread.
+ */
+int ember_notifier_notify(const struct ember_notifier *n);
+
+/*
+ Resets the counter; its value before (0: not notified) goes to `*count` (may be NULL).
+
+ # Safety
+
+ `n` from this module; `count` NULL or writable.
+
+ Thread safety: any thread.
+ */
+int ember_notifier_drain(const struct ember_notifier *n, uint64_t *count);
+
+/*
+ The eventfd (to poll, or to pass to the other process), or `EMBER_EINVAL`.
+
+ # Safety
+
+ `n` NULL or from this module.
+
+ Thread safety: any thread.
+ */
+int ember_notifier_fd(const struct ember_notifier *n);
+
+/*
+ Closes the notifier.
+
+ # Safety
+
+ `n` NULL or from this module, not used after.
+
+ Thread safety: not with other calls on the same handle.
+ */
+void ember_notifier_free(struct ember_notifier *n);
+
+/*
+ Makes the ring's sender also signal the eventfd `eventfd` (duplicated: the caller keeps
+ its own) whenever the receiver announced a poll (`ember_spsc_receiver_prepare_poll`).
+ Returns `EMBER_OK`, `EMBER_EINVAL`, or `EMBER_EOS`.
+
+ # Safety
+
+ `s` from `ember_spsc_sender_create`; `eventfd` an open eventfd.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_spsc_sender_set_notifier(struct ember_spsc_sender *s, int eventfd);
+
+/*
+ Before the receiver blocks in `poll`/`epoll` on the sender's notifier: announces it
+ waits, so the sender signals the notifier. `*ready` becomes 1 (and nothing is
+ announced) when a record is already there: receive instead of polling; else 0: poll,
+ then `ember_spsc_receiver_finish_poll`, drain the notifier and receive.
+
+ # Safety
+
+ `r` from `ember_spsc_receiver_open`; `ready` writable.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_spsc_receiver_prepare_poll(struct ember_spsc_receiver *r, int *ready);
+
+/*
+ Withdraws the announcement of `ember_spsc_receiver_prepare_poll` (after the poll).
+
+ # Safety
+
+ `r` from `ember_spsc_receiver_open`.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_spsc_receiver_finish_poll(struct ember_spsc_receiver *r);
 
 /*
  A client over a connected Unix socket `fd` (seqpacket if `seqpacket` != 0, else
@@ -1126,6 +2487,171 @@ int ember_broadcast_reader_recv(struct ember_broadcast_reader *r,
  Thread safety: not with other calls on the same handle.
  */
 void ember_broadcast_reader_free(struct ember_broadcast_reader *h);
+
+/*
+ Adds `sig` (1 to 64) to the set `*set` (bit `sig - 1`). Returns `EMBER_OK`, or
+ `EMBER_EINVAL` for a NULL pointer or a number out of range.
+
+ # Safety
+
+ `set` must point to a writable `uint64_t`.
+
+ Thread safety: any thread.
+ */
+int ember_sigset_add(uint64_t *set, int sig);
+
+/*
+ Removes `sig` from `*set`. As `ember_sigset_add`.
+
+ # Safety
+
+ `set` must point to a writable `uint64_t`.
+
+ Thread safety: any thread.
+ */
+int ember_sigset_remove(uint64_t *set, int sig);
+
+/*
+ Changes the calling thread's signal mask (`rt_sigprocmask`): `how` is 0 to block `set`,
+ 1 to unblock it, 2 to make it the mask. The mask before goes to `*old` (may be NULL).
+ `SIGKILL` and `SIGSTOP` are never blocked (the kernel ignores them in the set). Returns
+ `EMBER_OK`, `EMBER_EINVAL` (bad `how`), or `EMBER_EOS`.
+
+ # Safety
+
+ `old` NULL or a writable `uint64_t`.
+
+ Thread safety: changes only the calling thread's mask.
+ */
+int ember_signal_mask(int how, uint64_t set, uint64_t *old);
+
+/*
+ Opens a signalfd for the signals of `set` (`signalfd4`, close-on-exec; nonblocking if
+ `nonblocking` is nonzero). Block them first (`ember_signal_mask(0, set, NULL)`), else
+ they are delivered the usual way and never reach the fd.
+
+ # Safety
+
+ `out` a writable pointer.
+
+ Thread safety: any thread.
+ */
+int ember_signalfd_new(uint64_t set, int nonblocking, struct ember_signalfd **out);
+
+/*
+ Reads the next signal into `*info`. Returns `EMBER_OK`, `EMBER_EAGAIN` (nonblocking and
+ none pending), or `EMBER_EOS`. A blocking read interrupted by an unblocked signal
+ resumes.
+
+ # Safety
+
+ `s` from `ember_signalfd_new`; `info` writable.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_signalfd_recv(struct ember_signalfd *s, struct ember_signal_info *info);
+
+/*
+ The signalfd's descriptor (for `poll`/`epoll`; still owned by the handle), or
+ `EMBER_EINVAL`.
+
+ # Safety
+
+ `s` NULL or from `ember_signalfd_new`.
+
+ Thread safety: any thread.
+ */
+int ember_signalfd_fd(const struct ember_signalfd *s);
+
+/*
+ Closes the signalfd (the signals stay blocked).
+
+ # Safety
+
+ `s` NULL or from `ember_signalfd_new`, not used after.
+
+ Thread safety: not with other calls on the same handle.
+ */
+void ember_signalfd_free(struct ember_signalfd *s);
+
+/*
+ Sends `sig` to process `pid` with `value` (`rt_sigqueueinfo`, as `sigqueue(3)`); a
+ signalfd receiver sees it in `ember_signal_info.value`. Returns `EMBER_OK`,
+ `EMBER_EINVAL` (bad signal number), or `EMBER_EOS` (`ESRCH`, `EPERM`, `EAGAIN`: the
+ receiver's queue of real-time signals is full).
+
+ # Safety
+
+ Always safe to call.
+
+ Thread safety: any thread.
+ */
+int ember_signal_send_value(uint32_t pid, int sig, int value);
+
+/*
+ Sends `sig` through the pidfd `pidfd` (`pidfd_send_signal`): never to a process that
+ reused the pid. Returns `EMBER_OK`, `EMBER_EINVAL`, or `EMBER_EOS` (`ESRCH`: it exited).
+
+ # Safety
+
+ `pidfd` an open pidfd (borrowed, not closed).
+
+ Thread safety: any thread.
+ */
+int ember_signal_send_pidfd(int pidfd, int sig);
+
+/*
+ Blocks `SIGTERM`, `SIGINT` and `SIGHUP` in the calling thread and opens a nonblocking
+ signalfd for them. Call it first in `main`, before starting threads.
+
+ # Safety
+
+ `out` a writable pointer.
+
+ Thread safety: changes the calling thread's mask.
+ */
+int ember_daemon_new(struct ember_daemon **out);
+
+/*
+ Waits up to `timeout_ms` (0: only look; `EMBER_FOREVER`: no limit) for a request:
+ `*event` becomes `EMBER_DAEMON_SHUTDOWN` (with the signal and the sender's pid in
+ `*signal` and `*pid`, both may be NULL), `EMBER_DAEMON_RELOAD`, or `EMBER_DAEMON_NONE`
+ when the time ran out. Returns `EMBER_OK` or `EMBER_EOS`.
+
+ # Safety
+
+ `d` from `ember_daemon_new`; `event` writable; `signal`, `pid` NULL or writable.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_daemon_wait(struct ember_daemon *d,
+                      int64_t timeout_ms,
+                      int *event,
+                      int *signal,
+                      uint32_t *pid);
+
+/*
+ The daemon helper's signalfd (for `poll`/`epoll`: readable when a request is pending;
+ then call `ember_daemon_wait` with timeout 0), or `EMBER_EINVAL`.
+
+ # Safety
+
+ `d` NULL or from `ember_daemon_new`.
+
+ Thread safety: any thread.
+ */
+int ember_daemon_fd(const struct ember_daemon *d);
+
+/*
+ Closes the daemon helper's signalfd (the three signals stay blocked).
+
+ # Safety
+
+ `d` NULL or from `ember_daemon_new`, not used after.
+
+ Thread safety: not with other calls on the same handle.
+ */
+void ember_daemon_free(struct ember_daemon *d);
 
 /*
  Creates the named segment (`/name`, `O_EXCL`, mode 0600) with a data area of

@@ -189,6 +189,11 @@ pub(crate) fn owned(fd: c_int) -> Result<std::os::fd::OwnedFd, c_int> {
 pub(crate) struct Out<T>(*mut T);
 
 impl<T> Out<T> {
+    /// An output into a local slot (initialised by `set`).
+    pub(crate) fn local(slot: &mut core::mem::MaybeUninit<T>) -> Out<T> {
+        Out(slot.as_mut_ptr())
+    }
+
     /// Writes the output.
     pub(crate) fn set(&self, v: T) {
         // SAFETY: checked non-NULL and aligned by `out`; writable by the caller's contract;

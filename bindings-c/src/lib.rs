@@ -22,13 +22,16 @@
 #![allow(non_camel_case_types)]
 
 pub mod accumulator;
+pub mod dbus;
 pub mod error;
 pub mod fifo;
 pub mod frame;
 pub mod mq;
 pub mod pipe;
+pub mod poll;
 pub mod rpc;
 pub mod shm;
+pub mod signal;
 pub mod sync;
 pub mod uds;
 

@@ -26,6 +26,18 @@ pub struct ember_spsc_receiver {
     r: SpscReceiver,
 }
 
+impl ember_spsc_sender {
+    pub(crate) fn sender_mut(&mut self) -> &mut SpscSender {
+        &mut self.s
+    }
+}
+
+impl ember_spsc_receiver {
+    pub(crate) fn receiver_mut(&mut self) -> &mut SpscReceiver {
+        &mut self.r
+    }
+}
+
 /// The writer of a seqlock (opaque).
 pub struct ember_seqlock_writer {
     w: SeqLockWriter,

@@ -126,13 +126,21 @@ impl<const N: usize> Poller<N> {
     /// gives an empty list. A signal that interrupts the wait (`EINTR`) does not end it
     /// early: it goes on with the time left.
     pub fn wait(&mut self, timeout: Option<Duration>) -> Result<Events<'_>> {
+        self.wait_max(N, timeout)
+    }
+
+    /// As [`Poller::wait`], returning at most `max` ready fds (at least one, at most `N`):
+    /// for a caller whose own buffer holds fewer than `N`, so none is taken off the ready
+    /// list and then dropped (which would lose an edge-triggered event).
+    pub fn wait_max(&mut self, max: usize, timeout: Option<Duration>) -> Result<Events<'_>> {
+        let max = max.clamp(1, N);
         // A timeout too far out to add to the clock is no timeout.
         let deadline = timeout.and_then(|t| now().checked_add(t));
         loop {
             // Waits of up to `i32::MAX` ms go to `epoll_wait` on every kernel; a longer one
             // would need `epoll_pwait2` (Linux 5.11), so it is waited in slices.
             let ts = deadline.map(|d| timespec(d.saturating_sub(now()).min(MAX_SLICE)));
-            match epoll::wait(&self.fd, &mut self.events[..], ts.as_ref()) {
+            match epoll::wait(&self.fd, &mut self.events[..max], ts.as_ref()) {
                 Ok(0) if deadline.is_some_and(|d| now() < d) => {}
                 Ok(n) => return Ok(Events(self.events[..n].iter())),
                 Err(Errno::INTR) => {}

@@ -216,7 +216,8 @@ fn generate_header() -> Result<String, String> {
 /// under AddressSanitizer + UBSan and under valgrind, talking to a Rust peer.
 fn step_c_abi() -> Outcome {
     outcome((|| {
-        ensure_apt(&["gcc", "g++", "valgrind"])?;
+        // test_dbus.c starts its own dbus-daemon and has gdbus call its C service.
+        ensure_apt(&["gcc", "g++", "valgrind", "dbus-daemon", "libglib2.0-bin"])?;
         let fresh = generate_header()?;
         let committed = std::fs::read_to_string(HEADER).map_err(|e| format!("{HEADER}: {e}"))?;
         if fresh != committed {
@@ -271,6 +272,7 @@ fn step_c_abi() -> Outcome {
                 .args(libs))?;
             run(Command::new(&asan)
                 .env("EMBER_WIRE_PEER", "target/debug/examples/wire_peer")
+                .env("EMBER_GDBUS", "gdbus")
                 .env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1"))?;
             let plain = format!("{out}/{name}");
             run(Command::new("gcc").args(common).args([src.as_str(), lib, "-o", &plain]).args(libs))?;
@@ -282,7 +284,8 @@ fn step_c_abi() -> Outcome {
                     "--errors-for-leak-kinds=definite,indirect",
                 ])
                 .arg(&plain)
-                .env("EMBER_WIRE_PEER", "target/debug/examples/wire_peer"))?;
+                .env("EMBER_WIRE_PEER", "target/debug/examples/wire_peer")
+                .env("EMBER_GDBUS", "gdbus"))?;
         }
         Ok(())
     })())

@@ -156,6 +156,18 @@ impl<'b> Writer<'b> {
         self.raw(&[0])
     }
 
+    /// Appends values marshalled elsewhere, in this writer's byte order, from a position
+    /// that was a multiple of 8 (so their padding holds here): e.g. a body built by the C
+    /// ABI's argument builder. The writer must be at a multiple of 8 too
+    /// ([`DbusError::NonZeroPadding`] otherwise: the padding would be wrong). The bytes are
+    /// copied as they are: check them against their signature first.
+    pub fn marshalled(&mut self, bytes: &[u8]) -> Result<()> {
+        if !self.pos.is_multiple_of(8) {
+            return Err(DbusError::NonZeroPadding);
+        }
+        self.raw(bytes)
+    }
+
     /// `o`.
     pub fn object_path(&mut self, p: ObjectPath<'_>) -> Result<()> {
         self.str(p.as_str())

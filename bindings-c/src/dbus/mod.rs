@@ -1,0 +1,533 @@
+//! D-Bus: a connection to a bus, method calls with arguments built by `ember_dbus_args_*`
+//! and replies read with `ember_dbus_iter_*`, signals (emit, match, receive), bus names,
+//! and serving objects from a table of methods with C callbacks.
+//!
+//! A connection holds two 64 KiB buffers (the largest message it sends or receives). A
+//! received message, the strings it points to and the iterators over it borrow the
+//! receive buffer: they are valid until the next receive, call or `ember_dbus_process` on
+//! that connection. Nothing is allocated after `_new`.
+
+pub mod args;
+pub mod iter;
+pub mod serve;
+
+use core::ffi::{c_char, c_int, c_void};
+use core::time::Duration;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd};
+
+use ember_core::dbus::{Builder, Message, MessageType};
+use ember_linux::dbus::{CallError, Connection, RequestNameReply};
+
+pub use args::ember_dbus_args;
+pub use iter::ember_dbus_iter;
+
+use crate::error::*;
+
+/// The largest message a connection sends or receives.
+pub const EMBER_DBUS_MAX_MESSAGE: usize = 65536;
+
+/// A method call.
+pub const EMBER_DBUS_METHOD_CALL: c_int = 1;
+/// A method's reply.
+pub const EMBER_DBUS_METHOD_RETURN: c_int = 2;
+/// An error reply.
+pub const EMBER_DBUS_ERROR: c_int = 3;
+/// A signal.
+pub const EMBER_DBUS_SIGNAL: c_int = 4;
+
+/// `ember_dbus_request_name` flag: let another connection take the name over.
+pub const EMBER_DBUS_NAME_ALLOW_REPLACEMENT: u32 = 0x1;
+/// `ember_dbus_request_name` flag: take the name over if its owner allows it.
+pub const EMBER_DBUS_NAME_REPLACE_EXISTING: u32 = 0x2;
+/// `ember_dbus_request_name` flag: fail instead of queueing.
+pub const EMBER_DBUS_NAME_DO_NOT_QUEUE: u32 = 0x4;
+/// `ember_dbus_request_name` reply: we own the name now.
+pub const EMBER_DBUS_NAME_PRIMARY_OWNER: c_int = 1;
+/// `ember_dbus_request_name` reply: someone else owns it; we are queued.
+pub const EMBER_DBUS_NAME_IN_QUEUE: c_int = 2;
+/// `ember_dbus_request_name` reply: someone else owns it (and we asked not to queue).
+pub const EMBER_DBUS_NAME_EXISTS: c_int = 3;
+/// `ember_dbus_request_name` reply: we owned it already.
+pub const EMBER_DBUS_NAME_ALREADY_OWNER: c_int = 4;
+
+/// A connection to a bus (opaque).
+pub struct ember_dbus {
+    pub(crate) c: Connection<EMBER_DBUS_MAX_MESSAGE>,
+}
+
+/// A received message: its header, and an iterator over its body. The strings point into
+/// the connection's receive buffer (NUL-terminated; NULL when the header has no such
+/// field) and, like `body`, are valid until the next receive, call or process on that
+/// connection.
+#[repr(C)]
+#[derive(Debug)]
+pub struct ember_dbus_message {
+    /// `EMBER_DBUS_METHOD_CALL`, `_METHOD_RETURN`, `_ERROR` or `_SIGNAL`.
+    pub kind: c_int,
+    /// The header's flags (`0x1`: no reply expected).
+    pub flags: u32,
+    /// Its serial.
+    pub serial: u32,
+    /// The serial it answers (0 if none).
+    pub reply_serial: u32,
+    /// How many fds came with it (take them with `ember_dbus_take_fd`).
+    pub unix_fds: u32,
+    /// The object path.
+    pub path: *const c_char,
+    /// The interface.
+    pub interface: *const c_char,
+    /// The member (method or signal name).
+    pub member: *const c_char,
+    /// The error name (error replies).
+    pub error_name: *const c_char,
+    /// The sender's unique name.
+    pub sender: *const c_char,
+    /// The destination.
+    pub destination: *const c_char,
+    /// The body's signature, NUL-terminated (a copy).
+    pub signature: [c_char; 256],
+    /// The body's values.
+    pub body: ember_dbus_iter,
+}
+
+/// Called by `ember_dbus_call` for each message that arrives while it waits for its reply
+/// (signals, other calls); the message is valid during the call only.
+pub type ember_dbus_message_fn = Option<unsafe extern "C" fn(ctx: *mut c_void, message: *const ember_dbus_message)>;
+
+/// Fills `out` from `m`.
+pub(crate) fn describe(m: &Message<'_>, out: &Out<ember_dbus_message>) {
+    fn ptr(s: Option<&str>) -> *const c_char {
+        // A header string is followed by its NUL in the message: a C string.
+        s.map_or(core::ptr::null(), |s| s.as_ptr().cast())
+    }
+    let mut signature = [0 as c_char; 256];
+    for (d, s) in signature.iter_mut().zip(m.signature().as_str().bytes()) {
+        *d = s as c_char;
+    }
+    let mut body = core::mem::MaybeUninit::<ember_dbus_iter>::uninit();
+    iter::ember_dbus_iter::init(&Out::local(&mut body), iter::State::Values(m.body()));
+    out.set(ember_dbus_message {
+        kind: match m.message_type() {
+            MessageType::MethodCall => EMBER_DBUS_METHOD_CALL,
+            MessageType::MethodReturn => EMBER_DBUS_METHOD_RETURN,
+            MessageType::Error => EMBER_DBUS_ERROR,
+            MessageType::Signal => EMBER_DBUS_SIGNAL,
+        },
+        flags: m.flags() as u32,
+        serial: m.serial(),
+        reply_serial: m.reply_serial().unwrap_or(0),
+        unix_fds: m.unix_fds(),
+        path: ptr(m.path().map(|p| p.as_str())),
+        interface: ptr(m.interface()),
+        member: ptr(m.member()),
+        error_name: ptr(m.error_name()),
+        sender: ptr(m.sender()),
+        destination: ptr(m.destination()),
+        signature,
+        // SAFETY: initialised by `init` just above.
+        body: unsafe { body.assume_init() },
+    });
+}
+
+fn ms(timeout_ms: i64) -> Duration {
+    timeout(timeout_ms).unwrap_or(Duration::MAX)
+}
+
+/// A string argument that may be NULL.
+///
+/// # Safety
+///
+/// `p` NULL or NUL-terminated.
+unsafe fn opt_name<'a>(p: *const c_char) -> Result<Option<&'a str>, c_int> {
+    if p.is_null() {
+        Ok(None)
+    } else {
+        // SAFETY: the caller's contract.
+        Ok(Some(unsafe { c_name(p)? }))
+    }
+}
+
+/// The body of `args` (may be NULL: no arguments), checked, with its fds.
+fn body_of(args: Option<&ember_dbus_args>) -> Result<(&str, &[u8], &[c_int]), c_int> {
+    match args {
+        None => Ok(("", &[], &[])),
+        Some(a) => {
+            let sig = a.checked()?.as_str();
+            Ok((sig, a.body(), &a.fds[..a.nfds]))
+        }
+    }
+}
+
+/// Sends a message built by `b` with the body of `args`; returns its serial.
+fn send(d: &mut ember_dbus, b: Builder<'_>, args: Option<&ember_dbus_args>) -> Result<u32, c_int> {
+    let (sig, body, raw) = body_of(args)?;
+    let sig = ember_core::dbus::Signature::new(sig).map_err(|_| EMBER_EINVAL)?;
+    let Some(&last) = raw.last() else {
+        return d.c.send(b, sig, |w| w.marshalled(body), &[]).map_err(code);
+    };
+    // Slots past the fds given repeat the last one; only the first `raw.len()` are sent.
+    let fds: [BorrowedFd<'_>; args::MAX_FDS] = core::array::from_fn(|i| {
+        // SAFETY: open fds by `ember_dbus_args_add_unix_fd`'s contract, for this call.
+        unsafe { BorrowedFd::borrow_raw(raw.get(i).copied().unwrap_or(last)) }
+    });
+    let fds = &fds[..raw.len()];
+    d.c.send(b, sig, |w| w.marshalled(body), fds).map_err(code)
+}
+
+/// Connects to the bus at `address` (a D-Bus address such as
+/// `unix:path=/run/dbus/system_bus_socket`; NULL: the session bus of
+/// `DBUS_SESSION_BUS_ADDRESS`), authenticates (`EXTERNAL`) and says `Hello`, waiting at
+/// most 10 s. Returns `EMBER_OK`; `EMBER_EINVAL` (bad address, or no session bus address
+/// set); `EMBER_EOS` (no bus there: `ENOENT`, `ECONNREFUSED`; refused: `EACCES`);
+/// `EMBER_ETIMEDOUT`.
+///
+/// # Safety
+///
+/// `address` NULL or a NUL-terminated string; `out` a writable pointer.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_dbus_connect(address: *const c_char, out: *mut *mut ember_dbus) -> c_int {
+    guard(|| {
+        let out = crate::error::out(out)?;
+        out.set(core::ptr::null_mut());
+        // SAFETY: the caller's contract.
+        let address = unsafe { opt_name(address)? };
+        let mut d: Box<core::mem::MaybeUninit<ember_dbus>> = Box::new_uninit();
+        let c = match address {
+            Some(a) => Connection::connect(a),
+            None => Connection::session(),
+        }
+        .map_err(code)?;
+        d.write(ember_dbus { c });
+        // SAFETY: written just above.
+        out.set(Box::into_raw(unsafe { d.assume_init() }));
+        Ok(EMBER_OK)
+    })
+}
+
+/// Closes the connection (the bus releases its names and matches).
+///
+/// # Safety
+///
+/// `d` NULL or from `ember_dbus_connect`, not used after.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_dbus_free(d: *mut ember_dbus) {
+    if !d.is_null() {
+        // SAFETY: made by `Box::into_raw` here, freed once.
+        drop(unsafe { Box::from_raw(d) });
+    }
+}
+
+/// Our unique name on the bus (`:1.42`), copied with its NUL into `buf` (`cap` bytes; 64
+/// suffice): `EMBER_ENOSPC` if it does not fit.
+///
+/// # Safety
+///
+/// `d` from `ember_dbus_connect`; `buf` `cap` writable bytes.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_dbus_unique_name(d: *const ember_dbus, buf: *mut c_char, cap: usize) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let (d, buf) = unsafe { (arg(d)?, bytes_mut(buf.cast(), cap)?) };
+        args::copy_cstr(d.c.unique_name().as_bytes(), buf)
+    })
+}
+
+/// The connection's socket (poll it for readability, then receive or process with a zero
+/// timeout until `EMBER_ETIMEDOUT`: several messages may arrive in one read), or
+/// `EMBER_EINVAL`.
+///
+/// # Safety
+///
+/// `d` NULL or from `ember_dbus_connect`.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_dbus_fd(d: *const ember_dbus) -> c_int {
+    // SAFETY: the caller's contract, checked for NULL and alignment.
+    guard(|| Ok(unsafe { arg(d)? }.c.as_fd().as_raw_fd()))
+}
+
+/// Calls `member` (of `interface`, may be NULL) on `destination`'s object at `path` with
+/// `args` (NULL: none), and waits up to `timeout_ms` for the reply, which goes to `*reply`
+/// (may be NULL). Messages that arrive meanwhile go to `on_other` (may be NULL: dropped).
+///
+/// Returns `EMBER_OK`; `EMBER_EREMOTE` when the peer answered with a D-Bus error
+/// (`reply->error_name`, and its message as the body's first string); `EMBER_ETIMEDOUT`;
+/// `EMBER_EINVAL` (a NULL or invalid name, unclosed containers in `args`, or values that do
+/// not match their signature); `EMBER_ETOOBIG` (the call does not fit in 64 KiB);
+/// `EMBER_EPEERGONE` (the bus is gone); `EMBER_EOS`.
+///
+/// # Safety
+///
+/// `d` from `ember_dbus_connect`; the strings NUL-terminated (`interface` may be NULL);
+/// `args` NULL or from `ember_dbus_args_new`; `reply` NULL or writable; `ctx` is passed to
+/// `on_other` as it is.
+///
+/// Thread safety: not with other calls on the same connection.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn ember_dbus_call(
+    d: *mut ember_dbus,
+    destination: *const c_char,
+    path: *const c_char,
+    interface: *const c_char,
+    member: *const c_char,
+    args: *const ember_dbus_args,
+    timeout_ms: i64,
+    reply: *mut ember_dbus_message,
+    on_other: ember_dbus_message_fn,
+    ctx: *mut c_void,
+) -> c_int {
+    guard(|| {
+        let reply = if reply.is_null() { None } else { Some(crate::error::out(reply)?) };
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let (d, dest, path, iface, member) =
+            unsafe { (arg_mut(d)?, c_name(destination)?, c_name(path)?, opt_name(interface)?, c_name(member)?) };
+        // SAFETY: as above.
+        let args = if args.is_null() { None } else { Some(unsafe { arg(args)? }) };
+        names_ok(Some(dest), path, iface, member)?;
+        let mut b = Builder::method_call(path, member).destination(dest);
+        if let Some(i) = iface {
+            b = b.interface(i);
+        }
+        let serial = send(d, b, args)?;
+        let deadline = ember_linux::poll::now().saturating_add(ms(timeout_ms));
+        loop {
+            let left = deadline.saturating_sub(ember_linux::poll::now());
+            let m = match d.c.recv(left) {
+                Ok(m) => m,
+                // A bad message meanwhile is skipped; it does not end the call.
+                Err(ember_linux::Error::Dbus(_)) => continue,
+                Err(e) => return Err(code(e)),
+            };
+            let is_reply = matches!(m.message_type(), MessageType::MethodReturn | MessageType::Error)
+                && m.reply_serial() == Some(serial);
+            if !is_reply {
+                if let Some(f) = on_other {
+                    let mut slot = core::mem::MaybeUninit::<ember_dbus_message>::uninit();
+                    describe(&m, &Out::local(&mut slot));
+                    // SAFETY: initialised by `describe` just above.
+                    let msg = unsafe { slot.assume_init() };
+                    // SAFETY: the caller's callback, given a message valid for the call.
+                    unsafe { f(ctx, &msg) };
+                }
+                continue;
+            }
+            let error = m.message_type() == MessageType::Error;
+            if let Some(r) = &reply {
+                describe(&m, r);
+            }
+            return if error { Err(EMBER_EREMOTE) } else { Ok(EMBER_OK) };
+        }
+    })
+}
+
+/// Checks the names of a call or signal.
+fn names_ok(dest: Option<&str>, path: &str, iface: Option<&str>, member: &str) -> Result<(), c_int> {
+    use ember_core::dbus::names;
+    let ok = dest.is_none_or(|d| names::is_bus_name(d.as_bytes()))
+        && names::is_object_path(path.as_bytes())
+        && iface.is_none_or(|i| names::is_interface_name(i.as_bytes()))
+        && names::is_member_name(member.as_bytes());
+    if ok { Ok(()) } else { Err(EMBER_EINVAL) }
+}
+
+/// Emits the signal `interface.member` from the object at `path` with `args` (NULL: none);
+/// its serial goes to `*serial` (may be NULL). Returns `EMBER_OK`, `EMBER_EINVAL`,
+/// `EMBER_ETOOBIG`, `EMBER_EPEERGONE` or `EMBER_EOS`.
+///
+/// # Safety
+///
+/// `d` from `ember_dbus_connect`; the strings NUL-terminated; `args` NULL or from
+/// `ember_dbus_args_new`; `serial` NULL or writable.
+///
+/// Thread safety: not with other calls on the same connection.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_dbus_emit_signal(
+    d: *mut ember_dbus,
+    path: *const c_char,
+    interface: *const c_char,
+    member: *const c_char,
+    args: *const ember_dbus_args,
+    serial: *mut u32,
+) -> c_int {
+    guard(|| {
+        let serial = if serial.is_null() { None } else { Some(crate::error::out(serial)?) };
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let (d, path, iface, member) = unsafe { (arg_mut(d)?, c_name(path)?, c_name(interface)?, c_name(member)?) };
+        // SAFETY: as above.
+        let args = if args.is_null() { None } else { Some(unsafe { arg(args)? }) };
+        names_ok(None, path, Some(iface), member)?;
+        let s = send(d, Builder::signal(path, iface, member), args)?;
+        if let Some(o) = serial {
+            o.set(s);
+        }
+        Ok(EMBER_OK)
+    })
+}
+
+/// Receives the next message (waiting up to `timeout_ms`) into `*out`. Returns `EMBER_OK`;
+/// `EMBER_ETIMEDOUT`; `EMBER_EBADMSG` or `EMBER_ETOOBIG` for a malformed or oversized
+/// message (skipped: receive again); `EMBER_EPEERGONE` (the bus is gone).
+///
+/// # Safety
+///
+/// `d` from `ember_dbus_connect`; `out` writable.
+///
+/// Thread safety: not with other calls on the same connection.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_dbus_recv(d: *mut ember_dbus, timeout_ms: i64, out: *mut ember_dbus_message) -> c_int {
+    guard(|| {
+        let out = crate::error::out(out)?;
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let d = unsafe { arg_mut(d)? };
+        let m = d.c.recv(ms(timeout_ms)).map_err(dbus_code)?;
+        describe(&m, &out);
+        Ok(EMBER_OK)
+    })
+}
+
+/// The code of a receive error: an oversized message is `EMBER_ETOOBIG`.
+fn dbus_code(e: ember_linux::Error) -> c_int {
+    match e {
+        ember_linux::Error::Dbus(ember_core::dbus::DbusError::TooLarge { .. }) => EMBER_ETOOBIG,
+        e => code(e),
+    }
+}
+
+/// Takes fd number `index` (an `h` value) of the message received last: `*fd` is now the
+/// caller's to close. Returns `EMBER_OK`, or `EMBER_EINVAL` (no such fd, or taken already).
+///
+/// # Safety
+///
+/// `d` from `ember_dbus_connect`; `fd` writable.
+///
+/// Thread safety: not with other calls on the same connection.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_dbus_take_fd(d: *mut ember_dbus, index: u32, fd: *mut c_int) -> c_int {
+    guard(|| {
+        let fd = crate::error::out(fd)?;
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let d = unsafe { arg_mut(d)? };
+        fd.set(d.c.take_fd(index).ok_or(EMBER_EINVAL)?.into_raw_fd());
+        Ok(EMBER_OK)
+    })
+}
+
+/// The code of a call to the bus.
+fn call_code(e: CallError<'_>) -> c_int {
+    match e {
+        CallError::Local(e) => code(e),
+        CallError::Remote { .. } => EMBER_EREMOTE,
+    }
+}
+
+/// Asks the bus for `name` with `EMBER_DBUS_NAME_*` flags; the answer
+/// (`EMBER_DBUS_NAME_PRIMARY_OWNER`, ...) goes to `*reply` (may be NULL). Returns
+/// `EMBER_OK`, `EMBER_EINVAL` (bad name), `EMBER_EREMOTE` (the bus refused: e.g. its policy
+/// does not allow us the name), `EMBER_ETIMEDOUT`, ...
+///
+/// # Safety
+///
+/// `d` from `ember_dbus_connect`; `name` NUL-terminated; `reply` NULL or writable.
+///
+/// Thread safety: not with other calls on the same connection.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_dbus_request_name(
+    d: *mut ember_dbus,
+    name: *const c_char,
+    flags: u32,
+    timeout_ms: i64,
+    reply: *mut c_int,
+) -> c_int {
+    guard(|| {
+        let reply = if reply.is_null() { None } else { Some(crate::error::out(reply)?) };
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let (d, name) = unsafe { (arg_mut(d)?, c_name(name)?) };
+        if !ember_core::dbus::names::is_bus_name(name.as_bytes()) || name.starts_with(':') {
+            return Err(EMBER_EINVAL);
+        }
+        let r = d.c.request_name(name, flags, ms(timeout_ms)).map_err(call_code)?;
+        if let Some(o) = reply {
+            o.set(match r {
+                RequestNameReply::PrimaryOwner => EMBER_DBUS_NAME_PRIMARY_OWNER,
+                RequestNameReply::InQueue => EMBER_DBUS_NAME_IN_QUEUE,
+                RequestNameReply::Exists => EMBER_DBUS_NAME_EXISTS,
+                RequestNameReply::AlreadyOwner => EMBER_DBUS_NAME_ALREADY_OWNER,
+            });
+        }
+        Ok(EMBER_OK)
+    })
+}
+
+/// Gives `name` back; the bus's answer (1 released, 2 no such name, 3 not the owner) goes
+/// to `*reply` (may be NULL). As `ember_dbus_request_name`.
+///
+/// # Safety
+///
+/// As `ember_dbus_request_name`.
+///
+/// Thread safety: not with other calls on the same connection.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_dbus_release_name(
+    d: *mut ember_dbus,
+    name: *const c_char,
+    timeout_ms: i64,
+    reply: *mut c_int,
+) -> c_int {
+    guard(|| {
+        let reply = if reply.is_null() { None } else { Some(crate::error::out(reply)?) };
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let (d, name) = unsafe { (arg_mut(d)?, c_name(name)?) };
+        if !ember_core::dbus::names::is_bus_name(name.as_bytes()) {
+            return Err(EMBER_EINVAL);
+        }
+        let r = d.c.release_name(name, ms(timeout_ms)).map_err(call_code)?;
+        if let Some(o) = reply {
+            o.set(r as c_int);
+        }
+        Ok(EMBER_OK)
+    })
+}
+
+/// Subscribes to the messages matching `rule` (`AddMatch`), e.g.
+/// `type='signal',interface='org.example.Sensor'`. Returns `EMBER_OK`, `EMBER_EREMOTE`
+/// (the bus refused the rule), `EMBER_ETIMEDOUT`, ...
+///
+/// # Safety
+///
+/// `d` from `ember_dbus_connect`; `rule` NUL-terminated.
+///
+/// Thread safety: not with other calls on the same connection.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_dbus_add_match(d: *mut ember_dbus, rule: *const c_char, timeout_ms: i64) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let (d, rule) = unsafe { (arg_mut(d)?, c_name(rule)?) };
+        d.c.add_match(rule, ms(timeout_ms)).map_err(call_code)?;
+        Ok(EMBER_OK)
+    })
+}
+
+/// Drops a subscription (`RemoveMatch`). As `ember_dbus_add_match`.
+///
+/// # Safety
+///
+/// As `ember_dbus_add_match`.
+///
+/// Thread safety: not with other calls on the same connection.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_dbus_remove_match(d: *mut ember_dbus, rule: *const c_char, timeout_ms: i64) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let (d, rule) = unsafe { (arg_mut(d)?, c_name(rule)?) };
+        d.c.remove_match(rule, ms(timeout_ms)).map_err(call_code)?;
+        Ok(EMBER_OK)
+    })
+}
