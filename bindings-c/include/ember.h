@@ -3021,6 +3021,22 @@ int ember_socket_set_nonblocking(struct ember_socket *s, int on);
 int ember_socket_fd(const struct ember_socket *s);
 
 /*
+ Frees the handle but keeps its connection: its fd goes to `*fd`, now the caller's (in
+ blocking mode again), e.g. for `ember_rpc_server_from_socket` (a bound datagram socket's
+ file is removed). A stream socket's bytes
+ already read into the handle are dropped: hand a stream socket over before its first
+ receive. Returns `EMBER_OK` (the handle is gone), or `EMBER_EINVAL` (NULL pointers; the
+ handle is untouched).
+
+ # Safety
+
+ `s` a socket handle, not used after `EMBER_OK`; `fd` writable.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_socket_into_fd(struct ember_socket *s, int *fd);
+
+/*
  The listener's fd, for `poll`/`epoll`.
 
  # Safety

@@ -360,7 +360,15 @@ pub unsafe extern "C" fn ember_rpc_serve_one(
                 match r {
                     0 if len <= scratch.len() => out.respond_raw(&scratch[..len]),
                     0 => Err(Failure::new(Failure::NO_RESPONSE, "the handler claimed more than its buffer")),
-                    r if r > 0 => Err(Failure::new(r as u32, "")),
+                    r if r > 0 => Err(Failure::new(
+                        r as u32,
+                        match r as u32 {
+                            EMBER_RPC_UNKNOWN_KIND => "unknown kind",
+                            EMBER_RPC_BAD_REQUEST => "bad request",
+                            EMBER_RPC_NO_RESPONSE => "no response",
+                            _ => "",
+                        },
+                    )),
                     _ => Err(Failure::new(Failure::NO_RESPONSE, "the handler did not respond")),
                 }
             })

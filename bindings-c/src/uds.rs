@@ -500,6 +500,36 @@ pub unsafe extern "C" fn ember_socket_fd(s: *const ember_socket) -> c_int {
     })
 }
 
+/// Frees the handle but keeps its connection: its fd goes to `*fd`, now the caller's (in
+/// blocking mode again), e.g. for `ember_rpc_server_from_socket` (a bound datagram socket's
+/// file is removed). A stream socket's bytes
+/// already read into the handle are dropped: hand a stream socket over before its first
+/// receive. Returns `EMBER_OK` (the handle is gone), or `EMBER_EINVAL` (NULL pointers; the
+/// handle is untouched).
+///
+/// # Safety
+///
+/// `s` a socket handle, not used after `EMBER_OK`; `fd` writable.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_socket_into_fd(s: *mut ember_socket, fd: *mut c_int) -> c_int {
+    guard(|| {
+        let fd = crate::error::out(fd)?;
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        unsafe { arg(s)? };
+        // SAFETY: made by `Box::into_raw` here; the caller gives it up.
+        let b = unsafe { Box::from_raw(s) };
+        let owned = match b.s {
+            Sock::Stream(st) => st.into_fd(),
+            Sock::Packet(p) => p.into_fd(),
+        };
+        let _ = rustix::io::ioctl_fionbio(&owned, false);
+        fd.set(std::os::fd::IntoRawFd::into_raw_fd(owned));
+        Ok(EMBER_OK)
+    })
+}
+
 /// The listener's fd, for `poll`/`epoll`.
 ///
 /// # Safety

@@ -293,7 +293,8 @@ fn step_c_abi() -> Outcome {
 
 /// The examples end to end: `sensor-daemon` publishes, the C `sensor-client` (built by its
 /// own Makefile against libember.a) reads a reading and two events, and `SIGTERM` stops the
-/// daemon with exit status 0 and its segments gone.
+/// daemon with exit status 0 and its segments gone; then the C daemon and client of
+/// `examples/c` (`examples/c/run-test.sh`).
 fn step_examples() -> Outcome {
     outcome((|| {
         ensure_apt(&["gcc", "make", "pkg-config"])?;
@@ -358,7 +359,10 @@ fn step_examples() -> Outcome {
         })();
         let _ = daemon.kill();
         let _ = daemon.wait();
-        result
+        result?;
+        // The C daemon and client of examples/c, built through pkg-config against the same
+        // prefix; the script checks every answer, SIGHUP and SIGTERM.
+        run(Command::new("sh").arg("examples/c/run-test.sh").arg(&prefix))
     })())
 }
 

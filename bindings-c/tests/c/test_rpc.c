@@ -180,11 +180,39 @@ static void server_dies(void) {
     ember_rpc_server_free(NULL);
 }
 
+/* A connection made with ember_uds_* handed over as a plain fd (for the rpc layer): it
+ * stays connected, and the fd is blocking again. */
+static void socket_into_fd(void) {
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/ember-c-rpc-%d.sock", (int)getpid());
+    ember_uds_listener *l = NULL;
+    ember_socket *c = NULL, *a = NULL;
+    ember_creds who;
+    CHECK_CODE(ember_uds_listen(path, EMBER_UDS_SEQPACKET, &l), EMBER_OK);
+    CHECK_CODE(ember_uds_connect(path, EMBER_UDS_SEQPACKET, &c), EMBER_OK);
+    CHECK_CODE(ember_uds_accept(l, 1000, &a, &who), EMBER_OK);
+    int fc = -1, fa = -1;
+    CHECK_CODE(ember_socket_into_fd(NULL, &fc), EMBER_EINVAL);
+    CHECK_CODE(ember_socket_into_fd(c, NULL), EMBER_EINVAL); /* c is still ours */
+    CHECK_CODE(ember_socket_into_fd(c, &fc), EMBER_OK);
+    CHECK_CODE(ember_socket_into_fd(a, &fa), EMBER_OK);
+    CHECK(fc >= 0 && fa >= 0);
+    CHECK(send(fc, "hand", 4, 0) == 4);
+    char buf[8];
+    CHECK(recv(fa, buf, sizeof buf, 0) == 4 && memcmp(buf, "hand", 4) == 0);
+    ember_rpc_server *srv = NULL;
+    CHECK_CODE(ember_rpc_server_from_socket(fa, 1, &srv), EMBER_OK);
+    ember_rpc_server_free(srv);
+    close(fc);
+    ember_uds_listener_free(l);
+}
+
 int main(void) {
     over_sockets(SOCK_SEQPACKET);
     over_sockets(SOCK_STREAM);
     over_pipes();
     server_dies();
+    socket_into_fd();
     if (failures) {
         fprintf(stderr, "%d check(s) failed\n", failures);
         return 1;
