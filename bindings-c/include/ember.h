@@ -270,6 +270,11 @@ typedef enum ember_status {
    The server answered with an error response (its code and message are returned).
    */
   EMBER_EREMOTE = -15,
+  /*
+   The handle is in use by the call that is running this callback (a D-Bus handler or
+   `on_other` callback may not use its own connection).
+   */
+  EMBER_EBUSY = -16,
 } ember_status;
 
 /*
@@ -412,7 +417,7 @@ typedef struct ember_dbus_iter {
    */
   uint64_t _magic;
   /*
-   Private.
+   Private (a Rust value with padding: uninitialised bytes are allowed here).
    */
   uint64_t _state[15];
 } ember_dbus_iter;
@@ -480,9 +485,11 @@ typedef struct ember_dbus_message {
 
 /*
  Called by `ember_dbus_call` for each message that arrives while it waits for its reply
- (signals, other calls); the message is valid during the call only.
+ (signals, other calls); the message (and its `body` iterator, which the callback may
+ use) is valid during the callback only. The callback may not use the connection
+ (`EMBER_EBUSY`).
  */
-typedef void (*ember_dbus_message_fn)(void *ctx, const struct ember_dbus_message *message);
+typedef void (*ember_dbus_message_fn)(void *ctx, struct ember_dbus_message *message);
 
 /*
  What a handler is called for (valid during the call only).
@@ -507,7 +514,7 @@ typedef struct ember_dbus_call_info {
   /*
    How many fds came with the call (take them with `ember_dbus_call_take_fd`).
    */
-  size_t unix_fds;
+  uint32_t unix_fds;
   /*
    Private.
    */
@@ -518,7 +525,9 @@ typedef struct ember_dbus_call_info {
  A method's handler: read the arguments from `args`, append the results (of the
  method's `results` signature) to `reply`, and return 0; or set an error with
  `ember_dbus_args_set_error` (else `org.freedesktop.DBus.Error.Failed`) and return
- nonzero. `call`, `args` and their strings are valid during the call only.
+ nonzero. `call`, `args` and their strings are valid during the call only. A handler may
+ not use the connection or the service that runs it (`EMBER_EBUSY`; emit signals after
+ `ember_dbus_process` returns), and may not reply with fds (the caller gets an error).
  */
 typedef int (*ember_dbus_method_fn)(void *ctx,
                                     const struct ember_dbus_call_info *call,
@@ -780,7 +789,9 @@ int ember_accumulator_feed(struct ember_accumulator *acc,
  `DBUS_SESSION_BUS_ADDRESS`), authenticates (`EXTERNAL`) and says `Hello`, waiting at
  most 10 s. Returns `EMBER_OK`; `EMBER_EINVAL` (bad address, or no session bus address
  set); `EMBER_EOS` (no bus there: `ENOENT`, `ECONNREFUSED`; refused: `EACCES`);
- `EMBER_ETIMEDOUT`.
+ `EMBER_ETIMEDOUT`. The connection is built on the stack before it is moved to the heap:
+ call it with 512 KiB of stack to spare (the main thread has 8 MiB; a musl thread has
+ 128 KiB unless it is made with a larger `pthread_attr_setstacksize`).
 
  # Safety
 
@@ -802,8 +813,9 @@ int ember_dbus_connect(const char *address, struct ember_dbus **out);
 void ember_dbus_free(struct ember_dbus *d);
 
 /*
- Our unique name on the bus (`:1.42`), copied with its NUL into `buf` (`cap` bytes; 64
- suffice): `EMBER_ENOSPC` if it does not fit.
+ Our unique name on the bus (`:1.42`), copied with its NUL into `buf` (`cap` bytes; 65
+ suffice): `EMBER_ENOSPC` if it does not fit; `EMBER_EBUSY` from a callback of this
+ connection.
 
  # Safety
 
@@ -811,12 +823,12 @@ void ember_dbus_free(struct ember_dbus *d);
 
  Thread safety: not with other calls on the same handle.
  */
-int ember_dbus_unique_name(const struct ember_dbus *d, char *buf, size_t cap);
+int ember_dbus_unique_name(struct ember_dbus *d, char *buf, size_t cap);
 
 /*
  The connection's socket (poll it for readability, then receive or process with a zero
  timeout until `EMBER_ETIMEDOUT`: several messages may arrive in one read), or
- `EMBER_EINVAL`.
+ `EMBER_EINVAL`, or `EMBER_EBUSY` from a callback of this connection.
 
  # Safety
 
@@ -824,7 +836,7 @@ int ember_dbus_unique_name(const struct ember_dbus *d, char *buf, size_t cap);
 
  Thread safety: any thread.
  */
-int ember_dbus_fd(const struct ember_dbus *d);
+int ember_dbus_fd(struct ember_dbus *d);
 
 /*
  Calls `member` (of `interface`, may be NULL) on `destination`'s object at `path` with
@@ -835,7 +847,8 @@ int ember_dbus_fd(const struct ember_dbus *d);
  (`reply->error_name`, and its message as the body's first string); `EMBER_ETIMEDOUT`;
  `EMBER_EINVAL` (a NULL or invalid name, unclosed containers in `args`, or values that do
  not match their signature); `EMBER_ETOOBIG` (the call does not fit in 64 KiB);
- `EMBER_EPEERGONE` (the bus is gone); `EMBER_EOS`.
+ `EMBER_EPEERGONE` (the bus is gone); `EMBER_EBUSY` (from a callback of this connection);
+ `EMBER_EOS` (`ENOTSUP`: fds in `args`, and the bus does not pass fds).
 
  # Safety
 
@@ -1391,9 +1404,10 @@ int ember_dbus_iter_bytes(struct ember_dbus_iter *it, const uint8_t **data, size
 
 /*
  Enters the container that is next (an array, a struct, a dict entry or a variant):
- `*child` iterates its elements, fields, or one value; `it` moves past it. The
- container's own signature can be read first with `ember_dbus_iter_type`. As
- `ember_dbus_iter_int32`.
+ `*child` iterates its elements, fields, or one value; `it` moves past it. What kind of
+ container it is, `ember_dbus_iter_type` says first; the types inside, the child's
+ `ember_dbus_iter_type` (an empty array's element type is not available). As
+ `ember_dbus_iter_byte`.
 
  # Safety
 
@@ -1418,7 +1432,8 @@ int ember_dbus_iter_skip(struct ember_dbus_iter *it);
 /*
  Makes a service from `n` objects at `objects` (copied: the table may be freed after).
  Returns `EMBER_OK`, or `EMBER_EINVAL` for an invalid path, name or signature, a NULL
- handler, or two objects at one path.
+ handler, two objects at one path, two interfaces of one name in an object, or two
+ methods of one name in an interface.
 
  # Safety
 
@@ -1851,7 +1866,8 @@ int ember_poller_new(struct ember_poller **out);
  `p` from `ember_poller_new`; `fd` an open descriptor (not owned by the poller; remove it
  before closing it).
 
- Thread safety: any thread, also while another waits (epoll is thread-safe).
+ Thread safety: not with other calls on the same handle (to change the set from another
+ thread while one waits, `epoll_ctl` the fd of `ember_poller_fd` directly).
  */
 int ember_poller_add(const struct ember_poller *p, int fd, uint64_t token, uint32_t flags);
 
@@ -1863,7 +1879,7 @@ int ember_poller_add(const struct ember_poller *p, int fd, uint64_t token, uint3
 
  As `ember_poller_add`.
 
- Thread safety: as `ember_poller_add`.
+ Thread safety: not with other calls on the same handle.
  */
 int ember_poller_modify(const struct ember_poller *p, int fd, uint64_t token, uint32_t flags);
 
@@ -1875,7 +1891,7 @@ int ember_poller_modify(const struct ember_poller *p, int fd, uint64_t token, ui
 
  As `ember_poller_add`.
 
- Thread safety: as `ember_poller_add`.
+ Thread safety: not with other calls on the same handle.
  */
 int ember_poller_remove(const struct ember_poller *p, int fd);
 
@@ -1890,7 +1906,7 @@ int ember_poller_remove(const struct ember_poller *p, int fd);
 
  `p` from `ember_poller_new`; `events` `cap` writable `ember_ready`; `n` writable.
 
- Thread safety: not with another wait on the same handle.
+ Thread safety: not with other calls on the same handle.
  */
 int ember_poller_wait(struct ember_poller *p,
                       struct ember_ready *events,
@@ -1905,7 +1921,7 @@ int ember_poller_wait(struct ember_poller *p,
 
  `p` NULL or from `ember_poller_new`.
 
- Thread safety: any thread.
+ Thread safety: not with other calls on the same handle.
  */
 int ember_poller_fd(const struct ember_poller *p);
 
@@ -1966,7 +1982,7 @@ int ember_timer_expirations(const struct ember_timer *t, uint64_t *count);
 
  `t` NULL or from `ember_timer_new`.
 
- Thread safety: any thread.
+ Thread safety: not with other calls on the same handle.
  */
 int ember_timer_fd(const struct ember_timer *t);
 
@@ -2002,7 +2018,7 @@ int ember_notifier_new(struct ember_notifier **out);
 
  `fd` an open eventfd the caller owns and does not use or close after; `out` writable.
 
- Thread safety: any thread.
+ Thread safety: not with other calls on the same handle.
  */
 int ember_notifier_from_fd(int fd, struct ember_notifier **out);
 
@@ -2035,7 +2051,7 @@ int ember_notifier_drain(const struct ember_notifier *n, uint64_t *count);
 
  `n` NULL or from this module.
 
- Thread safety: any thread.
+ Thread safety: not with other calls on the same handle.
  */
 int ember_notifier_fd(const struct ember_notifier *n);
 
@@ -2559,7 +2575,7 @@ int ember_signalfd_recv(struct ember_signalfd *s, struct ember_signal_info *info
 
  `s` NULL or from `ember_signalfd_new`.
 
- Thread safety: any thread.
+ Thread safety: not with other calls on the same handle.
  */
 int ember_signalfd_fd(const struct ember_signalfd *s);
 
@@ -2590,7 +2606,8 @@ int ember_signal_send_value(uint32_t pid, int sig, int value);
 
 /*
  Sends `sig` through the pidfd `pidfd` (`pidfd_send_signal`): never to a process that
- reused the pid. Returns `EMBER_OK`, `EMBER_EINVAL`, or `EMBER_EOS` (`ESRCH`: it exited).
+ reused the pid. Returns `EMBER_OK`, `EMBER_EINVAL` (also for 32 to 34, the real-time
+ signals the C library keeps for itself), or `EMBER_EOS` (`ESRCH`: it exited).
 
  # Safety
 
@@ -2638,7 +2655,7 @@ int ember_daemon_wait(struct ember_daemon *d,
 
  `d` NULL or from `ember_daemon_new`.
 
- Thread safety: any thread.
+ Thread safety: not with other calls on the same handle.
  */
 int ember_daemon_fd(const struct ember_daemon *d);
 

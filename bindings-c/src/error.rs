@@ -47,6 +47,9 @@ pub enum ember_status {
     EMBER_EOVERFLOW = -14,
     /// The server answered with an error response (its code and message are returned).
     EMBER_EREMOTE = -15,
+    /// The handle is in use by the call that is running this callback (a D-Bus handler or
+    /// `on_other` callback may not use its own connection).
+    EMBER_EBUSY = -16,
 }
 
 pub(crate) const EMBER_OK: c_int = ember_status::EMBER_OK as c_int;
@@ -65,6 +68,7 @@ pub(crate) const EMBER_EDEADLK: c_int = ember_status::EMBER_EDEADLK as c_int;
 pub(crate) const EMBER_ENOTOWNER: c_int = ember_status::EMBER_ENOTOWNER as c_int;
 pub(crate) const EMBER_EOVERFLOW: c_int = ember_status::EMBER_EOVERFLOW as c_int;
 pub(crate) const EMBER_EREMOTE: c_int = ember_status::EMBER_EREMOTE as c_int;
+pub(crate) const EMBER_EBUSY: c_int = ember_status::EMBER_EBUSY as c_int;
 
 thread_local! {
     static LAST_OS_ERROR: Cell<c_int> = const { Cell::new(0) };
@@ -268,6 +272,7 @@ pub extern "C" fn ember_strerror(code: c_int) -> *const c_char {
         EMBER_ENOTOWNER => c"the calling thread does not hold the mutex",
         EMBER_EOVERFLOW => c"semaphore count overflow",
         EMBER_EREMOTE => c"the server answered with an error",
+        EMBER_EBUSY => c"the handle is in use by the call running this callback",
         _ => c"unknown error",
     };
     s.as_ptr()

@@ -110,7 +110,8 @@ pub unsafe extern "C" fn ember_poller_new(out: *mut *mut ember_poller) -> c_int 
 /// `p` from `ember_poller_new`; `fd` an open descriptor (not owned by the poller; remove it
 /// before closing it).
 ///
-/// Thread safety: any thread, also while another waits (epoll is thread-safe).
+/// Thread safety: not with other calls on the same handle (to change the set from another
+/// thread while one waits, `epoll_ctl` the fd of `ember_poller_fd` directly).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ember_poller_add(p: *const ember_poller, fd: c_int, token: u64, flags: u32) -> c_int {
     guard(|| {
@@ -128,7 +129,7 @@ pub unsafe extern "C" fn ember_poller_add(p: *const ember_poller, fd: c_int, tok
 ///
 /// As `ember_poller_add`.
 ///
-/// Thread safety: as `ember_poller_add`.
+/// Thread safety: not with other calls on the same handle.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ember_poller_modify(p: *const ember_poller, fd: c_int, token: u64, flags: u32) -> c_int {
     guard(|| {
@@ -146,7 +147,7 @@ pub unsafe extern "C" fn ember_poller_modify(p: *const ember_poller, fd: c_int, 
 ///
 /// As `ember_poller_add`.
 ///
-/// Thread safety: as `ember_poller_add`.
+/// Thread safety: not with other calls on the same handle.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ember_poller_remove(p: *const ember_poller, fd: c_int) -> c_int {
     guard(|| {
@@ -167,7 +168,7 @@ pub unsafe extern "C" fn ember_poller_remove(p: *const ember_poller, fd: c_int) 
 ///
 /// `p` from `ember_poller_new`; `events` `cap` writable `ember_ready`; `n` writable.
 ///
-/// Thread safety: not with another wait on the same handle.
+/// Thread safety: not with other calls on the same handle.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ember_poller_wait(
     p: *mut ember_poller,
@@ -208,7 +209,7 @@ pub unsafe extern "C" fn ember_poller_wait(
 ///
 /// `p` NULL or from `ember_poller_new`.
 ///
-/// Thread safety: any thread.
+/// Thread safety: not with other calls on the same handle.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ember_poller_fd(p: *const ember_poller) -> c_int {
     // SAFETY: the caller's contract, checked for NULL and alignment.
@@ -298,7 +299,7 @@ pub unsafe extern "C" fn ember_timer_expirations(t: *const ember_timer, count: *
 ///
 /// `t` NULL or from `ember_timer_new`.
 ///
-/// Thread safety: any thread.
+/// Thread safety: not with other calls on the same handle.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ember_timer_fd(t: *const ember_timer) -> c_int {
     // SAFETY: the caller's contract, checked for NULL and alignment.
@@ -347,7 +348,7 @@ pub unsafe extern "C" fn ember_notifier_new(out: *mut *mut ember_notifier) -> c_
 ///
 /// `fd` an open eventfd the caller owns and does not use or close after; `out` writable.
 ///
-/// Thread safety: any thread.
+/// Thread safety: not with other calls on the same handle.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ember_notifier_from_fd(fd: c_int, out: *mut *mut ember_notifier) -> c_int {
     guard(|| {
@@ -400,7 +401,7 @@ pub unsafe extern "C" fn ember_notifier_drain(n: *const ember_notifier, count: *
 ///
 /// `n` NULL or from this module.
 ///
-/// Thread safety: any thread.
+/// Thread safety: not with other calls on the same handle.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ember_notifier_fd(n: *const ember_notifier) -> c_int {
     // SAFETY: the caller's contract, checked for NULL and alignment.

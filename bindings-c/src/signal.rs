@@ -171,7 +171,7 @@ pub unsafe extern "C" fn ember_signalfd_recv(s: *mut ember_signalfd, info: *mut 
 ///
 /// `s` NULL or from `ember_signalfd_new`.
 ///
-/// Thread safety: any thread.
+/// Thread safety: not with other calls on the same handle.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ember_signalfd_fd(s: *const ember_signalfd) -> c_int {
     // SAFETY: the caller's contract, checked for NULL and alignment.
@@ -212,7 +212,8 @@ pub extern "C" fn ember_signal_send_value(pid: u32, sig: c_int, value: c_int) ->
 }
 
 /// Sends `sig` through the pidfd `pidfd` (`pidfd_send_signal`): never to a process that
-/// reused the pid. Returns `EMBER_OK`, `EMBER_EINVAL`, or `EMBER_EOS` (`ESRCH`: it exited).
+/// reused the pid. Returns `EMBER_OK`, `EMBER_EINVAL` (also for 32 to 34, the real-time
+/// signals the C library keeps for itself), or `EMBER_EOS` (`ESRCH`: it exited).
 ///
 /// # Safety
 ///
@@ -227,7 +228,11 @@ pub unsafe extern "C" fn ember_signal_send_pidfd(pidfd: c_int, sig: c_int) -> c_
         }
         // SAFETY: an open fd by the caller's contract, borrowed for this call only.
         let fd = unsafe { BorrowedFd::borrow_raw(pidfd) };
-        signal::send_pidfd(fd, signo(sig)?).map_err(code)?;
+        let sig = signo(sig)?;
+        if (32..signal::FIRST_FREE_RT_SIGNAL).contains(&sig) {
+            return Err(EMBER_EINVAL);
+        }
+        signal::send_pidfd(fd, sig).map_err(code)?;
         Ok(EMBER_OK)
     })
 }
@@ -309,7 +314,7 @@ pub unsafe extern "C" fn ember_daemon_wait(
 ///
 /// `d` NULL or from `ember_daemon_new`.
 ///
-/// Thread safety: any thread.
+/// Thread safety: not with other calls on the same handle.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ember_daemon_fd(d: *const ember_daemon) -> c_int {
     // SAFETY: the caller's contract, checked for NULL and alignment.

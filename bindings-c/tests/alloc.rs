@@ -35,7 +35,7 @@ fn pipe_and_ring() {
     let (mut r, mut w) = (null_mut(), null_mut());
     let (mut frame, mut buf) = ([0u8; 256], vec![0u8; EMBER_PIPE_MAX_FRAME]);
     let (mut flen, mut len) = (0usize, 0usize);
-    // SAFETY (the test): every pointer is a live local or a handle made here.
+    // SAFETY: (the test) every pointer is a live local or a handle made here.
     unsafe {
         assert_eq!(ember_pipe_new(&mut r, &mut w), OK);
         let n = allocations(|| {
@@ -77,7 +77,7 @@ fn signals_and_poller() {
     let mut info = ember_signal_info::default();
     let mut ready = [ember_ready::default(); 4];
     let mut n = 0usize;
-    // SAFETY (the test): every pointer is a live local or a handle made here.
+    // SAFETY: (the test) every pointer is a live local or a handle made here.
     unsafe {
         assert_eq!(ember_sigset_add(&mut set, SIG), OK);
         assert_eq!(ember_signal_mask(0, set, &mut old), OK);
@@ -139,7 +139,7 @@ fn dbus_round_trip() {
     let (addr2, name2, path2, iface2, member2, ii2, i2) =
         (address.clone(), name.clone(), path.clone(), iface.clone(), member.clone(), ii.clone(), i.clone());
     let server = std::thread::spawn(move || {
-        // SAFETY (the thread): every pointer is a live local or a handle made here.
+        // SAFETY: (the thread) every pointer is a live local or a handle made here.
         unsafe {
             let mut d = null_mut();
             assert_eq!(ember_dbus_connect(addr2.as_ptr().cast(), &mut d), OK);
@@ -185,7 +185,7 @@ fn dbus_round_trip() {
         }
     });
     rx.recv().unwrap();
-    // SAFETY (the test): every pointer is a live local or a handle made here.
+    // SAFETY: (the test) every pointer is a live local or a handle made here.
     unsafe {
         let (mut d, mut a) = (null_mut(), null_mut());
         assert_eq!(ember_dbus_connect(address.as_ptr().cast(), &mut d), OK);

@@ -148,10 +148,14 @@ pub fn send_with_value(pid: u32, signal: u32, value: i32) -> Result<()> {
 }
 
 /// Sends `signal` through a pidfd (`pidfd_send_signal`): never to a process that reused
-/// the pid.
+/// the pid. The real-time signals the C library reserves for itself (32 to
+/// [`FIRST_FREE_RT_SIGNAL`]` - 1`) are `EINVAL`.
 pub fn send_pidfd(pidfd: impl AsFd, signal: u32) -> Result<()> {
-    let sig = rustix::process::Signal::from_named_raw(signal as i32).ok_or(Error::Os(Errno::INVAL))?;
-    Ok(rustix::process::pidfd_send_signal(pidfd, sig)?)
+    // The C library's own real-time signals, and numbers that are no signal, are refused.
+    if !(1..32).contains(&signal) && !(FIRST_FREE_RT_SIGNAL..=LAST_RT_SIGNAL).contains(&signal) {
+        return Err(Error::Os(Errno::INVAL));
+    }
+    Ok(sys::pidfd_send_signal(pidfd.as_fd(), signal)?)
 }
 
 /// Sends `signal` to one thread (`tgkill(getpid(), tid, signal)`); a thread's own tid is
@@ -204,11 +208,26 @@ impl Daemon {
         if let Some(e) = self.poll_event()? {
             return Ok(Some(e));
         }
-        let ts = rustix::time::Timespec { tv_sec: timeout.as_secs() as _, tv_nsec: timeout.subsec_nanos() as _ };
-        let mut fds = [rustix::event::PollFd::new(&self.fd, rustix::event::PollFlags::IN)];
-        match rustix::event::poll(&mut fds, Some(&ts)) {
-            Ok(_) | Err(Errno::INTR) => self.poll_event(),
-            Err(e) => Err(e.into()),
+        let deadline = crate::poll::now().saturating_add(timeout);
+        let mut ts = crate::poll::timespec(timeout);
+        loop {
+            let mut fds = [rustix::event::PollFd::new(&self.fd, rustix::event::PollFlags::IN)];
+            match rustix::event::poll(&mut fds, Some(&ts)) {
+                Ok(_) => return self.poll_event(),
+                // Another signal (one with a handler) interrupted the wait: a request may
+                // have come with it; if not, wait for the time left.
+                Err(Errno::INTR) => {
+                    if let Some(e) = self.poll_event()? {
+                        return Ok(Some(e));
+                    }
+                    let left = deadline.saturating_sub(crate::poll::now());
+                    if left.is_zero() {
+                        return Ok(None);
+                    }
+                    ts = crate::poll::timespec(left);
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
     }
 }

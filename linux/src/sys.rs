@@ -632,6 +632,23 @@ pub fn tgkill(tgid: i32, tid: i32, sig: u32) -> Result<(), Errno> {
     ret(r).map(|_| ())
 }
 
+/// `pidfd_send_signal(pidfd, sig, NULL, 0)`: any signal number, the real-time ones too
+/// (rustix's `Signal` type takes only the named ones without `unsafe`).
+pub fn pidfd_send_signal(pidfd: rustix::fd::BorrowedFd<'_>, sig: u32) -> Result<(), Errno> {
+    use rustix::fd::AsRawFd;
+    // SAFETY: an open fd (borrowed for the call), an integer and a NULL `siginfo_t`.
+    let r = unsafe {
+        syscalls::raw::syscall4(
+            linux_raw_sys::general::__NR_pidfd_send_signal as usize,
+            pidfd.as_raw_fd() as usize,
+            sig as usize,
+            0,
+            0,
+        )
+    };
+    ret(r).map(|_| ())
+}
+
 /// `CMSG_ALIGN`: control messages are aligned to the kernel's `size_t`.
 const fn cmsg_align(len: usize) -> usize {
     let a = core::mem::size_of::<usize>();

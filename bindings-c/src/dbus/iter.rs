@@ -16,12 +16,11 @@ const MAGIC: u64 = 0x6974_6572_6462_7573;
 /// A position in a message's values (its fields are private: initialise it with
 /// `ember_dbus_recv`, `ember_dbus_call`, a handler's arguments or `ember_dbus_iter_recurse`).
 #[repr(C)]
-#[derive(Debug)]
 pub struct ember_dbus_iter {
     /// Private.
     pub _magic: u64,
-    /// Private.
-    pub _state: [u64; 15],
+    /// Private (a Rust value with padding: uninitialised bytes are allowed here).
+    pub _state: [core::mem::MaybeUninit<u64>; 15],
 }
 
 /// What the iterator walks.
@@ -54,7 +53,7 @@ const _: () = assert!(core::mem::align_of::<State<'static>>() <= 8);
 impl ember_dbus_iter {
     /// An iterator over `state` (its borrow is the caller's to keep valid: see the module).
     pub(crate) fn init(out: &crate::error::Out<ember_dbus_iter>, state: State<'_>) {
-        let mut it = ember_dbus_iter { _magic: MAGIC, _state: [0; 15] };
+        let mut it = ember_dbus_iter { _magic: MAGIC, _state: [core::mem::MaybeUninit::uninit(); 15] };
         // SAFETY: `State` fits in `_state` and needs no stricter alignment (asserted above);
         // it holds only borrows, so it may be copied out and dropped without running code.
         unsafe { core::ptr::write(it._state.as_mut_ptr().cast::<State<'static>>(), erase(state)) };
@@ -422,9 +421,10 @@ pub unsafe extern "C" fn ember_dbus_iter_bytes(
 }
 
 /// Enters the container that is next (an array, a struct, a dict entry or a variant):
-/// `*child` iterates its elements, fields, or one value; `it` moves past it. The
-/// container's own signature can be read first with `ember_dbus_iter_type`. As
-/// `ember_dbus_iter_int32`.
+/// `*child` iterates its elements, fields, or one value; `it` moves past it. What kind of
+/// container it is, `ember_dbus_iter_type` says first; the types inside, the child's
+/// `ember_dbus_iter_type` (an empty array's element type is not available). As
+/// `ember_dbus_iter_byte`.
 ///
 /// # Safety
 ///

@@ -52,7 +52,46 @@ pub const EMBER_DBUS_NAME_ALREADY_OWNER: c_int = 4;
 
 /// A connection to a bus (opaque).
 pub struct ember_dbus {
-    pub(crate) c: Connection<EMBER_DBUS_MAX_MESSAGE>,
+    /// Set while an export uses the connection: a callback it runs (a handler, `on_other`)
+    /// that calls back into the same connection gets `EMBER_EBUSY` instead of a second
+    /// `&mut` to it.
+    busy: core::cell::Cell<bool>,
+    c: Connection<EMBER_DBUS_MAX_MESSAGE>,
+}
+
+/// The connection, borrowed by one export; released on drop.
+pub(crate) struct Entered<'a> {
+    busy: &'a core::cell::Cell<bool>,
+    pub(crate) c: &'a mut Connection<EMBER_DBUS_MAX_MESSAGE>,
+}
+
+impl Drop for Entered<'_> {
+    fn drop(&mut self) {
+        self.busy.set(false);
+    }
+}
+
+/// Borrows the connection at `d`: `EMBER_EINVAL` for NULL or misaligned, `EMBER_EBUSY`
+/// while another export uses it (a callback calling back into its own connection). Only
+/// the fields are borrowed, never the whole struct, so the check itself aliases nothing.
+///
+/// # Safety
+///
+/// A non-NULL, aligned `d` from `ember_dbus_connect`, not freed.
+pub(crate) unsafe fn enter<'a>(d: *mut ember_dbus) -> Result<Entered<'a>, c_int> {
+    if d.is_null() || !d.is_aligned() {
+        return Err(EMBER_EINVAL);
+    }
+    // SAFETY: a live connection by the caller's contract; a shared borrow of the `Cell`
+    // field only, which no `&mut` ever covers (see below).
+    let busy = unsafe { &*core::ptr::addr_of!((*d).busy) };
+    if busy.replace(true) {
+        return Err(EMBER_EBUSY);
+    }
+    // SAFETY: live by the caller's contract; the flag just taken guarantees no other
+    // borrow of this field is alive (every export goes through `enter`).
+    let c = unsafe { &mut *core::ptr::addr_of_mut!((*d).c) };
+    Ok(Entered { busy, c })
 }
 
 /// A received message: its header, and an iterator over its body. The strings point into
@@ -60,7 +99,6 @@ pub struct ember_dbus {
 /// field) and, like `body`, are valid until the next receive, call or process on that
 /// connection.
 #[repr(C)]
-#[derive(Debug)]
 pub struct ember_dbus_message {
     /// `EMBER_DBUS_METHOD_CALL`, `_METHOD_RETURN`, `_ERROR` or `_SIGNAL`.
     pub kind: c_int,
@@ -91,8 +129,10 @@ pub struct ember_dbus_message {
 }
 
 /// Called by `ember_dbus_call` for each message that arrives while it waits for its reply
-/// (signals, other calls); the message is valid during the call only.
-pub type ember_dbus_message_fn = Option<unsafe extern "C" fn(ctx: *mut c_void, message: *const ember_dbus_message)>;
+/// (signals, other calls); the message (and its `body` iterator, which the callback may
+/// use) is valid during the callback only. The callback may not use the connection
+/// (`EMBER_EBUSY`).
+pub type ember_dbus_message_fn = Option<unsafe extern "C" fn(ctx: *mut c_void, message: *mut ember_dbus_message)>;
 
 /// Fills `out` from `m`.
 pub(crate) fn describe(m: &Message<'_>, out: &Out<ember_dbus_message>) {
@@ -159,11 +199,11 @@ fn body_of(args: Option<&ember_dbus_args>) -> Result<(&str, &[u8], &[c_int]), c_
 }
 
 /// Sends a message built by `b` with the body of `args`; returns its serial.
-fn send(d: &mut ember_dbus, b: Builder<'_>, args: Option<&ember_dbus_args>) -> Result<u32, c_int> {
+fn send(d: &mut Entered<'_>, b: Builder<'_>, args: Option<&ember_dbus_args>) -> Result<u32, c_int> {
     let (sig, body, raw) = body_of(args)?;
     let sig = ember_core::dbus::Signature::new(sig).map_err(|_| EMBER_EINVAL)?;
     let Some(&last) = raw.last() else {
-        return d.c.send(b, sig, |w| w.marshalled(body), &[]).map_err(code);
+        return d.c.send(b, sig, |w| w.marshalled(body), &[]).map_err(send_code);
     };
     // Slots past the fds given repeat the last one; only the first `raw.len()` are sent.
     let fds: [BorrowedFd<'_>; args::MAX_FDS] = core::array::from_fn(|i| {
@@ -171,7 +211,7 @@ fn send(d: &mut ember_dbus, b: Builder<'_>, args: Option<&ember_dbus_args>) -> R
         unsafe { BorrowedFd::borrow_raw(raw.get(i).copied().unwrap_or(last)) }
     });
     let fds = &fds[..raw.len()];
-    d.c.send(b, sig, |w| w.marshalled(body), fds).map_err(code)
+    d.c.send(b, sig, |w| w.marshalled(body), fds).map_err(send_code)
 }
 
 /// Connects to the bus at `address` (a D-Bus address such as
@@ -179,7 +219,9 @@ fn send(d: &mut ember_dbus, b: Builder<'_>, args: Option<&ember_dbus_args>) -> R
 /// `DBUS_SESSION_BUS_ADDRESS`), authenticates (`EXTERNAL`) and says `Hello`, waiting at
 /// most 10 s. Returns `EMBER_OK`; `EMBER_EINVAL` (bad address, or no session bus address
 /// set); `EMBER_EOS` (no bus there: `ENOENT`, `ECONNREFUSED`; refused: `EACCES`);
-/// `EMBER_ETIMEDOUT`.
+/// `EMBER_ETIMEDOUT`. The connection is built on the stack before it is moved to the heap:
+/// call it with 512 KiB of stack to spare (the main thread has 8 MiB; a musl thread has
+/// 128 KiB unless it is made with a larger `pthread_attr_setstacksize`).
 ///
 /// # Safety
 ///
@@ -199,7 +241,7 @@ pub unsafe extern "C" fn ember_dbus_connect(address: *const c_char, out: *mut *m
             None => Connection::session(),
         }
         .map_err(code)?;
-        d.write(ember_dbus { c });
+        d.write(ember_dbus { busy: core::cell::Cell::new(false), c });
         // SAFETY: written just above.
         out.set(Box::into_raw(unsafe { d.assume_init() }));
         Ok(EMBER_OK)
@@ -221,8 +263,9 @@ pub unsafe extern "C" fn ember_dbus_free(d: *mut ember_dbus) {
     }
 }
 
-/// Our unique name on the bus (`:1.42`), copied with its NUL into `buf` (`cap` bytes; 64
-/// suffice): `EMBER_ENOSPC` if it does not fit.
+/// Our unique name on the bus (`:1.42`), copied with its NUL into `buf` (`cap` bytes; 65
+/// suffice): `EMBER_ENOSPC` if it does not fit; `EMBER_EBUSY` from a callback of this
+/// connection.
 ///
 /// # Safety
 ///
@@ -230,17 +273,17 @@ pub unsafe extern "C" fn ember_dbus_free(d: *mut ember_dbus) {
 ///
 /// Thread safety: not with other calls on the same handle.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn ember_dbus_unique_name(d: *const ember_dbus, buf: *mut c_char, cap: usize) -> c_int {
+pub unsafe extern "C" fn ember_dbus_unique_name(d: *mut ember_dbus, buf: *mut c_char, cap: usize) -> c_int {
     guard(|| {
         // SAFETY: the caller's contract, checked for NULL and alignment.
-        let (d, buf) = unsafe { (arg(d)?, bytes_mut(buf.cast(), cap)?) };
+        let (d, buf) = unsafe { (enter(d)?, bytes_mut(buf.cast(), cap)?) };
         args::copy_cstr(d.c.unique_name().as_bytes(), buf)
     })
 }
 
 /// The connection's socket (poll it for readability, then receive or process with a zero
 /// timeout until `EMBER_ETIMEDOUT`: several messages may arrive in one read), or
-/// `EMBER_EINVAL`.
+/// `EMBER_EINVAL`, or `EMBER_EBUSY` from a callback of this connection.
 ///
 /// # Safety
 ///
@@ -248,9 +291,9 @@ pub unsafe extern "C" fn ember_dbus_unique_name(d: *const ember_dbus, buf: *mut 
 ///
 /// Thread safety: any thread.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn ember_dbus_fd(d: *const ember_dbus) -> c_int {
+pub unsafe extern "C" fn ember_dbus_fd(d: *mut ember_dbus) -> c_int {
     // SAFETY: the caller's contract, checked for NULL and alignment.
-    guard(|| Ok(unsafe { arg(d)? }.c.as_fd().as_raw_fd()))
+    guard(|| Ok(unsafe { enter(d)? }.c.as_fd().as_raw_fd()))
 }
 
 /// Calls `member` (of `interface`, may be NULL) on `destination`'s object at `path` with
@@ -261,7 +304,8 @@ pub unsafe extern "C" fn ember_dbus_fd(d: *const ember_dbus) -> c_int {
 /// (`reply->error_name`, and its message as the body's first string); `EMBER_ETIMEDOUT`;
 /// `EMBER_EINVAL` (a NULL or invalid name, unclosed containers in `args`, or values that do
 /// not match their signature); `EMBER_ETOOBIG` (the call does not fit in 64 KiB);
-/// `EMBER_EPEERGONE` (the bus is gone); `EMBER_EOS`.
+/// `EMBER_EPEERGONE` (the bus is gone); `EMBER_EBUSY` (from a callback of this connection);
+/// `EMBER_EOS` (`ENOTSUP`: fds in `args`, and the bus does not pass fds).
 ///
 /// # Safety
 ///
@@ -287,8 +331,8 @@ pub unsafe extern "C" fn ember_dbus_call(
     guard(|| {
         let reply = if reply.is_null() { None } else { Some(crate::error::out(reply)?) };
         // SAFETY: the caller's contract, checked for NULL and alignment.
-        let (d, dest, path, iface, member) =
-            unsafe { (arg_mut(d)?, c_name(destination)?, c_name(path)?, opt_name(interface)?, c_name(member)?) };
+        let (mut d, dest, path, iface, member) =
+            unsafe { (enter(d)?, c_name(destination)?, c_name(path)?, opt_name(interface)?, c_name(member)?) };
         // SAFETY: as above.
         let args = if args.is_null() { None } else { Some(unsafe { arg(args)? }) };
         names_ok(Some(dest), path, iface, member)?;
@@ -296,14 +340,15 @@ pub unsafe extern "C" fn ember_dbus_call(
         if let Some(i) = iface {
             b = b.interface(i);
         }
-        let serial = send(d, b, args)?;
+        let serial = send(&mut d, b, args)?;
         let deadline = ember_linux::poll::now().saturating_add(ms(timeout_ms));
         loop {
             let left = deadline.saturating_sub(ember_linux::poll::now());
             let m = match d.c.recv(left) {
                 Ok(m) => m,
                 // A bad message meanwhile is skipped; it does not end the call.
-                Err(ember_linux::Error::Dbus(_)) => continue,
+                Err(ember_linux::Error::Dbus(_)) if ember_linux::poll::now() < deadline => continue,
+                Err(ember_linux::Error::Dbus(_)) => return Err(EMBER_ETIMEDOUT),
                 Err(e) => return Err(code(e)),
             };
             let is_reply = matches!(m.message_type(), MessageType::MethodReturn | MessageType::Error)
@@ -313,9 +358,13 @@ pub unsafe extern "C" fn ember_dbus_call(
                     let mut slot = core::mem::MaybeUninit::<ember_dbus_message>::uninit();
                     describe(&m, &Out::local(&mut slot));
                     // SAFETY: initialised by `describe` just above.
-                    let msg = unsafe { slot.assume_init() };
+                    let mut msg = unsafe { slot.assume_init() };
                     // SAFETY: the caller's callback, given a message valid for the call.
-                    unsafe { f(ctx, &msg) };
+                    unsafe { f(ctx, &mut msg) };
+                }
+                // A flood of other messages cannot hold the call past its deadline.
+                if ember_linux::poll::now() >= deadline {
+                    return Err(EMBER_ETIMEDOUT);
                 }
                 continue;
             }
@@ -360,11 +409,11 @@ pub unsafe extern "C" fn ember_dbus_emit_signal(
     guard(|| {
         let serial = if serial.is_null() { None } else { Some(crate::error::out(serial)?) };
         // SAFETY: the caller's contract, checked for NULL and alignment.
-        let (d, path, iface, member) = unsafe { (arg_mut(d)?, c_name(path)?, c_name(interface)?, c_name(member)?) };
+        let (mut d, path, iface, member) = unsafe { (enter(d)?, c_name(path)?, c_name(interface)?, c_name(member)?) };
         // SAFETY: as above.
         let args = if args.is_null() { None } else { Some(unsafe { arg(args)? }) };
         names_ok(None, path, Some(iface), member)?;
-        let s = send(d, Builder::signal(path, iface, member), args)?;
+        let s = send(&mut d, Builder::signal(path, iface, member), args)?;
         if let Some(o) = serial {
             o.set(s);
         }
@@ -386,11 +435,22 @@ pub unsafe extern "C" fn ember_dbus_recv(d: *mut ember_dbus, timeout_ms: i64, ou
     guard(|| {
         let out = crate::error::out(out)?;
         // SAFETY: the caller's contract, checked for NULL and alignment.
-        let d = unsafe { arg_mut(d)? };
+        let d = unsafe { enter(d)? };
         let m = d.c.recv(ms(timeout_ms)).map_err(dbus_code)?;
         describe(&m, &out);
         Ok(EMBER_OK)
     })
+}
+
+/// The code of a send error: a message too large for the buffer is `EMBER_ETOOBIG`, a
+/// name the specification reserves `EMBER_EINVAL`.
+fn send_code(e: ember_linux::Error) -> c_int {
+    use ember_core::dbus::DbusError;
+    match e {
+        ember_linux::Error::Dbus(DbusError::BufferTooSmall | DbusError::TooLarge { .. }) => EMBER_ETOOBIG,
+        ember_linux::Error::Dbus(_) => EMBER_EINVAL,
+        e => code(e),
+    }
 }
 
 /// The code of a receive error: an oversized message is `EMBER_ETOOBIG`.
@@ -414,7 +474,7 @@ pub unsafe extern "C" fn ember_dbus_take_fd(d: *mut ember_dbus, index: u32, fd: 
     guard(|| {
         let fd = crate::error::out(fd)?;
         // SAFETY: the caller's contract, checked for NULL and alignment.
-        let d = unsafe { arg_mut(d)? };
+        let d = unsafe { enter(d)? };
         fd.set(d.c.take_fd(index).ok_or(EMBER_EINVAL)?.into_raw_fd());
         Ok(EMBER_OK)
     })
@@ -449,7 +509,7 @@ pub unsafe extern "C" fn ember_dbus_request_name(
     guard(|| {
         let reply = if reply.is_null() { None } else { Some(crate::error::out(reply)?) };
         // SAFETY: the caller's contract, checked for NULL and alignment.
-        let (d, name) = unsafe { (arg_mut(d)?, c_name(name)?) };
+        let (d, name) = unsafe { (enter(d)?, c_name(name)?) };
         if !ember_core::dbus::names::is_bus_name(name.as_bytes()) || name.starts_with(':') {
             return Err(EMBER_EINVAL);
         }
@@ -484,7 +544,7 @@ pub unsafe extern "C" fn ember_dbus_release_name(
     guard(|| {
         let reply = if reply.is_null() { None } else { Some(crate::error::out(reply)?) };
         // SAFETY: the caller's contract, checked for NULL and alignment.
-        let (d, name) = unsafe { (arg_mut(d)?, c_name(name)?) };
+        let (d, name) = unsafe { (enter(d)?, c_name(name)?) };
         if !ember_core::dbus::names::is_bus_name(name.as_bytes()) {
             return Err(EMBER_EINVAL);
         }
@@ -509,7 +569,7 @@ pub unsafe extern "C" fn ember_dbus_release_name(
 pub unsafe extern "C" fn ember_dbus_add_match(d: *mut ember_dbus, rule: *const c_char, timeout_ms: i64) -> c_int {
     guard(|| {
         // SAFETY: the caller's contract, checked for NULL and alignment.
-        let (d, rule) = unsafe { (arg_mut(d)?, c_name(rule)?) };
+        let (d, rule) = unsafe { (enter(d)?, c_name(rule)?) };
         d.c.add_match(rule, ms(timeout_ms)).map_err(call_code)?;
         Ok(EMBER_OK)
     })
@@ -526,7 +586,7 @@ pub unsafe extern "C" fn ember_dbus_add_match(d: *mut ember_dbus, rule: *const c
 pub unsafe extern "C" fn ember_dbus_remove_match(d: *mut ember_dbus, rule: *const c_char, timeout_ms: i64) -> c_int {
     guard(|| {
         // SAFETY: the caller's contract, checked for NULL and alignment.
-        let (d, rule) = unsafe { (arg_mut(d)?, c_name(rule)?) };
+        let (d, rule) = unsafe { (enter(d)?, c_name(rule)?) };
         d.c.remove_match(rule, ms(timeout_ms)).map_err(call_code)?;
         Ok(EMBER_OK)
     })

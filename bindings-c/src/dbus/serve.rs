@@ -21,7 +21,9 @@ use crate::error::*;
 /// A method's handler: read the arguments from `args`, append the results (of the
 /// method's `results` signature) to `reply`, and return 0; or set an error with
 /// `ember_dbus_args_set_error` (else `org.freedesktop.DBus.Error.Failed`) and return
-/// nonzero. `call`, `args` and their strings are valid during the call only.
+/// nonzero. `call`, `args` and their strings are valid during the call only. A handler may
+/// not use the connection or the service that runs it (`EMBER_EBUSY`; emit signals after
+/// `ember_dbus_process` returns), and may not reply with fds (the caller gets an error).
 pub type ember_dbus_method_fn = Option<
     unsafe extern "C" fn(
         ctx: *mut c_void,
@@ -98,7 +100,7 @@ pub struct ember_dbus_call_info {
     /// The caller's unique name (NULL if the message had none).
     pub sender: *const c_char,
     /// How many fds came with the call (take them with `ember_dbus_call_take_fd`).
-    pub unix_fds: usize,
+    pub unix_fds: u32,
     /// Private.
     pub _fds: *mut c_void,
 }
@@ -146,13 +148,12 @@ impl ember_dbus_service {
         let mut b = Vec::with_capacity(s.len() + 1);
         b.extend_from_slice(s.as_bytes());
         b.push(0);
-        let b = b.into_boxed_slice();
-        // SAFETY: UTF-8 (copied from a `str`); the box's heap block never moves and lives as
-        // long as `self` (`strings` is dropped after every view of it).
-        let view: &'static str =
-            unsafe { core::str::from_utf8_unchecked(core::slice::from_raw_parts(b.as_ptr(), s.len())) };
-        self.strings.push(b);
-        Ok(view)
+        self.strings.push(b.into_boxed_slice());
+        let kept = self.strings.last().map_or(core::ptr::null(), |b| b.as_ptr());
+        // SAFETY: UTF-8 (copied from a `str`), `s.len()` bytes of the box just pushed, whose
+        // heap block never moves and lives as long as `self` (`strings` is dropped after
+        // every view of it); taken after the push, so no move of the box follows the view.
+        Ok(unsafe { core::str::from_utf8_unchecked(core::slice::from_raw_parts(kept, s.len())) })
     }
 
     /// `n` elements at `p` (NULL only when `n` is 0).
@@ -172,13 +173,25 @@ impl ember_dbus_service {
     }
 }
 
+/// The boxed slice just pushed, as a view that lives as long as the service.
+fn extend<T>(b: Option<&[T]>) -> &'static [T] {
+    match b {
+        // SAFETY: a boxed slice's heap block never moves, and the service drops its views
+        // (`objects`, `interfaces`) before the boxes (field order); the view is taken after
+        // the box was pushed, so no move of the box follows it.
+        Some(b) => unsafe { &*core::ptr::slice_from_raw_parts(b.as_ptr(), b.len()) },
+        None => &[],
+    }
+}
+
 fn is_sig(s: &str) -> bool {
     Signature::new(s).is_ok()
 }
 
 /// Makes a service from `n` objects at `objects` (copied: the table may be freed after).
 /// Returns `EMBER_OK`, or `EMBER_EINVAL` for an invalid path, name or signature, a NULL
-/// handler, or two objects at one path.
+/// handler, two objects at one path, two interfaces of one name in an object, or two
+/// methods of one name in an interface.
 ///
 /// # Safety
 ///
@@ -229,19 +242,18 @@ pub unsafe extern "C" fn ember_dbus_service_new(
                         let member = s.keep(g.name, |n| names::is_member_name(n.as_bytes()))?;
                         signals.push(SignalDesc { name: member, args: s.keep(g.args, is_sig)? });
                     }
-                    let (methods, signals) = (methods.into_boxed_slice(), signals.into_boxed_slice());
-                    // SAFETY: boxed slices never move and outlive the views (field order).
-                    let (mv, sv) =
-                        (&*(&*methods as *const [Method<'static>]), &*(&*signals as *const [SignalDesc<'static>]));
-                    s.methods.push(methods);
-                    s.signals.push(signals);
+                    if ifaces.iter().any(|x: &Interface<'_>| x.name == name)
+                        || methods.iter().enumerate().any(|(k, m)| methods[..k].iter().any(|x| x.name == m.name))
+                    {
+                        return Err(EMBER_EINVAL);
+                    }
+                    s.methods.push(methods.into_boxed_slice());
+                    s.signals.push(signals.into_boxed_slice());
+                    let (mv, sv) = (extend(s.methods.last().map(|b| &**b)), extend(s.signals.last().map(|b| &**b)));
                     ifaces.push(Interface { name, methods: mv, properties: &[], signals: sv });
                 }
-                let ifaces = ifaces.into_boxed_slice();
-                // SAFETY: as above.
-                let iv = &*(&*ifaces as *const [Interface<'static>]);
-                s.interfaces.push(ifaces);
-                s.objects.push(Object { path, interfaces: iv });
+                s.interfaces.push(ifaces.into_boxed_slice());
+                s.objects.push(Object { path, interfaces: extend(s.interfaces.last().map(|b| &**b)) });
             }
         }
         out.set(Box::into_raw(Box::new(s)));
@@ -305,7 +317,7 @@ impl Service for Dispatch<'_> {
             member: call.member.as_ptr().cast(),
             sender: call.sender.map_or(core::ptr::null(), |s| s.as_ptr().cast()),
             // The call's fds fill the first slots, in order.
-            unix_fds: fds.iter().take_while(|f| f.is_some()).count(),
+            unix_fds: fds.iter().take_while(|f| f.is_some()).count() as u32,
             _fds: fds.as_mut_ptr().cast(),
         };
         // SAFETY: the C handler, called as its type says, with pointers valid for the call.
@@ -362,7 +374,7 @@ pub unsafe extern "C" fn ember_dbus_call_take_fd(
         let fd = crate::error::out(fd)?;
         // SAFETY: the caller's contract, checked for NULL and alignment.
         let call = unsafe { arg(call)? };
-        if index as usize >= call.unix_fds || call._fds.is_null() {
+        if index >= call.unix_fds || call._fds.is_null() {
             return Err(EMBER_EINVAL);
         }
         // SAFETY: `_fds` points to the call's `unix_fds` slots, valid during the handler.
@@ -401,7 +413,7 @@ pub unsafe extern "C" fn ember_dbus_process(
         let other = if other.is_null() { None } else { Some(crate::error::out(other)?) };
         let answered = if answered.is_null() { None } else { Some(crate::error::out(answered)?) };
         // SAFETY: the caller's contract, checked for NULL and alignment.
-        let (d, s) = unsafe { (arg_mut(d)?, arg_mut(s)?) };
+        let (d, s) = unsafe { (super::enter(d)?, arg_mut(s)?) };
         let mut dispatch = Dispatch { handlers: &s.handlers, reply: &mut s.reply };
         let r = d.c.process(&s.objects, &mut dispatch, super::ms(timeout_ms)).map_err(super::dbus_code)?;
         let was_call = match r {

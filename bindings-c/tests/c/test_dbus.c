@@ -192,6 +192,18 @@ static int h_bad(void *ctx, const ember_dbus_call_info *call, ember_dbus_iter *a
     return ember_dbus_args_add_string(reply, "not an int");
 }
 
+/* A handler may not use its own connection: EMBER_EBUSY, and the reply still goes out. */
+static int h_reenter(void *ctx, const ember_dbus_call_info *call, ember_dbus_iter *args, ember_dbus_args *reply) {
+    (void)call;
+    (void)args;
+    ember_dbus *d = ctx;
+    char name[80];
+    int a = ember_dbus_emit_signal(d, PATH, IFACE, "Inside", NULL, NULL);
+    int b = ember_dbus_unique_name(d, name, sizeof name);
+    int c = ember_dbus_fd(d);
+    return ember_dbus_args_add_bool(reply, a == EMBER_EBUSY && b == EMBER_EBUSY && c == EMBER_EBUSY);
+}
+
 static int h_quit(void *ctx, const ember_dbus_call_info *call, ember_dbus_iter *args, ember_dbus_args *reply) {
     (void)call;
     (void)args;
@@ -213,6 +225,7 @@ static int serve(void) {
         {"Sum", "a{sv}", "x", h_sum, NULL},      {"Blob", "ay", "(uy)", h_blob, NULL},
         {"ReadFd", "h", "s", h_readfd, NULL},    {"Fail", "", "", h_fail, NULL},
         {"Bad", "", "i", h_bad, NULL},           {"Quit", "", "", h_quit, &quit},
+        {"Reenter", "", "b", h_reenter, d},
     };
     const ember_dbus_interface ifaces[] = {{IFACE, methods, sizeof methods / sizeof methods[0], signals, 1}};
     const ember_dbus_object objects[] = {{PATH, ifaces, 1}};
@@ -256,12 +269,14 @@ static int serve(void) {
 static int others_seen;
 static int32_t other_changed;
 
-static void on_other(void *ctx, const ember_dbus_message *m) {
-    (void)ctx;
+static void on_other(void *ctx, ember_dbus_message *m) {
+    ember_dbus *d = ctx;
+    char name[80];
+    /* The callback may not use the connection that runs it. */
+    if (ember_dbus_unique_name(d, name, sizeof name) != EMBER_EBUSY) others_seen += 100;
     if (m->kind == EMBER_DBUS_SIGNAL && m->member && strcmp(m->member, "Changed") == 0) {
-        ember_dbus_iter it = m->body;
         int32_t v = 0;
-        if (ember_dbus_iter_int32(&it, &v) == EMBER_OK) other_changed = v;
+        if (ember_dbus_iter_int32(&m->body, &v) == EMBER_OK) other_changed = v;
         others_seen++;
     }
 }
@@ -419,7 +434,7 @@ static void client(void) {
     CHECK_CODE(ember_dbus_call(d, bus_name, PATH, IFACE, "Add", a, TIMEOUT, NULL, NULL, NULL), EMBER_OK);
     ember_dbus_args_clear(a);
     CHECK_CODE(ember_dbus_args_add_string(a, "héllo"), EMBER_OK);
-    CHECK_CODE(ember_dbus_call(d, bus_name, PATH, NULL, "Echo", a, TIMEOUT, &r, on_other, NULL), EMBER_OK);
+    CHECK_CODE(ember_dbus_call(d, bus_name, PATH, NULL, "Echo", a, TIMEOUT, &r, on_other, d), EMBER_OK);
     const char *s = NULL;
     size_t len = 0;
     CHECK_CODE(ember_dbus_iter_string(&r.body, &s, &len), EMBER_OK);
@@ -491,6 +506,12 @@ static void client(void) {
     CHECK(strcmp(s, "through an fd") == 0);
     int fd = -1;
     CHECK_CODE(ember_dbus_take_fd(d, 0, &fd), EMBER_EINVAL); /* the reply carried none */
+
+    /* A handler that calls back into its own connection is refused, not corrupted. */
+    CHECK_CODE(ember_dbus_call(d, bus_name, PATH, IFACE, "Reenter", NULL, TIMEOUT, &r, NULL, NULL), EMBER_OK);
+    int refused = 0;
+    CHECK_CODE(ember_dbus_iter_bool(&r.body, &refused), EMBER_OK);
+    CHECK(refused == 1);
 
     /* Errors: the handler's, a reply of the wrong type, unknown method, wrong arguments,
      * no such name, bad names and bodies refused before sending. */
@@ -564,6 +585,12 @@ static void service_errors(void) {
         CHECK_CODE(ember_dbus_service_new(&o[k], 1, &svc), EMBER_EINVAL);
         CHECK(svc == NULL);
     }
+    const ember_dbus_method dup_methods[] = {{"M", "", "", h_quit, NULL}, {"M", "i", "", h_quit, NULL}};
+    const ember_dbus_interface dup_method[] = {{IFACE, dup_methods, 2, NULL, 0}};
+    const ember_dbus_interface dup_iface[] = {{IFACE, NULL, 0, NULL, 0}, {IFACE, NULL, 0, NULL, 0}};
+    const ember_dbus_object dups[] = {{PATH, dup_method, 1}, {PATH, dup_iface, 2}};
+    CHECK_CODE(ember_dbus_service_new(&dups[0], 1, &svc), EMBER_EINVAL);
+    CHECK_CODE(ember_dbus_service_new(&dups[1], 1, &svc), EMBER_EINVAL);
     const ember_dbus_object twice[] = {{PATH, NULL, 0}, {PATH, NULL, 0}};
     CHECK_CODE(ember_dbus_service_new(twice, 2, &svc), EMBER_EINVAL);
     const ember_dbus_object bad_path[] = {{"rel", NULL, 0}};

@@ -591,7 +591,8 @@ impl<const N: usize> Connection<N> {
             // the call.
             let (start, len) = match self.next_message(deadline) {
                 Ok(r) => r,
-                Err(Error::Dbus(_)) if !self.broken => continue,
+                Err(Error::Dbus(_)) if !self.broken && crate::poll::now() < deadline => continue,
+                Err(Error::Dbus(_)) if !self.broken => return Err(Error::TimedOut.into()),
                 Err(e) => return Err(e.into()),
             };
             let m = Message::parse_again(&self.rbuf[start..start + len], N)?;
@@ -601,6 +602,10 @@ impl<const N: usize> Connection<N> {
                 break (start, len);
             }
             on_other(&m);
+            // A flood of other messages cannot hold the call past its deadline.
+            if crate::poll::now() >= deadline {
+                return Err(Error::TimedOut.into());
+            }
         };
         let m = Message::parse_again(&self.rbuf[start..start + len], N)?;
         if m.message_type() == MessageType::Error {
