@@ -223,6 +223,7 @@ fn step_c_abi() -> Outcome {
         if fresh != committed {
             return Err(format!("{HEADER} is stale: run `cargo xtask header` and commit it"));
         }
+        uncalled_exports(&committed)?;
         run(cargo().args(["build", "-p", "ember-c", "--example", "wire_peer"]))?;
         run(cargo().args(["build", "-p", "ember-c"]))?;
         let out = "target/c-tests";
@@ -289,6 +290,41 @@ fn step_c_abi() -> Outcome {
         }
         Ok(())
     })())
+}
+
+/// Fails naming every function of the header that no C test calls (the C tests must call
+/// every export, error paths included: docs/c-api.md).
+fn uncalled_exports(header: &str) -> Result<(), String> {
+    let mut tests = String::new();
+    for e in std::fs::read_dir("bindings-c/tests/c").map_err(|e| e.to_string())?.flatten() {
+        if e.path().extension().is_some_and(|x| x == "c") {
+            tests.push_str(&std::fs::read_to_string(e.path()).map_err(|e| e.to_string())?);
+        }
+    }
+    let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut missing = Vec::new();
+    // A declaration starts at the line's start (`int ember_x(`); comments are indented.
+    for line in header.lines().filter(|l| l.starts_with(|c: char| c.is_ascii_alphabetic()) && !l.starts_with("typedef"))
+    {
+        let Some(at) = line.find("ember_") else { continue };
+        let name: String = line[at..].chars().take_while(|&c| is_name(c)).collect();
+        if !line[at + name.len()..].starts_with('(') {
+            continue;
+        }
+        let called = tests.match_indices(&name).any(|(i, _)| {
+            let before = tests[..i].chars().next_back().is_none_or(|c| !is_name(c));
+            let after = tests[i + name.len()..].chars().next().is_none_or(|c| !is_name(c));
+            before && after
+        });
+        if !called {
+            missing.push(name);
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("no C test in bindings-c/tests/c calls {}", missing.join(", ")))
+    }
 }
 
 /// The examples end to end: `sensor-daemon` publishes, the C `sensor-client` (built by its

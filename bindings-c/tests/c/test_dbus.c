@@ -192,6 +192,26 @@ static int h_bad(void *ctx, const ember_dbus_call_info *call, ember_dbus_iter *a
     return ember_dbus_args_add_string(reply, "not an int");
 }
 
+/* Mirror(nqtdgy) -> nqtdgy: every other basic type, read and written back. */
+static int h_mirror(void *ctx, const ember_dbus_call_info *call, ember_dbus_iter *args, ember_dbus_args *reply) {
+    (void)ctx;
+    (void)call;
+    int16_t n;
+    uint16_t q;
+    uint64_t t;
+    double dv;
+    char g[8];
+    uint8_t y;
+    /* A signature longer than the buffer: ENOSPC, and the iterator stays. */
+    if (ember_dbus_iter_int16(args, &n) || ember_dbus_iter_uint16(args, &q) || ember_dbus_iter_uint64(args, &t) ||
+        ember_dbus_iter_double(args, &dv) || ember_dbus_iter_signature(args, g, 3) != EMBER_ENOSPC ||
+        ember_dbus_iter_signature(args, g, sizeof g) || ember_dbus_iter_byte(args, &y))
+        return 1;
+    return ember_dbus_args_add_int16(reply, n) || ember_dbus_args_add_uint16(reply, q) ||
+           ember_dbus_args_add_uint64(reply, t) || ember_dbus_args_add_double(reply, dv) ||
+           ember_dbus_args_add_signature(reply, g) || ember_dbus_args_add_byte(reply, y);
+}
+
 /* A handler may not use its own connection: EMBER_EBUSY, and the reply still goes out. */
 static int h_reenter(void *ctx, const ember_dbus_call_info *call, ember_dbus_iter *args, ember_dbus_args *reply) {
     (void)call;
@@ -225,7 +245,7 @@ static int serve(void) {
         {"Sum", "a{sv}", "x", h_sum, NULL},      {"Blob", "ay", "(uy)", h_blob, NULL},
         {"ReadFd", "h", "s", h_readfd, NULL},    {"Fail", "", "", h_fail, NULL},
         {"Bad", "", "i", h_bad, NULL},           {"Quit", "", "", h_quit, &quit},
-        {"Reenter", "", "b", h_reenter, d},
+        {"Reenter", "", "b", h_reenter, d},      {"Mirror", "nqtdgy", "nqtdgy", h_mirror, NULL},
     };
     const ember_dbus_interface ifaces[] = {{IFACE, methods, sizeof methods / sizeof methods[0], signals, 1}};
     const ember_dbus_object objects[] = {{PATH, ifaces, 1}};
@@ -506,6 +526,34 @@ static void client(void) {
     CHECK(strcmp(s, "through an fd") == 0);
     int fd = -1;
     CHECK_CODE(ember_dbus_take_fd(d, 0, &fd), EMBER_EINVAL); /* the reply carried none */
+
+    /* Every other basic type, there and back. */
+    ember_dbus_args_clear(a);
+    CHECK_CODE(ember_dbus_args_add_int16(a, -12345), EMBER_OK);
+    CHECK_CODE(ember_dbus_args_add_uint16(a, 54321), EMBER_OK);
+    CHECK_CODE(ember_dbus_args_add_uint64(a, 18000000000000000000ULL), EMBER_OK);
+    CHECK_CODE(ember_dbus_args_add_double(a, -0.125), EMBER_OK);
+    CHECK_CODE(ember_dbus_args_add_signature(a, "a{sv}"), EMBER_OK);
+    CHECK_CODE(ember_dbus_args_add_byte(a, 0xfe), EMBER_OK);
+    CHECK_CODE(ember_dbus_call(d, bus_name, PATH, IFACE, "Mirror", a, TIMEOUT, &r, NULL, NULL), EMBER_OK);
+    CHECK(strcmp(r.signature, "nqtdgy") == 0);
+    {
+        int16_t n = 0;
+        uint16_t q = 0;
+        uint64_t t = 0;
+        double dv = 0;
+        char g[8] = "";
+        uint8_t y = 0;
+        CHECK_CODE(ember_dbus_iter_int16(&r.body, &n), EMBER_OK);
+        CHECK_CODE(ember_dbus_iter_uint16(&r.body, &q), EMBER_OK);
+        CHECK_CODE(ember_dbus_iter_uint64(&r.body, &t), EMBER_OK);
+        CHECK_CODE(ember_dbus_iter_double(&r.body, &dv), EMBER_OK);
+        CHECK_CODE(ember_dbus_iter_int32(&r.body, &v), EMBER_EINVAL); /* a signature is next */
+        CHECK_CODE(ember_dbus_iter_signature(&r.body, g, sizeof g), EMBER_OK);
+        CHECK_CODE(ember_dbus_iter_byte(&r.body, &y), EMBER_OK);
+        CHECK(n == -12345 && q == 54321 && t == 18000000000000000000ULL && dv == -0.125 && strcmp(g, "a{sv}") == 0 &&
+              y == 0xfe);
+    }
 
     /* A handler that calls back into its own connection is refused, not corrupted. */
     CHECK_CODE(ember_dbus_call(d, bus_name, PATH, IFACE, "Reenter", NULL, TIMEOUT, &r, NULL, NULL), EMBER_OK);

@@ -135,6 +135,21 @@ static void test_pipes(void) {
     CHECK_CODE(ember_pipe_reader_recv(r, big, 100, &got), EMBER_ENOSPC);
     CHECK_CODE(ember_pipe_reader_set_nonblocking(r, 1), EMBER_OK);
     CHECK_CODE(ember_pipe_reader_recv(r, big, sizeof big, &got), EMBER_EAGAIN);
+    /* A nonblocking writer on a full pipe: EMBER_EAGAIN, and nothing half-sent. */
+    CHECK_CODE(ember_pipe_writer_set_nonblocking(NULL, 1), EMBER_EINVAL);
+    CHECK_CODE(ember_pipe_writer_set_nonblocking(w, 1), EMBER_OK);
+    int sent = 0, rc = EMBER_OK;
+    while (sent < 100000 && (rc = ember_pipe_writer_send(w, frame, len)) == EMBER_OK) sent++;
+    CHECK_CODE(rc, EMBER_EAGAIN);
+    CHECK(sent > 0 && sent < 100000);
+    int drained = 0;
+    while (ember_pipe_reader_recv(r, big, sizeof big, &got) == EMBER_OK) {
+        ember_frame_info info;
+        CHECK_CODE(ember_frame_decode(big, got, &info), EMBER_OK);
+        drained++;
+    }
+    CHECK(drained == sent);
+    CHECK_CODE(ember_pipe_writer_set_nonblocking(w, 0), EMBER_OK);
     /* The writer gone: end of stream. */
     ember_pipe_writer_free(w);
     CHECK_CODE(ember_pipe_reader_recv(r, big, sizeof big, &got), EMBER_EPEERGONE);
