@@ -11,6 +11,8 @@
 //!   ASan+UBSan and valgrind).
 //! - `cargo xtask dist [--board <name>] [--prefix <dir>]`: `include/ember.h`, `lib/libember.a`,
 //!   `lib/libember.so*` (host) and `lib/pkgconfig/ember.pc` under a prefix.
+//! - `cargo xtask size [--stable-only]`: stripped sizes of a static aarch64-musl C program
+//!   using libember.a (target ≤ 400 KiB) and of the host's libember.so (docs/benchmarks.md).
 //! - `cargo xtask examples`: the examples step of `test` alone (the sensor daemon and its C
 //!   client, end to end).
 //! - `cargo xtask bench-dbus [--quick]`: Ember's D-Bus client next to zbus in the same run
@@ -24,12 +26,13 @@
 
 mod boards;
 mod dist;
+mod size;
 
 use ember_qemu::host::{ensure_apt, ensure_component, ensure_target, output, run};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: cargo xtask <test [--board <name>] | qemu --board <name> | build --board <name> | header | c-abi | dist [--board <name>] [--prefix <dir>] | examples | bench [ember bench options] | bench-dbus [--quick]>";
+const USAGE: &str = "usage: cargo xtask <test [--board <name>] | qemu --board <name> | build --board <name> | header | c-abi | dist [--board <name>] [--prefix <dir>] | examples | bench [ember bench options] | bench-dbus [--quick] | size [--stable-only]>";
 /// The committed C header, and cbindgen's configuration for it.
 pub(crate) const HEADER: &str = "bindings-c/include/ember.h";
 const CBINDGEN_TOML: &str = "bindings-c/cbindgen.toml";
@@ -78,6 +81,13 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("xtask dist: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Some("size") => match size::size(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("xtask size: {e}");
                 ExitCode::FAILURE
             }
         },

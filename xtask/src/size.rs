@@ -126,7 +126,7 @@ pub fn size(args: &[String]) -> Result<(), String> {
     for a in args {
         match a.as_str() {
             "--stable-only" => stable_only = true,
-            other => return Err(format!("size: unknown argument `{other}` (usage: cargo xtask size [--stable-only])")),
+            other => return Err(format!("unknown argument `{other}` (usage: cargo xtask size [--stable-only])")),
         }
     }
     install(stable_only)?;
@@ -150,6 +150,13 @@ pub fn size(args: &[String]) -> Result<(), String> {
     link(&tools, &empty_c, None, &empty, &[])?;
     run(Command::new(QEMU).arg(&empty))?;
     rows.push(Row { what: "empty C program (musl, static)".into(), bytes: file_size(&empty)?, judged: false });
+    // And what glibc costs alone, linked as the boards link their C tests.
+    let empty_glibc = out.join("empty-glibc");
+    let full = empty_glibc.with_extension("full");
+    run(Command::new(GCC).args(["-static", "-Os", "-Wl,--gc-sections"]).arg(&empty_c).arg("-o").arg(&full))?;
+    run(Command::new(STRIP).arg("-o").arg(&empty_glibc).arg(&full))?;
+    run(Command::new(QEMU).arg(&empty_glibc))?;
+    rows.push(Row { what: "empty C program (glibc, static)".into(), bytes: file_size(&empty_glibc)?, judged: false });
 
     for c in CONFIGS.iter().filter(|c| !(stable_only && c.nightly)) {
         println!("\n---- {}: {} ----", c.name, c.what);
@@ -212,7 +219,14 @@ fn install(stable_only: bool) -> Result<(), String> {
     if !foreign.lines().any(|a| a.trim() == "arm64") {
         run(Command::new("dpkg").args(["--add-architecture", "arm64"]))?;
     }
-    ensure_apt(&["gcc-aarch64-linux-gnu", "binutils", "qemu-user-static", "musl-dev:arm64", "dbus-daemon"])?;
+    ensure_apt(&[
+        "gcc-aarch64-linux-gnu",
+        "libc6-dev-arm64-cross",
+        "binutils",
+        "qemu-user-static",
+        "musl-dev:arm64",
+        "dbus-daemon",
+    ])?;
     ensure_target("stable", TRIPLE)?;
     if !stable_only {
         let list = output(Command::new("rustup").args(["toolchain", "list"])).ok_or("rustup is not available")?;
