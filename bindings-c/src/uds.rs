@@ -61,31 +61,22 @@ pub struct ember_uds_listener {
     kind: c_int,
 }
 
-/// The moment `timeout_ms` from now (`None`: no limit).
-fn deadline(timeout_ms: i64) -> Option<std::time::Instant> {
-    timeout(timeout_ms).map(|d| std::time::Instant::now() + d)
+/// The moment `timeout_ms` from now on the monotonic clock (`None`: no limit).
+fn deadline(timeout_ms: i64) -> Option<core::time::Duration> {
+    timeout(timeout_ms).map(|d| ember_linux::poll::now().saturating_add(d))
 }
 
 /// Waits until `fd` is ready for `flags`, until `deadline` (`EMBER_ETIMEDOUT`); a signal
-/// does not restart the time.
+/// does not end it early.
 fn wait_ready(
     fd: BorrowedFd<'_>,
     flags: rustix::event::PollFlags,
-    deadline: Option<std::time::Instant>,
+    deadline: Option<core::time::Duration>,
 ) -> Result<(), c_int> {
-    loop {
-        let ts = deadline.map(|d| {
-            let left = d.saturating_duration_since(std::time::Instant::now());
-            rustix::time::Timespec { tv_sec: left.as_secs() as _, tv_nsec: left.subsec_nanos() as _ }
-        });
-        let mut fds = [rustix::event::PollFd::new(&fd, flags)];
-        match rustix::event::poll(&mut fds, ts.as_ref()) {
-            Ok(0) => return Err(EMBER_ETIMEDOUT),
-            Ok(_) => return Ok(()),
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(code(ember_linux::Error::Os(e))),
-        }
-    }
+    ember_linux::poll::wait_fd(fd, flags, deadline).map_err(|e| match e {
+        ember_linux::Error::TimedOut => EMBER_ETIMEDOUT,
+        e => code(e),
+    })
 }
 
 impl ember_socket {
@@ -113,7 +104,7 @@ impl ember_socket {
     fn retry<T>(
         &mut self,
         flags: rustix::event::PollFlags,
-        deadline: Option<std::time::Instant>,
+        deadline: Option<core::time::Duration>,
         mut op: impl FnMut(&mut Sock) -> Result<T, ember_linux::Error>,
     ) -> Result<T, c_int> {
         loop {

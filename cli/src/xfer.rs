@@ -84,17 +84,7 @@ fn left(deadline: Option<Instant>) -> Option<Duration> {
 
 /// Waits until `fd` is readable, or until `deadline` ([`Error::TimedOut`]).
 fn wait_readable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<(), Error> {
-    loop {
-        let ts =
-            left(deadline).map(|d| rustix::time::Timespec { tv_sec: d.as_secs() as _, tv_nsec: d.subsec_nanos() as _ });
-        let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
-        match rustix::event::poll(&mut fds, ts.as_ref()) {
-            Ok(0) => return Err(Error::TimedOut),
-            Ok(_) => return Ok(()),
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(Error::Os(e)),
-        }
-    }
+    wait_fd(fd, rustix::event::PollFlags::IN, deadline)
 }
 
 /// Retries `open` while it fails with `retry_on`, until `deadline`; then its last error.
@@ -164,14 +154,12 @@ fn kernel_sink(mut s: impl FrameSender + AsFd + 'static) -> Sink {
 }
 
 fn wait_writable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<(), Error> {
-    let ts =
-        left(deadline).map(|d| rustix::time::Timespec { tv_sec: d.as_secs() as _, tv_nsec: d.subsec_nanos() as _ });
-    let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::OUT)];
-    match rustix::event::poll(&mut fds, ts.as_ref()) {
-        Ok(0) => Err(Error::TimedOut),
-        Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
-        Err(e) => Err(Error::Os(e)),
-    }
+    wait_fd(fd, rustix::event::PollFlags::OUT, deadline)
+}
+
+/// `ember_linux::poll::wait_fd` with an `Instant` deadline.
+fn wait_fd(fd: BorrowedFd<'_>, flags: rustix::event::PollFlags, deadline: Option<Instant>) -> Result<(), Error> {
+    ember_linux::poll::wait_fd(fd, flags, left(deadline).map(|l| ember_linux::poll::now().saturating_add(l)))
 }
 
 fn open_sink(uri: &Uri, o: &Opts, deadline: Option<Instant>, first_len: usize) -> Result<Sink, Failure> {

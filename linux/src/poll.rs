@@ -174,6 +174,23 @@ impl<const N: usize> AsFd for Poller<N> {
     }
 }
 
+/// Waits until `fd` is ready for `flags` (`POLLIN`, `POLLOUT`, ...) or the monotonic
+/// `deadline` (from [`now`]; `None`: no limit) passes ([`Error::TimedOut`]), with `poll`. A
+/// signal does not end the wait early; a deadline already passed still looks once (what is
+/// ready now is reported).
+pub fn wait_fd(fd: impl AsFd, flags: rustix::event::PollFlags, deadline: Option<Duration>) -> Result<()> {
+    loop {
+        let ts = deadline.map(|d| timespec(d.saturating_sub(now())));
+        let mut fds = [rustix::event::PollFd::new(&fd, flags)];
+        match rustix::event::poll(&mut fds, ts.as_ref()) {
+            Ok(0) => return Err(Error::TimedOut),
+            Ok(_) => return Ok(()),
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// The monotonic clock, as a duration since boot (`clock_gettime(CLOCK_MONOTONIC)`).
 pub fn now() -> Duration {
     let t = rustix::time::clock_gettime(ClockId::Monotonic);

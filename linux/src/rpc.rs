@@ -20,7 +20,7 @@
 use core::time::Duration;
 
 use ember_core::frame::{Flags, Frame};
-use rustix::event::{PollFd, PollFlags};
+use rustix::event::PollFlags;
 use rustix::fd::AsFd;
 use serde::{Deserialize, Serialize};
 
@@ -41,29 +41,6 @@ pub trait Link {
     fn max_send(&self) -> usize;
 }
 
-/// Waits for `flags` on `fd` until `deadline` (monotonic, from [`crate::poll::now`]).
-fn wait_fd(fd: impl AsFd, flags: PollFlags, deadline: Option<Duration>) -> Result<()> {
-    loop {
-        let left = match deadline {
-            Some(d) => {
-                let left = d.saturating_sub(crate::poll::now());
-                if left.is_zero() {
-                    return Err(Error::TimedOut);
-                }
-                Some(crate::poll::timespec(left))
-            }
-            None => None,
-        };
-        let mut fds = [PollFd::new(&fd, flags)];
-        match rustix::event::poll(&mut fds, left.as_ref()) {
-            Ok(0) => return Err(Error::TimedOut),
-            Ok(_) => return Ok(()),
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
 fn deadline(timeout: Option<Duration>) -> Option<Duration> {
     timeout.map(|t| crate::poll::now().saturating_add(t))
 }
@@ -73,7 +50,7 @@ fn send_polling<S: FrameSender + AsFd>(s: &mut S, frame: &[u8], timeout: Option<
     let d = deadline(timeout);
     loop {
         match s.send_frame(frame) {
-            Err(Error::WouldBlock) => wait_fd(s.as_fd(), PollFlags::OUT, d)?,
+            Err(Error::WouldBlock) => crate::poll::wait_fd(s.as_fd(), PollFlags::OUT, d)?,
             r => return r,
         }
     }
@@ -85,7 +62,7 @@ fn recv_polling<R: FrameReceiver + AsFd>(r: &mut R, buf: &mut [u8], timeout: Opt
     let d = deadline(timeout);
     loop {
         if !r.buffered() && timeout != Some(Duration::ZERO) {
-            wait_fd(r.as_fd(), PollFlags::IN, d)?;
+            crate::poll::wait_fd(r.as_fd(), PollFlags::IN, d)?;
         }
         match r.recv_frame(buf) {
             // Readable, but not a whole frame yet (a stream), or a zero timeout.

@@ -93,6 +93,9 @@ pub fn tier2(b: &Board) -> Result<Tier2, String> {
     let init = build::init(&root, b)?;
     run(build::cargo(&root, b, "build").args(["-p", "ember-c", "--lib", "--example", "wire_peer"]))?;
     tests.extend(c_tests(&root, b, &dir)?);
+    // A static C program linked with the board's libember.a also runs under qemu-user on
+    // the host (`qemu-aarch64-static ./test_shm`), before the guest boots.
+    run(Command::new(&b.qemu_user).arg(dir.join("c/test_shm")))?;
     let kernel = fetch::kernel(b, &dir)?;
     let debian_root = if b.dbus { Some(fetch::dbus_root(b, &dir)?) } else { None };
     let contents = Contents {

@@ -394,9 +394,16 @@ static void with_gdbus(void) {
     CHECK(strstr(out, "signal Changed") != NULL || strstr(out, "Changed(") != NULL);
 }
 
-static void client(void) {
+/* The client's connection, with its match rule in place before the service starts (else
+ * the service's Ready signal could go out before anyone listens for it). */
+static ember_dbus *client_connect(void) {
     ember_dbus *d = NULL;
     CHECK_CODE(ember_dbus_connect(address, &d), EMBER_OK);
+    if (d) CHECK_CODE(ember_dbus_add_match(d, "type='signal',interface='" IFACE "'", TIMEOUT), EMBER_OK);
+    return d;
+}
+
+static void client(ember_dbus *d) {
     if (!d) return;
     char unique[64];
     CHECK_CODE(ember_dbus_unique_name(d, unique, sizeof unique), EMBER_OK);
@@ -404,7 +411,6 @@ static void client(void) {
     CHECK_CODE(ember_dbus_unique_name(d, unique, 2), EMBER_ENOSPC);
     CHECK(ember_dbus_fd(d) >= 0);
     CHECK_CODE(ember_dbus_fd(NULL), EMBER_EINVAL);
-    CHECK_CODE(ember_dbus_add_match(d, "type='signal',interface='" IFACE "'", TIMEOUT), EMBER_OK);
     CHECK_CODE(ember_dbus_add_match(d, "this is no rule", TIMEOUT), EMBER_EREMOTE);
 
     /* The service says Ready once it owns its name. */
@@ -676,9 +682,11 @@ int main(void) {
     CHECK_CODE(ember_dbus_connect(NULL, &d), EMBER_OK);
     ember_dbus_free(d);
 
+    ember_dbus *cd = client_connect();
+    fflush(stdout);
     pid_t server = fork();
-    if (server == 0) _exit(serve());
-    client();
+    if (server == 0) _exit(serve()); /* the service never touches the client's connection */
+    client(cd);
     /* The service ends when Quit is called; a hung one is killed. */
     int status = -1;
     for (int i = 0; i < 100; i++) {

@@ -317,13 +317,15 @@ impl<const N: usize> Connection<N> {
             // Only an unframeable stream fills the buffer without a whole message in it.
             return Err(self.fail(DbusError::TooLarge { len: N + 1, max: N }));
         }
-        wait_readable(self.fd.as_fd(), deadline)?;
+        crate::poll::wait_fd(self.fd.as_fd(), rustix::event::PollFlags::IN, Some(deadline))?;
         let mut control = [0u64; 24];
         let msg = loop {
             match crate::sys::recvmsg(self.fd.as_fd(), &mut self.rbuf[self.rend..], &mut control) {
                 Ok(m) => break m,
                 Err(Errno::INTR) => {}
-                Err(Errno::AGAIN) => wait_readable(self.fd.as_fd(), deadline)?,
+                Err(Errno::AGAIN) => {
+                    crate::poll::wait_fd(self.fd.as_fd(), rustix::event::PollFlags::IN, Some(deadline))?
+                }
                 Err(e) => return Err(e.into()),
             }
         };
@@ -718,22 +720,6 @@ fn method_call<'a>(destination: &'a str, path: &'a str, interface: Option<&'a st
     match interface {
         Some(i) => b.interface(i),
         None => b,
-    }
-}
-
-/// Waits until `fd` is readable or `deadline` passes ([`Error::TimedOut`]).
-fn wait_readable(fd: BorrowedFd<'_>, deadline: Duration) -> Result<()> {
-    loop {
-        // A deadline already passed still polls once (a zero timeout reads what is there).
-        let left = deadline.saturating_sub(crate::poll::now());
-        let ts = crate::poll::timespec(left);
-        let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
-        match rustix::event::poll(&mut fds, Some(&ts)) {
-            Ok(0) => return Err(Error::TimedOut),
-            Ok(_) => return Ok(()),
-            Err(Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
     }
 }
 
