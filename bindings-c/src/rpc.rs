@@ -4,11 +4,10 @@
 //! a Rust server and the other way round (with raw-byte payloads on both sides).
 
 use core::ffi::{c_int, c_void};
-use core::time::Duration;
 use std::os::fd::AsRawFd;
 
 use ember_linux::pipe::{StreamReader, Writer};
-use ember_linux::rpc::{CallError, Client, Duplex, Failure, Link, MaybeFd, Server};
+use ember_linux::rpc::{CallError, Client, Deadline, Duplex, Failure, Link, MaybeFd, Server};
 use ember_linux::socket::{PacketKind, PacketSocket, StreamSocket};
 
 use crate::error::*;
@@ -46,18 +45,18 @@ enum CLink {
 }
 
 impl Link for CLink {
-    fn send_frame_timeout(&mut self, frame: &[u8], t: Option<Duration>) -> ember_linux::Result<()> {
+    fn send_frame_until(&mut self, frame: &[u8], d: &mut Deadline) -> ember_linux::Result<()> {
         match self {
-            CLink::Stream(s) => s.send_frame_timeout(frame, t),
-            CLink::Packet(s) => s.send_frame_timeout(frame, t),
-            CLink::Pipes(d) => d.send_frame_timeout(frame, t),
+            CLink::Stream(s) => s.send_frame_until(frame, d),
+            CLink::Packet(s) => s.send_frame_until(frame, d),
+            CLink::Pipes(p) => p.send_frame_until(frame, d),
         }
     }
-    fn recv_frame_timeout(&mut self, buf: &mut [u8], t: Option<Duration>) -> ember_linux::Result<usize> {
+    fn recv_frame_until(&mut self, buf: &mut [u8], d: &mut Deadline) -> ember_linux::Result<usize> {
         match self {
-            CLink::Stream(s) => s.recv_frame_timeout(buf, t),
-            CLink::Packet(s) => s.recv_frame_timeout(buf, t),
-            CLink::Pipes(d) => d.recv_frame_timeout(buf, t),
+            CLink::Stream(s) => s.recv_frame_until(buf, d),
+            CLink::Packet(s) => s.recv_frame_until(buf, d),
+            CLink::Pipes(p) => p.recv_frame_until(buf, d),
         }
     }
     fn max_recv(&self) -> usize {
@@ -77,11 +76,11 @@ impl Link for CLink {
 }
 
 impl MaybeFd for CLink {
-    fn set_nonblocking(&self) -> ember_linux::Result<()> {
+    fn set_modes(&self) -> ember_linux::Result<()> {
         match self {
-            CLink::Stream(s) => s.set_nonblocking(),
-            CLink::Packet(s) => s.set_nonblocking(),
-            CLink::Pipes(d) => d.set_nonblocking(),
+            CLink::Stream(s) => s.set_modes(),
+            CLink::Packet(s) => s.set_modes(),
+            CLink::Pipes(d) => d.set_modes(),
         }
     }
 }
@@ -234,14 +233,12 @@ pub unsafe extern "C" fn ember_rpc_call(
         // SAFETY: the caller's contract, checked for NULL and alignment.
         let (c, req) = unsafe { (arg_mut(c)?, bytes(req, req_len)?) };
         // One deadline for sending and waiting.
-        let t = timeout(timeout_ms);
-        let deadline = t.map(|t| ember_linux::poll::now().saturating_add(t));
-        let ticket = c.c.start_raw(kind, req, t).map_err(code)?;
-        let left = deadline.map(|d| d.saturating_sub(ember_linux::poll::now()));
+        let mut deadline = Deadline::after(timeout(timeout_ms));
+        let ticket = c.c.start_raw_until(kind, req, &mut deadline).map_err(code)?;
         // The request's bytes are sent: only now the response buffer (it may be the same).
         // SAFETY: the caller's contract, checked for NULL above.
         let resp = unsafe { bytes_mut(resp, resp_cap)? };
-        let result = c.c.wait_raw(ticket, if t == Some(Duration::ZERO) { t } else { left });
+        let result = c.c.wait_raw_until(ticket, &mut deadline);
         if let Err(CallError::Local(e)) = result {
             // Never leave the slot taken (a zero timeout leaves the request in flight).
             c.c.cancel(ticket);

@@ -191,6 +191,66 @@ pub fn wait_fd(fd: impl AsFd, flags: rustix::event::PollFlags, deadline: Option<
     }
 }
 
+/// A timeout that starts counting the first time it is needed: when a wait is about to
+/// block, or when a caller asks how much is left. Work that never waits reads no clock
+/// (a `clock_gettime` is tens of nanoseconds, a large part of a shared-memory round trip).
+///
+/// One `Deadline` passed through every wait of an operation bounds the whole operation:
+/// the time spent before its first wait, which did not block, plus `timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    timeout: Option<Duration>,
+    end: Option<Duration>,
+}
+
+impl Deadline {
+    /// No limit.
+    pub const NEVER: Deadline = Deadline { timeout: None, end: None };
+
+    /// `timeout` from the first wait (`None`: no limit; zero: only what is there now).
+    pub const fn after(timeout: Option<Duration>) -> Deadline {
+        Deadline { timeout, end: None }
+    }
+
+    /// The timeout it was made with.
+    pub const fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// Whether it is a zero timeout: look at what is there, never wait.
+    pub fn is_zero(&self) -> bool {
+        self.timeout == Some(Duration::ZERO)
+    }
+
+    /// The end on the monotonic clock ([`now`]), starting the count if it has not started;
+    /// `None` without a limit.
+    pub fn end(&mut self) -> Option<Duration> {
+        let timeout = self.timeout?;
+        Some(*self.end.get_or_insert_with(|| now().saturating_add(timeout)))
+    }
+
+    /// The time left (zero once passed), starting the count if it has not started; `None`
+    /// without a limit.
+    pub fn remaining(&mut self) -> Option<Duration> {
+        let end = self.end()?;
+        Some(end.saturating_sub(now()))
+    }
+
+    /// Whether it has passed (starting the count if it has not started: `false` then).
+    pub fn expired(&mut self) -> bool {
+        self.remaining() == Some(Duration::ZERO)
+    }
+
+    /// The time left capped at `cap` (one slice of a long wait); `None` once passed.
+    pub(crate) fn slice(&mut self, cap: Duration) -> Option<Duration> {
+        match self.remaining() {
+            None => Some(cap),
+            Some(left) if left.is_zero() => None,
+            Some(left) => Some(left.min(cap)),
+        }
+    }
+}
+
 /// The monotonic clock, as a duration since boot (`clock_gettime(CLOCK_MONOTONIC)`).
 pub fn now() -> Duration {
     let t = rustix::time::clock_gettime(ClockId::Monotonic);

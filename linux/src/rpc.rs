@@ -25,32 +25,42 @@ use rustix::fd::AsFd;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+pub use crate::poll::Deadline;
 use crate::shm::{SpscReceiver, SpscSender};
+use crate::socket::{PacketSocket, StreamSocket};
 use crate::transport::{FrameReceiver, FrameSender};
 
-/// The two directions of a conversation, with a timeout on receive.
+/// The two directions of a conversation, with a deadline on every wait.
+///
+/// The `_until` methods share one [`Deadline`] between the waits of an operation (a call's
+/// send and its receive), which starts counting at the first wait that blocks.
 pub trait Link {
-    /// Sends one whole frame, waiting up to `timeout` for room.
-    fn send_frame_timeout(&mut self, frame: &[u8], timeout: Option<Duration>) -> Result<()>;
-    /// Receives one checked frame into `buf`, waiting up to `timeout` (`None`: for ever;
-    /// zero: only what is already there) ([`Error::TimedOut`]).
-    fn recv_frame_timeout(&mut self, buf: &mut [u8], timeout: Option<Duration>) -> Result<usize>;
+    /// Sends one whole frame, waiting until `deadline` for room.
+    fn send_frame_until(&mut self, frame: &[u8], deadline: &mut Deadline) -> Result<()>;
+    /// Receives one checked frame into `buf`, waiting until `deadline` (a zero timeout:
+    /// only what is already there) ([`Error::TimedOut`]).
+    fn recv_frame_until(&mut self, buf: &mut [u8], deadline: &mut Deadline) -> Result<usize>;
     /// The largest frame a receive accepts (the receive buffer must be this large).
     fn max_recv(&self) -> usize;
     /// The largest frame a send carries.
     fn max_send(&self) -> usize;
-}
 
-fn deadline(timeout: Option<Duration>) -> Option<Duration> {
-    timeout.map(|t| crate::poll::now().saturating_add(t))
+    /// Sends one whole frame, waiting up to `timeout` for room (`None`: no limit).
+    fn send_frame_timeout(&mut self, frame: &[u8], timeout: Option<Duration>) -> Result<()> {
+        self.send_frame_until(frame, &mut Deadline::after(timeout))
+    }
+    /// Receives one checked frame into `buf`, waiting up to `timeout` (`None`: for ever;
+    /// zero: only what is already there) ([`Error::TimedOut`]).
+    fn recv_frame_timeout(&mut self, buf: &mut [u8], timeout: Option<Duration>) -> Result<usize> {
+        self.recv_frame_until(buf, &mut Deadline::after(timeout))
+    }
 }
 
 /// Sends on a nonblocking sender, polling its fd for room until the deadline.
-fn send_polling<S: FrameSender + AsFd>(s: &mut S, frame: &[u8], timeout: Option<Duration>) -> Result<()> {
-    let d = deadline(timeout);
+fn send_polling<S: FrameSender + AsFd>(s: &mut S, frame: &[u8], d: &mut Deadline) -> Result<()> {
     loop {
         match s.send_frame(frame) {
-            Err(Error::WouldBlock) => crate::poll::wait_fd(s.as_fd(), PollFlags::OUT, d)?,
+            Err(Error::WouldBlock) => crate::poll::wait_fd(s.as_fd(), PollFlags::OUT, d.end())?,
             r => return r,
         }
     }
@@ -58,29 +68,69 @@ fn send_polling<S: FrameSender + AsFd>(s: &mut S, frame: &[u8], timeout: Option<
 
 /// Receives on a nonblocking receiver: what it already buffered first, else after `poll`
 /// says its fd is readable (one `poll` and one `recv`, not a `recv` that fails first).
-fn recv_polling<R: FrameReceiver + AsFd>(r: &mut R, buf: &mut [u8], timeout: Option<Duration>) -> Result<usize> {
-    let d = deadline(timeout);
+fn recv_polling<R: FrameReceiver + AsFd>(r: &mut R, buf: &mut [u8], d: &mut Deadline) -> Result<usize> {
     loop {
-        if !r.buffered() && timeout != Some(Duration::ZERO) {
-            crate::poll::wait_fd(r.as_fd(), PollFlags::IN, d)?;
+        if !r.buffered() && !d.is_zero() {
+            crate::poll::wait_fd(r.as_fd(), PollFlags::IN, d.end())?;
         }
         match r.recv_frame(buf) {
             // Readable, but not a whole frame yet (a stream), or a zero timeout.
-            Err(Error::WouldBlock) if timeout == Some(Duration::ZERO) => return Err(Error::TimedOut),
+            Err(Error::WouldBlock) if d.is_zero() => return Err(Error::TimedOut),
             Err(Error::WouldBlock) => {}
             r => return r,
         }
     }
 }
 
-/// One endpoint that both sends and receives (a Unix stream or seqpacket socket), switched
-/// to nonblocking mode by [`Client::new`] and [`Server::new`].
-impl<T: FrameSender + FrameReceiver + AsFd> Link for T {
-    fn send_frame_timeout(&mut self, frame: &[u8], timeout: Option<Duration>) -> Result<()> {
-        send_polling(self, frame, timeout)
+/// A Unix stream socket, switched to nonblocking mode by [`Client::new`] and
+/// [`Server::new`]: every wait is a `poll` with the deadline.
+impl<const N: usize> Link for StreamSocket<N> {
+    fn send_frame_until(&mut self, frame: &[u8], deadline: &mut Deadline) -> Result<()> {
+        send_polling(self, frame, deadline)
     }
-    fn recv_frame_timeout(&mut self, buf: &mut [u8], timeout: Option<Duration>) -> Result<usize> {
-        recv_polling(self, buf, timeout)
+    fn recv_frame_until(&mut self, buf: &mut [u8], deadline: &mut Deadline) -> Result<usize> {
+        recv_polling(self, buf, deadline)
+    }
+    fn max_recv(&self) -> usize {
+        FrameReceiver::max_frame(self)
+    }
+    fn max_send(&self) -> usize {
+        FrameSender::max_frame(self)
+    }
+}
+
+/// A seqpacket (or connected datagram) socket, left in blocking mode by [`Client::new`]
+/// and [`Server::new`]: a receive that has to wait is one blocking `recv` bounded by
+/// `SO_RCVTIMEO` (set only when the timeout, rounded up to a millisecond, changes), not a
+/// `poll` and then a `recv`; the waits that must not block (a zero timeout, a send) pass
+/// `MSG_DONTWAIT`.
+impl Link for PacketSocket {
+    fn send_frame_until(&mut self, frame: &[u8], deadline: &mut Deadline) -> Result<()> {
+        loop {
+            match self.send_frame_flags(frame, rustix::net::SendFlags::DONTWAIT) {
+                Err(Error::WouldBlock) => crate::poll::wait_fd(self.as_fd(), PollFlags::OUT, deadline.end())?,
+                r => return r,
+            }
+        }
+    }
+    fn recv_frame_until(&mut self, buf: &mut [u8], deadline: &mut Deadline) -> Result<usize> {
+        loop {
+            // The clock is read once per wait: a signal or a timer rounded short then
+            // waits only for what is left.
+            let left = if deadline.is_zero() { Some(Duration::ZERO) } else { deadline.remaining() };
+            if left == Some(Duration::ZERO) {
+                return match self.recv_frame_flags(buf, rustix::net::RecvFlags::DONTWAIT) {
+                    Err(Error::WouldBlock | Error::Os(rustix::io::Errno::INTR)) => Err(Error::TimedOut),
+                    r => r,
+                };
+            }
+            self.set_recv_timeout(left)?;
+            match self.recv_frame_flags(buf, rustix::net::RecvFlags::empty()) {
+                // SO_RCVTIMEO ran out, or a signal came: look at the time left.
+                Err(Error::WouldBlock | Error::Os(rustix::io::Errno::INTR)) => {}
+                r => return r,
+            }
+        }
     }
     fn max_recv(&self) -> usize {
         FrameReceiver::max_frame(self)
@@ -108,11 +158,11 @@ impl<S: FrameSender + AsFd, R: FrameReceiver + AsFd> Duplex<S, R> {
 }
 
 impl<S: FrameSender + AsFd, R: FrameReceiver + AsFd> Link for Duplex<S, R> {
-    fn send_frame_timeout(&mut self, frame: &[u8], timeout: Option<Duration>) -> Result<()> {
-        send_polling(&mut self.tx, frame, timeout)
+    fn send_frame_until(&mut self, frame: &[u8], deadline: &mut Deadline) -> Result<()> {
+        send_polling(&mut self.tx, frame, deadline)
     }
-    fn recv_frame_timeout(&mut self, buf: &mut [u8], timeout: Option<Duration>) -> Result<usize> {
-        recv_polling(&mut self.rx, buf, timeout)
+    fn recv_frame_until(&mut self, buf: &mut [u8], deadline: &mut Deadline) -> Result<usize> {
+        recv_polling(&mut self.rx, buf, deadline)
     }
     fn max_recv(&self) -> usize {
         self.rx.max_frame()
@@ -143,16 +193,13 @@ fn shm_error(e: Error) -> Error {
 }
 
 impl Link for ShmLink {
-    fn send_frame_timeout(&mut self, frame: &[u8], timeout: Option<Duration>) -> Result<()> {
+    fn send_frame_until(&mut self, frame: &[u8], deadline: &mut Deadline) -> Result<()> {
         crate::transport::check_outgoing(frame, self.tx.max_record())?;
-        self.tx.send(frame, timeout).map_err(shm_error)
+        self.tx.send_until(frame, deadline).map_err(shm_error)
     }
-    fn recv_frame_timeout(&mut self, buf: &mut [u8], timeout: Option<Duration>) -> Result<usize> {
-        let n = match timeout {
-            Some(Duration::ZERO) => self.rx.try_recv(buf),
-            t => self.rx.recv(buf, t),
-        }
-        .map_err(shm_error)?;
+    fn recv_frame_until(&mut self, buf: &mut [u8], deadline: &mut Deadline) -> Result<usize> {
+        let n = if deadline.is_zero() { self.rx.try_recv(buf) } else { self.rx.recv_until(buf, deadline) }
+            .map_err(shm_error)?;
         let total = Frame::new_checked(&buf[..n])?.total_len();
         if total != n {
             // One record is one frame, nothing after it (docs/wire-format.md).
@@ -290,7 +337,7 @@ pub struct Client<L: Link, const SLOTS: usize, const BUF: usize, const RX: usize
 
 impl<L: Link, const SLOTS: usize, const BUF: usize, const RX: usize> Client<L, SLOTS, BUF, RX> {
     /// A client over `link` ([`Error::BufferTooSmall`] if `RX` is below the link's
-    /// receive limit). Sockets are switched to nonblocking mode.
+    /// receive limit). The link's fds are put in the mode its waits expect ([`MaybeFd`]).
     pub fn new(link: L) -> Result<Self>
     where
         L: MaybeFd,
@@ -298,7 +345,7 @@ impl<L: Link, const SLOTS: usize, const BUF: usize, const RX: usize> Client<L, S
         if RX < link.max_recv() {
             return Err(Error::BufferTooSmall { needed: link.max_recv() });
         }
-        link.set_nonblocking()?;
+        link.set_modes()?;
         Ok(Client {
             link,
             next_seq: 1,
@@ -325,13 +372,28 @@ impl<L: Link, const SLOTS: usize, const BUF: usize, const RX: usize> Client<L, S
     /// Sends a request of `kind` carrying `req`; [`Error::WouldBlock`] if `SLOTS` requests
     /// are already in flight. The request is encoded in its slot (at most `BUF` bytes).
     pub fn start<T: Serialize + ?Sized>(&mut self, kind: u32, req: &T, timeout: Option<Duration>) -> Result<Ticket> {
-        self.start_frame(kind, timeout, |seq, buf| Ok(ember_core::message::encode(kind, seq, req, buf)?.len()))
+        self.start_until(kind, req, &mut Deadline::after(timeout))
+    }
+
+    /// [`Client::start`] until `deadline`, shared with the caller's other waits.
+    pub fn start_until<T: Serialize + ?Sized>(
+        &mut self,
+        kind: u32,
+        req: &T,
+        deadline: &mut Deadline,
+    ) -> Result<Ticket> {
+        self.start_frame(kind, deadline, |seq, buf| Ok(ember_core::message::encode(kind, seq, req, buf)?.len()))
     }
 
     /// [`Client::start`] with the payload as raw bytes (no postcard), for peers that speak
     /// bytes (the C ABI).
     pub fn start_raw(&mut self, kind: u32, payload: &[u8], timeout: Option<Duration>) -> Result<Ticket> {
-        self.start_frame(kind, timeout, |seq, buf| {
+        self.start_raw_until(kind, payload, &mut Deadline::after(timeout))
+    }
+
+    /// [`Client::start_raw`] until `deadline`, shared with the caller's other waits.
+    pub fn start_raw_until(&mut self, kind: u32, payload: &[u8], deadline: &mut Deadline) -> Result<Ticket> {
+        self.start_frame(kind, deadline, |seq, buf| {
             let repr = ember_core::frame::FrameRepr { flags: Flags::empty(), kind, seq, payload_len: payload.len() };
             Ok(repr.emit_with_payload(payload, buf)?.len())
         })
@@ -340,7 +402,7 @@ impl<L: Link, const SLOTS: usize, const BUF: usize, const RX: usize> Client<L, S
     fn start_frame(
         &mut self,
         kind: u32,
-        timeout: Option<Duration>,
+        deadline: &mut Deadline,
         encode: impl FnOnce(u32, &mut [u8]) -> Result<usize>,
     ) -> Result<Ticket> {
         let slot = self.states.iter().position(|s| *s == SlotState::Free).ok_or(Error::WouldBlock)?;
@@ -351,7 +413,7 @@ impl<L: Link, const SLOTS: usize, const BUF: usize, const RX: usize> Client<L, S
         }
         self.next_seq = seq.wrapping_add(1).max(1);
         let n = encode(seq, &mut self.slots[slot])?;
-        self.link.send_frame_timeout(&self.slots[slot][..n], timeout)?;
+        self.link.send_frame_until(&self.slots[slot][..n], deadline)?;
         self.seqs[slot] = seq;
         self.kinds[slot] = kind;
         self.states[slot] = SlotState::Waiting;
@@ -378,7 +440,16 @@ impl<L: Link, const SLOTS: usize, const BUF: usize, const RX: usize> Client<L, S
         t: Ticket,
         timeout: Option<Duration>,
     ) -> core::result::Result<U, CallError<'s>> {
-        let payload = self.wait_raw(t, timeout)?;
+        self.wait_until(t, &mut Deadline::after(timeout))
+    }
+
+    /// [`Client::wait`] until `deadline`, shared with the caller's other waits.
+    pub fn wait_until<'s, U: Deserialize<'s>>(
+        &'s mut self,
+        t: Ticket,
+        deadline: &mut Deadline,
+    ) -> core::result::Result<U, CallError<'s>> {
+        let payload = self.wait_raw_until(t, deadline)?;
         ember_core::message::decode_payload(payload).map_err(|e| CallError::Local(e.into()))
     }
 
@@ -388,20 +459,27 @@ impl<L: Link, const SLOTS: usize, const BUF: usize, const RX: usize> Client<L, S
         t: Ticket,
         timeout: Option<Duration>,
     ) -> core::result::Result<&'s [u8], CallError<'s>> {
+        self.wait_raw_until(t, &mut Deadline::after(timeout))
+    }
+
+    /// [`Client::wait_raw`] until `deadline`, shared with the caller's other waits.
+    pub fn wait_raw_until<'s>(
+        &'s mut self,
+        t: Ticket,
+        deadline: &mut Deadline,
+    ) -> core::result::Result<&'s [u8], CallError<'s>> {
         if self.seqs.get(t.slot) != Some(&t.seq) || self.states[t.slot] == SlotState::Free {
             return Err(CallError::Local(Error::Os(rustix::io::Errno::INVAL)));
         }
-        let d = deadline(timeout);
-        let mut left = timeout;
         while self.states[t.slot] == SlotState::Waiting {
             // A frame the link rejected (`Codec`, or too large for it) concerns that frame
             // only: the link goes on with the next one.
-            if let Err(e) = self.receive_one(left)
+            if let Err(e) = self.receive_one(deadline)
                 && !matches!(e, Error::Codec(_) | Error::TooLarge { .. } | Error::TooManyFds { .. })
             {
                 // A zero timeout only looks: the request stays in flight (wait again when
                 // the link is readable). Any other end gives it up.
-                if !(timeout == Some(Duration::ZERO) && e == Error::TimedOut) {
+                if !(deadline.is_zero() && e == Error::TimedOut) {
                     self.states[t.slot] = SlotState::Free;
                 }
                 return Err(CallError::Local(e));
@@ -410,14 +488,13 @@ impl<L: Link, const SLOTS: usize, const BUF: usize, const RX: usize> Client<L, S
                 break;
             }
             // Another request's response, a stray or a rejected frame: wait again for the
-            // time left. A zero timeout goes on through what the link already holds (the
-            // link's own TimedOut ends it).
-            if timeout != Some(Duration::ZERO) {
-                left = d.map(|d| d.saturating_sub(crate::poll::now()));
-                if left == Some(Duration::ZERO) {
-                    self.states[t.slot] = SlotState::Free;
-                    return Err(CallError::Local(Error::TimedOut));
-                }
+            // time left. The count starts now if no wait has started it, so a flood of
+            // frames that never makes the link wait cannot hold the call past its timeout.
+            // A zero timeout goes on through what the link already holds (the link's own
+            // TimedOut ends it).
+            if !deadline.is_zero() && deadline.expired() {
+                self.states[t.slot] = SlotState::Free;
+                return Err(CallError::Local(Error::TimedOut));
             }
         }
         let state = self.states[t.slot];
@@ -441,19 +518,14 @@ impl<L: Link, const SLOTS: usize, const BUF: usize, const RX: usize> Client<L, S
         req: &T,
         timeout: Option<Duration>,
     ) -> core::result::Result<U, CallError<'s>> {
-        let d = deadline(timeout);
-        let t = self.start(kind, req, timeout)?;
-        let left = d.map(|d| d.saturating_sub(crate::poll::now()));
-        if left == Some(Duration::ZERO) && timeout != Some(Duration::ZERO) {
-            self.cancel(t);
-            return Err(CallError::Local(Error::TimedOut));
-        }
-        self.wait(t, left)
+        let mut deadline = Deadline::after(timeout);
+        let t = self.start_until(kind, req, &mut deadline)?;
+        self.wait_until(t, &mut deadline)
     }
 
     /// Receives one frame and files it in its slot.
-    fn receive_one(&mut self, timeout: Option<Duration>) -> Result<()> {
-        let n = self.link.recv_frame_timeout(&mut self.rx, timeout)?;
+    fn receive_one(&mut self, deadline: &mut Deadline) -> Result<()> {
+        let n = self.link.recv_frame_until(&mut self.rx, deadline)?;
         if !(ember_core::HEADER_LEN..=RX).contains(&n) {
             // Not from a correct link; never sliced.
             return Err(Error::Codec(ember_core::Error::Truncated { needed: ember_core::HEADER_LEN, available: n }));
@@ -478,20 +550,28 @@ impl<L: Link, const SLOTS: usize, const BUF: usize, const RX: usize> Client<L, S
     }
 }
 
-/// Links whose fds can be switched to nonblocking mode (the others need nothing).
+/// Links whose fds have a mode to set before use (the shared-memory link has none).
 pub trait MaybeFd {
-    /// Switches every fd of the link to nonblocking mode.
-    fn set_nonblocking(&self) -> Result<()>;
+    /// Puts every fd of the link in the mode its waits expect: nonblocking for the links
+    /// that `poll` (a stream socket, a [`Duplex`]), blocking for a seqpacket or datagram
+    /// socket (see its [`Link`] implementation).
+    fn set_modes(&self) -> Result<()>;
 }
 
-impl<T: FrameSender + FrameReceiver + AsFd> MaybeFd for T {
-    fn set_nonblocking(&self) -> Result<()> {
+impl<const N: usize> MaybeFd for StreamSocket<N> {
+    fn set_modes(&self) -> Result<()> {
         Ok(rustix::io::ioctl_fionbio(self.as_fd(), true)?)
     }
 }
 
+impl MaybeFd for PacketSocket {
+    fn set_modes(&self) -> Result<()> {
+        Ok(rustix::io::ioctl_fionbio(self.as_fd(), false)?)
+    }
+}
+
 impl<S: FrameSender + AsFd, R: FrameReceiver + AsFd> MaybeFd for Duplex<S, R> {
-    fn set_nonblocking(&self) -> Result<()> {
+    fn set_modes(&self) -> Result<()> {
         // Again, for a Duplex built from its public fields rather than `Duplex::new`.
         rustix::io::ioctl_fionbio(self.tx.as_fd(), true)?;
         Ok(rustix::io::ioctl_fionbio(self.rx.as_fd(), true)?)
@@ -499,7 +579,7 @@ impl<S: FrameSender + AsFd, R: FrameReceiver + AsFd> MaybeFd for Duplex<S, R> {
 }
 
 impl MaybeFd for ShmLink {
-    fn set_nonblocking(&self) -> Result<()> {
+    fn set_modes(&self) -> Result<()> {
         Ok(())
     }
 }
@@ -580,7 +660,7 @@ impl<L: Link + MaybeFd, const RX: usize, const TX: usize> Server<L, RX, TX> {
         if TX < Self::MIN_TX {
             return Err(Error::BufferTooSmall { needed: Self::MIN_TX });
         }
-        link.set_nonblocking()?;
+        link.set_modes()?;
         Ok(Server { link, rx: [0; RX], tx: [0; TX], rejected: 0 })
     }
 
@@ -592,10 +672,13 @@ impl<L: Link + MaybeFd, const RX: usize, const TX: usize> Server<L, RX, TX> {
     /// Receives the next request (responses and frames with unknown flags are skipped),
     /// waiting up to `timeout`; its payload is [`Server::payload`] until the next receive.
     pub fn recv_request(&mut self, timeout: Option<Duration>) -> Result<Request> {
-        let d = deadline(timeout);
-        let mut left = timeout;
+        self.recv_request_until(&mut Deadline::after(timeout))
+    }
+
+    /// [`Server::recv_request`] until `deadline`, shared with the caller's other waits.
+    pub fn recv_request_until(&mut self, deadline: &mut Deadline) -> Result<Request> {
         loop {
-            match self.link.recv_frame_timeout(&mut self.rx, left) {
+            match self.link.recv_frame_until(&mut self.rx, deadline) {
                 Ok(n) if (ember_core::HEADER_LEN..=RX).contains(&n) => {
                     // The link checked the frame (header and CRC).
                     let f = Frame::new_unchecked(&self.rx[..n]);
@@ -611,14 +694,13 @@ impl<L: Link + MaybeFd, const RX: usize, const TX: usize> Server<L, RX, TX> {
                 }
                 Err(e) => return Err(e),
             }
-            // Skipped a frame: on with the time left. A zero timeout goes on through what
-            // the link already holds (a stream may hold more frames than the fd shows:
-            // stopping early would leave them unseen by a poller).
-            if timeout != Some(Duration::ZERO) {
-                left = d.map(|d| d.saturating_sub(crate::poll::now()));
-                if left == Some(Duration::ZERO) {
-                    return Err(Error::TimedOut);
-                }
+            // Skipped a frame: on with the time left (the count starts now if no wait has
+            // started it, so a flood that never makes the link wait cannot hold the server
+            // past its timeout). A zero timeout goes on through what the link already
+            // holds (a stream may hold more frames than the fd shows: stopping early would
+            // leave them unseen by a poller).
+            if !deadline.is_zero() && deadline.expired() {
+                return Err(Error::TimedOut);
             }
         }
     }

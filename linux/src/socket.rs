@@ -13,6 +13,7 @@
 //! [`PacketSocket::send_frame_with_fds`], [`PacketSocket::recv_frame_with_fds`].
 
 use core::mem::MaybeUninit;
+use core::time::Duration;
 
 use ember_core::frame::MAX_FRAME_LEN;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -164,12 +165,15 @@ pub struct PacketSocket {
     fd: OwnedFd,
     kind: PacketKind,
     max: usize,
+    /// The `SO_RCVTIMEO` this handle set last, in whole milliseconds (0: none; `u64::MAX`:
+    /// not set by this handle), so a receive with the same timeout makes no `setsockopt`.
+    recv_timeout_ms: u64,
 }
 
 impl PacketSocket {
     /// Wraps a datagram or seqpacket socket whose frames are at most `max` bytes.
     pub fn from_fd(fd: OwnedFd, kind: PacketKind, max: usize) -> PacketSocket {
-        PacketSocket { path: None, fd, kind, max }
+        PacketSocket { path: None, fd, kind, max, recv_timeout_ms: u64::MAX }
     }
 
     pub(crate) fn with_path(mut self, path: crate::uds::BoundPath) -> PacketSocket {
@@ -338,16 +342,12 @@ impl PacketSocket {
     }
 }
 
-impl FrameSender for PacketSocket {
-    fn max_frame(&self) -> usize {
-        self.max
-    }
-
-    /// `send(MSG_NOSIGNAL)` of one message: the whole frame or nothing.
-    fn send_frame(&mut self, frame: &[u8]) -> Result<()> {
+impl PacketSocket {
+    /// `send(MSG_NOSIGNAL | flags)` of one message: the whole frame or nothing.
+    pub(crate) fn send_frame_flags(&mut self, frame: &[u8], flags: SendFlags) -> Result<()> {
         check_outgoing(frame, self.max)?;
         loop {
-            return match rustix::net::send(&self.fd, frame, SendFlags::NOSIGNAL) {
+            return match rustix::net::send(&self.fd, frame, SendFlags::NOSIGNAL | flags) {
                 Ok(n) if n == frame.len() => Ok(()),
                 Ok(_) => Err(Error::Os(Errno::IO)),
                 Err(Errno::INTR) => continue,
@@ -357,6 +357,40 @@ impl FrameSender for PacketSocket {
                 Err(e) => Err(e.into()),
             };
         }
+    }
+
+    /// One `recv(MSG_TRUNC | flags)` into `buf`, then the frame checks. A signal is
+    /// `Error::Os(EINTR)`, for the caller to look at its deadline.
+    pub(crate) fn recv_frame_flags(&mut self, buf: &mut [u8], flags: RecvFlags) -> Result<usize> {
+        self.check_buf(buf)?;
+        let (_, len) = rustix::net::recv(&self.fd, &mut buf[..self.max], RecvFlags::TRUNC | flags)?;
+        self.checked(buf, len)
+    }
+
+    /// Sets `SO_RCVTIMEO` to `timeout` rounded up to a whole millisecond (`None`: no
+    /// limit), unless this handle already set that value.
+    pub(crate) fn set_recv_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
+        let ms = match timeout {
+            None => 0,
+            Some(t) => (t.as_nanos().div_ceil(1_000_000)).clamp(1, u64::MAX as u128 - 1) as u64,
+        };
+        if ms != self.recv_timeout_ms {
+            let value = (ms != 0).then(|| Duration::from_millis(ms));
+            rustix::net::sockopt::set_socket_timeout(&self.fd, rustix::net::sockopt::Timeout::Recv, value)?;
+            self.recv_timeout_ms = ms;
+        }
+        Ok(())
+    }
+}
+
+impl FrameSender for PacketSocket {
+    fn max_frame(&self) -> usize {
+        self.max
+    }
+
+    /// `send(MSG_NOSIGNAL)` of one message: the whole frame or nothing.
+    fn send_frame(&mut self, frame: &[u8]) -> Result<()> {
+        self.send_frame_flags(frame, SendFlags::empty())
     }
 }
 

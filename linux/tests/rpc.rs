@@ -219,6 +219,18 @@ fn exercise<L: Link + MaybeFd>(link: L, mut server: Child) {
         }
     });
     assert_eq!(n, 0, "calls allocated");
+    // A response that does not come in time: TimedOut after the timeout, not before and not
+    // much after (SLOW is answered only with the next request's response, then a stray).
+    let t = Instant::now();
+    let r = c.call::<_, &str>(SLOW, &(), Some(Duration::from_millis(300)));
+    let waited = t.elapsed();
+    assert_eq!(r, Err(CallError::Local(Error::TimedOut)));
+    assert!(waited >= Duration::from_millis(300) && waited < Duration::from_millis(1500), "{waited:?}");
+    let strays = c.strays();
+    assert_eq!(c.call::<_, u32>(ADD, &(2u32, 3u32), Some(T)), Ok(5));
+    // It comes after that ADD's response: the next call drops it.
+    assert_eq!(c.call::<_, u32>(ADD, &(3u32, 3u32), Some(T)), Ok(6));
+    assert_eq!(c.strays(), strays + 1, "the late SLOW response is dropped");
     // The server dies mid-request: the call ends (PeerGone, or TimedOut where death cannot
     // be seen), it never hangs.
     let t = Instant::now();
@@ -234,6 +246,45 @@ fn over_uds_stream() {
     let server = spawn(&["uds-stream", &path], Stdio::null(), Stdio::inherit());
     let (s, _): (StreamSocket<FRAME>, _) = l.accept_stream().unwrap();
     exercise(s, server);
+}
+
+/// A peer that floods the client with frames that answer nothing: the call still ends at
+/// its timeout (each stray would otherwise restart the wait). Over a seqpacket pair, whose
+/// link waits in a blocking `recv` under `SO_RCVTIMEO`.
+fn strays_do_not_hold_a_call_past_its_timeout() {
+    use std::os::fd::AsFd;
+    let (mut a, b) = uds::seqpacket_pair().unwrap();
+    a.set_max_frame(FRAME);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let h = std::thread::spawn(move || {
+        let mut frame = [0u8; 64];
+        let n =
+            ember_core::message::encode_with(ember_core::Flags::RESPONSE, ADD, 777, &0u32, &mut frame).unwrap().len();
+        let mut sent = 0u32;
+        while !stop2.load(Ordering::Relaxed) {
+            if rustix::net::send(b.as_fd(), &frame[..n], rustix::net::SendFlags::DONTWAIT).is_ok() {
+                sent += 1;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        (sent, b)
+    });
+    let mut c: Box<TestClient<PacketSocket>> = Box::new(Client::new(a).unwrap());
+    let t = Instant::now();
+    let r = c.call::<_, u32>(ADD, &(1u32, 1u32), Some(Duration::from_millis(200)));
+    let waited = t.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    // The peer's end stays open (returned by the thread) for the last check.
+    let (sent, _peer) = h.join().unwrap();
+    assert_eq!(r, Err(CallError::Local(Error::TimedOut)));
+    assert!(waited >= Duration::from_millis(200) && waited < Duration::from_millis(1200), "{waited:?}");
+    assert!(sent >= 10 && c.strays() >= 10, "{sent} sent, {} strays", c.strays());
+    // The zero timeout of a poller loop never blocks, though the socket is in blocking mode.
+    let ticket = c.start(ADD, &(1u32, 1u32), Some(T)).unwrap();
+    let t = Instant::now();
+    assert_eq!(c.wait::<u32>(ticket, Some(Duration::ZERO)), Err(CallError::Local(Error::TimedOut)));
+    assert!(t.elapsed() < Duration::from_millis(100), "{:?}", t.elapsed());
 }
 
 fn over_uds_seqpacket() {
@@ -282,6 +333,7 @@ fn main() {
             ("over_a_message_queue_pair", over_a_message_queue_pair),
             ("over_shared_memory_rings", over_shared_memory_rings),
             ("serve_one_in_a_poller_loop", serve_one_in_a_poller_loop),
+            ("strays_do_not_hold_a_call_past_its_timeout", strays_do_not_hold_a_call_past_its_timeout),
         ],
         peer,
     );

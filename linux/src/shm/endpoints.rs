@@ -101,7 +101,11 @@ impl SpscSender {
     /// Appends a record, sleeping on the futex while the ring is full, for at most
     /// `timeout` (`None`: no limit) ([`ShmError::Timeout`]).
     pub fn send(&mut self, payload: &[u8], timeout: Option<Duration>) -> Result<()> {
-        let mut deadline = Deadline::after(timeout);
+        self.send_until(payload, &mut Deadline::after(timeout))
+    }
+
+    /// [`SpscSender::send`] until `deadline`, shared with the caller's other waits.
+    pub fn send_until(&mut self, payload: &[u8], deadline: &mut Deadline) -> Result<()> {
         loop {
             match self.producer.try_push(payload) {
                 Ok(()) => {
@@ -253,7 +257,11 @@ impl SpscReceiver {
     /// `timeout`. [`ShmError::Closed`] once the sender closed the ring and it is drained;
     /// [`ShmError::WriterGone`] when the sender died without closing.
     pub fn recv(&mut self, out: &mut [u8], timeout: Option<Duration>) -> Result<usize> {
-        let mut deadline = Deadline::after(timeout);
+        self.recv_until(out, &mut Deadline::after(timeout))
+    }
+
+    /// [`SpscReceiver::recv`] until `deadline`, shared with the caller's other waits.
+    pub fn recv_until(&mut self, out: &mut [u8], deadline: &mut Deadline) -> Result<usize> {
         let mut spins = 0;
         loop {
             match self.try_recv(out) {

@@ -37,8 +37,6 @@ pub use notify::Notifier;
 pub use sync::{MutexGuard, SharedEvent, SharedMutex, SharedSemaphore, SyncSegment};
 pub use wait::{LIVENESS_SLICE, Liveness};
 
-use core::time::Duration;
-
 use ember_core::shm::layout::{DATA_OFFSET, Expect, HeaderRepr, SegmentKind};
 use ember_core::shm::{SegmentHeader, ShmError};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -324,36 +322,7 @@ impl Drop for Segment {
     }
 }
 
-/// A deadline for a blocking call on the monotonic clock: `None` waits forever.
-///
-/// The clock is read only once the call first has to wait, so a call that succeeds at
-/// once costs no `clock_gettime`.
-#[derive(Clone, Copy)]
-pub(crate) struct Deadline {
-    timeout: Option<Duration>,
-    end: Option<Duration>,
-}
-
-fn now() -> Duration {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
-}
-
-impl Deadline {
-    pub(crate) fn after(timeout: Option<Duration>) -> Deadline {
-        Deadline { timeout, end: None }
-    }
-
-    /// Time left, capped at `cap`; `None` once expired.
-    pub(crate) fn slice(&mut self, cap: Duration) -> Option<Duration> {
-        let Some(timeout) = self.timeout else {
-            return Some(cap);
-        };
-        let now = now();
-        let end = *self.end.get_or_insert_with(|| now.saturating_add(timeout));
-        end.checked_sub(now).filter(|t| !t.is_zero()).map(|t| t.min(cap))
-    }
-}
+pub(crate) use crate::poll::Deadline;
 
 #[cfg(test)]
 mod tests {
