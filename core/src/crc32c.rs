@@ -155,7 +155,7 @@ mod x86 {
     //! and `crc32_u64(0, v)` multiplies by `x^32` and reduces.
 
     use core::arch::x86_64::{__m128i, _mm_clmulepi64_si128, _mm_cvtsi32_si128, _mm_cvtsi128_si64};
-    use core::arch::x86_64::{_mm_crc32_u8, _mm_crc32_u64};
+    use core::arch::x86_64::{_mm_crc32_u8, _mm_crc32_u16, _mm_crc32_u32, _mm_crc32_u64};
     use core::sync::atomic::{AtomicU8, Ordering};
 
     /// Streams are interleaved in blocks of `64 * k` bytes, `k` in `1..=MAX_K`.
@@ -259,7 +259,18 @@ mod x86 {
             s = _mm_crc32_u64(s, word(w, 0));
         }
         state = s as u32;
-        for &b in words.remainder() {
+        // The last 0–7 bytes in at most three steps (4, 2, 1), not one per byte: a frame
+        // header (16 or 20 bytes) and a small payload end here on every frame.
+        let mut tail = words.remainder();
+        if tail.len() >= 4 {
+            state = _mm_crc32_u32(state, u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+            tail = &tail[4..];
+        }
+        if tail.len() >= 2 {
+            state = _mm_crc32_u16(state, u16::from_le_bytes([tail[0], tail[1]]));
+            tail = &tail[2..];
+        }
+        if let Some(&b) = tail.first() {
             state = _mm_crc32_u8(state, b);
         }
         state

@@ -71,9 +71,8 @@ mod field {
     pub const LEN: Range<usize> = 12..16;
     /// The frame CRC covers the header up to here, then the payload.
     pub const CRC_COVERED: Range<usize> = 0..16;
+    /// The header CRC covers bytes 0..20: `CRC_COVERED`, then `CRC`.
     pub const CRC: Range<usize> = 16..20;
-    /// The header CRC covers the header up to here.
-    pub const HCRC_COVERED: Range<usize> = 0..20;
     pub const HCRC: Range<usize> = 20..24;
 }
 
@@ -159,9 +158,13 @@ impl<T: AsRef<[u8]>> Frame<T> {
     /// through a setter (a larger `set_payload_len` makes the payload accessors panic).
     pub fn new_checked(buffer: T) -> Result<Frame<T>> {
         let frame = Frame::new_unchecked(buffer);
-        frame.check_header()?;
+        // The checks of `check_header`, `check_len` and `check_crc`, with one pass over
+        // the header's first 16 bytes for both checksums.
+        let prefix = check_header_prefix(frame.buffer.as_ref())?;
         frame.check_len()?;
-        frame.check_crc()?;
+        if crc32c_append(prefix, frame.payload()) != frame.crc() {
+            return Err(Error::BadCrc);
+        }
         Ok(frame)
     }
 
@@ -289,10 +292,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
     /// Computes and writes both checksums. Call last, after the header fields and the
     /// payload are in place.
     pub fn fill_checksums(&mut self) {
-        let crc = self.compute_crc();
+        // Both checksums start with the header's first 16 bytes: one pass over them.
+        let prefix = crc32c(&self.buffer.as_ref()[field::CRC_COVERED]);
+        let crc = crc32c_append(prefix, self.payload());
         let b = self.buffer.as_mut();
         b[field::CRC].copy_from_slice(&crc.to_le_bytes());
-        let hcrc = crc32c(&b[field::HCRC_COVERED]);
+        let hcrc = crc32c_append(prefix, &b[field::CRC]);
         b[field::HCRC].copy_from_slice(&hcrc.to_le_bytes());
     }
 }
@@ -306,13 +311,21 @@ impl<T: AsRef<[u8]>> AsRef<[u8]> for Frame<T> {
 /// Validates a header at the start of `b` and returns the frame's total length. The
 /// payload need not be present. Shared by [`Frame::check_header`] and the accumulator.
 pub(crate) fn check_header_bytes(b: &[u8]) -> Result<usize> {
+    check_header_prefix(b)?;
+    Ok(HEADER_LEN + read_u32(b, field::LEN) as usize)
+}
+
+/// [`check_header_bytes`], returning the CRC-32C of the header's first 16 bytes (where the
+/// frame checksum starts too).
+fn check_header_prefix(b: &[u8]) -> Result<u32> {
     if b.len() < HEADER_LEN {
         return Err(Error::Truncated { needed: HEADER_LEN, available: b.len() });
     }
     if b[field::MAGIC] != MAGIC {
         return Err(Error::BadMagic);
     }
-    if crc32c(&b[field::HCRC_COVERED]) != read_u32(b, field::HCRC) {
+    let prefix = crc32c(&b[field::CRC_COVERED]);
+    if crc32c_append(prefix, &b[field::CRC]) != read_u32(b, field::HCRC) {
         return Err(Error::BadHeaderCrc);
     }
     if b[field::VERSION] != VERSION {
@@ -329,7 +342,7 @@ pub(crate) fn check_header_bytes(b: &[u8]) -> Result<usize> {
             limit: MAX_FRAME_LEN as u32,
         });
     }
-    Ok(HEADER_LEN + len)
+    Ok(prefix)
 }
 
 /// The parsed header of a frame: everything but the magic, version and checksums, which
