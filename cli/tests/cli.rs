@@ -412,6 +412,8 @@ fn bench_json_has_a_row_for_every_mechanism() {
         "tcp/ember",
         "udp/ember",
         "sync/mutex",
+        "sync/mutex-handoff",
+        "rpc/uds-seqpacket",
         "rpc/shm",
         "dbus/ping",
     ] {

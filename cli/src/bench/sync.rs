@@ -6,6 +6,9 @@
 //! - `sync/mutex-contended`: this process and a peer pinned on the other CPU both lock,
 //!   add one, unlock, over and over; time per lock + unlock here, next to the same with the
 //!   pthread mutex.
+//! - `sync/mutex-handoff`: the peer sleeps on the mutex this process holds; the time from
+//!   the unlock to the peer holding it, next to the same with the pthread mutex (the two
+//!   alternate iteration by iteration).
 //! - `rpc/uds-seqpacket` and `rpc/shm`: an `ADD` call's round trip to a peer serving with
 //!   `rpc::Server`, next to a raw ping-pong of a frame of the same size on the same
 //!   transport (seqpacket `send`/`recv`; two SPSC rings, `try_send`/`recv`).
@@ -31,6 +34,11 @@ const PTHREAD_AT: usize = 0;
 const SEM_AT: usize = 256;
 const STOP_AT: usize = 2048;
 const COUNT_AT: usize = 2052;
+/// The hand-off row's words: the iteration the holder has reached, the iteration the waiter
+/// has finished, and when the waiter got the lock (the monotonic clock's low 32 bits, ns).
+const GO_AT: usize = 2056;
+const DONE_AT: usize = 2060;
+const GOT_AT: usize = 2064;
 
 fn unique(tag: &str) -> String {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -91,14 +99,16 @@ const NOTE_MUTEX: &str = "lock + unlock, uncontended, in shared memory; baseline
 const NOTE_SEM: &str =
     "post + wait, uncontended, in shared memory; baseline: a process-shared POSIX sem_t; target ratio <= 1.0";
 const NOTE_CONTENDED: &str = "lock, add one, unlock while a peer on the other CPU does the same; time per lock + unlock here; baseline: the same with the pthread mutex; target ratio <= 1.0";
+const NOTE_HANDOFF: &str = "a waiter in the other process sleeps on the held mutex; time from the holder's unlock to the waiter holding it; baseline: the same with the pthread mutex, alternating iteration by iteration; target ratio <= 1.0";
 const NOTE_RPC: &str = "an ADD call's round trip to a peer serving with rpc::Server; baseline: a raw ping-pong of a frame of the same size on the same transport; target ratio <= 1.1";
 
 /// Runs the rows this module has (see the module docs).
 pub fn run(opts: &Options, cpus: &[usize], progress: &Progress, rows: &mut Vec<Row>) -> Result<(), String> {
     let local = opts.selected("sync/mutex") || opts.selected("sync/sem") || opts.selected("sync/p");
     let contended = opts.selected("sync/mutex-contended") || opts.selected("sync/pthread-mutex-contended");
+    let handoff = opts.selected("sync/mutex-handoff") || opts.selected("sync/pthread-mutex-handoff");
     let rpc = opts.selected("rpc");
-    if !local && !contended && !rpc {
+    if !local && !contended && !handoff && !rpc {
         return Ok(());
     }
     let name = unique("sync");
@@ -142,7 +152,9 @@ pub fn run(opts: &Options, cpus: &[usize], progress: &Progress, rows: &mut Vec<R
     let rounds = opts.pick(5, 3, 1);
     let ops = opts.pick(200_000, 50_000, 1_000);
     let calls = opts.pick(20_000, 5_000, 50);
+    let handoffs = opts.pick(2_000, 1_000, 20);
     let (mut ec, mut pc) = (Pool::default(), Pool::default());
+    let (mut eh, mut ph) = (Pool::default(), Pool::default());
     let (mut rs, mut es, mut rm, mut em) = (Pool::default(), Pool::default(), Pool::default(), Pool::default());
     for round in 1..=rounds {
         let step = |what: &str| progress.step(&format!("{what} (round {round}/{rounds})"));
@@ -151,6 +163,12 @@ pub fn run(opts: &Options, cpus: &[usize], progress: &Progress, rows: &mut Vec<R
             ec.add(contend(b, &name, &posix_name, &seg, &posix, true, ops))?;
             step("sync: contended mutex, pthread");
             pc.add(contend(b, &name, &posix_name, &seg, &posix, false, ops))?;
+        }
+        if handoff {
+            step("sync: mutex hand-off to a sleeping waiter, Ember and pthread alternating");
+            let (e, p) = hand_off(b, &name, &posix_name, &seg, &posix, handoffs)?;
+            eh.add(Ok(e))?;
+            ph.add(Ok(p))?;
         }
         if rpc {
             step("rpc: seqpacket, raw ping-pong");
@@ -166,6 +184,10 @@ pub fn run(opts: &Options, cpus: &[usize], progress: &Progress, rows: &mut Vec<R
     if let (Some(e), Some(p)) = (ec.stats(), pc.stats()) {
         row(rows, "sync/pthread-mutex-contended", 0, p, None, NOTE_CONTENDED);
         row(rows, "sync/mutex-contended", 0, e, Some(("sync/pthread-mutex-contended", p)), NOTE_CONTENDED);
+    }
+    if let (Some(e), Some(p)) = (eh.stats(), ph.stats()) {
+        row(rows, "sync/pthread-mutex-handoff", 0, p, None, NOTE_HANDOFF);
+        row(rows, "sync/mutex-handoff", 0, e, Some(("sync/pthread-mutex-handoff", p)), NOTE_HANDOFF);
     }
     let size = request_frame_len();
     if let (Some(r), Some(e)) = (rs.stats(), es.stats()) {
@@ -217,6 +239,90 @@ fn contend(
     stop.store(1, Ordering::SeqCst);
     peer.finish()?;
     Ok(batches.samples)
+}
+
+/// The monotonic clock's low 32 bits in nanoseconds: differences of up to 4 s are exact
+/// with a wrapping subtraction, and both processes read the same clock.
+fn clock_lo() -> u32 {
+    ember_linux::poll::now().as_nanos() as u32
+}
+
+/// Waits (spinning) until `word` reaches `value`, for at most a few seconds.
+fn spin_until(word: &std::sync::atomic::AtomicU32, value: u32, what: &str) -> Result<(), String> {
+    let t = Instant::now();
+    while word.load(Ordering::Acquire) != value {
+        if t.elapsed() > Duration::from_secs(10) {
+            return Err(format!("hand-off: timed out waiting for {what}"));
+        }
+        std::hint::spin_loop();
+    }
+    Ok(())
+}
+
+/// Hand-offs to a sleeping waiter: this process holds the mutex; the peer, pinned on the
+/// other CPU, blocks on it; once the lock word shows the peer queued (and 20 µs more, so
+/// it is asleep in `futex`), this process unlocks. A sample is the time from just before
+/// the unlock to the peer holding the lock. Ember and pthread alternate iteration by
+/// iteration, so a change in the VM's state during the run touches both alike.
+fn hand_off(
+    cpu: usize,
+    seg_name: &str,
+    posix_name: &str,
+    seg: &SyncSegment,
+    posix: &Posix,
+    iters: usize,
+) -> Result<(Vec<f64>, Vec<f64>), String> {
+    let (go, done, got) = (posix.page.word(GO_AT), posix.page.word(DONE_AT), posix.page.word(GOT_AT));
+    go.store(0, Ordering::SeqCst);
+    done.store(0, Ordering::SeqCst);
+    let peer = Peer::spawn(cpu, &["sync-handoff", seg_name, posix_name, &iters.to_string()])?;
+    let m = seg.mutex(0).map_err(|e| e.to_string())?;
+    // glibc's lock word, the first int of a pthread_mutex_t: 0 free, 1 held, 2 held and a
+    // waiter queued (or about to sleep). A glibc detail, read only by this benchmark.
+    let pthread_word = posix.page.word(PTHREAD_AT);
+    let warm = iters / 10;
+    let (mut es, mut ps) = (Vec::with_capacity(iters), Vec::with_capacity(iters));
+    for i in 1..=2 * iters as u32 {
+        let ember = i % 2 == 0;
+        let guard = if ember {
+            Some(m.lock(TIMEOUT).map_err(|e| e.to_string())?)
+        } else {
+            posix.lock();
+            None
+        };
+        go.store(i, Ordering::Release);
+        let t = Instant::now();
+        loop {
+            let queued = if ember {
+                m.word() & ember_core::shm::sync::WAITERS != 0
+            } else {
+                pthread_word.load(Ordering::Relaxed) == 2
+            };
+            if queued {
+                break;
+            }
+            if t.elapsed() > Duration::from_secs(10) {
+                return Err("hand-off: the peer never queued on the lock".into());
+            }
+            std::hint::spin_loop();
+        }
+        let queued_at = Instant::now();
+        while queued_at.elapsed() < Duration::from_micros(20) {
+            std::hint::spin_loop();
+        }
+        let t0 = clock_lo();
+        match guard {
+            Some(g) => drop(g),
+            None => posix.unlock(),
+        }
+        spin_until(done, i, "the waiter")?;
+        let dt = got.load(Ordering::Acquire).wrapping_sub(t0) as f64;
+        if (i as usize).div_ceil(2) > warm {
+            if ember { es.push(dt) } else { ps.push(dt) }
+        }
+    }
+    peer.finish()?;
+    Ok((es, ps))
 }
 
 /// Round trips over a seqpacket socket pair: `rpc::Client` calls, or raw frames echoed.
@@ -330,6 +436,29 @@ pub fn peer(role: &str, args: &[String]) -> Result<(), String> {
                     count.store(count.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
                     posix.unlock();
                 }
+            }
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
+        }
+        "sync-handoff" => {
+            let seg = SyncSegment::open(&arg(0)?, FP).map_err(s)?;
+            let posix = Posix::open(&arg(1)?)?;
+            let iters: u32 = arg(2)?.parse().map_err(|_| "iterations")?;
+            let m = seg.mutex(0).map_err(s)?;
+            let (go, done, got) = (posix.page.word(GO_AT), posix.page.word(DONE_AT), posix.page.word(GOT_AT));
+            println!("ready");
+            for i in 1..=2 * iters {
+                spin_until(go, i, "the holder")?;
+                if i % 2 == 0 {
+                    let g = m.lock(TIMEOUT).map_err(s)?;
+                    got.store(clock_lo(), Ordering::Release);
+                    drop(g);
+                } else {
+                    posix.lock();
+                    got.store(clock_lo(), Ordering::Release);
+                    posix.unlock();
+                }
+                done.store(i, Ordering::Release);
             }
             let mut line = String::new();
             let _ = std::io::stdin().read_line(&mut line);
