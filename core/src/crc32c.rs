@@ -45,6 +45,35 @@ pub fn crc32c_append(crc: u32, data: &[u8]) -> u32 {
     !update_raw(!crc, data)
 }
 
+/// The two CRCs of a frame header's first 20 bytes, in one call: `(crc32c(h[..16]),
+/// crc32c(h))`. A frame's checksums both start with its first 16 bytes
+/// (docs/wire-format.md, section 4).
+#[inline]
+pub(crate) fn header_sums(h: &[u8; 20]) -> (u32, u32) {
+    #[cfg(target_arch = "x86_64")]
+    if x86::available() {
+        // SAFETY: `available()` returned true: the CPU has the features `header_sums` uses.
+        return unsafe { x86::header_sums(h) };
+    }
+    let prefix = crc32c(&h[..16]);
+    (prefix, crc32c_append(prefix, &h[16..]))
+}
+
+/// A frame's two checksums from its first 16 header bytes and its payload, in one call:
+/// `crc = crc32c(h16 ++ payload)` and `hcrc = crc32c(h16 ++ crc as 4 little-endian
+/// bytes)`.
+#[inline]
+pub(crate) fn frame_sums(h16: &[u8; 16], payload: &[u8]) -> (u32, u32) {
+    #[cfg(target_arch = "x86_64")]
+    if x86::available() {
+        // SAFETY: as in `header_sums`.
+        return unsafe { x86::frame_sums(h16, payload) };
+    }
+    let prefix = crc32c(h16);
+    let crc = crc32c_append(prefix, payload);
+    (crc, crc32c_append(prefix, &crc.to_le_bytes()))
+}
+
 /// Which implementation [`crc32c`] uses on this machine, for benchmarks and diagnostics.
 pub fn implementation() -> &'static str {
     #[cfg(target_arch = "x86_64")]
@@ -230,11 +259,55 @@ mod x86 {
 
     /// Updates the raw CRC register with the hardware instructions.
     ///
+    /// Short inputs (every frame header, most payloads) stay in this small leaf function;
+    /// the three-stream loop lives in [`update_long`], whose register pressure would
+    /// otherwise make every call save and restore five registers.
+    ///
     /// # Safety
     ///
     /// The CPU must support SSE4.2 and PCLMULQDQ.
     #[target_feature(enable = "sse4.2,pclmulqdq")]
-    pub(super) unsafe fn update(mut state: u32, mut data: &[u8]) -> u32 {
+    pub(super) unsafe fn update(state: u32, data: &[u8]) -> u32 {
+        if data.len() >= 3 * UNIT {
+            // SAFETY: the caller vouches for the CPU features, the same as ours.
+            return unsafe { update_long(state, data) };
+        }
+        short(state, data)
+    }
+
+    /// [`super::header_sums`]: three `crc32` steps, one call.
+    ///
+    /// # Safety
+    ///
+    /// The CPU must support SSE4.2 and PCLMULQDQ.
+    #[target_feature(enable = "sse4.2,pclmulqdq")]
+    pub(super) unsafe fn header_sums(h: &[u8; 20]) -> (u32, u32) {
+        let s = _mm_crc32_u64(_mm_crc32_u64(!0u32 as u64, word(h, 0)), word(h, 8)) as u32;
+        let last = u32::from_le_bytes([h[16], h[17], h[18], h[19]]);
+        (!s, !_mm_crc32_u32(s, last))
+    }
+
+    /// [`super::frame_sums`]: the 16 bytes once, then the payload, then the `crc` field.
+    ///
+    /// # Safety
+    ///
+    /// The CPU must support SSE4.2 and PCLMULQDQ.
+    #[target_feature(enable = "sse4.2,pclmulqdq")]
+    pub(super) unsafe fn frame_sums(h16: &[u8; 16], payload: &[u8]) -> (u32, u32) {
+        let s = _mm_crc32_u64(_mm_crc32_u64(!0u32 as u64, word(h16, 0)), word(h16, 8)) as u32;
+        // SAFETY: the caller vouches for the CPU features, the same as ours.
+        let crc = !unsafe { update(s, payload) };
+        (crc, !_mm_crc32_u32(s, crc))
+    }
+
+    /// The three-stream loop over inputs of at least `3 * UNIT` bytes, then [`short`].
+    ///
+    /// # Safety
+    ///
+    /// The CPU must support SSE4.2 and PCLMULQDQ.
+    #[inline(never)]
+    #[target_feature(enable = "sse4.2,pclmulqdq")]
+    unsafe fn update_long(state: u32, mut data: &[u8]) -> u32 {
         let mut s = state as u64;
         while data.len() >= 3 * UNIT {
             let k = (data.len() / (3 * UNIT)).min(MAX_K);
@@ -254,6 +327,14 @@ mod x86 {
             s = (shift(sa as u32, k2) ^ shift(sb as u32, k1)) as u64 ^ sc;
             data = rest;
         }
+        short(s as u32, data)
+    }
+
+    /// One stream of 8-byte steps, then the last 0–7 bytes.
+    #[inline]
+    #[target_feature(enable = "sse4.2,pclmulqdq")]
+    fn short(mut state: u32, data: &[u8]) -> u32 {
+        let mut s = state as u64;
         let mut words = data.chunks_exact(8);
         for w in &mut words {
             s = _mm_crc32_u64(s, word(w, 0));
@@ -353,6 +434,23 @@ mod tests {
                 let want = reference(slice);
                 assert_eq!(crc32c(slice), want, "len {len} off {off}");
                 assert_eq!(!update_portable(!0, slice), want, "portable len {len} off {off}");
+            }
+        }
+    }
+
+    #[test]
+    fn frame_helpers_match_the_plain_function() {
+        let data: [u8; 700] = core::array::from_fn(|i| (i * 131 + 17) as u8 ^ (i >> 3) as u8);
+        for start in [0usize, 1, 5, 40] {
+            let h: &[u8; 20] = data[start..start + 20].try_into().unwrap();
+            assert_eq!(header_sums(h), (crc32c(&h[..16]), crc32c(h)), "header at {start}");
+            let h16: &[u8; 16] = data[start..start + 16].try_into().unwrap();
+            for len in [0usize, 1, 3, 4, 7, 8, 9, 64, 191, 192, 193, 600] {
+                let payload = &data[start + 16..start + 16 + len];
+                let crc = crc32c_append(crc32c(h16), payload);
+                let hcrc = crc32c_append(crc32c(h16), &crc.to_le_bytes());
+                assert_eq!(frame_sums(h16, payload), (crc, hcrc), "start {start} len {len}");
+                assert_eq!(crc, reference(&data[start..start + 16 + len]));
             }
         }
     }

@@ -293,11 +293,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
     /// payload are in place.
     pub fn fill_checksums(&mut self) {
         // Both checksums start with the header's first 16 bytes: one pass over them.
-        let prefix = crc32c(&self.buffer.as_ref()[field::CRC_COVERED]);
-        let crc = crc32c_append(prefix, self.payload());
+        let b = self.buffer.as_ref();
+        let h16: &[u8; 16] = b[field::CRC_COVERED].try_into().expect("a 16-byte range");
+        let (crc, hcrc) = crate::crc32c::frame_sums(h16, self.payload());
         let b = self.buffer.as_mut();
         b[field::CRC].copy_from_slice(&crc.to_le_bytes());
-        let hcrc = crc32c_append(prefix, &b[field::CRC]);
         b[field::HCRC].copy_from_slice(&hcrc.to_le_bytes());
     }
 }
@@ -324,8 +324,9 @@ fn check_header_prefix(b: &[u8]) -> Result<u32> {
     if b[field::MAGIC] != MAGIC {
         return Err(Error::BadMagic);
     }
-    let prefix = crc32c(&b[field::CRC_COVERED]);
-    if crc32c_append(prefix, &b[field::CRC]) != read_u32(b, field::HCRC) {
+    let h20: &[u8; 20] = b[..20].try_into().expect("checked: at least HEADER_LEN bytes");
+    let (prefix, hcrc) = crate::crc32c::header_sums(h20);
+    if hcrc != read_u32(b, field::HCRC) {
         return Err(Error::BadHeaderCrc);
     }
     if b[field::VERSION] != VERSION {
