@@ -413,6 +413,8 @@ fn bench_json_has_a_row_for_every_mechanism() {
         "udp/ember",
         "sync/mutex",
         "sync/mutex-handoff",
+        "sync/futex-handoff",
+        "sync/futex-handoff-timed",
         "rpc/uds-seqpacket",
         "rpc/shm",
         "dbus/ping",

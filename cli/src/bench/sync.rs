@@ -8,7 +8,11 @@
 //!   pthread mutex.
 //! - `sync/mutex-handoff`: the peer sleeps on the mutex this process holds; the time from
 //!   the unlock to the peer holding it, next to the same with the pthread mutex (the two
-//!   alternate iteration by iteration).
+//!   alternate iteration by iteration). Two context rows run in the same rotation:
+//!   `sync/futex-handoff`, a bare three-state futex lock (glibc's protocol) whose waiter
+//!   sleeps without a timeout, and `sync/futex-handoff-timed`, the same with each sleep
+//!   limited to 100 ms, as Ember's waiter must to notice a dead owner: their ratio is the
+//!   price of the kernel timer alone.
 //! - `rpc/uds-seqpacket` and `rpc/shm`: an `ADD` call's round trip to a peer serving with
 //!   `rpc::Server`, next to a raw ping-pong of a frame of the same size on the same
 //!   transport (seqpacket `send`/`recv`; two SPSC rings, `try_send`/`recv`).
@@ -39,6 +43,49 @@ const COUNT_AT: usize = 2052;
 const GO_AT: usize = 2056;
 const DONE_AT: usize = 2060;
 const GOT_AT: usize = 2064;
+/// The bare futex lock of the hand-off's context rows (0 free, 1 held, 2 held and contended).
+const FUTEX_AT: usize = 2068;
+
+/// The hand-off's four locks, taken in rotation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lock {
+    Pthread,
+    Ember,
+    Futex,
+    FutexTimed,
+}
+
+impl Lock {
+    fn of(i: u32) -> Lock {
+        [Lock::FutexTimed, Lock::Pthread, Lock::Ember, Lock::Futex][(i % 4) as usize]
+    }
+}
+
+/// A bare futex lock (Drepper's "mutex 2", the protocol of glibc's normal mutex), shared
+/// futexes; `timed` limits each sleep to [`ember_linux::shm::LIVENESS_SLICE`].
+fn futex_lock(word: &std::sync::atomic::AtomicU32, timed: bool) {
+    use rustix::thread::futex;
+    let mut c = match word.compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed) {
+        Ok(_) => return,
+        Err(c) => c,
+    };
+    if c != 2 {
+        c = word.swap(2, Ordering::Acquire);
+    }
+    let slice = ember_linux::shm::LIVENESS_SLICE;
+    let ts = futex::Timespec { tv_sec: slice.as_secs() as _, tv_nsec: slice.subsec_nanos() as _ };
+    while c != 0 {
+        let _ = futex::wait(word, futex::Flags::empty(), 2, if timed { Some(&ts) } else { None });
+        c = word.swap(2, Ordering::Acquire);
+    }
+}
+
+/// Unlocks [`futex_lock`]: wakes one sleeper if the word said contended.
+fn futex_unlock(word: &std::sync::atomic::AtomicU32) {
+    if word.swap(0, Ordering::Release) == 2 {
+        let _ = rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), 1);
+    }
+}
 
 fn unique(tag: &str) -> String {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -100,6 +147,7 @@ const NOTE_SEM: &str =
     "post + wait, uncontended, in shared memory; baseline: a process-shared POSIX sem_t; target ratio <= 1.0";
 const NOTE_CONTENDED: &str = "lock, add one, unlock while a peer on the other CPU does the same; time per lock + unlock here; baseline: the same with the pthread mutex; target ratio <= 1.0";
 const NOTE_HANDOFF: &str = "a waiter in the other process sleeps on the held mutex; time from the holder's unlock to the waiter holding it; baseline: the same with the pthread mutex, alternating iteration by iteration; target ratio <= 1.0";
+const NOTE_FUTEX: &str = "context, not a target: the same hand-off, in the same rotation, with a bare futex lock (glibc's three-state protocol); -timed: each sleep limited to 100 ms, as a waiter that must notice a dead owner sleeps; its ratio is the kernel timer's price";
 const NOTE_RPC: &str = "an ADD call's round trip to a peer serving with rpc::Server; baseline: a raw ping-pong of a frame of the same size on the same transport; target ratio <= 1.1";
 
 /// Runs the rows this module has (see the module docs).
@@ -154,7 +202,7 @@ pub fn run(opts: &Options, cpus: &[usize], progress: &Progress, rows: &mut Vec<R
     let calls = opts.pick(20_000, 5_000, 50);
     let handoffs = opts.pick(2_000, 1_000, 20);
     let (mut ec, mut pc) = (Pool::default(), Pool::default());
-    let (mut eh, mut ph) = (Pool::default(), Pool::default());
+    let (mut eh, mut ph, mut fh, mut th) = (Pool::default(), Pool::default(), Pool::default(), Pool::default());
     let (mut rs, mut es, mut rm, mut em) = (Pool::default(), Pool::default(), Pool::default(), Pool::default());
     for round in 1..=rounds {
         let step = |what: &str| progress.step(&format!("{what} (round {round}/{rounds})"));
@@ -165,10 +213,12 @@ pub fn run(opts: &Options, cpus: &[usize], progress: &Progress, rows: &mut Vec<R
             pc.add(contend(b, &name, &posix_name, &seg, &posix, false, ops))?;
         }
         if handoff {
-            step("sync: mutex hand-off to a sleeping waiter, Ember and pthread alternating");
-            let (e, p) = hand_off(b, &name, &posix_name, &seg, &posix, handoffs)?;
+            step("sync: mutex hand-off to a sleeping waiter, Ember, pthread and futex in rotation");
+            let [e, p, f, t] = hand_off(b, &name, &posix_name, &seg, &posix, handoffs)?;
             eh.add(Ok(e))?;
             ph.add(Ok(p))?;
+            fh.add(Ok(f))?;
+            th.add(Ok(t))?;
         }
         if rpc {
             step("rpc: seqpacket, raw ping-pong");
@@ -188,6 +238,10 @@ pub fn run(opts: &Options, cpus: &[usize], progress: &Progress, rows: &mut Vec<R
     if let (Some(e), Some(p)) = (eh.stats(), ph.stats()) {
         row(rows, "sync/pthread-mutex-handoff", 0, p, None, NOTE_HANDOFF);
         row(rows, "sync/mutex-handoff", 0, e, Some(("sync/pthread-mutex-handoff", p)), NOTE_HANDOFF);
+    }
+    if let (Some(f), Some(t)) = (fh.stats(), th.stats()) {
+        row(rows, "sync/futex-handoff", 0, f, None, NOTE_FUTEX);
+        row(rows, "sync/futex-handoff-timed", 0, t, Some(("sync/futex-handoff", f)), NOTE_FUTEX);
     }
     let size = request_frame_len();
     if let (Some(r), Some(e)) = (rs.stats(), es.stats()) {
@@ -262,8 +316,9 @@ fn spin_until(word: &std::sync::atomic::AtomicU32, value: u32, what: &str) -> Re
 /// Hand-offs to a sleeping waiter: this process holds the mutex; the peer, pinned on the
 /// other CPU, blocks on it; once the lock word shows the peer queued (and 20 µs more, so
 /// it is asleep in `futex`), this process unlocks. A sample is the time from just before
-/// the unlock to the peer holding the lock. Ember and pthread alternate iteration by
-/// iteration, so a change in the VM's state during the run touches both alike.
+/// the unlock to the peer holding the lock. The locks of [`Lock`] take turns iteration by
+/// iteration, so a change in the VM's state during the run touches all alike. Returns the
+/// samples of Ember, pthread, the futex lock and the timed futex lock.
 fn hand_off(
     cpu: usize,
     seg_name: &str,
@@ -271,8 +326,10 @@ fn hand_off(
     seg: &SyncSegment,
     posix: &Posix,
     iters: usize,
-) -> Result<(Vec<f64>, Vec<f64>), String> {
+) -> Result<[Vec<f64>; 4], String> {
     let (go, done, got) = (posix.page.word(GO_AT), posix.page.word(DONE_AT), posix.page.word(GOT_AT));
+    let futex_word = posix.page.word(FUTEX_AT);
+    futex_word.store(0, Ordering::SeqCst);
     go.store(0, Ordering::SeqCst);
     done.store(0, Ordering::SeqCst);
     let peer = Peer::spawn(cpu, &["sync-handoff", seg_name, posix_name, &iters.to_string()])?;
@@ -281,22 +338,27 @@ fn hand_off(
     // waiter queued (or about to sleep). A glibc detail, read only by this benchmark.
     let pthread_word = posix.page.word(PTHREAD_AT);
     let warm = iters / 10;
-    let (mut es, mut ps) = (Vec::with_capacity(iters), Vec::with_capacity(iters));
-    for i in 1..=2 * iters as u32 {
-        let ember = i % 2 == 0;
-        let guard = if ember {
-            Some(m.lock(TIMEOUT).map_err(|e| e.to_string())?)
-        } else {
-            posix.lock();
-            None
+    let mut samples: [Vec<f64>; 4] = std::array::from_fn(|_| Vec::with_capacity(iters));
+    for i in 1..=4 * iters as u32 {
+        let lock = Lock::of(i);
+        let guard = match lock {
+            Lock::Ember => Some(m.lock(TIMEOUT).map_err(|e| e.to_string())?),
+            Lock::Pthread => {
+                posix.lock();
+                None
+            }
+            Lock::Futex | Lock::FutexTimed => {
+                futex_lock(futex_word, false);
+                None
+            }
         };
         go.store(i, Ordering::Release);
         let t = Instant::now();
         loop {
-            let queued = if ember {
-                m.word() & ember_core::shm::sync::WAITERS != 0
-            } else {
-                pthread_word.load(Ordering::Relaxed) == 2
+            let queued = match lock {
+                Lock::Ember => m.word() & ember_core::shm::sync::WAITERS != 0,
+                Lock::Pthread => pthread_word.load(Ordering::Relaxed) == 2,
+                Lock::Futex | Lock::FutexTimed => futex_word.load(Ordering::Relaxed) == 2,
             };
             if queued {
                 break;
@@ -311,18 +373,25 @@ fn hand_off(
             std::hint::spin_loop();
         }
         let t0 = clock_lo();
-        match guard {
-            Some(g) => drop(g),
-            None => posix.unlock(),
+        match (guard, lock) {
+            (Some(g), _) => drop(g),
+            (None, Lock::Pthread) => posix.unlock(),
+            (None, _) => futex_unlock(futex_word),
         }
         spin_until(done, i, "the waiter")?;
         let dt = got.load(Ordering::Acquire).wrapping_sub(t0) as f64;
-        if (i as usize).div_ceil(2) > warm {
-            if ember { es.push(dt) } else { ps.push(dt) }
+        if (i as usize).div_ceil(4) > warm {
+            let at = match lock {
+                Lock::Ember => 0,
+                Lock::Pthread => 1,
+                Lock::Futex => 2,
+                Lock::FutexTimed => 3,
+            };
+            samples[at].push(dt);
         }
     }
     peer.finish()?;
-    Ok((es, ps))
+    Ok(samples)
 }
 
 /// Round trips over a seqpacket socket pair: `rpc::Client` calls, or raw frames echoed.
@@ -446,17 +515,26 @@ pub fn peer(role: &str, args: &[String]) -> Result<(), String> {
             let iters: u32 = arg(2)?.parse().map_err(|_| "iterations")?;
             let m = seg.mutex(0).map_err(s)?;
             let (go, done, got) = (posix.page.word(GO_AT), posix.page.word(DONE_AT), posix.page.word(GOT_AT));
+            let futex_word = posix.page.word(FUTEX_AT);
             println!("ready");
-            for i in 1..=2 * iters {
+            for i in 1..=4 * iters {
                 spin_until(go, i, "the holder")?;
-                if i % 2 == 0 {
-                    let g = m.lock(TIMEOUT).map_err(s)?;
-                    got.store(clock_lo(), Ordering::Release);
-                    drop(g);
-                } else {
-                    posix.lock();
-                    got.store(clock_lo(), Ordering::Release);
-                    posix.unlock();
+                match Lock::of(i) {
+                    Lock::Ember => {
+                        let g = m.lock(TIMEOUT).map_err(s)?;
+                        got.store(clock_lo(), Ordering::Release);
+                        drop(g);
+                    }
+                    Lock::Pthread => {
+                        posix.lock();
+                        got.store(clock_lo(), Ordering::Release);
+                        posix.unlock();
+                    }
+                    lock => {
+                        futex_lock(futex_word, lock == Lock::FutexTimed);
+                        got.store(clock_lo(), Ordering::Release);
+                        futex_unlock(futex_word);
+                    }
                 }
                 done.store(i, Ordering::Release);
             }
