@@ -1251,6 +1251,20 @@ int ember_dbus_args_set_error(struct ember_dbus_args *reply, const char *name, c
 int ember_dbus_iter_type(struct ember_dbus_iter *it);
 
 /*
+ The element type code of the array that is next (`'i'`, `'s'`, `'('`, `'{'`, `'a'`, ...,
+ the codes of `ember_dbus_iter_type`), known even when the array is empty. The iterator
+ does not move. `EMBER_EINVAL` if the next value is not an array or there is none;
+ `EMBER_EBADMSG` if it cannot be read.
+
+ # Safety
+
+ `it` initialised (see the type) and its message still valid.
+
+ Thread safety: not with other calls on the same iterator.
+ */
+int ember_dbus_iter_element_type(struct ember_dbus_iter *it);
+
+/*
  Reads a byte (`y`).
 
  Returns `EMBER_OK`; `EMBER_EINVAL` if the next value has another type, or there is none
@@ -1406,8 +1420,8 @@ int ember_dbus_iter_bytes(struct ember_dbus_iter *it, const uint8_t **data, size
  Enters the container that is next (an array, a struct, a dict entry or a variant):
  `*child` iterates its elements, fields, or one value; `it` moves past it. What kind of
  container it is, `ember_dbus_iter_type` says first; the types inside, the child's
- `ember_dbus_iter_type` (an empty array's element type is not available). As
- `ember_dbus_iter_byte`.
+ `ember_dbus_iter_type`, or for an array, even an empty one,
+ `ember_dbus_iter_element_type` before entering it. As `ember_dbus_iter_byte`.
 
  # Safety
 

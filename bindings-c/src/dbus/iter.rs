@@ -138,6 +138,30 @@ pub unsafe extern "C" fn ember_dbus_iter_type(it: *mut ember_dbus_iter) -> c_int
     })
 }
 
+/// The element type code of the array that is next (`'i'`, `'s'`, `'('`, `'{'`, `'a'`, ...,
+/// the codes of `ember_dbus_iter_type`), known even when the array is empty. The iterator
+/// does not move. `EMBER_EINVAL` if the next value is not an array or there is none;
+/// `EMBER_EBADMSG` if it cannot be read.
+///
+/// # Safety
+///
+/// `it` initialised (see the type) and its message still valid.
+///
+/// Thread safety: not with other calls on the same iterator.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_dbus_iter_element_type(it: *mut ember_dbus_iter) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let mut ahead = unsafe { arg_mut(it)? }.state()?.clone();
+        match ahead.next() {
+            // A parsed signature never ends after an `a`: the element type is there.
+            Some(Ok(Value::Array(a))) => a.element().as_str().bytes().next().map(c_int::from).ok_or(EMBER_EBADMSG),
+            Some(Ok(_)) | None => Err(EMBER_EINVAL),
+            Some(Err(_)) => Err(EMBER_EBADMSG),
+        }
+    })
+}
+
 /// Reads a byte (`y`).
 ///
 /// Returns `EMBER_OK`; `EMBER_EINVAL` if the next value has another type, or there is none
@@ -423,8 +447,8 @@ pub unsafe extern "C" fn ember_dbus_iter_bytes(
 /// Enters the container that is next (an array, a struct, a dict entry or a variant):
 /// `*child` iterates its elements, fields, or one value; `it` moves past it. What kind of
 /// container it is, `ember_dbus_iter_type` says first; the types inside, the child's
-/// `ember_dbus_iter_type` (an empty array's element type is not available). As
-/// `ember_dbus_iter_byte`.
+/// `ember_dbus_iter_type`, or for an array, even an empty one,
+/// `ember_dbus_iter_element_type` before entering it. As `ember_dbus_iter_byte`.
 ///
 /// # Safety
 ///

@@ -126,7 +126,10 @@ static int h_sum(void *ctx, const ember_dbus_call_info *call, ember_dbus_iter *a
     (void)call;
     ember_dbus_iter dict, entry, var;
     int64_t sum = 0;
-    if (ember_dbus_iter_type(args) != 'a' || ember_dbus_iter_recurse(args, &dict)) return 1;
+    if (ember_dbus_iter_type(args) != 'a' || ember_dbus_iter_element_type(args) != '{') return 1;
+    if (ember_dbus_iter_recurse(args, &dict)) return 1;
+    /* Inside: the dict's entries; not an array itself, nor past the end. */
+    if (ember_dbus_iter_element_type(&dict) != EMBER_EINVAL) return 1;
     while (ember_dbus_iter_type(&dict) == '{') {
         const char *key;
         if (ember_dbus_iter_recurse(&dict, &entry) || ember_dbus_iter_string(&entry, &key, NULL)) return 1;
@@ -485,8 +488,18 @@ static void client(ember_dbus *d) {
     CHECK_CODE(ember_dbus_args_close(a), EMBER_OK);
     CHECK_CODE(ember_dbus_call(d, bus_name, PATH, IFACE, "Sum", a, TIMEOUT, &r, NULL, NULL), EMBER_OK);
     int64_t total = 0;
+    CHECK_CODE(ember_dbus_iter_element_type(&r.body), EMBER_EINVAL); /* an int64, not an array */
     CHECK_CODE(ember_dbus_iter_int64(&r.body, &total), EMBER_OK);
     CHECK(total == 5000000004LL);
+    CHECK_CODE(ember_dbus_iter_element_type(&r.body), EMBER_EINVAL); /* the end */
+    CHECK_CODE(ember_dbus_iter_element_type(NULL), EMBER_EINVAL);
+    /* An empty a{sv}: the handler learns its element type all the same, and sums to 0. */
+    ember_dbus_args_clear(a);
+    CHECK_CODE(ember_dbus_args_open_array(a, "{sv}"), EMBER_OK);
+    CHECK_CODE(ember_dbus_args_close(a), EMBER_OK);
+    CHECK_CODE(ember_dbus_call(d, bus_name, PATH, IFACE, "Sum", a, TIMEOUT, &r, NULL, NULL), EMBER_OK);
+    CHECK_CODE(ember_dbus_iter_int64(&r.body, &total), EMBER_OK);
+    CHECK(total == 0);
     ember_dbus_args_clear(a);
     ember_dbus_args_open_array(a, "{sv}");
     ember_dbus_args_open_dict_entry(a);
