@@ -275,6 +275,14 @@ mod x86 {
         short(state, data)
     }
 
+    /// The raw register after a frame header's first 16 bytes, where both checksums start
+    /// (`bytes` holds at least 16).
+    #[inline]
+    #[target_feature(enable = "sse4.2,pclmulqdq")]
+    fn prefix(bytes: &[u8]) -> u32 {
+        _mm_crc32_u64(_mm_crc32_u64(!0u32 as u64, word(bytes, 0)), word(bytes, 8)) as u32
+    }
+
     /// [`super::header_sums`]: three `crc32` steps, one call.
     ///
     /// # Safety
@@ -282,7 +290,7 @@ mod x86 {
     /// The CPU must support SSE4.2 and PCLMULQDQ.
     #[target_feature(enable = "sse4.2,pclmulqdq")]
     pub(super) unsafe fn header_sums(h: &[u8; 20]) -> (u32, u32) {
-        let s = _mm_crc32_u64(_mm_crc32_u64(!0u32 as u64, word(h, 0)), word(h, 8)) as u32;
+        let s = prefix(h);
         let last = u32::from_le_bytes([h[16], h[17], h[18], h[19]]);
         (!s, !_mm_crc32_u32(s, last))
     }
@@ -294,7 +302,7 @@ mod x86 {
     /// The CPU must support SSE4.2 and PCLMULQDQ.
     #[target_feature(enable = "sse4.2,pclmulqdq")]
     pub(super) unsafe fn frame_sums(h16: &[u8; 16], payload: &[u8]) -> (u32, u32) {
-        let s = _mm_crc32_u64(_mm_crc32_u64(!0u32 as u64, word(h16, 0)), word(h16, 8)) as u32;
+        let s = prefix(h16);
         // SAFETY: the caller vouches for the CPU features, the same as ours.
         let crc = !unsafe { update(s, payload) };
         (crc, !_mm_crc32_u32(s, crc))

@@ -46,11 +46,12 @@ const GOT_AT: usize = 2064;
 /// The bare futex lock of the hand-off's context rows (0 free, 1 held, 2 held and contended).
 const FUTEX_AT: usize = 2068;
 
-/// The hand-off's four locks, taken in rotation.
+/// The hand-off's four locks, taken in rotation; the discriminant is the index of the
+/// lock's samples in what [`hand_off`] returns.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Lock {
-    Pthread,
     Ember,
+    Pthread,
     Futex,
     FutexTimed,
 }
@@ -381,13 +382,7 @@ fn hand_off(
         spin_until(done, i, "the waiter")?;
         let dt = got.load(Ordering::Acquire).wrapping_sub(t0) as f64;
         if (i as usize).div_ceil(4) > warm {
-            let at = match lock {
-                Lock::Ember => 0,
-                Lock::Pthread => 1,
-                Lock::Futex => 2,
-                Lock::FutexTimed => 3,
-            };
-            samples[at].push(dt);
+            samples[lock as usize].push(dt);
         }
     }
     peer.finish()?;
