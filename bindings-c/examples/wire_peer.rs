@@ -1,4 +1,4 @@
-//! The Rust side of the C ABI's wire tests: receives Ember frames through `ember-linux`
+//! The Rust side of the C ABI's wire tests: receives Ember frames through `ember-ipc-linux`
 //! (not the C ABI), checks each (kind 7, payload `msg <seq>`), and answers with kind 8, the
 //! same sequence number and payload `echo <seq>`. Exits 0 when done, 1 on any mismatch.
 //!

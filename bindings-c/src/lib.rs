@@ -1,6 +1,6 @@
-//! # ember-c
+//! # ember-ipc-c
 //!
-//! The C ABI over `ember-linux`: `libember.a`, `libember.so` and the cbindgen-generated
+//! The C ABI over `ember-ipc-linux`: `libember.a`, `libember.so` and the cbindgen-generated
 //! `include/ember.h`.
 //!
 //! Conventions (docs/c-api.md):

@@ -6,7 +6,7 @@ use std::time::Duration;
 /// Why a command failed, and with which exit code.
 #[derive(Debug)]
 pub struct Failure {
-    /// The message printed after `ember <command>: `.
+    /// The message printed after `emberctl <command>: `.
     pub message: String,
     /// 1: the operation failed (unreachable endpoint, timeout); 2: bad usage or bad input.
     pub code: u8,

@@ -1,4 +1,4 @@
-//! `ember ls`: the Ember objects on this machine, like `ipcs` for Ember.
+//! `emberctl ls`: the Ember objects on this machine, like `ipcs` for Ember.
 
 use std::fmt::Write as _;
 use std::io::Read as _;
@@ -13,7 +13,7 @@ use crate::cli::{Failure, Opts};
 use crate::uri::Uri;
 
 pub const USAGE: &str = "\
-usage: ember ls [--json] [<uri>...]
+usage: emberctl ls [--json] [<uri>...]
 
 Lists the Ember objects on this machine: the shared-memory segments in /dev/shm with their
 decoded header (kind, capacity, fingerprint, the writer's pid and whether it is alive) and
@@ -32,7 +32,7 @@ options:
 /// area starts at two pages, 128 KiB with the largest pages Linux uses on Arm).
 const READ_LIMIT: usize = 256 * 1024;
 
-/// What `ember ls` learned about one file in /dev/shm.
+/// What `emberctl ls` learned about one file in /dev/shm.
 pub struct SegmentInfo {
     /// `/name`.
     pub name: String,
@@ -291,7 +291,7 @@ fn dir_names(dir: &str) -> Result<Vec<String>, std::io::Error> {
     Ok(names)
 }
 
-/// `ember ls`.
+/// `emberctl ls`.
 pub fn run(args: &[String]) -> Result<(), Failure> {
     let o = Opts::parse(args, &["--json"], &[])?;
     let mut lines = Vec::new();
@@ -322,7 +322,7 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
             Ok(names) => lines.extend(names.iter().map(|n| mq_line(&format!("/{n}")))),
             Err(_) => notes.push(
                 "/dev/mqueue is not mounted, so queues cannot be listed (mount -t mqueue none /dev/mqueue, \
-                 or name one: ember ls mq:/name)"
+                 or name one: emberctl ls mq:/name)"
                     .into(),
             ),
         }
@@ -339,7 +339,7 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
             Uri::Fifo(p) => path_line(&uri, p, "fifo"),
             Uri::Uds(p) | Uri::UdsSeqpacket(p) | Uri::UdsDgram(p) => path_line(&uri, p, "uds"),
             other => {
-                return Err(Failure::usage(format!("ember ls: {other}: nothing to list for this kind of endpoint")));
+                return Err(Failure::usage(format!("emberctl ls: {other}: nothing to list for this kind of endpoint")));
             }
         });
     }

@@ -1,11 +1,11 @@
-//! `ember`: the command-line face of Ember.
+//! `emberctl`: the command-line face of Ember.
 //!
-//! - `ember bench`: measures Ember's mechanisms and prints one table of latencies,
+//! - `emberctl bench`: measures Ember's mechanisms and prints one table of latencies,
 //!   throughputs and ratios against baselines measured in the same run.
-//! - `ember ls`: the Ember objects on this machine (shm segments, message queues, FIFOs and
+//! - `emberctl ls`: the Ember objects on this machine (shm segments, message queues, FIFOs and
 //!   sockets), decoded.
-//! - `ember send` / `ember recv`: frames on any endpoint given as a URI.
-//! - `ember dbus`: call, emit, monitor, and decode captured messages.
+//! - `emberctl send` / `emberctl recv`: frames on any endpoint given as a URI.
+//! - `emberctl dbus`: call, emit, monitor, and decode captured messages.
 //!
 //! `docs/cli.md` documents every command with real output.
 
@@ -19,15 +19,15 @@ mod xfer;
 use std::process::ExitCode;
 
 const USAGE: &str = "\
-usage: ember <command> [options]
+usage: emberctl <command> [options]
 
 commands:
   bench     measure Ember's mechanisms against same-run baselines
   ls        list the Ember objects on this machine (shm segments, queues, FIFOs, sockets)
-  send      send frames to an endpoint: ember send mq:/sensor 'hello'
-  recv      receive frames from an endpoint and print them: ember recv mq:/sensor
+  send      send frames to an endpoint: emberctl send mq:/sensor 'hello'
+  recv      receive frames from an endpoint and print them: emberctl recv mq:/sensor
   dbus      D-Bus: call, emit, monitor, decode
-  help      print this text, or a command's: ember help <command> (or ember <command> --help)
+  help      print this text, or a command's: emberctl help <command> (or emberctl <command> --help)
 
 endpoints (send, recv, ls): pipe: (or -), fifo:/path, mq:/name, uds:/path,
   uds-abstract:name, uds-seqpacket:/path, uds-dgram:/path, uds-dgram-abstract:name,
@@ -38,7 +38,7 @@ exit status: 0 success, 1 the operation failed (timeout, unreachable endpoint, r
 ";
 
 const BENCH_USAGE: &str = "\
-usage: ember bench [--quick | --full] [--json] [--only <name>] [--size <bytes>] [--cpus <a,b>]
+usage: emberctl bench [--quick | --full] [--json] [--only <name>] [--size <bytes>] [--cpus <a,b>]
 
 Moves messages between two real processes over every mechanism and prints one table:
 latency percentiles of per-iteration samples, messages/s, MB/s, and the ratio to a
@@ -86,17 +86,17 @@ fn main() -> ExitCode {
             return match bench::Options::parse(rest) {
                 Ok(opts) => bench::run(&opts),
                 Err(e) => {
-                    eprintln!("ember bench: {e}\n\n{BENCH_USAGE}");
+                    eprintln!("emberctl bench: {e}\n\n{BENCH_USAGE}");
                     ExitCode::from(2)
                 }
             };
         }
-        // The other process of a cross-process benchmark (spawned by `ember bench`).
+        // The other process of a cross-process benchmark (spawned by `emberctl bench`).
         "__peer" => {
             return match bench::peer(rest) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("ember bench peer: {e}");
+                    eprintln!("emberctl bench peer: {e}");
                     ExitCode::FAILURE
                 }
             };
@@ -110,18 +110,18 @@ fn main() -> ExitCode {
                 None => print!("{USAGE}"),
                 Some(Some(u)) => print!("{u}"),
                 Some(None) => {
-                    eprintln!("ember help: no command `{}`\n\n{USAGE}", rest[0]);
+                    eprintln!("emberctl help: no command `{}`\n\n{USAGE}", rest[0]);
                     return ExitCode::from(2);
                 }
             }
             return ExitCode::SUCCESS;
         }
         "--version" | "-V" => {
-            println!("ember {}", env!("CARGO_PKG_VERSION"));
+            println!("emberctl {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
         other => {
-            eprintln!("ember: unknown command `{other}`\n\n{USAGE}");
+            eprintln!("emberctl: unknown command `{other}`\n\n{USAGE}");
             return ExitCode::from(2);
         }
     };

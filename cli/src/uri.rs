@@ -1,4 +1,4 @@
-//! Endpoint URIs of `ember send`, `ember recv` and `ember ls`.
+//! Endpoint URIs of `emberctl send`, `emberctl recv` and `emberctl ls`.
 
 use std::fmt;
 

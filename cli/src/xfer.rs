@@ -1,4 +1,4 @@
-//! `ember send` and `ember recv`: frames on any endpoint, from the shell.
+//! `emberctl send` and `emberctl recv`: frames on any endpoint, from the shell.
 
 use std::io::{Read as _, Write as _};
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ use crate::cli::{Failure, Opts};
 use crate::uri::Uri;
 
 pub const SEND_USAGE: &str = "\
-usage: ember send <uri> [payload words...] [options]
+usage: emberctl send <uri> [payload words...] [options]
 
 Sends Ember frames (docs/wire-format.md) to an endpoint. The payload is the words after the
 URI joined by spaces, else --file, else --hex, else standard input.
@@ -45,11 +45,11 @@ options:
 ";
 
 pub const RECV_USAGE: &str = "\
-usage: ember recv <uri> [options]
+usage: emberctl recv <uri> [options]
 
 Receives Ember frames from an endpoint and prints them, one line per frame.
 
-endpoints: as `ember send`. A uds:, uds-abstract: or uds-seqpacket: receive listens at the
+endpoints: as `emberctl send`. A uds:, uds-abstract: or uds-seqpacket: receive listens at the
   address and takes one connection; uds-dgram: binds the address; fifo: opens the FIFO
   (created with --create); mq: opens the queue (created with --create); shm-* open an
   existing segment, taking the type fingerprint from its header unless --fingerprint.
@@ -119,7 +119,7 @@ fn at(uri: &Uri, what: &str, e: Error) -> Failure {
         Error::Os(rustix::io::Errno::NOENT) => " (it does not exist; --create makes FIFOs and queues)",
         Error::Os(rustix::io::Errno::EXIST) if shm => {
             " (a segment of that name exists, and a channel has one writer: read it with \
-             `ember recv ... --unlink`, or remove it from /dev/shm)"
+             `emberctl recv ... --unlink`, or remove it from /dev/shm)"
         }
         Error::NoReader => " (no process has the FIFO open for reading)",
         _ => "",
@@ -271,7 +271,7 @@ fn parse_hex(s: &str) -> Result<Vec<u8>, Failure> {
     Ok(digits.chunks_exact(2).map(|p| p[0] << 4 | p[1]).collect())
 }
 
-/// `ember send`.
+/// `emberctl send`.
 pub fn send(args: &[String]) -> Result<(), Failure> {
     let o = Opts::parse(
         args,
@@ -291,7 +291,7 @@ pub fn send(args: &[String]) -> Result<(), Failure> {
         ],
     )?;
     let Some((uri, words)) = o.positional.split_first() else {
-        return Err(Failure::usage("ember send: which endpoint? (e.g. ember send fifo:/tmp/f hello)".into()));
+        return Err(Failure::usage("emberctl send: which endpoint? (e.g. emberctl send fifo:/tmp/f hello)".into()));
     };
     let uri = Uri::parse(uri).map_err(|e| Failure::usage(e.0))?;
     let payloads: Vec<Vec<u8>> = if !words.is_empty() {
@@ -520,7 +520,7 @@ fn remove(uri: &Uri) -> Result<(), Error> {
     }
 }
 
-/// `ember recv`.
+/// `emberctl recv`.
 pub fn recv(args: &[String]) -> Result<(), Failure> {
     let o = Opts::parse(
         args,
@@ -528,7 +528,7 @@ pub fn recv(args: &[String]) -> Result<(), Failure> {
         &["--count", "--timeout", "--print", "--fingerprint", "--max-msgs", "--msg-size"],
     )?;
     let [uri] = o.positional.as_slice() else {
-        return Err(Failure::usage("ember recv: takes one endpoint (e.g. ember recv mq:/sensor)".into()));
+        return Err(Failure::usage("emberctl recv: takes one endpoint (e.g. emberctl recv mq:/sensor)".into()));
     };
     let uri = Uri::parse(uri).map_err(|e| Failure::usage(e.0))?;
     let print = o.value("--print").unwrap_or("text");
@@ -556,7 +556,7 @@ fn receive(uri: &Uri, o: &Opts, deadline: Option<Instant>, count: usize, print: 
             // A damaged frame (checked by the transport): say so, count it as one of the
             // messages asked for, go on with the next.
             Err(Error::Codec(e)) => {
-                eprintln!("ember recv: {uri}: message {} is not an Ember frame, skipped: {e}", got + 1);
+                eprintln!("emberctl recv: {uri}: message {} is not an Ember frame, skipped: {e}", got + 1);
                 got += 1;
                 damaged += 1;
                 continue;
@@ -568,7 +568,7 @@ fn receive(uri: &Uri, o: &Opts, deadline: Option<Instant>, count: usize, print: 
         let f = match Frame::new_checked(bytes) {
             Ok(f) => f,
             Err(e) => {
-                eprintln!("ember recv: {uri}: message {got} ({} bytes) is not an Ember frame: {e}", r.len);
+                eprintln!("emberctl recv: {uri}: message {got} ({} bytes) is not an Ember frame: {e}", r.len);
                 damaged += 1;
                 continue;
             }

@@ -1,4 +1,4 @@
-//! The `ember` command as a user runs it: real processes on real endpoints, a real private
+//! The `emberctl` command as a user runs it: real processes on real endpoints, a real private
 //! `dbus-daemon`, `dbus-send` and `dbus-monitor` (installed by `cargo xtask test`).
 
 #[path = "../../linux/tests/common/mod.rs"]
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::dbus_daemon::Daemon;
 
 fn ember() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ember"))
+    Command::new(env!("CARGO_BIN_EXE_emberctl"))
 }
 
 /// A name no other test (or test run) uses.
@@ -435,7 +435,7 @@ fn help_for_every_command() {
     for c in ["bench", "ls", "send", "recv", "dbus"] {
         assert!(out.contains(&format!("  {c} ")), "{out}");
         let (h, _) = expect(&[c, "--help"], 0);
-        assert!(h.starts_with(&format!("usage: ember {c}")), "{h}");
+        assert!(h.starts_with(&format!("usage: emberctl {c}")), "{h}");
         let (h2, _) = expect(&["help", c], 0);
         assert_eq!(h, h2);
     }

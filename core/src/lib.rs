@@ -1,4 +1,4 @@
-//! # ember-core
+//! # ember-ipc-core
 //!
 //! The portable heart of Ember, the IPC middleware for embedded Linux: pure bytes and
 //! atomics, no syscalls, no heap. It builds for any target with `core`, including bare-metal
@@ -16,9 +16,9 @@
 //!   messages built into and parsed from caller buffers, every limit of the specification
 //!   checked.
 //! - [`shm`]: shared-memory layouts and their lock-free protocols (seqlock, SPSC ring,
-//!   broadcast ring), safe against a hostile peer; `ember-linux` maps the segments.
+//!   broadcast ring), safe against a hostile peer; `ember-ipc-linux` maps the segments.
 //!
-//! Later layers (`ember-linux`, `ember-c`) build every transport on these.
+//! Later layers (`ember-ipc-linux`, `ember-ipc-c`) build every transport on these.
 //!
 //! ## Features
 //!

@@ -2,7 +2,7 @@
 //! preemption bound) of a writer and a reader thread over small segments, and of two
 //! threads over the semaphore, event and mutex of `shm::sync`.
 //!
-//! Run with `RUSTFLAGS="--cfg loom" cargo test -p ember-core --release --test loom`
+//! Run with `RUSTFLAGS="--cfg loom" cargo test -p ember-ipc-core --release --test loom`
 //! (`cargo xtask test` does). Under `--cfg loom` the protocols use loom's atomics through
 //! `ember_core::shm::primitive`, and spinning readers yield to loom.
 #![cfg(loom)]
@@ -336,7 +336,7 @@ impl Waiter for Sim {
         }
     }
 
-    /// As `ember-linux`'s waiter answers (a pidfd): by the process when `pid` is known, else
+    /// As `ember-ipc-linux`'s waiter answers (a pidfd): by the process when `pid` is known, else
     /// by the thread id. Unknown ids are alive.
     fn is_alive(&mut self, tid: u32, pid: u32) -> bool {
         let who = OWNERS.iter().position(|o| if pid != 0 { o.pid == pid } else { o.tid == tid });

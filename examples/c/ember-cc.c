@@ -33,7 +33,7 @@
 #define KIND_BOGUS 99u
 
 static void usage(void) {
-    fprintf(stderr, "usage: ember-cc [-t <timeout_ms>] <socket> <segment> get | add <N> | watch <K> | bogus\n");
+    fprintf(stderr, "usage: emberctl-cc [-t <timeout_ms>] <socket> <segment> get | add <N> | watch <K> | bogus\n");
 }
 
 static void fail(const char *what, int rc) {

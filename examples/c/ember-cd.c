@@ -453,7 +453,7 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
 
     if (argc < 3 || argc > 4 || argv[1][0] == '\0') {
-        fprintf(stderr, "usage: ember-cd <socket> <segment> [<config>]\n");
+        fprintf(stderr, "usage: emberctl-cd <socket> <segment> [<config>]\n");
         ember_daemon_free(cd.daemon);
         return 2;
     }

@@ -3,7 +3,7 @@
 //! builds it with `--profile min-size` as a static binary.
 //!
 //! ```sh
-//! cargo run -p ember-linux --example dbus_list_names -- "$DBUS_SESSION_BUS_ADDRESS"
+//! cargo run -p ember-ipc-linux --example dbus_list_names -- "$DBUS_SESSION_BUS_ADDRESS"
 //! ```
 
 use std::time::Duration;

@@ -1,11 +1,11 @@
-//! The error type of `ember-linux`.
+//! The error type of `ember-ipc-linux`.
 
 use core::fmt;
 
 use ember_core::shm::ShmError;
 use rustix::io::Errno;
 
-/// Why an `ember-linux` operation failed.
+/// Why an `ember-ipc-linux` operation failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {

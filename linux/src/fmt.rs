@@ -3,7 +3,7 @@
 //! and compile to nothing (their arguments only borrowed) with neither. Format strings use
 //! plain `{}` placeholders so both back ends accept them.
 //!
-//! Never enable `defmt` in a `cdylib` (defmt#1094): `ember-c` does not.
+//! Never enable `defmt` in a `cdylib` (defmt#1094): `ember-ipc-c` does not.
 #![allow(unused_macros)]
 
 macro_rules! ember_log {

@@ -1,6 +1,6 @@
-//! # ember-linux
+//! # ember-ipc-linux
 //!
-//! Every Linux system call Ember makes lives here, on top of `ember-core`'s frames and
+//! Every Linux system call Ember makes lives here, on top of `ember-ipc-core`'s frames and
 //! shared-memory layouts: pipes, FIFOs, POSIX and SysV message queues, Unix domain sockets,
 //! signals, shared memory with futex wake-ups, the poller and a minimal D-Bus client. All of
 //! them carry Ember frames (`ember_core::frame`) and allocate nothing on send or receive.

@@ -22,7 +22,7 @@ const TEST_ARGS: [&str; 13] = [
     "--exclude",
     "ember-qemu",
     "--exclude",
-    "ember-cli",
+    "ember-ipc-cli",
     "--exclude",
     "ember-sensor-daemon",
     "--lib",
@@ -50,14 +50,14 @@ pub fn named(args: &[String]) -> Result<Board, String> {
     board::find(&boards, name).cloned()
 }
 
-/// `cargo xtask build --board <name>`: the `ember` command and libember.a for the board,
+/// `cargo xtask build --board <name>`: the `emberctl` command and libember.a for the board,
 /// static, in release mode.
 pub fn build_release(b: &Board) -> Result<Vec<PathBuf>, String> {
     build::ensure_tools(b)?;
     let root = root();
-    run(build::cargo(&root, b, "build").args(["--release", "-p", "ember-cli", "-p", "ember-c"]))?;
+    run(build::cargo(&root, b, "build").args(["--release", "-p", "ember-ipc-cli", "-p", "ember-ipc-c"]))?;
     let dir = build::target_dir(&root).join(&b.triple).join("release");
-    let out = vec![dir.join("ember"), dir.join("libember.a")];
+    let out = vec![dir.join("emberctl"), dir.join("libember.a")];
     for f in &out {
         if !f.is_file() {
             return Err(format!("the build left no {}", f.display()));
@@ -91,7 +91,7 @@ pub fn tier2(b: &Board) -> Result<Tier2, String> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut tests = test_binaries(&root, b)?;
     let init = build::init(&root, b)?;
-    run(build::cargo(&root, b, "build").args(["-p", "ember-c", "--lib", "--example", "wire_peer"]))?;
+    run(build::cargo(&root, b, "build").args(["-p", "ember-ipc-c", "--lib", "--example", "wire_peer"]))?;
     tests.extend(c_tests(&root, b, &dir)?);
     // A static C program linked with the board's libember.a also runs under qemu-user on
     // the host (`qemu-aarch64-static ./test_shm`), before the guest boots.
@@ -175,7 +175,7 @@ fn test_binaries(root: &Path, b: &Board) -> Result<Vec<TestBinary>, String> {
             continue;
         }
         let Some(exe) = v["executable"].as_str() else { continue };
-        // "path+file:///…/core#ember-core@0.1.0" → ember-core
+        // "path+file:///…/core#ember-ipc-core@0.1.0" → ember-ipc-core
         let id = v["package_id"].as_str().unwrap_or("");
         let package = id.rsplit('#').next().and_then(|s| s.split('@').next()).unwrap_or("unknown");
         let target = v["target"]["name"].as_str().unwrap_or("unknown");

@@ -46,7 +46,7 @@ pub fn dist(args: &[String]) -> Result<PathBuf, String> {
         Some(name) => {
             let b = crate::boards::named(&["--board".to_string(), name.clone()])?;
             ember_qemu::build::ensure_tools(&b)?;
-            run(ember_qemu::build::cargo(&root, &b, "build").args(["--release", "-p", "ember-c"]))?;
+            run(ember_qemu::build::cargo(&root, &b, "build").args(["--release", "-p", "ember-ipc-c"]))?;
             (
                 ember_qemu::build::target_dir(&root).join(&b.triple).join("release"),
                 root.join("target/dist").join(name),
@@ -54,7 +54,7 @@ pub fn dist(args: &[String]) -> Result<PathBuf, String> {
             )
         }
         None => {
-            run(crate::cargo().args(["build", "--release", "-p", "ember-c"]))?;
+            run(crate::cargo().args(["build", "--release", "-p", "ember-ipc-c"]))?;
             (root.join("target/release"), root.join("target/dist/host"), true)
         }
     };

@@ -4,7 +4,7 @@
 //!   summary table; exits non-zero if any step failed. It installs what it needs (rustup
 //!   targets and components, cargo-fuzz, Debian packages) itself, and skips that work when
 //!   it is already done.
-//! - `cargo xtask bench [args]`: the benchmarks (`ember bench --full [args]`), then the
+//! - `cargo xtask bench [args]`: the benchmarks (`emberctl bench --full [args]`), then the
 //!   D-Bus comparison with zbus (without `args` only).
 //! - `cargo xtask header`: writes `bindings-c/include/ember.h` with cbindgen.
 //! - `cargo xtask c-abi`: the C ABI step of `test` alone (header, C++, C tests under
@@ -17,7 +17,7 @@
 //!   client, end to end).
 //! - `cargo xtask bench-dbus [--quick]`: Ember's D-Bus client next to zbus in the same run
 //!   (`benches/dbus`, its own workspace so that zbus stays out of the workspace's build).
-//! - `cargo xtask build --board <name>`: the `ember` command and `libember.a` for a board of
+//! - `cargo xtask build --board <name>`: the `emberctl` command and `libember.a` for a board of
 //!   `targets/boards.toml`, static, in release mode.
 //! - `cargo xtask test --board <name>`: tier 1, the workspace's tests for the board under
 //!   qemu-user.
@@ -32,7 +32,7 @@ use ember_qemu::host::{ensure_apt, ensure_component, ensure_target, output, run}
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: cargo xtask <test [--board <name>] | qemu --board <name> | build --board <name> | header | c-abi | dist [--board <name>] [--prefix <dir>] | examples | bench [ember bench options] | bench-dbus [--quick] | size [--stable-only]>";
+const USAGE: &str = "usage: cargo xtask <test [--board <name>] | qemu --board <name> | build --board <name> | header | c-abi | dist [--board <name>] [--prefix <dir>] | examples | bench [emberctl bench options] | bench-dbus [--quick] | size [--stable-only]>";
 /// The committed C header, and cbindgen's configuration for it.
 pub(crate) const HEADER: &str = "bindings-c/include/ember.h";
 const CBINDGEN_TOML: &str = "bindings-c/cbindgen.toml";
@@ -234,8 +234,8 @@ fn step_c_abi() -> Outcome {
             return Err(format!("{HEADER} is stale: run `cargo xtask header` and commit it"));
         }
         uncalled_exports(&committed)?;
-        run(cargo().args(["build", "-p", "ember-c", "--example", "wire_peer"]))?;
-        run(cargo().args(["build", "-p", "ember-c"]))?;
+        run(cargo().args(["build", "-p", "ember-ipc-c", "--example", "wire_peer"]))?;
+        run(cargo().args(["build", "-p", "ember-ipc-c"]))?;
         let out = "target/c-tests";
         std::fs::create_dir_all(out).map_err(|e| e.to_string())?;
         // The header as C++ (and with the strictest C flags below).
@@ -415,16 +415,16 @@ fn step_examples() -> Outcome {
 fn step_no_std() -> Outcome {
     outcome((|| {
         ensure_target("stable", NO_STD_TARGET)?;
-        run(cargo().args(["build", "-p", "ember-core", "--target", NO_STD_TARGET]))?;
-        run(cargo().args(["build", "-p", "ember-core", "--target", NO_STD_TARGET, "--all-features"]))?;
-        // ember-linux without std, and with each logging back end.
-        run(cargo().args(["check", "-p", "ember-linux", "--no-default-features"]))?;
-        run(cargo().args(["check", "-p", "ember-linux", "--features", "log"]))?;
-        run(cargo().args(["check", "-p", "ember-linux", "--no-default-features", "--features", "defmt"]))?;
+        run(cargo().args(["build", "-p", "ember-ipc-core", "--target", NO_STD_TARGET]))?;
+        run(cargo().args(["build", "-p", "ember-ipc-core", "--target", NO_STD_TARGET, "--all-features"]))?;
+        // ember-ipc-linux without std, and with each logging back end.
+        run(cargo().args(["check", "-p", "ember-ipc-linux", "--no-default-features"]))?;
+        run(cargo().args(["check", "-p", "ember-ipc-linux", "--features", "log"]))?;
+        run(cargo().args(["check", "-p", "ember-ipc-linux", "--no-default-features", "--features", "defmt"]))?;
         // No `alloc` may creep in.
         let found = output(Command::new("grep").args(["-rn", "extern crate alloc", "core/src"]));
         match found {
-            Some(lines) => Err(format!("ember-core mentions alloc:\n{lines}")),
+            Some(lines) => Err(format!("ember-ipc-core mentions alloc:\n{lines}")),
             None => Ok(()),
         }
     })())
@@ -459,7 +459,7 @@ fn step_loom() -> Outcome {
         // Separate target directory: --cfg loom rebuilds everything.
         let loom = |flags: &str| {
             let mut c = cargo();
-            c.args(["test", "-p", "ember-core", "--release", "--test", "loom"])
+            c.args(["test", "-p", "ember-ipc-core", "--release", "--test", "loom"])
                 .env("RUSTFLAGS", flags)
                 .env("CARGO_TARGET_DIR", "target/loom");
             c
@@ -484,7 +484,7 @@ fn step_miri() -> Outcome {
         // under Miri (which cannot run `cpuid` to find it at run time); the CRC tests check
         // the portable path explicitly in the same run.
         run(cargo_nightly()
-            .args(["miri", "test", "-p", "ember-core"])
+            .args(["miri", "test", "-p", "ember-ipc-core"])
             .env("RUSTFLAGS", "-C target-feature=+sse4.2,+pclmulqdq")
             // The doctests too, or they call the library's hardware path from code built
             // without the features (Miri refuses that).
@@ -601,7 +601,7 @@ fn test() -> ExitCode {
         ("no_std and feature builds", step_no_std),
         ("MSRV check (rust-version)", step_msrv),
         ("loom models (shm)", step_loom),
-        ("miri (ember-core)", step_miri),
+        ("miri (ember-ipc-core)", step_miri),
         ("fuzz smoke (frame 30 s, dbus 20 s)", step_fuzz),
     ];
     let total = steps.len();
@@ -649,7 +649,7 @@ fn test() -> ExitCode {
 
 fn bench(args: &[String]) -> ExitCode {
     let mut cmd = cargo();
-    cmd.args(["run", "--release", "-p", "ember-cli", "--", "bench", "--full"]).args(args);
+    cmd.args(["run", "--release", "-p", "ember-ipc-cli", "--", "bench", "--full"]).args(args);
     if let Err(e) = run(&mut cmd) {
         eprintln!("xtask bench: {e}");
         return ExitCode::FAILURE;

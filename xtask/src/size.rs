@@ -283,7 +283,7 @@ fn build_static(c: &Config) -> Result<PathBuf, String> {
     cmd.args([
         "rustc",
         "-p",
-        "ember-c",
+        "ember-ipc-c",
         "--lib",
         "--crate-type",
         "staticlib",
@@ -309,7 +309,7 @@ fn build_static(c: &Config) -> Result<PathBuf, String> {
 /// Builds the host's `libember.so` with `profile`; returns its stripped copy.
 fn build_shared(profile: &str) -> Result<PathBuf, String> {
     run(cargo(false)
-        .args(["rustc", "-p", "ember-c", "--lib", "--crate-type", "cdylib", "--profile", profile])
+        .args(["rustc", "-p", "ember-ipc-c", "--lib", "--crate-type", "cdylib", "--profile", profile])
         .env_remove("RUSTFLAGS"))?;
     let built = Path::new(TARGET_DIR).join(profile).join("libember.so");
     let stripped = Path::new(OUT_DIR).join(format!("libember-{profile}.so"));

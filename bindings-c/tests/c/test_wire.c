@@ -1,5 +1,5 @@
 /* C and Rust exchange frames over every transport, in both directions: C sends kind 7
- * "msg <seq>", the Rust peer (bindings-c/examples/wire_peer, through ember-linux) checks
+ * "msg <seq>", the Rust peer (bindings-c/examples/wire_peer, through ember-ipc-linux) checks
  * each and answers kind 8 "echo <seq>", which C checks. Also the FIFO and Unix-socket
  * calls' error paths, peer credentials, and file descriptors passed with frames.
  * The peer's path is in EMBER_WIRE_PEER (cargo xtask test sets it). */

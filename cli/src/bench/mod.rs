@@ -1,4 +1,4 @@
-//! `ember bench`: the runner, the statistics and the report.
+//! `emberctl bench`: the runner, the statistics and the report.
 //!
 //! Every row is measured the same way: a warm-up, then many per-iteration samples (for
 //! operations shorter than a microsecond, one sample times a small batch and is divided by
@@ -27,7 +27,7 @@ const QUICK_SAMPLES: usize = 20_000;
 /// ... and in full mode.
 const FULL_SAMPLES: usize = 100_000;
 
-/// Parsed `ember bench` options.
+/// Parsed `emberctl bench` options.
 #[derive(Debug, Clone)]
 pub struct Options {
     pub full: bool,
@@ -245,7 +245,7 @@ pub fn run(opts: &Options) -> ExitCode {
     let cpus = match choose_cpus(opts) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("ember bench: {e}");
+            eprintln!("emberctl bench: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -253,7 +253,7 @@ pub fn run(opts: &Options) -> ExitCode {
     if let Some(&first) = cpus.first()
         && let Err(e) = pin(first)
     {
-        eprintln!("ember bench: {e}");
+        eprintln!("emberctl bench: {e}");
         return ExitCode::FAILURE;
     }
     let progress = Progress::new();
@@ -283,10 +283,10 @@ pub fn run(opts: &Options) -> ExitCode {
     }
     progress.done();
     for s in &skipped {
-        eprintln!("ember bench: {s}");
+        eprintln!("emberctl bench: {s}");
     }
     if rows.is_empty() && skipped.is_empty() {
-        eprintln!("ember bench: no mechanism matches --only {}", opts.only.as_deref().unwrap_or(""));
+        eprintln!("emberctl bench: no mechanism matches --only {}", opts.only.as_deref().unwrap_or(""));
         return ExitCode::from(2);
     }
     if opts.json {
@@ -301,7 +301,7 @@ fn table(opts: &Options, cpus: &[usize], rows: &[Row]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "ember bench ({} mode, {} samples per in-process row, CPUs {:?}, crc32c: {})",
+        "emberctl bench ({} mode, {} samples per in-process row, CPUs {:?}, crc32c: {})",
         if opts.full { "full" } else { "quick" },
         opts.samples(),
         cpus,

@@ -252,7 +252,7 @@ pub(super) fn drain(
     Ok(batches.samples)
 }
 
-/// The peer roles of this module (`ember __peer <cpu> <role> ...`, stdin/stdout set up by
+/// The peer roles of this module (`emberctl __peer <cpu> <role> ...`, stdin/stdout set up by
 /// the parent).
 pub fn peer(role: &str, args: &[String]) -> Result<(), String> {
     let num = |i: usize| -> Result<usize, String> {

@@ -32,14 +32,14 @@ pub(super) fn unique(tag: &str) -> String {
     format!("/ember-bench-{}-{tag}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
-/// A peer process: this binary run as `ember __peer <role> ...`.
+/// A peer process: this binary run as `emberctl __peer <role> ...`.
 pub(super) struct Peer {
     pub(super) child: Child,
     pub(super) stdin: ChildStdin,
     pub(super) stdout: BufReader<ChildStdout>,
 }
 
-/// Spawns `ember __peer <cpu> <args>` with the given stdin and stdout.
+/// Spawns `emberctl __peer <cpu> <args>` with the given stdin and stdout.
 pub(super) fn spawn_peer(cpu: usize, args: &[&str], stdin: Stdio, stdout: Stdio) -> Result<Child, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
     Command::new(exe)
@@ -316,7 +316,7 @@ fn rtrb_throughput<const N: usize>(cpus: (usize, usize), records: usize) -> Vec<
     batches.samples
 }
 
-/// The peer side: `ember __peer <cpu> <role> ...`.
+/// The peer side: `emberctl __peer <cpu> <role> ...`.
 pub fn peer(args: &[String]) -> Result<(), String> {
     let cpu: usize = args.first().and_then(|c| c.parse().ok()).ok_or("peer: no cpu")?;
     let _ = super::pin(cpu);

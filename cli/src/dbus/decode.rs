@@ -1,4 +1,4 @@
-//! `ember dbus decode`: raw D-Bus messages from a capture file, checked field by field so
+//! `emberctl dbus decode`: raw D-Bus messages from a capture file, checked field by field so
 //! that a malformed one is reported at its offset with the rule it breaks.
 
 use ember_core::dbus::value::Reader;
@@ -237,7 +237,7 @@ pub fn decode_all(data: &[u8]) -> Result<Vec<(usize, String)>, Malformed> {
     Ok(out)
 }
 
-/// `ember dbus decode <file>`.
+/// `emberctl dbus decode <file>`.
 pub fn run(args: &[String]) -> Result<(), Failure> {
     let o = Opts::parse(args, &[], &[])?;
     let [file] = o.positional.as_slice() else {

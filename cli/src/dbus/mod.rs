@@ -1,4 +1,4 @@
-//! `ember dbus`: call, emit, monitor and decode, with Ember's own D-Bus client.
+//! `emberctl dbus`: call, emit, monitor and decode, with Ember's own D-Bus client.
 
 mod decode;
 mod text;
@@ -11,17 +11,17 @@ use ember_linux::dbus::{CallError, Connection};
 use crate::cli::{Failure, Opts};
 
 pub const USAGE: &str = "\
-usage: ember dbus <call|emit|monitor|decode> [options]
+usage: emberctl dbus <call|emit|monitor|decode> [options]
 
-  ember dbus call --dest <name> --path <object> --method <interface.Member> [args...]
+  emberctl dbus call --dest <name> --path <object> --method <interface.Member> [args...]
       Calls a method and prints the reply's values as gdbus does, e.g.
-      ember dbus call --dest org.freedesktop.DBus --path /org/freedesktop/DBus \\
+      emberctl dbus call --dest org.freedesktop.DBus --path /org/freedesktop/DBus \\
           --method org.freedesktop.DBus.ListNames
-  ember dbus emit --path <object> --signal <interface.Member> [args...]
+  emberctl dbus emit --path <object> --signal <interface.Member> [args...]
       Emits a signal.
-  ember dbus monitor [--match <rule>]... [--count <n>]
+  emberctl dbus monitor [--match <rule>]... [--count <n>]
       Subscribes to a match rule (default type='signal') and prints each message.
-  ember dbus decode <file>
+  emberctl dbus decode <file>
       Prints the raw D-Bus messages in a capture file (messages back to back, as
       `dbus-monitor --binary` writes them, or a pcap file from `dbus-monitor --pcap`):
       header fields and body values, either byte order. A malformed message is an error
@@ -200,7 +200,7 @@ fn monitor(o: &Opts, rules: &[String]) -> Result<(), Failure> {
             Err(ember_linux::Error::TimedOut) if deadline.is_none() => continue,
             Err(ember_linux::Error::TimedOut) => return Ok(()),
             Err(ember_linux::Error::Dbus(e)) => {
-                eprintln!("ember dbus monitor: a malformed or oversized message was skipped: {e}");
+                eprintln!("emberctl dbus monitor: a malformed or oversized message was skipped: {e}");
                 continue;
             }
             Err(e) => return Err(Failure::runtime(format!("receive: {e}"))),
@@ -216,10 +216,10 @@ fn monitor(o: &Opts, rules: &[String]) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `ember dbus`.
+/// `emberctl dbus`.
 pub fn run(args: &[String]) -> Result<(), Failure> {
     let Some(sub) = args.first() else {
-        return Err(Failure::usage("ember dbus: which of call, emit, monitor, decode?".into()));
+        return Err(Failure::usage("emberctl dbus: which of call, emit, monitor, decode?".into()));
     };
     match sub.as_str() {
         "call" => call(&bus_opts(args, &[], &["--method"])?),
@@ -243,6 +243,6 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
             monitor(&o, &rules)
         }
         "decode" => decode::run(&args[1..]),
-        other => Err(Failure::usage(format!("ember dbus: no subcommand `{other}` (call, emit, monitor, decode)"))),
+        other => Err(Failure::usage(format!("emberctl dbus: no subcommand `{other}` (call, emit, monitor, decode)"))),
     }
 }

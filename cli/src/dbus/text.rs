@@ -1,6 +1,6 @@
 //! D-Bus values as text, in the GVariant text format `gdbus` uses: `'a string'`, `42`
 //! (an int32), `uint32 42`, `@as ['a', 'b']`, `{'key': <1>}`, `(1, 'x')`, `<'variant'>`.
-//! Parsed for `ember dbus call`/`emit` arguments, printed for replies, signals and decoded
+//! Parsed for `emberctl dbus call`/`emit` arguments, printed for replies, signals and decoded
 //! messages; what is printed parses back to the same value.
 
 use ember_core::dbus::marshal::Writer;

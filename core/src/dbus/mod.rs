@@ -15,7 +15,7 @@
 //!
 //! Nothing here allocates, and nothing panics on a message from the wire: every check
 //! returns a [`DbusError`]. The connection (sockets, authentication, the bus) lives in
-//! `ember-linux`.
+//! `ember-ipc-linux`.
 
 pub mod header;
 pub mod marshal;

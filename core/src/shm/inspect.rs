@@ -1,5 +1,5 @@
 //! Reading a segment's state from a plain copy of its first bytes, for tools that look at
-//! segments they neither created nor speak the type of (`ember ls`).
+//! segments they neither created nor speak the type of (`emberctl ls`).
 //!
 //! A tool reads the segment file from offset 0 up to its `data_offset` (header, control
 //! lines and waiter line: 8 KiB at most) with ordinary `read` calls, then calls

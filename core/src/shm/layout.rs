@@ -172,7 +172,7 @@ pub fn validate(bytes: &[u8], expect: &Expect) -> Result<HeaderRepr, ShmError> {
 }
 
 /// Checks a copy of a segment header of any kind and fingerprint: what a tool that
-/// inspects segments it did not create needs (`ember ls`). `file_len` is the segment's
+/// inspects segments it did not create needs (`emberctl ls`). `file_len` is the segment's
 /// size; the header may not claim more.
 ///
 /// Errors as [`validate`]'s, but [`ShmError::WrongKind`] only for a kind number no

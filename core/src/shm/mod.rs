@@ -1,7 +1,7 @@
 //! Shared-memory layouts and their lock-free protocols: a seqlock, an SPSC ring and a
 //! broadcast ring.
 //!
-//! Everything here is plain atomics over memory the caller provides: `ember-linux` maps a
+//! Everything here is plain atomics over memory the caller provides: `ember-ipc-linux` maps a
 //! segment and hands this module typed references into it; tests hand it heap memory. No
 //! syscalls, no heap, no `unsafe`. `docs/shm-layout.md` documents every byte.
 //!
@@ -105,9 +105,9 @@ pub enum ShmError {
     Contended,
     /// The writer marked the channel closed.
     Closed,
-    /// A blocking wait ran out of time (reported by `ember-linux`).
+    /// A blocking wait ran out of time (reported by `ember-ipc-linux`).
     Timeout,
-    /// The writer process is gone (reported by `ember-linux` after a pidfd check).
+    /// The writer process is gone (reported by `ember-ipc-linux` after a pidfd check).
     WriterGone,
     /// Encoding or decoding a typed value failed.
     Codec(crate::Error),

@@ -17,7 +17,7 @@
 //! # Blocking
 //!
 //! The consumer sleeps on the `head` word, the producer on `tail` (32-bit futex words in
-//! `ember-linux`). A sleeper first announces itself in the waiter line, issues a `SeqCst`
+//! `ember-ipc-linux`). A sleeper first announces itself in the waiter line, issues a `SeqCst`
 //! fence and re-checks; the other side publishes its counter (release store), issues a
 //! `SeqCst` fence and reads the announcement (Dekker), so a wake-up is never lost and the
 //! busy path makes no syscall: [`Consumer::prepare_wait`], [`Producer::consumer_waiting`]
@@ -494,7 +494,7 @@ impl<'a> Consumer<'a> {
     /// [`WAKE_CHECK_INTERVAL`] pops; it is always made when the ring is found empty. A
     /// waiting producer is therefore woken within that many pops, or when the consumer has
     /// drained the ring; a consumer that stops reading midway leaves it to its own timeout
-    /// slice (`ember-linux`: 100 ms) to find the room.
+    /// slice (`ember-ipc-linux`: 100 ms) to find the room.
     pub fn producer_waiting(&mut self, after_pop: bool) -> bool {
         if after_pop {
             self.unchecked_pops += 1;

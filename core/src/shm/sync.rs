@@ -3,7 +3,7 @@
 //! for a counter to change).
 //!
 //! This module is the layout and the atomic protocol only. Sleeping and waking are the
-//! operating system's, behind [`Waiter`]: `ember-linux` implements it with shared futexes
+//! operating system's, behind [`Waiter`]: `ember-ipc-linux` implements it with shared futexes
 //! (never `FUTEX_PRIVATE`) and pidfds, the loom models with spinning. Every primitive is
 //! `#[repr(C)]` 32-bit words, so a C program or another Ember build sees the same layout,
 //! and each works at any 4-byte aligned place in a mapping. No operation takes a syscall when

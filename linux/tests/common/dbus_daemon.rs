@@ -1,5 +1,5 @@
 //! A private `dbus-daemon` for the tests that talk to a real bus (the D-Bus tests of
-//! `ember-linux` and the `ember dbus` tests of the CLI).
+//! `ember-ipc-linux` and the `emberctl dbus` tests of the CLI).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
