@@ -37,6 +37,9 @@
 #[cfg(test)]
 extern crate std;
 
+// The derives name `::ember_core::...`; this makes that path work inside the crate too.
+extern crate self as ember_core;
+
 pub mod accumulator;
 pub mod crc32c;
 pub mod dbus;

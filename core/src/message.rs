@@ -30,7 +30,17 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::frame::{Flags, Frame, FrameRepr, HEADER_LEN, MAX_PAYLOAD_LEN};
 
-pub use postcard::experimental::max_size::MaxSize;
+// The glob brings postcard's `MaxSize` trait (and its derive, which names `::postcard`);
+// the explicit import below shadows that derive with Ember's, which names only
+// `ember_core` paths, so a user's crate needs no postcard dependency.
+#[doc(inline)]
+pub use postcard::experimental::max_size::*;
+/// Derives [`MaxSize`](trait@MaxSize) through `ember_core`'s paths (`#[ember(crate = "...")]`
+/// to name another, e.g. `ember_linux::core`). See the `ember-ipc-derive` crate.
+pub use ember_derive::MaxSize;
+/// Derives [`Message`](trait@Message) from `#[ember(kind = N)]`. See the `ember-ipc-derive`
+/// crate.
+pub use ember_derive::Message;
 
 /// A message type with a fixed kind (type id) on the wire.
 pub trait Message: Serialize {
@@ -228,5 +238,74 @@ mod tests {
         }
         let mut buf = [0u8; 64];
         assert_eq!(encode(1, 1, &Unsized, &mut buf).unwrap_err(), Error::Encode);
+    }
+
+    // Ember's derives against postcard's own, type by type: the same sizes.
+    mod derive_parity {
+        use super::super::{Message, MaxSize};
+        use postcard::experimental::max_size::MaxSize as PostcardMaxSize;
+
+        macro_rules! twins {
+            ($($item:item)*) => {
+                mod ours { use super::*; $( #[derive(MaxSize)] #[allow(dead_code)] $item )* }
+                mod theirs { use super::*; $( #[derive(PostcardMaxSize)] #[allow(dead_code)] $item )* }
+            };
+        }
+        twins! {
+            pub struct Named { a: u8, b: u32, c: [u16; 3], d: Option<i64> }
+            pub struct Tuple(pub u64, pub bool, pub char);
+            pub struct Unit;
+            pub enum Mixed { A, B(u32), C { x: u64, y: i8 }, D(Option<u16>, u8) }
+            pub enum Empty {}
+            pub struct Generic<T> { inner: T, tag: u8 }
+        }
+        #[allow(dead_code)]
+        #[derive(MaxSize)]
+        enum Wide {
+            V00, V01, V02, V03, V04, V05, V06, V07, V08, V09, V10, V11, V12, V13, V14, V15,
+            V16, V17, V18, V19, V20, V21, V22, V23, V24, V25, V26, V27, V28, V29, V30, V31,
+            V32, V33, V34, V35, V36, V37, V38, V39, V40, V41, V42, V43, V44, V45, V46, V47,
+            V48, V49, V50, V51, V52, V53, V54, V55, V56, V57, V58, V59, V60, V61, V62, V63,
+            V64, V65, V66, V67, V68, V69, V70, V71, V72, V73, V74, V75, V76, V77, V78, V79,
+            V80, V81, V82, V83, V84, V85, V86, V87, V88, V89, V90, V91, V92, V93, V94, V95,
+            V96, V97, V98, V99, W00, W01, W02, W03, W04, W05, W06, W07, W08, W09, W10, W11,
+            W12, W13, W14, W15, W16, W17, W18, W19, W20, W21, W22, W23, W24, W25, W26, W27,
+            Last(u8),
+        }
+
+        #[derive(serde::Serialize, MaxSize, Message)]
+        #[ember(kind = 0x0203)]
+        struct Kinded {
+            x: u16,
+        }
+
+        #[test]
+        fn sizes_match_postcard() {
+            assert_eq!(ours::Named::POSTCARD_MAX_SIZE, theirs::Named::POSTCARD_MAX_SIZE);
+            assert_eq!(ours::Named::POSTCARD_MAX_SIZE, 1 + 5 + 9 + 11);
+            assert_eq!(ours::Tuple::POSTCARD_MAX_SIZE, theirs::Tuple::POSTCARD_MAX_SIZE);
+            assert_eq!(ours::Unit::POSTCARD_MAX_SIZE, 0);
+            assert_eq!(ours::Mixed::POSTCARD_MAX_SIZE, theirs::Mixed::POSTCARD_MAX_SIZE);
+            assert_eq!(ours::Mixed::POSTCARD_MAX_SIZE, 1 + 10 + 1);
+            assert_eq!(ours::Empty::POSTCARD_MAX_SIZE, 0);
+            assert_eq!(ours::Generic::<u32>::POSTCARD_MAX_SIZE, theirs::Generic::<u32>::POSTCARD_MAX_SIZE);
+            // 129 variants: the largest index, 128, takes two varint bytes.
+            assert_eq!(Wide::POSTCARD_MAX_SIZE, 2 + 1);
+        }
+
+        #[test]
+        fn wide_enum_bound_holds() {
+            let mut buf = [0u8; 8];
+            let n = postcard::to_slice(&128u32, &mut buf).unwrap().len();
+            assert_eq!(n, 2);
+        }
+
+        #[test]
+        fn message_kind() {
+            assert_eq!(Kinded::KIND, 0x0203);
+            let mut buf = [0u8; super::super::max_frame_len::<Kinded>()];
+            let frame = super::super::encode_message(&Kinded { x: 9 }, 1, &mut buf).unwrap();
+            assert_eq!(crate::frame::Frame::new_checked(&frame[..]).unwrap().kind(), 0x0203);
+        }
     }
 }
