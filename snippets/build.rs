@@ -29,10 +29,8 @@ fn main() {
                 "{rel}:{line}: a ```rust block may not be `ignore`: make it compile (or `no_run`), or fence it as text"
             );
             count += 1;
-            let module: String = rel
-                .chars()
-                .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
-                .collect();
+            let module: String =
+                rel.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
             writeln!(out, "/// `{rel}`, the block at line {line}.\n///").unwrap();
             writeln!(out, "/// ```{info}").unwrap();
             for l in body.lines() {

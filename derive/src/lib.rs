@@ -84,10 +84,7 @@ fn options(input: &DeriveInput) -> syn::Result<Options> {
 fn expand_message(input: DeriveInput) -> syn::Result<Tokens> {
     let opts = options(&input)?;
     let Some(kind) = opts.kind else {
-        return Err(syn::Error::new(
-            Span::call_site(),
-            "#[derive(Message)] needs the frame kind: #[ember(kind = 1)]",
-        ));
+        return Err(syn::Error::new(Span::call_site(), "#[derive(Message)] needs the frame kind: #[ember(kind = 1)]"));
     };
     let krate = &opts.krate;
     let name = &input.ident;
@@ -114,10 +111,11 @@ fn expand_max_size(mut input: DeriveInput) -> syn::Result<Tokens> {
             // The variant index travels as a varint: bytes for the largest index.
             let largest_index = e.variants.len().saturating_sub(1) as u32;
             let discriminant = if e.variants.is_empty() { 0 } else { varint_len(largest_index) };
-            let largest = e.variants.iter().map(|v| sum_fields(&v.fields, &trait_path)).fold(
-                quote!(0usize),
-                |acc, x| quote! { { let a = #acc; let b = #x; if a > b { a } else { b } } },
-            );
+            let largest = e
+                .variants
+                .iter()
+                .map(|v| sum_fields(&v.fields, &trait_path))
+                .fold(quote!(0usize), |acc, x| quote! { { let a = #acc; let b = #x; if a > b { a } else { b } } });
             quote! { #discriminant + #largest }
         }
         Data::Union(u) => {

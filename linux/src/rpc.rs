@@ -292,6 +292,67 @@ impl core::fmt::Display for CallError<'_> {
     }
 }
 
+impl core::error::Error for CallError<'_> {}
+
+impl CallError<'_> {
+    /// The same error without the borrow of the response slot (the message, at most
+    /// [`Failure::MESSAGE_MAX`] bytes, is copied into a [`Failure`]): `'static`, `Send` and
+    /// `Sync`, so `?` takes it into `Box<dyn Error>` or `anyhow::Error`. No heap.
+    ///
+    /// ```
+    /// # use ember_linux::rpc::{CallError, Failure, OwnedCallError};
+    /// let e = CallError::Remote { code: 300, message: "pump stalled" }.into_owned();
+    /// assert_eq!(e, OwnedCallError::Remote(Failure::new(300, "pump stalled")));
+    /// let boxed: Box<dyn std::error::Error + Send + Sync> = e.into();
+    /// assert_eq!(boxed.to_string(), "remote error 300: pump stalled");
+    /// ```
+    pub fn into_owned(self) -> OwnedCallError {
+        match self {
+            CallError::Local(e) => OwnedCallError::Local(e),
+            CallError::Remote { code, message } => OwnedCallError::Remote(Failure::new(code, message)),
+        }
+    }
+}
+
+/// A [`CallError`] that owns its message: what [`CallError::into_owned`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnedCallError {
+    /// Locally, as [`CallError::Local`].
+    Local(Error),
+    /// The server answered with an error response: its code and message.
+    Remote(Failure),
+}
+
+impl From<CallError<'_>> for OwnedCallError {
+    fn from(e: CallError<'_>) -> Self {
+        e.into_owned()
+    }
+}
+
+impl From<Error> for OwnedCallError {
+    fn from(e: Error) -> Self {
+        OwnedCallError::Local(e)
+    }
+}
+
+impl core::fmt::Display for OwnedCallError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            OwnedCallError::Local(e) => write!(f, "{e}"),
+            OwnedCallError::Remote(failure) => write!(f, "remote error {}: {}", failure.code, failure.message()),
+        }
+    }
+}
+
+impl core::error::Error for OwnedCallError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            OwnedCallError::Local(e) => Some(e),
+            OwnedCallError::Remote(_) => None,
+        }
+    }
+}
+
 /// A request in flight: pass it to [`Client::wait`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use = "wait for the response, or its slot stays taken until a response arrives"]

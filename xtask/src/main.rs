@@ -190,6 +190,27 @@ fn step_clippy() -> Outcome {
     outcome(run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])))
 }
 
+/// The crates published to crates.io, in dependency order.
+const PUBLISHED: [&str; 5] = ["ember-ipc-derive", "ember-ipc-core", "ember-ipc-linux", "ember-ipc-c", "ember-ipc-cli"];
+
+/// The API documentation builds with every rustdoc warning (broken or redundant links,
+/// bad code blocks) an error, as docs.rs would show it.
+fn step_docs() -> Outcome {
+    outcome(run(cargo().args(["doc", "--workspace", "--no-deps"]).env("RUSTDOCFLAGS", "-D warnings")))
+}
+
+/// Every published crate packages as `cargo publish` would upload it, and the packaged
+/// sources build on their own (cargo resolves their Ember dependencies from the packages
+/// just made, as crates.io would): a file missing from a package, a path-only dependency
+/// or a broken manifest fails here, not at release time.
+fn step_package() -> Outcome {
+    let mut c = cargo();
+    c.arg("package").args(PUBLISHED.iter().flat_map(|p| ["-p", p]));
+    // A checkout with local edits is still checked (CI's clone is clean).
+    c.arg("--allow-dirty");
+    outcome(run(&mut c))
+}
+
 fn step_test() -> Outcome {
     // The tests' real peers: socat (sockets), setpriv from util-linux (another uid), and
     // the D-Bus reference daemon with dbus-send, dbus-monitor and gdbus, and libdbus's Python
@@ -589,9 +610,11 @@ fn outcome(r: Result<(), String>) -> Outcome {
 
 fn test() -> ExitCode {
     type StepFn = fn() -> Outcome;
-    let steps: [(&'static str, StepFn); 13] = [
+    let steps: [(&'static str, StepFn); 15] = [
         ("cargo fmt --check", step_fmt),
         ("cargo clippy -D warnings", step_clippy),
+        ("cargo doc -D warnings", step_docs),
+        ("cargo package (published)", step_package),
         ("benches/dbus builds (clippy)", step_bench_crate),
         ("cargo test --workspace", step_test),
         ("C ABI (header, gcc, ASan, valgrind)", step_c_abi),

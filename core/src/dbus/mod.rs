@@ -5,12 +5,12 @@
 //!   borrowed newtypes.
 //! - [`signature`]: type signatures, checked against the spec's length and nesting limits,
 //!   and walked one complete type at a time.
-//! - [`marshal`]: the [`Writer`](marshal::Writer) that writes values with the spec's
+//! - [`marshal`]: the [`Writer`] that writes values with the spec's
 //!   alignment (counted from the message start) and zero padding.
-//! - [`value`]: the [`Reader`](value::Reader) and borrowed [`Value`](value::Value)s that
+//! - [`value`]: the [`Reader`] and borrowed [`Value`]s that
 //!   read a body in either byte order, checking padding, booleans, UTF-8 and nesting.
 //! - [`header`]: messages: a builder for method calls, returns, errors and signals, and a
-//!   parser that returns a borrowed [`Message`](header::Message) after validating all of
+//!   parser that returns a borrowed [`Message`] after validating all of
 //!   it (header fields required per type, body against its signature, fd indices).
 //!
 //! Nothing here allocates, and nothing panics on a message from the wire: every check

@@ -84,6 +84,141 @@ impl core::fmt::Display for CallError<'_> {
     }
 }
 
+impl core::error::Error for CallError<'_> {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            CallError::Local(e) => Some(e),
+            CallError::Remote { .. } => None,
+        }
+    }
+}
+
+impl CallError<'_> {
+    /// The same error without the borrow of the connection's buffer: `'static`, `Send` and
+    /// `Sync`, so `?` takes it into `Box<dyn Error>` or `anyhow::Error`. No heap: the name
+    /// (at most 255 bytes, the specification's limit) is copied whole, the message up to
+    /// [`RemoteError::MESSAGE_MAX`] bytes (cut at a character boundary;
+    /// [`RemoteError::is_truncated`] says so).
+    ///
+    /// ```
+    /// # use ember_linux::dbus::CallError;
+    /// let e = CallError::Remote { name: "org.freedesktop.DBus.Error.ServiceUnknown", message: "no such name" };
+    /// let owned = e.into_owned();
+    /// let boxed: Box<dyn std::error::Error + Send + Sync> = owned.into();
+    /// assert_eq!(boxed.to_string(), "org.freedesktop.DBus.Error.ServiceUnknown: no such name");
+    /// ```
+    pub fn into_owned(self) -> OwnedCallError {
+        match self {
+            CallError::Local(e) => OwnedCallError::Local(e),
+            CallError::Remote { name, message } => OwnedCallError::Remote(RemoteError::new(name, message)),
+        }
+    }
+}
+
+/// A [`CallError`] that owns its text: what [`CallError::into_owned`] returns. About
+/// 1.3 KiB (the text is inline, there is no heap): box it if it travels far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+// Inline by design: Ember's error paths do not allocate either.
+#[allow(clippy::large_enum_variant)]
+pub enum OwnedCallError {
+    /// Ember's side, as [`CallError::Local`].
+    Local(Error),
+    /// The peer answered with an error.
+    Remote(RemoteError),
+}
+
+/// A D-Bus error reply's name and message, copied out of the connection's buffer.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RemoteError {
+    name: [u8; 255],
+    name_len: u8,
+    message: [u8; RemoteError::MESSAGE_MAX],
+    message_len: u16,
+    truncated: bool,
+}
+
+impl RemoteError {
+    /// The longest message kept; a longer one is cut at a character boundary.
+    pub const MESSAGE_MAX: usize = 1024;
+
+    /// Copies `name` (cut at 255 bytes, the longest valid name) and `message`.
+    pub fn new(name: &str, message: &str) -> RemoteError {
+        fn cut(s: &str, max: usize) -> usize {
+            let mut end = s.len().min(max);
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            end
+        }
+        let (n, m) = (cut(name, 255), cut(message, Self::MESSAGE_MAX));
+        let mut e = RemoteError {
+            name: [0; 255],
+            name_len: n as u8,
+            message: [0; Self::MESSAGE_MAX],
+            message_len: m as u16,
+            truncated: m < message.len(),
+        };
+        e.name[..n].copy_from_slice(&name.as_bytes()[..n]);
+        e.message[..m].copy_from_slice(&message.as_bytes()[..m]);
+        e
+    }
+
+    /// The error's name, e.g. `org.freedesktop.DBus.Error.ServiceUnknown`.
+    pub fn name(&self) -> &str {
+        core::str::from_utf8(&self.name[..self.name_len as usize]).unwrap_or("")
+    }
+
+    /// Its message (the first string of the reply's body; empty if none).
+    pub fn message(&self) -> &str {
+        core::str::from_utf8(&self.message[..self.message_len as usize]).unwrap_or("")
+    }
+
+    /// Whether the message was longer than [`RemoteError::MESSAGE_MAX`] and was cut.
+    pub fn is_truncated(&self) -> bool {
+        self.truncated
+    }
+}
+
+impl core::fmt::Debug for RemoteError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RemoteError")
+            .field("name", &self.name())
+            .field("message", &self.message())
+            .field("truncated", &self.truncated)
+            .finish()
+    }
+}
+
+impl From<CallError<'_>> for OwnedCallError {
+    fn from(e: CallError<'_>) -> Self {
+        e.into_owned()
+    }
+}
+
+impl From<Error> for OwnedCallError {
+    fn from(e: Error) -> Self {
+        OwnedCallError::Local(e)
+    }
+}
+
+impl core::fmt::Display for OwnedCallError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            OwnedCallError::Local(e) => write!(f, "{e}"),
+            OwnedCallError::Remote(r) => write!(f, "{}: {}", r.name(), r.message()),
+        }
+    }
+}
+
+impl core::error::Error for OwnedCallError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            OwnedCallError::Local(e) => Some(e),
+            OwnedCallError::Remote(_) => None,
+        }
+    }
+}
+
 /// `RequestName`'s answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestNameReply {

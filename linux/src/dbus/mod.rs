@@ -23,6 +23,6 @@ pub mod object;
 mod serve;
 
 pub use connection::{
-    CallError, Connection, NAME_FLAG_ALLOW_REPLACEMENT, NAME_FLAG_DO_NOT_QUEUE, NAME_FLAG_REPLACE_EXISTING, Processed,
-    RequestNameReply, bus,
+    CallError, Connection, NAME_FLAG_ALLOW_REPLACEMENT, NAME_FLAG_DO_NOT_QUEUE, NAME_FLAG_REPLACE_EXISTING,
+    OwnedCallError, Processed, RemoteError, RequestNameReply, bus,
 };
