@@ -18,6 +18,7 @@
 use core::time::Duration;
 
 use ember_core::FrameRepr;
+use ember_core::message::Message;
 use rustix::fd::AsFd;
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +48,16 @@ pub trait FrameSender {
         let frame = ember_core::message::encode(kind, seq, msg, scratch)?;
         self.send_frame(frame)
     }
+
+    /// Sends `msg` as a frame of its type's kind ([`Message::KIND`]): a typed send cannot
+    /// carry the wrong kind. `scratch` holds the encoded frame
+    /// (`[0u8; max_frame_len::<T>()]` sizes it exactly).
+    fn send_message<T: Message + ?Sized>(&mut self, seq: u32, msg: &T, scratch: &mut [u8]) -> Result<()>
+    where
+        Self: Sized,
+    {
+        self.send_msg(T::KIND, seq, msg, scratch)
+    }
 }
 
 /// Receives whole, checked frames.
@@ -75,6 +86,17 @@ pub trait FrameReceiver {
     {
         let n = self.recv_frame(buf)?;
         Ok(ember_core::message::decode(&buf[..n])?)
+    }
+
+    /// Receives a frame and decodes it as a `T`, checking its kind first: a frame of another
+    /// kind is [`Error::Codec`]`(`[`UnexpectedKind`](ember_core::Error::UnexpectedKind)`)`
+    /// and was consumed (the next call goes on with the next frame).
+    fn recv_message<'b, T: Message + Deserialize<'b>>(&mut self, buf: &'b mut [u8]) -> Result<(FrameRepr, T)>
+    where
+        Self: Sized,
+    {
+        let n = self.recv_frame(buf)?;
+        Ok(ember_core::message::decode_message(&buf[..n])?)
     }
 }
 

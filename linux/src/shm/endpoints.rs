@@ -136,6 +136,18 @@ impl SpscSender {
         let frame = ember_core::message::encode(kind, seq, msg, scratch)?;
         self.send(frame, timeout)
     }
+
+    /// Sends `msg` as a frame of its type's kind (`Message::KIND`), so a typed send
+    /// cannot carry the wrong kind; otherwise as [`SpscSender::send_msg`].
+    pub fn send_message<T: ember_core::Message + ?Sized>(
+        &mut self,
+        seq: u32,
+        msg: &T,
+        scratch: &mut [u8],
+        timeout: Option<Duration>,
+    ) -> Result<()> {
+        self.send_msg(T::KIND, seq, msg, scratch, timeout)
+    }
 }
 
 impl Drop for SpscSender {
@@ -297,6 +309,17 @@ impl SpscReceiver {
     ) -> Result<(ember_core::FrameRepr, T)> {
         let n = self.recv(scratch, timeout)?;
         Ok(ember_core::message::decode(&scratch[..n])?)
+    }
+
+    /// Receives a frame and decodes it as a `T` after checking its kind (`Message::KIND`):
+    /// a record of another kind is `Error::Codec(UnexpectedKind { .. })`, and was consumed.
+    pub fn recv_message<'s, T: ember_core::Message + Deserialize<'s>>(
+        &mut self,
+        scratch: &'s mut [u8],
+        timeout: Option<Duration>,
+    ) -> Result<(ember_core::FrameRepr, T)> {
+        let n = self.recv(scratch, timeout)?;
+        Ok(ember_core::message::decode_message(&scratch[..n])?)
     }
 
     /// Before blocking in `poll`/`epoll` on the sender's [`Notifier`]: announces the

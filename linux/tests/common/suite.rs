@@ -209,6 +209,30 @@ pub fn typed(tx: &mut impl FrameSender, rx: &mut impl FrameReceiver) {
     let mut out = vec![0u8; rx.max_frame().max(PIPE_BUF)];
     let (repr, (name, v, f)): (_, (&str, u32, [f32; 3])) = rx.recv_msg(&mut out).unwrap();
     assert_eq!((repr.kind, repr.seq, name, v, f), (5, 9, "pump", 42, [1.5; 3]));
+
+    // By Message::KIND: the type gives the kind on send and is checked on receive.
+    #[derive(serde::Serialize, serde::Deserialize, ember_core::message::MaxSize, ember_core::message::Message)]
+    #[ember(kind = 0x0301)]
+    struct Level {
+        tank: u8,
+        millimetres: u32,
+    }
+    #[derive(serde::Serialize, serde::Deserialize, ember_core::message::Message)]
+    #[ember(kind = 0x0302)]
+    struct Other(u8);
+    let mut scratch = [0u8; ember_core::max_frame_len::<Level>()];
+    tx.send_message(7, &Level { tank: 2, millimetres: 1234 }, &mut scratch).unwrap();
+    let (repr, level): (_, Level) = rx.recv_message(&mut out).unwrap();
+    assert_eq!((repr.kind, repr.seq, level.tank, level.millimetres), (0x0301, 7, 2, 1234));
+    // A frame of another kind is refused by a typed receive, and consumed.
+    tx.send_message(8, &Other(1), &mut scratch).unwrap();
+    tx.send_message(9, &Level { tank: 3, millimetres: 5 }, &mut scratch).unwrap();
+    assert_eq!(
+        rx.recv_message::<Level>(&mut out).err(),
+        Some(Error::Codec(ember_core::Error::UnexpectedKind { expected: 0x0301, found: 0x0302 }))
+    );
+    let (repr, level): (_, Level) = rx.recv_message(&mut out).unwrap();
+    assert_eq!((repr.seq, level.tank), (9, 3));
 }
 
 /// Nonblocking: an empty receiver says `WouldBlock` at once.
