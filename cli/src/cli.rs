@@ -31,9 +31,9 @@ impl Failure {
     /// Prints the failure and turns it into the process's exit code.
     pub fn report(self, command: &str, usage: &str) -> ExitCode {
         if self.code == 2 && !self.message.contains('\n') && self.message.starts_with("--") {
-            eprintln!("ember {command}: {}\n\n{usage}", self.message);
+            eprintln!("emberctl {command}: {}\n\n{usage}", self.message);
         } else {
-            eprintln!("ember {command}: {}", self.message);
+            eprintln!("emberctl {command}: {}", self.message);
         }
         ExitCode::from(self.code)
     }

@@ -339,7 +339,7 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
             Uri::Fifo(p) => path_line(&uri, p, "fifo"),
             Uri::Uds(p) | Uri::UdsSeqpacket(p) | Uri::UdsDgram(p) => path_line(&uri, p, "uds"),
             other => {
-                return Err(Failure::usage(format!("emberctl ls: {other}: nothing to list for this kind of endpoint")));
+                return Err(Failure::usage(format!("{other}: nothing to list for this kind of endpoint")));
             }
         });
     }

@@ -84,7 +84,15 @@ fn main() -> ExitCode {
     let result = match command {
         "bench" => {
             return match bench::Options::parse(rest) {
-                Ok(opts) => bench::run(&opts),
+                Ok(opts) => {
+                    if cfg!(debug_assertions) {
+                        eprintln!(
+                            "emberctl bench: warning: this emberctl is a debug build (no optimisation); its figures \
+                             are not Ember's. Build it with `cargo build --release -p ember-ipc-cli`."
+                        );
+                    }
+                    bench::run(&opts)
+                }
                 Err(e) => {
                     eprintln!("emberctl bench: {e}\n\n{BENCH_USAGE}");
                     ExitCode::from(2)

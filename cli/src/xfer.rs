@@ -271,6 +271,34 @@ fn parse_hex(s: &str) -> Result<Vec<u8>, Failure> {
     Ok(digits.chunks_exact(2).map(|p| p[0] << 4 | p[1]).collect())
 }
 
+/// Refuses, before anything is created or opened, an option given for an endpoint it does
+/// not apply to, and a malformed value of any endpoint option (so `mq:` never creates a
+/// queue and then refuses `--prio abc`).
+fn check_endpoint_options(uri: &Uri, o: &Opts) -> Result<(), Failure> {
+    let mq = matches!(uri, Uri::Mq(_));
+    let fifo = matches!(uri, Uri::Fifo(_));
+    let shm = matches!(uri, Uri::ShmRing(_) | Uri::ShmSeqlock(_) | Uri::ShmBroadcast(_));
+    let rules: [(&str, bool, &str); 6] = [
+        ("--prio", mq, "mq:"),
+        ("--max-msgs", mq, "mq:"),
+        ("--msg-size", mq, "mq:"),
+        ("--create", mq || fifo, "fifo: and mq:"),
+        ("--capacity", shm, "shm-ring:, shm-seqlock: and shm-broadcast:"),
+        ("--fingerprint", shm, "shm-ring:, shm-seqlock: and shm-broadcast:"),
+    ];
+    for (name, applies, to) in rules {
+        if (o.flag(name) || o.value(name).is_some()) && !applies {
+            return Err(Failure::usage(format!("{name} applies to {to} endpoints only, not to {uri}")));
+        }
+    }
+    o.u32("--prio")?;
+    o.usize("--max-msgs")?;
+    o.usize("--msg-size")?;
+    o.usize("--capacity")?;
+    o.u64("--fingerprint")?;
+    Ok(())
+}
+
 /// `emberctl send`.
 pub fn send(args: &[String]) -> Result<(), Failure> {
     let o = Opts::parse(
@@ -291,9 +319,10 @@ pub fn send(args: &[String]) -> Result<(), Failure> {
         ],
     )?;
     let Some((uri, words)) = o.positional.split_first() else {
-        return Err(Failure::usage("emberctl send: which endpoint? (e.g. emberctl send fifo:/tmp/f hello)".into()));
+        return Err(Failure::usage("which endpoint? (e.g. emberctl send fifo:/tmp/f hello)".into()));
     };
     let uri = Uri::parse(uri).map_err(|e| Failure::usage(e.0))?;
+    check_endpoint_options(&uri, &o)?;
     let payloads: Vec<Vec<u8>> = if !words.is_empty() {
         vec![words.join(" ").into_bytes()]
     } else if let Some(f) = o.value("--file") {
@@ -528,9 +557,10 @@ pub fn recv(args: &[String]) -> Result<(), Failure> {
         &["--count", "--timeout", "--print", "--fingerprint", "--max-msgs", "--msg-size"],
     )?;
     let [uri] = o.positional.as_slice() else {
-        return Err(Failure::usage("emberctl recv: takes one endpoint (e.g. emberctl recv mq:/sensor)".into()));
+        return Err(Failure::usage("takes one endpoint (e.g. emberctl recv mq:/sensor)".into()));
     };
     let uri = Uri::parse(uri).map_err(|e| Failure::usage(e.0))?;
+    check_endpoint_options(&uri, &o)?;
     let print = o.value("--print").unwrap_or("text");
     if !["text", "hex", "header", "raw"].contains(&print) {
         return Err(Failure::usage(format!("--print: `{print}` is not text, hex, header or raw")));

@@ -146,6 +146,18 @@ fn bad_uris_unreachable_endpoints_and_damaged_frames_are_clear_errors() {
     assert!(err.contains("no slash after the first"), "{err}");
     let (_, err) = expect(&["send"], 2);
     assert!(err.contains("which endpoint"), "{err}");
+    // The command's name once, not twice.
+    assert!(err.starts_with("emberctl send: which endpoint") && err.matches("emberctl send:").count() == 1, "{err}");
+    // Options that do not apply to the endpoint are refused, before anything is created.
+    let (_, err) = expect(&["send", "pipe:", "x", "--prio", "3"], 2);
+    assert!(err.contains("--prio applies to mq: endpoints only"), "{err}");
+    let (_, err) = expect(&["send", "fifo:/tmp/never", "x", "--capacity", "4096"], 2);
+    assert!(err.contains("--capacity applies to shm-ring:"), "{err}");
+    let bad_q = unique("badprio");
+    let (_, err) = expect(&["send", &format!("mq:/{bad_q}"), "x", "--create", "--prio", "abc"], 2);
+    assert!(err.contains("--prio"), "{err}");
+    // No queue was created (ls of a missing object exits 1).
+    expect(&["ls", &format!("mq:/{bad_q}")], 1);
     let (_, err) = expect(&["recv", "fifo:/tmp/x", "--print", "pretty"], 2);
     assert!(err.contains("--print"), "{err}");
     let path = format!("/tmp/{}.sock", unique("nobody"));

@@ -219,7 +219,7 @@ fn monitor(o: &Opts, rules: &[String]) -> Result<(), Failure> {
 /// `emberctl dbus`.
 pub fn run(args: &[String]) -> Result<(), Failure> {
     let Some(sub) = args.first() else {
-        return Err(Failure::usage("emberctl dbus: which of call, emit, monitor, decode?".into()));
+        return Err(Failure::usage("which of call, emit, monitor, decode?".into()));
     };
     match sub.as_str() {
         "call" => call(&bus_opts(args, &[], &["--method"])?),
@@ -243,6 +243,6 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
             monitor(&o, &rules)
         }
         "decode" => decode::run(&args[1..]),
-        other => Err(Failure::usage(format!("emberctl dbus: no subcommand `{other}` (call, emit, monitor, decode)"))),
+        other => Err(Failure::usage(format!("no subcommand `{other}` (call, emit, monitor, decode)"))),
     }
 }
