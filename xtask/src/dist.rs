@@ -55,7 +55,10 @@ pub fn dist(args: &[String]) -> Result<PathBuf, String> {
         }
         None => {
             run(crate::cargo().args(["build", "--release", "-p", "ember-ipc-c"]))?;
-            (root.join("target/release"), root.join("target/dist/host"), true)
+            // Where cargo put it: $CARGO_TARGET_DIR when set (relative to the workspace
+            // root, as cargo reads it), else target/.
+            let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |d| root.join(d));
+            (target.join("release"), root.join("target/dist/host"), true)
         }
     };
     let prefix = prefix.unwrap_or(default_prefix);
