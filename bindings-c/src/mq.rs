@@ -24,6 +24,9 @@ pub enum ember_timeout {
 }
 
 /// A POSIX message queue (opaque).
+///
+/// `Send` and `Sync`, like the queue it owns.
+#[derive(Debug)]
 pub struct ember_mq {
     q: MessageQueue,
 }

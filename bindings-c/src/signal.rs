@@ -29,11 +29,17 @@ pub struct ember_signal_info {
 }
 
 /// A signalfd (opaque).
+///
+/// `Send` and `Sync`, like the signalfd it owns.
+#[derive(Debug)]
 pub struct ember_signalfd {
     fd: SignalFd,
 }
 
 /// The daemon helper (opaque): a signalfd for `SIGTERM`, `SIGINT` and `SIGHUP`.
+///
+/// `Send` and `Sync`, like the signalfd it owns.
+#[derive(Debug)]
 pub struct ember_daemon {
     d: signal::Daemon,
 }

@@ -101,7 +101,7 @@ enum Scan {
 ///
 /// Frames larger than `N` (or the configured limit) cannot be received and are skipped.
 /// The accumulator never allocates and never panics on any input.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct FrameAccumulator<const N: usize> {
     buf: [u8; N],
     /// Bytes held in `buf`.
@@ -115,6 +115,21 @@ pub struct FrameAccumulator<const N: usize> {
     dropped: u64,
     frames: u64,
     rejected: u64,
+}
+
+impl<const N: usize> core::fmt::Debug for FrameAccumulator<N> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("FrameAccumulator")
+            .field("capacity", &N)
+            .field("len", &self.len)
+            .field("consumed", &self.consumed)
+            .field("skip", &self.skip)
+            .field("limit", &self.limit)
+            .field("dropped", &self.dropped)
+            .field("frames", &self.frames)
+            .field("rejected", &self.rejected)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<const N: usize> Default for FrameAccumulator<N> {

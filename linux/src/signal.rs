@@ -107,6 +107,9 @@ pub struct SignalInfo {
 
 /// A `signalfd`: the signals of a mask as readable records, pollable with the other fds.
 /// The signals must be blocked (see the module docs); it does not block them itself.
+///
+/// `Send` and `Sync`: an owned signalfd; reading takes `&mut self`.
+#[derive(Debug)]
 pub struct SignalFd {
     fd: OwnedFd,
 }
@@ -181,6 +184,10 @@ pub enum DaemonEvent {
 /// Graceful shutdown on `SIGTERM`/`SIGINT` and reload on `SIGHUP`: blocks the three in the
 /// calling thread (call it first in `main`, before spawning threads, which inherit the mask)
 /// and reads them from a signalfd, which an event loop can poll.
+///
+/// `Send` and `Sync`: an owned signalfd (the mask it blocked stays with the thread that made
+/// it); reading takes `&mut self`.
+#[derive(Debug)]
 pub struct Daemon {
     fd: SignalFd,
 }

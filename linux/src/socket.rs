@@ -70,6 +70,9 @@ const CONTROL_WORDS: usize = (crate::sys::cmsg_space(4 * MAX_RECV_FDS) + crate::
 /// A connected byte-stream socket carrying frames back to back: a Unix stream socket or a
 /// TCP connection. Holds two `N`-byte buffers (read buffer and accumulator); frames up to
 /// `N` bytes are received, larger ones reported and skipped. Never allocates.
+///
+/// `Send` and `Sync`: an owned socket and inline buffers; I/O takes `&mut self`.
+#[derive(Debug)]
 pub struct StreamSocket<const N: usize = DEFAULT_STREAM_BUF> {
     fd: OwnedFd,
     buf: StreamBuf<N>,
@@ -158,6 +161,9 @@ pub struct Received {
 
 /// A socket that carries one frame per message: a Unix datagram or seqpacket socket, or a
 /// UDP socket. Never allocates.
+///
+/// `Send` and `Sync`: an owned socket; I/O takes `&mut self`.
+#[derive(Debug)]
 pub struct PacketSocket {
     // Declared first, so dropped first: the socket file is removed while the socket is
     // still open, so no other process can take the path over in between (see `uds`).

@@ -763,10 +763,22 @@ pub enum ControlMessage {
 /// The control messages of a [`recvmsg`], in order. Every received fd is turned into an
 /// `OwnedFd` as it is read, so dropping the iterator part-way (or the items) closes the
 /// rest: nothing leaks. Create it once per `recvmsg` (it takes ownership of the fds).
+///
+/// `Send` and `Sync`: borrowed bytes; the fds it owns are closed by whichever thread drops it.
 pub struct ControlMessages<'a> {
     bytes: &'a [u8],
     off: usize,
     fds: &'a [u8],
+}
+
+impl core::fmt::Debug for ControlMessages<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ControlMessages")
+            .field("len", &self.bytes.len())
+            .field("off", &self.off)
+            .field("pending_fds", &(self.fds.len() / 4))
+            .finish()
+    }
 }
 
 impl<'a> ControlMessages<'a> {

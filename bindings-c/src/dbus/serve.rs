@@ -120,6 +120,8 @@ struct Handler {
 }
 
 /// A table of objects to serve (opaque).
+///
+/// Neither `Send` nor `Sync`: it holds the caller's `void *` contexts.
 pub struct ember_dbus_service {
     // Views into the boxes below, which never move: declared first, dropped first.
     objects: Vec<Object<'static>>,
@@ -130,6 +132,15 @@ pub struct ember_dbus_service {
     /// The table's strings, each followed by a NUL.
     strings: Vec<Box<[u8]>>,
     reply: Box<ember_dbus_args>,
+}
+
+impl core::fmt::Debug for ember_dbus_service {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ember_dbus_service")
+            .field("objects", &self.objects.len())
+            .field("handlers", &self.handlers.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ember_dbus_service {

@@ -234,9 +234,17 @@ fn check_sizes(r: &HeaderRepr, control: u32, flags: u32, mapped: usize) -> Resul
 }
 
 /// The live header in a mapping: 32 atomic words.
+///
+/// `Send` and `Sync`: only atomics, shared by every process that maps the segment.
 #[repr(C)]
 pub struct SegmentHeader {
     words: [AtomicU32; HEADER_SIZE / 4],
+}
+
+impl core::fmt::Debug for SegmentHeader {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_tuple("SegmentHeader").field(&peek(&self.snapshot(), usize::MAX)).finish()
+    }
 }
 
 impl SegmentHeader {

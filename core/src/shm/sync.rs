@@ -67,6 +67,8 @@ impl core::fmt::Display for SyncError {
     }
 }
 
+impl core::error::Error for SyncError {}
+
 /// How a wait ended, as [`Waiter::wait`] reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Woke {

@@ -107,6 +107,8 @@ pub const NAME_FLAG_DO_NOT_QUEUE: u32 = 0x4;
 /// A connection to a bus, with `N`-byte receive and build buffers (the largest message it
 /// sends or receives; default 64 KiB). Holds `2 × N` bytes inline: box it, or keep it in a
 /// static, on small stacks.
+///
+/// `Send` and `Sync`: it owns its socket and buffers, and every I/O method takes `&mut self`.
 pub struct Connection<const N: usize = 65536> {
     fd: OwnedFd,
     rbuf: [u8; N],
@@ -136,6 +138,20 @@ pub struct Connection<const N: usize = 65536> {
     skipping: u64,
     /// The stream could not be framed any more: every call fails.
     broken: bool,
+}
+
+impl<const N: usize> core::fmt::Debug for Connection<N> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Connection")
+            .field("fd", &self.fd)
+            .field("unique_name", &core::str::from_utf8(&self.unique[..self.unique_len]).unwrap_or("?"))
+            .field("serial", &self.serial)
+            .field("unix_fds", &self.unix_fds)
+            .field("buffered", &(self.rend - self.rstart))
+            .field("capacity", &N)
+            .field("broken", &self.broken)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<const N: usize> Connection<N> {

@@ -70,6 +70,14 @@ pub struct MethodError {
     message: heapless::String<96>,
 }
 
+impl core::fmt::Display for MethodError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}: {}", self.name, self.message)
+    }
+}
+
+impl core::error::Error for MethodError {}
+
 impl MethodError {
     /// An error named `name` with `message`.
     pub fn new(name: &'static str, message: &str) -> MethodError {

@@ -80,6 +80,10 @@ pub fn validate_name(name: &str) -> Result<()> {
 }
 
 /// A mapped, validated Ember segment.
+///
+/// `Send` and `Sync`: it owns the fd and the mapping, which is plain shared memory read and
+/// written only through atomics.
+#[derive(Debug)]
 pub struct Segment {
     /// A second, read-write attachment for the waiter line of a read-only SysV reader
     /// (SysV cannot make part of an attachment writable). Declared before `map`.
