@@ -202,6 +202,8 @@
  The result codes every function returns: `EMBER_OK` (0) or a negative error. An enum
  in the header (its enumerators are plain `int` constants, safe in any expression); the
  functions return `int`.
+
+ `Send` and `Sync`: plain data.
  */
 typedef enum ember_status {
   /*
@@ -280,6 +282,8 @@ typedef enum ember_status {
 /*
  Special `timeout_ms` values (an enum in the header, so that the negative value is a
  plain constant in any C expression).
+
+ `Send` and `Sync`: plain data.
  */
 typedef enum ember_timeout {
   /*
@@ -543,6 +547,8 @@ typedef void (*ember_dbus_message_fn)(void *ctx, struct ember_dbus_message *mess
 
 /*
  What a handler is called for (valid during the call only).
+
+ Neither `Send` nor `Sync`: it holds raw pointers into the connection's buffer.
  */
 typedef struct ember_dbus_call_info {
   /*
@@ -586,6 +592,8 @@ typedef int (*ember_dbus_method_fn)(void *ctx,
 
 /*
  One method of an interface.
+
+ Neither `Send` nor `Sync`: it holds raw pointers to the caller's strings and context.
  */
 typedef struct ember_dbus_method {
   /*
@@ -612,6 +620,8 @@ typedef struct ember_dbus_method {
 
 /*
  One signal an interface emits (for introspection).
+
+ Neither `Send` nor `Sync`: it holds raw pointers to the caller's strings.
  */
 typedef struct ember_dbus_signal {
   /*
@@ -626,6 +636,8 @@ typedef struct ember_dbus_signal {
 
 /*
  An interface: its name, methods and signals.
+
+ Neither `Send` nor `Sync`: it holds raw pointers to the caller's strings and tables.
  */
 typedef struct ember_dbus_interface {
   /*
@@ -652,6 +664,8 @@ typedef struct ember_dbus_interface {
 
 /*
  An object: its path and interfaces.
+
+ Neither `Send` nor `Sync`: it holds raw pointers to the caller's strings and tables.
  */
 typedef struct ember_dbus_object {
   /*
@@ -670,6 +684,8 @@ typedef struct ember_dbus_object {
 
 /*
  What `ember_frame_decode` found: the header's fields and where the payload is.
+
+ `Send` and `Sync`: plain data.
  */
 typedef struct ember_frame_info {
   /*
@@ -700,6 +716,8 @@ typedef struct ember_frame_info {
 
 /*
  One ready fd.
+
+ `Send` and `Sync`: plain data.
  */
 typedef struct ember_ready {
   /*
@@ -740,6 +758,8 @@ typedef int (*ember_rpc_handler)(void *user,
 
 /*
  A signal as a signalfd reports it.
+
+ `Send` and `Sync`: plain data.
  */
 typedef struct ember_signal_info {
   /*
@@ -766,6 +786,8 @@ typedef struct ember_signal_info {
 
 /*
  A peer's credentials, as the kernel vouches for them.
+
+ `Send` and `Sync`: plain data.
  */
 typedef struct ember_creds {
   /*

@@ -31,6 +31,8 @@ pub struct ember_poller {
 }
 
 /// One ready fd.
+///
+/// `Send` and `Sync`: plain data.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ember_ready {

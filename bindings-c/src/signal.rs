@@ -13,6 +13,8 @@ use ember_linux::signal::{self, DaemonEvent, SigSet, SignalFd};
 use crate::error::*;
 
 /// A signal as a signalfd reports it.
+///
+/// `Send` and `Sync`: plain data.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ember_signal_info {

@@ -23,6 +23,8 @@ pub const EMBER_SOCKET_MAX_FRAME: usize = 16384;
 pub const EMBER_SOCKET_MAX_FDS: usize = 16;
 
 /// A peer's credentials, as the kernel vouches for them.
+///
+/// `Send` and `Sync`: plain data.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ember_creds {

@@ -61,6 +61,8 @@ use crate::error::Error;
 use crate::frame::{self, Frame, HEADER_LEN, MAGIC};
 
 /// One event of [`FrameAccumulator::feed`].
+///
+/// `Send` and `Sync`: plain data and a view of the accumulator's bytes.
 #[derive(Debug)]
 pub enum FeedResult<'a, 'b> {
     /// All input was consumed and no complete frame is waiting: read more.
@@ -101,6 +103,8 @@ enum Scan {
 ///
 /// Frames larger than `N` (or the configured limit) cannot be received and are skipped.
 /// The accumulator never allocates and never panics on any input.
+///
+/// `Send` and `Sync`: an inline buffer and counters.
 #[derive(Clone)]
 pub struct FrameAccumulator<const N: usize> {
     buf: [u8; N],

@@ -27,6 +27,8 @@ use crate::sys::{self, KernelTimespec, MqAttr};
 use crate::transport::{FrameReceiver, FrameSender, check_outgoing};
 
 /// Which directions a descriptor is opened for.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     /// `O_WRONLY`.
@@ -49,6 +51,8 @@ impl Access {
 }
 
 /// A queue's attributes (`mq_getattr`).
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attributes {
     /// Most messages the queue holds.

@@ -37,6 +37,8 @@ use rustix::time::{ClockId, Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTim
 use crate::error::{Error, Result};
 
 /// What to wait for on an fd.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Interest(EventFlags);
 
@@ -64,6 +66,8 @@ impl core::ops::BitOr for Interest {
 }
 
 /// One ready fd, as [`Poller::wait`] reports it.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ready {
     /// The token given to [`Poller::add`].
@@ -226,6 +230,8 @@ pub fn wait_fd(fd: impl AsFd, flags: rustix::event::PollFlags, deadline: Option<
 ///
 /// One `Deadline` passed through every wait of an operation bounds the whole operation:
 /// the time spent before its first wait, which did not block, plus `timeout`.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deadline {
     timeout: Option<Duration>,

@@ -224,6 +224,8 @@ impl Link for ShmLink {
 /// An error response's payload: a code and a message of at most [`Failure::MESSAGE_MAX`]
 /// bytes. Codes below 256 are Ember's ([`Failure::UNKNOWN_KIND`], [`Failure::BAD_REQUEST`],
 /// [`Failure::NO_RESPONSE`]); the application's start at 256.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Failure {
     /// The error code.
@@ -307,6 +309,8 @@ impl core::fmt::Display for CallError<'_> {
 }
 
 /// A request in flight: pass it to [`Client::wait`].
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use = "wait for the response, or its slot stays taken until a response arrives"]
 pub struct Ticket {
@@ -618,6 +622,8 @@ impl MaybeFd for ShmLink {
 }
 
 /// A request received by a [`Server`].
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Request {
     /// Its kind.

@@ -27,6 +27,8 @@ pub const FIRST_FREE_RT_SIGNAL: u32 = 35;
 pub const LAST_RT_SIGNAL: u32 = 64;
 
 /// A set of signals (the kernel's 64-bit `sigset_t`).
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SigSet(KernelSigset);
 
@@ -91,6 +93,8 @@ pub fn set_mask(set: SigSet) -> Result<SigSet> {
 }
 
 /// One signal, as a [`SignalFd`] reports it.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SignalInfo {
     /// The signal number.
@@ -168,6 +172,8 @@ pub fn send_to_thread(tid: i32, signal: u32) -> Result<()> {
 }
 
 /// What a daemon is asked to do.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DaemonEvent {
     /// `SIGTERM` or `SIGINT`: shut down gracefully.

@@ -40,6 +40,8 @@ pub const MAX_SEND_FDS: usize = 64;
 
 /// A peer's credentials: from `SO_PEERCRED` on a connected Unix socket, or from an
 /// `SCM_CREDENTIALS` message.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Creds {
     /// Process id; 0 when the kernel cannot name it (a peer in a pid namespace this
@@ -139,6 +141,8 @@ impl<const N: usize> AsFd for StreamSocket<N> {
 }
 
 /// What kind of message socket a [`PacketSocket`] is.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PacketKind {
     /// `SOCK_DGRAM`: Unix datagram or UDP; a zero-length message is a (bad) message.
@@ -148,6 +152,8 @@ pub enum PacketKind {
 }
 
 /// What [`PacketSocket::recv_frame_with_fds`] received besides the frame.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Received {
     /// The frame's length in the caller's buffer.

@@ -35,6 +35,8 @@ pub const MAX_PATH: usize = 107;
 pub const MAX_ALLOWED_UIDS: usize = 8;
 
 /// Where a Unix socket lives.
+///
+/// `Send` and `Sync`: a borrowed name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnixName<'a> {
     /// A socket file at this path.

@@ -34,6 +34,8 @@ pub type ember_dbus_method_fn = Option<
 >;
 
 /// One method of an interface.
+///
+/// Neither `Send` nor `Sync`: it holds raw pointers to the caller's strings and context.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ember_dbus_method {
@@ -50,6 +52,8 @@ pub struct ember_dbus_method {
 }
 
 /// One signal an interface emits (for introspection).
+///
+/// Neither `Send` nor `Sync`: it holds raw pointers to the caller's strings.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ember_dbus_signal {
@@ -60,6 +64,8 @@ pub struct ember_dbus_signal {
 }
 
 /// An interface: its name, methods and signals.
+///
+/// Neither `Send` nor `Sync`: it holds raw pointers to the caller's strings and tables.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ember_dbus_interface {
@@ -76,6 +82,8 @@ pub struct ember_dbus_interface {
 }
 
 /// An object: its path and interfaces.
+///
+/// Neither `Send` nor `Sync`: it holds raw pointers to the caller's strings and tables.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ember_dbus_object {
@@ -88,6 +96,8 @@ pub struct ember_dbus_object {
 }
 
 /// What a handler is called for (valid during the call only).
+///
+/// Neither `Send` nor `Sync`: it holds raw pointers into the connection's buffer.
 #[repr(C)]
 #[derive(Debug)]
 pub struct ember_dbus_call_info {

@@ -329,6 +329,8 @@ impl<'a> BroadcastWriter<'a> {
 }
 
 /// What [`BroadcastReader::try_recv`] got.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Received {
     /// Payload bytes copied.

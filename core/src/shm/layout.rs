@@ -44,6 +44,8 @@ pub const DATA_OFFSET: usize = 512;
 pub const MAX_CAPACITY: usize = 1 << 30;
 
 /// Which protocol a segment carries.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[repr(u32)]
@@ -73,6 +75,8 @@ impl SegmentKind {
 }
 
 /// The header's fields, as plain values.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct HeaderRepr {
@@ -93,6 +97,8 @@ pub struct HeaderRepr {
 }
 
 /// What an opener expects of a segment.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Expect {
     /// The kind the opener speaks.

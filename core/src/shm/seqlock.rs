@@ -227,6 +227,8 @@ impl Drop for WriteGuard<'_, '_> {
 }
 
 /// What a read found.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Snapshot {
     /// Bytes of the value.

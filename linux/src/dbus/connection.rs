@@ -85,6 +85,8 @@ impl core::fmt::Display for CallError<'_> {
 }
 
 /// `RequestName`'s answer.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestNameReply {
     /// 1: we own the name now.
@@ -762,6 +764,8 @@ fn send_all(fd: &OwnedFd, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> Result<()> {
 }
 
 /// What [`Connection::process`] did with the message it received.
+///
+/// `Send` and `Sync`: a view of the connection's buffer.
 #[derive(Debug)]
 pub enum Processed<'m> {
     /// A method call to us: answered (a reply or an error, unless the caller asked for no
