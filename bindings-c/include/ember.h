@@ -202,6 +202,8 @@
  The result codes every function returns: `EMBER_OK` (0) or a negative error. An enum
  in the header (its enumerators are plain `int` constants, safe in any expression); the
  functions return `int`.
+
+ `Send` and `Sync`: plain data.
  */
 typedef enum ember_status {
   /*
@@ -280,6 +282,8 @@ typedef enum ember_status {
 /*
  Special `timeout_ms` values (an enum in the header, so that the negative value is a
  plain constant in any C expression).
+
+ `Send` and `Sync`: plain data.
  */
 typedef enum ember_timeout {
   /*
@@ -290,26 +294,36 @@ typedef enum ember_timeout {
 
 /*
  A stream accumulator (opaque).
+
+ `Send` and `Sync`: plain bytes and counters.
  */
 typedef struct ember_accumulator ember_accumulator;
 
 /*
  A reader of a broadcast ring (opaque), with its own cursor.
+
+ `Send` and `Sync`, like the reader it owns.
  */
 typedef struct ember_broadcast_reader ember_broadcast_reader;
 
 /*
  The writer of a broadcast ring (opaque).
+
+ `Send` and `Sync`, like the writer it owns.
  */
 typedef struct ember_broadcast_writer ember_broadcast_writer;
 
 /*
  The daemon helper (opaque): a signalfd for `SIGTERM`, `SIGINT` and `SIGHUP`.
+
+ `Send` and `Sync`, like the signalfd it owns.
  */
 typedef struct ember_daemon ember_daemon;
 
 /*
  A connection to a bus (opaque).
+
+ `Send`, not `Sync`: the busy flag is a `Cell`; one thread at a time.
  */
 typedef struct ember_dbus ember_dbus;
 
@@ -317,61 +331,85 @@ typedef struct ember_dbus ember_dbus;
  A message body being built (opaque): the arguments of a call or a signal, or the
  results of a method. Made once with `ember_dbus_args_new`, reused with
  `ember_dbus_args_clear`.
+
+ `Send` and `Sync`: it owns its buffer; every function takes it `*mut`.
  */
 typedef struct ember_dbus_args ember_dbus_args;
 
 /*
  A table of objects to serve (opaque).
+
+ Neither `Send` nor `Sync`: it holds the caller's `void *` contexts.
  */
 typedef struct ember_dbus_service ember_dbus_service;
 
 /*
  A POSIX message queue (opaque).
+
+ `Send` and `Sync`, like the queue it owns.
  */
 typedef struct ember_mq ember_mq;
 
 /*
  An eventfd notifier (opaque).
+
+ `Send` and `Sync`, like the notifier it owns.
  */
 typedef struct ember_notifier ember_notifier;
 
 /*
  The reading end of a pipe (opaque).
+
+ `Send` and `Sync`, like the reader it owns.
  */
 typedef struct ember_pipe_reader ember_pipe_reader;
 
 /*
  The writing end of a pipe (opaque).
+
+ `Send` and `Sync`, like the writer it owns.
  */
 typedef struct ember_pipe_writer ember_pipe_writer;
 
 /*
  An `epoll` instance (opaque).
+
+ `Send` and `Sync`, like the poller it owns.
  */
 typedef struct ember_poller ember_poller;
 
 /*
  An rpc client (opaque).
+
+ `Send` and `Sync`: it owns its link and buffers.
  */
 typedef struct ember_rpc_client ember_rpc_client;
 
 /*
  An rpc server (opaque).
+
+ `Send` and `Sync`: it owns its link and buffers.
  */
 typedef struct ember_rpc_server ember_rpc_server;
 
 /*
  A reader of a seqlock (opaque).
+
+ `Send` and `Sync`, like the reader it owns.
  */
 typedef struct ember_seqlock_reader ember_seqlock_reader;
 
 /*
  The writer of a seqlock (opaque).
+
+ `Send` and `Sync`, like the writer it owns.
  */
 typedef struct ember_seqlock_writer ember_seqlock_writer;
 
 /*
  A signalfd (opaque).
+
+ `Send` and `Sync`, like the signalfd it owns.
  */
 typedef struct ember_signalfd ember_signalfd;
 
@@ -379,37 +417,51 @@ typedef struct ember_signalfd ember_signalfd;
  A connected (or bound datagram) Unix socket (opaque). Its fd is always `O_NONBLOCK`
  inside; the mode the caller chose is `nonblocking`, and waits are `poll`s with the
  caller's timeout, so a partial stream frame never blocks past it.
+
+ `Send` and `Sync`, like the socket it owns.
  */
 typedef struct ember_socket ember_socket;
 
 /*
  The receiving end of an SPSC ring (opaque).
+
+ `Send` and `Sync`, like the receiver it owns.
  */
 typedef struct ember_spsc_receiver ember_spsc_receiver;
 
 /*
  The sending end of an SPSC ring (opaque).
+
+ `Send` and `Sync`, like the sender it owns.
  */
 typedef struct ember_spsc_sender ember_spsc_sender;
 
 /*
  A sync segment (opaque).
+
+ `Send` and `Sync`, like the segment it owns.
  */
 typedef struct ember_sync_segment ember_sync_segment;
 
 /*
  A `timerfd` on the monotonic clock (opaque).
+
+ `Send` and `Sync`, like the timer it owns.
  */
 typedef struct ember_timer ember_timer;
 
 /*
  A listening Unix socket (opaque); its socket file is removed by `ember_uds_listener_free`.
+
+ `Send` and `Sync`, like the listener it owns.
  */
 typedef struct ember_uds_listener ember_uds_listener;
 
 /*
  A position in a message's values (its fields are private: initialise it with
  `ember_dbus_recv`, `ember_dbus_call`, a handler's arguments or `ember_dbus_iter_recurse`).
+
+ `Send` and `Sync` as plain words, but it borrows its message: use it only while that is valid.
  */
 typedef struct ember_dbus_iter {
   /*
@@ -427,6 +479,8 @@ typedef struct ember_dbus_iter {
  the connection's receive buffer (NUL-terminated; NULL when the header has no such
  field) and, like `body`, are valid until the next receive, call or process on that
  connection.
+
+ Neither `Send` nor `Sync`: its strings are raw pointers into the connection's buffer.
  */
 typedef struct ember_dbus_message {
   /*
@@ -493,6 +547,8 @@ typedef void (*ember_dbus_message_fn)(void *ctx, struct ember_dbus_message *mess
 
 /*
  What a handler is called for (valid during the call only).
+
+ Neither `Send` nor `Sync`: it holds raw pointers into the connection's buffer.
  */
 typedef struct ember_dbus_call_info {
   /*
@@ -536,6 +592,8 @@ typedef int (*ember_dbus_method_fn)(void *ctx,
 
 /*
  One method of an interface.
+
+ Neither `Send` nor `Sync`: it holds raw pointers to the caller's strings and context.
  */
 typedef struct ember_dbus_method {
   /*
@@ -562,6 +620,8 @@ typedef struct ember_dbus_method {
 
 /*
  One signal an interface emits (for introspection).
+
+ Neither `Send` nor `Sync`: it holds raw pointers to the caller's strings.
  */
 typedef struct ember_dbus_signal {
   /*
@@ -576,6 +636,8 @@ typedef struct ember_dbus_signal {
 
 /*
  An interface: its name, methods and signals.
+
+ Neither `Send` nor `Sync`: it holds raw pointers to the caller's strings and tables.
  */
 typedef struct ember_dbus_interface {
   /*
@@ -602,6 +664,8 @@ typedef struct ember_dbus_interface {
 
 /*
  An object: its path and interfaces.
+
+ Neither `Send` nor `Sync`: it holds raw pointers to the caller's strings and tables.
  */
 typedef struct ember_dbus_object {
   /*
@@ -620,6 +684,8 @@ typedef struct ember_dbus_object {
 
 /*
  What `ember_frame_decode` found: the header's fields and where the payload is.
+
+ `Send` and `Sync`: plain data.
  */
 typedef struct ember_frame_info {
   /*
@@ -650,6 +716,8 @@ typedef struct ember_frame_info {
 
 /*
  One ready fd.
+
+ `Send` and `Sync`: plain data.
  */
 typedef struct ember_ready {
   /*
@@ -690,6 +758,8 @@ typedef int (*ember_rpc_handler)(void *user,
 
 /*
  A signal as a signalfd reports it.
+
+ `Send` and `Sync`: plain data.
  */
 typedef struct ember_signal_info {
   /*
@@ -716,6 +786,8 @@ typedef struct ember_signal_info {
 
 /*
  A peer's credentials, as the kernel vouches for them.
+
+ `Send` and `Sync`: plain data.
  */
 typedef struct ember_creds {
   /*

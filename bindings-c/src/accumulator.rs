@@ -11,6 +11,9 @@ use crate::error::*;
 pub const EMBER_ACCUMULATOR_MAX_FRAME: usize = 16384;
 
 /// A stream accumulator (opaque).
+///
+/// `Send` and `Sync`: plain bytes and counters.
+#[derive(Debug)]
 pub struct ember_accumulator {
     acc: FrameAccumulator<EMBER_ACCUMULATOR_MAX_FRAME>,
 }

@@ -9,6 +9,8 @@ use ember_linux::Error;
 /// The result codes every function returns: `EMBER_OK` (0) or a negative error. An enum
 /// in the header (its enumerators are plain `int` constants, safe in any expression); the
 /// functions return `int`.
+///
+/// `Send` and `Sync`: plain data.
 #[repr(C)]
 #[allow(clippy::upper_case_acronyms)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

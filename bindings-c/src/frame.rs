@@ -21,6 +21,8 @@ pub const EMBER_FLAG_RESPONSE: u8 = 0x01;
 pub const EMBER_FLAG_ERROR: u8 = 0x02;
 
 /// What `ember_frame_decode` found: the header's fields and where the payload is.
+///
+/// `Send` and `Sync`: plain data.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ember_frame_info {

@@ -18,6 +18,7 @@
 //! - No heap allocation on a send or receive path; `_new` functions allocate their handle.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
+#![warn(missing_debug_implementations)]
 // C names: `ember_pipe_writer`, not `EmberPipeWriter`.
 #![allow(non_camel_case_types)]
 

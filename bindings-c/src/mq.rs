@@ -15,6 +15,8 @@ pub const EMBER_MQ_RECEIVE: c_int = 2;
 pub const EMBER_MQ_BOTH: c_int = 3;
 /// Special `timeout_ms` values (an enum in the header, so that the negative value is a
 /// plain constant in any C expression).
+///
+/// `Send` and `Sync`: plain data.
 #[repr(C)]
 #[allow(clippy::upper_case_acronyms)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +26,9 @@ pub enum ember_timeout {
 }
 
 /// A POSIX message queue (opaque).
+///
+/// `Send` and `Sync`, like the queue it owns.
+#[derive(Debug)]
 pub struct ember_mq {
     q: MessageQueue,
 }

@@ -13,11 +13,17 @@ use crate::error::*;
 pub const EMBER_PIPE_MAX_FRAME: usize = 16384;
 
 /// The reading end of a pipe (opaque).
+///
+/// `Send` and `Sync`, like the reader it owns.
+#[derive(Debug)]
 pub struct ember_pipe_reader {
     r: StreamReader<EMBER_PIPE_MAX_FRAME>,
 }
 
 /// The writing end of a pipe (opaque).
+///
+/// `Send` and `Sync`, like the writer it owns.
+#[derive(Debug)]
 pub struct ember_pipe_writer {
     w: Writer,
 }

@@ -23,11 +23,16 @@ pub const EMBER_POLL_WRITE: u32 = 2;
 pub const EMBER_POLL_EDGE: u32 = 4;
 
 /// An `epoll` instance (opaque).
+///
+/// `Send` and `Sync`, like the poller it owns.
+#[derive(Debug)]
 pub struct ember_poller {
     p: Poller<EMBER_POLLER_MAX_EVENTS>,
 }
 
 /// One ready fd.
+///
+/// `Send` and `Sync`: plain data.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ember_ready {
@@ -44,11 +49,17 @@ pub struct ember_ready {
 }
 
 /// A `timerfd` on the monotonic clock (opaque).
+///
+/// `Send` and `Sync`, like the timer it owns.
+#[derive(Debug)]
 pub struct ember_timer {
     t: Timer,
 }
 
 /// An eventfd notifier (opaque).
+///
+/// `Send` and `Sync`, like the notifier it owns.
+#[derive(Debug)]
 pub struct ember_notifier {
     n: Notifier,
 }

@@ -38,6 +38,7 @@ const _: () = assert!(
 );
 
 /// The links C can make from fds.
+#[derive(Debug)]
 enum CLink {
     Stream(StreamSocket<RX>),
     Packet(PacketSocket),
@@ -115,14 +116,25 @@ fn pipes_link(read_fd: c_int, write_fd: c_int) -> Result<CLink, c_int> {
 }
 
 /// An rpc client (opaque).
+///
+/// `Send` and `Sync`: it owns its link and buffers.
+#[derive(Debug)]
 pub struct ember_rpc_client {
     c: Client<CLink, SLOTS, BUF, RX>,
 }
 
 /// An rpc server (opaque).
+///
+/// `Send` and `Sync`: it owns its link and buffers.
 pub struct ember_rpc_server {
     s: Server<CLink, RX, BUF>,
     scratch: [u8; EMBER_RPC_MAX_PAYLOAD],
+}
+
+impl core::fmt::Debug for ember_rpc_server {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ember_rpc_server").field("s", &self.s).finish_non_exhaustive()
+    }
 }
 
 /// A request handler: reads `req_len` bytes of `req` (a request of `kind`), writes up to

@@ -17,11 +17,17 @@ use ember_linux::shm::{
 use crate::error::*;
 
 /// The sending end of an SPSC ring (opaque).
+///
+/// `Send` and `Sync`, like the sender it owns.
+#[derive(Debug)]
 pub struct ember_spsc_sender {
     s: SpscSender,
 }
 
 /// The receiving end of an SPSC ring (opaque).
+///
+/// `Send` and `Sync`, like the receiver it owns.
+#[derive(Debug)]
 pub struct ember_spsc_receiver {
     r: SpscReceiver,
 }
@@ -39,21 +45,33 @@ impl ember_spsc_receiver {
 }
 
 /// The writer of a seqlock (opaque).
+///
+/// `Send` and `Sync`, like the writer it owns.
+#[derive(Debug)]
 pub struct ember_seqlock_writer {
     w: SeqLockWriter,
 }
 
 /// A reader of a seqlock (opaque).
+///
+/// `Send` and `Sync`, like the reader it owns.
+#[derive(Debug)]
 pub struct ember_seqlock_reader {
     r: SeqLockReader,
 }
 
 /// The writer of a broadcast ring (opaque).
+///
+/// `Send` and `Sync`, like the writer it owns.
+#[derive(Debug)]
 pub struct ember_broadcast_writer {
     w: BroadcastWriter,
 }
 
 /// A reader of a broadcast ring (opaque), with its own cursor.
+///
+/// `Send` and `Sync`, like the reader it owns.
+#[derive(Debug)]
 pub struct ember_broadcast_reader {
     r: BroadcastReader,
 }

@@ -13,6 +13,8 @@ use ember_linux::signal::{self, DaemonEvent, SigSet, SignalFd};
 use crate::error::*;
 
 /// A signal as a signalfd reports it.
+///
+/// `Send` and `Sync`: plain data.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ember_signal_info {
@@ -29,11 +31,17 @@ pub struct ember_signal_info {
 }
 
 /// A signalfd (opaque).
+///
+/// `Send` and `Sync`, like the signalfd it owns.
+#[derive(Debug)]
 pub struct ember_signalfd {
     fd: SignalFd,
 }
 
 /// The daemon helper (opaque): a signalfd for `SIGTERM`, `SIGINT` and `SIGHUP`.
+///
+/// `Send` and `Sync`, like the signalfd it owns.
+#[derive(Debug)]
 pub struct ember_daemon {
     d: signal::Daemon,
 }

@@ -10,6 +10,9 @@ use ember_linux::shm::{Backing, SyncSegment};
 use crate::error::*;
 
 /// A sync segment (opaque).
+///
+/// `Send` and `Sync`, like the segment it owns.
+#[derive(Debug)]
 pub struct ember_sync_segment {
     seg: SyncSegment,
 }

@@ -23,6 +23,8 @@ pub const EMBER_SOCKET_MAX_FRAME: usize = 16384;
 pub const EMBER_SOCKET_MAX_FDS: usize = 16;
 
 /// A peer's credentials, as the kernel vouches for them.
+///
+/// `Send` and `Sync`: plain data.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ember_creds {
@@ -42,6 +44,7 @@ impl From<Creds> for ember_creds {
 
 // The handle is boxed whole: the stream's reassembly buffer lives in that one allocation.
 #[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
 enum Sock {
     Stream(StreamSocket<EMBER_SOCKET_MAX_FRAME>),
     Packet(PacketSocket),
@@ -50,12 +53,18 @@ enum Sock {
 /// A connected (or bound datagram) Unix socket (opaque). Its fd is always `O_NONBLOCK`
 /// inside; the mode the caller chose is `nonblocking`, and waits are `poll`s with the
 /// caller's timeout, so a partial stream frame never blocks past it.
+///
+/// `Send` and `Sync`, like the socket it owns.
+#[derive(Debug)]
 pub struct ember_socket {
     s: Sock,
     nonblocking: bool,
 }
 
 /// A listening Unix socket (opaque); its socket file is removed by `ember_uds_listener_free`.
+///
+/// `Send` and `Sync`, like the listener it owns.
+#[derive(Debug)]
 pub struct ember_uds_listener {
     l: UdsListener,
     kind: c_int,

@@ -61,6 +61,8 @@ use crate::error::Error;
 use crate::frame::{self, Frame, HEADER_LEN, MAGIC};
 
 /// One event of [`FrameAccumulator::feed`].
+///
+/// `Send` and `Sync`: plain data and a view of the accumulator's bytes.
 #[derive(Debug)]
 pub enum FeedResult<'a, 'b> {
     /// All input was consumed and no complete frame is waiting: read more.
@@ -101,7 +103,9 @@ enum Scan {
 ///
 /// Frames larger than `N` (or the configured limit) cannot be received and are skipped.
 /// The accumulator never allocates and never panics on any input.
-#[derive(Debug, Clone)]
+///
+/// `Send` and `Sync`: an inline buffer and counters.
+#[derive(Clone)]
 pub struct FrameAccumulator<const N: usize> {
     buf: [u8; N],
     /// Bytes held in `buf`.
@@ -115,6 +119,21 @@ pub struct FrameAccumulator<const N: usize> {
     dropped: u64,
     frames: u64,
     rejected: u64,
+}
+
+impl<const N: usize> core::fmt::Debug for FrameAccumulator<N> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("FrameAccumulator")
+            .field("capacity", &N)
+            .field("len", &self.len)
+            .field("consumed", &self.consumed)
+            .field("skip", &self.skip)
+            .field("limit", &self.limit)
+            .field("dropped", &self.dropped)
+            .field("frames", &self.frames)
+            .field("rejected", &self.rejected)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<const N: usize> Default for FrameAccumulator<N> {

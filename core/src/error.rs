@@ -6,6 +6,8 @@ use core::fmt;
 ///
 /// Small and `Copy`: it carries numbers, never text, so it can cross any boundary (a C
 /// error code, a log line on a microcontroller) without allocating.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]

@@ -82,6 +82,8 @@ mod field {
 /// frame ([`Error::UnknownFlags`]). Bits 4–7 are *ignorable*: receivers ignore those they do
 /// not know, so later minor revisions can add hints there without a version bump. Version 1
 /// defines [`Flags::RESPONSE`] and [`Flags::ERROR`].
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Flags(u8);
@@ -133,6 +135,8 @@ impl core::ops::BitOr for Flags {
 ///
 /// The buffer may be longer than the frame (bytes after it are ignored);
 /// [`Frame::total_len`] says where the frame ends.
+///
+/// `Send` and `Sync` when the buffer `T` is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Frame<T: AsRef<[u8]>> {
     buffer: T,
@@ -348,6 +352,8 @@ fn check_header_prefix(b: &[u8]) -> Result<u32> {
 
 /// The parsed header of a frame: everything but the magic, version and checksums, which
 /// [`FrameRepr::emit`] and [`Frame::fill_checksums`] derive.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct FrameRepr {

@@ -6,6 +6,8 @@ use ember_core::shm::ShmError;
 use rustix::io::Errno;
 
 /// Why an `ember-ipc-linux` operation failed.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {

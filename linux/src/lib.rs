@@ -22,6 +22,7 @@
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
+#![warn(missing_debug_implementations)]
 // `unsafe` is allowed only where a module says so: the shm view over a mapping.
 #![deny(unsafe_code)]
 

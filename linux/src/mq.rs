@@ -27,6 +27,8 @@ use crate::sys::{self, KernelTimespec, MqAttr};
 use crate::transport::{FrameReceiver, FrameSender, check_outgoing};
 
 /// Which directions a descriptor is opened for.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     /// `O_WRONLY`.
@@ -49,6 +51,8 @@ impl Access {
 }
 
 /// A queue's attributes (`mq_getattr`).
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attributes {
     /// Most messages the queue holds.
@@ -89,11 +93,25 @@ fn map_send(e: Errno, len: usize, max: usize) -> Error {
 }
 
 /// A POSIX message queue descriptor.
+///
+/// `Send` and `Sync`: it owns the descriptor; a message queue is safe to use from several
+/// threads at once.
 pub struct MessageQueue {
     fd: OwnedFd,
     msg_size: usize,
     /// The name, while this side owns it and unlinks it on drop.
     owned: Option<heapless::Vec<u8, { MAX_NAME + 1 }>>,
+}
+
+impl core::fmt::Debug for MessageQueue {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let name = self.owned.as_ref().map(|n| core::str::from_utf8(&n[..n.len() - 1]).unwrap_or("?"));
+        f.debug_struct("MessageQueue")
+            .field("fd", &self.fd)
+            .field("msg_size", &self.msg_size)
+            .field("owned", &name)
+            .finish()
+    }
 }
 
 impl MessageQueue {

@@ -101,6 +101,9 @@ pub fn set_keepalive(socket: impl AsFd, idle: Option<Duration>) -> Result<()> {
 }
 
 /// A listening TCP socket.
+///
+/// `Send` and `Sync`: an owned socket; `accept` is safe from several threads at once.
+#[derive(Debug)]
 pub struct TcpListener {
     fd: OwnedFd,
 }

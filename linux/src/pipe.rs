@@ -70,6 +70,9 @@ pub fn set_capacity(fd: impl AsFd, bytes: usize) -> Result<usize> {
 }
 
 /// The writing end of a pipe or FIFO: sends whole frames, never raises `SIGPIPE`.
+///
+/// `Send` and `Sync`: an owned fd; sending takes `&mut self`.
+#[derive(Debug)]
 pub struct Writer {
     fd: OwnedFd,
     packet: bool,
@@ -165,6 +168,9 @@ impl AsFd for Writer {
 /// Reads frames from a byte stream (a pipe, a FIFO) through a [`FrameAccumulator`](ember_core::FrameAccumulator) of `N`
 /// bytes: frames up to `N` bytes are accepted, larger ones are reported and skipped.
 /// Holds two `N`-byte buffers (read buffer and accumulator), and never allocates.
+///
+/// `Send` and `Sync`: an owned fd and inline buffers; receiving takes `&mut self`.
+#[derive(Debug)]
 pub struct StreamReader<const N: usize = DEFAULT_STREAM_BUF> {
     fd: OwnedFd,
     buf: StreamBuf<N>,
@@ -219,6 +225,9 @@ impl<const N: usize> AsFd for StreamReader<N> {
 }
 
 /// Reads one frame per packet from a packet-mode pipe.
+///
+/// `Send` and `Sync`: an owned fd; receiving takes `&mut self`.
+#[derive(Debug)]
 pub struct PacketReader {
     fd: OwnedFd,
 }

@@ -37,6 +37,8 @@ use rustix::time::{ClockId, Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTim
 use crate::error::{Error, Result};
 
 /// What to wait for on an fd.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Interest(EventFlags);
 
@@ -64,6 +66,8 @@ impl core::ops::BitOr for Interest {
 }
 
 /// One ready fd, as [`Poller::wait`] reports it.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ready {
     /// The token given to [`Poller::add`].
@@ -92,10 +96,30 @@ impl Ready {
 }
 
 /// An `epoll` instance with room for `N` events per wait.
+///
+/// `Send` and `Sync`: it owns the epoll fd; registration (`epoll_ctl`) is safe from any thread,
+/// and the event array is only touched by [`Poller::wait`] through `&mut self`.
 pub struct Poller<const N: usize = 32> {
     fd: OwnedFd,
     events: [Event; N],
 }
+
+impl<const N: usize> core::fmt::Debug for Poller<N> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Poller").field("fd", &self.fd).field("capacity", &N).finish_non_exhaustive()
+    }
+}
+
+// SAFETY: the only non-`Send`/`Sync` part is rustix's `EventData`, a union that can hold a
+// `*mut c_void`. The poller registers every fd with a `u64` token (`EventData::new_u64`) and
+// reads events back only as `u64`s (`Ready::from_event`): no pointer is ever stored there
+// or dereferenced, so the array is plain data that may move to another thread.
+#[allow(unsafe_code)]
+unsafe impl<const N: usize> Send for Poller<N> {}
+// SAFETY: as above; besides, `&Poller` only reaches the fd (`epoll_ctl`, which the kernel
+// serialises): the event array is read and written only by `wait`, through `&mut self`.
+#[allow(unsafe_code)]
+unsafe impl<const N: usize> Sync for Poller<N> {}
 
 impl<const N: usize> Poller<N> {
     /// `epoll_create1(EPOLL_CLOEXEC)`.
@@ -154,7 +178,16 @@ impl<const N: usize> Poller<N> {
 const MAX_SLICE: Duration = Duration::from_millis(i32::MAX as u64);
 
 /// The ready fds of one [`Poller::wait`].
+///
+/// Neither `Send` nor `Sync`: it borrows rustix's epoll events, whose data field can hold a
+/// raw pointer (Ember only stores tokens there); collect the [`Ready`]s to move them.
 pub struct Events<'a>(core::slice::Iter<'a, Event>);
+
+impl core::fmt::Debug for Events<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Events").field("remaining", &self.0.len()).finish_non_exhaustive()
+    }
+}
 
 impl Iterator for Events<'_> {
     type Item = Ready;
@@ -197,6 +230,8 @@ pub fn wait_fd(fd: impl AsFd, flags: rustix::event::PollFlags, deadline: Option<
 ///
 /// One `Deadline` passed through every wait of an operation bounds the whole operation:
 /// the time spent before its first wait, which did not block, plus `timeout`.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deadline {
     timeout: Option<Duration>,
@@ -263,6 +298,9 @@ pub(crate) fn timespec(d: Duration) -> Timespec {
 
 /// A `timerfd` on the monotonic clock: readable when it has expired, pollable with the
 /// other fds. Nonblocking: [`Timer::expirations`] never waits.
+///
+/// `Send` and `Sync`: an owned timerfd; the kernel serialises its operations.
+#[derive(Debug)]
 pub struct Timer {
     fd: OwnedFd,
 }

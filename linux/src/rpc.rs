@@ -141,6 +141,9 @@ impl Link for PacketSocket {
 }
 
 /// A sender and a receiver on two fds: a pipe pair, a pair of message queues.
+///
+/// `Send` and `Sync` when both ends are.
+#[derive(Debug)]
 pub struct Duplex<S, R> {
     /// The sending end.
     pub tx: S,
@@ -174,6 +177,9 @@ impl<S: FrameSender + AsFd, R: FrameReceiver + AsFd> Link for Duplex<S, R> {
 
 /// A pair of shared-memory SPSC rings, one each way; each record is one whole frame,
 /// checked (CRC) on receive like on every other transport.
+///
+/// `Send` and `Sync`, like its two ring endpoints.
+#[derive(Debug)]
 pub struct ShmLink {
     /// The ring this side produces into.
     pub tx: SpscSender,
@@ -218,6 +224,8 @@ impl Link for ShmLink {
 /// An error response's payload: a code and a message of at most [`Failure::MESSAGE_MAX`]
 /// bytes. Codes below 256 are Ember's ([`Failure::UNKNOWN_KIND`], [`Failure::BAD_REQUEST`],
 /// [`Failure::NO_RESPONSE`]); the application's start at 256.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Failure {
     /// The error code.
@@ -260,6 +268,14 @@ impl core::fmt::Debug for Failure {
         write!(f, "Failure({}, {:?})", self.code, self.message())
     }
 }
+
+impl core::fmt::Display for Failure {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "error {}: {}", self.code, self.message())
+    }
+}
+
+impl core::error::Error for Failure {}
 
 /// What a call can fail with.
 #[derive(Debug, PartialEq, Eq)]
@@ -354,6 +370,8 @@ impl core::error::Error for OwnedCallError {
 }
 
 /// A request in flight: pass it to [`Client::wait`].
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use = "wait for the response, or its slot stays taken until a response arrives"]
 pub struct Ticket {
@@ -385,6 +403,9 @@ enum SlotState {
 
 /// A client: up to `SLOTS` requests in flight, a response slot of `BUF` bytes each, and a
 /// receive buffer of `RX` bytes (at least the link's [`Link::max_recv`]).
+///
+/// `Send` and `Sync` when the link is: inline buffers and counters, and every call takes
+/// `&mut self`.
 pub struct Client<L: Link, const SLOTS: usize, const BUF: usize, const RX: usize> {
     link: L,
     next_seq: u32,
@@ -394,6 +415,22 @@ pub struct Client<L: Link, const SLOTS: usize, const BUF: usize, const RX: usize
     slots: [[u8; BUF]; SLOTS],
     rx: [u8; RX],
     strays: u64,
+}
+
+impl<L: Link + core::fmt::Debug, const SLOTS: usize, const BUF: usize, const RX: usize> core::fmt::Debug
+    for Client<L, SLOTS, BUF, RX>
+{
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Client")
+            .field("link", &self.link)
+            .field("next_seq", &self.next_seq)
+            .field("in_flight", &self.states.iter().filter(|s| **s != SlotState::Free).count())
+            .field("slots", &SLOTS)
+            .field("slot_len", &BUF)
+            .field("rx_len", &RX)
+            .field("strays", &self.strays)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<L: Link, const SLOTS: usize, const BUF: usize, const RX: usize> Client<L, SLOTS, BUF, RX> {
@@ -646,6 +683,8 @@ impl MaybeFd for ShmLink {
 }
 
 /// A request received by a [`Server`].
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Request {
     /// Its kind.
@@ -657,11 +696,24 @@ pub struct Request {
 }
 
 /// Writes a handler's response.
+///
+/// `Send` and `Sync`: a `&mut [u8]` and plain values.
 pub struct Responder<'a> {
     buf: &'a mut [u8],
     kind: u32,
     seq: u32,
     len: Option<usize>,
+}
+
+impl core::fmt::Debug for Responder<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Responder")
+            .field("kind", &self.kind)
+            .field("seq", &self.seq)
+            .field("capacity", &self.buf.len())
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Responder<'_> {
@@ -701,11 +753,25 @@ pub fn decode<'p, T: Deserialize<'p>>(payload: &'p [u8]) -> core::result::Result
 
 /// A server over one link: receives requests, sends responses. `RX` bytes receive (at
 /// least the link's [`Link::max_recv`]), `TX` bytes encode a response.
+///
+/// `Send` and `Sync` when the link is: inline buffers and a counter, and serving takes
+/// `&mut self`.
 pub struct Server<L: Link, const RX: usize, const TX: usize> {
     link: L,
     rx: [u8; RX],
     tx: [u8; TX],
     rejected: u64,
+}
+
+impl<L: Link + core::fmt::Debug, const RX: usize, const TX: usize> core::fmt::Debug for Server<L, RX, TX> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Server")
+            .field("link", &self.link)
+            .field("rx_len", &RX)
+            .field("tx_len", &TX)
+            .field("rejected", &self.rejected)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<L: Link + MaybeFd, const RX: usize, const TX: usize> Server<L, RX, TX> {

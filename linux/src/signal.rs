@@ -27,6 +27,8 @@ pub const FIRST_FREE_RT_SIGNAL: u32 = 35;
 pub const LAST_RT_SIGNAL: u32 = 64;
 
 /// A set of signals (the kernel's 64-bit `sigset_t`).
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SigSet(KernelSigset);
 
@@ -91,6 +93,8 @@ pub fn set_mask(set: SigSet) -> Result<SigSet> {
 }
 
 /// One signal, as a [`SignalFd`] reports it.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SignalInfo {
     /// The signal number.
@@ -107,6 +111,9 @@ pub struct SignalInfo {
 
 /// A `signalfd`: the signals of a mask as readable records, pollable with the other fds.
 /// The signals must be blocked (see the module docs); it does not block them itself.
+///
+/// `Send` and `Sync`: an owned signalfd; reading takes `&mut self`.
+#[derive(Debug)]
 pub struct SignalFd {
     fd: OwnedFd,
 }
@@ -165,6 +172,8 @@ pub fn send_to_thread(tid: i32, signal: u32) -> Result<()> {
 }
 
 /// What a daemon is asked to do.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DaemonEvent {
     /// `SIGTERM` or `SIGINT`: shut down gracefully.
@@ -181,6 +190,10 @@ pub enum DaemonEvent {
 /// Graceful shutdown on `SIGTERM`/`SIGINT` and reload on `SIGHUP`: blocks the three in the
 /// calling thread (call it first in `main`, before spawning threads, which inherit the mask)
 /// and reads them from a signalfd, which an event loop can poll.
+///
+/// `Send` and `Sync`: an owned signalfd (the mask it blocked stays with the thread that made
+/// it); reading takes `&mut self`.
+#[derive(Debug)]
 pub struct Daemon {
     fd: SignalFd,
 }

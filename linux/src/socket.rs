@@ -40,6 +40,8 @@ pub const MAX_SEND_FDS: usize = 64;
 
 /// A peer's credentials: from `SO_PEERCRED` on a connected Unix socket, or from an
 /// `SCM_CREDENTIALS` message.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Creds {
     /// Process id; 0 when the kernel cannot name it (a peer in a pid namespace this
@@ -70,6 +72,9 @@ const CONTROL_WORDS: usize = (crate::sys::cmsg_space(4 * MAX_RECV_FDS) + crate::
 /// A connected byte-stream socket carrying frames back to back: a Unix stream socket or a
 /// TCP connection. Holds two `N`-byte buffers (read buffer and accumulator); frames up to
 /// `N` bytes are received, larger ones reported and skipped. Never allocates.
+///
+/// `Send` and `Sync`: an owned socket and inline buffers; I/O takes `&mut self`.
+#[derive(Debug)]
 pub struct StreamSocket<const N: usize = DEFAULT_STREAM_BUF> {
     fd: OwnedFd,
     buf: StreamBuf<N>,
@@ -136,6 +141,8 @@ impl<const N: usize> AsFd for StreamSocket<N> {
 }
 
 /// What kind of message socket a [`PacketSocket`] is.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PacketKind {
     /// `SOCK_DGRAM`: Unix datagram or UDP; a zero-length message is a (bad) message.
@@ -145,6 +152,8 @@ pub enum PacketKind {
 }
 
 /// What [`PacketSocket::recv_frame_with_fds`] received besides the frame.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Received {
     /// The frame's length in the caller's buffer.
@@ -158,6 +167,9 @@ pub struct Received {
 
 /// A socket that carries one frame per message: a Unix datagram or seqpacket socket, or a
 /// UDP socket. Never allocates.
+///
+/// `Send` and `Sync`: an owned socket; I/O takes `&mut self`.
+#[derive(Debug)]
 pub struct PacketSocket {
     // Declared first, so dropped first: the socket file is removed while the socket is
     // still open, so no other process can take the path over in between (see `uds`).

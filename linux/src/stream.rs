@@ -55,6 +55,15 @@ pub(crate) struct StreamBuf<const N: usize> {
     rlen: usize,
 }
 
+impl<const N: usize> core::fmt::Debug for StreamBuf<N> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("StreamBuf")
+            .field("acc", &self.acc)
+            .field("unparsed", &(self.rlen - self.rpos))
+            .finish_non_exhaustive()
+    }
+}
+
 impl<const N: usize> StreamBuf<N> {
     pub(crate) fn new() -> StreamBuf<N> {
         StreamBuf { acc: FrameAccumulator::new(), rbuf: [0; N], rpos: 0, rlen: 0 }

@@ -232,6 +232,8 @@ pub fn block_sigpipe_in_this_thread() -> Result<bool, Errno> {
 }
 
 /// `struct mq_attr` (uapi `mqueue.h`): four `long`s and four reserved `long`s.
+///
+/// `Send` and `Sync`: plain data.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MqAttr {
@@ -262,6 +264,8 @@ impl MqAttr {
 
 /// `struct __kernel_timespec`: 64-bit seconds and nanoseconds on every architecture (the
 /// layout of the `_time64` calls on 32-bit ARM, and of the plain calls on 64-bit targets).
+///
+/// `Send` and `Sync`: plain data.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct KernelTimespec {
@@ -302,6 +306,8 @@ pub fn mq_open(name: &[u8], oflag: u32, mode: u32, attr: Option<&MqAttr>) -> Res
 }
 
 /// A file descriptor number fresh from a raw syscall, not yet owned.
+///
+/// `Send` and `Sync`: a descriptor number, closed by whichever thread drops it.
 #[derive(Debug)]
 pub struct OwnedFdRaw(pub i32);
 
@@ -493,6 +499,8 @@ pub fn msg_stat(id: i32) -> Result<(usize, usize), Errno> {
 
 /// `struct signalfd_siginfo` (uapi `signalfd.h`): 128 bytes, the same on every
 /// architecture.
+///
+/// `Send` and `Sync`: plain data.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct SignalfdSiginfo {
@@ -666,6 +674,8 @@ const _: () = assert!(core::mem::size_of::<linux_raw_sys::net::ucred>() == 12);
 /// of 0 means the kernel could not name the process (a peer in a pid namespace this one
 /// cannot see, or a message queued before credentials were asked for). rustix's `UCred`
 /// cannot hold a pid of 0, so these are read here.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RawCreds {
     /// Process id, 0 if unknown.
@@ -698,6 +708,8 @@ pub fn peercred(fd: rustix::fd::BorrowedFd<'_>) -> Result<RawCreds, Errno> {
 }
 
 /// One message from [`recvmsg`].
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecvMsg {
     /// The message's length before truncation (`MSG_TRUNC`): more than the buffer means
@@ -752,6 +764,8 @@ pub fn recvmsg(fd: rustix::fd::BorrowedFd<'_>, buf: &mut [u8], control: &mut [u6
 
 /// One control message: received fds (already owned: dropping them closes them) or
 /// credentials.
+///
+/// `Send` and `Sync`: plain data or an owned fd.
 #[derive(Debug)]
 pub enum ControlMessage {
     /// `SCM_RIGHTS`: one received descriptor.
@@ -763,10 +777,22 @@ pub enum ControlMessage {
 /// The control messages of a [`recvmsg`], in order. Every received fd is turned into an
 /// `OwnedFd` as it is read, so dropping the iterator part-way (or the items) closes the
 /// rest: nothing leaks. Create it once per `recvmsg` (it takes ownership of the fds).
+///
+/// `Send` and `Sync`: borrowed bytes; the fds it owns are closed by whichever thread drops it.
 pub struct ControlMessages<'a> {
     bytes: &'a [u8],
     off: usize,
     fds: &'a [u8],
+}
+
+impl core::fmt::Debug for ControlMessages<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ControlMessages")
+            .field("len", &self.bytes.len())
+            .field("off", &self.off)
+            .field("pending_fds", &(self.fds.len() / 4))
+            .finish()
+    }
 }
 
 impl<'a> ControlMessages<'a> {

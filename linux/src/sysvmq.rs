@@ -31,11 +31,24 @@ pub const DEFAULT_BUF: usize = LONG + 8192;
 
 /// A SysV message queue with an `N`-byte message buffer (default [`DEFAULT_BUF`]: the type
 /// and a frame of `msgmax` = 8192 bytes, on every architecture).
+///
+/// `Send` and `Sync`: a queue id and an inline buffer; I/O takes `&mut self`.
 pub struct SysvQueue<const N: usize = DEFAULT_BUF> {
     id: i32,
     owner: bool,
     nowait: bool,
     buf: MsgBuf<N>,
+}
+
+impl<const N: usize> core::fmt::Debug for SysvQueue<N> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SysvQueue")
+            .field("id", &self.id)
+            .field("owner", &self.owner)
+            .field("nowait", &self.nowait)
+            .field("capacity", &N)
+            .finish_non_exhaustive()
+    }
 }
 
 fn map(e: Errno) -> Error {

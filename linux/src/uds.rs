@@ -35,6 +35,8 @@ pub const MAX_PATH: usize = 107;
 pub const MAX_ALLOWED_UIDS: usize = 8;
 
 /// Where a Unix socket lives.
+///
+/// `Send` and `Sync`: a borrowed name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnixName<'a> {
     /// A socket file at this path.
@@ -62,6 +64,13 @@ pub(crate) struct BoundPath {
     len: usize,
     dev: u64,
     ino: u64,
+}
+
+impl core::fmt::Debug for BoundPath {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let path = core::str::from_utf8(&self.path[..self.len]).unwrap_or("?");
+        f.debug_struct("BoundPath").field("path", &path).field("dev", &self.dev).field("ino", &self.ino).finish()
+    }
 }
 
 impl BoundPath {
@@ -225,6 +234,8 @@ fn pair(kind: SocketType) -> Result<(OwnedFd, OwnedFd)> {
 }
 
 /// A listening Unix stream or seqpacket socket.
+///
+/// `Send` and `Sync`: an owned socket; `accept_*` is safe from several threads at once.
 pub struct UdsListener {
     // Declared first, so dropped first: the socket file is removed while we still listen,
     // so a rival's stale-file probe cannot see it refused and take the path in between.
@@ -233,6 +244,17 @@ pub struct UdsListener {
     kind: SocketType,
     allowed: [u32; MAX_ALLOWED_UIDS],
     n_allowed: usize,
+}
+
+impl core::fmt::Debug for UdsListener {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("UdsListener")
+            .field("path", &self._path)
+            .field("fd", &self.fd)
+            .field("kind", &self.kind)
+            .field("allowed", &&self.allowed[..self.n_allowed])
+            .finish()
+    }
 }
 
 impl UdsListener {

@@ -31,6 +31,8 @@ struct Open {
 /// A message body being built (opaque): the arguments of a call or a signal, or the
 /// results of a method. Made once with `ember_dbus_args_new`, reused with
 /// `ember_dbus_args_clear`.
+///
+/// `Send` and `Sync`: it owns its buffer; every function takes it `*mut`.
 pub struct ember_dbus_args {
     buf: Box<[u8]>,
     len: usize,
@@ -45,6 +47,18 @@ pub struct ember_dbus_args {
     pub(crate) error_name_len: usize,
     pub(crate) error_message: [u8; 96],
     pub(crate) error_message_len: usize,
+}
+
+impl core::fmt::Debug for ember_dbus_args {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ember_dbus_args")
+            .field("len", &self.len)
+            .field("capacity", &self.buf.len())
+            .field("signature", &core::str::from_utf8(&self.sig[..self.sig_len]).unwrap_or("?"))
+            .field("depth", &self.depth)
+            .field("nfds", &self.nfds)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Alignment of a value whose type starts with `code`.

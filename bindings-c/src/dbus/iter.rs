@@ -15,12 +15,20 @@ const MAGIC: u64 = 0x6974_6572_6462_7573;
 
 /// A position in a message's values (its fields are private: initialise it with
 /// `ember_dbus_recv`, `ember_dbus_call`, a handler's arguments or `ember_dbus_iter_recurse`).
+///
+/// `Send` and `Sync` as plain words, but it borrows its message: use it only while that is valid.
 #[repr(C)]
 pub struct ember_dbus_iter {
     /// Private.
     pub _magic: u64,
     /// Private (a Rust value with padding: uninitialised bytes are allowed here).
     pub _state: [core::mem::MaybeUninit<u64>; 15],
+}
+
+impl core::fmt::Debug for ember_dbus_iter {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ember_dbus_iter").field("_magic", &self._magic).finish_non_exhaustive()
+    }
 }
 
 /// What the iterator walks.

@@ -51,6 +51,9 @@ pub const EMBER_DBUS_NAME_EXISTS: c_int = 3;
 pub const EMBER_DBUS_NAME_ALREADY_OWNER: c_int = 4;
 
 /// A connection to a bus (opaque).
+///
+/// `Send`, not `Sync`: the busy flag is a `Cell`; one thread at a time.
+#[derive(Debug)]
 pub struct ember_dbus {
     /// Set while an export uses the connection: a callback it runs (a handler, `on_other`)
     /// that calls back into the same connection gets `EMBER_EBUSY` instead of a second
@@ -98,6 +101,8 @@ pub(crate) unsafe fn enter<'a>(d: *mut ember_dbus) -> Result<Entered<'a>, c_int>
 /// the connection's receive buffer (NUL-terminated; NULL when the header has no such
 /// field) and, like `body`, are valid until the next receive, call or process on that
 /// connection.
+///
+/// Neither `Send` nor `Sync`: its strings are raw pointers into the connection's buffer.
 #[repr(C)]
 pub struct ember_dbus_message {
     /// `EMBER_DBUS_METHOD_CALL`, `_METHOD_RETURN`, `_ERROR` or `_SIGNAL`.
@@ -126,6 +131,22 @@ pub struct ember_dbus_message {
     pub signature: [c_char; 256],
     /// The body's values.
     pub body: ember_dbus_iter,
+}
+
+impl core::fmt::Debug for ember_dbus_message {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let sig = self.signature.iter().take_while(|c| **c != 0).count();
+        // SAFETY: `c_char` and `u8` have the same size and alignment; `sig` is in bounds.
+        let sig = unsafe { core::slice::from_raw_parts(self.signature.as_ptr().cast::<u8>(), sig) };
+        f.debug_struct("ember_dbus_message")
+            .field("kind", &self.kind)
+            .field("flags", &self.flags)
+            .field("serial", &self.serial)
+            .field("reply_serial", &self.reply_serial)
+            .field("unix_fds", &self.unix_fds)
+            .field("signature", &core::str::from_utf8(sig).unwrap_or("?"))
+            .finish_non_exhaustive()
+    }
 }
 
 /// Called by `ember_dbus_call` for each message that arrives while it waits for its reply

@@ -34,6 +34,8 @@ pub type ember_dbus_method_fn = Option<
 >;
 
 /// One method of an interface.
+///
+/// Neither `Send` nor `Sync`: it holds raw pointers to the caller's strings and context.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ember_dbus_method {
@@ -50,6 +52,8 @@ pub struct ember_dbus_method {
 }
 
 /// One signal an interface emits (for introspection).
+///
+/// Neither `Send` nor `Sync`: it holds raw pointers to the caller's strings.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ember_dbus_signal {
@@ -60,6 +64,8 @@ pub struct ember_dbus_signal {
 }
 
 /// An interface: its name, methods and signals.
+///
+/// Neither `Send` nor `Sync`: it holds raw pointers to the caller's strings and tables.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ember_dbus_interface {
@@ -76,6 +82,8 @@ pub struct ember_dbus_interface {
 }
 
 /// An object: its path and interfaces.
+///
+/// Neither `Send` nor `Sync`: it holds raw pointers to the caller's strings and tables.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ember_dbus_object {
@@ -88,6 +96,8 @@ pub struct ember_dbus_object {
 }
 
 /// What a handler is called for (valid during the call only).
+///
+/// Neither `Send` nor `Sync`: it holds raw pointers into the connection's buffer.
 #[repr(C)]
 #[derive(Debug)]
 pub struct ember_dbus_call_info {
@@ -120,6 +130,8 @@ struct Handler {
 }
 
 /// A table of objects to serve (opaque).
+///
+/// Neither `Send` nor `Sync`: it holds the caller's `void *` contexts.
 pub struct ember_dbus_service {
     // Views into the boxes below, which never move: declared first, dropped first.
     objects: Vec<Object<'static>>,
@@ -130,6 +142,15 @@ pub struct ember_dbus_service {
     /// The table's strings, each followed by a NUL.
     strings: Vec<Box<[u8]>>,
     reply: Box<ember_dbus_args>,
+}
+
+impl core::fmt::Debug for ember_dbus_service {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ember_dbus_service")
+            .field("objects", &self.objects.len())
+            .field("handlers", &self.handlers.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ember_dbus_service {

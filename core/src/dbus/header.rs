@@ -57,6 +57,8 @@ pub mod field {
 }
 
 /// The four message types.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum MessageType {
@@ -109,6 +111,8 @@ pub fn message_len(first: &[u8], max: usize) -> Result<usize> {
 }
 
 /// Writes a message into a caller's buffer.
+///
+/// `Send` and `Sync`: plain data and borrowed strings.
 #[derive(Debug, Clone, Copy)]
 pub struct Builder<'a> {
     ty: MessageType,
@@ -314,6 +318,8 @@ impl<'a> Builder<'a> {
 }
 
 /// A parsed, fully checked message, borrowed from the bytes it was parsed from.
+///
+/// `Send` and `Sync`: a view of borrowed bytes.
 #[derive(Debug, Clone)]
 pub struct Message<'a> {
     data: &'a [u8],

@@ -29,10 +29,22 @@ impl core::fmt::Write for FmtOut<'_, '_> {
 }
 
 /// Writes D-Bus values into a caller's buffer.
+///
+/// `Send` and `Sync`: a `&mut [u8]` and a position.
 pub struct Writer<'b> {
     buf: &'b mut [u8],
     pos: usize,
     endian: Endian,
+}
+
+impl core::fmt::Debug for Writer<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Writer")
+            .field("pos", &self.pos)
+            .field("capacity", &self.buf.len())
+            .field("endian", &self.endian)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'b> Writer<'b> {

@@ -45,6 +45,8 @@ pub const MAX_TOTAL_DEPTH: usize = 64;
 pub const MAX_NAME_LEN: usize = 255;
 
 /// A byte order, as the first byte of a message says it.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Endian {
@@ -77,6 +79,8 @@ impl Endian {
 }
 
 /// Why a D-Bus message could not be built or parsed.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]

@@ -4,6 +4,8 @@
 use super::{DbusError, MAX_ARRAY_DEPTH, MAX_SIGNATURE_LEN, MAX_STRUCT_DEPTH, Result};
 
 /// A valid signature: zero or more complete types.
+///
+/// `Send` and `Sync`: a view of borrowed bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Signature<'a>(&'a str);
 
@@ -74,6 +76,8 @@ impl core::fmt::Display for Signature<'_> {
 }
 
 /// The complete types of a signature, each as a one-type signature.
+///
+/// `Send` and `Sync`: a view of borrowed bytes.
 #[derive(Debug, Clone)]
 pub struct Types<'a>(&'a str);
 

@@ -44,6 +44,8 @@ impl Depth {
 
 /// Reads values from `data` (a whole message, or a buffer that starts where a message
 /// starts) between a start and an end position.
+///
+/// `Send` and `Sync`: a view of borrowed bytes.
 #[derive(Debug, Clone)]
 pub struct Reader<'a> {
     data: &'a [u8],
@@ -394,6 +396,8 @@ impl<'a> Reader<'a> {
 }
 
 /// One value, borrowed from the message.
+///
+/// `Send` and `Sync`: a view of borrowed bytes.
 #[derive(Debug, Clone)]
 pub enum Value<'a> {
     /// `y`
@@ -455,6 +459,8 @@ value_into!(
 );
 
 /// The values of a body or a struct, in order; each is checked as it is read.
+///
+/// `Send` and `Sync`: a view of borrowed bytes.
 #[derive(Debug, Clone)]
 pub struct Values<'a> {
     types: signature::Types<'a>,
@@ -485,6 +491,8 @@ impl<'a> Iterator for Values<'a> {
 }
 
 /// The fields of a struct or dict entry.
+///
+/// `Send` and `Sync`: a view of borrowed bytes.
 #[derive(Debug, Clone)]
 pub struct Fields<'a> {
     types: signature::Types<'a>,
@@ -508,6 +516,8 @@ impl<'a> Iterator for Fields<'a> {
 }
 
 /// An array: its elements, read lazily.
+///
+/// `Send` and `Sync`: a view of borrowed bytes.
 #[derive(Debug, Clone)]
 pub struct Array<'a> {
     elem: Signature<'a>,
@@ -568,6 +578,8 @@ impl<'a> Iterator for Array<'a> {
 }
 
 /// A variant: its signature and its value.
+///
+/// `Send` and `Sync`: a view of borrowed bytes.
 #[derive(Debug, Clone)]
 pub struct Variant<'a> {
     sig: Signature<'a>,

@@ -36,6 +36,8 @@ fn u64_zero() -> AtomicU64 {
 }
 
 /// The broadcast control lines (bytes 128..512 of the segment).
+///
+/// `Send` and `Sync`: only atomics, shared by every process that maps the segment.
 #[repr(C)]
 pub struct BroadcastControl {
     head: AtomicU64,
@@ -49,6 +51,19 @@ pub struct BroadcastControl {
     tail_seq: AtomicU64,
     _pad1: [AtomicU32; pad(26)],
     _pad2: [AtomicU32; pad(32)],
+}
+
+impl core::fmt::Debug for BroadcastControl {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("BroadcastControl")
+            .field("head", &self.head)
+            .field("head_seq", &self.head_seq)
+            .field("published", &self.published)
+            .field("closed", &self.closed)
+            .field("tail", &self.tail)
+            .field("tail_seq", &self.tail_seq)
+            .finish_non_exhaustive()
+    }
 }
 
 #[cfg(not(loom))]
@@ -111,11 +126,19 @@ impl BroadcastControl {
 }
 
 /// A broadcast ring over control lines and a power-of-two data area.
+///
+/// `Send` and `Sync`: shared references to atomics.
 #[derive(Clone, Copy)]
 pub struct BroadcastRing<'a> {
     ctl: &'a BroadcastControl,
     data: &'a [Word],
     capacity: u64,
+}
+
+impl core::fmt::Debug for BroadcastRing<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("BroadcastRing").field("ctl", self.ctl).field("capacity", &self.capacity).finish_non_exhaustive()
+    }
 }
 
 impl<'a> BroadcastRing<'a> {
@@ -198,6 +221,9 @@ impl<'a> BroadcastRing<'a> {
 }
 
 /// The writer; exactly one may exist (across all processes).
+///
+/// `Send` and `Sync`: references to atomics and plain cursors; writing takes `&mut self`.
+#[derive(Debug)]
 pub struct BroadcastWriter<'a> {
     ring: BroadcastRing<'a>,
     head: u64,
@@ -303,6 +329,8 @@ impl<'a> BroadcastWriter<'a> {
 }
 
 /// What [`BroadcastReader::try_recv`] got.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Received {
     /// Payload bytes copied.
@@ -315,6 +343,9 @@ pub struct Received {
 }
 
 /// A reader with its own cursor; any number may exist, and none writes to the segment.
+///
+/// `Send` and `Sync`: references to atomics and plain cursors; reading takes `&mut self`.
+#[derive(Debug)]
 pub struct BroadcastReader<'a> {
     ring: BroadcastRing<'a>,
     pos: u64,

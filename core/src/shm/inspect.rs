@@ -16,6 +16,8 @@ use super::seqlock::{SeqLockControl, WaitLine};
 use super::spsc::SpscControl;
 
 /// What the control lines of a segment say.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Counters {

@@ -44,6 +44,8 @@ pub const DATA_OFFSET: usize = 512;
 pub const MAX_CAPACITY: usize = 1 << 30;
 
 /// Which protocol a segment carries.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[repr(u32)]
@@ -73,6 +75,8 @@ impl SegmentKind {
 }
 
 /// The header's fields, as plain values.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct HeaderRepr {
@@ -93,6 +97,8 @@ pub struct HeaderRepr {
 }
 
 /// What an opener expects of a segment.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Expect {
     /// The kind the opener speaks.
@@ -234,9 +240,17 @@ fn check_sizes(r: &HeaderRepr, control: u32, flags: u32, mapped: usize) -> Resul
 }
 
 /// The live header in a mapping: 32 atomic words.
+///
+/// `Send` and `Sync`: only atomics, shared by every process that maps the segment.
 #[repr(C)]
 pub struct SegmentHeader {
     words: [AtomicU32; HEADER_SIZE / 4],
+}
+
+impl core::fmt::Debug for SegmentHeader {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_tuple("SegmentHeader").field(&peek(&self.snapshot(), usize::MAX)).finish()
+    }
 }
 
 impl SegmentHeader {

@@ -51,6 +51,8 @@ pub type Word = primitive::AtomicUsize;
 pub const WORD: usize = core::mem::size_of::<usize>();
 
 /// Why a shared-memory operation failed.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]

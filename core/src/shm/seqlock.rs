@@ -28,6 +28,8 @@ pub const STALL_SPINS: u32 = if cfg!(loom) { 4 } else { 100_000 };
 pub const MAX_RETRIES: u32 = if cfg!(loom) { 4 } else { 1_000 };
 
 /// The seqlock control lines (bytes 128..512 of the segment).
+///
+/// `Send` and `Sync`: only atomics, shared by every process that maps the segment.
 #[repr(C)]
 pub struct SeqLockControl {
     seq: AtomicU32,
@@ -35,6 +37,12 @@ pub struct SeqLockControl {
     _pad0: [AtomicU32; pad(30)],
     _pad1: [AtomicU32; pad(32)],
     _pad2: [AtomicU32; pad(32)],
+}
+
+impl core::fmt::Debug for SeqLockControl {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SeqLockControl").field("seq", &self.seq).field("len", &self.len).finish_non_exhaustive()
+    }
 }
 
 #[cfg(not(loom))]
@@ -63,11 +71,19 @@ impl SeqLockControl {
 }
 
 /// The waiter line of kinds whose readers map read-only: on a page of its own.
+///
+/// `Send` and `Sync`: only atomics.
 #[repr(C)]
 pub struct WaitLine {
     /// How many readers sleep (or are about to).
     waiters: AtomicU32,
     _pad: [AtomicU32; pad(31)],
+}
+
+impl core::fmt::Debug for WaitLine {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("WaitLine").field("waiters", &self.waiters).finish_non_exhaustive()
+    }
 }
 
 impl WaitLine {
@@ -99,10 +115,18 @@ impl WaitLine {
 }
 
 /// A seqlock over control lines and a data area of `capacity` bytes.
+///
+/// `Send` and `Sync`: shared references to atomics.
 #[derive(Clone, Copy)]
 pub struct SeqLock<'a> {
     ctl: &'a SeqLockControl,
     data: &'a [Word],
+}
+
+impl core::fmt::Debug for SeqLock<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SeqLock").field("ctl", self.ctl).field("capacity", &self.capacity()).finish_non_exhaustive()
+    }
 }
 
 impl<'a> SeqLock<'a> {
@@ -134,6 +158,10 @@ impl<'a> SeqLock<'a> {
 }
 
 /// The writer.
+///
+/// `Send` and `Sync`: references to atomics and its own sequence copy; writing takes
+/// `&mut self`.
+#[derive(Debug)]
 pub struct SeqLockWriter<'a> {
     lock: SeqLock<'a>,
     /// The last even sequence this writer stored (its own copy: never re-read).
@@ -141,6 +169,9 @@ pub struct SeqLockWriter<'a> {
 }
 
 /// An open write: the sequence is odd until the guard drops.
+///
+/// `Send` and `Sync`, like the `&mut SeqLockWriter` it holds.
+#[derive(Debug)]
 pub struct WriteGuard<'w, 'a> {
     writer: &'w mut SeqLockWriter<'a>,
 }
@@ -196,6 +227,8 @@ impl Drop for WriteGuard<'_, '_> {
 }
 
 /// What a read found.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Snapshot {
     /// Bytes of the value.
@@ -205,6 +238,9 @@ pub struct Snapshot {
 }
 
 /// A reader.
+///
+/// `Send` and `Sync`: a shared view of atomics.
+#[derive(Debug)]
 pub struct SeqLockReader<'a> {
     lock: SeqLock<'a>,
 }

@@ -42,6 +42,8 @@ const PAD: u32 = 0x8000_0000;
 const CLOSE: u32 = 0x4000_0000;
 
 /// The SPSC control lines (bytes 128..512 of the segment).
+///
+/// `Send` and `Sync`: only atomics, shared by every process that maps the segment.
 #[repr(C)]
 pub struct SpscControl {
     /// Line 0, the producer's: bytes written.
@@ -57,6 +59,18 @@ pub struct SpscControl {
     /// The producer announces it sleeps on `tail`.
     producer_waiting: AtomicU32,
     _pad2: [AtomicU32; pad(30)],
+}
+
+impl core::fmt::Debug for SpscControl {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SpscControl")
+            .field("head", &self.head)
+            .field("closed", &self.closed)
+            .field("tail", &self.tail)
+            .field("consumer_waiting", &self.consumer_waiting)
+            .field("producer_waiting", &self.producer_waiting)
+            .finish_non_exhaustive()
+    }
 }
 
 #[cfg(not(loom))]
@@ -102,11 +116,19 @@ impl SpscControl {
 
 /// The ring: control lines and data words, with the capacity taken from the validated
 /// header (never re-read from shared memory).
+///
+/// `Send` and `Sync`: shared references to atomics.
 #[derive(Clone, Copy)]
 pub struct SpscRing<'a> {
     ctl: &'a SpscControl,
     data: &'a [Word],
     capacity: u32,
+}
+
+impl core::fmt::Debug for SpscRing<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SpscRing").field("ctl", self.ctl).field("capacity", &self.capacity).finish_non_exhaustive()
+    }
 }
 
 impl<'a> SpscRing<'a> {
@@ -159,6 +181,9 @@ impl<'a> SpscRing<'a> {
 }
 
 /// The writing side. Exactly one may exist per ring (across all processes).
+///
+/// `Send` and `Sync`: references to atomics and plain cursors; writing takes `&mut self`.
+#[derive(Debug)]
 pub struct Producer<'a> {
     ring: SpscRing<'a>,
     head: u32,
@@ -305,12 +330,24 @@ impl<'a> Producer<'a> {
 
 /// A record being written in place: bytes are appended with [`Grant::put`] (a cursor, so a
 /// serializer can write straight into shared memory) and published with [`Grant::commit`].
+///
+/// `Send` and `Sync`, like the `&mut Producer` it holds.
 pub struct Grant<'p, 'a> {
     producer: &'p mut Producer<'a>,
     r: Reservation,
     written: usize,
     partial: [u8; WORD],
     partial_len: usize,
+}
+
+impl core::fmt::Debug for Grant<'_, '_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Grant")
+            .field("producer", &self.producer)
+            .field("capacity", &self.capacity())
+            .field("written", &self.written)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Grant<'_, '_> {
@@ -373,6 +410,9 @@ impl Grant<'_, '_> {
 }
 
 /// The reading side. Exactly one may exist per ring (across all processes).
+///
+/// `Send` and `Sync`: references to atomics and plain cursors; reading takes `&mut self`.
+#[derive(Debug)]
 pub struct Consumer<'a> {
     ring: SpscRing<'a>,
     tail: u32,
@@ -386,6 +426,7 @@ pub struct Consumer<'a> {
 pub const WAKE_CHECK_INTERVAL: u32 = 32;
 
 /// A record found by [`Consumer::locate`]: where its payload is and how long.
+#[derive(Debug)]
 struct Located {
     payload_at: usize,
     len: usize,
@@ -541,6 +582,9 @@ impl<'a> Consumer<'a> {
 }
 
 /// The next record, still in the ring.
+///
+/// `Send` and `Sync`, like the `&mut Consumer` it holds.
+#[derive(Debug)]
 pub struct Peek<'c, 'a> {
     consumer: &'c mut Consumer<'a>,
     r: Located,

@@ -36,6 +36,8 @@ pub const WAITERS: u32 = 0x8000_0000;
 pub const NOT_RECOVERABLE: u32 = TID_MASK;
 
 /// Why an operation did not succeed.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum SyncError {
@@ -67,7 +69,11 @@ impl core::fmt::Display for SyncError {
     }
 }
 
+impl core::error::Error for SyncError {}
+
 /// How a wait ended, as [`Waiter::wait`] reports it.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Woke {
     /// Woken, or the word had already changed, or interrupted: check again.
@@ -90,6 +96,8 @@ pub trait Waiter {
 }
 
 /// The caller, as a mutex records its owner.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Owner {
     /// Thread id (`gettid`), 1 to [`TID_MASK`] − 1.
@@ -101,6 +109,8 @@ pub struct Owner {
 // ---- semaphore ----------------------------------------------------------------------------
 
 /// A counting semaphore: two words, the count and the number of sleepers.
+///
+/// `Send` and `Sync`: only atomics, shared by every process that maps the segment.
 #[repr(C)]
 #[derive(Debug)]
 pub struct Semaphore {
@@ -183,6 +193,8 @@ impl Semaphore {
 // ---- event --------------------------------------------------------------------------------
 
 /// An event: a counter that notifiers advance and waiters wait to see change.
+///
+/// `Send` and `Sync`: only atomics, shared by every process that maps the segment.
 #[repr(C)]
 #[derive(Debug)]
 pub struct Event {
@@ -253,6 +265,8 @@ impl Event {
 // ---- mutex --------------------------------------------------------------------------------
 
 /// How a lock was acquired.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Locked {
@@ -264,6 +278,8 @@ pub enum Locked {
 }
 
 /// A mutex between processes: the lock word and the owner's pid.
+///
+/// `Send` and `Sync`: only atomics, shared by every process that maps the segment.
 #[repr(C)]
 #[derive(Debug)]
 pub struct Mutex {

@@ -10,6 +10,8 @@ use crate::uds::{MAX_PATH, UnixName};
 pub const SYSTEM_BUS_DEFAULT: &str = "unix:path=/var/run/dbus/system_bus_socket";
 
 /// One Unix socket address from an address string, its value decoded.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UnixAddress {
     buf: [u8; MAX_PATH],

@@ -220,6 +220,8 @@ impl core::error::Error for OwnedCallError {
 }
 
 /// `RequestName`'s answer.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestNameReply {
     /// 1: we own the name now.
@@ -242,6 +244,8 @@ pub const NAME_FLAG_DO_NOT_QUEUE: u32 = 0x4;
 /// A connection to a bus, with `N`-byte receive and build buffers (the largest message it
 /// sends or receives; default 64 KiB). Holds `2 × N` bytes inline: box it, or keep it in a
 /// static, on small stacks.
+///
+/// `Send` and `Sync`: it owns its socket and buffers, and every I/O method takes `&mut self`.
 pub struct Connection<const N: usize = 65536> {
     fd: OwnedFd,
     rbuf: [u8; N],
@@ -271,6 +275,20 @@ pub struct Connection<const N: usize = 65536> {
     skipping: u64,
     /// The stream could not be framed any more: every call fails.
     broken: bool,
+}
+
+impl<const N: usize> core::fmt::Debug for Connection<N> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Connection")
+            .field("fd", &self.fd)
+            .field("unique_name", &core::str::from_utf8(&self.unique[..self.unique_len]).unwrap_or("?"))
+            .field("serial", &self.serial)
+            .field("unix_fds", &self.unix_fds)
+            .field("buffered", &(self.rend - self.rstart))
+            .field("capacity", &N)
+            .field("broken", &self.broken)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<const N: usize> Connection<N> {
@@ -881,6 +899,8 @@ fn send_all(fd: &OwnedFd, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> Result<()> {
 }
 
 /// What [`Connection::process`] did with the message it received.
+///
+/// `Send` and `Sync`: a view of the connection's buffer.
 #[derive(Debug)]
 pub enum Processed<'m> {
     /// A method call to us: answered (a reply or an error, unless the caller asked for no

@@ -9,6 +9,8 @@ use ember_core::dbus::value::Values;
 use ember_core::dbus::{Signature, Value, Writer};
 
 /// One method: its name and the signatures of its arguments and results.
+///
+/// `Send` and `Sync`: borrowed strings.
 #[derive(Debug, Clone, Copy)]
 pub struct Method<'a> {
     /// The member name.
@@ -20,6 +22,8 @@ pub struct Method<'a> {
 }
 
 /// One property.
+///
+/// `Send` and `Sync`: borrowed strings.
 #[derive(Debug, Clone, Copy)]
 pub struct Property<'a> {
     /// Its name.
@@ -31,6 +35,8 @@ pub struct Property<'a> {
 }
 
 /// One signal an interface emits (for introspection).
+///
+/// `Send` and `Sync`: borrowed strings.
 #[derive(Debug, Clone, Copy)]
 pub struct SignalDesc<'a> {
     /// Its name.
@@ -40,6 +46,8 @@ pub struct SignalDesc<'a> {
 }
 
 /// An interface: its methods, properties and signals.
+///
+/// `Send` and `Sync`: borrowed tables.
 #[derive(Debug, Clone, Copy)]
 pub struct Interface<'a> {
     /// Its name, e.g. `org.example.Sensor`.
@@ -53,6 +61,8 @@ pub struct Interface<'a> {
 }
 
 /// An object: a path and the interfaces it implements.
+///
+/// `Send` and `Sync`: borrowed tables.
 #[derive(Debug, Clone, Copy)]
 pub struct Object<'a> {
     /// Its path, e.g. `/org/example/Sensor`.
@@ -63,12 +73,22 @@ pub struct Object<'a> {
 
 /// A D-Bus error to answer a call with: a name such as `org.example.Error.Busy` and a
 /// message (at most 96 bytes; longer is cut at a character boundary).
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MethodError {
     /// The error name.
     pub name: &'static str,
     message: heapless::String<96>,
 }
+
+impl core::fmt::Display for MethodError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}: {}", self.name, self.message)
+    }
+}
+
+impl core::error::Error for MethodError {}
 
 impl MethodError {
     /// An error named `name` with `message`.
@@ -119,6 +139,8 @@ pub const INTROSPECTABLE: &str = "org.freedesktop.DBus.Introspectable";
 pub const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
 
 /// What a method call is about (the message's header).
+///
+/// `Send` and `Sync`: borrowed strings.
 #[derive(Debug, Clone, Copy)]
 pub struct Call<'a> {
     /// The object's path.

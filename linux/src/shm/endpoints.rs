@@ -37,11 +37,24 @@ fn wait_line(seg: &Segment) -> &'static WaitLine {
 }
 
 /// The sending side of an SPSC ring; it creates the segment.
+///
+/// `Send` and `Sync`: it owns the mapping (which is both) and views of its atomics; sending
+/// takes `&mut self`.
 pub struct SpscSender {
     producer: Producer<'static>,
     ctl: &'static SpscControl,
     notifier: Option<Notifier>,
     seg: Segment,
+}
+
+impl core::fmt::Debug for SpscSender {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SpscSender")
+            .field("producer", &self.producer)
+            .field("notifier", &self.notifier)
+            .field("seg", &self.seg)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SpscSender {
@@ -162,12 +175,26 @@ impl Drop for SpscSender {
 }
 
 /// The receiving side of an SPSC ring.
+///
+/// `Send` and `Sync`: it owns the mapping (which is both) and views of its atomics; receiving
+/// takes `&mut self`.
 pub struct SpscReceiver {
     consumer: Consumer<'static>,
     ctl: &'static SpscControl,
     writer: Liveness,
     spin: u32,
     seg: Segment,
+}
+
+impl core::fmt::Debug for SpscReceiver {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SpscReceiver")
+            .field("consumer", &self.consumer)
+            .field("writer", &self.writer)
+            .field("spin", &self.spin)
+            .field("seg", &self.seg)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SpscReceiver {
@@ -342,11 +369,20 @@ impl SpscReceiver {
 }
 
 /// The writer of a seqlock segment; it creates the segment.
+///
+/// `Send` and `Sync`: it owns the mapping (which is both) and views of its atomics; writing
+/// takes `&mut self`.
 pub struct SeqLockWriter {
     writer: seqlock::SeqLockWriter<'static>,
     wait: &'static WaitLine,
     ctl: &'static SeqLockControl,
     seg: Segment,
+}
+
+impl core::fmt::Debug for SeqLockWriter {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SeqLockWriter").field("writer", &self.writer).field("seg", &self.seg).finish_non_exhaustive()
+    }
 }
 
 impl SeqLockWriter {
@@ -381,12 +417,24 @@ impl SeqLockWriter {
 }
 
 /// A reader of a seqlock segment, mapped read-only.
+///
+/// `Send` and `Sync`: it owns the mapping (which is both) and views of its atomics.
 pub struct SeqLockReader {
     reader: seqlock::SeqLockReader<'static>,
     wait: &'static WaitLine,
     ctl: &'static SeqLockControl,
     writer: Liveness,
     seg: Segment,
+}
+
+impl core::fmt::Debug for SeqLockReader {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SeqLockReader")
+            .field("reader", &self.reader)
+            .field("writer", &self.writer)
+            .field("seg", &self.seg)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SeqLockReader {
@@ -475,11 +523,20 @@ impl SeqLockReader {
 }
 
 /// The writer of a broadcast ring; it creates the segment and never waits for readers.
+///
+/// `Send` and `Sync`: it owns the mapping (which is both) and views of its atomics; publishing
+/// takes `&mut self`.
 pub struct BroadcastWriter {
     writer: broadcast::BroadcastWriter<'static>,
     wait: &'static WaitLine,
     ctl: &'static BroadcastControl,
     seg: Segment,
+}
+
+impl core::fmt::Debug for BroadcastWriter {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("BroadcastWriter").field("writer", &self.writer).field("seg", &self.seg).finish_non_exhaustive()
+    }
 }
 
 impl BroadcastWriter {
@@ -520,12 +577,25 @@ impl Drop for BroadcastWriter {
 }
 
 /// A reader of a broadcast ring, mapped read-only (but for its waiter page).
+///
+/// `Send` and `Sync`: it owns the mapping (which is both) and views of its atomics; reading
+/// takes `&mut self`.
 pub struct BroadcastReader {
     reader: broadcast::BroadcastReader<'static>,
     wait: &'static WaitLine,
     ctl: &'static BroadcastControl,
     writer: Liveness,
     seg: Segment,
+}
+
+impl core::fmt::Debug for BroadcastReader {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("BroadcastReader")
+            .field("reader", &self.reader)
+            .field("writer", &self.writer)
+            .field("seg", &self.seg)
+            .finish_non_exhaustive()
+    }
 }
 
 impl BroadcastReader {

@@ -17,6 +17,7 @@ use crate::error::Result;
 
 /// A `MAP_SHARED` mapping (or a SysV attachment) of a whole segment, unmapped (detached)
 /// on drop.
+#[derive(Debug)]
 pub(crate) struct Mapping {
     ptr: NonNull<u8>,
     len: usize,

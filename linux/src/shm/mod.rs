@@ -49,6 +49,8 @@ use map::Mapping;
 pub const MAX_NAME: usize = 255;
 
 /// Where a new segment lives.
+///
+/// `Send` and `Sync`: plain data and a borrowed name.
 #[derive(Debug, Clone, Copy)]
 pub enum Backing<'a> {
     /// A named POSIX shm object, `/name` (visible in `/dev/shm`).
@@ -62,6 +64,8 @@ pub enum Backing<'a> {
 }
 
 /// How a segment is opened.
+///
+/// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     /// Read-write (writers, SPSC consumers).
@@ -80,6 +84,10 @@ pub fn validate_name(name: &str) -> Result<()> {
 }
 
 /// A mapped, validated Ember segment.
+///
+/// `Send` and `Sync`: it owns the fd and the mapping, which is plain shared memory read and
+/// written only through atomics.
+#[derive(Debug)]
 pub struct Segment {
     /// A second, read-write attachment for the waiter line of a read-only SysV reader
     /// (SysV cannot make part of an attachment writable). Declared before `map`.

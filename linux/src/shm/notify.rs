@@ -13,6 +13,9 @@ use crate::error::Result;
 ///
 /// Both processes need the same eventfd: pass it over a Unix socket (`SCM_RIGHTS`), let a
 /// child inherit it, or fetch a child's with `pidfd_getfd`.
+///
+/// `Send` and `Sync`: an owned eventfd; the kernel serialises its operations.
+#[derive(Debug)]
 pub struct Notifier {
     fd: OwnedFd,
 }

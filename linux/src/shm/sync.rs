@@ -212,6 +212,9 @@ mod ids {
 }
 
 /// A segment holding synchronisation primitives and shared data (see the module docs).
+///
+/// `Send` and `Sync`: it owns the mapping; every primitive in it is atomic.
+#[derive(Debug)]
 pub struct SyncSegment {
     seg: Segment,
 }
@@ -281,7 +284,9 @@ impl SyncSegment {
 
 /// A mutex in a [`SyncSegment`]. Any thread of any process that maps the segment may lock
 /// it; the one that locked it unlocks it (by dropping the guard).
-#[derive(Clone, Copy)]
+///
+/// `Send` and `Sync`: a reference to atomic words.
+#[derive(Debug, Clone, Copy)]
 pub struct SharedMutex<'a> {
     m: &'a proto::Mutex,
 }
@@ -348,7 +353,11 @@ impl<'a> SharedMutex<'a> {
 
 /// A held [`SharedMutex`]; dropping it unlocks. It stays in the thread that locked (the
 /// lock word names that thread).
+///
+/// Neither `Send` nor `Sync`: the lock word records the thread that locked it, and only that
+/// thread may unlock.
 #[must_use = "the mutex unlocks when the guard is dropped"]
+#[derive(Debug)]
 pub struct MutexGuard<'a> {
     m: &'a proto::Mutex,
     me: Owner,
@@ -383,7 +392,9 @@ impl Drop for MutexGuard<'_> {
 }
 
 /// A counting semaphore in a [`SyncSegment`].
-#[derive(Clone, Copy)]
+///
+/// `Send` and `Sync`: a reference to atomic words.
+#[derive(Debug, Clone, Copy)]
 pub struct SharedSemaphore<'a> {
     s: &'a proto::Semaphore,
 }
@@ -422,7 +433,9 @@ impl SharedSemaphore<'_> {
 }
 
 /// An event in a [`SyncSegment`]: wait for a counter to change, notify one or all.
-#[derive(Clone, Copy)]
+///
+/// `Send` and `Sync`: a reference to atomic words.
+#[derive(Debug, Clone, Copy)]
 pub struct SharedEvent<'a> {
     e: &'a proto::Event,
 }

@@ -38,6 +38,9 @@ pub(crate) fn futex_wake_all(word: &AtomicU32) {
 
 /// Whether a process is alive, asked through a pidfd (immune to pid reuse: the pidfd
 /// refers to the process that had the pid when it was opened).
+///
+/// `Send` and `Sync`: an owned pidfd; asking takes `&mut self`.
+#[derive(Debug)]
 pub struct Liveness {
     pid: u32,
     pidfd: Option<OwnedFd>,
