@@ -5,7 +5,7 @@ use std::fmt;
 /// The schemes, for help texts and errors.
 pub const SCHEMES: &str = "pipe: (or -), fifo:/path, mq:/name, uds:/path, uds-abstract:name, \
 uds-seqpacket:/path, uds-dgram:/path, uds-dgram-abstract:name, shm-ring:name, shm-seqlock:name, \
-shm-broadcast:name";
+shm-broadcast:name, tcp:host:port, udp:host:port";
 
 /// Where frames go to or come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +32,23 @@ pub enum Uri {
     ShmSeqlock(String),
     /// A shared-memory broadcast ring.
     ShmBroadcast(String),
+    /// TCP: `send` connects to the address, `recv` listens on it and takes one connection.
+    Tcp(std::net::SocketAddr),
+    /// UDP: `send` sends datagrams to the address, `recv` binds it.
+    Udp(std::net::SocketAddr),
+}
+
+/// `host:port` (an IPv6 host in brackets, `[::1]:7000`), resolved to its first address.
+fn inet(scheme: &str, rest: &str, uri: &str) -> Result<std::net::SocketAddr, BadUri> {
+    use std::net::ToSocketAddrs as _;
+    let bad = |why: String| BadUri(format!("bad URI `{uri}`: {scheme}: {why} (e.g. {scheme}:127.0.0.1:7000)"));
+    if rest.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
+        return Err(bad("takes host:port with a port from 0 to 65535".into()));
+    }
+    rest.to_socket_addrs()
+        .map_err(|e| bad(format!("cannot resolve `{rest}`: {e}")))?
+        .next()
+        .ok_or_else(|| bad(format!("`{rest}` has no address")))
 }
 
 /// Why a URI was refused.
@@ -104,6 +121,8 @@ impl Uri {
             "shm-ring" => Uri::ShmRing(slash_name(scheme, rest, uri)?),
             "shm-seqlock" => Uri::ShmSeqlock(slash_name(scheme, rest, uri)?),
             "shm-broadcast" => Uri::ShmBroadcast(slash_name(scheme, rest, uri)?),
+            "tcp" => Uri::Tcp(inet(scheme, rest, uri)?),
+            "udp" => Uri::Udp(inet(scheme, rest, uri)?),
             "pipe" | "stdio" => {
                 return Err(BadUri(format!("bad URI `{uri}`: {scheme}: takes nothing after the colon")));
             }
@@ -126,6 +145,8 @@ impl fmt::Display for Uri {
             Uri::ShmRing(n) => write!(f, "shm-ring:{n}"),
             Uri::ShmSeqlock(n) => write!(f, "shm-seqlock:{n}"),
             Uri::ShmBroadcast(n) => write!(f, "shm-broadcast:{n}"),
+            Uri::Tcp(a) => write!(f, "tcp:{a}"),
+            Uri::Udp(a) => write!(f, "udp:{a}"),
         }
     }
 }
@@ -158,7 +179,10 @@ mod tests {
     fn refuses_bad_uris_with_a_reason() {
         for (u, why) in [
             ("/tmp/x", "no scheme"),
-            ("tcp:1.2.3.4", "unknown scheme `tcp:`"),
+            ("tcpx:1.2.3.4", "unknown scheme `tcpx:`"),
+            ("tcp:1.2.3.4", "host:port"),
+            ("udp::7000", "host:port"),
+            ("udp:127.0.0.1:65536", "host:port"),
             ("fifo:", "needs a path"),
             ("mq:/a/b", "no slash after the first"),
             ("mq:/", "1 to 254 bytes"),
@@ -169,6 +193,8 @@ mod tests {
             let e = Uri::parse(u).unwrap_err().0;
             assert!(e.contains(why), "{u}: {e}");
         }
+        assert_eq!(Uri::parse("tcp:127.0.0.1:7000"), Ok(Uri::Tcp(([127, 0, 0, 1], 7000).into())));
+        assert_eq!(Uri::parse("udp:[::1]:7001").map(|u| u.to_string()), Ok("udp:[::1]:7001".to_string()));
         let long = format!("uds:/{}", "x".repeat(200));
         assert!(Uri::parse(&long).unwrap_err().0.contains("at most 107 bytes"));
     }

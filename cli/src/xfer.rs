@@ -26,7 +26,7 @@ URI joined by spaces, else --file, else --hex, else standard input.
 
 endpoints: pipe: (standard output, or -), fifo:/path, mq:/name, uds:/path, uds-abstract:name,
   uds-seqpacket:/path, uds-dgram:/path, uds-dgram-abstract:name, shm-ring:name,
-  shm-seqlock:name, shm-broadcast:name
+  shm-seqlock:name, shm-broadcast:name, tcp:host:port, udp:host:port
   Sockets, FIFOs and queues must have a receiver (or exist) unless --create. A shm-* send
   creates the segment (it has one writer) and leaves it in /dev/shm for the receiver.
 
@@ -50,7 +50,7 @@ usage: emberctl recv <uri> [options]
 Receives Ember frames from an endpoint and prints them, one line per frame.
 
 endpoints: as `emberctl send`. A uds:, uds-abstract: or uds-seqpacket: receive listens at the
-  address and takes one connection; uds-dgram: binds the address; fifo: opens the FIFO
+  address and takes one connection, as does tcp:; uds-dgram: and udp: bind the address; fifo: opens the FIFO
   (created with --create); mq: opens the queue (created with --create); shm-* open an
   existing segment, taking the type fingerprint from its header unless --fingerprint.
 
@@ -235,6 +235,25 @@ fn open_sink(uri: &Uri, o: &Opts, deadline: Option<Instant>, first_len: usize) -
             }
             .map_err(|e| fail("address")(Error::Os(e)))?;
             retry(deadline, &[Error::Refused, NOENT], || s.connect(&addr)).map_err(fail("connect"))?;
+            nonblocking(&s).map_err(fail("connect"))?;
+            kernel_sink(s)
+        }
+        Uri::Tcp(addr) => {
+            // The receiver may not listen yet: retry until the deadline.
+            let s =
+                retry(deadline, &[Error::Refused], || ember_linux::net::tcp_connect::<65536>(*addr, left(deadline)));
+            let s = s.map_err(fail("connect"))?;
+            nonblocking(&s).map_err(fail("connect"))?;
+            kernel_sink(s)
+        }
+        Uri::Udp(addr) => {
+            let any: std::net::SocketAddr = if addr.is_ipv4() {
+                (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+            } else {
+                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+            };
+            let s = ember_linux::net::udp_bind(any).map_err(fail("socket"))?;
+            s.connect(addr).map_err(fail("connect"))?;
             nonblocking(&s).map_err(fail("connect"))?;
             kernel_sink(s)
         }
@@ -480,6 +499,15 @@ fn open_source(uri: &Uri, o: &Opts, deadline: Option<Instant>) -> Result<RecvFn,
         Uri::UdsDgramAbstract(n) => {
             kernel_source(uds::bind_datagram(UnixName::Abstract(n.as_bytes())).map_err(fail("bind"))?, true)
                 .map_err(fail("bind"))?
+        }
+        Uri::Tcp(addr) => {
+            let l = ember_linux::net::TcpListener::bind(*addr).map_err(fail("listen"))?;
+            wait_readable(l.as_fd(), deadline).map_err(fail("accept"))?;
+            let (s, _peer) = l.accept::<65536>().map_err(fail("accept"))?;
+            kernel_source(s, true).map_err(fail("accept"))?
+        }
+        Uri::Udp(addr) => {
+            kernel_source(ember_linux::net::udp_bind(*addr).map_err(fail("bind"))?, true).map_err(fail("bind"))?
         }
         Uri::ShmRing(name) => {
             let fp = shm_fingerprint(name, SegmentKind::Spsc, o)?;

@@ -140,8 +140,8 @@ fn send_then_recv_on_every_endpoint() {
 
 #[test]
 fn bad_uris_unreachable_endpoints_and_damaged_frames_are_clear_errors() {
-    let (_, err) = expect(&["send", "tcp:1.2.3.4", "x"], 2);
-    assert!(err.contains("unknown scheme `tcp:`"), "{err}");
+    let (_, err) = expect(&["send", "tcp-ish:1.2.3.4", "x"], 2);
+    assert!(err.contains("unknown scheme `tcp-ish:`"), "{err}");
     let (_, err) = expect(&["recv", "mq:/a/b"], 2);
     assert!(err.contains("no slash after the first"), "{err}");
     let (_, err) = expect(&["send"], 2);
@@ -456,4 +456,42 @@ fn help_for_every_command() {
     let mut c = ember().args(["send", "-", "--lines"]).stdin(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
     c.stdin.take().unwrap().write_all(b"a\nb\n").unwrap();
     assert!(c.wait().unwrap().success());
+}
+
+/// A loopback port nobody listens on now (TCP and UDP).
+fn free_port() -> u16 {
+    let t = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = t.local_addr().unwrap().port();
+    drop(t);
+    port
+}
+
+#[test]
+fn tcp_and_udp_endpoints_on_loopback() {
+    // TCP: the receiver listens and takes one connection; the sender retries until it is up.
+    let uri = format!("tcp:127.0.0.1:{}", free_port());
+    let receiver = spawn(&["recv", &uri, "--count", "3", "--timeout", "30"]);
+    expect(&["send", &uri, "hello", "world", "--kind", "7", "--seq", "4", "--count", "3", "--timeout", "30"], 0);
+    let o = finish(receiver);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    check_frames(&uri, &text(&o.stdout), 4, 3);
+
+    // UDP: datagrams sent before the receiver binds are lost, so send until one arrives.
+    let uri = format!("udp:127.0.0.1:{}", free_port());
+    let mut receiver = spawn(&["recv", &uri, "--count", "1", "--timeout", "30"]);
+    let start = Instant::now();
+    while receiver.try_wait().unwrap().is_none() {
+        assert!(start.elapsed() < Duration::from_secs(30), "the UDP receiver never got a frame");
+        let _ = run(&["send", &uri, "hello", "world", "--kind", "7", "--seq", "9"]);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = finish(receiver);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    check_frames(&uri, &text(&o.stdout), 9, 1);
+
+    // Bad addresses are usage errors.
+    let (_, err) = expect(&["send", "tcp:127.0.0.1", "x"], 2);
+    assert!(err.contains("host:port"), "{err}");
+    let (_, err) = expect(&["recv", "udp:127.0.0.1:99999"], 2);
+    assert!(err.contains("host:port"), "{err}");
 }
