@@ -162,7 +162,7 @@ impl AsFd for Writer {
     }
 }
 
-/// Reads frames from a byte stream (a pipe, a FIFO) through a [`FrameAccumulator`] of `N`
+/// Reads frames from a byte stream (a pipe, a FIFO) through a [`FrameAccumulator`](ember_core::FrameAccumulator) of `N`
 /// bytes: frames up to `N` bytes are accepted, larger ones are reported and skipped.
 /// Holds two `N`-byte buffers (read buffer and accumulator), and never allocates.
 pub struct StreamReader<const N: usize = DEFAULT_STREAM_BUF> {

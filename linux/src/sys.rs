@@ -320,7 +320,7 @@ impl OwnedFdRaw {
 /// not open is `EBADF`, and nothing else happens. Taking integers only, the call cannot
 /// touch memory; it is how [`crate::systemd`] checks a descriptor is open before owning it.
 pub fn set_cloexec_raw(fd: i32) -> Result<(), Errno> {
-    use linux_raw_sys::general::{F_GETFD, F_SETFD, FD_CLOEXEC, __NR_fcntl};
+    use linux_raw_sys::general::{__NR_fcntl, F_GETFD, F_SETFD, FD_CLOEXEC};
     if fd < 0 {
         return Err(Errno::BADF);
     }

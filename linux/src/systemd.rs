@@ -64,6 +64,7 @@
 //! ```
 
 use core::fmt::{self, Write as _};
+#[cfg(feature = "std")]
 use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
 
@@ -78,7 +79,7 @@ mod journal;
 #[cfg(all(feature = "std", feature = "log"))]
 pub use journal::JournalLogger;
 #[cfg(feature = "std")]
-pub use journal::{Delivery, JOURNAL_MAX, JOURNAL_SOCKET, Journal, Priority};
+pub use journal::{Delivery, JOURNAL_MAX, JOURNAL_SOCKET, Journal, Priority, field_name_is_valid};
 
 /// The largest notification message [`notify`] builds (its stack buffer).
 pub const NOTIFY_MAX: usize = 4096;
@@ -289,7 +290,8 @@ pub fn notify_raw_to(socket: &str, text: &str) -> Result<()> {
 
 fn send_to(socket: &str, msg: &[u8], fd: Option<BorrowedFd<'_>>) -> Result<()> {
     let addr = notify_address(socket)?;
-    let sock = rustix::net::socket_with(AddressFamily::UNIX, SocketType::DGRAM, rustix::net::SocketFlags::CLOEXEC, None)?;
+    let sock =
+        rustix::net::socket_with(AddressFamily::UNIX, SocketType::DGRAM, rustix::net::SocketFlags::CLOEXEC, None)?;
     let mut space = [core::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     let fds;
@@ -376,6 +378,7 @@ pub fn parse_watchdog(usec: Option<&str>, watchdog_pid: Option<&str>, pid: u32) 
 }
 
 /// This process's pid.
+#[cfg(feature = "std")]
 fn our_pid() -> u32 {
     rustix::process::getpid().as_raw_nonzero().get() as u32
 }
@@ -613,6 +616,7 @@ impl<const N: usize> Default for ListenFds<N> {
 }
 
 /// Set once a process's socket-activated descriptors are taken: they have one owner.
+#[cfg(feature = "std")]
 static TAKEN: AtomicBool = AtomicBool::new(false);
 
 impl<const N: usize> ListenFds<N> {
@@ -621,6 +625,7 @@ impl<const N: usize> ListenFds<N> {
     ///
     /// Once per process: the claim is recorded before anything is owned, so a second call
     /// (or a concurrent one) returns an empty set; a failure before ownership releases it.
+    #[cfg(feature = "std")]
     fn take_from(count: usize, names: ListenNames<'_>) -> Result<ListenFds<N>> {
         if count > N {
             return Err(Error::TooManyFds { max: N });
@@ -820,7 +825,10 @@ mod tests {
     fn bad_values_and_overflow_are_errors() {
         let mut buf = [0u8; 16];
         assert_eq!(text(&[State::Status("a\nREADY=1")], &mut buf), Err(Error::InvalidName));
-        assert_eq!(text(&[State::Status("much longer than sixteen")], &mut buf).err(), Some(Error::TooLarge { len: 31, max: 16 }));
+        assert_eq!(
+            text(&[State::Status("much longer than sixteen")], &mut buf).err(),
+            Some(Error::TooLarge { len: 31, max: 16 })
+        );
         for bad in ["", "a:b", "tab\there", "é", &"x".repeat(256)] {
             assert!(!fdname_is_valid(bad), "{bad:?}");
             assert_eq!(text(&[State::FdStoreRemove { name: bad }], &mut [0u8; 512]), Err(Error::InvalidName));

@@ -261,7 +261,8 @@ impl UdsListener {
     /// (whoever bound it owns it).
     pub fn from_fd(fd: OwnedFd) -> Result<UdsListener> {
         use crate::systemd::FdKind;
-        let kind = match crate::systemd::expect_kind(&fd, &[FdKind::UnixStreamListener, FdKind::UnixSeqpacketListener])? {
+        let kind = match crate::systemd::expect_kind(&fd, &[FdKind::UnixStreamListener, FdKind::UnixSeqpacketListener])?
+        {
             FdKind::UnixSeqpacketListener => SocketType::SEQPACKET,
             _ => SocketType::STREAM,
         };

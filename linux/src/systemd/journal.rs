@@ -260,7 +260,12 @@ impl Journal {
             }
         }
         let mut err = std::io::stderr().lock();
-        let mut w = PrefixedLines { out: &mut err, prefix: [b'<', b'0' + priority as u8, b'>'], at_line_start: true, failed: false };
+        let mut w = PrefixedLines {
+            out: &mut err,
+            prefix: [b'<', b'0' + priority as u8, b'>'],
+            at_line_start: true,
+            failed: false,
+        };
         let _ = w.write_fmt(message);
         let mut failed = w.failed;
         if !w.at_line_start {
@@ -363,7 +368,9 @@ mod tests {
     fn text_and_binary_fields() {
         let j = Journal::with_socket("app", "/nonexistent/socket").unwrap();
         let mut buf = [0u8; 256];
-        let n = j.build_entry(&mut buf, Priority::Warning, format_args!("disk {}% full", 91), &[("UNIT_X", "a\nb")]).unwrap();
+        let n = j
+            .build_entry(&mut buf, Priority::Warning, format_args!("disk {}% full", 91), &[("UNIT_X", "a\nb")])
+            .unwrap();
         let mut want = Vec::new();
         want.extend_from_slice(b"PRIORITY=4\nSYSLOG_IDENTIFIER=app\nUNIT_X\n");
         want.extend_from_slice(&3u64.to_le_bytes());
@@ -375,7 +382,10 @@ mod tests {
         want.extend_from_slice(&9u64.to_le_bytes());
         want.extend_from_slice(b"two\nlines\n");
         assert_eq!(&buf[..n], &want[..]);
-        assert_eq!(j.build_entry(&mut buf, Priority::Info, format_args!("x"), &[("bad", "v")]), Err(Error::InvalidName));
+        assert_eq!(
+            j.build_entry(&mut buf, Priority::Info, format_args!("x"), &[("bad", "v")]),
+            Err(Error::InvalidName)
+        );
     }
 
     #[test]
