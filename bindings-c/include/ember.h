@@ -174,6 +174,17 @@
 #define EMBER_DAEMON_RELOAD 2
 
 /*
+ The longest name of a socket-activated descriptor (`FileDescriptorName=`), without the
+ terminating NUL.
+ */
+#define EMBER_SD_FDNAME_MAX 255
+
+/*
+ The most socket-activated descriptors `ember_sd_listen_fds` takes.
+ */
+#define EMBER_SD_LISTEN_FDS_MAX 64
+
+/*
  A stream socket (`SOCK_STREAM`): frames reassembled from the byte stream.
  */
 #define EMBER_UDS_STREAM 1
@@ -783,6 +794,16 @@ typedef struct ember_signal_info {
    */
   int value;
 } ember_signal_info;
+
+/*
+ The name of a socket-activated descriptor, NUL-terminated.
+ */
+typedef struct ember_sd_fdname {
+  /*
+   The name (`"unknown"` when the unit does not name it), NUL-terminated.
+   */
+  char name[256];
+} ember_sd_fdname;
 
 /*
  A peer's credentials, as the kernel vouches for them.
@@ -2948,6 +2969,88 @@ int ember_event_wait_change(const struct ember_sync_segment *seg,
  Thread safety: any thread.
  */
 int ember_event_notify(const struct ember_sync_segment *seg, size_t offset, int all);
+
+/*
+ Sends `state`, newline-separated assignments in `sd_notify(3)`'s text form (`"READY=1"`,
+ `"STATUS=serving\nWATCHDOG=1"`), as one datagram to the socket in `$NOTIFY_SOCKET`.
+ Returns 1 when sent, 0 when `NOTIFY_SOCKET` is unset (not under systemd: nothing is
+ done), `EMBER_EINVAL` for a NULL or empty `state`, not UTF-8, or an unusable
+ `NOTIFY_SOCKET`, `EMBER_EOS` (`ECONNREFUSED` when nobody listens there) if the send
+ fails. The text is sent as it is.
+
+ # Safety
+
+ `state` a NUL-terminated string.
+
+ Thread safety: any thread (it reads the environment: not while another thread changes
+ it).
+ */
+int ember_sd_notify(const char *state);
+
+/*
+ `READY=1`: start-up (or a reload) is finished. Returns as `ember_sd_notify`.
+
+ # Safety
+
+ Always safe to call.
+
+ Thread safety: as `ember_sd_notify`.
+ */
+int ember_sd_ready(void);
+
+/*
+ `WATCHDOG=1`: the watchdog keep-alive; send it at half the interval of
+ `ember_sd_watchdog_usec` or more often. Returns as `ember_sd_notify`.
+
+ # Safety
+
+ Always safe to call.
+
+ Thread safety: as `ember_sd_notify`.
+ */
+int ember_sd_watchdog(void);
+
+/*
+ Whether systemd watches this process (`sd_watchdog_enabled(0, ...)`): returns 1 and the
+ interval in microseconds in `*usec` when `WATCHDOG_USEC` is set (and `WATCHDOG_PID` is
+ unset or this process); 0 and `*usec` = 0 when not; `EMBER_EINVAL` when a variable does
+ not parse (or `usec` is NULL).
+
+ # Safety
+
+ `usec` a writable pointer.
+
+ Thread safety: as `ember_sd_notify`.
+ */
+int ember_sd_watchdog_usec(uint64_t *usec);
+
+/*
+ Takes the descriptors systemd passed (`sd_listen_fds_with_names`): their numbers go to
+ `fds[0..n]` (they are 3, 4, ...; the caller owns them, now `FD_CLOEXEC`), their names to
+ `names[0..n]` when `names` is not NULL, and `n` to `*count`. `n` is 0 when the process
+ was not socket-activated (no `LISTEN_FDS`, or `LISTEN_PID` is another process), and on
+ every call after one that took them. With `unset_environment` non-zero, `LISTEN_PID`,
+ `LISTEN_FDS` and `LISTEN_FDNAMES` are removed afterwards, whatever the result.
+
+ Returns `EMBER_OK`; `EMBER_ENOSPC` with the number needed in `*count` when `cap` is too
+ small (nothing is taken: call again with larger arrays); `EMBER_ETOOBIG` for more than
+ `EMBER_SD_LISTEN_FDS_MAX`; `EMBER_EINVAL` for NULL pointers (`fds` may be NULL only
+ with `cap` 0) or variables that do not parse; `EMBER_EOS` (`EBADF`) if a descriptor
+ systemd announced is not open.
+
+ # Safety
+
+ `fds` `cap` writable ints; `names` NULL or `cap` writable `ember_sd_fdname`s; `count`
+ a writable pointer. With `unset_environment`, no other thread may use the environment
+ during the call (as with `unsetenv`).
+
+ Thread safety: as `ember_sd_notify`; see `unset_environment`.
+ */
+int ember_sd_listen_fds(int unset_environment,
+                        int *fds,
+                        struct ember_sd_fdname *names,
+                        size_t cap,
+                        size_t *count);
 
 /*
  Listens at `name` (a path, or `@name` in the abstract namespace) for `type`

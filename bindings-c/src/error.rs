@@ -116,6 +116,10 @@ pub(crate) fn code(e: Error) -> c_int {
         Error::Refused => code(Error::Os(rustix::io::Errno::CONNREFUSED)),
         Error::AddrInUse => code(Error::Os(rustix::io::Errno::ADDRINUSE)),
         Error::PeerNotAllowed { .. } | Error::AuthRejected => code(Error::Os(rustix::io::Errno::ACCESS)),
+        // systemd: a variable that does not parse; no descriptor of that name; the wrong kind.
+        Error::InvalidEnv => EMBER_EINVAL,
+        Error::NotActivated => code(Error::Os(rustix::io::Errno::BADF)),
+        Error::WrongFdType { .. } => code(Error::Os(rustix::io::Errno::PROTOTYPE)),
         _ => EMBER_EINTERNAL,
     }
 }

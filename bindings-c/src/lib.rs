@@ -34,6 +34,7 @@ pub mod rpc;
 pub mod shm;
 pub mod signal;
 pub mod sync;
+pub mod systemd;
 pub mod uds;
 
 pub use error::{ember_last_os_error, ember_status, ember_strerror};

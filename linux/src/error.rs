@@ -20,7 +20,8 @@ pub enum Error {
     Codec(ember_core::Error),
     /// An object name is not valid: shm and mq names are `/name`, 1 to 254 bytes after the
     /// slash, with no other slash and no NUL; Unix socket paths and abstract names are 1 to
-    /// 107 bytes (no NUL in a path).
+    /// 107 bytes (no NUL in a path). Also a systemd `FDNAME` (1 to 255 printable ASCII
+    /// characters, no `:`) or a notification value with a newline in it.
     InvalidName,
     /// A memfd handed over by a peer is not sealed against shrinking and growing, so the
     /// peer could truncate it and crash this process with `SIGBUS`.
@@ -78,6 +79,20 @@ pub enum Error {
     /// A shared mutex or semaphore refused: not recoverable, not the owner, or a count
     /// overflow (timeouts are [`Error::TimedOut`], `try_*` failures [`Error::WouldBlock`]).
     Sync(ember_core::shm::sync::SyncError),
+    /// systemd passed no file descriptor of that name (or none at all: the process was not
+    /// socket-activated, or its descriptors were taken already).
+    NotActivated,
+    /// A file descriptor is not the kind of endpoint asked for (a socket-activated fd whose
+    /// unit file says `ListenDatagram=` where the daemon wants a stream listener, say).
+    WrongFdType {
+        /// What the caller asked for.
+        expected: crate::systemd::FdKind,
+        /// What the descriptor is.
+        found: crate::systemd::FdKind,
+    },
+    /// A variable systemd sets (`NOTIFY_SOCKET`, `LISTEN_FDS`, `LISTEN_PID`,
+    /// `LISTEN_FDNAMES`, `WATCHDOG_USEC`, `WATCHDOG_PID`) does not parse.
+    InvalidEnv,
 }
 
 impl fmt::Display for Error {
@@ -105,6 +120,9 @@ impl fmt::Display for Error {
             Error::Dbus(e) => write!(f, "{e}"),
             Error::Sync(e) => write!(f, "{e}"),
             Error::AuthRejected => f.write_str("D-Bus authentication rejected"),
+            Error::NotActivated => f.write_str("systemd passed no file descriptor of that name"),
+            Error::WrongFdType { expected, found } => write!(f, "expected {expected}, found {found}"),
+            Error::InvalidEnv => f.write_str("a systemd environment variable does not parse"),
         }
     }
 }

@@ -75,6 +75,15 @@ pub fn open_writer(path: &str, nonblocking: bool) -> Result<Writer> {
     Ok(Writer::stream(fd))
 }
 
+/// A FIFO opened by someone else (systemd's `ListenFIFO=`, which opens it read-write), as
+/// a reader: anything but a FIFO (or pipe) is [`Error::WrongFdType`] (and the descriptor
+/// closed). Its owner is not checked (the service manager made it). Reads block unless the
+/// descriptor is nonblocking.
+pub fn reader_from_fd<const N: usize>(fd: OwnedFd) -> Result<StreamReader<N>> {
+    crate::systemd::expect_kind(&fd, &[crate::systemd::FdKind::Fifo])?;
+    Ok(StreamReader::from_fd(fd))
+}
+
 /// Removes the FIFO at `path` (`unlink`) after checking with `lstat` that it is a FIFO
 /// owned by this user ([`Error::NotAFifo`] for anything else, a symlink included, which is
 /// left alone; [`Error::NotOwner`] for another user's). The check and the unlink are two

@@ -17,8 +17,9 @@
 //! SysV ([`sysvmq`]) message queues; [`signal`]s; Unix domain sockets ([`uds`]), TCP and
 //! UDP ([`net`]), over the two socket endpoints of [`socket`]; the [`poll`]er and its
 //! timers; [`shm`], shared-memory channels (SPSC ring, seqlock, broadcast ring) with futex
-//! wake-ups and pidfd liveness; a [`dbus`] client; [`sys`], the raw system calls rustix
-//! lacks.
+//! wake-ups and pidfd liveness; a [`dbus`] client; [`systemd`] integration without
+//! libsystemd (readiness and watchdog notification, socket activation, the journal);
+//! [`sys`], the raw system calls rustix lacks.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -44,6 +45,7 @@ pub mod signal;
 pub mod socket;
 mod stream;
 pub mod sys;
+pub mod systemd;
 pub mod sysvmq;
 pub mod transport;
 pub mod uds;

@@ -136,6 +136,16 @@ impl MessageQueue {
         Ok(q)
     }
 
+    /// A queue descriptor someone else opened (systemd's `ListenMessageQueue=`), checked
+    /// first (a file on the mqueue file system, then `mq_getsetattr`): anything else is
+    /// [`Error::WrongFdType`] (and the descriptor closed). Nobody unlinks it on drop.
+    pub fn from_fd(fd: OwnedFd) -> Result<MessageQueue> {
+        crate::systemd::expect_kind(&fd, &[crate::systemd::FdKind::MessageQueue])?;
+        let mut q = MessageQueue { fd, msg_size: 0, owned: None };
+        q.msg_size = q.attributes()?.msg_size;
+        Ok(q)
+    }
+
     /// Removes a queue's name (`mq_unlink`); open descriptors keep working.
     pub fn unlink(name: &str) -> Result<()> {
         Ok(sys::mq_unlink(&c_name(name)?)?)

@@ -120,6 +120,13 @@ impl TcpListener {
         Ok(TcpListener { fd })
     }
 
+    /// A listening TCP socket someone else made (socket activation), checked first: anything
+    /// else is [`Error::WrongFdType`] (and the descriptor closed).
+    pub fn from_fd(fd: OwnedFd) -> Result<TcpListener> {
+        crate::systemd::expect_kind(&fd, &[crate::systemd::FdKind::TcpListener])?;
+        Ok(TcpListener { fd })
+    }
+
     /// The address bound.
     pub fn local_addr(&self) -> Result<SocketAddr> {
         socket_local_addr(&self.fd)
@@ -174,6 +181,15 @@ pub fn udp_bind(addr: SocketAddr) -> Result<PacketSocket> {
     let fd = socket(&addr, SocketType::DGRAM)?;
     rustix::net::bind(&fd, &addr)?;
     let max = if addr.is_ipv4() { UDP_MAX_V4 } else { UDP_MAX_V6 };
+    Ok(PacketSocket::from_fd(fd, PacketKind::Datagram, max))
+}
+
+/// A UDP socket someone else made (socket activation), checked first: anything else is
+/// [`Error::WrongFdType`] (and the descriptor closed). Frames up to the largest UDP payload
+/// of its family.
+pub fn udp_from_fd(fd: OwnedFd) -> Result<PacketSocket> {
+    crate::systemd::expect_kind(&fd, &[crate::systemd::FdKind::Udp])?;
+    let max = if rustix::net::sockopt::socket_domain(&fd)? == AddressFamily::INET6 { UDP_MAX_V6 } else { UDP_MAX_V4 };
     Ok(PacketSocket::from_fd(fd, PacketKind::Datagram, max))
 }
 

@@ -321,6 +321,27 @@ impl OwnedFdRaw {
     }
 }
 
+/// Sets `FD_CLOEXEC` on descriptor number `fd` (`fcntl(F_SETFD)` after `F_GETFD`), which
+/// this process may not own yet (systemd's socket-activated descriptors): a number that is
+/// not open is `EBADF`, and nothing else happens. Taking integers only, the call cannot
+/// touch memory; it is how [`crate::systemd`] checks a descriptor is open before owning it.
+pub fn set_cloexec_raw(fd: i32) -> Result<(), Errno> {
+    use linux_raw_sys::general::{__NR_fcntl, F_GETFD, F_SETFD, FD_CLOEXEC};
+    if fd < 0 {
+        return Err(Errno::BADF);
+    }
+    // SAFETY: fcntl(F_GETFD) takes only integers and reads no memory.
+    let flags = ret(unsafe { syscalls::raw::syscall2(__NR_fcntl as usize, fd as usize, F_GETFD as usize) })?;
+    if flags & FD_CLOEXEC as usize != 0 {
+        return Ok(());
+    }
+    // SAFETY: fcntl(F_SETFD) takes only integers and reads no memory.
+    let r = unsafe {
+        syscalls::raw::syscall3(__NR_fcntl as usize, fd as usize, F_SETFD as usize, flags | FD_CLOEXEC as usize)
+    };
+    ret(r).map(|_| ())
+}
+
 /// `mq_unlink(name)` (`name` NUL-terminated, starting with `/`).
 pub fn mq_unlink(name: &[u8]) -> Result<(), Errno> {
     debug_assert!(name.first() == Some(&b'/') && name.last() == Some(&0));

@@ -199,6 +199,15 @@ pub fn bind_datagram(name: UnixName<'_>) -> Result<PacketSocket> {
     })
 }
 
+/// A Unix datagram socket someone else made (socket activation, a parent process), checked
+/// first: anything but an `AF_UNIX`/`SOCK_DGRAM` socket is [`Error::WrongFdType`] (and the
+/// descriptor closed). Frames up to [`DEFAULT_PACKET_MAX`]; no socket file is removed on
+/// drop (whoever bound it owns it).
+pub fn datagram_from_fd(fd: OwnedFd) -> Result<PacketSocket> {
+    crate::systemd::expect_kind(&fd, &[crate::systemd::FdKind::UnixDatagram])?;
+    Ok(PacketSocket::from_fd(fd, PacketKind::Datagram, DEFAULT_PACKET_MAX))
+}
+
 /// An unbound datagram socket, for sending ([`PacketSocket::send_frame_to`], or
 /// [`PacketSocket::connect`] then `send_frame`).
 pub fn unbound_datagram() -> Result<PacketSocket> {
@@ -266,6 +275,25 @@ impl UdsListener {
     /// Binds and listens for seqpacket connections at `name`.
     pub fn bind_seqpacket(name: UnixName<'_>) -> Result<UdsListener> {
         UdsListener::bind(name, SocketType::SEQPACKET)
+    }
+
+    /// A listening Unix stream or seqpacket socket someone else made (socket activation),
+    /// checked first (`SO_DOMAIN`, `SO_TYPE`, `SO_ACCEPTCONN`): anything else is
+    /// [`Error::WrongFdType`] (and the descriptor closed). No socket file is removed on drop
+    /// (whoever bound it owns it).
+    pub fn from_fd(fd: OwnedFd) -> Result<UdsListener> {
+        use crate::systemd::FdKind;
+        let kind = match crate::systemd::expect_kind(&fd, &[FdKind::UnixStreamListener, FdKind::UnixSeqpacketListener])?
+        {
+            FdKind::UnixSeqpacketListener => SocketType::SEQPACKET,
+            _ => SocketType::STREAM,
+        };
+        Ok(UdsListener { _path: None, fd, kind, allowed: [0; MAX_ALLOWED_UIDS], n_allowed: 0 })
+    }
+
+    /// Whether this listener accepts seqpacket connections (else stream ones).
+    pub fn is_seqpacket(&self) -> bool {
+        self.kind == SocketType::SEQPACKET
     }
 
     fn bind(name: UnixName<'_>, kind: SocketType) -> Result<UdsListener> {

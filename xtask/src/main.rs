@@ -214,8 +214,8 @@ fn step_package() -> Outcome {
 fn step_test() -> Outcome {
     // The tests' real peers: socat (sockets), setpriv from util-linux (another uid), and
     // the D-Bus reference daemon with dbus-send, dbus-monitor and gdbus, and libdbus's Python
-    // binding (which passes fds).
-    let peers = ["socat", "util-linux", "dbus-daemon", "dbus-bin", "libglib2.0-bin", "python3-dbus", "cpio"];
+    // binding (which passes fds), and systemd-socket-activate (socket activation).
+    let peers = ["socat", "util-linux", "dbus-daemon", "dbus-bin", "libglib2.0-bin", "python3-dbus", "cpio", "systemd"];
     if let Err(e) = ensure_apt(&peers) {
         return Outcome::Fail(format!("cannot install the tests' peers ({}): {e}", peers.join(", ")));
     }

@@ -6,7 +6,12 @@
 //! - shuts down cleanly on `SIGTERM`/`SIGINT` (exit status 0) and reloads its config file
 //!   on `SIGHUP`, the signals read from a signalfd in the same loop;
 //! - emits the D-Bus signal `org.ember.Sensor.Event` on each event when a bus is there,
-//!   and answers `org.ember.Sensor.GetReading`.
+//!   and answers `org.ember.Sensor.GetReading`;
+//! - under systemd (`sensor-daemon.service`, `sensor-daemon.socket`): takes its command
+//!   socket from socket activation (the descriptor named `command`) when `LISTEN_FDS` is
+//!   set, says `READY=1` once set up, `STATUS=` lines, `RELOADING=1` then `READY=1` around
+//!   a reload, `STOPPING=1` on `SIGTERM`, and `WATCHDOG=1` from the loop at half the
+//!   `WatchdogSec=` interval. Without systemd all of that is skipped.
 //!
 //! `examples/sensor-daemon/README.md` shows it running; the protocol is in `lib.rs`.
 
@@ -24,6 +29,7 @@ use ember_linux::poll::{Interest, Poller, Ready, Timer};
 use ember_linux::shm::{Backing, BroadcastReader, BroadcastWriter, SeqLockReader, SeqLockWriter};
 use ember_linux::signal::{Daemon, DaemonEvent};
 use ember_linux::socket::PacketSocket;
+use ember_linux::systemd::{self, State as Sd};
 use ember_linux::uds::{UdsListener, UnixName};
 use ember_linux::{Error, FrameReceiver, FrameSender};
 use ember_sensor_daemon::*;
@@ -33,7 +39,8 @@ const USAGE: &str = "\
 usage: sensor-daemon [options]
 
   --name <name>        object names: /<name>-reading, /<name>-events (default: sensor)
-  --socket <path>      the command socket (default: /tmp/<name>.sock)
+  --socket <path>      the command socket (default: /tmp/<name>.sock); under socket
+                       activation, the descriptor named `command` instead
   --config <file>      settings (interval_ms, threshold_mc, base_mc), re-read on SIGHUP
   --source <file>      read millicelsius from this file (e.g. /sys/class/thermal/thermal_zone0/temp)
                        instead of simulating
@@ -45,6 +52,7 @@ const TOKEN_SIGNALS: u64 = 1;
 const TOKEN_LISTENER: u64 = 2;
 const TOKEN_TIMER: u64 = 3;
 const TOKEN_BUS: u64 = 4;
+const TOKEN_WATCHDOG: u64 = 5;
 const TOKEN_CLIENT: u64 = 100;
 const MAX_CLIENTS: usize = 8;
 
@@ -143,6 +151,30 @@ struct State {
 
 fn log(msg: std::fmt::Arguments<'_>) {
     eprintln!("sensor-daemon: {msg}");
+}
+
+/// Tells systemd (when it started us: `NOTIFY_SOCKET`), logging a failure: the daemon goes
+/// on either way.
+fn tell_systemd(states: &[Sd<'_>]) {
+    if let Err(e) = systemd::notify(states) {
+        log(format_args!("systemd notification: {e}"));
+    }
+}
+
+/// The command socket: the activated descriptor named `command` when systemd passed
+/// descriptors, else bound at `path`. The name says which, for the ready line.
+fn command_socket(path: &str) -> Result<(UdsListener, String), String> {
+    let mut fds = systemd::listen_fds::<4>().map_err(|e| format!("socket activation: {e}"))?;
+    if fds.is_empty() {
+        let l = UdsListener::bind_seqpacket(UnixName::Path(path)).map_err(|e| format!("{path}: {e}"))?;
+        return Ok((l, path.to_string()));
+    }
+    let l = fds.uds_seqpacket_listener("command").map_err(|e| format!("socket activation, `command`: {e}"))?;
+    // Others (a unit that passes more) are closed: this daemon has no use for them.
+    for f in &fds {
+        log(format_args!("socket activation: ignoring `{}` ({})", f.name(), f.kind()));
+    }
+    Ok((l, "the activated socket `command`".to_string()))
 }
 
 impl State {
@@ -251,6 +283,8 @@ impl State {
                     log(format_args!("timer: {e}"));
                 }
                 log(format_args!("reloaded {path}: {c:?}"));
+                let status = format!("reloaded: sampling every {} ms", c.interval_ms);
+                tell_systemd(&[Sd::Status(&status)]);
                 self.event(EVENT_RELOADED, c.interval_ms as i32, "configuration reloaded");
             }
             Err(e) => log(format_args!("{path}: {e}; keeping the running configuration")),
@@ -324,10 +358,15 @@ fn run(args: &Args) -> Result<(), String> {
                 .map(|mut r| (r.segment().header().creator_pid, r.writer_alive()))
         },
     )?;
-    let listener =
-        UdsListener::bind_seqpacket(UnixName::Path(&args.socket)).map_err(|e| format!("{}: {e}", args.socket))?;
+    let (listener, socket_name) = command_socket(&args.socket)?;
     let interval = Duration::from_millis(u64::from(config.interval_ms));
     let timer = Timer::periodic(interval).map_err(|e| format!("timer: {e}"))?;
+    // The watchdog is pinged from this loop, so a stuck loop stops the pings: at half the
+    // interval, as systemd asks.
+    let watchdog = match systemd::watchdog_interval() {
+        Some(w) => Some(Timer::periodic(w / 2).map_err(|e| format!("watchdog timer: {e}"))?),
+        None => None,
+    };
     let bus = args.bus.as_deref().and_then(connect_bus);
     let mut poller: Poller<16> = Poller::new().map_err(|e| format!("epoll: {e}"))?;
     let add = |fd: rustix::fd::BorrowedFd<'_>, token| {
@@ -336,6 +375,9 @@ fn run(args: &Args) -> Result<(), String> {
     add(signals.as_fd(), TOKEN_SIGNALS)?;
     add(listener.as_fd(), TOKEN_LISTENER)?;
     add(timer.as_fd(), TOKEN_TIMER)?;
+    if let Some(w) = &watchdog {
+        add(w.as_fd(), TOKEN_WATCHDOG)?;
+    }
     if let Some(b) = &bus {
         add(b.as_fd(), TOKEN_BUS)?;
     }
@@ -359,8 +401,10 @@ fn run(args: &Args) -> Result<(), String> {
             None => "no D-Bus".to_string(),
         };
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "sensor-daemon: ready: {reading_name}, {events_name}, {}, {bus_text}", args.socket);
+        let _ = writeln!(out, "sensor-daemon: ready: {reading_name}, {events_name}, {socket_name}, {bus_text}");
         let _ = out.flush();
+        let status = format!("sampling every {} ms; {bus_text}", state.config.interval_ms);
+        tell_systemd(&[Sd::Ready, Sd::Status(&status)]);
     }
     loop {
         let ready: heapless::Vec<Ready, 16> = match poller.wait(None) {
@@ -375,9 +419,14 @@ fn run(args: &Args) -> Result<(), String> {
                         Ok(Some(DaemonEvent::Shutdown { signal, pid })) => {
                             let name = if signal == ember_linux::signal::SIGTERM { "SIGTERM" } else { "SIGINT" };
                             log(format_args!("{name} from pid {pid}: shutting down"));
+                            tell_systemd(&[Sd::Stopping, Sd::Status("shutting down")]);
                             return Ok(());
                         }
-                        Ok(Some(DaemonEvent::Reload)) => state.reload(args.config.as_deref(), &timer),
+                        Ok(Some(DaemonEvent::Reload)) => {
+                            tell_systemd(&[Sd::Reloading]);
+                            state.reload(args.config.as_deref(), &timer);
+                            tell_systemd(&[Sd::Ready]);
+                        }
                         Ok(None) => break,
                         Err(e) => return Err(format!("signalfd: {e}")),
                     }
@@ -388,6 +437,13 @@ fn run(args: &Args) -> Result<(), String> {
                         Ok(_) => state.sample(args.source.as_deref()),
                         Err(Error::WouldBlock) => {}
                         Err(e) => return Err(format!("timer: {e}")),
+                    }
+                }
+                TOKEN_WATCHDOG => {
+                    if let Some(w) = &watchdog
+                        && w.expirations().is_ok()
+                    {
+                        tell_systemd(&[Sd::Watchdog]);
                     }
                 }
                 TOKEN_LISTENER => match listener.accept_seqpacket() {

@@ -237,3 +237,115 @@ fn a_killed_daemon_leaves_segments_the_next_one_replaces() {
     assert_eq!(second.child.wait().unwrap().code(), Some(0));
     drop(first);
 }
+
+/// A notify socket standing in for systemd's: the daemon's `NOTIFY_SOCKET`.
+struct NotifyListener {
+    sock: ember_linux::socket::PacketSocket,
+    path: String,
+}
+
+impl NotifyListener {
+    fn new(tag: &str) -> NotifyListener {
+        let path = format!("/tmp/sensor-test-{}-{tag}.notify", std::process::id());
+        let sock = uds::bind_datagram(UnixName::Path(&path)).unwrap();
+        rustix::net::sockopt::set_socket_timeout(&sock, rustix::net::sockopt::Timeout::Recv, Some(T)).unwrap();
+        NotifyListener { sock, path }
+    }
+
+    /// The next notification's text.
+    fn next(&self) -> String {
+        let mut buf = [0u8; 4096];
+        let (n, _) = rustix::net::recv(&self.sock, &mut buf, rustix::net::RecvFlags::empty()).expect("no notification");
+        String::from_utf8(buf[..n].to_vec()).unwrap()
+    }
+
+    /// The next notification other than a watchdog ping; how many pings came before it.
+    fn next_not_ping(&self) -> (String, usize) {
+        let mut pings = 0;
+        loop {
+            match self.next() {
+                p if p == "WATCHDOG=1" => pings += 1,
+                other => return (other, pings),
+            }
+        }
+    }
+}
+
+#[test]
+fn under_systemd_socket_activate() {
+    common::need_tool("systemd-socket-activate");
+    let notify = NotifyListener::new("activated");
+    let name = format!("sensor-test-{}-activated", std::process::id());
+    let socket = format!("/tmp/{name}.activated.sock");
+    let config = format!("/tmp/{name}.conf");
+    std::fs::write(&config, "interval_ms = 50\n").unwrap();
+    // systemd-socket-activate binds the seqpacket socket, waits for a client, then execs the
+    // daemon with it as descriptor 3 named `command` (its pid stays the tool's), passing
+    // only the variables given with -E.
+    let mut tool = Command::new("systemd-socket-activate")
+        .args(["--seqpacket", "-l", &socket, "--fdname=command"])
+        .args(["-E", &format!("NOTIFY_SOCKET={}", notify.path), "-E", "WATCHDOG_USEC=200000"])
+        .arg(env!("CARGO_BIN_EXE_sensor-daemon"))
+        .args(["--name", &name, "--config", &config, "--no-bus", "--socket", "/nonexistent/unused.sock"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(tool.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.starts_with("Listening on"), "{line}");
+    std::thread::spawn(move || {
+        for l in err.lines().map_while(Result::ok) {
+            eprintln!("  daemon: {l}");
+        }
+    });
+    // After a failed test: the daemon killed, its files and segments removed.
+    struct Cleanup(Child, String, Vec<String>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+            for p in &self.2 {
+                let _ = std::fs::remove_file(p);
+            }
+            for object in ["reading", "events"] {
+                let _ = rustix::shm::unlink(format!("/{}-{object}", self.1).as_str());
+            }
+        }
+    }
+    let pid = tool.id();
+    let mut tool = Cleanup(tool, name.clone(), vec![socket.clone(), config.clone()]);
+
+    // A client reaches the daemon through the activated socket (its connection is what
+    // starts the daemon).
+    let mut sock = uds::connect_seqpacket(UnixName::Path(&socket)).unwrap();
+    let mut buf = [0u8; 4096];
+    sock.set_max_frame(buf.len());
+    let mut scratch = [0u8; 256];
+    sock.send_msg(CMD_GET, 7, &(), &mut scratch).unwrap();
+    let (r, reading): (_, Reading) = sock.recv_msg(&mut buf).unwrap();
+    assert_eq!((r.kind, r.seq), (KIND_READING, 7));
+    assert!(reading.count > 0);
+
+    // READY=1 with a status once set up, then watchdog pings at half of 200 ms.
+    let (ready, _) = notify.next_not_ping();
+    assert_eq!(ready, "READY=1\nSTATUS=sampling every 50 ms; no D-Bus");
+    assert_eq!(notify.next(), "WATCHDOG=1");
+    assert_eq!(notify.next(), "WATCHDOG=1");
+
+    // SIGHUP: RELOADING=1 (with the monotonic time), the new status, READY=1.
+    std::fs::write(&config, "interval_ms = 40\n").unwrap();
+    send_with_value(pid, SIGHUP, 0).unwrap();
+    let (reloading, _) = notify.next_not_ping();
+    assert!(reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{reloading}");
+    assert_eq!(notify.next_not_ping().0, "STATUS=reloaded: sampling every 40 ms");
+    assert_eq!(notify.next_not_ping().0, "READY=1");
+
+    // SIGTERM: STOPPING=1, exit 0; the socket file is systemd's (here the tool's): left.
+    send_with_value(pid, SIGTERM, 0).unwrap();
+    assert_eq!(notify.next_not_ping().0, "STOPPING=1\nSTATUS=shutting down");
+    assert_eq!(tool.0.wait().unwrap().code(), Some(0));
+    assert!(std::path::Path::new(&socket).exists());
+    assert!(!std::path::Path::new(&format!("/dev/shm/{name}-reading")).exists());
+}
