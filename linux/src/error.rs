@@ -76,6 +76,17 @@ pub enum Error {
     /// A shared mutex or semaphore refused: not recoverable, not the owner, or a count
     /// overflow (timeouts are [`Error::TimedOut`], `try_*` failures [`Error::WouldBlock`]).
     Sync(ember_core::shm::sync::SyncError),
+    /// There is no room for a new shared-memory segment: the file system that holds it
+    /// (the tmpfs on `/dev/shm` for named segments, the kernel's internal one for memfds)
+    /// could not reserve its pages, or a SysV segment would exceed `kernel.shmall`. Nothing
+    /// was left behind: the name was unlinked (the SysV id removed).
+    NoSpace {
+        /// Bytes the segment needs (its whole size, header included).
+        needed: u64,
+        /// Bytes free for unprivileged use on that file system when the reservation failed
+        /// (`fstatvfs`: `f_bavail * f_frsize`; for SysV, what `kernel.shmall` leaves).
+        available: u64,
+    },
 }
 
 impl fmt::Display for Error {
@@ -103,6 +114,11 @@ impl fmt::Display for Error {
             Error::Dbus(e) => write!(f, "{e}"),
             Error::Sync(e) => write!(f, "{e}"),
             Error::AuthRejected => f.write_str("D-Bus authentication rejected"),
+            Error::NoSpace { needed, available } => write!(
+                f,
+                "no space for the shared-memory segment: {needed} bytes needed, {available} available \
+                 (is /dev/shm full?)"
+            ),
         }
     }
 }
