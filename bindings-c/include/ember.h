@@ -288,6 +288,14 @@ typedef enum ember_status {
    `on_other` callback may not use its own connection).
    */
   EMBER_EBUSY = -16,
+  /*
+   No room for a new shared-memory segment: `/dev/shm` (or the memory a memfd comes
+   from, or SysV's `kernel.shmall`) cannot hold it. Nothing was left behind (the name
+   was unlinked); `ember_last_no_space` gives the bytes needed and available. The pages
+   of every segment are reserved when it is created, so a full `/dev/shm` is this
+   error at create time and never a `SIGBUS` later.
+   */
+  EMBER_ENOSHMSPACE = -17,
 } ember_status;
 
 /*
@@ -1625,6 +1633,19 @@ const char *ember_strerror(int code);
 int ember_last_os_error(void);
 
 /*
+ The sizes behind the last `EMBER_ENOSHMSPACE` in this thread: the bytes the segment
+ needed and the bytes its file system had free (`fstatvfs`; for SysV, what
+ `kernel.shmall` left). Writes 0 and 0 if there was none. Either pointer may be NULL.
+
+ # Safety
+
+ `needed` and `available` NULL or writable.
+
+ Thread safety: per thread (each thread sees its own last error).
+ */
+int ember_last_no_space(uint64_t *needed, uint64_t *available);
+
+/*
  Creates the FIFO `path` (`mkfifo`, mode 0600), or accepts an existing FIFO of this
  user. Returns `EMBER_OK`; `EMBER_EOS` with `EEXIST` if something else is there (a
  symlink, a regular file: never followed or touched), with `EPERM` for another user's
@@ -2339,7 +2360,9 @@ void ember_rpc_server_free(struct ember_rpc_server *s);
  Creates the SPSC ring `name` with `capacity` bytes of records (a power of two, 64 bytes
  to 1 GiB; a record holds at most `capacity / 2 - 8` bytes) and `fingerprint`. Returns
  `EMBER_OK`; `EMBER_EINVAL` for a bad name or capacity; `EMBER_EOS` (`EEXIST`: the name
- is taken).
+ is taken); `EMBER_ENOSHMSPACE`.
+ Every page is reserved at create (`fallocate`): a `/dev/shm` too small for it is
+ `EMBER_ENOSHMSPACE` here, with nothing left behind, never a `SIGBUS` later.
 
  # Safety
 
@@ -2384,6 +2407,10 @@ void ember_spsc_sender_free(struct ember_spsc_sender *h);
 
 /*
  Opens the SPSC ring `name` as its one receiver.
+ `EMBER_ENOSHMSPACE` if `/dev/shm` cannot back its pages. A process that later shrinks
+ the file (`ftruncate` on `/dev/shm/name`, by its owner or root) still makes this
+ process's next touch of the lost pages raise `SIGBUS`: keep `/dev/shm` objects to
+ their creator.
 
  # Safety
 
@@ -2428,6 +2455,8 @@ void ember_spsc_receiver_free(struct ember_spsc_receiver *h);
 /*
  Creates the seqlock `name` holding values of up to `capacity` bytes (a multiple of 8,
  at least 64).
+ Every page is reserved at create (`fallocate`): a `/dev/shm` too small for it is
+ `EMBER_ENOSHMSPACE` here, with nothing left behind, never a `SIGBUS` later.
 
  # Safety
 
@@ -2465,6 +2494,10 @@ void ember_seqlock_writer_free(struct ember_seqlock_writer *h);
 
 /*
  Opens the seqlock `name` (mapped read-only but for its waiter page).
+ `EMBER_ENOSHMSPACE` if `/dev/shm` cannot back its pages. A process that later shrinks
+ the file (`ftruncate` on `/dev/shm/name`, by its owner or root) still makes this
+ process's next touch of the lost pages raise `SIGBUS`: keep `/dev/shm` objects to
+ their creator.
 
  # Safety
 
@@ -2525,6 +2558,8 @@ void ember_seqlock_reader_free(struct ember_seqlock_reader *h);
 /*
  Creates the broadcast ring `name` with `capacity` bytes of records (a power of two, 64
  bytes to 1 GiB).
+ Every page is reserved at create (`fallocate`): a `/dev/shm` too small for it is
+ `EMBER_ENOSHMSPACE` here, with nothing left behind, never a `SIGBUS` later.
 
  # Safety
 
@@ -2565,6 +2600,10 @@ void ember_broadcast_writer_free(struct ember_broadcast_writer *h);
 /*
  Opens the broadcast ring `name` as a new reader: from the oldest record still in the
  ring if `from_oldest` is non-zero, else from the next one written.
+ `EMBER_ENOSHMSPACE` if `/dev/shm` cannot back its pages. A process that later shrinks
+ the file (`ftruncate` on `/dev/shm/name`, by its owner or root) still makes this
+ process's next touch of the lost pages raise `SIGBUS`: keep `/dev/shm` objects to
+ their creator.
 
  # Safety
 
@@ -2782,6 +2821,8 @@ void ember_daemon_free(struct ember_daemon *d);
  `capacity` bytes (a multiple of 8, at least 64), zeroed: zeroed mutexes are unlocked,
  events at 0, semaphores at 0. `fingerprint` is the application's layout id; openers
  must give the same. The creator's `ember_sync_segment_free` unlinks the name.
+ Every page is reserved at create (`fallocate`): a `/dev/shm` too small for it is
+ `EMBER_ENOSHMSPACE` here, with nothing left behind, never a `SIGBUS` later.
 
  # Safety
 
@@ -2797,6 +2838,10 @@ int ember_sync_segment_create(const char *name,
 /*
  Opens the named segment, checking its header and `fingerprint` (`EMBER_EBADMSG` if they
  do not match).
+ `EMBER_ENOSHMSPACE` if `/dev/shm` cannot back its pages. A process that later shrinks
+ the file (`ftruncate` on `/dev/shm/name`, by its owner or root) still makes this
+ process's next touch of the lost pages raise `SIGBUS`: keep `/dev/shm` objects to
+ their creator.
 
  # Safety
 

@@ -52,6 +52,12 @@ pub enum ember_status {
     /// The handle is in use by the call that is running this callback (a D-Bus handler or
     /// `on_other` callback may not use its own connection).
     EMBER_EBUSY = -16,
+    /// No room for a new shared-memory segment: `/dev/shm` (or the memory a memfd comes
+    /// from, or SysV's `kernel.shmall`) cannot hold it. Nothing was left behind (the name
+    /// was unlinked); `ember_last_no_space` gives the bytes needed and available. The pages
+    /// of every segment are reserved when it is created, so a full `/dev/shm` is this
+    /// error at create time and never a `SIGBUS` later.
+    EMBER_ENOSHMSPACE = -17,
 }
 
 pub(crate) const EMBER_OK: c_int = ember_status::EMBER_OK as c_int;
@@ -71,9 +77,11 @@ pub(crate) const EMBER_ENOTOWNER: c_int = ember_status::EMBER_ENOTOWNER as c_int
 pub(crate) const EMBER_EOVERFLOW: c_int = ember_status::EMBER_EOVERFLOW as c_int;
 pub(crate) const EMBER_EREMOTE: c_int = ember_status::EMBER_EREMOTE as c_int;
 pub(crate) const EMBER_EBUSY: c_int = ember_status::EMBER_EBUSY as c_int;
+pub(crate) const EMBER_ENOSHMSPACE: c_int = ember_status::EMBER_ENOSHMSPACE as c_int;
 
 thread_local! {
     static LAST_OS_ERROR: Cell<c_int> = const { Cell::new(0) };
+    static LAST_NO_SPACE: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
 }
 
 /// The code for an `ember_linux` error (recording the errno for `EMBER_EOS`).
@@ -83,6 +91,10 @@ pub(crate) fn code(e: Error) -> c_int {
         Error::Os(errno) => {
             LAST_OS_ERROR.with(|c| c.set(errno.raw_os_error()));
             EMBER_EOS
+        }
+        Error::NoSpace { needed, available } => {
+            LAST_NO_SPACE.with(|c| c.set((needed, available)));
+            EMBER_ENOSHMSPACE
         }
         Error::WouldBlock | Error::Shm(ShmError::Empty | ShmError::Full) => EMBER_EAGAIN,
         Error::TimedOut | Error::Shm(ShmError::Timeout) => EMBER_ETIMEDOUT,
@@ -279,6 +291,7 @@ pub extern "C" fn ember_strerror(code: c_int) -> *const c_char {
         EMBER_EOVERFLOW => c"semaphore count overflow",
         EMBER_EREMOTE => c"the server answered with an error",
         EMBER_EBUSY => c"the handle is in use by the call running this callback",
+        EMBER_ENOSHMSPACE => c"no space for the shared-memory segment (is /dev/shm full?)",
         _ => c"unknown error",
     };
     s.as_ptr()
@@ -294,4 +307,27 @@ pub extern "C" fn ember_strerror(code: c_int) -> *const c_char {
 #[unsafe(no_mangle)]
 pub extern "C" fn ember_last_os_error() -> c_int {
     LAST_OS_ERROR.with(Cell::get)
+}
+
+/// The sizes behind the last `EMBER_ENOSHMSPACE` in this thread: the bytes the segment
+/// needed and the bytes its file system had free (`fstatvfs`; for SysV, what
+/// `kernel.shmall` left). Writes 0 and 0 if there was none. Either pointer may be NULL.
+///
+/// # Safety
+///
+/// `needed` and `available` NULL or writable.
+///
+/// Thread safety: per thread (each thread sees its own last error).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_last_no_space(needed: *mut u64, available: *mut u64) -> c_int {
+    guard(|| {
+        let (n, a) = LAST_NO_SPACE.with(Cell::get);
+        if !needed.is_null() {
+            out(needed)?.set(n);
+        }
+        if !available.is_null() {
+            out(available)?.set(a);
+        }
+        Ok(EMBER_OK)
+    })
 }

@@ -98,7 +98,9 @@ unsafe fn make<T>(
 /// Creates the SPSC ring `name` with `capacity` bytes of records (a power of two, 64 bytes
 /// to 1 GiB; a record holds at most `capacity / 2 - 8` bytes) and `fingerprint`. Returns
 /// `EMBER_OK`; `EMBER_EINVAL` for a bad name or capacity; `EMBER_EOS` (`EEXIST`: the name
-/// is taken).
+/// is taken); `EMBER_ENOSHMSPACE`.
+/// Every page is reserved at create (`fallocate`): a `/dev/shm` too small for it is
+/// `EMBER_ENOSHMSPACE` here, with nothing left behind, never a `SIGBUS` later.
 ///
 /// # Safety
 ///
@@ -161,6 +163,10 @@ pub unsafe extern "C" fn ember_spsc_sender_free(h: *mut ember_spsc_sender) {
 }
 
 /// Opens the SPSC ring `name` as its one receiver.
+/// `EMBER_ENOSHMSPACE` if `/dev/shm` cannot back its pages. A process that later shrinks
+/// the file (`ftruncate` on `/dev/shm/name`, by its owner or root) still makes this
+/// process's next touch of the lost pages raise `SIGBUS`: keep `/dev/shm` objects to
+/// their creator.
 ///
 /// # Safety
 ///
@@ -222,6 +228,8 @@ pub unsafe extern "C" fn ember_spsc_receiver_free(h: *mut ember_spsc_receiver) {
 
 /// Creates the seqlock `name` holding values of up to `capacity` bytes (a multiple of 8,
 /// at least 64).
+/// Every page is reserved at create (`fallocate`): a `/dev/shm` too small for it is
+/// `EMBER_ENOSHMSPACE` here, with nothing left behind, never a `SIGBUS` later.
 ///
 /// # Safety
 ///
@@ -281,6 +289,10 @@ pub unsafe extern "C" fn ember_seqlock_writer_free(h: *mut ember_seqlock_writer)
 }
 
 /// Opens the seqlock `name` (mapped read-only but for its waiter page).
+/// `EMBER_ENOSHMSPACE` if `/dev/shm` cannot back its pages. A process that later shrinks
+/// the file (`ftruncate` on `/dev/shm/name`, by its owner or root) still makes this
+/// process's next touch of the lost pages raise `SIGBUS`: keep `/dev/shm` objects to
+/// their creator.
 ///
 /// # Safety
 ///
@@ -371,6 +383,8 @@ pub unsafe extern "C" fn ember_seqlock_reader_free(h: *mut ember_seqlock_reader)
 
 /// Creates the broadcast ring `name` with `capacity` bytes of records (a power of two, 64
 /// bytes to 1 GiB).
+/// Every page is reserved at create (`fallocate`): a `/dev/shm` too small for it is
+/// `EMBER_ENOSHMSPACE` here, with nothing left behind, never a `SIGBUS` later.
 ///
 /// # Safety
 ///
@@ -433,6 +447,10 @@ pub unsafe extern "C" fn ember_broadcast_writer_free(h: *mut ember_broadcast_wri
 
 /// Opens the broadcast ring `name` as a new reader: from the oldest record still in the
 /// ring if `from_oldest` is non-zero, else from the next one written.
+/// `EMBER_ENOSHMSPACE` if `/dev/shm` cannot back its pages. A process that later shrinks
+/// the file (`ftruncate` on `/dev/shm/name`, by its owner or root) still makes this
+/// process's next touch of the lost pages raise `SIGBUS`: keep `/dev/shm` objects to
+/// their creator.
 ///
 /// # Safety
 ///

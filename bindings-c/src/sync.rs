@@ -21,6 +21,8 @@ pub struct ember_sync_segment {
 /// `capacity` bytes (a multiple of 8, at least 64), zeroed: zeroed mutexes are unlocked,
 /// events at 0, semaphores at 0. `fingerprint` is the application's layout id; openers
 /// must give the same. The creator's `ember_sync_segment_free` unlinks the name.
+/// Every page is reserved at create (`fallocate`): a `/dev/shm` too small for it is
+/// `EMBER_ENOSHMSPACE` here, with nothing left behind, never a `SIGBUS` later.
 ///
 /// # Safety
 ///
@@ -47,6 +49,10 @@ pub unsafe extern "C" fn ember_sync_segment_create(
 
 /// Opens the named segment, checking its header and `fingerprint` (`EMBER_EBADMSG` if they
 /// do not match).
+/// `EMBER_ENOSHMSPACE` if `/dev/shm` cannot back its pages. A process that later shrinks
+/// the file (`ftruncate` on `/dev/shm/name`, by its owner or root) still makes this
+/// process's next touch of the lost pages raise `SIGBUS`: keep `/dev/shm` objects to
+/// their creator.
 ///
 /// # Safety
 ///

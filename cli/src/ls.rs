@@ -139,7 +139,7 @@ struct Line {
 fn segment_line(s: &SegmentInfo) -> Line {
     match &s.header {
         Ok(h) => {
-            let alive = Liveness::new(h.creator_pid).is_alive();
+            let alive = Liveness::with_start(h.creator_pid, h.creator_start).is_alive();
             let counters = s.counters.as_ref();
             Line {
                 missing: false,

@@ -198,6 +198,33 @@ fn bad_uris_unreachable_endpoints_and_damaged_frames_are_clear_errors() {
     check_frames(&uri, &text(&o.stdout), 1, 1);
 }
 
+/// A full `/dev/shm` (a 256 KiB tmpfs in a private mount namespace, as root): `send` to a
+/// new ring is a clear error with exit status 1 and leaves nothing behind, where it used to
+/// die of `SIGBUS` (exit status 135) on the first page it touched.
+#[test]
+fn full_dev_shm_is_a_clear_error_not_sigbus() {
+    common::need_tool("unshare");
+    let script = "mount -t tmpfs -o size=256k tmpfs /dev/shm || exit 99
+        \"$0\" send shm-ring:x hi --capacity 1048576; echo \"big=$?\"
+        dd if=/dev/zero of=/dev/shm/fill bs=4k 2>/dev/null
+        \"$0\" send shm-ring:x hi; echo \"full=$?\"
+        ls /dev/shm";
+    let o = Command::new("unshare")
+        .args(["-m", "sh", "-c", script, env!("CARGO_BIN_EXE_emberctl")])
+        .output()
+        .expect("unshare (util-linux) runs");
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert!(o.status.success(), "{out}\n{err}");
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["big=1", "full=1", "fill"], "stderr: {err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].contains("no space for the shared-memory segment: 1049088 bytes needed, 262144 available"),
+        "{err}"
+    );
+    assert!(lines[1].contains("66048 bytes needed, 0 available"), "{err}");
+}
+
 fn ls_json(uri: &str) -> serde_json::Value {
     let (out, _) = expect(&["ls", "--json", uri], 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();

@@ -93,6 +93,17 @@ pub enum Error {
     /// A variable systemd sets (`NOTIFY_SOCKET`, `LISTEN_FDS`, `LISTEN_PID`,
     /// `LISTEN_FDNAMES`, `WATCHDOG_USEC`, `WATCHDOG_PID`) does not parse.
     InvalidEnv,
+    /// There is no room for a new shared-memory segment: the file system that holds it
+    /// (the tmpfs on `/dev/shm` for named segments, the kernel's internal one for memfds)
+    /// could not reserve its pages, or a SysV segment would exceed `kernel.shmall`. Nothing
+    /// was left behind: the name was unlinked (the SysV id removed).
+    NoSpace {
+        /// Bytes the segment needs (its whole size, header included).
+        needed: u64,
+        /// Bytes free for unprivileged use on that file system when the reservation failed
+        /// (`fstatvfs`: `f_bavail * f_frsize`; for SysV, what `kernel.shmall` leaves).
+        available: u64,
+    },
 }
 
 impl fmt::Display for Error {
@@ -123,6 +134,11 @@ impl fmt::Display for Error {
             Error::NotActivated => f.write_str("systemd passed no file descriptor of that name"),
             Error::WrongFdType { expected, found } => write!(f, "expected {expected}, found {found}"),
             Error::InvalidEnv => f.write_str("a systemd environment variable does not parse"),
+            Error::NoSpace { needed, available } => write!(
+                f,
+                "no space for the shared-memory segment: {needed} bytes needed, {available} available \
+                 (is /dev/shm full?)"
+            ),
         }
     }
 }

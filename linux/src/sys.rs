@@ -88,6 +88,21 @@ pub fn shm_remove(id: i32) -> Result<(), Errno> {
     ret(r).map(|_| ())
 }
 
+/// `SHM_INFO`.
+const SHM_INFO: usize = 14;
+
+/// `shmctl(0, SHM_INFO)`: pages of SysV shared memory allocated in this IPC namespace
+/// (`struct shm_info`'s `shm_tot`, the count `kernel.shmall` limits).
+pub fn shm_total_pages() -> Result<usize, Errno> {
+    // `struct shm_info` is an `int` then five `unsigned long`s: at most 48 bytes.
+    let mut buf = [0usize; 8];
+    // SAFETY: the kernel writes one `struct shm_info` into `buf`, which is larger.
+    let r = unsafe { syscalls::raw::syscall3(__NR_shmctl as usize, 0, SHM_INFO, buf.as_mut_ptr() as usize) };
+    ret(r)?;
+    // `shm_tot` follows the `int`, aligned as an `unsigned long`: the second word.
+    Ok(buf[1])
+}
+
 /// `shmctl(id, IPC_STAT)`: the segment's size in bytes.
 pub fn shm_size(id: i32) -> Result<usize, Errno> {
     // `struct shmid64_ds` is at most 120 bytes; 256 leaves room, 8-aligned.

@@ -2,7 +2,8 @@
 //!
 //! `build.rs` collects them into one module per snippet; `cargo test -p ember-snippets
 //! --doc` compiles each against Ember as a user's crate sees it (the dependencies of this
-//! crate are `ember-ipc-core`, `ember-ipc-linux` and `serde`, nothing else) and runs those
+//! crate are `ember-ipc-core`, `ember-ipc-linux` with its `log` feature, `serde` and `log`,
+//! nothing else) and runs those
 //! not marked `no_run`.
 #![forbid(unsafe_code)]
 

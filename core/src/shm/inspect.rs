@@ -136,6 +136,7 @@ mod tests {
             data_offset: data as u32,
             capacity: cap as u32,
             creator_pid: 42,
+            creator_start: 0,
             fingerprint: 7,
         };
         let words = (data + cap) / core::mem::size_of::<Word>();
@@ -194,7 +195,7 @@ mod tests {
         // An unknown kind number.
         let mut bad = copy.clone();
         bad[8..12].copy_from_slice(&9u32.to_ne_bytes());
-        let crc = crate::crc32c::crc32c(&bad[..48]);
+        let crc = crate::crc32c::crc32c_append(crate::crc32c::crc32c(&bad[..48]), &bad[52..60]);
         bad[48..52].copy_from_slice(&crc.to_ne_bytes());
         assert_eq!(layout::peek(&bad, bad.len()), Err(ShmError::WrongKind { expected: 0, found: 9 }));
         // A scribbled CRC.

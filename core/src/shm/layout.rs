@@ -1,7 +1,7 @@
 //! The segment header: the first 128 bytes of every Ember shared-memory segment.
 //!
 //! Thirty-two native-endian `u32` words (every supported target is little-endian; a segment
-//! never leaves its machine), of which 13 are used:
+//! never leaves its machine), of which 15 are used:
 //!
 //! | word | byte | field | meaning |
 //! |---:|---:|---|---|
@@ -17,8 +17,13 @@
 //! | 9 | 36 | `creator_pid` | pid of the process that created the segment (the writer) |
 //! | 10 | 40 | `fingerprint_lo` | low half of the application's 64-bit type fingerprint |
 //! | 11 | 44 | `fingerprint_hi` | high half |
-//! | 12 | 48 | `header_crc` | CRC-32C of bytes 0..48 |
-//! | 13–31 | 52 | reserved | 0 |
+//! | 12 | 48 | `header_crc` | CRC-32C of bytes 0..48, then bytes 52..60 |
+//! | 13 | 52 | `creator_start_lo` | low half of the creator's start time (`/proc/<pid>/stat` field 22, clock ticks after boot; 0: unknown) |
+//! | 14 | 56 | `creator_start_hi` | high half |
+//! | 15–31 | 60 | reserved | 0 |
+//!
+//! Version 2 added `creator_start`, so that a peer without pidfds (or one opening a pidfd
+//! after the creator died) can tell the creator from a process that reused its pid.
 //!
 //! The creator writes every field with `magic` zero, then stores `magic` with release
 //! ordering; an opener loads `magic` with acquire ordering ([`ShmError::NotReady`] while it
@@ -27,12 +32,12 @@
 
 use super::primitive::{AtomicU32, Ordering};
 use super::{ShmError, WORD};
-use crate::crc32c::crc32c;
+use crate::crc32c::{crc32c, crc32c_append};
 
 /// `"EMSH"` read as a little-endian `u32`.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"EMSH");
 /// The layout version this build writes and reads.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// Bytes of the header.
 pub const HEADER_SIZE: usize = 128;
 /// Byte offset of the control lines of every kind.
@@ -92,6 +97,9 @@ pub struct HeaderRepr {
     pub capacity: u32,
     /// The creator's pid.
     pub creator_pid: u32,
+    /// The creator's start time (`/proc/<pid>/stat` field 22, clock ticks after boot), which
+    /// tells it from a later process with the same pid; 0 if unknown.
+    pub creator_start: u64,
     /// The application's type fingerprint.
     pub fingerprint: u64,
 }
@@ -123,8 +131,11 @@ mod word {
     pub const FP_LO: usize = 10;
     pub const FP_HI: usize = 11;
     pub const CRC: usize = 12;
-    /// Words covered by the CRC.
+    pub const START_LO: usize = 13;
+    pub const START_HI: usize = 14;
+    /// Words covered by the CRC: those before it, then those after it up to here.
     pub const CRC_COVERED: usize = 12;
+    pub const CRC_COVERED_AFTER: usize = 15;
 }
 
 impl HeaderRepr {
@@ -143,11 +154,19 @@ impl HeaderRepr {
         w[word::PID] = self.creator_pid;
         w[word::FP_LO] = self.fingerprint as u32;
         w[word::FP_HI] = (self.fingerprint >> 32) as u32;
+        w[word::START_LO] = self.creator_start as u32;
+        w[word::START_HI] = (self.creator_start >> 32) as u32;
         let mut bytes = words_to_bytes(&w);
-        w[word::CRC] = crc32c(&bytes[..word::CRC_COVERED * 4]);
+        w[word::CRC] = header_crc(&bytes);
         bytes = words_to_bytes(&w);
         bytes
     }
+}
+
+/// CRC-32C of the header's bytes 0..48, then 52..60 (every field but the CRC itself).
+fn header_crc(b: &[u8]) -> u32 {
+    let head = crc32c(&b[..word::CRC_COVERED * 4]);
+    crc32c_append(head, &b[(word::CRC + 1) * 4..word::CRC_COVERED_AFTER * 4])
 }
 
 fn words_to_bytes(w: &[u32; HEADER_SIZE / 4]) -> [u8; HEADER_SIZE] {
@@ -200,7 +219,7 @@ fn decode(bytes: &[u8], want: Option<SegmentKind>, mapped_len: usize) -> Result<
     if w(word::VERSION) != LAYOUT_VERSION {
         return Err(ShmError::UnsupportedVersion(w(word::VERSION)));
     }
-    if crc32c(&bytes[..word::CRC_COVERED * 4]) != w(word::CRC) {
+    if header_crc(bytes) != w(word::CRC) {
         return Err(ShmError::BadHeaderCrc);
     }
     let kind = SegmentKind::from_u32(w(word::KIND))
@@ -213,6 +232,7 @@ fn decode(bytes: &[u8], want: Option<SegmentKind>, mapped_len: usize) -> Result<
         data_offset: w(word::DATA),
         capacity: w(word::CAPACITY),
         creator_pid: w(word::PID),
+        creator_start: u64::from(w(word::START_LO)) | (u64::from(w(word::START_HI)) << 32),
         fingerprint: u64::from(w(word::FP_LO)) | (u64::from(w(word::FP_HI)) << 32),
     };
     check_sizes(&repr, w(word::CONTROL), w(word::FLAGS), mapped_len)?;
@@ -298,6 +318,7 @@ mod tests {
             data_offset: 512,
             capacity: 4096,
             creator_pid: 0x1234,
+            creator_start: 0x0000_0009_8765_4321,
             fingerprint: 0x0102_0304_0506_0708,
         }
     }
@@ -311,9 +332,9 @@ mod tests {
     fn byte_literal_header() {
         let b = repr().to_bytes();
         #[rustfmt::skip]
-        let want: [u8; 52] = [
+        let want: [u8; 60] = [
             b'E', b'M', b'S', b'H',   // magic
-            1, 0, 0, 0,               // version
+            2, 0, 0, 0,               // version
             2, 0, 0, 0,               // kind: SPSC
             0, 0, 0, 0,               // flags
             0x00, 0x12, 0, 0,         // total_size 4608
@@ -325,10 +346,15 @@ mod tests {
             0x08, 0x07, 0x06, 0x05,   // fingerprint low
             0x04, 0x03, 0x02, 0x01,   // fingerprint high
             0, 0, 0, 0,               // crc (checked below)
+            0x21, 0x43, 0x65, 0x87,   // creator start low
+            0x09, 0, 0, 0,            // creator start high
         ];
         assert_eq!(b[..48], want[..48]);
-        assert_eq!(word_at(&b, 12), crc32c(&b[..48]));
-        assert!(b[52..].iter().all(|&x| x == 0));
+        assert_eq!(b[52..60], want[52..60]);
+        assert_eq!(word_at(&b, 12), crc32c_append(crc32c(&b[..48]), &b[52..60]));
+        // The test vector of docs/shm-layout.md section 2.
+        assert_eq!(word_at(&b, 12), 0x1BBD_57FC);
+        assert!(b[60..].iter().all(|&x| x == 0));
         assert_eq!(validate(&b, &expect()).unwrap(), repr());
     }
 
@@ -343,7 +369,7 @@ mod tests {
 
     fn reseal(mut b: [u8; HEADER_SIZE], word_index: usize, v: u32) -> [u8; HEADER_SIZE] {
         b[word_index * 4..word_index * 4 + 4].copy_from_slice(&v.to_ne_bytes());
-        let crc = crc32c(&b[..48]);
+        let crc = header_crc(&b);
         b[48..52].copy_from_slice(&crc.to_ne_bytes());
         b
     }
@@ -354,9 +380,14 @@ mod tests {
         assert_eq!(validate(&good[..100], &expect()), Err(ShmError::BadSize));
         assert_eq!(validate(&reseal(good, 0, 0), &expect()), Err(ShmError::NotReady));
         assert_eq!(validate(&reseal(good, 0, 0xDEAD), &expect()), Err(ShmError::BadMagic));
-        assert_eq!(validate(&reseal(good, 1, 2), &expect()), Err(ShmError::UnsupportedVersion(2)));
+        assert_eq!(validate(&reseal(good, 1, 1), &expect()), Err(ShmError::UnsupportedVersion(1)));
+        assert_eq!(validate(&reseal(good, 1, 3), &expect()), Err(ShmError::UnsupportedVersion(3)));
         let mut scribbled = good;
         scribbled[33] ^= 1;
+        assert_eq!(validate(&scribbled, &expect()), Err(ShmError::BadHeaderCrc));
+        // The start time is covered too (it decides liveness).
+        let mut scribbled = good;
+        scribbled[53] ^= 1;
         assert_eq!(validate(&scribbled, &expect()), Err(ShmError::BadHeaderCrc));
         assert_eq!(validate(&reseal(good, 2, 3), &expect()), Err(ShmError::WrongKind { expected: 2, found: 3 }));
         assert_eq!(validate(&reseal(good, 2, 77), &expect()), Err(ShmError::WrongKind { expected: 2, found: 77 }));

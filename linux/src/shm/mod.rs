@@ -17,9 +17,11 @@
 //!   announced: the busy path costs no system call.
 //! - **Event loops** ([`Notifier`]): an eventfd the sender also signals when the receiver
 //!   announced it waits, so a channel can sit in `poll`/`epoll` with other fds.
-//! - **Liveness** ([`Liveness`]): the writer's pid is in the segment header; peers hold a
-//!   pidfd on it (`pidfd_open`), which cannot be fooled by pid reuse. A reader waiting on a
-//!   dead writer gets [`ShmError::WriterGone`] within one wait slice ([`LIVENESS_SLICE`])
+//! - **Liveness** ([`Liveness`]): the writer's pid and start time are in the segment
+//!   header; peers hold a pidfd on it (`pidfd_open`), or, where pidfds are unavailable
+//!   (old kernels, seccomp), ask `kill(pid, 0)` and `/proc/<pid>/stat`; the start time
+//!   tells the writer from a later process that reused its pid. A reader waiting on a dead
+//!   writer gets [`ShmError::WriterGone`] within one wait slice ([`LIVENESS_SLICE`])
 //!   instead of hanging.
 //!
 //! Endpoints: [`SpscSender`]/[`SpscReceiver`] (lossless ring), [`SeqLockWriter`]/
@@ -35,12 +37,15 @@ mod wait;
 pub use endpoints::{BroadcastReader, BroadcastWriter, SeqLockReader, SeqLockWriter, SpscReceiver, SpscSender};
 pub use notify::Notifier;
 pub use sync::{MutexGuard, SharedEvent, SharedMutex, SharedSemaphore, SyncSegment};
-pub use wait::{LIVENESS_SLICE, Liveness};
+pub use wait::{LIVENESS_SLICE, Liveness, process_start};
 
+use core::sync::atomic::{AtomicU32, Ordering};
 use ember_core::shm::layout::{DATA_OFFSET, Expect, HeaderRepr, SegmentKind};
 use ember_core::shm::{SegmentHeader, ShmError};
+
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{Mode, SealFlags};
+use rustix::io::Errno;
 
 use crate::error::{Error, Result};
 use map::Mapping;
@@ -134,6 +139,7 @@ impl Segment {
             data_offset: data_offset as u32,
             capacity: capacity as u32,
             creator_pid: rustix::process::getpid().as_raw_nonzero().get() as u32,
+            creator_start: wait::process_start(rustix::process::getpid().as_raw_nonzero().get() as u32).unwrap_or(0),
             fingerprint,
         };
         // Check the sizes before touching the system.
@@ -144,24 +150,7 @@ impl Segment {
             Backing::SysV(key) => Self::create_sysv(key, header),
             Backing::Named(name) => {
                 validate_name(name)?;
-                let fd = rustix::shm::open(
-                    name,
-                    rustix::shm::OFlags::CREATE | rustix::shm::OFlags::EXCL | rustix::shm::OFlags::RDWR,
-                    Mode::RUSR | Mode::WUSR,
-                )?;
-                let mut owned = heapless::String::new();
-                owned.push_str(name).map_err(|_| Error::InvalidName)?;
-                let r = Self::create_fd(fd, header, false);
-                match r {
-                    Ok(mut seg) => {
-                        seg.unlink = Some(owned);
-                        Ok(seg)
-                    }
-                    Err(e) => {
-                        let _ = rustix::shm::unlink(name);
-                        Err(e)
-                    }
-                }
+                Self::create_named(name, header)
             }
             Backing::Memfd(label) => {
                 let fd = rustix::fs::memfd_create(
@@ -173,10 +162,51 @@ impl Segment {
         }
     }
 
-    /// Sizes, seals (memfds), maps and initialises a new file-backed segment.
+    /// Creates a named segment: built complete under a temporary name, then published under
+    /// `name` with one `renameat2(RENAME_NOREPLACE)`, so an opener never finds a segment
+    /// whose header is not written yet, and a failure (no space) leaves nothing behind.
+    fn create_named(name: &str, header: HeaderRepr) -> Result<Segment> {
+        let path = shm_path(name)?;
+        // The rename is the real check; this one spares reserving pages for nothing.
+        if rustix::fs::lstat(path.as_str()).is_ok() {
+            return Err(Error::Os(Errno::EXIST));
+        }
+        let tmp = temp_name();
+        let fd = rustix::shm::open(
+            tmp.as_str(),
+            rustix::shm::OFlags::CREATE | rustix::shm::OFlags::EXCL | rustix::shm::OFlags::RDWR,
+            Mode::RUSR | Mode::WUSR,
+        )?;
+        let r = Self::create_fd(fd, header, false).and_then(|seg| {
+            let tmp_path = shm_path(tmp.as_str())?;
+            rustix::fs::renameat_with(
+                rustix::fs::CWD,
+                tmp_path.as_str(),
+                rustix::fs::CWD,
+                path.as_str(),
+                rustix::fs::RenameFlags::NOREPLACE,
+            )?;
+            Ok(seg)
+        });
+        match r {
+            Ok(mut seg) => {
+                let mut owned = heapless::String::new();
+                owned.push_str(name).map_err(|_| Error::InvalidName)?;
+                seg.unlink = Some(owned);
+                Ok(seg)
+            }
+            Err(e) => {
+                let _ = rustix::shm::unlink(tmp.as_str());
+                Err(e)
+            }
+        }
+    }
+
+    /// Sizes, reserves, seals (memfds), maps and initialises a new file-backed segment.
     fn create_fd(fd: OwnedFd, header: HeaderRepr, seal: bool) -> Result<Segment> {
         let total = header.total_size as usize;
         rustix::fs::ftruncate(&fd, total as u64)?;
+        reserve(fd.as_fd(), total as u64)?;
         if seal {
             rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
         }
@@ -189,7 +219,11 @@ impl Segment {
     /// Creates, attaches and initialises a SysV segment.
     fn create_sysv(key: i32, header: HeaderRepr) -> Result<Segment> {
         let total = header.total_size as usize;
-        let id = crate::sys::shmget_create(key, total, 0o600)?;
+        let id = crate::sys::shmget_create(key, total, 0o600).map_err(|e| match e {
+            // `kernel.shmall` (pages, per IPC namespace) would be exceeded.
+            Errno::NOSPC => Error::NoSpace { needed: total as u64, available: sysv_available() },
+            e => e.into(),
+        })?;
         let map = match Mapping::sysv(id, total, true) {
             Ok(m) => m,
             Err(e) => {
@@ -235,7 +269,7 @@ impl Segment {
             Access::ReadOnly => rustix::shm::OFlags::RDONLY,
         };
         let fd = rustix::shm::open(name, flags, Mode::empty())?;
-        Segment::attach(fd, kind, fingerprint, access)
+        Segment::attach(fd, kind, fingerprint, access, flags.contains(rustix::shm::OFlags::RDWR))
     }
 
     /// Opens a memfd segment received from a peer (e.g. over a Unix socket). The memfd must
@@ -245,14 +279,22 @@ impl Segment {
         if !seals.contains(SealFlags::SHRINK | SealFlags::GROW) {
             return Err(Error::NotSealed);
         }
-        Segment::attach(fd, kind, fingerprint, access)
+        Segment::attach(fd, kind, fingerprint, access, false)
     }
 
-    fn attach(fd: OwnedFd, kind: SegmentKind, fingerprint: u64, access: Access) -> Result<Segment> {
+    /// Maps and checks a segment; `fill` reserves its pages first (a named segment opened
+    /// read-write).
+    fn attach(fd: OwnedFd, kind: SegmentKind, fingerprint: u64, access: Access, fill: bool) -> Result<Segment> {
         let size = rustix::fs::fstat(&fd)?.st_size;
         let size = usize::try_from(size).map_err(|_| Error::Shm(ShmError::BadSize))?;
         if size < DATA_OFFSET {
             return Err(Error::Shm(ShmError::BadSize));
+        }
+        if fill {
+            // A segment from a creator that did not reserve its pages (an older Ember, or C
+            // code of its own): fill the holes now, so a full /dev/shm is an error here
+            // rather than a SIGBUS on first touch. Already reserved pages cost nothing.
+            reserve(fd.as_fd(), size as u64)?;
         }
         // Map it all and validate the header copy against the file's real size.
         let writable = access == Access::ReadWrite;
@@ -291,9 +333,10 @@ impl Segment {
         self.map.len()
     }
 
-    /// A pidfd-based handle on the writer's liveness.
+    /// A handle on the writer's liveness: its recorded pid, checked against its recorded
+    /// start time (see [`Liveness`]).
     pub fn writer_liveness(&self) -> Liveness {
-        Liveness::new(self.header.creator_pid)
+        Liveness::with_start(self.header.creator_pid, self.header.creator_start)
     }
 
     pub(crate) fn mapping(&self) -> &Mapping {
@@ -306,6 +349,17 @@ impl Segment {
 }
 
 impl Segment {
+    /// Whether `name` in `/dev/shm` still is this segment's file: it may have been
+    /// unlinked, or replaced by a creator that found this one stale, and then this owner
+    /// must not unlink it.
+    fn still_named(&self, name: &str) -> bool {
+        let (Some(fd), Ok(path)) = (&self.fd, shm_path(name)) else { return false };
+        match (rustix::fs::fstat(fd), rustix::fs::lstat(path.as_str())) {
+            (Ok(mine), Ok(there)) => mine.st_dev == there.st_dev && mine.st_ino == there.st_ino,
+            _ => false,
+        }
+    }
+
     /// The file descriptor of a POSIX or memfd segment (`None` for SysV), e.g. to pass a
     /// memfd to a peer.
     pub fn fd(&self) -> Option<BorrowedFd<'_>> {
@@ -320,13 +374,73 @@ impl Segment {
 
 impl Drop for Segment {
     fn drop(&mut self) {
-        if let Some(name) = &self.unlink {
+        if let Some(name) = &self.unlink
+            && self.still_named(name.as_str())
+        {
             let _ = rustix::shm::unlink(name.as_str());
         }
         if let Some((id, true)) = self.sysv {
             // The segment disappears once the last process detaches.
             let _ = crate::sys::shm_remove(id);
         }
+    }
+}
+
+/// `/dev/shm/<name>`: where `shm_open` puts the object `/name` (glibc's and rustix's
+/// rule), for the calls `shm_open` has no counterpart of (`renameat2`, `stat`).
+pub(crate) fn shm_path(name: &str) -> Result<heapless::String<{ MAX_NAME + 8 }>> {
+    let mut p = heapless::String::new();
+    p.push_str("/dev/shm").map_err(|_| Error::InvalidName)?;
+    p.push_str(name).map_err(|_| Error::InvalidName)?;
+    Ok(p)
+}
+
+/// A name for a segment under construction, unique to this process and call:
+/// `/.ember-new-<pid>-<n>`. A creator killed before publishing leaves it in `/dev/shm`.
+fn temp_name() -> heapless::String<48> {
+    use core::fmt::Write;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let mut s = heapless::String::new();
+    let pid = rustix::process::getpid().as_raw_nonzero().get();
+    // 12 + 10 + 1 + 10 bytes at most: always fits.
+    let _ = write!(s, "/.ember-new-{pid}-{}", NEXT.fetch_add(1, Ordering::Relaxed));
+    s
+}
+
+/// Reserves the pages of the first `len` bytes of `fd` (`fallocate(fd, 0, 0, len)`), so
+/// that a full file system is an [`Error::NoSpace`] now rather than a `SIGBUS` when a page
+/// is first touched. On tmpfs (and memfds) the pages are allocated at once; a file system
+/// without `fallocate` is left as it is.
+fn reserve(fd: BorrowedFd<'_>, len: u64) -> Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    loop {
+        match rustix::fs::fallocate(fd, rustix::fs::FallocateFlags::empty(), 0, len) {
+            Ok(()) => return Ok(()),
+            // shmem gives up on a pending signal (and frees what it took): try again.
+            Err(Errno::INTR) => {}
+            // ENOMEM: a memory cgroup's limit (memfds and tmpfs pages are charged to it).
+            Err(Errno::NOSPC | Errno::NOMEM) => {
+                let available = rustix::fs::fstatvfs(fd).map_or(0, |s| s.f_bavail.saturating_mul(s.f_frsize));
+                return Err(Error::NoSpace { needed: len, available });
+            }
+            Err(Errno::OPNOTSUPP) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Bytes of SysV shared memory `kernel.shmall` still allows in this IPC namespace.
+fn sysv_available() -> u64 {
+    let mut buf = [0u8; 32];
+    let shmall = rustix::fs::open("/proc/sys/kernel/shmall", rustix::fs::OFlags::RDONLY, Mode::empty())
+        .ok()
+        .and_then(|fd| rustix::io::read(&fd, &mut buf).ok())
+        .and_then(|n| core::str::from_utf8(&buf[..n]).ok()?.trim().parse::<u64>().ok());
+    match (shmall, crate::sys::shm_total_pages()) {
+        (Some(all), Ok(used)) => all.saturating_sub(used as u64).saturating_mul(rustix::param::page_size() as u64),
+        _ => 0,
     }
 }
 
