@@ -15,7 +15,7 @@ const C_TESTS: &str = "bindings-c/tests/c";
 /// The packages whose tests run on the boards: all but the host-only tools, and the
 /// command's and the example daemon's tests, which run their binaries by their host build
 /// paths (their code is the libraries', whose tests do run there).
-const TEST_ARGS: [&str; 13] = [
+const TEST_ARGS: [&str; 17] = [
     "--workspace",
     "--exclude",
     "xtask",
@@ -25,6 +25,11 @@ const TEST_ARGS: [&str; 13] = [
     "ember-ipc-cli",
     "--exclude",
     "ember-sensor-daemon",
+    // A proc-macro runs on the host only; the snippets are doctests, run on the host.
+    "--exclude",
+    "ember-ipc-derive",
+    "--exclude",
+    "ember-snippets",
     "--lib",
     "--bins",
     "--tests",

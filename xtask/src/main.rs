@@ -204,11 +204,38 @@ fn step_docs() -> Outcome {
 /// just made, as crates.io would): a file missing from a package, a path-only dependency
 /// or a broken manifest fails here, not at release time.
 fn step_package() -> Outcome {
+    if let Err(e) = forget_unpacked_packages() {
+        return Outcome::Fail(e);
+    }
     let mut c = cargo();
     c.arg("package").args(PUBLISHED.iter().flat_map(|p| ["-p", p]));
     // A checkout with local edits is still checked (CI's clone is clean).
     c.arg("--allow-dirty");
     outcome(run(&mut c))
+}
+
+/// Removes the sources cargo unpacked from the local registry of an earlier `cargo package`:
+/// cargo keeps them by name and version under `$CARGO_HOME/registry/src/-<hash>/` and does
+/// not unpack a changed package of the same version again, so the next verification would
+/// build today's crate against yesterday's dependency.
+fn forget_unpacked_packages() -> Result<(), String> {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cargo")));
+    let Some(src) = home.map(|h| h.join("registry/src")) else { return Ok(()) };
+    let Ok(registries) = std::fs::read_dir(&src) else { return Ok(()) };
+    for registry in registries.flatten() {
+        // Real registries are named after their host; the local one starts with '-'.
+        if !registry.file_name().to_string_lossy().starts_with('-') {
+            continue;
+        }
+        for e in std::fs::read_dir(registry.path()).map_err(|e| e.to_string())?.flatten() {
+            if PUBLISHED.iter().any(|p| e.file_name().to_string_lossy().starts_with(&format!("{p}-"))) {
+                std::fs::remove_dir_all(e.path()).map_err(|err| format!("{}: {err}", e.path().display()))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn step_test() -> Outcome {
