@@ -337,6 +337,7 @@ fn full_dev_shm_is_no_space_for_every_kind() {
 /// in `call`: the reader gets `WriterGone`, within a few liveness slices, not at its
 /// timeout (30 s) and not never (no timeout).
 fn writer_gone_without_pidfd(kind: &str, call: &str, timeout: &str) {
+    common::skip_under_emulator("seccomp filters");
     let name = unique(kind);
     let _cleanup = Cleanup(name.clone());
     let mut writer = Peer::spawn(&["writer", kind, &name]);
@@ -420,6 +421,7 @@ fn peer_pid_reuse(out: &mut impl Write) {
 }
 
 fn pid_reused_by_another_process_is_not_the_writer() {
+    common::skip_under_emulator("seccomp filters and a PID namespace's ns_last_pid");
     common::need_tool("unshare");
     let out = Command::new("unshare")
         .args(["-p", "-f", "--mount-proc"])

@@ -141,8 +141,12 @@ pub fn process_start(pid: u32) -> Option<u64> {
 /// a stack buffer.
 fn process_stat(pid: u32) -> Option<(u8, u64)> {
     use core::fmt::Write;
-    let mut path = heapless::String::<32>::new();
-    write!(path, "/proc/{pid}/stat").ok()?;
+    // The main thread's own entry, which has the same state and start time as
+    // `/proc/<pid>/stat`: a user-mode emulator (qemu-user) answers `/proc/self/stat` and
+    // `/proc/<its own pid>/stat` itself with a start time of its own making, which a reader
+    // in another process would not find; this path it leaves to the kernel.
+    let mut path = heapless::String::<48>::new();
+    write!(path, "/proc/{pid}/task/{pid}/stat").ok()?;
     let fd = rustix::fs::open(path.as_str(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
     // `pid (comm) state ppid ...`: comm is at most 16 bytes (64 for kernel threads), the
     // 19 numbers up to field 22 at most 20 digits each.

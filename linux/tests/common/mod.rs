@@ -128,6 +128,18 @@ pub fn skip_unless(ok: bool, why: &str) {
     panic!("{why} (skips are allowed only with EMBER_ALLOW_SKIP=1)");
 }
 
+/// Ends the calling test as skipped when this binary runs under a user-mode emulator (the
+/// boards' tier 1, `EMBER_TEST_RUNNER`), which does not emulate what the test needs
+/// (`what`: seccomp filters, say). The test still runs on the host and, on the boards' real
+/// kernels, in tier 2; so this is no skip on a development machine or in CI's host step.
+pub fn skip_under_emulator(what: &str) {
+    if let Some(r) = runner() {
+        std::panic::resume_unwind(Box::new(Skip(format!(
+            "{r} does not emulate {what}; this test runs on the host and in tier 2"
+        ))));
+    }
+}
+
 /// Skips (see [`skip_unless`]) unless the program `tool` is on `PATH`.
 pub fn need_tool(tool: &str) {
     let found = std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
