@@ -190,6 +190,9 @@ fn step_clippy() -> Outcome {
     outcome(run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])))
 }
 
+/// Where `cargo package` builds the packages (emptied before each run).
+const PACKAGE_TARGET_DIR: &str = "target/package-check";
+
 /// The crates published to crates.io, in dependency order.
 const PUBLISHED: [&str; 5] = ["ember-ipc-derive", "ember-ipc-core", "ember-ipc-linux", "ember-ipc-c", "ember-ipc-cli"];
 
@@ -207,17 +210,27 @@ fn step_package() -> Outcome {
     if let Err(e) = forget_unpacked_packages() {
         return Outcome::Fail(e);
     }
+    // And what it built from them, in a target directory of its own that starts empty:
+    // registry crates are immutable to cargo, so an earlier build of the same name and
+    // version would be reused.
+    let built = std::path::Path::new(PACKAGE_TARGET_DIR);
+    if built.exists()
+        && let Err(e) = std::fs::remove_dir_all(built)
+    {
+        return Outcome::Fail(format!("{}: {e}", built.display()));
+    }
     let mut c = cargo();
     c.arg("package").args(PUBLISHED.iter().flat_map(|p| ["-p", p]));
     // A checkout with local edits is still checked (CI's clone is clean).
-    c.arg("--allow-dirty");
+    c.arg("--allow-dirty").env("CARGO_TARGET_DIR", PACKAGE_TARGET_DIR);
     outcome(run(&mut c))
 }
 
 /// Removes the sources cargo unpacked from the local registry of an earlier `cargo package`:
 /// cargo keeps them by name and version under `$CARGO_HOME/registry/src/-<hash>/` and does
 /// not unpack a changed package of the same version again, so the next verification would
-/// build today's crate against yesterday's dependency.
+/// build today's crate against yesterday's dependency (the step also empties
+/// its target directory, where yesterday's dependency was compiled).
 fn forget_unpacked_packages() -> Result<(), String> {
     let home = std::env::var_os("CARGO_HOME")
         .map(std::path::PathBuf::from)
