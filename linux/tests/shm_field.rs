@@ -7,11 +7,10 @@
 //! (`harness = false`) and plays its peer processes itself (`--peer <role> ...`).
 
 mod common;
+use common::peer::{Peer, ShmCleanup};
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc;
+use std::io::Write;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ember_core::shm::ShmError;
@@ -25,19 +24,9 @@ use ember_linux::shm::{
 const FP: u64 = 0xF1E1_D000_0000_0024;
 const KIB: usize = 1024;
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
 /// A name unique to this process and call.
 fn unique(tag: &str) -> String {
-    format!("/ember-field-{}-{}-{}", std::process::id(), tag, COUNTER.fetch_add(1, Ordering::Relaxed))
-}
-
-/// Removes a named segment when dropped (peers killed with -9 cannot).
-struct Cleanup(String);
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = rustix::shm::unlink(self.0.as_str());
-    }
+    common::peer::unique_shm("field", tag)
 }
 
 /// Bytes free for unprivileged use on the file system at `path`.
@@ -74,65 +63,6 @@ fn in_small_shm(size: &str, shmall: u32, args: &[&str]) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "peer {args:?} failed ({}); it said:\n{stdout}", out.status);
     stdout
-}
-
-struct Peer {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Peer {
-    fn spawn(args: &[&str]) -> Peer {
-        let mut child = common::me()
-            .arg("--peer")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn peer");
-        let stdout: BufReader<ChildStdout> = BufReader::new(child.stdout.take().unwrap());
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stdout.lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line.trim().to_string()).is_err() {
-                    break;
-                }
-            }
-        });
-        Peer { child, lines }
-    }
-
-    /// The next line the peer prints; a peer silent for a minute has hung (no test here
-    /// takes more than a few hundred milliseconds when it works).
-    fn line(&mut self) -> String {
-        match self.lines.recv_timeout(Duration::from_secs(60)) {
-            Ok(l) => l,
-            Err(mpsc::RecvTimeoutError::Timeout) => panic!("peer {} silent for 60 s: hung", self.pid()),
-            Err(mpsc::RecvTimeoutError::Disconnected) => panic!("peer exited without reporting"),
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn wait_ok(mut self) {
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "peer failed: {status}");
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 // ---- the peers ----------------------------------------------------------------------
@@ -339,7 +269,7 @@ fn full_dev_shm_is_no_space_for_every_kind() {
 fn writer_gone_without_pidfd(kind: &str, call: &str, timeout: &str) {
     common::skip_under_emulator("seccomp filters");
     let name = unique(kind);
-    let _cleanup = Cleanup(name.clone());
+    let _cleanup = ShmCleanup(name.clone());
     let mut writer = Peer::spawn(&["writer", kind, &name]);
     assert_eq!(writer.line(), "ready");
     let mut reader = Peer::spawn(&["reader", kind, &name, call, timeout, "nopidfd"]);
@@ -387,7 +317,7 @@ fn seqlock_wait_change_forever_no_pidfd() {
 /// the `sleep`) and without one, where `kill(pid, 0)` alone says "alive".
 fn peer_pid_reuse(out: &mut impl Write) {
     let name = unique("reuse");
-    let _cleanup = Cleanup(name.clone());
+    let _cleanup = ShmCleanup(name.clone());
     let mut writer = Peer::spawn(&["writer", "broadcast", &name]);
     assert_eq!(writer.line(), "ready");
     let pid = writer.pid();

@@ -6,9 +6,10 @@
 //! stdin/stdout and over the segment.
 
 mod common;
+use common::peer::{Peer, ShmCleanup};
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::io::{BufRead, Write};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -26,75 +27,9 @@ const FP: u64 = 0xE3BE_5EED_0000_0001;
 const TEN_MILLION: u64 = 10_000_000;
 const BROADCAST_RECORDS: u64 = 200_000;
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
 /// A name unique to this process and call.
 fn unique(tag: &str) -> String {
-    format!("/ember-test-{}-{}-{}", std::process::id(), tag, COUNTER.fetch_add(1, Ordering::Relaxed))
-}
-
-/// Removes a named segment when dropped (peers killed with -9 cannot).
-struct Cleanup(String);
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = rustix::shm::unlink(self.0.as_str());
-    }
-}
-
-struct Peer {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Peer {
-    fn spawn(args: &[&str]) -> Peer {
-        let mut child = common::me()
-            .arg("--peer")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn peer");
-        let stdin = child.stdin.take();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        Peer { child, stdin, stdout }
-    }
-
-    /// The next line the peer prints (its report), with a generous deadline.
-    fn line(&mut self) -> String {
-        let mut s = String::new();
-        self.stdout.read_line(&mut s).expect("peer output");
-        assert!(!s.is_empty(), "peer exited without reporting");
-        s.trim().to_string()
-    }
-
-    fn say(&mut self, what: &str) {
-        let stdin = self.stdin.as_mut().unwrap();
-        writeln!(stdin, "{what}").unwrap();
-        stdin.flush().unwrap();
-    }
-
-    fn kill9(&mut self) {
-        rustix::process::kill_process(
-            rustix::process::Pid::from_raw(self.child.id() as i32).unwrap(),
-            rustix::process::Signal::KILL,
-        )
-        .unwrap();
-        let _ = self.child.wait();
-    }
-
-    fn wait_ok(mut self) {
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "peer failed: {status}");
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    common::peer::unique_shm("test", tag)
 }
 
 /// The record the SPSC tests send: `[seq: u64][len-dependent filler][crc32c of the rest: u32]`.
@@ -296,7 +231,7 @@ fn peer(args: &[String]) {
 
 fn spsc_ten_million_records_nothing_lost_duplicated_or_reordered() {
     let name = unique("spsc10m");
-    let _cleanup = Cleanup(name.clone());
+    let _cleanup = ShmCleanup(name.clone());
     // Emulated boards (where the host's memory model shows through anyway) may ask for
     // fewer, and say so.
     let records = std::env::var("EMBER_TEST_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(TEN_MILLION);
@@ -325,7 +260,7 @@ fn spsc_ten_million_records_nothing_lost_duplicated_or_reordered() {
 
 fn broadcast_three_readers_slow_one_counts_exact_losses() {
     let name = unique("bcast");
-    let _cleanup = Cleanup(name.clone());
+    let _cleanup = ShmCleanup(name.clone());
     let mut writer = Peer::spawn(&["broadcast-writer", &name, &BROADCAST_RECORDS.to_string()]);
     assert_eq!(writer.line(), "ready");
     let mut readers: Vec<Peer> =
@@ -352,7 +287,7 @@ fn broadcast_three_readers_slow_one_counts_exact_losses() {
 
 fn writer_killed_reader_gets_writer_gone() {
     let name = unique("kill-writer");
-    let _cleanup = Cleanup(name.clone());
+    let _cleanup = ShmCleanup(name.clone());
     let mut writer = Peer::spawn(&["spsc-writer", &name, &u64::MAX.to_string(), "1000"]);
     assert_eq!(writer.line(), "ready");
     let mut rx = SpscReceiver::open(&name, FP).unwrap();
@@ -377,7 +312,7 @@ fn writer_killed_reader_gets_writer_gone() {
 
 fn broadcast_writer_killed_readers_get_writer_gone() {
     let name = unique("kill-bwriter");
-    let _cleanup = Cleanup(name.clone());
+    let _cleanup = ShmCleanup(name.clone());
     let mut writer = Peer::spawn(&["broadcast-writer", &name, &u64::MAX.to_string()]);
     assert_eq!(writer.line(), "ready");
     let mut rx = BroadcastReader::open(&name, FP, false).unwrap();
@@ -414,7 +349,7 @@ fn reader_killed_writer_goes_on() {
 
 fn seqlock_reader_never_sees_a_torn_value_across_processes() {
     let name = unique("seqlock");
-    let _cleanup = Cleanup(name.clone());
+    let _cleanup = ShmCleanup(name.clone());
     let mut writer = Peer::spawn(&["seqlock-writer", &name]);
     assert_eq!(writer.line(), "ready");
     let mut r = SeqLockReader::open(&name, FP).unwrap();
@@ -442,7 +377,7 @@ fn seqlock_reader_never_sees_a_torn_value_across_processes() {
 
 fn hostile_scribbler_reader_gets_only_typed_errors_or_valid_frames() {
     let name = unique("hostile");
-    let _cleanup = Cleanup(name.clone());
+    let _cleanup = ShmCleanup(name.clone());
     let mut writer = Peer::spawn(&["frame-writer", &name]);
     assert_eq!(writer.line(), "ready");
     let mut rx = SpscReceiver::open(&name, FP).unwrap();
@@ -536,6 +471,7 @@ fn ipcs_line(key: i32) -> Option<String> {
 }
 
 fn sysv_segments_by_key() {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
     let key = 0x4500_0000
         | ((std::process::id() as i32 & 0xFFFF) << 4)
         | COUNTER.fetch_add(1, Ordering::Relaxed) as i32 & 0xF;
@@ -587,13 +523,13 @@ fn sysv_segments_by_key() {
 
 fn eventfd_notifier_in_a_poll_loop() {
     let name = unique("notify");
-    let _cleanup = Cleanup(name.clone());
+    let _cleanup = ShmCleanup(name.clone());
     let mut sender = Peer::spawn(&["notify-sender", &name]);
     assert_eq!(sender.line(), "ready");
     let remote_fd: i32 = sender.line().parse().unwrap();
     let mut rx = SpscReceiver::open(&name, FP).unwrap();
     // The sender's eventfd, fetched from the child (pidfd_getfd works on descendants).
-    let pid = rustix::process::Pid::from_raw(sender.child.id() as i32).unwrap();
+    let pid = rustix::process::Pid::from_raw(sender.pid() as i32).unwrap();
     let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).unwrap();
     let fd = rustix::process::pidfd_getfd(&pidfd, remote_fd, rustix::process::PidfdGetfdFlags::empty()).unwrap();
     let notifier = Notifier::from_fd(fd);

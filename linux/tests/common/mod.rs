@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod dbus_daemon;
+pub mod peer;
 
 use std::time::Instant;
 
