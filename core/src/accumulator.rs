@@ -53,12 +53,19 @@
 //! - **Unknown versions or critical flags** are reported ([`Error::UnsupportedVersion`],
 //!   [`Error::UnknownFlags`]) and the frame is skipped: every version keeps the header layout,
 //!   so its length is known.
+//! - **Unchecked payloads** ([`Integrity::Unchecked`](crate::frame::Integrity)) are accepted,
+//!   their header checked as any other; with
+//!   [`FrameAccumulator::set_require_checked`] they are reported as
+//!   [`Error::UncheckedPayload`] and skipped whole (the header, and so the length, is
+//!   trusted). An unchecked frame cut short by a writer that died is not detected: it is
+//!   delivered with the next writer's first bytes as the end of its payload (a typed
+//!   decode of it then usually fails), and the stream is synchronised again after it.
 //!
 //! When the buffer is empty and the input holds a whole frame, the frame is yielded straight
 //! from the input without a copy.
 
 use crate::error::Error;
-use crate::frame::{self, Frame, HEADER_LEN, MAGIC};
+use crate::frame::{self, Frame, HEADER_LEN, Integrity, MAGIC};
 
 /// One event of [`FrameAccumulator::feed`].
 ///
@@ -77,8 +84,8 @@ pub enum FeedResult<'a, 'b> {
     },
     /// A frame was rejected and skipped (or is being skipped); feed `remaining` next.
     Error {
-        /// Why: [`Error::TooLarge`], [`Error::BadCrc`], [`Error::UnsupportedVersion`] or
-        /// [`Error::UnknownFlags`].
+        /// Why: [`Error::TooLarge`], [`Error::BadCrc`], [`Error::UnsupportedVersion`],
+        /// [`Error::UnknownFlags`] or [`Error::UncheckedPayload`].
         error: Error,
         /// Input not consumed yet.
         remaining: &'b [u8],
@@ -116,9 +123,14 @@ pub struct FrameAccumulator<const N: usize> {
     skip: u64,
     /// Largest frame accepted, `<= N`.
     limit: usize,
+    /// Reject frames whose payload the checksum does not cover.
+    require_checked: bool,
     dropped: u64,
     frames: u64,
     rejected: u64,
+    /// What the last `feed` yielded, for [`FrameAccumulator::unget_frame`]: `None`: no
+    /// frame; `Some(0)`: a frame in its input; `Some(len)`: a frame of `len` bytes in `buf`.
+    last_frame: Option<usize>,
 }
 
 impl<const N: usize> core::fmt::Debug for FrameAccumulator<N> {
@@ -129,6 +141,7 @@ impl<const N: usize> core::fmt::Debug for FrameAccumulator<N> {
             .field("consumed", &self.consumed)
             .field("skip", &self.skip)
             .field("limit", &self.limit)
+            .field("require_checked", &self.require_checked)
             .field("dropped", &self.dropped)
             .field("frames", &self.frames)
             .field("rejected", &self.rejected)
@@ -159,15 +172,28 @@ impl<const N: usize> FrameAccumulator<N> {
             consumed: 0,
             skip: 0,
             limit: if limit < N { limit } else { N },
+            require_checked: false,
             dropped: 0,
             frames: 0,
             rejected: 0,
+            last_frame: None,
         }
     }
 
     /// The largest frame (header plus payload) this accumulator accepts.
     pub const fn limit(&self) -> usize {
         self.limit
+    }
+
+    /// Whether frames whose payload is not covered by the checksum are refused
+    /// ([`Error::UncheckedPayload`], the frame skipped) rather than accepted (the default).
+    pub fn set_require_checked(&mut self, on: bool) {
+        self.require_checked = on;
+    }
+
+    /// Whether [`set_require_checked`](Self::set_require_checked) is on.
+    pub const fn requires_checked(&self) -> bool {
+        self.require_checked
     }
 
     /// Garbage bytes dropped while looking for a frame header, since creation.
@@ -197,8 +223,31 @@ impl<const N: usize> FrameAccumulator<N> {
         self.skip = 0;
     }
 
+    /// Takes back the frame the last [`feed`](Self::feed) returned, for a caller that could
+    /// not take it (its buffer was too small), so that nothing is lost.
+    ///
+    /// `true`: the accumulator held the frame, and the next `feed` returns it again
+    /// whatever input it is given (pass the same `remaining`). `false`: the frame was part
+    /// of that call's input; feed the input again from the frame's first byte. Call it right
+    /// after the `feed` that returned the frame, at most once.
+    /// Without a frame from the last `feed` there is nothing to give back: `false`, and
+    /// nothing changes.
+    pub fn unget_frame(&mut self) -> bool {
+        let Some(held) = self.last_frame.take() else {
+            return false;
+        };
+        self.frames = self.frames.saturating_sub(1);
+        if held > 0 && held <= self.consumed {
+            self.consumed -= held;
+            true
+        } else {
+            false
+        }
+    }
+
     /// Feeds bytes; see the [module docs](self) for the loop and the recovery rules.
     pub fn feed<'a, 'b: 'a>(&'a mut self, input: &'b [u8]) -> FeedResult<'a, 'b> {
+        self.last_frame = None;
         if self.consumed > 0 {
             self.buf.copy_within(self.consumed..self.len, 0);
             self.len -= self.consumed;
@@ -216,7 +265,7 @@ impl<const N: usize> FrameAccumulator<N> {
 
         // Fast path: nothing buffered, look for a frame in the input itself.
         if self.len == 0 {
-            return match scan(input, self.limit) {
+            return match scan(input, self.limit, self.require_checked) {
                 Scan::NeedMore { garbage, .. } => {
                     self.dropped += garbage as u64;
                     let rest = &input[garbage..];
@@ -228,6 +277,7 @@ impl<const N: usize> FrameAccumulator<N> {
                 Scan::Frame { garbage, len } => {
                     self.dropped += garbage as u64;
                     self.frames += 1;
+                    self.last_frame = Some(0);
                     let (frame, remaining) = input[garbage..].split_at(len);
                     FeedResult::Frame { frame: Frame::new_unchecked(frame), remaining }
                 }
@@ -245,7 +295,7 @@ impl<const N: usize> FrameAccumulator<N> {
         // needs, so that once it is complete the buffer empties and the rest of the input
         // takes the fast path again.
         loop {
-            match scan(&self.buf[..self.len], self.limit) {
+            match scan(&self.buf[..self.len], self.limit, self.require_checked) {
                 Scan::NeedMore { garbage, need } => {
                     self.dropped += garbage as u64;
                     self.buf.copy_within(garbage..self.len, 0);
@@ -264,6 +314,7 @@ impl<const N: usize> FrameAccumulator<N> {
                     self.dropped += garbage as u64;
                     self.frames += 1;
                     self.consumed = garbage + len;
+                    self.last_frame = Some(len);
                     let frame = Frame::new_unchecked(&self.buf[garbage..garbage + len]);
                     return FeedResult::Frame { frame, remaining: input };
                 }
@@ -297,8 +348,8 @@ fn declared_len(header: &[u8]) -> u64 {
     HEADER_LEN as u64 + u64::from(Frame::new_unchecked(header).payload_len())
 }
 
-/// Finds the first frame event in `bytes`.
-fn scan(bytes: &[u8], limit: usize) -> Scan {
+/// Finds the first frame event in `bytes`; `checked`: refuse unchecked payloads.
+fn scan(bytes: &[u8], limit: usize, checked: bool) -> Scan {
     let mut at = 0;
     loop {
         // Find the next magic.
@@ -331,6 +382,10 @@ fn scan(bytes: &[u8], limit: usize) -> Scan {
                         limit: u32::try_from(limit).unwrap_or(u32::MAX),
                     };
                     return Scan::Reject { garbage: at, len: total as u64, error };
+                }
+                if checked && Frame::new_unchecked(candidate).integrity() == Integrity::Unchecked {
+                    // A well-formed frame the receiver does not take: skip it whole.
+                    return Scan::Reject { garbage: at, len: total as u64, error: Error::UncheckedPayload };
                 }
                 if candidate.len() < total {
                     return Scan::NeedMore { garbage: at, need: total - candidate.len() };
@@ -380,6 +435,40 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_frame_given_back_is_returned_again() {
+        let mut stream = [0u8; 256];
+        let mut n = frame_bytes(1, 40, &mut stream);
+        n += frame_bytes(2, 3, &mut stream[n..]);
+        // Fast path: the frame is in the input; it is fed again from its first byte.
+        let mut acc = FrameAccumulator::<128>::new();
+        let (seq, rest) = match acc.feed(&stream[..n]) {
+            FeedResult::Frame { frame, remaining } => (frame.seq(), remaining.len()),
+            _ => panic!("a frame"),
+        };
+        assert_eq!((seq, rest), (1, n - 64));
+        assert!(!acc.unget_frame());
+        assert_eq!(acc.frames(), 0);
+        // Buffered path: split inside the first frame, so the accumulator holds it.
+        let mut acc = FrameAccumulator::<128>::new();
+        assert!(matches!(acc.feed(&stream[..10]), FeedResult::Consumed));
+        let rest = match acc.feed(&stream[10..n]) {
+            FeedResult::Frame { frame, remaining } => {
+                assert_eq!(frame.seq(), 1);
+                remaining.len()
+            }
+            _ => panic!("a frame"),
+        };
+        assert!(acc.unget_frame());
+        let tail = &stream[n - rest..n];
+        let mut got = heapless::Vec::new();
+        drain(&mut acc, tail, &mut got);
+        assert_eq!(got, [Ok(1), Ok(2)], "given back, then returned again, then the next");
+        assert_eq!(acc.frames(), 2);
+        assert!(!acc.unget_frame(), "the last feed yielded nothing");
+        assert_eq!(acc.frames(), 2);
     }
 
     #[test]
@@ -486,13 +575,77 @@ mod tests {
         stream[2] = 9;
         Frame::new_unchecked(&mut stream[..a]).fill_checksums();
         let b = frame_bytes(2, 10, &mut stream[a..]);
-        stream[a + 3] = 0x04;
+        stream[a + 3] = 0x08;
         Frame::new_unchecked(&mut stream[a..a + b]).fill_checksums();
         let n = a + b + frame_bytes(3, 1, &mut stream[a + b..]);
         let mut acc = FrameAccumulator::<64>::new();
         let mut got = heapless::Vec::new();
         drain(&mut acc, &stream[..n], &mut got);
-        assert_eq!(got, [Err(Error::UnsupportedVersion(9)), Err(Error::UnknownFlags(0x04)), Ok(3)]);
+        assert_eq!(got, [Err(Error::UnsupportedVersion(9)), Err(Error::UnknownFlags(0x08)), Ok(3)]);
+    }
+
+    fn unchecked_frame_bytes(seq: u32, payload_len: usize, out: &mut [u8]) -> usize {
+        let payload = [seq as u8; 200];
+        let repr = frame::FrameRepr { flags: Integrity::Unchecked.flags(), kind: 3, seq, payload_len };
+        repr.emit_with_payload(&payload[..payload_len], out).unwrap().len()
+    }
+
+    #[test]
+    fn checked_and_unchecked_frames_mixed_in_any_split() {
+        let mut stream = [0u8; 256];
+        stream[..3].copy_from_slice(b"EMx");
+        let mut n = 3 + unchecked_frame_bytes(1, 20, &mut stream[3..]);
+        n += frame_bytes(2, 7, &mut stream[n..]);
+        n += unchecked_frame_bytes(3, 0, &mut stream[n..]);
+        for split in 0..n {
+            let mut acc = FrameAccumulator::<64>::new();
+            let mut got = heapless::Vec::new();
+            drain(&mut acc, &stream[..split], &mut got);
+            drain(&mut acc, &stream[split..n], &mut got);
+            assert_eq!(got, [Ok(1), Ok(2), Ok(3)], "split at {split}");
+            assert_eq!(acc.dropped_bytes(), 3);
+        }
+    }
+
+    #[test]
+    fn error_unchecked_payload_when_required_skips_the_frame() {
+        let mut stream = [0u8; 512];
+        let mut n = unchecked_frame_bytes(1, 150, &mut stream); // longer than the buffer, too
+        n += frame_bytes(2, 7, &mut stream[n..]);
+        n += unchecked_frame_bytes(3, 5, &mut stream[n..]);
+        n += frame_bytes(4, 0, &mut stream[n..]);
+        for chunk in [1usize, 7, 30, 64, 500] {
+            let mut acc = FrameAccumulator::<256>::new();
+            acc.set_require_checked(true);
+            assert!(acc.requires_checked());
+            let mut got = heapless::Vec::new();
+            for piece in stream[..n].chunks(chunk) {
+                drain(&mut acc, piece, &mut got);
+            }
+            let e = Err(Error::UncheckedPayload);
+            assert_eq!(got, [e, Ok(2), e, Ok(4)], "chunk {chunk}");
+            assert_eq!((acc.dropped_bytes(), acc.rejected()), (0, 2));
+        }
+    }
+
+    #[test]
+    fn unchecked_frame_cut_short_swallows_the_next_writers_bytes_then_resynchronises() {
+        // What `Integrity::Unchecked` gives up on a stream (documented in the module docs):
+        // no payload check, so a dead writer's half frame takes the next bytes as payload.
+        let mut stream = [0u8; 256];
+        let full = unchecked_frame_bytes(1, 30, &mut stream);
+        let half = full / 2;
+        let mut n = half;
+        n += frame_bytes(2, 4, &mut stream[n..]);
+        n += frame_bytes(3, 40, &mut stream[n..]);
+        let mut acc = FrameAccumulator::<128>::new();
+        let mut got = heapless::Vec::new();
+        drain(&mut acc, &stream[..n], &mut got);
+        // Frame 1 declares 54 bytes: it is delivered with all but the last byte of frame 2
+        // as the end of its payload. Frame 2 is lost, its last byte dropped as garbage, and
+        // frame 3 is received.
+        assert_eq!(got, [Ok(1), Ok(3)]);
+        assert_eq!(acc.dropped_bytes(), (half + 28 - full) as u64);
     }
 
     #[test]

@@ -37,6 +37,10 @@ pub enum Error {
     },
     /// The frame checksum (header and payload) does not match: the payload is corrupt.
     BadCrc,
+    /// The frame's payload is not covered by its checksum (`Flags::UNCHECKED`) where it must
+    /// be: a receiver that requires covered payloads skipped it (it was well-formed), or a
+    /// sender set to check payloads refused it (nothing sent).
+    UncheckedPayload,
     /// The caller's output buffer is too small; `needed` bytes would do (0 if unknown,
     /// as when a serializer ran out of room).
     BufferTooSmall {
@@ -75,6 +79,9 @@ impl fmt::Display for Error {
                 write!(f, "frame of {len} bytes exceeds the limit of {limit} bytes")
             }
             Error::BadCrc => f.write_str("frame checksum mismatch: payload corrupt"),
+            Error::UncheckedPayload => {
+                f.write_str("frame payload not covered by its checksum, which this link requires")
+            }
             Error::BufferTooSmall { needed: 0 } => f.write_str("output buffer too small"),
             Error::BufferTooSmall { needed } => {
                 write!(f, "output buffer too small: {needed} bytes needed")

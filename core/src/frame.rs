@@ -11,9 +11,11 @@
 //!  +------+----+-----+----------+----------+----------+----------+----------+---------
 //! ```
 //!
-//! - `crc` is CRC-32C over header bytes `0..16` followed by the payload;
+//! - `crc` is CRC-32C over header bytes `0..16` followed by the payload, or over the header
+//!   bytes alone when the frame sets [`Flags::UNCHECKED`] (its payload is not covered:
+//!   [`Integrity::Unchecked`], for media that cannot damage bytes);
 //! - `hcrc` is CRC-32C over header bytes `0..20` (it covers `crc`), so a receiver can trust
-//!   a header, and the length in it, before the payload has arrived.
+//!   a header, and the length in it, before the payload has arrived. Every frame has it.
 //!
 //! The module follows smoltcp's `wire` style: [`Frame`] is a view over a byte buffer
 //! (`Frame<&[u8]>` to read, `Frame<&mut [u8]>` to write) and [`FrameRepr`] the parsed,
@@ -81,7 +83,7 @@ mod field {
 /// Bits 0–3 are *critical*: a receiver that does not know a set critical bit rejects the
 /// frame ([`Error::UnknownFlags`]). Bits 4–7 are *ignorable*: receivers ignore those they do
 /// not know, so later minor revisions can add hints there without a version bump. Version 1
-/// defines [`Flags::RESPONSE`] and [`Flags::ERROR`].
+/// defines [`Flags::RESPONSE`], [`Flags::ERROR`] and [`Flags::UNCHECKED`].
 ///
 /// `Send` and `Sync`: plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -93,8 +95,12 @@ impl Flags {
     pub const RESPONSE: Flags = Flags(0x01);
     /// The payload is an error response (set together with [`Flags::RESPONSE`]).
     pub const ERROR: Flags = Flags(0x02);
+    /// The payload is not covered by the frame checksum: `crc` covers header bytes `0..16`
+    /// only ([`Integrity::Unchecked`]). Critical, so a receiver that predates it refuses
+    /// such a frame rather than reporting its payload corrupt.
+    pub const UNCHECKED: Flags = Flags(0x04);
     /// Critical bits this version knows.
-    const KNOWN_CRITICAL: u8 = 0x03;
+    const KNOWN_CRITICAL: u8 = 0x07;
     /// The critical half of the byte.
     const CRITICAL_MASK: u8 = 0x0F;
 
@@ -121,6 +127,53 @@ impl Flags {
     /// The critical bits set in `self` that this version does not know (0 if none).
     pub const fn unknown_critical(self) -> u8 {
         self.0 & Self::CRITICAL_MASK & !Self::KNOWN_CRITICAL
+    }
+}
+
+/// Whether a frame's payload is covered by its checksum. The header is always checked.
+///
+/// [`Integrity::Checked`] (no flag: every frame before this flag existed) is valid
+/// everywhere; [`Integrity::Unchecked`] sets [`Flags::UNCHECKED`] and saves the CRC pass over
+/// the payload on both ends, for media that deliver bytes intact (pipes, message queues,
+/// Unix sockets, shared-memory rings). `docs/wire-format.md` section 4 has the rule.
+///
+/// ```
+/// use ember_core::frame::{Flags, Frame, FrameRepr, Integrity};
+///
+/// let repr = FrameRepr { flags: Integrity::Unchecked.flags(), kind: 7, seq: 1, payload_len: 0 };
+/// let mut buf = [0u8; 64];
+/// let bytes = repr.emit_with_payload(b"not covered", &mut buf).unwrap();
+/// let frame = Frame::new_checked(&*bytes).unwrap();
+/// assert_eq!(frame.integrity(), Integrity::Unchecked);
+/// assert!(frame.flags().contains(Flags::UNCHECKED));
+/// ```
+///
+/// `Send` and `Sync`: plain data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Integrity {
+    /// The frame checksum covers header and payload: a damaged payload is detected.
+    #[default]
+    Checked,
+    /// The frame checksum covers the header only ([`Flags::UNCHECKED`]).
+    Unchecked,
+}
+
+impl Integrity {
+    /// The flag bits that say so: [`Flags::UNCHECKED`] or none.
+    pub const fn flags(self) -> Flags {
+        match self {
+            Integrity::Checked => Flags::empty(),
+            Integrity::Unchecked => Flags::UNCHECKED,
+        }
+    }
+    /// What a frame with `flags` carries.
+    pub const fn of(flags: Flags) -> Integrity {
+        if flags.contains(Flags::UNCHECKED) { Integrity::Unchecked } else { Integrity::Checked }
+    }
+    /// `true` for [`Integrity::Checked`].
+    pub const fn is_checked(self) -> bool {
+        matches!(self, Integrity::Checked)
     }
 }
 
@@ -156,7 +209,8 @@ impl<T: AsRef<[u8]>> Frame<T> {
     }
 
     /// Wraps untrusted bytes, checking everything: length, magic, header checksum,
-    /// version, critical flags, the format's payload limit, and the frame checksum.
+    /// version, critical flags, the format's payload limit, and the frame checksum (over
+    /// the payload too unless the frame is [`Integrity::Unchecked`]).
     ///
     /// After this succeeds no accessor can panic, as long as the header is not modified
     /// through a setter (a larger `set_payload_len` makes the payload accessors panic).
@@ -166,7 +220,9 @@ impl<T: AsRef<[u8]>> Frame<T> {
         // the header's first 16 bytes for both checksums.
         let prefix = check_header_prefix(frame.buffer.as_ref())?;
         frame.check_len()?;
-        if crc32c_append(prefix, frame.payload()) != frame.crc() {
+        let crc =
+            if frame.flags().contains(Flags::UNCHECKED) { prefix } else { crc32c_append(prefix, frame.payload()) };
+        if crc != frame.crc() {
             return Err(Error::BadCrc);
         }
         Ok(frame)
@@ -193,7 +249,8 @@ impl<T: AsRef<[u8]>> Frame<T> {
         Ok(())
     }
 
-    /// Checks the frame checksum over header and payload. Call after [`Frame::check_len`].
+    /// Checks the frame checksum over the header and, unless the frame is
+    /// [`Integrity::Unchecked`], the payload. Call after [`Frame::check_len`].
     pub fn check_crc(&self) -> Result<()> {
         if self.compute_crc() == self.crc() { Ok(()) } else { Err(Error::BadCrc) }
     }
@@ -215,6 +272,10 @@ impl<T: AsRef<[u8]>> Frame<T> {
     /// The flags, unknown bits included.
     pub fn flags(&self) -> Flags {
         Flags(self.buffer.as_ref()[field::FLAGS])
+    }
+    /// Whether the payload is covered by the frame checksum ([`Flags::UNCHECKED`] clear).
+    pub fn integrity(&self) -> Integrity {
+        Integrity::of(self.flags())
     }
     /// The message kind (the application's type id).
     pub fn kind(&self) -> u32 {
@@ -248,10 +309,15 @@ impl<T: AsRef<[u8]>> Frame<T> {
     pub fn as_bytes(&self) -> &[u8] {
         &self.buffer.as_ref()[..self.total_len()]
     }
-    /// The frame checksum the header and payload actually have.
+    /// The frame checksum the header and payload actually have (the header alone for an
+    /// [`Integrity::Unchecked`] frame).
     pub fn compute_crc(&self) -> u32 {
         let b = self.buffer.as_ref();
-        crc32c_append(crc32c(&b[field::CRC_COVERED]), self.payload())
+        let prefix = crc32c(&b[field::CRC_COVERED]);
+        match self.integrity() {
+            Integrity::Checked => crc32c_append(prefix, self.payload()),
+            Integrity::Unchecked => prefix,
+        }
     }
 }
 
@@ -294,12 +360,17 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
         &mut self.buffer.as_mut()[HEADER_LEN..total]
     }
     /// Computes and writes both checksums. Call last, after the header fields and the
-    /// payload are in place.
+    /// payload are in place. The flags say what `crc` covers: an [`Integrity::Unchecked`]
+    /// frame's payload is not read.
     pub fn fill_checksums(&mut self) {
         // Both checksums start with the header's first 16 bytes: one pass over them.
         let b = self.buffer.as_ref();
         let h16: &[u8; 16] = b[field::CRC_COVERED].try_into().expect("a 16-byte range");
-        let (crc, hcrc) = crate::crc32c::frame_sums(h16, self.payload());
+        let covered = match self.integrity() {
+            Integrity::Checked => self.payload(),
+            Integrity::Unchecked => &[],
+        };
+        let (crc, hcrc) = crate::crc32c::frame_sums(h16, covered);
         let b = self.buffer.as_mut();
         b[field::CRC].copy_from_slice(&crc.to_le_bytes());
         b[field::HCRC].copy_from_slice(&hcrc.to_le_bytes());
@@ -391,6 +462,17 @@ impl FrameRepr {
         }
     }
 
+    /// Whether the frame's payload is covered by its checksum (from [`FrameRepr::flags`]).
+    pub const fn integrity(&self) -> Integrity {
+        Integrity::of(self.flags)
+    }
+
+    /// `self` with [`Flags::UNCHECKED`] set or cleared for `integrity`; other flags stay.
+    pub const fn with_integrity(self, integrity: Integrity) -> FrameRepr {
+        let flags = Flags(self.flags.0 & !Flags::UNCHECKED.0 | integrity.flags().0);
+        FrameRepr { flags, ..self }
+    }
+
     /// Bytes the whole frame takes: header plus payload (saturating, so an absurd
     /// `payload_len` cannot overflow).
     pub const fn buffer_len(&self) -> usize {
@@ -468,6 +550,82 @@ mod tests {
         b'h', b'i', b'!', // payload
     ];
 
+    /// The unchecked worked example of docs/wire-format.md: the same frame with flag
+    /// `UNCHECKED`; `crc` covers header bytes `0..16` only.
+    const EXAMPLE_UNCHECKED: [u8; 27] = [
+        0x45, 0x4D, // magic "EM"
+        0x01, // version 1
+        0x04, // flags: UNCHECKED
+        0x02, 0x01, 0x00, 0x00, // kind 0x0000_0102
+        0x07, 0x00, 0x00, 0x00, // seq 7
+        0x03, 0x00, 0x00, 0x00, // payload length 3
+        0x8B, 0x1C, 0xAB, 0x8D, // crc  0x8DAB_1C8B = crc32c(bytes 0..16)
+        0xC7, 0x4B, 0x67, 0x48, // hcrc 0x4867_4BC7
+        b'h', b'i', b'!', // payload, not covered
+    ];
+
+    #[test]
+    fn unchecked_byte_literal() {
+        let repr = FrameRepr { flags: Flags::UNCHECKED, kind: 0x0102, seq: 7, payload_len: 3 };
+        let mut buf = [0u8; 27];
+        assert_eq!(repr.emit_with_payload(b"hi!", &mut buf).unwrap(), &EXAMPLE_UNCHECKED[..]);
+        let frame = Frame::new_checked(&EXAMPLE_UNCHECKED[..]).unwrap();
+        assert_eq!(frame.integrity(), Integrity::Unchecked);
+        assert_eq!(frame.crc(), crc32c(&EXAMPLE_UNCHECKED[..16]));
+        assert_eq!(FrameRepr::parse(&frame).unwrap(), repr);
+        assert_eq!(repr.integrity(), Integrity::Unchecked);
+        // The checked example is still valid and checked.
+        assert_eq!(Frame::new_checked(&EXAMPLE[..]).unwrap().integrity(), Integrity::Checked);
+    }
+
+    #[test]
+    fn unchecked_payload_is_not_read_but_the_header_is() {
+        // A changed payload is not detected: that is the point.
+        let mut b = EXAMPLE_UNCHECKED;
+        b[25] = b'o';
+        assert_eq!(Frame::new_checked(&b[..]).unwrap().payload(), b"ho!");
+        // Every header check still applies.
+        let mut b = EXAMPLE_UNCHECKED;
+        b[8] ^= 1;
+        assert_eq!(Frame::new_checked(&b[..]).unwrap_err(), Error::BadHeaderCrc);
+        // A `crc` that is not the header's (a sender that covered the payload but set the
+        // flag), resealed by `hcrc`, is refused.
+        let mut b = EXAMPLE_UNCHECKED;
+        b[16..20].copy_from_slice(&EXAMPLE[16..20]);
+        let hcrc = crc32c(&b[..20]);
+        b[20..24].copy_from_slice(&hcrc.to_le_bytes());
+        assert_eq!(Frame::new_checked(&b[..]).unwrap_err(), Error::BadCrc);
+        assert_eq!(FrameRepr::parse(&Frame::new_unchecked(&b[..])).unwrap_err(), Error::BadCrc);
+        // Clearing the flag (and resealing the header only) makes the payload count again.
+        let b = {
+            let mut b = EXAMPLE_UNCHECKED;
+            b[3] = 0;
+            let hcrc = crc32c(&b[..20]);
+            b[20..24].copy_from_slice(&hcrc.to_le_bytes());
+            b
+        };
+        assert_eq!(Frame::new_checked(&b[..]).unwrap_err(), Error::BadCrc);
+    }
+
+    #[test]
+    fn integrity_and_flags() {
+        assert_eq!(Integrity::default(), Integrity::Checked);
+        assert_eq!(Integrity::of(Flags::RESPONSE | Flags::UNCHECKED), Integrity::Unchecked);
+        assert_eq!(Integrity::of(Flags::from_bits_retain(0xF3)), Integrity::Checked);
+        let r = FrameRepr { flags: Flags::RESPONSE, kind: 1, seq: 2, payload_len: 0 };
+        let u = r.with_integrity(Integrity::Unchecked);
+        assert_eq!(u.flags, Flags::RESPONSE | Flags::UNCHECKED);
+        assert_eq!(u.with_integrity(Integrity::Checked), r);
+        // In-place emission honours the flag too.
+        let mut buf = [0u8; 27];
+        let mut frame = Frame::new_unchecked(&mut buf[..]);
+        FrameRepr { flags: Flags::UNCHECKED, kind: 0x0102, seq: 7, payload_len: 3 }.emit(&mut frame).unwrap();
+        frame.payload_mut().copy_from_slice(b"hi!");
+        frame.fill_checksums();
+        assert_eq!(frame.compute_crc(), frame.crc());
+        assert_eq!(buf, EXAMPLE_UNCHECKED);
+    }
+
     #[test]
     fn parse_byte_literal() {
         let frame = Frame::new_checked(&EXAMPLE[..]).unwrap();
@@ -519,8 +677,9 @@ mod tests {
         let f = Flags::RESPONSE | Flags::ERROR;
         assert!(f.contains(Flags::RESPONSE));
         assert_eq!(f.unknown_critical(), 0);
-        assert_eq!(Flags::from_bits_retain(0x84).unknown_critical(), 0x04);
-        assert_eq!(Flags::from_bits_retain(0xF3).unknown_critical(), 0, "high nibble is ignorable");
+        assert_eq!(Flags::from_bits_retain(0x88).unknown_critical(), 0x08);
+        assert_eq!(Flags::from_bits_retain(0xF7).unknown_critical(), 0, "high nibble is ignorable");
+        assert_eq!(Flags::UNCHECKED.unknown_critical(), 0);
     }
 
     fn with_header(mut bytes: [u8; 27], edit: impl FnOnce(&mut [u8; 27])) -> [u8; 27] {
@@ -565,6 +724,8 @@ mod tests {
     #[test]
     fn error_unknown_flags() {
         let b = with_header(EXAMPLE, |b| b[3] = 0x08);
+        assert_eq!(Frame::new_checked(&b[..]).unwrap_err(), Error::UnknownFlags(0x08));
+        let b = with_header(EXAMPLE, |b| b[3] = 0x0C);
         assert_eq!(Frame::new_checked(&b[..]).unwrap_err(), Error::UnknownFlags(0x08));
         let ok = with_header(EXAMPLE, |b| b[3] = 0x40);
         assert_eq!(Frame::new_checked(&ok[..]).unwrap().flags().bits(), 0x40);

@@ -11,10 +11,12 @@
 //!   buffers, borrowing where the type borrows.
 //! - [`accumulator`]: reassembles frames from a byte stream in a fixed-size buffer,
 //!   surviving partial reads, garbage and oversized or corrupt frames.
-//! - [`crc32c`]: CRC-32C with the x86-64 and AArch64 instructions where available.
+//! - [`crc32c`]: CRC-32C with the x86-64, AArch64 and RISC-V Zbc instructions where the CPU
+//!   has them.
 //! - [`dbus`]: D-Bus marshalling: names, signatures, values in either byte order, and
 //!   messages built into and parsed from caller buffers, every limit of the specification
-//!   checked.
+//!   checked; typed arguments ([`dbus::typed`]): Rust types whose D-Bus signatures are
+//!   known at compile time, read back borrowed.
 //! - [`shm`]: shared-memory layouts and their lock-free protocols (seqlock, SPSC ring,
 //!   broadcast ring), safe against a hostile peer; `ember-ipc-linux` maps the segments.
 //!
@@ -22,6 +24,9 @@
 //!
 //! ## Features
 //!
+//! - `std`: links `std` only for its run-time CPU feature detection, so [`crc32c`] uses the
+//!   Arm CRC extension and RISC-V Zbc where the CPU has them without a `-C target-cpu`
+//!   (`ember-ipc-linux` turns it on). Nothing else changes: no heap, no other syscall.
 //! - `defmt`: derives `defmt::Format` on the public types, for logging on targets that use
 //!   defmt. The crate never defines a global logger; the application provides one.
 //!
@@ -35,7 +40,7 @@
 #![warn(missing_docs)]
 #![warn(missing_debug_implementations)]
 
-#[cfg(test)]
+#[cfg(any(test, feature = "std"))]
 extern crate std;
 
 // The derives name `::ember_core::...`; this makes that path work inside the crate too.
@@ -51,5 +56,5 @@ pub mod shm;
 
 pub use accumulator::{FeedResult, FrameAccumulator};
 pub use error::{Error, Result};
-pub use frame::{Flags, Frame, FrameRepr, HEADER_LEN};
+pub use frame::{Flags, Frame, FrameRepr, HEADER_LEN, Integrity};
 pub use message::{Message, decode, encode, max_frame_len};

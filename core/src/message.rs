@@ -64,7 +64,8 @@ fn map_ser(e: postcard::Error) -> Error {
 }
 
 /// Serializes `msg` as the payload of a frame with the given header and returns the frame's
-/// bytes (a prefix of `buf`).
+/// bytes (a prefix of `buf`). With [`Flags::UNCHECKED`] in `flags`
+/// (`Integrity::Unchecked.flags()`) the frame checksum leaves the payload out.
 ///
 /// Fails with [`Error::BufferTooSmall`] when `buf` cannot hold header and payload, and
 /// [`Error::TooLarge`] when the payload is above the format limit.

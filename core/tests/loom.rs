@@ -9,7 +9,7 @@
 
 use ember_core::shm::broadcast::{BroadcastControl, BroadcastRing};
 use ember_core::shm::seqlock::{SeqLock, SeqLockControl};
-use ember_core::shm::spsc::{SpscControl, SpscRing};
+use ember_core::shm::spsc::{ReaderClaim, SpscControl, SpscRing};
 use ember_core::shm::sync::{Event, Locked, Mutex, NOT_RECOVERABLE, Owner, Semaphore, SyncError, Waiter, Woke};
 use ember_core::shm::{ShmError, WORD, Word};
 use loom::cell::UnsafeCell;
@@ -632,4 +632,56 @@ fn event_notify_publishes_what_was_written_before() {
 #[ignore = "false alarm: loom does not model sync.rs's SeqCst accesses (loom#180); see the comment"]
 fn event_wake_up_is_never_lost() {
     model(|| event_notify(Sleep::Futex));
+}
+
+/// The start time each pid of the claim models stores.
+fn start_of(pid: u32) -> u64 {
+    u64::from(pid) * 0x1_0000_0001
+}
+
+/// Two receivers take over a dead receiver's claim at once while a third thread reads the
+/// claim: exactly one wins, the loser is told the winner (or that the claim changed), and a
+/// reader never pairs one claimant's pid with another's start time (it may see the start
+/// time as unknown, 0).
+#[test]
+fn spsc_reader_claim_has_one_winner_and_never_a_mixed_start() {
+    model(|| {
+        let ctl = Arc::new(SpscControl::zeroed());
+        ctl.claim_reader(9, start_of(9), None).unwrap();
+        let dead = ReaderClaim { pid: 9, start: start_of(9) };
+        let wins = Arc::new(AtomicU32::new(0));
+        let claimants: Vec<_> = [10u32, 11]
+            .into_iter()
+            .map(|pid| {
+                let (ctl, wins) = (ctl.clone(), wins.clone());
+                thread::spawn(move || match ctl.claim_reader(pid, start_of(pid), Some(dead)) {
+                    Ok(()) => {
+                        wins.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(holder) => {
+                        if let Some(h) = holder {
+                            assert_ne!(h.pid, pid);
+                            assert!(h.start == 0 || h.start == start_of(h.pid), "{h:?}");
+                        }
+                    }
+                })
+            })
+            .collect();
+        let observer = {
+            let ctl = ctl.clone();
+            thread::spawn(move || {
+                if let Some(c) = ctl.reader_claim() {
+                    assert!(c.start == 0 || c.start == start_of(c.pid), "{c:?}");
+                }
+            })
+        };
+        for c in claimants {
+            c.join().unwrap();
+        }
+        observer.join().unwrap();
+        assert_eq!(wins.load(Ordering::Relaxed), 1);
+        let c = ctl.reader_claim().unwrap();
+        assert!(c.pid == 10 || c.pid == 11);
+        assert_eq!(c.start, start_of(c.pid));
+    });
 }

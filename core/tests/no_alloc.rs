@@ -3,7 +3,7 @@
 //! after.
 
 use ember_core::accumulator::{FeedResult, FrameAccumulator};
-use ember_core::frame::{Frame, FrameRepr};
+use ember_core::frame::{Frame, FrameRepr, Integrity};
 use ember_core::message;
 use ember_test_support::allocations;
 use serde::{Deserialize, Serialize};
@@ -34,6 +34,12 @@ fn encode_and_decode_allocate_nothing() {
         assert_eq!(back, msg);
         let frame = Frame::new_checked(&buf[..len]).unwrap();
         assert_eq!(FrameRepr::parse(&frame).unwrap(), repr);
+        // Without the payload checksum.
+        let flags = Integrity::Unchecked.flags();
+        let len = message::encode_with(flags, 3, 12, &msg, &mut buf).unwrap().len();
+        let (repr, back): (FrameRepr, Sample<'_>) = message::decode(&buf[..len]).unwrap();
+        assert_eq!((repr.integrity(), repr.seq), (Integrity::Unchecked, 12));
+        assert_eq!(back, msg);
         // Error paths too.
         assert!(message::decode::<u8>(&buf[..len - 1]).is_err());
         assert!(message::encode(3, 11, &msg, &mut buf[..30]).is_err());
@@ -47,10 +53,15 @@ fn accumulator_allocates_nothing() {
     let mut len = 0;
     stream[..5].copy_from_slice(b"junkE");
     len += 5;
+    // Checked and unchecked frames; the accumulator requires checked ones for the second
+    // pass, refusing the others.
     for seq in 0..4 {
-        len += message::encode(1, seq, &[seq as u8; 100][..], &mut stream[len..]).unwrap().len();
+        let flags = if seq % 2 == 1 { Integrity::Unchecked.flags() } else { Integrity::Checked.flags() };
+        len += message::encode_with(flags, 1, seq, &[seq as u8; 100][..], &mut stream[len..]).unwrap().len();
     }
     let mut acc = Box::new(FrameAccumulator::<256>::new());
+    let mut strict = Box::new(FrameAccumulator::<256>::new());
+    strict.set_require_checked(true);
     let n = allocations(|| {
         let mut frames = 0;
         for piece in stream[..len].chunks(37) {
@@ -70,6 +81,23 @@ fn accumulator_allocates_nothing() {
             }
         }
         assert_eq!(frames, 4);
+        let (mut frames, mut refused) = (0, 0);
+        let mut window = &stream[..len];
+        loop {
+            match strict.feed(window) {
+                FeedResult::Consumed => break,
+                FeedResult::Frame { remaining, .. } => {
+                    frames += 1;
+                    window = remaining;
+                }
+                FeedResult::Error { error, remaining } => {
+                    assert_eq!(error, ember_core::Error::UncheckedPayload);
+                    refused += 1;
+                    window = remaining;
+                }
+            }
+        }
+        assert_eq!((frames, refused), (2, 2));
     });
     assert_eq!(n, 0, "accumulator allocated");
     assert_eq!(acc.dropped_bytes(), 5);

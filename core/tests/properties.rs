@@ -91,7 +91,14 @@ proptest! {
         fill in any::<u8>(),
         kind in any::<u32>(),
         seq in any::<u32>(),
-        flags in prop::sample::select(vec![Flags::empty(), Flags::RESPONSE, Flags::RESPONSE | Flags::ERROR, Flags::from_bits_retain(0x70)]),
+        flags in prop::sample::select(vec![
+            Flags::empty(),
+            Flags::RESPONSE,
+            Flags::RESPONSE | Flags::ERROR,
+            Flags::from_bits_retain(0x70),
+            Flags::UNCHECKED,
+            Flags::RESPONSE | Flags::ERROR | Flags::UNCHECKED,
+        ]),
     ) {
         let payload: Vec<u8> = (0..len).map(|i| fill.wrapping_add(i as u8)).collect();
         let repr = FrameRepr { flags, kind, seq, payload_len: len };
@@ -106,29 +113,42 @@ proptest! {
     fn single_bit_flips_are_detected(
         len in 0usize..200,
         bit in any::<prop::sample::Index>(),
+        unchecked in any::<bool>(),
     ) {
+        // Every flip of a checked frame; of an unchecked one, every flip of its header,
+        // while a flip in its payload goes through (the payload is not covered).
         let payload = vec![0x5Au8; len];
-        let repr = FrameRepr { flags: Flags::empty(), kind: 1, seq: 2, payload_len: len };
+        let flags = if unchecked { Flags::UNCHECKED } else { Flags::empty() };
+        let repr = FrameRepr { flags, kind: 1, seq: 2, payload_len: len };
         let mut buf = vec![0u8; HEADER_LEN + len];
         repr.emit_with_payload(&payload, &mut buf).unwrap();
         let i = bit.index(buf.len() * 8);
         buf[i / 8] ^= 1 << (i % 8);
-        prop_assert!(Frame::new_checked(&buf[..]).is_err());
+        if unchecked && i / 8 >= HEADER_LEN {
+            prop_assert!(Frame::new_checked(&buf[..]).is_ok());
+        } else {
+            prop_assert!(Frame::new_checked(&buf[..]).is_err());
+        }
     }
 
     #[test]
     fn accumulator_yields_exactly_the_frames_sent(
-        frames in prop::collection::vec((0usize..MAX_PAYLOAD, any::<u8>(), prop::collection::vec(any::<u8>(), 0..40)), 1..MAX_FRAMES),
+        frames in prop::collection::vec(
+            (0usize..MAX_PAYLOAD, any::<u8>(), prop::collection::vec(any::<u8>(), 0..40), any::<bool>()),
+            1..MAX_FRAMES,
+        ),
         splits in prop::collection::vec(1usize..97, 1..40),
         byte_at_a_time in any::<bool>(),
     ) {
         // Build the stream: each frame preceded by random garbage.
         let mut stream = Vec::new();
         let mut sent = Vec::new();
-        for (seq, (len, fill, garbage)) in frames.iter().enumerate() {
+        // Checked and unchecked frames mixed: the accumulator takes both.
+        for (seq, (len, fill, garbage, unchecked)) in frames.iter().enumerate() {
             stream.extend_from_slice(garbage);
             let payload = vec![*fill; *len];
-            let repr = FrameRepr { flags: Flags::empty(), kind: 9, seq: seq as u32, payload_len: *len };
+            let flags = if *unchecked { Flags::UNCHECKED } else { Flags::empty() };
+            let repr = FrameRepr { flags, kind: 9, seq: seq as u32, payload_len: *len };
             let mut buf = vec![0u8; repr.buffer_len()];
             repr.emit_with_payload(&payload, &mut buf).unwrap();
             stream.extend_from_slice(&buf);

@@ -12,7 +12,13 @@
 //! - `#[derive(Message)]` with `#[ember(kind = N)]`: implements
 //!   `ember_core::message::Message` with `KIND = N`.
 //!
-//! Both take `#[ember(crate = "path")]` for where `ember_core` is found (default
+//! - `#[derive(DbusStruct)]`: a struct as a D-Bus struct `(...)`: implements
+//!   `ember_core::dbus::{DbusType, Encode, Decode}`, the signature composed from the
+//!   fields' at compile time, the fields written and read in order. Named or tuple fields,
+//!   at least one (D-Bus has no empty struct); a lifetime parameter borrows from the
+//!   message (`&'a str`, `ArrayView<'a, T>`). Enums and unions are refused.
+//!
+//! All take `#[ember(crate = "path")]` for where `ember_core` is found (default
 //! `::ember_core`; with only `ember-ipc-linux` as a dependency, `ember_linux::core`).
 //!
 //! Used through `ember_core::message`:
@@ -51,6 +57,99 @@ pub fn derive_max_size(input: TokenStream) -> TokenStream {
 pub fn derive_message(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     expand_message(input).unwrap_or_else(syn::Error::into_compile_error).into()
+}
+
+/// `#[derive(DbusStruct)]`: implements `ember_core::dbus::{DbusType, Encode, Decode}` for a
+/// struct, as the D-Bus struct of its fields. See the crate documentation.
+#[proc_macro_derive(DbusStruct, attributes(ember))]
+pub fn derive_dbus_struct(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    expand_dbus_struct(input).unwrap_or_else(syn::Error::into_compile_error).into()
+}
+
+fn expand_dbus_struct(input: DeriveInput) -> syn::Result<Tokens> {
+    let opts = options(&input)?;
+    if opts.kind.is_some() {
+        return Err(syn::Error::new(Span::call_site(), "#[derive(DbusStruct)] takes no `kind`"));
+    }
+    let krate = &opts.krate;
+    let dbus = quote!(#krate::dbus);
+    let fields = match &input.data {
+        Data::Struct(s) => &s.fields,
+        Data::Enum(e) => {
+            return Err(syn::Error::new(e.enum_token.span(), "DbusStruct is for structs (D-Bus has no enums)"));
+        }
+        Data::Union(u) => {
+            return Err(syn::Error::new(u.union_token.span(), "DbusStruct cannot be derived for a union"));
+        }
+    };
+    if fields.is_empty() {
+        return Err(syn::Error::new(Span::call_site(), "a D-Bus struct has at least one field; this struct has none"));
+    }
+    let name = &input.ident;
+    let tys: Vec<_> = fields.iter().map(|f| &f.ty).collect();
+    let members: Vec<syn::Member> = fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| match &f.ident {
+            Some(id) => syn::Member::Named(id.clone()),
+            None => syn::Member::Unnamed(syn::Index::from(i)),
+        })
+        .collect();
+    // A generic struct: each field's type must implement the trait (a bound on the type
+    // parameters alone would not do for a field such as `ArrayView<'a, T>`). A struct
+    // without type parameters needs no bounds (and gets none, so that a private field type
+    // is not named in a public bound).
+    let generic = input.generics.type_params().next().is_some();
+    let bounded = |bound: Tokens| {
+        let mut g = input.generics.clone();
+        if generic {
+            let w = g.make_where_clause();
+            for ty in &tys {
+                w.predicates.push(syn::parse2(quote! { #ty: #bound }).expect("a where predicate"));
+            }
+        }
+        g
+    };
+    let g = bounded(quote!(#dbus::DbusType));
+    let (impl_generics, ty_generics, where_clause) = g.split_for_impl();
+    let sigs = tys.iter().map(|ty| quote_spanned! { ty.span() => &<#ty as #dbus::DbusType>::SIGNATURE });
+    let type_impl = quote! {
+        impl #impl_generics #dbus::DbusType for #name #ty_generics #where_clause {
+            const SIGNATURE: #dbus::typed::SignatureBuf = #dbus::typed::SignatureBuf::structure(&[#(#sigs),*]);
+        }
+    };
+    let g = bounded(quote!(#dbus::Encode));
+    let (impl_generics, ty_generics, where_clause) = g.split_for_impl();
+    let encode_impl = quote! {
+        impl #impl_generics #dbus::Encode for #name #ty_generics #where_clause {
+            fn encode(&self, w: &mut #dbus::Writer<'_>) -> ::core::result::Result<(), #dbus::DbusError> {
+                w.structure(|w| {
+                    #(#dbus::Encode::encode(&self.#members, w)?;)*
+                    ::core::result::Result::Ok(())
+                })
+            }
+        }
+    };
+    // Decode<'de>: 'de outlives every lifetime of the struct, so its borrowed fields can be
+    // read from the message.
+    let mut g = bounded(quote!(#dbus::Decode<'__de>));
+    let lifetimes: Vec<syn::Lifetime> = g.lifetimes().map(|l| l.lifetime.clone()).collect();
+    let mut de: syn::LifetimeParam = parse_quote!('__de);
+    de.bounds.extend(lifetimes);
+    g.params.insert(0, GenericParam::Lifetime(de));
+    let (impl_generics, _, where_clause) = g.split_for_impl();
+    let (_, ty_generics, _) = input.generics.split_for_impl();
+    let reads = members.iter().map(|m| quote! { #m: #dbus::Decode::decode(r)? });
+    let decode_impl = quote! {
+        impl #impl_generics #dbus::Decode<'__de> for #name #ty_generics #where_clause {
+            fn decode(r: &mut #dbus::Reader<'__de>) -> ::core::result::Result<Self, #dbus::DbusError> {
+                r.align(8)?;
+                ::core::result::Result::Ok(#name { #(#reads),* })
+            }
+        }
+    };
+    Ok(quote! { #type_impl #encode_impl #decode_impl })
 }
 
 /// What `#[ember(...)]` attributes on the type said.

@@ -110,6 +110,16 @@ pub fn message_len(first: &[u8], max: usize) -> Result<usize> {
     Ok(len as usize)
 }
 
+/// The length of a message's header (the fixed part, the header fields and the padding
+/// after them: where the body starts) from its first 16 bytes.
+pub fn header_len(first: &[u8]) -> Result<usize> {
+    message_len(first, MAX_MESSAGE_LEN)?;
+    let fixed = first.get(..FIXED_HEADER_LEN).ok_or(DbusError::Truncated)?;
+    let b = [fixed[12], fixed[13], fixed[14], fixed[15]];
+    let fields = if fixed[0] == b'l' { u32::from_le_bytes(b) } else { u32::from_be_bytes(b) } as usize;
+    Ok(align_up(FIXED_HEADER_LEN + fields, 8))
+}
+
 /// Writes a message into a caller's buffer.
 ///
 /// `Send` and `Sync`: plain data and borrowed strings.
@@ -317,6 +327,21 @@ impl<'a> Builder<'a> {
     }
 }
 
+impl Builder<'_> {
+    /// [`Builder::build`] with the typed body `body` ([`typed`](super::typed)): its
+    /// signature is the body type's (checked against the specification's nesting limits:
+    /// [`DbusError::BadSignature`] for a Rust type nested deeper than D-Bus allows).
+    pub fn build_typed<'b, T: super::typed::EncodeBody + ?Sized>(
+        &self,
+        buf: &'b mut [u8],
+        serial: u32,
+        body: &T,
+    ) -> Result<&'b [u8]> {
+        let sig = const { &T::SIGNATURE }.checked()?;
+        self.build(buf, serial, sig, |w| body.encode_body(w))
+    }
+}
+
 /// A parsed, fully checked message, borrowed from the bytes it was parsed from.
 ///
 /// `Send` and `Sync`: a view of borrowed bytes.
@@ -384,6 +409,38 @@ impl<'a> Message<'a> {
         if len != data.len() {
             return Err(if len > data.len() { DbusError::Truncated } else { DbusError::BodyMismatch });
         }
+        Message::parse_fields(data)
+    }
+
+    /// Parses and checks the header of a message whose body is not there: `data` starts
+    /// with the message and holds at least [`header_len`] bytes of it (what a reader that
+    /// refuses a message too large for its buffer still has, to learn the message's type,
+    /// serial, `REPLY_SERIAL` and sender). Returns the view of the header alone (its body
+    /// reads as empty: [`Message::body_bytes`] is empty, reading values fails) and the
+    /// whole message's length, up to 128 MiB.
+    ///
+    /// ```
+    /// use ember_core::dbus::{Builder, Message, Signature, header};
+    /// let mut buf = [0u8; 256];
+    /// let m = Builder::method_return(7).destination(":1.4").build(&mut buf, 9, Signature::new("s")?, |w| w.str("a long body"))?;
+    /// let len = m.len();
+    /// let head = header::header_len(&buf)?;
+    /// let (h, total) = Message::parse_head(&buf[..head])?;
+    /// assert_eq!((h.reply_serial(), h.serial(), total), (Some(7), 9, len));
+    /// # Ok::<(), ember_core::dbus::DbusError>(())
+    /// ```
+    pub fn parse_head(data: &'a [u8]) -> Result<(Message<'a>, usize)> {
+        let len = message_len(data, MAX_MESSAGE_LEN)?;
+        let head = header_len(data)?;
+        let data = data.get(..head).ok_or(DbusError::Truncated)?;
+        let mut m = Message::parse_fields(data)?;
+        // No body: nothing to read, whatever the signature says.
+        m.signature = Signature::EMPTY;
+        Ok((m, len))
+    }
+
+    /// The fixed header and the header fields of `data` (the body, if any, follows them).
+    fn parse_fields(data: &'a [u8]) -> Result<Message<'a>> {
         let endian = Endian::from_marker(data[0]).ok_or(DbusError::BadEndian)?;
         let ty = MessageType::from_u8(data[1])?;
         let mut fixed = Reader::range(data, 8, 12, endian, 0);
@@ -562,6 +619,15 @@ impl<'a> Message<'a> {
             .trusted(self.checked)
             .values(self.signature)
     }
+    /// The body read as the typed body `T` ([`typed`](super::typed)), e.g. `(u32, &str)`,
+    /// borrowing from the message: [`DbusError::SignatureMismatch`] if the message's
+    /// signature is not `T`'s.
+    pub fn body_as<T: super::typed::DecodeBody<'a>>(&self) -> Result<T> {
+        let mut r = Reader::range(self.data, self.body_start, self.data.len(), self.endian, self.unix_fds)
+            .trusted(self.checked);
+        super::typed::read_body(self.signature.as_str(), &mut r)
+    }
+
     /// The body's bytes.
     pub fn body_bytes(&self) -> &'a [u8] {
         &self.data[self.body_start..]

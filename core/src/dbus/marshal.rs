@@ -6,6 +6,7 @@
 
 use super::names::ObjectPath;
 use super::signature::{self, Signature};
+use super::value::Value;
 use super::{DbusError, Endian, MAX_ARRAY_LEN, Result, align_up};
 
 /// `fmt::Write` into a writer's buffer, for [`Writer::str_with`].
@@ -81,7 +82,7 @@ impl<'b> Writer<'b> {
         Ok(())
     }
 
-    fn raw(&mut self, bytes: &[u8]) -> Result<()> {
+    pub(crate) fn raw(&mut self, bytes: &[u8]) -> Result<()> {
         let end = self.pos + bytes.len();
         self.buf.get_mut(self.pos..end).ok_or(DbusError::BufferTooSmall)?.copy_from_slice(bytes);
         self.pos = end;
@@ -180,6 +181,11 @@ impl<'b> Writer<'b> {
         self.raw(bytes)
     }
 
+    /// `ay`: a byte array, copied in one piece.
+    pub fn bytes(&mut self, bytes: &[u8]) -> Result<()> {
+        self.array(b'y', |w| w.raw(bytes))
+    }
+
     /// `o`.
     pub fn object_path(&mut self, p: ObjectPath<'_>) -> Result<()> {
         self.str(p.as_str())
@@ -215,6 +221,35 @@ impl<'b> Writer<'b> {
     pub fn structure(&mut self, fields: impl FnOnce(&mut Writer<'b>) -> Result<()>) -> Result<()> {
         self.pad(8)?;
         fields(self)
+    }
+
+    /// Writes a value read from a message again (containers element by element): e.g. to
+    /// forward an argument of a type only known at run time.
+    pub fn value(&mut self, v: Value<'_>) -> Result<()> {
+        match v {
+            Value::Byte(x) => self.u8(x),
+            Value::Bool(x) => self.bool(x),
+            Value::I16(x) => self.i16(x),
+            Value::U16(x) => self.u16(x),
+            Value::I32(x) => self.i32(x),
+            Value::U32(x) => self.u32(x),
+            Value::I64(x) => self.i64(x),
+            Value::U64(x) => self.u64(x),
+            Value::F64(x) => self.f64(x),
+            Value::Str(x) => self.str(x),
+            Value::Path(x) => self.object_path(x),
+            Value::Sig(x) => self.signature(x),
+            Value::Fd(x) => self.fd_index(x),
+            Value::Array(a) => match a.as_bytes() {
+                Some(b) => self.bytes(b),
+                None => {
+                    let code = a.element().as_str().as_bytes().first().copied().unwrap_or(b'y');
+                    self.array(code, |w| a.into_iter().try_for_each(|e| w.value(e?)))
+                }
+            },
+            Value::Struct(f) | Value::DictEntry(f) => self.structure(|w| f.into_iter().try_for_each(|e| w.value(e?))),
+            Value::Variant(v) => self.variant(v.signature(), |w| w.value(v.value()?)),
+        }
     }
 
     /// `v`: the value's signature (one complete type), then the value written by `value`.

@@ -21,13 +21,24 @@ pub mod header;
 pub mod marshal;
 pub mod names;
 pub mod signature;
+pub mod typed;
 pub mod value;
 
 pub use header::{Builder, Message, MessageType};
 pub use marshal::Writer;
 pub use names::{BusName, ErrorName, InterfaceName, MemberName, ObjectPath};
 pub use signature::Signature;
-pub use value::{Reader, Value};
+pub use typed::{
+    ArrayView, Body, DbusType, Decode, DecodeBody, Dict, DictView, Encode, EncodeBody, Fd, ToVariant, Var,
+};
+pub use value::{Reader, Value, Variant};
+
+/// `#[derive(DbusStruct)]`: a Rust struct as a D-Bus struct `(...)`, its fields in order
+/// (named or tuple fields, at least one). Implements [`DbusType`], [`Encode`] and
+/// [`Decode`]; a struct with a lifetime borrows from the message (`&'a str`, views).
+/// `#[ember(crate = "ember_linux::core")]` where `ember_core` is reached through
+/// `ember_linux`. See [`typed`].
+pub use ember_derive::DbusStruct;
 
 /// The largest message the specification allows: 128 MiB.
 pub const MAX_MESSAGE_LEN: usize = 128 * 1024 * 1024;
@@ -37,7 +48,8 @@ pub const MAX_ARRAY_LEN: usize = 64 * 1024 * 1024;
 pub const MAX_SIGNATURE_LEN: usize = 255;
 /// Deepest array nesting.
 pub const MAX_ARRAY_DEPTH: usize = 32;
-/// Deepest struct (and dict entry) nesting.
+/// Deepest struct nesting. A dict entry is counted with its array, not as a struct (as
+/// libdbus and GLib count).
 pub const MAX_STRUCT_DEPTH: usize = 32;
 /// Deepest nesting of all containers together (arrays, structs, dict entries, variants).
 pub const MAX_TOTAL_DEPTH: usize = 64;
@@ -139,6 +151,9 @@ pub enum DbusError {
     BadFdIndex,
     /// A value of this type was asked for, but the next value has another type.
     WrongType,
+    /// A typed read ([`typed`]): the message's (or the variant's) signature is not the
+    /// type's.
+    SignatureMismatch,
 }
 
 impl core::fmt::Display for DbusError {
@@ -168,6 +183,7 @@ impl core::fmt::Display for DbusError {
             DbusError::BodyMismatch => f.write_str("D-Bus: body does not match its signature"),
             DbusError::BadFdIndex => f.write_str("D-Bus: fd index out of range"),
             DbusError::WrongType => f.write_str("D-Bus: value of another type"),
+            DbusError::SignatureMismatch => f.write_str("D-Bus: the signature is not the type's"),
         }
     }
 }

@@ -20,7 +20,7 @@ impl<'a> Signature<'a> {
     }
 
     /// Wraps a signature already checked.
-    pub(crate) fn new_unchecked(s: &'a str) -> Signature<'a> {
+    pub(crate) const fn new_unchecked(s: &'a str) -> Signature<'a> {
         Signature(s)
     }
 
@@ -81,6 +81,13 @@ impl core::fmt::Display for Signature<'_> {
 #[derive(Debug, Clone)]
 pub struct Types<'a>(&'a str);
 
+impl<'a> Types<'a> {
+    /// The types not returned yet.
+    pub fn rest(&self) -> Signature<'a> {
+        Signature(self.0)
+    }
+}
+
 impl<'a> Iterator for Types<'a> {
     type Item = Signature<'a>;
     fn next(&mut self) -> Option<Signature<'a>> {
@@ -138,14 +145,13 @@ pub(crate) fn complete_len(s: &[u8], arrays: usize, structs: usize) -> Result<us
             }
             if s.get(1) == Some(&b'{') {
                 // A dict entry: `{` basic key, one complete value, `}`; only as an element.
-                if structs + 1 > MAX_STRUCT_DEPTH {
-                    return Err(DbusError::BadSignature);
-                }
+                // It is counted with its array, not as a struct (as libdbus and GLib count:
+                // `a{s(` x 17 `y` `)}` x 17 is 17 arrays and 17 structs).
                 let key = *s.get(2).ok_or(DbusError::BadSignature)?;
                 if !is_basic(key) {
                     return Err(DbusError::BadSignature);
                 }
-                let value = complete_len(s.get(3..).ok_or(DbusError::BadSignature)?, arrays + 1, structs + 1)?;
+                let value = complete_len(s.get(3..).ok_or(DbusError::BadSignature)?, arrays + 1, structs)?;
                 if s.get(3 + value) != Some(&b'}') {
                     return Err(DbusError::BadSignature);
                 }
@@ -204,6 +210,12 @@ mod tests {
         assert!(Signature::new(&structs).is_ok());
         let too_many = "(".repeat(33) + "y" + &")".repeat(33);
         assert_eq!(Signature::new(&too_many), Err(DbusError::BadSignature));
+        // Dict entries are not structs: 17 arrays, 17 dict entries, 17 structs.
+        let dicts = "a{s(".repeat(17) + "y" + &")}".repeat(17);
+        assert!(Signature::new(&dicts).is_ok());
+        assert!(Signature::new(&("a{s(".repeat(32) + "y" + &")}".repeat(32))).is_ok());
+        let too_deep = "a{s(".repeat(33) + "y" + &")}".repeat(33);
+        assert_eq!(Signature::new(&too_deep), Err(DbusError::BadSignature));
         assert!(Signature::new(&"y".repeat(255)).is_ok());
         assert_eq!(Signature::new(&"y".repeat(256)), Err(DbusError::BadSignature));
     }

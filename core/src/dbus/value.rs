@@ -108,6 +108,17 @@ impl<'a> Reader<'a> {
         self.pos == self.end
     }
 
+    /// Bytes left up to the end.
+    #[inline]
+    pub fn remaining(&self) -> usize {
+        self.end.saturating_sub(self.pos)
+    }
+
+    /// Gives up on what is left (a container whose element could not be read).
+    pub(crate) fn skip_to_end(&mut self) {
+        self.pos = self.end;
+    }
+
     /// Skips padding up to a multiple of `align`, checking that it is zero.
     #[inline]
     pub fn align(&mut self, align: usize) -> Result<()> {
@@ -286,7 +297,7 @@ impl<'a> Reader<'a> {
                 Value::Array(array)
             }
             b'(' | b'{' => {
-                let depth = self.depth.enter(false, true)?;
+                let depth = self.depth.enter(false, s[0] == b'(')?;
                 self.align(8)?;
                 let inner = Signature::new_unchecked(&sig.as_str()[1..s.len() - 1]);
                 let mut child = Reader { depth, ..self.clone() };
@@ -333,7 +344,7 @@ impl<'a> Reader<'a> {
             // An array: its length read and its elements checked once, by `value`.
             b'a' => self.value(sig).map(|_| ()),
             b'(' | b'{' if s.len() >= 2 => {
-                let depth = self.depth.enter(false, true)?;
+                let depth = self.depth.enter(false, s[0] == b'(')?;
                 self.align(8)?;
                 let outer = core::mem::replace(&mut self.depth, depth);
                 let r = Signature::new_unchecked(&sig.as_str()[1..s.len() - 1]).types().try_for_each(|t| self.check(t));
@@ -479,6 +490,18 @@ impl<'a> Values<'a> {
     pub fn is_at_end(&self) -> bool {
         self.reader.is_at_end()
     }
+
+    /// The signature of the values not read yet.
+    pub fn rest_signature(&self) -> Signature<'a> {
+        self.types.rest()
+    }
+
+    /// The values not read yet, read as the body `T` (e.g. a service's arguments):
+    /// [`DbusError::SignatureMismatch`] if their signature is not `T`'s,
+    /// [`DbusError::BodyMismatch`] if bytes are left over.
+    pub fn decode<T: super::typed::DecodeBody<'a>>(mut self) -> Result<T> {
+        super::typed::read_body(self.types.rest().as_str(), &mut self.reader)
+    }
 }
 
 impl<'a> Iterator for Values<'a> {
@@ -533,6 +556,11 @@ impl<'a> Array<'a> {
     /// The array's length in bytes (not counting the padding before the first element).
     pub fn byte_len(&self) -> usize {
         self.reader.end - self.reader.pos
+    }
+
+    /// The reader over the elements (for typed views).
+    pub(crate) fn into_reader(self) -> Reader<'a> {
+        self.reader
     }
 
     /// An `ay` as a byte slice (`None` for other element types).
@@ -596,5 +624,10 @@ impl<'a> Variant<'a> {
     #[inline]
     pub fn value(&self) -> Result<Value<'a>> {
         self.reader.clone().value(self.sig)
+    }
+
+    /// A reader at the value inside (for typed reads).
+    pub(crate) fn inner_reader(&self) -> Reader<'a> {
+        self.reader.clone()
     }
 }

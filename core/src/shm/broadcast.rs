@@ -15,6 +15,14 @@
 //!   32-bit `tail_lock` sequence so readers take a consistent pair;
 //! - `published`, a 32-bit counter bumped per record: the futex word readers sleep on.
 //!
+//! **Damage** (a record header no writer could have produced, e.g. a peer that scribbled
+//! over the segment) is reported once as [`ShmError::Corrupt`]; the reader then
+//! resynchronises: it moves to the writer's current `head`, takes the number of the next
+//! record written there from that record's header (its low 32 bits, widened against
+//! `head_seq`), and counts every record in between as lost. It never stays stuck behind
+//! the damage. Damaged counters (`head` behind the reader, `tail_seq` going back) are
+//! reported as `Corrupt` until the writer's next record stores them again from its own copy.
+//!
 //! **Overwrite detection** is the seqlock argument: before overwriting old records the
 //! writer moves `tail` past them, then issues a release fence, then stores the new bytes;
 //! a reader copies a record, issues an acquire fence, then reads `tail`. If any byte it
@@ -188,7 +196,7 @@ impl<'a> BroadcastRing<'a> {
     /// consistent pair, so the cursor is found by walking the records). Falls back to the
     /// oldest record if the walk keeps being lapped or the ring is damaged.
     pub fn reader_at_end(self) -> BroadcastReader<'a> {
-        let mut r = BroadcastReader { ring: self, pos: 0, seq: 0, lost: 0 };
+        let mut r = BroadcastReader { ring: self, pos: 0, seq: 0, lost: 0, resync: false };
         if let Ok((tail, tail_seq)) = self.ctl.tail_pair() {
             r.pos = tail;
             r.seq = tail_seq;
@@ -212,7 +220,7 @@ impl<'a> BroadcastRing<'a> {
     /// A reader that starts with the oldest record still in the ring.
     pub fn reader_at_oldest(self) -> Result<BroadcastReader<'a>, ShmError> {
         let (tail, tail_seq) = self.ctl.tail_pair()?;
-        Ok(BroadcastReader { ring: self, pos: tail, seq: tail_seq, lost: 0 })
+        Ok(BroadcastReader { ring: self, pos: tail, seq: tail_seq, lost: 0, resync: false })
     }
 
     fn pos(&self, counter: u64) -> usize {
@@ -351,18 +359,41 @@ pub struct BroadcastReader<'a> {
     pos: u64,
     seq: u64,
     lost: u64,
+    /// After damage: `seq` is not known until the next record at `pos` is read.
+    resync: bool,
 }
 
 impl BroadcastReader<'_> {
     /// Jumps to the oldest valid record after being lapped, counting what was lost.
     fn catch_up(&mut self, tail: u64, tail_seq: u64) -> Result<(), ShmError> {
-        if tail_seq < self.seq {
+        if self.resync {
+            self.lost += tail_seq.saturating_sub(self.seq);
+            self.resync = false;
+        } else if tail_seq < self.seq {
+            // Counters no writer produces; the writer rewrites them from its own copy.
             return Err(ShmError::Corrupt);
+        } else {
+            self.lost += tail_seq - self.seq;
         }
-        self.lost += tail_seq - self.seq;
         self.pos = tail;
         self.seq = tail_seq;
         Ok(())
+    }
+
+    /// Reports a damaged record once and moves the cursor to `head`, the writer's current
+    /// position, to resynchronise on the next record written there.
+    fn damaged<T>(&mut self, head: u64) -> Result<T, ShmError> {
+        self.pos = head;
+        self.resync = true;
+        Err(ShmError::Corrupt)
+    }
+
+    /// The full number of the record at the cursor whose header says `seq_lo`: the largest
+    /// number below `head_seq` (records published) with those low 32 bits.
+    fn widen_seq(&self, seq_lo: u32) -> u64 {
+        let published = self.ring.ctl.head_seq.load(Ordering::Acquire);
+        let candidate = (published & !0xffff_ffff) | u64::from(seq_lo);
+        if candidate >= published { candidate.saturating_sub(1 << 32) } else { candidate }
     }
 
     /// Copies the next record into `out`.
@@ -395,6 +426,7 @@ impl BroadcastReader<'_> {
                 continue;
             }
             if head < self.pos {
+                // Counters no writer produces; the writer rewrites them from its own copy.
                 return Err(ShmError::Corrupt);
             }
             // `tail` may be newer than `head` here (the writer moves on between the two
@@ -432,13 +464,20 @@ impl BroadcastReader<'_> {
                 continue;
             }
             // Not overwritten: what we read is what the writer wrote.
-            if !plausible || (!is_pad && seq_lo != self.seq as u32) {
-                return Err(ShmError::Corrupt);
+            if !plausible || (!self.resync && !is_pad && seq_lo != self.seq as u32) {
+                let head = ctl.head.load(Ordering::Acquire);
+                return self.damaged(head);
             }
             copied?;
             self.pos += slot;
             if is_pad {
                 continue;
+            }
+            if self.resync {
+                let seq = self.widen_seq(seq_lo);
+                self.lost += seq.saturating_sub(self.seq);
+                self.seq = seq;
+                self.resync = false;
             }
             let got = Received { len, seq: self.seq, lost: self.lost };
             self.seq += 1;
@@ -573,12 +612,67 @@ mod tests {
         assert_eq!(r.try_recv(&mut out).unwrap().len, 30);
         ctl.head.store(8, Ordering::Relaxed);
         assert_eq!(r.try_recv(&mut out), Err(ShmError::Corrupt));
+        assert_eq!(r.try_recv(&mut out), Err(ShmError::Corrupt), "reported until the writer stores head again");
         ctl.head.store(80, Ordering::Relaxed);
         copy::store_pair(&data, 40, 30, 99).unwrap();
         assert_eq!(r.try_recv(&mut out), Err(ShmError::Corrupt));
+        // Damage is reported once: the reader moved to the (scribbled) head, 80, and takes
+        // its numbering from the next record written there.
+        assert_eq!(r.try_recv(&mut out), Err(ShmError::Empty));
+        w.push(&[2; 30]).unwrap(); // seq 1, at 40 (the writer's own head)
+        w.push(&[3; 30]).unwrap(); // seq 2, at 80
+        let got = r.try_recv(&mut out).unwrap();
+        assert_eq!((got.len, got.seq, got.lost, out[0]), (30, 2, 1, 3));
         // A stuck tail lock.
+        w.push(&[4; 30]).unwrap();
         ctl.tail_lock.store(1, Ordering::Relaxed);
         assert_eq!(r.try_recv(&mut out), Err(ShmError::WriterStalled));
+    }
+
+    #[test]
+    fn reader_resynchronises_after_a_scribbled_record() {
+        let (ctl, data) = mem(1024);
+        let ring = BroadcastRing::new(&ctl, &data).unwrap();
+        let mut w = ring.writer();
+        let mut r = ring.reader_at_end();
+        let mut out = [0u8; 64];
+        for i in 0..4u8 {
+            w.push(&[i; 20]).unwrap(); // slots of 32 bytes
+        }
+        assert_eq!(r.try_recv(&mut out).unwrap().seq, 0);
+        // A peer scribbles over record 1's header (an impossible length).
+        copy::store_pair(&data, 32, 0x7fff_fff0, 1).unwrap();
+        assert_eq!(r.try_recv(&mut out), Err(ShmError::Corrupt));
+        // Once: the reader waits at the writer's position; records 1..=3 are lost.
+        assert_eq!(r.try_recv(&mut out), Err(ShmError::Empty));
+        for i in 4..10u8 {
+            w.push(&[i; 20]).unwrap();
+        }
+        let got = r.try_recv(&mut out).unwrap();
+        assert_eq!((got.seq, got.lost, out[0]), (4, 3, 4));
+        for i in 5..10u8 {
+            let got = r.try_recv(&mut out).unwrap();
+            assert_eq!((got.seq, got.lost, out[0]), (i as u64, 0, i));
+        }
+        assert_eq!(r.try_recv(&mut out), Err(ShmError::Empty));
+        // A second scribble, this time a record whose number is wrong.
+        w.push(&[10; 20]).unwrap();
+        let at = ring.pos(r.pos);
+        copy::store_pair(&data, at, 20, 12345).unwrap();
+        assert_eq!(r.try_recv(&mut out), Err(ShmError::Corrupt));
+        w.push(&[11; 20]).unwrap();
+        let got = r.try_recv(&mut out).unwrap();
+        assert_eq!((got.seq, got.lost, out[0]), (11, 1, 11));
+    }
+
+    #[test]
+    fn widened_record_numbers_cross_the_32_bit_boundary() {
+        let (ctl, data) = mem(256);
+        let ring = BroadcastRing::new(&ctl, &data).unwrap();
+        let r = ring.reader_at_end();
+        ctl.head_seq.store((5 << 32) + 3, Ordering::Relaxed);
+        assert_eq!(r.widen_seq(2), (5 << 32) + 2);
+        assert_eq!(r.widen_seq(0xffff_fffe), (4 << 32) + 0xffff_fffe);
     }
 
     #[test]

@@ -1,10 +1,25 @@
-//! Byte copies in and out of the data area, a relaxed atomic word at a time.
+//! Byte copies in and out of the data area: the whole words of a copy of at least
+//! [`FAST_MIN`] bytes by the architecture's bulk copy ([`super::fastcopy`], inline
+//! assembly the compiler's race model cannot see into), everything else (short copies,
+//! the last partial word, and targets without one) a relaxed atomic word at a time.
 //!
 //! Offsets are byte offsets that must be multiples of [`WORD`]; every bound is checked and
 //! a bad one is [`ShmError::Corrupt`], never a panic (offsets may come from a hostile peer).
+//! A store pads the last word with zeros, whichever path copied the rest.
 
 use super::primitive::Ordering::Relaxed;
-use super::{ShmError, WORD, Word};
+use super::{ShmError, WORD, Word, fastcopy};
+
+/// The shortest copy handed to the bulk copy: below it the word loop, which the compiler
+/// inlines and unrolls, is as fast.
+pub(crate) const FAST_MIN: usize = 256;
+
+/// The number of leading bytes of a `len`-byte copy that the bulk copy takes (whole words),
+/// or 0 for the word loop.
+#[inline]
+fn bulk_len(len: usize) -> usize {
+    if fastcopy::AVAILABLE && len >= FAST_MIN { len - len % WORD } else { 0 }
+}
 
 /// The words covering `len` bytes from byte offset `off`.
 #[inline]
@@ -21,7 +36,24 @@ fn span(words: &[Word], off: usize, len: usize) -> Result<&[Word], ShmError> {
 /// Copies `out.len()` bytes starting at byte `off` (a multiple of [`WORD`]) out of `words`.
 #[inline]
 pub(crate) fn load(words: &[Word], off: usize, out: &mut [u8]) -> Result<(), ShmError> {
-    let src = span(words, off, out.len())?;
+    let mut src = span(words, off, out.len())?;
+    let mut out = out;
+    let bulk = bulk_len(out.len());
+    // SAFETY: `src` holds at least `bulk / WORD` words (`span` checked it covers
+    // `out.len()` bytes), `out` at least `bulk` bytes; `out` is this caller's exclusive
+    // buffer, so the two do not overlap; `bulk` is a multiple of `WORD`. Writing to the
+    // atomics' memory from the peer meanwhile is what `fastcopy::copy` allows.
+    if bulk > 0 && unsafe { fastcopy::copy(src.as_ptr().cast::<u8>(), out.as_mut_ptr(), bulk) }.is_some() {
+        src = &src[bulk / WORD..];
+        out = &mut out[bulk..];
+    }
+    load_words(src, out);
+    Ok(())
+}
+
+/// The word loop of [`load`]: `out.len()` bytes from `src`, which covers them.
+#[inline]
+fn load_words(src: &[Word], out: &mut [u8]) {
     let mut chunks = out.chunks_exact_mut(WORD);
     let mut src = src.iter();
     for (chunk, w) in (&mut chunks).zip(&mut src) {
@@ -32,7 +64,6 @@ pub(crate) fn load(words: &[Word], off: usize, out: &mut [u8]) -> Result<(), Shm
         let n = tail.len();
         tail.copy_from_slice(&w.load(Relaxed).to_ne_bytes()[..n]);
     }
-    Ok(())
 }
 
 /// Copies `out.len()` bytes starting at any byte offset `off` out of `words`.
@@ -54,7 +85,26 @@ pub(crate) fn load_unaligned(words: &[Word], off: usize, out: &mut [u8]) -> Resu
 /// Copies `src` into `words` from byte `off`; the last word is padded with zeros.
 #[inline]
 pub(crate) fn store(words: &[Word], off: usize, src: &[u8]) -> Result<(), ShmError> {
-    let dst = span(words, off, src.len())?;
+    let mut dst = span(words, off, src.len())?;
+    let mut src = src;
+    let bulk = bulk_len(src.len());
+    // SAFETY: `dst` holds at least `bulk / WORD` words (`span` checked it covers
+    // `src.len()` bytes) and `src` at least `bulk` bytes; `src` is the caller's private
+    // buffer, so the two do not overlap; `bulk` is a multiple of `WORD`. The words are
+    // atomics (an `UnsafeCell` inside), so writing them through a pointer derived from a
+    // shared reference is allowed, and a peer touching them meanwhile is what
+    // `fastcopy::copy` allows.
+    if bulk > 0 && unsafe { fastcopy::copy(src.as_ptr(), dst.as_ptr().cast::<u8>().cast_mut(), bulk) }.is_some() {
+        dst = &dst[bulk / WORD..];
+        src = &src[bulk..];
+    }
+    store_words(dst, src);
+    Ok(())
+}
+
+/// The word loop of [`store`]: `src` into `dst`, which covers it.
+#[inline]
+fn store_words(dst: &[Word], src: &[u8]) {
     let mut chunks = src.chunks_exact(WORD);
     let mut dst = dst.iter();
     for (chunk, w) in (&mut chunks).zip(&mut dst) {
@@ -68,7 +118,6 @@ pub(crate) fn store(words: &[Word], off: usize, src: &[u8]) -> Result<(), ShmErr
         b[..tail.len()].copy_from_slice(tail);
         w.store(usize::from_ne_bytes(b), Relaxed);
     }
-    Ok(())
 }
 
 /// Reads the two native-endian `u32`s of an 8-byte record header at `off`.
@@ -138,6 +187,38 @@ mod tests {
         }
         let mut out = [0u8; 4];
         assert_eq!(load_unaligned(&w, 64 - 2, &mut out), Err(ShmError::Corrupt));
+    }
+
+    /// Every length around the bulk threshold and the word size, at several offsets, with
+    /// private buffers at every alignment: the bulk path (where the target has one) gives
+    /// the bytes the word loop gives, and a store pads its last word with zeros.
+    #[test]
+    fn bulk_copies_match_the_word_loop() {
+        let n = 4096 / WORD;
+        let src: std::vec::Vec<u8> = (0..4096 + 16).map(|i| (i * 7 + 3) as u8).collect();
+        let lens = (0..64).chain(FAST_MIN - 16..FAST_MIN + 48).chain([1000, 1001, 2048, 4000, 4096 - 64]);
+        for len in lens {
+            for off in [0, WORD, 5 * WORD] {
+                if off + len.div_ceil(WORD) * WORD > 4096 {
+                    continue;
+                }
+                for skew in 0..WORD {
+                    let fast = words(n);
+                    let slow = words(n);
+                    for w in fast.iter().chain(&slow) {
+                        w.store(usize::MAX, Relaxed);
+                    }
+                    store(&fast, off, &src[skew..skew + len]).unwrap();
+                    store_words(&slow[off / WORD..off / WORD + len.div_ceil(WORD)], &src[skew..skew + len]);
+                    let differs = fast.iter().zip(&slow).position(|(f, s)| f.load(Relaxed) != s.load(Relaxed));
+                    assert_eq!(differs, None, "store len {len} off {off} skew {skew} (bulk: {})", fastcopy::AVAILABLE);
+                    let mut out = std::vec![0xEEu8; len + 2 * WORD];
+                    load(&fast, off, &mut out[skew..skew + len]).unwrap();
+                    assert_eq!(&out[skew..skew + len], &src[skew..skew + len], "load len {len} off {off} skew {skew}");
+                    assert!(out[..skew].iter().chain(&out[skew + len..]).all(|&b| b == 0xEE), "no byte outside");
+                }
+            }
+        }
     }
 
     #[test]

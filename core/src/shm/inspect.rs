@@ -42,6 +42,8 @@ pub enum Counters {
         consumer_waiting: bool,
         /// The producer sleeps on the futex (the ring was full).
         producer_waiting: bool,
+        /// The pid of the process whose receiver holds the ring (0: none).
+        reader_pid: u32,
     },
     /// A broadcast ring.
     Broadcast {
@@ -103,6 +105,7 @@ pub fn counters(header: &HeaderRepr, bytes: &[u8]) -> Result<Counters, ShmError>
             closed: u32_at(bytes, ctl + SpscControl::CLOSED)? != 0,
             consumer_waiting: u32_at(bytes, ctl + SpscControl::CONSUMER_WAITING)? != 0,
             producer_waiting: u32_at(bytes, ctl + SpscControl::PRODUCER_WAITING)? != 0,
+            reader_pid: u32_at(bytes, ctl + SpscControl::READER_PID)?,
         }),
         #[cfg(target_has_atomic = "64")]
         SegmentKind::Broadcast => {
@@ -175,7 +178,8 @@ mod tests {
                 consumed: 16,
                 closed: false,
                 consumer_waiting: false,
-                producer_waiting: false
+                producer_waiting: false,
+                reader_pid: 0
             }
         );
         assert_eq!(c.pending_bytes(), Some(16));

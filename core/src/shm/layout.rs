@@ -24,6 +24,9 @@
 //!
 //! Version 2 added `creator_start`, so that a peer without pidfds (or one opening a pidfd
 //! after the creator died) can tell the creator from a process that reused its pid.
+//! Version 3 added the receiver's claim to the SPSC control lines (`reader_pid` and its
+//! start time, [`super::spsc::SpscControl::claim_reader`]): the header is unchanged, but a
+//! version-2 peer would not see the claim, so the versions do not mix.
 //!
 //! The creator writes every field with `magic` zero, then stores `magic` with release
 //! ordering; an opener loads `magic` with acquire ordering ([`ShmError::NotReady`] while it
@@ -36,8 +39,9 @@ use crate::crc32c::{crc32c, crc32c_append};
 
 /// `"EMSH"` read as a little-endian `u32`.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"EMSH");
-/// The layout version this build writes and reads.
-pub const LAYOUT_VERSION: u32 = 2;
+/// The layout version this build writes and reads; a segment of any other version is
+/// [`ShmError::UnsupportedVersion`].
+pub const LAYOUT_VERSION: u32 = 3;
 /// Bytes of the header.
 pub const HEADER_SIZE: usize = 128;
 /// Byte offset of the control lines of every kind.
@@ -206,6 +210,22 @@ pub fn peek(bytes: &[u8], file_len: usize) -> Result<HeaderRepr, ShmError> {
     decode(bytes, None, file_len)
 }
 
+/// The creator recorded in a segment header of this or an earlier layout version (2 and
+/// up: pid and start time, checked by the CRC): what a creator deciding whether a segment
+/// left under its name is stale needs, whatever kind, sizes or fingerprint the old segment
+/// had. `None` when `bytes` is not a published Ember header of a known version (too short,
+/// magic zero or wrong, a version before 2 or after this one, a bad CRC).
+pub fn creator(bytes: &[u8]) -> Option<(u32, u64)> {
+    if bytes.len() < HEADER_SIZE {
+        return None;
+    }
+    let w = |i| word_at(bytes, i);
+    let known = w(word::MAGIC) == MAGIC
+        && (2..=LAYOUT_VERSION).contains(&w(word::VERSION))
+        && header_crc(bytes) == w(word::CRC);
+    known.then(|| (w(word::PID), u64::from(w(word::START_LO)) | (u64::from(w(word::START_HI)) << 32)))
+}
+
 fn decode(bytes: &[u8], want: Option<SegmentKind>, mapped_len: usize) -> Result<HeaderRepr, ShmError> {
     if bytes.len() < HEADER_SIZE {
         return Err(ShmError::BadSize);
@@ -334,7 +354,7 @@ mod tests {
         #[rustfmt::skip]
         let want: [u8; 60] = [
             b'E', b'M', b'S', b'H',   // magic
-            2, 0, 0, 0,               // version
+            3, 0, 0, 0,               // version
             2, 0, 0, 0,               // kind: SPSC
             0, 0, 0, 0,               // flags
             0x00, 0x12, 0, 0,         // total_size 4608
@@ -353,9 +373,24 @@ mod tests {
         assert_eq!(b[52..60], want[52..60]);
         assert_eq!(word_at(&b, 12), crc32c_append(crc32c(&b[..48]), &b[52..60]));
         // The test vector of docs/shm-layout.md section 2.
-        assert_eq!(word_at(&b, 12), 0x1BBD_57FC);
+        assert_eq!(word_at(&b, 12), 0xBFD3_A356);
         assert!(b[60..].iter().all(|&x| x == 0));
         assert_eq!(validate(&b, &expect()).unwrap(), repr());
+    }
+
+    #[test]
+    fn creator_of_this_and_older_versions() {
+        let good = repr().to_bytes();
+        assert_eq!(creator(&good), Some((0x1234, 0x0000_0009_8765_4321)));
+        // A version-2 segment left by an older build: still readable for a takeover.
+        assert_eq!(creator(&reseal(good, 1, 2)), Some((0x1234, 0x0000_0009_8765_4321)));
+        assert_eq!(creator(&reseal(good, 1, 1)), None);
+        assert_eq!(creator(&reseal(good, 1, LAYOUT_VERSION + 1)), None);
+        assert_eq!(creator(&reseal(good, 0, 0)), None);
+        let mut scribbled = good;
+        scribbled[36] ^= 1;
+        assert_eq!(creator(&scribbled), None);
+        assert_eq!(creator(&good[..64]), None);
     }
 
     #[test]
@@ -381,7 +416,8 @@ mod tests {
         assert_eq!(validate(&reseal(good, 0, 0), &expect()), Err(ShmError::NotReady));
         assert_eq!(validate(&reseal(good, 0, 0xDEAD), &expect()), Err(ShmError::BadMagic));
         assert_eq!(validate(&reseal(good, 1, 1), &expect()), Err(ShmError::UnsupportedVersion(1)));
-        assert_eq!(validate(&reseal(good, 1, 3), &expect()), Err(ShmError::UnsupportedVersion(3)));
+        assert_eq!(validate(&reseal(good, 1, 2), &expect()), Err(ShmError::UnsupportedVersion(2)));
+        assert_eq!(validate(&reseal(good, 1, 4), &expect()), Err(ShmError::UnsupportedVersion(4)));
         let mut scribbled = good;
         scribbled[33] ^= 1;
         assert_eq!(validate(&scribbled, &expect()), Err(ShmError::BadHeaderCrc));

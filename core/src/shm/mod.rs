@@ -3,7 +3,8 @@
 //!
 //! Everything here is plain atomics over memory the caller provides: `ember-ipc-linux` maps a
 //! segment and hands this module typed references into it; tests hand it heap memory. No
-//! syscalls, no heap, no `unsafe`. `docs/shm-layout.md` documents every byte.
+//! syscalls, no heap; `unsafe` only for the bulk copy in inline assembly (`fastcopy`) and
+//! for viewing a control block in `inspect`. `docs/shm-layout.md` documents every byte.
 //!
 //! # The hostile-peer rule
 //!
@@ -34,6 +35,7 @@
 #[cfg(target_has_atomic = "64")]
 pub mod broadcast;
 mod copy;
+mod fastcopy;
 pub mod inspect;
 pub mod layout;
 pub mod primitive;
@@ -111,6 +113,12 @@ pub enum ShmError {
     Timeout,
     /// The writer process is gone (reported by `ember-ipc-linux` after a pidfd check).
     WriterGone,
+    /// An SPSC ring already has its one receiver, in a live process: a second one would
+    /// duplicate or steal records. A dead receiver's claim is taken over instead.
+    ReaderClaimed {
+        /// The pid of the process that holds the receiving side.
+        pid: u32,
+    },
     /// Encoding or decoding a typed value failed.
     Codec(crate::Error),
 }
@@ -143,6 +151,7 @@ impl fmt::Display for ShmError {
             ShmError::Closed => f.write_str("channel closed by the writer"),
             ShmError::Timeout => f.write_str("timed out"),
             ShmError::WriterGone => f.write_str("writer process is gone"),
+            ShmError::ReaderClaimed { pid } => write!(f, "the ring already has its receiver (pid {pid})"),
             ShmError::Codec(e) => write!(f, "codec: {e}"),
         }
     }

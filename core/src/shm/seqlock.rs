@@ -253,6 +253,14 @@ impl<'a> SeqLockReader<'a> {
     /// seen consistently), [`ShmError::WriterStalled`] or [`ShmError::Contended`] when the
     /// bounded retries run out.
     pub fn read(&self, out: &mut [u8]) -> Result<Snapshot, ShmError> {
+        self.read_spinning(out, STALL_SPINS)
+    }
+
+    /// [`SeqLockReader::read`] with its own bound: [`ShmError::WriterStalled`] after
+    /// `stall_spins` spins on an odd sequence. A caller that can yield the CPU (the Linux
+    /// crate does) spins briefly, yields, and tries again: a writer preempted mid-write on the
+    /// reader's own core only finishes once the reader lets it run.
+    pub fn read_spinning(&self, out: &mut [u8], stall_spins: u32) -> Result<Snapshot, ShmError> {
         let ctl = self.lock.ctl;
         let mut spins = 0u32;
         let mut retries = 0u32;
@@ -260,7 +268,7 @@ impl<'a> SeqLockReader<'a> {
             let s1 = ctl.seq.load(Ordering::Acquire);
             if s1 & 1 == 1 {
                 spins += 1;
-                if spins >= STALL_SPINS {
+                if spins >= stall_spins {
                     return Err(ShmError::WriterStalled);
                 }
                 spin();

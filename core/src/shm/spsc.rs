@@ -53,7 +53,17 @@ pub struct SpscControl {
     _pad0: [AtomicU32; pad(30)],
     /// Line 1, the consumer's: bytes consumed.
     tail: AtomicU32,
-    _pad1: [AtomicU32; pad(31)],
+    /// The pid of the process whose consumer holds the ring (0: none), claimed with a
+    /// compare-and-swap ([`SpscControl::claim_reader`]). Layout version 3.
+    reader_pid: AtomicU32,
+    /// The pid `reader_start_lo`/`_hi` belong to: the start time is the claimant's only while
+    /// this equals `reader_pid` (it is stored after them).
+    reader_start_pid: AtomicU32,
+    /// The claimant's start time (`/proc/<pid>/stat` field 22), low half.
+    reader_start_lo: AtomicU32,
+    /// High half.
+    reader_start_hi: AtomicU32,
+    _pad1: [AtomicU32; pad(27)],
     /// Line 2: the consumer announces it sleeps on `head`.
     consumer_waiting: AtomicU32,
     /// The producer announces it sleeps on `tail`.
@@ -67,6 +77,7 @@ impl core::fmt::Debug for SpscControl {
             .field("head", &self.head)
             .field("closed", &self.closed)
             .field("tail", &self.tail)
+            .field("reader_pid", &self.reader_pid)
             .field("consumer_waiting", &self.consumer_waiting)
             .field("producer_waiting", &self.producer_waiting)
             .finish_non_exhaustive()
@@ -81,6 +92,7 @@ impl SpscControl {
     pub(crate) const HEAD: usize = core::mem::offset_of!(SpscControl, head);
     pub(crate) const CLOSED: usize = core::mem::offset_of!(SpscControl, closed);
     pub(crate) const TAIL: usize = core::mem::offset_of!(SpscControl, tail);
+    pub(crate) const READER_PID: usize = core::mem::offset_of!(SpscControl, reader_pid);
     pub(crate) const CONSUMER_WAITING: usize = core::mem::offset_of!(SpscControl, consumer_waiting);
     pub(crate) const PRODUCER_WAITING: usize = core::mem::offset_of!(SpscControl, producer_waiting);
 
@@ -91,6 +103,10 @@ impl SpscControl {
             closed: u32_zero(),
             _pad0: core::array::from_fn(|_| u32_zero()),
             tail: u32_zero(),
+            reader_pid: u32_zero(),
+            reader_start_pid: u32_zero(),
+            reader_start_lo: u32_zero(),
+            reader_start_hi: u32_zero(),
             _pad1: core::array::from_fn(|_| u32_zero()),
             consumer_waiting: u32_zero(),
             producer_waiting: u32_zero(),
@@ -112,6 +128,76 @@ impl SpscControl {
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire) != 0
     }
+
+    /// Who holds the consumer side now: `None` when nobody does.
+    ///
+    /// The start time is `0` (unknown) when the claimant has not stored it yet, or when it
+    /// kept changing under this load (a claim being taken over): then only the pid can be
+    /// checked, which errs on the side of "alive".
+    pub fn reader_claim(&self) -> Option<ReaderClaim> {
+        for _ in 0..4 {
+            let pid = self.reader_pid.load(Ordering::Acquire);
+            if pid == 0 {
+                return None;
+            }
+            if self.reader_start_pid.load(Ordering::Acquire) != pid {
+                return Some(ReaderClaim { pid, start: 0 });
+            }
+            let start = u64::from(self.reader_start_lo.load(Ordering::Relaxed))
+                | (u64::from(self.reader_start_hi.load(Ordering::Relaxed)) << 32);
+            // A half stored by a later claimant is followed, through its release fence, by
+            // its invalidation of `reader_start_pid`, which the load after this fence then
+            // sees: the pair is retried, never returned mixed (found by the loom model).
+            fence(Ordering::Acquire);
+            if self.reader_start_pid.load(Ordering::Relaxed) == pid && self.reader_pid.load(Ordering::Relaxed) == pid {
+                return Some(ReaderClaim { pid, start });
+            }
+        }
+        let pid = self.reader_pid.load(Ordering::Acquire);
+        (pid != 0).then_some(ReaderClaim { pid, start: 0 })
+    }
+
+    /// Claims the consumer side for process `pid` (started at `start`, 0 if unknown), if
+    /// nobody holds it (`expected == None`) or if `expected` still does (taking over the
+    /// claim of a reader the caller found dead). On failure returns the holder now
+    /// (`None`: it was released meanwhile; try again).
+    ///
+    /// `pid` must not be 0. The claim is a compare-and-swap on one word, so of two
+    /// claimants exactly one wins.
+    pub fn claim_reader(&self, pid: u32, start: u64, expected: Option<ReaderClaim>) -> Result<(), Option<ReaderClaim>> {
+        let old = expected.map_or(0, |c| c.pid);
+        match self.reader_pid.compare_exchange(old, pid, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => {
+                // A seqlock over the start time, with `reader_start_pid` as its sequence:
+                // invalidated first (the fence orders it before the halves), published last.
+                self.reader_start_pid.store(0, Ordering::Relaxed);
+                fence(Ordering::Release);
+                self.reader_start_lo.store(start as u32, Ordering::Relaxed);
+                self.reader_start_hi.store((start >> 32) as u32, Ordering::Relaxed);
+                self.reader_start_pid.store(pid, Ordering::Release);
+                Ok(())
+            }
+            Err(_) => Err(self.reader_claim()),
+        }
+    }
+
+    /// Gives up the consumer side claimed by `pid` (nothing happens if another process holds
+    /// it: a forked child dropping its parent's receiver leaves the parent's claim alone).
+    pub fn release_reader(&self, pid: u32) {
+        let _ = self.reader_pid.compare_exchange(pid, 0, Ordering::AcqRel, Ordering::Relaxed);
+    }
+}
+
+/// The process holding an SPSC ring's consumer side ([`SpscControl::reader_claim`]).
+///
+/// `Send` and `Sync`: plain data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ReaderClaim {
+    /// Its pid.
+    pub pid: u32,
+    /// Its start time (`/proc/<pid>/stat` field 22; 0: unknown).
+    pub start: u64,
 }
 
 /// The ring: control lines and data words, with the capacity taken from the validated
@@ -768,6 +854,29 @@ mod tests {
         }
         ctl.tail.store(5000, Ordering::Relaxed);
         assert_eq!(p.try_push(&[0; 20]), Err(ShmError::Corrupt));
+    }
+
+    #[test]
+    fn one_reader_claim_at_a_time() {
+        let (ctl, _data) = ring_mem(128);
+        assert_eq!(ctl.reader_claim(), None);
+        assert_eq!(ctl.claim_reader(10, 500, None), Ok(()));
+        let first = ReaderClaim { pid: 10, start: 500 };
+        assert_eq!(ctl.reader_claim(), Some(first));
+        // A second claimant is told who holds it.
+        assert_eq!(ctl.claim_reader(11, 600, None), Err(Some(first)));
+        // Taking over names the holder it found dead; a stale expectation fails.
+        assert_eq!(ctl.claim_reader(12, 700, Some(ReaderClaim { pid: 9, start: 1 })), Err(Some(first)));
+        assert_eq!(ctl.claim_reader(12, 700, Some(first)), Ok(()));
+        assert_eq!(ctl.reader_claim(), Some(ReaderClaim { pid: 12, start: 700 }));
+        // Only the holder releases.
+        ctl.release_reader(10);
+        assert_eq!(ctl.reader_claim().map(|c| c.pid), Some(12));
+        ctl.release_reader(12);
+        assert_eq!(ctl.reader_claim(), None);
+        // A claim whose start time was not stored yet reads as unknown (0).
+        ctl.reader_pid.store(13, Ordering::Relaxed);
+        assert_eq!(ctl.reader_claim(), Some(ReaderClaim { pid: 13, start: 0 }));
     }
 
     #[test]

@@ -54,6 +54,9 @@ pub enum SyncError {
     Overflow,
     /// The calling thread already holds the mutex (it would wait for itself for ever).
     Deadlock,
+    /// The waiter was cancelled (the system layer's cancel handle, e.g. from a signal
+    /// handler) before the operation could complete; nothing was taken.
+    Cancelled,
 }
 
 impl core::fmt::Display for SyncError {
@@ -65,6 +68,7 @@ impl core::fmt::Display for SyncError {
             SyncError::NotOwner => "the calling thread does not hold the mutex",
             SyncError::Overflow => "semaphore count overflow",
             SyncError::Deadlock => "the calling thread already holds the mutex",
+            SyncError::Cancelled => "cancelled",
         })
     }
 }
@@ -86,7 +90,8 @@ pub enum Woke {
 /// What the primitives need from the system.
 pub trait Waiter {
     /// Sleeps while `*word == expected`, for at most one slice and never past the deadline
-    /// the waiter was made with; `Err(SyncError::TimedOut)` once that deadline has passed.
+    /// the waiter was made with; `Err(SyncError::TimedOut)` once that deadline has passed,
+    /// `Err(SyncError::Cancelled)` when the waiter was cancelled.
     fn wait(&mut self, word: &AtomicU32, expected: u32) -> Result<Woke, SyncError>;
     /// Wakes up to `count` sleepers on `word`.
     fn wake(&mut self, word: &AtomicU32, count: u32);
