@@ -30,6 +30,9 @@ pub enum Error {
     WouldBlock,
     /// A call with a timeout ran out of time.
     TimedOut,
+    /// The [`Canceler`](crate::cancel::Canceler) given to the call was cancelled (before
+    /// the call or during its wait); nothing was consumed. Also `ECANCELED` from the kernel.
+    Cancelled,
     /// The other end is gone: the reader of a pipe or FIFO closed it (`EPIPE`, with no
     /// `SIGPIPE` delivered), or every writer closed theirs (end of file).
     PeerGone,
@@ -52,6 +55,17 @@ pub enum Error {
     BufferTooSmall {
         /// Bytes needed.
         needed: usize,
+    },
+    /// Messages were dropped because a D-Bus connection's queue was full (`dropped`:
+    /// how many since connecting); reported once per loss, where it happened.
+    QueueOverflow {
+        /// Messages dropped in all.
+        dropped: u64,
+    },
+    /// Too many D-Bus calls in flight on one connection.
+    TooManyCalls {
+        /// The most.
+        max: usize,
     },
     /// Nobody listens at that address (`ECONNREFUSED`).
     Refused,
@@ -104,6 +118,52 @@ pub enum Error {
         /// (`fstatvfs`: `f_bavail * f_frsize`; for SysV, what `kernel.shmall` leaves).
         available: u64,
     },
+    /// A create with `replace_stale` found the name taken by a live owner, so the object
+    /// was left alone: a segment whose recorded writer is alive, a message queue an Ember
+    /// creator holds (its lock), a FIFO a process has open for reading. The caller knows
+    /// the name it asked for; this says who has it.
+    InUse {
+        /// What kind of object it is.
+        object: ObjectKind,
+        /// The owner's pid; 0 when it cannot be known (a FIFO's reader, a queue's holder
+        /// without `/proc/locks`).
+        pid: u32,
+    },
+    /// A kernel limit refused the object: a queue deeper or with larger messages than
+    /// unprivileged processes may create, one queue or segment too many, the user's queue
+    /// bytes (`RLIMIT_MSGQUEUE`), no descriptor left... (see [`crate::limits`]). Nothing was
+    /// created.
+    Limit {
+        /// Which limit.
+        which: crate::limits::Limit,
+        /// Its value when the error was mapped, where it can be read.
+        value: Option<u64>,
+        /// What was asked for, in the limit's unit (0 when one more object was asked for).
+        requested: u64,
+    },
+}
+
+/// The kind of named object an [`Error::InUse`] is about.
+///
+/// `Send` and `Sync`: plain data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ObjectKind {
+    /// A POSIX shared-memory segment (`/dev/shm`).
+    Segment,
+    /// A POSIX message queue (`/dev/mqueue`).
+    MessageQueue,
+    /// A FIFO.
+    Fifo,
+}
+
+impl fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ObjectKind::Segment => "shared-memory segment",
+            ObjectKind::MessageQueue => "message queue",
+            ObjectKind::Fifo => "FIFO",
+        })
+    }
 }
 
 impl fmt::Display for Error {
@@ -118,12 +178,17 @@ impl fmt::Display for Error {
             Error::NotSealed => f.write_str("memfd is not sealed against resizing"),
             Error::WouldBlock => f.write_str("operation would block"),
             Error::TimedOut => f.write_str("timed out"),
+            Error::Cancelled => f.write_str("cancelled"),
             Error::PeerGone => f.write_str("the peer is gone"),
             Error::NoReader => f.write_str("the FIFO has no reader"),
             Error::TooLarge { len, max } => write!(f, "{len}-byte frame exceeds this transport's {max} bytes"),
             Error::NotAFifo => f.write_str("path exists and is not a FIFO"),
             Error::NotOwner => f.write_str("object belongs to another user"),
             Error::BufferTooSmall { needed } => write!(f, "receive buffer too small: {needed} bytes needed"),
+            Error::QueueOverflow { dropped } => {
+                write!(f, "D-Bus: the connection's queue overflowed ({dropped} messages dropped in all)")
+            }
+            Error::TooManyCalls { max } => write!(f, "D-Bus: more than {max} calls in flight"),
             Error::Refused => f.write_str("connection refused: nobody listens there"),
             Error::AddrInUse => f.write_str("address in use"),
             Error::PeerNotAllowed { uid, pid } => write!(f, "peer uid {uid} (pid {pid}) is not allowed"),
@@ -139,6 +204,16 @@ impl fmt::Display for Error {
                 "no space for the shared-memory segment: {needed} bytes needed, {available} available \
                  (is /dev/shm full?)"
             ),
+            Error::InUse { object, pid: 0 } => write!(f, "the {object} is in use by a live process"),
+            Error::InUse { object, pid } => write!(f, "the {object} is in use by pid {pid}, which is alive"),
+            Error::Limit { which, value, requested } => {
+                write!(f, "limit reached: {which}")?;
+                match value {
+                    Some(v) => write!(f, " is {v}")?,
+                    None => f.write_str(" (unreadable)")?,
+                }
+                if *requested > 0 { write!(f, ", {requested} asked for") } else { Ok(()) }
+            }
         }
     }
 }
@@ -148,7 +223,8 @@ impl core::error::Error for Error {}
 impl From<Errno> for Error {
     /// `EAGAIN` becomes [`Error::WouldBlock`], `EPIPE` and `ECONNRESET`
     /// [`Error::PeerGone`], `ETIMEDOUT` [`Error::TimedOut`], `ECONNREFUSED`
-    /// [`Error::Refused`], `EADDRINUSE` [`Error::AddrInUse`]; the rest stay [`Error::Os`].
+    /// [`Error::Refused`], `EADDRINUSE` [`Error::AddrInUse`], `ECANCELED`
+    /// [`Error::Cancelled`]; the rest stay [`Error::Os`].
     fn from(e: Errno) -> Self {
         match e {
             Errno::AGAIN => Error::WouldBlock,
@@ -156,6 +232,7 @@ impl From<Errno> for Error {
             Errno::CONNREFUSED => Error::Refused,
             Errno::ADDRINUSE => Error::AddrInUse,
             Errno::TIMEDOUT => Error::TimedOut,
+            Errno::CANCELED => Error::Cancelled,
             e => Error::Os(e),
         }
     }
@@ -182,6 +259,7 @@ impl From<ember_core::shm::sync::SyncError> for Error {
         match e {
             SyncError::TimedOut => Error::TimedOut,
             SyncError::WouldBlock => Error::WouldBlock,
+            SyncError::Cancelled => Error::Cancelled,
             e => Error::Sync(e),
         }
     }

@@ -19,7 +19,9 @@
 //! timers; [`shm`], shared-memory channels (SPSC ring, seqlock, broadcast ring) with futex
 //! wake-ups and pidfd liveness; a [`dbus`] client; [`systemd`] integration without
 //! libsystemd (readiness and watchdog notification, socket activation, the journal);
-//! [`sys`], the raw system calls rustix lacks.
+//! [`sys`], the raw system calls rustix lacks; [`cpu`], the CRC instructions the kernel
+//! reports, for `no_std` programs; [`cancel`], the [`Canceler`] that ends blocking calls
+//! (from a signal handler or another thread).
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -32,9 +34,12 @@ pub use ember_core as core;
 #[macro_use]
 mod fmt;
 
+pub mod cancel;
+pub mod cpu;
 pub mod dbus;
 pub mod error;
 pub mod fifo;
+pub mod limits;
 pub mod mq;
 pub mod net;
 pub mod pipe;
@@ -50,5 +55,6 @@ pub mod sysvmq;
 pub mod transport;
 pub mod uds;
 
+pub use cancel::Canceler;
 pub use error::{Error, Result};
-pub use transport::{Endpoint, FrameReceiver, FrameSender};
+pub use transport::{Endpoint, FrameReceiver, FrameSender, Integrity, TimedReceiver, TimedSender};

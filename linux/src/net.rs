@@ -35,19 +35,38 @@ fn socket(addr: &SocketAddr, kind: SocketType) -> Result<OwnedFd> {
 /// Connects to `addr` over TCP, giving up after `timeout` ([`Error::TimedOut`]); nobody
 /// listening is [`Error::Refused`]. `TCP_NODELAY` is set.
 pub fn tcp_connect<const N: usize>(addr: SocketAddr, timeout: Option<Duration>) -> Result<StreamSocket<N>> {
+    tcp_connect_with(addr, timeout, None)
+}
+
+/// [`tcp_connect`] that also gives up when `cancel` is cancelled ([`Error::Cancelled`]):
+/// the connect is nonblocking and its wait a `poll` on the socket and the canceler.
+pub fn tcp_connect_cancellable<const N: usize>(
+    addr: SocketAddr,
+    timeout: Option<Duration>,
+    cancel: &crate::cancel::Canceler,
+) -> Result<StreamSocket<N>> {
+    tcp_connect_with(addr, timeout, Some(cancel))
+}
+
+fn tcp_connect_with<const N: usize>(
+    addr: SocketAddr,
+    timeout: Option<Duration>,
+    cancel: Option<&crate::cancel::Canceler>,
+) -> Result<StreamSocket<N>> {
+    crate::cancel::check(cancel)?;
     let fd = socket(&addr, SocketType::STREAM)?;
-    match timeout {
+    match timeout.or(cancel.map(|_| Duration::MAX)) {
         None => match rustix::net::connect(&fd, &addr) {
             Ok(()) => {}
             // Interrupted: the connection goes on in the background; wait for it.
-            Err(Errno::INTR) => wait_connected(&fd, None)?,
+            Err(Errno::INTR) => wait_connected(&fd, None, None)?,
             Err(e) => return Err(e.into()),
         },
         Some(t) => {
             rustix::io::ioctl_fionbio(&fd, true)?;
             match rustix::net::connect(&fd, &addr) {
                 Ok(()) => {}
-                Err(Errno::INPROGRESS | Errno::INTR) => wait_connected(&fd, Some(t))?,
+                Err(Errno::INPROGRESS | Errno::INTR) => wait_connected(&fd, Some(t), cancel)?,
                 Err(e) => return Err(e.into()),
             }
             rustix::io::ioctl_fionbio(&fd, false)?;
@@ -57,23 +76,12 @@ pub fn tcp_connect<const N: usize>(addr: SocketAddr, timeout: Option<Duration>) 
     Ok(StreamSocket::from_fd(fd))
 }
 
-/// Waits until a nonblocking connect finishes, then reports its outcome (`SO_ERROR`).
-fn wait_connected(fd: &OwnedFd, timeout: Option<Duration>) -> Result<()> {
+/// Waits until a nonblocking connect finishes (or `cancel` is cancelled), then reports its
+/// outcome (`SO_ERROR`).
+fn wait_connected(fd: &OwnedFd, timeout: Option<Duration>, cancel: Option<&crate::cancel::Canceler>) -> Result<()> {
+    // A timeout too far out to add to the clock is no timeout.
     let deadline = timeout.and_then(|t| crate::poll::now().checked_add(t));
-    loop {
-        let left = match deadline {
-            Some(d) => Some(d.checked_sub(crate::poll::now()).ok_or(Error::TimedOut)?),
-            None => None,
-        };
-        let ts = left.map(crate::poll::timespec);
-        let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::OUT)];
-        match rustix::event::poll(&mut fds, ts.as_ref()) {
-            Ok(0) => return Err(Error::TimedOut),
-            Ok(_) => break,
-            Err(Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    crate::poll::wait_fd_cancellable(fd, rustix::event::PollFlags::OUT, deadline, cancel)?;
     match rustix::net::sockopt::socket_error(fd)? {
         Ok(()) => Ok(()),
         Err(e) => Err(e.into()),
@@ -132,10 +140,31 @@ impl TcpListener {
         socket_local_addr(&self.fd)
     }
 
+    /// Gives the listening socket back.
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+
     /// Accepts a connection (`accept4(SOCK_CLOEXEC)`), with `TCP_NODELAY` set; returns it
     /// and the peer's address.
     pub fn accept<const N: usize>(&self) -> Result<(StreamSocket<N>, SocketAddr)> {
+        self.accept_timeout(None, None)
+    }
+
+    /// [`TcpListener::accept`] waiting at most `timeout` ([`Error::TimedOut`]) and ending
+    /// with [`Error::Cancelled`] when `cancel` is cancelled: `poll` on the listener and the
+    /// canceler, then `accept4`.
+    pub fn accept_timeout<const N: usize>(
+        &self,
+        timeout: Option<Duration>,
+        cancel: Option<&crate::cancel::Canceler>,
+    ) -> Result<(StreamSocket<N>, SocketAddr)> {
+        let polled = timeout.is_some() || cancel.is_some();
+        let end = crate::transport::end_of(timeout);
         loop {
+            if polled {
+                crate::poll::wait_fd_cancellable(&self.fd, rustix::event::PollFlags::IN, end, cancel)?;
+            }
             match rustix::net::acceptfrom_with(&self.fd, SocketFlags::CLOEXEC) {
                 Ok((fd, addr)) => {
                     rustix::net::sockopt::set_tcp_nodelay(&fd, true)?;
@@ -143,6 +172,8 @@ impl TcpListener {
                     return Ok((StreamSocket::from_fd(fd), addr));
                 }
                 Err(e) if accept_should_retry(e) => {}
+                // A nonblocking listener whose connection another accept took: wait again.
+                Err(Errno::AGAIN) if polled => {}
                 Err(e) => return Err(e.into()),
             }
         }
@@ -196,4 +227,19 @@ pub fn udp_from_fd(fd: OwnedFd) -> Result<PacketSocket> {
 /// The local address of a UDP or TCP socket.
 pub fn socket_local_addr(socket: impl AsFd) -> Result<SocketAddr> {
     SocketAddr::try_from(rustix::net::getsockname(socket)?).map_err(|_| Error::Os(Errno::AFNOSUPPORT))
+}
+
+/// [`TcpListener::from_fd`]: a listening TCP socket, else [`Error::WrongFdType`].
+impl TryFrom<OwnedFd> for TcpListener {
+    type Error = Error;
+    fn try_from(fd: OwnedFd) -> Result<TcpListener> {
+        TcpListener::from_fd(fd)
+    }
+}
+
+/// [`TcpListener::into_fd`].
+impl From<TcpListener> for OwnedFd {
+    fn from(l: TcpListener) -> OwnedFd {
+        l.into_fd()
+    }
 }

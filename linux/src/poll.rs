@@ -174,6 +174,37 @@ impl<const N: usize> Poller<N> {
     }
 }
 
+impl<const N: usize> Poller<N> {
+    /// [`Poller::wait_max`] that also ends, with [`Error::Cancelled`], when `cancel` is
+    /// cancelled (before or during the wait): `poll` on the epoll fd and the canceler's
+    /// eventfd, then `epoll_wait` with a zero timeout. (A loop that wants the canceler as
+    /// one more event can instead [`Poller::add`] it: it is an fd.)
+    pub fn wait_cancellable(
+        &mut self,
+        max: usize,
+        timeout: Option<Duration>,
+        cancel: &crate::cancel::Canceler,
+    ) -> Result<Events<'_>> {
+        let max = max.clamp(1, N);
+        let deadline = timeout.and_then(|t| now().checked_add(t));
+        loop {
+            match wait_fd_cancellable(&self.fd, rustix::event::PollFlags::IN, deadline, Some(cancel)) {
+                Ok(()) => {}
+                Err(Error::TimedOut) => return Ok(Events(self.events[..0].iter())),
+                Err(e) => return Err(e),
+            }
+            let zero = timespec(Duration::ZERO);
+            match epoll::wait(&self.fd, &mut self.events[..max], Some(&zero)) {
+                // Readable, then taken by another waiter on the same epoll: wait again.
+                Ok(0) => {}
+                Ok(n) => return Ok(Events(self.events[..n].iter())),
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
 /// The longest single `epoll_wait` (its timeout is an `int` of milliseconds).
 const MAX_SLICE: Duration = Duration::from_millis(i32::MAX as u64);
 
@@ -212,10 +243,50 @@ impl<const N: usize> AsFd for Poller<N> {
 /// signal does not end the wait early; a deadline already passed still looks once (what is
 /// ready now is reported).
 pub fn wait_fd(fd: impl AsFd, flags: rustix::event::PollFlags, deadline: Option<Duration>) -> Result<()> {
+    wait_fd_cancellable(fd, flags, deadline, None)
+}
+
+/// [`wait_fd`] that also ends, with [`Error::Cancelled`], when `cancel` is cancelled
+/// (before the wait, or during it: `poll` watches the canceler's eventfd too). A
+/// cancelled canceler wins over a ready fd.
+pub fn wait_fd_cancellable(
+    fd: impl AsFd,
+    flags: rustix::event::PollFlags,
+    deadline: Option<Duration>,
+    cancel: Option<&crate::cancel::Canceler>,
+) -> Result<()> {
+    crate::cancel::check(cancel)?;
+    wait_fd_or_cancel_fd(fd, flags, deadline, cancel.map(AsFd::as_fd))?;
+    crate::cancel::check(cancel)
+}
+
+/// [`wait_fd`] that also ends with [`Error::Cancelled`] once `cancel_fd` (a canceler's
+/// eventfd, or a duplicate of it) is readable: for an owner that cannot borrow the
+/// [`Canceler`](crate::cancel::Canceler) itself.
+pub(crate) fn wait_fd_or_cancel_fd(
+    fd: impl AsFd,
+    flags: rustix::event::PollFlags,
+    deadline: Option<Duration>,
+    cancel_fd: Option<BorrowedFd<'_>>,
+) -> Result<()> {
+    use rustix::event::{PollFd, PollFlags};
     loop {
         let ts = deadline.map(|d| timespec(d.saturating_sub(now())));
-        let mut fds = [rustix::event::PollFd::new(&fd, flags)];
-        match rustix::event::poll(&mut fds, ts.as_ref()) {
+        let r = match cancel_fd {
+            Some(c) => {
+                let mut fds = [PollFd::new(&fd, flags), PollFd::new(&c, PollFlags::IN)];
+                let r = rustix::event::poll(&mut fds, ts.as_ref());
+                if r.is_ok() && !fds[1].revents().is_empty() {
+                    return Err(Error::Cancelled);
+                }
+                r
+            }
+            None => {
+                let mut fds = [PollFd::new(&fd, flags)];
+                rustix::event::poll(&mut fds, ts.as_ref())
+            }
+        };
+        match r {
             Ok(0) => return Err(Error::TimedOut),
             Ok(_) => return Ok(()),
             Err(Errno::INTR) => {}
@@ -231,20 +302,54 @@ pub fn wait_fd(fd: impl AsFd, flags: rustix::event::PollFlags, deadline: Option<
 /// One `Deadline` passed through every wait of an operation bounds the whole operation:
 /// the time spent before its first wait, which did not block, plus `timeout`.
 ///
-/// `Send` and `Sync`: plain data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Deadline {
+/// It may also carry a [`Canceler`](crate::cancel::Canceler)
+/// ([`Deadline::with_canceler`]): every wait it bounds then also ends with
+/// [`Error::Cancelled`] when that is cancelled (the RPC client and server, the
+/// shared-memory `_until` methods).
+///
+/// `Send` and `Sync`: plain data and a shared reference to a `Sync` canceler.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline<'c> {
     timeout: Option<Duration>,
     end: Option<Duration>,
+    cancel: Option<&'c crate::cancel::Canceler>,
 }
 
-impl Deadline {
+/// Equal when the timeouts, the ends and the cancelers (by address) are.
+impl PartialEq for Deadline<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.timeout == other.timeout
+            && self.end == other.end
+            && match (self.cancel, other.cancel) {
+                (None, None) => true,
+                (Some(a), Some(b)) => core::ptr::eq(a, b),
+                _ => false,
+            }
+    }
+}
+
+impl Eq for Deadline<'_> {}
+
+impl Deadline<'static> {
     /// No limit.
-    pub const NEVER: Deadline = Deadline { timeout: None, end: None };
+    pub const NEVER: Deadline<'static> = Deadline { timeout: None, end: None, cancel: None };
 
     /// `timeout` from the first wait (`None`: no limit; zero: only what is there now).
-    pub const fn after(timeout: Option<Duration>) -> Deadline {
-        Deadline { timeout, end: None }
+    pub const fn after(timeout: Option<Duration>) -> Deadline<'static> {
+        Deadline { timeout, end: None, cancel: None }
+    }
+}
+
+impl<'c> Deadline<'c> {
+    /// The same deadline, whose waits also end with [`Error::Cancelled`] when `cancel` is
+    /// cancelled (`None`: none).
+    pub const fn with_canceler<'d>(self, cancel: Option<&'d crate::cancel::Canceler>) -> Deadline<'d> {
+        Deadline { timeout: self.timeout, end: self.end, cancel }
+    }
+
+    /// The canceler its waits watch, if any.
+    pub const fn canceler(&self) -> Option<&'c crate::cancel::Canceler> {
+        self.cancel
     }
 
     /// The timeout it was made with.

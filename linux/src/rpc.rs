@@ -19,7 +19,7 @@
 
 use core::time::Duration;
 
-use ember_core::frame::{Flags, Frame};
+use ember_core::frame::{Flags, Frame, Integrity};
 use rustix::event::PollFlags;
 use rustix::fd::AsFd;
 use serde::{Deserialize, Serialize};
@@ -45,6 +45,14 @@ pub trait Link {
     /// The largest frame a send carries.
     fn max_send(&self) -> usize;
 
+    /// Whether the requests and responses encoded for this link have their payload
+    /// checksummed (docs/wire-format.md §4.4). The links of this crate answer their
+    /// sender's [`FrameSender::integrity`]: unchecked on Unix sockets, pipes, queues and shm
+    /// rings, checked on TCP. Checked, which every receiver accepts, unless a link says so.
+    fn frame_integrity(&self) -> Integrity {
+        Integrity::Checked
+    }
+
     /// Sends one whole frame, waiting up to `timeout` for room (`None`: no limit).
     fn send_frame_timeout(&mut self, frame: &[u8], timeout: Option<Duration>) -> Result<()> {
         self.send_frame_until(frame, &mut Deadline::after(timeout))
@@ -60,7 +68,9 @@ pub trait Link {
 fn send_polling<S: FrameSender + AsFd>(s: &mut S, frame: &[u8], d: &mut Deadline) -> Result<()> {
     loop {
         match s.send_frame(frame) {
-            Err(Error::WouldBlock) => crate::poll::wait_fd(s.as_fd(), PollFlags::OUT, d.end())?,
+            Err(Error::WouldBlock) => {
+                crate::poll::wait_fd_cancellable(s.as_fd(), PollFlags::OUT, d.end(), d.canceler())?
+            }
             r => return r,
         }
     }
@@ -71,7 +81,7 @@ fn send_polling<S: FrameSender + AsFd>(s: &mut S, frame: &[u8], d: &mut Deadline
 fn recv_polling<R: FrameReceiver + AsFd>(r: &mut R, buf: &mut [u8], d: &mut Deadline) -> Result<usize> {
     loop {
         if !r.buffered() && !d.is_zero() {
-            crate::poll::wait_fd(r.as_fd(), PollFlags::IN, d.end())?;
+            crate::poll::wait_fd_cancellable(r.as_fd(), PollFlags::IN, d.end(), d.canceler())?;
         }
         match r.recv_frame(buf) {
             // Readable, but not a whole frame yet (a stream), or a zero timeout.
@@ -97,6 +107,9 @@ impl<const N: usize> Link for StreamSocket<N> {
     fn max_send(&self) -> usize {
         FrameSender::max_frame(self)
     }
+    fn frame_integrity(&self) -> Integrity {
+        FrameSender::integrity(self)
+    }
 }
 
 /// A seqpacket (or connected datagram) socket, left in blocking mode by [`Client::new`]
@@ -108,12 +121,33 @@ impl Link for PacketSocket {
     fn send_frame_until(&mut self, frame: &[u8], deadline: &mut Deadline) -> Result<()> {
         loop {
             match self.send_frame_flags(frame, rustix::net::SendFlags::DONTWAIT) {
-                Err(Error::WouldBlock) => crate::poll::wait_fd(self.as_fd(), PollFlags::OUT, deadline.end())?,
+                Err(Error::WouldBlock) => {
+                    let end = deadline.end();
+                    crate::poll::wait_fd_cancellable(self.as_fd(), PollFlags::OUT, end, deadline.canceler())?
+                }
                 r => return r,
             }
         }
     }
     fn recv_frame_until(&mut self, buf: &mut [u8], deadline: &mut Deadline) -> Result<usize> {
+        if let Some(c) = deadline.canceler() {
+            // With a canceler: `poll` on the socket and the canceler, then `recv(MSG_DONTWAIT)`.
+            loop {
+                let end = if deadline.is_zero() { Some(crate::poll::now()) } else { deadline.end() };
+                match crate::poll::wait_fd_cancellable(self.as_fd(), PollFlags::IN, end, Some(c)) {
+                    Ok(()) => {}
+                    Err(Error::TimedOut) if deadline.is_zero() => {}
+                    Err(e) => return Err(e),
+                }
+                match self.recv_frame_flags(buf, rustix::net::RecvFlags::DONTWAIT) {
+                    Err(Error::WouldBlock | Error::Os(rustix::io::Errno::INTR)) if deadline.is_zero() => {
+                        return Err(Error::TimedOut);
+                    }
+                    Err(Error::WouldBlock | Error::Os(rustix::io::Errno::INTR)) => {}
+                    r => return r,
+                }
+            }
+        }
         loop {
             // The clock is read once per wait: a signal or a timer rounded short then
             // waits only for what is left.
@@ -137,6 +171,9 @@ impl Link for PacketSocket {
     }
     fn max_send(&self) -> usize {
         FrameSender::max_frame(self)
+    }
+    fn frame_integrity(&self) -> Integrity {
+        FrameSender::integrity(self)
     }
 }
 
@@ -173,10 +210,14 @@ impl<S: FrameSender + AsFd, R: FrameReceiver + AsFd> Link for Duplex<S, R> {
     fn max_send(&self) -> usize {
         self.tx.max_frame()
     }
+    fn frame_integrity(&self) -> Integrity {
+        self.tx.integrity()
+    }
 }
 
 /// A pair of shared-memory SPSC rings, one each way; each record is one whole frame,
-/// checked (CRC) on receive like on every other transport.
+/// checked on receive like on every other transport (its header always; its payload when
+/// the sender's ring is set to `Integrity::Checked`, which it is not by default).
 ///
 /// `Send` and `Sync`, like its two ring endpoints.
 #[derive(Debug)]
@@ -218,6 +259,9 @@ impl Link for ShmLink {
     }
     fn max_send(&self) -> usize {
         self.tx.max_record()
+    }
+    fn frame_integrity(&self) -> Integrity {
+        self.tx.integrity()
     }
 }
 
@@ -480,7 +524,10 @@ impl<L: Link, const SLOTS: usize, const BUF: usize, const RX: usize> Client<L, S
         req: &T,
         deadline: &mut Deadline,
     ) -> Result<Ticket> {
-        self.start_frame(kind, deadline, |seq, buf| Ok(ember_core::message::encode(kind, seq, req, buf)?.len()))
+        let flags = self.link.frame_integrity().flags();
+        self.start_frame(kind, deadline, |seq, buf| {
+            Ok(ember_core::message::encode_with(flags, kind, seq, req, buf)?.len())
+        })
     }
 
     /// [`Client::start`] with the payload as raw bytes (no postcard), for peers that speak
@@ -491,8 +538,9 @@ impl<L: Link, const SLOTS: usize, const BUF: usize, const RX: usize> Client<L, S
 
     /// [`Client::start_raw`] until `deadline`, shared with the caller's other waits.
     pub fn start_raw_until(&mut self, kind: u32, payload: &[u8], deadline: &mut Deadline) -> Result<Ticket> {
+        let flags = self.link.frame_integrity().flags();
         self.start_frame(kind, deadline, |seq, buf| {
-            let repr = ember_core::frame::FrameRepr { flags: Flags::empty(), kind, seq, payload_len: payload.len() };
+            let repr = ember_core::frame::FrameRepr { flags, kind, seq, payload_len: payload.len() };
             Ok(repr.emit_with_payload(payload, buf)?.len())
         })
     }
@@ -503,6 +551,8 @@ impl<L: Link, const SLOTS: usize, const BUF: usize, const RX: usize> Client<L, S
         deadline: &mut Deadline,
         encode: impl FnOnce(u32, &mut [u8]) -> Result<usize>,
     ) -> Result<Ticket> {
+        // A cancelled deadline sends nothing.
+        crate::cancel::check(deadline.canceler())?;
         let slot = self.states.iter().position(|s| *s == SlotState::Free).ok_or(Error::WouldBlock)?;
         // A fresh sequence number, never 0 and never one still in flight (after a wrap).
         let mut seq = self.next_seq;
@@ -703,6 +753,8 @@ pub struct Responder<'a> {
     kind: u32,
     seq: u32,
     len: Option<usize>,
+    /// `RESPONSE`, and `UNCHECKED` when the link's integrity says so.
+    flags: Flags,
 }
 
 impl core::fmt::Debug for Responder<'_> {
@@ -722,7 +774,7 @@ impl Responder<'_> {
     pub fn respond_raw(&mut self, payload: &[u8]) -> core::result::Result<(), Failure> {
         self.len = None;
         let repr = ember_core::frame::FrameRepr {
-            flags: Flags::RESPONSE,
+            flags: self.flags,
             kind: self.kind,
             seq: self.seq,
             payload_len: payload.len(),
@@ -739,7 +791,7 @@ impl Responder<'_> {
     pub fn respond<T: Serialize + ?Sized>(&mut self, msg: &T) -> core::result::Result<(), Failure> {
         // A failed encoding leaves no earlier response half overwritten behind.
         self.len = None;
-        let frame = ember_core::message::encode_with(Flags::RESPONSE, self.kind, self.seq, msg, self.buf)
+        let frame = ember_core::message::encode_with(self.flags, self.kind, self.seq, msg, self.buf)
             .map_err(|_| Failure::new(0, "response too large for the server's buffer or the link"))?;
         self.len = Some(frame.len());
         Ok(())
@@ -804,6 +856,7 @@ impl<L: Link + MaybeFd, const RX: usize, const TX: usize> Server<L, RX, TX> {
 
     /// [`Server::recv_request`] until `deadline`, shared with the caller's other waits.
     pub fn recv_request_until(&mut self, deadline: &mut Deadline) -> Result<Request> {
+        crate::cancel::check(deadline.canceler())?;
         loop {
             match self.link.recv_frame_until(&mut self.rx, deadline) {
                 Ok(n) if (ember_core::HEADER_LEN..=RX).contains(&n) => {
@@ -845,14 +898,15 @@ impl<L: Link + MaybeFd, const RX: usize, const TX: usize> Server<L, RX, TX> {
 
     /// Sends a response to request `seq` of `kind`.
     pub fn respond<T: Serialize + ?Sized>(&mut self, kind: u32, seq: u32, msg: &T) -> Result<()> {
-        let frame = ember_core::message::encode_with(Flags::RESPONSE, kind, seq, msg, &mut self.tx)?;
+        let flags = Flags::RESPONSE | self.link.frame_integrity().flags();
+        let frame = ember_core::message::encode_with(flags, kind, seq, msg, &mut self.tx)?;
         self.link.send_frame_timeout(frame, Some(crate::transport::FINISH_TIMEOUT))
     }
 
     /// Sends an error response to request `seq` of `kind`.
     pub fn respond_error(&mut self, kind: u32, seq: u32, f: &Failure) -> Result<()> {
         let frame = ember_core::message::encode_with(
-            Flags::RESPONSE | Flags::ERROR,
+            Flags::RESPONSE | Flags::ERROR | self.link.frame_integrity().flags(),
             kind,
             seq,
             &(f.code, f.message()),
@@ -869,10 +923,22 @@ impl<L: Link + MaybeFd, const RX: usize, const TX: usize> Server<L, RX, TX> {
         timeout: Option<Duration>,
         handler: &mut impl FnMut(u32, &[u8], &mut Responder<'_>) -> core::result::Result<(), Failure>,
     ) -> Result<Request> {
-        let r = self.recv_request(timeout)?;
+        self.serve_one_until(&mut Deadline::after(timeout), handler)
+    }
+
+    /// [`Server::serve_one`] waiting for the request until `deadline` (and its canceler,
+    /// [`Deadline::with_canceler`]: [`Error::Cancelled`], no request taken). The response
+    /// is sent within [`FINISH_TIMEOUT`](crate::transport::FINISH_TIMEOUT), not cancelled.
+    pub fn serve_one_until(
+        &mut self,
+        deadline: &mut Deadline,
+        handler: &mut impl FnMut(u32, &[u8], &mut Responder<'_>) -> core::result::Result<(), Failure>,
+    ) -> Result<Request> {
+        let r = self.recv_request_until(deadline)?;
         let max = TX.min(self.link.max_send());
         let (rx, tx) = (&self.rx, &mut self.tx);
-        let mut responder = Responder { buf: &mut tx[..max], kind: r.kind, seq: r.seq, len: None };
+        let flags = Flags::RESPONSE | self.link.frame_integrity().flags();
+        let mut responder = Responder { buf: &mut tx[..max], kind: r.kind, seq: r.seq, len: None, flags };
         let outcome = handler(r.kind, &rx[ember_core::HEADER_LEN..r.len], &mut responder);
         match (outcome, responder.len) {
             (Ok(()), Some(len)) => {

@@ -141,6 +141,35 @@ impl SignalFd {
         let s = SignalfdSiginfo::from_bytes(&buf);
         Ok(SignalInfo { signal: s.ssi_signo, code: s.ssi_code, pid: s.ssi_pid, uid: s.ssi_uid, value: s.ssi_int })
     }
+
+    /// [`SignalFd::recv`], waiting at most `timeout` (`None`: no limit; zero: only a signal
+    /// already pending) for a signal: [`Error::TimedOut`] when it passes.
+    pub fn recv_timeout(&mut self, timeout: Option<core::time::Duration>) -> Result<SignalInfo> {
+        self.recv_with(timeout, None)
+    }
+
+    /// [`SignalFd::recv_timeout`] that also ends with [`Error::Cancelled`] when `cancel` is
+    /// cancelled (`poll` on the signalfd and the canceler), nothing read.
+    pub fn recv_with(
+        &mut self,
+        timeout: Option<core::time::Duration>,
+        cancel: Option<&crate::cancel::Canceler>,
+    ) -> Result<SignalInfo> {
+        crate::cancel::check(cancel)?;
+        if timeout.is_some() || cancel.is_some() {
+            let end = crate::transport::end_of(timeout);
+            loop {
+                crate::poll::wait_fd_cancellable(&self.fd, rustix::event::PollFlags::IN, end, cancel)?;
+                match self.recv() {
+                    // Readable, then taken by another reader of the signalfd (or a
+                    // nonblocking one): wait again.
+                    Err(Error::WouldBlock) => {}
+                    r => return r,
+                }
+            }
+        }
+        self.recv()
+    }
 }
 
 impl AsFd for SignalFd {
@@ -213,6 +242,27 @@ impl Daemon {
             Ok(info) => Ok(Some(DaemonEvent::Shutdown { signal: info.signal, pid: info.pid })),
             Err(Error::WouldBlock) => Ok(None),
             Err(e) => Err(e),
+        }
+    }
+
+    /// [`Daemon::wait_event`] that also ends with [`Error::Cancelled`] when `cancel` is
+    /// cancelled (`poll` on the signalfd and the canceler); `None` for `timeout`: no limit.
+    pub fn wait_event_cancellable(
+        &mut self,
+        timeout: Option<core::time::Duration>,
+        cancel: &crate::cancel::Canceler,
+    ) -> Result<Option<DaemonEvent>> {
+        cancel.check()?;
+        let end = crate::transport::end_of(timeout);
+        loop {
+            if let Some(e) = self.poll_event()? {
+                return Ok(Some(e));
+            }
+            match crate::poll::wait_fd_cancellable(&self.fd, rustix::event::PollFlags::IN, end, Some(cancel)) {
+                Ok(()) => {}
+                Err(Error::TimedOut) => return Ok(None),
+                Err(e) => return Err(e),
+            }
         }
     }
 

@@ -21,9 +21,13 @@ use rustix::io::{Errno, IoSlice};
 use rustix::net::addr::SocketAddrArg;
 use rustix::net::{RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrAny};
 
+use crate::cancel::Canceler;
 use crate::error::{Error, Result};
 use crate::stream::StreamBuf;
-use crate::transport::{FrameReceiver, FrameSender, check_outgoing};
+use crate::transport::{
+    FrameReceiver, FrameSender, Integrity, TimedReceiver, TimedSender, check_outgoing, check_receiver_integrity,
+    check_sender_integrity, end_of, socket_integrity, wait_readable,
+};
 
 /// Default frame limit (and buffer size) of a [`StreamSocket`].
 pub const DEFAULT_STREAM_BUF: usize = 16 * 1024;
@@ -78,12 +82,16 @@ const CONTROL_WORDS: usize = (crate::sys::cmsg_space(4 * MAX_RECV_FDS) + crate::
 pub struct StreamSocket<const N: usize = DEFAULT_STREAM_BUF> {
     fd: OwnedFd,
     buf: StreamBuf<N>,
+    integrity: Integrity,
 }
 
 impl<const N: usize> StreamSocket<N> {
-    /// Wraps a connected stream socket.
+    /// Wraps a connected stream socket. Its [`FrameSender::integrity`] is
+    /// [`Integrity::Unchecked`] on a Unix socket and [`Integrity::Checked`] on any other
+    /// (TCP), read with one `getsockopt(SO_DOMAIN)`.
     pub fn from_fd(fd: OwnedFd) -> StreamSocket<N> {
-        StreamSocket { fd, buf: StreamBuf::new() }
+        let integrity = socket_integrity(&fd);
+        StreamSocket { fd, buf: StreamBuf::new(), integrity }
     }
 
     /// Gives the socket back; bytes read but not yet returned as frames are dropped.
@@ -94,6 +102,19 @@ impl<const N: usize> StreamSocket<N> {
     /// Garbage bytes skipped so far.
     pub fn dropped_bytes(&self) -> u64 {
         self.buf.dropped_bytes()
+    }
+
+    /// One `send(MSG_NOSIGNAL)` of a prefix of `bytes` (retried after `EINTR`): how many
+    /// bytes went out. No frame check and no finishing, as
+    /// [`Writer::write_bytes`](crate::pipe::Writer::write_bytes): for an event-loop sender
+    /// that keeps the unwritten rest of a frame itself.
+    pub fn write_bytes(&mut self, bytes: &[u8]) -> Result<usize> {
+        loop {
+            match rustix::net::send(&self.fd, bytes, SendFlags::NOSIGNAL) {
+                Err(Errno::INTR) => {}
+                r => return r.map_err(Error::from),
+            }
+        }
     }
 
     /// Closes the sending direction (`shutdown(SHUT_WR)`): the peer reads end of stream
@@ -112,8 +133,17 @@ impl<const N: usize> FrameSender for StreamSocket<N> {
     /// [`Writer`](crate::pipe::Writer) for the nonblocking rule: a started frame is finished).
     fn send_frame(&mut self, frame: &[u8]) -> Result<()> {
         check_outgoing(frame, MAX_FRAME_LEN)?;
+        check_sender_integrity(frame, self.integrity)?;
         let fd = &self.fd;
         crate::stream::write_all(fd, frame, |b| rustix::net::send(fd, b, SendFlags::NOSIGNAL))
+    }
+
+    fn integrity(&self) -> Integrity {
+        self.integrity
+    }
+
+    fn set_integrity(&mut self, integrity: Integrity) {
+        self.integrity = integrity;
     }
 }
 
@@ -131,6 +161,66 @@ impl<const N: usize> FrameReceiver for StreamSocket<N> {
     fn recv_frame(&mut self, buf: &mut [u8]) -> Result<usize> {
         let fd = &self.fd;
         self.buf.recv(buf, |b| rustix::net::recv(fd, b, RecvFlags::empty()).map(|(n, _)| n))
+    }
+
+    fn require_checked(&mut self, on: bool) {
+        self.buf.require_checked(on);
+    }
+
+    fn requires_checked(&self) -> bool {
+        self.buf.requires_checked()
+    }
+}
+
+impl<const N: usize> TimedReceiver for StreamSocket<N> {
+    /// `poll` (on the canceler too) before each `recv(MSG_DONTWAIT)`, until the deadline.
+    fn recv_frame_with(
+        &mut self,
+        buf: &mut [u8],
+        timeout: Option<Duration>,
+        cancel: Option<&Canceler>,
+    ) -> Result<usize> {
+        crate::cancel::check(cancel)?;
+        if timeout.is_none() && cancel.is_none() {
+            return self.recv_frame(buf);
+        }
+        let end = end_of(timeout);
+        let fd = &self.fd;
+        self.buf.recv(buf, |b| {
+            loop {
+                wait_readable(fd, end, cancel)?;
+                match rustix::net::recv(fd, &mut *b, RecvFlags::DONTWAIT) {
+                    // Readable, then taken by another reader of the socket: wait again.
+                    Err(Errno::AGAIN) => {}
+                    r => return r.map(|(n, _)| n),
+                }
+            }
+        })
+    }
+}
+
+impl<const N: usize> TimedSender for StreamSocket<N> {
+    /// `poll` for `POLLOUT` (and the canceler), then `send(MSG_NOSIGNAL | MSG_DONTWAIT)`
+    /// until the frame is out; a started frame is finished within
+    /// [`FINISH_TIMEOUT`](crate::transport::FINISH_TIMEOUT).
+    fn send_frame_with(&mut self, frame: &[u8], timeout: Option<Duration>, cancel: Option<&Canceler>) -> Result<()> {
+        if timeout.is_none() && cancel.is_none() {
+            return self.send_frame(frame);
+        }
+        check_outgoing(frame, MAX_FRAME_LEN)?;
+        check_sender_integrity(frame, self.integrity)?;
+        let end = end_of(timeout);
+        let fd = &self.fd;
+        loop {
+            crate::poll::wait_fd_cancellable(fd, rustix::event::PollFlags::OUT, end, cancel)?;
+            match crate::stream::write_all(fd, frame, |b| {
+                rustix::net::send(fd, b, SendFlags::NOSIGNAL | SendFlags::DONTWAIT)
+            }) {
+                // Nothing went out: wait for room again.
+                Err(Error::WouldBlock) => {}
+                r => return r,
+            }
+        }
     }
 }
 
@@ -180,12 +270,17 @@ pub struct PacketSocket {
     /// The `SO_RCVTIMEO` this handle set last, in whole milliseconds (0: none; `u64::MAX`:
     /// not set by this handle), so a receive with the same timeout makes no `setsockopt`.
     recv_timeout_ms: u64,
+    integrity: Integrity,
+    require_checked: bool,
 }
 
 impl PacketSocket {
-    /// Wraps a datagram or seqpacket socket whose frames are at most `max` bytes.
+    /// Wraps a datagram or seqpacket socket whose frames are at most `max` bytes. Its
+    /// [`FrameSender::integrity`] is [`Integrity::Unchecked`] on a Unix socket and
+    /// [`Integrity::Checked`] on any other (UDP), read with one `getsockopt(SO_DOMAIN)`.
     pub fn from_fd(fd: OwnedFd, kind: PacketKind, max: usize) -> PacketSocket {
-        PacketSocket { path: None, fd, kind, max, recv_timeout_ms: u64::MAX }
+        let integrity = socket_integrity(&fd);
+        PacketSocket { path: None, fd, kind, max, recv_timeout_ms: u64::MAX, integrity, require_checked: false }
     }
 
     pub(crate) fn with_path(mut self, path: crate::uds::BoundPath) -> PacketSocket {
@@ -208,8 +303,8 @@ impl PacketSocket {
         self.max
     }
 
-    /// Sets the largest frame sent or received (receive buffers must hold this many
-    /// bytes).
+    /// Sets the largest frame sent or received (a receive buffer of this many bytes takes
+    /// any message in one `recv`; a shorter one peeks first).
     pub fn set_max_frame(&mut self, max: usize) {
         self.max = max;
     }
@@ -229,6 +324,7 @@ impl PacketSocket {
     /// socket.
     pub fn send_frame_to(&mut self, frame: &[u8], addr: &impl SocketAddrArg) -> Result<()> {
         check_outgoing(frame, self.max)?;
+        check_sender_integrity(frame, self.integrity)?;
         loop {
             return match rustix::net::sendto(&self.fd, frame, SendFlags::NOSIGNAL, addr) {
                 Ok(n) if n == frame.len() => Ok(()),
@@ -241,9 +337,13 @@ impl PacketSocket {
 
     /// Receives one frame and the address it came from (`recvfrom(MSG_TRUNC)`).
     pub fn recv_frame_from(&mut self, buf: &mut [u8]) -> Result<(usize, Option<SocketAddrAny>)> {
-        self.check_buf(buf)?;
         loop {
-            match rustix::net::recvfrom(&self.fd, &mut buf[..self.max], RecvFlags::TRUNC) {
+            let usable = match self.room(buf, RecvFlags::empty()) {
+                Ok(n) => n,
+                Err(Error::Os(Errno::INTR)) => continue,
+                Err(e) => return Err(e),
+            };
+            match rustix::net::recvfrom(&self.fd, &mut buf[..usable], RecvFlags::TRUNC) {
                 Ok((_, len, addr)) => return self.checked(buf, len).map(|n| (n, addr)),
                 Err(Errno::INTR) => {}
                 Err(e) => return Err(e.into()),
@@ -262,6 +362,7 @@ impl PacketSocket {
     /// [`MAX_SEND_FDS`].
     pub fn send_frame_with_fds(&mut self, frame: &[u8], fds: &[BorrowedFd<'_>]) -> Result<()> {
         check_outgoing(frame, self.max)?;
+        check_sender_integrity(frame, self.integrity)?;
         if fds.len() > MAX_SEND_FDS {
             return Err(Error::TooManyFds { max: MAX_SEND_FDS });
         }
@@ -291,11 +392,15 @@ impl PacketSocket {
     /// result is [`Error::TooManyFds`]. A message that fails the frame checks has its
     /// descriptors closed too. Nothing leaks.
     pub fn recv_frame_with_fds(&mut self, buf: &mut [u8], fds: &mut [Option<OwnedFd>]) -> Result<Received> {
-        self.check_buf(buf)?;
         let room = fds.len().min(MAX_RECV_FDS);
         let mut control = [0u64; CONTROL_WORDS];
         let msg = loop {
-            match crate::sys::recvmsg(self.fd.as_fd(), &mut buf[..self.max], &mut control) {
+            let usable = match self.room(buf, RecvFlags::empty()) {
+                Ok(n) => n,
+                Err(Error::Os(Errno::INTR)) => continue,
+                Err(e) => return Err(e),
+            };
+            match crate::sys::recvmsg(self.fd.as_fd(), &mut buf[..usable], &mut control) {
                 Ok(m) => break m,
                 Err(Errno::INTR) => {}
                 Err(e) => return Err(e.into()),
@@ -332,8 +437,19 @@ impl PacketSocket {
         }
     }
 
-    fn check_buf(&self, buf: &[u8]) -> Result<()> {
-        if buf.len() < self.max { Err(Error::BufferTooSmall { needed: self.max }) } else { Ok(()) }
+    /// How much of `buf` a receive may use: `max` when `buf` holds that much (one
+    /// `recv`). A shorter `buf` works for every message that fits it: the next message's
+    /// length is peeked first (`MSG_PEEK | MSG_TRUNC`, it stays queued), and one longer than
+    /// `buf` is [`Error::BufferTooSmall`] with its length, still queued for a call with a
+    /// buffer that holds it. A signal is `Error::Os(EINTR)`, for the caller to retry.
+    fn room(&self, buf: &mut [u8], flags: RecvFlags) -> Result<usize> {
+        if buf.len() >= self.max {
+            return Ok(self.max);
+        }
+        let (_, len) = rustix::net::recv(&self.fd, &mut *buf, RecvFlags::PEEK | RecvFlags::TRUNC | flags)?;
+        // Over the limit: the receive takes it and refuses it as `TooLarge`, whatever the
+        // buffer.
+        if len > buf.len() && len <= self.max { Err(Error::BufferTooSmall { needed: len }) } else { Ok(buf.len()) }
     }
 
     /// Checks a received message of `len` bytes (its length before truncation) in `buf`.
@@ -346,10 +462,14 @@ impl PacketSocket {
         if len > self.max {
             return Err(Error::TooLarge { len, max: self.max });
         }
-        let frame = ember_core::Frame::new_checked(&buf[..len])?;
+        // Longer than the buffer only when another reader of the socket took the message
+        // that was peeked: this one was cut by the kernel, and is gone.
+        let bytes = buf.get(..len).ok_or(Error::TooLarge { len, max: buf.len() })?;
+        let frame = ember_core::Frame::new_checked(bytes)?;
         if frame.total_len() != len {
             return Err(Error::Codec(ember_core::Error::TrailingBytes { extra: len - frame.total_len() }));
         }
+        check_receiver_integrity(bytes, self.require_checked)?;
         Ok(len)
     }
 }
@@ -358,6 +478,7 @@ impl PacketSocket {
     /// `send(MSG_NOSIGNAL | flags)` of one message: the whole frame or nothing.
     pub(crate) fn send_frame_flags(&mut self, frame: &[u8], flags: SendFlags) -> Result<()> {
         check_outgoing(frame, self.max)?;
+        check_sender_integrity(frame, self.integrity)?;
         loop {
             return match rustix::net::send(&self.fd, frame, SendFlags::NOSIGNAL | flags) {
                 Ok(n) if n == frame.len() => Ok(()),
@@ -374,8 +495,8 @@ impl PacketSocket {
     /// One `recv(MSG_TRUNC | flags)` into `buf`, then the frame checks. A signal is
     /// `Error::Os(EINTR)`, for the caller to look at its deadline.
     pub(crate) fn recv_frame_flags(&mut self, buf: &mut [u8], flags: RecvFlags) -> Result<usize> {
-        self.check_buf(buf)?;
-        let (_, len) = rustix::net::recv(&self.fd, &mut buf[..self.max], RecvFlags::TRUNC | flags)?;
+        let usable = self.room(buf, flags)?;
+        let (_, len) = rustix::net::recv(&self.fd, &mut buf[..usable], RecvFlags::TRUNC | flags)?;
         self.checked(buf, len)
     }
 
@@ -404,6 +525,14 @@ impl FrameSender for PacketSocket {
     fn send_frame(&mut self, frame: &[u8]) -> Result<()> {
         self.send_frame_flags(frame, SendFlags::empty())
     }
+
+    fn integrity(&self) -> Integrity {
+        self.integrity
+    }
+
+    fn set_integrity(&mut self, integrity: Integrity) {
+        self.integrity = integrity;
+    }
 }
 
 impl FrameReceiver for PacketSocket {
@@ -411,14 +540,27 @@ impl FrameReceiver for PacketSocket {
         self.max
     }
 
-    /// `recv(MSG_TRUNC)` of one message straight into `buf` (at least
-    /// [`max_frame`](FrameReceiver::max_frame) bytes), then the frame checks. A message
-    /// larger than the limit is [`Error::TooLarge`] (and gone); on a seqpacket socket, end
-    /// of stream is [`Error::PeerGone`].
+    fn require_checked(&mut self, on: bool) {
+        self.require_checked = on;
+    }
+
+    fn requires_checked(&self) -> bool {
+        self.require_checked
+    }
+
+    /// `recv(MSG_TRUNC)` of one message straight into `buf`, then the frame checks. A
+    /// message larger than the limit is [`Error::TooLarge`] (and gone); on a seqpacket
+    /// socket, end of stream is [`Error::PeerGone`]. A `buf` shorter than
+    /// [`max_frame`](FrameReceiver::max_frame) costs a `MSG_PEEK` first: a message that does
+    /// not fit is [`Error::BufferTooSmall`] with its length and stays queued.
     fn recv_frame(&mut self, buf: &mut [u8]) -> Result<usize> {
-        self.check_buf(buf)?;
         loop {
-            match rustix::net::recv(&self.fd, &mut buf[..self.max], RecvFlags::TRUNC) {
+            let usable = match self.room(buf, RecvFlags::empty()) {
+                Ok(n) => n,
+                Err(Error::Os(Errno::INTR)) => continue,
+                Err(e) => return Err(e),
+            };
+            match rustix::net::recv(&self.fd, &mut buf[..usable], RecvFlags::TRUNC) {
                 Ok((_, len)) => return self.checked(buf, len),
                 Err(Errno::INTR) => {}
                 Err(e) => return Err(e.into()),
@@ -427,8 +569,88 @@ impl FrameReceiver for PacketSocket {
     }
 }
 
+impl TimedReceiver for PacketSocket {
+    /// Without a canceler, one blocking `recv` bounded by `SO_RCVTIMEO` (set only when the
+    /// timeout changes); a zero timeout is one `recv(MSG_DONTWAIT)`. With one, `poll` on the
+    /// socket and the canceler, then `recv(MSG_DONTWAIT)`.
+    fn recv_frame_with(
+        &mut self,
+        buf: &mut [u8],
+        timeout: Option<Duration>,
+        cancel: Option<&Canceler>,
+    ) -> Result<usize> {
+        let Some(c) = cancel else { return crate::rpc::Link::recv_frame_timeout(self, buf, timeout) };
+        let end = end_of(timeout);
+        loop {
+            crate::poll::wait_fd_cancellable(&self.fd, rustix::event::PollFlags::IN, end, Some(c))?;
+            match self.recv_frame_flags(buf, RecvFlags::DONTWAIT) {
+                // Taken by another reader, or a signal: wait again.
+                Err(Error::WouldBlock | Error::Os(Errno::INTR)) => {}
+                r => return r,
+            }
+        }
+    }
+}
+
+impl TimedSender for PacketSocket {
+    /// `poll` for `POLLOUT` (and the canceler), then `send(MSG_NOSIGNAL | MSG_DONTWAIT)`:
+    /// the whole frame or nothing. (A Unix datagram socket whose receiver's queue is full
+    /// reports `POLLOUT` only once it has room.)
+    fn send_frame_with(&mut self, frame: &[u8], timeout: Option<Duration>, cancel: Option<&Canceler>) -> Result<()> {
+        if timeout.is_none() && cancel.is_none() {
+            return self.send_frame(frame);
+        }
+        check_outgoing(frame, self.max)?;
+        check_sender_integrity(frame, self.integrity)?;
+        let end = end_of(timeout);
+        loop {
+            crate::poll::wait_fd_cancellable(&self.fd, rustix::event::PollFlags::OUT, end, cancel)?;
+            match self.send_frame_flags(frame, SendFlags::DONTWAIT) {
+                Err(Error::WouldBlock) => {}
+                r => return r,
+            }
+        }
+    }
+}
+
 impl AsFd for PacketSocket {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+/// [`StreamSocket::from_fd`].
+impl<const N: usize> From<OwnedFd> for StreamSocket<N> {
+    fn from(fd: OwnedFd) -> StreamSocket<N> {
+        StreamSocket::from_fd(fd)
+    }
+}
+
+/// [`StreamSocket::into_fd`] (bytes already read and not yet returned as a frame are lost).
+impl<const N: usize> From<StreamSocket<N>> for OwnedFd {
+    fn from(s: StreamSocket<N>) -> OwnedFd {
+        s.into_fd()
+    }
+}
+
+/// A datagram or seqpacket socket (`SO_TYPE`), with frames up to [`DEFAULT_PACKET_MAX`];
+/// any other descriptor is [`Error::WrongFdType`] (and closed).
+impl TryFrom<OwnedFd> for PacketSocket {
+    type Error = Error;
+    fn try_from(fd: OwnedFd) -> Result<PacketSocket> {
+        use crate::systemd::FdKind;
+        let kind = match crate::systemd::expect_kind(&fd, &[FdKind::UnixDatagram, FdKind::Udp, FdKind::UnixSeqpacket])?
+        {
+            FdKind::UnixSeqpacket => PacketKind::Seqpacket,
+            _ => PacketKind::Datagram,
+        };
+        Ok(PacketSocket::from_fd(fd, kind, DEFAULT_PACKET_MAX))
+    }
+}
+
+/// [`PacketSocket::into_fd`].
+impl From<PacketSocket> for OwnedFd {
+    fn from(s: PacketSocket) -> OwnedFd {
+        s.into_fd()
     }
 }

@@ -79,24 +79,42 @@ impl<const N: usize> StreamBuf<N> {
         self.acc.dropped_bytes()
     }
 
-    /// Returns the next whole, checked frame, copied into `buf` (at least `N` bytes),
-    /// calling `read` for more bytes as needed. End of stream is [`Error::PeerGone`].
+    pub(crate) fn require_checked(&mut self, on: bool) {
+        self.acc.set_require_checked(on);
+    }
+
+    pub(crate) fn requires_checked(&self) -> bool {
+        self.acc.requires_checked()
+    }
+
+    /// Returns the next whole, checked frame, copied into `buf`, calling `read` for more
+    /// bytes as needed. End of stream is [`Error::PeerGone`]. A frame longer than `buf` is
+    /// [`Error::BufferTooSmall`] with its length, and stays: the next call with a buffer
+    /// that holds it returns it.
     pub(crate) fn recv(
         &mut self,
         buf: &mut [u8],
         mut read: impl FnMut(&mut [u8]) -> core::result::Result<usize, Errno>,
     ) -> Result<usize> {
-        if buf.len() < N {
-            return Err(Error::BufferTooSmall { needed: N });
-        }
         loop {
             let input = &self.rbuf[self.rpos..self.rlen];
+            let input_at = input.as_ptr() as usize;
             match self.acc.feed(input) {
                 FeedResult::Frame { frame, remaining } => {
                     let bytes = frame.as_bytes();
-                    buf[..bytes.len()].copy_from_slice(bytes);
-                    self.rpos = self.rlen - remaining.len();
-                    return Ok(bytes.len());
+                    let (len, starts_at, rest) = (bytes.len(), bytes.as_ptr() as usize, remaining.len());
+                    if let Some(dst) = buf.get_mut(..len) {
+                        dst.copy_from_slice(bytes);
+                        self.rpos = self.rlen - rest;
+                        return Ok(len);
+                    }
+                    // Too long for the caller's buffer: keep it for the next call.
+                    if self.acc.unget_frame() {
+                        self.rpos = self.rlen - rest;
+                    } else {
+                        self.rpos += starts_at - input_at;
+                    }
+                    return Err(Error::BufferTooSmall { needed: len });
                 }
                 FeedResult::Error { error, remaining } => {
                     self.rpos = self.rlen - remaining.len();

@@ -1,4 +1,5 @@
-//! The system calls rustix does not wrap, as raw syscalls: SysV shared memory.
+//! The system calls rustix does not wrap, as raw syscalls: SysV shared memory, signal
+//! masks, POSIX message queues, and `riscv_hwprobe` (what a RISC-V CPU has).
 //!
 //! Numbers come from `linux-raw-sys`; the instruction sequences from the `syscalls` crate
 //! (`syscalls::raw`, inline assembly for every Linux architecture, no libc). The SysV
@@ -888,4 +889,25 @@ impl Drop for ControlMessages<'_> {
         // Close every fd not handed out yet.
         for _ in self.by_ref() {}
     }
+}
+
+/// `riscv_hwprobe` key of the base-ISA extension bits (uapi `asm/hwprobe.h`).
+#[cfg(target_arch = "riscv64")]
+pub const RISCV_HWPROBE_KEY_IMA_EXT_0: i64 = 4;
+/// `RISCV_HWPROBE_KEY_IMA_EXT_0` bit: the CPU has Zbc (reported by Linux 6.8 and later).
+#[cfg(target_arch = "riscv64")]
+pub const RISCV_HWPROBE_EXT_ZBC: u64 = 1 << 7;
+
+/// `riscv_hwprobe(pairs, 1, 0, NULL, 0)` for one key: the value every CPU of the system
+/// shares. `ENOSYS` before Linux 6.4 (and under qemu-user before 8.2); a key the kernel
+/// does not know comes back as key `-1`, returned here as `Ok(None)`.
+#[cfg(target_arch = "riscv64")]
+pub fn riscv_hwprobe(key: i64) -> Result<Option<u64>, Errno> {
+    use linux_raw_sys::general::__NR_riscv_hwprobe;
+    // `struct riscv_hwprobe { __s64 key; __u64 value; }`.
+    let mut pair = [key as u64, 0u64];
+    // SAFETY: `pair` is one writable `struct riscv_hwprobe` (16 bytes, 8-aligned) that
+    // outlives the call; a zero cpusetsize with a null cpus pointer means "all CPUs".
+    ret(unsafe { syscalls::raw::syscall5(__NR_riscv_hwprobe as usize, pair.as_mut_ptr() as usize, 1, 0, 0, 0) })?;
+    Ok(if pair[0] as i64 == -1 { None } else { Some(pair[1]) })
 }

@@ -13,11 +13,17 @@
 //!   queue holds `msgmnb` bytes (16384); here also at most `N − 8` bytes per frame, `N` being
 //!   the queue's buffer (a `struct msgbuf`: the type `long`, then the frame).
 
+use core::time::Duration;
+
 use rustix::io::Errno;
 
+use crate::cancel::Canceler;
 use crate::error::{Error, Result};
 use crate::sys;
-use crate::transport::{FrameReceiver, FrameSender, check_outgoing};
+use crate::transport::{
+    FrameReceiver, FrameSender, Integrity, TimedReceiver, TimedSender, check_outgoing, check_receiver_integrity,
+    check_sender_integrity,
+};
 
 const LONG: usize = core::mem::size_of::<core::ffi::c_long>();
 
@@ -37,6 +43,8 @@ pub struct SysvQueue<const N: usize = DEFAULT_BUF> {
     id: i32,
     owner: bool,
     nowait: bool,
+    integrity: Integrity,
+    require_checked: bool,
     buf: MsgBuf<N>,
 }
 
@@ -46,6 +54,8 @@ impl<const N: usize> core::fmt::Debug for SysvQueue<N> {
             .field("id", &self.id)
             .field("owner", &self.owner)
             .field("nowait", &self.nowait)
+            .field("integrity", &self.integrity)
+            .field("require_checked", &self.require_checked)
             .field("capacity", &N)
             .finish_non_exhaustive()
     }
@@ -61,15 +71,26 @@ fn map(e: Errno) -> Error {
 }
 
 impl<const N: usize> SysvQueue<N> {
+    /// The [`FrameSender::integrity`] a queue has when opened: the kernel copies messages
+    /// intact, so payloads are not checked.
+    pub const DEFAULT_INTEGRITY: Integrity = Integrity::Unchecked;
+
     fn new(id: i32, owner: bool) -> SysvQueue<N> {
         const { assert!(N > LONG + ember_core::HEADER_LEN, "SysvQueue buffer too small for a frame") };
-        SysvQueue { id, owner, nowait: false, buf: MsgBuf([0; N]) }
+        SysvQueue {
+            id,
+            owner,
+            nowait: false,
+            integrity: Self::DEFAULT_INTEGRITY,
+            require_checked: false,
+            buf: MsgBuf([0; N]),
+        }
     }
 
     /// Creates a queue (`msgget(key, IPC_CREAT | IPC_EXCL | 0600)`; `key` may be
     /// [`sys::IPC_PRIVATE`]). The owner removes it on drop.
     pub fn create(key: i32) -> Result<SysvQueue<N>> {
-        Ok(SysvQueue::new(sys::msgget_create(key, 0o600)?, true))
+        Ok(SysvQueue::new(sys::msgget_create(key, 0o600).map_err(crate::limits::msgget_create)?, true))
     }
 
     /// Opens the queue with `key` (`msgget(key, 0)`).
@@ -115,18 +136,26 @@ impl<const N: usize> SysvQueue<N> {
 
     /// Sends one frame as a message of type `mtype` (1 = most urgent).
     pub fn send_type(&mut self, frame: &[u8], mtype: i32) -> Result<()> {
+        self.send_type_flags(frame, mtype, self.flags())
+    }
+
+    fn send_type_flags(&mut self, frame: &[u8], mtype: i32, flags: usize) -> Result<()> {
         check_outgoing(frame, N - LONG)?;
+        check_sender_integrity(frame, self.integrity)?;
         if mtype < 1 {
             return Err(Error::Os(Errno::INVAL));
         }
         self.buf.0[..LONG].copy_from_slice(&(mtype as core::ffi::c_long).to_ne_bytes());
         self.buf.0[LONG..LONG + frame.len()].copy_from_slice(frame);
-        let flags = self.flags();
         loop {
             match sys::msgsnd(self.id, &self.buf.0, frame.len(), flags) {
                 Ok(()) => return Ok(()),
                 Err(Errno::INTR) => {}
                 Err(Errno::AGAIN) => return Err(Error::WouldBlock),
+                // `EINVAL` is also a message over `msgmax`, not only a removed queue.
+                Err(Errno::INVAL) => {
+                    return Err(crate::limits::sysv_message_too_long(frame.len()).unwrap_or(Error::PeerGone));
+                }
                 Err(e) => return Err(map(e)),
             }
         }
@@ -135,7 +164,10 @@ impl<const N: usize> SysvQueue<N> {
     /// Receives a message: `msgtyp` as in `msgrcv(2)` (0: the oldest; > 0: the oldest of
     /// that type; < 0: the lowest type up to |msgtyp|). Returns `(frame length, type)`.
     fn recv_raw(&mut self, buf: &mut [u8], msgtyp: isize) -> Result<(usize, i32)> {
-        let flags = self.flags();
+        self.recv_raw_flags(buf, msgtyp, self.flags())
+    }
+
+    fn recv_raw_flags(&mut self, buf: &mut [u8], msgtyp: isize, flags: usize) -> Result<(usize, i32)> {
         let n = loop {
             match sys::msgrcv(self.id, &mut self.buf.0, msgtyp, flags) {
                 Ok(n) => break n,
@@ -143,12 +175,15 @@ impl<const N: usize> SysvQueue<N> {
                 Err(e) => return Err(map(e)),
             }
         };
+        // `c_long` is i64 on 64-bit targets (the cast narrows) and i32 on 32-bit ones.
+        #[allow(clippy::unnecessary_cast)]
         let mtype = core::ffi::c_long::from_ne_bytes(self.buf.0[..LONG].try_into().unwrap_or([0; LONG])) as i32;
         let bytes = &self.buf.0[LONG..LONG + n];
         let frame = ember_core::Frame::new_checked(bytes)?;
         if frame.total_len() != n {
             return Err(Error::Codec(ember_core::Error::TrailingBytes { extra: n - frame.total_len() }));
         }
+        check_receiver_integrity(bytes, self.require_checked)?;
         let dst = buf.get_mut(..n).ok_or(Error::BufferTooSmall { needed: n })?;
         dst.copy_from_slice(bytes);
         Ok((n, mtype))
@@ -174,11 +209,72 @@ impl<const N: usize> FrameSender for SysvQueue<N> {
     fn send_frame(&mut self, frame: &[u8]) -> Result<()> {
         self.send_type(frame, 1)
     }
+
+    fn integrity(&self) -> Integrity {
+        self.integrity
+    }
+
+    fn set_integrity(&mut self, integrity: Integrity) {
+        self.integrity = integrity;
+    }
+}
+
+impl<const N: usize> TimedReceiver for SysvQueue<N> {
+    /// SysV queues have no descriptor to wait on: `msgrcv(IPC_NOWAIT)`, retried after sleeps
+    /// of 1 ms doubling to 16 ms, until the deadline (so a message is seen at most 16 ms
+    /// late; with neither a timeout nor a canceler, the blocking `msgrcv`). The sleeps are
+    /// `poll`s on the canceler's eventfd, so a cancel ends them at once.
+    fn recv_frame_with(
+        &mut self,
+        buf: &mut [u8],
+        timeout: Option<Duration>,
+        cancel: Option<&Canceler>,
+    ) -> Result<usize> {
+        if timeout.is_none() && cancel.is_none() {
+            return self.recv_frame(buf);
+        }
+        let mut backoff = crate::cancel::Backoff::new(timeout);
+        loop {
+            crate::cancel::check(cancel)?;
+            match self.recv_raw_flags(buf, 0, sys::IPC_NOWAIT) {
+                Err(Error::WouldBlock) => {}
+                r => return r.map(|(n, _)| n),
+            }
+            backoff.sleep(cancel)?;
+        }
+    }
+}
+
+impl<const N: usize> TimedSender for SysvQueue<N> {
+    /// `msgsnd(IPC_NOWAIT)` as type 1, retried after sleeps as for the receive (a full SysV
+    /// queue has nothing to wait on either).
+    fn send_frame_with(&mut self, frame: &[u8], timeout: Option<Duration>, cancel: Option<&Canceler>) -> Result<()> {
+        if timeout.is_none() && cancel.is_none() {
+            return self.send_frame(frame);
+        }
+        let mut backoff = crate::cancel::Backoff::new(timeout);
+        loop {
+            crate::cancel::check(cancel)?;
+            match self.send_type_flags(frame, 1, sys::IPC_NOWAIT) {
+                Err(Error::WouldBlock) => {}
+                r => return r,
+            }
+            backoff.sleep(cancel)?;
+        }
+    }
 }
 
 impl<const N: usize> FrameReceiver for SysvQueue<N> {
     fn max_frame(&self) -> usize {
         N - LONG
+    }
+
+    fn require_checked(&mut self, on: bool) {
+        self.require_checked = on;
+    }
+
+    fn requires_checked(&self) -> bool {
+        self.require_checked
     }
 
     /// `msgrcv`, lowest type first.

@@ -25,6 +25,9 @@ use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
+use core::time::Duration;
+
+use crate::cancel::Canceler;
 use crate::error::{Error, Result};
 use crate::socket::{Creds, DEFAULT_PACKET_MAX, PacketKind, PacketSocket, StreamSocket, peer_credentials};
 
@@ -64,6 +67,9 @@ pub(crate) struct BoundPath {
     len: usize,
     dev: u64,
     ino: u64,
+    /// The process that bound it: only it removes the file (a forked child that drops an
+    /// inherited listener closes its copy of the socket and leaves the parent's file).
+    owner: u32,
 }
 
 impl core::fmt::Debug for BoundPath {
@@ -78,13 +84,17 @@ impl BoundPath {
         let st = rustix::fs::lstat(path)?;
         let mut buf = [0u8; MAX_PATH];
         buf[..path.len()].copy_from_slice(path.as_bytes());
-        Ok(BoundPath { path: buf, len: path.len(), dev: st.st_dev, ino: st.st_ino })
+        let owner = rustix::process::getpid().as_raw_nonzero().get() as u32;
+        Ok(BoundPath { path: buf, len: path.len(), dev: st.st_dev, ino: st.st_ino, owner })
     }
 }
 
 impl Drop for BoundPath {
     fn drop(&mut self) {
         let Ok(path) = core::str::from_utf8(&self.path[..self.len]) else { return };
+        if rustix::process::getpid().as_raw_nonzero().get() as u32 != self.owner {
+            return;
+        }
         if let Ok(st) = rustix::fs::lstat(path)
             && st.st_dev == self.dev
             && st.st_ino == self.ino
@@ -160,6 +170,55 @@ fn replace_if_stale(path: &str, addr: &SocketAddrUnix, kind: SocketType) -> Resu
     }
 }
 
+/// A nonblocking `connect`, retried while the listener's backlog is full (`EAGAIN`: a Unix
+/// socket has no connect in progress to poll for) after sleeps of 1 ms doubling to 16 ms
+/// that watch `cancel`, until `timeout`. The socket is left blocking, as [`connect`] leaves
+/// it.
+fn connect_with(
+    name: UnixName<'_>,
+    kind: SocketType,
+    timeout: Option<Duration>,
+    cancel: Option<&Canceler>,
+) -> Result<OwnedFd> {
+    let addr = name.addr()?;
+    crate::cancel::check(cancel)?;
+    let fd = socket(kind)?;
+    rustix::io::ioctl_fionbio(&fd, true)?;
+    let mut backoff = crate::cancel::Backoff::new(timeout);
+    loop {
+        match rustix::net::connect(&fd, &addr) {
+            Ok(()) => break,
+            Err(Errno::INTR) => {}
+            Err(Errno::NOENT) => return Err(Error::Refused),
+            Err(Errno::AGAIN) => backoff.sleep(cancel)?,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    rustix::io::ioctl_fionbio(&fd, false)?;
+    Ok(fd)
+}
+
+/// [`connect_stream`] that gives up after `timeout` ([`Error::TimedOut`]) or when `cancel`
+/// is cancelled ([`Error::Cancelled`]): a listener that is alive but not accepting (its
+/// backlog full) cannot hang it.
+pub fn connect_stream_timeout<const N: usize>(
+    name: UnixName<'_>,
+    timeout: Option<Duration>,
+    cancel: Option<&Canceler>,
+) -> Result<StreamSocket<N>> {
+    Ok(StreamSocket::from_fd(connect_with(name, SocketType::STREAM, timeout, cancel)?))
+}
+
+/// [`connect_seqpacket`] bounded as [`connect_stream_timeout`].
+pub fn connect_seqpacket_timeout(
+    name: UnixName<'_>,
+    timeout: Option<Duration>,
+    cancel: Option<&Canceler>,
+) -> Result<PacketSocket> {
+    let fd = connect_with(name, SocketType::SEQPACKET, timeout, cancel)?;
+    Ok(PacketSocket::from_fd(fd, PacketKind::Seqpacket, DEFAULT_PACKET_MAX))
+}
+
 fn connect(name: UnixName<'_>, kind: SocketType) -> Result<OwnedFd> {
     let addr = name.addr()?;
     let fd = socket(kind)?;
@@ -176,8 +235,7 @@ fn connect(name: UnixName<'_>, kind: SocketType) -> Result<OwnedFd> {
 
 /// Connects a stream socket to `name` (`socket(AF_UNIX, SOCK_STREAM)` + `connect`).
 /// Nobody listening is [`Error::Refused`]. A listener that is alive but not accepting
-/// blocks this call once its backlog (128) is full; set a deadline around it with the
-/// poller if that listener is not trusted.
+/// blocks this call once its backlog (128) is full; [`connect_stream_timeout`] bounds it.
 pub fn connect_stream<const N: usize>(name: UnixName<'_>) -> Result<StreamSocket<N>> {
     Ok(StreamSocket::from_fd(connect(name, SocketType::STREAM)?))
 }
@@ -296,6 +354,15 @@ impl UdsListener {
         self.kind == SocketType::SEQPACKET
     }
 
+    /// Gives the listening socket back. The socket file this listener bound stays (whoever
+    /// holds the descriptor now listens at that path), and the uid allow list is dropped.
+    pub fn into_fd(self) -> OwnedFd {
+        let UdsListener { _path: path, fd, .. } = self;
+        // Only its drop removes the file; it owns no other resource.
+        core::mem::forget(path);
+        fd
+    }
+
     fn bind(name: UnixName<'_>, kind: SocketType) -> Result<UdsListener> {
         let fd = socket(kind)?;
         let path = bind(&fd, name, kind)?;
@@ -317,13 +384,31 @@ impl UdsListener {
     /// `accept4(SOCK_CLOEXEC)` and the peer's credentials; a peer outside the allow-list
     /// is closed and reported as [`Error::PeerNotAllowed`].
     fn accept_fd(&self, kind: SocketType) -> Result<(OwnedFd, Creds)> {
+        self.accept_fd_with(kind, None, None)
+    }
+
+    /// `accept4`, after a `poll` on the listener (and the canceler) until `timeout` when
+    /// either is given.
+    fn accept_fd_with(
+        &self,
+        kind: SocketType,
+        timeout: Option<Duration>,
+        cancel: Option<&Canceler>,
+    ) -> Result<(OwnedFd, Creds)> {
         if self.kind != kind {
             return Err(Error::Os(Errno::PROTOTYPE));
         }
+        let polled = timeout.is_some() || cancel.is_some();
+        let end = crate::transport::end_of(timeout);
         let fd = loop {
+            if polled {
+                crate::poll::wait_fd_cancellable(&self.fd, rustix::event::PollFlags::IN, end, cancel)?;
+            }
             match rustix::net::accept_with(&self.fd, SocketFlags::CLOEXEC) {
                 Ok(fd) => break fd,
                 Err(e) if crate::net::accept_should_retry(e) => {}
+                // A nonblocking listener whose connection another accept took: wait again.
+                Err(Errno::AGAIN) if polled => {}
                 Err(e) => return Err(e.into()),
             }
         };
@@ -346,10 +431,48 @@ impl UdsListener {
         let (fd, creds) = self.accept_fd(SocketType::SEQPACKET)?;
         Ok((PacketSocket::from_fd(fd, PacketKind::Seqpacket, DEFAULT_PACKET_MAX), creds))
     }
+
+    /// [`UdsListener::accept_stream`] waiting at most `timeout` ([`Error::TimedOut`]) and
+    /// ending with [`Error::Cancelled`] when `cancel` is cancelled: `poll` on the listener
+    /// and the canceler, then `accept4`.
+    pub fn accept_stream_timeout<const N: usize>(
+        &self,
+        timeout: Option<Duration>,
+        cancel: Option<&Canceler>,
+    ) -> Result<(StreamSocket<N>, Creds)> {
+        let (fd, creds) = self.accept_fd_with(SocketType::STREAM, timeout, cancel)?;
+        Ok((StreamSocket::from_fd(fd), creds))
+    }
+
+    /// [`UdsListener::accept_seqpacket`] bounded as [`UdsListener::accept_stream_timeout`].
+    pub fn accept_seqpacket_timeout(
+        &self,
+        timeout: Option<Duration>,
+        cancel: Option<&Canceler>,
+    ) -> Result<(PacketSocket, Creds)> {
+        let (fd, creds) = self.accept_fd_with(SocketType::SEQPACKET, timeout, cancel)?;
+        Ok((PacketSocket::from_fd(fd, PacketKind::Seqpacket, DEFAULT_PACKET_MAX), creds))
+    }
 }
 
 impl AsFd for UdsListener {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+/// [`UdsListener::from_fd`]: a listening Unix stream or seqpacket socket, else
+/// [`Error::WrongFdType`].
+impl TryFrom<OwnedFd> for UdsListener {
+    type Error = Error;
+    fn try_from(fd: OwnedFd) -> Result<UdsListener> {
+        UdsListener::from_fd(fd)
+    }
+}
+
+/// [`UdsListener::into_fd`].
+impl From<UdsListener> for OwnedFd {
+    fn from(l: UdsListener) -> OwnedFd {
+        l.into_fd()
     }
 }

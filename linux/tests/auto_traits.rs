@@ -2,7 +2,10 @@
 
 use ember_linux::Error;
 use ember_linux::dbus::address::UnixAddress;
-use ember_linux::dbus::object::{Call, Interface, Method, MethodError, Object, Property, SignalDesc};
+use ember_linux::dbus::object::{
+    Annotation, ArgNames, Call, Description, EmitsChanged, Interface, Member, Method, MethodError, Object, ObjectTable,
+    Property, SignalDesc, TableError, Token,
+};
 use ember_linux::dbus::{Connection, Processed, RequestNameReply};
 use ember_linux::mq::{Attributes, MessageQueue};
 use ember_linux::net::TcpListener;
@@ -35,6 +38,14 @@ fn send_and_sync() {
     assert_send_sync::<Object<'_>>();
     assert_send_sync::<Property<'_>>();
     assert_send_sync::<SignalDesc<'_>>();
+    assert_send_sync::<Token>();
+    assert_send_sync::<ObjectTable<'_, 4>>();
+    assert_send_sync::<TableError>();
+    assert_send_sync::<Description<'_>>();
+    assert_send_sync::<Annotation<'_>>();
+    assert_send_sync::<ArgNames<'_>>();
+    assert_send_sync::<Member<'_>>();
+    assert_send_sync::<EmitsChanged>();
     assert_send_sync::<Connection<64>>();
     assert_send_sync::<Processed<'_>>();
     assert_send_sync::<RequestNameReply>();
@@ -50,6 +61,7 @@ fn send_and_sync() {
     assert_send_sync::<Poller<4>>();
     assert_send_sync::<Ready>();
     assert_send_sync::<Timer>();
+    assert_send_sync::<ember_linux::Canceler>();
     assert_send_sync::<Client<ShmLink, 4, 64, 4096>>();
     assert_send_sync::<Duplex<Writer, StreamReader<64>>>();
     assert_send_sync::<Failure>();

@@ -324,9 +324,71 @@ fn over_shared_memory_rings() {
     exercise(ShmLink { tx, rx }, server);
 }
 
+/// Requests and responses carry the link's integrity: unchecked on a Unix socket by
+/// default, checked once the link's sender is set so (docs/wire-format.md §4.4); each side
+/// reads the other's frames whatever they carry.
+fn integrity_follows_the_link() {
+    use ember_linux::FrameReceiver;
+    use ember_linux::FrameSender;
+    use ember_linux::core::frame::{Flags, Frame, Integrity};
+    let integrity = |b: &[u8]| Frame::new_checked(b).unwrap().integrity();
+    let mut buf = vec![0u8; FRAME];
+    let mut scratch = [0u8; 64];
+    // A client, and a raw peer in place of the server.
+    let (mut a, mut b) = uds::seqpacket_pair().unwrap();
+    a.set_max_frame(FRAME);
+    let mut c: Box<TestClient<PacketSocket>> = Box::new(Client::new(a).unwrap());
+    for want in [Integrity::Unchecked, Integrity::Checked] {
+        if want == Integrity::Checked {
+            c.link().set_integrity(Integrity::Checked);
+        }
+        assert_eq!(Link::frame_integrity(c.link()), want);
+        let t = c.start(ADD, &(1u32, 2u32), Some(T)).unwrap();
+        let n = b.recv_frame(&mut buf).unwrap();
+        assert_eq!(integrity(&buf[..n]), want, "the request");
+        let seq = Frame::new_checked(&buf[..n]).unwrap().seq();
+        // A checked response to an unchecked request and the reverse: both are taken.
+        let flags = Flags::RESPONSE | if want == Integrity::Checked { Flags::UNCHECKED } else { Flags::empty() };
+        let r = ember_linux::core::message::encode_with(flags, ADD, seq, &3u32, &mut scratch).unwrap();
+        b.send_frame(r).unwrap();
+        assert_eq!(c.wait::<u32>(t, Some(T)), Ok(3));
+    }
+    // A server, and a raw peer in place of the client: `respond`, the `Responder` of
+    // `serve_one` and an error response all carry the link's integrity.
+    let (mut a, mut b) = uds::seqpacket_pair().unwrap();
+    b.set_max_frame(FRAME);
+    let mut s: Server<PacketSocket, FRAME, FRAME> = Server::new(b).unwrap();
+    for want in [Integrity::Unchecked, Integrity::Checked] {
+        s.link().set_integrity(want);
+        let n = ember_linux::core::message::encode(ADD, 1, &(5u32, 6u32), &mut scratch).unwrap().len();
+        a.send_frame(&scratch[..n]).unwrap();
+        let r = s.recv_request(Some(T)).unwrap();
+        s.respond(ADD, r.seq, &11u32).unwrap();
+        let n = a.recv_frame(&mut buf).unwrap();
+        assert_eq!(integrity(&buf[..n]), want, "respond");
+        let n = ember_linux::core::message::encode(ADD, 2, &(5u32, 7u32), &mut scratch).unwrap().len();
+        a.send_frame(&scratch[..n]).unwrap();
+        s.serve_one(Some(T), &mut |_, p: &[u8], out: &mut Responder<'_>| {
+            let (x, y): (u32, u32) = decode(p)?;
+            out.respond(&(x + y))
+        })
+        .unwrap();
+        let n = a.recv_frame(&mut buf).unwrap();
+        assert_eq!(integrity(&buf[..n]), want, "the responder");
+        let n = ember_linux::core::message::encode(UNKNOWN, 3, &(), &mut scratch).unwrap().len();
+        a.send_frame(&scratch[..n]).unwrap();
+        s.serve_one(Some(T), &mut |_, _: &[u8], _: &mut Responder<'_>| Err(Failure::new(300, "no"))).unwrap();
+        let n = a.recv_frame(&mut buf).unwrap();
+        let f = Frame::new_checked(&buf[..n]).unwrap();
+        assert!(f.flags().contains(Flags::RESPONSE | Flags::ERROR));
+        assert_eq!(f.integrity(), want, "an error response");
+    }
+}
+
 fn main() {
     common::main(
         &[
+            ("integrity_follows_the_link", integrity_follows_the_link),
             ("over_uds_stream", over_uds_stream),
             ("over_uds_seqpacket", over_uds_seqpacket),
             ("over_a_pipe_pair", over_a_pipe_pair),

@@ -1,16 +1,20 @@
 //! Shared memory in the field: a full `/dev/shm`, a writer killed on a system without
-//! pidfds, a daemon restarted after a crash (issue 24).
+//! pidfds, a pid reused after its writer died (issue 24; restarts: `restart.rs`).
 //!
 //! The faults are real: a small tmpfs mounted on `/dev/shm` inside a private mount (and
-//! IPC) namespace (`unshare -m -i`, as root), a seccomp filter that makes `pidfd_open`
+//! IPC) namespace (`unshare(2)` and `mount(2)` from the peer itself, as root: no programs,
+//! so these run in the boards' guests too), a PID namespace whose `ns_last_pid` hands a
+//! dead writer's pid to another process, a seccomp filter that makes `pidfd_open`
 //! fail with `ENOSYS`, `kill -9`. Like `shm_processes`, this binary has its own `main`
 //! (`harness = false`) and plays its peer processes itself (`--peer <role> ...`).
 
 mod common;
+#[path = "common/ns.rs"]
+mod ns;
 use common::peer::{Peer, ShmCleanup};
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use ember_core::shm::ShmError;
@@ -44,22 +48,17 @@ fn dev_shm() -> Vec<String> {
 }
 
 /// Runs this binary as `--peer <args>` in a private mount and IPC namespace whose
-/// `/dev/shm` is a fresh tmpfs of `size`, and whose `kernel.shmall` is `shmall` pages;
-/// returns its stdout, failing the test if it did not exit 0.
+/// `/dev/shm` is a fresh tmpfs of `size`, and whose `kernel.shmall` is `shmall` pages
+/// ([`ns::private_ipc`], in the peer: no `unshare` program needed, so this runs in the
+/// boards' guests too); returns its stdout, failing the test if it did not exit 0.
 fn in_small_shm(size: &str, shmall: u32, args: &[&str]) -> String {
-    common::need_tool("unshare");
-    let script = format!(
-        "mount -t tmpfs -o size={size},mode=1777 tmpfs /dev/shm && echo {shmall} > /proc/sys/kernel/shmall && \
-         exec \"$@\""
-    );
-    let out = Command::new("unshare")
-        .args(["-m", "-i", "sh", "-c", &script, "sh"])
-        .args(common::me_argv())
-        .arg("--peer")
+    let shmall = shmall.to_string();
+    let out = common::me()
+        .args(["--peer", "in-ns", size, &shmall])
         .args(args)
         .stderr(Stdio::inherit())
         .output()
-        .expect("unshare (util-linux) runs");
+        .expect("the peer runs");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "peer {args:?} failed ({}); it said:\n{stdout}", out.status);
     stdout
@@ -250,7 +249,19 @@ fn peer(args: &[String]) {
         "nospace" => peer_nospace(&mut stdout),
         "writer" => peer_writer(&args[1], &args[2], &mut stdout),
         "reader" => peer_reader(&args[1], &args[2], &args[3], &args[4], args[5] == "nopidfd", &mut stdout),
-        "pid-reuse" => peer_pid_reuse(&mut stdout),
+        "pid-reuse" => {
+            mount_own_proc();
+            peer_pid_reuse(&mut stdout)
+        }
+        "pid-ns" => peer_pid_ns(),
+        "idle" => loop {
+            std::thread::sleep(Duration::from_secs(1));
+        },
+        "in-ns" => {
+            drop(stdout);
+            ns::private_ipc(&args[1], Some(args[2].parse().unwrap()), false);
+            peer(&args[3..]);
+        }
         other => panic!("unknown peer role {other}"),
     }
 }
@@ -328,7 +339,8 @@ fn peer_pid_reuse(out: &mut impl Write) {
     // `ns_last_pid` does not, so wait a few ticks.
     std::thread::sleep(Duration::from_millis(50));
     std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).unwrap();
-    let mut imposter = Command::new("sleep").arg("60").spawn().unwrap();
+    // This binary idling (`--peer idle`), not `sleep`, which the boards' guests lack.
+    let mut imposter = common::me().args(["--peer", "idle"]).spawn().unwrap();
     assert_eq!(imposter.id(), pid, "ns_last_pid did not hand the pid over");
     let imposter_start = process_start(pid).unwrap();
     assert_ne!(imposter_start, start);
@@ -352,18 +364,37 @@ fn peer_pid_reuse(out: &mut impl Write) {
 
 fn pid_reused_by_another_process_is_not_the_writer() {
     common::skip_under_emulator("seccomp filters and a PID namespace's ns_last_pid");
-    common::need_tool("unshare");
-    let out = Command::new("unshare")
-        .args(["-p", "-f", "--mount-proc"])
-        .args(common::me_argv())
-        .args(["--peer", "pid-reuse"])
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("unshare (util-linux) runs");
+    let out = common::me().args(["--peer", "pid-ns"]).stderr(Stdio::inherit()).output().expect("the peer runs");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "pid-reuse peer failed ({}); it said:\n{stdout}", out.status);
     println!("{}", stdout.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n"));
     assert!(stdout.ends_with("done\n"), "{stdout}");
+}
+
+/// `--peer pid-ns`: moves into new PID and mount namespaces (`unshare(2)`, no `unshare`
+/// program: the boards' guests have none) and runs `--peer pid-reuse` as the new PID
+/// namespace's pid 1, which mounts that namespace's `/proc` first.
+fn peer_pid_ns() {
+    // SAFETY: a plain system call; this peer has one thread.
+    let r = unsafe { libc::unshare(libc::CLONE_NEWPID | libc::CLONE_NEWNS) };
+    assert_eq!(r, 0, "unshare: {}", std::io::Error::last_os_error());
+    let status = common::me().args(["--peer", "pid-reuse"]).status().expect("the pid 1 peer runs");
+    std::process::exit(status.code().unwrap_or(1));
+}
+
+/// The first steps of `--peer pid-reuse`: this namespace's own `/proc`.
+fn mount_own_proc() {
+    use std::ffi::CString;
+    let (root, proc_) = (CString::new("/").unwrap(), CString::new("proc").unwrap());
+    let target = CString::new("/proc").unwrap();
+    // SAFETY: plain system calls with NUL-terminated strings.
+    unsafe {
+        let flags = libc::MS_REC | libc::MS_PRIVATE;
+        assert_eq!(libc::mount(std::ptr::null(), root.as_ptr(), std::ptr::null(), flags, std::ptr::null()), 0);
+        let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        let r = libc::mount(proc_.as_ptr(), target.as_ptr(), proc_.as_ptr(), flags, std::ptr::null());
+        assert_eq!(r, 0, "mount proc: {}", std::io::Error::last_os_error());
+    }
 }
 
 fn main() {

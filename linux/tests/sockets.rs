@@ -21,7 +21,7 @@ use ember_linux::net::{self, TcpListener};
 use ember_linux::poll::{Interest, Poller, Timer};
 use ember_linux::socket::{MAX_RECV_FDS, PacketKind, PacketSocket, StreamSocket};
 use ember_linux::uds::{self, UdsListener, UnixName};
-use ember_linux::{Endpoint, Error, FrameReceiver, FrameSender};
+use ember_linux::{Endpoint, Error, FrameReceiver, FrameSender, Integrity};
 use suite::*;
 
 fn unique_abstract(tag: &str) -> String {
@@ -56,9 +56,17 @@ fn open_fds() -> usize {
 
 // ---- the conformance suite, in one process ----------------------------------------------
 
+/// What a socket sender checks by default: payloads on TCP and UDP, not on Unix sockets.
+fn medium_default(name: &str) -> Integrity {
+    if name == "tcp" || name == "udp" { Integrity::Checked } else { Integrity::Unchecked }
+}
+
 fn stream_suite<const N: usize>(name: &'static str, mut tx: StreamSocket<N>, mut rx: StreamSocket<N>) {
-    let caps = Caps { name, max_payload: N - 64 };
+    let caps = Caps { name, max_payload: N - 64, integrity: medium_default(name) };
     core_suite(&caps, &mut tx, &mut rx);
+    small_buffer_that_fits(&caps, &mut tx, &mut rx);
+    timed_receive(&caps, &mut tx, &mut rx);
+    timed_receive_keeps_a_partial_frame(&tx, &mut rx);
     garbage_between_frames(&tx, &mut rx);
     // The sender closes: the receiver gets the frames sent, then `PeerGone`.
     peer_gone_on_recv(tx, &mut rx);
@@ -67,8 +75,10 @@ fn stream_suite<const N: usize>(name: &'static str, mut tx: StreamSocket<N>, mut
 /// `eof`: a seqpacket (the sender's close is end of stream); `gone_on_send`: a send to a
 /// closed peer fails at once (not UDP, which learns it from an ICMP message later).
 fn packet_suite(name: &'static str, mut tx: PacketSocket, mut rx: PacketSocket, eof: bool, gone_on_send: bool) {
-    let caps = Caps { name, max_payload: 8000 };
+    let caps = Caps { name, max_payload: 8000, integrity: medium_default(name) };
     core_suite(&caps, &mut tx, &mut rx);
+    small_buffer_that_fits(&caps, &mut tx, &mut rx);
+    timed_receive(&caps, &mut tx, &mut rx);
     if eof {
         // Seqpacket: the sender's close is end of stream.
         let (mut rx2, tx2) = uds::seqpacket_pair().unwrap();
@@ -999,6 +1009,10 @@ fn sockets_and_poller_allocate_nothing() {
     let mut out = vec![0u8; 1 << 17];
     let mut slots: [Option<OwnedFd>; 2] = Default::default();
     let mut total = 0u32;
+    // Unix senders write unchecked payloads, TCP and UDP checked ones (the defaults); the
+    // TCP and UDP receivers also require checked payloads.
+    trx.require_checked(true);
+    urx.require_checked(true);
     let count = counting::allocations(|| {
         for i in 0..100u32 {
             stx.send_msg(1, i, &("stream", i), &mut scratch).unwrap();
@@ -1054,6 +1068,61 @@ fn nonblocking_stream_socket_would_block() {
     drop(rx);
 }
 
+/// Every fd-backed endpoint, listeners included, goes to an `OwnedFd` and back
+/// (`From`/`TryFrom`) and still works; a descriptor of the wrong kind is `WrongFdType`.
+fn endpoints_to_and_from_descriptors() {
+    use ember_linux::pipe::{self, PacketReader, StreamReader, Writer};
+    let mut out = vec![0u8; 70_000];
+    let mut buf = [0u8; 256];
+    let n = frame(7, 100, &mut buf);
+    // Pipes: the writer finds its mode from the descriptor.
+    let (rx, tx) = pipe::pipe().unwrap();
+    let (mut rx, mut tx) = (StreamReader::<4096>::from(OwnedFd::from(rx)), Writer::from(OwnedFd::from(tx)));
+    tx.send_frame(&buf[..n]).unwrap();
+    assert_eq!(rx.recv_frame(&mut out), Ok(n));
+    let (rx, tx) = pipe::packet_pipe().unwrap();
+    let (mut rx, mut tx) = (PacketReader::from(OwnedFd::from(rx)), Writer::from(OwnedFd::from(tx)));
+    assert!(matches!(tx.send_frame(&vec![0u8; 5000]), Err(Error::TooLarge { .. })), "packet mode kept");
+    tx.send_frame(&buf[..n]).unwrap();
+    assert_eq!(rx.recv_frame(&mut out), Ok(n));
+    // Sockets: a packet socket's kind comes from SO_TYPE.
+    let (a, b) = uds::seqpacket_pair().unwrap();
+    let mut a = PacketSocket::try_from(OwnedFd::from(a)).unwrap();
+    let mut b = PacketSocket::try_from(OwnedFd::from(b)).unwrap();
+    a.send_frame(&buf[..n]).unwrap();
+    assert_eq!(b.recv_frame(&mut out), Ok(n));
+    drop(a);
+    assert_eq!(b.recv_frame(&mut out), Err(Error::PeerGone), "seqpacket: end of stream");
+    let (r, _w) = pipe::pipe().unwrap();
+    assert!(matches!(PacketSocket::try_from(OwnedFd::from(r)), Err(Error::WrongFdType { .. })));
+    let (x, y) = uds::stream_pair::<4096>().unwrap();
+    let (mut x, mut y) = (StreamSocket::<4096>::from(OwnedFd::from(x)), StreamSocket::<4096>::from(OwnedFd::from(y)));
+    x.send_frame(&buf[..n]).unwrap();
+    assert_eq!(y.recv_frame(&mut out), Ok(n));
+    // Listeners: the socket file stays with the descriptor.
+    let path = unique_path("fdconv");
+    let l = UdsListener::bind_stream(UnixName::Path(&path)).unwrap();
+    let l = UdsListener::try_from(OwnedFd::from(l)).unwrap();
+    assert!(std::path::Path::new(&path).exists(), "into_fd keeps the socket file");
+    let mut c: StreamSocket<4096> = uds::connect_stream(UnixName::Path(&path)).unwrap();
+    let (mut s, _) = l.accept_stream::<4096>().unwrap();
+    c.send_frame(&buf[..n]).unwrap();
+    assert_eq!(s.recv_frame(&mut out), Ok(n));
+    drop(l);
+    std::fs::remove_file(&path).unwrap();
+    let t = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = t.local_addr().unwrap();
+    let t = TcpListener::try_from(OwnedFd::from(t)).unwrap();
+    let mut c: StreamSocket<4096> = net::tcp_connect(addr, None).unwrap();
+    let (mut s, _) = t.accept::<4096>().unwrap();
+    c.send_frame(&buf[..n]).unwrap();
+    assert_eq!(s.recv_frame(&mut out), Ok(n));
+    let (r, _w) = pipe::pipe().unwrap();
+    assert!(matches!(TcpListener::try_from(OwnedFd::from(r)), Err(Error::WrongFdType { .. })));
+    let (r, _w) = pipe::pipe().unwrap();
+    assert!(matches!(UdsListener::try_from(OwnedFd::from(r)), Err(Error::WrongFdType { .. })));
+}
+
 fn main() {
     common::main(
         &[
@@ -1073,6 +1142,7 @@ fn main() {
             ("allow_list_refuses_other_uid", allow_list_refuses_other_uid),
             ("fd_passing_to_another_process", fd_passing_to_another_process),
             ("too_many_fds_are_closed", too_many_fds_are_closed),
+            ("endpoints_to_and_from_descriptors", endpoints_to_and_from_descriptors),
             ("credentials_with_messages", credentials_with_messages),
             ("errors_refused_stale_and_in_use", errors_refused_stale_and_in_use),
             ("oversized_datagram", oversized_datagram),

@@ -12,14 +12,14 @@ mod suite;
 
 use std::os::fd::AsFd;
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ember_core::frame::{Flags, FrameRepr};
 use ember_linux::mq::{Access, MessageQueue};
 use ember_linux::pipe::{self, PIPE_BUF, PacketReader, StreamReader, Writer};
 use ember_linux::signal::{self, DaemonEvent, SigSet, SignalFd};
 use ember_linux::sysvmq::SysvQueue;
-use ember_linux::{Endpoint, Error, FrameReceiver, FrameSender, fifo};
+use ember_linux::{Endpoint, Error, FrameReceiver, FrameSender, Integrity, fifo};
 use suite::*;
 
 fn unique_mq(tag: &str) -> String {
@@ -27,10 +27,13 @@ fn unique_mq(tag: &str) -> String {
 }
 
 fn suite_stream_pipe() {
-    let caps = Caps { name: "pipe", max_payload: pipe::DEFAULT_STREAM_BUF - 64 };
+    let caps = Caps { name: "pipe", max_payload: pipe::DEFAULT_STREAM_BUF - 64, integrity: Integrity::Unchecked };
     let (mut rx, mut tx) = pipe::pipe().unwrap();
     pipe::set_capacity(&tx, 1 << 20).unwrap_or(0);
     core_suite(&caps, &mut tx, &mut rx);
+    small_buffer_that_fits(&caps, &mut tx, &mut rx);
+    timed_receive(&caps, &mut tx, &mut rx);
+    timed_receive_keeps_a_partial_frame(&tx, &mut rx);
     garbage_between_frames(&tx, &mut rx);
     peer_gone_on_send(&mut tx, rx);
     let (mut rx, tx) = pipe::pipe().unwrap();
@@ -38,10 +41,12 @@ fn suite_stream_pipe() {
 }
 
 fn suite_packet_pipe() {
-    let caps = Caps { name: "packet pipe", max_payload: PIPE_BUF - 24 };
+    let caps = Caps { name: "packet pipe", max_payload: PIPE_BUF - 24, integrity: Integrity::Unchecked };
     let (mut rx, mut tx): (PacketReader, Writer) = pipe::packet_pipe().unwrap();
     assert!(tx.is_packet());
     core_suite(&caps, &mut tx, &mut rx);
+    small_buffer_that_fits(&caps, &mut tx, &mut rx);
+    timed_receive(&caps, &mut tx, &mut rx);
     peer_gone_on_send(&mut tx, rx);
     let (mut rx, tx) = pipe::packet_pipe().unwrap();
     peer_gone_on_recv(tx, &mut rx);
@@ -52,12 +57,14 @@ fn suite_fifo() {
     let _c = Cleanup(path.clone());
     fifo::create(&path).unwrap();
     fifo::create(&path).unwrap(); // an existing FIFO of ours is accepted
-    let caps = Caps { name: "fifo", max_payload: pipe::DEFAULT_STREAM_BUF - 64 };
+    let caps = Caps { name: "fifo", max_payload: pipe::DEFAULT_STREAM_BUF - 64, integrity: Integrity::Unchecked };
     // No reader yet: opening for writing does not block, it says so.
     assert_eq!(fifo::open_writer(&path, false).err(), Some(Error::NoReader));
     let mut rx: StreamReader = fifo::open_reader(&path, false).unwrap();
     let mut tx = fifo::open_writer(&path, false).unwrap();
     core_suite(&caps, &mut tx, &mut rx);
+    small_buffer_that_fits(&caps, &mut tx, &mut rx);
+    timed_receive(&caps, &mut tx, &mut rx);
     garbage_between_frames(&tx, &mut rx);
     peer_gone_on_send(&mut tx, rx);
     // A FIFO is one object: this writer must go, or the next reader never sees end of file.
@@ -71,8 +78,22 @@ fn suite_mq() {
     let name = unique_mq("mq");
     let mut q = MessageQueue::create(&name, 10, 4096, Access::Both).unwrap();
     let mut rx = MessageQueue::open(&name, Access::Receive).unwrap();
-    let caps = Caps { name: "mq", max_payload: 4096 - 24 };
+    let caps = Caps { name: "mq", max_payload: 4096 - 24, integrity: Integrity::Unchecked };
     core_suite(&caps, &mut q, &mut rx);
+    timed_receive(&caps, &mut q, &mut rx);
+    // To a descriptor and back: still the queue; the creator's descriptor keeps the name.
+    let mut rx = MessageQueue::try_from(std::os::fd::OwnedFd::from(rx)).unwrap();
+    let mut q = MessageQueue::try_from(std::os::fd::OwnedFd::from(q)).unwrap();
+    let mut buf = [0u8; 128];
+    let n = frame(9, 60, &mut buf);
+    q.send_frame(&buf[..n]).unwrap();
+    let mut out = vec![0u8; 4096];
+    assert_eq!(rx.recv_frame(&mut out), Ok(n));
+    drop((q, rx));
+    MessageQueue::open(&name, Access::Both).expect("into_fd kept the name");
+    MessageQueue::unlink(&name).unwrap();
+    let (r, _w) = ember_linux::pipe::pipe().unwrap();
+    assert!(matches!(MessageQueue::try_from(std::os::fd::OwnedFd::from(r)), Err(Error::WrongFdType { .. })));
 }
 
 /// Priorities, a full queue (nonblocking and timed), a timed receive, attributes, poll.
@@ -128,6 +149,121 @@ fn mq_priorities_full_and_timeouts() {
     assert_eq!(MessageQueue::create("/a/b", 2, 64, Access::Both).err(), Some(Error::InvalidName));
 }
 
+/// Steps `CLOCK_REALTIME` by `by_s` seconds (forward when positive).
+fn step_wall_clock(by_s: i64) {
+    use rustix::time::{ClockId, clock_gettime, clock_settime};
+    let mut t = clock_gettime(ClockId::Realtime);
+    t.tv_sec += by_s;
+    clock_settime(ClockId::Realtime, t).expect("clock_settime(CLOCK_REALTIME)");
+}
+
+/// A timed mq wait during which the wall clock is stepped by `step_s` lasts its timeout:
+/// `op` is given the timeout and must end with `TimedOut`. Returns how long it took.
+fn timed_wait_across_a_step(step_s: i64, op: impl FnOnce(Duration) -> Result<(), ember_linux::Error>) -> Duration {
+    const TIMEOUT: Duration = Duration::from_millis(1500);
+    let stepper = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        step_wall_clock(step_s);
+    });
+    let started = std::time::Instant::now();
+    let r = op(TIMEOUT);
+    let took = started.elapsed();
+    stepper.join().unwrap();
+    step_wall_clock(-step_s);
+    assert_eq!(r, Err(ember_linux::Error::TimedOut), "step {step_s:+} s");
+    assert!(took >= TIMEOUT, "a {step_s:+} s clock step cut a {TIMEOUT:?} wait to {took:?}");
+    // Stretched by the step, it would last an hour; anything near the timeout is right.
+    assert!(took < TIMEOUT * 10, "a {step_s:+} s clock step stretched a {TIMEOUT:?} wait to {took:?}");
+    took
+}
+
+/// POSIX mq timed waits keep the caller's deadline on the monotonic clock: a wall-clock step
+/// (NTP on a board without an RTC) neither cuts nor stretches them.
+fn mq_timeouts_ignore_wall_clock_steps() {
+    common::skip_unless_own_clock("mq_timeouts_ignore_wall_clock_steps");
+    let name = unique_mq("clockstep");
+    let mut q = MessageQueue::create(&name, 2, 64, Access::Both).unwrap();
+    let mut buf = [0u8; 64];
+    for step in [3600, -3600] {
+        let took = timed_wait_across_a_step(step, |t| q.recv_prio(&mut buf, Some(t)).map(|_| ()));
+        println!("    receive on an empty queue, clock stepped {step:+} s: {took:?}");
+    }
+    let n = frame(1, 8, &mut buf);
+    let frame = buf[..n].to_vec();
+    q.send_prio(&frame, 0, None).unwrap();
+    q.send_prio(&frame, 0, None).unwrap();
+    for step in [3600, -3600] {
+        let took = timed_wait_across_a_step(step, |t| q.send_prio(&frame, 0, Some(t)));
+        println!("    send to a full queue, clock stepped {step:+} s: {took:?}");
+    }
+}
+
+/// Each kernel limit on queues and SysV objects, lowered in a private IPC namespace (and
+/// `RLIMIT_MSGQUEUE` lowered) in a peer that then gives up root: the error names the
+/// limit, its value and what was asked for, instead of a bare `EINVAL`/`EMFILE`/`ENOSPC`.
+fn limits_are_named_with_their_values() {
+    let out = common::me().args(["--peer", "limits"]).output().unwrap();
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    assert!(out.status.success(), "limits peer: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The `limits` peer (see `limits_are_named_with_their_values`); one thread, as root.
+fn limits_peer() {
+    use ember_linux::limits::Limit;
+    use ember_linux::shm::{Backing, SpscSender};
+    let write = |path: &str, v: &str| std::fs::write(path, v).unwrap_or_else(|e| panic!("{path}: {e}"));
+    // SAFETY: unshare(2) with a flag; the process is single-threaded (a fresh peer).
+    assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWIPC) }, 0, "unshare(CLONE_NEWIPC)");
+    write("/proc/sys/fs/mqueue/msg_max", "4");
+    write("/proc/sys/fs/mqueue/msgsize_max", "1024");
+    write("/proc/sys/fs/mqueue/queues_max", "2");
+    write("/proc/sys/kernel/msgmni", "1");
+    write("/proc/sys/kernel/msgmax", "100");
+    write("/proc/sys/kernel/shmmax", "65536");
+    // SysV shm first: as root (no capability lifts shmmax).
+    let big = SpscSender::create(Backing::SysV(ember_linux::sys::IPC_PRIVATE), 1 << 20, 1).err();
+    assert!(
+        matches!(big, Some(Error::Limit { which: Limit::SysvShmmax, value: Some(65536), requested }) if requested > 1 << 20),
+        "{big:?}"
+    );
+    println!("    {}", big.unwrap());
+    // Give up root: msg_max and msgsize_max bind unprivileged processes only.
+    // SAFETY: plain system calls.
+    unsafe {
+        assert_eq!(libc::setgid(65534), 0);
+        assert_eq!(libc::setuid(65534), 0);
+    }
+    let pid = std::process::id();
+    let deep = MessageQueue::create(&format!("/lim-deep-{pid}"), 10, 64, Access::Both).err();
+    assert_eq!(deep, Some(Error::Limit { which: Limit::MqMsgMax, value: Some(4), requested: 10 }));
+    println!("    {}", deep.unwrap());
+    let wide = MessageQueue::create(&format!("/lim-wide-{pid}"), 2, 4096, Access::Both).err();
+    assert_eq!(wide, Some(Error::Limit { which: Limit::MqMsgsizeMax, value: Some(1024), requested: 4096 }));
+    println!("    {}", wide.unwrap());
+    let _a = MessageQueue::create(&format!("/lim-a-{pid}"), 2, 64, Access::Both).unwrap();
+    let _b = MessageQueue::create(&format!("/lim-b-{pid}"), 2, 64, Access::Both).unwrap();
+    let third = MessageQueue::create(&format!("/lim-c-{pid}"), 2, 64, Access::Both).err();
+    assert_eq!(third, Some(Error::Limit { which: Limit::MqQueuesMax, value: Some(2), requested: 0 }));
+    println!("    {}", third.unwrap());
+    drop((_a, _b));
+    let lim = libc::rlimit { rlim_cur: 1000, rlim_max: 1000 };
+    // SAFETY: a valid rlimit.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_MSGQUEUE, &lim) }, 0);
+    let bytes = MessageQueue::create(&format!("/lim-bytes-{pid}"), 4, 1024, Access::Both).err();
+    assert_eq!(bytes, Some(Error::Limit { which: Limit::RlimitMsgqueue, value: Some(1000), requested: 4096 }));
+    println!("    {}", bytes.unwrap());
+    // SysV queues: one per namespace here, messages of at most 100 bytes.
+    let mut q: SysvQueue = SysvQueue::create(ember_linux::sys::IPC_PRIVATE).unwrap();
+    let second = SysvQueue::<8192>::create(ember_linux::sys::IPC_PRIVATE).err();
+    assert!(matches!(second, Some(Error::Limit { which: Limit::SysvMsgmni, value: Some(1), .. })), "{second:?}");
+    println!("    {}", second.unwrap());
+    let mut buf = [0u8; 256];
+    let n = frame(4, 150, &mut buf); // 148 bytes of payload
+    let long = q.send_frame(&buf[..n]).err();
+    assert_eq!(long, Some(Error::Limit { which: Limit::SysvMsgmax, value: Some(100), requested: n as u64 }));
+    println!("    {}", long.unwrap());
+}
+
 fn mq_across_processes() {
     let name = unique_mq("xproc");
     let mut rx = MessageQueue::create(&name, 8, 2048, Access::Receive).unwrap();
@@ -166,7 +302,7 @@ fn suite_sysv() {
     let key = unique_key();
     let mut q: SysvQueue = SysvQueue::create(key).unwrap();
     let mut rx: SysvQueue = SysvQueue::open(key).unwrap();
-    let caps = Caps { name: "sysv mq", max_payload: 8192 - 24 };
+    let caps = Caps { name: "sysv mq", max_payload: 8192 - 24, integrity: Integrity::Unchecked };
     order_and_sizes(&caps, &mut q, &mut rx);
     typed(&mut q, &mut rx);
     rx.set_nonblocking(true);
@@ -175,6 +311,8 @@ fn suite_sysv() {
     rx.set_nonblocking(false);
     rejects_bad_frames(&caps, &mut q);
     small_buffer_consumes_nothing(&caps, &mut q, &mut rx);
+    integrity_settings(&caps, &mut q, &mut rx);
+    timed_receive(&caps, &mut q, &mut rx);
 }
 
 /// `ipcs -q` line of a key.
@@ -259,6 +397,12 @@ fn signals_with_values_and_pidfd() {
     // Nonblocking: nothing pending.
     let mut nb = SignalFd::new(set, true).unwrap();
     assert_eq!(nb.recv(), Err(Error::WouldBlock));
+    // A bounded wait: nothing pending is TimedOut after the timeout; a pending one is read.
+    let t = Instant::now();
+    assert_eq!(sfd.recv_timeout(Some(Duration::from_millis(40))).err(), Some(Error::TimedOut));
+    assert!(t.elapsed() >= Duration::from_millis(40));
+    signal::send_to_thread(rustix::thread::gettid().as_raw_nonzero().get(), signal::SIGUSR2).unwrap();
+    assert_eq!(sfd.recv_timeout(Some(Duration::ZERO)).unwrap().signal, signal::SIGUSR2);
     signal::set_mask(old).unwrap();
 }
 
@@ -472,6 +616,7 @@ fn peer(args: &[String]) {
             }
         }
         // mq-open NAME: tries to open the queue and reports the outcome.
+        "limits" => limits_peer(),
         "mq-open" => match MessageQueue::open(&args[1], Access::Both) {
             Ok(_) => println!("opened"),
             Err(Error::Os(e)) => println!("refused errno {}", e.raw_os_error()),
@@ -716,6 +861,42 @@ fn sigpipe_never_kills() {
     }
 }
 
+/// The SPSC ring's typed helpers follow the integrity setting too: unchecked by default
+/// (the ring bounds-checks its records), checked when set, and a receiver that requires
+/// checked payloads refuses the others (consumed) with the typed error.
+fn shm_ring_integrity() {
+    use ember_core::frame::{Frame, Integrity};
+    use ember_linux::shm::{Backing, SpscReceiver, SpscSender};
+    let n = format!("/{}", unique_name("ring-integrity"));
+    let mut tx = SpscSender::create(Backing::Named(&n), 4096, 7).unwrap();
+    let mut rx = SpscReceiver::open(&n, 7).unwrap();
+    let t = Some(Duration::from_secs(5));
+    let mut scratch = [0u8; 128];
+    let mut out = [0u8; 128];
+    assert_eq!(tx.integrity(), Integrity::Unchecked);
+    assert_eq!(SpscSender::DEFAULT_INTEGRITY, Integrity::Unchecked);
+    tx.send_msg(3, 1, &("one", 1u8), &mut scratch, t).unwrap();
+    let len = rx.recv(&mut out, t).unwrap();
+    assert_eq!(Frame::new_checked(&out[..len]).unwrap().integrity(), Integrity::Unchecked);
+    tx.set_integrity(Integrity::Checked);
+    tx.send_msg(3, 2, &("two", 2u8), &mut scratch, t).unwrap();
+    let (repr, v): (_, (&str, u8)) = rx.recv_msg(&mut out, t).unwrap();
+    assert_eq!((repr.integrity(), repr.seq, v), (Integrity::Checked, 2, ("two", 2)));
+    rx.require_checked(true);
+    assert!(rx.requires_checked());
+    tx.set_integrity(Integrity::Unchecked);
+    tx.send_msg(3, 3, &("three", 3u8), &mut scratch, t).unwrap();
+    tx.set_integrity(Integrity::Checked);
+    tx.send_msg(3, 4, &("four", 4u8), &mut scratch, t).unwrap();
+    let refused = Error::Codec(ember_core::Error::UncheckedPayload);
+    assert_eq!(rx.recv_msg::<(&str, u8)>(&mut out, t).err(), Some(refused));
+    let (repr, v): (_, (&str, u8)) = rx.recv_msg(&mut out, t).unwrap();
+    assert_eq!((repr.seq, v), (4, ("four", 4)));
+    drop(rx);
+    drop(tx);
+    let _ = rustix::shm::unlink(n.as_str());
+}
+
 fn main() {
     common::main(
         &[
@@ -726,7 +907,10 @@ fn main() {
             ("mq_priorities_full_and_timeouts", mq_priorities_full_and_timeouts),
             ("mq_across_processes", mq_across_processes),
             ("mq_other_uid_refused", mq_other_uid_refused),
+            ("mq_timeouts_ignore_wall_clock_steps", mq_timeouts_ignore_wall_clock_steps),
+            ("limits_are_named_with_their_values", limits_are_named_with_their_values),
             ("conformance_sysv_mq", suite_sysv),
+            ("shm_ring_integrity", shm_ring_integrity),
             ("sysv_types_ipcs_and_ipcrm", sysv_types_ipcs_and_ipcrm),
             ("sysv_across_processes", sysv_across_processes),
             ("fifo_refuses_what_is_not_ours", fifo_refuses_what_is_not_ours),

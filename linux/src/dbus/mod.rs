@@ -1,6 +1,8 @@
-//! A minimal D-Bus client without a heap: the connection to a bus over a Unix socket, SASL
-//! `EXTERNAL` authentication, `Hello`, method calls with replies and timeouts, D-Bus errors,
-//! signals, match rules, name ownership, and Unix fd passing. Messages are built into and
+//! A minimal D-Bus client without a heap: the connection to a bus over a Unix socket (SASL
+//! `EXTERNAL`) or TCP (`DBUS_COOKIE_SHA1` or `ANONYMOUS`), `Hello`, method calls with
+//! replies and timeouts, D-Bus errors, signals, match rules, name ownership, Unix fd
+//! passing, and peer-to-peer connections without a bus ([`Listener`],
+//! [`ConnectionWith::connect_peer_with`]). Messages are built into and
 //! parsed from the connection's own fixed buffers with `ember_core::dbus`.
 //!
 //! ```no_run
@@ -18,11 +20,25 @@
 //! ```
 
 pub mod address;
+mod auth;
+pub mod buffers;
 mod connection;
+pub mod listener;
 pub mod object;
+mod queue;
+pub mod rule;
 mod serve;
+pub mod watch;
 
+#[cfg(feature = "std")]
+pub use buffers::Heap;
+pub use buffers::{Borrowed, Buffers, Inline};
 pub use connection::{
-    CallError, Connection, NAME_FLAG_ALLOW_REPLACEMENT, NAME_FLAG_DO_NOT_QUEUE, NAME_FLAG_REPLACE_EXISTING,
-    OwnedCallError, Processed, RemoteError, RequestNameReply, bus,
+    CallError, Connection, ConnectionWith, MAX_CALLS_IN_FLIGHT, NAME_FLAG_ALLOW_REPLACEMENT, NAME_FLAG_DO_NOT_QUEUE,
+    NAME_FLAG_REPLACE_EXISTING, OwnedCallError, PendingCall, Poll, Processed, Refused, RemoteError, RequestNameReply,
+    bus,
 };
+pub use listener::Listener;
+pub use object::{ObjectTable, Token};
+pub use rule::MatchRule;
+pub use watch::NameWatcher;

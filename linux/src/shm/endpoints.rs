@@ -16,12 +16,22 @@ use rustix::fd::OwnedFd;
 use serde::{Deserialize, Serialize};
 
 use super::wait::{futex_wait, futex_wake_all};
-use super::{Access, Backing, Deadline, LIVENESS_SLICE, Liveness, Notifier, Segment};
+use super::{Access, Backing, CreateOptions, Deadline, LIVENESS_SLICE, Liveness, Notifier, Segment};
+use crate::cancel::Canceler;
 use crate::error::{Error, Result};
 
 /// Spins a blocking receive makes before it sleeps: a record that arrives within a few
 /// microseconds is taken without a system call.
 const SPIN_BEFORE_SLEEP: u32 = 200;
+
+/// How long [`SeqLockReader::read`] waits out a live writer caught mid-write (or values
+/// changing under its copy), yielding the CPU between tries, before it reports
+/// [`ShmError::WriterStalled`] or [`ShmError::Contended`]: a few scheduler time slices.
+pub const SEQLOCK_STALL_BUDGET: Duration = Duration::from_millis(50);
+
+/// Spins [`SeqLockReader::read`] makes on an odd sequence before it yields the CPU (tens of
+/// microseconds: far longer than any write of a value that fits a cache or two).
+pub const SEQLOCK_SPINS_BEFORE_YIELD: u32 = 2_000;
 
 /// The data words and control lines of a segment, with the lifetime erased.
 fn parts<C: super::map::AtomicView>(seg: &Segment) -> (&'static C, &'static [Word]) {
@@ -44,6 +54,7 @@ pub struct SpscSender {
     producer: Producer<'static>,
     ctl: &'static SpscControl,
     notifier: Option<Notifier>,
+    integrity: ember_core::frame::Integrity,
     seg: Segment,
 }
 
@@ -52,18 +63,34 @@ impl core::fmt::Debug for SpscSender {
         f.debug_struct("SpscSender")
             .field("producer", &self.producer)
             .field("notifier", &self.notifier)
+            .field("integrity", &self.integrity)
             .field("seg", &self.seg)
             .finish_non_exhaustive()
     }
 }
 
 impl SpscSender {
+    /// The integrity of the frames a new sender encodes ([`SpscSender::send_msg`]): the
+    /// ring protocol bounds-checks every record, so payloads are not checked.
+    pub const DEFAULT_INTEGRITY: ember_core::frame::Integrity = ember_core::frame::Integrity::Unchecked;
+
     /// Creates a ring with a data area of `capacity` bytes (a power of two, 64 B to 1 GiB).
     pub fn create(backing: Backing<'_>, capacity: usize, fingerprint: u64) -> Result<SpscSender> {
-        let seg = Segment::create(backing, SegmentKind::Spsc, capacity, fingerprint)?;
+        Self::create_with(backing, capacity, fingerprint, CreateOptions::new())
+    }
+
+    /// [`SpscSender::create`] with options ([`CreateOptions::replace_stale`]: take over a
+    /// ring a dead sender left under the name).
+    pub fn create_with(
+        backing: Backing<'_>,
+        capacity: usize,
+        fingerprint: u64,
+        options: CreateOptions,
+    ) -> Result<SpscSender> {
+        let seg = Segment::create_with(backing, SegmentKind::Spsc, capacity, fingerprint, options)?;
         let (ctl, data) = parts::<SpscControl>(&seg);
         let producer = SpscRing::new(ctl, data)?.producer();
-        Ok(SpscSender { producer, ctl, notifier: None, seg })
+        Ok(SpscSender { producer, ctl, notifier: None, integrity: Self::DEFAULT_INTEGRITY, seg })
     }
 
     /// The segment (for its fd, to pass a memfd to the receiver, or to persist it).
@@ -119,6 +146,24 @@ impl SpscSender {
 
     /// [`SpscSender::send`] until `deadline`, shared with the caller's other waits.
     pub fn send_until(&mut self, payload: &[u8], deadline: &mut Deadline) -> Result<()> {
+        self.send_until_with(payload, deadline, None)
+    }
+
+    /// [`SpscSender::send`] that also ends with [`Error::Cancelled`] (nothing appended) when
+    /// `cancel` is cancelled, before or during the wait for room.
+    pub fn send_cancellable(&mut self, payload: &[u8], timeout: Option<Duration>, cancel: &Canceler) -> Result<()> {
+        self.send_until_with(payload, &mut Deadline::after(timeout), Some(cancel))
+    }
+
+    /// [`SpscSender::send_until`] watching an optional canceler.
+    pub fn send_until_with(
+        &mut self,
+        payload: &[u8],
+        deadline: &mut Deadline,
+        cancel: Option<&Canceler>,
+    ) -> Result<()> {
+        let cancel = cancel.or(deadline.canceler());
+        crate::cancel::check(cancel)?;
         loop {
             match self.producer.try_push(payload) {
                 Ok(()) => {
@@ -130,14 +175,27 @@ impl SpscSender {
             }
             let slice = deadline.slice(LIVENESS_SLICE).ok_or(Error::Shm(ShmError::Timeout))?;
             if let Some(tail) = self.producer.prepare_wait(payload.len()) {
-                let r = futex_wait(self.ctl.tail_word(), tail, slice);
+                let r = futex_wait(self.ctl.tail_word(), tail, slice, cancel);
                 self.producer.finish_wait();
                 r?;
             }
         }
     }
 
-    /// Encodes `msg` as an Ember frame (in `scratch`) and sends it.
+    /// Whether the frames [`SpscSender::send_msg`] encodes have their payload covered by
+    /// the checksum ([`SpscSender::DEFAULT_INTEGRITY`] until set).
+    pub fn integrity(&self) -> ember_core::frame::Integrity {
+        self.integrity
+    }
+
+    /// Sets [`SpscSender::integrity`]: `Checked` for a ring shared with code that is not
+    /// trusted to write only its own records.
+    pub fn set_integrity(&mut self, integrity: ember_core::frame::Integrity) {
+        self.integrity = integrity;
+    }
+
+    /// Encodes `msg` as an Ember frame (in `scratch`, with [`SpscSender::integrity`]) and
+    /// sends it.
     pub fn send_msg<T: Serialize + ?Sized>(
         &mut self,
         kind: u32,
@@ -146,7 +204,7 @@ impl SpscSender {
         scratch: &mut [u8],
         timeout: Option<Duration>,
     ) -> Result<()> {
-        let frame = ember_core::message::encode(kind, seq, msg, scratch)?;
+        let frame = ember_core::message::encode_with(self.integrity.flags(), kind, seq, msg, scratch)?;
         self.send(frame, timeout)
     }
 
@@ -165,6 +223,10 @@ impl SpscSender {
 
 impl Drop for SpscSender {
     fn drop(&mut self) {
+        // A forked child dropping an inherited sender leaves the parent's ring open.
+        if !self.seg.created_here() {
+            return;
+        }
         // The close record changes the futex word; wake a sleeper and a poller regardless.
         self.producer.close();
         futex_wake_all(self.ctl.head_word());
@@ -183,7 +245,46 @@ pub struct SpscReceiver {
     ctl: &'static SpscControl,
     writer: Liveness,
     spin: u32,
+    /// The pid this receiver claimed the ring for.
+    claimant: u32,
+    require_checked: bool,
     seg: Segment,
+}
+
+/// Claims the ring's consumer side for this process: free, or held by a dead process
+/// (checked against its start time), it is taken; held by a live one (this one included)
+/// it is [`ShmError::ReaderClaimed`].
+fn claim_reader(ctl: &SpscControl) -> Result<u32> {
+    let me = rustix::process::getpid().as_raw_nonzero().get() as u32;
+    let start = super::process_start(me).unwrap_or(0);
+    let mut expected = None;
+    // Each failed compare-and-swap means another claimant moved first; a few rounds settle
+    // it (one of them holds the ring, alive).
+    for _ in 0..8 {
+        match ctl.claim_reader(me, start, expected) {
+            Ok(()) => return Ok(me),
+            Err(None) => expected = None,
+            Err(Some(holder)) => {
+                if holder.pid == me || Liveness::with_start(holder.pid, holder.start).is_alive() {
+                    return Err(ShmError::ReaderClaimed { pid: holder.pid }.into());
+                }
+                debug!("shm: SPSC receiver pid {} is gone: taking over its claim", holder.pid);
+                expected = Some(holder);
+            }
+        }
+    }
+    let pid = ctl.reader_claim().map_or(0, |c| c.pid);
+    Err(ShmError::ReaderClaimed { pid }.into())
+}
+
+impl Drop for SpscReceiver {
+    fn drop(&mut self) {
+        // Only the claimant's own pid is released: a forked child's drop leaves it alone.
+        let me = rustix::process::getpid().as_raw_nonzero().get() as u32;
+        if me == self.claimant {
+            self.ctl.release_reader(me);
+        }
+    }
 }
 
 impl core::fmt::Debug for SpscReceiver {
@@ -192,6 +293,7 @@ impl core::fmt::Debug for SpscReceiver {
             .field("consumer", &self.consumer)
             .field("writer", &self.writer)
             .field("spin", &self.spin)
+            .field("require_checked", &self.require_checked)
             .field("seg", &self.seg)
             .finish_non_exhaustive()
     }
@@ -220,9 +322,12 @@ impl SpscReceiver {
 
     fn attach(seg: Segment) -> Result<SpscReceiver> {
         let (ctl, data) = parts::<SpscControl>(&seg);
-        let consumer = SpscRing::new(ctl, data)?.consumer();
+        let ring = SpscRing::new(ctl, data)?;
+        let claimant = claim_reader(ctl)?;
+        // Resume from the counters only once the ring is ours.
+        let consumer = ring.consumer();
         let writer = seg.writer_liveness();
-        Ok(SpscReceiver { consumer, ctl, writer, spin: SPIN_BEFORE_SLEEP, seg })
+        Ok(SpscReceiver { consumer, ctl, writer, spin: SPIN_BEFORE_SLEEP, claimant, require_checked: false, seg })
     }
 
     /// The segment.
@@ -301,6 +406,25 @@ impl SpscReceiver {
 
     /// [`SpscReceiver::recv`] until `deadline`, shared with the caller's other waits.
     pub fn recv_until(&mut self, out: &mut [u8], deadline: &mut Deadline) -> Result<usize> {
+        self.recv_until_with(out, deadline, None)
+    }
+
+    /// [`SpscReceiver::recv`] that also ends with [`Error::Cancelled`] (nothing taken) when
+    /// `cancel` is cancelled, before or during the wait (`futex_waitv` on the ring's word
+    /// and the canceler's).
+    pub fn recv_cancellable(&mut self, out: &mut [u8], timeout: Option<Duration>, cancel: &Canceler) -> Result<usize> {
+        self.recv_until_with(out, &mut Deadline::after(timeout), Some(cancel))
+    }
+
+    /// [`SpscReceiver::recv_until`] watching an optional canceler.
+    pub fn recv_until_with(
+        &mut self,
+        out: &mut [u8],
+        deadline: &mut Deadline,
+        cancel: Option<&Canceler>,
+    ) -> Result<usize> {
+        let cancel = cancel.or(deadline.canceler());
+        crate::cancel::check(cancel)?;
         let mut spins = 0;
         loop {
             match self.try_recv(out) {
@@ -314,7 +438,7 @@ impl SpscReceiver {
             }
             let slice = deadline.slice(LIVENESS_SLICE).ok_or(Error::Shm(ShmError::Timeout))?;
             if let Some(head) = self.consumer.prepare_wait() {
-                let r = futex_wait(self.ctl.head_word(), head, slice);
+                let r = futex_wait(self.ctl.head_word(), head, slice, cancel);
                 self.consumer.finish_wait();
                 r?;
                 // Nothing new after a whole slice: is the writer still there?
@@ -328,6 +452,25 @@ impl SpscReceiver {
         }
     }
 
+    /// Whether [`SpscReceiver::recv_msg`] and [`SpscReceiver::recv_message`] refuse frames
+    /// whose payload is not covered by the checksum
+    /// (`Error::Codec(UncheckedPayload)`, the record consumed); off by default.
+    pub fn require_checked(&mut self, on: bool) {
+        self.require_checked = on;
+    }
+
+    /// Whether [`SpscReceiver::require_checked`] is on.
+    pub fn requires_checked(&self) -> bool {
+        self.require_checked
+    }
+
+    fn admit(&self, repr: &ember_core::FrameRepr) -> Result<()> {
+        if self.require_checked && !repr.integrity().is_checked() {
+            return Err(Error::Codec(ember_core::Error::UncheckedPayload));
+        }
+        Ok(())
+    }
+
     /// Receives a frame into `scratch` and decodes its payload.
     pub fn recv_msg<'s, T: Deserialize<'s>>(
         &mut self,
@@ -335,7 +478,9 @@ impl SpscReceiver {
         timeout: Option<Duration>,
     ) -> Result<(ember_core::FrameRepr, T)> {
         let n = self.recv(scratch, timeout)?;
-        Ok(ember_core::message::decode(&scratch[..n])?)
+        let (repr, value) = ember_core::message::decode(&scratch[..n])?;
+        self.admit(&repr)?;
+        Ok((repr, value))
     }
 
     /// Receives a frame and decodes it as a `T` after checking its kind (`Message::KIND`):
@@ -346,7 +491,9 @@ impl SpscReceiver {
         timeout: Option<Duration>,
     ) -> Result<(ember_core::FrameRepr, T)> {
         let n = self.recv(scratch, timeout)?;
-        Ok(ember_core::message::decode_message(&scratch[..n])?)
+        let (repr, value) = ember_core::message::decode_message(&scratch[..n])?;
+        self.admit(&repr)?;
+        Ok((repr, value))
     }
 
     /// Before blocking in `poll`/`epoll` on the sender's [`Notifier`]: announces the
@@ -388,7 +535,18 @@ impl core::fmt::Debug for SeqLockWriter {
 impl SeqLockWriter {
     /// Creates a seqlock whose value takes up to `capacity` bytes (a multiple of 8).
     pub fn create(backing: Backing<'_>, capacity: usize, fingerprint: u64) -> Result<SeqLockWriter> {
-        let seg = Segment::create(backing, SegmentKind::SeqLock, capacity, fingerprint)?;
+        Self::create_with(backing, capacity, fingerprint, CreateOptions::new())
+    }
+
+    /// [`SeqLockWriter::create`] with options ([`CreateOptions::replace_stale`]: take over a
+    /// seqlock a dead writer left under the name).
+    pub fn create_with(
+        backing: Backing<'_>,
+        capacity: usize,
+        fingerprint: u64,
+        options: CreateOptions,
+    ) -> Result<SeqLockWriter> {
+        let seg = Segment::create_with(backing, SegmentKind::SeqLock, capacity, fingerprint, options)?;
         let (ctl, data) = parts::<SeqLockControl>(&seg);
         let wait = wait_line(&seg);
         let writer = SeqLock::new(ctl, data).writer();
@@ -468,10 +626,35 @@ impl SeqLockReader {
 
     /// Copies the current value into `out`. A writer stalled mid-write that is dead is
     /// reported as [`ShmError::WriterGone`].
+    ///
+    /// A live writer caught mid-write (or values changing under the copy) is waited out: the
+    /// reader spins briefly, then yields the CPU and tries again, for at most
+    /// [`SEQLOCK_STALL_BUDGET`] in all, before [`ShmError::WriterStalled`] (the sequence
+    /// stayed odd: a writer stopped mid-write) or [`ShmError::Contended`] (the writer kept
+    /// writing and no copy came out whole). Yielding is what makes this work on one core: a writer
+    /// preempted mid-write there only finishes when the reader lets it run. A writer that
+    /// publishes back to back with no pause can still starve a reader on its own core, as
+    /// any seqlock does; give it a pause or a core of its own (see docs/shm-layout.md).
     pub fn read(&mut self, out: &mut [u8]) -> Result<Snapshot> {
-        match self.reader.read(out) {
-            Err(ShmError::WriterStalled) if !self.writer.is_alive() => Err(ShmError::WriterGone.into()),
-            r => Ok(r?),
+        // The clock and the sequence are read only once a first try has failed: a read that
+        // succeeds at once (the usual case) costs the copy and its two sequence loads.
+        let mut stalled: Option<(Deadline, u32)> = None;
+        loop {
+            match self.reader.read_spinning(out, SEQLOCK_SPINS_BEFORE_YIELD) {
+                Err(ShmError::WriterStalled) if !self.writer.is_alive() => return Err(ShmError::WriterGone.into()),
+                Err(e @ (ShmError::WriterStalled | ShmError::Contended)) => {
+                    let (budget, first) =
+                        stalled.get_or_insert_with(|| (Deadline::after(Some(SEQLOCK_STALL_BUDGET)), self.reader.seq()));
+                    let first = *first;
+                    if budget.expired() {
+                        // A writer that moved on since the first try is busy, not stuck.
+                        let moved = self.reader.seq() != first;
+                        return Err(if moved { ShmError::Contended } else { e }.into());
+                    }
+                    rustix::thread::sched_yield();
+                }
+                r => return Ok(r?),
+            }
         }
     }
 
@@ -499,6 +682,18 @@ impl SeqLockReader {
     /// Sleeps until the value changes from the one read at sequence `seen` (see
     /// [`Snapshot::seq`]; 0 before the first value), for at most `timeout`.
     pub fn wait_change(&mut self, seen: u32, timeout: Option<Duration>) -> Result<()> {
+        self.wait_change_with(seen, timeout, None)
+    }
+
+    /// [`SeqLockReader::wait_change`] that also ends with [`Error::Cancelled`] when
+    /// `cancel` is cancelled, before or during the wait.
+    pub fn wait_change_cancellable(&mut self, seen: u32, timeout: Option<Duration>, cancel: &Canceler) -> Result<()> {
+        self.wait_change_with(seen, timeout, Some(cancel))
+    }
+
+    /// [`SeqLockReader::wait_change`] watching an optional canceler.
+    pub fn wait_change_with(&mut self, seen: u32, timeout: Option<Duration>, cancel: Option<&Canceler>) -> Result<()> {
+        crate::cancel::check(cancel)?;
         let mut deadline = Deadline::after(timeout);
         loop {
             if self.reader.seq() != seen {
@@ -506,7 +701,7 @@ impl SeqLockReader {
             }
             let slice = deadline.slice(LIVENESS_SLICE).ok_or(Error::Shm(ShmError::Timeout))?;
             if let Some(s) = self.reader.prepare_wait(self.wait, seen) {
-                let r = futex_wait(self.ctl.seq_word(), s, slice);
+                let r = futex_wait(self.ctl.seq_word(), s, slice, cancel);
                 self.reader.finish_wait(self.wait);
                 r?;
                 if self.reader.seq() == seen && !self.writer.is_alive() {
@@ -542,7 +737,18 @@ impl core::fmt::Debug for BroadcastWriter {
 impl BroadcastWriter {
     /// Creates a ring with a data area of `capacity` bytes (a power of two).
     pub fn create(backing: Backing<'_>, capacity: usize, fingerprint: u64) -> Result<BroadcastWriter> {
-        let seg = Segment::create(backing, SegmentKind::Broadcast, capacity, fingerprint)?;
+        Self::create_with(backing, capacity, fingerprint, CreateOptions::new())
+    }
+
+    /// [`BroadcastWriter::create`] with options ([`CreateOptions::replace_stale`]: take over
+    /// a ring a dead writer left under the name).
+    pub fn create_with(
+        backing: Backing<'_>,
+        capacity: usize,
+        fingerprint: u64,
+        options: CreateOptions,
+    ) -> Result<BroadcastWriter> {
+        let seg = Segment::create_with(backing, SegmentKind::Broadcast, capacity, fingerprint, options)?;
         let (ctl, data) = parts::<BroadcastControl>(&seg);
         let wait = wait_line(&seg);
         let writer = BroadcastRing::new(ctl, data)?.writer();
@@ -571,6 +777,10 @@ impl BroadcastWriter {
 
 impl Drop for BroadcastWriter {
     fn drop(&mut self) {
+        // A forked child dropping an inherited writer leaves the parent's ring open.
+        if !self.seg.created_here() {
+            return;
+        }
         self.writer.close();
         futex_wake_all(self.ctl.published_word());
     }
@@ -637,6 +847,28 @@ impl BroadcastReader {
     /// Waits for the next record (futex), for at most `timeout`; [`ShmError::Closed`] when
     /// the writer closed the ring, [`ShmError::WriterGone`] when it died.
     pub fn recv(&mut self, out: &mut [u8], timeout: Option<Duration>) -> Result<Received> {
+        self.recv_with(out, timeout, None)
+    }
+
+    /// [`BroadcastReader::recv`] that also ends with [`Error::Cancelled`] (the cursor
+    /// unmoved) when `cancel` is cancelled, before or during the wait.
+    pub fn recv_cancellable(
+        &mut self,
+        out: &mut [u8],
+        timeout: Option<Duration>,
+        cancel: &Canceler,
+    ) -> Result<Received> {
+        self.recv_with(out, timeout, Some(cancel))
+    }
+
+    /// [`BroadcastReader::recv`] watching an optional canceler.
+    pub fn recv_with(
+        &mut self,
+        out: &mut [u8],
+        timeout: Option<Duration>,
+        cancel: Option<&Canceler>,
+    ) -> Result<Received> {
+        crate::cancel::check(cancel)?;
         let mut deadline = Deadline::after(timeout);
         let mut spins = 0;
         loop {
@@ -661,7 +893,7 @@ impl BroadcastReader {
             }
             let slice = deadline.slice(LIVENESS_SLICE).ok_or(Error::Shm(ShmError::Timeout))?;
             if let Some(p) = self.reader.prepare_wait(self.wait) {
-                let r = futex_wait(self.ctl.published_word(), p, slice);
+                let r = futex_wait(self.ctl.published_word(), p, slice, cancel);
                 self.reader.finish_wait(self.wait);
                 r?;
                 let now = self.ctl.published_word().load(core::sync::atomic::Ordering::Acquire);

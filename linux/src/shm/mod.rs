@@ -34,7 +34,9 @@ mod notify;
 pub mod sync;
 mod wait;
 
+pub use crate::error::ObjectKind;
 pub use endpoints::{BroadcastReader, BroadcastWriter, SeqLockReader, SeqLockWriter, SpscReceiver, SpscSender};
+pub use endpoints::{SEQLOCK_SPINS_BEFORE_YIELD, SEQLOCK_STALL_BUDGET};
 pub use notify::Notifier;
 pub use sync::{MutexGuard, SharedEvent, SharedMutex, SharedSemaphore, SyncSegment};
 pub use wait::{LIVENESS_SLICE, Liveness, process_start};
@@ -79,6 +81,55 @@ pub enum Access {
     ReadOnly,
 }
 
+/// How a writer creates its segment (or a creator its queue or FIFO): the defaults, or
+/// with [`CreateOptions::replace_stale`].
+///
+/// `Send` and `Sync`: plain data.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CreateOptions {
+    /// Take over an object a dead owner left under the name, atomically, instead of failing
+    /// with `EEXIST`; an object whose owner lives is [`Error::InUse`].
+    pub replace_stale: bool,
+}
+
+impl CreateOptions {
+    /// The defaults: an existing name is `EEXIST`.
+    pub const fn new() -> CreateOptions {
+        CreateOptions { replace_stale: false }
+    }
+
+    /// With `replace_stale` set: what a daemon that must come back after `kill -9` wants.
+    ///
+    /// - A named segment whose recorded writer (pid and start time in its header, any
+    ///   layout version from 2) is dead is replaced: the new segment is built under a
+    ///   temporary name and `rename`d over the old one, under an exclusive `flock` on the
+    ///   old one that serialises two restarting creators (the second finds the first's new,
+    ///   live segment: [`Error::InUse`]). Readers still mapped on the old one see its writer
+    ///   dead: [`ember_core::shm::ShmError::WriterGone`]. Something under the name that is
+    ///   not an Ember segment is left alone (`EEXIST`). Memfds have no name; SysV segments
+    ///   are not taken over (`EEXIST` as before).
+    /// - Message queues and FIFOs: see [`crate::mq::MessageQueue::create_with`] and
+    ///   [`crate::fifo::create_with`].
+    pub const fn replace_stale(mut self, yes: bool) -> CreateOptions {
+        self.replace_stale = yes;
+        self
+    }
+}
+
+/// Removes the name of the POSIX segment `/name` from `/dev/shm` (`shm_unlink`): for an
+/// operator or a start-up script cleaning up after a crash. Processes that have it mapped
+/// keep their mapping; a writer's later drop leaves the name alone (it checks that the
+/// name is still its own).
+pub fn unlink(name: &str) -> Result<()> {
+    validate_name(name)?;
+    Ok(rustix::shm::unlink(name)?)
+}
+
+fn getpid() -> u32 {
+    rustix::process::getpid().as_raw_nonzero().get() as u32
+}
+
 /// Checks a POSIX shm/mq name: `/`, then 1..=254 bytes without `/` or NUL.
 pub fn validate_name(name: &str) -> Result<()> {
     let rest = name.strip_prefix('/').ok_or(Error::InvalidName)?;
@@ -105,6 +156,9 @@ pub struct Segment {
     unlink: Option<heapless::String<MAX_NAME>>,
     /// The SysV id, and whether this side removes it on drop.
     sysv: Option<(i32, bool)>,
+    /// The process that created the segment (0: opened, not created): only it unlinks the
+    /// name (removes the SysV id) on drop, never a child it forked.
+    creator: u32,
 }
 
 /// Byte offsets of a kind's waiter line and data area.
@@ -127,6 +181,18 @@ impl Segment {
     /// the same name is `EEXIST`, never reused. Memfds are sealed against shrinking and
     /// growing.
     pub fn create(backing: Backing<'_>, kind: SegmentKind, capacity: usize, fingerprint: u64) -> Result<Segment> {
+        Self::create_with(backing, kind, capacity, fingerprint, CreateOptions::new())
+    }
+
+    /// [`Segment::create`] with options: [`CreateOptions::replace_stale`] takes over a named
+    /// segment a dead writer left.
+    pub fn create_with(
+        backing: Backing<'_>,
+        kind: SegmentKind,
+        capacity: usize,
+        fingerprint: u64,
+        options: CreateOptions,
+    ) -> Result<Segment> {
         let (wait_offset, data_offset) = offsets(kind);
         let total = data_offset
             .checked_add(capacity)
@@ -138,8 +204,8 @@ impl Segment {
             wait_offset: wait_offset as u32,
             data_offset: data_offset as u32,
             capacity: capacity as u32,
-            creator_pid: rustix::process::getpid().as_raw_nonzero().get() as u32,
-            creator_start: wait::process_start(rustix::process::getpid().as_raw_nonzero().get() as u32).unwrap_or(0),
+            creator_pid: getpid(),
+            creator_start: wait::process_start(getpid()).unwrap_or(0),
             fingerprint,
         };
         // Check the sizes before touching the system.
@@ -150,7 +216,7 @@ impl Segment {
             Backing::SysV(key) => Self::create_sysv(key, header),
             Backing::Named(name) => {
                 validate_name(name)?;
-                Self::create_named(name, header)
+                Self::create_named(name, header, options.replace_stale)
             }
             Backing::Memfd(label) => {
                 let fd = rustix::fs::memfd_create(
@@ -165,12 +231,38 @@ impl Segment {
     /// Creates a named segment: built complete under a temporary name, then published under
     /// `name` with one `renameat2(RENAME_NOREPLACE)`, so an opener never finds a segment
     /// whose header is not written yet, and a failure (no space) leaves nothing behind.
-    fn create_named(name: &str, header: HeaderRepr) -> Result<Segment> {
+    /// With `replace_stale`, a name taken by a dead writer's segment is taken over
+    /// ([`Segment::take_over`]).
+    fn create_named(name: &str, header: HeaderRepr, replace_stale: bool) -> Result<Segment> {
         let path = shm_path(name)?;
-        // The rename is the real check; this one spares reserving pages for nothing.
-        if rustix::fs::lstat(path.as_str()).is_ok() {
-            return Err(Error::Os(Errno::EXIST));
+        if replace_stale {
+            sweep_temporaries();
         }
+        // Each round ends in success, an error, or a name that changed under this call (a
+        // segment published or replaced by another creator meanwhile): look again. Rounds
+        // are bounded; contention that outlasts them is `EEXIST`.
+        for _ in 0..8 {
+            // The rename is the real check; this one spares reserving pages for nothing.
+            if rustix::fs::lstat(path.as_str()).is_ok() {
+                if !replace_stale {
+                    return Err(Error::Os(Errno::EXIST));
+                }
+                match Self::take_over(name, &path, header)? {
+                    Some(seg) => return Ok(seg),
+                    None => continue,
+                }
+            }
+            match Self::publish(name, &path, header, rustix::fs::RenameFlags::NOREPLACE) {
+                Err(Error::Os(Errno::EXIST)) if replace_stale => continue,
+                r => return r,
+            }
+        }
+        Err(Error::Os(Errno::EXIST))
+    }
+
+    /// Builds a segment under a temporary name and renames it to `name` (`flags`:
+    /// `NOREPLACE` for a fresh name, empty to replace a stale segment atomically).
+    fn publish(name: &str, path: &str, header: HeaderRepr, flags: rustix::fs::RenameFlags) -> Result<Segment> {
         let tmp = temp_name();
         let fd = rustix::shm::open(
             tmp.as_str(),
@@ -179,13 +271,7 @@ impl Segment {
         )?;
         let r = Self::create_fd(fd, header, false).and_then(|seg| {
             let tmp_path = shm_path(tmp.as_str())?;
-            rustix::fs::renameat_with(
-                rustix::fs::CWD,
-                tmp_path.as_str(),
-                rustix::fs::CWD,
-                path.as_str(),
-                rustix::fs::RenameFlags::NOREPLACE,
-            )?;
+            rustix::fs::renameat_with(rustix::fs::CWD, tmp_path.as_str(), rustix::fs::CWD, path, flags)?;
             Ok(seg)
         });
         match r {
@@ -193,6 +279,7 @@ impl Segment {
                 let mut owned = heapless::String::new();
                 owned.push_str(name).map_err(|_| Error::InvalidName)?;
                 seg.unlink = Some(owned);
+                seg.creator = getpid();
                 Ok(seg)
             }
             Err(e) => {
@@ -200,6 +287,58 @@ impl Segment {
                 Err(e)
             }
         }
+    }
+
+    /// Takes over the segment under `name` if its recorded writer is dead: opens it, takes
+    /// an exclusive `flock` on it (two restarting creators take turns here), checks that the
+    /// name still is that file, reads the writer from its header and asks whether it lives,
+    /// then publishes the new segment over it with a plain (atomic) `rename`. `Ok(None)`:
+    /// the name changed meanwhile (gone, or replaced by another creator), look again.
+    /// A live writer is [`Error::InUse`]; a file that is not an Ember segment of a known
+    /// version is `EEXIST`, left alone.
+    fn take_over(name: &str, path: &str, header: HeaderRepr) -> Result<Option<Segment>> {
+        let flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC;
+        let old = match rustix::fs::open(path, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        // Another takeover holds the lock for the few milliseconds a create takes; a process
+        // that holds it for longer (nothing in Ember does) is waited out for about two
+        // seconds, then reported, never waited for without end.
+        let mut tries = 0;
+        loop {
+            match rustix::fs::flock(&old, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => break,
+                Err(Errno::WOULDBLOCK | Errno::INTR) if tries < TAKEOVER_LOCK_TRIES => {
+                    tries += 1;
+                    let ms = rustix::thread::Timespec { tv_sec: 0, tv_nsec: 1_000_000 };
+                    let _ = rustix::thread::nanosleep(&ms);
+                }
+                Err(Errno::WOULDBLOCK) => {
+                    return Err(Error::InUse { object: crate::error::ObjectKind::Segment, pid: 0 });
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if !same_file(old.as_fd(), path) {
+            return Ok(None);
+        }
+        let size = rustix::fs::fstat(&old)?.st_size;
+        if size < ember_core::shm::layout::HEADER_SIZE as i64 {
+            return Err(Error::Os(Errno::EXIST));
+        }
+        let map = Mapping::new(&old, ember_core::shm::layout::HEADER_SIZE, false)?;
+        let Some((pid, start)) = ember_core::shm::layout::creator(&map.view::<SegmentHeader>(0).snapshot()) else {
+            return Err(Error::Os(Errno::EXIST));
+        };
+        drop(map);
+        if Liveness::with_start(pid, start).is_alive() {
+            return Err(Error::InUse { object: crate::error::ObjectKind::Segment, pid });
+        }
+        debug!("shm: taking over a segment left by pid {}, which is gone", pid);
+        // The lock on the old file is held until `old` closes, after the rename.
+        Self::publish(name, path, header, rustix::fs::RenameFlags::empty()).map(Some)
     }
 
     /// Sizes, reserves, seals (memfds), maps and initialises a new file-backed segment.
@@ -213,7 +352,7 @@ impl Segment {
         let map = Mapping::new(&fd, total, true)?;
         map.view::<SegmentHeader>(0).init(&header);
         trace!("shm: created a segment of {} bytes", total);
-        Ok(Segment { wait_map: None, map, fd: Some(fd), header, unlink: None, sysv: None })
+        Ok(Segment { wait_map: None, map, fd: Some(fd), header, unlink: None, sysv: None, creator: getpid() })
     }
 
     /// Creates, attaches and initialises a SysV segment.
@@ -221,8 +360,10 @@ impl Segment {
         let total = header.total_size as usize;
         let id = crate::sys::shmget_create(key, total, 0o600).map_err(|e| match e {
             // `kernel.shmall` (pages, per IPC namespace) would be exceeded.
-            Errno::NOSPC => Error::NoSpace { needed: total as u64, available: sysv_available() },
-            e => e.into(),
+            Errno::NOSPC if sysv_available() < total as u64 => {
+                Error::NoSpace { needed: total as u64, available: sysv_available() }
+            }
+            e => crate::limits::shmget_create(e, total),
         })?;
         let map = match Mapping::sysv(id, total, true) {
             Ok(m) => m,
@@ -232,7 +373,7 @@ impl Segment {
             }
         };
         map.view::<SegmentHeader>(0).init(&header);
-        Ok(Segment { wait_map: None, map, fd: None, header, unlink: None, sysv: Some((id, true)) })
+        Ok(Segment { wait_map: None, map, fd: None, header, unlink: None, sysv: Some((id, true)), creator: getpid() })
     }
 
     /// Opens the SysV segment with `key` (see [`Backing::SysV`]) and checks its header.
@@ -251,7 +392,7 @@ impl Segment {
         let map = Mapping::sysv(id, size, writable)?;
         let header = map.view::<SegmentHeader>(0).open(&Expect { kind, fingerprint, mapped_len: size })?;
         let wait_map = if !writable && kind != SegmentKind::Spsc { Some(Mapping::sysv(id, size, true)?) } else { None };
-        Ok(Segment { wait_map, map, fd: None, header, unlink: None, sysv: Some((id, false)) })
+        Ok(Segment { wait_map, map, fd: None, header, unlink: None, sysv: Some((id, false)), creator: 0 })
     }
 
     /// The SysV id, for SysV segments.
@@ -307,7 +448,7 @@ impl Segment {
                 header.data_offset as usize - header.wait_offset as usize,
             )?;
         }
-        Ok(Segment { wait_map: None, map, fd: Some(fd), header, unlink: None, sysv: None })
+        Ok(Segment { wait_map: None, map, fd: Some(fd), header, unlink: None, sysv: None, creator: 0 })
     }
 
     /// Keeps a named segment in `/dev/shm` after this owner drops it.
@@ -354,10 +495,13 @@ impl Segment {
     /// must not unlink it.
     fn still_named(&self, name: &str) -> bool {
         let (Some(fd), Ok(path)) = (&self.fd, shm_path(name)) else { return false };
-        match (rustix::fs::fstat(fd), rustix::fs::lstat(path.as_str())) {
-            (Ok(mine), Ok(there)) => mine.st_dev == there.st_dev && mine.st_ino == there.st_ino,
-            _ => false,
-        }
+        same_file(fd.as_fd(), path.as_str())
+    }
+
+    /// Whether this process created the segment (a child forked after the create did not:
+    /// its drop of an inherited handle neither unlinks, nor removes, nor closes anything).
+    pub fn created_here(&self) -> bool {
+        self.creator != 0 && self.creator == getpid()
     }
 
     /// The file descriptor of a POSIX or memfd segment (`None` for SysV), e.g. to pass a
@@ -374,6 +518,11 @@ impl Segment {
 
 impl Drop for Segment {
     fn drop(&mut self) {
+        // A forked child that drops (or `_free`s) an inherited handle: the objects are the
+        // parent's, which still uses them.
+        if !self.created_here() {
+            return;
+        }
         if let Some(name) = &self.unlink
             && self.still_named(name.as_str())
         {
@@ -383,6 +532,15 @@ impl Drop for Segment {
             // The segment disappears once the last process detaches.
             let _ = crate::sys::shm_remove(id);
         }
+    }
+}
+
+/// Whether `fd` is the file at `path` now (same device and inode; `lstat`, no symlink
+/// followed).
+pub(crate) fn same_file(fd: BorrowedFd<'_>, path: &str) -> bool {
+    match (rustix::fs::fstat(fd), rustix::fs::lstat(path)) {
+        (Ok(mine), Ok(there)) => mine.st_dev == there.st_dev && mine.st_ino == there.st_ino,
+        _ => false,
     }
 }
 
@@ -405,6 +563,53 @@ fn temp_name() -> heapless::String<48> {
     // 12 + 10 + 1 + 10 bytes at most: always fits.
     let _ = write!(s, "/.ember-new-{pid}-{}", NEXT.fetch_add(1, Ordering::Relaxed));
     s
+}
+
+/// Tries, a millisecond apart, for the lock on a segment being taken over.
+const TAKEOVER_LOCK_TRIES: u32 = 2000;
+
+/// How long ago a temporary `/.ember-new-*` object must have been last modified before a creator with
+/// `replace_stale` removes it for a dead creator: far longer than a create takes, so that a
+/// creator in another PID namespace sharing `/dev/shm` (whose pid means nothing here) is
+/// never robbed of a segment it is still building.
+const TEMPORARY_GRACE_S: i64 = 60;
+
+/// Removes the temporaries `/dev/shm/.ember-new-<pid>-<n>` of creators killed between
+/// making one and publishing it: `<pid>` gone, and the object unmodified for
+/// [`TEMPORARY_GRACE_S`] (its `mtime`; a creator sizes its temporary right after making it). Reads `/dev/shm` into a stack buffer (`getdents64`); anything that
+/// fails is left as it is (the sweep is a courtesy, the create does not depend on it).
+fn sweep_temporaries() {
+    use core::mem::MaybeUninit;
+    let Ok(dir) = rustix::fs::open(
+        "/dev/shm",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return;
+    };
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Realtime).tv_sec;
+    let mut buf = [MaybeUninit::<u8>::uninit(); 2048];
+    let mut entries = rustix::fs::RawDir::new(&dir, &mut buf);
+    while let Some(Ok(entry)) = entries.next() {
+        let Some(pid) = temporary_pid(entry.file_name().to_bytes()) else { continue };
+        let old = rustix::fs::statat(&dir, entry.file_name(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| now.saturating_sub(st.st_mtime) > TEMPORARY_GRACE_S);
+        if old && !Liveness::new(pid).is_alive() {
+            debug!("shm: removing a temporary left by pid {}, which is gone", pid);
+            let _ = rustix::fs::unlinkat(&dir, entry.file_name(), rustix::fs::AtFlags::empty());
+        }
+    }
+}
+
+/// The creator's pid in a temporary's name, `.ember-new-<pid>-<n>`.
+fn temporary_pid(name: &[u8]) -> Option<u32> {
+    let rest = name.strip_prefix(b".ember-new-")?;
+    let dash = rest.iter().position(|&b| b == b'-')?;
+    let (pid, n) = (&rest[..dash], &rest[dash + 1..]);
+    if n.is_empty() || !n.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    core::str::from_utf8(pid).ok()?.parse().ok().filter(|&p| p != 0)
 }
 
 /// Reserves the pages of the first `len` bytes of `fd` (`fallocate(fd, 0, 0, len)`), so
@@ -449,6 +654,17 @@ pub(crate) use crate::poll::Deadline;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn temporary_names() {
+        assert_eq!(temporary_pid(b".ember-new-1234-0"), Some(1234));
+        assert_eq!(temporary_pid(b".ember-new-1234-17"), Some(1234));
+        for other in
+            [&b"ember-new-1-0"[..], b".ember-new-x-0", b".ember-new-12-", b".ember-new-0-1", b".ember-new-12-a"]
+        {
+            assert_eq!(temporary_pid(other), None, "{other:?}");
+        }
+    }
 
     #[test]
     fn names() {

@@ -56,3 +56,17 @@ impl AsFd for Notifier {
         self.fd.as_fd()
     }
 }
+
+/// [`Notifier::from_fd`].
+impl From<OwnedFd> for Notifier {
+    fn from(fd: OwnedFd) -> Notifier {
+        Notifier::from_fd(fd)
+    }
+}
+
+/// The eventfd.
+impl From<Notifier> for OwnedFd {
+    fn from(n: Notifier) -> OwnedFd {
+        n.fd
+    }
+}

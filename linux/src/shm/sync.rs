@@ -28,21 +28,28 @@ use crate::error::{Error, Result};
 
 /// The futex waiter: sleeps in slices of at most [`LIVENESS_SLICE`] until a deadline,
 /// which it reads the clock for only when it first has to sleep.
-struct FutexWaiter {
+struct FutexWaiter<'c> {
+    cancel: Option<&'c crate::cancel::Canceler>,
     timeout: Option<Duration>,
     deadline: Option<Duration>,
     /// When the current liveness slice began (the first sleep, or the last `Slice`).
     slice_start: Option<Duration>,
 }
 
-impl FutexWaiter {
+impl<'c> FutexWaiter<'c> {
     #[inline]
-    fn new(timeout: Option<Duration>) -> FutexWaiter {
-        FutexWaiter { timeout, deadline: None, slice_start: None }
+    fn new(timeout: Option<Duration>) -> FutexWaiter<'c> {
+        FutexWaiter { cancel: None, timeout, deadline: None, slice_start: None }
+    }
+
+    /// A waiter that also ends with `SyncError::Cancelled` when `cancel` is cancelled.
+    #[inline]
+    fn cancellable(timeout: Option<Duration>, cancel: Option<&'c crate::cancel::Canceler>) -> FutexWaiter<'c> {
+        FutexWaiter { cancel, ..FutexWaiter::new(timeout) }
     }
 }
 
-impl Waiter for FutexWaiter {
+impl Waiter for FutexWaiter<'_> {
     /// Sleeps until woken, the deadline, or the end of the current liveness slice. The
     /// slice is counted across sleeps (early wake-ups, signals, spurious returns), so a
     /// waiter reports `Slice`, and its caller looks at the owner, at least once per
@@ -63,7 +70,15 @@ impl Waiter for FutexWaiter {
             }
             sleep = sleep.min(left);
         }
-        if !sleep.is_zero() {
+        if let Some(c) = self.cancel {
+            // `futex_waitv` on the word and the canceler's (or 10 ms slices without it).
+            if c.is_cancelled()
+                || (!sleep.is_zero()
+                    && crate::cancel::futex_wait(word, expected, sleep, Some(c)) == Err(crate::Error::Cancelled))
+            {
+                return Err(SyncError::Cancelled);
+            }
+        } else if !sleep.is_zero() {
             let ts = futex::Timespec { tv_sec: sleep.as_secs() as _, tv_nsec: sleep.subsec_nanos() as _ };
             // Woken, changed (EAGAIN), interrupted or timed out: the caller checks again.
             let _ = futex::wait(word, futex::Flags::empty(), expected, Some(&ts));
@@ -309,6 +324,23 @@ impl<'a> SharedMutex<'a> {
         Ok(MutexGuard { m: self.m, me, owner_died: how == Locked::OwnerDied, thread_bound: PhantomData })
     }
 
+    /// [`SharedMutex::lock`] that also ends with [`Error::Cancelled`] (not locked) when
+    /// `cancel` is cancelled, before or during the wait.
+    pub fn lock_cancellable(
+        &self,
+        timeout: Option<Duration>,
+        cancel: &crate::cancel::Canceler,
+    ) -> Result<MutexGuard<'a>> {
+        cancel.check()?;
+        let me = current_owner();
+        let how = match self.m.try_lock(me) {
+            Ok(how) => how,
+            Err(SyncError::WouldBlock) => self.m.lock(me, &mut FutexWaiter::cancellable(timeout, Some(cancel)))?,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(MutexGuard { m: self.m, me, owner_died: how == Locked::OwnerDied, thread_bound: PhantomData })
+    }
+
     /// Locks if free, else [`Error::WouldBlock`] (a dead owner is only noticed by `lock`).
     #[inline]
     pub fn try_lock(&self) -> Result<MutexGuard<'a>> {
@@ -321,9 +353,20 @@ impl<'a> SharedMutex<'a> {
     /// [`SharedMutex::lock`], and the caller unlocks with [`SharedMutex::unlock`] from the
     /// same thread. Returns how it was acquired.
     pub fn lock_unguarded(&self, timeout: Option<Duration>) -> Result<Locked> {
+        self.lock_unguarded_with(timeout, None)
+    }
+
+    /// [`SharedMutex::lock_unguarded`] watching an optional canceler ([`Error::Cancelled`],
+    /// not locked).
+    pub fn lock_unguarded_with(
+        &self,
+        timeout: Option<Duration>,
+        cancel: Option<&crate::cancel::Canceler>,
+    ) -> Result<Locked> {
+        crate::cancel::check(cancel)?;
         let me = current_owner();
         match self.m.try_lock(me) {
-            Err(SyncError::WouldBlock) => Ok(self.m.lock(me, &mut FutexWaiter::new(timeout))?),
+            Err(SyncError::WouldBlock) => Ok(self.m.lock(me, &mut FutexWaiter::cancellable(timeout, cancel))?),
             r => Ok(r?),
         }
     }
@@ -414,10 +457,18 @@ impl SharedSemaphore<'_> {
     /// Takes one, waiting up to `timeout` (`None`: for ever) while the count is zero.
     #[inline]
     pub fn wait(&self, timeout: Option<Duration>) -> Result<()> {
+        self.wait_with(timeout, None)
+    }
+
+    /// [`SharedSemaphore::wait`] watching an optional canceler ([`Error::Cancelled`],
+    /// nothing taken).
+    #[inline]
+    pub fn wait_with(&self, timeout: Option<Duration>, cancel: Option<&crate::cancel::Canceler>) -> Result<()> {
+        crate::cancel::check(cancel)?;
         if self.s.try_wait().is_ok() {
             return Ok(());
         }
-        Ok(self.s.wait(&mut FutexWaiter::new(timeout))?)
+        Ok(self.s.wait(&mut FutexWaiter::cancellable(timeout, cancel))?)
     }
 
     /// Takes one if the count is above zero, else [`Error::WouldBlock`].
@@ -448,7 +499,18 @@ impl SharedEvent<'_> {
 
     /// Waits until the counter differs from `seen`, up to `timeout`; returns it.
     pub fn wait_change(&self, seen: u32, timeout: Option<Duration>) -> Result<u32> {
-        Ok(self.e.wait_change(seen, &mut FutexWaiter::new(timeout))?)
+        self.wait_change_with(seen, timeout, None)
+    }
+
+    /// [`SharedEvent::wait_change`] watching an optional canceler ([`Error::Cancelled`]).
+    pub fn wait_change_with(
+        &self,
+        seen: u32,
+        timeout: Option<Duration>,
+        cancel: Option<&crate::cancel::Canceler>,
+    ) -> Result<u32> {
+        crate::cancel::check(cancel)?;
+        Ok(self.e.wait_change(seen, &mut FutexWaiter::cancellable(timeout, cancel))?)
     }
 
     /// Advances the counter and wakes one waiter.

@@ -17,18 +17,17 @@ use crate::error::Result;
 /// often, so a dead writer is noticed within one slice.
 pub const LIVENESS_SLICE: Duration = Duration::from_millis(100);
 
-fn timespec(d: Duration) -> futex::Timespec {
-    futex::Timespec { tv_sec: d.as_secs() as _, tv_nsec: d.subsec_nanos() as _ }
-}
-
 /// `FUTEX_WAIT` (shared, never `FUTEX_PRIVATE_FLAG`) while `*word == expected`, for at
-/// most `timeout`. Returns normally on a wake-up, a value mismatch, a signal or the
-/// timeout; the caller re-checks its condition.
-pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) -> Result<()> {
-    match futex::wait(word, futex::Flags::empty(), expected, Some(&timespec(timeout))) {
-        Ok(()) | Err(Errno::AGAIN | Errno::TIMEDOUT | Errno::INTR) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+/// most `timeout`, also watching `cancel` ([`crate::Error::Cancelled`]). Returns normally
+/// on a wake-up, a value mismatch, a signal or the timeout; the caller re-checks its
+/// condition.
+pub(crate) fn futex_wait(
+    word: &AtomicU32,
+    expected: u32,
+    timeout: Duration,
+    cancel: Option<&crate::cancel::Canceler>,
+) -> Result<()> {
+    crate::cancel::futex_wait(word, expected, timeout, cancel)
 }
 
 /// `FUTEX_WAKE` for all sleepers on `word` (shared).

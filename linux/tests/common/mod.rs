@@ -141,6 +141,20 @@ pub fn skip_under_emulator(what: &str) {
     }
 }
 
+/// Ends the calling test as skipped unless this binary has a wall clock of its own to step
+/// (`EMBER_OWN_CLOCK=1`, set by the boards' tier 2: a guest kernel whose `CLOCK_REALTIME`
+/// no other process reads). There is no namespace for `CLOCK_REALTIME` (time namespaces
+/// offset only the monotonic and boot clocks), so on the host or in CI stepping it would
+/// step every process on the machine; the test runs on each board's booted kernel instead.
+pub fn skip_unless_own_clock(what: &str) {
+    if std::env::var("EMBER_OWN_CLOCK").is_ok_and(|v| v == "1") {
+        return;
+    }
+    std::panic::resume_unwind(Box::new(Skip(format!(
+        "{what} steps CLOCK_REALTIME, which this machine shares with every process; it runs in tier 2 (EMBER_OWN_CLOCK=1)"
+    ))));
+}
+
 /// Skips (see [`skip_unless`]) unless the program `tool` is on `PATH`.
 pub fn need_tool(tool: &str) {
     let found = std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));

@@ -76,6 +76,11 @@ impl Peer {
         stdin.flush().unwrap();
     }
 
+    /// Closes the peer's standard input (a peer that waits for end of file then stops).
+    pub fn close_stdin(&mut self) {
+        self.stdin.take();
+    }
+
     /// The peer's pid.
     pub fn pid(&self) -> u32 {
         self.child.id()

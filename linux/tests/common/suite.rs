@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use ember_core::frame::{Flags, FrameRepr};
 use ember_linux::pipe::{PIPE_BUF, StreamReader};
 use ember_linux::socket::StreamSocket;
-use ember_linux::{Endpoint, Error, FrameReceiver, FrameSender};
+use ember_linux::{Endpoint, Error, FrameReceiver, FrameSender, Integrity};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -167,6 +167,8 @@ pub struct Caps {
     pub name: &'static str,
     /// Largest payload the suite sends (frame limit minus the header).
     pub max_payload: usize,
+    /// The sender's default integrity on this medium.
+    pub integrity: Integrity,
 }
 
 // ---- the generic suite ----------------------------------------------------------------
@@ -179,6 +181,61 @@ pub fn core_suite(caps: &Caps, tx: &mut impl FrameSender, rx: &mut (impl FrameRe
     nonblocking_empty(rx);
     rejects_bad_frames(caps, tx);
     small_buffer_consumes_nothing(caps, tx, rx);
+    integrity_settings(caps, tx, rx);
+}
+
+/// Integrity by medium: the sender's default, both settings through the codec, a sender set
+/// to `Checked` refusing a ready-made unchecked frame, and a receiver that requires checked
+/// payloads refusing unchecked frames with a typed error and going on with the next.
+pub fn integrity_settings(caps: &Caps, tx: &mut impl FrameSender, rx: &mut impl FrameReceiver) {
+    let name = caps.name;
+    assert_eq!(tx.integrity(), caps.integrity, "{name}: the medium's default");
+    assert!(!rx.requires_checked(), "{name}: receivers accept both kinds by default");
+    let mut scratch = [0u8; 256];
+    let mut out = vec![0u8; rx.max_frame().max(PIPE_BUF)];
+    let recv_seq = |rx: &mut dyn FnMut(&mut [u8]) -> Result<usize, Error>, out: &mut [u8]| {
+        rx(out).map(|n| {
+            let frame = ember_core::Frame::new_checked(&out[..n]).unwrap();
+            (frame.seq(), frame.integrity())
+        })
+    };
+    for (seq, integrity) in [(1, Integrity::Checked), (2, Integrity::Unchecked)] {
+        tx.set_integrity(integrity);
+        assert_eq!(tx.integrity(), integrity);
+        tx.send_msg(5, seq, &("level", 7u32), &mut scratch).unwrap();
+        let n = rx.recv_frame(&mut out).unwrap();
+        assert_eq!(ember_core::Frame::new_checked(&out[..n]).unwrap().integrity(), integrity, "{name}");
+        let (repr, v): (_, (&str, u32)) = ember_core::message::decode(&out[..n]).unwrap();
+        assert_eq!((repr.seq, v), (seq, ("level", 7)), "{name}");
+    }
+    // Ready-made frames: an unchecked one is refused by a sender set to `Checked` (nothing
+    // is sent); a checked one is valid on any link.
+    let raw = |seq: u32, integrity: Integrity| {
+        let mut b = vec![0u8; 64];
+        let repr = FrameRepr { flags: integrity.flags(), kind: 0x79, seq, payload_len: 0 };
+        let n = repr.emit_with_payload(b"raw", &mut b).unwrap().len();
+        b.truncate(n);
+        b
+    };
+    tx.set_integrity(Integrity::Checked);
+    let refused = Error::Codec(ember_core::Error::UncheckedPayload);
+    assert_eq!(tx.send_frame(&raw(3, Integrity::Unchecked)), Err(refused), "{name}");
+    tx.set_integrity(Integrity::Unchecked);
+    tx.send_frame(&raw(4, Integrity::Checked)).unwrap();
+    // A receiver that requires checked payloads.
+    rx.require_checked(true);
+    assert!(rx.requires_checked());
+    tx.send_frame(&raw(5, Integrity::Unchecked)).unwrap();
+    tx.send_msg(5, 6, &("level", 8u32), &mut scratch).unwrap();
+    tx.set_integrity(Integrity::Checked);
+    tx.send_msg(5, 7, &("level", 9u32), &mut scratch).unwrap();
+    let mut recv = |b: &mut [u8]| rx.recv_frame(b);
+    assert_eq!(recv_seq(&mut recv, &mut out), Ok((4, Integrity::Checked)), "{name}");
+    assert_eq!(recv_seq(&mut recv, &mut out), Err(refused), "{name}: a ready-made unchecked frame");
+    assert_eq!(recv_seq(&mut recv, &mut out), Err(refused), "{name}: an unchecked message");
+    assert_eq!(recv_seq(&mut recv, &mut out), Ok((7, Integrity::Checked)), "{name}: the next frame");
+    rx.require_checked(false);
+    tx.set_integrity(caps.integrity);
 }
 
 /// Frames arrive complete, in order, for every size up to the limit.
@@ -264,6 +321,67 @@ pub fn small_buffer_consumes_nothing(caps: &Caps, tx: &mut impl FrameSender, rx:
     let mut out = vec![0u8; rx.max_frame().max(PIPE_BUF)];
     let got = rx.recv_frame(&mut out).unwrap();
     check_frame(1, &out[..got], 20);
+}
+
+/// Pipes, FIFOs and sockets: the frame limit caps what a receive takes, it is not a size
+/// every buffer must have. A buffer that holds the frame takes it (64 bytes into 64 bytes);
+/// one that does not is `BufferTooSmall` with the length needed, and the frame stays for
+/// the next receive.
+pub fn small_buffer_that_fits(caps: &Caps, tx: &mut impl FrameSender, rx: &mut impl FrameReceiver) {
+    let emit = |seq: u32, len: usize| {
+        let payload: Vec<u8> = (0..len).map(|i| (seq as usize * 7 + i) as u8).collect();
+        let mut out = vec![0u8; len + 64];
+        let n = FrameRepr { flags: Flags::empty(), kind: 0x78, seq, payload_len: len }
+            .emit_with_payload(&payload, &mut out)
+            .unwrap()
+            .len();
+        out.truncate(n);
+        out
+    };
+    let small = emit(1, 40);
+    let big = emit(2, 1000.min(caps.max_payload));
+    tx.send_frame(&small).unwrap();
+    let mut exact = vec![0u8; small.len()];
+    assert_eq!(rx.recv_frame(&mut exact).map_err(|e| format!("{}: {e}", caps.name)), Ok(small.len()));
+    assert_eq!(exact, small, "{}", caps.name);
+    tx.send_frame(&big).unwrap();
+    let mut short = [0u8; 128];
+    assert_eq!(rx.recv_frame(&mut short), Err(Error::BufferTooSmall { needed: big.len() }), "{}", caps.name);
+    let mut out = vec![0u8; big.len()];
+    assert_eq!(rx.recv_frame(&mut out).map_err(|e| format!("{}: {e}", caps.name)), Ok(big.len()));
+    assert_eq!(out, big, "{}: the frame refused for a short buffer was kept whole", caps.name);
+}
+
+/// Every receiver's blocking receive takes a timeout: nothing there is `TimedOut` after at
+/// least the timeout (zero: at once), and a frame that is there is returned.
+pub fn timed_receive(caps: &Caps, tx: &mut impl FrameSender, rx: &mut impl ember_linux::TimedReceiver) {
+    let mut out = vec![0u8; rx.max_frame().max(PIPE_BUF)];
+    let t = std::time::Duration::from_millis(60);
+    let started = std::time::Instant::now();
+    assert_eq!(rx.recv_frame_timeout(&mut out, Some(t)), Err(Error::TimedOut), "{}", caps.name);
+    assert!(started.elapsed() >= t, "{}: returned after {:?}", caps.name, started.elapsed());
+    assert_eq!(rx.recv_frame_timeout(&mut out, Some(std::time::Duration::ZERO)), Err(Error::TimedOut), "{}", caps.name);
+    let mut buf = [0u8; 256];
+    let n = frame(3, 100.min(caps.max_payload), &mut buf);
+    tx.send_frame(&buf[..n]).unwrap();
+    let got = rx.recv_frame_timeout(&mut out, Some(std::time::Duration::from_secs(5))).unwrap();
+    assert_eq!(&out[..got], &buf[..n], "{}", caps.name);
+    tx.send_frame(&buf[..n]).unwrap();
+    let got = rx.recv_frame_timeout(&mut out, None).unwrap();
+    assert_eq!(&out[..got], &buf[..n], "{}", caps.name);
+}
+
+/// Stream transports: a timed receive that runs out with half a frame read keeps that half,
+/// and the next receive returns the whole frame once the rest arrives.
+pub fn timed_receive_keeps_a_partial_frame(raw: &impl AsFd, rx: &mut impl ember_linux::TimedReceiver) {
+    let mut buf = [0u8; 256];
+    let n = frame(5, 150, &mut buf);
+    rustix::io::write(raw, &buf[..n / 2]).unwrap();
+    let mut out = vec![0u8; rx.max_frame()];
+    assert_eq!(rx.recv_frame_timeout(&mut out, Some(std::time::Duration::from_millis(30))), Err(Error::TimedOut));
+    rustix::io::write(raw, &buf[n / 2..n]).unwrap();
+    let got = rx.recv_frame_timeout(&mut out, Some(std::time::Duration::from_secs(5))).unwrap();
+    assert_eq!(&out[..got], &buf[..n], "the half read before the timeout was kept");
 }
 
 /// The receiver gone: the sender gets `PeerGone`, and is not killed by `SIGPIPE`.
