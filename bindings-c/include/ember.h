@@ -14,9 +14,21 @@
 #define EMBER_ACCUMULATOR_MAX_FRAME 16384
 
 /*
- The largest message a connection sends or receives.
+ The size of each buffer of a connection made by `ember_dbus_connect`: the largest
+ message it sends or receives.
  */
 #define EMBER_DBUS_MAX_MESSAGE 65536
+
+/*
+ The specification's largest message (128 MiB): the largest buffer
+ `ember_dbus_connect_sized` takes.
+ */
+#define EMBER_DBUS_SPEC_MAX_MESSAGE ((128 * 1024) * 1024)
+
+/*
+ The smallest buffer `ember_dbus_connect_sized` takes.
+ */
+#define EMBER_DBUS_MIN_BUFFER 256
 
 /*
  A method call.
@@ -94,6 +106,23 @@
 #define EMBER_FLAG_ERROR 2
 
 /*
+ Flag: the payload is not covered by the frame checksum (the header still is); for media
+ that deliver bytes intact (pipes, queues, Unix sockets, shm). docs/wire-format.md §4.
+ */
+#define EMBER_FLAG_UNCHECKED 4
+
+/*
+ A sender's integrity setting: every frame it sends must have its payload checked
+ (frames with `EMBER_FLAG_UNCHECKED` are refused with `EMBER_EUNCHECKED`).
+ */
+#define EMBER_INTEGRITY_CHECKED 1
+
+/*
+ A sender's integrity setting: frames go out as they are, checked or not.
+ */
+#define EMBER_INTEGRITY_UNCHECKED 0
+
+/*
  Open for sending only.
  */
 #define EMBER_MQ_SEND 1
@@ -159,6 +188,20 @@
 #define EMBER_RPC_FIRST_APPLICATION_CODE 256
 
 /*
+ Flag of the `_create_ex` functions (`ember_spsc_sender_create_ex`,
+ `ember_seqlock_writer_create_ex`, `ember_broadcast_writer_create_ex`,
+ `ember_mq_create_ex`, `ember_fifo_create_ex`): take over an object a dead owner left
+ under the name, instead of failing with `EEXIST`; an object whose owner lives is
+ `EMBER_EINUSE`. What a daemon that must come back after `kill -9` passes. A segment
+ whose recorded writer (pid and start time in its header) is dead is replaced
+ atomically (built under a temporary name, renamed over the old one; readers still on
+ the old one get `EMBER_EPEERGONE`); a queue is stale when no live creator holds Ember's
+ lock on it (it is removed and created again, its messages dropped); a FIFO when nobody
+ has it open for reading. docs/c-api.md, "After a crash".
+ */
+#define EMBER_REPLACE_STALE 1
+
+/*
  No request is pending.
  */
 #define EMBER_DAEMON_NONE 0
@@ -208,6 +251,22 @@
  The most file descriptors one frame carries.
  */
 #define EMBER_SOCKET_MAX_FDS 16
+
+/*
+ The major version of the release this header belongs to (the `x` of `x.y.z`): a change
+ that breaks the ABI raises it (while it is 0, the minor version does).
+ */
+#define EMBER_VERSION_MAJOR 0
+
+/*
+ The minor version of the release this header belongs to (the `y` of `x.y.z`).
+ */
+#define EMBER_VERSION_MINOR 1
+
+/*
+ The patch version of the release this header belongs to (the `z` of `x.y.z`).
+ */
+#define EMBER_VERSION_PATCH 0
 
 /*
  The result codes every function returns: `EMBER_OK` (0) or a negative error. An enum
@@ -296,6 +355,40 @@ typedef enum ember_status {
    error at create time and never a `SIGBUS` later.
    */
   EMBER_ENOSHMSPACE = -17,
+  /*
+   The object is in use by a live process, so it was left alone: a create with
+   `EMBER_REPLACE_STALE` found a segment whose writer lives, a queue a live creator
+   holds or a FIFO somebody reads; or an SPSC ring already has its receiver in a live
+   process. `ember_last_in_use_pid` gives that process's pid (0 when it cannot be
+   known).
+   */
+  EMBER_EINUSE = -18,
+  /*
+   The shared-memory segment has a layout version this library does not speak (made by
+   an older or newer Ember): nothing was mapped. A stale one is replaced by a create
+   with `EMBER_REPLACE_STALE`.
+   */
+  EMBER_EVERSION = -19,
+  /*
+   A kernel limit refused the object (a queue deeper, or with larger messages, than
+   unprivileged processes may create; one queue or segment too many; the user's queue
+   bytes, `RLIMIT_MSGQUEUE`; no descriptor left...). Nothing was created.
+   `ember_last_limit` says which limit, its value and what was asked for.
+   */
+  EMBER_ELIMIT = -20,
+  /*
+   A frame's payload is not covered by its checksum (`EMBER_FLAG_UNCHECKED`) where it
+   must be: a receiver that requires checked payloads skipped it, or a sender set to
+   `EMBER_INTEGRITY_CHECKED` refused it (nothing sent).
+   */
+  EMBER_EUNCHECKED = -21,
+  /*
+   The call was cancelled: the canceler installed with `ember_set_canceler` was
+   triggered (`ember_canceler_cancel`, e.g. from a `SIGINT` handler) before or during
+   its wait. Nothing was received or sent; every later blocking call returns this too
+   until `ember_canceler_reset`.
+   */
+  EMBER_ECANCELED = -22,
 } ember_status;
 
 /*
@@ -310,6 +403,57 @@ typedef enum ember_timeout {
    */
   EMBER_FOREVER = -1,
 } ember_timeout;
+
+/*
+ The kernel limits behind `EMBER_ELIMIT` (`ember_last_limit`); `ember_limit_source`
+ names where each is set. The `/proc/sys` ones are per IPC namespace.
+ */
+typedef enum ember_limit {
+  /*
+   No limit (no `EMBER_ELIMIT` yet in this thread).
+   */
+  EMBER_LIMIT_NONE = 0,
+  /*
+   `/proc/sys/fs/mqueue/msg_max`: messages per POSIX queue (unprivileged creators).
+   */
+  EMBER_LIMIT_MQ_MSG_MAX = 1,
+  /*
+   `/proc/sys/fs/mqueue/msgsize_max`: bytes per POSIX queue message (unprivileged).
+   */
+  EMBER_LIMIT_MQ_MSGSIZE_MAX = 2,
+  /*
+   `/proc/sys/fs/mqueue/queues_max`: POSIX queues in the namespace.
+   */
+  EMBER_LIMIT_MQ_QUEUES_MAX = 3,
+  /*
+   `RLIMIT_MSGQUEUE`: bytes the user's POSIX queues may hold.
+   */
+  EMBER_LIMIT_RLIMIT_MSGQUEUE = 4,
+  /*
+   `RLIMIT_NOFILE`: open descriptors per process.
+   */
+  EMBER_LIMIT_RLIMIT_NOFILE = 5,
+  /*
+   `/proc/sys/fs/file-max`: open files in the system.
+   */
+  EMBER_LIMIT_FILE_MAX = 6,
+  /*
+   `/proc/sys/kernel/msgmni`: SysV message queues in the namespace.
+   */
+  EMBER_LIMIT_SYSV_MSGMNI = 7,
+  /*
+   `/proc/sys/kernel/msgmax`: bytes per SysV message.
+   */
+  EMBER_LIMIT_SYSV_MSGMAX = 8,
+  /*
+   `/proc/sys/kernel/shmmax`: bytes per SysV segment.
+   */
+  EMBER_LIMIT_SYSV_SHMMAX = 9,
+  /*
+   `/proc/sys/kernel/shmmni`: SysV segments in the namespace.
+   */
+  EMBER_LIMIT_SYSV_SHMMNI = 10,
+} ember_limit;
 
 /*
  A stream accumulator (opaque).
@@ -333,6 +477,14 @@ typedef struct ember_broadcast_reader ember_broadcast_reader;
 typedef struct ember_broadcast_writer ember_broadcast_writer;
 
 /*
+ A cancel handle (opaque): an eventfd and a futex word.
+
+ `Send` and `Sync`: every function on it may be called from any thread (and
+ `ember_canceler_cancel` from a signal handler).
+ */
+typedef struct ember_canceler ember_canceler;
+
+/*
  The daemon helper (opaque): a signalfd for `SIGTERM`, `SIGINT` and `SIGHUP`.
 
  `Send` and `Sync`, like the signalfd it owns.
@@ -354,6 +506,13 @@ typedef struct ember_dbus ember_dbus;
  `Send` and `Sync`: it owns its buffer; every function takes it `*mut`.
  */
 typedef struct ember_dbus_args ember_dbus_args;
+
+/*
+ A listening peer-to-peer D-Bus socket (opaque).
+
+ `Send` and `Sync`: a socket and its address.
+ */
+typedef struct ember_dbus_listener ember_dbus_listener;
 
 /*
  A table of objects to serve (opaque).
@@ -565,6 +724,35 @@ typedef struct ember_dbus_message {
 typedef void (*ember_dbus_message_fn)(void *ctx, struct ember_dbus_message *message);
 
 /*
+ The header of the message a connection refused last (see `ember_dbus_last_refused`).
+
+ `Send` and `Sync`: plain data.
+ */
+typedef struct ember_dbus_refused {
+  /*
+   `EMBER_DBUS_METHOD_CALL`, `_METHOD_RETURN`, `_ERROR` or `_SIGNAL`.
+   */
+  int kind;
+  /*
+   Its serial.
+   */
+  uint32_t serial;
+  /*
+   The serial it answers (0 if none).
+   */
+  uint32_t reply_serial;
+  /*
+   Its length in bytes, as its header declares.
+   */
+  uint64_t needed;
+  /*
+   The receive buffer's size when it was refused for its size; 0 when it was refused
+   for being malformed.
+   */
+  uint64_t max;
+} ember_dbus_refused;
+
+/*
  What a handler is called for (valid during the call only).
 
  Neither `Send` nor `Sync`: it holds raw pointers into the connection's buffer.
@@ -716,7 +904,8 @@ typedef struct ember_frame_info {
    */
   uint32_t seq;
   /*
-   The flags byte (`EMBER_FLAG_*`, and ignorable high bits).
+   The flags byte (`EMBER_FLAG_*`, and ignorable high bits; `EMBER_FLAG_UNCHECKED`
+   when the payload was not covered by the checksum).
    */
   uint8_t flags;
   /*
@@ -865,8 +1054,10 @@ void ember_accumulator_free(struct ember_accumulator *acc);
  (`out_cap` bytes), sets `*frame_len`, and returns `EMBER_OK`; `*consumed` says how
  many input bytes were used (feed the rest again). Returns `EMBER_EAGAIN` when all the
  input was used without completing a frame (`*consumed == len`), `EMBER_EBADMSG` when a
- frame was rejected and skipped (feed the rest again), `EMBER_ENOSPC` if `out_cap` is
- below `EMBER_ACCUMULATOR_MAX_FRAME` (nothing consumed).
+ frame was rejected and skipped (feed the rest again; `EMBER_EUNCHECKED` when it was
+ refused for `ember_accumulator_require_checked`), `EMBER_ENOSPC` if `out_cap` is below
+ `EMBER_ACCUMULATOR_MAX_FRAME` (nothing consumed), `EMBER_EINVAL` for a NULL or
+ misaligned pointer.
 
  # Safety
 
@@ -885,14 +1076,132 @@ int ember_accumulator_feed(struct ember_accumulator *acc,
                            size_t *frame_len);
 
 /*
+ Makes the accumulator refuse (`on` != 0) or accept (`on` == 0, the default) frames whose
+ payload is not covered by the checksum (`EMBER_FLAG_UNCHECKED`): a refused frame is
+ skipped whole and `ember_accumulator_feed` returns `EMBER_EUNCHECKED` for it. Returns
+ `EMBER_OK`, or `EMBER_EINVAL` for a NULL handle.
+
+ # Safety
+
+ `acc` from `ember_accumulator_new`.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_accumulator_require_checked(struct ember_accumulator *acc, int on);
+
+/*
+ A new canceler, not cancelled, into `*out`. Returns `EMBER_OK`; `EMBER_EINVAL` (`out`
+ NULL or misaligned); `EMBER_EOS` (`eventfd` failed: `EMFILE`).
+
+ # Safety
+
+ `out` a writable pointer.
+
+ Thread safety: any thread.
+ */
+int ember_canceler_new(struct ember_canceler **out);
+
+/*
+ Cancels: every blocking call watching `c` (see `ember_set_canceler`) returns
+ `EMBER_ECANCELED`, the ones waiting now and every later one, until
+ `ember_canceler_reset`. Nothing is lost: a cancelled receive took nothing, a cancelled
+ send sent nothing. Returns `EMBER_OK`; `EMBER_EINVAL` (`c` NULL or misaligned).
+
+ **Async-signal-safe**: one atomic store, one `FUTEX_WAKE` and one `write(2)`, made as raw
+ system calls; no lock, no allocation, `errno` untouched. Call it from a `SIGINT`
+ handler.
+
+ # Safety
+
+ `c` from `ember_canceler_new`, not freed.
+
+ Thread safety: any thread, and signal handlers.
+ */
+int ember_canceler_cancel(const struct ember_canceler *c);
+
+/*
+ Makes `c` usable again: blocking calls watching it wait normally. Call it when no call
+ is waiting on it. Returns `EMBER_OK`; `EMBER_EINVAL` (`c` NULL or misaligned).
+
+ # Safety
+
+ `c` from `ember_canceler_new`, not freed.
+
+ Thread safety: any thread (not from a signal handler).
+ */
+int ember_canceler_reset(const struct ember_canceler *c);
+
+/*
+ 1 if `c` is cancelled (and not reset since), 0 if not, `EMBER_EINVAL` (`c` NULL or
+ misaligned). Async-signal-safe (one atomic load).
+
+ # Safety
+
+ `c` from `ember_canceler_new`, not freed.
+
+ Thread safety: any thread, and signal handlers.
+ */
+int ember_canceler_is_cancelled(const struct ember_canceler *c);
+
+/*
+ The canceler's eventfd, readable while it is cancelled: add it to your own `poll` or
+ `epoll` loop (or `ember_poller_add`) to wake that loop too. Owned by `c`; do not close
+ it or read it. Returns the fd, or `EMBER_EINVAL` (`c` NULL or misaligned).
+
+ # Safety
+
+ `c` from `ember_canceler_new`, not freed.
+
+ Thread safety: any thread.
+ */
+int ember_canceler_fd(const struct ember_canceler *c);
+
+/*
+ Frees a canceler (NULL is accepted). If it is the one `ember_set_canceler` installed, it
+ is unset first; still, free it only once no call that may watch it is running (unset
+ it with `ember_set_canceler(NULL)`, let those calls return, then free).
+
+ # Safety
+
+ `c` NULL or from `ember_canceler_new`, not used after.
+
+ Thread safety: see above.
+ */
+void ember_canceler_free(struct ember_canceler *c);
+
+/*
+ Installs `c` as the canceler every blocking call of this library watches, in every
+ thread (NULL: none, the default). Once `c` is cancelled, a call waiting for data, for
+ room, for a connection or for an event returns `EMBER_ECANCELED`: `ember_pipe_reader_recv`
+ and `_recv_timeout`, `ember_pipe_writer_send` and `_send_timeout`, `ember_mq_send`,
+ `ember_mq_recv`, `ember_uds_connect` and `_connect_timeout`, `ember_uds_accept`,
+ `ember_socket_send`, `_send_timeout`, `_send_to`, `_send_fds`, `ember_socket_recv`,
+ `_recv_fds`, `ember_poller_wait`, `ember_spsc_sender_send`, `ember_spsc_receiver_recv`,
+ `ember_broadcast_reader_recv`, `ember_seqlock_reader_wait_change`, `ember_mutex_lock`,
+ `ember_sem_wait`, `ember_event_wait_change`, `ember_signalfd_recv` and `_recv_timeout`,
+ `ember_daemon_wait`, `ember_rpc_call`, `ember_rpc_serve_one`, and the D-Bus waits for
+ the bus (`ember_dbus_call`, `_recv`, `_process`, ...; not the connects). Returns
+ `EMBER_OK`;
+ `EMBER_EINVAL` (`c` misaligned).
+
+ # Safety
+
+ `c` NULL or from `ember_canceler_new`; it must stay valid while installed and while
+ any call that may have read it runs.
+
+ Thread safety: any thread (not from a signal handler: install it before the handler).
+ */
+int ember_set_canceler(const struct ember_canceler *c);
+
+/*
  Connects to the bus at `address` (a D-Bus address such as
  `unix:path=/run/dbus/system_bus_socket`; NULL: the session bus of
  `DBUS_SESSION_BUS_ADDRESS`), authenticates (`EXTERNAL`) and says `Hello`, waiting at
- most 10 s. Returns `EMBER_OK`; `EMBER_EINVAL` (bad address, or no session bus address
- set); `EMBER_EOS` (no bus there: `ENOENT`, `ECONNREFUSED`; refused: `EACCES`);
- `EMBER_ETIMEDOUT`. The connection is built on the stack before it is moved to the heap:
- call it with 512 KiB of stack to spare (the main thread has 8 MiB; a musl thread has
- 128 KiB unless it is made with a larger `pthread_attr_setstacksize`).
+ most 10 s, with two 64 KiB buffers (`EMBER_DBUS_MAX_MESSAGE`). Returns `EMBER_OK`;
+ `EMBER_EINVAL` (a NULL `out`, a bad address, or no session bus address set);
+ `EMBER_EOS` (no bus there: `ENOENT`, `ECONNREFUSED`; authentication refused:
+ `EACCES`); `EMBER_ETIMEDOUT`; `EMBER_EPEERGONE` (the bus hung up during the
+ handshake); `EMBER_EBADMSG` (a malformed answer to `Hello`).
 
  # Safety
 
@@ -901,6 +1210,34 @@ int ember_accumulator_feed(struct ember_accumulator *acc,
  Thread safety: any thread.
  */
 int ember_dbus_connect(const char *address, struct ember_dbus **out);
+
+/*
+ `ember_dbus_connect` with the caller's buffer sizes and time limit: `rx_size` bytes to
+ receive into (the largest message this connection takes in; a larger one is refused
+ with `EMBER_ETOOBIG`, see `ember_dbus_last_refused`), `tx_size` bytes to build in (the
+ largest message it sends), each from `EMBER_DBUS_MIN_BUFFER` (256) to
+ `EMBER_DBUS_SPEC_MAX_MESSAGE` (128 MiB), and a queue of `queue_size` bytes (0 to 128
+ MiB; each message takes its length rounded up to 8, plus 16) for the messages that
+ arrive while a call waits and the replies of calls in flight, all allocated here once;
+ connecting, authenticating and `Hello` within `timeout_ms` (negative: no limit).
+ `ember_dbus_connect`'s queue is 64 KiB. Returns `EMBER_OK`; `EMBER_EINVAL` (sizes out of
+ range, a NULL `out`, a bad address, or no session bus address set); `EMBER_EOS` (no bus
+ there: `ENOENT`, `ECONNREFUSED`; authentication refused: `EACCES`); `EMBER_ETIMEDOUT`;
+ `EMBER_EPEERGONE` (the bus hung up during the handshake); `EMBER_EBADMSG` (a malformed
+ answer to `Hello`).
+
+ # Safety
+
+ As `ember_dbus_connect`.
+
+ Thread safety: any thread.
+ */
+int ember_dbus_connect_sized(const char *address,
+                             size_t rx_size,
+                             size_t tx_size,
+                             size_t queue_size,
+                             int64_t timeout_ms,
+                             struct ember_dbus **out);
 
 /*
  Closes the connection (the bus releases its names and matches).
@@ -915,8 +1252,8 @@ void ember_dbus_free(struct ember_dbus *d);
 
 /*
  Our unique name on the bus (`:1.42`), copied with its NUL into `buf` (`cap` bytes; 65
- suffice): `EMBER_ENOSPC` if it does not fit; `EMBER_EBUSY` from a callback of this
- connection.
+ suffice). Returns `EMBER_OK`; `EMBER_ENOSPC` if it does not fit; `EMBER_EBUSY` from a
+ callback of this connection; `EMBER_EINVAL` (a NULL or misaligned pointer).
 
  # Safety
 
@@ -942,12 +1279,16 @@ int ember_dbus_fd(struct ember_dbus *d);
 /*
  Calls `member` (of `interface`, may be NULL) on `destination`'s object at `path` with
  `args` (NULL: none), and waits up to `timeout_ms` for the reply, which goes to `*reply`
- (may be NULL). Messages that arrive meanwhile go to `on_other` (may be NULL: dropped).
+ (may be NULL). Messages that arrive meanwhile go to `on_other` (may be NULL: they are
+ queued for the next `ember_dbus_recv` or `ember_dbus_process`; replies to calls in
+ flight are kept for them either way).
 
- Returns `EMBER_OK`; `EMBER_EREMOTE` when the peer answered with a D-Bus error
+ Returns `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+ installed with `ember_set_canceler` was cancelled during the wait); `EMBER_EREMOTE` when the peer answered with a D-Bus error
  (`reply->error_name`, and its message as the body's first string); `EMBER_ETIMEDOUT`;
  `EMBER_EINVAL` (a NULL or invalid name, unclosed containers in `args`, or values that do
- not match their signature); `EMBER_ETOOBIG` (the call does not fit in 64 KiB);
+ not match their signature); `EMBER_ETOOBIG` (the call does not fit in the build buffer, or the reply not in the
+ receive buffer: `ember_dbus_last_refused` says how large it was);
  `EMBER_EPEERGONE` (the bus is gone); `EMBER_EBUSY` (from a callback of this connection);
  `EMBER_EOS` (`ENOTSUP`: fds in `args`, and the bus does not pass fds).
 
@@ -971,9 +1312,119 @@ int ember_dbus_call(struct ember_dbus *d,
                     void *ctx);
 
 /*
+ Starts a method call as `ember_dbus_call` does, and returns at once: its serial goes to
+ `*serial`, the handle for `ember_dbus_call_poll`, `ember_dbus_call_wait` and
+ `ember_dbus_call_cancel`. Its reply is kept for it, whatever else arrives meanwhile
+ (other messages are queued for `ember_dbus_recv` and `ember_dbus_process`). Up to 32
+ calls in flight per connection. Returns `EMBER_OK`; `EMBER_EBUSY` (32 calls in flight
+ already, or from a callback of this connection); `EMBER_EINVAL` (a NULL or invalid
+ name, a NULL `serial`, unclosed containers in `args`, or values that do not match their
+ signature); `EMBER_ETOOBIG` (the call does not fit in the build buffer);
+ `EMBER_EPEERGONE` (the bus is gone); `EMBER_EOS` (`ENOTSUP`: fds in `args`, and the bus
+ does not pass fds).
+
+ # Safety
+
+ As `ember_dbus_call`; `serial` writable.
+
+ Thread safety: not with other calls on the same connection.
+ */
+int ember_dbus_call_start(struct ember_dbus *d,
+                          const char *destination,
+                          const char *path,
+                          const char *interface,
+                          const char *member,
+                          const struct ember_dbus_args *args,
+                          uint32_t *serial);
+
+/*
+ The reply to the call started with `serial`, if it is here, without waiting (what has
+ arrived is read; other messages are queued). Returns `EMBER_OK` or `EMBER_EREMOTE` with
+ `*reply` (may be NULL) filled, as `ember_dbus_call` (the call is over); `EMBER_EAGAIN`
+ when it has not come yet; `EMBER_EINVAL` for a NULL or misaligned pointer or a serial
+ that is no call in flight; `EMBER_ETOOBIG`, `EMBER_EBADMSG` (the reply refused: the
+ call is over); `EMBER_EPEERGONE`; `EMBER_EBUSY` (from a callback of this connection);
+ `EMBER_EOS`.
+
+ # Safety
+
+ `d` from `ember_dbus_connect`; `reply` NULL or writable.
+
+ Thread safety: not with other calls on the same connection.
+ */
+int ember_dbus_call_poll(struct ember_dbus *d, uint32_t serial, struct ember_dbus_message *reply);
+
+/*
+ Waits up to `timeout_ms` (negative: no limit) for the reply to the call started with
+ `serial` (other messages are queued). Returns `EMBER_OK` or `EMBER_EREMOTE` with
+ `*reply` (may be NULL) filled, `EMBER_ECANCELED` (the canceler
+ installed with `ember_set_canceler` was cancelled during the wait); as `ember_dbus_call`; `EMBER_ETIMEDOUT` (the call is then
+ over: a late reply goes to `ember_dbus_recv`); `EMBER_EINVAL` (a NULL or misaligned
+ pointer, a serial that is no call in flight); `EMBER_ETOOBIG`, `EMBER_EBADMSG` (the
+ reply refused: the call is over); `EMBER_EPEERGONE`; `EMBER_EBUSY` (from a callback of
+ this connection); `EMBER_EOS`.
+
+ # Safety
+
+ `d` from `ember_dbus_connect`; `reply` NULL or writable.
+
+ Thread safety: not with other calls on the same connection.
+ */
+int ember_dbus_call_wait(struct ember_dbus *d,
+                         uint32_t serial,
+                         int64_t timeout_ms,
+                         struct ember_dbus_message *reply);
+
+/*
+ Gives up on the call started with `serial`: its reply, if it comes, goes to
+ `ember_dbus_recv`. Returns `EMBER_OK`, `EMBER_EINVAL` (no such call in flight),
+ `EMBER_EBUSY`.
+
+ # Safety
+
+ `d` from `ember_dbus_connect`.
+
+ Thread safety: not with other calls on the same connection.
+ */
+int ember_dbus_call_cancel(struct ember_dbus *d, uint32_t serial);
+
+/*
+ How many messages the connection's queue has dropped since it connected, because they
+ did not fit (each loss is reported once, where it happened, as `EMBER_EOVERFLOW` from
+ `ember_dbus_recv` or `ember_dbus_process`), into `*count`. Returns `EMBER_OK`,
+ `EMBER_EINVAL`, `EMBER_EBUSY`.
+
+ # Safety
+
+ `d` from `ember_dbus_connect`; `count` writable.
+
+ Thread safety: not with other calls on the same connection.
+ */
+int ember_dbus_queue_overflows(struct ember_dbus *d, uint64_t *count);
+
+/*
+ The header of the message `d` refused last: a reply or message larger than its receive
+ buffer (`needed` > `max`, what `ember_dbus_call`, `ember_dbus_recv` and
+ `ember_dbus_process` reported as `EMBER_ETOOBIG`), or a malformed one with a readable
+ header (`EMBER_EBADMSG`; `max` is 0). Returns `EMBER_OK`, `EMBER_EAGAIN` if nothing
+ was refused or the last refused message's header was unreadable, `EMBER_EINVAL`,
+ `EMBER_EBUSY`.
+
+ # Safety
+
+ `d` from `ember_dbus_connect`; `out` writable.
+
+ Thread safety: not with other calls on the same connection.
+ */
+int ember_dbus_last_refused(struct ember_dbus *d, struct ember_dbus_refused *out);
+
+/*
  Emits the signal `interface.member` from the object at `path` with `args` (NULL: none);
- its serial goes to `*serial` (may be NULL). Returns `EMBER_OK`, `EMBER_EINVAL`,
- `EMBER_ETOOBIG`, `EMBER_EPEERGONE` or `EMBER_EOS`.
+ its serial goes to `*serial` (may be NULL). Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL
+ or invalid name, unclosed containers in `args`, or values that do not match their
+ signature); `EMBER_ETOOBIG` (the signal does not fit in the build buffer);
+ `EMBER_EPEERGONE` (the bus is gone); `EMBER_EBUSY` (from a callback of this
+ connection); `EMBER_EOS` (`ENOTSUP`: fds in `args`, and the bus does not pass fds).
 
  # Safety
 
@@ -990,9 +1441,14 @@ int ember_dbus_emit_signal(struct ember_dbus *d,
                            uint32_t *serial);
 
 /*
- Receives the next message (waiting up to `timeout_ms`) into `*out`. Returns `EMBER_OK`;
- `EMBER_ETIMEDOUT`; `EMBER_EBADMSG` or `EMBER_ETOOBIG` for a malformed or oversized
- message (skipped: receive again); `EMBER_EPEERGONE` (the bus is gone).
+ Receives the next message (waiting up to `timeout_ms`) into `*out`: first those queued
+ while a call waited, in arrival order (replies to calls in flight are kept for them).
+ Returns `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+ installed with `ember_set_canceler` was cancelled during the wait); `EMBER_ETIMEDOUT`; `EMBER_EBADMSG` or `EMBER_ETOOBIG` for a
+ malformed or oversized message (skipped: receive again); `EMBER_EOVERFLOW` once where
+ the queue dropped messages (receive again; `ember_dbus_queue_overflows` counts them);
+ `EMBER_EPEERGONE` (the bus is gone); `EMBER_EINVAL` (a NULL or misaligned pointer);
+ `EMBER_EBUSY` (from a callback of this connection); `EMBER_EOS`.
 
  # Safety
 
@@ -1000,11 +1456,14 @@ int ember_dbus_emit_signal(struct ember_dbus *d,
 
  Thread safety: not with other calls on the same connection.
  */
-int ember_dbus_recv(struct ember_dbus *d, int64_t timeout_ms, struct ember_dbus_message *out);
+int ember_dbus_recv(struct ember_dbus *d,
+                    int64_t timeout_ms,
+                    struct ember_dbus_message *out);
 
 /*
  Takes fd number `index` (an `h` value) of the message received last: `*fd` is now the
- caller's to close. Returns `EMBER_OK`, or `EMBER_EINVAL` (no such fd, or taken already).
+ caller's to close. Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned pointer, no
+ such fd, or taken already); `EMBER_EBUSY` (from a callback of this connection).
 
  # Safety
 
@@ -1017,8 +1476,11 @@ int ember_dbus_take_fd(struct ember_dbus *d, uint32_t index, int *fd);
 /*
  Asks the bus for `name` with `EMBER_DBUS_NAME_*` flags; the answer
  (`EMBER_DBUS_NAME_PRIMARY_OWNER`, ...) goes to `*reply` (may be NULL). Returns
- `EMBER_OK`, `EMBER_EINVAL` (bad name), `EMBER_EREMOTE` (the bus refused: e.g. its policy
- does not allow us the name), `EMBER_ETIMEDOUT`, ...
+ `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+ installed with `ember_set_canceler` was cancelled during the wait); `EMBER_EINVAL` (a NULL or misaligned pointer, a bad or unique name);
+ `EMBER_EBUSY` (from a callback of this connection); `EMBER_EREMOTE` (the bus refused:
+ e.g. its policy does not allow us the name); `EMBER_ETIMEDOUT`; `EMBER_EPEERGONE` (the
+ bus is gone); `EMBER_EBADMSG` (a malformed reply); `EMBER_EOS`.
 
  # Safety
 
@@ -1034,7 +1496,11 @@ int ember_dbus_request_name(struct ember_dbus *d,
 
 /*
  Gives `name` back; the bus's answer (1 released, 2 no such name, 3 not the owner) goes
- to `*reply` (may be NULL). As `ember_dbus_request_name`.
+ to `*reply` (may be NULL). Returns `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+ installed with `ember_set_canceler` was cancelled during the wait); `EMBER_EINVAL` (a NULL or misaligned
+ pointer, a bad name); `EMBER_EBUSY` (from a callback of this connection);
+ `EMBER_EREMOTE` (the bus refused); `EMBER_ETIMEDOUT`; `EMBER_EPEERGONE` (the bus is
+ gone); `EMBER_EBADMSG` (a malformed reply); `EMBER_EOS`.
 
  # Safety
 
@@ -1042,12 +1508,19 @@ int ember_dbus_request_name(struct ember_dbus *d,
 
  Thread safety: not with other calls on the same connection.
  */
-int ember_dbus_release_name(struct ember_dbus *d, const char *name, int64_t timeout_ms, int *reply);
+int ember_dbus_release_name(struct ember_dbus *d,
+                            const char *name,
+                            int64_t timeout_ms,
+                            int *reply);
 
 /*
  Subscribes to the messages matching `rule` (`AddMatch`), e.g.
- `type='signal',interface='org.example.Sensor'`. Returns `EMBER_OK`, `EMBER_EREMOTE`
- (the bus refused the rule), `EMBER_ETIMEDOUT`, ...
+ `type='signal',interface='org.example.Sensor'`. Returns `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+ installed with `ember_set_canceler` was cancelled during the wait); `EMBER_EINVAL` (a
+ NULL or misaligned pointer, a rule not UTF-8); `EMBER_EBUSY` (from a callback of this
+ connection); `EMBER_EREMOTE` (the bus refused the rule); `EMBER_ETIMEDOUT`;
+ `EMBER_EPEERGONE` (the bus is gone); `EMBER_EBADMSG` (a malformed reply, or a rule too
+ long for the build buffer); `EMBER_EOS`.
 
  # Safety
 
@@ -1058,7 +1531,12 @@ int ember_dbus_release_name(struct ember_dbus *d, const char *name, int64_t time
 int ember_dbus_add_match(struct ember_dbus *d, const char *rule, int64_t timeout_ms);
 
 /*
- Drops a subscription (`RemoveMatch`). As `ember_dbus_add_match`.
+ Drops a subscription (`RemoveMatch`). Returns `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+ installed with `ember_set_canceler` was cancelled during the wait); `EMBER_EINVAL` (a NULL or
+ misaligned pointer, a rule not UTF-8); `EMBER_EBUSY` (from a callback of this
+ connection); `EMBER_EREMOTE` (the bus refused: e.g. no such match); `EMBER_ETIMEDOUT`;
+ `EMBER_EPEERGONE` (the bus is gone); `EMBER_EBADMSG` (a malformed reply, or a rule too
+ long for the build buffer); `EMBER_EOS`.
 
  # Safety
 
@@ -1070,7 +1548,8 @@ int ember_dbus_remove_match(struct ember_dbus *d, const char *rule, int64_t time
 
 /*
  An argument builder whose values take up to `capacity` bytes (the largest body it
- builds; 4096 is plenty for most calls).
+ builds; 4096 is plenty for most calls). Returns `EMBER_OK`, or `EMBER_EINVAL` (`out`
+ NULL or misaligned, `capacity` 0 or over 128 MiB).
 
  # Safety
 
@@ -1081,7 +1560,8 @@ int ember_dbus_remove_match(struct ember_dbus *d, const char *rule, int64_t time
 int ember_dbus_args_new(size_t capacity, struct ember_dbus_args **out);
 
 /*
- Empties the builder (to build the next message with it).
+ Empties the builder (to build the next message with it). Returns `EMBER_OK`, or
+ `EMBER_EINVAL` (a NULL or misaligned handle).
 
  # Safety
 
@@ -1106,8 +1586,8 @@ void ember_dbus_args_free(struct ember_dbus_args *a);
  Appends a byte (`y`).
 
  Returns `EMBER_OK`; `EMBER_ENOSPC` when the builder is full; `EMBER_ETOOBIG` when the
- signature would pass 255 bytes; `EMBER_EINVAL` for a NULL handle. A failed append
- leaves the builder as it was.
+ signature would pass 255 bytes; `EMBER_EINVAL` for a NULL or misaligned handle. A
+ failed append leaves the builder as it was.
 
  # Safety
 
@@ -1118,7 +1598,10 @@ void ember_dbus_args_free(struct ember_dbus_args *a);
 int ember_dbus_args_add_byte(struct ember_dbus_args *a, uint8_t v);
 
 /*
- Appends an `int16_t` (`n`). As `ember_dbus_args_add_byte`.
+ Appends an `int16_t` (`n`). Returns `EMBER_OK`;
+ `EMBER_EINVAL` (a NULL or misaligned handle); `EMBER_ENOSPC` (the builder is full);
+ `EMBER_ETOOBIG` (the signature would pass 255 bytes). A failed append leaves the
+ builder as it was.
 
  # Safety
 
@@ -1129,7 +1612,10 @@ int ember_dbus_args_add_byte(struct ember_dbus_args *a, uint8_t v);
 int ember_dbus_args_add_int16(struct ember_dbus_args *a, int16_t v);
 
 /*
- Appends a `uint16_t` (`q`). As `ember_dbus_args_add_byte`.
+ Appends a `uint16_t` (`q`). Returns `EMBER_OK`;
+ `EMBER_EINVAL` (a NULL or misaligned handle); `EMBER_ENOSPC` (the builder is full);
+ `EMBER_ETOOBIG` (the signature would pass 255 bytes). A failed append leaves the
+ builder as it was.
 
  # Safety
 
@@ -1140,7 +1626,10 @@ int ember_dbus_args_add_int16(struct ember_dbus_args *a, int16_t v);
 int ember_dbus_args_add_uint16(struct ember_dbus_args *a, uint16_t v);
 
 /*
- Appends an `int32_t` (`i`). As `ember_dbus_args_add_byte`.
+ Appends an `int32_t` (`i`). Returns `EMBER_OK`;
+ `EMBER_EINVAL` (a NULL or misaligned handle); `EMBER_ENOSPC` (the builder is full);
+ `EMBER_ETOOBIG` (the signature would pass 255 bytes). A failed append leaves the
+ builder as it was.
 
  # Safety
 
@@ -1151,7 +1640,10 @@ int ember_dbus_args_add_uint16(struct ember_dbus_args *a, uint16_t v);
 int ember_dbus_args_add_int32(struct ember_dbus_args *a, int32_t v);
 
 /*
- Appends a `uint32_t` (`u`). As `ember_dbus_args_add_byte`.
+ Appends a `uint32_t` (`u`). Returns `EMBER_OK`;
+ `EMBER_EINVAL` (a NULL or misaligned handle); `EMBER_ENOSPC` (the builder is full);
+ `EMBER_ETOOBIG` (the signature would pass 255 bytes). A failed append leaves the
+ builder as it was.
 
  # Safety
 
@@ -1162,7 +1654,10 @@ int ember_dbus_args_add_int32(struct ember_dbus_args *a, int32_t v);
 int ember_dbus_args_add_uint32(struct ember_dbus_args *a, uint32_t v);
 
 /*
- Appends an `int64_t` (`x`). As `ember_dbus_args_add_byte`.
+ Appends an `int64_t` (`x`). Returns `EMBER_OK`;
+ `EMBER_EINVAL` (a NULL or misaligned handle); `EMBER_ENOSPC` (the builder is full);
+ `EMBER_ETOOBIG` (the signature would pass 255 bytes). A failed append leaves the
+ builder as it was.
 
  # Safety
 
@@ -1173,7 +1668,10 @@ int ember_dbus_args_add_uint32(struct ember_dbus_args *a, uint32_t v);
 int ember_dbus_args_add_int64(struct ember_dbus_args *a, int64_t v);
 
 /*
- Appends a `uint64_t` (`t`). As `ember_dbus_args_add_byte`.
+ Appends a `uint64_t` (`t`). Returns `EMBER_OK`;
+ `EMBER_EINVAL` (a NULL or misaligned handle); `EMBER_ENOSPC` (the builder is full);
+ `EMBER_ETOOBIG` (the signature would pass 255 bytes). A failed append leaves the
+ builder as it was.
 
  # Safety
 
@@ -1184,7 +1682,10 @@ int ember_dbus_args_add_int64(struct ember_dbus_args *a, int64_t v);
 int ember_dbus_args_add_uint64(struct ember_dbus_args *a, uint64_t v);
 
 /*
- Appends a `double` (`d`). As `ember_dbus_args_add_byte`.
+ Appends a `double` (`d`). Returns `EMBER_OK`;
+ `EMBER_EINVAL` (a NULL or misaligned handle); `EMBER_ENOSPC` (the builder is full);
+ `EMBER_ETOOBIG` (the signature would pass 255 bytes). A failed append leaves the
+ builder as it was.
 
  # Safety
 
@@ -1195,7 +1696,10 @@ int ember_dbus_args_add_uint64(struct ember_dbus_args *a, uint64_t v);
 int ember_dbus_args_add_double(struct ember_dbus_args *a, double v);
 
 /*
- Appends a boolean (`b`): 0 is false, anything else true. As `ember_dbus_args_add_byte`.
+ Appends a boolean (`b`): 0 is false, anything else true. Returns `EMBER_OK`;
+ `EMBER_EINVAL` (a NULL or misaligned handle); `EMBER_ENOSPC` (the builder is full);
+ `EMBER_ETOOBIG` (the signature would pass 255 bytes). A failed append leaves the
+ builder as it was.
 
  # Safety
 
@@ -1206,7 +1710,9 @@ int ember_dbus_args_add_double(struct ember_dbus_args *a, double v);
 int ember_dbus_args_add_bool(struct ember_dbus_args *a, int v);
 
 /*
- Appends a string (`s`): UTF-8 (`EMBER_EINVAL` otherwise). As `ember_dbus_args_add_byte`.
+ Appends a string (`s`). Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned
+ pointer, a string not UTF-8); `EMBER_ENOSPC` (the builder is full); `EMBER_ETOOBIG`
+ (the signature would pass 255 bytes). A failed append leaves the builder as it was.
 
  # Safety
 
@@ -1217,7 +1723,10 @@ int ember_dbus_args_add_bool(struct ember_dbus_args *a, int v);
 int ember_dbus_args_add_string(struct ember_dbus_args *a, const char *s);
 
 /*
- Appends an object path (`o`): `EMBER_EINVAL` if `path` is not a valid one.
+ Appends an object path (`o`). Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned
+ pointer, `path` not a valid object path); `EMBER_ENOSPC` (the builder is full);
+ `EMBER_ETOOBIG` (the signature would pass 255 bytes). A failed append leaves the
+ builder as it was.
 
  # Safety
 
@@ -1228,7 +1737,10 @@ int ember_dbus_args_add_string(struct ember_dbus_args *a, const char *s);
 int ember_dbus_args_add_object_path(struct ember_dbus_args *a, const char *path);
 
 /*
- Appends a signature (`g`): `EMBER_EINVAL` if `sig` is not a valid one.
+ Appends a signature (`g`). Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned
+ pointer, `sig` not a valid signature); `EMBER_ENOSPC` (the builder is full);
+ `EMBER_ETOOBIG` (the signature would pass 255 bytes). A failed append leaves the
+ builder as it was.
 
  # Safety
 
@@ -1241,7 +1753,9 @@ int ember_dbus_args_add_signature(struct ember_dbus_args *a, const char *sig);
 /*
  Appends a Unix fd (`h`): `fd` is sent with the message (duplicated by the kernel; the
  caller keeps it, and must keep it open until the message is sent). At most 16 per
- message (`EMBER_ETOOBIG`); `EMBER_EINVAL` for a negative fd.
+ message. Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned handle, a negative
+ fd); `EMBER_ETOOBIG` (a 17th fd, or the signature would pass 255 bytes);
+ `EMBER_ENOSPC` (the builder is full).
 
  # Safety
 
@@ -1254,8 +1768,9 @@ int ember_dbus_args_add_unix_fd(struct ember_dbus_args *a, int fd);
 /*
  Opens an array whose elements are of the complete type `element` (e.g. `"s"`, `"{sv}"`,
  `"(ii)"`); append the elements, then `ember_dbus_args_close`. The elements' types are
- checked when the message is sent. Returns `EMBER_OK`, `EMBER_EINVAL` (bad signature),
- `EMBER_ENOSPC`, or `EMBER_ETOOBIG` (nested more than 64 deep).
+ checked when the message is sent. Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or
+ misaligned handle, a bad signature); `EMBER_ENOSPC` (the builder is full);
+ `EMBER_ETOOBIG` (nested more than 64 deep, or the signature would pass 255 bytes).
 
  # Safety
 
@@ -1266,8 +1781,10 @@ int ember_dbus_args_add_unix_fd(struct ember_dbus_args *a, int fd);
 int ember_dbus_args_open_array(struct ember_dbus_args *a, const char *element);
 
 /*
- Opens a struct (`(...)`); append its fields, then `ember_dbus_args_close`. As
- `ember_dbus_args_open_array`.
+ Opens a struct (`(...)`); append its fields, then `ember_dbus_args_close`. Returns
+ `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned handle); `EMBER_ENOSPC` (the builder
+ is full); `EMBER_ETOOBIG` (nested more than 64 deep, or the signature would pass 255
+ bytes).
 
  # Safety
 
@@ -1279,7 +1796,10 @@ int ember_dbus_args_open_struct(struct ember_dbus_args *a);
 
 /*
  Opens a dict entry (`{..}`, inside an array of them); append the key and the value,
- then `ember_dbus_args_close`. As `ember_dbus_args_open_array`.
+ then `ember_dbus_args_close`. Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or
+ misaligned handle); `EMBER_ENOSPC` (the builder is full); `EMBER_ETOOBIG` (nested more
+ than 64 deep, or the signature would pass 255 bytes). Whether it is inside an array of
+ dict entries is checked when the message is sent.
 
  # Safety
 
@@ -1291,7 +1811,9 @@ int ember_dbus_args_open_dict_entry(struct ember_dbus_args *a);
 
 /*
  Opens a variant holding one value of the complete type `sig`; append it, then
- `ember_dbus_args_close`. As `ember_dbus_args_open_array`.
+ `ember_dbus_args_close`. Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned
+ pointer, `sig` not one complete type); `EMBER_ENOSPC` (the builder is full);
+ `EMBER_ETOOBIG` (nested more than 64 deep, or the signature would pass 255 bytes).
 
  # Safety
 
@@ -1315,7 +1837,8 @@ int ember_dbus_args_close(struct ember_dbus_args *a);
 
 /*
  The signature of what the builder holds, copied with its NUL into `buf` (`cap` bytes,
- 256 always suffice): `EMBER_ENOSPC` if it does not fit.
+ 256 always suffice). Returns `EMBER_OK`; `EMBER_ENOSPC` if it does not fit;
+ `EMBER_EINVAL` (a NULL or misaligned pointer).
 
  # Safety
 
@@ -1328,7 +1851,11 @@ int ember_dbus_args_signature(const struct ember_dbus_args *a, char *buf, size_t
 /*
  Inside a method handler: answers the call with the D-Bus error `name` (e.g.
  `org.example.Error.Busy`; a valid error name, else `EMBER_EINVAL`) and `message` (may
- be NULL; cut at 95 bytes), instead of the results. The handler then returns nonzero.
+ be NULL; sent whole, up to the builder's capacity, where it is cut at a character
+ boundary), instead of the results: the results built so far are dropped (the message is
+ kept in their place). The handler then returns nonzero.
+ Returns `EMBER_OK`, or `EMBER_EINVAL` (a NULL or misaligned pointer, a bad name, a
+ message not UTF-8).
 
  # Safety
 
@@ -1380,7 +1907,9 @@ int ember_dbus_iter_element_type(struct ember_dbus_iter *it);
 int ember_dbus_iter_byte(struct ember_dbus_iter *it, uint8_t *out);
 
 /*
- Reads an `int16_t` (`n`). As `ember_dbus_iter_byte`.
+ Reads an `int16_t` (`n`). Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned pointer, an
+ iterator not initialised, or the next value has another type or there is none: the
+ iterator does not move); `EMBER_EBADMSG` (it cannot be read).
 
  # Safety
 
@@ -1391,7 +1920,9 @@ int ember_dbus_iter_byte(struct ember_dbus_iter *it, uint8_t *out);
 int ember_dbus_iter_int16(struct ember_dbus_iter *it, int16_t *out);
 
 /*
- Reads a `uint16_t` (`q`). As `ember_dbus_iter_byte`.
+ Reads a `uint16_t` (`q`). Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned pointer, an
+ iterator not initialised, or the next value has another type or there is none: the
+ iterator does not move); `EMBER_EBADMSG` (it cannot be read).
 
  # Safety
 
@@ -1402,7 +1933,9 @@ int ember_dbus_iter_int16(struct ember_dbus_iter *it, int16_t *out);
 int ember_dbus_iter_uint16(struct ember_dbus_iter *it, uint16_t *out);
 
 /*
- Reads an `int32_t` (`i`). As `ember_dbus_iter_byte`.
+ Reads an `int32_t` (`i`). Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned pointer, an
+ iterator not initialised, or the next value has another type or there is none: the
+ iterator does not move); `EMBER_EBADMSG` (it cannot be read).
 
  # Safety
 
@@ -1413,7 +1946,9 @@ int ember_dbus_iter_uint16(struct ember_dbus_iter *it, uint16_t *out);
 int ember_dbus_iter_int32(struct ember_dbus_iter *it, int32_t *out);
 
 /*
- Reads a `uint32_t` (`u`). As `ember_dbus_iter_byte`.
+ Reads a `uint32_t` (`u`). Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned pointer, an
+ iterator not initialised, or the next value has another type or there is none: the
+ iterator does not move); `EMBER_EBADMSG` (it cannot be read).
 
  # Safety
 
@@ -1424,7 +1959,9 @@ int ember_dbus_iter_int32(struct ember_dbus_iter *it, int32_t *out);
 int ember_dbus_iter_uint32(struct ember_dbus_iter *it, uint32_t *out);
 
 /*
- Reads an `int64_t` (`x`). As `ember_dbus_iter_byte`.
+ Reads an `int64_t` (`x`). Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned pointer, an
+ iterator not initialised, or the next value has another type or there is none: the
+ iterator does not move); `EMBER_EBADMSG` (it cannot be read).
 
  # Safety
 
@@ -1435,7 +1972,9 @@ int ember_dbus_iter_uint32(struct ember_dbus_iter *it, uint32_t *out);
 int ember_dbus_iter_int64(struct ember_dbus_iter *it, int64_t *out);
 
 /*
- Reads a `uint64_t` (`t`). As `ember_dbus_iter_byte`.
+ Reads a `uint64_t` (`t`). Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned pointer, an
+ iterator not initialised, or the next value has another type or there is none: the
+ iterator does not move); `EMBER_EBADMSG` (it cannot be read).
 
  # Safety
 
@@ -1446,7 +1985,9 @@ int ember_dbus_iter_int64(struct ember_dbus_iter *it, int64_t *out);
 int ember_dbus_iter_uint64(struct ember_dbus_iter *it, uint64_t *out);
 
 /*
- Reads a `double` (`d`). As `ember_dbus_iter_byte`.
+ Reads a `double` (`d`). Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned pointer, an
+ iterator not initialised, or the next value has another type or there is none: the
+ iterator does not move); `EMBER_EBADMSG` (it cannot be read).
 
  # Safety
 
@@ -1458,7 +1999,9 @@ int ember_dbus_iter_double(struct ember_dbus_iter *it, double *out);
 
 /*
  Reads a Unix fd's index (`h`): take the fd itself with `ember_dbus_take_fd` (or
- `ember_dbus_call_take_fd` in a handler). As `ember_dbus_iter_byte`.
+ `ember_dbus_call_take_fd` in a handler). Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned pointer, an
+ iterator not initialised, or the next value has another type or there is none: the
+ iterator does not move); `EMBER_EBADMSG` (it cannot be read).
 
  # Safety
 
@@ -1466,10 +2009,13 @@ int ember_dbus_iter_double(struct ember_dbus_iter *it, double *out);
 
  Thread safety: not with other calls on the same iterator.
  */
-int ember_dbus_iter_unix_fd(struct ember_dbus_iter *it, uint32_t *out);
+int ember_dbus_iter_unix_fd(struct ember_dbus_iter *it,
+                            uint32_t *out);
 
 /*
- Reads a boolean (`b`) as 0 or 1. As `ember_dbus_iter_byte`.
+ Reads a boolean (`b`) as 0 or 1. Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned pointer, an
+ iterator not initialised, or the next value has another type or there is none: the
+ iterator does not move); `EMBER_EBADMSG` (it cannot be read).
 
  # Safety
 
@@ -1477,12 +2023,15 @@ int ember_dbus_iter_unix_fd(struct ember_dbus_iter *it, uint32_t *out);
 
  Thread safety: not with other calls on the same iterator.
  */
-int ember_dbus_iter_bool(struct ember_dbus_iter *it, int *out);
+int ember_dbus_iter_bool(struct ember_dbus_iter *it,
+                         int *out);
 
 /*
  Reads a string (`s`) or an object path (`o`): `*out` points into the message (UTF-8,
- NUL-terminated; valid as long as the iterator), `*len` (may be NULL) is its length. As
- `ember_dbus_iter_int32`.
+ NUL-terminated; valid as long as the iterator), `*len` (may be NULL) is its length.
+ Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned pointer, an
+ iterator not initialised, or the next value has another type or there is none: the
+ iterator does not move); `EMBER_EBADMSG` (it cannot be read).
 
  # Safety
 
@@ -1494,8 +2043,10 @@ int ember_dbus_iter_string(struct ember_dbus_iter *it, const char **out, size_t 
 
 /*
  Reads a signature (`g`), copied with its NUL into `buf` (`cap` bytes; 256 always
- suffice). As `ember_dbus_iter_byte`; `EMBER_ENOSPC` (the iterator does not move) if it
- does not fit.
+ suffice). Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned pointer, an
+ iterator not initialised, or the next value has another type or there is none: the
+ iterator does not move); `EMBER_EBADMSG` (it cannot be read). `EMBER_ENOSPC` (the
+ iterator does not move) if it does not fit.
 
  # Safety
 
@@ -1507,7 +2058,10 @@ int ember_dbus_iter_signature(struct ember_dbus_iter *it, char *buf, size_t cap)
 
 /*
  Reads an array of bytes (`ay`) at once: `*data` points to its `*len` bytes in the
- message. As `ember_dbus_iter_byte` (`EMBER_EINVAL` for other arrays).
+ message. Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned pointer, an
+ iterator not initialised, or the next value has another type or there is none: the
+ iterator does not move); `EMBER_EBADMSG` (it cannot be read). Another array is
+ `EMBER_EINVAL` too.
 
  # Safety
 
@@ -1522,7 +2076,10 @@ int ember_dbus_iter_bytes(struct ember_dbus_iter *it, const uint8_t **data, size
  `*child` iterates its elements, fields, or one value; `it` moves past it. What kind of
  container it is, `ember_dbus_iter_type` says first; the types inside, the child's
  `ember_dbus_iter_type`, or for an array, even an empty one,
- `ember_dbus_iter_element_type` before entering it. As `ember_dbus_iter_byte`.
+ `ember_dbus_iter_element_type` before entering it. Returns `EMBER_OK`; `EMBER_EINVAL`
+ (a NULL or misaligned pointer, `child` equal to `it`, an iterator not initialised, or
+ the next value is no container or there is none: the iterator does not move);
+ `EMBER_EBADMSG` (it cannot be read).
 
  # Safety
 
@@ -1543,6 +2100,101 @@ int ember_dbus_iter_recurse(struct ember_dbus_iter *it, struct ember_dbus_iter *
  Thread safety: not with other calls on the same iterator.
  */
 int ember_dbus_iter_skip(struct ember_dbus_iter *it);
+
+/*
+ Listens at the first `unix:path=` or `unix:abstract=` entry of `address` (other entries
+ are skipped; the socket file is removed by `ember_dbus_listener_free`). Returns
+ `EMBER_OK`; `EMBER_EINVAL` (a NULL pointer, or no Unix entry in `address`); `EMBER_EOS`
+ (the path exists: `EADDRINUSE`; no such directory: `ENOENT`; ...).
+
+ # Safety
+
+ `address` a NUL-terminated string; `out` a writable pointer.
+
+ Thread safety: any thread.
+ */
+int ember_dbus_listen(const char *address, struct ember_dbus_listener **out);
+
+/*
+ The address clients connect to, with the server's GUID
+ (`unix:path=/run/x,guid=0123...`), copied with its NUL into `buf` (`cap` bytes; 400
+ suffice). Returns `EMBER_OK`; `EMBER_ENOSPC` if it does not fit; `EMBER_EINVAL` (a NULL
+ or misaligned pointer).
+
+ # Safety
+
+ `l` from `ember_dbus_listen`; `buf` `cap` writable bytes.
+
+ Thread safety: any thread.
+ */
+int ember_dbus_listener_address(const struct ember_dbus_listener *l, char *buf, size_t cap);
+
+/*
+ The listening socket (poll it for readability, then accept), or `EMBER_EINVAL`.
+
+ # Safety
+
+ `l` NULL or from `ember_dbus_listen`.
+
+ Thread safety: any thread.
+ */
+int ember_dbus_listener_fd(const struct ember_dbus_listener *l);
+
+/*
+ Waits up to `timeout_ms` (negative: no limit) for a client, authenticates it
+ (`EXTERNAL` from a process of our own uid, checked against the socket's credentials;
+ fd passing agreed when asked) within what is left of the time, and gives a connection
+ with the caller's buffer sizes (as `ember_dbus_connect_sized`) to `*out`. Returns
+ `EMBER_OK`; `EMBER_ETIMEDOUT` (no client, or a client that did not finish the handshake
+ in time); `EMBER_EOS` (a client of another uid, or one that does not speak SASL: it is
+ closed; `EACCES`); `EMBER_EINVAL` (sizes out of range, a NULL pointer).
+
+ # Safety
+
+ `l` from `ember_dbus_listen`; `out` a writable pointer.
+
+ Thread safety: any thread (one accept at a time per listener).
+ */
+int ember_dbus_listener_accept(const struct ember_dbus_listener *l,
+                               size_t rx_size,
+                               size_t tx_size,
+                               size_t queue_size,
+                               int64_t timeout_ms,
+                               struct ember_dbus **out);
+
+/*
+ Stops listening and removes the socket file (a `unix:path=` listener). Only the
+ process that made the listener removes the file; a forked child's free closes its
+ copy of the socket only.
+
+ # Safety
+
+ `l` NULL or from `ember_dbus_listen`, not used after.
+
+ Thread safety: not with other calls on the same handle.
+ */
+void ember_dbus_listener_free(struct ember_dbus_listener *l);
+
+/*
+ Connects to a peer listening at `address` (no bus: no `Hello`, no unique name),
+ authenticating with `EXTERNAL`, within `timeout_ms` (negative: no limit), with the
+ caller's buffer sizes (as `ember_dbus_connect_sized`). Returns `EMBER_OK`;
+ `EMBER_EINVAL` (sizes out of range, a NULL pointer, a bad address); `EMBER_EOS` (nobody
+ listens there: `ENOENT`, `ECONNREFUSED`; authentication refused: `EACCES`);
+ `EMBER_ETIMEDOUT`; `EMBER_EPEERGONE` (the peer hung up during the handshake).
+
+ # Safety
+
+ `address` a NUL-terminated string; `out` a writable pointer.
+
+ Thread safety: any thread.
+ */
+int ember_dbus_connect_peer(const char *address,
+                            size_t rx_size,
+                            size_t tx_size,
+                            size_t queue_size,
+                            int64_t timeout_ms,
+                            struct ember_dbus **out);
 
 /*
  Makes a service from `n` objects at `objects` (copied: the table may be freed after).
@@ -1590,8 +2242,11 @@ int ember_dbus_call_take_fd(const struct ember_dbus_call_info *call, uint32_t in
  it from the service `s` (a handler's results or error, the built-in interfaces, or the
  standard error): `*answered` becomes 1. Any other message (a signal, a reply nobody
  waited for) goes to `*other` (may be NULL) and `*answered` becomes 0. Returns
- `EMBER_OK`; `EMBER_ETIMEDOUT` when nothing came; `EMBER_EBADMSG`/`EMBER_ETOOBIG` for a
- malformed or oversized message (skipped); `EMBER_EPEERGONE` (the bus is gone).
+ `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+ installed with `ember_set_canceler` was cancelled during the wait); `EMBER_ETIMEDOUT` when nothing came; `EMBER_EBADMSG`/`EMBER_ETOOBIG` for a
+ malformed or oversized message (skipped); `EMBER_EOVERFLOW` once where the queue
+ dropped messages (call again); `EMBER_EPEERGONE` (the bus is gone); `EMBER_EINVAL` (a NULL or misaligned pointer); `EMBER_EBUSY` (from a handler or
+ callback of this connection or service); `EMBER_EOS`.
 
  In a poller loop: when the connection's fd is readable, call it with timeout 0 until
  `EMBER_ETIMEDOUT` (one read may bring several messages).
@@ -1613,6 +2268,8 @@ int ember_dbus_process(struct ember_dbus *d,
 /*
  A static, NUL-terminated description of `code` ("unknown error" for others).
 
+ Returns no result code (it cannot fail).
+
  # Safety
 
  Always safe to call. The string is static and must not be freed.
@@ -1624,6 +2281,8 @@ const char *ember_strerror(int code);
 /*
  The `errno` of the last call in this thread that returned `EMBER_EOS` (0 if none).
 
+ Returns no result code (it cannot fail).
+
  # Safety
 
  Always safe to call.
@@ -1633,9 +2292,54 @@ const char *ember_strerror(int code);
 int ember_last_os_error(void);
 
 /*
+ The pid behind the last `EMBER_EINUSE` in this thread: the live writer, queue creator
+ or SPSC receiver that holds the object (0 when it cannot be known, as for a FIFO's
+ reader, or if there was none).
+
+ Returns no result code (it cannot fail).
+
+ # Safety
+
+ Always safe to call.
+
+ Thread safety: per thread (each thread sees its own last error).
+ */
+uint32_t ember_last_in_use_pid(void);
+
+/*
+ The limit behind the last `EMBER_ELIMIT` in this thread: which one (an `ember_limit`,
+ `EMBER_LIMIT_NONE` if there was none), its value when the error happened (`UINT64_MAX`
+ when it could not be read) and what was asked for in its unit (0 when one more object
+ was asked for). Any pointer may be NULL.
+
+ Returns `EMBER_OK`, or `EMBER_EINVAL` for a misaligned pointer.
+
+ # Safety
+
+ `which`, `value` and `requested` NULL or writable.
+
+ Thread safety: per thread (each thread sees its own last error).
+ */
+int ember_last_limit(int *which, uint64_t *value, uint64_t *requested);
+
+/*
+ Where the limit `which` (an `ember_limit`) is set, e.g. `"/proc/sys/fs/mqueue/msg_max"`
+ or `"RLIMIT_MSGQUEUE"`: static, NUL-terminated ("unknown limit" for other values).
+ No result code.
+
+ # Safety
+
+ Always safe to call.
+
+ Thread safety: any thread, any time.
+ */
+const char *ember_limit_source(int which);
+
+/*
  The sizes behind the last `EMBER_ENOSHMSPACE` in this thread: the bytes the segment
  needed and the bytes its file system had free (`fstatvfs`; for SysV, what
  `kernel.shmall` left). Writes 0 and 0 if there was none. Either pointer may be NULL.
+ Returns `EMBER_OK`, or `EMBER_EINVAL` (a misaligned pointer).
 
  # Safety
 
@@ -1649,7 +2353,7 @@ int ember_last_no_space(uint64_t *needed, uint64_t *available);
  Creates the FIFO `path` (`mkfifo`, mode 0600), or accepts an existing FIFO of this
  user. Returns `EMBER_OK`; `EMBER_EOS` with `EEXIST` if something else is there (a
  symlink, a regular file: never followed or touched), with `EPERM` for another user's
- FIFO, or the `errno` of `mkfifo`.
+ FIFO, or the `errno` of `mkfifo`; `EMBER_EINVAL` for a NULL path or one not UTF-8.
 
  # Safety
 
@@ -1660,8 +2364,26 @@ int ember_last_no_space(uint64_t *needed, uint64_t *available);
 int ember_fifo_create(const char *path);
 
 /*
+ `ember_fifo_create` with `flags` (`EMBER_REPLACE_STALE`, or 0): an existing FIFO of this
+ user that nobody has open for reading is replaced by a fresh one; one that somebody
+ reads is `EMBER_EINUSE` (its reader's pid cannot be known: `ember_last_in_use_pid` is
+ 0). For a daemon that reads the FIFO it creates. Returns `EMBER_OK`; `EMBER_EINUSE`;
+ `EMBER_EINVAL` (a NULL path or one not UTF-8, unknown flags); `EMBER_EOS` as
+ `ember_fifo_create` (`EEXIST`: something else is there; `EPERM`: another user's FIFO;
+ the `errno` of `mkfifo`).
+
+ # Safety
+
+ `path` a NUL-terminated string.
+
+ Thread safety: any thread.
+ */
+int ember_fifo_create_ex(const char *path, uint32_t flags);
+
+/*
  Removes the FIFO `path`, only if it is a FIFO of this user (`EMBER_EOS` with `EEXIST`
- for anything else, `EPERM` for another user's, `ENOENT` if there is nothing).
+ for anything else, `EPERM` for another user's, `ENOENT` if there is nothing). Returns
+ `EMBER_OK`, that `EMBER_EOS`, or `EMBER_EINVAL` for a NULL path or one not UTF-8.
 
  # Safety
 
@@ -1674,7 +2396,9 @@ int ember_fifo_remove(const char *path);
 /*
  Opens the FIFO `path` for reading (never blocks, even with no writer yet); reads block
  unless `nonblocking` is non-zero. Before any writer has opened it, and after the last
- one closed it, a receive returns `EMBER_EPEERGONE`.
+ one closed it, a receive returns `EMBER_EPEERGONE`. Returns `EMBER_OK`;
+ `EMBER_EINVAL` (a NULL or misaligned pointer, a path not UTF-8); `EMBER_EOS` (`ENOENT`;
+ `EEXIST`: something other than a FIFO is there; `EACCES`).
 
  # Safety
 
@@ -1686,7 +2410,9 @@ int ember_fifo_open_reader(const char *path, int nonblocking, struct ember_pipe_
 
 /*
  Opens the FIFO `path` for writing. With no reader it fails at once with
- `EMBER_EPEERGONE` (it never blocks: retry, or open a reader first).
+ `EMBER_EPEERGONE` (it never blocks: retry, or open a reader first). Returns `EMBER_OK`,
+ `EMBER_EPEERGONE`, `EMBER_EINVAL` (a NULL or misaligned pointer, a path not UTF-8), or
+ `EMBER_EOS` (`ENOENT`; `EEXIST`: something other than a FIFO is there; `EACCES`).
 
  # Safety
 
@@ -1698,12 +2424,14 @@ int ember_fifo_open_writer(const char *path, int nonblocking, struct ember_pipe_
 
 /*
  Writes a frame of `kind`, `seq` and `flags` carrying `payload_len` bytes of `payload`
- into `out` (`out_cap` bytes), and its length into `*out_len`.
+ into `out` (`out_cap` bytes), and its length into `*out_len`. With
+ `EMBER_FLAG_UNCHECKED` in `flags` the checksum covers the header only (the payload is
+ not read twice): for pipes, queues, Unix sockets and shm; without it, the payload too.
 
  Returns `EMBER_OK`; `EMBER_ENOSPC` if `out_cap` is below `EMBER_HEADER_LEN +
  payload_len`; `EMBER_ETOOBIG` above `EMBER_MAX_PAYLOAD_LEN`; `EMBER_EINVAL` for a NULL
  `out_len`, a NULL `payload` with a non-zero length, a NULL `out`, or flags with unknown
- critical bits (`0x0C`).
+ critical bits (`0x08`).
 
  # Safety
 
@@ -1756,7 +2484,32 @@ int ember_mq_create(const char *name,
                     struct ember_mq **out);
 
 /*
- Opens the existing queue `name` as `access` (`EMBER_MQ_*`).
+ `ember_mq_create` with `flags` (`EMBER_REPLACE_STALE`, or 0): a queue no live creator
+ holds (its creator died) is removed, with any messages in it, and created again; one a
+ live creator holds is `EMBER_EINUSE` (`ember_last_in_use_pid`, from `/proc/locks`).
+ Every creator holds a shared `flock` on its queue until `ember_mq_free`, which is how
+ a live one is told from a dead one: a queue made without Ember looks stale. Returns
+ `EMBER_OK`; `EMBER_EINUSE`; `EMBER_EINVAL` (a NULL pointer, a bad name or access,
+ unknown flags); `EMBER_EOS` (`EEXIST` without `EMBER_REPLACE_STALE`, `EMFILE`, limits in
+ `/proc/sys/fs/mqueue`).
+
+ # Safety
+
+ As `ember_mq_create`.
+
+ Thread safety: any thread.
+ */
+int ember_mq_create_ex(const char *name,
+                       size_t max_msgs,
+                       size_t msg_size,
+                       int access_mode,
+                       uint32_t flags,
+                       struct ember_mq **out);
+
+/*
+ Opens the existing queue `name` as `access` (`EMBER_MQ_*`). Returns `EMBER_OK`;
+ `EMBER_EINVAL` for a NULL pointer, a bad name or access (checked before any syscall);
+ `EMBER_EOS` (`ENOENT`: no such queue; `EACCES`, `EMFILE`).
 
  # Safety
 
@@ -1767,7 +2520,9 @@ int ember_mq_create(const char *name,
 int ember_mq_open(const char *name, int access_mode, struct ember_mq **out);
 
 /*
- Removes the queue `name` from the system (open handles keep working).
+ Removes the queue `name` from the system (open handles keep working). Returns
+ `EMBER_OK`; `EMBER_EINVAL` (a NULL name, not UTF-8 or not a valid queue name);
+ `EMBER_EOS` (`ENOENT`: no such queue; `EACCES`).
 
  # Safety
 
@@ -1780,8 +2535,10 @@ int ember_mq_unlink(const char *name);
 /*
  Sends one whole frame with priority `prio` (higher first), waiting up to `timeout_ms`
  while the queue is full (`EMBER_FOREVER`: for ever; 0: not at all). Returns
- `EMBER_OK`; `EMBER_ETIMEDOUT`; `EMBER_ETOOBIG` for a frame over the queue's message
- size; `EMBER_EBADMSG` if `frame` is not exactly one frame.
+ `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+ installed with `ember_set_canceler` was cancelled: nothing taken or sent); `EMBER_ETIMEDOUT`; `EMBER_ETOOBIG` for a frame over the queue's message
+ size; `EMBER_EBADMSG` if `frame` is not exactly one frame; `EMBER_EINVAL` (a NULL or
+ misaligned pointer); `EMBER_EOS` (`EBADF`: the queue is not open for sending).
 
  # Safety
 
@@ -1799,8 +2556,10 @@ int ember_mq_send(struct ember_mq *q,
 /*
  Receives the highest-priority frame into `buf` (`cap` bytes, at least the queue's
  message size), its length into `*len` and, if `prio` is not NULL, its priority,
- waiting up to `timeout_ms`. Returns `EMBER_OK`; `EMBER_ETIMEDOUT`; `EMBER_ENOSPC`;
- `EMBER_EBADMSG` for a malformed message (consumed).
+ waiting up to `timeout_ms`. Returns `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+ installed with `ember_set_canceler` was cancelled: nothing taken or sent); `EMBER_ETIMEDOUT`; `EMBER_ENOSPC`;
+ `EMBER_EBADMSG` for a malformed message (consumed); `EMBER_EINVAL` (a NULL or
+ misaligned pointer); `EMBER_EOS` (`EBADF`: the queue is not open for receiving).
 
  # Safety
 
@@ -1817,7 +2576,8 @@ int ember_mq_recv(struct ember_mq *q,
                   int64_t timeout_ms);
 
 /*
- The queue's fd (for `poll`/`epoll`; still owned by the handle).
+ The queue's fd (for `poll`/`epoll`; still owned by the handle), or `EMBER_EINVAL` (a
+ NULL or misaligned handle).
 
  # Safety
 
@@ -1838,6 +2598,44 @@ int ember_mq_fd(const struct ember_mq *q);
  Thread safety: not with other calls on the same handle.
  */
 void ember_mq_free(struct ember_mq *q);
+
+/*
+ Sets the queue handle's integrity: `EMBER_INTEGRITY_CHECKED` makes `ember_mq_send`
+ refuse frames with `EMBER_FLAG_UNCHECKED` (`EMBER_EUNCHECKED`, nothing sent);
+ `EMBER_INTEGRITY_UNCHECKED` (the default) sends either kind. Returns `EMBER_OK`, or
+ `EMBER_EINVAL` for a NULL handle or another value.
+
+ # Safety
+
+ `q` from `ember_mq_create`/`_open`.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_mq_set_integrity(struct ember_mq *q, int integrity);
+
+/*
+ The queue handle's integrity setting (`EMBER_INTEGRITY_*`), or `EMBER_EINVAL` for NULL.
+
+ # Safety
+
+ `q` from `ember_mq_create`/`_open`.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_mq_integrity(const struct ember_mq *q);
+
+/*
+ Makes `ember_mq_recv` refuse (`on` != 0) or accept (`on` == 0, the default) frames whose
+ payload is not covered by the checksum: `EMBER_EUNCHECKED`, the message consumed.
+ Returns `EMBER_OK`, or `EMBER_EINVAL` for NULL.
+
+ # Safety
+
+ `q` from `ember_mq_create`/`_open`.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_mq_require_checked(struct ember_mq *q, int on);
 
 /*
  Makes a pipe (`pipe2(O_CLOEXEC)`): its reader into `*reader`, its writer into
@@ -1866,6 +2664,7 @@ int ember_pipe_reader_from_fd(int fd, struct ember_pipe_reader **out);
 
 /*
  A writer over `fd` (a pipe's or FIFO's write end, or stdout), which it now owns.
+ Returns `EMBER_OK`, or `EMBER_EINVAL` (a negative `fd`, `out` NULL or misaligned).
 
  # Safety
 
@@ -1876,10 +2675,12 @@ int ember_pipe_reader_from_fd(int fd, struct ember_pipe_reader **out);
 int ember_pipe_writer_from_fd(int fd, struct ember_pipe_writer **out);
 
 /*
- Sends one whole frame (as written by `ember_frame_encode`). Returns `EMBER_OK`;
+ Sends one whole frame (as written by `ember_frame_encode`). Returns `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+ installed with `ember_set_canceler` was cancelled: nothing taken or sent);
  `EMBER_EPEERGONE` when no reader is left (never `SIGPIPE`); `EMBER_EAGAIN` in
  nonblocking mode when the pipe is full (nothing was sent); `EMBER_EBADMSG` if `frame`
- is not exactly one frame; `EMBER_EINVAL` for NULL pointers.
+ is not exactly one frame; `EMBER_EINVAL` for NULL pointers; `EMBER_EOS` (another
+ `write` failure).
 
  # Safety
 
@@ -1888,14 +2689,39 @@ int ember_pipe_writer_from_fd(int fd, struct ember_pipe_writer **out);
  Thread safety: not with other calls on the same handle. Frames up to 4096 bytes
  written by several writers to one pipe never interleave (`PIPE_BUF`).
  */
-int ember_pipe_writer_send(struct ember_pipe_writer *w, const uint8_t *frame, size_t len);
+int ember_pipe_writer_send(struct ember_pipe_writer *w,
+                           const uint8_t *frame,
+                           size_t len);
+
+/*
+ `ember_pipe_writer_send` waiting at most `timeout_ms` for room (`EMBER_FOREVER`: no
+ limit; 0: only if there is room now), so a reader that stopped reading cannot block the
+ writer for ever: `poll` for room, then writes of at most 4096 bytes (a stream frame
+ that started to go out is finished within 2 s, else cut short, and the reader
+ resynchronises). Returns `EMBER_OK`; `EMBER_ETIMEDOUT` (nothing sent);
+ `EMBER_ECANCELED` (the installed canceler, nothing sent); `EMBER_EPEERGONE`;
+ `EMBER_EAGAIN` (nonblocking mode, full); `EMBER_EBADMSG` if `frame` is not exactly one
+ frame; `EMBER_EUNCHECKED`; `EMBER_EINVAL` for NULL pointers; `EMBER_EOS`.
+
+ # Safety
+
+ `w` from `ember_pipe_new` or `ember_pipe_writer_from_fd`; `frame` `len` readable bytes.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_pipe_writer_send_timeout(struct ember_pipe_writer *w,
+                                   const uint8_t *frame,
+                                   size_t len,
+                                   int64_t timeout_ms);
 
 /*
  Receives the next whole, checked frame into `buf` (`cap` bytes, at least
- `EMBER_PIPE_MAX_FRAME`) and its length into `*len`. Returns `EMBER_OK`;
+ `EMBER_PIPE_MAX_FRAME`) and its length into `*len`. Returns `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+ installed with `ember_set_canceler` was cancelled: nothing taken or sent);
  `EMBER_EPEERGONE` at end of stream; `EMBER_EAGAIN` in nonblocking mode with nothing
  whole yet; `EMBER_EBADMSG` for a rejected frame (the next call goes on after it);
- `EMBER_ENOSPC` for a small `buf`.
+ `EMBER_ENOSPC` for a small `buf`; `EMBER_EINVAL` for NULL pointers; `EMBER_EOS` (the
+ `read` failed).
 
  # Safety
 
@@ -1904,10 +2730,35 @@ int ember_pipe_writer_send(struct ember_pipe_writer *w, const uint8_t *frame, si
 
  Thread safety: not with other calls on the same handle.
  */
-int ember_pipe_reader_recv(struct ember_pipe_reader *r, uint8_t *buf, size_t cap, size_t *len);
+int ember_pipe_reader_recv(struct ember_pipe_reader *r,
+                           uint8_t *buf,
+                           size_t cap,
+                           size_t *len);
 
 /*
- Switches the reader's fd to nonblocking (`on` != 0) or blocking mode.
+ `ember_pipe_reader_recv` waiting at most `timeout_ms` (`EMBER_FOREVER`: no limit; 0:
+ only what is there). A frame that has started to arrive is kept for the next call.
+ Returns `EMBER_OK`; `EMBER_ETIMEDOUT`; `EMBER_ECANCELED` (the installed canceler,
+ nothing taken); `EMBER_EPEERGONE` at end of stream; `EMBER_EAGAIN` (nonblocking mode);
+ `EMBER_EBADMSG`; `EMBER_EUNCHECKED`; `EMBER_ENOSPC`; `EMBER_EINVAL` for NULL pointers;
+ `EMBER_EOS`.
+
+ # Safety
+
+ As `ember_pipe_reader_recv`.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_pipe_reader_recv_timeout(struct ember_pipe_reader *r,
+                                   uint8_t *buf,
+                                   size_t cap,
+                                   size_t *len,
+                                   int64_t timeout_ms);
+
+/*
+ Switches the reader's fd to nonblocking (`on` != 0) or blocking mode. Returns
+ `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned handle); `EMBER_EOS` (`ioctl(FIONBIO)`
+ failed).
 
  # Safety
 
@@ -1918,7 +2769,9 @@ int ember_pipe_reader_recv(struct ember_pipe_reader *r, uint8_t *buf, size_t cap
 int ember_pipe_reader_set_nonblocking(struct ember_pipe_reader *r, int on);
 
 /*
- Switches the writer's fd to nonblocking (`on` != 0) or blocking mode.
+ Switches the writer's fd to nonblocking (`on` != 0) or blocking mode. Returns
+ `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned handle); `EMBER_EOS` (`ioctl(FIONBIO)`
+ failed).
 
  # Safety
 
@@ -1973,7 +2826,47 @@ void ember_pipe_reader_free(struct ember_pipe_reader *r);
 void ember_pipe_writer_free(struct ember_pipe_writer *w);
 
 /*
- A new poller (`epoll_create1(EPOLL_CLOEXEC)`).
+ Sets the writer's integrity: `EMBER_INTEGRITY_CHECKED` makes `ember_pipe_writer_send`
+ refuse frames with `EMBER_FLAG_UNCHECKED` (`EMBER_EUNCHECKED`, nothing written);
+ `EMBER_INTEGRITY_UNCHECKED` (the default on a pipe or FIFO) sends either kind. Returns
+ `EMBER_OK`, or `EMBER_EINVAL` for a NULL handle or another value.
+
+ # Safety
+
+ `w` a pipe or FIFO writer handle.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_pipe_writer_set_integrity(struct ember_pipe_writer *w, int integrity);
+
+/*
+ The writer's integrity setting (`EMBER_INTEGRITY_*`), or `EMBER_EINVAL` for NULL.
+
+ # Safety
+
+ `w` a pipe or FIFO writer handle.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_pipe_writer_integrity(const struct ember_pipe_writer *w);
+
+/*
+ Makes the reader refuse (`on` != 0) or accept (`on` == 0, the default) frames whose
+ payload is not covered by the checksum: a refused frame is skipped and
+ `ember_pipe_reader_recv` returns `EMBER_EUNCHECKED` for it (the next call goes on after
+ it). Returns `EMBER_OK`, or `EMBER_EINVAL` for NULL.
+
+ # Safety
+
+ `r` a pipe or FIFO reader handle.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_pipe_reader_require_checked(struct ember_pipe_reader *r, int on);
+
+/*
+ A new poller (`epoll_create1(EPOLL_CLOEXEC)`). Returns `EMBER_OK`; `EMBER_EINVAL`
+ (`out` NULL or misaligned); `EMBER_EOS` (`EMFILE`, `ENOMEM`).
 
  # Safety
 
@@ -2000,8 +2893,9 @@ int ember_poller_new(struct ember_poller **out);
 int ember_poller_add(const struct ember_poller *p, int fd, uint64_t token, uint32_t flags);
 
 /*
- Changes what `fd` is watched for, and its token (`epoll_ctl(MOD)`). As
- `ember_poller_add`; `EMBER_EOS` (`ENOENT`) if it is not watched.
+ Changes what `fd` is watched for, and its token (`epoll_ctl(MOD)`). Returns `EMBER_OK`,
+ `EMBER_EINVAL` (a NULL or misaligned handle, a bad fd or flags), or `EMBER_EOS`
+ (`ENOENT`: it is not watched).
 
  # Safety
 
@@ -2028,7 +2922,8 @@ int ember_poller_remove(const struct ember_poller *p, int fd);
  ready, and writes up to `cap` ready fds (at most `EMBER_POLLER_MAX_EVENTS`) to `events`
  and their number to `*n` (0 when the time ran out). Fds beyond `cap` stay ready for the
  next wait, edge-triggered ones too. A signal does not end the wait early. Returns
- `EMBER_OK`, `EMBER_EINVAL` (`cap` 0, NULL pointers), or `EMBER_EOS`.
+ `EMBER_OK`, `EMBER_EINVAL` (`cap` 0, NULL pointers), `EMBER_ECANCELED` (the canceler
+ installed with `ember_set_canceler` was cancelled), or `EMBER_EOS`.
 
  # Safety
 
@@ -2067,7 +2962,9 @@ void ember_poller_free(struct ember_poller *p);
 /*
  A timer (`timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK)`): it first fires
  after `first_ms` (0: at once), then every `interval_ms` (0: only once). Poll its fd
- for readability, then `ember_timer_expirations`.
+ for readability, then `ember_timer_expirations`. Returns `EMBER_OK`; `EMBER_EINVAL`
+ (`out` NULL or misaligned); `EMBER_EOS` (`timerfd_create` or `timerfd_settime` failed:
+ `EMFILE`, `ENOMEM`).
 
  # Safety
 
@@ -2079,6 +2976,8 @@ int ember_timer_new(uint64_t first_ms, uint64_t interval_ms, struct ember_timer 
 
 /*
  Re-arms the timer (as `ember_timer_new`), or disarms it when `disarm` is nonzero.
+ Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned handle); `EMBER_EOS`
+ (`timerfd_settime` failed).
 
  # Safety
 
@@ -2093,7 +2992,8 @@ int ember_timer_set(const struct ember_timer *t,
 
 /*
  How many times the timer fired since the last call (more than one: ticks were missed)
- into `*count`. Returns `EMBER_OK`, or `EMBER_EAGAIN` if it has not fired (never waits).
+ into `*count`. Returns `EMBER_OK`, `EMBER_EAGAIN` if it has not fired (never waits),
+ `EMBER_EINVAL` for a NULL or misaligned pointer, or `EMBER_EOS` (the `read` failed).
 
  # Safety
 
@@ -2129,7 +3029,8 @@ void ember_timer_free(struct ember_timer *t);
  A new eventfd notifier (`eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)`). Both processes of a
  ring need the same eventfd: pass `ember_notifier_fd` over a Unix socket
  (`ember_socket_send_fds`) or let a child inherit it, and wrap it there with
- `ember_notifier_from_fd`.
+ `ember_notifier_from_fd`. Returns `EMBER_OK`; `EMBER_EINVAL` (`out` NULL or
+ misaligned); `EMBER_EOS` (`EMFILE`, `ENOMEM`).
 
  # Safety
 
@@ -2140,7 +3041,8 @@ void ember_timer_free(struct ember_timer *t);
 int ember_notifier_new(struct ember_notifier **out);
 
 /*
- A notifier over the eventfd `fd`, which it now owns.
+ A notifier over the eventfd `fd`, which it now owns. Returns `EMBER_OK`, or
+ `EMBER_EINVAL` (a negative `fd`, `out` NULL or misaligned).
 
  # Safety
 
@@ -2151,7 +3053,8 @@ int ember_notifier_new(struct ember_notifier **out);
 int ember_notifier_from_fd(int fd, struct ember_notifier **out);
 
 /*
- Makes the notifier readable (adds one to its counter).
+ Makes the notifier readable (adds one to its counter). Returns `EMBER_OK`;
+ `EMBER_EINVAL` (a NULL or misaligned handle); `EMBER_EOS` (the `write` failed).
 
  # Safety
 
@@ -2163,6 +3066,8 @@ int ember_notifier_notify(const struct ember_notifier *n);
 
 /*
  Resets the counter; its value before (0: not notified) goes to `*count` (may be NULL).
+ Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned pointer); `EMBER_EOS` (the
+ `read` failed).
 
  # Safety
 
@@ -2211,7 +3116,8 @@ int ember_spsc_sender_set_notifier(struct ember_spsc_sender *s, int eventfd);
  Before the receiver blocks in `poll`/`epoll` on the sender's notifier: announces it
  waits, so the sender signals the notifier. `*ready` becomes 1 (and nothing is
  announced) when a record is already there: receive instead of polling; else 0: poll,
- then `ember_spsc_receiver_finish_poll`, drain the notifier and receive.
+ then `ember_spsc_receiver_finish_poll`, drain the notifier and receive. Returns
+ `EMBER_OK`, or `EMBER_EINVAL` (a NULL or misaligned pointer).
 
  # Safety
 
@@ -2223,6 +3129,7 @@ int ember_spsc_receiver_prepare_poll(struct ember_spsc_receiver *r, int *ready);
 
 /*
  Withdraws the announcement of `ember_spsc_receiver_prepare_poll` (after the poll).
+ Returns `EMBER_OK`, or `EMBER_EINVAL` (a NULL or misaligned handle).
 
  # Safety
 
@@ -2234,7 +3141,8 @@ int ember_spsc_receiver_finish_poll(struct ember_spsc_receiver *r);
 
 /*
  A client over a connected Unix socket `fd` (seqpacket if `seqpacket` != 0, else
- stream), which it now owns.
+ stream), which it now owns. Returns `EMBER_OK`; `EMBER_EINVAL` (a negative `fd`, `out`
+ NULL or misaligned); `EMBER_EOS` (the socket's modes could not be set: `EBADF`).
 
  # Safety
 
@@ -2246,7 +3154,9 @@ int ember_rpc_client_from_socket(int fd, int seqpacket, struct ember_rpc_client 
 
 /*
  A client over two pipe ends: responses are read from `read_fd`, requests written to
- `write_fd`; it owns both.
+ `write_fd`; it owns both. Returns `EMBER_OK`; `EMBER_EINVAL` (a negative fd, the same
+ fd twice, `out` NULL or misaligned: both fds are still the caller's); `EMBER_EOS` (the
+ fds' modes could not be set: `EBADF`).
 
  # Safety
 
@@ -2259,10 +3169,13 @@ int ember_rpc_client_from_pipes(int read_fd, int write_fd, struct ember_rpc_clie
 /*
  Calls: sends a request of `kind` with `req_len` bytes of `req`, and waits up to
  `timeout_ms` for its response, copied into `resp` (`resp_cap` bytes) with its length in
- `*resp_len`. Returns `EMBER_OK`; `EMBER_EREMOTE` for an error response (its code in
+ `*resp_len`. Returns `EMBER_OK`; `EMBER_ECANCELED` (the canceler installed with
+ `ember_set_canceler` was cancelled: the call is abandoned, its answer dropped if it
+ comes); `EMBER_EREMOTE` for an error response (its code in
  `*remote_code`, its message NUL-terminated in `resp`, cut to fit); `EMBER_ETIMEDOUT`;
  `EMBER_EPEERGONE`; `EMBER_ETOOBIG` for a request or response over
- `EMBER_RPC_MAX_PAYLOAD`; `EMBER_ENOSPC` if the response does not fit `resp`.
+ `EMBER_RPC_MAX_PAYLOAD`; `EMBER_ENOSPC` if the response does not fit `resp`;
+ `EMBER_EINVAL` (a NULL or misaligned pointer); `EMBER_EOS` (the link failed).
 
  # Safety
 
@@ -2294,7 +3207,8 @@ void ember_rpc_client_free(struct ember_rpc_client *c);
 
 /*
  A server over a connected Unix socket `fd` (seqpacket if `seqpacket` != 0), which it
- now owns.
+ now owns. Returns `EMBER_OK`; `EMBER_EINVAL` (a negative `fd`, `out` NULL or
+ misaligned); `EMBER_EOS` (the socket's modes could not be set: `EBADF`).
 
  # Safety
 
@@ -2306,7 +3220,9 @@ int ember_rpc_server_from_socket(int fd, int seqpacket, struct ember_rpc_server 
 
 /*
  A server over two pipe ends: requests read from `read_fd`, responses written to
- `write_fd`; it owns both.
+ `write_fd`; it owns both. Returns `EMBER_OK`; `EMBER_EINVAL` (a negative fd, the same
+ fd twice, `out` NULL or misaligned: both fds are still the caller's); `EMBER_EOS` (the
+ fds' modes could not be set: `EBADF`).
 
  # Safety
 
@@ -2319,8 +3235,10 @@ int ember_rpc_server_from_pipes(int read_fd, int write_fd, struct ember_rpc_serv
 /*
  Receives one request, waiting up to `timeout_ms` (0: only what is there, for a poller
  loop: call until `EMBER_ETIMEDOUT`), and answers it through `handler(user, ...)`.
- Returns `EMBER_OK` when a request was answered; `EMBER_ETIMEDOUT`; `EMBER_EPEERGONE`
- when the client is gone. Frames the link rejects are skipped.
+ Returns `EMBER_OK` when a request was answered; `EMBER_ETIMEDOUT`; `EMBER_ECANCELED`
+ (the canceler installed with `ember_set_canceler` was cancelled: no request taken); `EMBER_EPEERGONE`
+ when the client is gone; `EMBER_EINVAL` (a NULL or misaligned handle, a NULL
+ `handler`); `EMBER_EOS` (the link failed). Frames the link rejects are skipped.
 
  # Safety
 
@@ -2335,7 +3253,8 @@ int ember_rpc_serve_one(struct ember_rpc_server *s,
                         void *user);
 
 /*
- The fd to poll for readability before `ember_rpc_serve_one` with a zero timeout.
+ The fd to poll for readability before `ember_rpc_serve_one` with a zero timeout, or
+ `EMBER_EINVAL` (a NULL or misaligned handle).
 
  # Safety
 
@@ -2357,6 +3276,21 @@ int ember_rpc_server_fd(struct ember_rpc_server *s);
 void ember_rpc_server_free(struct ember_rpc_server *s);
 
 /*
+ Removes the name of the shared-memory segment `name` (`/name`) from `/dev/shm`
+ (`shm_unlink`): for a start-up script or an operator cleaning up by hand. Processes
+ that have it mapped keep their mapping, and its writer's `_free` leaves the name alone
+ (it checks the name still is its segment). Returns `EMBER_OK`; `EMBER_EINVAL` for a bad
+ name; `EMBER_EOS` (`ENOENT`: no such segment; `EACCES`/`EPERM`: another user's).
+
+ # Safety
+
+ `name` a NUL-terminated string.
+
+ Thread safety: any thread.
+ */
+int ember_shm_unlink(const char *name);
+
+/*
  Creates the SPSC ring `name` with `capacity` bytes of records (a power of two, 64 bytes
  to 1 GiB; a record holds at most `capacity / 2 - 8` bytes) and `fingerprint`. Returns
  `EMBER_OK`; `EMBER_EINVAL` for a bad name or capacity; `EMBER_EOS` (`EEXIST`: the name
@@ -2376,9 +3310,30 @@ int ember_spsc_sender_create(const char *name,
                              struct ember_spsc_sender **out);
 
 /*
+ `ember_spsc_sender_create` with `flags` (`EMBER_REPLACE_STALE`, or 0): a ring a dead
+ sender left under the name is taken over; one whose sender lives is `EMBER_EINUSE`
+ (`ember_last_in_use_pid`). Returns `EMBER_OK`; `EMBER_EINUSE`; `EMBER_EINVAL` (a NULL
+ pointer, a bad name or capacity, unknown flags); `EMBER_EOS` (`EEXIST`: the name is
+ taken, without `EMBER_REPLACE_STALE`); `EMBER_ENOSHMSPACE`.
+
+ # Safety
+
+ `name` a NUL-terminated string; `out` a writable pointer.
+
+ Thread safety: any thread.
+ */
+int ember_spsc_sender_create_ex(const char *name,
+                                size_t capacity,
+                                uint64_t fingerprint,
+                                uint32_t flags,
+                                struct ember_spsc_sender **out);
+
+/*
  Sends one record of `len` bytes, waiting up to `timeout_ms` while the ring is full
- (`EMBER_FOREVER`; 0: not at all). Returns `EMBER_OK`; `EMBER_ETIMEDOUT`;
- `EMBER_ETOOBIG` for a record over the ring's limit. The sender does not watch the
+ (`EMBER_FOREVER`; 0: not at all). Returns `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+ installed with `ember_set_canceler` was cancelled: nothing taken or sent); `EMBER_ETIMEDOUT`;
+ `EMBER_ETOOBIG` for a record over the ring's limit; `EMBER_EINVAL` for a NULL or
+ misaligned pointer. The sender does not watch the
  receiver: a receiver that died leaves the ring full, so give a finite timeout where
  that matters.
 
@@ -2406,7 +3361,15 @@ int ember_spsc_sender_send(struct ember_spsc_sender *s,
 void ember_spsc_sender_free(struct ember_spsc_sender *h);
 
 /*
- Opens the SPSC ring `name` as its one receiver.
+ Opens the SPSC ring `name` as its one receiver. A ring whose receiver is open in a live
+ process (this one included) is `EMBER_EINUSE` (`ember_last_in_use_pid` names it): two
+ receivers would each take part of the records. A receiver that died leaves its claim
+ to the next one. A segment of another layout version is `EMBER_EVERSION`.
+ Returns `EMBER_OK`; `EMBER_EINVAL`
+ (a NULL or misaligned pointer, a bad name); `EMBER_EOS` (`ENOENT`: no such segment;
+ `EACCES`); `EMBER_EAGAIN` (its creator has not finished making it); `EMBER_EBADMSG`
+ (not this kind of segment, a damaged header, or another `fingerprint`);
+ `EMBER_EVERSION`; `EMBER_ENOSHMSPACE`.
  `EMBER_ENOSHMSPACE` if `/dev/shm` cannot back its pages. A process that later shrinks
  the file (`ftruncate` on `/dev/shm/name`, by its owner or root) still makes this
  process's next touch of the lost pages raise `SIGBUS`: keep `/dev/shm` objects to
@@ -2424,9 +3387,10 @@ int ember_spsc_receiver_open(const char *name,
 
 /*
  Receives the next record into `buf` (`cap` bytes) and its length into `*len`, waiting
- up to `timeout_ms`. Returns `EMBER_OK`; `EMBER_ETIMEDOUT`; `EMBER_ENOSPC` (nothing
+ up to `timeout_ms`. Returns `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+ installed with `ember_set_canceler` was cancelled: nothing taken or sent); `EMBER_ETIMEDOUT`; `EMBER_ENOSPC` (nothing
  consumed); `EMBER_EPEERGONE` when the sender closed the ring or died and nothing is
- left.
+ left; `EMBER_EINVAL` for a NULL or misaligned pointer.
 
  # Safety
 
@@ -2454,7 +3418,8 @@ void ember_spsc_receiver_free(struct ember_spsc_receiver *h);
 
 /*
  Creates the seqlock `name` holding values of up to `capacity` bytes (a multiple of 8,
- at least 64).
+ at least 64). Returns `EMBER_OK`; `EMBER_EINVAL` for a NULL pointer, a bad name or
+ capacity; `EMBER_EOS` (`EEXIST`: the name is taken); `EMBER_ENOSHMSPACE`.
  Every page is reserved at create (`fallocate`): a `/dev/shm` too small for it is
  `EMBER_ENOSHMSPACE` here, with nothing left behind, never a `SIGBUS` later.
 
@@ -2470,8 +3435,28 @@ int ember_seqlock_writer_create(const char *name,
                                 struct ember_seqlock_writer **out);
 
 /*
+ `ember_seqlock_writer_create` with `flags` (`EMBER_REPLACE_STALE`, or 0): a seqlock a
+ dead writer left under the name is taken over; one whose writer lives is `EMBER_EINUSE`
+ (`ember_last_in_use_pid`). Returns `EMBER_OK`; `EMBER_EINUSE`; `EMBER_EINVAL` (a NULL
+ pointer, a bad name or capacity, unknown flags); `EMBER_EOS` (`EEXIST`: the name is
+ taken, without `EMBER_REPLACE_STALE`); `EMBER_ENOSHMSPACE`.
+
+ # Safety
+
+ `name` a NUL-terminated string; `out` a writable pointer.
+
+ Thread safety: any thread.
+ */
+int ember_seqlock_writer_create_ex(const char *name,
+                                   size_t capacity,
+                                   uint64_t fingerprint,
+                                   uint32_t flags,
+                                   struct ember_seqlock_writer **out);
+
+/*
  Publishes a new value of `len` bytes (never blocks; wakes readers waiting for a
- change). `EMBER_ETOOBIG` if it exceeds the capacity.
+ change). Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned pointer);
+ `EMBER_ETOOBIG` if it exceeds the capacity.
 
  # Safety
 
@@ -2493,7 +3478,11 @@ int ember_seqlock_writer_write(struct ember_seqlock_writer *w, const uint8_t *va
 void ember_seqlock_writer_free(struct ember_seqlock_writer *h);
 
 /*
- Opens the seqlock `name` (mapped read-only but for its waiter page).
+ Opens the seqlock `name` (mapped read-only but for its waiter page). Returns `EMBER_OK`; `EMBER_EINVAL`
+ (a NULL or misaligned pointer, a bad name); `EMBER_EOS` (`ENOENT`: no such segment;
+ `EACCES`); `EMBER_EAGAIN` (its creator has not finished making it); `EMBER_EBADMSG`
+ (not this kind of segment, a damaged header, or another `fingerprint`);
+ `EMBER_EVERSION`; `EMBER_ENOSHMSPACE`.
  `EMBER_ENOSHMSPACE` if `/dev/shm` cannot back its pages. A process that later shrinks
  the file (`ftruncate` on `/dev/shm/name`, by its owner or root) still makes this
  process's next touch of the lost pages raise `SIGBUS`: keep `/dev/shm` objects to
@@ -2514,7 +3503,8 @@ int ember_seqlock_reader_open(const char *name,
  `version` is not NULL, its version (even, growing with each write; pass it to
  `ember_seqlock_reader_wait_change`). Never blocks. Returns `EMBER_OK`; `EMBER_EAGAIN`
  if nothing was written yet or the writer keeps it busy (retry); `EMBER_ENOSPC`;
- `EMBER_EPEERGONE` if the writer died in the middle of a write.
+ `EMBER_EPEERGONE` if the writer died in the middle of a write; `EMBER_EINVAL` for a
+ NULL or misaligned pointer.
 
  # Safety
 
@@ -2531,8 +3521,9 @@ int ember_seqlock_reader_read(struct ember_seqlock_reader *r,
 
 /*
  Sleeps until the value changes from the one read at `version` (0 before any read),
- for at most `timeout_ms`. Returns `EMBER_OK`; `EMBER_ETIMEDOUT`; `EMBER_EPEERGONE` if
- the writer died.
+ for at most `timeout_ms`. Returns `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+ installed with `ember_set_canceler` was cancelled: nothing taken or sent); `EMBER_ETIMEDOUT`; `EMBER_EPEERGONE` if
+ the writer died; `EMBER_EINVAL` for a NULL or misaligned handle.
 
  # Safety
 
@@ -2557,7 +3548,8 @@ void ember_seqlock_reader_free(struct ember_seqlock_reader *h);
 
 /*
  Creates the broadcast ring `name` with `capacity` bytes of records (a power of two, 64
- bytes to 1 GiB).
+ bytes to 1 GiB). Returns `EMBER_OK`; `EMBER_EINVAL` for a NULL pointer, a bad name or
+ capacity; `EMBER_EOS` (`EEXIST`: the name is taken); `EMBER_ENOSHMSPACE`.
  Every page is reserved at create (`fallocate`): a `/dev/shm` too small for it is
  `EMBER_ENOSHMSPACE` here, with nothing left behind, never a `SIGBUS` later.
 
@@ -2573,9 +3565,28 @@ int ember_broadcast_writer_create(const char *name,
                                   struct ember_broadcast_writer **out);
 
 /*
+ `ember_broadcast_writer_create` with `flags` (`EMBER_REPLACE_STALE`, or 0): a ring a dead
+ writer left under the name is taken over; one whose writer lives is `EMBER_EINUSE`
+ (`ember_last_in_use_pid`). Returns `EMBER_OK`; `EMBER_EINUSE`; `EMBER_EINVAL` (a NULL
+ pointer, a bad name or capacity, unknown flags); `EMBER_EOS` (`EEXIST`: the name is
+ taken, without `EMBER_REPLACE_STALE`); `EMBER_ENOSHMSPACE`.
+
+ # Safety
+
+ `name` a NUL-terminated string; `out` a writable pointer.
+
+ Thread safety: any thread.
+ */
+int ember_broadcast_writer_create_ex(const char *name,
+                                     size_t capacity,
+                                     uint64_t fingerprint,
+                                     uint32_t flags,
+                                     struct ember_broadcast_writer **out);
+
+/*
  Sends one record of `len` bytes to every reader; never blocks (the oldest records are
- overwritten; readers that fall behind learn how many they lost). `EMBER_ETOOBIG` over
- the ring's limit.
+ overwritten; readers that fall behind learn how many they lost). Returns `EMBER_OK`;
+ `EMBER_EINVAL` (a NULL or misaligned pointer); `EMBER_ETOOBIG` over the ring's limit.
 
  # Safety
 
@@ -2599,7 +3610,11 @@ void ember_broadcast_writer_free(struct ember_broadcast_writer *h);
 
 /*
  Opens the broadcast ring `name` as a new reader: from the oldest record still in the
- ring if `from_oldest` is non-zero, else from the next one written.
+ ring if `from_oldest` is non-zero, else from the next one written. Returns `EMBER_OK`; `EMBER_EINVAL`
+ (a NULL or misaligned pointer, a bad name); `EMBER_EOS` (`ENOENT`: no such segment;
+ `EACCES`); `EMBER_EAGAIN` (its creator has not finished making it); `EMBER_EBADMSG`
+ (not this kind of segment, a damaged header, or another `fingerprint`);
+ `EMBER_EVERSION`; `EMBER_ENOSHMSPACE`.
  `EMBER_ENOSHMSPACE` if `/dev/shm` cannot back its pages. A process that later shrinks
  the file (`ftruncate` on `/dev/shm/name`, by its owner or root) still makes this
  process's next touch of the lost pages raise `SIGBUS`: keep `/dev/shm` objects to
@@ -2620,9 +3635,10 @@ int ember_broadcast_reader_open(const char *name,
  Receives the next record into `buf` (`cap` bytes), waiting up to `timeout_ms`: its
  length into `*len`, and if not NULL its number into `*seq` (0 for the first record
  ever written) and into `*lost` the records this reader lost (overwritten before it got
- to them) since its previous receive. Returns `EMBER_OK`; `EMBER_ETIMEDOUT`;
+ to them) since its previous receive. Returns `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+ installed with `ember_set_canceler` was cancelled: nothing taken or sent); `EMBER_ETIMEDOUT`;
  `EMBER_ENOSPC` (the record stays); `EMBER_EPEERGONE` when the writer closed the ring or
- died.
+ died; `EMBER_EINVAL` for a NULL or misaligned pointer.
 
  # Safety
 
@@ -2663,7 +3679,8 @@ void ember_broadcast_reader_free(struct ember_broadcast_reader *h);
 int ember_sigset_add(uint64_t *set, int sig);
 
 /*
- Removes `sig` from `*set`. As `ember_sigset_add`.
+ Removes `sig` from `*set`. Returns `EMBER_OK`, or `EMBER_EINVAL` for a NULL or
+ misaligned pointer or a number out of range (1 to 64).
 
  # Safety
 
@@ -2690,7 +3707,8 @@ int ember_signal_mask(int how, uint64_t set, uint64_t *old);
 /*
  Opens a signalfd for the signals of `set` (`signalfd4`, close-on-exec; nonblocking if
  `nonblocking` is nonzero). Block them first (`ember_signal_mask(0, set, NULL)`), else
- they are delivered the usual way and never reach the fd.
+ they are delivered the usual way and never reach the fd. Returns `EMBER_OK`;
+ `EMBER_EINVAL` (`out` NULL or misaligned); `EMBER_EOS` (`EMFILE`, `ENOMEM`).
 
  # Safety
 
@@ -2701,8 +3719,9 @@ int ember_signal_mask(int how, uint64_t set, uint64_t *old);
 int ember_signalfd_new(uint64_t set, int nonblocking, struct ember_signalfd **out);
 
 /*
- Reads the next signal into `*info`. Returns `EMBER_OK`, `EMBER_EAGAIN` (nonblocking and
- none pending), or `EMBER_EOS`. A blocking read interrupted by an unblocked signal
+ Reads the next signal into `*info`. Returns `EMBER_OK`, `EMBER_ECANCELED` (the canceler
+ installed with `ember_set_canceler` was cancelled: nothing read), `EMBER_EAGAIN`
+ (nonblocking and none pending), `EMBER_EINVAL` (a NULL or misaligned pointer), or `EMBER_EOS`. A blocking read interrupted by an unblocked signal
  resumes.
 
  # Safety
@@ -2711,7 +3730,25 @@ int ember_signalfd_new(uint64_t set, int nonblocking, struct ember_signalfd **ou
 
  Thread safety: not with other calls on the same handle.
  */
-int ember_signalfd_recv(struct ember_signalfd *s, struct ember_signal_info *info);
+int ember_signalfd_recv(struct ember_signalfd *s,
+                        struct ember_signal_info *info);
+
+/*
+ `ember_signalfd_recv` waiting at most `timeout_ms` (`EMBER_FOREVER`: no limit; 0: only
+ a signal already pending) for a signal. Returns `EMBER_OK`; `EMBER_ETIMEDOUT`;
+ `EMBER_ECANCELED` (the canceler installed with `ember_set_canceler` was cancelled:
+ nothing read); `EMBER_EAGAIN` (nonblocking and none pending); `EMBER_EINVAL` (a NULL or
+ misaligned pointer); `EMBER_EOS`.
+
+ # Safety
+
+ `s` from `ember_signalfd_new`; `info` writable.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_signalfd_recv_timeout(struct ember_signalfd *s,
+                                int64_t timeout_ms,
+                                struct ember_signal_info *info);
 
 /*
  The signalfd's descriptor (for `poll`/`epoll`; still owned by the handle), or
@@ -2765,7 +3802,9 @@ int ember_signal_send_pidfd(int pidfd, int sig);
 
 /*
  Blocks `SIGTERM`, `SIGINT` and `SIGHUP` in the calling thread and opens a nonblocking
- signalfd for them. Call it first in `main`, before starting threads.
+ signalfd for them. Call it first in `main`, before starting threads. Returns
+ `EMBER_OK`; `EMBER_EINVAL` (`out` NULL or misaligned); `EMBER_EOS` (`EMFILE`,
+ `ENOMEM`).
 
  # Safety
 
@@ -2779,7 +3818,9 @@ int ember_daemon_new(struct ember_daemon **out);
  Waits up to `timeout_ms` (0: only look; `EMBER_FOREVER`: no limit) for a request:
  `*event` becomes `EMBER_DAEMON_SHUTDOWN` (with the signal and the sender's pid in
  `*signal` and `*pid`, both may be NULL), `EMBER_DAEMON_RELOAD`, or `EMBER_DAEMON_NONE`
- when the time ran out. Returns `EMBER_OK` or `EMBER_EOS`.
+ when the time ran out (no `EMBER_ETIMEDOUT`). Returns `EMBER_OK`, `EMBER_ECANCELED` (the
+ canceler installed with `ember_set_canceler` was cancelled), `EMBER_EINVAL` (a NULL or
+ misaligned handle or `event`), or `EMBER_EOS`.
 
  # Safety
 
@@ -2820,7 +3861,9 @@ void ember_daemon_free(struct ember_daemon *d);
  Creates the named segment (`/name`, `O_EXCL`, mode 0600) with a data area of
  `capacity` bytes (a multiple of 8, at least 64), zeroed: zeroed mutexes are unlocked,
  events at 0, semaphores at 0. `fingerprint` is the application's layout id; openers
- must give the same. The creator's `ember_sync_segment_free` unlinks the name.
+ must give the same. The creator's `ember_sync_segment_free` unlinks the name. Returns
+ `EMBER_OK`; `EMBER_EINVAL` for a NULL pointer, a bad name or capacity; `EMBER_EOS`
+ (`EEXIST`: the name is taken); `EMBER_ENOSHMSPACE`.
  Every page is reserved at create (`fallocate`): a `/dev/shm` too small for it is
  `EMBER_ENOSHMSPACE` here, with nothing left behind, never a `SIGBUS` later.
 
@@ -2837,7 +3880,11 @@ int ember_sync_segment_create(const char *name,
 
 /*
  Opens the named segment, checking its header and `fingerprint` (`EMBER_EBADMSG` if they
- do not match).
+ do not match). Returns `EMBER_OK`; `EMBER_EINVAL`
+ (a NULL or misaligned pointer, a bad name); `EMBER_EOS` (`ENOENT`: no such segment;
+ `EACCES`); `EMBER_EAGAIN` (its creator has not finished making it); `EMBER_EBADMSG`
+ (not this kind of segment, a damaged header, or another `fingerprint`);
+ `EMBER_EVERSION`; `EMBER_ENOSHMSPACE`.
  `EMBER_ENOSHMSPACE` if `/dev/shm` cannot back its pages. A process that later shrinks
  the file (`ftruncate` on `/dev/shm/name`, by its owner or root) still makes this
  process's next touch of the lost pages raise `SIGBUS`: keep `/dev/shm` objects to
@@ -2856,7 +3903,8 @@ int ember_sync_segment_open(const char *name,
 /*
  The data area: `*data` its first byte (8-aligned), `*len` its size. The primitives live
  inside it at the offsets the application chose; the rest is the application's shared
- data (access it with atomics or under a mutex).
+ data (access it with atomics or under a mutex). Returns `EMBER_OK`, or `EMBER_EINVAL`
+ (a NULL or misaligned pointer).
 
  # Safety
 
@@ -2881,11 +3929,13 @@ void ember_sync_segment_free(struct ember_sync_segment *seg);
 
 /*
  Locks the mutex at `offset`, waiting up to `timeout_ms` (`EMBER_FOREVER`, or 0: do not
- wait, `EMBER_EAGAIN` if held by a live owner). Returns `EMBER_OK`; `EMBER_EOWNERDEAD`
+ wait, `EMBER_EAGAIN` if held by a live owner). Returns `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+ installed with `ember_set_canceler` was cancelled: not taken); `EMBER_EOWNERDEAD`
  with the lock held when its last owner died holding it (repair,
  `ember_mutex_consistent`, unlock); `EMBER_ETIMEDOUT`;
  `EMBER_ENOTRECOVERABLE`; `EMBER_EDEADLK` if this thread holds it; `EMBER_EINVAL` for a
- misaligned or out-of-range offset. No syscall when the mutex is free.
+ NULL or misaligned handle or a misaligned or out-of-range offset. No syscall when the
+ mutex is free.
 
  # Safety
 
@@ -2897,7 +3947,8 @@ int ember_mutex_lock(const struct ember_sync_segment *seg, size_t offset, int64_
 
 /*
  Locks the mutex at `offset` if it is free: `EMBER_OK`, or `EMBER_EAGAIN` if held (a
- dead owner is only noticed by `ember_mutex_lock`).
+ dead owner is only noticed by `ember_mutex_lock`); `EMBER_ENOTRECOVERABLE`;
+ `EMBER_EINVAL` (a NULL or misaligned handle, an `offset` misaligned or past the data area).
 
  # Safety
 
@@ -2908,9 +3959,9 @@ int ember_mutex_lock(const struct ember_sync_segment *seg, size_t offset, int64_
 int ember_mutex_trylock(const struct ember_sync_segment *seg, size_t offset);
 
 /*
- Unlocks the mutex at `offset` (`EMBER_ENOTOWNER` if this thread does not hold it).
- After `EMBER_EOWNERDEAD` without `ember_mutex_consistent`, the mutex becomes not
- recoverable.
+ Unlocks the mutex at `offset`. After `EMBER_EOWNERDEAD` without
+ `ember_mutex_consistent`, the mutex becomes not recoverable. Returns `EMBER_OK`;
+ `EMBER_ENOTOWNER` if this thread does not hold it; `EMBER_EINVAL` (a NULL or misaligned handle, an `offset` misaligned or past the data area).
 
  # Safety
 
@@ -2918,10 +3969,13 @@ int ember_mutex_trylock(const struct ember_sync_segment *seg, size_t offset);
 
  Thread safety: the thread that locked.
  */
-int ember_mutex_unlock(const struct ember_sync_segment *seg, size_t offset);
+int ember_mutex_unlock(const struct ember_sync_segment *seg,
+                       size_t offset);
 
 /*
  Marks the data repaired after `EMBER_EOWNERDEAD` (this thread must hold the lock).
+ Returns `EMBER_OK`; `EMBER_ENOTOWNER` if this thread does not hold it;
+ `EMBER_EINVAL` (a NULL or misaligned handle, an `offset` misaligned or past the data area).
 
  # Safety
 
@@ -2932,7 +3986,9 @@ int ember_mutex_unlock(const struct ember_sync_segment *seg, size_t offset);
 int ember_mutex_consistent(const struct ember_sync_segment *seg, size_t offset);
 
 /*
- Sets the semaphore at `offset` to `count` (the creator, before others use it).
+ Sets the semaphore at `offset` to `count` (the creator, before others use it). Returns
+ `EMBER_OK`, or `EMBER_EINVAL` (a NULL or misaligned handle, an `offset` misaligned or
+ past the data area).
 
  # Safety
 
@@ -2944,7 +4000,8 @@ int ember_sem_init(const struct ember_sync_segment *seg, size_t offset, uint32_t
 
 /*
  Adds one to the semaphore at `offset`, waking a waiter (`EMBER_EOVERFLOW` at the
- maximum). No syscall when nobody waits.
+ maximum). No syscall when nobody waits. Returns `EMBER_OK`; `EMBER_EOVERFLOW`;
+ `EMBER_EINVAL` (a NULL or misaligned handle, an `offset` misaligned or past the data area).
 
  # Safety
 
@@ -2956,7 +4013,9 @@ int ember_sem_post(const struct ember_sync_segment *seg, size_t offset);
 
 /*
  Takes one from the semaphore at `offset`, waiting up to `timeout_ms` while it is zero
- (`EMBER_ETIMEDOUT`; 0: `EMBER_EAGAIN` at once).
+ (`EMBER_ETIMEDOUT`; 0: `EMBER_EAGAIN` at once). Returns `EMBER_OK`, `EMBER_ECANCELED` (the canceler
+ installed with `ember_set_canceler` was cancelled: not taken); `EMBER_ETIMEDOUT`,
+ `EMBER_EAGAIN`, or `EMBER_EINVAL` (a NULL or misaligned handle, an `offset` misaligned or past the data area).
 
  # Safety
 
@@ -2964,10 +4023,14 @@ int ember_sem_post(const struct ember_sync_segment *seg, size_t offset);
 
  Thread safety: any thread.
  */
-int ember_sem_wait(const struct ember_sync_segment *seg, size_t offset, int64_t timeout_ms);
+int ember_sem_wait(const struct ember_sync_segment *seg,
+                   size_t offset,
+                   int64_t timeout_ms);
 
 /*
- The semaphore's count now (it may change at once).
+ The semaphore's count now (it may change at once). Returns `EMBER_OK`, or
+ `EMBER_EINVAL` (a NULL or misaligned pointer, an `offset` misaligned or past the data
+ area).
 
  # Safety
 
@@ -2978,7 +4041,9 @@ int ember_sem_wait(const struct ember_sync_segment *seg, size_t offset, int64_t 
 int ember_sem_count(const struct ember_sync_segment *seg, size_t offset, uint32_t *count);
 
 /*
- The event's counter now, into `*seen` (pass it to `ember_event_wait_change`).
+ The event's counter now, into `*seen` (pass it to `ember_event_wait_change`). Returns
+ `EMBER_OK`, or `EMBER_EINVAL` (a NULL or misaligned pointer, an `offset` misaligned or
+ past the data area).
 
  # Safety
 
@@ -2991,6 +4056,10 @@ int ember_event_current(const struct ember_sync_segment *seg, size_t offset, uin
 /*
  Waits up to `timeout_ms` until the event's counter differs from `seen`; the new value
  into `*now` (if not NULL). What the notifier wrote before notifying is visible after.
+ Returns `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+ installed with `ember_set_canceler` was cancelled: not taken); `EMBER_ETIMEDOUT` (no change within `timeout_ms`); `EMBER_EINVAL`
+ (a NULL or misaligned pointer, an `offset` misaligned or past the data area, checked
+ before waiting).
 
  # Safety
 
@@ -3006,6 +4075,8 @@ int ember_event_wait_change(const struct ember_sync_segment *seg,
 
 /*
  Advances the event's counter and wakes one waiter (`all` == 0) or every waiter.
+ Returns `EMBER_OK`, or `EMBER_EINVAL` (a NULL or misaligned handle, an `offset`
+ misaligned or past the data area).
 
  # Safety
 
@@ -3033,7 +4104,10 @@ int ember_event_notify(const struct ember_sync_segment *seg, size_t offset, int 
 int ember_sd_notify(const char *state);
 
 /*
- `READY=1`: start-up (or a reload) is finished. Returns as `ember_sd_notify`.
+ `READY=1`: start-up (or a reload) is finished. Returns 1 when sent, 0 when
+ `NOTIFY_SOCKET` is unset (not under systemd: nothing is done), `EMBER_EINVAL` for an
+ unusable `NOTIFY_SOCKET`, `EMBER_EOS` (`ECONNREFUSED` when nobody listens there) if the
+ send fails.
 
  # Safety
 
@@ -3045,7 +4119,10 @@ int ember_sd_ready(void);
 
 /*
  `WATCHDOG=1`: the watchdog keep-alive; send it at half the interval of
- `ember_sd_watchdog_usec` or more often. Returns as `ember_sd_notify`.
+ `ember_sd_watchdog_usec` or more often. Returns 1 when sent, 0 when `NOTIFY_SOCKET` is
+ unset (not under systemd: nothing is done), `EMBER_EINVAL` for an unusable
+ `NOTIFY_SOCKET`, `EMBER_EOS` (`ECONNREFUSED` when nobody listens there) if the send
+ fails.
 
  # Safety
 
@@ -3101,7 +4178,9 @@ int ember_sd_listen_fds(int unset_environment,
  Listens at `name` (a path, or `@name` in the abstract namespace) for `type`
  (`EMBER_UDS_STREAM` or `EMBER_UDS_SEQPACKET`). A stale socket file at the path (nobody
  listening) is replaced; a live one is `EMBER_EOS` (`EADDRINUSE`), and a file that is
- not a socket is never removed.
+ not a socket is never removed. Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or
+ misaligned pointer, a `name` empty, not UTF-8 or too long, an unknown `type`);
+ `EMBER_EOS` (`EADDRINUSE`; `EACCES`; `EMFILE`).
 
  # Safety
 
@@ -3113,7 +4192,10 @@ int ember_uds_listen(const char *name, int type_, struct ember_uds_listener **ou
 
 /*
  Accepts the next connection, waiting up to `timeout_ms`; the peer's credentials into
- `*creds` unless NULL.
+ `*creds` unless NULL. Returns `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+ installed with `ember_set_canceler` was cancelled: nothing taken or sent); `EMBER_ETIMEDOUT` (none came in time; with
+ 0, none was waiting); `EMBER_EINVAL` (a NULL or misaligned pointer); `EMBER_EOS`
+ (`EMFILE`, `ENOMEM`, ...).
 
  # Safety
 
@@ -3129,7 +4211,10 @@ int ember_uds_accept(struct ember_uds_listener *l,
 /*
  Connects to `name` (a path or `@abstract`) as `type`. `EMBER_EOS` with `ECONNREFUSED`
  when nobody listens there (or there is no socket). A live listener whose backlog is
- full makes this wait until it accepts.
+ full makes this wait until it accepts (`ember_uds_connect_timeout` bounds the wait). Returns `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+ installed with `ember_set_canceler` was cancelled: nothing taken or sent); `EMBER_EINVAL` (a NULL or
+ misaligned pointer, a `name` empty, not UTF-8 or too long, an unknown `type`);
+ `EMBER_EOS` (`ECONNREFUSED`, `EACCES`, `EMFILE`).
 
  # Safety
 
@@ -3137,11 +4222,36 @@ int ember_uds_accept(struct ember_uds_listener *l,
 
  Thread safety: any thread.
  */
-int ember_uds_connect(const char *name, int type_, struct ember_socket **out);
+int ember_uds_connect(const char *name,
+                      int type_,
+                      struct ember_socket **out);
+
+/*
+ `ember_uds_connect` giving up after `timeout_ms` (`EMBER_FOREVER`: no limit; 0: only
+ if the listener takes it now): a listener that is alive but never accepts (its backlog
+ full) cannot block the caller for ever. The connect is retried after sleeps of 1 ms
+ doubling to 16 ms (a Unix socket has no connect in progress to wait on). Returns
+ `EMBER_OK`; `EMBER_ETIMEDOUT`; `EMBER_ECANCELED` (the installed canceler);
+ `EMBER_EINVAL` (a NULL or misaligned pointer, a `name` empty, not UTF-8 or too long, an
+ unknown `type`); `EMBER_EOS` (`ECONNREFUSED`, `EACCES`, `EMFILE`).
+
+ # Safety
+
+ `name` a NUL-terminated string; `out` a writable pointer.
+
+ Thread safety: any thread.
+ */
+int ember_uds_connect_timeout(const char *name,
+                              int type_,
+                              int64_t timeout_ms,
+                              struct ember_socket **out);
 
 /*
  A datagram socket bound at `name` (receives from anyone who sends there), or, with
- `name` NULL, an unbound one for sending with `ember_socket_send_to`.
+ `name` NULL, an unbound one for sending with `ember_socket_send_to`. Returns
+ `EMBER_OK`; `EMBER_EINVAL` (`out` NULL or misaligned, `name` empty, not UTF-8 or too
+ long for an address); `EMBER_EOS` (`EADDRINUSE`: a live socket or another file is at
+ the path; `EACCES`; `EMFILE`).
 
  # Safety
 
@@ -3153,9 +4263,11 @@ int ember_uds_dgram(const char *name, struct ember_socket **out);
 
 /*
  Sends one whole frame, waiting while the socket is full (`EMBER_EAGAIN` instead in
- nonblocking mode). `EMBER_EPEERGONE` if the peer
- closed; `EMBER_ETOOBIG` over the socket's message size; `EMBER_EBADMSG` if `frame` is
- not exactly one frame.
+ nonblocking mode). Returns `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+ installed with `ember_set_canceler` was cancelled: nothing taken or sent); `EMBER_EINVAL` (a NULL or misaligned pointer);
+ `EMBER_EPEERGONE` if the peer closed; `EMBER_ETOOBIG` over the socket's message size;
+ `EMBER_EBADMSG` if `frame` is not exactly one frame; `EMBER_EOS` (another `send`
+ failure).
 
  # Safety
 
@@ -3163,10 +4275,38 @@ int ember_uds_dgram(const char *name, struct ember_socket **out);
 
  Thread safety: not with other calls on the same handle.
  */
-int ember_socket_send(struct ember_socket *s, const uint8_t *frame, size_t len);
+int ember_socket_send(struct ember_socket *s,
+                      const uint8_t *frame,
+                      size_t len);
 
 /*
- Sends one frame to the datagram socket at `name` (path or `@abstract`).
+ `ember_socket_send` waiting at most `timeout_ms` for room (`EMBER_FOREVER`: no limit;
+ 0: only if there is room now), so a peer that stopped reading cannot block the sender
+ for ever. A stream frame that started to go out is finished within 2 s (else cut short;
+ the receiver resynchronises). Returns `EMBER_OK`; `EMBER_ETIMEDOUT` (nothing sent);
+ `EMBER_ECANCELED` (the installed canceler, nothing sent); `EMBER_EAGAIN` in nonblocking
+ mode; `EMBER_EINVAL` (a NULL or misaligned pointer); `EMBER_EPEERGONE`;
+ `EMBER_ETOOBIG`; `EMBER_EBADMSG`; `EMBER_EUNCHECKED`; `EMBER_EOS`.
+
+ # Safety
+
+ `s` a socket handle; `frame` `len` readable bytes.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_socket_send_timeout(struct ember_socket *s,
+                              const uint8_t *frame,
+                              size_t len,
+                              int64_t timeout_ms);
+
+/*
+ Sends one frame to the datagram socket at `name` (path or `@abstract`), waiting while
+ its queue is full (`EMBER_EAGAIN` instead in nonblocking mode). Returns `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+ installed with `ember_set_canceler` was cancelled: nothing taken or sent);
+ `EMBER_EINVAL` (a NULL or misaligned pointer, a `name` empty, not UTF-8 or too long for
+ an address); `EMBER_ETOOBIG` over the socket's message size; `EMBER_EBADMSG` if `frame` is
+ not exactly one frame; `EMBER_EOS` (`ECONNREFUSED` or `ENOENT`: nobody there;
+ `EOPNOTSUPP` on a stream socket).
 
  # Safety
 
@@ -3181,8 +4321,13 @@ int ember_socket_send_to(struct ember_socket *s,
 
 /*
  Receives one frame into `buf` (`cap` bytes, at least `EMBER_SOCKET_MAX_FRAME`), waiting
- up to `timeout_ms`. `EMBER_EPEERGONE` when the peer closed; `EMBER_EBADMSG` for a
- damaged frame (dropped; the next receive goes on); `EMBER_ENOSPC` for a small buffer.
+ up to `timeout_ms`. Returns `EMBER_OK` with its length in `*len`; `EMBER_ECANCELED` (the canceler
+ installed with `ember_set_canceler` was cancelled: nothing taken or sent); `EMBER_ETIMEDOUT`;
+ `EMBER_EAGAIN` in nonblocking mode; `EMBER_EPEERGONE` when the peer closed;
+ `EMBER_EBADMSG` for a damaged frame (dropped; the next receive goes on);
+ `EMBER_ETOOBIG` for a frame over `EMBER_SOCKET_MAX_FRAME` (dropped);
+ `EMBER_ENOSPC` for a small buffer; `EMBER_EINVAL` (a NULL or misaligned pointer);
+ `EMBER_EOS`.
 
  # Safety
 
@@ -3199,6 +4344,12 @@ int ember_socket_recv(struct ember_socket *s,
 /*
  Sends one frame with `nfds` file descriptors attached (seqpacket and datagram sockets;
  at most `EMBER_SOCKET_MAX_FDS`). The receiver gets its own copies; ours stay open.
+ Waits while the socket is full (`EMBER_EAGAIN` instead in nonblocking mode). Returns
+ `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+ installed with `ember_set_canceler` was cancelled: nothing taken or sent); `EMBER_EINVAL` (a NULL or misaligned pointer, more than
+ `EMBER_SOCKET_MAX_FDS` fds or a negative one, a stream socket); `EMBER_EPEERGONE` if the
+ peer closed; `EMBER_ETOOBIG` over the socket's message size; `EMBER_EBADMSG` if `frame`
+ is not exactly one frame; `EMBER_EOS` (another `sendmsg` failure).
 
  # Safety
 
@@ -3217,7 +4368,12 @@ int ember_socket_send_fds(struct ember_socket *s,
  `timeout_ms`: up to `max_fds` (at most `EMBER_SOCKET_MAX_FDS` are taken) into `fds` (the
  caller owns and closes them), their number into `*nfds`. A message with more
  descriptors than that is refused whole (`EMBER_ETOOBIG`; its descriptors closed), so
- nothing leaks.
+ nothing leaks. Returns `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+ installed with `ember_set_canceler` was cancelled: nothing taken or sent); `EMBER_ETIMEDOUT`; `EMBER_EAGAIN` in nonblocking
+ mode; `EMBER_EPEERGONE` when the peer closed; `EMBER_EBADMSG` for a damaged frame
+ (dropped); `EMBER_ETOOBIG` (too many fds, or a frame over `EMBER_SOCKET_MAX_FRAME`);
+ `EMBER_ENOSPC` for a small buffer; `EMBER_EINVAL` (a NULL or misaligned pointer, a
+ stream socket); `EMBER_EOS`.
 
  # Safety
 
@@ -3237,6 +4393,8 @@ int ember_socket_recv_fds(struct ember_socket *s,
 
 /*
  The credentials of the connected peer (`SO_PEERCRED`, as they were when it connected).
+ Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned pointer); `EMBER_EOS`
+ (`getsockopt` failed).
 
  # Safety
 
@@ -3248,7 +4406,8 @@ int ember_socket_peer_creds(const struct ember_socket *s, struct ember_creds *ou
 
 /*
  Switches nonblocking mode: receives and sends return `EMBER_EAGAIN` instead of waiting
- (a stream frame already half sent is still finished).
+ (a stream frame already half sent is still finished). Returns `EMBER_OK`, or
+ `EMBER_EINVAL` (a NULL or misaligned handle).
 
  # Safety
 
@@ -3261,7 +4420,7 @@ int ember_socket_set_nonblocking(struct ember_socket *s, int on);
 /*
  The socket's fd, for `poll`/`epoll` (still owned by the handle; it is `O_NONBLOCK`). A
  stream socket buffers what it reads: after `POLLIN`, in nonblocking mode, receive until
- `EMBER_EAGAIN`.
+ `EMBER_EAGAIN`. `EMBER_EINVAL` for a NULL or misaligned handle.
 
  # Safety
 
@@ -3288,7 +4447,7 @@ int ember_socket_fd(const struct ember_socket *s);
 int ember_socket_into_fd(struct ember_socket *s, int *fd);
 
 /*
- The listener's fd, for `poll`/`epoll`.
+ The listener's fd, for `poll`/`epoll`, or `EMBER_EINVAL` (a NULL or misaligned handle).
 
  # Safety
 
@@ -3319,6 +4478,59 @@ void ember_socket_free(struct ember_socket *s);
  Thread safety: not with other calls on the same handle.
  */
 void ember_uds_listener_free(struct ember_uds_listener *l);
+
+/*
+ Sets the socket's integrity: `EMBER_INTEGRITY_CHECKED` makes the sends refuse frames
+ with `EMBER_FLAG_UNCHECKED` (`EMBER_EUNCHECKED`, nothing sent); with
+ `EMBER_INTEGRITY_UNCHECKED` (the default on a Unix socket) either kind goes. Returns
+ `EMBER_OK`, or `EMBER_EINVAL` for a NULL handle or another value.
+
+ # Safety
+
+ `s` a socket handle.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_socket_set_integrity(struct ember_socket *s, int integrity);
+
+/*
+ The socket's integrity setting (`EMBER_INTEGRITY_*`), or `EMBER_EINVAL` for NULL.
+
+ # Safety
+
+ `s` a socket handle.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_socket_integrity(const struct ember_socket *s);
+
+/*
+ Makes the socket refuse (`on` != 0) or accept (`on` == 0, the default) received frames
+ whose payload is not covered by the checksum: `EMBER_EUNCHECKED`, the frame skipped.
+ Returns `EMBER_OK`, or `EMBER_EINVAL` for NULL.
+
+ # Safety
+
+ `s` a socket handle.
+
+ Thread safety: not with other calls on the same handle.
+ */
+int ember_socket_require_checked(struct ember_socket *s, int on);
+
+/*
+ The library's version, `"MAJOR.MINOR.PATCH"`: static, NUL-terminated, never freed.
+ Compare with `EMBER_VERSION_MAJOR`/`_MINOR`/`_PATCH` to see that the library loaded is
+ the one the header describes.
+
+ Returns no result code (it cannot fail).
+
+ # Safety
+
+ Always safe to call.
+
+ Thread safety: any thread, any time.
+ */
+const char *ember_version(void);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -55,8 +55,10 @@ pub unsafe extern "C" fn ember_accumulator_free(acc: *mut ember_accumulator) {
 /// (`out_cap` bytes), sets `*frame_len`, and returns `EMBER_OK`; `*consumed` says how
 /// many input bytes were used (feed the rest again). Returns `EMBER_EAGAIN` when all the
 /// input was used without completing a frame (`*consumed == len`), `EMBER_EBADMSG` when a
-/// frame was rejected and skipped (feed the rest again), `EMBER_ENOSPC` if `out_cap` is
-/// below `EMBER_ACCUMULATOR_MAX_FRAME` (nothing consumed).
+/// frame was rejected and skipped (feed the rest again; `EMBER_EUNCHECKED` when it was
+/// refused for `ember_accumulator_require_checked`), `EMBER_ENOSPC` if `out_cap` is below
+/// `EMBER_ACCUMULATOR_MAX_FRAME` (nothing consumed), `EMBER_EINVAL` for a NULL or
+/// misaligned pointer.
 ///
 /// # Safety
 ///
@@ -93,14 +95,34 @@ pub unsafe extern "C" fn ember_accumulator_feed(
                 consumed.set(len - remaining.len());
                 Ok(EMBER_OK)
             }
-            FeedResult::Error { remaining, .. } => {
+            FeedResult::Error { error, remaining } => {
                 consumed.set(len - remaining.len());
-                Err(EMBER_EBADMSG)
+                Err(if error == ember_core::Error::UncheckedPayload { EMBER_EUNCHECKED } else { EMBER_EBADMSG })
             }
             FeedResult::Consumed => {
                 consumed.set(len);
                 Err(EMBER_EAGAIN)
             }
         }
+    })
+}
+
+/// Makes the accumulator refuse (`on` != 0) or accept (`on` == 0, the default) frames whose
+/// payload is not covered by the checksum (`EMBER_FLAG_UNCHECKED`): a refused frame is
+/// skipped whole and `ember_accumulator_feed` returns `EMBER_EUNCHECKED` for it. Returns
+/// `EMBER_OK`, or `EMBER_EINVAL` for a NULL handle.
+///
+/// # Safety
+///
+/// `acc` from `ember_accumulator_new`.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_accumulator_require_checked(acc: *mut ember_accumulator, on: c_int) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let acc = unsafe { arg_mut(acc)? };
+        acc.acc.set_require_checked(on != 0);
+        Ok(EMBER_OK)
     })
 }

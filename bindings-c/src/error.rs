@@ -58,6 +58,78 @@ pub enum ember_status {
     /// of every segment are reserved when it is created, so a full `/dev/shm` is this
     /// error at create time and never a `SIGBUS` later.
     EMBER_ENOSHMSPACE = -17,
+    /// The object is in use by a live process, so it was left alone: a create with
+    /// `EMBER_REPLACE_STALE` found a segment whose writer lives, a queue a live creator
+    /// holds or a FIFO somebody reads; or an SPSC ring already has its receiver in a live
+    /// process. `ember_last_in_use_pid` gives that process's pid (0 when it cannot be
+    /// known).
+    EMBER_EINUSE = -18,
+    /// The shared-memory segment has a layout version this library does not speak (made by
+    /// an older or newer Ember): nothing was mapped. A stale one is replaced by a create
+    /// with `EMBER_REPLACE_STALE`.
+    EMBER_EVERSION = -19,
+    /// A kernel limit refused the object (a queue deeper, or with larger messages, than
+    /// unprivileged processes may create; one queue or segment too many; the user's queue
+    /// bytes, `RLIMIT_MSGQUEUE`; no descriptor left...). Nothing was created.
+    /// `ember_last_limit` says which limit, its value and what was asked for.
+    EMBER_ELIMIT = -20,
+    /// A frame's payload is not covered by its checksum (`EMBER_FLAG_UNCHECKED`) where it
+    /// must be: a receiver that requires checked payloads skipped it, or a sender set to
+    /// `EMBER_INTEGRITY_CHECKED` refused it (nothing sent).
+    EMBER_EUNCHECKED = -21,
+    /// The call was cancelled: the canceler installed with `ember_set_canceler` was
+    /// triggered (`ember_canceler_cancel`, e.g. from a `SIGINT` handler) before or during
+    /// its wait. Nothing was received or sent; every later blocking call returns this too
+    /// until `ember_canceler_reset`.
+    EMBER_ECANCELED = -22,
+}
+
+/// The kernel limits behind `EMBER_ELIMIT` (`ember_last_limit`); `ember_limit_source`
+/// names where each is set. The `/proc/sys` ones are per IPC namespace.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ember_limit {
+    /// No limit (no `EMBER_ELIMIT` yet in this thread).
+    EMBER_LIMIT_NONE = 0,
+    /// `/proc/sys/fs/mqueue/msg_max`: messages per POSIX queue (unprivileged creators).
+    EMBER_LIMIT_MQ_MSG_MAX = 1,
+    /// `/proc/sys/fs/mqueue/msgsize_max`: bytes per POSIX queue message (unprivileged).
+    EMBER_LIMIT_MQ_MSGSIZE_MAX = 2,
+    /// `/proc/sys/fs/mqueue/queues_max`: POSIX queues in the namespace.
+    EMBER_LIMIT_MQ_QUEUES_MAX = 3,
+    /// `RLIMIT_MSGQUEUE`: bytes the user's POSIX queues may hold.
+    EMBER_LIMIT_RLIMIT_MSGQUEUE = 4,
+    /// `RLIMIT_NOFILE`: open descriptors per process.
+    EMBER_LIMIT_RLIMIT_NOFILE = 5,
+    /// `/proc/sys/fs/file-max`: open files in the system.
+    EMBER_LIMIT_FILE_MAX = 6,
+    /// `/proc/sys/kernel/msgmni`: SysV message queues in the namespace.
+    EMBER_LIMIT_SYSV_MSGMNI = 7,
+    /// `/proc/sys/kernel/msgmax`: bytes per SysV message.
+    EMBER_LIMIT_SYSV_MSGMAX = 8,
+    /// `/proc/sys/kernel/shmmax`: bytes per SysV segment.
+    EMBER_LIMIT_SYSV_SHMMAX = 9,
+    /// `/proc/sys/kernel/shmmni`: SysV segments in the namespace.
+    EMBER_LIMIT_SYSV_SHMMNI = 10,
+}
+
+impl ember_limit {
+    fn of(l: ember_linux::limits::Limit) -> ember_limit {
+        use ember_linux::limits::Limit;
+        match l {
+            Limit::MqMsgMax => ember_limit::EMBER_LIMIT_MQ_MSG_MAX,
+            Limit::MqMsgsizeMax => ember_limit::EMBER_LIMIT_MQ_MSGSIZE_MAX,
+            Limit::MqQueuesMax => ember_limit::EMBER_LIMIT_MQ_QUEUES_MAX,
+            Limit::RlimitMsgqueue => ember_limit::EMBER_LIMIT_RLIMIT_MSGQUEUE,
+            Limit::RlimitNofile => ember_limit::EMBER_LIMIT_RLIMIT_NOFILE,
+            Limit::FileMax => ember_limit::EMBER_LIMIT_FILE_MAX,
+            Limit::SysvMsgmni => ember_limit::EMBER_LIMIT_SYSV_MSGMNI,
+            Limit::SysvMsgmax => ember_limit::EMBER_LIMIT_SYSV_MSGMAX,
+            Limit::SysvShmmax => ember_limit::EMBER_LIMIT_SYSV_SHMMAX,
+            Limit::SysvShmmni => ember_limit::EMBER_LIMIT_SYSV_SHMMNI,
+            _ => ember_limit::EMBER_LIMIT_NONE,
+        }
+    }
 }
 
 pub(crate) const EMBER_OK: c_int = ember_status::EMBER_OK as c_int;
@@ -78,10 +150,18 @@ pub(crate) const EMBER_EOVERFLOW: c_int = ember_status::EMBER_EOVERFLOW as c_int
 pub(crate) const EMBER_EREMOTE: c_int = ember_status::EMBER_EREMOTE as c_int;
 pub(crate) const EMBER_EBUSY: c_int = ember_status::EMBER_EBUSY as c_int;
 pub(crate) const EMBER_ENOSHMSPACE: c_int = ember_status::EMBER_ENOSHMSPACE as c_int;
+pub(crate) const EMBER_EINUSE: c_int = ember_status::EMBER_EINUSE as c_int;
+pub(crate) const EMBER_EVERSION: c_int = ember_status::EMBER_EVERSION as c_int;
+pub(crate) const EMBER_ELIMIT: c_int = ember_status::EMBER_ELIMIT as c_int;
+pub(crate) const EMBER_EUNCHECKED: c_int = ember_status::EMBER_EUNCHECKED as c_int;
+pub(crate) const EMBER_ECANCELED: c_int = ember_status::EMBER_ECANCELED as c_int;
 
 thread_local! {
     static LAST_OS_ERROR: Cell<c_int> = const { Cell::new(0) };
     static LAST_NO_SPACE: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+    static LAST_IN_USE_PID: Cell<u32> = const { Cell::new(0) };
+    /// (limit, its value or `u64::MAX` when unreadable, what was asked for).
+    static LAST_LIMIT: Cell<(ember_limit, u64, u64)> = const { Cell::new((ember_limit::EMBER_LIMIT_NONE, 0, 0)) };
 }
 
 /// The code for an `ember_linux` error (recording the errno for `EMBER_EOS`).
@@ -96,11 +176,22 @@ pub(crate) fn code(e: Error) -> c_int {
             LAST_NO_SPACE.with(|c| c.set((needed, available)));
             EMBER_ENOSHMSPACE
         }
+        Error::InUse { pid, .. } | Error::Shm(ShmError::ReaderClaimed { pid }) => {
+            LAST_IN_USE_PID.with(|c| c.set(pid));
+            EMBER_EINUSE
+        }
+        Error::Shm(ShmError::UnsupportedVersion(_)) => EMBER_EVERSION,
+        Error::Limit { which, value, requested } => {
+            LAST_LIMIT.with(|c| c.set((ember_limit::of(which), value.unwrap_or(u64::MAX), requested)));
+            EMBER_ELIMIT
+        }
         Error::WouldBlock | Error::Shm(ShmError::Empty | ShmError::Full) => EMBER_EAGAIN,
         Error::TimedOut | Error::Shm(ShmError::Timeout) => EMBER_ETIMEDOUT,
+        Error::Cancelled => EMBER_ECANCELED,
         Error::PeerGone | Error::NoReader | Error::Shm(ShmError::WriterGone | ShmError::Closed) => EMBER_EPEERGONE,
         Error::Codec(ember_core::Error::BufferTooSmall { .. }) | Error::BufferTooSmall { .. } => EMBER_ENOSPC,
         Error::Codec(ember_core::Error::TooLarge { .. }) | Error::TooLarge { .. } => EMBER_ETOOBIG,
+        Error::Codec(ember_core::Error::UncheckedPayload) => EMBER_EUNCHECKED,
         Error::Codec(_) => EMBER_EBADMSG,
         Error::InvalidName => EMBER_EINVAL,
         Error::Sync(s) => {
@@ -111,6 +202,7 @@ pub(crate) fn code(e: Error) -> c_int {
                 SyncError::NotOwner => EMBER_ENOTOWNER,
                 SyncError::Overflow => EMBER_EOVERFLOW,
                 SyncError::TimedOut => EMBER_ETIMEDOUT,
+                SyncError::Cancelled => EMBER_ECANCELED,
                 SyncError::WouldBlock => EMBER_EAGAIN,
             }
         }
@@ -124,6 +216,8 @@ pub(crate) fn code(e: Error) -> c_int {
         // Something else is at the FIFO's path.
         Error::NotAFifo => code(Error::Os(rustix::io::Errno::EXIST)),
         Error::TooManyFds { .. } => EMBER_ETOOBIG,
+        Error::QueueOverflow { .. } => EMBER_EOVERFLOW,
+        Error::TooManyCalls { .. } => EMBER_EBUSY,
         Error::NotOwner => code(Error::Os(rustix::io::Errno::PERM)),
         Error::Refused => code(Error::Os(rustix::io::Errno::CONNREFUSED)),
         Error::AddrInUse => code(Error::Os(rustix::io::Errno::ADDRINUSE)),
@@ -266,6 +360,8 @@ pub(crate) unsafe fn bytes_mut<'a>(p: *mut u8, cap: usize) -> Result<&'a mut [u8
 
 /// A static, NUL-terminated description of `code` ("unknown error" for others).
 ///
+/// Returns no result code (it cannot fail).
+///
 /// # Safety
 ///
 /// Always safe to call. The string is static and must not be freed.
@@ -292,12 +388,19 @@ pub extern "C" fn ember_strerror(code: c_int) -> *const c_char {
         EMBER_EREMOTE => c"the server answered with an error",
         EMBER_EBUSY => c"the handle is in use by the call running this callback",
         EMBER_ENOSHMSPACE => c"no space for the shared-memory segment (is /dev/shm full?)",
+        EMBER_EUNCHECKED => c"frame payload not covered by its checksum where it must be",
+        EMBER_EINUSE => c"in use by a live process (see ember_last_in_use_pid)",
+        EMBER_EVERSION => c"shared-memory segment of another layout version",
+        EMBER_ELIMIT => c"a kernel limit was reached (see ember_last_limit)",
+        EMBER_ECANCELED => c"cancelled (see ember_set_canceler)",
         _ => c"unknown error",
     };
     s.as_ptr()
 }
 
 /// The `errno` of the last call in this thread that returned `EMBER_EOS` (0 if none).
+///
+/// Returns no result code (it cannot fail).
 ///
 /// # Safety
 ///
@@ -309,9 +412,82 @@ pub extern "C" fn ember_last_os_error() -> c_int {
     LAST_OS_ERROR.with(Cell::get)
 }
 
+/// The pid behind the last `EMBER_EINUSE` in this thread: the live writer, queue creator
+/// or SPSC receiver that holds the object (0 when it cannot be known, as for a FIFO's
+/// reader, or if there was none).
+///
+/// Returns no result code (it cannot fail).
+///
+/// # Safety
+///
+/// Always safe to call.
+///
+/// Thread safety: per thread (each thread sees its own last error).
+#[unsafe(no_mangle)]
+pub extern "C" fn ember_last_in_use_pid() -> u32 {
+    LAST_IN_USE_PID.with(Cell::get)
+}
+
+/// The limit behind the last `EMBER_ELIMIT` in this thread: which one (an `ember_limit`,
+/// `EMBER_LIMIT_NONE` if there was none), its value when the error happened (`UINT64_MAX`
+/// when it could not be read) and what was asked for in its unit (0 when one more object
+/// was asked for). Any pointer may be NULL.
+///
+/// Returns `EMBER_OK`, or `EMBER_EINVAL` for a misaligned pointer.
+///
+/// # Safety
+///
+/// `which`, `value` and `requested` NULL or writable.
+///
+/// Thread safety: per thread (each thread sees its own last error).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_last_limit(which: *mut c_int, value: *mut u64, requested: *mut u64) -> c_int {
+    guard(|| {
+        let (l, v, r) = LAST_LIMIT.with(Cell::get);
+        if !which.is_null() {
+            out(which)?.set(l as c_int);
+        }
+        if !value.is_null() {
+            out(value)?.set(v);
+        }
+        if !requested.is_null() {
+            out(requested)?.set(r);
+        }
+        Ok(EMBER_OK)
+    })
+}
+
+/// Where the limit `which` (an `ember_limit`) is set, e.g. `"/proc/sys/fs/mqueue/msg_max"`
+/// or `"RLIMIT_MSGQUEUE"`: static, NUL-terminated ("unknown limit" for other values).
+/// No result code.
+///
+/// # Safety
+///
+/// Always safe to call.
+///
+/// Thread safety: any thread, any time.
+#[unsafe(no_mangle)]
+pub extern "C" fn ember_limit_source(which: c_int) -> *const c_char {
+    let s: &core::ffi::CStr = match which {
+        1 => c"/proc/sys/fs/mqueue/msg_max",
+        2 => c"/proc/sys/fs/mqueue/msgsize_max",
+        3 => c"/proc/sys/fs/mqueue/queues_max",
+        4 => c"RLIMIT_MSGQUEUE",
+        5 => c"RLIMIT_NOFILE",
+        6 => c"/proc/sys/fs/file-max",
+        7 => c"/proc/sys/kernel/msgmni",
+        8 => c"/proc/sys/kernel/msgmax",
+        9 => c"/proc/sys/kernel/shmmax",
+        10 => c"/proc/sys/kernel/shmmni",
+        _ => c"unknown limit",
+    };
+    s.as_ptr()
+}
+
 /// The sizes behind the last `EMBER_ENOSHMSPACE` in this thread: the bytes the segment
 /// needed and the bytes its file system had free (`fstatvfs`; for SysV, what
 /// `kernel.shmall` left). Writes 0 and 0 if there was none. Either pointer may be NULL.
+/// Returns `EMBER_OK`, or `EMBER_EINVAL` (a misaligned pointer).
 ///
 /// # Safety
 ///
@@ -330,4 +506,33 @@ pub unsafe extern "C" fn ember_last_no_space(needed: *mut u64, available: *mut u
         }
         Ok(EMBER_OK)
     })
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+    use ember_linux::limits::Limit;
+
+    #[test]
+    fn every_limit_has_its_c_value_and_source() {
+        let all = [
+            Limit::MqMsgMax,
+            Limit::MqMsgsizeMax,
+            Limit::MqQueuesMax,
+            Limit::RlimitMsgqueue,
+            Limit::RlimitNofile,
+            Limit::FileMax,
+            Limit::SysvMsgmni,
+            Limit::SysvMsgmax,
+            Limit::SysvShmmax,
+            Limit::SysvShmmni,
+        ];
+        for l in all {
+            let c = ember_limit::of(l);
+            assert_ne!(c, ember_limit::EMBER_LIMIT_NONE, "{l:?}");
+            // SAFETY: a static NUL-terminated string.
+            let s = unsafe { CStr::from_ptr(ember_limit_source(c as c_int)) };
+            assert_eq!(s.to_str().unwrap(), l.source());
+        }
+    }
 }

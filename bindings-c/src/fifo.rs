@@ -14,7 +14,7 @@ use crate::pipe::{EMBER_PIPE_MAX_FRAME, ember_pipe_reader, ember_pipe_writer};
 /// Creates the FIFO `path` (`mkfifo`, mode 0600), or accepts an existing FIFO of this
 /// user. Returns `EMBER_OK`; `EMBER_EOS` with `EEXIST` if something else is there (a
 /// symlink, a regular file: never followed or touched), with `EPERM` for another user's
-/// FIFO, or the `errno` of `mkfifo`.
+/// FIFO, or the `errno` of `mkfifo`; `EMBER_EINVAL` for a NULL path or one not UTF-8.
 ///
 /// # Safety
 ///
@@ -31,8 +31,33 @@ pub unsafe extern "C" fn ember_fifo_create(path: *const c_char) -> c_int {
     })
 }
 
+/// `ember_fifo_create` with `flags` (`EMBER_REPLACE_STALE`, or 0): an existing FIFO of this
+/// user that nobody has open for reading is replaced by a fresh one; one that somebody
+/// reads is `EMBER_EINUSE` (its reader's pid cannot be known: `ember_last_in_use_pid` is
+/// 0). For a daemon that reads the FIFO it creates. Returns `EMBER_OK`; `EMBER_EINUSE`;
+/// `EMBER_EINVAL` (a NULL path or one not UTF-8, unknown flags); `EMBER_EOS` as
+/// `ember_fifo_create` (`EEXIST`: something else is there; `EPERM`: another user's FIFO;
+/// the `errno` of `mkfifo`).
+///
+/// # Safety
+///
+/// `path` a NUL-terminated string.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_fifo_create_ex(path: *const c_char, flags: u32) -> c_int {
+    guard(|| {
+        let options = crate::shm::create_flags(flags)?;
+        // SAFETY: the caller's contract, checked for NULL.
+        let p = unsafe { c_name(path)? };
+        fifo::create_with(p, options).map_err(code)?;
+        Ok(EMBER_OK)
+    })
+}
+
 /// Removes the FIFO `path`, only if it is a FIFO of this user (`EMBER_EOS` with `EEXIST`
-/// for anything else, `EPERM` for another user's, `ENOENT` if there is nothing).
+/// for anything else, `EPERM` for another user's, `ENOENT` if there is nothing). Returns
+/// `EMBER_OK`, that `EMBER_EOS`, or `EMBER_EINVAL` for a NULL path or one not UTF-8.
 ///
 /// # Safety
 ///
@@ -51,7 +76,9 @@ pub unsafe extern "C" fn ember_fifo_remove(path: *const c_char) -> c_int {
 
 /// Opens the FIFO `path` for reading (never blocks, even with no writer yet); reads block
 /// unless `nonblocking` is non-zero. Before any writer has opened it, and after the last
-/// one closed it, a receive returns `EMBER_EPEERGONE`.
+/// one closed it, a receive returns `EMBER_EPEERGONE`. Returns `EMBER_OK`;
+/// `EMBER_EINVAL` (a NULL or misaligned pointer, a path not UTF-8); `EMBER_EOS` (`ENOENT`;
+/// `EEXIST`: something other than a FIFO is there; `EACCES`).
 ///
 /// # Safety
 ///
@@ -76,7 +103,9 @@ pub unsafe extern "C" fn ember_fifo_open_reader(
 }
 
 /// Opens the FIFO `path` for writing. With no reader it fails at once with
-/// `EMBER_EPEERGONE` (it never blocks: retry, or open a reader first).
+/// `EMBER_EPEERGONE` (it never blocks: retry, or open a reader first). Returns `EMBER_OK`,
+/// `EMBER_EPEERGONE`, `EMBER_EINVAL` (a NULL or misaligned pointer, a path not UTF-8), or
+/// `EMBER_EOS` (`ENOENT`; `EEXIST`: something other than a FIFO is there; `EACCES`).
 ///
 /// # Safety
 ///

@@ -15,10 +15,33 @@ pub const EMBER_MAX_PAYLOAD_LEN: usize = 16777216;
 const _: () = assert!(EMBER_HEADER_LEN == ember_core::HEADER_LEN);
 const _: () = assert!(EMBER_MAX_PAYLOAD_LEN == ember_core::frame::MAX_PAYLOAD_LEN);
 const _: () = assert!(EMBER_FLAG_RESPONSE == Flags::RESPONSE.bits() && EMBER_FLAG_ERROR == Flags::ERROR.bits());
+const _: () = assert!(EMBER_FLAG_UNCHECKED == Flags::UNCHECKED.bits());
 /// Flag: the frame answers the request with the same sequence number.
 pub const EMBER_FLAG_RESPONSE: u8 = 0x01;
 /// Flag: the payload is an error response (with `EMBER_FLAG_RESPONSE`).
 pub const EMBER_FLAG_ERROR: u8 = 0x02;
+/// Flag: the payload is not covered by the frame checksum (the header still is); for media
+/// that deliver bytes intact (pipes, queues, Unix sockets, shm). docs/wire-format.md §4.
+pub const EMBER_FLAG_UNCHECKED: u8 = 0x04;
+/// A sender's integrity setting: every frame it sends must have its payload checked
+/// (frames with `EMBER_FLAG_UNCHECKED` are refused with `EMBER_EUNCHECKED`).
+pub const EMBER_INTEGRITY_CHECKED: c_int = 1;
+/// A sender's integrity setting: frames go out as they are, checked or not.
+pub const EMBER_INTEGRITY_UNCHECKED: c_int = 0;
+
+/// The integrity setting `v` (`EMBER_INTEGRITY_*`), else `EMBER_EINVAL`.
+pub(crate) fn integrity(v: c_int) -> Result<ember_linux::Integrity, c_int> {
+    match v {
+        EMBER_INTEGRITY_CHECKED => Ok(ember_linux::Integrity::Checked),
+        EMBER_INTEGRITY_UNCHECKED => Ok(ember_linux::Integrity::Unchecked),
+        _ => Err(EMBER_EINVAL),
+    }
+}
+
+/// The `EMBER_INTEGRITY_*` value of `i`.
+pub(crate) fn integrity_code(i: ember_linux::Integrity) -> c_int {
+    if i.is_checked() { EMBER_INTEGRITY_CHECKED } else { EMBER_INTEGRITY_UNCHECKED }
+}
 
 /// What `ember_frame_decode` found: the header's fields and where the payload is.
 ///
@@ -30,7 +53,8 @@ pub struct ember_frame_info {
     pub kind: u32,
     /// The sequence number.
     pub seq: u32,
-    /// The flags byte (`EMBER_FLAG_*`, and ignorable high bits).
+    /// The flags byte (`EMBER_FLAG_*`, and ignorable high bits; `EMBER_FLAG_UNCHECKED`
+    /// when the payload was not covered by the checksum).
     pub flags: u8,
     /// Where the payload starts, from the start of the frame (always `EMBER_HEADER_LEN`).
     pub payload_offset: usize,
@@ -41,12 +65,14 @@ pub struct ember_frame_info {
 }
 
 /// Writes a frame of `kind`, `seq` and `flags` carrying `payload_len` bytes of `payload`
-/// into `out` (`out_cap` bytes), and its length into `*out_len`.
+/// into `out` (`out_cap` bytes), and its length into `*out_len`. With
+/// `EMBER_FLAG_UNCHECKED` in `flags` the checksum covers the header only (the payload is
+/// not read twice): for pipes, queues, Unix sockets and shm; without it, the payload too.
 ///
 /// Returns `EMBER_OK`; `EMBER_ENOSPC` if `out_cap` is below `EMBER_HEADER_LEN +
 /// payload_len`; `EMBER_ETOOBIG` above `EMBER_MAX_PAYLOAD_LEN`; `EMBER_EINVAL` for a NULL
 /// `out_len`, a NULL `payload` with a non-zero length, a NULL `out`, or flags with unknown
-/// critical bits (`0x0C`).
+/// critical bits (`0x08`).
 ///
 /// # Safety
 ///
@@ -67,7 +93,7 @@ pub unsafe extern "C" fn ember_frame_encode(
 ) -> c_int {
     guard(|| {
         let out_len = crate::error::out(out_len)?;
-        if out.is_null() || flags & 0x0C != 0 {
+        if out.is_null() || Flags::from_bits_retain(flags).unknown_critical() != 0 {
             return Err(EMBER_EINVAL);
         }
         // Before making a slice of `payload_len` bytes: never a slice longer than the

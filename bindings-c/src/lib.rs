@@ -23,6 +23,7 @@
 #![allow(non_camel_case_types)]
 
 pub mod accumulator;
+pub mod cancel;
 pub mod dbus;
 pub mod error;
 pub mod fifo;
@@ -36,5 +37,6 @@ pub mod signal;
 pub mod sync;
 pub mod systemd;
 pub mod uds;
+pub mod version;
 
 pub use error::{ember_last_os_error, ember_status, ember_strerror};

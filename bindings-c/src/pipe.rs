@@ -5,7 +5,7 @@ use core::ffi::c_int;
 use std::os::fd::AsRawFd;
 
 use ember_linux::pipe::{StreamReader, Writer};
-use ember_linux::{FrameReceiver, FrameSender};
+use ember_linux::{FrameReceiver, FrameSender, TimedReceiver, TimedSender};
 
 use crate::error::*;
 
@@ -87,6 +87,7 @@ pub unsafe extern "C" fn ember_pipe_reader_from_fd(fd: c_int, out: *mut *mut emb
 }
 
 /// A writer over `fd` (a pipe's or FIFO's write end, or stdout), which it now owns.
+/// Returns `EMBER_OK`, or `EMBER_EINVAL` (a negative `fd`, `out` NULL or misaligned).
 ///
 /// # Safety
 ///
@@ -103,10 +104,32 @@ pub unsafe extern "C" fn ember_pipe_writer_from_fd(fd: c_int, out: *mut *mut emb
     })
 }
 
-/// Sends one whole frame (as written by `ember_frame_encode`). Returns `EMBER_OK`;
+/// A send that waits for room at most `timeout`, watching the installed canceler; in
+/// nonblocking mode a plain send (`EMBER_EAGAIN` when full).
+fn send(w: &mut ember_pipe_writer, frame: &[u8], timeout: Option<core::time::Duration>) -> Result<(), c_int> {
+    // Without a timeout or a canceler, the plain send (no `fcntl` on the hot path).
+    let cancel = crate::cancel::current();
+    if (timeout.is_none() && cancel.is_none()) || crate::cancel::nonblocking(rustix::fd::AsFd::as_fd(&w.w)) {
+        return w.w.send_frame(frame).map_err(code);
+    }
+    w.w.send_frame_with(frame, timeout, cancel).map_err(code)
+}
+
+/// A receive as `send` waits.
+fn recv(r: &mut ember_pipe_reader, buf: &mut [u8], timeout: Option<core::time::Duration>) -> Result<usize, c_int> {
+    let cancel = crate::cancel::current();
+    if (timeout.is_none() && cancel.is_none()) || crate::cancel::nonblocking(rustix::fd::AsFd::as_fd(&r.r)) {
+        return r.r.recv_frame(buf).map_err(code);
+    }
+    r.r.recv_frame_with(buf, timeout, cancel).map_err(code)
+}
+
+/// Sends one whole frame (as written by `ember_frame_encode`). Returns `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+/// installed with `ember_set_canceler` was cancelled: nothing taken or sent);
 /// `EMBER_EPEERGONE` when no reader is left (never `SIGPIPE`); `EMBER_EAGAIN` in
 /// nonblocking mode when the pipe is full (nothing was sent); `EMBER_EBADMSG` if `frame`
-/// is not exactly one frame; `EMBER_EINVAL` for NULL pointers.
+/// is not exactly one frame; `EMBER_EINVAL` for NULL pointers; `EMBER_EOS` (another
+/// `write` failure).
 ///
 /// # Safety
 ///
@@ -119,16 +142,47 @@ pub unsafe extern "C" fn ember_pipe_writer_send(w: *mut ember_pipe_writer, frame
     guard(|| {
         // SAFETY: the caller's contract, checked for NULL and alignment.
         let (w, frame) = unsafe { (arg_mut(w)?, bytes(frame, len)?) };
-        w.w.send_frame(frame).map_err(code)?;
+        send(w, frame, None)?;
+        Ok(EMBER_OK)
+    })
+}
+
+/// `ember_pipe_writer_send` waiting at most `timeout_ms` for room (`EMBER_FOREVER`: no
+/// limit; 0: only if there is room now), so a reader that stopped reading cannot block the
+/// writer for ever: `poll` for room, then writes of at most 4096 bytes (a stream frame
+/// that started to go out is finished within 2 s, else cut short, and the reader
+/// resynchronises). Returns `EMBER_OK`; `EMBER_ETIMEDOUT` (nothing sent);
+/// `EMBER_ECANCELED` (the installed canceler, nothing sent); `EMBER_EPEERGONE`;
+/// `EMBER_EAGAIN` (nonblocking mode, full); `EMBER_EBADMSG` if `frame` is not exactly one
+/// frame; `EMBER_EUNCHECKED`; `EMBER_EINVAL` for NULL pointers; `EMBER_EOS`.
+///
+/// # Safety
+///
+/// `w` from `ember_pipe_new` or `ember_pipe_writer_from_fd`; `frame` `len` readable bytes.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_pipe_writer_send_timeout(
+    w: *mut ember_pipe_writer,
+    frame: *const u8,
+    len: usize,
+    timeout_ms: i64,
+) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let (w, frame) = unsafe { (arg_mut(w)?, bytes(frame, len)?) };
+        send(w, frame, timeout(timeout_ms))?;
         Ok(EMBER_OK)
     })
 }
 
 /// Receives the next whole, checked frame into `buf` (`cap` bytes, at least
-/// `EMBER_PIPE_MAX_FRAME`) and its length into `*len`. Returns `EMBER_OK`;
+/// `EMBER_PIPE_MAX_FRAME`) and its length into `*len`. Returns `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+/// installed with `ember_set_canceler` was cancelled: nothing taken or sent);
 /// `EMBER_EPEERGONE` at end of stream; `EMBER_EAGAIN` in nonblocking mode with nothing
 /// whole yet; `EMBER_EBADMSG` for a rejected frame (the next call goes on after it);
-/// `EMBER_ENOSPC` for a small `buf`.
+/// `EMBER_ENOSPC` for a small `buf`; `EMBER_EINVAL` for NULL pointers; `EMBER_EOS` (the
+/// `read` failed).
 ///
 /// # Safety
 ///
@@ -147,12 +201,43 @@ pub unsafe extern "C" fn ember_pipe_reader_recv(
         let len = crate::error::out(len)?;
         // SAFETY: the caller's contract, checked for NULL and alignment.
         let (r, buf) = unsafe { (arg_mut(r)?, bytes_mut(buf, cap)?) };
-        len.set(r.r.recv_frame(buf).map_err(code)?);
+        len.set(recv(r, buf, None)?);
         Ok(EMBER_OK)
     })
 }
 
-/// Switches the reader's fd to nonblocking (`on` != 0) or blocking mode.
+/// `ember_pipe_reader_recv` waiting at most `timeout_ms` (`EMBER_FOREVER`: no limit; 0:
+/// only what is there). A frame that has started to arrive is kept for the next call.
+/// Returns `EMBER_OK`; `EMBER_ETIMEDOUT`; `EMBER_ECANCELED` (the installed canceler,
+/// nothing taken); `EMBER_EPEERGONE` at end of stream; `EMBER_EAGAIN` (nonblocking mode);
+/// `EMBER_EBADMSG`; `EMBER_EUNCHECKED`; `EMBER_ENOSPC`; `EMBER_EINVAL` for NULL pointers;
+/// `EMBER_EOS`.
+///
+/// # Safety
+///
+/// As `ember_pipe_reader_recv`.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_pipe_reader_recv_timeout(
+    r: *mut ember_pipe_reader,
+    buf: *mut u8,
+    cap: usize,
+    len: *mut usize,
+    timeout_ms: i64,
+) -> c_int {
+    guard(|| {
+        let len = crate::error::out(len)?;
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let (r, buf) = unsafe { (arg_mut(r)?, bytes_mut(buf, cap)?) };
+        len.set(recv(r, buf, timeout(timeout_ms))?);
+        Ok(EMBER_OK)
+    })
+}
+
+/// Switches the reader's fd to nonblocking (`on` != 0) or blocking mode. Returns
+/// `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned handle); `EMBER_EOS` (`ioctl(FIONBIO)`
+/// failed).
 ///
 /// # Safety
 ///
@@ -169,7 +254,9 @@ pub unsafe extern "C" fn ember_pipe_reader_set_nonblocking(r: *mut ember_pipe_re
     })
 }
 
-/// Switches the writer's fd to nonblocking (`on` != 0) or blocking mode.
+/// Switches the writer's fd to nonblocking (`on` != 0) or blocking mode. Returns
+/// `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned handle); `EMBER_EOS` (`ioctl(FIONBIO)`
+/// failed).
 ///
 /// # Safety
 ///
@@ -246,4 +333,60 @@ pub unsafe extern "C" fn ember_pipe_writer_free(w: *mut ember_pipe_writer) {
         // SAFETY: made by `Box::into_raw` here, freed once.
         drop(unsafe { Box::from_raw(w) });
     }
+}
+
+/// Sets the writer's integrity: `EMBER_INTEGRITY_CHECKED` makes `ember_pipe_writer_send`
+/// refuse frames with `EMBER_FLAG_UNCHECKED` (`EMBER_EUNCHECKED`, nothing written);
+/// `EMBER_INTEGRITY_UNCHECKED` (the default on a pipe or FIFO) sends either kind. Returns
+/// `EMBER_OK`, or `EMBER_EINVAL` for a NULL handle or another value.
+///
+/// # Safety
+///
+/// `w` a pipe or FIFO writer handle.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_pipe_writer_set_integrity(w: *mut ember_pipe_writer, integrity: c_int) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let w = unsafe { arg_mut(w)? };
+        w.w.set_integrity(crate::frame::integrity(integrity)?);
+        Ok(EMBER_OK)
+    })
+}
+
+/// The writer's integrity setting (`EMBER_INTEGRITY_*`), or `EMBER_EINVAL` for NULL.
+///
+/// # Safety
+///
+/// `w` a pipe or FIFO writer handle.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_pipe_writer_integrity(w: *const ember_pipe_writer) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let w = unsafe { arg(w)? };
+        Ok(crate::frame::integrity_code(w.w.integrity()))
+    })
+}
+
+/// Makes the reader refuse (`on` != 0) or accept (`on` == 0, the default) frames whose
+/// payload is not covered by the checksum: a refused frame is skipped and
+/// `ember_pipe_reader_recv` returns `EMBER_EUNCHECKED` for it (the next call goes on after
+/// it). Returns `EMBER_OK`, or `EMBER_EINVAL` for NULL.
+///
+/// # Safety
+///
+/// `r` a pipe or FIFO reader handle.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_pipe_reader_require_checked(r: *mut ember_pipe_reader, on: c_int) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let r = unsafe { arg_mut(r)? };
+        r.r.require_checked(on != 0);
+        Ok(EMBER_OK)
+    })
 }

@@ -93,7 +93,8 @@ fn ms(v: u64) -> Duration {
     Duration::from_millis(v)
 }
 
-/// A new poller (`epoll_create1(EPOLL_CLOEXEC)`).
+/// A new poller (`epoll_create1(EPOLL_CLOEXEC)`). Returns `EMBER_OK`; `EMBER_EINVAL`
+/// (`out` NULL or misaligned); `EMBER_EOS` (`EMFILE`, `ENOMEM`).
 ///
 /// # Safety
 ///
@@ -133,8 +134,9 @@ pub unsafe extern "C" fn ember_poller_add(p: *const ember_poller, fd: c_int, tok
     })
 }
 
-/// Changes what `fd` is watched for, and its token (`epoll_ctl(MOD)`). As
-/// `ember_poller_add`; `EMBER_EOS` (`ENOENT`) if it is not watched.
+/// Changes what `fd` is watched for, and its token (`epoll_ctl(MOD)`). Returns `EMBER_OK`,
+/// `EMBER_EINVAL` (a NULL or misaligned handle, a bad fd or flags), or `EMBER_EOS`
+/// (`ENOENT`: it is not watched).
 ///
 /// # Safety
 ///
@@ -173,7 +175,8 @@ pub unsafe extern "C" fn ember_poller_remove(p: *const ember_poller, fd: c_int) 
 /// ready, and writes up to `cap` ready fds (at most `EMBER_POLLER_MAX_EVENTS`) to `events`
 /// and their number to `*n` (0 when the time ran out). Fds beyond `cap` stay ready for the
 /// next wait, edge-triggered ones too. A signal does not end the wait early. Returns
-/// `EMBER_OK`, `EMBER_EINVAL` (`cap` 0, NULL pointers), or `EMBER_EOS`.
+/// `EMBER_OK`, `EMBER_EINVAL` (`cap` 0, NULL pointers), `EMBER_ECANCELED` (the canceler
+/// installed with `ember_set_canceler` was cancelled), or `EMBER_EOS`.
 ///
 /// # Safety
 ///
@@ -196,7 +199,11 @@ pub unsafe extern "C" fn ember_poller_wait(
         // SAFETY: the caller's contract, checked for NULL and alignment.
         let p = unsafe { arg_mut(p)? };
         let mut count = 0;
-        for r in p.p.wait_max(cap, timeout(timeout_ms)).map_err(code)? {
+        let events_ready = match crate::cancel::current() {
+            Some(c) => p.p.wait_cancellable(cap, timeout(timeout_ms), c),
+            None => p.p.wait_max(cap, timeout(timeout_ms)),
+        };
+        for r in events_ready.map_err(code)? {
             let e = ember_ready {
                 token: r.token,
                 readable: r.readable as u8,
@@ -244,7 +251,9 @@ pub unsafe extern "C" fn ember_poller_free(p: *mut ember_poller) {
 
 /// A timer (`timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK)`): it first fires
 /// after `first_ms` (0: at once), then every `interval_ms` (0: only once). Poll its fd
-/// for readability, then `ember_timer_expirations`.
+/// for readability, then `ember_timer_expirations`. Returns `EMBER_OK`; `EMBER_EINVAL`
+/// (`out` NULL or misaligned); `EMBER_EOS` (`timerfd_create` or `timerfd_settime` failed:
+/// `EMFILE`, `ENOMEM`).
 ///
 /// # Safety
 ///
@@ -264,6 +273,8 @@ pub unsafe extern "C" fn ember_timer_new(first_ms: u64, interval_ms: u64, out: *
 }
 
 /// Re-arms the timer (as `ember_timer_new`), or disarms it when `disarm` is nonzero.
+/// Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned handle); `EMBER_EOS`
+/// (`timerfd_settime` failed).
 ///
 /// # Safety
 ///
@@ -286,7 +297,8 @@ pub unsafe extern "C" fn ember_timer_set(
 }
 
 /// How many times the timer fired since the last call (more than one: ticks were missed)
-/// into `*count`. Returns `EMBER_OK`, or `EMBER_EAGAIN` if it has not fired (never waits).
+/// into `*count`. Returns `EMBER_OK`, `EMBER_EAGAIN` if it has not fired (never waits),
+/// `EMBER_EINVAL` for a NULL or misaligned pointer, or `EMBER_EOS` (the `read` failed).
 ///
 /// # Safety
 ///
@@ -335,7 +347,8 @@ pub unsafe extern "C" fn ember_timer_free(t: *mut ember_timer) {
 /// A new eventfd notifier (`eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)`). Both processes of a
 /// ring need the same eventfd: pass `ember_notifier_fd` over a Unix socket
 /// (`ember_socket_send_fds`) or let a child inherit it, and wrap it there with
-/// `ember_notifier_from_fd`.
+/// `ember_notifier_from_fd`. Returns `EMBER_OK`; `EMBER_EINVAL` (`out` NULL or
+/// misaligned); `EMBER_EOS` (`EMFILE`, `ENOMEM`).
 ///
 /// # Safety
 ///
@@ -353,7 +366,8 @@ pub unsafe extern "C" fn ember_notifier_new(out: *mut *mut ember_notifier) -> c_
     })
 }
 
-/// A notifier over the eventfd `fd`, which it now owns.
+/// A notifier over the eventfd `fd`, which it now owns. Returns `EMBER_OK`, or
+/// `EMBER_EINVAL` (a negative `fd`, `out` NULL or misaligned).
 ///
 /// # Safety
 ///
@@ -370,7 +384,8 @@ pub unsafe extern "C" fn ember_notifier_from_fd(fd: c_int, out: *mut *mut ember_
     })
 }
 
-/// Makes the notifier readable (adds one to its counter).
+/// Makes the notifier readable (adds one to its counter). Returns `EMBER_OK`;
+/// `EMBER_EINVAL` (a NULL or misaligned handle); `EMBER_EOS` (the `write` failed).
 ///
 /// # Safety
 ///
@@ -387,6 +402,8 @@ pub unsafe extern "C" fn ember_notifier_notify(n: *const ember_notifier) -> c_in
 }
 
 /// Resets the counter; its value before (0: not notified) goes to `*count` (may be NULL).
+/// Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned pointer); `EMBER_EOS` (the
+/// `read` failed).
 ///
 /// # Safety
 ///
@@ -457,7 +474,8 @@ pub unsafe extern "C" fn ember_spsc_sender_set_notifier(s: *mut ember_spsc_sende
 /// Before the receiver blocks in `poll`/`epoll` on the sender's notifier: announces it
 /// waits, so the sender signals the notifier. `*ready` becomes 1 (and nothing is
 /// announced) when a record is already there: receive instead of polling; else 0: poll,
-/// then `ember_spsc_receiver_finish_poll`, drain the notifier and receive.
+/// then `ember_spsc_receiver_finish_poll`, drain the notifier and receive. Returns
+/// `EMBER_OK`, or `EMBER_EINVAL` (a NULL or misaligned pointer).
 ///
 /// # Safety
 ///
@@ -476,6 +494,7 @@ pub unsafe extern "C" fn ember_spsc_receiver_prepare_poll(r: *mut ember_spsc_rec
 }
 
 /// Withdraws the announcement of `ember_spsc_receiver_prepare_poll` (after the poll).
+/// Returns `EMBER_OK`, or `EMBER_EINVAL` (a NULL or misaligned handle).
 ///
 /// # Safety
 ///

@@ -166,7 +166,8 @@ fn new_server(link: CLink, out: &Out<*mut ember_rpc_server>) -> Result<c_int, c_
 }
 
 /// A client over a connected Unix socket `fd` (seqpacket if `seqpacket` != 0, else
-/// stream), which it now owns.
+/// stream), which it now owns. Returns `EMBER_OK`; `EMBER_EINVAL` (a negative `fd`, `out`
+/// NULL or misaligned); `EMBER_EOS` (the socket's modes could not be set: `EBADF`).
 ///
 /// # Safety
 ///
@@ -187,7 +188,9 @@ pub unsafe extern "C" fn ember_rpc_client_from_socket(
 }
 
 /// A client over two pipe ends: responses are read from `read_fd`, requests written to
-/// `write_fd`; it owns both.
+/// `write_fd`; it owns both. Returns `EMBER_OK`; `EMBER_EINVAL` (a negative fd, the same
+/// fd twice, `out` NULL or misaligned: both fds are still the caller's); `EMBER_EOS` (the
+/// fds' modes could not be set: `EBADF`).
 ///
 /// # Safety
 ///
@@ -209,10 +212,13 @@ pub unsafe extern "C" fn ember_rpc_client_from_pipes(
 
 /// Calls: sends a request of `kind` with `req_len` bytes of `req`, and waits up to
 /// `timeout_ms` for its response, copied into `resp` (`resp_cap` bytes) with its length in
-/// `*resp_len`. Returns `EMBER_OK`; `EMBER_EREMOTE` for an error response (its code in
+/// `*resp_len`. Returns `EMBER_OK`; `EMBER_ECANCELED` (the canceler installed with
+/// `ember_set_canceler` was cancelled: the call is abandoned, its answer dropped if it
+/// comes); `EMBER_EREMOTE` for an error response (its code in
 /// `*remote_code`, its message NUL-terminated in `resp`, cut to fit); `EMBER_ETIMEDOUT`;
 /// `EMBER_EPEERGONE`; `EMBER_ETOOBIG` for a request or response over
-/// `EMBER_RPC_MAX_PAYLOAD`; `EMBER_ENOSPC` if the response does not fit `resp`.
+/// `EMBER_RPC_MAX_PAYLOAD`; `EMBER_ENOSPC` if the response does not fit `resp`;
+/// `EMBER_EINVAL` (a NULL or misaligned pointer); `EMBER_EOS` (the link failed).
 ///
 /// # Safety
 ///
@@ -245,7 +251,7 @@ pub unsafe extern "C" fn ember_rpc_call(
         // SAFETY: the caller's contract, checked for NULL and alignment.
         let (c, req) = unsafe { (arg_mut(c)?, bytes(req, req_len)?) };
         // One deadline for sending and waiting.
-        let mut deadline = Deadline::after(timeout(timeout_ms));
+        let mut deadline = Deadline::after(timeout(timeout_ms)).with_canceler(crate::cancel::current());
         let ticket = c.c.start_raw_until(kind, req, &mut deadline).map_err(code)?;
         // The request's bytes are sent: only now the response buffer (it may be the same).
         // SAFETY: the caller's contract, checked for NULL above.
@@ -294,7 +300,8 @@ pub unsafe extern "C" fn ember_rpc_client_free(c: *mut ember_rpc_client) {
 }
 
 /// A server over a connected Unix socket `fd` (seqpacket if `seqpacket` != 0), which it
-/// now owns.
+/// now owns. Returns `EMBER_OK`; `EMBER_EINVAL` (a negative `fd`, `out` NULL or
+/// misaligned); `EMBER_EOS` (the socket's modes could not be set: `EBADF`).
 ///
 /// # Safety
 ///
@@ -315,7 +322,9 @@ pub unsafe extern "C" fn ember_rpc_server_from_socket(
 }
 
 /// A server over two pipe ends: requests read from `read_fd`, responses written to
-/// `write_fd`; it owns both.
+/// `write_fd`; it owns both. Returns `EMBER_OK`; `EMBER_EINVAL` (a negative fd, the same
+/// fd twice, `out` NULL or misaligned: both fds are still the caller's); `EMBER_EOS` (the
+/// fds' modes could not be set: `EBADF`).
 ///
 /// # Safety
 ///
@@ -337,8 +346,10 @@ pub unsafe extern "C" fn ember_rpc_server_from_pipes(
 
 /// Receives one request, waiting up to `timeout_ms` (0: only what is there, for a poller
 /// loop: call until `EMBER_ETIMEDOUT`), and answers it through `handler(user, ...)`.
-/// Returns `EMBER_OK` when a request was answered; `EMBER_ETIMEDOUT`; `EMBER_EPEERGONE`
-/// when the client is gone. Frames the link rejects are skipped.
+/// Returns `EMBER_OK` when a request was answered; `EMBER_ETIMEDOUT`; `EMBER_ECANCELED`
+/// (the canceler installed with `ember_set_canceler` was cancelled: no request taken); `EMBER_EPEERGONE`
+/// when the client is gone; `EMBER_EINVAL` (a NULL or misaligned handle, a NULL
+/// `handler`); `EMBER_EOS` (the link failed). Frames the link rejects are skipped.
 ///
 /// # Safety
 ///
@@ -359,34 +370,38 @@ pub unsafe extern "C" fn ember_rpc_serve_one(
         let handler = handler.ok_or(EMBER_EINVAL)?;
         let ember_rpc_server { s: server, scratch } = s;
         server
-            .serve_one(timeout(timeout_ms), &mut |kind, req, out| {
-                let mut len = 0usize;
-                // SAFETY: the handler's contract: it reads `req` and writes at most
-                // `scratch.len()` bytes into `scratch`.
-                let r = unsafe {
-                    handler(user, kind, req.as_ptr(), req.len(), scratch.as_mut_ptr(), scratch.len(), &mut len)
-                };
-                match r {
-                    0 if len <= scratch.len() => out.respond_raw(&scratch[..len]),
-                    0 => Err(Failure::new(Failure::NO_RESPONSE, "the handler claimed more than its buffer")),
-                    r if r > 0 => Err(Failure::new(
-                        r as u32,
-                        match r as u32 {
-                            EMBER_RPC_UNKNOWN_KIND => "unknown kind",
-                            EMBER_RPC_BAD_REQUEST => "bad request",
-                            EMBER_RPC_NO_RESPONSE => "no response",
-                            _ => "",
-                        },
-                    )),
-                    _ => Err(Failure::new(Failure::NO_RESPONSE, "the handler did not respond")),
-                }
-            })
+            .serve_one_until(
+                &mut Deadline::after(timeout(timeout_ms)).with_canceler(crate::cancel::current()),
+                &mut |kind, req, out| {
+                    let mut len = 0usize;
+                    // SAFETY: the handler's contract: it reads `req` and writes at most
+                    // `scratch.len()` bytes into `scratch`.
+                    let r = unsafe {
+                        handler(user, kind, req.as_ptr(), req.len(), scratch.as_mut_ptr(), scratch.len(), &mut len)
+                    };
+                    match r {
+                        0 if len <= scratch.len() => out.respond_raw(&scratch[..len]),
+                        0 => Err(Failure::new(Failure::NO_RESPONSE, "the handler claimed more than its buffer")),
+                        r if r > 0 => Err(Failure::new(
+                            r as u32,
+                            match r as u32 {
+                                EMBER_RPC_UNKNOWN_KIND => "unknown kind",
+                                EMBER_RPC_BAD_REQUEST => "bad request",
+                                EMBER_RPC_NO_RESPONSE => "no response",
+                                _ => "",
+                            },
+                        )),
+                        _ => Err(Failure::new(Failure::NO_RESPONSE, "the handler did not respond")),
+                    }
+                },
+            )
             .map_err(code)?;
         Ok(EMBER_OK)
     })
 }
 
-/// The fd to poll for readability before `ember_rpc_serve_one` with a zero timeout.
+/// The fd to poll for readability before `ember_rpc_serve_one` with a zero timeout, or
+/// `EMBER_EINVAL` (a NULL or misaligned handle).
 ///
 /// # Safety
 ///

@@ -7,14 +7,61 @@
 //!
 //! Waits sleep on a futex in the segment; a reader whose writer died gets
 //! `EMBER_EPEERGONE` instead of waiting for ever, as does a receiver whose sender closed.
+//!
+//! After a crash: the `_create_ex` functions with `EMBER_REPLACE_STALE` take over a
+//! segment a dead writer left (`EMBER_EINUSE` for a live one), and `ember_shm_unlink`
+//! removes a name by hand. After `fork`: only the process that created a segment unlinks
+//! (and closes) it in `_free`; a child that frees an inherited handle only unmaps it.
 
 use core::ffi::{c_char, c_int};
 
 use ember_linux::shm::{
-    Backing, BroadcastReader, BroadcastWriter, SeqLockReader, SeqLockWriter, SpscReceiver, SpscSender,
+    Backing, BroadcastReader, BroadcastWriter, CreateOptions, SeqLockReader, SeqLockWriter, SpscReceiver, SpscSender,
 };
 
+use ember_linux::poll::Deadline;
+
 use crate::error::*;
+
+/// Flag of the `_create_ex` functions (`ember_spsc_sender_create_ex`,
+/// `ember_seqlock_writer_create_ex`, `ember_broadcast_writer_create_ex`,
+/// `ember_mq_create_ex`, `ember_fifo_create_ex`): take over an object a dead owner left
+/// under the name, instead of failing with `EEXIST`; an object whose owner lives is
+/// `EMBER_EINUSE`. What a daemon that must come back after `kill -9` passes. A segment
+/// whose recorded writer (pid and start time in its header) is dead is replaced
+/// atomically (built under a temporary name, renamed over the old one; readers still on
+/// the old one get `EMBER_EPEERGONE`); a queue is stale when no live creator holds Ember's
+/// lock on it (it is removed and created again, its messages dropped); a FIFO when nobody
+/// has it open for reading. docs/c-api.md, "After a crash".
+pub const EMBER_REPLACE_STALE: u32 = 1;
+
+/// The options a `_create_ex` function's `flags` ask for; `EMBER_EINVAL` for unknown bits.
+pub(crate) fn create_flags(flags: u32) -> Result<CreateOptions, c_int> {
+    if flags & !EMBER_REPLACE_STALE != 0 {
+        return Err(EMBER_EINVAL);
+    }
+    Ok(CreateOptions::new().replace_stale(flags & EMBER_REPLACE_STALE != 0))
+}
+
+/// Removes the name of the shared-memory segment `name` (`/name`) from `/dev/shm`
+/// (`shm_unlink`): for a start-up script or an operator cleaning up by hand. Processes
+/// that have it mapped keep their mapping, and its writer's `_free` leaves the name alone
+/// (it checks the name still is its segment). Returns `EMBER_OK`; `EMBER_EINVAL` for a bad
+/// name; `EMBER_EOS` (`ENOENT`: no such segment; `EACCES`/`EPERM`: another user's).
+///
+/// # Safety
+///
+/// `name` a NUL-terminated string.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_shm_unlink(name: *const c_char) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL.
+        ember_linux::shm::unlink(unsafe { c_name(name)? }).map_err(code)?;
+        Ok(EMBER_OK)
+    })
+}
 
 /// The sending end of an SPSC ring (opaque).
 ///
@@ -120,9 +167,39 @@ pub unsafe extern "C" fn ember_spsc_sender_create(
     })
 }
 
+/// `ember_spsc_sender_create` with `flags` (`EMBER_REPLACE_STALE`, or 0): a ring a dead
+/// sender left under the name is taken over; one whose sender lives is `EMBER_EINUSE`
+/// (`ember_last_in_use_pid`). Returns `EMBER_OK`; `EMBER_EINUSE`; `EMBER_EINVAL` (a NULL
+/// pointer, a bad name or capacity, unknown flags); `EMBER_EOS` (`EEXIST`: the name is
+/// taken, without `EMBER_REPLACE_STALE`); `EMBER_ENOSHMSPACE`.
+///
+/// # Safety
+///
+/// `name` a NUL-terminated string; `out` a writable pointer.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_spsc_sender_create_ex(
+    name: *const c_char,
+    capacity: usize,
+    fingerprint: u64,
+    flags: u32,
+    out: *mut *mut ember_spsc_sender,
+) -> c_int {
+    // SAFETY: the caller's contract.
+    guard(|| unsafe {
+        let options = create_flags(flags)?;
+        make(name, out, |n| {
+            Ok(ember_spsc_sender { s: SpscSender::create_with(Backing::Named(n), capacity, fingerprint, options)? })
+        })
+    })
+}
+
 /// Sends one record of `len` bytes, waiting up to `timeout_ms` while the ring is full
-/// (`EMBER_FOREVER`; 0: not at all). Returns `EMBER_OK`; `EMBER_ETIMEDOUT`;
-/// `EMBER_ETOOBIG` for a record over the ring's limit. The sender does not watch the
+/// (`EMBER_FOREVER`; 0: not at all). Returns `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+/// installed with `ember_set_canceler` was cancelled: nothing taken or sent); `EMBER_ETIMEDOUT`;
+/// `EMBER_ETOOBIG` for a record over the ring's limit; `EMBER_EINVAL` for a NULL or
+/// misaligned pointer. The sender does not watch the
 /// receiver: a receiver that died leaves the ring full, so give a finite timeout where
 /// that matters.
 ///
@@ -141,7 +218,7 @@ pub unsafe extern "C" fn ember_spsc_sender_send(
     guard(|| {
         // SAFETY: the caller's contract, checked for NULL and alignment.
         let (s, data) = unsafe { (arg_mut(s)?, bytes(data, len)?) };
-        s.s.send(data, timeout(timeout_ms)).map_err(code)?;
+        s.s.send_until_with(data, &mut Deadline::after(timeout(timeout_ms)), crate::cancel::current()).map_err(code)?;
         Ok(EMBER_OK)
     })
 }
@@ -162,7 +239,15 @@ pub unsafe extern "C" fn ember_spsc_sender_free(h: *mut ember_spsc_sender) {
     }
 }
 
-/// Opens the SPSC ring `name` as its one receiver.
+/// Opens the SPSC ring `name` as its one receiver. A ring whose receiver is open in a live
+/// process (this one included) is `EMBER_EINUSE` (`ember_last_in_use_pid` names it): two
+/// receivers would each take part of the records. A receiver that died leaves its claim
+/// to the next one. A segment of another layout version is `EMBER_EVERSION`.
+/// Returns `EMBER_OK`; `EMBER_EINVAL`
+/// (a NULL or misaligned pointer, a bad name); `EMBER_EOS` (`ENOENT`: no such segment;
+/// `EACCES`); `EMBER_EAGAIN` (its creator has not finished making it); `EMBER_EBADMSG`
+/// (not this kind of segment, a damaged header, or another `fingerprint`);
+/// `EMBER_EVERSION`; `EMBER_ENOSHMSPACE`.
 /// `EMBER_ENOSHMSPACE` if `/dev/shm` cannot back its pages. A process that later shrinks
 /// the file (`ftruncate` on `/dev/shm/name`, by its owner or root) still makes this
 /// process's next touch of the lost pages raise `SIGBUS`: keep `/dev/shm` objects to
@@ -184,9 +269,10 @@ pub unsafe extern "C" fn ember_spsc_receiver_open(
 }
 
 /// Receives the next record into `buf` (`cap` bytes) and its length into `*len`, waiting
-/// up to `timeout_ms`. Returns `EMBER_OK`; `EMBER_ETIMEDOUT`; `EMBER_ENOSPC` (nothing
+/// up to `timeout_ms`. Returns `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+/// installed with `ember_set_canceler` was cancelled: nothing taken or sent); `EMBER_ETIMEDOUT`; `EMBER_ENOSPC` (nothing
 /// consumed); `EMBER_EPEERGONE` when the sender closed the ring or died and nothing is
-/// left.
+/// left; `EMBER_EINVAL` for a NULL or misaligned pointer.
 ///
 /// # Safety
 ///
@@ -206,7 +292,10 @@ pub unsafe extern "C" fn ember_spsc_receiver_recv(
         let len = crate::error::out(len)?;
         // SAFETY: the caller's contract, checked for NULL and alignment.
         let (r, buf) = unsafe { (arg_mut(r)?, bytes_mut(buf, cap)?) };
-        len.set(r.r.recv(buf, timeout(timeout_ms)).map_err(code)?);
+        len.set(
+            r.r.recv_until_with(buf, &mut Deadline::after(timeout(timeout_ms)), crate::cancel::current())
+                .map_err(code)?,
+        );
         Ok(EMBER_OK)
     })
 }
@@ -227,7 +316,8 @@ pub unsafe extern "C" fn ember_spsc_receiver_free(h: *mut ember_spsc_receiver) {
 }
 
 /// Creates the seqlock `name` holding values of up to `capacity` bytes (a multiple of 8,
-/// at least 64).
+/// at least 64). Returns `EMBER_OK`; `EMBER_EINVAL` for a NULL pointer, a bad name or
+/// capacity; `EMBER_EOS` (`EEXIST`: the name is taken); `EMBER_ENOSHMSPACE`.
 /// Every page is reserved at create (`fallocate`): a `/dev/shm` too small for it is
 /// `EMBER_ENOSHMSPACE` here, with nothing left behind, never a `SIGBUS` later.
 ///
@@ -251,8 +341,39 @@ pub unsafe extern "C" fn ember_seqlock_writer_create(
     })
 }
 
+/// `ember_seqlock_writer_create` with `flags` (`EMBER_REPLACE_STALE`, or 0): a seqlock a
+/// dead writer left under the name is taken over; one whose writer lives is `EMBER_EINUSE`
+/// (`ember_last_in_use_pid`). Returns `EMBER_OK`; `EMBER_EINUSE`; `EMBER_EINVAL` (a NULL
+/// pointer, a bad name or capacity, unknown flags); `EMBER_EOS` (`EEXIST`: the name is
+/// taken, without `EMBER_REPLACE_STALE`); `EMBER_ENOSHMSPACE`.
+///
+/// # Safety
+///
+/// `name` a NUL-terminated string; `out` a writable pointer.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_seqlock_writer_create_ex(
+    name: *const c_char,
+    capacity: usize,
+    fingerprint: u64,
+    flags: u32,
+    out: *mut *mut ember_seqlock_writer,
+) -> c_int {
+    // SAFETY: the caller's contract.
+    guard(|| unsafe {
+        let options = create_flags(flags)?;
+        make(name, out, |n| {
+            Ok(ember_seqlock_writer {
+                w: SeqLockWriter::create_with(Backing::Named(n), capacity, fingerprint, options)?,
+            })
+        })
+    })
+}
+
 /// Publishes a new value of `len` bytes (never blocks; wakes readers waiting for a
-/// change). `EMBER_ETOOBIG` if it exceeds the capacity.
+/// change). Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned pointer);
+/// `EMBER_ETOOBIG` if it exceeds the capacity.
 ///
 /// # Safety
 ///
@@ -288,7 +409,11 @@ pub unsafe extern "C" fn ember_seqlock_writer_free(h: *mut ember_seqlock_writer)
     }
 }
 
-/// Opens the seqlock `name` (mapped read-only but for its waiter page).
+/// Opens the seqlock `name` (mapped read-only but for its waiter page). Returns `EMBER_OK`; `EMBER_EINVAL`
+/// (a NULL or misaligned pointer, a bad name); `EMBER_EOS` (`ENOENT`: no such segment;
+/// `EACCES`); `EMBER_EAGAIN` (its creator has not finished making it); `EMBER_EBADMSG`
+/// (not this kind of segment, a damaged header, or another `fingerprint`);
+/// `EMBER_EVERSION`; `EMBER_ENOSHMSPACE`.
 /// `EMBER_ENOSHMSPACE` if `/dev/shm` cannot back its pages. A process that later shrinks
 /// the file (`ftruncate` on `/dev/shm/name`, by its owner or root) still makes this
 /// process's next touch of the lost pages raise `SIGBUS`: keep `/dev/shm` objects to
@@ -313,7 +438,8 @@ pub unsafe extern "C" fn ember_seqlock_reader_open(
 /// `version` is not NULL, its version (even, growing with each write; pass it to
 /// `ember_seqlock_reader_wait_change`). Never blocks. Returns `EMBER_OK`; `EMBER_EAGAIN`
 /// if nothing was written yet or the writer keeps it busy (retry); `EMBER_ENOSPC`;
-/// `EMBER_EPEERGONE` if the writer died in the middle of a write.
+/// `EMBER_EPEERGONE` if the writer died in the middle of a write; `EMBER_EINVAL` for a
+/// NULL or misaligned pointer.
 ///
 /// # Safety
 ///
@@ -344,8 +470,9 @@ pub unsafe extern "C" fn ember_seqlock_reader_read(
 }
 
 /// Sleeps until the value changes from the one read at `version` (0 before any read),
-/// for at most `timeout_ms`. Returns `EMBER_OK`; `EMBER_ETIMEDOUT`; `EMBER_EPEERGONE` if
-/// the writer died.
+/// for at most `timeout_ms`. Returns `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+/// installed with `ember_set_canceler` was cancelled: nothing taken or sent); `EMBER_ETIMEDOUT`; `EMBER_EPEERGONE` if
+/// the writer died; `EMBER_EINVAL` for a NULL or misaligned handle.
 ///
 /// # Safety
 ///
@@ -361,7 +488,7 @@ pub unsafe extern "C" fn ember_seqlock_reader_wait_change(
     guard(|| {
         // SAFETY: the caller's contract, checked for NULL and alignment.
         let r = unsafe { arg_mut(r)? };
-        r.r.wait_change(version, timeout(timeout_ms)).map_err(code)?;
+        r.r.wait_change_with(version, timeout(timeout_ms), crate::cancel::current()).map_err(code)?;
         Ok(EMBER_OK)
     })
 }
@@ -382,7 +509,8 @@ pub unsafe extern "C" fn ember_seqlock_reader_free(h: *mut ember_seqlock_reader)
 }
 
 /// Creates the broadcast ring `name` with `capacity` bytes of records (a power of two, 64
-/// bytes to 1 GiB).
+/// bytes to 1 GiB). Returns `EMBER_OK`; `EMBER_EINVAL` for a NULL pointer, a bad name or
+/// capacity; `EMBER_EOS` (`EEXIST`: the name is taken); `EMBER_ENOSHMSPACE`.
 /// Every page is reserved at create (`fallocate`): a `/dev/shm` too small for it is
 /// `EMBER_ENOSHMSPACE` here, with nothing left behind, never a `SIGBUS` later.
 ///
@@ -406,9 +534,39 @@ pub unsafe extern "C" fn ember_broadcast_writer_create(
     })
 }
 
+/// `ember_broadcast_writer_create` with `flags` (`EMBER_REPLACE_STALE`, or 0): a ring a dead
+/// writer left under the name is taken over; one whose writer lives is `EMBER_EINUSE`
+/// (`ember_last_in_use_pid`). Returns `EMBER_OK`; `EMBER_EINUSE`; `EMBER_EINVAL` (a NULL
+/// pointer, a bad name or capacity, unknown flags); `EMBER_EOS` (`EEXIST`: the name is
+/// taken, without `EMBER_REPLACE_STALE`); `EMBER_ENOSHMSPACE`.
+///
+/// # Safety
+///
+/// `name` a NUL-terminated string; `out` a writable pointer.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_broadcast_writer_create_ex(
+    name: *const c_char,
+    capacity: usize,
+    fingerprint: u64,
+    flags: u32,
+    out: *mut *mut ember_broadcast_writer,
+) -> c_int {
+    // SAFETY: the caller's contract.
+    guard(|| unsafe {
+        let options = create_flags(flags)?;
+        make(name, out, |n| {
+            Ok(ember_broadcast_writer {
+                w: BroadcastWriter::create_with(Backing::Named(n), capacity, fingerprint, options)?,
+            })
+        })
+    })
+}
+
 /// Sends one record of `len` bytes to every reader; never blocks (the oldest records are
-/// overwritten; readers that fall behind learn how many they lost). `EMBER_ETOOBIG` over
-/// the ring's limit.
+/// overwritten; readers that fall behind learn how many they lost). Returns `EMBER_OK`;
+/// `EMBER_EINVAL` (a NULL or misaligned pointer); `EMBER_ETOOBIG` over the ring's limit.
 ///
 /// # Safety
 ///
@@ -446,7 +604,11 @@ pub unsafe extern "C" fn ember_broadcast_writer_free(h: *mut ember_broadcast_wri
 }
 
 /// Opens the broadcast ring `name` as a new reader: from the oldest record still in the
-/// ring if `from_oldest` is non-zero, else from the next one written.
+/// ring if `from_oldest` is non-zero, else from the next one written. Returns `EMBER_OK`; `EMBER_EINVAL`
+/// (a NULL or misaligned pointer, a bad name); `EMBER_EOS` (`ENOENT`: no such segment;
+/// `EACCES`); `EMBER_EAGAIN` (its creator has not finished making it); `EMBER_EBADMSG`
+/// (not this kind of segment, a damaged header, or another `fingerprint`);
+/// `EMBER_EVERSION`; `EMBER_ENOSHMSPACE`.
 /// `EMBER_ENOSHMSPACE` if `/dev/shm` cannot back its pages. A process that later shrinks
 /// the file (`ftruncate` on `/dev/shm/name`, by its owner or root) still makes this
 /// process's next touch of the lost pages raise `SIGBUS`: keep `/dev/shm` objects to
@@ -473,9 +635,10 @@ pub unsafe extern "C" fn ember_broadcast_reader_open(
 /// Receives the next record into `buf` (`cap` bytes), waiting up to `timeout_ms`: its
 /// length into `*len`, and if not NULL its number into `*seq` (0 for the first record
 /// ever written) and into `*lost` the records this reader lost (overwritten before it got
-/// to them) since its previous receive. Returns `EMBER_OK`; `EMBER_ETIMEDOUT`;
+/// to them) since its previous receive. Returns `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+/// installed with `ember_set_canceler` was cancelled: nothing taken or sent); `EMBER_ETIMEDOUT`;
 /// `EMBER_ENOSPC` (the record stays); `EMBER_EPEERGONE` when the writer closed the ring or
-/// died.
+/// died; `EMBER_EINVAL` for a NULL or misaligned pointer.
 ///
 /// # Safety
 ///
@@ -499,7 +662,7 @@ pub unsafe extern "C" fn ember_broadcast_reader_recv(
         let lost = if lost.is_null() { None } else { Some(crate::error::out(lost)?) };
         // SAFETY: the caller's contract, checked for NULL and alignment.
         let (r, buf) = unsafe { (arg_mut(r)?, bytes_mut(buf, cap)?) };
-        let got = r.r.recv(buf, timeout(timeout_ms)).map_err(code)?;
+        let got = r.r.recv_with(buf, timeout(timeout_ms), crate::cancel::current()).map_err(code)?;
         len.set(got.len);
         if let Some(s) = seq {
             s.set(got.seq);

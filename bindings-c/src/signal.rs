@@ -85,7 +85,8 @@ pub unsafe extern "C" fn ember_sigset_add(set: *mut u64, sig: c_int) -> c_int {
     })
 }
 
-/// Removes `sig` from `*set`. As `ember_sigset_add`.
+/// Removes `sig` from `*set`. Returns `EMBER_OK`, or `EMBER_EINVAL` for a NULL or
+/// misaligned pointer or a number out of range (1 to 64).
 ///
 /// # Safety
 ///
@@ -133,7 +134,8 @@ pub unsafe extern "C" fn ember_signal_mask(how: c_int, set: u64, old: *mut u64) 
 
 /// Opens a signalfd for the signals of `set` (`signalfd4`, close-on-exec; nonblocking if
 /// `nonblocking` is nonzero). Block them first (`ember_signal_mask(0, set, NULL)`), else
-/// they are delivered the usual way and never reach the fd.
+/// they are delivered the usual way and never reach the fd. Returns `EMBER_OK`;
+/// `EMBER_EINVAL` (`out` NULL or misaligned); `EMBER_EOS` (`EMFILE`, `ENOMEM`).
 ///
 /// # Safety
 ///
@@ -151,8 +153,9 @@ pub unsafe extern "C" fn ember_signalfd_new(set: u64, nonblocking: c_int, out: *
     })
 }
 
-/// Reads the next signal into `*info`. Returns `EMBER_OK`, `EMBER_EAGAIN` (nonblocking and
-/// none pending), or `EMBER_EOS`. A blocking read interrupted by an unblocked signal
+/// Reads the next signal into `*info`. Returns `EMBER_OK`, `EMBER_ECANCELED` (the canceler
+/// installed with `ember_set_canceler` was cancelled: nothing read), `EMBER_EAGAIN`
+/// (nonblocking and none pending), `EMBER_EINVAL` (a NULL or misaligned pointer), or `EMBER_EOS`. A blocking read interrupted by an unblocked signal
 /// resumes.
 ///
 /// # Safety
@@ -166,7 +169,44 @@ pub unsafe extern "C" fn ember_signalfd_recv(s: *mut ember_signalfd, info: *mut 
         let info = crate::error::out(info)?;
         // SAFETY: the caller's contract, checked for NULL and alignment.
         let s = unsafe { arg_mut(s)? };
-        let i = s.fd.recv().map_err(code)?;
+        let i = recv(s, None)?;
+        info.set(ember_signal_info { signal: i.signal as c_int, code: i.code, pid: i.pid, uid: i.uid, value: i.value });
+        Ok(EMBER_OK)
+    })
+}
+
+/// A blocking read waits until `timeout` in `poll`, watching the installed canceler; a
+/// nonblocking one does not wait.
+fn recv(s: &mut ember_signalfd, timeout: Option<core::time::Duration>) -> Result<signal::SignalInfo, c_int> {
+    let cancel = crate::cancel::current();
+    if (timeout.is_none() && cancel.is_none()) || crate::cancel::nonblocking(rustix::fd::AsFd::as_fd(&s.fd)) {
+        return s.fd.recv().map_err(code);
+    }
+    s.fd.recv_with(timeout, cancel).map_err(code)
+}
+
+/// `ember_signalfd_recv` waiting at most `timeout_ms` (`EMBER_FOREVER`: no limit; 0: only
+/// a signal already pending) for a signal. Returns `EMBER_OK`; `EMBER_ETIMEDOUT`;
+/// `EMBER_ECANCELED` (the canceler installed with `ember_set_canceler` was cancelled:
+/// nothing read); `EMBER_EAGAIN` (nonblocking and none pending); `EMBER_EINVAL` (a NULL or
+/// misaligned pointer); `EMBER_EOS`.
+///
+/// # Safety
+///
+/// `s` from `ember_signalfd_new`; `info` writable.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_signalfd_recv_timeout(
+    s: *mut ember_signalfd,
+    timeout_ms: i64,
+    info: *mut ember_signal_info,
+) -> c_int {
+    guard(|| {
+        let info = crate::error::out(info)?;
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let s = unsafe { arg_mut(s)? };
+        let i = recv(s, timeout(timeout_ms))?;
         info.set(ember_signal_info { signal: i.signal as c_int, code: i.code, pid: i.pid, uid: i.uid, value: i.value });
         Ok(EMBER_OK)
     })
@@ -246,7 +286,9 @@ pub unsafe extern "C" fn ember_signal_send_pidfd(pidfd: c_int, sig: c_int) -> c_
 }
 
 /// Blocks `SIGTERM`, `SIGINT` and `SIGHUP` in the calling thread and opens a nonblocking
-/// signalfd for them. Call it first in `main`, before starting threads.
+/// signalfd for them. Call it first in `main`, before starting threads. Returns
+/// `EMBER_OK`; `EMBER_EINVAL` (`out` NULL or misaligned); `EMBER_EOS` (`EMFILE`,
+/// `ENOMEM`).
 ///
 /// # Safety
 ///
@@ -267,7 +309,9 @@ pub unsafe extern "C" fn ember_daemon_new(out: *mut *mut ember_daemon) -> c_int 
 /// Waits up to `timeout_ms` (0: only look; `EMBER_FOREVER`: no limit) for a request:
 /// `*event` becomes `EMBER_DAEMON_SHUTDOWN` (with the signal and the sender's pid in
 /// `*signal` and `*pid`, both may be NULL), `EMBER_DAEMON_RELOAD`, or `EMBER_DAEMON_NONE`
-/// when the time ran out. Returns `EMBER_OK` or `EMBER_EOS`.
+/// when the time ran out (no `EMBER_ETIMEDOUT`). Returns `EMBER_OK`, `EMBER_ECANCELED` (the
+/// canceler installed with `ember_set_canceler` was cancelled), `EMBER_EINVAL` (a NULL or
+/// misaligned handle or `event`), or `EMBER_EOS`.
 ///
 /// # Safety
 ///
@@ -288,10 +332,11 @@ pub unsafe extern "C" fn ember_daemon_wait(
         let pid = if pid.is_null() { None } else { Some(crate::error::out(pid)?) };
         // SAFETY: the caller's contract, checked for NULL and alignment.
         let d = unsafe { arg_mut(d)? };
-        let got = match timeout(timeout_ms) {
-            Some(t) if t.is_zero() => d.d.poll_event(),
-            Some(t) => d.d.wait_event(t),
-            None => loop {
+        let got = match (timeout(timeout_ms), crate::cancel::current()) {
+            (Some(t), _) if t.is_zero() => d.d.poll_event(),
+            (t, Some(c)) => d.d.wait_event_cancellable(t, c),
+            (Some(t), None) => d.d.wait_event(t),
+            (None, None) => loop {
                 match d.d.wait_event(core::time::Duration::from_secs(3600)) {
                     Ok(None) => {}
                     other => break other,

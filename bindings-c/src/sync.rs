@@ -20,7 +20,9 @@ pub struct ember_sync_segment {
 /// Creates the named segment (`/name`, `O_EXCL`, mode 0600) with a data area of
 /// `capacity` bytes (a multiple of 8, at least 64), zeroed: zeroed mutexes are unlocked,
 /// events at 0, semaphores at 0. `fingerprint` is the application's layout id; openers
-/// must give the same. The creator's `ember_sync_segment_free` unlinks the name.
+/// must give the same. The creator's `ember_sync_segment_free` unlinks the name. Returns
+/// `EMBER_OK`; `EMBER_EINVAL` for a NULL pointer, a bad name or capacity; `EMBER_EOS`
+/// (`EEXIST`: the name is taken); `EMBER_ENOSHMSPACE`.
 /// Every page is reserved at create (`fallocate`): a `/dev/shm` too small for it is
 /// `EMBER_ENOSHMSPACE` here, with nothing left behind, never a `SIGBUS` later.
 ///
@@ -48,7 +50,11 @@ pub unsafe extern "C" fn ember_sync_segment_create(
 }
 
 /// Opens the named segment, checking its header and `fingerprint` (`EMBER_EBADMSG` if they
-/// do not match).
+/// do not match). Returns `EMBER_OK`; `EMBER_EINVAL`
+/// (a NULL or misaligned pointer, a bad name); `EMBER_EOS` (`ENOENT`: no such segment;
+/// `EACCES`); `EMBER_EAGAIN` (its creator has not finished making it); `EMBER_EBADMSG`
+/// (not this kind of segment, a damaged header, or another `fingerprint`);
+/// `EMBER_EVERSION`; `EMBER_ENOSHMSPACE`.
 /// `EMBER_ENOSHMSPACE` if `/dev/shm` cannot back its pages. A process that later shrinks
 /// the file (`ftruncate` on `/dev/shm/name`, by its owner or root) still makes this
 /// process's next touch of the lost pages raise `SIGBUS`: keep `/dev/shm` objects to
@@ -78,7 +84,8 @@ pub unsafe extern "C" fn ember_sync_segment_open(
 
 /// The data area: `*data` its first byte (8-aligned), `*len` its size. The primitives live
 /// inside it at the offsets the application chose; the rest is the application's shared
-/// data (access it with atomics or under a mutex).
+/// data (access it with atomics or under a mutex). Returns `EMBER_OK`, or `EMBER_EINVAL`
+/// (a NULL or misaligned pointer).
 ///
 /// # Safety
 ///
@@ -120,11 +127,13 @@ pub unsafe extern "C" fn ember_sync_segment_free(seg: *mut ember_sync_segment) {
 }
 
 /// Locks the mutex at `offset`, waiting up to `timeout_ms` (`EMBER_FOREVER`, or 0: do not
-/// wait, `EMBER_EAGAIN` if held by a live owner). Returns `EMBER_OK`; `EMBER_EOWNERDEAD`
+/// wait, `EMBER_EAGAIN` if held by a live owner). Returns `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+/// installed with `ember_set_canceler` was cancelled: not taken); `EMBER_EOWNERDEAD`
 /// with the lock held when its last owner died holding it (repair,
 /// `ember_mutex_consistent`, unlock); `EMBER_ETIMEDOUT`;
 /// `EMBER_ENOTRECOVERABLE`; `EMBER_EDEADLK` if this thread holds it; `EMBER_EINVAL` for a
-/// misaligned or out-of-range offset. No syscall when the mutex is free.
+/// NULL or misaligned handle or a misaligned or out-of-range offset. No syscall when the
+/// mutex is free.
 ///
 /// # Safety
 ///
@@ -140,7 +149,7 @@ pub unsafe extern "C" fn ember_mutex_lock(seg: *const ember_sync_segment, offset
         let t = timeout(timeout_ms);
         // A zero timeout still looks at the owner (a dead one is taken over): a caller that
         // polls with 0 must recover too. A held mutex is then EMBER_EAGAIN.
-        let how = match m.lock_unguarded(t) {
+        let how = match m.lock_unguarded_with(t, crate::cancel::current()) {
             Err(ember_linux::Error::TimedOut) if t == Some(core::time::Duration::ZERO) => return Err(EMBER_EAGAIN),
             r => r,
         };
@@ -152,7 +161,8 @@ pub unsafe extern "C" fn ember_mutex_lock(seg: *const ember_sync_segment, offset
 }
 
 /// Locks the mutex at `offset` if it is free: `EMBER_OK`, or `EMBER_EAGAIN` if held (a
-/// dead owner is only noticed by `ember_mutex_lock`).
+/// dead owner is only noticed by `ember_mutex_lock`); `EMBER_ENOTRECOVERABLE`;
+/// `EMBER_EINVAL` (a NULL or misaligned handle, an `offset` misaligned or past the data area).
 ///
 /// # Safety
 ///
@@ -170,9 +180,9 @@ pub unsafe extern "C" fn ember_mutex_trylock(seg: *const ember_sync_segment, off
     })
 }
 
-/// Unlocks the mutex at `offset` (`EMBER_ENOTOWNER` if this thread does not hold it).
-/// After `EMBER_EOWNERDEAD` without `ember_mutex_consistent`, the mutex becomes not
-/// recoverable.
+/// Unlocks the mutex at `offset`. After `EMBER_EOWNERDEAD` without
+/// `ember_mutex_consistent`, the mutex becomes not recoverable. Returns `EMBER_OK`;
+/// `EMBER_ENOTOWNER` if this thread does not hold it; `EMBER_EINVAL` (a NULL or misaligned handle, an `offset` misaligned or past the data area).
 ///
 /// # Safety
 ///
@@ -190,6 +200,8 @@ pub unsafe extern "C" fn ember_mutex_unlock(seg: *const ember_sync_segment, offs
 }
 
 /// Marks the data repaired after `EMBER_EOWNERDEAD` (this thread must hold the lock).
+/// Returns `EMBER_OK`; `EMBER_ENOTOWNER` if this thread does not hold it;
+/// `EMBER_EINVAL` (a NULL or misaligned handle, an `offset` misaligned or past the data area).
 ///
 /// # Safety
 ///
@@ -206,7 +218,9 @@ pub unsafe extern "C" fn ember_mutex_consistent(seg: *const ember_sync_segment, 
     })
 }
 
-/// Sets the semaphore at `offset` to `count` (the creator, before others use it).
+/// Sets the semaphore at `offset` to `count` (the creator, before others use it). Returns
+/// `EMBER_OK`, or `EMBER_EINVAL` (a NULL or misaligned handle, an `offset` misaligned or
+/// past the data area).
 ///
 /// # Safety
 ///
@@ -224,7 +238,8 @@ pub unsafe extern "C" fn ember_sem_init(seg: *const ember_sync_segment, offset: 
 }
 
 /// Adds one to the semaphore at `offset`, waking a waiter (`EMBER_EOVERFLOW` at the
-/// maximum). No syscall when nobody waits.
+/// maximum). No syscall when nobody waits. Returns `EMBER_OK`; `EMBER_EOVERFLOW`;
+/// `EMBER_EINVAL` (a NULL or misaligned handle, an `offset` misaligned or past the data area).
 ///
 /// # Safety
 ///
@@ -242,7 +257,9 @@ pub unsafe extern "C" fn ember_sem_post(seg: *const ember_sync_segment, offset: 
 }
 
 /// Takes one from the semaphore at `offset`, waiting up to `timeout_ms` while it is zero
-/// (`EMBER_ETIMEDOUT`; 0: `EMBER_EAGAIN` at once).
+/// (`EMBER_ETIMEDOUT`; 0: `EMBER_EAGAIN` at once). Returns `EMBER_OK`, `EMBER_ECANCELED` (the canceler
+/// installed with `ember_set_canceler` was cancelled: not taken); `EMBER_ETIMEDOUT`,
+/// `EMBER_EAGAIN`, or `EMBER_EINVAL` (a NULL or misaligned handle, an `offset` misaligned or past the data area).
 ///
 /// # Safety
 ///
@@ -256,12 +273,15 @@ pub unsafe extern "C" fn ember_sem_wait(seg: *const ember_sync_segment, offset: 
         let seg = unsafe { arg(seg)? };
         let s = seg.seg.semaphore(offset).map_err(|_| EMBER_EINVAL)?;
         let t = timeout(timeout_ms);
-        if t == Some(core::time::Duration::ZERO) { s.try_wait() } else { s.wait(t) }.map_err(code)?;
+        if t == Some(core::time::Duration::ZERO) { s.try_wait() } else { s.wait_with(t, crate::cancel::current()) }
+            .map_err(code)?;
         Ok(EMBER_OK)
     })
 }
 
-/// The semaphore's count now (it may change at once).
+/// The semaphore's count now (it may change at once). Returns `EMBER_OK`, or
+/// `EMBER_EINVAL` (a NULL or misaligned pointer, an `offset` misaligned or past the data
+/// area).
 ///
 /// # Safety
 ///
@@ -279,7 +299,9 @@ pub unsafe extern "C" fn ember_sem_count(seg: *const ember_sync_segment, offset:
     })
 }
 
-/// The event's counter now, into `*seen` (pass it to `ember_event_wait_change`).
+/// The event's counter now, into `*seen` (pass it to `ember_event_wait_change`). Returns
+/// `EMBER_OK`, or `EMBER_EINVAL` (a NULL or misaligned pointer, an `offset` misaligned or
+/// past the data area).
 ///
 /// # Safety
 ///
@@ -299,6 +321,10 @@ pub unsafe extern "C" fn ember_event_current(seg: *const ember_sync_segment, off
 
 /// Waits up to `timeout_ms` until the event's counter differs from `seen`; the new value
 /// into `*now` (if not NULL). What the notifier wrote before notifying is visible after.
+/// Returns `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+/// installed with `ember_set_canceler` was cancelled: not taken); `EMBER_ETIMEDOUT` (no change within `timeout_ms`); `EMBER_EINVAL`
+/// (a NULL or misaligned pointer, an `offset` misaligned or past the data area, checked
+/// before waiting).
 ///
 /// # Safety
 ///
@@ -314,18 +340,27 @@ pub unsafe extern "C" fn ember_event_wait_change(
     now: *mut u32,
 ) -> c_int {
     guard(|| {
+        // Every argument is checked before the wait: a bad `now` is EMBER_EINVAL at once,
+        // not a wait (and a change seen) followed by the error.
+        let now = if now.is_null() { None } else { Some(crate::error::out(now)?) };
         // SAFETY: the caller's contract, checked for NULL and alignment.
         let seg = unsafe { arg(seg)? };
-        let v =
-            seg.seg.event(offset).map_err(|_| EMBER_EINVAL)?.wait_change(seen, timeout(timeout_ms)).map_err(code)?;
-        if !now.is_null() {
-            crate::error::out(now)?.set(v);
+        let v = seg
+            .seg
+            .event(offset)
+            .map_err(|_| EMBER_EINVAL)?
+            .wait_change_with(seen, timeout(timeout_ms), crate::cancel::current())
+            .map_err(code)?;
+        if let Some(now) = now {
+            now.set(v);
         }
         Ok(EMBER_OK)
     })
 }
 
 /// Advances the event's counter and wakes one waiter (`all` == 0) or every waiter.
+/// Returns `EMBER_OK`, or `EMBER_EINVAL` (a NULL or misaligned handle, an `offset`
+/// misaligned or past the data area).
 ///
 /// # Safety
 ///

@@ -59,7 +59,10 @@ pub unsafe extern "C" fn ember_sd_notify(state: *const c_char) -> c_int {
     })
 }
 
-/// `READY=1`: start-up (or a reload) is finished. Returns as `ember_sd_notify`.
+/// `READY=1`: start-up (or a reload) is finished. Returns 1 when sent, 0 when
+/// `NOTIFY_SOCKET` is unset (not under systemd: nothing is done), `EMBER_EINVAL` for an
+/// unusable `NOTIFY_SOCKET`, `EMBER_EOS` (`ECONNREFUSED` when nobody listens there) if the
+/// send fails.
 ///
 /// # Safety
 ///
@@ -72,7 +75,10 @@ pub extern "C" fn ember_sd_ready() -> c_int {
 }
 
 /// `WATCHDOG=1`: the watchdog keep-alive; send it at half the interval of
-/// `ember_sd_watchdog_usec` or more often. Returns as `ember_sd_notify`.
+/// `ember_sd_watchdog_usec` or more often. Returns 1 when sent, 0 when `NOTIFY_SOCKET` is
+/// unset (not under systemd: nothing is done), `EMBER_EINVAL` for an unusable
+/// `NOTIFY_SOCKET`, `EMBER_EOS` (`ECONNREFUSED` when nobody listens there) if the send
+/// fails.
 ///
 /// # Safety
 ///

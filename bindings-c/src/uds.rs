@@ -75,14 +75,14 @@ fn deadline(timeout_ms: i64) -> Option<core::time::Duration> {
     timeout(timeout_ms).map(|d| ember_linux::poll::now().saturating_add(d))
 }
 
-/// Waits until `fd` is ready for `flags`, until `deadline` (`EMBER_ETIMEDOUT`); a signal
-/// does not end it early.
+/// Waits until `fd` is ready for `flags`, until `deadline` (`EMBER_ETIMEDOUT`) or the
+/// installed canceler (`EMBER_ECANCELED`); a signal does not end it early.
 fn wait_ready(
     fd: BorrowedFd<'_>,
     flags: rustix::event::PollFlags,
     deadline: Option<core::time::Duration>,
 ) -> Result<(), c_int> {
-    ember_linux::poll::wait_fd(fd, flags, deadline).map_err(|e| match e {
+    ember_linux::poll::wait_fd_cancellable(fd, flags, deadline, crate::cancel::current()).map_err(|e| match e {
         ember_linux::Error::TimedOut => EMBER_ETIMEDOUT,
         e => code(e),
     })
@@ -116,6 +116,11 @@ impl ember_socket {
         deadline: Option<core::time::Duration>,
         mut op: impl FnMut(&mut Sock) -> Result<T, ember_linux::Error>,
     ) -> Result<T, c_int> {
+        if !self.nonblocking
+            && let Some(c) = crate::cancel::current()
+        {
+            c.check().map_err(code)?;
+        }
         loop {
             match op(&mut self.s) {
                 Err(ember_linux::Error::WouldBlock) if self.nonblocking => return Err(EMBER_EAGAIN),
@@ -123,6 +128,16 @@ impl ember_socket {
                 r => return r.map_err(code),
             }
         }
+    }
+}
+
+impl ember_socket {
+    /// One frame out, waiting for room until `deadline` (or the canceler) in blocking mode.
+    fn send(&mut self, frame: &[u8], deadline: Option<core::time::Duration>) -> Result<(), c_int> {
+        self.retry(rustix::event::PollFlags::OUT, deadline, |sock| match sock {
+            Sock::Stream(st) => st.send_frame(frame),
+            Sock::Packet(p) => p.send_frame(frame),
+        })
     }
 }
 
@@ -143,7 +158,9 @@ unsafe fn address<'a>(p: *const c_char) -> Result<UnixName<'a>, c_int> {
 /// Listens at `name` (a path, or `@name` in the abstract namespace) for `type`
 /// (`EMBER_UDS_STREAM` or `EMBER_UDS_SEQPACKET`). A stale socket file at the path (nobody
 /// listening) is replaced; a live one is `EMBER_EOS` (`EADDRINUSE`), and a file that is
-/// not a socket is never removed.
+/// not a socket is never removed. Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or
+/// misaligned pointer, a `name` empty, not UTF-8 or too long, an unknown `type`);
+/// `EMBER_EOS` (`EADDRINUSE`; `EACCES`; `EMFILE`).
 ///
 /// # Safety
 ///
@@ -175,7 +192,10 @@ pub unsafe extern "C" fn ember_uds_listen(
 }
 
 /// Accepts the next connection, waiting up to `timeout_ms`; the peer's credentials into
-/// `*creds` unless NULL.
+/// `*creds` unless NULL. Returns `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+/// installed with `ember_set_canceler` was cancelled: nothing taken or sent); `EMBER_ETIMEDOUT` (none came in time; with
+/// 0, none was waiting); `EMBER_EINVAL` (a NULL or misaligned pointer); `EMBER_EOS`
+/// (`EMFILE`, `ENOMEM`, ...).
 ///
 /// # Safety
 ///
@@ -224,7 +244,10 @@ pub unsafe extern "C" fn ember_uds_accept(
 
 /// Connects to `name` (a path or `@abstract`) as `type`. `EMBER_EOS` with `ECONNREFUSED`
 /// when nobody listens there (or there is no socket). A live listener whose backlog is
-/// full makes this wait until it accepts.
+/// full makes this wait until it accepts (`ember_uds_connect_timeout` bounds the wait). Returns `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+/// installed with `ember_set_canceler` was cancelled: nothing taken or sent); `EMBER_EINVAL` (a NULL or
+/// misaligned pointer, a `name` empty, not UTF-8 or too long, an unknown `type`);
+/// `EMBER_EOS` (`ECONNREFUSED`, `EACCES`, `EMFILE`).
 ///
 /// # Safety
 ///
@@ -238,18 +261,57 @@ pub unsafe extern "C" fn ember_uds_connect(name: *const c_char, type_: c_int, ou
         out.set(core::ptr::null_mut());
         // SAFETY: the caller's contract.
         let n = unsafe { address(name)? };
-        let s = match type_ {
-            EMBER_UDS_STREAM => ember_socket::new(Sock::Stream(uds::connect_stream(n).map_err(code)?))?,
-            EMBER_UDS_SEQPACKET => ember_socket::packet(uds::connect_seqpacket(n).map_err(code)?)?,
-            _ => return Err(EMBER_EINVAL),
-        };
-        out.set(Box::into_raw(Box::new(s)));
+        out.set(Box::into_raw(Box::new(connect(n, type_, None)?)));
+        Ok(EMBER_OK)
+    })
+}
+
+fn connect(n: UnixName<'_>, type_: c_int, timeout: Option<core::time::Duration>) -> Result<ember_socket, c_int> {
+    let cancel = crate::cancel::current();
+    match type_ {
+        EMBER_UDS_STREAM => {
+            ember_socket::new(Sock::Stream(uds::connect_stream_timeout(n, timeout, cancel).map_err(code)?))
+        }
+        EMBER_UDS_SEQPACKET => ember_socket::packet(uds::connect_seqpacket_timeout(n, timeout, cancel).map_err(code)?),
+        _ => Err(EMBER_EINVAL),
+    }
+}
+
+/// `ember_uds_connect` giving up after `timeout_ms` (`EMBER_FOREVER`: no limit; 0: only
+/// if the listener takes it now): a listener that is alive but never accepts (its backlog
+/// full) cannot block the caller for ever. The connect is retried after sleeps of 1 ms
+/// doubling to 16 ms (a Unix socket has no connect in progress to wait on). Returns
+/// `EMBER_OK`; `EMBER_ETIMEDOUT`; `EMBER_ECANCELED` (the installed canceler);
+/// `EMBER_EINVAL` (a NULL or misaligned pointer, a `name` empty, not UTF-8 or too long, an
+/// unknown `type`); `EMBER_EOS` (`ECONNREFUSED`, `EACCES`, `EMFILE`).
+///
+/// # Safety
+///
+/// `name` a NUL-terminated string; `out` a writable pointer.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_uds_connect_timeout(
+    name: *const c_char,
+    type_: c_int,
+    timeout_ms: i64,
+    out: *mut *mut ember_socket,
+) -> c_int {
+    guard(|| {
+        let out = crate::error::out(out)?;
+        out.set(core::ptr::null_mut());
+        // SAFETY: the caller's contract.
+        let n = unsafe { address(name)? };
+        out.set(Box::into_raw(Box::new(connect(n, type_, timeout(timeout_ms))?)));
         Ok(EMBER_OK)
     })
 }
 
 /// A datagram socket bound at `name` (receives from anyone who sends there), or, with
-/// `name` NULL, an unbound one for sending with `ember_socket_send_to`.
+/// `name` NULL, an unbound one for sending with `ember_socket_send_to`. Returns
+/// `EMBER_OK`; `EMBER_EINVAL` (`out` NULL or misaligned, `name` empty, not UTF-8 or too
+/// long for an address); `EMBER_EOS` (`EADDRINUSE`: a live socket or another file is at
+/// the path; `EACCES`; `EMFILE`).
 ///
 /// # Safety
 ///
@@ -273,9 +335,11 @@ pub unsafe extern "C" fn ember_uds_dgram(name: *const c_char, out: *mut *mut emb
 }
 
 /// Sends one whole frame, waiting while the socket is full (`EMBER_EAGAIN` instead in
-/// nonblocking mode). `EMBER_EPEERGONE` if the peer
-/// closed; `EMBER_ETOOBIG` over the socket's message size; `EMBER_EBADMSG` if `frame` is
-/// not exactly one frame.
+/// nonblocking mode). Returns `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+/// installed with `ember_set_canceler` was cancelled: nothing taken or sent); `EMBER_EINVAL` (a NULL or misaligned pointer);
+/// `EMBER_EPEERGONE` if the peer closed; `EMBER_ETOOBIG` over the socket's message size;
+/// `EMBER_EBADMSG` if `frame` is not exactly one frame; `EMBER_EOS` (another `send`
+/// failure).
 ///
 /// # Safety
 ///
@@ -287,15 +351,46 @@ pub unsafe extern "C" fn ember_socket_send(s: *mut ember_socket, frame: *const u
     guard(|| {
         // SAFETY: the caller's contract, checked for NULL and alignment.
         let (s, frame) = unsafe { (arg_mut(s)?, bytes(frame, len)?) };
-        s.retry(rustix::event::PollFlags::OUT, None, |sock| match sock {
-            Sock::Stream(st) => st.send_frame(frame),
-            Sock::Packet(p) => p.send_frame(frame),
-        })?;
+        s.send(frame, None)?;
         Ok(EMBER_OK)
     })
 }
 
-/// Sends one frame to the datagram socket at `name` (path or `@abstract`).
+/// `ember_socket_send` waiting at most `timeout_ms` for room (`EMBER_FOREVER`: no limit;
+/// 0: only if there is room now), so a peer that stopped reading cannot block the sender
+/// for ever. A stream frame that started to go out is finished within 2 s (else cut short;
+/// the receiver resynchronises). Returns `EMBER_OK`; `EMBER_ETIMEDOUT` (nothing sent);
+/// `EMBER_ECANCELED` (the installed canceler, nothing sent); `EMBER_EAGAIN` in nonblocking
+/// mode; `EMBER_EINVAL` (a NULL or misaligned pointer); `EMBER_EPEERGONE`;
+/// `EMBER_ETOOBIG`; `EMBER_EBADMSG`; `EMBER_EUNCHECKED`; `EMBER_EOS`.
+///
+/// # Safety
+///
+/// `s` a socket handle; `frame` `len` readable bytes.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_socket_send_timeout(
+    s: *mut ember_socket,
+    frame: *const u8,
+    len: usize,
+    timeout_ms: i64,
+) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let (s, frame) = unsafe { (arg_mut(s)?, bytes(frame, len)?) };
+        s.send(frame, deadline(timeout_ms))?;
+        Ok(EMBER_OK)
+    })
+}
+
+/// Sends one frame to the datagram socket at `name` (path or `@abstract`), waiting while
+/// its queue is full (`EMBER_EAGAIN` instead in nonblocking mode). Returns `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+/// installed with `ember_set_canceler` was cancelled: nothing taken or sent);
+/// `EMBER_EINVAL` (a NULL or misaligned pointer, a `name` empty, not UTF-8 or too long for
+/// an address); `EMBER_ETOOBIG` over the socket's message size; `EMBER_EBADMSG` if `frame` is
+/// not exactly one frame; `EMBER_EOS` (`ECONNREFUSED` or `ENOENT`: nobody there;
+/// `EOPNOTSUPP` on a stream socket).
 ///
 /// # Safety
 ///
@@ -326,8 +421,13 @@ pub unsafe extern "C" fn ember_socket_send_to(
 }
 
 /// Receives one frame into `buf` (`cap` bytes, at least `EMBER_SOCKET_MAX_FRAME`), waiting
-/// up to `timeout_ms`. `EMBER_EPEERGONE` when the peer closed; `EMBER_EBADMSG` for a
-/// damaged frame (dropped; the next receive goes on); `EMBER_ENOSPC` for a small buffer.
+/// up to `timeout_ms`. Returns `EMBER_OK` with its length in `*len`; `EMBER_ECANCELED` (the canceler
+/// installed with `ember_set_canceler` was cancelled: nothing taken or sent); `EMBER_ETIMEDOUT`;
+/// `EMBER_EAGAIN` in nonblocking mode; `EMBER_EPEERGONE` when the peer closed;
+/// `EMBER_EBADMSG` for a damaged frame (dropped; the next receive goes on);
+/// `EMBER_ETOOBIG` for a frame over `EMBER_SOCKET_MAX_FRAME` (dropped);
+/// `EMBER_ENOSPC` for a small buffer; `EMBER_EINVAL` (a NULL or misaligned pointer);
+/// `EMBER_EOS`.
 ///
 /// # Safety
 ///
@@ -357,6 +457,12 @@ pub unsafe extern "C" fn ember_socket_recv(
 
 /// Sends one frame with `nfds` file descriptors attached (seqpacket and datagram sockets;
 /// at most `EMBER_SOCKET_MAX_FDS`). The receiver gets its own copies; ours stay open.
+/// Waits while the socket is full (`EMBER_EAGAIN` instead in nonblocking mode). Returns
+/// `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+/// installed with `ember_set_canceler` was cancelled: nothing taken or sent); `EMBER_EINVAL` (a NULL or misaligned pointer, more than
+/// `EMBER_SOCKET_MAX_FDS` fds or a negative one, a stream socket); `EMBER_EPEERGONE` if the
+/// peer closed; `EMBER_ETOOBIG` over the socket's message size; `EMBER_EBADMSG` if `frame`
+/// is not exactly one frame; `EMBER_EOS` (another `sendmsg` failure).
 ///
 /// # Safety
 ///
@@ -400,7 +506,12 @@ pub unsafe extern "C" fn ember_socket_send_fds(
 /// `timeout_ms`: up to `max_fds` (at most `EMBER_SOCKET_MAX_FDS` are taken) into `fds` (the
 /// caller owns and closes them), their number into `*nfds`. A message with more
 /// descriptors than that is refused whole (`EMBER_ETOOBIG`; its descriptors closed), so
-/// nothing leaks.
+/// nothing leaks. Returns `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+/// installed with `ember_set_canceler` was cancelled: nothing taken or sent); `EMBER_ETIMEDOUT`; `EMBER_EAGAIN` in nonblocking
+/// mode; `EMBER_EPEERGONE` when the peer closed; `EMBER_EBADMSG` for a damaged frame
+/// (dropped); `EMBER_ETOOBIG` (too many fds, or a frame over `EMBER_SOCKET_MAX_FRAME`);
+/// `EMBER_ENOSPC` for a small buffer; `EMBER_EINVAL` (a NULL or misaligned pointer, a
+/// stream socket); `EMBER_EOS`.
 ///
 /// # Safety
 ///
@@ -448,6 +559,8 @@ pub unsafe extern "C" fn ember_socket_recv_fds(
 }
 
 /// The credentials of the connected peer (`SO_PEERCRED`, as they were when it connected).
+/// Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned pointer); `EMBER_EOS`
+/// (`getsockopt` failed).
 ///
 /// # Safety
 ///
@@ -466,7 +579,8 @@ pub unsafe extern "C" fn ember_socket_peer_creds(s: *const ember_socket, out: *m
 }
 
 /// Switches nonblocking mode: receives and sends return `EMBER_EAGAIN` instead of waiting
-/// (a stream frame already half sent is still finished).
+/// (a stream frame already half sent is still finished). Returns `EMBER_OK`, or
+/// `EMBER_EINVAL` (a NULL or misaligned handle).
 ///
 /// # Safety
 ///
@@ -485,7 +599,7 @@ pub unsafe extern "C" fn ember_socket_set_nonblocking(s: *mut ember_socket, on: 
 
 /// The socket's fd, for `poll`/`epoll` (still owned by the handle; it is `O_NONBLOCK`). A
 /// stream socket buffers what it reads: after `POLLIN`, in nonblocking mode, receive until
-/// `EMBER_EAGAIN`.
+/// `EMBER_EAGAIN`. `EMBER_EINVAL` for a NULL or misaligned handle.
 ///
 /// # Safety
 ///
@@ -530,7 +644,7 @@ pub unsafe extern "C" fn ember_socket_into_fd(s: *mut ember_socket, fd: *mut c_i
     })
 }
 
-/// The listener's fd, for `poll`/`epoll`.
+/// The listener's fd, for `poll`/`epoll`, or `EMBER_EINVAL` (a NULL or misaligned handle).
 ///
 /// # Safety
 ///
@@ -573,4 +687,70 @@ pub unsafe extern "C" fn ember_uds_listener_free(l: *mut ember_uds_listener) {
         // SAFETY: made by `Box::into_raw` here, freed once.
         drop(unsafe { Box::from_raw(l) });
     }
+}
+
+/// Sets the socket's integrity: `EMBER_INTEGRITY_CHECKED` makes the sends refuse frames
+/// with `EMBER_FLAG_UNCHECKED` (`EMBER_EUNCHECKED`, nothing sent); with
+/// `EMBER_INTEGRITY_UNCHECKED` (the default on a Unix socket) either kind goes. Returns
+/// `EMBER_OK`, or `EMBER_EINVAL` for a NULL handle or another value.
+///
+/// # Safety
+///
+/// `s` a socket handle.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_socket_set_integrity(s: *mut ember_socket, integrity: c_int) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let s = unsafe { arg_mut(s)? };
+        let i = crate::frame::integrity(integrity)?;
+        match &mut s.s {
+            Sock::Stream(st) => st.set_integrity(i),
+            Sock::Packet(p) => p.set_integrity(i),
+        }
+        Ok(EMBER_OK)
+    })
+}
+
+/// The socket's integrity setting (`EMBER_INTEGRITY_*`), or `EMBER_EINVAL` for NULL.
+///
+/// # Safety
+///
+/// `s` a socket handle.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_socket_integrity(s: *const ember_socket) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let s = unsafe { arg(s)? };
+        let i = match &s.s {
+            Sock::Stream(st) => st.integrity(),
+            Sock::Packet(p) => p.integrity(),
+        };
+        Ok(crate::frame::integrity_code(i))
+    })
+}
+
+/// Makes the socket refuse (`on` != 0) or accept (`on` == 0, the default) received frames
+/// whose payload is not covered by the checksum: `EMBER_EUNCHECKED`, the frame skipped.
+/// Returns `EMBER_OK`, or `EMBER_EINVAL` for NULL.
+///
+/// # Safety
+///
+/// `s` a socket handle.
+///
+/// Thread safety: not with other calls on the same handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_socket_require_checked(s: *mut ember_socket, on: c_int) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let s = unsafe { arg_mut(s)? };
+        match &mut s.s {
+            Sock::Stream(st) => st.require_checked(on != 0),
+            Sock::Packet(p) => p.require_checked(on != 0),
+        }
+        Ok(EMBER_OK)
+    })
 }

@@ -25,6 +25,7 @@ fn assert_send_sync<T: Send + Sync>() {}
 fn send_and_sync() {
     assert_send::<ember_dbus>();
     assert_send_sync::<ember_accumulator>();
+    assert_send_sync::<ember::cancel::ember_canceler>();
     assert_send_sync::<ember_dbus_args>();
     assert_send_sync::<ember_dbus_iter>();
     assert_send_sync::<ember_mq>();

@@ -45,7 +45,7 @@ pub struct ember_dbus_args {
     /// An error a method handler answers with (`ember_dbus_args_set_error`).
     pub(crate) error_name: [u8; 256],
     pub(crate) error_name_len: usize,
-    pub(crate) error_message: [u8; 96],
+    /// The error's message is kept at the start of `buf` (the results are void then).
     pub(crate) error_message_len: usize,
 }
 
@@ -84,9 +84,13 @@ impl ember_dbus_args {
             nfds: 0,
             error_name: [0; 256],
             error_name_len: 0,
-            error_message: [0; 96],
             error_message_len: 0,
         }
+    }
+
+    /// The message of the error set by `ember_dbus_args_set_error` (empty if none).
+    pub(crate) fn error_message(&self) -> &str {
+        core::str::from_utf8(&self.buf[..self.error_message_len]).unwrap_or("")
     }
 
     pub(crate) fn clear(&mut self) {
@@ -191,7 +195,8 @@ impl ember_dbus_args {
 }
 
 /// An argument builder whose values take up to `capacity` bytes (the largest body it
-/// builds; 4096 is plenty for most calls).
+/// builds; 4096 is plenty for most calls). Returns `EMBER_OK`, or `EMBER_EINVAL` (`out`
+/// NULL or misaligned, `capacity` 0 or over 128 MiB).
 ///
 /// # Safety
 ///
@@ -211,7 +216,8 @@ pub unsafe extern "C" fn ember_dbus_args_new(capacity: usize, out: *mut *mut emb
     })
 }
 
-/// Empties the builder (to build the next message with it).
+/// Empties the builder (to build the next message with it). Returns `EMBER_OK`, or
+/// `EMBER_EINVAL` (a NULL or misaligned handle).
 ///
 /// # Safety
 ///
@@ -245,8 +251,8 @@ pub unsafe extern "C" fn ember_dbus_args_free(a: *mut ember_dbus_args) {
 /// Appends a byte (`y`).
 ///
 /// Returns `EMBER_OK`; `EMBER_ENOSPC` when the builder is full; `EMBER_ETOOBIG` when the
-/// signature would pass 255 bytes; `EMBER_EINVAL` for a NULL handle. A failed append
-/// leaves the builder as it was.
+/// signature would pass 255 bytes; `EMBER_EINVAL` for a NULL or misaligned handle. A
+/// failed append leaves the builder as it was.
 ///
 /// # Safety
 ///
@@ -259,7 +265,10 @@ pub unsafe extern "C" fn ember_dbus_args_add_byte(a: *mut ember_dbus_args, v: u8
     guard(|| unsafe { arg_mut(a)? }.fixed(b'y', &v.to_ne_bytes()))
 }
 
-/// Appends an `int16_t` (`n`). As `ember_dbus_args_add_byte`.
+/// Appends an `int16_t` (`n`). Returns `EMBER_OK`;
+/// `EMBER_EINVAL` (a NULL or misaligned handle); `EMBER_ENOSPC` (the builder is full);
+/// `EMBER_ETOOBIG` (the signature would pass 255 bytes). A failed append leaves the
+/// builder as it was.
 ///
 /// # Safety
 ///
@@ -272,7 +281,10 @@ pub unsafe extern "C" fn ember_dbus_args_add_int16(a: *mut ember_dbus_args, v: i
     guard(|| unsafe { arg_mut(a)? }.fixed(b'n', &v.to_ne_bytes()))
 }
 
-/// Appends a `uint16_t` (`q`). As `ember_dbus_args_add_byte`.
+/// Appends a `uint16_t` (`q`). Returns `EMBER_OK`;
+/// `EMBER_EINVAL` (a NULL or misaligned handle); `EMBER_ENOSPC` (the builder is full);
+/// `EMBER_ETOOBIG` (the signature would pass 255 bytes). A failed append leaves the
+/// builder as it was.
 ///
 /// # Safety
 ///
@@ -285,7 +297,10 @@ pub unsafe extern "C" fn ember_dbus_args_add_uint16(a: *mut ember_dbus_args, v: 
     guard(|| unsafe { arg_mut(a)? }.fixed(b'q', &v.to_ne_bytes()))
 }
 
-/// Appends an `int32_t` (`i`). As `ember_dbus_args_add_byte`.
+/// Appends an `int32_t` (`i`). Returns `EMBER_OK`;
+/// `EMBER_EINVAL` (a NULL or misaligned handle); `EMBER_ENOSPC` (the builder is full);
+/// `EMBER_ETOOBIG` (the signature would pass 255 bytes). A failed append leaves the
+/// builder as it was.
 ///
 /// # Safety
 ///
@@ -298,7 +313,10 @@ pub unsafe extern "C" fn ember_dbus_args_add_int32(a: *mut ember_dbus_args, v: i
     guard(|| unsafe { arg_mut(a)? }.fixed(b'i', &v.to_ne_bytes()))
 }
 
-/// Appends a `uint32_t` (`u`). As `ember_dbus_args_add_byte`.
+/// Appends a `uint32_t` (`u`). Returns `EMBER_OK`;
+/// `EMBER_EINVAL` (a NULL or misaligned handle); `EMBER_ENOSPC` (the builder is full);
+/// `EMBER_ETOOBIG` (the signature would pass 255 bytes). A failed append leaves the
+/// builder as it was.
 ///
 /// # Safety
 ///
@@ -311,7 +329,10 @@ pub unsafe extern "C" fn ember_dbus_args_add_uint32(a: *mut ember_dbus_args, v: 
     guard(|| unsafe { arg_mut(a)? }.fixed(b'u', &v.to_ne_bytes()))
 }
 
-/// Appends an `int64_t` (`x`). As `ember_dbus_args_add_byte`.
+/// Appends an `int64_t` (`x`). Returns `EMBER_OK`;
+/// `EMBER_EINVAL` (a NULL or misaligned handle); `EMBER_ENOSPC` (the builder is full);
+/// `EMBER_ETOOBIG` (the signature would pass 255 bytes). A failed append leaves the
+/// builder as it was.
 ///
 /// # Safety
 ///
@@ -324,7 +345,10 @@ pub unsafe extern "C" fn ember_dbus_args_add_int64(a: *mut ember_dbus_args, v: i
     guard(|| unsafe { arg_mut(a)? }.fixed(b'x', &v.to_ne_bytes()))
 }
 
-/// Appends a `uint64_t` (`t`). As `ember_dbus_args_add_byte`.
+/// Appends a `uint64_t` (`t`). Returns `EMBER_OK`;
+/// `EMBER_EINVAL` (a NULL or misaligned handle); `EMBER_ENOSPC` (the builder is full);
+/// `EMBER_ETOOBIG` (the signature would pass 255 bytes). A failed append leaves the
+/// builder as it was.
 ///
 /// # Safety
 ///
@@ -337,7 +361,10 @@ pub unsafe extern "C" fn ember_dbus_args_add_uint64(a: *mut ember_dbus_args, v: 
     guard(|| unsafe { arg_mut(a)? }.fixed(b't', &v.to_ne_bytes()))
 }
 
-/// Appends a `double` (`d`). As `ember_dbus_args_add_byte`.
+/// Appends a `double` (`d`). Returns `EMBER_OK`;
+/// `EMBER_EINVAL` (a NULL or misaligned handle); `EMBER_ENOSPC` (the builder is full);
+/// `EMBER_ETOOBIG` (the signature would pass 255 bytes). A failed append leaves the
+/// builder as it was.
 ///
 /// # Safety
 ///
@@ -350,7 +377,10 @@ pub unsafe extern "C" fn ember_dbus_args_add_double(a: *mut ember_dbus_args, v: 
     guard(|| unsafe { arg_mut(a)? }.fixed(b'd', &v.to_ne_bytes()))
 }
 
-/// Appends a boolean (`b`): 0 is false, anything else true. As `ember_dbus_args_add_byte`.
+/// Appends a boolean (`b`): 0 is false, anything else true. Returns `EMBER_OK`;
+/// `EMBER_EINVAL` (a NULL or misaligned handle); `EMBER_ENOSPC` (the builder is full);
+/// `EMBER_ETOOBIG` (the signature would pass 255 bytes). A failed append leaves the
+/// builder as it was.
 ///
 /// # Safety
 ///
@@ -366,7 +396,9 @@ pub unsafe extern "C" fn ember_dbus_args_add_bool(a: *mut ember_dbus_args, v: c_
     })
 }
 
-/// Appends a string (`s`): UTF-8 (`EMBER_EINVAL` otherwise). As `ember_dbus_args_add_byte`.
+/// Appends a string (`s`). Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned
+/// pointer, a string not UTF-8); `EMBER_ENOSPC` (the builder is full); `EMBER_ETOOBIG`
+/// (the signature would pass 255 bytes). A failed append leaves the builder as it was.
 ///
 /// # Safety
 ///
@@ -382,7 +414,10 @@ pub unsafe extern "C" fn ember_dbus_args_add_string(a: *mut ember_dbus_args, s: 
     })
 }
 
-/// Appends an object path (`o`): `EMBER_EINVAL` if `path` is not a valid one.
+/// Appends an object path (`o`). Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned
+/// pointer, `path` not a valid object path); `EMBER_ENOSPC` (the builder is full);
+/// `EMBER_ETOOBIG` (the signature would pass 255 bytes). A failed append leaves the
+/// builder as it was.
 ///
 /// # Safety
 ///
@@ -401,7 +436,10 @@ pub unsafe extern "C" fn ember_dbus_args_add_object_path(a: *mut ember_dbus_args
     })
 }
 
-/// Appends a signature (`g`): `EMBER_EINVAL` if `sig` is not a valid one.
+/// Appends a signature (`g`). Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned
+/// pointer, `sig` not a valid signature); `EMBER_ENOSPC` (the builder is full);
+/// `EMBER_ETOOBIG` (the signature would pass 255 bytes). A failed append leaves the
+/// builder as it was.
 ///
 /// # Safety
 ///
@@ -425,7 +463,9 @@ pub unsafe extern "C" fn ember_dbus_args_add_signature(a: *mut ember_dbus_args, 
 
 /// Appends a Unix fd (`h`): `fd` is sent with the message (duplicated by the kernel; the
 /// caller keeps it, and must keep it open until the message is sent). At most 16 per
-/// message (`EMBER_ETOOBIG`); `EMBER_EINVAL` for a negative fd.
+/// message. Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned handle, a negative
+/// fd); `EMBER_ETOOBIG` (a 17th fd, or the signature would pass 255 bytes);
+/// `EMBER_ENOSPC` (the builder is full).
 ///
 /// # Safety
 ///
@@ -509,8 +549,9 @@ fn open(a: &mut ember_dbus_args, kind: u8, inner: &str) -> Result<c_int, c_int> 
 
 /// Opens an array whose elements are of the complete type `element` (e.g. `"s"`, `"{sv}"`,
 /// `"(ii)"`); append the elements, then `ember_dbus_args_close`. The elements' types are
-/// checked when the message is sent. Returns `EMBER_OK`, `EMBER_EINVAL` (bad signature),
-/// `EMBER_ENOSPC`, or `EMBER_ETOOBIG` (nested more than 64 deep).
+/// checked when the message is sent. Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or
+/// misaligned handle, a bad signature); `EMBER_ENOSPC` (the builder is full);
+/// `EMBER_ETOOBIG` (nested more than 64 deep, or the signature would pass 255 bytes).
 ///
 /// # Safety
 ///
@@ -526,8 +567,10 @@ pub unsafe extern "C" fn ember_dbus_args_open_array(a: *mut ember_dbus_args, ele
     })
 }
 
-/// Opens a struct (`(...)`); append its fields, then `ember_dbus_args_close`. As
-/// `ember_dbus_args_open_array`.
+/// Opens a struct (`(...)`); append its fields, then `ember_dbus_args_close`. Returns
+/// `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned handle); `EMBER_ENOSPC` (the builder
+/// is full); `EMBER_ETOOBIG` (nested more than 64 deep, or the signature would pass 255
+/// bytes).
 ///
 /// # Safety
 ///
@@ -543,7 +586,10 @@ pub unsafe extern "C" fn ember_dbus_args_open_struct(a: *mut ember_dbus_args) ->
 }
 
 /// Opens a dict entry (`{..}`, inside an array of them); append the key and the value,
-/// then `ember_dbus_args_close`. As `ember_dbus_args_open_array`.
+/// then `ember_dbus_args_close`. Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or
+/// misaligned handle); `EMBER_ENOSPC` (the builder is full); `EMBER_ETOOBIG` (nested more
+/// than 64 deep, or the signature would pass 255 bytes). Whether it is inside an array of
+/// dict entries is checked when the message is sent.
 ///
 /// # Safety
 ///
@@ -559,7 +605,9 @@ pub unsafe extern "C" fn ember_dbus_args_open_dict_entry(a: *mut ember_dbus_args
 }
 
 /// Opens a variant holding one value of the complete type `sig`; append it, then
-/// `ember_dbus_args_close`. As `ember_dbus_args_open_array`.
+/// `ember_dbus_args_close`. Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned
+/// pointer, `sig` not one complete type); `EMBER_ENOSPC` (the builder is full);
+/// `EMBER_ETOOBIG` (nested more than 64 deep, or the signature would pass 255 bytes).
 ///
 /// # Safety
 ///
@@ -616,7 +664,8 @@ pub unsafe extern "C" fn ember_dbus_args_close(a: *mut ember_dbus_args) -> c_int
 }
 
 /// The signature of what the builder holds, copied with its NUL into `buf` (`cap` bytes,
-/// 256 always suffice): `EMBER_ENOSPC` if it does not fit.
+/// 256 always suffice). Returns `EMBER_OK`; `EMBER_ENOSPC` if it does not fit;
+/// `EMBER_EINVAL` (a NULL or misaligned pointer).
 ///
 /// # Safety
 ///
@@ -644,7 +693,11 @@ pub(crate) fn copy_cstr(s: &[u8], buf: &mut [u8]) -> Result<c_int, c_int> {
 
 /// Inside a method handler: answers the call with the D-Bus error `name` (e.g.
 /// `org.example.Error.Busy`; a valid error name, else `EMBER_EINVAL`) and `message` (may
-/// be NULL; cut at 95 bytes), instead of the results. The handler then returns nonzero.
+/// be NULL; sent whole, up to the builder's capacity, where it is cut at a character
+/// boundary), instead of the results: the results built so far are dropped (the message is
+/// kept in their place). The handler then returns nonzero.
+/// Returns `EMBER_OK`, or `EMBER_EINVAL` (a NULL or misaligned pointer, a bad name, a
+/// message not UTF-8).
 ///
 /// # Safety
 ///
@@ -672,11 +725,14 @@ pub unsafe extern "C" fn ember_dbus_args_set_error(
         }
         a.error_name[..n.len()].copy_from_slice(n.as_bytes());
         a.error_name_len = n.len();
-        let mut cut = m.len().min(a.error_message.len() - 1);
+        let mut cut = m.len().min(a.buf.len());
         while !m.is_char_boundary(cut) {
             cut -= 1;
         }
-        a.error_message[..cut].copy_from_slice(&m.as_bytes()[..cut]);
+        // In the results' place: the reply is this error.
+        a.clear();
+        a.error_name_len = n.len();
+        a.buf[..cut].copy_from_slice(&m.as_bytes()[..cut]);
         a.error_message_len = cut;
         Ok(EMBER_OK)
     })

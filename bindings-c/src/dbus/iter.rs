@@ -192,7 +192,9 @@ pub unsafe extern "C" fn ember_dbus_iter_byte(it: *mut ember_dbus_iter, out: *mu
     })
 }
 
-/// Reads an `int16_t` (`n`). As `ember_dbus_iter_byte`.
+/// Reads an `int16_t` (`n`). Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned pointer, an
+/// iterator not initialised, or the next value has another type or there is none: the
+/// iterator does not move); `EMBER_EBADMSG` (it cannot be read).
 ///
 /// # Safety
 ///
@@ -211,7 +213,9 @@ pub unsafe extern "C" fn ember_dbus_iter_int16(it: *mut ember_dbus_iter, out: *m
     })
 }
 
-/// Reads a `uint16_t` (`q`). As `ember_dbus_iter_byte`.
+/// Reads a `uint16_t` (`q`). Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned pointer, an
+/// iterator not initialised, or the next value has another type or there is none: the
+/// iterator does not move); `EMBER_EBADMSG` (it cannot be read).
 ///
 /// # Safety
 ///
@@ -230,7 +234,9 @@ pub unsafe extern "C" fn ember_dbus_iter_uint16(it: *mut ember_dbus_iter, out: *
     })
 }
 
-/// Reads an `int32_t` (`i`). As `ember_dbus_iter_byte`.
+/// Reads an `int32_t` (`i`). Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned pointer, an
+/// iterator not initialised, or the next value has another type or there is none: the
+/// iterator does not move); `EMBER_EBADMSG` (it cannot be read).
 ///
 /// # Safety
 ///
@@ -249,7 +255,9 @@ pub unsafe extern "C" fn ember_dbus_iter_int32(it: *mut ember_dbus_iter, out: *m
     })
 }
 
-/// Reads a `uint32_t` (`u`). As `ember_dbus_iter_byte`.
+/// Reads a `uint32_t` (`u`). Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned pointer, an
+/// iterator not initialised, or the next value has another type or there is none: the
+/// iterator does not move); `EMBER_EBADMSG` (it cannot be read).
 ///
 /// # Safety
 ///
@@ -268,7 +276,9 @@ pub unsafe extern "C" fn ember_dbus_iter_uint32(it: *mut ember_dbus_iter, out: *
     })
 }
 
-/// Reads an `int64_t` (`x`). As `ember_dbus_iter_byte`.
+/// Reads an `int64_t` (`x`). Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned pointer, an
+/// iterator not initialised, or the next value has another type or there is none: the
+/// iterator does not move); `EMBER_EBADMSG` (it cannot be read).
 ///
 /// # Safety
 ///
@@ -287,7 +297,9 @@ pub unsafe extern "C" fn ember_dbus_iter_int64(it: *mut ember_dbus_iter, out: *m
     })
 }
 
-/// Reads a `uint64_t` (`t`). As `ember_dbus_iter_byte`.
+/// Reads a `uint64_t` (`t`). Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned pointer, an
+/// iterator not initialised, or the next value has another type or there is none: the
+/// iterator does not move); `EMBER_EBADMSG` (it cannot be read).
 ///
 /// # Safety
 ///
@@ -306,7 +318,9 @@ pub unsafe extern "C" fn ember_dbus_iter_uint64(it: *mut ember_dbus_iter, out: *
     })
 }
 
-/// Reads a `double` (`d`). As `ember_dbus_iter_byte`.
+/// Reads a `double` (`d`). Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned pointer, an
+/// iterator not initialised, or the next value has another type or there is none: the
+/// iterator does not move); `EMBER_EBADMSG` (it cannot be read).
 ///
 /// # Safety
 ///
@@ -326,7 +340,9 @@ pub unsafe extern "C" fn ember_dbus_iter_double(it: *mut ember_dbus_iter, out: *
 }
 
 /// Reads a Unix fd's index (`h`): take the fd itself with `ember_dbus_take_fd` (or
-/// `ember_dbus_call_take_fd` in a handler). As `ember_dbus_iter_byte`.
+/// `ember_dbus_call_take_fd` in a handler). Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned pointer, an
+/// iterator not initialised, or the next value has another type or there is none: the
+/// iterator does not move); `EMBER_EBADMSG` (it cannot be read).
 ///
 /// # Safety
 ///
@@ -345,7 +361,9 @@ pub unsafe extern "C" fn ember_dbus_iter_unix_fd(it: *mut ember_dbus_iter, out: 
     })
 }
 
-/// Reads a boolean (`b`) as 0 or 1. As `ember_dbus_iter_byte`.
+/// Reads a boolean (`b`) as 0 or 1. Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned pointer, an
+/// iterator not initialised, or the next value has another type or there is none: the
+/// iterator does not move); `EMBER_EBADMSG` (it cannot be read).
 ///
 /// # Safety
 ///
@@ -365,8 +383,10 @@ pub unsafe extern "C" fn ember_dbus_iter_bool(it: *mut ember_dbus_iter, out: *mu
 }
 
 /// Reads a string (`s`) or an object path (`o`): `*out` points into the message (UTF-8,
-/// NUL-terminated; valid as long as the iterator), `*len` (may be NULL) is its length. As
-/// `ember_dbus_iter_int32`.
+/// NUL-terminated; valid as long as the iterator), `*len` (may be NULL) is its length.
+/// Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned pointer, an
+/// iterator not initialised, or the next value has another type or there is none: the
+/// iterator does not move); `EMBER_EBADMSG` (it cannot be read).
 ///
 /// # Safety
 ///
@@ -397,8 +417,10 @@ pub unsafe extern "C" fn ember_dbus_iter_string(
 }
 
 /// Reads a signature (`g`), copied with its NUL into `buf` (`cap` bytes; 256 always
-/// suffice). As `ember_dbus_iter_byte`; `EMBER_ENOSPC` (the iterator does not move) if it
-/// does not fit.
+/// suffice). Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned pointer, an
+/// iterator not initialised, or the next value has another type or there is none: the
+/// iterator does not move); `EMBER_EBADMSG` (it cannot be read). `EMBER_ENOSPC` (the
+/// iterator does not move) if it does not fit.
 ///
 /// # Safety
 ///
@@ -427,7 +449,10 @@ pub unsafe extern "C" fn ember_dbus_iter_signature(it: *mut ember_dbus_iter, buf
 }
 
 /// Reads an array of bytes (`ay`) at once: `*data` points to its `*len` bytes in the
-/// message. As `ember_dbus_iter_byte` (`EMBER_EINVAL` for other arrays).
+/// message. Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned pointer, an
+/// iterator not initialised, or the next value has another type or there is none: the
+/// iterator does not move); `EMBER_EBADMSG` (it cannot be read). Another array is
+/// `EMBER_EINVAL` too.
 ///
 /// # Safety
 ///
@@ -456,7 +481,10 @@ pub unsafe extern "C" fn ember_dbus_iter_bytes(
 /// `*child` iterates its elements, fields, or one value; `it` moves past it. What kind of
 /// container it is, `ember_dbus_iter_type` says first; the types inside, the child's
 /// `ember_dbus_iter_type`, or for an array, even an empty one,
-/// `ember_dbus_iter_element_type` before entering it. As `ember_dbus_iter_byte`.
+/// `ember_dbus_iter_element_type` before entering it. Returns `EMBER_OK`; `EMBER_EINVAL`
+/// (a NULL or misaligned pointer, `child` equal to `it`, an iterator not initialised, or
+/// the next value is no container or there is none: the iterator does not move);
+/// `EMBER_EBADMSG` (it cannot be read).
 ///
 /// # Safety
 ///

@@ -2,13 +2,16 @@
 //! and replies read with `ember_dbus_iter_*`, signals (emit, match, receive), bus names,
 //! and serving objects from a table of methods with C callbacks.
 //!
-//! A connection holds two 64 KiB buffers (the largest message it sends or receives). A
-//! received message, the strings it points to and the iterators over it borrow the
+//! A connection holds two buffers, allocated when it connects: 64 KiB each with
+//! `ember_dbus_connect`, the caller's sizes (256 bytes to 128 MiB) with
+//! `ember_dbus_connect_sized`; the receive buffer's size is the largest message it takes in,
+//! the build buffer's the largest it sends. A received message, the strings it points to and the iterators over it borrow the
 //! receive buffer: they are valid until the next receive, call or `ember_dbus_process` on
 //! that connection. Nothing is allocated after `_new`.
 
 pub mod args;
 pub mod iter;
+pub mod listener;
 pub mod serve;
 
 use core::ffi::{c_char, c_int, c_void};
@@ -16,15 +19,21 @@ use core::time::Duration;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd};
 
 use ember_core::dbus::{Builder, Message, MessageType};
-use ember_linux::dbus::{CallError, Connection, RequestNameReply};
+use ember_linux::dbus::{CallError, ConnectionWith, Heap, RequestNameReply};
 
 pub use args::ember_dbus_args;
 pub use iter::ember_dbus_iter;
 
 use crate::error::*;
 
-/// The largest message a connection sends or receives.
+/// The size of each buffer of a connection made by `ember_dbus_connect`: the largest
+/// message it sends or receives.
 pub const EMBER_DBUS_MAX_MESSAGE: usize = 65536;
+/// The specification's largest message (128 MiB): the largest buffer
+/// `ember_dbus_connect_sized` takes.
+pub const EMBER_DBUS_SPEC_MAX_MESSAGE: usize = 128 * 1024 * 1024;
+/// The smallest buffer `ember_dbus_connect_sized` takes.
+pub const EMBER_DBUS_MIN_BUFFER: usize = 256;
 
 /// A method call.
 pub const EMBER_DBUS_METHOD_CALL: c_int = 1;
@@ -59,13 +68,16 @@ pub struct ember_dbus {
     /// that calls back into the same connection gets `EMBER_EBUSY` instead of a second
     /// `&mut` to it.
     busy: core::cell::Cell<bool>,
-    c: Connection<EMBER_DBUS_MAX_MESSAGE>,
+    /// The generation of the canceler installed (`ember_set_canceler`) when the connection
+    /// last looked: when it changes, the connection takes the new one's eventfd.
+    cancel_src: core::cell::Cell<usize>,
+    c: ConnectionWith<Heap>,
 }
 
 /// The connection, borrowed by one export; released on drop.
 pub(crate) struct Entered<'a> {
     busy: &'a core::cell::Cell<bool>,
-    pub(crate) c: &'a mut Connection<EMBER_DBUS_MAX_MESSAGE>,
+    pub(crate) c: &'a mut ConnectionWith<Heap>,
 }
 
 impl Drop for Entered<'_> {
@@ -94,7 +106,16 @@ pub(crate) unsafe fn enter<'a>(d: *mut ember_dbus) -> Result<Entered<'a>, c_int>
     // SAFETY: live by the caller's contract; the flag just taken guarantees no other
     // borrow of this field is alive (every export goes through `enter`).
     let c = unsafe { &mut *core::ptr::addr_of_mut!((*d).c) };
-    Ok(Entered { busy, c })
+    let entered = Entered { busy, c };
+    // SAFETY: as for `busy`: a shared borrow of a `Cell` field no `&mut` covers.
+    let src = unsafe { &*core::ptr::addr_of!((*d).cancel_src) };
+    let now = crate::cancel::generation();
+    if src.get() != now {
+        // The installed canceler changed: watch the new one (one `dup` per change).
+        entered.c.set_canceler(crate::cancel::current()).map_err(code)?;
+        src.set(now);
+    }
+    Ok(entered)
 }
 
 /// A received message: its header, and an iterator over its body. The strings point into
@@ -238,11 +259,11 @@ fn send(d: &mut Entered<'_>, b: Builder<'_>, args: Option<&ember_dbus_args>) -> 
 /// Connects to the bus at `address` (a D-Bus address such as
 /// `unix:path=/run/dbus/system_bus_socket`; NULL: the session bus of
 /// `DBUS_SESSION_BUS_ADDRESS`), authenticates (`EXTERNAL`) and says `Hello`, waiting at
-/// most 10 s. Returns `EMBER_OK`; `EMBER_EINVAL` (bad address, or no session bus address
-/// set); `EMBER_EOS` (no bus there: `ENOENT`, `ECONNREFUSED`; refused: `EACCES`);
-/// `EMBER_ETIMEDOUT`. The connection is built on the stack before it is moved to the heap:
-/// call it with 512 KiB of stack to spare (the main thread has 8 MiB; a musl thread has
-/// 128 KiB unless it is made with a larger `pthread_attr_setstacksize`).
+/// most 10 s, with two 64 KiB buffers (`EMBER_DBUS_MAX_MESSAGE`). Returns `EMBER_OK`;
+/// `EMBER_EINVAL` (a NULL `out`, a bad address, or no session bus address set);
+/// `EMBER_EOS` (no bus there: `ENOENT`, `ECONNREFUSED`; authentication refused:
+/// `EACCES`); `EMBER_ETIMEDOUT`; `EMBER_EPEERGONE` (the bus hung up during the
+/// handshake); `EMBER_EBADMSG` (a malformed answer to `Hello`).
 ///
 /// # Safety
 ///
@@ -251,20 +272,68 @@ fn send(d: &mut Entered<'_>, b: Builder<'_>, args: Option<&ember_dbus_args>) -> 
 /// Thread safety: any thread.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ember_dbus_connect(address: *const c_char, out: *mut *mut ember_dbus) -> c_int {
+    // SAFETY: the caller's contract, passed on.
+    unsafe {
+        ember_dbus_connect_sized(
+            address,
+            EMBER_DBUS_MAX_MESSAGE,
+            EMBER_DBUS_MAX_MESSAGE,
+            EMBER_DBUS_MAX_MESSAGE,
+            10_000,
+            out,
+        )
+    }
+}
+
+/// `ember_dbus_connect` with the caller's buffer sizes and time limit: `rx_size` bytes to
+/// receive into (the largest message this connection takes in; a larger one is refused
+/// with `EMBER_ETOOBIG`, see `ember_dbus_last_refused`), `tx_size` bytes to build in (the
+/// largest message it sends), each from `EMBER_DBUS_MIN_BUFFER` (256) to
+/// `EMBER_DBUS_SPEC_MAX_MESSAGE` (128 MiB), and a queue of `queue_size` bytes (0 to 128
+/// MiB; each message takes its length rounded up to 8, plus 16) for the messages that
+/// arrive while a call waits and the replies of calls in flight, all allocated here once;
+/// connecting, authenticating and `Hello` within `timeout_ms` (negative: no limit).
+/// `ember_dbus_connect`'s queue is 64 KiB. Returns `EMBER_OK`; `EMBER_EINVAL` (sizes out of
+/// range, a NULL `out`, a bad address, or no session bus address set); `EMBER_EOS` (no bus
+/// there: `ENOENT`, `ECONNREFUSED`; authentication refused: `EACCES`); `EMBER_ETIMEDOUT`;
+/// `EMBER_EPEERGONE` (the bus hung up during the handshake); `EMBER_EBADMSG` (a malformed
+/// answer to `Hello`).
+///
+/// # Safety
+///
+/// As `ember_dbus_connect`.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_dbus_connect_sized(
+    address: *const c_char,
+    rx_size: usize,
+    tx_size: usize,
+    queue_size: usize,
+    timeout_ms: i64,
+    out: *mut *mut ember_dbus,
+) -> c_int {
     guard(|| {
         let out = crate::error::out(out)?;
         out.set(core::ptr::null_mut());
         // SAFETY: the caller's contract.
         let address = unsafe { opt_name(address)? };
-        let mut d: Box<core::mem::MaybeUninit<ember_dbus>> = Box::new_uninit();
-        let c = match address {
-            Some(a) => Connection::connect(a),
-            None => Connection::session(),
+        let range = EMBER_DBUS_MIN_BUFFER..=EMBER_DBUS_SPEC_MAX_MESSAGE;
+        if !range.contains(&rx_size) || !range.contains(&tx_size) || queue_size > EMBER_DBUS_SPEC_MAX_MESSAGE {
+            return Err(EMBER_EINVAL);
         }
-        .map_err(code)?;
-        d.write(ember_dbus { busy: core::cell::Cell::new(false), c });
-        // SAFETY: written just above.
-        out.set(Box::into_raw(unsafe { d.assume_init() }));
+        let address = match address {
+            Some(a) => std::borrow::Cow::Borrowed(a),
+            None => std::env::var("DBUS_SESSION_BUS_ADDRESS").map_err(|_| EMBER_EINVAL)?.into(),
+        };
+        let c =
+            ConnectionWith::connect_with(Heap::new(rx_size, tx_size).with_queue(queue_size), &address, ms(timeout_ms))
+                .map_err(code)?;
+        out.set(Box::into_raw(Box::new(ember_dbus {
+            busy: core::cell::Cell::new(false),
+            cancel_src: core::cell::Cell::new(0),
+            c,
+        })));
         Ok(EMBER_OK)
     })
 }
@@ -285,8 +354,8 @@ pub unsafe extern "C" fn ember_dbus_free(d: *mut ember_dbus) {
 }
 
 /// Our unique name on the bus (`:1.42`), copied with its NUL into `buf` (`cap` bytes; 65
-/// suffice): `EMBER_ENOSPC` if it does not fit; `EMBER_EBUSY` from a callback of this
-/// connection.
+/// suffice). Returns `EMBER_OK`; `EMBER_ENOSPC` if it does not fit; `EMBER_EBUSY` from a
+/// callback of this connection; `EMBER_EINVAL` (a NULL or misaligned pointer).
 ///
 /// # Safety
 ///
@@ -319,12 +388,16 @@ pub unsafe extern "C" fn ember_dbus_fd(d: *mut ember_dbus) -> c_int {
 
 /// Calls `member` (of `interface`, may be NULL) on `destination`'s object at `path` with
 /// `args` (NULL: none), and waits up to `timeout_ms` for the reply, which goes to `*reply`
-/// (may be NULL). Messages that arrive meanwhile go to `on_other` (may be NULL: dropped).
+/// (may be NULL). Messages that arrive meanwhile go to `on_other` (may be NULL: they are
+/// queued for the next `ember_dbus_recv` or `ember_dbus_process`; replies to calls in
+/// flight are kept for them either way).
 ///
-/// Returns `EMBER_OK`; `EMBER_EREMOTE` when the peer answered with a D-Bus error
+/// Returns `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+/// installed with `ember_set_canceler` was cancelled during the wait); `EMBER_EREMOTE` when the peer answered with a D-Bus error
 /// (`reply->error_name`, and its message as the body's first string); `EMBER_ETIMEDOUT`;
 /// `EMBER_EINVAL` (a NULL or invalid name, unclosed containers in `args`, or values that do
-/// not match their signature); `EMBER_ETOOBIG` (the call does not fit in 64 KiB);
+/// not match their signature); `EMBER_ETOOBIG` (the call does not fit in the build buffer, or the reply not in the
+/// receive buffer: `ember_dbus_last_refused` says how large it was);
 /// `EMBER_EPEERGONE` (the bus is gone); `EMBER_EBUSY` (from a callback of this connection);
 /// `EMBER_EOS` (`ENOTSUP`: fds in `args`, and the bus does not pass fds).
 ///
@@ -362,39 +435,248 @@ pub unsafe extern "C" fn ember_dbus_call(
             b = b.interface(i);
         }
         let serial = send(&mut d, b, args)?;
-        let deadline = ember_linux::poll::now().saturating_add(ms(timeout_ms));
-        loop {
-            let left = deadline.saturating_sub(ember_linux::poll::now());
-            let m = match d.c.recv(left) {
-                Ok(m) => m,
-                // A bad message meanwhile is skipped; it does not end the call.
-                Err(ember_linux::Error::Dbus(_)) if ember_linux::poll::now() < deadline => continue,
-                Err(ember_linux::Error::Dbus(_)) => return Err(EMBER_ETIMEDOUT),
-                Err(e) => return Err(code(e)),
-            };
-            let is_reply = matches!(m.message_type(), MessageType::MethodReturn | MessageType::Error)
-                && m.reply_serial() == Some(serial);
-            if !is_reply {
-                if let Some(f) = on_other {
-                    let mut slot = core::mem::MaybeUninit::<ember_dbus_message>::uninit();
-                    describe(&m, &Out::local(&mut slot));
-                    // SAFETY: initialised by `describe` just above.
-                    let mut msg = unsafe { slot.assume_init() };
-                    // SAFETY: the caller's callback, given a message valid for the call.
-                    unsafe { f(ctx, &mut msg) };
-                }
-                // A flood of other messages cannot hold the call past its deadline.
-                if ember_linux::poll::now() >= deadline {
-                    return Err(EMBER_ETIMEDOUT);
-                }
-                continue;
+        let mut other = |m: &Message<'_>| {
+            if let Some(f) = on_other {
+                let mut slot = core::mem::MaybeUninit::<ember_dbus_message>::uninit();
+                describe(m, &Out::local(&mut slot));
+                // SAFETY: initialised by `describe` just above.
+                let mut msg = unsafe { slot.assume_init() };
+                // SAFETY: the caller's callback, given a message valid for the call.
+                unsafe { f(ctx, &mut msg) };
             }
-            let error = m.message_type() == MessageType::Error;
-            if let Some(r) = &reply {
-                describe(&m, r);
-            }
-            return if error { Err(EMBER_EREMOTE) } else { Ok(EMBER_OK) };
+        };
+        // Without a callback, messages meanwhile are queued for the next receive. The
+        // reply refused (too large, malformed) fails at once: `EMBER_ETOOBIG` or
+        // `EMBER_EBADMSG`, with its header in `ember_dbus_last_refused`.
+        let other: Option<&mut dyn FnMut(&Message<'_>)> = if on_other.is_some() { Some(&mut other) } else { None };
+        let m = d.c.wait_message(serial, ms(timeout_ms), other).map_err(dbus_code)?;
+        reply_out(&m, reply.as_ref())
+    })
+}
+
+/// Gives a reply to C: `EMBER_OK`, or `EMBER_EREMOTE` for an error reply; `*reply` (if
+/// given) describes it either way.
+fn reply_out(m: &Message<'_>, reply: Option<&Out<ember_dbus_message>>) -> Result<c_int, c_int> {
+    if let Some(r) = reply {
+        describe(m, r);
+    }
+    if m.message_type() == MessageType::Error { Err(EMBER_EREMOTE) } else { Ok(EMBER_OK) }
+}
+
+/// Starts a method call as `ember_dbus_call` does, and returns at once: its serial goes to
+/// `*serial`, the handle for `ember_dbus_call_poll`, `ember_dbus_call_wait` and
+/// `ember_dbus_call_cancel`. Its reply is kept for it, whatever else arrives meanwhile
+/// (other messages are queued for `ember_dbus_recv` and `ember_dbus_process`). Up to 32
+/// calls in flight per connection. Returns `EMBER_OK`; `EMBER_EBUSY` (32 calls in flight
+/// already, or from a callback of this connection); `EMBER_EINVAL` (a NULL or invalid
+/// name, a NULL `serial`, unclosed containers in `args`, or values that do not match their
+/// signature); `EMBER_ETOOBIG` (the call does not fit in the build buffer);
+/// `EMBER_EPEERGONE` (the bus is gone); `EMBER_EOS` (`ENOTSUP`: fds in `args`, and the bus
+/// does not pass fds).
+///
+/// # Safety
+///
+/// As `ember_dbus_call`; `serial` writable.
+///
+/// Thread safety: not with other calls on the same connection.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_dbus_call_start(
+    d: *mut ember_dbus,
+    destination: *const c_char,
+    path: *const c_char,
+    interface: *const c_char,
+    member: *const c_char,
+    args: *const ember_dbus_args,
+    serial: *mut u32,
+) -> c_int {
+    guard(|| {
+        let serial = crate::error::out(serial)?;
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let (mut d, dest, path, iface, member) =
+            unsafe { (enter(d)?, c_name(destination)?, c_name(path)?, opt_name(interface)?, c_name(member)?) };
+        // SAFETY: as above.
+        let args = if args.is_null() { None } else { Some(unsafe { arg(args)? }) };
+        names_ok(Some(dest), path, iface, member)?;
+        if d.c.calls_in_flight() == ember_linux::dbus::MAX_CALLS_IN_FLIGHT {
+            return Err(EMBER_EBUSY);
         }
+        let mut b = Builder::method_call(path, member).destination(dest);
+        if let Some(i) = iface {
+            b = b.interface(i);
+        }
+        let sent = send(&mut d, b, args)?;
+        let call = d.c.expect_reply(sent).map_err(|_| EMBER_EBUSY)?;
+        serial.set(call.serial());
+        Ok(EMBER_OK)
+    })
+}
+
+/// The reply to the call started with `serial`, if it is here, without waiting (what has
+/// arrived is read; other messages are queued). Returns `EMBER_OK` or `EMBER_EREMOTE` with
+/// `*reply` (may be NULL) filled, as `ember_dbus_call` (the call is over); `EMBER_EAGAIN`
+/// when it has not come yet; `EMBER_EINVAL` for a NULL or misaligned pointer or a serial
+/// that is no call in flight; `EMBER_ETOOBIG`, `EMBER_EBADMSG` (the reply refused: the
+/// call is over); `EMBER_EPEERGONE`; `EMBER_EBUSY` (from a callback of this connection);
+/// `EMBER_EOS`.
+///
+/// # Safety
+///
+/// `d` from `ember_dbus_connect`; `reply` NULL or writable.
+///
+/// Thread safety: not with other calls on the same connection.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_dbus_call_poll(
+    d: *mut ember_dbus,
+    serial: u32,
+    reply: *mut ember_dbus_message,
+) -> c_int {
+    guard(|| {
+        let reply = if reply.is_null() { None } else { Some(crate::error::out(reply)?) };
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let d = unsafe { enter(d)? };
+        if !d.c.is_call_in_flight(serial) {
+            return Err(EMBER_EINVAL);
+        }
+        match d.c.poll_message(serial) {
+            Ok(Some(m)) => reply_out(&m, reply.as_ref()),
+            Ok(None) => Err(EMBER_EAGAIN),
+            Err(e) => Err(dbus_code(e)),
+        }
+    })
+}
+
+/// Waits up to `timeout_ms` (negative: no limit) for the reply to the call started with
+/// `serial` (other messages are queued). Returns `EMBER_OK` or `EMBER_EREMOTE` with
+/// `*reply` (may be NULL) filled, `EMBER_ECANCELED` (the canceler
+/// installed with `ember_set_canceler` was cancelled during the wait); as `ember_dbus_call`; `EMBER_ETIMEDOUT` (the call is then
+/// over: a late reply goes to `ember_dbus_recv`); `EMBER_EINVAL` (a NULL or misaligned
+/// pointer, a serial that is no call in flight); `EMBER_ETOOBIG`, `EMBER_EBADMSG` (the
+/// reply refused: the call is over); `EMBER_EPEERGONE`; `EMBER_EBUSY` (from a callback of
+/// this connection); `EMBER_EOS`.
+///
+/// # Safety
+///
+/// `d` from `ember_dbus_connect`; `reply` NULL or writable.
+///
+/// Thread safety: not with other calls on the same connection.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_dbus_call_wait(
+    d: *mut ember_dbus,
+    serial: u32,
+    timeout_ms: i64,
+    reply: *mut ember_dbus_message,
+) -> c_int {
+    guard(|| {
+        let reply = if reply.is_null() { None } else { Some(crate::error::out(reply)?) };
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let d = unsafe { enter(d)? };
+        if !d.c.is_call_in_flight(serial) {
+            return Err(EMBER_EINVAL);
+        }
+        let m = d.c.wait_message(serial, ms(timeout_ms), None);
+        match m {
+            Ok(m) => reply_out(&m, reply.as_ref()),
+            Err(e) => {
+                d.c.cancel_call(ember_linux::dbus::PendingCall::from_serial(serial));
+                Err(dbus_code(e))
+            }
+        }
+    })
+}
+
+/// Gives up on the call started with `serial`: its reply, if it comes, goes to
+/// `ember_dbus_recv`. Returns `EMBER_OK`, `EMBER_EINVAL` (no such call in flight),
+/// `EMBER_EBUSY`.
+///
+/// # Safety
+///
+/// `d` from `ember_dbus_connect`.
+///
+/// Thread safety: not with other calls on the same connection.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_dbus_call_cancel(d: *mut ember_dbus, serial: u32) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let d = unsafe { enter(d)? };
+        if !d.c.is_call_in_flight(serial) {
+            return Err(EMBER_EINVAL);
+        }
+        d.c.cancel_call(ember_linux::dbus::PendingCall::from_serial(serial));
+        Ok(EMBER_OK)
+    })
+}
+
+/// How many messages the connection's queue has dropped since it connected, because they
+/// did not fit (each loss is reported once, where it happened, as `EMBER_EOVERFLOW` from
+/// `ember_dbus_recv` or `ember_dbus_process`), into `*count`. Returns `EMBER_OK`,
+/// `EMBER_EINVAL`, `EMBER_EBUSY`.
+///
+/// # Safety
+///
+/// `d` from `ember_dbus_connect`; `count` writable.
+///
+/// Thread safety: not with other calls on the same connection.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_dbus_queue_overflows(d: *mut ember_dbus, count: *mut u64) -> c_int {
+    guard(|| {
+        let count = crate::error::out(count)?;
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let d = unsafe { enter(d)? };
+        count.set(d.c.overflows());
+        Ok(EMBER_OK)
+    })
+}
+
+/// The header of the message a connection refused last (see `ember_dbus_last_refused`).
+///
+/// `Send` and `Sync`: plain data.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ember_dbus_refused {
+    /// `EMBER_DBUS_METHOD_CALL`, `_METHOD_RETURN`, `_ERROR` or `_SIGNAL`.
+    pub kind: c_int,
+    /// Its serial.
+    pub serial: u32,
+    /// The serial it answers (0 if none).
+    pub reply_serial: u32,
+    /// Its length in bytes, as its header declares.
+    pub needed: u64,
+    /// The receive buffer's size when it was refused for its size; 0 when it was refused
+    /// for being malformed.
+    pub max: u64,
+}
+
+/// The header of the message `d` refused last: a reply or message larger than its receive
+/// buffer (`needed` > `max`, what `ember_dbus_call`, `ember_dbus_recv` and
+/// `ember_dbus_process` reported as `EMBER_ETOOBIG`), or a malformed one with a readable
+/// header (`EMBER_EBADMSG`; `max` is 0). Returns `EMBER_OK`, `EMBER_EAGAIN` if nothing
+/// was refused or the last refused message's header was unreadable, `EMBER_EINVAL`,
+/// `EMBER_EBUSY`.
+///
+/// # Safety
+///
+/// `d` from `ember_dbus_connect`; `out` writable.
+///
+/// Thread safety: not with other calls on the same connection.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_dbus_last_refused(d: *mut ember_dbus, out: *mut ember_dbus_refused) -> c_int {
+    guard(|| {
+        let out = crate::error::out(out)?;
+        // SAFETY: the caller's contract, checked for NULL and alignment.
+        let d = unsafe { enter(d)? };
+        let r = d.c.last_refused().ok_or(EMBER_EAGAIN)?;
+        let max = match r.error() {
+            ember_core::dbus::DbusError::TooLarge { max, .. } => max as u64,
+            _ => 0,
+        };
+        out.set(ember_dbus_refused {
+            kind: r.message_type() as c_int,
+            serial: r.serial(),
+            reply_serial: r.reply_serial().unwrap_or(0),
+            needed: r.len() as u64,
+            max,
+        });
+        Ok(EMBER_OK)
     })
 }
 
@@ -409,8 +691,11 @@ fn names_ok(dest: Option<&str>, path: &str, iface: Option<&str>, member: &str) -
 }
 
 /// Emits the signal `interface.member` from the object at `path` with `args` (NULL: none);
-/// its serial goes to `*serial` (may be NULL). Returns `EMBER_OK`, `EMBER_EINVAL`,
-/// `EMBER_ETOOBIG`, `EMBER_EPEERGONE` or `EMBER_EOS`.
+/// its serial goes to `*serial` (may be NULL). Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL
+/// or invalid name, unclosed containers in `args`, or values that do not match their
+/// signature); `EMBER_ETOOBIG` (the signal does not fit in the build buffer);
+/// `EMBER_EPEERGONE` (the bus is gone); `EMBER_EBUSY` (from a callback of this
+/// connection); `EMBER_EOS` (`ENOTSUP`: fds in `args`, and the bus does not pass fds).
 ///
 /// # Safety
 ///
@@ -442,9 +727,14 @@ pub unsafe extern "C" fn ember_dbus_emit_signal(
     })
 }
 
-/// Receives the next message (waiting up to `timeout_ms`) into `*out`. Returns `EMBER_OK`;
-/// `EMBER_ETIMEDOUT`; `EMBER_EBADMSG` or `EMBER_ETOOBIG` for a malformed or oversized
-/// message (skipped: receive again); `EMBER_EPEERGONE` (the bus is gone).
+/// Receives the next message (waiting up to `timeout_ms`) into `*out`: first those queued
+/// while a call waited, in arrival order (replies to calls in flight are kept for them).
+/// Returns `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+/// installed with `ember_set_canceler` was cancelled during the wait); `EMBER_ETIMEDOUT`; `EMBER_EBADMSG` or `EMBER_ETOOBIG` for a
+/// malformed or oversized message (skipped: receive again); `EMBER_EOVERFLOW` once where
+/// the queue dropped messages (receive again; `ember_dbus_queue_overflows` counts them);
+/// `EMBER_EPEERGONE` (the bus is gone); `EMBER_EINVAL` (a NULL or misaligned pointer);
+/// `EMBER_EBUSY` (from a callback of this connection); `EMBER_EOS`.
 ///
 /// # Safety
 ///
@@ -483,7 +773,8 @@ fn dbus_code(e: ember_linux::Error) -> c_int {
 }
 
 /// Takes fd number `index` (an `h` value) of the message received last: `*fd` is now the
-/// caller's to close. Returns `EMBER_OK`, or `EMBER_EINVAL` (no such fd, or taken already).
+/// caller's to close. Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned pointer, no
+/// such fd, or taken already); `EMBER_EBUSY` (from a callback of this connection).
 ///
 /// # Safety
 ///
@@ -506,13 +797,18 @@ fn call_code(e: CallError<'_>) -> c_int {
     match e {
         CallError::Local(e) => code(e),
         CallError::Remote { .. } => EMBER_EREMOTE,
+        // Typed calls are Rust-only; the C ABI never makes one.
+        e @ CallError::SignatureMismatch { .. } => code(e.local()),
     }
 }
 
 /// Asks the bus for `name` with `EMBER_DBUS_NAME_*` flags; the answer
 /// (`EMBER_DBUS_NAME_PRIMARY_OWNER`, ...) goes to `*reply` (may be NULL). Returns
-/// `EMBER_OK`, `EMBER_EINVAL` (bad name), `EMBER_EREMOTE` (the bus refused: e.g. its policy
-/// does not allow us the name), `EMBER_ETIMEDOUT`, ...
+/// `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+/// installed with `ember_set_canceler` was cancelled during the wait); `EMBER_EINVAL` (a NULL or misaligned pointer, a bad or unique name);
+/// `EMBER_EBUSY` (from a callback of this connection); `EMBER_EREMOTE` (the bus refused:
+/// e.g. its policy does not allow us the name); `EMBER_ETIMEDOUT`; `EMBER_EPEERGONE` (the
+/// bus is gone); `EMBER_EBADMSG` (a malformed reply); `EMBER_EOS`.
 ///
 /// # Safety
 ///
@@ -548,7 +844,11 @@ pub unsafe extern "C" fn ember_dbus_request_name(
 }
 
 /// Gives `name` back; the bus's answer (1 released, 2 no such name, 3 not the owner) goes
-/// to `*reply` (may be NULL). As `ember_dbus_request_name`.
+/// to `*reply` (may be NULL). Returns `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+/// installed with `ember_set_canceler` was cancelled during the wait); `EMBER_EINVAL` (a NULL or misaligned
+/// pointer, a bad name); `EMBER_EBUSY` (from a callback of this connection);
+/// `EMBER_EREMOTE` (the bus refused); `EMBER_ETIMEDOUT`; `EMBER_EPEERGONE` (the bus is
+/// gone); `EMBER_EBADMSG` (a malformed reply); `EMBER_EOS`.
 ///
 /// # Safety
 ///
@@ -578,8 +878,12 @@ pub unsafe extern "C" fn ember_dbus_release_name(
 }
 
 /// Subscribes to the messages matching `rule` (`AddMatch`), e.g.
-/// `type='signal',interface='org.example.Sensor'`. Returns `EMBER_OK`, `EMBER_EREMOTE`
-/// (the bus refused the rule), `EMBER_ETIMEDOUT`, ...
+/// `type='signal',interface='org.example.Sensor'`. Returns `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+/// installed with `ember_set_canceler` was cancelled during the wait); `EMBER_EINVAL` (a
+/// NULL or misaligned pointer, a rule not UTF-8); `EMBER_EBUSY` (from a callback of this
+/// connection); `EMBER_EREMOTE` (the bus refused the rule); `EMBER_ETIMEDOUT`;
+/// `EMBER_EPEERGONE` (the bus is gone); `EMBER_EBADMSG` (a malformed reply, or a rule too
+/// long for the build buffer); `EMBER_EOS`.
 ///
 /// # Safety
 ///
@@ -596,7 +900,12 @@ pub unsafe extern "C" fn ember_dbus_add_match(d: *mut ember_dbus, rule: *const c
     })
 }
 
-/// Drops a subscription (`RemoveMatch`). As `ember_dbus_add_match`.
+/// Drops a subscription (`RemoveMatch`). Returns `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+/// installed with `ember_set_canceler` was cancelled during the wait); `EMBER_EINVAL` (a NULL or
+/// misaligned pointer, a rule not UTF-8); `EMBER_EBUSY` (from a callback of this
+/// connection); `EMBER_EREMOTE` (the bus refused: e.g. no such match); `EMBER_ETIMEDOUT`;
+/// `EMBER_EPEERGONE` (the bus is gone); `EMBER_EBADMSG` (a malformed reply, or a rule too
+/// long for the build buffer); `EMBER_EOS`.
 ///
 /// # Safety
 ///

@@ -354,8 +354,14 @@ impl Service for Dispatch<'_> {
             let name: &'static str = unsafe {
                 core::str::from_utf8_unchecked(core::slice::from_raw_parts(r.error_name.as_ptr(), r.error_name_len))
             };
-            let message = core::str::from_utf8(&r.error_message[..r.error_message_len]).unwrap_or("");
-            return Err(MethodError::new(name, message));
+            // SAFETY: as for the name: the message lives in the reply builder, untouched
+            // until the next call, and the error is consumed before `ember_dbus_process`
+            // returns; so it is sent whole, without a copy.
+            let message: &'static str = unsafe {
+                let m = r.error_message();
+                core::str::from_utf8_unchecked(core::slice::from_raw_parts(m.as_ptr(), m.len()))
+            };
+            return Err(MethodError::from_static(name, message));
         }
         if r.nfds != 0 {
             return Err(failed(format_args!("the handler of {} replied with fds (not supported)", call.member)));
@@ -409,8 +415,11 @@ pub unsafe extern "C" fn ember_dbus_call_take_fd(
 /// it from the service `s` (a handler's results or error, the built-in interfaces, or the
 /// standard error): `*answered` becomes 1. Any other message (a signal, a reply nobody
 /// waited for) goes to `*other` (may be NULL) and `*answered` becomes 0. Returns
-/// `EMBER_OK`; `EMBER_ETIMEDOUT` when nothing came; `EMBER_EBADMSG`/`EMBER_ETOOBIG` for a
-/// malformed or oversized message (skipped); `EMBER_EPEERGONE` (the bus is gone).
+/// `EMBER_OK`; `EMBER_ECANCELED` (the canceler
+/// installed with `ember_set_canceler` was cancelled during the wait); `EMBER_ETIMEDOUT` when nothing came; `EMBER_EBADMSG`/`EMBER_ETOOBIG` for a
+/// malformed or oversized message (skipped); `EMBER_EOVERFLOW` once where the queue
+/// dropped messages (call again); `EMBER_EPEERGONE` (the bus is gone); `EMBER_EINVAL` (a NULL or misaligned pointer); `EMBER_EBUSY` (from a handler or
+/// callback of this connection or service); `EMBER_EOS`.
 ///
 /// In a poller loop: when the connection's fd is readable, call it with timeout 0 until
 /// `EMBER_ETIMEDOUT` (one read may bring several messages).

@@ -8,6 +8,7 @@
  * C client is the only caller. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -187,6 +188,18 @@ static int h_fail(void *ctx, const ember_dbus_call_info *call, ember_dbus_iter *
     return 1;
 }
 
+/* Fails with a message of 300 digits and "<end>": sent whole (it was cut at 95 bytes). */
+static int h_fail_long(void *ctx, const ember_dbus_call_info *call, ember_dbus_iter *args, ember_dbus_args *reply) {
+    (void)ctx;
+    (void)call;
+    (void)args;
+    char text[306];
+    for (int i = 0; i < 300; i++) text[i] = (char)('0' + i % 10);
+    memcpy(text + 300, "<end>", 6);
+    ember_dbus_args_set_error(reply, "org.ember.Error.Long", text);
+    return 1;
+}
+
 /* Declares results "i" but writes a string: the caller gets an error, not a bad message. */
 static int h_bad(void *ctx, const ember_dbus_call_info *call, ember_dbus_iter *args, ember_dbus_args *reply) {
     (void)ctx;
@@ -249,6 +262,7 @@ static int serve(void) {
         {"ReadFd", "h", "s", h_readfd, NULL},    {"Fail", "", "", h_fail, NULL},
         {"Bad", "", "i", h_bad, NULL},           {"Quit", "", "", h_quit, &quit},
         {"Reenter", "", "b", h_reenter, d},      {"Mirror", "nqtdgy", "nqtdgy", h_mirror, NULL},
+        {"FailLong", "", "", h_fail_long, NULL},
     };
     const ember_dbus_interface ifaces[] = {{IFACE, methods, sizeof methods / sizeof methods[0], signals, 1}};
     const ember_dbus_object objects[] = {{PATH, ifaces, 1}};
@@ -586,6 +600,10 @@ static void client(ember_dbus *d) {
     CHECK(strcmp(r.error_name, "org.ember.Error.Nope") == 0);
     CHECK_CODE(ember_dbus_iter_string(&r.body, &s, NULL), EMBER_OK);
     CHECK(strcmp(s, "as asked") == 0);
+    CHECK_CODE(ember_dbus_call(d, bus_name, PATH, IFACE, "FailLong", NULL, TIMEOUT, &r, NULL, NULL), EMBER_EREMOTE);
+    CHECK(strcmp(r.error_name, "org.ember.Error.Long") == 0);
+    CHECK_CODE(ember_dbus_iter_string(&r.body, &s, NULL), EMBER_OK);
+    CHECK(strlen(s) == 305 && strncmp(s, "0123456789", 10) == 0 && strcmp(s + 300, "<end>") == 0);
     CHECK_CODE(ember_dbus_call(d, bus_name, PATH, IFACE, "Bad", NULL, TIMEOUT, &r, NULL, NULL), EMBER_EREMOTE);
     CHECK(strcmp(r.error_name, "org.freedesktop.DBus.Error.Failed") == 0);
     CHECK_CODE(ember_dbus_call(d, bus_name, PATH, IFACE, "Nope", NULL, TIMEOUT, &r, NULL, NULL), EMBER_EREMOTE);
@@ -627,6 +645,11 @@ static void client(ember_dbus *d) {
     CHECK_CODE(ember_dbus_release_name(d, "org.ember.never.owned", TIMEOUT, &reply), EMBER_OK);
     CHECK(reply == 2);
     CHECK_CODE(ember_dbus_remove_match(d, "type='signal',interface='" IFACE "'", TIMEOUT), EMBER_OK);
+    /* Signals that came while the calls above waited were queued, not dropped: they come
+     * now, then nothing. */
+    int queued = 0;
+    while (queued < 1000 && ember_dbus_recv(d, 0, &m) == EMBER_OK) queued++;
+    CHECK(queued > 0 && queued < 1000);
     CHECK_CODE(ember_dbus_recv(d, 0, &m), EMBER_ETIMEDOUT);
 
     with_gdbus();
@@ -672,6 +695,158 @@ static void service_errors(void) {
     CHECK_CODE(ember_dbus_call_take_fd(&info, 0, &fd), EMBER_EINVAL);
 }
 
+static long ms_since(const struct timespec *t0) {
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (long)(t1.tv_sec - t0->tv_sec) * 1000 + (t1.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+/* Buffer sizes chosen at connect time; a reply larger than the receive buffer fails its
+ * call at once with EMBER_ETOOBIG (not a timeout), ember_dbus_last_refused says how large
+ * it was, and the same reply comes through a larger buffer. The bus's own introspection
+ * data (several KiB) is the large reply. */
+static void *cancel_soon(void *arg) {
+    struct timespec t = {0, 50 * 1000 * 1000};
+    nanosleep(&t, NULL);
+    ember_canceler_cancel((ember_canceler *)arg);
+    return NULL;
+}
+
+/* The installed canceler ends a receive and a call that would wait for ever; the
+ * connection goes on working afterwards. */
+static void cancelled_waits(void) {
+    ember_dbus *d = NULL;
+    CHECK_CODE(ember_dbus_connect(address, &d), EMBER_OK);
+    if (!d) return;
+    ember_canceler *c = NULL;
+    CHECK_CODE(ember_canceler_new(&c), EMBER_OK);
+    CHECK_CODE(ember_set_canceler(c), EMBER_OK);
+    ember_dbus_message m;
+    /* The bus's NameAcquired for our unique name first. */
+    while (ember_dbus_recv(d, 200, &m) == EMBER_OK) {
+    }
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, cancel_soon, c) == 0);
+    CHECK_CODE(ember_dbus_recv(d, EMBER_FOREVER, &m), EMBER_ECANCELED);
+    pthread_join(t, NULL);
+    CHECK_CODE(ember_dbus_recv(d, EMBER_FOREVER, &m), EMBER_ECANCELED);
+    CHECK_CODE(ember_canceler_reset(c), EMBER_OK);
+    /* A call to ourselves: nobody answers while we wait. */
+    char unique[64];
+    CHECK_CODE(ember_dbus_unique_name(d, unique, sizeof unique), EMBER_OK);
+    ember_dbus_message r;
+    CHECK(pthread_create(&t, NULL, cancel_soon, c) == 0);
+    CHECK_CODE(ember_dbus_call(d, unique, "/", "org.ember.Nobody", "Wait", NULL, EMBER_FOREVER, &r, NULL, NULL),
+               EMBER_ECANCELED);
+    pthread_join(t, NULL);
+    CHECK_CODE(ember_canceler_reset(c), EMBER_OK);
+    CHECK_CODE(ember_dbus_add_match(d, "type='signal',interface='org.ember.After'", TIMEOUT), EMBER_OK);
+    CHECK_CODE(ember_set_canceler(NULL), EMBER_OK);
+    /* Unset: the connection goes on; the call we made to ourselves is here, whole. */
+    CHECK_CODE(ember_dbus_recv(d, TIMEOUT, &m), EMBER_OK);
+    CHECK(m.kind == EMBER_DBUS_METHOD_CALL && m.member && strcmp(m.member, "Wait") == 0);
+    CHECK_CODE(ember_dbus_recv(d, 10, &m), EMBER_ETIMEDOUT);
+    ember_canceler_free(c);
+    ember_dbus_free(d);
+}
+
+static void sized_connections(void) {
+    ember_dbus *s = NULL;
+    CHECK_CODE(ember_dbus_connect_sized(address, 100, 4096, 0, TIMEOUT, &s), EMBER_EINVAL);
+    CHECK_CODE(ember_dbus_connect_sized(address, 4096, EMBER_DBUS_SPEC_MAX_MESSAGE + 1, 0, TIMEOUT, &s), EMBER_EINVAL);
+    CHECK_CODE(ember_dbus_connect_sized(address, 4096, 4096, 0, TIMEOUT, NULL), EMBER_EINVAL);
+    CHECK(s == NULL);
+    CHECK_CODE(ember_dbus_connect_sized(address, 1024, 1024, 4096, TIMEOUT, &s), EMBER_OK);
+    if (!s) return;
+    ember_dbus_refused rf;
+    CHECK_CODE(ember_dbus_last_refused(s, &rf), EMBER_EAGAIN);
+    CHECK_CODE(ember_dbus_last_refused(NULL, &rf), EMBER_EINVAL);
+    CHECK_CODE(ember_dbus_last_refused(s, NULL), EMBER_EINVAL);
+    ember_dbus_message r;
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    CHECK_CODE(ember_dbus_call(s, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                               "org.freedesktop.DBus.Introspectable", "Introspect", NULL, 10000, &r, NULL, NULL),
+               EMBER_ETOOBIG);
+    CHECK(ms_since(&t0) < 1000);
+    CHECK_CODE(ember_dbus_last_refused(s, &rf), EMBER_OK);
+    CHECK(rf.kind == EMBER_DBUS_METHOD_RETURN && rf.needed > 1024 && rf.max == 1024 && rf.reply_serial != 0);
+    /* The connection goes on: a reply that fits. */
+    CHECK_CODE(ember_dbus_call(s, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "GetId", NULL,
+                               TIMEOUT, &r, NULL, NULL),
+               EMBER_OK);
+    ember_dbus_free(s);
+    s = NULL;
+    CHECK_CODE(ember_dbus_connect_sized(address, 1 << 20, 4096, 0, -1, &s), EMBER_OK);
+    if (!s) return;
+    CHECK_CODE(ember_dbus_call(s, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                               "org.freedesktop.DBus.Introspectable", "Introspect", NULL, TIMEOUT, &r, NULL, NULL),
+               EMBER_OK);
+    const char *xml = NULL;
+    size_t xml_len = 0;
+    CHECK_CODE(ember_dbus_iter_string(&r.body, &xml, &xml_len), EMBER_OK);
+    CHECK(xml_len > 1024 && xml_len < rf.needed);
+    CHECK(xml && strstr(xml, "<interface name=\"org.freedesktop.DBus\">") != NULL);
+    ember_dbus_free(s);
+}
+
+/* Calls in flight: three started at once, the last waited for (the others' replies and
+ * the NameAcquired signal arrive meanwhile: kept), the others polled; the signal is then
+ * received from the queue. A connection without a queue drops it, counts it and says so
+ * once with EMBER_EOVERFLOW. */
+static void calls_in_flight(void) {
+    ember_dbus *s = NULL;
+    CHECK_CODE(ember_dbus_connect_sized(address, 65536, 4096, 65536, TIMEOUT, &s), EMBER_OK);
+    if (!s) return;
+    const char *bus = "org.freedesktop.DBus", *bpath = "/org/freedesktop/DBus";
+    uint32_t a = 0, b = 0, c = 0;
+    CHECK_CODE(ember_dbus_call_start(s, bus, bpath, bus, "GetId", NULL, &a), EMBER_OK);
+    CHECK_CODE(ember_dbus_call_start(s, bus, bpath, bus, "ListNames", NULL, &b), EMBER_OK);
+    CHECK_CODE(ember_dbus_call_start(s, bus, bpath, "org.freedesktop.DBus.Peer", "Ping", NULL, &c), EMBER_OK);
+    CHECK(a != 0 && b != a && c != b);
+    CHECK_CODE(ember_dbus_call_start(s, bus, bpath, bus, "GetId", NULL, NULL), EMBER_EINVAL);
+    CHECK_CODE(ember_dbus_call_start(s, bus, "no path", bus, "GetId", NULL, &a), EMBER_EINVAL);
+    ember_dbus_message r;
+    CHECK_CODE(ember_dbus_call_wait(s, c, TIMEOUT, &r), EMBER_OK);
+    CHECK(r.kind == EMBER_DBUS_METHOD_RETURN && r.reply_serial == c);
+    CHECK_CODE(ember_dbus_call_wait(s, c, TIMEOUT, &r), EMBER_EINVAL); /* over */
+    CHECK_CODE(ember_dbus_call_poll(s, a, &r), EMBER_OK);
+    const char *id = NULL;
+    size_t id_len = 0;
+    CHECK_CODE(ember_dbus_iter_string(&r.body, &id, &id_len), EMBER_OK);
+    CHECK(id_len == 32);
+    CHECK_CODE(ember_dbus_call_poll(s, b, NULL), EMBER_OK);
+    CHECK_CODE(ember_dbus_call_poll(s, b, &r), EMBER_EINVAL);
+    CHECK_CODE(ember_dbus_call_cancel(s, b), EMBER_EINVAL);
+    /* Not answered yet: EAGAIN, then cancelled. */
+    uint32_t slow = 0;
+    CHECK_CODE(ember_dbus_call_start(s, bus, bpath, bus, "GetId", NULL, &slow), EMBER_OK);
+    int rc = ember_dbus_call_poll(s, slow, &r);
+    CHECK(rc == EMBER_EAGAIN || rc == EMBER_OK);
+    if (rc == EMBER_EAGAIN) CHECK_CODE(ember_dbus_call_cancel(s, slow), EMBER_OK);
+    /* The signal that came while the calls waited. */
+    int acquired = 0;
+    while (!acquired && ember_dbus_recv(s, 1000, &r) == EMBER_OK)
+        acquired = r.kind == EMBER_DBUS_SIGNAL && r.member && strcmp(r.member, "NameAcquired") == 0;
+    CHECK(acquired);
+    uint64_t lost = 1;
+    CHECK_CODE(ember_dbus_queue_overflows(s, &lost), EMBER_OK);
+    CHECK(lost == 0);
+    CHECK_CODE(ember_dbus_queue_overflows(NULL, &lost), EMBER_EINVAL);
+    CHECK_CODE(ember_dbus_queue_overflows(s, NULL), EMBER_EINVAL);
+    ember_dbus_free(s);
+    s = NULL;
+    /* No queue: NameAcquired arrives during the call and is dropped, counted, reported. */
+    CHECK_CODE(ember_dbus_connect_sized(address, 65536, 4096, 0, TIMEOUT, &s), EMBER_OK);
+    if (!s) return;
+    CHECK_CODE(ember_dbus_call(s, bus, bpath, bus, "GetId", NULL, TIMEOUT, &r, NULL, NULL), EMBER_OK);
+    CHECK_CODE(ember_dbus_queue_overflows(s, &lost), EMBER_OK);
+    CHECK(lost >= 1);
+    CHECK_CODE(ember_dbus_recv(s, 1000, &r), EMBER_EOVERFLOW);
+    CHECK_CODE(ember_dbus_recv(s, 100, &r), EMBER_ETIMEDOUT);
+    ember_dbus_free(s);
+}
+
 int main(void) {
     snprintf(bus_name, sizeof bus_name, "org.ember.ctest.p%d", (int)getpid());
     builder_errors();
@@ -695,6 +870,9 @@ int main(void) {
     CHECK_CODE(ember_dbus_connect(NULL, &d), EMBER_OK);
     ember_dbus_free(d);
 
+    sized_connections();
+    cancelled_waits();
+    calls_in_flight();
     ember_dbus *cd = client_connect();
     fflush(stdout);
     pid_t server = fork();

@@ -18,13 +18,21 @@ static uint8_t big[EMBER_PIPE_MAX_FRAME];
 static void test_strerror(void) {
     const int codes[] = {EMBER_OK,       EMBER_EINVAL,    EMBER_ENOSPC, EMBER_EAGAIN,
                          EMBER_ETIMEDOUT, EMBER_EPEERGONE, EMBER_EBADMSG, EMBER_ETOOBIG,
-                         EMBER_EOS,      EMBER_EINTERNAL};
+                         EMBER_EOS,      EMBER_EINTERNAL, EMBER_ELIMIT};
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
         const char *s = ember_strerror(codes[i]);
         CHECK(s != NULL && strlen(s) > 0 && strcmp(s, "unknown error") != 0);
     }
     CHECK(strcmp(ember_strerror(12345), "unknown error") == 0);
     CHECK(ember_last_os_error() == 0);
+    /* No limit reached yet in this thread; every limit has a source. */
+    int which = -1;
+    uint64_t value = 1, requested = 1;
+    CHECK_CODE(ember_last_limit(&which, &value, &requested), EMBER_OK);
+    CHECK(which == EMBER_LIMIT_NONE && value == 0 && requested == 0);
+    CHECK(strcmp(ember_limit_source(EMBER_LIMIT_MQ_MSG_MAX), "/proc/sys/fs/mqueue/msg_max") == 0);
+    CHECK(strcmp(ember_limit_source(EMBER_LIMIT_RLIMIT_MSGQUEUE), "RLIMIT_MSGQUEUE") == 0);
+    CHECK(strcmp(ember_limit_source(99), "unknown limit") == 0);
 }
 
 static void test_frames(void) {
@@ -46,7 +54,7 @@ static void test_frames(void) {
     CHECK_CODE(ember_frame_encode(1, 1, 0, (const uint8_t *)msg, 5, NULL, 64, &len), EMBER_EINVAL);
     CHECK_CODE(ember_frame_encode(1, 1, 0, (const uint8_t *)msg, 5, buf, sizeof buf, NULL), EMBER_EINVAL);
     CHECK_CODE(ember_frame_encode(1, 1, 0, (const uint8_t *)msg, 5, buf, 10, &len), EMBER_ENOSPC);
-    CHECK_CODE(ember_frame_encode(1, 1, 0x04, (const uint8_t *)msg, 5, buf, sizeof buf, &len), EMBER_EINVAL);
+    CHECK_CODE(ember_frame_encode(1, 1, 0x08, (const uint8_t *)msg, 5, buf, sizeof buf, &len), EMBER_EINVAL);
     CHECK_CODE(ember_frame_encode(1, 1, 0, (const uint8_t *)msg, (size_t)EMBER_MAX_PAYLOAD_LEN + 1, buf, sizeof buf, &len), EMBER_ETOOBIG);
     CHECK_CODE(ember_frame_encode(1, 1, 0, (const uint8_t *)msg, 5, buf, sizeof buf, &len), EMBER_OK);
     CHECK_CODE(ember_frame_decode(NULL, len, &info), EMBER_EINVAL);
@@ -132,7 +140,24 @@ static void test_pipes(void) {
     /* Errors: half a frame is refused; a small buffer; nothing there (nonblocking). */
     CHECK_CODE(ember_pipe_writer_send(w, frame, len - 1), EMBER_EBADMSG);
     CHECK_CODE(ember_pipe_writer_send(NULL, frame, len), EMBER_EINVAL);
-    CHECK_CODE(ember_pipe_reader_recv(r, big, 100, &got), EMBER_ENOSPC);
+    /* Any buffer that holds the frame takes it; a shorter one is refused and the frame
+     * stays for the next receive. */
+    {
+        uint8_t payload[200], large[256];
+        size_t large_len = 0;
+        memset(payload, 7, sizeof payload);
+        CHECK_CODE(ember_frame_encode(9, 77, 0, payload, sizeof payload, large, sizeof large, &large_len), EMBER_OK);
+        CHECK_CODE(ember_pipe_writer_send(w, frame, len), EMBER_OK);
+        uint8_t exact[64];
+        CHECK_CODE(ember_pipe_reader_recv(r, exact, len, &got), EMBER_OK);
+        CHECK(got == len);
+        CHECK_CODE(ember_pipe_writer_send(w, large, large_len), EMBER_OK);
+        CHECK_CODE(ember_pipe_reader_recv(r, big, 100, &got), EMBER_ENOSPC);
+        CHECK_CODE(ember_pipe_reader_recv(r, big, sizeof big, &got), EMBER_OK);
+        ember_frame_info info;
+        CHECK_CODE(ember_frame_decode(big, got, &info), EMBER_OK);
+        CHECK(got == large_len && info.seq == 77 && info.payload_len == sizeof payload);
+    }
     CHECK_CODE(ember_pipe_reader_set_nonblocking(r, 1), EMBER_OK);
     CHECK_CODE(ember_pipe_reader_recv(r, big, sizeof big, &got), EMBER_EAGAIN);
     /* A nonblocking writer on a full pipe: EMBER_EAGAIN, and nothing half-sent. */
@@ -255,7 +280,16 @@ static void test_wire_with_rust(void) {
     ember_pipe_reader_free(r);
 }
 
+/* The library loaded is the release the header describes. */
+static void test_version(void) {
+    unsigned maj = 99, min = 99, pat = 99;
+    CHECK(ember_version() != NULL);
+    CHECK(sscanf(ember_version(), "%u.%u.%u", &maj, &min, &pat) == 3);
+    CHECK(maj == EMBER_VERSION_MAJOR && min == EMBER_VERSION_MINOR && pat == EMBER_VERSION_PATCH);
+}
+
 int main(void) {
+    test_version();
     test_strerror();
     test_frames();
     test_accumulator();

@@ -4,7 +4,10 @@
  * cross-process tests are the Rust ones and the examples'. */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <errno.h>
 #include <sched.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,11 +182,232 @@ static void no_space(void) {
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+/* After a crash: a child makes a seqlock, an SPSC ring, a broadcast ring and a queue and
+ * is killed with SIGKILL; without the flag the names are EEXIST, with EMBER_REPLACE_STALE
+ * they are taken over. While a live child holds them, the flag gives EMBER_EINUSE and the
+ * child's pid. */
+static void replace_stale(void) {
+    char seq[64], ring[64], bc[64], q[64];
+    name_of(seq, sizeof seq, "stale-seq");
+    name_of(ring, sizeof ring, "stale-ring");
+    name_of(bc, sizeof bc, "stale-bc");
+    name_of(q, sizeof q, "stale-q");
+    int ready[2];
+    CHECK(pipe(ready) == 0);
+    pid_t child = fork();
+    CHECK(child >= 0);
+    if (child == 0) {
+        ember_seqlock_writer *w = NULL;
+        ember_spsc_sender *tx = NULL;
+        ember_broadcast_writer *b = NULL;
+        ember_mq *m = NULL;
+        int ok = ember_seqlock_writer_create(seq, 64, FP, &w) == EMBER_OK &&
+                 ember_spsc_sender_create(ring, 4096, FP, &tx) == EMBER_OK &&
+                 ember_broadcast_writer_create(bc, 4096, FP, &b) == EMBER_OK &&
+                 ember_mq_create(q, 4, 64, EMBER_MQ_BOTH, &m) == EMBER_OK;
+        char c = ok ? 'y' : 'n';
+        (void)!write(ready[1], &c, 1);
+        for (;;) pause();
+    }
+    char c = 0;
+    CHECK(read(ready[0], &c, 1) == 1 && c == 'y');
+    close(ready[0]);
+    close(ready[1]);
+
+    /* Alive: refused, and told who. */
+    ember_seqlock_writer *w = NULL;
+    CHECK_CODE(ember_seqlock_writer_create_ex(seq, 64, FP, EMBER_REPLACE_STALE, &w), EMBER_EINUSE);
+    CHECK(ember_last_in_use_pid() == (uint32_t)child);
+    CHECK(w == NULL);
+    ember_mq *m = NULL;
+    CHECK_CODE(ember_mq_create_ex(q, 4, 64, EMBER_MQ_BOTH, EMBER_REPLACE_STALE, &m), EMBER_EINUSE);
+    CHECK(ember_last_in_use_pid() == (uint32_t)child);
+    CHECK_CODE(ember_seqlock_writer_create_ex(seq, 64, FP, 2, &w), EMBER_EINVAL); /* unknown flag */
+
+    /* Dead: EEXIST without the flag, taken over with it. */
+    CHECK(kill(child, SIGKILL) == 0);
+    CHECK(waitpid(child, NULL, 0) == child);
+    CHECK_CODE(ember_seqlock_writer_create(seq, 64, FP, &w), EMBER_EOS);
+    CHECK(ember_last_os_error() == EEXIST);
+    CHECK_CODE(ember_seqlock_writer_create_ex(seq, 64, FP, EMBER_REPLACE_STALE, &w), EMBER_OK);
+    ember_spsc_sender *tx = NULL;
+    CHECK_CODE(ember_spsc_sender_create_ex(ring, 4096, FP, EMBER_REPLACE_STALE, &tx), EMBER_OK);
+    ember_broadcast_writer *b = NULL;
+    CHECK_CODE(ember_broadcast_writer_create_ex(bc, 4096, FP, EMBER_REPLACE_STALE, &b), EMBER_OK);
+    CHECK_CODE(ember_mq_create_ex(q, 4, 64, EMBER_MQ_BOTH, EMBER_REPLACE_STALE, &m), EMBER_OK);
+
+    /* The new ones work. */
+    ember_seqlock_reader *r = NULL;
+    CHECK_CODE(ember_seqlock_reader_open(seq, FP, &r), EMBER_OK);
+    CHECK_CODE(ember_seqlock_writer_write(w, (const uint8_t *)"new", 3), EMBER_OK);
+    uint8_t buf[64];
+    size_t len = 0;
+    uint32_t version = 0;
+    CHECK_CODE(ember_seqlock_reader_read(r, buf, sizeof buf, &len, &version), EMBER_OK);
+    CHECK(len == 3 && memcmp(buf, "new", 3) == 0);
+    ember_seqlock_reader_free(r);
+    ember_seqlock_writer_free(w);
+    ember_spsc_sender_free(tx);
+    ember_broadcast_writer_free(b);
+    ember_mq_free(m);
+    /* Freed by their creator: the names are gone. */
+    CHECK_CODE(ember_shm_unlink(seq), EMBER_EOS);
+    CHECK(ember_last_os_error() == ENOENT);
+    CHECK_CODE(ember_mq_unlink(q), EMBER_EOS);
+}
+
+/* ember_shm_unlink and ember_mq_unlink: the names go, the handles keep working, and the
+ * creator's _free leaves a name it no longer owns alone. */
+static void unlink_by_name(void) {
+    char seq[64], q[64];
+    name_of(seq, sizeof seq, "unlink-seq");
+    name_of(q, sizeof q, "unlink-q");
+    CHECK_CODE(ember_shm_unlink(NULL), EMBER_EINVAL);
+    CHECK_CODE(ember_shm_unlink("no-slash"), EMBER_EINVAL);
+    ember_seqlock_writer *w = NULL;
+    CHECK_CODE(ember_seqlock_writer_create(seq, 64, FP, &w), EMBER_OK);
+    CHECK_CODE(ember_shm_unlink(seq), EMBER_OK);
+    CHECK_CODE(ember_seqlock_writer_write(w, (const uint8_t *)"x", 1), EMBER_OK);
+    /* Someone else's segment under the name now: the old writer's _free keeps off it. */
+    ember_seqlock_writer *w2 = NULL;
+    CHECK_CODE(ember_seqlock_writer_create(seq, 64, FP, &w2), EMBER_OK);
+    ember_seqlock_writer_free(w);
+    ember_seqlock_reader *r = NULL;
+    CHECK_CODE(ember_seqlock_reader_open(seq, FP, &r), EMBER_OK);
+    ember_seqlock_reader_free(r);
+    ember_seqlock_writer_free(w2);
+    ember_mq *m = NULL;
+    CHECK_CODE(ember_mq_create(q, 4, 64, EMBER_MQ_BOTH, &m), EMBER_OK);
+    CHECK_CODE(ember_mq_unlink(q), EMBER_OK);
+    ember_mq *m2 = NULL;
+    CHECK_CODE(ember_mq_open(q, EMBER_MQ_BOTH, &m2), EMBER_EOS);
+    ember_mq_free(m);
+}
+
+/* One receiver per SPSC ring: a second one is EMBER_EINUSE with the holder's pid. */
+static void one_receiver(void) {
+    char ring[64];
+    name_of(ring, sizeof ring, "claim");
+    ember_spsc_sender *tx = NULL;
+    ember_spsc_receiver *rx = NULL, *rx2 = NULL;
+    CHECK_CODE(ember_spsc_sender_create(ring, 4096, FP, &tx), EMBER_OK);
+    CHECK_CODE(ember_spsc_receiver_open(ring, FP, &rx), EMBER_OK);
+    CHECK_CODE(ember_spsc_receiver_open(ring, FP, &rx2), EMBER_EINUSE);
+    CHECK(ember_last_in_use_pid() == (uint32_t)getpid());
+    CHECK(rx2 == NULL);
+    ember_spsc_receiver_free(rx);
+    CHECK_CODE(ember_spsc_receiver_open(ring, FP, &rx2), EMBER_OK);
+    ember_spsc_receiver_free(rx2);
+    ember_spsc_sender_free(tx);
+}
+
+/* fork: a child that frees the handles it inherited neither unlinks nor closes the
+ * parent's segment, nor releases the parent's receiver claim. */
+static void fork_free(void) {
+    char ring[64], q[64];
+    name_of(ring, sizeof ring, "fork");
+    name_of(q, sizeof q, "fork-q");
+    ember_spsc_sender *tx = NULL;
+    ember_spsc_receiver *rx = NULL;
+    ember_mq *m = NULL;
+    CHECK_CODE(ember_spsc_sender_create(ring, 4096, FP, &tx), EMBER_OK);
+    CHECK_CODE(ember_spsc_receiver_open(ring, FP, &rx), EMBER_OK);
+    CHECK_CODE(ember_mq_create(q, 4, 64, EMBER_MQ_BOTH, &m), EMBER_OK);
+    pid_t child = fork();
+    CHECK(child >= 0);
+    if (child == 0) {
+        ember_spsc_sender_free(tx);
+        ember_spsc_receiver_free(rx);
+        ember_mq_free(m);
+        _exit(0);
+    }
+    int status = 0;
+    CHECK(waitpid(child, &status, 0) == child);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    char path[96];
+    snprintf(path, sizeof path, "/dev/shm%s", ring);
+    struct stat st;
+    CHECK(stat(path, &st) == 0);
+    ember_mq *m2 = NULL;
+    CHECK_CODE(ember_mq_open(q, EMBER_MQ_SEND, &m2), EMBER_OK);
+    ember_mq_free(m2);
+    ember_spsc_receiver *rx2 = NULL;
+    CHECK_CODE(ember_spsc_receiver_open(ring, FP, &rx2), EMBER_EINUSE);
+    CHECK_CODE(ember_spsc_sender_send(tx, (const uint8_t *)"open", 4, 0), EMBER_OK);
+    uint8_t buf[16];
+    size_t len = 0;
+    CHECK_CODE(ember_spsc_receiver_recv(rx, buf, sizeof buf, &len, 1000), EMBER_OK);
+    CHECK(len == 4 && memcmp(buf, "open", 4) == 0);
+    ember_spsc_receiver_free(rx);
+    ember_spsc_sender_free(tx);
+    ember_mq_free(m);
+    CHECK(stat(path, &st) != 0 && errno == ENOENT);
+}
+
+/* CRC-32C (Castagnoli, reflected, init and final xor ~0), bit by bit, continuing `crc`
+ * (0 to start): the segment header's checksum (docs/shm-layout.md section 2). */
+static uint32_t crc32c(uint32_t crc, const uint8_t *p, size_t n) {
+    crc = ~crc;
+    while (n--) {
+        crc ^= *p++;
+        for (int k = 0; k < 8; k++) crc = (crc >> 1) ^ (0x82F63B78u & (0u - (crc & 1u)));
+    }
+    return ~crc;
+}
+
+/* A segment of another layout version (here rewritten as version 2, checksum and all) is
+ * EMBER_EVERSION for a reader. */
+static void other_version(void) {
+    char seq[64], path[96];
+    name_of(seq, sizeof seq, "v2");
+    snprintf(path, sizeof path, "/dev/shm%s", seq);
+    ember_seqlock_writer *w = NULL;
+    CHECK_CODE(ember_seqlock_writer_create(seq, 64, FP, &w), EMBER_OK);
+    FILE *f = fopen(path, "r+b");
+    CHECK(f != NULL);
+    if (f) {
+        uint8_t h[128];
+        CHECK(fread(h, 1, sizeof h, f) == sizeof h);
+        uint32_t version = 2;
+        memcpy(h + 4, &version, 4);
+        uint32_t crc = crc32c(crc32c(0, h, 48), h + 52, 8);
+        memcpy(h + 48, &crc, 4);
+        CHECK(fseek(f, 0, SEEK_SET) == 0);
+        CHECK(fwrite(h, 1, sizeof h, f) == sizeof h);
+        fclose(f);
+    }
+    ember_seqlock_reader *r = NULL;
+    CHECK_CODE(ember_seqlock_reader_open(seq, FP, &r), EMBER_EVERSION);
+    CHECK(r == NULL);
+    ember_seqlock_writer_free(w);
+}
+
+/* A FIFO somebody reads is EMBER_EINUSE; one nobody reads is replaced. */
+static void fifo_stale(void) {
+    char path[96];
+    snprintf(path, sizeof path, "/tmp/ember-c-shm-%d.fifo", (int)getpid());
+    CHECK_CODE(ember_fifo_create_ex(path, EMBER_REPLACE_STALE), EMBER_OK);
+    ember_pipe_reader *r = NULL;
+    CHECK_CODE(ember_fifo_open_reader(path, 1, &r), EMBER_OK);
+    CHECK_CODE(ember_fifo_create_ex(path, EMBER_REPLACE_STALE), EMBER_EINUSE);
+    CHECK(ember_last_in_use_pid() == 0);
+    ember_pipe_reader_free(r);
+    CHECK_CODE(ember_fifo_create_ex(path, EMBER_REPLACE_STALE), EMBER_OK);
+    CHECK_CODE(ember_fifo_create_ex(path, 4), EMBER_EINVAL);
+    CHECK_CODE(ember_fifo_remove(path), EMBER_OK);
+}
+
 int main(void) {
     spsc();
     seqlock();
     broadcast();
     no_space();
+    replace_stale();
+    unlink_by_name();
+    one_receiver();
+    fork_free();
+    fifo_stale();
+    other_version();
     if (failures == 0) {
         printf("test_shm: ok\n");
     }

@@ -163,6 +163,16 @@ static void test_event(void) {
     uint32_t seen = 0, now = 0;
     CHECK_CODE(ember_event_current(seg, EVENT, &seen), EMBER_OK);
     CHECK_CODE(ember_event_wait_change(seg, EVENT, seen, 30, &now), EMBER_ETIMEDOUT);
+    /* A misaligned output pointer is refused before any wait: at once (a 10 s timeout
+     * would otherwise run out first), and on a change that has happened too. */
+    uint32_t words[2] = {0, 0};
+    uint32_t *misaligned = (uint32_t *)((char *)words + 1);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    CHECK_CODE(ember_event_wait_change(seg, EVENT, seen, 10000, misaligned), EMBER_EINVAL);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    CHECK(t1.tv_sec - t0.tv_sec < 5);
+    CHECK_CODE(ember_event_wait_change(seg, EVENT, seen - 1, 10000, misaligned), EMBER_EINVAL);
     pid_t pid = fork();
     if (pid == 0) {
         uint32_t got = 0;
