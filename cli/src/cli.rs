@@ -74,6 +74,17 @@ impl Opts {
         Ok(o)
     }
 
+    /// Parses `args` with the options of `key` in the command table (`recv`, `dbus decode`).
+    pub fn parse_for(args: &[String], key: &str) -> Result<Opts, Failure> {
+        let (name, sub) = key.split_once(' ').map_or((key, None), |(c, s)| (c, Some(s)));
+        let cmd = crate::spec::command(name).and_then(|c| match sub {
+            Some(s) => c.sub(s),
+            None => Some(c),
+        });
+        let cmd = cmd.ok_or_else(|| Failure::runtime(format!("`{key}` is missing from the command table")))?;
+        Opts::parse(args, &cmd.flags(), &cmd.valued())
+    }
+
     /// Whether the flag was given.
     pub fn flag(&self, name: &str) -> bool {
         self.flags.iter().any(|f| f == name)

@@ -24,6 +24,10 @@ With URIs (mq:/name, shm-ring:name, shm-seqlock:name, shm-broadcast:name, fifo:/
 uds:/path, uds-seqpacket:/path, uds-dgram:/path), lists those objects alone, whatever
 they are; a socket is shown as listening when a connection to it succeeds.
 
+Every object listed is local to this machine, so its senders leave the payload checksum
+off by default (the header is always checked; `emberctl send` can force it on):
+the JSON says so per object (\"payload_checksum\":\"off\").
+
 options:
   --json    one JSON object on standard output instead of the tables
 ";
@@ -94,9 +98,10 @@ fn counters_text(c: &Counters) -> String {
             let writing = if seq % 2 == 1 { " (write in progress)" } else { "" };
             format!("version={} len={len} waiters={waiters}{writing}", seq / 2)
         }
-        Counters::Spsc { written, consumed, closed, consumer_waiting, producer_waiting } => format!(
-            "pending={}B written={written}B consumed={consumed}B{}{}{}",
+        Counters::Spsc { written, consumed, closed, consumer_waiting, producer_waiting, reader_pid } => format!(
+            "pending={}B written={written}B consumed={consumed}B{}{}{}{}",
             written.wrapping_sub(consumed),
+            if reader_pid != 0 { format!(" receiver-pid={reader_pid}") } else { String::new() },
             if closed { " closed" } else { "" },
             if consumer_waiting { " consumer-asleep" } else { "" },
             if producer_waiting { " producer-asleep(full)" } else { "" },
@@ -115,8 +120,8 @@ fn counters_json(c: &Counters) -> String {
         Counters::SeqLock { seq, len, waiters } => {
             format!(r#"{{"version":{},"writing":{},"len":{len},"waiters":{waiters}}}"#, seq / 2, seq % 2 == 1)
         }
-        Counters::Spsc { written, consumed, closed, consumer_waiting, producer_waiting } => format!(
-            r#"{{"pending_bytes":{},"written_bytes":{written},"consumed_bytes":{consumed},"closed":{closed},"consumer_waiting":{consumer_waiting},"producer_waiting":{producer_waiting}}}"#,
+        Counters::Spsc { written, consumed, closed, consumer_waiting, producer_waiting, reader_pid } => format!(
+            r#"{{"pending_bytes":{},"written_bytes":{written},"consumed_bytes":{consumed},"closed":{closed},"consumer_waiting":{consumer_waiting},"producer_waiting":{producer_waiting},"receiver_pid":{reader_pid}}}"#,
             written.wrapping_sub(consumed)
         ),
         Counters::Broadcast { published, oldest, closed, waiters } => {
@@ -127,6 +132,13 @@ fn counters_json(c: &Counters) -> String {
 }
 
 use crate::bench::json_str;
+
+/// The payload checksum a sender on any object `ls` lists writes by default: every one is
+/// local (shm, queues, FIFOs, Unix sockets), so `"off"` (docs/wire-format.md §4.4), from
+/// the same constant the senders use.
+fn payload_checksum() -> &'static str {
+    if ember_linux::shm::SpscSender::DEFAULT_INTEGRITY.is_checked() { "on" } else { "off" }
+}
 
 /// One listed object, as table cells and as JSON.
 struct Line {
@@ -152,7 +164,7 @@ fn segment_line(s: &SegmentInfo) -> Line {
                     counters.map_or_else(|| "counters unreadable".into(), counters_text),
                 ],
                 json: format!(
-                    r#"{{"type":"shm","name":{},"kind":"{}","size":{},"capacity":{},"fingerprint":{},"fingerprint_hex":"{:#018x}","writer_pid":{},"writer_alive":{alive},"uid":{},"mode":"{:04o}","counters":{}}}"#,
+                    r#"{{"type":"shm","name":{},"kind":"{}","size":{},"capacity":{},"fingerprint":{},"fingerprint_hex":"{:#018x}","writer_pid":{},"writer_alive":{alive},"uid":{},"mode":"{:04o}","payload_checksum":"{}","counters":{}}}"#,
                     json_str(&s.name),
                     kind_name(h.kind),
                     s.size,
@@ -162,6 +174,7 @@ fn segment_line(s: &SegmentInfo) -> Line {
                     h.creator_pid,
                     s.uid,
                     s.mode,
+                    payload_checksum(),
                     counters.map_or_else(|| "null".into(), counters_json)
                 ),
             }
@@ -192,11 +205,12 @@ fn mq_line(name: &str) -> Line {
                 format!("queued={}", a.cur_msgs),
             ],
             json: format!(
-                r#"{{"type":"mq","name":{},"max_msgs":{},"msg_size":{},"queued":{}}}"#,
+                r#"{{"type":"mq","name":{},"max_msgs":{},"msg_size":{},"queued":{},"payload_checksum":"{}"}}"#,
                 json_str(name),
                 a.max_msgs,
                 a.msg_size,
-                a.cur_msgs
+                a.cur_msgs,
+                payload_checksum()
             ),
         },
         Err(e) => error_line(name, "mq", &e.to_string()),
@@ -239,11 +253,12 @@ fn path_line(uri: &Uri, path: &str, ty: &str) -> Line {
         missing: false,
         cells: [path.into(), ty.into(), "-".into(), "-".into(), "-".into(), state.clone()],
         json: format!(
-            r#"{{"type":"{ty}","name":{},"file":"{what}","uid":{},"mode":"{:04o}","state":{}}}"#,
+            r#"{{"type":"{ty}","name":{},"file":"{what}","uid":{},"mode":"{:04o}","state":{},"payload_checksum":"{}"}}"#,
             json_str(path),
             meta.uid(),
             meta.mode() & 0o7777,
-            json_str(&state)
+            json_str(&state),
+            payload_checksum()
         ),
     }
 }
@@ -293,7 +308,7 @@ fn dir_names(dir: &str) -> Result<Vec<String>, std::io::Error> {
 
 /// `emberctl ls`.
 pub fn run(args: &[String]) -> Result<(), Failure> {
-    let o = Opts::parse(args, &["--json"], &[])?;
+    let o = Opts::parse_for(args, "ls")?;
     let mut lines = Vec::new();
     let mut notes = Vec::new();
     if o.positional.is_empty() {

@@ -3,7 +3,7 @@
 use std::io::{Read as _, Write as _};
 use std::time::{Duration, Instant};
 
-use ember_core::frame::{self, Frame, FrameRepr, MAX_FRAME_LEN};
+use ember_core::frame::{self, Frame, FrameRepr, Integrity, MAX_FRAME_LEN};
 use ember_core::shm::{SegmentKind, ShmError};
 use ember_linux::error::Error;
 use ember_linux::mq::{Access, MessageQueue};
@@ -40,7 +40,13 @@ options:
   --prio <n>            mq: message priority (default 0)
   --create              fifo/mq: create the FIFO or queue if missing (mode 0600)
   --capacity <bytes>    shm-*: data area size (default 65536)
+  --checksum <on|off|auto>
+                        whether the payload is covered by the frame checksum (the header
+                        always is): auto (default) is the endpoint's default, on for tcp:
+                        and udp:, off for pipes, FIFOs, queues, Unix sockets and shm
   --fingerprint <n>     shm-*: the type fingerprint written in the header (default 0)
+  --max-msgs <n>        mq with --create: queue depth (default 10)
+  --msg-size <bytes>    mq with --create: largest message (default 8192)
   --timeout <seconds>   give up waiting for a reader, a connection or room (default 5)
 ";
 
@@ -61,8 +67,15 @@ options:
   --print <how>         text (default): kind, seq, length and the payload as escaped text;
                         hex: the same with the payload in hex; header: no payload;
                         raw: the payload bytes alone, nothing else (for pipelines)
+  --json                one JSON object per line and frame: {\"kind\":7,\"seq\":0,\"len\":5,
+                        \"hex\":\"68656c6c6f\",\"text\":\"hello\"} (text is null unless UTF-8),
+                        with prio, version, record and lost where the transport has them;
+                        a damaged message is {\"damaged\":true,\"message\":n,\"error\":\"...\"}
   --create              fifo/mq: create the FIFO or queue if missing
   --unlink              remove the FIFO, queue or shm segment afterwards
+  --require-checksum    refuse frames whose payload is not covered by the frame checksum
+                        (sent unchecked, the default on local endpoints): each
+                        is reported as damaged and skipped
   --fingerprint <n>     shm-*: refuse a segment with another fingerprint
   --max-msgs <n>        mq with --create: queue depth (default 10)
   --msg-size <bytes>    mq with --create: largest message (default 8192)
@@ -136,10 +149,27 @@ type SendFn = Box<dyn FnMut(&[u8], Option<Instant>) -> Result<(), Error>>;
 
 struct Sink {
     send: SendFn,
+    /// Whether the frames are sent with their payload checksummed.
+    integrity: Integrity,
 }
 
-fn kernel_sink(mut s: impl FrameSender + AsFd + 'static) -> Sink {
+/// `--checksum`: `Some` when forced on or off, `None` for the endpoint's default.
+fn checksum_option(o: &Opts) -> Result<Option<Integrity>, Failure> {
+    match o.value("--checksum") {
+        None | Some("auto") => Ok(None),
+        Some("on") => Ok(Some(Integrity::Checked)),
+        Some("off") => Ok(Some(Integrity::Unchecked)),
+        Some(v) => Err(Failure::usage(format!("--checksum: `{v}` is not on, off or auto"))),
+    }
+}
+
+fn kernel_sink(mut s: impl FrameSender + AsFd + 'static, forced: Option<Integrity>) -> Sink {
+    if let Some(i) = forced {
+        s.set_integrity(i);
+    }
+    let integrity = s.integrity();
     Sink {
+        integrity,
         send: Box::new(move |f, deadline| {
             // Blocking sends, but never past the deadline for a full socket or pipe:
             // nonblocking writes, waiting for room with poll.
@@ -167,10 +197,13 @@ fn open_sink(uri: &Uri, o: &Opts, deadline: Option<Instant>, first_len: usize) -
     let nonblocking = |e: &dyn AsFd| e.as_fd().set_nonblocking(true);
     let capacity = o.usize("--capacity")?.unwrap_or(65536);
     let fingerprint = o.u64("--fingerprint")?.unwrap_or(0);
+    let forced = checksum_option(o)?;
+    // The shared-memory channels carry what the ring protocol already bounds-checks.
+    let shm = forced.unwrap_or(SpscSender::DEFAULT_INTEGRITY);
     Ok(match uri {
         Uri::Stdio => {
             let fd = rustix::io::dup(rustix::stdio::stdout()).map_err(|e| fail("dup")(Error::Os(e)))?;
-            kernel_sink(pipe::Writer::stream(fd))
+            kernel_sink(pipe::Writer::stream(fd), forced)
         }
         Uri::Fifo(p) => {
             if o.flag("--create") {
@@ -178,18 +211,12 @@ fn open_sink(uri: &Uri, o: &Opts, deadline: Option<Instant>, first_len: usize) -
             }
             // No reader yet, or no FIFO yet (the receiver creates it): wait for one.
             let w = retry(deadline, &[Error::NoReader, NOENT], || fifo::open_writer(p, true)).map_err(fail("open"))?;
-            kernel_sink(w)
+            kernel_sink(w, forced)
         }
         Uri::Mq(name) => {
             let q = match MessageQueue::open(name, Access::Send) {
                 Err(e) if is_missing(&e) && o.flag("--create") => {
-                    let mut q = MessageQueue::create(
-                        name,
-                        o.usize("--max-msgs")?.unwrap_or(10),
-                        o.usize("--msg-size")?.unwrap_or(8192),
-                        Access::Send,
-                    )
-                    .map_err(fail("create"))?;
+                    let mut q = create_mq(name, o, Access::Send).map_err(fail("create"))?;
                     q.persist();
                     q
                 }
@@ -197,7 +224,11 @@ fn open_sink(uri: &Uri, o: &Opts, deadline: Option<Instant>, first_len: usize) -
             };
             let prio = o.u32("--prio")?.unwrap_or(0);
             let mut q = q;
+            if let Some(i) = forced {
+                q.set_integrity(i);
+            }
             Sink {
+                integrity: q.integrity(),
                 send: Box::new(move |f, deadline| {
                     q.send_prio(f, prio, Some(left(deadline).unwrap_or(Duration::from_secs(u32::MAX as u64))))
                 }),
@@ -207,20 +238,20 @@ fn open_sink(uri: &Uri, o: &Opts, deadline: Option<Instant>, first_len: usize) -
             let s = retry(deadline, &[Error::Refused, NOENT], || uds::connect_stream::<65536>(UnixName::Path(p)));
             let s = s.map_err(fail("connect"))?;
             nonblocking(&s).map_err(fail("connect"))?;
-            kernel_sink(s)
+            kernel_sink(s, forced)
         }
         Uri::UdsAbstract(n) => {
             let s =
                 retry(deadline, &[Error::Refused], || uds::connect_stream::<65536>(UnixName::Abstract(n.as_bytes())));
             let s = s.map_err(fail("connect"))?;
             nonblocking(&s).map_err(fail("connect"))?;
-            kernel_sink(s)
+            kernel_sink(s, forced)
         }
         Uri::UdsSeqpacket(p) => {
             let s = retry(deadline, &[Error::Refused, NOENT], || uds::connect_seqpacket(UnixName::Path(p)));
             let s = s.map_err(fail("connect"))?;
             nonblocking(&s).map_err(fail("connect"))?;
-            kernel_sink(s)
+            kernel_sink(s, forced)
         }
         Uri::UdsDgram(_) | Uri::UdsDgramAbstract(_) => {
             let name = match uri {
@@ -236,7 +267,7 @@ fn open_sink(uri: &Uri, o: &Opts, deadline: Option<Instant>, first_len: usize) -
             .map_err(|e| fail("address")(Error::Os(e)))?;
             retry(deadline, &[Error::Refused, NOENT], || s.connect(&addr)).map_err(fail("connect"))?;
             nonblocking(&s).map_err(fail("connect"))?;
-            kernel_sink(s)
+            kernel_sink(s, forced)
         }
         Uri::Tcp(addr) => {
             // The receiver may not listen yet: retry until the deadline.
@@ -244,7 +275,7 @@ fn open_sink(uri: &Uri, o: &Opts, deadline: Option<Instant>, first_len: usize) -
                 retry(deadline, &[Error::Refused], || ember_linux::net::tcp_connect::<65536>(*addr, left(deadline)));
             let s = s.map_err(fail("connect"))?;
             nonblocking(&s).map_err(fail("connect"))?;
-            kernel_sink(s)
+            kernel_sink(s, forced)
         }
         Uri::Udp(addr) => {
             let any: std::net::SocketAddr = if addr.is_ipv4() {
@@ -255,23 +286,24 @@ fn open_sink(uri: &Uri, o: &Opts, deadline: Option<Instant>, first_len: usize) -
             let s = ember_linux::net::udp_bind(any).map_err(fail("socket"))?;
             s.connect(addr).map_err(fail("connect"))?;
             nonblocking(&s).map_err(fail("connect"))?;
-            kernel_sink(s)
+            kernel_sink(s, forced)
         }
         Uri::ShmRing(name) => {
             let mut tx = SpscSender::create(Backing::Named(name), capacity, fingerprint).map_err(fail("create"))?;
             tx.segment().persist();
-            Sink { send: Box::new(move |f, deadline| tx.send(f, left(deadline))) }
+            tx.set_integrity(shm);
+            Sink { integrity: shm, send: Box::new(move |f, deadline| tx.send(f, left(deadline))) }
         }
         Uri::ShmSeqlock(name) => {
             let cap = capacity.max(first_len.next_multiple_of(8)).max(64);
             let mut w = SeqLockWriter::create(Backing::Named(name), cap, fingerprint).map_err(fail("create"))?;
             w.segment().persist();
-            Sink { send: Box::new(move |f, _| w.write(f)) }
+            Sink { integrity: shm, send: Box::new(move |f, _| w.write(f)) }
         }
         Uri::ShmBroadcast(name) => {
             let mut w = BroadcastWriter::create(Backing::Named(name), capacity, fingerprint).map_err(fail("create"))?;
             w.segment().persist();
-            Sink { send: Box::new(move |f, _| w.send(f)) }
+            Sink { integrity: shm, send: Box::new(move |f, _| w.send(f)) }
         }
     })
 }
@@ -288,6 +320,28 @@ fn parse_hex(s: &str) -> Result<Vec<u8>, Failure> {
         return Err(Failure::usage(format!("--hex: odd number of digits ({})", digits.len())));
     }
     Ok(digits.chunks_exact(2).map(|p| p[0] << 4 | p[1]).collect())
+}
+
+/// Creates the queue `name` for `--create`: `--max-msgs` and `--msg-size` as given (a value
+/// over the board's limit is refused, naming the limit); left out, 10 messages of 8192
+/// bytes, or less where the board's `msg_max`/`msgsize_max` allow less, said on stderr.
+fn create_mq(name: &str, o: &Opts, access: Access) -> Result<MessageQueue, ember_linux::Error> {
+    use ember_linux::limits::Limit;
+    let (asked_n, asked_size) = (o.usize("--max-msgs").ok().flatten(), o.usize("--msg-size").ok().flatten());
+    let fit = |asked: Option<usize>, default: usize, limit: Limit| match asked {
+        Some(v) => (v, None),
+        None => match limit.value() {
+            Some(max) if (max as usize) < default => (max as usize, Some((limit, max))),
+            _ => (default, None),
+        },
+    };
+    let (n, n_cut) = fit(asked_n, 10, Limit::MqMsgMax);
+    let (size, size_cut) = fit(asked_size, 8192, Limit::MqMsgsizeMax);
+    let q = MessageQueue::create(name, n, size, access)?;
+    for (limit, max) in [n_cut, size_cut].into_iter().flatten() {
+        eprintln!("mq:{name}: created with {n} messages of {size} bytes ({} is {max})", limit.source());
+    }
+    Ok(q)
 }
 
 /// Refuses, before anything is created or opened, an option given for an endpoint it does
@@ -320,28 +374,13 @@ fn check_endpoint_options(uri: &Uri, o: &Opts) -> Result<(), Failure> {
 
 /// `emberctl send`.
 pub fn send(args: &[String]) -> Result<(), Failure> {
-    let o = Opts::parse(
-        args,
-        &["--lines", "--create"],
-        &[
-            "--file",
-            "--hex",
-            "--kind",
-            "--seq",
-            "--count",
-            "--prio",
-            "--capacity",
-            "--fingerprint",
-            "--timeout",
-            "--max-msgs",
-            "--msg-size",
-        ],
-    )?;
+    let o = Opts::parse_for(args, "send")?;
     let Some((uri, words)) = o.positional.split_first() else {
         return Err(Failure::usage("which endpoint? (e.g. emberctl send fifo:/tmp/f hello)".into()));
     };
     let uri = Uri::parse(uri).map_err(|e| Failure::usage(e.0))?;
     check_endpoint_options(&uri, &o)?;
+    checksum_option(&o)?;
     let payloads: Vec<Vec<u8>> = if !words.is_empty() {
         vec![words.join(" ").into_bytes()]
     } else if let Some(f) = o.value("--file") {
@@ -373,7 +412,7 @@ pub fn send(args: &[String]) -> Result<(), Failure> {
     let mut buf = vec![0u8; MAX_FRAME_LEN];
     for _ in 0..count {
         for p in &payloads {
-            let repr = FrameRepr { flags: frame::Flags::default(), kind, seq, payload_len: p.len() };
+            let repr = FrameRepr { flags: sink.integrity.flags(), kind, seq, payload_len: p.len() };
             let f = repr.emit_with_payload(p, &mut buf).map_err(|e| Failure::usage(format!("frame: {e}")))?;
             (sink.send)(f, deadline(Some(timeout))).map_err(|e| at(&uri, "send", e))?;
             seq = seq.wrapping_add(1);
@@ -387,8 +426,9 @@ pub fn send(args: &[String]) -> Result<(), Failure> {
 /// What one receive brought besides the bytes.
 struct Got {
     len: usize,
-    /// Transport details printed after the frame fields (priority, losses, ...).
-    note: String,
+    /// Transport details printed after the frame fields (priority, losses, ...), as
+    /// `name=value` in text and `"name":value` in JSON.
+    extra: Vec<(&'static str, u64)>,
 }
 
 type RecvFn = Box<dyn FnMut(&mut [u8], Option<Instant>) -> Result<Got, Error>>;
@@ -407,7 +447,7 @@ fn kernel_source<R: FrameReceiver + AsFd + 'static>(mut r: R, nonblocking: bool)
             }
             match r.recv_frame(buf) {
                 Err(Error::WouldBlock) => {}
-                Ok(len) => return Ok(Got { len, note: String::new() }),
+                Ok(len) => return Ok(Got { len, extra: Vec::new() }),
                 Err(e) => return Err(e),
             }
         }
@@ -453,13 +493,7 @@ fn open_source(uri: &Uri, o: &Opts, deadline: Option<Instant>) -> Result<RecvFn,
         Uri::Mq(name) => {
             let mut q = match MessageQueue::open(name, Access::Receive) {
                 Err(e) if is_missing(&e) && o.flag("--create") => {
-                    let mut q = MessageQueue::create(
-                        name,
-                        o.usize("--max-msgs")?.unwrap_or(10),
-                        o.usize("--msg-size")?.unwrap_or(8192),
-                        Access::Receive,
-                    )
-                    .map_err(fail("create"))?;
+                    let mut q = create_mq(name, o, Access::Receive).map_err(fail("create"))?;
                     q.persist();
                     q
                 }
@@ -471,7 +505,7 @@ fn open_source(uri: &Uri, o: &Opts, deadline: Option<Instant>) -> Result<RecvFn,
                 loop {
                     match q.recv_prio(buf, Some(t)) {
                         Err(Error::TimedOut) if deadline.is_none() => {}
-                        Ok((len, prio)) => return Ok(Got { len, note: format!(" prio={prio}") }),
+                        Ok((len, prio)) => return Ok(Got { len, extra: vec![("prio", u64::from(prio))] }),
                         Err(e) => return Err(e),
                     }
                 }
@@ -512,7 +546,7 @@ fn open_source(uri: &Uri, o: &Opts, deadline: Option<Instant>) -> Result<RecvFn,
         Uri::ShmRing(name) => {
             let fp = shm_fingerprint(name, SegmentKind::Spsc, o)?;
             let mut rx = SpscReceiver::open(name, fp).map_err(fail("open"))?;
-            Box::new(move |buf, deadline| Ok(Got { len: rx.recv(buf, left(deadline))?, note: String::new() }))
+            Box::new(move |buf, deadline| Ok(Got { len: rx.recv(buf, left(deadline))?, extra: Vec::new() }))
         }
         Uri::ShmSeqlock(name) => {
             let fp = shm_fingerprint(name, SegmentKind::SeqLock, o)?;
@@ -532,7 +566,7 @@ fn open_source(uri: &Uri, o: &Opts, deadline: Option<Instant>) -> Result<RecvFn,
                     }
                 };
                 seen = Some(snap.seq);
-                Ok(Got { len: snap.len, note: format!(" version={}", snap.seq / 2) })
+                Ok(Got { len: snap.len, extra: vec![("version", u64::from(snap.seq / 2))] })
             })
         }
         Uri::ShmBroadcast(name) => {
@@ -540,7 +574,7 @@ fn open_source(uri: &Uri, o: &Opts, deadline: Option<Instant>) -> Result<RecvFn,
             let mut r = BroadcastReader::open(name, fp, true).map_err(fail("open"))?;
             Box::new(move |buf, deadline| {
                 let got = r.recv(buf, left(deadline))?;
-                Ok(Got { len: got.len, note: format!(" record={} lost={}", got.seq, got.lost) })
+                Ok(Got { len: got.len, extra: vec![("record", got.seq), ("lost", got.lost)] })
             })
         }
     })
@@ -577,13 +611,33 @@ fn remove(uri: &Uri) -> Result<(), Error> {
     }
 }
 
+/// The transport's details as text: ` prio=3`, ` record=4 lost=0`.
+fn extra_text(extra: &[(&str, u64)]) -> String {
+    extra.iter().map(|(k, v)| format!(" {k}={v}")).collect()
+}
+
+/// One frame as a JSON object (a line of `recv --json`): the frame's fields, the
+/// transport's details, the payload in hex, and as a string when it is UTF-8 (else null).
+fn frame_json(f: &Frame<&[u8]>, extra: &[(&str, u64)]) -> String {
+    let p = f.payload();
+    let mut s = format!("{{\"kind\":{},\"seq\":{},\"len\":{}", f.kind(), f.seq(), p.len());
+    for (k, v) in extra {
+        s.push_str(&format!(",\"{k}\":{v}"));
+    }
+    let text = std::str::from_utf8(p).map_or_else(|_| "null".into(), crate::bench::json_str);
+    s.push_str(&format!(",\"hex\":\"{}\",\"text\":{text}}}", hex(p)));
+    s
+}
+
+/// A damaged message as a line of `recv --json`: `{"damaged":true,"message":n,"error":"..."}`.
+fn json_damaged(out: &mut impl std::io::Write, message: usize, error: &str) -> Result<(), Failure> {
+    let line = format!("{{\"damaged\":true,\"message\":{message},\"error\":{}}}", crate::bench::json_str(error));
+    writeln!(out, "{line}").and_then(|()| out.flush()).map_err(|e| Failure::runtime(format!("stdout: {e}")))
+}
+
 /// `emberctl recv`.
 pub fn recv(args: &[String]) -> Result<(), Failure> {
-    let o = Opts::parse(
-        args,
-        &["--create", "--unlink"],
-        &["--count", "--timeout", "--print", "--fingerprint", "--max-msgs", "--msg-size"],
-    )?;
+    let o = Opts::parse_for(args, "recv")?;
     let [uri] = o.positional.as_slice() else {
         return Err(Failure::usage("takes one endpoint (e.g. emberctl recv mq:/sensor)".into()));
     };
@@ -593,6 +647,10 @@ pub fn recv(args: &[String]) -> Result<(), Failure> {
     if !["text", "hex", "header", "raw"].contains(&print) {
         return Err(Failure::usage(format!("--print: `{print}` is not text, hex, header or raw")));
     }
+    if o.flag("--json") && o.value("--print").is_some() {
+        return Err(Failure::usage("--json and --print are two output formats: give one".into()));
+    }
+    let print = if o.flag("--json") { "json" } else { print };
     let count = o.usize("--count")?.unwrap_or(1);
     let deadline = deadline(o.seconds("--timeout")?);
     let result = receive(&uri, &o, deadline, count, print);
@@ -604,6 +662,7 @@ pub fn recv(args: &[String]) -> Result<(), Failure> {
 
 fn receive(uri: &Uri, o: &Opts, deadline: Option<Instant>, count: usize, print: &str) -> Result<(), Failure> {
     let mut source = open_source(uri, o, deadline)?;
+    let require = o.flag("--require-checksum");
     let mut buf = vec![0u8; MAX_FRAME_LEN];
     let mut out = std::io::stdout().lock();
     let (mut got, mut damaged) = (0usize, 0usize);
@@ -617,17 +676,34 @@ fn receive(uri: &Uri, o: &Opts, deadline: Option<Instant>, count: usize, print: 
                 eprintln!("emberctl recv: {uri}: message {} is not an Ember frame, skipped: {e}", got + 1);
                 got += 1;
                 damaged += 1;
+                if print == "json" {
+                    json_damaged(&mut out, got, &e.to_string())?;
+                }
                 continue;
             }
             Err(e) => return Err(at(uri, &format!("after {got} frame(s)"), e)),
         };
         got += 1;
         let bytes = &buf[..r.len];
-        let f = match Frame::new_checked(bytes) {
+        let checked = Frame::new_checked(bytes).and_then(|f| {
+            if require && f.integrity() == Integrity::Unchecked {
+                Err(ember_core::Error::UncheckedPayload)
+            } else {
+                Ok(f)
+            }
+        });
+        let f = match checked {
             Ok(f) => f,
             Err(e) => {
-                eprintln!("emberctl recv: {uri}: message {got} ({} bytes) is not an Ember frame: {e}", r.len);
+                if e == ember_core::Error::UncheckedPayload {
+                    eprintln!("emberctl recv: {uri}: message {got} refused (--require-checksum): {e}");
+                } else {
+                    eprintln!("emberctl recv: {uri}: message {got} ({} bytes) is not an Ember frame: {e}", r.len);
+                }
                 damaged += 1;
+                if print == "json" {
+                    json_damaged(&mut out, got, &e.to_string())?;
+                }
                 continue;
             }
         };
@@ -637,9 +713,10 @@ fn receive(uri: &Uri, o: &Opts, deadline: Option<Instant>, count: usize, print: 
                 out.write_all(p).map_err(|e| Failure::runtime(format!("stdout: {e}")))?;
                 continue;
             }
-            "header" => format!("kind={} seq={} len={}{}", f.kind(), f.seq(), p.len(), r.note),
-            "hex" => format!("kind={} seq={} len={}{} {}", f.kind(), f.seq(), p.len(), r.note, hex(p)),
-            _ => format!("kind={} seq={} len={}{} {}", f.kind(), f.seq(), p.len(), r.note, escape(p)),
+            "json" => frame_json(&f, &r.extra),
+            "header" => format!("kind={} seq={} len={}{}", f.kind(), f.seq(), p.len(), extra_text(&r.extra)),
+            "hex" => format!("kind={} seq={} len={}{} {}", f.kind(), f.seq(), p.len(), extra_text(&r.extra), hex(p)),
+            _ => format!("kind={} seq={} len={}{} {}", f.kind(), f.seq(), p.len(), extra_text(&r.extra), escape(p)),
         };
         writeln!(out, "{line}").and_then(|()| out.flush()).map_err(|e| Failure::runtime(format!("stdout: {e}")))?;
     }

@@ -201,6 +201,36 @@ fn bad_uris_unreachable_endpoints_and_damaged_frames_are_clear_errors() {
 /// A full `/dev/shm` (a 256 KiB tmpfs in a private mount namespace, as root): `send` to a
 /// new ring is a clear error with exit status 1 and leaves nothing behind, where it used to
 /// die of `SIGBUS` (exit status 135) on the first page it touched.
+/// On a board whose queue limits are below emberctl's defaults (10 messages of 8192 bytes),
+/// an unprivileged `send mq:... --create` makes the queue the board allows and says so; an
+/// explicit size over the limit is refused naming the limit and its value (it was "create:
+/// system call failed: Invalid argument"). The limits are lowered in a private IPC
+/// namespace, and the command runs as nobody (root is not bound by them).
+#[test]
+fn mq_create_fits_the_boards_limits() {
+    common::need_tool("unshare");
+    common::need_tool("setpriv");
+    let script = "echo 4 > /proc/sys/fs/mqueue/msg_max && echo 1024 > /proc/sys/fs/mqueue/msgsize_max || exit 99
+        as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups \"$@\"; }
+        as_nobody \"$0\" send mq:/fits hi --create; echo \"default=$?\"
+        as_nobody \"$0\" send mq:/wide hi --create --msg-size 4096; echo \"wide=$?\"";
+    let o = Command::new("unshare")
+        .args(["--ipc", "sh", "-c", script, env!("CARGO_BIN_EXE_emberctl")])
+        .output()
+        .expect("unshare (util-linux) runs");
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert!(o.status.success(), "{out}\n{err}");
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["default=0", "wide=1"], "stderr: {err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 3, "{err}");
+    assert!(lines[0].contains("created with 4 messages of 1024 bytes (/proc/sys/fs/mqueue/msg_max is 4)"), "{err}");
+    assert!(lines[1].contains("(/proc/sys/fs/mqueue/msgsize_max is 1024)"), "{err}");
+    assert!(
+        lines[2].contains("limit reached: /proc/sys/fs/mqueue/msgsize_max (bytes per message) is 1024, 4096 asked for"),
+        "{err}"
+    );
+}
+
 #[test]
 fn full_dev_shm_is_a_clear_error_not_sigbus() {
     common::need_tool("unshare");
@@ -360,6 +390,52 @@ fn dbus_call_emit_and_monitor_on_a_private_daemon() {
     }
 }
 
+/// `dbus monitor` sees what `dbus-monitor` sees: it becomes a monitor (`BecomeMonitor`), so
+/// method calls to other connections (here to the bus itself) and their replies show, not
+/// only the signals match rules deliver; with no `--match`, everything.
+#[test]
+fn dbus_monitor_sees_calls_and_replies() {
+    common::need_tool("dbus-send");
+    let d = Daemon::start();
+    let addr = address_args(&d);
+    let get_id = |d: &Daemon| {
+        let s = Command::new("dbus-send")
+            .args([&format!("--bus={}", d.address), "--print-reply", "--dest=org.freedesktop.DBus"])
+            .args(["/org/freedesktop/DBus", "org.freedesktop.DBus.GetId"])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(s.success());
+    };
+    // Calls dbus-send until `monitor` exits; returns its output.
+    let watch = |args: &[&str]| {
+        let mut mon = vec!["dbus", "monitor"];
+        mon.extend(args);
+        mon.extend(addr.iter().map(String::as_str));
+        let mut m = spawn(&mon);
+        let start = Instant::now();
+        while m.try_wait().unwrap().is_none() {
+            if start.elapsed() > Duration::from_secs(30) {
+                let _ = m.kill();
+                panic!("the monitor saw too little: {:?}", m.wait_with_output().unwrap());
+            }
+            get_id(&d);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let o = m.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    let out = watch(&["--match", "type='method_call',member='GetId'", "--count", "1", "--timeout", "30"]);
+    assert!(out.starts_with("method_call serial="), "{out}");
+    assert!(out.contains("destination=org.freedesktop.DBus") && out.contains("member=GetId"), "{out}");
+    // Everything: the call, the bus's reply, the signals.
+    let out = watch(&["--count", "40", "--timeout", "30"]);
+    for want in ["method_call serial=", "member=GetId", "method_return serial=", "signal serial=", "NameOwnerChanged"] {
+        assert!(out.contains(want), "no {want:?} in\n{out}");
+    }
+}
+
 #[test]
 fn dbus_decode_of_a_capture_and_of_damaged_copies() {
     common::need_tool("dbus-monitor");
@@ -391,7 +467,7 @@ fn dbus_decode_of_a_capture_and_of_damaged_copies() {
     assert!(reading[0].contains("little-endian: signal serial="), "{out}");
     assert!(reading[0].contains("path=/org/ember/Cap interface=org.ember.Capture"), "{out}");
     assert!(reading[0].contains("signature='saua{si}'"), "{out}");
-    assert_eq!(reading[1].trim(), "('hi', [uint32 1, uint32 2], {'a': 1})");
+    assert_eq!(reading[1].trim(), "('hi', [uint32 1, 2], {'a': 1})");
     // Truncated copies: exit status 2, an offset, never a panic.
     let data = std::fs::read(&file).unwrap();
     let damaged = format!("{}/damaged.bin", d.dir);
@@ -421,6 +497,190 @@ fn dbus_decode_of_a_capture_and_of_damaged_copies() {
         let o = run(&["dbus", "decode", &damaged]);
         assert!(matches!(o.status.code(), Some(0 | 2)), "flip at {i}: {o:?}");
     }
+}
+
+/// `dbus decode` reads what `busctl capture` writes (pcapng: a section header, an
+/// interface of link type 231, enhanced packet blocks), and prints every good message
+/// before a damaged one, then says where the damage starts (it printed nothing then).
+#[test]
+fn dbus_decode_of_busctl_pcapng_and_a_damaged_tail() {
+    common::need_tool("busctl");
+    common::need_tool("dbus-send");
+    let d = Daemon::start();
+    let file = format!("{}/capture.pcapng", d.dir);
+    let mut capture = Command::new("busctl")
+        .args([&format!("--address={}", d.address), "capture"])
+        .stdout(std::fs::File::create(&file).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !std::fs::read(&file).unwrap().windows(7).any(|w| w == b"Capture") {
+        assert!(start.elapsed() < Duration::from_secs(20), "busctl captured nothing");
+        let s = Command::new("dbus-send")
+            .args([&format!("--bus={}", d.address), "--type=signal", "/org/ember/Cap", "org.ember.Capture.Reading"])
+            .args(["string:pcapng", "uint32:7"])
+            .status()
+            .unwrap();
+        assert!(s.success());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    capture.kill().unwrap();
+    capture.wait().unwrap();
+    let data = std::fs::read(&file).unwrap();
+    assert_eq!(&data[..4], b"\x0a\x0d\x0d\x0a", "busctl writes pcapng");
+    let (out, err) = expect(&["dbus", "decode", &file], 0);
+    let line = out.lines().position(|l| l.contains("member=Reading")).unwrap_or_else(|| panic!("{out}\n{err}"));
+    let reading: Vec<&str> = out.lines().skip(line).take(2).collect();
+    assert!(reading[0].contains("path=/org/ember/Cap interface=org.ember.Capture"), "{out}");
+    assert_eq!(reading[1].trim(), "('pcapng', uint32 7)");
+    let good = out.lines().filter(|l| l.starts_with("message ")).count();
+    assert!(good >= 2, "{out}");
+    // Cut inside the last block: the messages before it, then where the damage starts.
+    let damaged = format!("{}/damaged.pcapng", d.dir);
+    std::fs::write(&damaged, &data[..data.len() - 10]).unwrap();
+    let (out, err) = expect(&["dbus", "decode", &damaged], 2);
+    assert_eq!(out.lines().filter(|l| l.starts_with("message ")).count(), good - 1, "{out}");
+    assert!(
+        err.contains("offset") && err.contains("truncated") && err.contains(&format!("{} good", good - 1)),
+        "{err}"
+    );
+    // Raw messages (dbus-monitor --binary style) with a damaged third one.
+    let (mut raw, mut lens) = (Vec::new(), Vec::new());
+    for l in out.lines().filter(|l| l.starts_with("message ")) {
+        // "message N at offset O: LEN bytes, ..."
+        let offset: usize = l.split("offset ").nth(1).unwrap().split(':').next().unwrap().parse().unwrap();
+        let len: usize = l.split(": ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+        raw.extend_from_slice(&data[offset..offset + len]);
+        lens.push(len);
+    }
+    let third = lens[0] + lens[1];
+    if lens.len() >= 3 {
+        raw[third + 3] = 9; // protocol version 9
+        let rawfile = format!("{}/raw.bin", d.dir);
+        std::fs::write(&rawfile, &raw).unwrap();
+        let (out, err) = expect(&["dbus", "decode", &rawfile], 2);
+        assert_eq!(out.lines().filter(|l| l.starts_with("message ")).count(), 2, "{out}");
+        assert!(err.contains(&format!("offset {} ", third + 3)) && err.contains("protocol version"), "{err}");
+    }
+    // Not D-Bus at all: pcapng of another link type is named plainly.
+    let mut other = data.clone();
+    let idb = find_block(&other, 1).expect("an interface description block");
+    other[idb + 8..idb + 10].copy_from_slice(&1u16.to_le_bytes());
+    std::fs::write(&damaged, &other).unwrap();
+    let (_, err) = expect(&["dbus", "decode", &damaged], 2);
+    assert!(err.contains("pcapng") && err.contains("link type 1"), "{err}");
+}
+
+/// The offset of the first pcapng block of `kind` (little-endian file).
+fn find_block(data: &[u8], kind: u32) -> Option<usize> {
+    let mut pos = 0;
+    while pos + 12 <= data.len() {
+        let t = u32::from_le_bytes(data[pos..pos + 4].try_into().unwrap());
+        let len = u32::from_le_bytes(data[pos + 4..pos + 8].try_into().unwrap()) as usize;
+        if t == kind {
+            return Some(pos);
+        }
+        pos += len.max(12);
+    }
+    None
+}
+
+/// A GDBus (python3-gi) service on `argv[1]` owning `org.ember.Echo`: `Echo(v) -> v`.
+const GDBUS_ECHO: &str = r#"
+import sys
+from gi.repository import Gio, GLib
+xml = """<node><interface name="org.ember.Echo">
+<method name="Echo"><arg type="v" direction="in"/><arg type="v" direction="out"/></method>
+</interface></node>"""
+flags = Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT | Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION
+conn = Gio.DBusConnection.new_for_address_sync(sys.argv[1], flags, None, None)
+def call(conn, sender, path, iface, method, params, invocation):
+    invocation.return_value(params)
+conn.register_object("/org/ember/Echo", Gio.DBusNodeInfo.new_for_xml(xml).interfaces[0], call, None, None)
+Gio.bus_own_name_on_connection(conn, "org.ember.Echo", 0, lambda *a: print("ready", flush=True), None)
+GLib.MainLoop().run()
+"#;
+
+/// The CLI's value text is GVariant's text format, both ways: each value goes through
+/// `gdbus call` (GLib parses and prints it) and through `emberctl dbus call` (Ember parses
+/// and prints it) to a GDBus echo service; both print the same text. Then what Ember
+/// printed goes through both again and comes back unchanged.
+#[test]
+fn dbus_value_text_is_gvariant_text() {
+    common::need_tool("gdbus");
+    let python = "/usr/bin/python3";
+    let has_gi = Command::new(python).args(["-c", "import gi"]).output().is_ok_and(|o| o.status.success());
+    common::skip_unless(has_gi, "needs python3-gi (/usr/bin/python3 with gi)");
+    let d = Daemon::start();
+    let script = format!("{}/echo.py", d.dir);
+    std::fs::write(&script, GDBUS_ECHO).unwrap();
+    let mut service = Command::new(python).args([&script, &d.address]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(service.stdout.take().unwrap()), &mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let target = ["--dest", "org.ember.Echo", "--object-path", "/org/ember/Echo", "--method", "org.ember.Echo.Echo"];
+    let gdbus = |arg: &str| {
+        let o = Command::new("gdbus").args(["call", "--address", &d.address]).args(target).arg(arg).output().unwrap();
+        (o.status.success(), text(if o.status.success() { &o.stdout } else { &o.stderr }).trim().to_string())
+    };
+    let ember = |arg: &str| {
+        let mut args = vec!["dbus", "call", "--address", &d.address];
+        args.extend(target);
+        args.push(arg);
+        let o = run(&args);
+        (o.status.success(), text(if o.status.success() { &o.stdout } else { &o.stderr }).trim().to_string())
+    };
+    let cases = [
+        "<'a\\u0007b'>",
+        "<'tab\\there\\nand a \\\\'>",
+        "<\"it's\">",
+        "<'it\\'s \"so\"'>",
+        "<'\\u00e9\\U0001F600 \\u200b \\u007f'>",
+        "<'\\x07'>",
+        "<'\\a\\b\\f\\v\\r'>",
+        "<010>",
+        "<-010>",
+        "<0x10>",
+        "<uint64 0777>",
+        "<byte 010>",
+        "<nan>",
+        "<inf>",
+        "<-inf>",
+        "<0.1>",
+        "<1e300>",
+        "<3.0>",
+        "<-0.0>",
+        "<b'abc'>",
+        "<b'a\\001\\n\\t\\\\'>",
+        "<b\"it's\">",
+        "<b'\\377\\200x'>",
+        "<@ay [0x61, 0x00, 0x62]>",
+        "<[byte 0x01, 0x02]>",
+        "<@ay []>",
+        "<{'k': <b'v'>, 'n': <nan>}>",
+        "<objectpath '/a/b'>",
+        "<signature 'a{sv}'>",
+    ];
+    let mut wrong = Vec::new();
+    for case in cases {
+        let (g_ok, g) = gdbus(case);
+        let (e_ok, e) = ember(case);
+        assert!(g_ok, "gdbus refused {case}: {g}");
+        if !e_ok || e != g {
+            wrong.push(format!("{case}: gdbus {g}, ember {e}"));
+            continue;
+        }
+        // What was printed, read back by both: the same again.
+        let printed = g.strip_prefix('(').and_then(|r| r.strip_suffix(",)")).unwrap();
+        let (again_g, again_e) = (gdbus(printed), ember(printed));
+        if again_g != (true, g.clone()) || again_e != (true, g.clone()) {
+            wrong.push(format!("{case} printed {printed}: gdbus then {again_g:?}, ember then {again_e:?}"));
+        }
+    }
+    let _ = service.kill();
+    let _ = service.wait();
+    assert!(wrong.is_empty(), "{wrong:#?}");
 }
 
 #[test]
@@ -466,6 +726,57 @@ fn bench_json_has_a_row_for_every_mechanism() {
             assert!(r["ratio"].as_f64().is_some_and(|x| x > 0.0), "{name}: {r}");
         }
     }
+}
+
+/// `--size` sizes the shared-memory rows: a 64 KiB hop and stream against two memcpys.
+#[test]
+fn bench_size_applies_to_the_shm_rows() {
+    let (out, err) =
+        expect(&["bench", "--quick", "--json", "--samples", "200", "--only", "shm/spsc", "--size", "65536"], 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    let rows = v["rows"].as_array().unwrap();
+    for (name, baseline) in [("shm/spsc-hop", "memcpy-x2+floor"), ("shm/spsc-stream", "memcpy-x2")] {
+        let r = rows.iter().find(|r| r["mechanism"] == name).unwrap_or_else(|| panic!("no {name} row: {out}"));
+        assert_eq!(r["size"], 65536, "{r}");
+        assert_eq!(r["baseline"], baseline, "{r}");
+        assert!(r["ratio"].as_f64().is_some_and(|x| x > 0.0), "{r}");
+    }
+}
+
+/// `--sweep`: every point of the readers and in-flight sweeps, tagged in the JSON and the
+/// CSV; the readers' loss counters add up (the sweep checks that received + lost equals
+/// what was sent to every reader, or fails).
+#[test]
+fn bench_sweeps_write_json_and_csv() {
+    let dir = std::env::temp_dir().join(format!("ember-sweep-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = dir.join("sweep.csv");
+    let csv_arg = csv.to_str().unwrap();
+    for (sweep, mechanism, xs) in
+        [("readers", "broadcast/writer", vec![1, 2, 4, 8, 16]), ("inflight", "rpc/in-flight", vec![1, 2, 4, 8, 16, 32])]
+    {
+        let (out, err) = expect(&["bench", "--json", "--samples", "200", "--sweep", sweep, "--csv", csv_arg], 0);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+        assert_eq!(v["skipped"], serde_json::json!([]), "{err}");
+        let rows = v["rows"].as_array().unwrap();
+        let got: Vec<u64> =
+            rows.iter().filter(|r| r["mechanism"] == mechanism).map(|r| r["x"].as_u64().unwrap()).collect();
+        assert_eq!(got, xs, "{out}");
+        assert!(rows.iter().all(|r| r["sweep"] == sweep && r["p50_ns"].as_f64().is_some_and(|p| p > 0.0)), "{out}");
+        if sweep == "readers" {
+            assert!(
+                rows.iter().all(|r| r["extra"]["lost_per_record"].as_f64().is_some_and(|l| (0.0..1.0).contains(&l))),
+                "{out}"
+            );
+        }
+        let text = std::fs::read_to_string(&csv).unwrap();
+        let mut lines = text.lines();
+        assert!(lines.next().unwrap().starts_with("sweep,x,mechanism,size,p50_ns"), "{text}");
+        assert_eq!(lines.filter(|l| l.starts_with(&format!("{sweep},"))).count(), xs.len(), "{text}");
+    }
+    let (_, err) = expect(&["bench", "--sweep", "sideways"], 2);
+    assert!(err.contains("--sweep: `sideways` is not one of size, readers, inflight, all"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -521,4 +832,126 @@ fn tcp_and_udp_endpoints_on_loopback() {
     assert!(err.contains("host:port"), "{err}");
     let (_, err) = expect(&["recv", "udp:127.0.0.1:99999"], 2);
     assert!(err.contains("host:port"), "{err}");
+}
+
+/// `dbus call` grows its receive buffer to a reply larger than 64 KiB; with a smaller
+/// `--max-message` the call fails at once, naming the reply's size and the option; a bus
+/// that never answers fails the connect after `--timeout`.
+#[test]
+fn dbus_call_large_replies_and_limits() {
+    use ember_core::dbus::{Builder, MessageType, Signature};
+    let d = Daemon::start();
+    let bufs = ember_linux::dbus::Heap::new(65536, 512 << 10);
+    let mut svc = ember_linux::dbus::ConnectionWith::connect_with(bufs, &d.address, Duration::from_secs(5)).unwrap();
+    svc.request_name("org.ember.CliBlob", 0, Duration::from_secs(5)).unwrap();
+    let server = std::thread::spawn(move || {
+        let blob = vec![9u8; 300_000];
+        for _ in 0..2 {
+            let (serial, sender) = loop {
+                let m = svc.recv(Duration::from_secs(20)).unwrap();
+                if m.message_type() == MessageType::MethodCall {
+                    break (m.serial(), m.sender().unwrap().to_string());
+                }
+            };
+            let b = Builder::method_return(serial).destination(&sender);
+            svc.send(b, Signature::new("ay").unwrap(), |w| w.bytes(&blob), &[]).unwrap();
+        }
+    });
+    let addr = address_args(&d);
+    let mut call = vec!["dbus", "call", "--dest", "org.ember.CliBlob", "--path", "/b", "--method", "org.ember.B.Get"];
+    call.extend(addr.iter().map(String::as_str));
+    // (Its output is larger than a pipe holds: read as it comes.)
+    let o = ember().args(&call).stdin(Stdio::null()).output().unwrap();
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(out.starts_with("([byte 0x09, 0x09") && out.len() > 200_000, "{}", &out[..out.len().min(200)]);
+    call.extend(["--max-message", "65536", "--timeout", "20"]);
+    let t = Instant::now();
+    let (_, err) = expect(&call, 1);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert!(err.contains("the reply is 300") && err.contains("--max-message 300"), "{err}");
+    server.join().unwrap();
+    // A socket that accepts and never answers: the connect gives up after --timeout.
+    let path = format!("{}/mute", d.dir);
+    let l = ember_linux::uds::UdsListener::bind_stream(ember_linux::uds::UnixName::Path(&path)).unwrap();
+    let address = format!("unix:path={path}");
+    let t = Instant::now();
+    let (_, err) = expect(
+        &[
+            "dbus",
+            "call",
+            "--address",
+            &address,
+            "--dest",
+            "a.b",
+            "--path",
+            "/",
+            "--method",
+            "a.b.C",
+            "--timeout",
+            "0.3",
+        ],
+        1,
+    );
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    assert!(err.contains("cannot connect"), "{err}");
+    drop(l);
+}
+
+/// `send --checksum`: the endpoint's default (payload unchecked on local endpoints, checked
+/// on TCP), forced on or off; `recv --require-checksum` refuses unchecked frames as damaged.
+#[test]
+fn checksum_by_endpoint_and_required_by_the_receiver() {
+    // A queue: unchecked by default (flags byte 04 in the raw frame), checked when forced.
+    let q = format!("mq:/{}", unique("sum"));
+    expect(&["send", &q, "--create", "one"], 0);
+    expect(&["send", &q, "--checksum", "on", "two"], 0);
+    expect(&["send", &q, "--checksum", "off", "three"], 0);
+    expect(&["send", &q, "--checksum", "auto", "four"], 0);
+    let (out, err) = expect(&["recv", &q, "--count", "4", "--timeout", "5", "--require-checksum", "--unlink"], 2);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert!(lines[0].starts_with("kind=0 seq=0 len=3 prio=0 two"), "{out}");
+    assert_eq!(err.matches("refused (--require-checksum)").count(), 3, "{err}");
+    assert!(err.contains("3 damaged frame(s)"), "{err}");
+    // Without the requirement every kind is received.
+    let q = format!("mq:/{}", unique("sum2"));
+    expect(&["send", &q, "--create", "a"], 0);
+    expect(&["send", &q, "--checksum", "on", "b"], 0);
+    let (out, _) = expect(&["recv", &q, "--count", "2", "--timeout", "5", "--unlink"], 0);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    // The frame bytes on a pipe: the flag and the checksum over the header alone.
+    let o = finish(
+        ember().args(["send", "pipe:", "hi!", "--kind", "258", "--seq", "7"]).stdout(Stdio::piped()).spawn().unwrap(),
+    );
+    assert_eq!(o.stdout[3], 0x04, "{:02x?}", o.stdout);
+    assert_eq!(o.stdout[16..20], [0x8b, 0x1c, 0xab, 0x8d], "docs/wire-format.md 10.3");
+    let o = finish(
+        ember()
+            .args(["send", "pipe:", "hi!", "--kind", "258", "--seq", "7", "--checksum", "on"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    assert_eq!(o.stdout[3], 0x00, "{:02x?}", o.stdout);
+    assert_eq!(o.stdout[16..20], [0x8d, 0xfd, 0x2d, 0xea], "docs/wire-format.md 10.1");
+    // TCP checks by default: accepted by a receiver that requires it.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let uri = format!("tcp:127.0.0.1:{port}");
+    let rx = spawn(&["recv", &uri, "--timeout", "20", "--require-checksum"]);
+    expect(&["send", &uri, "over tcp", "--timeout", "20"], 0);
+    let o = finish(rx);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("over tcp"));
+    // A bad value.
+    let (_, err) = expect(&["send", "pipe:", "x", "--checksum", "maybe"], 2);
+    assert!(err.contains("--checksum: `maybe` is not on, off or auto"), "{err}");
+    // `ls` says what a sender on a local object does by default.
+    let q = format!("mq:/{}", unique("sumls"));
+    expect(&["send", &q, "--create", "x"], 0);
+    assert_eq!(ls_json(&q)["payload_checksum"], "off");
+    expect(&["recv", &q, "--timeout", "5", "--unlink"], 0);
 }

@@ -8,6 +8,7 @@
 
 use std::hint::black_box;
 
+use ember_core::frame::Integrity;
 use ember_core::{crc32c, message};
 use serde::{Deserialize, Serialize};
 
@@ -27,11 +28,14 @@ struct Telemetry<S, const N: usize> {
 /// A sample type and the row names it is reported under.
 trait Sample: Serialize + for<'de> Deserialize<'de> + Copy + core::fmt::Debug {
     const ROWS: (&'static str, &'static str);
+    /// The row of the same message in a frame without the payload checksum, if measured.
+    const UNCHECKED_ROW: Option<&'static str> = None;
     fn nth(i: usize) -> Self;
 }
 
 impl Sample for f32 {
     const ROWS: (&'static str, &'static str) = ("codec/postcard", "codec/frame");
+    const UNCHECKED_ROW: Option<&'static str> = Some("codec/unchecked");
     fn nth(i: usize) -> f32 {
         20.0 + i as f32 * 0.125
     }
@@ -80,7 +84,7 @@ pub fn run(opts: &Options, progress: &Progress, rows: &mut Vec<Row>) {
     let n = opts.samples();
 
     for &size in &sizes {
-        if opts.selected("codec/frame") || opts.selected("codec/postcard") {
+        if opts.selected("codec/frame") || opts.selected("codec/postcard") || opts.selected("codec/unchecked") {
             progress.step(&format!("codec, {size} B f32 sensor message"));
             structured_sized::<f32>(size, n, rows);
         }
@@ -88,7 +92,10 @@ pub fn run(opts: &Options, progress: &Progress, rows: &mut Vec<Row>) {
             progress.step(&format!("codec, {size} B i32 sensor message"));
             structured_sized::<i32>(size, n, rows);
         }
-        if opts.selected("codec/frame-bytes") || opts.selected("codec/postcard-bytes") {
+        if opts.selected("codec/frame-bytes")
+            || opts.selected("codec/postcard-bytes")
+            || opts.selected("codec/unchecked-bytes")
+        {
             progress.step(&format!("codec, {size} B byte message"));
             let data: Vec<u8> = (0..size.saturating_sub(6)).map(|i| i as u8).collect();
             let msg = Bytes { id: 42, bytes: &data };
@@ -109,6 +116,27 @@ pub fn run(opts: &Options, progress: &Progress, rows: &mut Vec<Row>) {
                 },
             );
             push_pair(rows, ("codec/postcard-bytes", postcard_ns), ("codec/frame-bytes", frame_ns), len, NOTE_BYTES);
+            let (postcard_ns, frame_ns) = sample_pair(
+                n,
+                || {
+                    let b = postcard::to_slice(black_box(&msg), &mut pbuf).expect("fits");
+                    let back: Bytes<'_> = postcard::from_bytes(black_box(b)).expect("valid");
+                    black_box(back.bytes.len());
+                },
+                || {
+                    let flags = Integrity::Unchecked.flags();
+                    let b = message::encode_with(flags, 1, 2, black_box(&msg), &mut fbuf).expect("fits");
+                    let (_, back): (_, Bytes<'_>) = message::decode(black_box(b)).expect("valid");
+                    black_box(back.bytes.len());
+                },
+            );
+            push_subject(
+                rows,
+                ("codec/postcard-bytes", postcard_ns),
+                ("codec/unchecked-bytes", frame_ns),
+                len,
+                NOTE_UNCHECKED,
+            );
         }
     }
 
@@ -163,20 +191,60 @@ fn structured<S: Sample, const N: usize>(size: usize, n: usize, rows: &mut Vec<R
         },
     );
     push_pair(rows, (S::ROWS.0, postcard_ns), (S::ROWS.1, frame_ns), len, NOTE_CODEC);
+    if let Some(unchecked) = S::UNCHECKED_ROW {
+        let (postcard_ns, frame_ns) = sample_pair(
+            n,
+            || {
+                let b = postcard::to_slice(black_box(&*msg), &mut pbuf).expect("fits");
+                let back: Telemetry<S, N> = postcard::from_bytes(black_box(b)).expect("valid");
+                black_box(back.samples.len());
+            },
+            || {
+                let flags = Integrity::Unchecked.flags();
+                let b = message::encode_with(flags, 1, 2, black_box(&*msg), &mut fbuf).expect("fits");
+                let (_, back): (_, Telemetry<S, N>) = message::decode(black_box(b)).expect("valid");
+                black_box(back.samples.len());
+            },
+        );
+        push_subject(rows, (S::ROWS.0, postcard_ns), (unchecked, frame_ns), len, NOTE_UNCHECKED);
+    }
 }
 
 const NOTE_CODEC: &str = "encode + decode of one message, into and out of caller buffers (frame adds the 24-byte header and two CRC-32C passes)";
+const NOTE_UNCHECKED: &str = "the same in a frame without the payload checksum (a local medium's default): one CRC pass over the 20-byte header on each side";
 const NOTE_BYTES: &str =
     "opaque &[u8] payload: postcard copies on encode and borrows on decode, so the frame's cost is its CRC";
 const NOTE_CRC: &str =
     "crc32c is the dispatching function this CPU uses; the ratio is its time over the table-driven loop";
 
 fn push_pair(rows: &mut Vec<Row>, base: (&str, Vec<f64>), subject: (&str, Vec<f64>), size: usize, note: &'static str) {
+    let b = Stats::from_samples(&mut base.1.clone());
+    rows.push(Row {
+        mechanism: base.0.into(),
+        size,
+        stats: b,
+        baseline: None,
+        ratio: None,
+        note: None,
+        sweep: None,
+        extra: None,
+    });
+    push_subject(rows, base, subject, size, note);
+}
+
+/// The subject row alone, its ratio over this run's samples of a baseline already listed
+/// (a second subject measured against the same baseline, interleaved with it again).
+fn push_subject(
+    rows: &mut Vec<Row>,
+    base: (&str, Vec<f64>),
+    subject: (&str, Vec<f64>),
+    size: usize,
+    note: &'static str,
+) {
     let (base_name, mut base_ns) = base;
     let (name, mut ns) = subject;
     let b = Stats::from_samples(&mut base_ns);
     let s = Stats::from_samples(&mut ns);
-    rows.push(Row { mechanism: base_name.into(), size, stats: b, baseline: None, ratio: None, note: None });
     rows.push(Row {
         mechanism: name.into(),
         size,
@@ -184,6 +252,8 @@ fn push_pair(rows: &mut Vec<Row>, base: (&str, Vec<f64>), subject: (&str, Vec<f6
         baseline: Some(base_name.into()),
         ratio: Some(s.p50 / b.p50),
         note: Some(note),
+        sweep: None,
+        extra: None,
     });
 }
 
@@ -210,6 +280,8 @@ mod tests {
             size: Some(256),
             cpus: None,
             samples: None,
+            sweep: None,
+            csv: None,
         };
         let mut rows = Vec::new();
         // A tiny sample count keeps the test quick; the numbers are not checked, the shape is.

@@ -14,7 +14,7 @@ use ember_core::dbus::{Signature, Value, Writer};
 use ember_linux::dbus::object::{Call, MethodError, Service};
 use ember_linux::dbus::{Connection, Processed};
 
-use super::shm::{Peer, Pool, now_ns, row};
+use super::harness::{self, Peer, Pool, now_ns, row};
 use super::{Options, Progress, Row};
 
 const T: Duration = Duration::from_secs(10);
@@ -134,13 +134,19 @@ fn pings(bus: &mut Bus, dest: &str, iters: usize) -> Result<Vec<f64>, String> {
     Ok(samples)
 }
 
+/// This module's peer roles, for [`super::harness::peer`]: `None` for a role that is not
+/// one of them.
+pub fn peer(role: &str, args: &[String]) -> Option<Result<(), String>> {
+    (role == "dbus-serve").then(|| play(role, args))
+}
+
 /// The peer: `dbus-serve <address> <calls>` answers that many calls, then waits for the
 /// parent.
-pub fn peer(args: &[String]) -> Result<(), String> {
+fn play(_role: &str, args: &[String]) -> Result<(), String> {
     let address = args.first().ok_or("dbus-serve: no address")?;
     let calls: usize = args.get(1).and_then(|n| n.parse().ok()).ok_or("dbus-serve: no count")?;
     let mut bus = connect(address)?;
-    super::shm::say_ready()?;
+    harness::say_ready()?;
     println!("{}", bus.unique_name());
     let mut answered = 0;
     while answered < calls {
@@ -151,7 +157,7 @@ pub fn peer(args: &[String]) -> Result<(), String> {
             Processed::Message(_) => {}
         }
     }
-    super::shm::wait_for_parent();
+    harness::wait_for_parent();
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use ember_linux::shm::{Backing, BroadcastReader, BroadcastWriter, SeqLockReader, SeqLockWriter};
 
-use super::shm::{Peer, Pool, floor, now_ns, row, unique};
+use super::harness::{self, Peer, Pool, floor, now_ns, row, unique};
 use super::{Options, Progress, Row};
 
 const SIZE: usize = 64;
@@ -93,9 +93,19 @@ fn broadcast_latency(cpu: usize, iters: usize) -> Result<Vec<f64>, String> {
     Ok(samples)
 }
 
+/// This module's peer roles, for [`super::harness::peer`]: `None` for a role that is not
+/// one of them.
+pub fn peer(role: &str, args: &[String]) -> Option<Result<(), String>> {
+    match role {
+        "seqlock-echo" | "broadcast-echo" => Some(play(role, args)),
+        "broadcast-drain" => Some(drain(args)),
+        _ => None,
+    }
+}
+
 /// The peer roles of this module: `seqlock-echo` and `broadcast-echo` (mine, theirs,
 /// iterations).
-pub fn peer(role: &str, args: &[String]) -> Result<(), String> {
+fn play(role: &str, args: &[String]) -> Result<(), String> {
     let arg = |i: usize| args.get(i).cloned().ok_or(format!("peer {role}: missing argument {i}"));
     let (theirs, mine) = (arg(0)?, arg(1)?);
     let iters: u64 = arg(2)?.parse().map_err(|_| "peer: bad count")?;
@@ -104,26 +114,90 @@ pub fn peer(role: &str, args: &[String]) -> Result<(), String> {
         "seqlock-echo" => {
             let mut r = SeqLockReader::open(&theirs, FP).map_err(|e| e.to_string())?;
             let mut w = SeqLockWriter::create(Backing::Named(&mine), SIZE, FP).map_err(|e| e.to_string())?;
-            super::shm::say_ready()?;
+            harness::say_ready()?;
             for i in 1..=iters {
                 seqlock_wait(&mut r, i, &mut buf)?;
                 w.write(&buf).map_err(|e| e.to_string())?;
             }
-            super::shm::wait_for_parent();
+            harness::wait_for_parent();
         }
         "broadcast-echo" => {
             let mut r = BroadcastReader::open(&theirs, FP, true).map_err(|e| e.to_string())?;
             let mut w = BroadcastWriter::create(Backing::Named(&mine), 64 * 1024, FP).map_err(|e| e.to_string())?;
-            super::shm::say_ready()?;
+            harness::say_ready()?;
             for i in 1..=iters {
                 broadcast_wait(&mut r, i, &mut buf)?;
                 w.send(&buf).map_err(|e| e.to_string())?;
             }
-            super::shm::wait_for_parent();
+            harness::wait_for_parent();
         }
         other => return Err(format!("unknown peer role {other}")),
     }
     Ok(())
+}
+
+/// The `readers` sweep's peer: reads the broadcast ring `args[0]` (waiting on its futex)
+/// until the record numbered `args[1]` (the last), then prints `received lost`.
+fn drain(args: &[String]) -> Result<(), String> {
+    let name = args.first().ok_or("broadcast-drain: no ring")?;
+    let last: u64 = args.get(1).and_then(|n| n.parse().ok()).ok_or("broadcast-drain: no count")?;
+    let mut r = BroadcastReader::open(name, FP, false).map_err(|e| e.to_string())?;
+    harness::say_ready()?;
+    let mut buf = [0u8; SIZE];
+    let (mut received, mut lost) = (0u64, 0u64);
+    loop {
+        let got = r.recv(&mut buf, Some(STUCK)).map_err(|e| format!("broadcast-drain: {e}"))?;
+        received += 1;
+        lost += got.lost;
+        if counter(&buf[..got.len]) >= last {
+            break;
+        }
+    }
+    println!("{received} {lost}");
+    harness::wait_for_parent();
+    Ok(())
+}
+
+/// What one run of the `readers` sweep saw: the writer's per-record samples, and the
+/// records the readers received and lost in all.
+pub(super) struct Fanout {
+    pub(super) samples: Vec<f64>,
+    pub(super) received: u64,
+    pub(super) lost: u64,
+}
+
+/// The writer publishes `records` 64-byte records as fast as it can on `cpus.0` while
+/// `readers` reader processes (on `cpus.1`, asleep on the ring's futex between records)
+/// take them: the writer's cost per record over batches, and what the readers got.
+pub(super) fn broadcast_readers(cpus: (usize, usize), readers: usize, records: usize) -> Result<Fanout, String> {
+    let name = unique("bc-fan");
+    let mut w = BroadcastWriter::create(Backing::Named(&name), 64 * 1024, FP).map_err(|e| e.to_string())?;
+    let last = records as u64;
+    let mut peers = (0..readers)
+        .map(|_| Peer::spawn(cpus.1, &["broadcast-drain", &name, &last.to_string()]))
+        .collect::<Result<Vec<_>, _>>()?;
+    let _ = super::pin(cpus.0);
+    let mut batches = super::harness::Batches::new(records);
+    for i in 1..=last {
+        w.send(&value(i)).map_err(|e| e.to_string())?;
+        batches.count(1);
+    }
+    let (mut received, mut lost) = (0, 0);
+    for p in &mut peers {
+        let line = p.line()?;
+        let mut it = line.split_whitespace().map(|n| n.parse::<u64>());
+        match (it.next(), it.next()) {
+            (Some(Ok(r)), Some(Ok(l))) => {
+                received += r;
+                lost += l;
+            }
+            _ => return Err(format!("broadcast-drain said {line:?}")),
+        }
+    }
+    for p in peers {
+        p.finish()?;
+    }
+    Ok(Fanout { samples: batches.samples, received, lost })
 }
 
 const NOTE: &str = "64-byte values ping-ponged between two processes through two segments, the reader spinning (one-way = round trip / 2); baseline: the cache-line floor; target ratio <= 3.0";
@@ -160,7 +234,7 @@ pub fn run(opts: &Options, cpus: &[usize], progress: &Progress, rows: &mut Vec<R
         Some(f) => f,
         None => {
             let f = fl.stats().ok_or("no floor samples")?;
-            row(rows, "shm/floor", 4, f, None, super::shm::NOTE_FLOOR);
+            row(rows, "shm/floor", 4, f, None, harness::NOTE_FLOOR);
             f
         }
     };

@@ -9,13 +9,16 @@
 mod codec;
 mod dbus;
 mod fanout;
+mod fdio;
+mod harness;
 mod pipe;
 mod queues;
 mod shm;
 mod sockets;
+mod sweep;
 mod sync;
 
-pub use shm::peer;
+pub use harness::peer;
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -37,11 +40,25 @@ pub struct Options {
     pub cpus: Option<Vec<usize>>,
     /// `--samples`: samples per row instead of the mode's (tests run tiny benches).
     pub samples: Option<usize>,
+    /// `--sweep <name>`: how cost grows instead of the fixed rows ([`sweep::SWEEPS`], or
+    /// `all`).
+    pub sweep: Option<String>,
+    /// `--csv <path>`: the rows as CSV too.
+    pub csv: Option<String>,
 }
 
 impl Options {
     pub fn parse(args: &[String]) -> Result<Options, String> {
-        let mut o = Options { full: false, json: false, only: None, size: None, cpus: None, samples: None };
+        let mut o = Options {
+            full: false,
+            json: false,
+            only: None,
+            size: None,
+            cpus: None,
+            samples: None,
+            sweep: None,
+            csv: None,
+        };
         let mut it = args.iter();
         while let Some(a) = it.next() {
             let mut value = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value"));
@@ -50,6 +67,14 @@ impl Options {
                 "--full" => o.full = true,
                 "--json" => o.json = true,
                 "--only" => o.only = Some(value("--only")?),
+                "--sweep" => {
+                    let v = value("--sweep")?;
+                    if v != "all" && !sweep::SWEEPS.contains(&v.as_str()) {
+                        return Err(format!("--sweep: `{v}` is not one of {}, all", sweep::SWEEPS.join(", ")));
+                    }
+                    o.sweep = Some(v);
+                }
+                "--csv" => o.csv = Some(value("--csv")?),
                 "--size" => {
                     let v = value("--size")?;
                     let n: usize = v.parse().map_err(|_| format!("--size: `{v}` is not a byte count"))?;
@@ -120,6 +145,11 @@ pub struct Row {
     pub ratio: Option<f64>,
     /// A note printed under the table (what the row includes).
     pub note: Option<&'static str>,
+    /// The sweep this row is a point of (`--sweep`): its name and the point's x (payload
+    /// bytes, readers, requests in flight).
+    pub sweep: Option<(&'static str, usize)>,
+    /// A figure other than time, e.g. `("lost_per_record", 0.02)`.
+    pub extra: Option<(&'static str, f64)>,
 }
 
 /// Percentiles of per-operation samples, in nanoseconds.
@@ -181,7 +211,14 @@ fn time_batch(op: &mut impl FnMut(), batch: usize) -> f64 {
 }
 
 /// Batch size so that one batch takes at least 2 µs.
+///
+/// The operation runs a few times first: a cold first call (page faults on a CRC table,
+/// the CPU detection at a process's first CRC) once took over 2 µs on its own and left a
+/// 30 ns operation timed one call at a time, at the clock's resolution.
 fn calibrate(op: &mut impl FnMut()) -> usize {
+    for _ in 0..4 {
+        op();
+    }
     let mut batch = 1usize;
     loop {
         let t = Instant::now();
@@ -259,27 +296,10 @@ pub fn run(opts: &Options) -> ExitCode {
     let progress = Progress::new();
     let mut rows = Vec::new();
     let mut skipped = Vec::new();
-    codec::run(opts, &progress, &mut rows);
-    if let Err(e) = shm::run(opts, &cpus, &progress, &mut rows) {
-        skipped.push(format!("cross-process shm rows: {e}"));
-    }
-    if let Err(e) = fanout::run(opts, &cpus, &progress, &mut rows) {
-        skipped.push(format!("seqlock and broadcast rows: {e}"));
-    }
-    if let Err(e) = pipe::run(opts, &cpus, &progress, &mut rows) {
-        skipped.push(format!("pipe rows: {e}"));
-    }
-    if let Err(e) = queues::run(opts, &cpus, &progress, &mut rows) {
-        skipped.push(format!("queue, FIFO and signal rows: {e}"));
-    }
-    if let Err(e) = sockets::run(opts, &cpus, &progress, &mut rows) {
-        skipped.push(format!("socket rows: {e}"));
-    }
-    if let Err(e) = sync::run(opts, &cpus, &progress, &mut rows) {
-        skipped.push(format!("sync and rpc rows: {e}"));
-    }
-    if let Err(e) = dbus::run(opts, &cpus, &progress, &mut rows) {
-        skipped.push(format!("dbus rows: {e}"));
+    if opts.sweep.is_some() {
+        sweep::run(opts, &cpus, &progress, &mut rows, &mut skipped);
+    } else {
+        run_rows(opts, &cpus, &progress, &mut rows, &mut skipped);
     }
     progress.done();
     for s in &skipped {
@@ -289,12 +309,44 @@ pub fn run(opts: &Options) -> ExitCode {
         eprintln!("emberctl bench: no mechanism matches --only {}", opts.only.as_deref().unwrap_or(""));
         return ExitCode::from(2);
     }
+    if let Some(path) = &opts.csv
+        && let Err(e) = std::fs::write(path, csv(&rows))
+    {
+        eprintln!("emberctl bench: --csv {path}: {e}");
+        return ExitCode::FAILURE;
+    }
     if opts.json {
         println!("{}", json(opts, &cpus, &rows, &skipped));
     } else {
         print!("{}", table(opts, &cpus, &rows));
     }
     ExitCode::SUCCESS
+}
+
+/// The fixed rows of every suite that `--only` selects.
+fn run_rows(opts: &Options, cpus: &[usize], progress: &Progress, rows: &mut Vec<Row>, skipped: &mut Vec<String>) {
+    codec::run(opts, progress, rows);
+    if let Err(e) = shm::run(opts, cpus, progress, rows) {
+        skipped.push(format!("cross-process shm rows: {e}"));
+    }
+    if let Err(e) = fanout::run(opts, cpus, progress, rows) {
+        skipped.push(format!("seqlock and broadcast rows: {e}"));
+    }
+    if let Err(e) = pipe::run(opts, cpus, progress, rows) {
+        skipped.push(format!("pipe rows: {e}"));
+    }
+    if let Err(e) = queues::run(opts, cpus, progress, rows) {
+        skipped.push(format!("queue, FIFO and signal rows: {e}"));
+    }
+    if let Err(e) = sockets::run(opts, cpus, progress, rows) {
+        skipped.push(format!("socket rows: {e}"));
+    }
+    if let Err(e) = sync::run(opts, cpus, progress, rows) {
+        skipped.push(format!("sync and rpc rows: {e}"));
+    }
+    if let Err(e) = dbus::run(opts, cpus, progress, rows) {
+        skipped.push(format!("dbus rows: {e}"));
+    }
 }
 
 fn table(opts: &Options, cpus: &[usize], rows: &[Row]) -> String {
@@ -316,7 +368,10 @@ fn table(opts: &Options, cpus: &[usize], rows: &[Row]) -> String {
         let _ = writeln!(
             s,
             "{:<26} {:>7} {:>10.1} {:>10.1} {:>10.1} {:>13.0} {:>10.1} {:>8}  {:<26} {:>7}",
-            r.mechanism,
+            match r.sweep {
+                Some((name, x)) => format!("{} [{name} {x}]", r.mechanism),
+                None => r.mechanism.clone(),
+            },
             r.size,
             r.stats.p50,
             r.stats.p99,
@@ -327,6 +382,10 @@ fn table(opts: &Options, cpus: &[usize], rows: &[Row]) -> String {
             r.baseline.as_deref().unwrap_or("-"),
             r.ratio.map_or("-".to_string(), |x| format!("{x:.2}x")),
         );
+        if let Some((name, v)) = r.extra {
+            s.pop();
+            let _ = writeln!(s, "  {name} {v:.4}");
+        }
     }
     let mut notes: Vec<(&str, &str)> = Vec::new();
     for r in rows {
@@ -385,7 +444,7 @@ fn json(opts: &Options, cpus: &[usize], rows: &[Row], skipped: &[String]) -> Str
         }
         let _ = write!(
             s,
-            "{{\"mechanism\":{},\"size\":{},\"p50_ns\":{:.1},\"p99_ns\":{:.1},\"p999_ns\":{:.1},\"samples\":{},\"msgs_per_sec\":{:.0},\"mb_per_sec\":{:.2},\"baseline\":{},\"ratio\":{}}}",
+            "{{\"mechanism\":{},\"size\":{},\"p50_ns\":{:.1},\"p99_ns\":{:.1},\"p999_ns\":{:.1},\"samples\":{},\"msgs_per_sec\":{:.0},\"mb_per_sec\":{:.2},\"baseline\":{},\"ratio\":{},\"sweep\":{},\"x\":{},\"extra\":{}}}",
             json_str(&r.mechanism),
             r.size,
             r.stats.p50,
@@ -396,10 +455,38 @@ fn json(opts: &Options, cpus: &[usize], rows: &[Row], skipped: &[String]) -> Str
             r.stats.mb_per_sec(r.size),
             r.baseline.as_deref().map_or("null".to_string(), json_str),
             r.ratio.map_or("null".to_string(), |x| format!("{x:.3}")),
+            r.sweep.map_or("null".to_string(), |(n, _)| json_str(n)),
+            r.sweep.map_or("null".to_string(), |(_, x)| x.to_string()),
+            r.extra.map_or("null".to_string(), |(n, v)| format!("{{{}:{v:.6}}}", json_str(n))),
         );
     }
     let skipped: Vec<String> = skipped.iter().map(|s| json_str(s)).collect();
     let _ = write!(s, "],\"skipped\":[{}]}}", skipped.join(","));
+    s
+}
+
+/// The rows as CSV (a header line, then one line per row; fields that do not apply are
+/// empty).
+fn csv(rows: &[Row]) -> String {
+    let mut s = String::from("sweep,x,mechanism,size,p50_ns,p99_ns,p999_ns,samples,baseline,ratio,extra,extra_value\n");
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{:.1},{:.1},{:.1},{},{},{},{},{}",
+            r.sweep.map_or("", |(n, _)| n),
+            r.sweep.map_or(String::new(), |(_, x)| x.to_string()),
+            r.mechanism,
+            r.size,
+            r.stats.p50,
+            r.stats.p99,
+            r.stats.p999,
+            r.stats.samples,
+            r.baseline.as_deref().unwrap_or(""),
+            r.ratio.map_or(String::new(), |x| format!("{x:.3}")),
+            r.extra.map_or("", |(n, _)| n),
+            r.extra.map_or(String::new(), |(_, v)| format!("{v:.6}")),
+        );
+    }
     s
 }
 

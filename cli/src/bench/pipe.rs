@@ -9,58 +9,13 @@
 use std::process::Stdio;
 use std::time::Instant;
 
-use ember_core::frame::{Flags, FrameRepr};
 use ember_linux::pipe::{self, PIPE_BUF, PacketReader, StreamReader, Writer};
 use ember_linux::{FrameReceiver, FrameSender};
-use rustix::fd::{AsFd, OwnedFd};
+use rustix::fd::OwnedFd;
 
-use super::shm::{Batches, Pool, now_ns, row, spawn_peer};
+use super::fdio::{Consumer, Eof, drain, make_frame, read_exact, write_all};
+use super::harness::{Pool, now_ns, row, spawn_peer};
 use super::{Options, Progress, Row};
-
-/// The frame for a `payload`-byte message (what both the Ember and the raw rows move).
-pub(super) fn make_frame(payload: usize) -> Vec<u8> {
-    let repr = FrameRepr { flags: Flags::empty(), kind: 1, seq: 7, payload_len: payload };
-    let mut buf = vec![0u8; payload + 64];
-    let n = repr.emit_with_payload(&vec![0x5A; payload], &mut buf).expect("fits").len();
-    buf.truncate(n);
-    buf
-}
-
-/// What a raw read does at end of file.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Eof {
-    /// The peer is gone: an error.
-    Fail,
-    /// No writer yet (a FIFO whose peer opens its end after ours): wait for one.
-    Wait,
-}
-
-/// `read(2)` until `buf` is full (the raw baseline's receive).
-pub(super) fn read_exact(fd: impl AsFd, buf: &mut [u8], eof: Eof) -> Result<(), String> {
-    let mut got = 0;
-    while got < buf.len() {
-        match rustix::io::read(&fd, &mut buf[got..]) {
-            Ok(0) if eof == Eof::Wait => std::thread::yield_now(),
-            Ok(0) => return Err("peer closed".into()),
-            Ok(n) => got += n,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-    Ok(())
-}
-
-/// `write(2)` until all of `buf` is written (the raw baseline's send).
-pub(super) fn write_all(fd: impl AsFd, mut buf: &[u8]) -> Result<(), String> {
-    while !buf.is_empty() {
-        match rustix::io::write(&fd, buf) {
-            Ok(n) => buf = &buf[n..],
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-    Ok(())
-}
 
 /// Two pipes (packet mode or not): `(to_peer_write, to_peer_read, from_peer_read, from_peer_write)`.
 fn pipes(packet: bool) -> Result<(OwnedFd, OwnedFd, OwnedFd, OwnedFd), String> {
@@ -89,8 +44,8 @@ fn latency(cpu: usize, iters: usize, packet: bool, ember: bool, payload: usize) 
     let mut samples = Vec::with_capacity(iters);
     if ember {
         let mut tx = if packet { Writer::packet(to_w) } else { Writer::stream(to_w) };
-        let mut out = vec![0u8; pipe::DEFAULT_STREAM_BUF];
-        let mut rx = Reader::new(from_r, packet);
+        let mut out = vec![0u8; frame.len().max(pipe::DEFAULT_STREAM_BUF)];
+        let mut rx = Reader::new(from_r, packet, frame.len());
         for _ in 0..iters {
             let t = Instant::now();
             tx.send_frame(&frame).map_err(|e| e.to_string())?;
@@ -115,24 +70,32 @@ fn latency(cpu: usize, iters: usize, packet: bool, ember: bool, payload: usize) 
     Ok(samples)
 }
 
-/// Either kind of pipe reader.
+/// The largest frame the pipe ping-pong moves (`--size` up to 1 MiB, plus the header).
+pub(super) const LARGEST_FRAME: usize = (1 << 20) + 64;
+
+/// Either kind of pipe reader; frames larger than the default stream buffer go through a
+/// reader sized for the largest (`--size` sweeps).
 enum Reader {
     Stream(Box<StreamReader>),
+    Large(Box<StreamReader<LARGEST_FRAME>>),
     Packet(PacketReader),
 }
 
 impl Reader {
-    fn new(fd: OwnedFd, packet: bool) -> Reader {
+    fn new(fd: OwnedFd, packet: bool, frame: usize) -> Reader {
         if packet {
             Reader::Packet(PacketReader::from_fd(fd))
-        } else {
+        } else if frame <= pipe::DEFAULT_STREAM_BUF {
             Reader::Stream(Box::new(StreamReader::from_fd(fd)))
+        } else {
+            Reader::Large(Box::new(StreamReader::from_fd(fd)))
         }
     }
 
     fn recv(&mut self, buf: &mut [u8]) -> Result<usize, String> {
         match self {
             Reader::Stream(r) => r.recv_frame(buf),
+            Reader::Large(r) => r.recv_frame(buf),
             Reader::Packet(r) => r.recv_frame(buf),
         }
         .map_err(|e| e.to_string())
@@ -163,98 +126,15 @@ fn throughput(cpu: usize, count: usize, role: &str, payload: usize, copy: bool) 
     Ok(samples)
 }
 
-/// How a streaming row's receiver takes the messages.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Consumer {
-    /// Ember's checked receive (`recv_frame` into the caller's buffer).
-    Ember,
-    /// Raw reads that count bytes and never touch them: the kernel's cost alone.
-    Raw,
-    /// Raw reads, then each whole message copied out of the read buffer (what any receiver
-    /// that uses the bytes pays, Ember or not); byte streams only.
-    RawCopy,
-}
-
-/// Receives `count` frames of `frame_len` bytes from `r` (a pipe or FIFO, packet mode or
-/// not) as `consumer` says, and returns per-message samples over batches. `eof` says what
-/// end of file before the first message means (a FIFO whose writer has not opened yet).
-pub(super) fn drain(
-    r: OwnedFd,
-    count: usize,
-    frame_len: usize,
-    packet: bool,
-    consumer: Consumer,
-    eof: Eof,
-) -> Result<Vec<f64>, String> {
-    let ember = consumer == Consumer::Ember;
-    let mut batches = Batches::new(count);
-    let waiting = |done: usize| eof == Eof::Wait && done == 0;
-    if packet {
-        // One read per packet, raw or through Ember's checked receive.
-        let mut rx = PacketReader::from_fd(r.try_clone().map_err(|e| e.to_string())?);
-        let mut out = vec![0u8; PIPE_BUF];
-        for _ in 0..count {
-            if ember {
-                rx.recv_frame(&mut out).map_err(|e| e.to_string())?;
-            } else {
-                let n = rustix::io::read(&r, &mut out).map_err(|e| e.to_string())?;
-                if n != frame_len {
-                    return Err(format!("packet of {n} bytes"));
-                }
-            }
-            batches.count(1);
-        }
-    } else if ember {
-        let mut rx: Box<StreamReader<{ 64 * 1024 }>> = Box::new(StreamReader::from_fd(r));
-        let mut out = vec![0u8; 64 * 1024];
-        let mut done = 0;
-        while done < count {
-            match rx.recv_frame(&mut out) {
-                Ok(_) => done += 1,
-                Err(ember_linux::Error::PeerGone) if waiting(done) => std::thread::yield_now(),
-                Err(e) => return Err(e.to_string()),
-            }
-            batches.count(1);
-        }
-    } else {
-        // Raw: read as much as the pipe has and count whole messages (the kernel's cost);
-        // RawCopy also copies each whole message out, keeping a partial one for the next read.
-        let copy = consumer == Consumer::RawCopy;
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut out = vec![0u8; frame_len];
-        let (mut have, mut done) = (0usize, 0usize);
-        while done < count {
-            let room = if copy { &mut buf[have..] } else { &mut buf[..] };
-            let n = match rustix::io::read(&r, room) {
-                Ok(0) if waiting(done) && have == 0 => {
-                    std::thread::yield_now();
-                    continue;
-                }
-                Ok(0) => return Err("peer closed early".into()),
-                Ok(n) => n,
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(e.to_string()),
-            };
-            have += n;
-            let whole = have / frame_len;
-            if copy {
-                for m in buf[..whole * frame_len].chunks_exact(frame_len) {
-                    out.copy_from_slice(m);
-                    std::hint::black_box(&out);
-                }
-                buf.copy_within(whole * frame_len..have, 0);
-            }
-            have %= frame_len;
-            done += whole;
-            batches.count(whole);
-        }
-    }
-    Ok(batches.samples)
+/// This module's peer roles, for [`super::harness::peer`]: `None` for a role that is not
+/// one of them.
+pub fn peer(role: &str, args: &[String]) -> Option<Result<(), String>> {
+    (role.starts_with("frame-") || role.starts_with("raw-")).then(|| play(role, args))
 }
 
 /// The peer roles of this module (`emberctl __peer <cpu> <role> ...`, stdin/stdout set up by
 /// the parent).
-pub fn peer(role: &str, args: &[String]) -> Result<(), String> {
+fn play(role: &str, args: &[String]) -> Result<(), String> {
     let num = |i: usize| -> Result<usize, String> {
         args.get(i).ok_or(format!("{role}: missing argument {i}"))?.parse().map_err(|e| format!("{role}: {e}"))
     };
@@ -266,8 +146,9 @@ pub fn peer(role: &str, args: &[String]) -> Result<(), String> {
             let packet = args.first().map(String::as_str) == Some("packet");
             let iters = num(1)?;
             let mut tx = if packet { Writer::packet(out_fd) } else { Writer::stream(out_fd) };
-            let mut buf = vec![0u8; pipe::DEFAULT_STREAM_BUF.max(PIPE_BUF)];
-            let mut rx = Reader::new(in_fd, packet);
+            let frame = make_frame(num(2)?).len();
+            let mut buf = vec![0u8; frame.max(pipe::DEFAULT_STREAM_BUF).max(PIPE_BUF)];
+            let mut rx = Reader::new(in_fd, packet, frame);
             for _ in 0..iters {
                 let n = rx.recv(&mut buf)?;
                 tx.send_frame(&buf[..n]).map_err(|e| e.to_string())?;
@@ -301,7 +182,7 @@ pub fn peer(role: &str, args: &[String]) -> Result<(), String> {
                 write_all(&out_fd, &frame)?;
             }
         }
-        other => return super::queues::peer(other, args),
+        other => return Err(format!("unknown peer role {other}")),
     }
     Ok(())
 }
@@ -322,7 +203,7 @@ pub fn run(opts: &Options, cpus: &[usize], progress: &Progress, rows: &mut Vec<R
     let b = *cpus.get(1).ok_or("the pipe rows need two CPUs (see --cpus); skipped")?;
     let rounds = opts.pick(5, 3, 1);
     let iters = opts.pick(5_000, 1_500, 20);
-    let count = opts.pick(1 << 18, 1 << 16, 16 * super::shm::BATCH);
+    let count = opts.pick(1 << 18, 1 << 16, 16 * super::harness::BATCH);
     let payload = opts.size.unwrap_or(64);
     let (mut pr, mut pe, mut kr, mut ke) = (Pool::default(), Pool::default(), Pool::default(), Pool::default());
     let (mut t64r, mut t64e, mut t4r, mut t4e) = (Pool::default(), Pool::default(), Pool::default(), Pool::default());

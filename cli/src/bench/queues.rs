@@ -18,8 +18,8 @@ use ember_linux::sysvmq::SysvQueue;
 use ember_linux::{FrameReceiver, FrameSender, fifo, sys};
 use rustix::fd::AsFd;
 
-use super::pipe::{Consumer, Eof, drain, make_frame, read_exact, write_all};
-use super::shm::{Batches, Pool, now_ns, row, spawn_peer};
+use super::fdio::{Consumer, Eof, drain, make_frame, read_exact, write_all};
+use super::harness::{Batches, Pool, now_ns, row, spawn_peer};
 use super::{Options, Progress, Row};
 
 const MQ_SIZE: usize = 8192;
@@ -262,8 +262,15 @@ fn signal_latency(cpu: usize, iters: usize, ember: bool) -> Result<Vec<f64>, Str
     result
 }
 
+/// This module's peer roles, for [`super::harness::peer`]: `None` for a role that is not
+/// one of them.
+pub fn peer(role: &str, args: &[String]) -> Option<Result<(), String>> {
+    matches!(role, "mq-echo" | "mq-flood" | "sysv-echo" | "sysv-flood" | "fifo-echo" | "fifo-flood" | "signal-echo")
+        .then(|| play(role, args))
+}
+
 /// The peer roles of this module.
-pub fn peer(role: &str, args: &[String]) -> Result<(), String> {
+fn play(role: &str, args: &[String]) -> Result<(), String> {
     let arg = |i: usize| args.get(i).cloned().ok_or(format!("{role}: missing argument {i}"));
     let num = |i: usize| -> Result<usize, String> { arg(i)?.parse().map_err(s) };
     let ember = arg(0)? == "ember";
@@ -387,7 +394,7 @@ pub fn peer(role: &str, args: &[String]) -> Result<(), String> {
                 }
             }
         }
-        other => return super::sockets::peer(other, args),
+        other => return Err(format!("unknown peer role {other}")),
     }
     Ok(())
 }
@@ -414,7 +421,7 @@ pub fn run(opts: &Options, cpus: &[usize], progress: &Progress, rows: &mut Vec<R
     let b = *cpus.get(1).ok_or("the queue rows need two CPUs (see --cpus); skipped")?;
     let rounds = opts.pick(5, 3, 1);
     let iters = opts.pick(5_000, 1_500, 20);
-    let count = opts.pick(1 << 16, 1 << 14, 16 * super::shm::BATCH);
+    let count = opts.pick(1 << 16, 1 << 14, 16 * super::harness::BATCH);
     let payload = opts.size.unwrap_or(64).min(MQ_SIZE - 24);
     let mut pools: Vec<(&str, bool, Pool)> = Vec::new();
     for name in names {

@@ -11,209 +11,36 @@
 //! time every batch of 256 records and report time per record. Rows are measured in
 //! several rounds, each round measuring every row once, and the samples are pooled.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use ember_linux::shm::{Backing, SpscReceiver, SpscSender};
-use rustix::fd::{AsFd, OwnedFd};
+use rustix::fd::AsFd;
 
+use super::harness::{BATCH, Batches, Peer, Pool, floor, now_ns, row, unique};
 use super::{Options, Progress, Row, Stats};
 
 const LATENCY_SIZE: usize = 64;
-/// Messages per sample of the streaming rows.
-pub(super) const BATCH: usize = 256;
 const TIMEOUT: Option<Duration> = Some(Duration::from_secs(30));
 const FP: u64 = 0xBE7C_0000_0000_0001;
 
-pub(super) fn unique(tag: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!("/ember-bench-{}-{tag}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+/// A ring's capacity for records of `size` bytes: at least `min`, and room for four.
+fn ring_capacity(size: usize, min: usize) -> usize {
+    (4 * (size + 16)).next_power_of_two().max(min)
 }
 
-/// A peer process: this binary run as `emberctl __peer <role> ...`.
-pub(super) struct Peer {
-    pub(super) child: Child,
-    pub(super) stdin: ChildStdin,
-    pub(super) stdout: BufReader<ChildStdout>,
-}
-
-/// Spawns `emberctl __peer <cpu> <args>` with the given stdin and stdout.
-pub(super) fn spawn_peer(cpu: usize, args: &[&str], stdin: Stdio, stdout: Stdio) -> Result<Child, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
-    Command::new(exe)
-        .arg("__peer")
-        .arg(cpu.to_string())
-        .args(args)
-        .stdin(stdin)
-        .stdout(stdout)
-        .spawn()
-        .map_err(|e| format!("cannot spawn peer: {e}"))
-}
-
-impl Peer {
-    pub(super) fn spawn(cpu: usize, args: &[&str]) -> Result<Peer, String> {
-        let mut child = spawn_peer(cpu, args, Stdio::piped(), Stdio::piped())?;
-        let stdin = child.stdin.take().ok_or("no stdin")?;
-        let stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
-        let mut p = Peer { child, stdin, stdout };
-        let line = p.line()?;
-        if line != "ready" {
-            return Err(format!("peer said {line:?}"));
-        }
-        Ok(p)
-    }
-
-    pub(super) fn line(&mut self) -> Result<String, String> {
-        let mut s = String::new();
-        self.stdout.read_line(&mut s).map_err(|e| format!("peer: {e}"))?;
-        if s.is_empty() {
-            return Err("peer exited".into());
-        }
-        Ok(s.trim().to_string())
-    }
-
-    pub(super) fn finish(mut self) -> Result<(), String> {
-        drop(self.stdin);
-        let status = self.child.wait().map_err(|e| e.to_string())?;
-        if status.success() { Ok(()) } else { Err(format!("peer failed: {status}")) }
-    }
-}
-
-/// A named shm page shared raw, for the cache-line floor (Ember's own segments are not
-/// used, so the floor owes nothing to Ember's code).
-pub(super) struct RawPage {
-    ptr: *mut AtomicU32,
-    _fd: OwnedFd,
-    name: Option<String>,
-}
-
-impl RawPage {
-    const LEN: usize = 4096;
-
-    pub(super) fn create(name: &str) -> Result<RawPage, String> {
-        use rustix::shm::OFlags;
-        let fd = rustix::shm::open(
-            name,
-            OFlags::CREATE | OFlags::EXCL | OFlags::RDWR,
-            rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
-        )
-        .map_err(|e| format!("shm_open {name}: {e}"))?;
-        rustix::fs::ftruncate(&fd, Self::LEN as u64).map_err(|e| e.to_string())?;
-        let mut p = Self::map(fd)?;
-        p.name = Some(name.to_string());
-        Ok(p)
-    }
-
-    pub(super) fn open(name: &str) -> Result<RawPage, String> {
-        let fd =
-            rustix::shm::open(name, rustix::shm::OFlags::RDWR, rustix::fs::Mode::empty()).map_err(|e| e.to_string())?;
-        Self::map(fd)
-    }
-
-    fn map(fd: OwnedFd) -> Result<RawPage, String> {
-        use rustix::mm::{MapFlags, ProtFlags};
-        // SAFETY: a fresh shared mapping of a 4 KiB object, at an address the kernel picks;
-        // it is only accessed through `AtomicU32` and unmapped when `RawPage` drops.
-        let ptr = unsafe {
-            rustix::mm::mmap(
-                std::ptr::null_mut(),
-                Self::LEN,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::SHARED,
-                &fd,
-                0,
-            )
-        }
-        .map_err(|e| format!("mmap: {e}"))?;
-        Ok(RawPage { ptr: ptr.cast(), _fd: fd, name: None })
-    }
-
-    /// A raw pointer to byte `offset` (below 4096), for objects C code manages there.
-    pub(super) fn ptr_at(&self, offset: usize) -> *mut u8 {
-        assert!(offset < Self::LEN);
-        self.ptr.cast::<u8>().wrapping_add(offset)
-    }
-
-    /// The word at byte `offset` (a multiple of 4 below 4096).
-    pub(super) fn word(&self, offset: usize) -> &AtomicU32 {
-        assert!(offset.is_multiple_of(4) && offset < Self::LEN);
-        // SAFETY: in bounds and aligned (asserted), inside a live mapping that outlives
-        // `&self`; `AtomicU32` tolerates the peer's concurrent writes.
-        unsafe { &*self.ptr.add(offset / 4) }
-    }
-}
-
-impl Drop for RawPage {
-    fn drop(&mut self) {
-        // SAFETY: our own mapping; no reference into it outlives `&self`.
-        let _ = unsafe { rustix::mm::munmap(self.ptr.cast(), Self::LEN) };
-        if let Some(n) = &self.name {
-            let _ = rustix::shm::unlink(n.as_str());
-        }
-    }
-}
-
-/// Per-message samples of a streaming row: one sample per [`BATCH`] messages, the batch's
-/// time divided by its size.
-pub(super) struct Batches {
-    pub(super) samples: Vec<f64>,
-    started: Instant,
-    pending: usize,
-}
-
-impl Batches {
-    /// Room for the samples of `messages` messages; the clock starts now.
-    pub(super) fn new(messages: usize) -> Batches {
-        Batches { samples: Vec::with_capacity(messages / BATCH + 1), started: Instant::now(), pending: 0 }
-    }
-
-    /// Counts `n` messages received; every full batch becomes a sample.
-    pub(super) fn count(&mut self, n: usize) {
-        self.pending += n;
-        while self.pending >= BATCH {
-            self.pending -= BATCH;
-            self.samples.push(now_ns(self.started) / BATCH as f64);
-            self.started = Instant::now();
-        }
-    }
-}
-
-pub(super) fn now_ns(t: Instant) -> f64 {
-    t.elapsed().as_nanos() as f64
-}
-
-/// One-way latency samples of the cache-line ping-pong.
-pub(super) fn floor(cpu: usize, iters: usize) -> Result<Vec<f64>, String> {
-    let name = unique("floor");
-    let page = RawPage::create(&name)?;
-    let peer = Peer::spawn(cpu, &["floor", &name, &iters.to_string()])?;
-    let (ping, pong) = (page.word(0), page.word(128));
-    let mut samples = Vec::with_capacity(iters);
-    for i in 1..=iters as u32 {
-        let t = Instant::now();
-        ping.store(i, Ordering::Release);
-        while pong.load(Ordering::Acquire) != i {
-            std::hint::spin_loop();
-        }
-        samples.push(now_ns(t) / 2.0);
-    }
-    peer.finish()?;
-    Ok(samples)
-}
-
-/// One-way latency samples of 64-byte records through two SPSC rings.
-fn spsc_latency(cpu: usize, iters: usize, spin: bool) -> Result<Vec<f64>, String> {
+/// One-way latency samples of `size`-byte records through two SPSC rings.
+fn spsc_latency(cpu: usize, iters: usize, spin: bool, size: usize) -> Result<Vec<f64>, String> {
     let to_peer = unique("req");
     let to_me = unique("resp");
-    let mut tx = SpscSender::create(Backing::Named(&to_peer), 64 * 1024, FP).map_err(|e| e.to_string())?;
+    let cap = ring_capacity(size, 64 * 1024);
+    let mut tx = SpscSender::create(Backing::Named(&to_peer), cap, FP).map_err(|e| e.to_string())?;
     let mode = if spin { "spin" } else { "futex" };
-    let peer = Peer::spawn(cpu, &["spsc-echo", &to_peer, &to_me, &iters.to_string(), mode])?;
+    let peer = Peer::spawn(cpu, &["spsc-echo", &to_peer, &to_me, &iters.to_string(), mode, &size.to_string()])?;
     let mut rx = SpscReceiver::open(&to_me, FP).map_err(|e| e.to_string())?;
     rx.set_spin_before_sleep(0);
-    let msg = [0x5Au8; LATENCY_SIZE];
-    let mut out = [0u8; LATENCY_SIZE];
+    let msg = vec![0x5Au8; size];
+    let mut out = vec![0u8; size];
     let mut samples = Vec::with_capacity(iters);
     for _ in 0..iters {
         let t = Instant::now();
@@ -316,37 +143,32 @@ fn rtrb_throughput<const N: usize>(cpus: (usize, usize), records: usize) -> Vec<
     batches.samples
 }
 
-/// The peer side: `emberctl __peer <cpu> <role> ...`.
-pub fn peer(args: &[String]) -> Result<(), String> {
-    let cpu: usize = args.first().and_then(|c| c.parse().ok()).ok_or("peer: no cpu")?;
-    let _ = super::pin(cpu);
-    let role = args.get(1).map(String::as_str).ok_or("peer: no role")?;
-    let arg = |i: usize| args.get(i + 2).cloned().ok_or(format!("peer {role}: missing argument {i}"));
+/// The peer roles of this module (`emberctl __peer <cpu> <role> ...`, dispatched by
+/// [`harness::peer`]); `None` for a role that is not one of them.
+pub fn peer(role: &str, args: &[String]) -> Option<Result<(), String>> {
+    const ROLES: [&str; 4] = ["spsc-echo", "pipe-echo", "eventfd-echo", "spsc-flood"];
+    if !ROLES.contains(&role) {
+        return None;
+    }
+    Some(peer_role(role, args))
+}
+
+fn peer_role(role: &str, args: &[String]) -> Result<(), String> {
+    let arg = |i: usize| args.get(i).cloned().ok_or(format!("peer {role}: missing argument {i}"));
     let num = |i: usize| arg(i)?.parse::<usize>().map_err(|e| e.to_string());
     let mut stdout = std::io::stdout().lock();
     let ready = |out: &mut std::io::StdoutLock<'_>| -> Result<(), String> {
         writeln!(out, "ready").and_then(|_| out.flush()).map_err(|e| e.to_string())
     };
     match role {
-        "floor" => {
-            let page = RawPage::open(&arg(0)?)?;
-            let iters = num(1)?;
-            ready(&mut stdout)?;
-            let (ping, pong) = (page.word(0), page.word(128));
-            for i in 1..=iters as u32 {
-                while ping.load(Ordering::Acquire) != i {
-                    std::hint::spin_loop();
-                }
-                pong.store(i, Ordering::Release);
-            }
-        }
         "spsc-echo" => {
             let mut rx = SpscReceiver::open(&arg(0)?, FP).map_err(|e| e.to_string())?;
-            let mut tx = SpscSender::create(Backing::Named(&arg(1)?), 64 * 1024, FP).map_err(|e| e.to_string())?;
-            let (iters, spin) = (num(2)?, arg(3)? == "spin");
+            let (iters, spin, size) = (num(2)?, arg(3)? == "spin", num(4)?);
+            let cap = ring_capacity(size, 64 * 1024);
+            let mut tx = SpscSender::create(Backing::Named(&arg(1)?), cap, FP).map_err(|e| e.to_string())?;
             rx.set_spin_before_sleep(0);
             ready(&mut stdout)?;
-            let mut buf = [0u8; LATENCY_SIZE];
+            let mut buf = vec![0u8; size];
             for _ in 0..iters {
                 let n = if spin { rx.recv_spin(&mut buf, TIMEOUT) } else { rx.recv(&mut buf, TIMEOUT) }
                     .map_err(|e| e.to_string())?;
@@ -391,8 +213,9 @@ pub fn peer(args: &[String]) -> Result<(), String> {
             }
         }
         "spsc-flood" => {
-            let mut tx = SpscSender::create(Backing::Named(&arg(0)?), 256 * 1024, FP).map_err(|e| e.to_string())?;
             let (records, size) = (num(1)?, num(2)?);
+            let cap = ring_capacity(size, 256 * 1024);
+            let mut tx = SpscSender::create(Backing::Named(&arg(0)?), cap, FP).map_err(|e| e.to_string())?;
             ready(&mut stdout)?;
             let mut line = String::new();
             std::io::stdin().read_line(&mut line).map_err(|e| e.to_string())?;
@@ -421,68 +244,86 @@ pub fn peer(args: &[String]) -> Result<(), String> {
             // Wait until the parent has everything before the segment goes away.
             let _ = std::io::stdin().read_line(&mut line);
         }
-        "seqlock-echo" | "broadcast-echo" => return super::fanout::peer(role, &args[2..]),
-        "dbus-serve" => return super::dbus::peer(&args[2..]),
-        other => return super::pipe::peer(other, &args[2..]),
+        other => return Err(format!("peer: unknown role {other}")),
     }
     Ok(())
 }
 
-/// Tells the parent this peer is ready (its first line).
-pub(super) fn say_ready() -> Result<(), String> {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "ready").and_then(|_| out.flush()).map_err(|e| e.to_string())
-}
-
-/// Waits until the parent closes our stdin: it has taken what it needs from segments this
-/// peer owns, which go away when the peer exits.
-pub(super) fn wait_for_parent() {
-    let mut line = String::new();
-    let _ = std::io::stdin().read_line(&mut line);
-}
-
-/// Pooled samples of one row over the rounds.
-#[derive(Default)]
-pub(super) struct Pool(pub(super) Vec<f64>);
-
-impl Pool {
-    pub(super) fn add(&mut self, r: Result<Vec<f64>, String>) -> Result<(), String> {
-        self.0.extend(r?);
-        Ok(())
-    }
-
-    pub(super) fn stats(&mut self) -> Option<Stats> {
-        (!self.0.is_empty()).then(|| Stats::from_samples(&mut self.0))
-    }
-}
-
-pub(super) fn row(
-    rows: &mut Vec<Row>,
-    name: &str,
-    size: usize,
-    s: Stats,
-    base: Option<(&str, Stats)>,
-    note: &'static str,
-) {
-    rows.push(Row {
-        mechanism: name.into(),
-        size,
-        stats: s,
-        baseline: base.map(|(n, _)| n.to_string()),
-        ratio: base.map(|(_, b)| s.p50 / b.p50),
-        note: Some(note),
-    });
-}
-
-pub(super) const NOTE_FLOOR: &str = "each side spins on a word the other writes (one-way = round trip / 2): the floor";
 const NOTE_SPIN: &str =
     "64-byte records through two Ember SPSC rings, busy-polling; target ratio <= 3.0 (1.5x the floor's round trip)";
 const NOTE_KERNEL: &str = "64-byte ping-pong through the kernel, the peer blocked in read()";
 const NOTE_FUTEX: &str = "64-byte records through two rings, the receiver asleep on the futex; baseline: the faster of pipe and eventfd; target ratio <= 1.0";
 const NOTE_STREAM: &str = "records streamed from the peer process (try_send_deferred, flush every 32), time per record over batches of 256; baseline: in-process rtrb moving [u8; N]; target ratio <= 2.0 at 64 B";
 
-/// Runs the cross-process rows (all on `cpus[0]` and `cpus[1]`).
+const NOTE_HOP: &str = "one record of --size bytes through two Ember SPSC rings, busy-polling, copied in and out (one-way = round trip / 2); baseline: two memcpys of the payload + the cache-line floor; target ratio <= 1.3 from 4 KiB";
+const NOTE_HOP_STREAM: &str = "records of --size bytes streamed from the peer process, time per record; baseline: two memcpys of the payload (in and out)";
+
+/// Samples of two `memcpy`s of `size` bytes (a payload copied in, then out), in process,
+/// over buffers larger than the last-level caches would keep hot between rounds.
+fn memcpy_twice(samples: usize, size: usize) -> Vec<f64> {
+    let (mut a, mut b, mut c) = (vec![0x5Au8; size], vec![0u8; size], vec![0u8; size]);
+    let mut out = Vec::with_capacity(samples);
+    for i in 0..samples {
+        a[i % size] = i as u8;
+        let t = Instant::now();
+        b.copy_from_slice(std::hint::black_box(&a));
+        c.copy_from_slice(std::hint::black_box(&b));
+        out.push(now_ns(t));
+        std::hint::black_box(&c);
+    }
+    out
+}
+
+/// The rows of `--size N`: a one-way hop and a stream of N-byte records through the SPSC
+/// ring, against two memcpys of N bytes (+ the floor for the hop).
+fn sized(
+    opts: &Options,
+    size: usize,
+    cpus: (usize, usize),
+    progress: &Progress,
+    rows: &mut Vec<Row>,
+) -> Result<(), String> {
+    let (_, b) = cpus;
+    let rounds = opts.pick(5, 3, 1);
+    // Fewer iterations as records grow: about the same bytes per round.
+    let scale = (size / 4096).max(1);
+    let iters = (opts.pick(20_000, 5_000, 50) / scale).max(50);
+    let records = (opts.pick(1 << 18, 1 << 16, 64 * BATCH) / scale).max(4 * BATCH);
+    let (mut fl, mut hop, mut st, mut mc) = (Pool::default(), Pool::default(), Pool::default(), Pool::default());
+    for round in 1..=rounds {
+        let step = |what: &str| progress.step(&format!("{what} {size} B (round {round}/{rounds})"));
+        step("cache-line floor");
+        fl.add(floor(b, iters))?;
+        step("shm SPSC hop");
+        hop.add(spsc_latency(b, iters, true, size))?;
+        step("shm SPSC stream");
+        st.add(spsc_throughput(b, records, size))?;
+        step("memcpy x2");
+        let _ = super::pin(b);
+        mc.0.extend(memcpy_twice(iters, size));
+    }
+    if let (Some(f), Some(h), Some(s), Some(m)) = (fl.stats(), hop.stats(), st.stats(), mc.stats()) {
+        let base = Stats { p50: m.p50 + f.p50, p99: m.p99 + f.p99, ..m };
+        row(rows, "memcpy-x2", size, m, None, NOTE_HOP_STREAM);
+        row(rows, "memcpy-x2+floor", size, base, None, NOTE_HOP);
+        row(rows, "shm/spsc-hop", size, h, Some(("memcpy-x2+floor", base)), NOTE_HOP);
+        row(rows, "shm/spsc-stream", size, s, Some(("memcpy-x2", m)), NOTE_HOP_STREAM);
+    }
+    Ok(())
+}
+
+/// Runs the cross-process rows (all on `cpus[0]` and `cpus[1]`); with `--size`, the sized
+/// SPSC rows instead of the fixed-size ones.
 pub fn run(opts: &Options, cpus: &[usize], progress: &Progress, rows: &mut Vec<Row>) -> Result<(), String> {
+    if let Some(size) = opts.size
+        && (opts.selected("shm/spsc-hop") || opts.selected("shm/spsc-stream"))
+    {
+        let (&a, &b) = match cpus {
+            [a, b, ..] => (a, b),
+            _ => return Err("the cross-process rows need two CPUs (see --cpus); skipped".into()),
+        };
+        return sized(opts, size, (a, b), progress, rows);
+    }
     let latency = ["shm/floor", "shm/spsc-spin", "shm/spsc-futex", "pipe", "eventfd"].iter().any(|n| opts.selected(n));
     let stream = opts.selected("shm/spsc-stream") || opts.selected("rtrb");
     if !latency && !stream {
@@ -504,9 +345,9 @@ pub fn run(opts: &Options, cpus: &[usize], progress: &Progress, rows: &mut Vec<R
             step("cache-line floor");
             fl.add(floor(b, spin_iters))?;
             step("shm SPSC busy-poll");
-            sp.add(spsc_latency(b, spin_iters, true))?;
+            sp.add(spsc_latency(b, spin_iters, true, LATENCY_SIZE))?;
             step("shm SPSC futex");
-            fu.add(spsc_latency(b, block_iters, false))?;
+            fu.add(spsc_latency(b, block_iters, false, LATENCY_SIZE))?;
             step("pipe ping-pong");
             pi.add(pipe_latency(b, block_iters))?;
             step("eventfd ping-pong");
@@ -526,7 +367,7 @@ pub fn run(opts: &Options, cpus: &[usize], progress: &Progress, rows: &mut Vec<R
     }
     if let (Some(f), Some(s), Some(u), Some(p), Some(e)) = (fl.stats(), sp.stats(), fu.stats(), pi.stats(), ev.stats())
     {
-        row(rows, "shm/floor", 4, f, None, NOTE_FLOOR);
+        row(rows, "shm/floor", 4, f, None, super::harness::NOTE_FLOOR);
         row(rows, "shm/spsc-spin", LATENCY_SIZE, s, Some(("shm/floor", f)), NOTE_SPIN);
         row(rows, "pipe", LATENCY_SIZE, p, None, NOTE_KERNEL);
         row(rows, "eventfd", 8, e, None, NOTE_KERNEL);

@@ -17,8 +17,8 @@ use ember_linux::{FrameReceiver, FrameSender};
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 
-use super::pipe::{Eof, make_frame, read_exact};
-use super::shm::{Batches, Pool, now_ns, row, spawn_peer};
+use super::fdio::{Eof, make_frame_with, read_exact};
+use super::harness::{Batches, Pool, now_ns, row, spawn_peer};
 use super::{Options, Progress, Row};
 
 /// Datagrams the UDP stream sends before waiting for the receiver's ack: what fits in a
@@ -62,6 +62,16 @@ impl Kind {
             Kind::Tcp => "tcp",
             Kind::Udp => "udp",
         }
+    }
+
+    /// The frame for a `payload`-byte message, with the payload checksum a sender of this
+    /// kind writes by default: on TCP and UDP, not on Unix sockets.
+    fn frame(self, payload: usize) -> Vec<u8> {
+        let integrity = match self {
+            Kind::Tcp | Kind::Udp => ember_core::frame::Integrity::Checked,
+            Kind::UdsStream | Kind::UdsSeqpacket | Kind::UdsDgram => ember_core::frame::Integrity::Unchecked,
+        };
+        make_frame_with(payload, integrity)
     }
 
     fn parse(s: &str) -> Result<Kind, String> {
@@ -141,7 +151,7 @@ fn peer_connect(kind: Kind, addr: &str) -> Result<OwnedFd, String> {
         Kind::Udp => {
             let mut u = net::udp_bind("127.0.0.1:0".parse().map_err(s)?).map_err(s)?;
             u.connect(&addr.parse::<SocketAddr>().map_err(s)?).map_err(s)?;
-            u.send_frame(&make_frame(0)).map_err(s)?;
+            u.send_frame(&Kind::Udp.frame(0)).map_err(s)?;
             udp_timeout(&u)?;
             Ok(u.into_fd())
         }
@@ -240,7 +250,7 @@ fn finish(mut child: std::process::Child) -> Result<(), String> {
 fn latency(cpu: usize, kind: Kind, ember: bool, iters: usize, payload: usize) -> Result<Vec<f64>, String> {
     let (child, setup) = spawn(cpu, "sock-echo", kind, ember, iters, payload)?;
     let fd = setup.connect()?;
-    let frame = make_frame(payload);
+    let frame = kind.frame(payload);
     let mut out = vec![0u8; 64 * 1024];
     let mut samples = Vec::with_capacity(iters);
     if ember {
@@ -267,7 +277,7 @@ fn latency(cpu: usize, kind: Kind, ember: bool, iters: usize, payload: usize) ->
 fn throughput(cpu: usize, kind: Kind, ember: bool, count: usize, payload: usize) -> Result<Vec<f64>, String> {
     let (child, setup) = spawn(cpu, "sock-flood", kind, ember, count, payload)?;
     let fd = setup.connect()?;
-    let len = make_frame(payload).len();
+    let len = kind.frame(payload).len();
     let mut batches = Batches::new(count);
     let mut out = vec![0u8; 64 * 1024];
     let ack = |fd: rustix::fd::BorrowedFd<'_>, done: usize| -> Result<(), String> {
@@ -306,19 +316,22 @@ fn throughput(cpu: usize, kind: Kind, ember: bool, count: usize, payload: usize)
     Ok(batches.samples)
 }
 
+/// This module's peer roles, for [`super::harness::peer`]: `None` for a role that is not
+/// one of them.
+pub fn peer(role: &str, args: &[String]) -> Option<Result<(), String>> {
+    matches!(role, "sock-echo" | "sock-flood").then(|| play(role, args))
+}
+
 /// The peer roles of this module: `sock-echo` and `sock-flood`, each
 /// `KIND MODE N PAYLOAD ADDR`.
-pub fn peer(role: &str, args: &[String]) -> Result<(), String> {
-    if role.starts_with("sync-") || role.starts_with("rpc-") {
-        return super::sync::peer(role, args);
-    }
+fn play(role: &str, args: &[String]) -> Result<(), String> {
     let arg = |i: usize| args.get(i).cloned().ok_or(format!("{role}: missing argument {i}"));
     let kind = Kind::parse(&arg(0)?)?;
     let ember = arg(1)? == "ember";
     let n: usize = arg(2)?.parse().map_err(s)?;
     let payload: usize = arg(3)?.parse().map_err(s)?;
     let fd = peer_connect(kind, &arg(4)?)?;
-    let frame = make_frame(payload);
+    let frame = kind.frame(payload);
     let mut buf = vec![0u8; 64 * 1024];
     match role {
         "sock-echo" => {
@@ -371,7 +384,7 @@ pub fn run(opts: &Options, cpus: &[usize], progress: &Progress, rows: &mut Vec<R
     let b = *cpus.get(1).ok_or("the socket rows need two CPUs (see --cpus); skipped")?;
     let rounds = opts.pick(5, 3, 1);
     let iters = opts.pick(5_000, 1_500, 20);
-    let count = opts.pick(1 << 16, 1 << 14, 16 * super::shm::BATCH);
+    let count = opts.pick(1 << 16, 1 << 14, 16 * super::harness::BATCH);
     for round in 1..=rounds {
         for (name, kind, flood, payload, raw, ember) in cases.iter_mut() {
             for (is_ember, pool) in [(false, &mut *raw), (true, &mut *ember)] {

@@ -26,7 +26,7 @@ use ember_linux::shm::{Backing, SpscReceiver, SpscSender, SyncSegment};
 use ember_linux::socket::{PacketKind, PacketSocket};
 use rustix::fd::{AsFd, OwnedFd};
 
-use super::shm::{Batches, Peer, Pool, RawPage, now_ns, row, spawn_peer};
+use super::harness::{Batches, Peer, Pool, RawPage, now_ns, row, spawn_peer};
 use super::{Options, Progress, Row, sample_pair};
 
 const FP: u64 = 0xBE7C_0000_0000_0010;
@@ -435,6 +435,51 @@ fn seqpacket_round_trips(cpu: usize, ember: bool, calls: usize) -> Result<Vec<f6
     Ok(samples)
 }
 
+/// Most requests in flight in the `inflight` sweep.
+pub(super) const MAX_IN_FLIGHT: usize = 32;
+
+/// Per-call samples of `calls` ADD calls over a seqpacket pair with `k` requests in flight
+/// (start `k`, then wait for the oldest and start the next): time per call over batches.
+pub(super) fn rpc_in_flight(cpu: usize, calls: usize, k: usize) -> Result<Vec<f64>, String> {
+    let k = k.clamp(1, MAX_IN_FLIGHT);
+    let (mine, theirs) = ember_linux::uds::seqpacket_pair().map_err(|e| e.to_string())?;
+    let theirs: OwnedFd = theirs.into_fd();
+    let mut child = spawn_peer(cpu, &["rpc-seqpacket", &calls.to_string()], Stdio::from(theirs), Stdio::null())?;
+    let mut sock = mine;
+    sock.set_max_frame(FRAME);
+    let mut c: Box<Client<PacketSocket, MAX_IN_FLIGHT, 64, FRAME>> =
+        Box::new(Client::new(sock).map_err(|e| e.to_string())?);
+    let mut tickets = std::collections::VecDeque::with_capacity(k);
+    let mut batches = Batches::new(calls);
+    let mut started = 0u32;
+    let check = |c: &mut Client<PacketSocket, MAX_IN_FLIGHT, 64, FRAME>, (t, i): (ember_linux::rpc::Ticket, u32)| {
+        let r: u32 = c.wait(t, TIMEOUT).map_err(|e| e.to_string())?;
+        if r != i.wrapping_add(1) {
+            return Err(format!("rpc: {r} for {i} + 1"));
+        }
+        Ok::<(), String>(())
+    };
+    while (started as usize) < calls {
+        while tickets.len() < k && (started as usize) < calls {
+            tickets.push_back((c.start(ADD, &(started, 1u32), TIMEOUT).map_err(|e| e.to_string())?, started));
+            started += 1;
+        }
+        if let Some(t) = tickets.pop_front() {
+            check(&mut c, t)?;
+            batches.count(1);
+        }
+    }
+    while let Some(t) = tickets.pop_front() {
+        check(&mut c, t)?;
+        batches.count(1);
+    }
+    let status = child.wait().map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err(format!("rpc peer failed: {status}"));
+    }
+    Ok(batches.samples)
+}
+
 /// Round trips over two SPSC rings: `rpc::Client` over a `ShmLink`, or raw records echoed.
 fn shm_round_trips(cpu: usize, ember: bool, calls: usize) -> Result<Vec<f64>, String> {
     let (req, resp) = (unique("req"), unique("resp"));
@@ -478,8 +523,14 @@ fn shm_round_trips(cpu: usize, ember: bool, calls: usize) -> Result<Vec<f64>, St
     Ok(samples)
 }
 
+/// This module's peer roles, for [`super::harness::peer`]: `None` for a role that is not
+/// one of them.
+pub fn peer(role: &str, args: &[String]) -> Option<Result<(), String>> {
+    (role.starts_with("sync-") || role.starts_with("rpc-")).then(|| play(role, args))
+}
+
 /// The peer roles of this module.
-pub fn peer(role: &str, args: &[String]) -> Result<(), String> {
+fn play(role: &str, args: &[String]) -> Result<(), String> {
     let arg = |i: usize| args.get(i).cloned().ok_or(format!("{role}: missing argument {i}"));
     let s = |e: ember_linux::Error| e.to_string();
     match role {

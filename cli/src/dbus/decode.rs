@@ -62,7 +62,8 @@ fn u32_at(b: &[u8], at: usize, e: Endian) -> u32 {
 
 /// Decodes the message at the start of `data` (which is the file from offset `base`):
 /// its description and its length.
-pub fn decode_one(data: &[u8], base: usize) -> Result<(String, usize), Malformed> {
+/// The description is in JSON (`decode --json`) when `json`.
+pub fn decode_one(data: &[u8], base: usize, json: bool) -> Result<(String, usize), Malformed> {
     let at = |o: usize| base + o;
     if data.len() < 16 {
         return Err(bad(
@@ -165,17 +166,26 @@ pub fn decode_one(data: &[u8], base: usize) -> Result<(String, usize), Malformed
             e => bad(at(0), rule(e)),
         }
     })?;
-    let text = super::describe(&m).map_err(|e| bad(at(body_start), rule(e)))?;
     let order = if endian == Endian::Little { "little-endian" } else { "big-endian" };
+    if json {
+        let extra = format!("\"offset\":{base},\"length\":{total},\"byte_order\":\"{order}\",");
+        let text = super::json::message(&m, &extra).map_err(|e| bad(at(body_start), rule(e)))?;
+        return Ok((text, total));
+    }
+    let text = super::describe(&m).map_err(|e| bad(at(body_start), rule(e)))?;
     Ok((format!("{total} bytes, {order}: {text}"), total))
 }
 
-/// Records of a pcap file: the offset of each one's data, and the data.
-type Records<'a> = Vec<(usize, &'a [u8])>;
+/// Records of a capture file: the offset of each one's data, and the data; then the damage
+/// that stopped the reading, if any.
+type Records<'a> = (Vec<(usize, &'a [u8])>, Option<Malformed>);
+
+/// The D-Bus link type of pcap and pcapng (`LINKTYPE_DBUS`).
+const LINKTYPE_DBUS: u32 = 231;
 
 /// The messages of a pcap capture (`dbus-monitor --pcap`, link type 231), with their
 /// offsets; `None` if `data` is not a pcap file.
-fn pcap_records(data: &[u8]) -> Option<Result<Records<'_>, Malformed>> {
+fn pcap_records(data: &[u8]) -> Option<Records<'_>> {
     let magic = data.get(..4)?;
     let big = match magic {
         [0xd4, 0xc3, 0xb2, 0xa1] | [0x4d, 0x3c, 0xb2, 0xa1] => false,
@@ -186,72 +196,194 @@ fn pcap_records(data: &[u8]) -> Option<Result<Records<'_>, Malformed>> {
         let w: [u8; 4] = data.get(at..at + 4)?.try_into().ok()?;
         Some(if big { u32::from_be_bytes(w) } else { u32::from_le_bytes(w) })
     };
-    Some((|| {
+    let mut out = Vec::new();
+    let damage = (|| {
         let link = word(20).ok_or_else(|| bad(data.len(), "truncated pcap file header (24 bytes)"))?;
-        if link != 231 {
+        if link != LINKTYPE_DBUS {
             return Err(bad(20, format!("pcap link type {link}, not D-Bus (231)")));
         }
-        let mut out = Vec::new();
         let mut pos = 24;
         while pos < data.len() {
             let len = word(pos + 8).ok_or_else(|| bad(pos, "truncated pcap record header (16 bytes)"))? as usize;
             let start = pos + 16;
-            let rec = data.get(start..start + len).ok_or_else(|| {
+            let rec = data.get(start..start.saturating_add(len)).ok_or_else(|| {
                 bad(data.len(), format!("truncated pcap record: {len} bytes announced at offset {pos}"))
             })?;
             out.push((start, rec));
             pos = start + len;
         }
-        Ok(out)
-    })())
+        Ok(())
+    })()
+    .err();
+    Some((out, damage))
 }
 
-/// Every message in `data`, described, or the first rule broken.
-pub fn decode_all(data: &[u8]) -> Result<Vec<(usize, String)>, Malformed> {
+/// The messages of a pcapng capture (what `busctl capture` and Wireshark write): sections
+/// (either byte order), interface description blocks (each must be link type 231),
+/// enhanced and simple packet blocks; other blocks are skipped. `None` if `data` is not
+/// pcapng.
+fn pcapng_records(data: &[u8]) -> Option<Records<'_>> {
+    const SECTION: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
+    if data.get(..4)? != SECTION {
+        return None;
+    }
     let mut out = Vec::new();
-    match pcap_records(data) {
-        Some(records) => {
-            for (offset, rec) in records? {
-                let (text, len) = decode_one(rec, offset)?;
-                if len != rec.len() {
-                    return Err(bad(
-                        offset + len,
-                        format!("{} byte(s) after the message in its pcap record", rec.len() - len),
-                    ));
-                }
-                out.push((offset, text));
+    let damage = (|| {
+        let mut big = false;
+        let mut links: Vec<u32> = Vec::new();
+        let mut pos = 0;
+        while pos < data.len() {
+            if data.len() - pos < 12 {
+                return Err(bad(pos, format!("truncated pcapng block header: {} byte(s) left", data.len() - pos)));
             }
+            if data[pos..pos + 4] == SECTION {
+                big = match data[pos + 8..pos + 12] {
+                    [0x4d, 0x3c, 0x2b, 0x1a] => false,
+                    [0x1a, 0x2b, 0x3c, 0x4d] => true,
+                    _ => return Err(bad(pos + 8, "pcapng section header: byte-order magic is not 0x1a2b3c4d")),
+                };
+                links.clear();
+            }
+            let word = |at: usize| -> u32 {
+                let w = [data[at], data[at + 1], data[at + 2], data[at + 3]];
+                if big { u32::from_be_bytes(w) } else { u32::from_le_bytes(w) }
+            };
+            let (kind, len) = (word(pos), word(pos + 4) as usize);
+            if len < 12 || len % 4 != 0 {
+                return Err(bad(pos + 4, format!("pcapng block length {len}: a multiple of 4, at least 12")));
+            }
+            if len > data.len() - pos {
+                return Err(bad(
+                    data.len(),
+                    format!("truncated pcapng block: {len} bytes announced at offset {pos}, {} left", data.len() - pos),
+                ));
+            }
+            if word(pos + len - 4) as usize != len {
+                return Err(bad(pos + len - 4, "pcapng block: the trailing length differs from the leading one"));
+            }
+            let body = &data[pos + 8..pos + len - 4];
+            let half = |at: usize| -> u32 {
+                let h = [body[at], body[at + 1]];
+                u32::from(if big { u16::from_be_bytes(h) } else { u16::from_le_bytes(h) })
+            };
+            let packet = |iface: u32, at: usize, caplen: usize| -> Result<(usize, &[u8]), Malformed> {
+                let link = *links.get(iface as usize).ok_or_else(|| {
+                    bad(pos, format!("pcapng packet of interface {iface}, which no interface block describes"))
+                })?;
+                if link != LINKTYPE_DBUS {
+                    return Err(bad(pos, format!("pcapng interface {iface} has link type {link}, not D-Bus (231)")));
+                }
+                let rec = body.get(at..at.saturating_add(caplen)).ok_or_else(|| {
+                    bad(pos, format!("pcapng packet of {caplen} bytes does not fit its block of {len}"))
+                })?;
+                Ok((pos + 8 + at, rec))
+            };
+            match kind {
+                // Interface description: link type, reserved, snap length, options.
+                1 if body.len() >= 8 => links.push(half(0)),
+                // Enhanced packet: interface, timestamp (2 words), captured and original length.
+                6 if body.len() >= 20 => {
+                    let (iface, caplen) = (word(pos + 8), word(pos + 20) as usize);
+                    out.push(packet(iface, 20, caplen)?);
+                }
+                // Simple packet: the original length, the data (of interface 0).
+                3 if body.len() >= 4 => {
+                    let caplen = (word(pos + 8) as usize).min(body.len() - 4);
+                    out.push(packet(0, 4, caplen)?);
+                }
+                1 | 3 | 6 => return Err(bad(pos, format!("pcapng block of type {kind} too short ({len} bytes)"))),
+                _ => {}
+            }
+            pos += len;
+        }
+        Ok(())
+    })()
+    .err();
+    Some((out, damage))
+}
+
+/// Every message in `data`, described as text, or the first rule broken.
+#[cfg(test)]
+fn decode_all(data: &[u8]) -> Result<Vec<(usize, String)>, Malformed> {
+    match decode_all_as(data, false) {
+        (m, None) => Ok(m),
+        (_, Some(e)) => Err(e),
+    }
+}
+
+/// The messages in `data`, described (in JSON when `json`), up to the first damage; and
+/// the damage (the first rule broken), if any.
+pub fn decode_all_as(data: &[u8], json: bool) -> (Vec<(usize, String)>, Option<Malformed>) {
+    let mut out = Vec::new();
+    let mut damage = None;
+    match pcapng_records(data).or_else(|| pcap_records(data)) {
+        Some((records, record_damage)) => {
+            for (offset, rec) in records {
+                match decode_one(rec, offset, json) {
+                    Ok((_, len)) if len != rec.len() => {
+                        damage = Some(bad(
+                            offset + len,
+                            format!("{} byte(s) after the message in its capture record", rec.len() - len),
+                        ));
+                        break;
+                    }
+                    Ok((text, _)) => out.push((offset, text)),
+                    Err(e) => {
+                        damage = Some(e);
+                        break;
+                    }
+                }
+            }
+            damage = damage.or(record_damage);
         }
         None => {
             let mut pos = 0;
             while pos < data.len() {
-                let (text, len) = decode_one(&data[pos..], pos)?;
-                out.push((pos, text));
-                pos += len;
+                match decode_one(&data[pos..], pos, json) {
+                    Ok((text, len)) => {
+                        out.push((pos, text));
+                        pos += len;
+                    }
+                    Err(e) => {
+                        damage = Some(e);
+                        break;
+                    }
+                }
             }
         }
     }
-    if out.is_empty() {
-        return Err(bad(0, "no message: the file is empty"));
+    if out.is_empty() && damage.is_none() {
+        damage = Some(bad(0, "no message: the file is empty"));
     }
-    Ok(out)
+    (out, damage)
 }
 
 /// `emberctl dbus decode <file>`.
 pub fn run(args: &[String]) -> Result<(), Failure> {
-    let o = Opts::parse(args, &[], &[])?;
+    let o = Opts::parse_for(args, "dbus decode")?;
     let [file] = o.positional.as_slice() else {
         return Err(Failure::usage("decode takes one file".into()));
     };
     let data = std::fs::read(file).map_err(|e| Failure::runtime(format!("{file}: {e}")))?;
-    match decode_all(&data) {
-        Ok(messages) => {
-            for (i, (offset, text)) in messages.iter().enumerate() {
-                println!("message {} at offset {offset}: {text}", i + 1);
-            }
-            Ok(())
+    let json = o.flag("--json");
+    // Every good message first, then where the damage starts.
+    let (messages, damage) = decode_all_as(&data, json);
+    for (i, (offset, text)) in messages.iter().enumerate() {
+        if json {
+            println!("{text}");
+        } else {
+            println!("message {} at offset {offset}: {text}", i + 1);
         }
-        Err(m) => Err(Failure::bad_input(format!("{file}: offset {} ({:#x}): {}", m.offset, m.offset, m.rule))),
+    }
+    match damage {
+        None => Ok(()),
+        Some(m) => Err(Failure::bad_input(format!(
+            "{file}: offset {} ({:#x}): {} (after {} good message(s))",
+            m.offset,
+            m.offset,
+            m.rule,
+            messages.len()
+        ))),
     }
 }
 
@@ -323,5 +455,67 @@ mod tests {
         assert_eq!(decode_all(&c).unwrap_err().offset, 8);
         let e = decode_all(&m[..m.len() - 1]).unwrap_err();
         assert!(e.rule.starts_with("truncated: the header says"), "{e:?}");
+        // Good messages before a damaged one are kept.
+        let mut three = [m.clone(), m.clone(), m.clone()].concat();
+        three[2 * m.len() + 3] = 9;
+        let (good, damage) = decode_all_as(&three, false);
+        assert_eq!(good.len(), 2);
+        assert_eq!(damage.unwrap().offset, 2 * m.len() + 3);
+    }
+
+    /// A pcapng file as `busctl capture` writes it, built here: a section header, an
+    /// interface (link type 231), two enhanced packet blocks and one simple packet block,
+    /// in either byte order; every truncation an error at an offset after the good ones.
+    #[test]
+    fn reads_pcapng() {
+        let m = message(Endian::Little);
+        for big in [false, true] {
+            let w = |v: u32| if big { v.to_be_bytes() } else { v.to_le_bytes() };
+            let block = |kind: u32, body: &[u8]| {
+                let len = 12 + body.len().next_multiple_of(4);
+                let mut b = Vec::new();
+                b.extend(w(kind));
+                b.extend(w(len as u32));
+                b.extend(body);
+                b.resize(len - 4, 0);
+                b.extend(w(len as u32));
+                b
+            };
+            let mut shb = w(0x1a2b3c4d).to_vec();
+            shb.extend(if big { [0, 1, 0, 0] } else { [1, 0, 0, 0] });
+            shb.extend([0xff; 8]);
+            let mut file = block(0x0a0d0d0a, &shb);
+            let mut idb = if big { 231u16.to_be_bytes() } else { 231u16.to_le_bytes() }.to_vec();
+            idb.extend([0, 0]);
+            idb.extend(w(262144));
+            file.extend(block(1, &idb));
+            file.extend(block(5, &[0; 8])); // interface statistics: skipped
+            for _ in 0..2 {
+                let mut epb = w(0).to_vec();
+                epb.extend(w(0));
+                epb.extend(w(0));
+                epb.extend(w(m.len() as u32));
+                epb.extend(w(m.len() as u32));
+                epb.extend(&m);
+                file.extend(block(6, &epb));
+            }
+            let mut spb = w(m.len() as u32).to_vec();
+            spb.extend(&m);
+            file.extend(block(3, &spb));
+            let all = decode_all(&file).unwrap();
+            assert_eq!(all.len(), 3);
+            assert!(all.iter().all(|(_, t)| t.ends_with("('temp', uint32 21, {'unit': <'C'>})")), "{all:?}");
+            // Cut anywhere: the whole blocks before the cut read, and the cut named (a cut
+            // between blocks is a shorter file, not damage).
+            let ends: Vec<usize> = all.iter().map(|(o, _)| o + m.len()).collect();
+            for n in 1..file.len() {
+                let (good, damage) = decode_all_as(&file[..n], false);
+                assert_eq!(good.len(), ends.iter().filter(|&&e| e + 4 <= n).count().min(good.len()), "cut at {n}");
+                match damage {
+                    Some(e) => assert!(e.offset <= n, "cut at {n}: {e:?}"),
+                    None => assert!(!good.is_empty() && good.len() < 3, "cut at {n}"),
+                }
+            }
+        }
     }
 }
