@@ -412,13 +412,20 @@ static int start(struct cd *cd) {
     }
     if ((rc = watch(cd, ember_daemon_fd(cd->daemon), TOK_DAEMON, "signals")) != EMBER_OK) return rc;
 
-    rc = ember_seqlock_writer_create(cd->segment, ECD_SEQLOCK_CAPACITY, ECD_FINGERPRINT, &cd->seqlock);
+    /* EMBER_REPLACE_STALE: a seqlock a killed run left (kill -9, the OOM killer) is taken
+     * over, atomically; one whose writer lives is EMBER_EINUSE, and this run does not
+     * start. */
+    rc = ember_seqlock_writer_create_ex(cd->segment, ECD_SEQLOCK_CAPACITY, ECD_FINGERPRINT, EMBER_REPLACE_STALE,
+                                        &cd->seqlock);
     if (rc != EMBER_OK) {
         char what[300];
         snprintf(what, sizeof what, "seqlock %s", cd->segment);
         fail(what, rc);
-        if (rc == EMBER_EOS && ember_last_os_error() == EEXIST)
-            fprintf(stderr, "ember-cd: another ember-cd runs, or a dead one left /dev/shm%s\n", cd->segment);
+        if (rc == EMBER_EINUSE)
+            fprintf(stderr, "ember-cd: another ember-cd (pid %u) runs with seqlock %s\n", (unsigned)ember_last_in_use_pid(),
+                    cd->segment);
+        else if (rc == EMBER_EOS && ember_last_os_error() == EEXIST)
+            fprintf(stderr, "ember-cd: /dev/shm%s is not an Ember segment: remove it\n", cd->segment);
         return rc;
     }
     /* A first value before anyone can ask: readers never see "nothing written yet". */

@@ -173,6 +173,7 @@ client 0 get
 say "get after reload: $got"
 [ "$(field offset "$got")" = 5 ] || die "get after reload printed '$got', expected offset 5"
 
+echo "interval_ms=50" >"$conf.good"
 printf 'interval_ms = banana\n' >"$conf"
 kill -HUP "$daemon" || die "kill -HUP $daemon failed"
 wait_for "$err" "keeping interval_ms=50" 5
@@ -181,6 +182,30 @@ client 0 watch 2
 say "watch 2 after the bad reload: $(printf '%s' "$got" | tr '\n' '|')"
 client 0 get
 [ "$(field offset "$got")" = 5 ] || die "get after a bad reload printed '$got', expected offset 5"
+
+# ---- kill -9, then restart --------------------------------------------------------------
+# A daemon killed with SIGKILL cannot clean up: its seqlock stays in /dev/shm. The next run
+# takes it over (EMBER_REPLACE_STALE); a second run beside a live one refuses to start.
+kill -KILL "$daemon" || die "kill -KILL $daemon failed"
+wait "$daemon" 2>/dev/null
+killed=$daemon
+[ -e "/dev/shm/$seg" ] || die "the killed ember-cd's /dev/shm/$seg is gone, expected it left behind"
+: >"$out"
+"$cd_bin" "$sock" "$seg" "$conf.good" >"$out" 2>>"$err" &
+daemon=$!
+wait_for "$out" "ember-cd: ready" 10
+say "kill -9 $killed, restarted: $(head -n 1 "$out") (pid $daemon)"
+client 0 get
+say "get after the restart: $got"
+[ "$(field offset "$got")" = 0 ] || die "get after the restart printed '$got', expected offset 0 (a new run)"
+"$cd_bin" "$tmp/second.sock" "$seg" >"$tmp/second.out" 2>"$tmp/second.err"
+status=$?
+[ "$status" -eq 1 ] || die "a second ember-cd beside pid $daemon exited $status, expected 1"
+grep -qF "another ember-cd (pid $daemon) runs" "$tmp/second.err" || {
+    cat "$tmp/second.err" >&2
+    die "a second ember-cd did not name pid $daemon"
+}
+say "a second ember-cd: exit 1, $(grep -F 'another ember-cd' "$tmp/second.err")"
 
 # ---- Shutdown --------------------------------------------------------------------------
 [ -S "$sock" ] || die "no socket at $sock while running"

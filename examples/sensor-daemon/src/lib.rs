@@ -7,6 +7,7 @@
 //! | seqlock `/<name>-reading` | the latest [`Reading`], as a frame of kind [`KIND_READING`] |
 //! | broadcast ring `/<name>-events` | every [`Event`], frames of kind [`KIND_EVENT`] |
 //! | Unix seqpacket socket | commands ([`CMD_GET`], [`CMD_SET_INTERVAL`], [`CMD_RAISE`]) and replies |
+//! | POSIX message queue `/<name>-commands` | one-way commands ([`CMD_SET_INTERVAL`], [`CMD_RAISE`]): no reply |
 //! | D-Bus (when a bus is there) | signal `org.ember.Sensor.Event(qis)` at `/org/ember/Sensor`, method `GetReading() -> (iu)` |
 
 #![forbid(unsafe_code)]
@@ -21,6 +22,10 @@ pub const EVENTS_FP: u64 = 0x5E45_0000_0000_0002;
 pub const READING_CAPACITY: usize = 64;
 /// Bytes of the event ring.
 pub const EVENTS_CAPACITY: usize = 64 * 1024;
+/// Messages the command queue holds (at most `/proc/sys/fs/mqueue/msg_max`, 10 by default).
+pub const COMMANDS_DEPTH: usize = 8;
+/// Largest command frame on the queue.
+pub const COMMANDS_MSG_SIZE: usize = 256;
 
 /// A reading (frame kind [`KIND_READING`], sequence = [`Reading::count`]).
 pub const KIND_READING: u32 = 0x10;

@@ -2,7 +2,12 @@
 //!
 //! - publishes the latest reading through a seqlock (`/<name>-reading`) and every event
 //!   through a broadcast ring (`/<name>-events`), as Ember frames;
-//! - takes commands on a Unix seqpacket socket (get, set interval, raise an event);
+//! - takes commands on a Unix seqpacket socket (get, set interval, raise an event), and
+//!   one-way commands (set interval, raise an event) on a POSIX message queue
+//!   (`/<name>-commands`), for shell tools and C programs that send and forget;
+//! - comes back after a crash (`kill -9`, the OOM killer): its objects are created with
+//!   `replace_stale`, which takes over what a dead run left and refuses to start beside a
+//!   live one;
 //! - shuts down cleanly on `SIGTERM`/`SIGINT` (exit status 0) and reloads its config file
 //!   on `SIGHUP`, the signals read from a signalfd in the same loop;
 //! - emits the D-Bus signal `org.ember.Sensor.Event` on each event when a bus is there,
@@ -25,8 +30,9 @@ use ember_core::frame::{Frame, FrameRepr};
 use ember_core::message;
 use ember_linux::dbus::object::{Call, Interface, Method, MethodError, Object, Service, SignalDesc};
 use ember_linux::dbus::{Connection, Processed, RequestNameReply};
+use ember_linux::mq::{self, MessageQueue};
 use ember_linux::poll::{Interest, Poller, Ready, Timer};
-use ember_linux::shm::{Backing, BroadcastReader, BroadcastWriter, SeqLockReader, SeqLockWriter};
+use ember_linux::shm::{Backing, BroadcastWriter, CreateOptions, SeqLockWriter};
 use ember_linux::signal::{Daemon, DaemonEvent};
 use ember_linux::socket::PacketSocket;
 use ember_linux::systemd::{self, State as Sd};
@@ -38,7 +44,8 @@ use rustix::fd::AsFd;
 const USAGE: &str = "\
 usage: sensor-daemon [options]
 
-  --name <name>        object names: /<name>-reading, /<name>-events (default: sensor)
+  --name <name>        object names: /<name>-reading, /<name>-events, /<name>-commands
+                       (default: sensor)
   --socket <path>      the command socket (default: /tmp/<name>.sock); under socket
                        activation, the descriptor named `command` instead
   --config <file>      settings (interval_ms, threshold_mc, base_mc), re-read on SIGHUP
@@ -53,6 +60,7 @@ const TOKEN_LISTENER: u64 = 2;
 const TOKEN_TIMER: u64 = 3;
 const TOKEN_BUS: u64 = 4;
 const TOKEN_WATCHDOG: u64 = 5;
+const TOKEN_QUEUE: u64 = 6;
 const TOKEN_CLIENT: u64 = 100;
 const MAX_CLIENTS: usize = 8;
 
@@ -236,20 +244,26 @@ impl State {
 
     /// Answers one command frame (in `buf`) on `sock`.
     fn command(&mut self, sock: &mut PacketSocket, buf: &[u8], timer: &Timer) -> Result<(), Error> {
+        let mut out = [0u8; 256];
+        let reply = self.apply(buf, timer, &mut out)?;
+        sock.send_frame(reply)
+    }
+
+    /// Carries out one command frame (in `buf`), returning the reply frame (in `out`).
+    fn apply<'o>(&mut self, buf: &[u8], timer: &Timer, out: &'o mut [u8]) -> Result<&'o [u8], Error> {
         let frame = Frame::new_checked(buf)?;
         let repr = FrameRepr::parse(&frame)?;
         let payload = frame.payload();
-        let mut out = [0u8; 256];
         let reply = match repr.kind {
-            CMD_GET => message::encode(KIND_READING, repr.seq, &self.reading, &mut out)?,
+            CMD_GET => message::encode(KIND_READING, repr.seq, &self.reading, out)?,
             CMD_SET_INTERVAL => match message::decode_payload::<u32>(payload) {
                 Ok(ms) if (1..=3_600_000).contains(&ms) => {
                     self.config.interval_ms = ms;
                     let d = Duration::from_millis(u64::from(ms));
                     timer.set(d, d)?;
-                    message::encode(KIND_ACK, repr.seq, &ms, &mut out)?
+                    message::encode(KIND_ACK, repr.seq, &ms, out)?
                 }
-                _ => message::encode(KIND_ERROR, repr.seq, "interval: a u32 of 1 to 3600000 ms", &mut out)?,
+                _ => message::encode(KIND_ERROR, repr.seq, "interval: a u32 of 1 to 3600000 ms", out)?,
             },
             CMD_RAISE => match message::decode_payload::<&str>(payload) {
                 Ok(text) => {
@@ -258,13 +272,13 @@ impl State {
                     copy[..n].copy_from_slice(&text.as_bytes()[..n]);
                     let text = core::str::from_utf8(&copy[..n]).unwrap_or("event");
                     self.event(EVENT_RAISED, self.reading.millicelsius, text);
-                    message::encode(KIND_ACK, repr.seq, &self.config.interval_ms, &mut out)?
+                    message::encode(KIND_ACK, repr.seq, &self.config.interval_ms, out)?
                 }
-                Err(_) => message::encode(KIND_ERROR, repr.seq, "raise: the payload is a string", &mut out)?,
+                Err(_) => message::encode(KIND_ERROR, repr.seq, "raise: the payload is a string", out)?,
             },
-            _ => message::encode(KIND_ERROR, repr.seq, "unknown command", &mut out)?,
+            _ => message::encode(KIND_ERROR, repr.seq, "unknown command", out)?,
         };
-        sock.send_frame(reply)
+        Ok(reply)
     }
 
     /// Re-reads the config file (`SIGHUP`): defaults, then the file; a bad file changes
@@ -310,25 +324,15 @@ fn connect_bus(address: &str) -> Option<Box<Bus>> {
     Some(bus)
 }
 
-/// Creates a segment with `create`; if the name is taken by a segment whose writer is dead
-/// (a previous run killed by SIGKILL or the OOM killer cannot clean up), removes it and
-/// creates it again. A live writer's segment, or something that is not ours, is left alone.
-fn replacing_dead<T>(
-    name: &str,
-    create: impl Fn() -> Result<T, Error>,
-    owner: impl Fn() -> Result<(u32, bool), Error>,
-) -> Result<T, String> {
-    match create() {
-        Err(Error::Os(rustix::io::Errno::EXIST)) => match owner() {
-            Ok((pid, false)) => {
-                log(format_args!("{name}: left behind by pid {pid}, which is gone: replacing it"));
-                rustix::shm::unlink(name).map_err(|e| format!("{name}: {e}"))?;
-                create().map_err(|e| format!("{name}: {e}"))
-            }
-            Ok((pid, true)) => Err(format!("{name}: in use by pid {pid} (another sensor-daemon? see --name)")),
-            Err(e) => Err(format!("{name}: exists and is not this daemon's ({e}); remove it if it is stale")),
-        },
-        r => r.map_err(|e| format!("{name}: {e}")),
+/// What a create error means to the operator: another instance holds the name, or
+/// something else is wrong with it.
+fn create_error(name: &str, e: Error) -> String {
+    match e {
+        Error::InUse { pid, .. } => format!("{name}: {e} (another sensor-daemon, pid {pid}? see --name)"),
+        Error::Os(rustix::io::Errno::EXIST) => {
+            format!("{name}: exists and is not an Ember object of a dead writer; remove it if it is stale")
+        }
+        e => format!("{name}: {e}"),
     }
 }
 
@@ -342,22 +346,19 @@ fn run(args: &Args) -> Result<(), String> {
     }
     let reading_name = format!("/{}-reading", args.name);
     let events_name = format!("/{}-events", args.name);
-    let seqlock = replacing_dead(
-        &reading_name,
-        || SeqLockWriter::create(Backing::Named(&reading_name), READING_CAPACITY, READING_FP),
-        || {
-            SeqLockReader::open(&reading_name, READING_FP)
-                .map(|mut r| (r.segment().header().creator_pid, r.writer_alive()))
-        },
-    )?;
-    let ring = replacing_dead(
-        &events_name,
-        || BroadcastWriter::create(Backing::Named(&events_name), EVENTS_CAPACITY, EVENTS_FP),
-        || {
-            BroadcastReader::open(&events_name, EVENTS_FP, false)
-                .map(|mut r| (r.segment().header().creator_pid, r.writer_alive()))
-        },
-    )?;
+    let commands_name = format!("/{}-commands", args.name);
+    // After a crash (SIGKILL, the OOM killer) the objects of the dead run are still there:
+    // `replace_stale` takes them over, atomically, and refuses (InUse) if their writer
+    // lives. Readers of the old segments see their writer gone and open the new ones.
+    let stale = CreateOptions::new().replace_stale(true);
+    let seqlock = SeqLockWriter::create_with(Backing::Named(&reading_name), READING_CAPACITY, READING_FP, stale)
+        .map_err(|e| create_error(&reading_name, e))?;
+    let ring = BroadcastWriter::create_with(Backing::Named(&events_name), EVENTS_CAPACITY, EVENTS_FP, stale)
+        .map_err(|e| create_error(&events_name, e))?;
+    let mut queue =
+        MessageQueue::create_with(&commands_name, COMMANDS_DEPTH, COMMANDS_MSG_SIZE, mq::Access::Receive, stale)
+            .map_err(|e| create_error(&commands_name, e))?;
+    ember_linux::Endpoint::set_nonblocking(&queue, true).map_err(|e| format!("{commands_name}: {e}"))?;
     let (listener, socket_name) = command_socket(&args.socket)?;
     let interval = Duration::from_millis(u64::from(config.interval_ms));
     let timer = Timer::periodic(interval).map_err(|e| format!("timer: {e}"))?;
@@ -375,6 +376,7 @@ fn run(args: &Args) -> Result<(), String> {
     add(signals.as_fd(), TOKEN_SIGNALS)?;
     add(listener.as_fd(), TOKEN_LISTENER)?;
     add(timer.as_fd(), TOKEN_TIMER)?;
+    add(queue.as_fd(), TOKEN_QUEUE)?;
     if let Some(w) = &watchdog {
         add(w.as_fd(), TOKEN_WATCHDOG)?;
     }
@@ -401,7 +403,10 @@ fn run(args: &Args) -> Result<(), String> {
             None => "no D-Bus".to_string(),
         };
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "sensor-daemon: ready: {reading_name}, {events_name}, {socket_name}, {bus_text}");
+        let _ = writeln!(
+            out,
+            "sensor-daemon: ready: {reading_name}, {events_name}, {commands_name}, {socket_name}, {bus_text}"
+        );
         let _ = out.flush();
         let status = format!("sampling every {} ms; {bus_text}", state.config.interval_ms);
         tell_systemd(&[Sd::Ready, Sd::Status(&status)]);
@@ -439,6 +444,22 @@ fn run(args: &Args) -> Result<(), String> {
                         Err(e) => return Err(format!("timer: {e}")),
                     }
                 }
+                TOKEN_QUEUE => loop {
+                    // One-way commands: the reply has nowhere to go; a refusal is logged.
+                    let mut out = [0u8; 256];
+                    match queue.recv_frame(&mut buf) {
+                        Ok(n) => match state.apply(&buf[..n], &timer, &mut out) {
+                            Ok(reply) if Frame::new_checked(reply).is_ok_and(|f| f.kind() == KIND_ERROR) => {
+                                log(format_args!("{commands_name}: a command was refused"))
+                            }
+                            Ok(_) => {}
+                            Err(e) => log(format_args!("{commands_name}: {e}")),
+                        },
+                        Err(Error::WouldBlock) => break,
+                        Err(Error::Codec(e)) => log(format_args!("{commands_name}: a damaged frame was dropped: {e}")),
+                        Err(e) => return Err(format!("{commands_name}: {e}")),
+                    }
+                },
                 TOKEN_WATCHDOG => {
                     if let Some(w) = &watchdog
                         && w.expirations().is_ok()

@@ -67,6 +67,7 @@ impl Drop for Sensor {
         for object in ["reading", "events"] {
             let _ = rustix::shm::unlink(format!("/{}-{object}", self.name).as_str());
         }
+        let _ = ember_linux::mq::MessageQueue::unlink(&format!("/{}-commands", self.name));
     }
 }
 
