@@ -1,0 +1,543 @@
+//! The route table: a TOML file naming this board, Zenoh's settings and the routes.
+//!
+//! ```text
+//! board = "a"                          # {board} in this bridge's keys
+//!
+//! [zenoh]                              # passed through to Zenoh (all optional)
+//! mode = "peer"                        # peer | client | router
+//! listen = ["tcp/127.0.0.1:7447"]      # listen/endpoints
+//! connect = ["tcp/127.0.0.1:7448"]     # connect/endpoints
+//! scouting = false                     # multicast scouting and gossip
+//! config_file = "/etc/zenoh.json5"     # a full Zenoh config; the keys above override it
+//!
+//! [[route]]                            # one per channel
+//! channel = "imu"                      # key: ember/{board}/{channel} (out), ember/{from}/{channel} (in)
+//! direction = "out"                    # out: local -> Zenoh; in: Zenoh -> local
+//! local = { kind = "spsc", name = "/imu" }
+//! congestion = "block"                 # block | drop
+//! reliability = "reliable"             # reliable | best_effort
+//! priority = "data"                    # real_time .. background (Zenoh's seven)
+//! express = false                      # Zenoh's express: no batching
+//! rate_limit = 1000                    # frames per second (optional; over it: dropped, counted)
+//! max_frame = 4096                     # largest frame (header included)
+//! ```
+//!
+//! [`RouteTable::parse`] checks everything it can without touching the system (names,
+//! keys, limits) and answers a typed [`ConfigError`]; nothing in this module panics on any
+//! input.
+//!
+//! # Example
+//!
+//! ```
+//! use ember_bridge::config::{Direction, Local, RouteTable};
+//!
+//! let table = RouteTable::parse(r#"
+//!     board = "a"
+//!     [zenoh]
+//!     listen = ["tcp/127.0.0.1:7447"]
+//!     scouting = false
+//!     [[route]]
+//!     channel = "imu"
+//!     direction = "out"
+//!     local = { kind = "spsc", name = "/imu" }
+//! "#).unwrap();
+//! assert_eq!(table.routes[0].direction, Direction::Out);
+//! assert_eq!(table.routes[0].key(&table.board), "ember/a/imu");
+//! assert!(matches!(table.routes[0].local, Local::Spsc { .. }));
+//! ```
+
+use serde::Deserialize;
+
+/// Default largest frame a route carries (header included): 64 KiB.
+pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;
+/// Largest `max_frame` a route may ask for: the frame format's own limit is 16 MiB, but a
+/// bridge keeps one buffer of this size per route.
+pub const MAX_MAX_FRAME: usize = 4 * 1024 * 1024;
+/// Default capacity (bytes) of a ring an inbound route creates.
+pub const DEFAULT_RING_CAPACITY: usize = 1 << 20;
+/// Default depth of the queue between Zenoh's receive task and an inbound route's writer.
+pub const DEFAULT_QUEUE: usize = 1024;
+
+/// The whole route table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteTable {
+    /// This board's name: the `{board}` of its keys (`ember/{board}/...`).
+    pub board: String,
+    /// Zenoh's settings, passed through.
+    #[serde(default)]
+    pub zenoh: ZenohSettings,
+    /// The routes.
+    #[serde(default, rename = "route")]
+    pub routes: Vec<Route>,
+}
+
+/// Zenoh's own configuration: the few keys the bridge passes through, on top of an
+/// optional full Zenoh config file. With none of them, Zenoh's default applies: a peer
+/// that finds others on the LAN by multicast scouting.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZenohSettings {
+    /// `peer`, `client` or `router`.
+    pub mode: Option<Mode>,
+    /// Endpoints to listen on (`tcp/127.0.0.1:7447`, `udp/...`, `unixsock-stream/...`).
+    #[serde(default)]
+    pub listen: Vec<String>,
+    /// Endpoints to connect to.
+    #[serde(default)]
+    pub connect: Vec<String>,
+    /// Multicast scouting and gossip: `false` for tests and fixed topologies.
+    pub scouting: Option<bool>,
+    /// A full Zenoh configuration file (JSON5) to start from.
+    pub config_file: Option<String>,
+}
+
+/// Zenoh's session mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Talks to peers directly.
+    Peer,
+    /// Talks through a router.
+    Client,
+    /// Routes for others.
+    Router,
+}
+
+impl Mode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Mode::Peer => "peer",
+            Mode::Client => "client",
+            Mode::Router => "router",
+        }
+    }
+}
+
+/// Which way a route carries frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// From a local endpoint to Zenoh (published on `ember/{board}/{channel}`).
+    Out,
+    /// From Zenoh (a subscription on `ember/{from}/{channel}`) into a local endpoint.
+    In,
+}
+
+/// Zenoh's congestion control for a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Congestion {
+    /// Wait for room, end to end: lossless, a slow reader slows the writer.
+    #[default]
+    Block,
+    /// Drop what does not fit now; every dropped frame is counted.
+    Drop,
+}
+
+/// Zenoh's reliability for a route's publisher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reliability {
+    /// Retransmitted by the transport.
+    #[default]
+    Reliable,
+    /// Not retransmitted.
+    BestEffort,
+}
+
+/// Zenoh's priorities, highest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub enum Priority {
+    RealTime,
+    InteractiveHigh,
+    InteractiveLow,
+    DataHigh,
+    #[default]
+    Data,
+    DataLow,
+    Background,
+}
+
+/// The local end of a route.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Local {
+    /// An SPSC ring: outbound, the bridge is its reader (the writer created it); inbound, the
+    /// bridge creates it and writes.
+    Spsc {
+        /// Shm name (`/name`).
+        name: String,
+        /// The type fingerprint in the segment header.
+        #[serde(default)]
+        fingerprint: u64,
+        /// Ring capacity in bytes when the bridge creates it (a power of two).
+        capacity: Option<usize>,
+    },
+    /// A broadcast ring: outbound, the bridge is a read-only subscriber; inbound, the bridge
+    /// creates it and is its writer.
+    Broadcast {
+        /// Shm name (`/name`).
+        name: String,
+        /// The type fingerprint in the segment header.
+        #[serde(default)]
+        fingerprint: u64,
+        /// Ring capacity in bytes when the bridge creates it (a power of two).
+        capacity: Option<usize>,
+    },
+    /// A POSIX message queue: outbound, the bridge receives from an existing queue; inbound,
+    /// it sends to it, creating it first when `create` is set.
+    Mq {
+        /// Queue name (`/name`).
+        name: String,
+        /// Inbound: create the queue (and remove it on exit).
+        #[serde(default)]
+        create: bool,
+        /// Depth of a queue the bridge creates.
+        max_msgs: Option<usize>,
+    },
+    /// A Unix datagram socket: outbound, the bridge binds `path` and publishes every datagram
+    /// it receives; inbound, it sends each frame to `path`.
+    UnixDgram {
+        /// Socket file path.
+        path: String,
+    },
+}
+
+impl Local {
+    /// A short name for the kind, as in the table.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Local::Spsc { .. } => "spsc",
+            Local::Broadcast { .. } => "broadcast",
+            Local::Mq { .. } => "mq",
+            Local::UnixDgram { .. } => "unix_dgram",
+        }
+    }
+}
+
+/// One route of the table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// The channel: the last chunk of the route's key.
+    pub channel: String,
+    /// Which way frames go.
+    pub direction: Direction,
+    /// Inbound: the board the frames come from (`ember/{from}/{channel}`); `*` for any.
+    pub from: Option<String>,
+    /// A key expression instead of the default `ember/{board}/{channel}` (out) or
+    /// `ember/{from}/{channel}` (in).
+    pub key: Option<String>,
+    /// The local endpoint.
+    pub local: Local,
+    /// Congestion control (outbound publisher; inbound: what a full local endpoint does).
+    #[serde(default)]
+    pub congestion: Congestion,
+    /// Reliability of the outbound publisher.
+    #[serde(default)]
+    pub reliability: Reliability,
+    /// Priority of the outbound publisher.
+    #[serde(default)]
+    pub priority: Priority,
+    /// Express (no batching) for the outbound publisher.
+    #[serde(default)]
+    pub express: bool,
+    /// Frames per second at most; over it frames are dropped and counted.
+    pub rate_limit: Option<u32>,
+    /// Largest frame, header included.
+    pub max_frame: Option<usize>,
+    /// Inbound: depth of the queue between Zenoh and the local writer.
+    pub queue: Option<usize>,
+}
+
+impl Route {
+    /// The route's key expression on this `board`.
+    pub fn key(&self, board: &str) -> String {
+        if let Some(k) = &self.key {
+            return k.clone();
+        }
+        match self.direction {
+            Direction::Out => format!("ember/{board}/{}", self.channel),
+            Direction::In => format!("ember/{}/{}", self.from.as_deref().unwrap_or("*"), self.channel),
+        }
+    }
+
+    /// The largest frame the route carries.
+    pub fn max_frame(&self) -> usize {
+        self.max_frame.unwrap_or(DEFAULT_MAX_FRAME)
+    }
+}
+
+/// What is wrong with a route table.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    Io(std::io::Error),
+    /// Not TOML, or not the table's shape (unknown key, wrong type).
+    Toml(toml::de::Error),
+    /// A name (board, channel, `from`) that cannot be one chunk of a key: empty, or with
+    /// `/`, `*`, `$`, `?`, `#`, `@` or whitespace.
+    BadName {
+        /// Which field.
+        field: &'static str,
+        /// Its value.
+        value: String,
+    },
+    /// A `key` that Zenoh does not accept as a key expression.
+    BadKey {
+        /// The key.
+        key: String,
+        /// Zenoh's reason.
+        reason: String,
+    },
+    /// Two routes in the same direction on the same key.
+    DuplicateKey(String),
+    /// An inbound route with neither `from` nor `key`.
+    MissingFrom {
+        /// The route's channel.
+        channel: String,
+    },
+    /// A number out of its range (`max_frame`, `rate_limit`, `queue`, `capacity`).
+    OutOfRange {
+        /// Which field.
+        field: &'static str,
+        /// Its value.
+        value: u64,
+    },
+    /// Zenoh refused a setting.
+    Zenoh {
+        /// The key path in Zenoh's configuration.
+        key: &'static str,
+        /// Zenoh's reason.
+        reason: String,
+    },
+}
+
+impl core::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ConfigError::Io(e) => write!(f, "cannot read the route table: {e}"),
+            ConfigError::Toml(e) => write!(f, "route table: {e}"),
+            ConfigError::BadName { field, value } => write!(f, "{field} {value:?} cannot be a key chunk"),
+            ConfigError::BadKey { key, reason } => write!(f, "key {key:?}: {reason}"),
+            ConfigError::DuplicateKey(k) => write!(f, "two routes in the same direction on key {k:?}"),
+            ConfigError::MissingFrom { channel } => write!(f, "inbound route {channel:?} needs `from` or `key`"),
+            ConfigError::OutOfRange { field, value } => write!(f, "{field} = {value} is out of range"),
+            ConfigError::Zenoh { key, reason } => write!(f, "zenoh setting {key}: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Whether `s` can be one chunk of a key without meaning anything special to Zenoh.
+fn valid_chunk(s: &str) -> bool {
+    !s.is_empty() && !s.chars().any(|c| "/*$?#@".contains(c) || c.is_whitespace() || c.is_control())
+}
+
+impl RouteTable {
+    /// Reads and parses the table in `path`.
+    pub fn load(path: &str) -> Result<RouteTable, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(ConfigError::Io)?;
+        RouteTable::parse(&text)
+    }
+
+    /// Parses and checks a table.
+    pub fn parse(text: &str) -> Result<RouteTable, ConfigError> {
+        let table: RouteTable = toml::from_str(text).map_err(ConfigError::Toml)?;
+        table.check()?;
+        Ok(table)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if !valid_chunk(&self.board) {
+            return Err(ConfigError::BadName { field: "board", value: self.board.clone() });
+        }
+        let mut seen = std::collections::HashSet::new();
+        for r in &self.routes {
+            if !valid_chunk(&r.channel) {
+                return Err(ConfigError::BadName { field: "channel", value: r.channel.clone() });
+            }
+            if let Some(from) = &r.from
+                && from != "*"
+                && !valid_chunk(from)
+            {
+                return Err(ConfigError::BadName { field: "from", value: from.clone() });
+            }
+            if r.direction == Direction::In && r.from.is_none() && r.key.is_none() {
+                return Err(ConfigError::MissingFrom { channel: r.channel.clone() });
+            }
+            let key = r.key(&self.board);
+            if let Err(e) = zenoh::key_expr::KeyExpr::try_from(key.as_str()) {
+                return Err(ConfigError::BadKey { key, reason: e.to_string() });
+            }
+            if !seen.insert((r.direction == Direction::Out, key.clone())) {
+                return Err(ConfigError::DuplicateKey(key));
+            }
+            let max = r.max_frame();
+            if !(ember_core::HEADER_LEN..=MAX_MAX_FRAME).contains(&max) {
+                return Err(ConfigError::OutOfRange { field: "max_frame", value: max as u64 });
+            }
+            if r.rate_limit == Some(0) {
+                return Err(ConfigError::OutOfRange { field: "rate_limit", value: 0 });
+            }
+            if let Some(q) = r.queue
+                && !(1..=1 << 20).contains(&q)
+            {
+                return Err(ConfigError::OutOfRange { field: "queue", value: q as u64 });
+            }
+            if let Local::Spsc { capacity: Some(c), .. } | Local::Broadcast { capacity: Some(c), .. } = &r.local
+                && (!c.is_power_of_two() || *c < 4096 || *c > 1 << 30)
+            {
+                return Err(ConfigError::OutOfRange { field: "capacity", value: *c as u64 });
+            }
+        }
+        Ok(())
+    }
+
+    /// Zenoh's configuration: the file named by `config_file` (or Zenoh's default), with
+    /// the table's `mode`, `listen`, `connect` and `scouting` set on top.
+    pub fn zenoh_config(&self) -> Result<zenoh::Config, ConfigError> {
+        let z = &self.zenoh;
+        let mut config = match &z.config_file {
+            Some(path) => zenoh::Config::from_file(path)
+                .map_err(|e| ConfigError::Zenoh { key: "config_file", reason: e.to_string() })?,
+            None => zenoh::Config::default(),
+        };
+        let set = |config: &mut zenoh::Config, key: &'static str, value: String| {
+            config.insert_json5(key, &value).map_err(|e| ConfigError::Zenoh { key, reason: e.to_string() })
+        };
+        if let Some(mode) = z.mode {
+            set(&mut config, "mode", format!("\"{}\"", mode.as_str()))?;
+        }
+        if !z.listen.is_empty() {
+            set(&mut config, "listen/endpoints", json_strings(&z.listen))?;
+        }
+        if !z.connect.is_empty() {
+            set(&mut config, "connect/endpoints", json_strings(&z.connect))?;
+        }
+        if let Some(on) = z.scouting {
+            set(&mut config, "scouting/multicast/enabled", on.to_string())?;
+            set(&mut config, "scouting/gossip/enabled", on.to_string())?;
+        }
+        Ok(config)
+    }
+}
+
+/// `["a","b"]`, each string JSON-escaped.
+fn json_strings(items: &[String]) -> String {
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        board = "a"
+        [zenoh]
+        mode = "peer"
+        listen = ["tcp/127.0.0.1:17447"]
+        connect = ["tcp/127.0.0.1:17448"]
+        scouting = false
+        [[route]]
+        channel = "imu"
+        direction = "out"
+        local = { kind = "broadcast", name = "/imu", fingerprint = 7 }
+        congestion = "drop"
+        priority = "real_time"
+        express = true
+        rate_limit = 100
+        [[route]]
+        channel = "cmd"
+        direction = "in"
+        from = "b"
+        local = { kind = "spsc", name = "/cmd", capacity = 65536 }
+        max_frame = 4096
+    "#;
+
+    #[test]
+    fn parses_a_full_table() {
+        let t = RouteTable::parse(GOOD).unwrap();
+        assert_eq!(t.board, "a");
+        assert_eq!(t.zenoh.mode, Some(Mode::Peer));
+        assert_eq!(t.routes.len(), 2);
+        let out = &t.routes[0];
+        assert_eq!(out.key("a"), "ember/a/imu");
+        assert_eq!(out.congestion, Congestion::Drop);
+        assert_eq!(out.priority, Priority::RealTime);
+        assert!(out.express);
+        assert_eq!(out.rate_limit, Some(100));
+        assert_eq!(out.local, Local::Broadcast { name: "/imu".into(), fingerprint: 7, capacity: None });
+        let inb = &t.routes[1];
+        assert_eq!(inb.key("a"), "ember/b/cmd");
+        assert_eq!(inb.max_frame(), 4096);
+        assert_eq!(inb.reliability, Reliability::Reliable);
+        t.zenoh_config().unwrap();
+    }
+
+    #[test]
+    fn zenoh_settings_pass_through() {
+        let t = RouteTable::parse(GOOD).unwrap();
+        let c = t.zenoh_config().unwrap();
+        let listen = c.get_json("listen/endpoints").unwrap();
+        assert!(listen.contains("tcp/127.0.0.1:17447"), "{listen}");
+        assert_eq!(c.get_json("scouting/multicast/enabled").unwrap(), "false");
+        assert_eq!(c.get_json("mode").unwrap(), "\"peer\"");
+    }
+
+    #[test]
+    fn bad_tables_are_typed_errors() {
+        type Expect = fn(&ConfigError) -> bool;
+        let cases: &[(&str, Expect)] = &[
+            ("board = ", |e| matches!(e, ConfigError::Toml(_))),
+            ("board = \"a\"\nsurprise = 1", |e| matches!(e, ConfigError::Toml(_))),
+            ("board = \"a/b\"", |e| matches!(e, ConfigError::BadName { field: "board", .. })),
+            ("board = \"\"", |e| matches!(e, ConfigError::BadName { field: "board", .. })),
+            (
+                "board = \"a\"\n[[route]]\nchannel = \"x*\"\ndirection = \"out\"\nlocal = { kind = \"mq\", name = \"/q\" }",
+                |e| matches!(e, ConfigError::BadName { field: "channel", .. }),
+            ),
+            (
+                "board = \"a\"\n[[route]]\nchannel = \"x\"\ndirection = \"in\"\nlocal = { kind = \"mq\", name = \"/q\" }",
+                |e| matches!(e, ConfigError::MissingFrom { .. }),
+            ),
+            (
+                "board = \"a\"\n[[route]]\nchannel = \"x\"\ndirection = \"out\"\nkey = \"a//b\"\nlocal = { kind = \"mq\", name = \"/q\" }",
+                |e| matches!(e, ConfigError::BadKey { .. }),
+            ),
+            (
+                "board = \"a\"\n[[route]]\nchannel = \"x\"\ndirection = \"out\"\nmax_frame = 3\nlocal = { kind = \"mq\", name = \"/q\" }",
+                |e| matches!(e, ConfigError::OutOfRange { field: "max_frame", .. }),
+            ),
+            (
+                "board = \"a\"\n[[route]]\nchannel = \"x\"\ndirection = \"out\"\nlocal = { kind = \"spsc\", name = \"/q\", capacity = 5000 }",
+                |e| matches!(e, ConfigError::OutOfRange { field: "capacity", .. }),
+            ),
+            (
+                "board = \"a\"\n[[route]]\nchannel = \"x\"\ndirection = \"out\"\nlocal = { kind = \"tcp\", name = \"/q\" }",
+                |e| matches!(e, ConfigError::Toml(_)),
+            ),
+            (
+                "board = \"a\"\n[[route]]\nchannel = \"x\"\ndirection = \"out\"\nlocal = { kind = \"mq\", name = \"/q\" }\n[[route]]\nchannel = \"x\"\ndirection = \"out\"\nlocal = { kind = \"mq\", name = \"/r\" }",
+                |e| matches!(e, ConfigError::DuplicateKey(_)),
+            ),
+            ("board = \"a\"\n[zenoh]\nmode = \"tower\"", |e| matches!(e, ConfigError::Toml(_))),
+        ];
+        for (text, ok) in cases {
+            let e = RouteTable::parse(text).unwrap_err();
+            assert!(ok(&e), "{text:?}: {e:?}");
+            assert!(!e.to_string().is_empty());
+        }
+    }
+
+    #[test]
+    fn a_bad_endpoint_is_refused_by_zenoh() {
+        let t = RouteTable::parse("board = \"a\"\n[zenoh]\nlisten = [\"nonsense\"]").unwrap();
+        assert!(matches!(t.zenoh_config(), Err(ConfigError::Zenoh { .. })));
+    }
+}

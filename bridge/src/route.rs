@@ -1,0 +1,521 @@
+//! The route workers: one thread per route, moving frames between a local endpoint and
+//! Zenoh.
+//!
+//! ```text
+//!  outbound:  local endpoint --recv (100 ms slices)--> seal_outbound --> publisher.put
+//!  inbound:   subscriber callback (Zenoh's task) --bounded queue--> check_inbound --> local send
+//! ```
+//!
+//! - **Outbound** threads block on their endpoint in slices of [`SLICE`], so they see the
+//!   stop flag within one slice. A `block` route reads nothing while no subscriber matches
+//!   its key (Zenoh's matching status): frames wait in the local endpoint instead of being
+//!   published to nobody. A source that is missing (the writer has not started) or
+//!   whose writer closed it or died is reopened every slice: a restarted writer is picked
+//!   up again. Records a lapped broadcast subscriber lost are counted `dropped`.
+//! - **Inbound** routes receive in a Zenoh callback that counts `in` and `lost` (gaps in
+//!   the sender's [`Attachment`]) and hands each sample to the route's thread through a
+//!   bounded queue. With `block` the callback waits for room (back-pressure reaches the
+//!   publisher through Zenoh's own congestion control, end to end); with `drop` a full
+//!   queue drops the sample, counted. The thread checks each frame ([`check_inbound`]) and
+//!   writes it: with `block` it waits for room in the local endpoint, with `drop` a full
+//!   endpoint drops the frame, counted.
+//!
+//! Nothing on a route's per-frame path allocates in this crate: frames are read into and
+//! sealed in the route's two buffers, allocated once. Zenoh itself allocates per sample
+//! (its buffers and tasks), which `docs/bridge.md` records.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ember_core::shm::ShmError;
+use ember_linux::mq::{Access as MqAccess, MessageQueue};
+use ember_linux::shm::{Backing, BroadcastReader, BroadcastWriter, CreateOptions, SpscReceiver, SpscSender};
+use ember_linux::socket::PacketSocket;
+use ember_linux::uds::{self, UnixName};
+use ember_linux::{Endpoint, Error as LinuxError, TimedReceiver};
+use zenoh::Wait;
+use zenoh::sample::Sample;
+
+use crate::config::{self, Congestion, Direction, Local, Route};
+use crate::counters::Counters;
+use crate::frames::{Attachment, GapTracker, check_inbound, seal_outbound};
+
+/// How long a worker blocks before it looks at the stop flag.
+pub const SLICE: Duration = Duration::from_millis(100);
+
+/// How often a `block` route without a subscriber looks again.
+const MATCH_POLL: Duration = Duration::from_millis(5);
+
+/// Depth of a POSIX queue an inbound route creates, unless the table says.
+const DEFAULT_MQ_DEPTH: usize = 10;
+
+/// Why a route could not start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The local endpoint could not be created or opened.
+    Local {
+        /// The route's channel.
+        channel: String,
+        /// The error.
+        error: LinuxError,
+    },
+    /// Zenoh refused the publisher or subscriber.
+    Zenoh {
+        /// The route's channel.
+        channel: String,
+        /// Zenoh's reason.
+        reason: String,
+    },
+}
+
+impl core::fmt::Display for StartError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            StartError::Local { channel, error } => write!(f, "route {channel:?}: local endpoint: {error}"),
+            StartError::Zenoh { channel, reason } => write!(f, "route {channel:?}: zenoh: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// A running route: its counters and its thread.
+#[derive(Debug)]
+pub struct RunningRoute {
+    /// The route's counters (shared with the status queryable).
+    pub counters: Arc<Counters>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RunningRoute {
+    /// Waits for the route's thread to finish (after the stop flag was set).
+    pub fn join(mut self) {
+        if let Some(t) = self.thread.take() {
+            // A panicking route thread already printed its message; shutdown goes on.
+            let _ = t.join();
+        }
+    }
+}
+
+/// A token bucket of `rate` frames per second, with a tenth of a second of burst.
+#[derive(Debug)]
+struct RateLimit {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateLimit {
+    fn new(rate: u32) -> RateLimit {
+        let burst = (f64::from(rate) / 10.0).max(1.0);
+        RateLimit { rate: f64::from(rate), burst, tokens: burst, last: Instant::now() }
+    }
+
+    /// Takes a token if there is one; else how long until there is.
+    fn take(&mut self) -> Result<(), Duration> {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
+        }
+    }
+
+    /// Whether a frame may pass now: with `block`, waits for a token (while not stopped);
+    /// with `drop`, answers at once.
+    fn admit(limit: &mut Option<RateLimit>, congestion: Congestion, stop: &AtomicBool) -> bool {
+        let Some(l) = limit else { return true };
+        loop {
+            match l.take() {
+                Ok(()) => return true,
+                Err(_) if congestion == Congestion::Drop => return false,
+                Err(wait) if !stop.load(Ordering::Relaxed) => std::thread::sleep(wait.min(SLICE)),
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// Starts `route` on `session`. `epoch` is this bridge's attachment epoch.
+pub fn start(
+    session: &zenoh::Session,
+    board: &str,
+    route: &Route,
+    epoch: u64,
+    stop: Arc<AtomicBool>,
+) -> Result<RunningRoute, StartError> {
+    let counters = Arc::new(Counters::default());
+    let key = route.key(board);
+    let zerr = |e: zenoh::Error| StartError::Zenoh { channel: route.channel.clone(), reason: e.to_string() };
+    let thread = match route.direction {
+        Direction::Out => {
+            let publisher = session
+                .declare_publisher(key.clone())
+                .congestion_control(match route.congestion {
+                    Congestion::Block => zenoh::qos::CongestionControl::Block,
+                    Congestion::Drop => zenoh::qos::CongestionControl::Drop,
+                })
+                .priority(priority(route.priority))
+                .express(route.express)
+                .reliability(match route.reliability {
+                    config::Reliability::Reliable => zenoh::qos::Reliability::Reliable,
+                    config::Reliability::BestEffort => zenoh::qos::Reliability::BestEffort,
+                })
+                .wait()
+                .map_err(zerr)?;
+            let flag = counters.clone();
+            publisher
+                .matching_listener()
+                .callback(move |m| flag.set_matched(m.matching()))
+                .background()
+                .wait()
+                .map_err(zerr)?;
+            // The listener reports changes; the state before it was declared is asked once.
+            counters.set_matched(publisher.matching_status().wait().map_err(zerr)?.matching());
+            let w = Outbound {
+                local: route.local.clone(),
+                max: route.max_frame(),
+                congestion: route.congestion,
+                limit: route.rate_limit.map(RateLimit::new),
+                counters: counters.clone(),
+                stop,
+                epoch,
+            };
+            std::thread::Builder::new()
+                .name(format!("out:{}", route.channel))
+                .spawn(move || w.run(publisher))
+                .map_err(|e| StartError::Local { channel: route.channel.clone(), error: io_error(&e) })?
+        }
+        Direction::In => {
+            let sink = Sink::open(&route.local, route.max_frame())
+                .map_err(|error| StartError::Local { channel: route.channel.clone(), error })?;
+            let depth = route.queue.unwrap_or(config::DEFAULT_QUEUE);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Sample>(depth);
+            let cb = InboundCallback {
+                tx,
+                congestion: route.congestion,
+                counters: counters.clone(),
+                gaps: std::sync::Mutex::new(GapTracker::default()),
+            };
+            let subscriber =
+                session.declare_subscriber(key.clone()).callback(move |s| cb.on_sample(s)).wait().map_err(zerr)?;
+            let w = Inbound {
+                sink,
+                max: route.max_frame(),
+                congestion: route.congestion,
+                limit: route.rate_limit.map(RateLimit::new),
+                counters: counters.clone(),
+                stop,
+            };
+            std::thread::Builder::new()
+                .name(format!("in:{}", route.channel))
+                .spawn(move || {
+                    w.run(rx);
+                    // Undeclared only now: until here the callback may still be queueing.
+                    let _ = subscriber.undeclare().wait();
+                })
+                .map_err(|e| StartError::Local { channel: route.channel.clone(), error: io_error(&e) })?
+        }
+    };
+    Ok(RunningRoute { counters, thread: Some(thread) })
+}
+
+fn io_error(e: &std::io::Error) -> LinuxError {
+    LinuxError::Os(rustix::io::Errno::from_io_error(e).unwrap_or(rustix::io::Errno::AGAIN))
+}
+
+fn priority(p: config::Priority) -> zenoh::qos::Priority {
+    use zenoh::qos::Priority as Z;
+    match p {
+        config::Priority::RealTime => Z::RealTime,
+        config::Priority::InteractiveHigh => Z::InteractiveHigh,
+        config::Priority::InteractiveLow => Z::InteractiveLow,
+        config::Priority::DataHigh => Z::DataHigh,
+        config::Priority::Data => Z::Data,
+        config::Priority::DataLow => Z::DataLow,
+        config::Priority::Background => Z::Background,
+    }
+}
+
+/// An outbound route's source.
+enum Source {
+    Spsc(SpscReceiver),
+    Broadcast(BroadcastReader),
+    Mq(MessageQueue),
+    Dgram(PacketSocket),
+}
+
+/// One receive from a source.
+enum Got {
+    /// A record of this many bytes; `lost` records were lost before it.
+    Record { len: usize, lost: u64 },
+    /// A record that was not a valid frame and is gone (datagram and queue sources check).
+    Bad,
+    /// Nothing within the slice.
+    Nothing,
+    /// The source closed or its writer died: reopen it.
+    Gone,
+}
+
+impl Source {
+    fn open(local: &Local, max: usize) -> Result<Source, LinuxError> {
+        Ok(match local {
+            Local::Spsc { name, fingerprint, .. } => Source::Spsc(SpscReceiver::open(name, *fingerprint)?),
+            Local::Broadcast { name, fingerprint, .. } => {
+                Source::Broadcast(BroadcastReader::open(name, *fingerprint, false)?)
+            }
+            Local::Mq { name, .. } => Source::Mq(MessageQueue::open(name, MqAccess::Receive)?),
+            Local::UnixDgram { path } => {
+                let mut s = uds::bind_datagram(UnixName::Path(path))?;
+                s.set_max_frame(max);
+                Source::Dgram(s)
+            }
+        })
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> Got {
+        let r = match self {
+            Source::Spsc(r) => r.recv(buf, Some(SLICE)).map(|len| (len, 0)),
+            Source::Broadcast(r) => r.recv(buf, Some(SLICE)).map(|got| (got.len, got.lost)),
+            Source::Mq(q) => q.recv_prio(buf, Some(SLICE)).map(|(len, _)| (len, 0)),
+            Source::Dgram(s) => s.recv_frame_timeout(buf, Some(SLICE)).map(|len| (len, 0)),
+        };
+        match r {
+            Ok((len, lost)) => Got::Record { len, lost },
+            Err(LinuxError::Shm(ShmError::Timeout) | LinuxError::TimedOut | LinuxError::WouldBlock) => Got::Nothing,
+            Err(LinuxError::Codec(_) | LinuxError::TooLarge { .. }) => Got::Bad,
+            Err(LinuxError::Os(rustix::io::Errno::INTR)) => Got::Nothing,
+            Err(_) => Got::Gone,
+        }
+    }
+}
+
+struct Outbound {
+    local: Local,
+    max: usize,
+    congestion: Congestion,
+    limit: Option<RateLimit>,
+    counters: Arc<Counters>,
+    stop: Arc<AtomicBool>,
+    epoch: u64,
+}
+
+impl Outbound {
+    fn run(mut self, publisher: zenoh::pubsub::Publisher<'static>) {
+        let mut buf = vec![0u8; self.max];
+        let mut scratch = vec![0u8; self.max];
+        let mut seq = 0u64;
+        let mut source: Option<Source> = None;
+        while !self.stop.load(Ordering::Relaxed) {
+            // `block`: with nobody subscribed a frame would go nowhere; leave it in the
+            // local endpoint (its writer waits) until a subscriber appears.
+            // The listener keeps `matched` current; while it is false, ask Zenoh itself (the
+            // listener and the first answer may have crossed).
+            if self.congestion == Congestion::Block && !self.counters.matched() {
+                let now = publisher.matching_status().wait().is_ok_and(|m| m.matching());
+                self.counters.set_matched(now);
+                if !now {
+                    std::thread::sleep(MATCH_POLL);
+                    continue;
+                }
+            }
+            let Some(src) = source.as_mut() else {
+                match Source::open(&self.local, self.max) {
+                    Ok(s) => source = Some(s),
+                    Err(_) => std::thread::sleep(SLICE),
+                }
+                continue;
+            };
+            let len = match src.recv(&mut buf) {
+                Got::Record { len, lost } => {
+                    self.counters.add_dropped(lost);
+                    len
+                }
+                Got::Bad => {
+                    self.counters.add_in(1);
+                    self.counters.add_bad(1);
+                    continue;
+                }
+                Got::Nothing => continue,
+                Got::Gone => {
+                    // Reopened after a pause: a dead writer's segment may still be there.
+                    source = None;
+                    std::thread::sleep(SLICE);
+                    continue;
+                }
+            };
+            self.counters.add_in(1);
+            let Ok(wire) = seal_outbound(&buf[..len], &mut scratch) else {
+                self.counters.add_bad(1);
+                continue;
+            };
+            if !RateLimit::admit(&mut self.limit, self.congestion, &self.stop) {
+                self.counters.add_dropped(1);
+                continue;
+            }
+            let att = Attachment { epoch: self.epoch, seq }.to_bytes();
+            match publisher.put(wire).attachment(&att[..]).wait() {
+                Ok(()) => {
+                    seq += 1;
+                    self.counters.add_out(1);
+                }
+                Err(_) => self.counters.add_dropped(1),
+            }
+        }
+        let _ = publisher.undeclare().wait();
+    }
+}
+
+/// An inbound route's destination.
+enum Sink {
+    Spsc(SpscSender),
+    Broadcast(BroadcastWriter),
+    Mq(MessageQueue),
+    Dgram { socket: PacketSocket, to: rustix::net::SocketAddrUnix },
+}
+
+impl Sink {
+    fn open(local: &Local, max: usize) -> Result<Sink, LinuxError> {
+        let opts = CreateOptions::new().replace_stale(true);
+        Ok(match local {
+            Local::Spsc { name, fingerprint, capacity } => Sink::Spsc(SpscSender::create_with(
+                Backing::Named(name),
+                capacity.unwrap_or(config::DEFAULT_RING_CAPACITY),
+                *fingerprint,
+                opts,
+            )?),
+            Local::Broadcast { name, fingerprint, capacity } => Sink::Broadcast(BroadcastWriter::create_with(
+                Backing::Named(name),
+                capacity.unwrap_or(config::DEFAULT_RING_CAPACITY),
+                *fingerprint,
+                opts,
+            )?),
+            Local::Mq { name, create: true, max_msgs } => Sink::Mq(MessageQueue::create_with(
+                name,
+                max_msgs.unwrap_or(DEFAULT_MQ_DEPTH),
+                max,
+                MqAccess::Send,
+                opts,
+            )?),
+            Local::Mq { name, create: false, .. } => Sink::Mq(MessageQueue::open(name, MqAccess::Send)?),
+            Local::UnixDgram { path } => {
+                let socket = uds::unbound_datagram()?;
+                socket.set_nonblocking(true)?;
+                let to = rustix::net::SocketAddrUnix::new(path.as_str()).map_err(|_| LinuxError::InvalidName)?;
+                Sink::Dgram { socket, to }
+            }
+        })
+    }
+
+    /// One attempt to write `frame`: `Ok(true)` written, `Ok(false)` no room now.
+    fn try_write(&mut self, frame: &[u8]) -> Result<bool, LinuxError> {
+        let r = match self {
+            Sink::Spsc(s) => s.try_send(frame),
+            Sink::Broadcast(w) => w.send(frame),
+            Sink::Mq(q) => q.send_prio(frame, 0, Some(Duration::ZERO)),
+            Sink::Dgram { socket, to } => socket.send_frame_to(frame, to),
+        };
+        match r {
+            Ok(()) => Ok(true),
+            Err(LinuxError::Shm(ShmError::Full) | LinuxError::TimedOut | LinuxError::WouldBlock) => Ok(false),
+            Err(LinuxError::Os(rustix::io::Errno::AGAIN)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes `frame`, waiting for room in slices while `block` and not stopped.
+    fn write(&mut self, frame: &[u8], block: bool, stop: &AtomicBool) -> Result<bool, LinuxError> {
+        loop {
+            if self.try_write(frame)? {
+                return Ok(true);
+            }
+            if !block || stop.load(Ordering::Relaxed) {
+                return Ok(false);
+            }
+            match self {
+                Sink::Spsc(s) => match s.send(frame, Some(SLICE)) {
+                    Ok(()) => return Ok(true),
+                    Err(LinuxError::Shm(ShmError::Timeout)) => {}
+                    Err(e) => return Err(e),
+                },
+                Sink::Mq(q) => match q.send_prio(frame, 0, Some(SLICE)) {
+                    Ok(()) => return Ok(true),
+                    Err(LinuxError::TimedOut) => {}
+                    Err(e) => return Err(e),
+                },
+                _ => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+    }
+}
+
+/// The subscriber callback of an inbound route (runs on Zenoh's receive task).
+struct InboundCallback {
+    tx: SyncSender<Sample>,
+    congestion: Congestion,
+    counters: Arc<Counters>,
+    gaps: std::sync::Mutex<GapTracker>,
+}
+
+impl InboundCallback {
+    fn on_sample(&self, sample: Sample) {
+        self.counters.add_in(1);
+        if let Some(a) = sample.attachment().and_then(|z| Attachment::parse(&z.to_bytes())) {
+            let mut g = self.gaps.lock().unwrap_or_else(|e| e.into_inner());
+            self.counters.add_lost(g.observe(a));
+        }
+        let sent = match self.congestion {
+            Congestion::Block => self.tx.send(sample).is_ok(),
+            Congestion::Drop => match self.tx.try_send(sample) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+            },
+        };
+        if !sent {
+            self.counters.add_dropped(1);
+        }
+    }
+}
+
+struct Inbound {
+    sink: Sink,
+    max: usize,
+    congestion: Congestion,
+    limit: Option<RateLimit>,
+    counters: Arc<Counters>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Inbound {
+    fn run(mut self, rx: Receiver<Sample>) {
+        let block = self.congestion == Congestion::Block;
+        while !self.stop.load(Ordering::Relaxed) {
+            let sample = match rx.recv_timeout(SLICE) {
+                Ok(s) => s,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            let bytes = sample.payload().to_bytes();
+            if check_inbound(&bytes, self.max).is_err() {
+                self.counters.add_bad(1);
+                continue;
+            }
+            if !RateLimit::admit(&mut self.limit, self.congestion, &self.stop) {
+                self.counters.add_dropped(1);
+                continue;
+            }
+            match self.sink.write(&bytes, block, &self.stop) {
+                Ok(true) => self.counters.add_out(1),
+                Ok(false) | Err(_) => self.counters.add_dropped(1),
+            }
+        }
+    }
+}

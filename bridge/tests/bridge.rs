@@ -1,0 +1,591 @@
+//! The bridge end to end: real `ember-bridge` processes, each with its own Zenoh session
+//! over loopback TCP (explicit endpoints, scouting off), real shm rings, queues and sockets
+//! on both sides, and the plain-Zenoh example program as a foreign peer.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use ember_bridge::counters::{RouteStatus, Status};
+use ember_core::frame::{Frame, FrameRepr, Integrity};
+use ember_core::shm::ShmError;
+use ember_linux::shm::{Backing, BroadcastWriter, SpscReceiver, SpscSender};
+use zenoh::Wait;
+
+const BRIDGE: &str = env!("CARGO_BIN_EXE_ember-bridge");
+
+/// A port nobody listens on now (bound and released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A name unique to this process and test.
+fn unique(tag: &str) -> String {
+    format!("/ember-br-{}-{tag}", std::process::id())
+}
+
+/// A running `ember-bridge`, terminated (SIGKILL) on drop if still running.
+struct BridgeProc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    config: PathBuf,
+}
+
+impl BridgeProc {
+    fn start(tag: &str, toml: &str) -> BridgeProc {
+        let config = std::env::temp_dir().join(format!("ember-br-{}-{tag}.toml", std::process::id()));
+        std::fs::write(&config, toml).unwrap();
+        let mut child = Command::new(BRIDGE)
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn ember-bridge");
+        let lines = forward_lines(child.stdout.take().unwrap());
+        let b = BridgeProc { child, lines, config };
+        b.expect_line("ready", Duration::from_secs(60));
+        b
+    }
+
+    fn expect_line(&self, want: &str, within: Duration) {
+        let end = Instant::now() + within;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l == want => return,
+                Ok(_) => {}
+                Err(e) => panic!("bridge never printed {want:?}: {e}"),
+            }
+        }
+    }
+
+    fn pid(&self) -> rustix::process::Pid {
+        rustix::process::Pid::from_raw(self.child.id() as i32).unwrap()
+    }
+
+    /// SIGTERM, then the exit status.
+    fn terminate(mut self) -> ExitStatus {
+        rustix::process::kill_process(self.pid(), rustix::process::Signal::TERM).unwrap();
+        let status = wait_exit(&mut self.child, Duration::from_secs(30));
+        let _ = std::fs::remove_file(&self.config);
+        status
+    }
+
+    /// SIGKILL, as a crash.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for BridgeProc {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = std::fs::remove_file(&self.config);
+    }
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> ExitStatus {
+    let end = Instant::now() + within;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            panic!("process {} did not exit within {within:?}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn forward_lines(out: ChildStdout) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The route table header of a bridge on `board` listening on `listen`, connecting to
+/// `connect`.
+fn zenoh_table(board: &str, listen: u16, connect: &[u16]) -> String {
+    let connect: Vec<String> = connect.iter().map(|p| format!("\"tcp/127.0.0.1:{p}\"")).collect();
+    format!(
+        "board = \"{board}\"\n[zenoh]\nmode = \"peer\"\nlisten = [\"tcp/127.0.0.1:{listen}\"]\nconnect = [{}]\nscouting = false\n",
+        connect.join(", ")
+    )
+}
+
+/// The test's own Zenoh session, connected to the bridges on `ports`.
+fn observer(ports: &[u16]) -> zenoh::Session {
+    let connect: Vec<String> = ports.iter().map(|p| format!("\"tcp/127.0.0.1:{p}\"")).collect();
+    let json = format!(
+        r#"{{ mode: "peer", connect: {{ endpoints: [{}] }}, listen: {{ endpoints: ["tcp/127.0.0.1:0"] }},
+             scouting: {{ multicast: {{ enabled: false }}, gossip: {{ enabled: false }} }} }}"#,
+        connect.join(", ")
+    );
+    zenoh::open(zenoh::Config::from_json5(&json).unwrap()).wait().unwrap()
+}
+
+/// `ember/{board}/@status`, asked until a bridge answers.
+fn status(session: &zenoh::Session, board: &str) -> Status {
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let replies = session.get(ember_bridge::status_key(board)).timeout(Duration::from_secs(5)).wait().unwrap();
+        if let Ok(reply) = replies.recv()
+            && let Ok(sample) = reply.result()
+        {
+            let bytes = sample.payload().to_bytes();
+            return serde_json::from_slice(&bytes).expect("status JSON");
+        }
+        assert!(Instant::now() < end, "no status from board {board}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn route<'s>(s: &'s Status, channel: &str) -> &'s RouteStatus {
+    s.routes.iter().find(|r| r.channel == channel).expect("route in status")
+}
+
+/// Waits until `cond` holds on `board`'s status.
+fn wait_status(session: &zenoh::Session, board: &str, what: &str, cond: impl Fn(&Status) -> bool) -> Status {
+    let end = Instant::now() + Duration::from_secs(120);
+    loop {
+        let s = status(session, board);
+        if cond(&s) {
+            return s;
+        }
+        assert!(Instant::now() < end, "board {board}: never {what}: {s:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Frame `i` of a test stream: kind 1, seq `i`, payload `i` (u64 LE) then `fill` bytes of
+/// a pattern derived from `i`; local frames are unchecked (the bridge seals them).
+fn test_frame(i: u64, fill: usize, buf: &mut [u8]) -> &[u8] {
+    let mut payload = [0u8; 4096];
+    payload[..8].copy_from_slice(&i.to_le_bytes());
+    for (j, b) in payload[8..8 + fill].iter_mut().enumerate() {
+        *b = (i as usize).wrapping_mul(31).wrapping_add(j) as u8;
+    }
+    let repr = FrameRepr { flags: Integrity::Unchecked.flags(), kind: 1, seq: i as u32, payload_len: 8 + fill };
+    repr.emit_with_payload(&payload[..8 + fill], buf).unwrap()
+}
+
+/// Checks a received record is frame `i` of the stream, sealed; returns `i`.
+fn check_frame(bytes: &[u8], fill: usize) -> u64 {
+    let f = Frame::new_checked(bytes).expect("a valid frame");
+    assert_eq!(f.integrity(), Integrity::Checked, "sealed by the bridge");
+    assert_eq!(f.total_len(), bytes.len());
+    let p = f.payload();
+    let i = u64::from_le_bytes(p[..8].try_into().unwrap());
+    let mut want = [0u8; 4096];
+    let n = test_frame(i, fill, &mut want).len();
+    let w = Frame::new_checked(&want[..n]).unwrap();
+    assert_eq!((f.kind(), f.seq(), p), (w.kind(), w.seq(), w.payload()), "frame {i} intact");
+    i
+}
+
+fn example(name: &str) -> PathBuf {
+    // target/debug/deps/<test> -> target/debug/examples/<name>
+    let exe = std::env::current_exe().unwrap();
+    let p = exe.parent().unwrap().parent().unwrap().join("examples").join(name);
+    assert!(p.exists(), "{} is missing: `cargo test` builds the examples", p.display());
+    p
+}
+
+#[test]
+fn block_carries_100_000_frames_in_order() {
+    const N: u64 = 100_000;
+    const FILL: usize = 40;
+    let (pa, pb) = (free_port(), free_port());
+    let (ring_a, ring_b) = (unique("blk-a"), unique("blk-b"));
+    let mut writer = SpscSender::create(Backing::Named(&ring_a), 1 << 16, 0).unwrap();
+    let a = BridgeProc::start(
+        "blk-a",
+        &format!(
+            "{}[[route]]\nchannel = \"seq\"\ndirection = \"out\"\ncongestion = \"block\"\nlocal = {{ kind = \"spsc\", name = \"{ring_a}\" }}\n",
+            zenoh_table("a", pa, &[])
+        ),
+    );
+    let b = BridgeProc::start(
+        "blk-b",
+        &format!(
+            "{}[[route]]\nchannel = \"seq\"\ndirection = \"in\"\nfrom = \"a\"\ncongestion = \"block\"\nlocal = {{ kind = \"spsc\", name = \"{ring_b}\", capacity = 65536 }}\n",
+            zenoh_table("b", pb, &[pa])
+        ),
+    );
+    let obs = observer(&[pa, pb]);
+    wait_status(&obs, "a", "matched", |s| route(s, "seq").matched == Some(true));
+    let mut reader = SpscReceiver::open(&ring_b, 0).unwrap();
+
+    let w = std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        for i in 0..N {
+            writer.send(test_frame(i, FILL, &mut buf), Some(Duration::from_secs(60))).unwrap();
+        }
+        writer
+    });
+    let mut buf = [0u8; 256];
+    for i in 0..N {
+        let n = reader.recv(&mut buf, Some(Duration::from_secs(60))).unwrap_or_else(|e| panic!("frame {i}: {e}"));
+        assert_eq!(check_frame(&buf[..n], FILL), i, "in order");
+    }
+    let _writer = w.join().unwrap();
+    let sa = wait_status(&obs, "a", "all out", |s| route(s, "seq").counters.frames_out == N);
+    let sb = wait_status(&obs, "b", "all out", |s| route(s, "seq").counters.frames_out == N);
+    let (ca, cb) = (route(&sa, "seq").counters, route(&sb, "seq").counters);
+    assert_eq!((ca.frames_in, ca.dropped, ca.bad), (N, 0, 0), "{ca:?}");
+    assert_eq!((cb.frames_in, cb.dropped, cb.bad, cb.lost), (N, 0, 0, 0), "{cb:?}");
+    assert_eq!(reader.try_recv(&mut buf).unwrap_err(), ember_linux::Error::Shm(ShmError::Empty));
+    drop(obs);
+    assert!(b.terminate().success());
+    assert!(a.terminate().success());
+    // B created its ring and removed it on the way out.
+    assert!(!std::path::Path::new(&format!("/dev/shm{ring_b}")).exists());
+}
+
+#[test]
+fn drop_counters_add_up_exactly_with_a_slow_reader() {
+    const N: u64 = 20_000;
+    const FILL: usize = 24;
+    let (pa, pb) = (free_port(), free_port());
+    let (ring_a, ring_b) = (unique("drp-a"), unique("drp-b"));
+    let mut writer = SpscSender::create(Backing::Named(&ring_a), 1 << 16, 0).unwrap();
+    let a = BridgeProc::start(
+        "drp-a",
+        &format!(
+            "{}[[route]]\nchannel = \"seq\"\ndirection = \"out\"\nlocal = {{ kind = \"spsc\", name = \"{ring_a}\" }}\n",
+            zenoh_table("a", pa, &[])
+        ),
+    );
+    // B drops what its small ring (and short queue) cannot take.
+    let b = BridgeProc::start(
+        "drp-b",
+        &format!(
+            "{}[[route]]\nchannel = \"seq\"\ndirection = \"in\"\nfrom = \"a\"\ncongestion = \"drop\"\nqueue = 16\nlocal = {{ kind = \"spsc\", name = \"{ring_b}\", capacity = 4096 }}\n",
+            zenoh_table("b", pb, &[pa])
+        ),
+    );
+    let obs = observer(&[pa, pb]);
+    wait_status(&obs, "a", "matched", |s| route(s, "seq").matched == Some(true));
+    let mut reader = SpscReceiver::open(&ring_b, 0).unwrap();
+    let w = std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        for i in 0..N {
+            writer.send(test_frame(i, FILL, &mut buf), Some(Duration::from_secs(60))).unwrap();
+        }
+        writer
+    });
+    // The slow reader: a nap every 16 frames.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    let end = Instant::now() + Duration::from_secs(120);
+    loop {
+        match reader.recv(&mut buf, Some(Duration::from_millis(200))) {
+            Ok(n) => {
+                got.push(check_frame(&buf[..n], FILL));
+                if got.len() % 16 == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            Err(ember_linux::Error::Shm(ShmError::Timeout)) => {
+                let s = status(&obs, "b");
+                let c = route(&s, "seq").counters;
+                if c.frames_in + c.lost == N && c.frames_out == got.len() as u64 {
+                    break;
+                }
+                assert!(Instant::now() < end, "stalled: {} received, {c:?}", got.len());
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let _writer = w.join().unwrap();
+    assert!(got.windows(2).all(|p| p[0] < p[1]), "in order, no duplicates");
+    let missing = N - got.len() as u64;
+    let ca = route(&status(&obs, "a"), "seq").counters;
+    let cb = route(&status(&obs, "b"), "seq").counters;
+    assert_eq!(ca.frames_in, N, "{ca:?}");
+    assert_eq!(cb.frames_out, got.len() as u64, "{cb:?}");
+    assert_eq!(ca.dropped + ca.bad + cb.lost + cb.dropped + cb.bad, missing, "A {ca:?}, B {cb:?}");
+    assert!(cb.dropped > 0, "the slow reader made B drop: {cb:?}");
+    drop(obs);
+    assert!(b.terminate().success());
+    assert!(a.terminate().success());
+}
+
+#[test]
+fn malformed_frames_from_plain_zenoh_are_counted_bad_and_never_enter() {
+    let pb = free_port();
+    let ring = unique("bad");
+    let b = BridgeProc::start(
+        "bad",
+        &format!(
+            "{}[[route]]\nchannel = \"raw\"\ndirection = \"in\"\nfrom = \"x\"\nlocal = {{ kind = \"spsc\", name = \"{ring}\", capacity = 65536 }}\n",
+            zenoh_table("b", pb, &[])
+        ),
+    );
+    let mut reader = SpscReceiver::open(&ring, 0).unwrap();
+    let endpoint = format!("tcp/127.0.0.1:{pb}");
+    let run = |args: &[&str]| {
+        let out = Command::new(example("plain_zenoh")).args(args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(&["pub", &endpoint, "ember/x/raw", "30", "garbage"]);
+    run(&["pub", &endpoint, "ember/x/raw", "5"]);
+    let obs = observer(&[pb]);
+    let s = wait_status(&obs, "b", "35 in", |s| route(s, "raw").counters.frames_in == 35);
+    let c = route(&s, "raw").counters;
+    assert_eq!((c.bad, c.frames_out, c.dropped, c.lost), (30, 5, 0, 0), "{c:?}");
+    let mut buf = [0u8; 256];
+    for i in 0..5u64 {
+        let n = reader.recv(&mut buf, Some(Duration::from_secs(10))).unwrap();
+        let f = Frame::new_checked(&buf[..n]).unwrap();
+        assert_eq!((f.kind(), f.seq(), f.payload()), (7, i as u32, &i.to_le_bytes()[..]));
+    }
+    assert_eq!(reader.try_recv(&mut buf).unwrap_err(), ember_linux::Error::Shm(ShmError::Empty));
+    drop(obs);
+    assert!(b.terminate().success());
+}
+
+#[test]
+fn plain_zenoh_decodes_a_bridged_broadcast_ring() {
+    const N: u64 = 200;
+    let pa = free_port();
+    let ring = unique("bc");
+    let mut writer = BroadcastWriter::create(Backing::Named(&ring), 1 << 16, 0).unwrap();
+    let a = BridgeProc::start(
+        "bc",
+        &format!(
+            "{}[[route]]\nchannel = \"bc\"\ndirection = \"out\"\nlocal = {{ kind = \"broadcast\", name = \"{ring}\" }}\n",
+            zenoh_table("a", pa, &[])
+        ),
+    );
+    let mut sub = Command::new(example("plain_zenoh"))
+        .args(["sub", &format!("tcp/127.0.0.1:{pa}"), "ember/a/bc", &N.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = forward_lines(sub.stdout.take().unwrap());
+    assert_eq!(lines.recv_timeout(Duration::from_secs(60)).unwrap(), "ready");
+    let obs = observer(&[pa]);
+    wait_status(&obs, "a", "matched", |s| route(s, "bc").matched == Some(true));
+    let mut buf = [0u8; 256];
+    for i in 0..N {
+        writer.send(test_frame(i, 0, &mut buf)).unwrap();
+        // Paced: a broadcast ring does not wait for its readers.
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    for i in 0..N {
+        let line = lines.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|e| panic!("frame {i}: {e}"));
+        let hex: String = i.to_le_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(line, format!("frame 1 {i} {hex}"));
+    }
+    assert!(wait_exit(&mut sub, Duration::from_secs(30)).success());
+    let c = route(&status(&obs, "a"), "bc").counters;
+    assert_eq!((c.frames_in, c.frames_out, c.dropped, c.bad), (N, N, 0, 0), "{c:?}");
+    drop(obs);
+    assert!(a.terminate().success());
+}
+
+#[test]
+fn a_bad_route_table_is_refused_with_a_message() {
+    let path = std::env::temp_dir().join(format!("ember-br-{}-badtable.toml", std::process::id()));
+    std::fs::write(&path, "board = \"a/b\"\n").unwrap();
+    let out = Command::new(BRIDGE).arg("--check").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be a key chunk"));
+    std::fs::write(&path, "board = \"a\"\n").unwrap();
+    let out = Command::new(BRIDGE).arg("--check").arg(&path).output().unwrap();
+    assert!(out.status.success());
+    let out = Command::new(BRIDGE).arg("--frobnicate").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn b_killed_and_restarted_mid_stream() {
+    const N: u64 = 30_000;
+    const KILL_AT: usize = 10_000;
+    const FILL: usize = 16;
+    let (pa, pb) = (free_port(), free_port());
+    let (ring_a, ring_b) = (unique("rst-a"), unique("rst-b"));
+    let mut writer = SpscSender::create(Backing::Named(&ring_a), 1 << 16, 0).unwrap();
+    let a = BridgeProc::start(
+        "rst-a",
+        &format!(
+            "{}[[route]]\nchannel = \"seq\"\ndirection = \"out\"\nlocal = {{ kind = \"spsc\", name = \"{ring_a}\" }}\n",
+            zenoh_table("a", pa, &[])
+        ),
+    );
+    let table_b = format!(
+        "{}[[route]]\nchannel = \"seq\"\ndirection = \"in\"\nfrom = \"a\"\nlocal = {{ kind = \"spsc\", name = \"{ring_b}\", capacity = 65536 }}\n",
+        zenoh_table("b", pb, &[pa])
+    );
+    let b1 = BridgeProc::start("rst-b", &table_b);
+    let obs_a = observer(&[pa]);
+    wait_status(&obs_a, "a", "matched", |s| route(s, "seq").matched == Some(true));
+    let w = std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        for i in 0..N {
+            writer.send(test_frame(i, FILL, &mut buf), Some(Duration::from_secs(120))).unwrap();
+        }
+        writer
+    });
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    let mut reader = SpscReceiver::open(&ring_b, 0).unwrap();
+    while got.len() < KILL_AT {
+        let n = reader.recv(&mut buf, Some(Duration::from_secs(60))).unwrap();
+        got.push(check_frame(&buf[..n], FILL));
+    }
+    // Crash B: what it already wrote into its ring is still read, then the writer is gone.
+    b1.kill();
+    loop {
+        match reader.recv(&mut buf, Some(Duration::from_secs(60))) {
+            Ok(n) => got.push(check_frame(&buf[..n], FILL)),
+            Err(ember_linux::Error::Shm(ShmError::WriterGone)) => break,
+            Err(e) => panic!("old ring: {e}"),
+        }
+    }
+    drop(reader);
+    let before_restart = got.len();
+    // A lives on, and holds frames back while nobody subscribes (block).
+    let sa = wait_status(&obs_a, "a", "unmatched", |s| route(s, "seq").matched == Some(false));
+    assert_eq!(route(&sa, "seq").counters.dropped, 0);
+    let b2 = BridgeProc::start("rst-b", &table_b);
+    let mut reader = SpscReceiver::open(&ring_b, 0).unwrap();
+    while got.last() != Some(&(N - 1)) {
+        let n = reader.recv(&mut buf, Some(Duration::from_secs(60))).unwrap_or_else(|e| panic!("after {got:?}: {e}"));
+        got.push(check_frame(&buf[..n], FILL));
+    }
+    let _writer = w.join().unwrap();
+    assert!(got.windows(2).all(|p| p[0] < p[1]), "in order, no duplicates");
+    let after_restart = (got.len() - before_restart) as u64;
+    // What went missing is one contiguous window: the frames in flight when B died.
+    let gaps: Vec<_> = got.windows(2).filter(|p| p[1] != p[0] + 1).collect();
+    assert!(gaps.len() <= 1, "one window lost at most: {gaps:?}");
+    assert_eq!(got[0], 0);
+    let obs_b = observer(&[pb]);
+    let ca = route(&status(&obs_a, "a"), "seq").counters;
+    let cb = route(&status(&obs_b, "b"), "seq").counters;
+    assert_eq!((ca.frames_in, ca.frames_out, ca.dropped, ca.bad), (N, N, 0, 0), "{ca:?}");
+    assert_eq!((cb.frames_out, cb.dropped, cb.bad, cb.lost), (after_restart, 0, 0, 0), "{cb:?}");
+    eprintln!(
+        "restart: {} frames lost in B's crash (window {gaps:?}), {before_restart} before, {after_restart} after",
+        N - got.len() as u64
+    );
+    drop((obs_a, obs_b));
+    assert!(b2.terminate().success());
+    assert!(a.terminate().success());
+}
+
+#[test]
+fn unix_datagram_socket_to_message_queue() {
+    use ember_linux::mq::{Access, MessageQueue};
+    const N: u64 = 500;
+    let (pa, pb) = (free_port(), free_port());
+    let sock = std::env::temp_dir().join(format!("ember-br-{}-dg.sock", std::process::id()));
+    let sock = sock.to_str().unwrap().to_owned();
+    let queue = unique("mq");
+    let a = BridgeProc::start(
+        "dg-a",
+        &format!(
+            "{}[[route]]\nchannel = \"dg\"\ndirection = \"out\"\nmax_frame = 256\nlocal = {{ kind = \"unix_dgram\", path = \"{sock}\" }}\n",
+            zenoh_table("a", pa, &[])
+        ),
+    );
+    let b = BridgeProc::start(
+        "dg-b",
+        &format!(
+            "{}[[route]]\nchannel = \"dg\"\ndirection = \"in\"\nfrom = \"a\"\nmax_frame = 256\nlocal = {{ kind = \"mq\", name = \"{queue}\", create = true, max_msgs = 8 }}\n",
+            zenoh_table("b", pb, &[pa])
+        ),
+    );
+    let obs = observer(&[pa, pb]);
+    wait_status(&obs, "a", "matched", |s| route(s, "dg").matched == Some(true));
+    let mut q = MessageQueue::open(&queue, Access::Receive).unwrap();
+    let to = rustix::net::SocketAddrUnix::new(sock.as_str()).unwrap();
+    let w = std::thread::spawn(move || {
+        let mut s = ember_linux::uds::unbound_datagram().unwrap();
+        let mut buf = [0u8; 256];
+        for i in 0..N {
+            s.send_frame_to(test_frame(i, 32, &mut buf), &to).unwrap();
+        }
+    });
+    let mut buf = [0u8; 256];
+    for i in 0..N {
+        let (n, _) = q.recv_prio(&mut buf, Some(Duration::from_secs(60))).unwrap();
+        assert_eq!(check_frame(&buf[..n], 32), i);
+    }
+    w.join().unwrap();
+    let ca = route(&status(&obs, "a"), "dg").counters;
+    let cb = wait_status(&obs, "b", "all out", |s| route(s, "dg").counters.frames_out == N);
+    assert_eq!((ca.frames_in, ca.frames_out, ca.bad), (N, N, 0), "{ca:?}");
+    assert_eq!(route(&cb, "dg").counters.frames_in, N);
+    drop((obs, q));
+    assert!(b.terminate().success());
+    assert!(a.terminate().success());
+    // Both bridges removed what they created.
+    assert!(MessageQueue::open(&queue, Access::Receive).is_err());
+    assert!(!std::path::Path::new(&sock).exists());
+}
+
+#[test]
+fn a_rate_limit_with_drop_counts_every_frame_over_it() {
+    const N: u64 = 2_000;
+    let (pa, pb) = (free_port(), free_port());
+    let (ring_a, ring_b) = (unique("rl-a"), unique("rl-b"));
+    let mut writer = SpscSender::create(Backing::Named(&ring_a), 1 << 18, 0).unwrap();
+    let a = BridgeProc::start(
+        "rl-a",
+        &format!(
+            "{}[[route]]\nchannel = \"rl\"\ndirection = \"out\"\ncongestion = \"drop\"\nrate_limit = 100\nlocal = {{ kind = \"spsc\", name = \"{ring_a}\" }}\n",
+            zenoh_table("a", pa, &[])
+        ),
+    );
+    let b = BridgeProc::start(
+        "rl-b",
+        &format!(
+            "{}[[route]]\nchannel = \"rl\"\ndirection = \"in\"\nfrom = \"a\"\nlocal = {{ kind = \"spsc\", name = \"{ring_b}\", capacity = 262144 }}\n",
+            zenoh_table("b", pb, &[pa])
+        ),
+    );
+    let obs = observer(&[pa, pb]);
+    wait_status(&obs, "a", "matched", |s| route(s, "rl").matched == Some(true));
+    let mut reader = SpscReceiver::open(&ring_b, 0).unwrap();
+    let mut buf = [0u8; 256];
+    // All at once: far over 100 frames/s.
+    for i in 0..N {
+        writer.send(test_frame(i, 8, &mut buf), Some(Duration::from_secs(60))).unwrap();
+    }
+    let sa = wait_status(&obs, "a", "all in", |s| {
+        let c = route(s, "rl").counters;
+        c.frames_in == N && c.frames_out + c.dropped == N
+    });
+    let ca = route(&sa, "rl").counters;
+    assert!(ca.dropped > 0, "{ca:?}");
+    let sb = wait_status(&obs, "b", "all out", |s| route(s, "rl").counters.frames_out == ca.frames_out);
+    let cb = route(&sb, "rl").counters;
+    assert_eq!((cb.frames_in, cb.lost, cb.dropped, cb.bad), (ca.frames_out, 0, 0, 0), "{cb:?}");
+    let mut got = Vec::new();
+    while let Ok(n) = reader.try_recv(&mut buf) {
+        got.push(check_frame(&buf[..n], 8));
+    }
+    assert_eq!(got.len() as u64, ca.frames_out);
+    assert!(got.windows(2).all(|p| p[0] < p[1]));
+    drop(obs);
+    assert!(b.terminate().success());
+    assert!(a.terminate().success());
+}
