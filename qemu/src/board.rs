@@ -57,6 +57,43 @@ pub struct Board {
     pub dbus: bool,
     /// Tier 2's time limit, in seconds.
     pub boot_timeout_s: u64,
+    /// qemu-user `-cpu` of tier 1's CRC-32C run on a CPU with the architecture's CRC
+    /// instructions; empty when the architecture has none.
+    #[serde(default)]
+    pub qemu_cpu_crc: String,
+    /// qemu-user `-cpu` of the run on a CPU without them; empty when qemu emulates no
+    /// such CPU of the architecture.
+    #[serde(default)]
+    pub qemu_cpu_no_crc: String,
+}
+
+impl Board {
+    /// The CRC-32C runs of tier 1: `(qemu-user -cpu, whether that CPU has the
+    /// architecture's CRC instructions)`, the empty ones left out.
+    pub fn crc_cpus(&self) -> Vec<(&str, bool)> {
+        [(self.qemu_cpu_crc.as_str(), true), (self.qemu_cpu_no_crc.as_str(), false)]
+            .into_iter()
+            .filter(|(cpu, _)| !cpu.is_empty())
+            .collect()
+    }
+
+    /// The board's rustflags as a default build has them: without `-C target-cpu`, so
+    /// optional instructions are found at run time rather than assumed.
+    pub fn default_cpu_rustflags(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut it = self.rustflags.iter().peekable();
+        while let Some(f) = it.next() {
+            if f == "-C" && it.peek().is_some_and(|n| n.starts_with("target-cpu=")) {
+                it.next();
+                continue;
+            }
+            if f.starts_with("-Ctarget-cpu=") {
+                continue;
+            }
+            out.push(f.clone());
+        }
+        out
+    }
 }
 
 #[derive(Deserialize)]
@@ -189,6 +226,21 @@ mod tests {
             assert!(b.qemu_user.contains(std::env::consts::ARCH) || b.qemu_user.starts_with("qemu-"));
         }
         assert!(config.contains("EMBER_TEST_RUNNER = \"qemu-{arch}-static\""));
+    }
+
+    #[test]
+    fn every_board_has_a_crc_run_and_default_flags_drop_the_cpu() {
+        let boards = load(&root()).unwrap();
+        for b in &boards {
+            assert!(!b.crc_cpus().is_empty(), "{}: no qemu_cpu_crc / qemu_cpu_no_crc", b.name);
+            let flags = b.default_cpu_rustflags();
+            assert!(flags.iter().all(|f| !f.contains("target-cpu")), "{}: {flags:?}", b.name);
+            assert!(flags.iter().any(|f| f == "target-feature=+crt-static"), "{}: {flags:?}", b.name);
+        }
+        let rpi4 = find(&boards, "rpi4").unwrap();
+        assert!(rpi4.crc_cpus().iter().any(|&(_, has)| has), "aarch64 runs on a CPU with the CRC extension");
+        let rv = find(&boards, "visionfive2").unwrap();
+        assert_eq!(rv.crc_cpus().len(), 2, "riscv64 runs with and without Zbc");
     }
 
     #[test]

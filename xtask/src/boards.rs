@@ -15,7 +15,7 @@ const C_TESTS: &str = "bindings-c/tests/c";
 /// The packages whose tests run on the boards: all but the host-only tools, and the
 /// command's and the example daemon's tests, which run their binaries by their host build
 /// paths (their code is the libraries', whose tests do run there).
-const TEST_ARGS: [&str; 17] = [
+const TEST_ARGS: [&str; 19] = [
     "--workspace",
     "--exclude",
     "xtask",
@@ -25,6 +25,9 @@ const TEST_ARGS: [&str; 17] = [
     "ember-ipc-cli",
     "--exclude",
     "ember-sensor-daemon",
+    // The examples' tests start the example's binary as a host process (as a user would).
+    "--exclude",
+    "ember-async-daemon",
     // A proc-macro runs on the host only; the snippets are doctests, run on the host.
     "--exclude",
     "ember-ipc-derive",
@@ -71,10 +74,124 @@ pub fn build_release(b: &Board) -> Result<Vec<PathBuf>, String> {
     Ok(out)
 }
 
-/// Tier 1: the workspace's tests for the board, run under qemu-user.
+/// Tier 1: the workspace's tests for the board, run under qemu-user, then the CRC-32C runs.
 pub fn tier1(b: &Board) -> Result<(), String> {
     build::ensure_tools(b)?;
-    run(build::cargo(&root(), b, "test").args(TEST_ARGS))
+    let dir = build::board_dir(&root(), b);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let tests = run_logged(build::cargo(&root(), b, "test").args(TEST_ARGS), &dir.join("tier1.log"));
+    let crc = crc_runs(b);
+    tests.and(crc)
+}
+
+/// Runs `cmd` as [`run`] does, streaming its output, and also writes that output to `log`.
+/// A failure names the tests that failed (libtest's `---- name stdout ----` blocks and
+/// cargo's "to rerun pass" lines), so the summary at the end of a long run says which test
+/// failed without the scroll-back.
+fn run_logged(cmd: &mut Command, log: &Path) -> Result<(), String> {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    use std::sync::{Arc, Mutex};
+
+    let shown = format!("{cmd:?}").replace('"', "");
+    println!("$ {shown} (output also in {})", log.display());
+    let file = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let file = Arc::new(Mutex::new(file));
+    let failed = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("`{shown}` could not start: {e}"))?;
+    let pump = |from: Box<dyn std::io::Read + Send>, to_stderr: bool| {
+        let (file, failed) = (Arc::clone(&file), Arc::clone(&failed));
+        std::thread::spawn(move || {
+            for line in BufReader::new(from).lines().map_while(Result::ok) {
+                if to_stderr {
+                    eprintln!("{line}");
+                } else {
+                    println!("{line}");
+                }
+                let _ = writeln!(file.lock().unwrap_or_else(|e| e.into_inner()), "{line}");
+                let name = line
+                    .strip_prefix("---- ")
+                    .and_then(|l| l.strip_suffix(" stdout ----"))
+                    .or_else(|| line.strip_prefix("error: test failed, to rerun pass "));
+                if let Some(name) = name {
+                    failed.lock().unwrap_or_else(|e| e.into_inner()).push(name.trim_matches('`').to_string());
+                }
+            }
+        })
+    };
+    let out = pump(Box::new(child.stdout.take().expect("piped")), false);
+    let err = pump(Box::new(child.stderr.take().expect("piped")), true);
+    let status = child.wait().map_err(|e| format!("`{shown}`: {e}"))?;
+    let _ = (out.join(), err.join());
+    if status.success() {
+        return Ok(());
+    }
+    let failed = failed.lock().unwrap_or_else(|e| e.into_inner());
+    let names = if failed.is_empty() { "none named".to_string() } else { failed.join(", ") };
+    Err(format!("`{shown}` exited with {status}; failed: {names}; log: {}", log.display()))
+}
+
+/// The CRC-32C runs of tier 1: the core crate's `crc32c` tests and the Linux crate's `cpu`
+/// tests, built as a default build is (the board's rustflags without `-C target-cpu`, so
+/// the instructions are found at run time, not assumed), run under qemu-user with each
+/// `-cpu` of the board's `qemu_cpu_crc`/`qemu_cpu_no_crc`. `EMBER_CRC_CPU_HAS` tells the
+/// tests which kind of CPU they are on: with it they check the accelerated path against the
+/// bitwise reference even where the kernel cannot report it (RISC-V Zbc under qemu-user
+/// 7.2), and that the dispatch never picks what the CPU lacks.
+pub fn crc_runs(b: &Board) -> Result<(), String> {
+    let root = root();
+    let flags = b.default_cpu_rustflags();
+    let mut cmd = build::cargo(&root, b, "test");
+    cmd.args([
+        "-p",
+        "ember-ipc-core",
+        "-p",
+        "ember-ipc-linux",
+        "--lib",
+        "--no-run",
+        "--message-format=json-render-diagnostics",
+    ]);
+    if flags != b.rustflags {
+        // Other flags than the board's: their own target dir, so the two builds do not
+        // rebuild each other.
+        let (key, _) =
+            b.cargo_env().into_iter().find(|(k, _)| k.ends_with("RUSTFLAGS")).expect("cargo_env sets RUSTFLAGS");
+        cmd.env(key, flags.join(" ")).env("CARGO_TARGET_DIR", build::target_dir(&root).join("default-cpu"));
+    }
+    println!("$ {cmd:?} (the crc tests, as a default build)");
+    let out = cmd.output().map_err(|e| format!("cargo could not start: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("building the crc tests failed:\n{}", String::from_utf8_lossy(&out.stderr)));
+    }
+    let json = String::from_utf8_lossy(&out.stdout);
+    let runs = [("ember_core", "crc32c"), ("ember_linux", "cpu::")];
+    for (cpu, has) in b.crc_cpus() {
+        for (lib, filter) in runs {
+            let exe = test_executable(&json, lib)
+                .ok_or_else(|| format!("cargo's messages name no test executable of {lib}"))?;
+            run(Command::new(&b.qemu_user)
+                .args(["-cpu", cpu])
+                .arg(&exe)
+                .args([filter, "--nocapture"])
+                .env("EMBER_CRC_CPU_HAS", if has { "1" } else { "0" }))?;
+        }
+    }
+    Ok(())
+}
+
+/// The test executable of the library target `lib` in cargo's `--message-format=json`
+/// output.
+fn test_executable(json: &str, lib: &str) -> Option<PathBuf> {
+    let name = format!("\"name\":\"{lib}\"");
+    json.lines().filter(|l| l.contains("\"reason\":\"compiler-artifact\"") && l.contains(&name)).find_map(|l| {
+        let at = l.find("\"executable\":\"")? + "\"executable\":\"".len();
+        let end = l[at..].find('"')?;
+        Some(PathBuf::from(&l[at..at + end]))
+    })
 }
 
 /// The result of one board's tier 2.
@@ -111,6 +228,8 @@ pub fn tier2(b: &Board) -> Result<Tier2, String> {
             // One million records instead of ten across processes (a third of the boot's
             // time otherwise); the host and tier 1 move all ten million.
             ("EMBER_TEST_RECORDS".into(), "1000000".into()),
+            // The guest's wall clock is its own: tests that step CLOCK_REALTIME run here.
+            ("EMBER_OWN_CLOCK".into(), "1".into()),
         ],
         tests,
         debian_root,

@@ -5,44 +5,65 @@
 //!   targets and components, cargo-fuzz, Debian packages) itself, and skips that work when
 //!   it is already done.
 //! - `cargo xtask bench [args]`: the benchmarks (`emberctl bench --full [args]`), then the
-//!   D-Bus comparison with zbus (without `args` only).
+//!   D-Bus comparison with zbus and the Zenoh bridge's bench (without `args` only).
+//! - `cargo xtask bench-bridge [--lat N] [--thr N]`: the bridge's bench alone: bridged
+//!   latency and throughput against plain Zenoh between two processes, same run.
 //! - `cargo xtask header`: writes `bindings-c/include/ember.h` with cbindgen.
+//! - `cargo xtask bridge`: the Zenoh bridge step of `test` alone (`bridge/`, its own
+//!   workspace: fmt, clippy, its tests with two real bridge processes).
 //! - `cargo xtask c-abi`: the C ABI step of `test` alone (header, C++, C tests under
 //!   ASan+UBSan and valgrind).
-//! - `cargo xtask dist [--board <name>] [--prefix <dir>]`: `include/ember.h`, `lib/libember.a`,
-//!   `lib/libember.so*` (host) and `lib/pkgconfig/ember.pc` under a prefix.
+//! - `cargo xtask dist [--board <name>] [--prefix <dir>] [--destdir <dir>]`: `bin/emberctl`,
+//!   `include/ember.h`, `lib/libember.a`, `lib/libember.so*` (host), `lib/pkgconfig/ember.pc`,
+//!   the shell completions and the man page under a prefix (`packaging/dist-files.txt`).
+//! - `cargo xtask completions`: writes `cli/share/` (completions, man page) from `emberctl`.
+//! - `cargo xtask packaging [--check]`: writes the Yocto recipe's crate list from `Cargo.lock`;
+//!   with `--check`, the packaging step of `test` alone.
 //! - `cargo xtask size [--stable-only]`: stripped sizes of a static aarch64-musl C program
 //!   using libember.a (target ≤ 400 KiB) and of the host's libember.so (docs/benchmarks.md).
 //! - `cargo xtask examples`: the examples step of `test` alone (the sensor daemon and its C
 //!   client, end to end).
+//! - `cargo xtask fuzz --minutes N [target...]`: a fuzzing campaign: every target (or the
+//!   named ones) N minutes each, one after another, then a table per target of runs, exec/s,
+//!   coverage (libFuzzer's `cov` and `ft`), corpus size and any crash file
+//!   (docs/fuzzing.md).
 //! - `cargo xtask bench-dbus [--quick]`: Ember's D-Bus client next to zbus in the same run
 //!   (`benches/dbus`, its own workspace so that zbus stays out of the workspace's build).
 //! - `cargo xtask build --board <name>`: the `emberctl` command and `libember.a` for a board of
 //!   `targets/boards.toml`, static, in release mode.
 //! - `cargo xtask test --board <name>`: tier 1, the workspace's tests for the board under
-//!   qemu-user.
+//!   qemu-user, then its CRC-32C runs.
+//! - `cargo xtask crc --board <name>`: the CRC-32C runs of tier 1 alone: the core crate's
+//!   crc tests as a default build, under qemu-user on a CPU with the architecture's CRC
+//!   instructions and on one without (`qemu_cpu_crc`, `qemu_cpu_no_crc` in the board table),
+//!   and the Linux crate's `cpu` tests (the kernel's answer) on the same CPUs.
 //! - `cargo xtask qemu --board <name>`: tier 2, the board's kernel booted under qemu-system
 //!   with the tests (Rust and C) as `/init`'s work.
 
 mod boards;
 mod dist;
+mod fuzz;
+mod packaging;
+mod plot;
 mod size;
 
 use ember_qemu::host::{ensure_apt, ensure_component, ensure_target, output, run};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: cargo xtask <test [--board <name>] | qemu --board <name> | build --board <name> | header | c-abi | dist [--board <name>] [--prefix <dir>] | examples | bench [emberctl bench options] | bench-dbus [--quick] | size [--stable-only]>";
+const USAGE: &str = "usage: cargo xtask <test [--board <name>] | crc --board <name> | qemu --board <name> | build --board <name> | header | c-abi | bridge | dist [--board <name>] [--prefix <dir>] [--destdir <dir>] | completions | packaging [--check] | examples | bench [emberctl bench options] | bench --sweep [size|readers|inflight|all] [--quick] [--out <dir>] | bench-dbus [--quick] | bench-bridge [--lat N] [--thr N] | size [--stable-only] | fuzz --minutes N [target...]>";
 /// The committed C header, and cbindgen's configuration for it.
 pub(crate) const HEADER: &str = "bindings-c/include/ember.h";
 const CBINDGEN_TOML: &str = "bindings-c/cbindgen.toml";
 /// The D-Bus comparison crate's manifest (not a workspace member).
 const DBUS_BENCH: &str = "benches/dbus/Cargo.toml";
+/// The Zenoh bridge: its own workspace, so zenoh stays out of the workspace's build.
+const BRIDGE: &str = "bridge/Cargo.toml";
 
 /// Target the no_std proof builds for.
 const NO_STD_TARGET: &str = "thumbv7em-none-eabihf";
-/// The fuzz targets and how long each runs in `cargo xtask test`.
-const FUZZ_TARGETS: [(&str, u32); 2] = [("frame", 30), ("dbus_message", 20)];
+/// Seconds each fuzz target runs in `cargo xtask test`.
+const FUZZ_SMOKE_S: u64 = 10;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -53,6 +74,7 @@ fn main() -> ExitCode {
     }
     match args.first().map(String::as_str) {
         Some("test") if args.len() > 1 => board_command(&args[1..], boards::tier1),
+        Some("crc") => board_command(&args[1..], boards::crc_runs),
         Some("test") => test(),
         Some("qemu") => board_command(&args[1..], |b| {
             let t = boards::tier2(b)?;
@@ -67,6 +89,15 @@ fn main() -> ExitCode {
         }),
         Some("bench") => bench(&args[1..]),
         Some("bench-dbus") => bench_dbus(&args[1..]),
+        Some("bench-bridge") => bench_bridge(&args[1..]),
+        Some("bridge") => {
+            if let Outcome::Fail(e) = step_bridge() {
+                eprintln!("xtask bridge: {e}");
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        Some("fuzz") => fuzz_campaign(&args[1..]),
         Some("c-abi") => {
             if let Outcome::Fail(e) = step_c_abi() {
                 eprintln!("xtask c-abi: {e}");
@@ -84,6 +115,22 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some("completions") => match dist::completions() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("xtask completions: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Some("packaging") => {
+            match if args.get(1).is_some_and(|a| a == "--check") { packaging::check() } else { packaging::write() } {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("xtask packaging: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some("size") => match size::size(&args[1..]) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -194,7 +241,8 @@ fn step_clippy() -> Outcome {
 const PACKAGE_TARGET_DIR: &str = "target/package-check";
 
 /// The crates published to crates.io, in dependency order.
-const PUBLISHED: [&str; 5] = ["ember-ipc-derive", "ember-ipc-core", "ember-ipc-linux", "ember-ipc-c", "ember-ipc-cli"];
+const PUBLISHED: [&str; 6] =
+    ["ember-ipc-derive", "ember-ipc-core", "ember-ipc-linux", "ember-ipc-async", "ember-ipc-c", "ember-ipc-cli"];
 
 /// The API documentation builds with every rustdoc warning (broken or redundant links,
 /// bad code blocks) an error, as docs.rs would show it.
@@ -254,8 +302,25 @@ fn forget_unpacked_packages() -> Result<(), String> {
 fn step_test() -> Outcome {
     // The tests' real peers: socat (sockets), setpriv from util-linux (another uid), and
     // the D-Bus reference daemon with dbus-send, dbus-monitor and gdbus, and libdbus's Python
-    // binding (which passes fds), and systemd-socket-activate (socket activation).
-    let peers = ["socat", "util-linux", "dbus-daemon", "dbus-bin", "libglib2.0-bin", "python3-dbus", "cpio", "systemd"];
+    // binding (which passes fds), GLib's Python binding (GDBus services), and systemd-socket-activate (socket activation); the
+    // shells, groff and man that check emberctl's completions and man page.
+    let peers = [
+        "socat",
+        "util-linux",
+        "dbus-daemon",
+        "dbus-bin",
+        "libglib2.0-bin",
+        "python3-dbus",
+        "python3-gi",
+        "gir1.2-glib-2.0",
+        "cpio",
+        "systemd",
+        "bash",
+        "zsh",
+        "fish",
+        "groff-base",
+        "man-db",
+    ];
     if let Err(e) = ensure_apt(&peers) {
         return Outcome::Fail(format!("cannot install the tests' peers ({}): {e}", peers.join(", ")));
     }
@@ -267,6 +332,28 @@ fn step_test() -> Outcome {
 fn step_bench_crate() -> Outcome {
     outcome(run(cargo().args(["fmt", "--manifest-path", DBUS_BENCH, "--check"])).and_then(|()| {
         run(cargo().args(["clippy", "--manifest-path", DBUS_BENCH, "--all-targets", "--", "-D", "warnings"]))
+    }))
+}
+
+/// The Zenoh bridge (`bridge/`, its own workspace): formatted, clippy-clean and its tests
+/// green (two real bridge processes over loopback TCP, the plain-Zenoh example both ways).
+///
+/// One build serves both clippy and the tests: zenoh's 330 crates take minutes to compile
+/// on 2 cores, and `cargo clippy` then `cargo test` would compile them twice (a check build
+/// and a real one). Instead the tests are built with clippy as the workspace's compiler
+/// wrapper (what `cargo clippy` itself does: `RUSTC_WORKSPACE_WRAPPER=clippy-driver`, the
+/// lints in `CLIPPY_ARGS`): the bridge's own targets are linted with `-D warnings` while
+/// they are compiled, the dependencies are compiled once by plain rustc.
+fn step_bridge() -> Outcome {
+    let driver = match output(Command::new("rustup").args(["which", "clippy-driver"])) {
+        Some(p) => p.trim().to_string(),
+        None => return Outcome::Fail("no clippy-driver (rustup component add clippy)".into()),
+    };
+    outcome(run(cargo().args(["fmt", "--manifest-path", BRIDGE, "--check"])).and_then(|()| {
+        run(cargo()
+            .args(["test", "--manifest-path", BRIDGE, "--all-targets"])
+            .env("RUSTC_WORKSPACE_WRAPPER", &driver)
+            .env("CLIPPY_ARGS", "-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"))
     }))
 }
 
@@ -295,6 +382,14 @@ fn step_c_abi() -> Outcome {
             return Err(format!("{HEADER} is stale: run `cargo xtask header` and commit it"));
         }
         uncalled_exports(&committed)?;
+        let silent = functions_without_codes(&committed)?;
+        if !silent.is_empty() {
+            return Err(format!(
+                "{HEADER}: these functions return `int` but name no result code (`EMBER_OK`, `EMBER_E*`) in their \
+                 doc comment: {}",
+                silent.join(", ")
+            ));
+        }
         run(cargo().args(["build", "-p", "ember-ipc-c", "--example", "wire_peer"]))?;
         run(cargo().args(["build", "-p", "ember-ipc-c"]))?;
         let out = "target/c-tests";
@@ -398,6 +493,75 @@ fn uncalled_exports(header: &str) -> Result<(), String> {
     }
 }
 
+/// The result codes of a header: the enumerators of `enum ember_status`.
+fn result_codes(header: &str) -> Vec<&str> {
+    let Some(start) = header.find("enum ember_status {") else { return Vec::new() };
+    let body = &header[start..];
+    let body = &body[..body.find('}').unwrap_or(body.len())];
+    body.lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("EMBER_") && l.contains('='))
+        .filter_map(|l| l.split([' ', '=']).next())
+        .collect()
+}
+
+/// The functions of a cbindgen header that return `int` (a result code) but whose doc
+/// comment (the `/* ... */` block just above the declaration) names none of the result
+/// codes (docs/c-api.md: every function lists the codes it returns). `Err` if the header
+/// has no `enum ember_status` to take the codes from.
+fn functions_without_codes(header: &str) -> Result<Vec<String>, String> {
+    let codes = result_codes(header);
+    if codes.is_empty() {
+        return Err("the header has no `enum ember_status`: no result codes to look for".into());
+    }
+    let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let names_code = |comment: &str| {
+        codes.iter().any(|code| {
+            comment.match_indices(code).any(|(i, _)| {
+                let before = comment[..i].chars().next_back().is_none_or(|c| !is_name(c));
+                let after = comment[i + code.len()..].chars().next().is_none_or(|c| !is_name(c));
+                before && after
+            })
+        })
+    };
+    let mut silent = Vec::new();
+    // cbindgen writes each top-level doc comment as `/*` ... `*/` at the line's start, the
+    // declaration right after it, also at the line's start (`int ember_x(`).
+    let mut comment = String::new();
+    let mut in_comment = false;
+    for line in header.lines() {
+        if in_comment {
+            comment.push_str(line);
+            comment.push('\n');
+            in_comment = !line.contains("*/");
+            continue;
+        }
+        if line.starts_with("/*") {
+            comment.clear();
+            comment.push_str(line);
+            comment.push('\n');
+            in_comment = !line.contains("*/");
+            continue;
+        }
+        if !line.starts_with(|c: char| c.is_ascii_alphabetic()) || line.starts_with("typedef") {
+            if !line.starts_with(' ') {
+                comment.clear();
+            }
+            continue;
+        }
+        let doc = core::mem::take(&mut comment);
+        let Some(at) = line.find("ember_") else { continue };
+        let name: String = line[at..].chars().take_while(|&c| is_name(c)).collect();
+        if !line[at + name.len()..].starts_with('(') {
+            continue;
+        }
+        if line[..at].trim() == "int" && !names_code(&doc) {
+            silent.push(name);
+        }
+    }
+    Ok(silent)
+}
+
 /// The examples end to end: `sensor-daemon` publishes, the C `sensor-client` (built by its
 /// own Makefile against libember.a) reads a reading and two events, and `SIGTERM` stops the
 /// daemon with exit status 0 and its segments gone; then the C daemon and client of
@@ -477,7 +641,10 @@ fn step_no_std() -> Outcome {
     outcome((|| {
         ensure_target("stable", NO_STD_TARGET)?;
         run(cargo().args(["build", "-p", "ember-ipc-core", "--target", NO_STD_TARGET]))?;
-        run(cargo().args(["build", "-p", "ember-ipc-core", "--target", NO_STD_TARGET, "--all-features"]))?;
+        // Every feature a microcontroller can have: all but `std` (the CRC detection, which
+        // asks a kernel).
+        run(cargo().args(["build", "-p", "ember-ipc-core", "--target", NO_STD_TARGET, "--features", "defmt"]))?;
+        run(cargo().args(["build", "-p", "ember-ipc-core", "--all-features"]))?;
         // ember-ipc-linux without std, and with each logging back end.
         run(cargo().args(["check", "-p", "ember-ipc-linux", "--no-default-features"]))?;
         run(cargo().args(["check", "-p", "ember-ipc-linux", "--features", "log"]))?;
@@ -554,33 +721,79 @@ fn step_miri() -> Outcome {
     })())
 }
 
+/// What the fuzz commands need: nightly, a C++ compiler for libFuzzer, cargo-fuzz.
+fn fuzz_tools() -> Result<(), String> {
+    has_nightly().map_err(|e| format!("no nightly toolchain: {e}"))?;
+    ensure_apt(&["g++"]).map_err(|e| format!("no C++ compiler for libFuzzer: {e}"))?;
+    ensure_cargo_fuzz().map_err(|e| format!("cargo-fuzz is not available and could not be installed: {e}"))
+}
+
 fn step_fuzz() -> Outcome {
-    if let Err(e) = has_nightly() {
-        return Outcome::Skipped(format!("no nightly toolchain: {e}"));
+    if let Err(e) = fuzz_tools() {
+        return Outcome::Skipped(e);
     }
-    if let Err(e) = ensure_apt(&["g++"]) {
-        return Outcome::Skipped(format!("no C++ compiler for libFuzzer: {e}"));
+    if let Err(e) = fuzz::build(cargo_nightly) {
+        return Outcome::Fail(format!("fuzz targets do not build: {e}"));
     }
-    if let Err(e) = ensure_cargo_fuzz() {
-        return Outcome::Skipped(format!("cargo-fuzz is not available and could not be installed: {e}"));
-    }
-    // One run per parser, each starting from its committed seeds (valid inputs of its
+    // One short run per parser, each starting from its committed seeds (valid inputs of its
     // kind); the corpus libFuzzer grows stays in fuzz/corpus, untracked.
-    for (target, seconds) in FUZZ_TARGETS {
-        // libFuzzer requires its corpus directory to exist; it is not committed.
-        let corpus = format!("corpus/{target}");
-        if let Err(e) = std::fs::create_dir_all(format!("fuzz/{corpus}")) {
-            return Outcome::Fail(format!("cannot create fuzz/{corpus}: {e}"));
-        }
-        let max_time = format!("-max_total_time={seconds}");
-        let seeds = format!("seeds/{target}");
-        if let Err(e) =
-            run(cargo_nightly().current_dir("fuzz").args(["fuzz", "run", target, &corpus, &seeds, "--", &max_time]))
-        {
-            return Outcome::Fail(format!("fuzz target {target}: {e}"));
+    let mut failures = Vec::new();
+    let mut rows = Vec::new();
+    for target in fuzz::TARGETS {
+        match fuzz::run(cargo_nightly, target, FUZZ_SMOKE_S, false) {
+            Ok(r) => {
+                if !r.ok || !r.crashes.is_empty() {
+                    for line in &r.tail {
+                        eprintln!("  {line}");
+                    }
+                    failures.push(format!(
+                        "{target}: {}",
+                        if r.crashes.is_empty() { "failed".into() } else { r.crashes.join(", ") }
+                    ));
+                }
+                rows.push(r);
+            }
+            Err(e) => failures.push(format!("{target}: {e}")),
         }
     }
-    Outcome::Pass
+    println!("{}", fuzz::HEADER);
+    for r in &rows {
+        println!("{}", fuzz::row(r, FUZZ_SMOKE_S));
+    }
+    if failures.is_empty() { Outcome::Pass } else { Outcome::Fail(failures.join("; ")) }
+}
+
+/// `cargo xtask fuzz --minutes N [target...]`.
+fn fuzz_campaign(args: &[String]) -> ExitCode {
+    let (minutes, targets) = match fuzz::parse_args(args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("xtask fuzz: {e}\nusage: cargo xtask fuzz --minutes N [target...]");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = fuzz_tools().and_then(|()| fuzz::build(cargo_nightly)) {
+        eprintln!("xtask fuzz: {e}");
+        return ExitCode::FAILURE;
+    }
+    let seconds = (minutes * 60.0).round().max(1.0) as u64;
+    let mut rows = Vec::new();
+    for target in targets {
+        println!("\n==== fuzz {target}: {seconds} s ====");
+        match fuzz::run(cargo_nightly, target, seconds, true) {
+            Ok(r) => rows.push(r),
+            Err(e) => {
+                eprintln!("xtask fuzz: {target}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    println!("\n==== fuzz campaign: {seconds} s per target ====");
+    println!("{}", fuzz::HEADER);
+    for r in &rows {
+        println!("{}", fuzz::row(r, seconds));
+    }
+    if rows.iter().all(|r| r.ok && r.crashes.is_empty()) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
 /// The per-board lines printed after the summary table.
@@ -641,6 +854,13 @@ fn step_tier2() -> Outcome {
     })
 }
 
+/// The board builds' packaging: a staging install by `cargo xtask dist` against
+/// `packaging/dist-files.txt`, and the Yocto recipe and Buildroot package linted and
+/// compared with it (xtask/src/packaging.rs).
+fn step_packaging() -> Outcome {
+    outcome(ensure_apt(&["pkg-config", "coreutils"]).and_then(|()| packaging::check()))
+}
+
 fn outcome(r: Result<(), String>) -> Outcome {
     match r {
         Ok(()) => Outcome::Pass,
@@ -650,22 +870,24 @@ fn outcome(r: Result<(), String>) -> Outcome {
 
 fn test() -> ExitCode {
     type StepFn = fn() -> Outcome;
-    let steps: [(&'static str, StepFn); 15] = [
+    let steps: [(&'static str, StepFn); 17] = [
         ("cargo fmt --check", step_fmt),
         ("cargo clippy -D warnings", step_clippy),
         ("cargo doc -D warnings", step_docs),
         ("cargo package (published)", step_package),
         ("benches/dbus builds (clippy)", step_bench_crate),
+        ("bridge (zenoh)", step_bridge),
         ("cargo test --workspace", step_test),
         ("C ABI (header, gcc, ASan, valgrind)", step_c_abi),
         ("examples (daemon + C client)", step_examples),
+        ("packaging (dist, Yocto, Buildroot)", step_packaging),
         ("boards: tier 1 (qemu-user)", step_tier1),
         ("boards: tier 2 (qemu-system)", step_tier2),
         ("no_std and feature builds", step_no_std),
         ("MSRV check (rust-version)", step_msrv),
         ("loom models (shm)", step_loom),
         ("miri (ember-ipc-core)", step_miri),
-        ("fuzz smoke (frame 30 s, dbus 20 s)", step_fuzz),
+        ("fuzz smoke (8 targets, 10 s each)", step_fuzz),
     ];
     let total = steps.len();
     let mut done = Vec::new();
@@ -711,13 +933,43 @@ fn test() -> ExitCode {
 }
 
 fn bench(args: &[String]) -> ExitCode {
+    if args.first().is_some_and(|a| a == "--sweep") {
+        return match plot::sweep(&args[1..]) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("xtask bench --sweep: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let mut cmd = cargo();
     cmd.args(["run", "--release", "-p", "ember-ipc-cli", "--", "bench", "--full"]).args(args);
     if let Err(e) = run(&mut cmd) {
         eprintln!("xtask bench: {e}");
         return ExitCode::FAILURE;
     }
-    if args.is_empty() { bench_dbus(&[]) } else { ExitCode::SUCCESS }
+    if !args.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    match bench_dbus(&[]) {
+        ExitCode::SUCCESS => bench_bridge(&[]),
+        failed => failed,
+    }
+}
+
+/// The bridge's bench (`bridge/examples/bench.rs`): bridged latency and throughput next to
+/// plain Zenoh in the same run; it starts the release `ember-bridge` twice.
+fn bench_bridge(args: &[String]) -> ExitCode {
+    let r = run(cargo().args(["build", "--release", "--manifest-path", BRIDGE, "--bins"])).and_then(|()| {
+        run(cargo().args(["run", "--release", "--manifest-path", BRIDGE, "--example", "bench", "--"]).args(args))
+    });
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask bench-bridge: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn bench_dbus(args: &[String]) -> ExitCode {
@@ -732,5 +984,79 @@ fn bench_dbus(args: &[String]) -> ExitCode {
             eprintln!("xtask bench-dbus: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A header the way cbindgen writes it: the codes' enum, then functions.
+    const SNIPPET: &str = "\
+typedef enum ember_status {
+  /*
+   Success.
+   */
+  EMBER_OK = 0,
+  /*
+   An argument is invalid.
+   */
+  EMBER_EINVAL = -1,
+  EMBER_ENOSPC = -2,
+} ember_status;
+
+/*
+ Copies the name into `buf`. Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL pointer);
+ `EMBER_ENOSPC` (it does not fit).
+ */
+int ember_good(struct ember_x *x,
+               char *buf,
+               size_t cap);
+
+/*
+ Copies the name into `buf`. As `ember_good`.
+ */
+int ember_bad(struct ember_x *x, char *buf, size_t cap);
+
+/*
+ Frees `x` (NULL is fine).
+ */
+void ember_x_free(struct ember_x *x);
+
+/*
+ A static string. Returns no result code (it cannot fail).
+ */
+const char *ember_name(void);
+
+int ember_undocumented(void);
+
+/*
+ Mentions `EMBER_EINVALID` and `XEMBER_OK`, which are not codes.
+ */
+int ember_lookalike(void);
+
+typedef int (*ember_callback)(void *ctx);
+";
+
+    #[test]
+    fn result_codes_come_from_the_enum() {
+        assert_eq!(result_codes(SNIPPET), ["EMBER_OK", "EMBER_EINVAL", "EMBER_ENOSPC"]);
+    }
+
+    #[test]
+    fn int_functions_without_a_code_in_their_comment_are_named() {
+        assert_eq!(functions_without_codes(SNIPPET).unwrap(), ["ember_bad", "ember_undocumented", "ember_lookalike"]);
+    }
+
+    #[test]
+    fn a_header_without_the_codes_enum_is_an_error() {
+        assert!(functions_without_codes("int ember_x(void);\n").is_err());
+    }
+
+    #[test]
+    fn the_committed_header_names_a_code_for_every_int_function() {
+        let header = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../", "bindings-c/include/ember.h"))
+            .expect("the committed header");
+        assert_eq!(functions_without_codes(&header).unwrap(), Vec::<String>::new());
     }
 }

@@ -34,7 +34,7 @@ const GCC: &str = "aarch64-linux-gnu-gcc";
 const STRIP: &str = "aarch64-linux-gnu-strip";
 const QEMU: &str = "qemu-aarch64-static";
 /// The rpi4 board's CPU, as its `rustflags` in targets/boards.toml (CRC-32C then uses
-/// `crc32cx` instead of 8 KiB of tables).
+/// `crc32cx` instead of 16 KiB of tables).
 const RUSTFLAGS: &str = "-C target-cpu=cortex-a72";
 /// The target for the probe, stripped.
 const LIMIT: u64 = 400 * 1024;
