@@ -1224,7 +1224,8 @@ int ember_dbus_connect(const char *address, struct ember_dbus **out);
  range, a NULL `out`, a bad address, or no session bus address set); `EMBER_EOS` (no bus
  there: `ENOENT`, `ECONNREFUSED`; authentication refused: `EACCES`); `EMBER_ETIMEDOUT`;
  `EMBER_EPEERGONE` (the bus hung up during the handshake); `EMBER_EBADMSG` (a malformed
- answer to `Hello`).
+ answer to `Hello`); `EMBER_ECANCELED` (the canceler installed with
+ `ember_set_canceler` was cancelled before or during the connect and handshake).
 
  # Safety
 
@@ -2181,7 +2182,9 @@ void ember_dbus_listener_free(struct ember_dbus_listener *l);
  caller's buffer sizes (as `ember_dbus_connect_sized`). Returns `EMBER_OK`;
  `EMBER_EINVAL` (sizes out of range, a NULL pointer, a bad address); `EMBER_EOS` (nobody
  listens there: `ENOENT`, `ECONNREFUSED`; authentication refused: `EACCES`);
- `EMBER_ETIMEDOUT`; `EMBER_EPEERGONE` (the peer hung up during the handshake).
+ `EMBER_ETIMEDOUT`; `EMBER_EPEERGONE` (the peer hung up during the handshake);
+ `EMBER_ECANCELED` (the canceler installed with `ember_set_canceler` was cancelled before
+ or during the connect and handshake).
 
  # Safety
 

@@ -48,7 +48,7 @@ pub fn tcp_connect_cancellable<const N: usize>(
     tcp_connect_with(addr, timeout, Some(cancel))
 }
 
-fn tcp_connect_with<const N: usize>(
+pub(crate) fn tcp_connect_with<const N: usize>(
     addr: SocketAddr,
     timeout: Option<Duration>,
     cancel: Option<&crate::cancel::Canceler>,

@@ -107,6 +107,37 @@ fn cancelled_waits() {
     let m = c.recv(T).unwrap();
     assert_eq!(m.member(), Some("Wait"));
     assert_eq!(c.recv(Duration::from_millis(10)).map(drop).err(), Some(ember_linux::Error::TimedOut));
+
+    // Connecting: a "bus" that accepts and never answers the authentication holds the
+    // handshake until the canceler ends it, long before the 30 s limit; a canceler
+    // cancelled before the connect refuses at once; the real bus still connects with a
+    // canceler that is not cancelled, and the connection keeps watching it.
+    let dir = std::env::temp_dir().join(format!("ember-dbus-mute-{}", std::process::id()));
+    let _ = std::fs::remove_file(&dir);
+    let mute = std::os::unix::net::UnixListener::bind(&dir).unwrap();
+    let mute_address = format!("unix:path={}", dir.display());
+    let long = Duration::from_secs(30);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(100));
+            cancel.cancel();
+        });
+        let t = Instant::now();
+        let r = ConnectionWith::connect_cancellable(Heap::new(4096, 4096), &mute_address, long, &cancel);
+        assert_eq!(r.map(drop).err(), Some(Error::Cancelled));
+        assert!(t.elapsed() < Duration::from_secs(10), "cancelled after {:?}", t.elapsed());
+    });
+    let t = Instant::now();
+    let r = ConnectionWith::connect_peer_cancellable(Heap::new(4096, 4096), &mute_address, long, &cancel);
+    assert_eq!(r.map(drop).err(), Some(Error::Cancelled));
+    assert!(t.elapsed() < Duration::from_secs(1));
+    cancel.reset();
+    let mut c2 = ConnectionWith::connect_cancellable(Heap::new(65536, 65536), &d.address, T, &cancel).unwrap();
+    while c2.recv(Duration::from_millis(200)).is_ok() {}
+    cancel.cancel();
+    assert_eq!(c2.recv(Duration::MAX).map(drop).err(), Some(Error::Cancelled));
+    drop(mute);
+    let _ = std::fs::remove_file(&dir);
 }
 
 fn get_id_and_name_owner() {

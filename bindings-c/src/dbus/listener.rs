@@ -150,7 +150,9 @@ pub unsafe extern "C" fn ember_dbus_listener_free(l: *mut ember_dbus_listener) {
 /// caller's buffer sizes (as `ember_dbus_connect_sized`). Returns `EMBER_OK`;
 /// `EMBER_EINVAL` (sizes out of range, a NULL pointer, a bad address); `EMBER_EOS` (nobody
 /// listens there: `ENOENT`, `ECONNREFUSED`; authentication refused: `EACCES`);
-/// `EMBER_ETIMEDOUT`; `EMBER_EPEERGONE` (the peer hung up during the handshake).
+/// `EMBER_ETIMEDOUT`; `EMBER_EPEERGONE` (the peer hung up during the handshake);
+/// `EMBER_ECANCELED` (the canceler installed with `ember_set_canceler` was cancelled before
+/// or during the connect and handshake).
 ///
 /// # Safety
 ///
@@ -172,8 +174,16 @@ pub unsafe extern "C" fn ember_dbus_connect_peer(
         // SAFETY: the caller's contract.
         let address = unsafe { c_name(address)? };
         let bufs = sized(rx_size, tx_size, queue_size)?;
-        let c = ConnectionWith::connect_peer_with(bufs, address, ms(timeout_ms)).map_err(code)?;
-        out.set(handle(c));
+        let generation = crate::cancel::generation();
+        let c = match crate::cancel::current() {
+            Some(cancel) => ConnectionWith::connect_peer_cancellable(bufs, address, ms(timeout_ms), cancel),
+            None => ConnectionWith::connect_peer_with(bufs, address, ms(timeout_ms)),
+        }
+        .map_err(code)?;
+        let h = handle(c);
+        // SAFETY: just made by `handle`, not shared yet.
+        unsafe { (*h).cancel_src.set(generation) };
+        out.set(h);
         Ok(EMBER_OK)
     })
 }

@@ -297,7 +297,8 @@ pub unsafe extern "C" fn ember_dbus_connect(address: *const c_char, out: *mut *m
 /// range, a NULL `out`, a bad address, or no session bus address set); `EMBER_EOS` (no bus
 /// there: `ENOENT`, `ECONNREFUSED`; authentication refused: `EACCES`); `EMBER_ETIMEDOUT`;
 /// `EMBER_EPEERGONE` (the bus hung up during the handshake); `EMBER_EBADMSG` (a malformed
-/// answer to `Hello`).
+/// answer to `Hello`); `EMBER_ECANCELED` (the canceler installed with
+/// `ember_set_canceler` was cancelled before or during the connect and handshake).
 ///
 /// # Safety
 ///
@@ -326,12 +327,18 @@ pub unsafe extern "C" fn ember_dbus_connect_sized(
             Some(a) => std::borrow::Cow::Borrowed(a),
             None => std::env::var("DBUS_SESSION_BUS_ADDRESS").map_err(|_| EMBER_EINVAL)?.into(),
         };
-        let c =
-            ConnectionWith::connect_with(Heap::new(rx_size, tx_size).with_queue(queue_size), &address, ms(timeout_ms))
-                .map_err(code)?;
+        // The installed canceler (its generation first: a change during the connect is
+        // noticed by the next call) ends the connect and the handshake too.
+        let generation = crate::cancel::generation();
+        let bufs = Heap::new(rx_size, tx_size).with_queue(queue_size);
+        let c = match crate::cancel::current() {
+            Some(cancel) => ConnectionWith::connect_cancellable(bufs, &address, ms(timeout_ms), cancel),
+            None => ConnectionWith::connect_with(bufs, &address, ms(timeout_ms)),
+        }
+        .map_err(code)?;
         out.set(Box::into_raw(Box::new(ember_dbus {
             busy: core::cell::Cell::new(false),
-            cancel_src: core::cell::Cell::new(0),
+            cancel_src: core::cell::Cell::new(generation),
             c,
         })));
         Ok(EMBER_OK)

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -319,6 +320,33 @@ static void rpc(void) {
     ember_rpc_server_free(s);
 }
 
+/* A D-Bus "bus" that accepts and never answers: the connect's handshake waits until the
+ * canceler ends it, for a bus and for a peer. */
+static void dbus_connects(void) {
+    char path[108];
+    snprintf(path, sizeof path, "/tmp/ember-cancel-mute-%d", (int)getpid());
+    unlink(path);
+    int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(l >= 0);
+    struct sockaddr_un a;
+    memset(&a, 0, sizeof a);
+    a.sun_family = AF_UNIX;
+    strncpy(a.sun_path, path, sizeof a.sun_path - 1);
+    CHECK(bind(l, (struct sockaddr *)&a, sizeof a) == 0);
+    CHECK(listen(l, 8) == 0);
+    char address[160];
+    snprintf(address, sizeof address, "unix:path=%s", path);
+    struct ember_dbus *d = (struct ember_dbus *)1;
+    CANCELLED_BY_SIGINT(ember_dbus_connect_sized(address, 4096, 4096, 0, EMBER_FOREVER, &d));
+    CHECK(d == NULL);
+    CANCELLED_BY_SIGINT(ember_dbus_connect_peer(address, 4096, 4096, 0, EMBER_FOREVER, &d));
+    CHECK(d == NULL);
+    /* Not cancelled: the time limit still applies. */
+    CHECK_CODE(ember_dbus_connect_sized(address, 4096, 4096, 0, 100, &d), EMBER_ETIMEDOUT);
+    close(l);
+    unlink(path);
+}
+
 static void *cancel_soon(void *arg) {
     (void)arg;
     struct timespec d = {0, 50 * 1000 * 1000};
@@ -371,6 +399,7 @@ int main(void) {
     sync_primitives();
     signal_waits();
     rpc();
+    dbus_connects();
     daemon_wait();
 
     /* Freeing the installed canceler unsets it. */

@@ -519,19 +519,52 @@ impl<B: Buffers> ConnectionWith<B> {
     /// [`super::buffers`]), e.g. `Borrowed::new(&mut rx, &mut tx)`: fails with
     /// [`Error::BufferTooSmall`] if either is under 256 bytes.
     pub fn connect_with(bufs: B, addresses: &str, timeout: Duration) -> Result<ConnectionWith<B>> {
-        Self::connect_mode(bufs, addresses, timeout, true)
+        Self::connect_mode(bufs, addresses, timeout, true, None)
     }
 
-    fn connect_mode(bufs: B, addresses: &str, timeout: Duration, bus: bool) -> Result<ConnectionWith<B>> {
+    /// [`ConnectionWith::connect_with`] that also ends with [`Error::Cancelled`] once
+    /// `cancel` is cancelled: before connecting, while a TCP connect is under way, and
+    /// during authentication and `Hello`. The connection keeps watching `cancel` afterwards,
+    /// as after [`ConnectionWith::set_canceler`].
+    pub fn connect_cancellable(
+        bufs: B,
+        addresses: &str,
+        timeout: Duration,
+        cancel: &crate::cancel::Canceler,
+    ) -> Result<ConnectionWith<B>> {
+        Self::connect_mode(bufs, addresses, timeout, true, Some(cancel))
+    }
+
+    /// [`ConnectionWith::connect_peer_with`], cancellable as
+    /// [`ConnectionWith::connect_cancellable`] is.
+    pub fn connect_peer_cancellable(
+        bufs: B,
+        addresses: &str,
+        timeout: Duration,
+        cancel: &crate::cancel::Canceler,
+    ) -> Result<ConnectionWith<B>> {
+        Self::connect_mode(bufs, addresses, timeout, false, Some(cancel))
+    }
+
+    /// Connects to the first of `addresses` that accepts, then authenticates (and says
+    /// `Hello` if `bus`), watching `cancel` throughout if given.
+    fn connect_mode(
+        bufs: B,
+        addresses: &str,
+        timeout: Duration,
+        bus: bool,
+        cancel: Option<&crate::cancel::Canceler>,
+    ) -> Result<ConnectionWith<B>> {
         Self::check(&bufs)?;
         let deadline = deadline_after(timeout);
         let mut last = Error::InvalidName;
         for addr in super::address::addresses(addresses) {
+            crate::cancel::check(cancel)?;
             match addr {
                 Ok(Address::Unix(a)) => match crate::uds::connect_stream::<64>(a.name()) {
                     Ok(sock) => {
                         let mode = Mode { unix: true, bus };
-                        return ConnectionWith::handshake_deadline(bufs, sock.into_fd(), deadline, mode);
+                        return ConnectionWith::handshake_cancellable(bufs, sock.into_fd(), deadline, mode, cancel);
                     }
                     Err(e) => last = e,
                 },
@@ -546,11 +579,18 @@ impl<B: Buffers> ConnectionWith<B> {
                     };
                     for a in &addrs[..n] {
                         let left = deadline.saturating_sub(crate::poll::now());
-                        match crate::net::tcp_connect::<64>(*a, Some(left)) {
+                        match crate::net::tcp_connect_with::<64>(*a, Some(left), cancel) {
                             Ok(sock) => {
                                 let mode = Mode { unix: false, bus };
-                                return ConnectionWith::handshake_deadline(bufs, sock.into_fd(), deadline, mode);
+                                return ConnectionWith::handshake_cancellable(
+                                    bufs,
+                                    sock.into_fd(),
+                                    deadline,
+                                    mode,
+                                    cancel,
+                                );
                             }
+                            Err(e @ Error::Cancelled) => return Err(e),
                             Err(e) => last = e,
                         }
                     }
@@ -572,7 +612,7 @@ impl<B: Buffers> ConnectionWith<B> {
     /// authenticated as [`ConnectionWith::connect_with`] does, without `Hello`. There is no
     /// unique name, and messages need no destination.
     pub fn connect_peer_with(bufs: B, addresses: &str, timeout: Duration) -> Result<ConnectionWith<B>> {
-        Self::connect_mode(bufs, addresses, timeout, false)
+        Self::connect_mode(bufs, addresses, timeout, false, None)
     }
 
     /// Refuses buffers too small for a D-Bus connection.
@@ -632,7 +672,19 @@ impl<B: Buffers> ConnectionWith<B> {
     }
 
     fn handshake_deadline(bufs: B, fd: OwnedFd, deadline: Duration, mode: Mode) -> Result<ConnectionWith<B>> {
+        Self::handshake_cancellable(bufs, fd, deadline, mode, None)
+    }
+
+    /// The handshake, its waits watching `cancel` (kept by the connection) if given.
+    fn handshake_cancellable(
+        bufs: B,
+        fd: OwnedFd,
+        deadline: Duration,
+        mode: Mode,
+        cancel: Option<&crate::cancel::Canceler>,
+    ) -> Result<ConnectionWith<B>> {
         let mut c = ConnectionWith::unauthenticated(bufs, fd)?;
+        c.set_canceler(cancel)?;
         c.unix_socket = mode.unix;
         if mode.unix {
             c.auth_external(mode.bus, deadline)?;
