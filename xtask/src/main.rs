@@ -3,7 +3,8 @@
 //! - `cargo xtask test`: every check CI runs, in order, each under a heading, then a
 //!   summary table; exits non-zero if any step failed. It installs what it needs (rustup
 //!   targets and components, cargo-fuzz, Debian packages) itself, and skips that work when
-//!   it is already done.
+//!   it is already done. `--only miri,bridge` runs the steps whose names contain one of
+//!   the words.
 //! - `cargo xtask bench [args]`: the benchmarks (`emberctl bench --full [args]`), then the
 //!   D-Bus comparison with zbus and the Zenoh bridge's bench (without `args` only).
 //! - `cargo xtask bench-bridge [--lat N] [--thr N]`: the bridge's bench alone: bridged
@@ -51,7 +52,7 @@ use ember_qemu::host::{ensure_apt, ensure_component, ensure_target, output, run}
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: cargo xtask <test [--board <name>] | crc --board <name> | qemu --board <name> | build --board <name> | header | c-abi | bridge | dist [--board <name>] [--prefix <dir>] [--destdir <dir>] | completions | packaging [--check] | examples | bench [emberctl bench options] | bench --sweep [size|readers|inflight|all] [--quick] [--out <dir>] | bench-dbus [--quick] | bench-bridge [--lat N] [--thr N] | size [--stable-only] | fuzz --minutes N [target...]>";
+const USAGE: &str = "usage: cargo xtask <test [--board <name> | --only <step,...>] | crc --board <name> | qemu --board <name> | build --board <name> | header | c-abi | bridge | dist [--board <name>] [--prefix <dir>] [--destdir <dir>] | completions | packaging [--check] | examples | bench [emberctl bench options] | bench --sweep [size|readers|inflight|all] [--quick] [--out <dir>] | bench-dbus [--quick] | bench-bridge [--lat N] [--thr N] | size [--stable-only] | fuzz --minutes N [target...]>";
 /// The committed C header, and cbindgen's configuration for it.
 pub(crate) const HEADER: &str = "bindings-c/include/ember.h";
 const CBINDGEN_TOML: &str = "bindings-c/cbindgen.toml";
@@ -73,9 +74,16 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     match args.first().map(String::as_str) {
+        Some("test") if args.get(1).map(String::as_str) == Some("--only") => match args.get(2) {
+            Some(only) => test(&only.split(',').map(str::trim).collect::<Vec<_>>()),
+            None => {
+                eprintln!("xtask: --only needs a comma-separated list of step names (or parts of them)\n{USAGE}");
+                ExitCode::FAILURE
+            }
+        },
         Some("test") if args.len() > 1 => board_command(&args[1..], boards::tier1),
         Some("crc") => board_command(&args[1..], boards::crc_runs),
-        Some("test") => test(),
+        Some("test") => test(&[]),
         Some("qemu") => board_command(&args[1..], |b| {
             let t = boards::tier2(b)?;
             boards::print_report(&t);
@@ -868,7 +876,9 @@ fn outcome(r: Result<(), String>) -> Outcome {
     }
 }
 
-fn test() -> ExitCode {
+/// Runs every step of the test command, or (`only` not empty) the steps whose names
+/// contain one of `only`'s words.
+fn test(only: &[&str]) -> ExitCode {
     type StepFn = fn() -> Outcome;
     let steps: [(&'static str, StepFn); 17] = [
         ("cargo fmt --check", step_fmt),
@@ -889,6 +899,12 @@ fn test() -> ExitCode {
         ("miri (ember-ipc-core)", step_miri),
         ("fuzz smoke (8 targets, 10 s each)", step_fuzz),
     ];
+    let steps: Vec<_> =
+        steps.into_iter().filter(|(name, _)| only.is_empty() || only.iter().any(|w| name.contains(w))).collect();
+    if steps.is_empty() {
+        eprintln!("xtask: no step's name contains any of {only:?}");
+        return ExitCode::FAILURE;
+    }
     let total = steps.len();
     let mut done = Vec::new();
     for (i, (name, f)) in steps.into_iter().enumerate() {
