@@ -202,8 +202,8 @@ mod tests {
         if cfg!(miri) {
             // Miri runs the word loop on both sides (no inline assembly there): a sample
             // for the padding and the bounds, in seconds.
-            lens = std::vec![0, 1, 7, 8, 9, FAST_MIN - 1, FAST_MIN, FAST_MIN + 9];
-            skews = std::vec![0, 3];
+            lens = std::vec![0, 9, FAST_MIN - 1, FAST_MIN + 9];
+            skews = std::vec![3];
         }
         for len in lens {
             for off in [0, WORD, 5 * WORD] {
