@@ -117,6 +117,14 @@ pub fn parse(text: &str, what: &str) -> Result<Val, String> {
     Ok(v)
 }
 
+/// `v` as a variant's value: refused if its type is no D-Bus signature (longer than 255
+/// bytes, or nested too deep), which the value's own signature, `v`, would not show.
+fn boxed(v: Val) -> Result<Val, String> {
+    let sig = v.signature();
+    Signature::new(&sig).map_err(|e| format!("a variant's value of type {sig}: {e}"))?;
+    Ok(Val::Variant(Box::new(v)))
+}
+
 struct Parser<'a> {
     s: &'a [u8],
     pos: usize,
@@ -206,7 +214,7 @@ impl Parser<'_> {
         let v = v?;
         match expected {
             // A value where a variant is expected is boxed, as gdbus does.
-            Some("v") if !matches!(v, Val::Variant(_)) => Ok(Val::Variant(Box::new(v))),
+            Some("v") if !matches!(v, Val::Variant(_)) => boxed(v),
             Some(t) if v.signature() != t => Err(format!("a {} where a {t} is expected", v.signature())),
             _ => Ok(v),
         }
@@ -245,7 +253,7 @@ impl Parser<'_> {
                 self.pos += 1;
                 let v = self.value(None)?;
                 self.expect(b'>')?;
-                Ok(Val::Variant(Box::new(v)))
+                boxed(v)
             }
             Some(b'b') if matches!(self.s.get(self.pos + 1), Some(b'\'' | b'"')) => {
                 if expected.is_some_and(|e| e != "ay") {
@@ -826,6 +834,19 @@ mod tests {
             ("'a\\u0000b'", "cannot contain NUL"),
             ("objectpath '/a\\u0000'", "cannot contain NUL"),
         ] {
+            let e = parse(text, "argument 1").unwrap_err();
+            assert!(e.contains(why), "{text}: {e}");
+            assert!(e.starts_with("argument 1"), "{e}");
+        }
+        // Found by the dbus_text fuzz target (30-minute campaign): a variant whose value's
+        // type is longer than a signature may be (255 bytes) was
+        // accepted, its own type being `v`, and only the marshaller refused it.
+        let long = format!("<({})>", vec!["1"; 300].join(","));
+        let listed = format!("[<({})>]", vec!["1"; 300].join(","));
+        let annotated = format!("@v ({})", vec!["1"; 300].join(","));
+        for (text, why) in
+            [(&long, "variant's value of type"), (&listed, "variant's value"), (&annotated, "variant's value")]
+        {
             let e = parse(text, "argument 1").unwrap_err();
             assert!(e.contains(why), "{text}: {e}");
             assert!(e.starts_with("argument 1"), "{e}");
