@@ -74,11 +74,20 @@ pub(crate) fn run(cargo_nightly: impl Fn() -> Command, target: &str, seconds: u6
     // libFuzzer requires its corpus directory to exist; it is not committed.
     std::fs::create_dir_all(format!("fuzz/{corpus}")).map_err(|e| format!("cannot create fuzz/{corpus}: {e}"))?;
     let seeds = format!("seeds/{target}");
+    // The kept corpus (committed): what earlier campaigns found that the seeds do not
+    // reach, merged down to the inputs that add coverage (docs/fuzzing.md).
+    let kept = format!("corpus-kept/{target}");
+    let mut dirs = vec![corpus.as_str(), seeds.as_str()];
+    if std::path::Path::new("fuzz").join(&kept).is_dir() {
+        dirs.push(&kept);
+    }
     let max_time = format!("-max_total_time={seconds}");
     let timeout = format!("-timeout={INPUT_TIMEOUT_S}");
     let mut cmd = cargo_nightly();
     cmd.current_dir("fuzz")
-        .args(["fuzz", "run", target, &corpus, &seeds, "--", &max_time, &timeout, "-print_final_stats=1"])
+        .args(["fuzz", "run", target])
+        .args(&dirs)
+        .args(["--", &max_time, &timeout, "-print_final_stats=1"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     println!("$ {}", format!("{cmd:?}").replace('"', ""));
@@ -114,6 +123,27 @@ pub(crate) fn run(cargo_nightly: impl Fn() -> Command, target: &str, seconds: u6
     (r.corpus_files, r.corpus_bytes) = dir_size(&format!("fuzz/{corpus}"));
     r.tail = tail.into();
     Ok(r)
+}
+
+/// Merges `target`'s grown corpus (and its seeds) into its kept corpus,
+/// `fuzz/corpus-kept/<target>` (committed): libFuzzer's `-merge=1` copies only the inputs
+/// that add coverage (features) to what the kept corpus already has. Returns the kept
+/// corpus's files and bytes afterwards.
+pub(crate) fn keep(cargo_nightly: impl Fn() -> Command, target: &str) -> Result<(usize, u64), String> {
+    let kept = format!("corpus-kept/{target}");
+    std::fs::create_dir_all(format!("fuzz/{kept}")).map_err(|e| format!("cannot create fuzz/{kept}: {e}"))?;
+    let corpus = format!("corpus/{target}");
+    std::fs::create_dir_all(format!("fuzz/{corpus}")).map_err(|e| format!("cannot create fuzz/{corpus}: {e}"))?;
+    let seeds = format!("seeds/{target}");
+    let mut cmd = cargo_nightly();
+    cmd.current_dir("fuzz").args(["fuzz", "run", target, &kept, &seeds, &corpus, "--", "-merge=1"]);
+    let out = cmd.output().map_err(|e| format!("cargo fuzz could not start: {e}"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = err.lines().rev().take(20).collect();
+        return Err(format!("merging {target}'s corpus failed:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n")));
+    }
+    Ok(dir_size(&format!("fuzz/{kept}")))
 }
 
 /// The table header of [`row`].

@@ -27,7 +27,10 @@
 //! - `cargo xtask fuzz --minutes N [target...]`: a fuzzing campaign: every target (or the
 //!   named ones) N minutes each, one after another, then a table per target of runs, exec/s,
 //!   coverage (libFuzzer's `cov` and `ft`), corpus size and any crash file
-//!   (docs/fuzzing.md).
+//!   (docs/fuzzing.md). It starts from the seeds, the grown corpus (`fuzz/corpus`,
+//!   untracked) and the kept corpus (`fuzz/corpus-kept`, committed).
+//! - `cargo xtask fuzz-keep [target...]`: after a campaign, merges each target's grown
+//!   corpus into its kept corpus (only the inputs that add coverage).
 //! - `cargo xtask bench-dbus [--quick]`: Ember's D-Bus client next to zbus in the same run
 //!   (`benches/dbus`, its own workspace so that zbus stays out of the workspace's build).
 //! - `cargo xtask build --board <name>`: the `emberctl` command and `libember.a` for a board of
@@ -52,7 +55,7 @@ use ember_qemu::host::{ensure_apt, ensure_component, ensure_target, output, run}
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: cargo xtask <test [--board <name> | --only <step,...>] | crc --board <name> | qemu --board <name> | build --board <name> | header | c-abi | bridge | dist [--board <name>] [--prefix <dir>] [--destdir <dir>] | completions | packaging [--check] | examples | bench [emberctl bench options] | bench --sweep [size|readers|inflight|all] [--quick] [--out <dir>] | bench-dbus [--quick] | bench-bridge [--lat N] [--thr N] | size [--stable-only] | fuzz --minutes N [target...]>";
+const USAGE: &str = "usage: cargo xtask <test [--board <name> | --only <step,...>] | crc --board <name> | qemu --board <name> | build --board <name> | header | c-abi | bridge | dist [--board <name>] [--prefix <dir>] [--destdir <dir>] | completions | packaging [--check] | examples | bench [emberctl bench options] | bench --sweep [size|readers|inflight|all] [--quick] [--out <dir>] | bench-dbus [--quick] | bench-bridge [--lat N] [--thr N] | size [--stable-only] | fuzz --minutes N [target...] | fuzz-keep [target...]>";
 /// The committed C header, and cbindgen's configuration for it.
 pub(crate) const HEADER: &str = "bindings-c/include/ember.h";
 const CBINDGEN_TOML: &str = "bindings-c/cbindgen.toml";
@@ -106,6 +109,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some("fuzz") => fuzz_campaign(&args[1..]),
+        Some("fuzz-keep") => fuzz_keep(&args[1..]),
         Some("c-abi") => {
             if let Outcome::Fail(e) = step_c_abi() {
                 eprintln!("xtask c-abi: {e}");
@@ -811,6 +815,38 @@ fn fuzz_campaign(args: &[String]) -> ExitCode {
         println!("{}", fuzz::row(r, seconds));
     }
     if rows.iter().all(|r| r.ok && r.crashes.is_empty()) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// `cargo xtask fuzz-keep [target...]`: each target's grown corpus merged into its kept
+/// corpus (`fuzz/corpus-kept/<target>`, committed), after a campaign.
+fn fuzz_keep(args: &[String]) -> ExitCode {
+    let mut targets = Vec::new();
+    for a in args {
+        match fuzz::TARGETS.iter().find(|&&k| k == a) {
+            Some(k) => targets.push(*k),
+            None => {
+                eprintln!("xtask fuzz-keep: no fuzz target `{a}`; the targets: {}", fuzz::TARGETS.join(", "));
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if targets.is_empty() {
+        targets = fuzz::TARGETS.to_vec();
+    }
+    if let Err(e) = fuzz_tools().and_then(|()| fuzz::build(cargo_nightly)) {
+        eprintln!("xtask fuzz-keep: {e}");
+        return ExitCode::FAILURE;
+    }
+    for t in targets {
+        match fuzz::keep(cargo_nightly, t) {
+            Ok((files, bytes)) => println!("{t:<14} kept: {files} files, {} KiB", bytes / 1024),
+            Err(e) => {
+                eprintln!("xtask fuzz-keep: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 /// The per-board lines printed after the summary table.
