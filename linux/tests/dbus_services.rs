@@ -581,6 +581,45 @@ fn object_manager_seen_by_gdbus() {
     assert!(xml.contains("<node name=\"lamp1\"/>") && !xml.contains("lamp0"), "{xml}");
 }
 
+/// Runs `busctl --address <address> args...`; returns (success, stdout or stderr).
+fn busctl(address: &str, args: &[&str]) -> (bool, String) {
+    common::need_tool("busctl");
+    let out = Command::new("busctl")
+        .arg(format!("--address={address}"))
+        .args(args)
+        .output()
+        .expect("busctl (from Debian's systemd package, installed by cargo xtask test)");
+    let text = if out.status.success() { &out.stdout } else { &out.stderr };
+    (out.status.success(), String::from_utf8_lossy(text).trim().to_string())
+}
+
+/// The same services seen by sd-bus's `busctl`, a second independent peer: the manager's
+/// `GetManagedObjects` (as busctl prints the marshalled reply), the object tree it builds
+/// by introspecting from `/`, its view of an interface's introspection data, a property
+/// read, and a property set read back.
+fn object_manager_seen_by_busctl() {
+    let d = Daemon::start();
+    let _server = serve_table(d.address.clone());
+    let (ok, text) =
+        busctl(&d.address, &["call", NAME, MANAGER, "org.freedesktop.DBus.ObjectManager", "GetManagedObjects"]);
+    assert!(ok, "{text}");
+    assert_eq!(text, r#"a{oa{sa{sv}}} 1 "/org/ember/Mgr/lamp0" 1 "org.ember.Lamp" 2 "Level" u 10 "Name" s "lamp0""#);
+    let (ok, text) = busctl(&d.address, &["tree", "--list", NAME]);
+    assert!(ok, "{text}");
+    for path in ["/org/ember/Mgr", "/org/ember/Mgr/lamp0", PROPS] {
+        assert!(text.lines().any(|l| l.trim() == path), "{path} not in:\n{text}");
+    }
+    let (ok, text) = busctl(&d.address, &["get-property", NAME, LAMPS[0], "org.ember.Lamp", "Level"]);
+    assert_eq!((ok, text.as_str()), (true, "u 10"));
+    let (ok, text) = busctl(&d.address, &["introspect", NAME, PROPS, "org.ember.Props"]);
+    assert!(ok, "{text}");
+    assert!(text.lines().any(|l| l.starts_with(".Dim ") && l.contains("method") && l.contains(" u ")), "{text}");
+    let (ok, text) = busctl(&d.address, &["set-property", NAME, PROPS, "org.ember.Props", "Level", "u", "7"]);
+    assert!(ok, "{text}");
+    let (ok, text) = busctl(&d.address, &["get-property", NAME, PROPS, "org.ember.Props", "Level"]);
+    assert_eq!((ok, text.as_str()), (true, "u 7"));
+}
+
 /// A fallback object answers for every path below its own: the handler and the property
 /// getter see the path called; introspection below it shows its interfaces; a path beside
 /// it is still an unknown object.
@@ -697,6 +736,7 @@ fn main() {
                 slow_deferred_handler_does_not_delay_a_second_caller,
             ),
             ("object_manager_seen_by_gdbus", object_manager_seen_by_gdbus),
+            ("object_manager_seen_by_busctl", object_manager_seen_by_busctl),
             ("fallback_object_answers_for_its_subtree", fallback_object_answers_for_its_subtree),
             ("properties_changed_seen_by_gdbus", properties_changed_seen_by_gdbus),
             ("names_and_annotations_in_introspection", names_and_annotations_in_introspection),
