@@ -141,7 +141,10 @@ pub(crate) fn keep(cargo_nightly: impl Fn() -> Command, target: &str) -> Result<
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = err.lines().rev().take(20).collect();
-        return Err(format!("merging {target}'s corpus failed:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n")));
+        return Err(format!(
+            "merging {target}'s corpus failed:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        ));
     }
     Ok(dir_size(&format!("fuzz/{kept}")))
 }
