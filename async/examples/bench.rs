@@ -12,8 +12,9 @@
 //! row in turn, so all rows see the same machine noise. Per-iteration samples after a
 //! warm-up; p50 and p99 in microseconds, and the ratio of each p50 to the blocking row of
 //! the same transport. Everything runs inside one `block_on` of Tokio's current-thread
-//! runtime (the blocking rows simply block it; the async-io row is driven by async-io's
-//! own reactor thread, as under any executor other than its own `block_on`).
+//! runtime (the blocking rows simply block it; the first async-io row is driven by async-io's
+//! own reactor thread, as under any executor other than its own `block_on`; the second
+//! runs each round trip in `async_io::block_on`, which drives the reactor itself).
 
 use std::io::{Read, Write};
 use std::time::Instant;
@@ -23,10 +24,11 @@ use ember_linux::{FrameReceiver, FrameSender, pipe, uds};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Rows, in the order they are printed.
-const ROWS: [&str; 6] = [
+const ROWS: [&str; 7] = [
     "seqpacket, blocking Ember",
     "seqpacket, ember-ipc-async on Tokio",
     "seqpacket, ember-ipc-async on async-io",
+    "seqpacket, ember-ipc-async, async_io::block_on",
     "pipe, blocking Ember",
     "pipe, ember-ipc-async on Tokio",
     "Unix stream, tokio::net::UnixStream (same bytes)",
@@ -96,6 +98,8 @@ fn main() {
     peers.push(seqpacket_echo(b));
     let (seq_aio, b) = uds::seqpacket_pair().unwrap();
     peers.push(seqpacket_echo(b));
+    let (seq_aio_own, b) = uds::seqpacket_pair().unwrap();
+    peers.push(seqpacket_echo(b));
     let (mut pw_blocking, mut pr_blocking, p) = pipe_pair();
     peers.push(p);
     let (pw_tokio, pr_tokio, p) = pipe_pair();
@@ -115,6 +119,7 @@ fn main() {
     rt.block_on(async {
         let mut seq_tokio = ember_async::tokio::Async::new(seq_tokio).unwrap();
         let mut seq_aio = ember_async::async_io::Async::new(seq_aio).unwrap();
+        let mut seq_aio_own = ember_async::async_io::Async::new(seq_aio_own).unwrap();
         let mut pw_tokio = Box::new(ember_async::tokio::Async::new(pw_tokio).unwrap());
         let mut pr_tokio = Box::new(ember_async::tokio::Async::new(pr_tokio).unwrap());
         let mut us = tokio::net::UnixStream::from_std(us).unwrap();
@@ -136,20 +141,29 @@ fn main() {
             seq_aio.recv(&mut buf).await.unwrap();
             t[2] = start.elapsed().as_nanos() as u64;
 
+            // The same adapter under async-io's own executor, which runs the reactor on
+            // the waiting thread (as smol does).
+            let start = Instant::now();
+            async_io::block_on(async {
+                seq_aio_own.send(&f).await.unwrap();
+                seq_aio_own.recv(&mut buf).await.unwrap();
+            });
+            t[3] = start.elapsed().as_nanos() as u64;
+
             let start = Instant::now();
             pw_blocking.send_frame(&f).unwrap();
             pr_blocking.recv_frame(&mut buf).unwrap();
-            t[3] = start.elapsed().as_nanos() as u64;
+            t[4] = start.elapsed().as_nanos() as u64;
 
             let start = Instant::now();
             pw_tokio.send(&f).await.unwrap();
             pr_tokio.recv(&mut buf).await.unwrap();
-            t[4] = start.elapsed().as_nanos() as u64;
+            t[5] = start.elapsed().as_nanos() as u64;
 
             let start = Instant::now();
             us.write_all(&f).await.unwrap();
             us.read_exact(&mut buf[..len]).await.unwrap();
-            t[5] = start.elapsed().as_nanos() as u64;
+            t[6] = start.elapsed().as_nanos() as u64;
 
             if i >= WARM {
                 for (s, t) in samples.iter_mut().zip(t) {
@@ -179,7 +193,7 @@ fn main() {
     }
     for (i, name) in ROWS.iter().enumerate() {
         // The Tokio UnixStream row against the seqpacket blocking row.
-        let base = if name.starts_with("pipe") { p50[3] } else { p50[0] };
+        let base = if name.starts_with("pipe") { p50[4] } else { p50[0] };
         println!("{:<50} {:>9.2} {:>9.2} {:>14.2}×", name, p50[i], p99[i], p50[i] / base);
     }
     println!("(the UnixStream row is compared with the blocking seqpacket row)");
