@@ -11,11 +11,11 @@
 //! peers to CPU 1. The rows are interleaved: each iteration makes one round trip of every
 //! row in turn, so all rows see the same machine noise. Per-iteration samples after a
 //! warm-up; p50 and p99 in microseconds, and the ratio of each p50 to the blocking row of
-//! the same transport. Everything runs inside one `block_on` of Tokio's current-thread
-//! runtime (the blocking rows simply block it; the first async-io row is driven by async-io's
-//! own reactor thread, as under any executor other than its own `block_on`; the second
-//! runs each round trip in `async_io::block_on`, which drives the reactor itself).
-
+//! the same transport in the same phase. Phase 1 runs inside one `block_on` of Tokio's
+//! current-thread runtime (the blocking rows simply block it; the async-io row there is
+//! woken by async-io's reactor thread, as under any executor other than async-io's own).
+//! Phase 2 runs inside one `async_io::block_on` (smol's `block_on`), where the waiting
+//! thread drives the reactor itself, with its own blocking rows as the baseline.
 use std::io::{Read, Write};
 use std::time::Instant;
 
@@ -23,16 +23,24 @@ use ember_linux::socket::PacketSocket;
 use ember_linux::{FrameReceiver, FrameSender, pipe, uds};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Rows, in the order they are printed.
-const ROWS: [&str; 7] = [
+/// Rows, in the order they are printed. Rows 0 to 5 run in phase 1 (Tokio's executor),
+/// rows 6 to 9 in phase 2 (async-io's own executor).
+const ROWS: [&str; 10] = [
     "seqpacket, blocking Ember",
     "seqpacket, ember-ipc-async on Tokio",
-    "seqpacket, ember-ipc-async on async-io",
-    "seqpacket, ember-ipc-async, async_io::block_on",
+    "seqpacket, ember-ipc-async on async-io (reactor thread)",
     "pipe, blocking Ember",
     "pipe, ember-ipc-async on Tokio",
     "Unix stream, tokio::net::UnixStream (same bytes)",
+    "seqpacket, blocking Ember (phase 2)",
+    "seqpacket, ember-ipc-async on async-io, block_on",
+    "pipe, blocking Ember (phase 2)",
+    "pipe, ember-ipc-async on async-io, block_on",
 ];
+
+/// For each row, the row whose p50 it is divided by: the blocking row of the same
+/// transport in the same phase (the UnixStream row against blocking seqpacket).
+const BASE: [usize; 10] = [0, 0, 0, 3, 3, 0, 6, 6, 8, 8];
 
 const WARM: usize = 2000;
 
@@ -88,17 +96,18 @@ fn main() {
     pin(0);
     let f = frame();
     let len = f.len();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_io().build().unwrap();
     let mut samples: Vec<Vec<u64>> = (0..ROWS.len()).map(|_| Vec::with_capacity(n)).collect();
     let mut peers = Vec::new();
+    let mut buf = vec![0u8; ember_linux::socket::DEFAULT_PACKET_MAX];
 
+    // Phase 1: everything inside one `block_on` of Tokio's current-thread runtime. The
+    // blocking rows simply block it; the async-io row is woken by async-io's reactor thread,
+    // as under any executor other than async-io's own.
     let (mut seq_blocking, b) = uds::seqpacket_pair().unwrap();
     peers.push(seqpacket_echo(b));
     let (seq_tokio, b) = uds::seqpacket_pair().unwrap();
     peers.push(seqpacket_echo(b));
     let (seq_aio, b) = uds::seqpacket_pair().unwrap();
-    peers.push(seqpacket_echo(b));
-    let (seq_aio_own, b) = uds::seqpacket_pair().unwrap();
     peers.push(seqpacket_echo(b));
     let (mut pw_blocking, mut pr_blocking, p) = pipe_pair();
     peers.push(p);
@@ -116,16 +125,15 @@ fn main() {
     }));
     us.set_nonblocking(true).unwrap();
 
+    let rt = tokio::runtime::Builder::new_current_thread().enable_io().build().unwrap();
     rt.block_on(async {
         let mut seq_tokio = ember_async::tokio::Async::new(seq_tokio).unwrap();
         let mut seq_aio = ember_async::async_io::Async::new(seq_aio).unwrap();
-        let mut seq_aio_own = ember_async::async_io::Async::new(seq_aio_own).unwrap();
         let mut pw_tokio = Box::new(ember_async::tokio::Async::new(pw_tokio).unwrap());
         let mut pr_tokio = Box::new(ember_async::tokio::Async::new(pr_tokio).unwrap());
         let mut us = tokio::net::UnixStream::from_std(us).unwrap();
-        let mut buf = vec![0u8; ember_linux::socket::DEFAULT_PACKET_MAX];
         for i in 0..WARM + n {
-            let mut t = [0u64; ROWS.len()];
+            let mut t = [0u64; 6];
             let start = Instant::now();
             seq_blocking.send_frame(&f).unwrap();
             seq_blocking.recv_frame(&mut buf).unwrap();
@@ -141,29 +149,20 @@ fn main() {
             seq_aio.recv(&mut buf).await.unwrap();
             t[2] = start.elapsed().as_nanos() as u64;
 
-            // The same adapter under async-io's own executor, which runs the reactor on
-            // the waiting thread (as smol does).
-            let start = Instant::now();
-            async_io::block_on(async {
-                seq_aio_own.send(&f).await.unwrap();
-                seq_aio_own.recv(&mut buf).await.unwrap();
-            });
-            t[3] = start.elapsed().as_nanos() as u64;
-
             let start = Instant::now();
             pw_blocking.send_frame(&f).unwrap();
             pr_blocking.recv_frame(&mut buf).unwrap();
-            t[4] = start.elapsed().as_nanos() as u64;
+            t[3] = start.elapsed().as_nanos() as u64;
 
             let start = Instant::now();
             pw_tokio.send(&f).await.unwrap();
             pr_tokio.recv(&mut buf).await.unwrap();
-            t[5] = start.elapsed().as_nanos() as u64;
+            t[4] = start.elapsed().as_nanos() as u64;
 
             let start = Instant::now();
             us.write_all(&f).await.unwrap();
             us.read_exact(&mut buf[..len]).await.unwrap();
-            t[6] = start.elapsed().as_nanos() as u64;
+            t[5] = start.elapsed().as_nanos() as u64;
 
             if i >= WARM {
                 for (s, t) in samples.iter_mut().zip(t) {
@@ -172,18 +171,64 @@ fn main() {
             }
         }
     });
+    drop(rt);
+
+    // Phase 2: everything inside one `async_io::block_on`, as a smol program runs (smol's
+    // `block_on` is this one): the waiting thread runs the reactor itself, and async-io's
+    // reactor thread backs off while a `block_on` is active.
+    let (mut seq_blocking2, b) = uds::seqpacket_pair().unwrap();
+    peers.push(seqpacket_echo(b));
+    let (seq_aio2, b) = uds::seqpacket_pair().unwrap();
+    peers.push(seqpacket_echo(b));
+    let (mut pw_blocking2, mut pr_blocking2, p) = pipe_pair();
+    peers.push(p);
+    let (pw_aio, pr_aio, p) = pipe_pair();
+    peers.push(p);
+    async_io::block_on(async {
+        let mut seq_aio2 = ember_async::async_io::Async::new(seq_aio2).unwrap();
+        let mut pw_aio = Box::new(ember_async::async_io::Async::new(pw_aio).unwrap());
+        let mut pr_aio = Box::new(ember_async::async_io::Async::new(pr_aio).unwrap());
+        for i in 0..WARM + n {
+            let mut t = [0u64; 4];
+            let start = Instant::now();
+            seq_blocking2.send_frame(&f).unwrap();
+            seq_blocking2.recv_frame(&mut buf).unwrap();
+            t[0] = start.elapsed().as_nanos() as u64;
+
+            let start = Instant::now();
+            seq_aio2.send(&f).await.unwrap();
+            seq_aio2.recv(&mut buf).await.unwrap();
+            t[1] = start.elapsed().as_nanos() as u64;
+
+            let start = Instant::now();
+            pw_blocking2.send_frame(&f).unwrap();
+            pr_blocking2.recv_frame(&mut buf).unwrap();
+            t[2] = start.elapsed().as_nanos() as u64;
+
+            let start = Instant::now();
+            pw_aio.send(&f).await.unwrap();
+            pr_aio.recv(&mut buf).await.unwrap();
+            t[3] = start.elapsed().as_nanos() as u64;
+
+            if i >= WARM {
+                for (s, t) in samples[6..].iter_mut().zip(t) {
+                    s.push(t);
+                }
+            }
+        }
+    });
     // Closing the client ends make every peer see end of stream and exit.
-    drop(seq_blocking);
-    drop((pw_blocking, pr_blocking));
+    drop((seq_blocking, seq_blocking2));
+    drop((pw_blocking, pr_blocking, pw_blocking2, pr_blocking2));
     for p in peers {
         p.join().unwrap();
     }
 
     println!(
-        "{n} round trips of a {len}-byte frame per row (after {WARM} warm-up), rows interleaved, \
-         client on CPU 0, echo peers on CPU 1"
+        "{n} round trips of a {len}-byte frame per row (after {WARM} warm-up), rows interleaved \
+         within each phase, client on CPU 0, echo peers on CPU 1"
     );
-    println!("{:<50} {:>9} {:>9} {:>15}", "row", "p50 µs", "p99 µs", "p50 / blocking");
+    println!("{:<56} {:>9} {:>9} {:>15}", "row", "p50 µs", "p99 µs", "p50 / blocking");
     let mut p50 = [0f64; ROWS.len()];
     let mut p99 = [0f64; ROWS.len()];
     for (i, s) in samples.iter_mut().enumerate() {
@@ -192,9 +237,10 @@ fn main() {
         p99[i] = percentile(s, 0.99);
     }
     for (i, name) in ROWS.iter().enumerate() {
-        // The Tokio UnixStream row against the seqpacket blocking row.
-        let base = if name.starts_with("pipe") { p50[4] } else { p50[0] };
-        println!("{:<50} {:>9.2} {:>9.2} {:>14.2}×", name, p50[i], p99[i], p50[i] / base);
+        if i == 6 {
+            println!("phase 2: inside async_io::block_on");
+        }
+        println!("{:<56} {:>9.2} {:>9.2} {:>14.2}×", name, p50[i], p99[i], p50[i] / p50[BASE[i]]);
     }
     println!("(the UnixStream row is compared with the blocking seqpacket row)");
 }
