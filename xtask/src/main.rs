@@ -33,6 +33,10 @@
 //!   corpus into its kept corpus (only the inputs that add coverage).
 //! - `cargo xtask bench-dbus [--quick]`: Ember's D-Bus client next to zbus in the same run
 //!   (`benches/dbus`, its own workspace so that zbus stays out of the workspace's build).
+//! - `cargo xtask bench-peers [--quick] [options]`: Ember next to iceoryx2 in the same run,
+//!   between the same two pinned processes (`benches/peers`, its own workspace so that
+//!   iceoryx2 stays out of the workspace's build): publish-subscribe one-way by payload
+//!   size, request-response, event notification.
 //! - `cargo xtask build --board <name>`: the `emberctl` command and `libember.a` for a board of
 //!   `targets/boards.toml`, static, in release mode.
 //! - `cargo xtask test --board <name>`: tier 1, the workspace's tests for the board under
@@ -55,12 +59,14 @@ use ember_qemu::host::{ensure_apt, ensure_component, ensure_target, output, run}
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: cargo xtask <test [--board <name> | --only <step,...>] | crc --board <name> | qemu --board <name> | build --board <name> | header | c-abi | bridge | dist [--board <name>] [--prefix <dir>] [--destdir <dir>] | completions | packaging [--check] | examples | bench [emberctl bench options] | bench --sweep [size|readers|inflight|all] [--quick] [--out <dir>] | bench-dbus [--quick] | bench-bridge [--lat N] [--thr N] | size [--stable-only] | fuzz --minutes N [target...] | fuzz-keep [target...]>";
+const USAGE: &str = "usage: cargo xtask <test [--board <name> | --only <step,...>] | crc --board <name> | qemu --board <name> | build --board <name> | header | c-abi | bridge | dist [--board <name>] [--prefix <dir>] [--destdir <dir>] | completions | packaging [--check] | examples | bench [emberctl bench options] | bench --sweep [size|readers|inflight|all] [--quick] [--out <dir>] | bench-dbus [--quick] | bench-peers [--quick] [--sizes a,b,..] [--only pubsub,rpc,event] | bench-bridge [--lat N] [--thr N] | size [--stable-only] | fuzz --minutes N [target...] | fuzz-keep [target...]>";
 /// The committed C header, and cbindgen's configuration for it.
 pub(crate) const HEADER: &str = "bindings-c/include/ember.h";
 const CBINDGEN_TOML: &str = "bindings-c/cbindgen.toml";
 /// The D-Bus comparison crate's manifest (not a workspace member).
 const DBUS_BENCH: &str = "benches/dbus/Cargo.toml";
+/// The iceoryx2 comparison crate's manifest (not a workspace member).
+const PEERS_BENCH: &str = "benches/peers/Cargo.toml";
 /// The Zenoh bridge: its own workspace, so zenoh stays out of the workspace's build.
 const BRIDGE: &str = "bridge/Cargo.toml";
 
@@ -100,6 +106,7 @@ fn main() -> ExitCode {
         }),
         Some("bench") => bench(&args[1..]),
         Some("bench-dbus") => bench_dbus(&args[1..]),
+        Some("bench-peers") => bench_peers(&args[1..]),
         Some("bench-bridge") => bench_bridge(&args[1..]),
         Some("bridge") => {
             if let Outcome::Fail(e) = step_bridge() {
@@ -339,12 +346,16 @@ fn step_test() -> Outcome {
     outcome(run(cargo().args(["test", "--workspace"])))
 }
 
-/// The D-Bus comparison crate (outside the workspace) still builds against the current
-/// API and is clippy-clean; it is run by `cargo xtask bench-dbus`, not here.
+/// The comparison crates (outside the workspace: zbus, iceoryx2) still build against the
+/// current API and are clippy-clean; they are run by `cargo xtask bench-dbus` and
+/// `cargo xtask bench-peers`, not here.
 fn step_bench_crate() -> Outcome {
-    outcome(run(cargo().args(["fmt", "--manifest-path", DBUS_BENCH, "--check"])).and_then(|()| {
-        run(cargo().args(["clippy", "--manifest-path", DBUS_BENCH, "--all-targets", "--", "-D", "warnings"]))
-    }))
+    let check = |manifest: &str| {
+        run(cargo().args(["fmt", "--manifest-path", manifest, "--check"])).and_then(|()| {
+            run(cargo().args(["clippy", "--manifest-path", manifest, "--all-targets", "--", "-D", "warnings"]))
+        })
+    };
+    outcome(check(DBUS_BENCH).and_then(|()| check(PEERS_BENCH)))
 }
 
 /// The Zenoh bridge (`bridge/`, its own workspace): formatted, clippy-clean and its tests
@@ -930,7 +941,7 @@ fn test(only: &[&str]) -> ExitCode {
         ("cargo clippy -D warnings", step_clippy),
         ("cargo doc -D warnings", step_docs),
         ("cargo package (published)", step_package),
-        ("benches/dbus builds (clippy)", step_bench_crate),
+        ("benches/dbus and benches/peers build (clippy)", step_bench_crate),
         ("bridge (zenoh)", step_bridge),
         ("cargo test --workspace", step_test),
         ("C ABI (header, gcc, ASan, valgrind)", step_c_abi),
@@ -1012,9 +1023,23 @@ fn bench(args: &[String]) -> ExitCode {
     if !args.is_empty() {
         return ExitCode::SUCCESS;
     }
-    match bench_dbus(&[]) {
-        ExitCode::SUCCESS => bench_bridge(&[]),
-        failed => failed,
+    for next in [bench_dbus, bench_peers, bench_bridge] {
+        if next(&[]) != ExitCode::SUCCESS {
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// Ember next to iceoryx2 (`benches/peers`): two pinned processes, the systems in
+/// alternating chunks, p50/p99 per iteration and the ratio.
+fn bench_peers(args: &[String]) -> ExitCode {
+    match run(cargo().args(["run", "--release", "--manifest-path", PEERS_BENCH, "--"]).args(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask bench-peers: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
