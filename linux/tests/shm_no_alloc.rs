@@ -41,6 +41,33 @@ fn spsc_push_pop_allocate_nothing() {
 }
 
 #[test]
+fn spsc_grant_peek_allocate_nothing() {
+    let n = name("spsc-grant");
+    let mut tx = SpscSender::create(Backing::Named(&n), 4096, 1).unwrap();
+    let mut rx = SpscReceiver::open(&n, 1).unwrap();
+    let mut word = [0u8; 4];
+    let count = allocations(|| {
+        for i in 0..1000u32 {
+            let mut g = tx.try_grant(64).unwrap();
+            g.put(&i.to_le_bytes()).unwrap();
+            g.put(b"abc").unwrap();
+            g.commit().unwrap();
+            let p = rx.peek(Some(Duration::from_secs(1))).unwrap();
+            assert_eq!(p.len(), 7);
+            p.read(0, &mut word).unwrap();
+            assert_eq!(u32::from_le_bytes(word), i);
+            p.release();
+        }
+        // Error paths too.
+        assert!(rx.try_peek().is_err());
+        assert!(tx.try_grant(4000).is_err());
+        let mut g = tx.try_grant(2).unwrap();
+        assert!(g.put(b"abc").is_err());
+    });
+    assert_eq!(count, 0);
+}
+
+#[test]
 fn seqlock_publish_read_allocate_nothing() {
     let n = name("seqlock");
     let mut w = SeqLockWriter::create(Backing::Named(&n), 256, 2).unwrap();

@@ -78,6 +78,42 @@ fn peer(args: &[String]) {
                 }
             }
         }
+        // grant-writer NAME COUNT: creates the ring, reports, then builds COUNT records in
+        // place (three pieces each: the sequence number, a body whose length varies with
+        // it, the sequence number again), abandoning an extra grant before every tenth;
+        // then waits for a line and closes the ring.
+        "grant-writer" => {
+            let (name, count): (&str, u64) = (&args[1], args[2].parse().unwrap());
+            let mut tx = SpscSender::create(Backing::Named(name), 64 * 1024, FP).unwrap();
+            tx.segment().persist(); // the test unlinks it
+            writeln!(stdout, "ready").unwrap();
+            stdout.flush().unwrap();
+            let body = [0xA5u8; 4096];
+            // Waits for room (the reader drains the ring as it goes).
+            fn grant(tx: &mut SpscSender, n: usize) -> ember_linux::shm::SendGrant<'_> {
+                while let Err(e) = tx.try_grant(n) {
+                    assert_eq!(e, Error::Shm(ShmError::Full));
+                    std::thread::yield_now();
+                }
+                tx.try_grant(n).unwrap()
+            }
+            for seq in 0..count {
+                if seq.is_multiple_of(10) {
+                    // Abandoned: never seen by the reader.
+                    // Abandoned by going out of scope uncommitted.
+                    grant(&mut tx, 64).put(&u64::MAX.to_le_bytes()).unwrap();
+                }
+                let len = grant_body_len(seq);
+                let mut g = grant(&mut tx, 16 + len);
+                g.put(&seq.to_le_bytes()).unwrap();
+                g.put(&body[..len]).unwrap();
+                g.put(&seq.to_le_bytes()).unwrap();
+                // Past the room granted: refused, nothing appended.
+                assert_eq!(g.put(&[0; 1]), Err(Error::Shm(ShmError::TooLarge { len: 17 + len, max: 16 + len })));
+                g.commit().unwrap();
+            }
+            stdin.read_line(&mut line).unwrap();
+        }
         // frame-writer NAME: sends Ember frames forever (for the scribbler test).
         "frame-writer" => {
             let mut tx = SpscSender::create(Backing::Named(&args[1]), 4096, FP).unwrap();
@@ -391,8 +427,25 @@ fn hostile_scribbler_reader_gets_only_typed_errors_or_valid_frames() {
     assert_eq!(scribbler.line(), "ready");
     let (mut valid, mut errors) = (0u64, 0u64);
     let until = Instant::now() + Duration::from_secs(3);
+    let mut i = 0u64;
     while Instant::now() < until {
-        match rx.recv(&mut out, Some(Duration::from_millis(200))) {
+        i += 1;
+        // Every other record is read in place (peek, read, release), as a large-record
+        // reader would.
+        let got = if i.is_multiple_of(2) {
+            rx.recv(&mut out, Some(Duration::from_millis(200)))
+        } else {
+            match rx.peek(Some(Duration::from_millis(200))) {
+                Ok(p) => {
+                    let n = p.len().min(out.len());
+                    let r = p.read(0, &mut out[..n]).map(|()| n);
+                    p.release();
+                    r
+                }
+                Err(e) => Err(e),
+            }
+        };
+        match got {
             Ok(n) => match Frame::new_checked(&out[..n]) {
                 Ok(f) => {
                     assert_eq!(f.kind(), 1);
@@ -410,6 +463,50 @@ fn hostile_scribbler_reader_gets_only_typed_errors_or_valid_frames() {
     println!("    hostile: {valid} valid frames, {errors} typed errors");
     scribbler.wait_ok();
     writer.kill9();
+}
+
+/// The body length of the grant writer's record `seq`: 0 to 4095 bytes, not a multiple
+/// of 8 most of the time (the grant's partial words).
+fn grant_body_len(seq: u64) -> usize {
+    (seq.wrapping_mul(2_654_435_761) % 4096) as usize
+}
+
+fn records_built_in_place_are_read_in_place_across_processes() {
+    const COUNT: u64 = 20_000;
+    let name = unique("grant");
+    let _cleanup = ShmCleanup(name.clone());
+    let mut writer = Peer::spawn(&["grant-writer", &name, &COUNT.to_string()]);
+    assert_eq!(writer.line(), "ready");
+    let mut rx = SpscReceiver::open(&name, FP).unwrap();
+    let t = Some(Duration::from_secs(10));
+    let mut word = [0u8; 8];
+    let mut body = vec![0u8; 4096];
+    for seq in 0..COUNT {
+        let len = grant_body_len(seq);
+        if seq % 1000 == 0 {
+            // A peek dropped without release leaves the record where it was.
+            let p = rx.peek(t).unwrap();
+            p.read(0, &mut word).unwrap();
+            assert_eq!(u64::from_le_bytes(word), seq);
+        }
+        let p = rx.peek(t).unwrap();
+        assert_eq!(p.len(), 16 + len, "record {seq}");
+        p.read(0, &mut word).unwrap();
+        assert_eq!(u64::from_le_bytes(word), seq, "abandoned grants are never seen");
+        p.read(8 + len, &mut word).unwrap();
+        assert_eq!(u64::from_le_bytes(word), seq);
+        if seq % 7 == 0 {
+            p.read(8, &mut body[..len]).unwrap();
+            assert!(body[..len].iter().all(|&b| b == 0xA5));
+        }
+        // Past the end: refused.
+        assert_eq!(p.read(9 + len, &mut word), Err(Error::Shm(ShmError::TooLarge { len: 17 + len, max: 16 + len })));
+        p.release();
+    }
+    assert!(matches!(rx.try_peek(), Err(Error::Shm(ShmError::Empty))));
+    writer.say("done");
+    assert_eq!(rx.peek(t).map(|p| p.len()), Err(Error::Shm(ShmError::Closed)));
+    writer.wait_ok();
 }
 
 fn memfd_segments_and_seals() {
@@ -574,6 +671,7 @@ fn main() {
             ("reader_killed_writer_goes_on", reader_killed_writer_goes_on),
             ("seqlock_across_processes", seqlock_reader_never_sees_a_torn_value_across_processes),
             ("hostile_scribbler", hostile_scribbler_reader_gets_only_typed_errors_or_valid_frames),
+            ("grant_and_peek_across_processes", records_built_in_place_are_read_in_place_across_processes),
         ],
         peer,
     );

@@ -1,7 +1,7 @@
 //! Ember next to iceoryx2 in the same run, between the same two pinned processes.
 //!
 //! ```text
-//! cargo xtask bench-peers [--quick] [--sizes 64,4096,...] [--only pubsub,rpc,event]
+//! cargo xtask bench-peers [--quick] [--sizes 64,4096,...] [--only pubsub,loan,rpc,event]
 //! cargo run --release --manifest-path benches/peers/Cargo.toml -- [same options]
 //! ```
 //!
@@ -16,6 +16,7 @@
 //! | row | Ember | iceoryx2 |
 //! |---|---|---|
 //! | `pubsub` (per size) | `SpscSender::try_send` / `SpscReceiver::recv_spin`, a ring each way | `publish_subscribe::<[u8]>`, `loan_slice_uninit` + `write_from_slice` + `send`, `receive` polled, a service each way |
+//! | `loan` (per size) | the payload built in place (`SpscSender::try_grant`, `SendGrant::put` from the sender's buffer, `commit`) and read in place (`SpscReceiver::peek_spin`, its first and last 8 bytes with `RecvPeek::read`, `release`) | `loan_slice_uninit` + `write_from_slice` + `send`; the sample's first and last 8 bytes read in place |
 //! | `rpc` | `rpc::Client::call` / `rpc::Server::serve_one` over a `ShmLink` (a `u64` request, its `+ 1` back), the rings busy-polled | `request_response::<u64, u64>`, `Client::send_copy`, `PendingResponse::receive` polled, `ActiveRequest::send_copy` |
 //! | `event` | a ring each way, an 8-byte record, the receiver asleep on the futex (`recv`, no spinning) | `event()`, `Notifier::notify`, `Listener::blocking_wait` |
 //!
@@ -24,7 +25,7 @@
 //! at least 64 KiB; iceoryx2's subscribers buffer 2 samples, no history. The size matters
 //! from 256 KiB on, where the rings' working set meets the caches (docs/benchmarks.md).
 //!
-//! Both systems copy the payload in and out on both sides (`pubsub`): the message is copied
+//! In `pubsub` both systems copy the payload in and out on both sides: the message is copied
 //! from the sender's buffer into shared memory and from shared memory into the receiver's
 //! buffer, as a receiver that keeps data must. Latency rows time every round trip and
 //! report half of it (one-way); `rpc` reports the round trip. p50 and p99 per iteration,
@@ -90,6 +91,8 @@ fn service_name(name: &str) -> Result<ServiceName, String> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Row {
     PubSub(usize),
+    /// Publish-subscribe with the payload written in place and read in place.
+    Loan(usize),
     Rpc,
     Event,
 }
@@ -98,6 +101,7 @@ impl Row {
     fn tag(self) -> String {
         match self {
             Row::PubSub(size) => format!("pubsub-{size}"),
+            Row::Loan(size) => format!("loan-{size}"),
             Row::Rpc => "rpc".into(),
             Row::Event => "event".into(),
         }
@@ -107,18 +111,17 @@ impl Row {
         match tag {
             "rpc" => Ok(Row::Rpc),
             "event" => Ok(Row::Event),
-            t => t
-                .strip_prefix("pubsub-")
-                .and_then(|s| s.parse().ok())
-                .map(Row::PubSub)
-                .ok_or(format!("unknown row {t}")),
+            t => {
+                let size = |prefix: &str| t.strip_prefix(prefix).and_then(|s| s.parse::<usize>().ok());
+                size("pubsub-").map(Row::PubSub).or(size("loan-").map(Row::Loan)).ok_or(format!("unknown row {t}"))
+            }
         }
     }
 
     /// The payload size each message carries.
     fn size(self) -> usize {
         match self {
-            Row::PubSub(size) => size,
+            Row::PubSub(size) | Row::Loan(size) => size,
             Row::Rpc | Row::Event => 8,
         }
     }
@@ -141,7 +144,13 @@ struct Side {
 // One per row, never moved in a loop: the size difference costs nothing.
 #[allow(clippy::large_enum_variant)]
 enum EmberSide {
-    Rings { tx: SpscSender, rx: SpscReceiver, spin: bool },
+    /// `in_place`: records built with a grant and read with a peek (the loan row).
+    Rings {
+        tx: SpscSender,
+        rx: SpscReceiver,
+        spin: bool,
+        in_place: bool,
+    },
     RpcClient(Box<Client<ShmLink, 1, 64, FRAME>>),
     RpcServer(Box<Server<ShmLink, FRAME, FRAME>>),
 }
@@ -151,6 +160,8 @@ enum IoxSide {
     PubSub {
         publisher: iceoryx2::port::publisher::Publisher<ipc::Service, [u8], ()>,
         subscriber: iceoryx2::port::subscriber::Subscriber<ipc::Service, [u8], ()>,
+        /// The loan row: the payload is read in place, not copied out.
+        in_place: bool,
     },
     Client(iceoryx2::port::client::Client<ipc::Service, u64, (), u64, ()>),
     Server(iceoryx2::port::server::Server<ipc::Service, u64, (), u64, ()>),
@@ -186,7 +197,7 @@ fn iox_side(
 ) -> Result<(IoxServices, IoxSide), String> {
     let (mine, theirs) = if first { (a2b, b2a) } else { (b2a, a2b) };
     match row {
-        Row::PubSub(size) => {
+        Row::PubSub(size) | Row::Loan(size) => {
             let open = |name: &str| {
                 node.service_builder(&service_name(name)?)
                     .publish_subscribe::<[u8]>()
@@ -200,7 +211,8 @@ fn iox_side(
             let (out, inn) = (open(mine)?, open(theirs)?);
             let publisher = out.publisher_builder().initial_max_slice_len(size).create().map_err(err)?;
             let subscriber = inn.subscriber_builder().create().map_err(err)?;
-            Ok((IoxServices::PubSub(out, inn), IoxSide::PubSub { publisher, subscriber }))
+            let in_place = matches!(row, Row::Loan(_));
+            Ok((IoxServices::PubSub(out, inn), IoxSide::PubSub { publisher, subscriber, in_place }))
         }
         Row::Rpc => {
             let service = node
@@ -237,10 +249,11 @@ fn iox_side(
 /// The Ember side of `row` from the two rings.
 fn ember_side(row: Row, tx: SpscSender, mut rx: SpscReceiver, first: bool) -> Result<EmberSide, String> {
     Ok(match row {
-        Row::PubSub(_) => EmberSide::Rings { tx, rx, spin: true },
+        Row::PubSub(_) => EmberSide::Rings { tx, rx, spin: true, in_place: false },
+        Row::Loan(_) => EmberSide::Rings { tx, rx, spin: true, in_place: true },
         Row::Event => {
             rx.set_spin_before_sleep(0);
-            EmberSide::Rings { tx, rx, spin: false }
+            EmberSide::Rings { tx, rx, spin: false, in_place: false }
         }
         Row::Rpc => {
             rx.set_spin_before_sleep(RPC_SPIN);
@@ -276,7 +289,14 @@ impl Side {
     fn ping(&mut self, sys: System, i: u64, msg: &[u8], out: &mut [u8]) -> Result<(), String> {
         match sys {
             System::Ember => match &mut self.ember {
-                EmberSide::Rings { tx, rx, spin } => {
+                EmberSide::Rings { tx, rx, in_place: true, .. } => {
+                    let mut g = tx.try_grant(msg.len()).map_err(err)?;
+                    g.put(msg).map_err(err)?;
+                    g.commit().map_err(err)?;
+                    let n = read_in_place(rx.peek_spin(Some(TIMEOUT)).map_err(err)?, out)?;
+                    check_len(n, msg.len())
+                }
+                EmberSide::Rings { tx, rx, spin, .. } => {
                     tx.try_send(msg).map_err(err)?;
                     let n = if *spin { rx.recv_spin(out, Some(TIMEOUT)) } else { rx.recv(out, Some(TIMEOUT)) }
                         .map_err(err)?;
@@ -289,17 +309,11 @@ impl Side {
                 EmberSide::RpcServer(_) => Err("the server does not ping".into()),
             },
             System::Iceoryx2 => match &mut self.iox {
-                IoxSide::PubSub { publisher, subscriber } => {
+                IoxSide::PubSub { publisher, subscriber, in_place } => {
                     let sample = publisher.loan_slice_uninit(msg.len()).map_err(err)?;
                     sample.write_from_slice(msg).send().map_err(err)?;
-                    poll(|| {
-                        Ok(subscriber.receive().map_err(err)?.map(|s| {
-                            let p = s.payload();
-                            out[..p.len()].copy_from_slice(p);
-                            p.len()
-                        }))
-                    })
-                    .and_then(|n| check_len(n, msg.len()))
+                    poll(|| Ok(subscriber.receive().map_err(err)?.map(|s| take(s.payload(), out, *in_place))))
+                        .and_then(|n| check_len(n, msg.len()))
                 }
                 IoxSide::Client(c) => {
                     let pending = c.send_copy(i).map_err(err)?;
@@ -319,7 +333,13 @@ impl Side {
     fn pong(&mut self, sys: System, buf: &mut [u8]) -> Result<(), String> {
         match sys {
             System::Ember => match &mut self.ember {
-                EmberSide::Rings { tx, rx, spin } => {
+                EmberSide::Rings { tx, rx, in_place: true, .. } => {
+                    let n = read_in_place(rx.peek_spin(Some(TIMEOUT)).map_err(err)?, buf)?;
+                    let mut g = tx.try_grant(n).map_err(err)?;
+                    g.put(&buf[..n]).map_err(err)?;
+                    g.commit().map_err(err)
+                }
+                EmberSide::Rings { tx, rx, spin, .. } => {
                     let n = if *spin { rx.recv_spin(buf, Some(TIMEOUT)) } else { rx.recv(buf, Some(TIMEOUT)) }
                         .map_err(err)?;
                     tx.try_send(&buf[..n]).map_err(err)
@@ -337,14 +357,8 @@ impl Side {
                 EmberSide::RpcClient(_) => Err("the client does not pong".into()),
             },
             System::Iceoryx2 => match &mut self.iox {
-                IoxSide::PubSub { publisher, subscriber } => {
-                    let n = poll(|| {
-                        Ok(subscriber.receive().map_err(err)?.map(|s| {
-                            let p = s.payload();
-                            buf[..p.len()].copy_from_slice(p);
-                            p.len()
-                        }))
-                    })?;
+                IoxSide::PubSub { publisher, subscriber, in_place } => {
+                    let n = poll(|| Ok(subscriber.receive().map_err(err)?.map(|s| take(s.payload(), buf, *in_place))))?;
                     let sample = publisher.loan_slice_uninit(n).map_err(err)?;
                     sample.write_from_slice(&buf[..n]).send().map(drop).map_err(err)
                 }
@@ -361,6 +375,30 @@ impl Side {
             },
         }
     }
+}
+
+/// Takes a received payload into `out` (copied whole, or for the loan row its first and
+/// last 8 bytes only, read in place); returns its length.
+fn take(p: &[u8], out: &mut [u8], in_place: bool) -> usize {
+    if in_place {
+        let k = p.len().min(8);
+        out[..k].copy_from_slice(&p[..k]);
+        out[p.len() - k..p.len()].copy_from_slice(&p[p.len() - k..]);
+    } else {
+        out[..p.len()].copy_from_slice(p);
+    }
+    p.len()
+}
+
+/// The loan row's read of an Ember record: its first and last 8 bytes, in place, then the
+/// record released; returns its length.
+fn read_in_place(p: ember_linux::shm::RecvPeek<'_>, out: &mut [u8]) -> Result<usize, String> {
+    let n = p.len();
+    let k = n.min(8);
+    p.read(0, &mut out[..k]).map_err(err)?;
+    p.read(n - k, &mut out[n - k..n]).map_err(err)?;
+    p.release();
+    Ok(n)
 }
 
 fn wait_event(listener: &iceoryx2::port::listener::Listener<ipc::Service>) -> Result<(), String> {
@@ -508,7 +546,7 @@ fn measure(row: Row, chunks: usize, per_chunk: usize, records: usize) -> Result<
 
 fn usage() -> ! {
     eprintln!(
-        "usage: ember-peers-bench [--quick] [--sizes 64,4096,...] [--only pubsub,rpc,event] [--chunks N] [--ring-records N]"
+        "usage: ember-peers-bench [--quick] [--sizes 64,4096,...] [--only pubsub,loan,rpc,event] [--chunks N] [--ring-records N]"
     );
     std::process::exit(2)
 }
@@ -553,6 +591,9 @@ fn main() {
     if want("pubsub") {
         rows.extend(sizes.iter().map(|&s| Row::PubSub(s)));
     }
+    if want("loan") {
+        rows.extend(sizes.iter().map(|&s| Row::Loan(s)));
+    }
     if want("rpc") {
         rows.push(Row::Rpc);
     }
@@ -573,12 +614,13 @@ fn main() {
     let mut failed = false;
     for row in rows {
         let per_chunk = match row {
-            Row::PubSub(s) if s > 64 * 1024 => 200,
+            Row::PubSub(s) | Row::Loan(s) if s > 64 * 1024 => 200,
             Row::Event => 500,
             _ => 2000,
         } / if quick { 10 } else { 1 };
         let label = match row {
             Row::PubSub(s) => format!("pubsub {}", human(s)),
+            Row::Loan(s) => format!("loan {}", human(s)),
             Row::Rpc => "rpc round trip".into(),
             Row::Event => "event (blocking)".into(),
         };

@@ -436,7 +436,7 @@ impl core::fmt::Debug for Grant<'_, '_> {
     }
 }
 
-impl Grant<'_, '_> {
+impl<'p, 'a> Grant<'p, 'a> {
     /// Room granted, in bytes.
     pub fn capacity(&self) -> usize {
         self.r.len as usize
@@ -483,15 +483,17 @@ impl Grant<'_, '_> {
         Ok(())
     }
 
-    /// Publishes the record with the bytes written so far.
-    pub fn commit(mut self) -> Result<(), ShmError> {
+    /// Publishes the record with the bytes written so far, and gives the producer back
+    /// (for its wake-up check, [`Producer::consumer_waiting`]).
+    pub fn commit(mut self) -> Result<&'p mut Producer<'a>, ShmError> {
         if self.partial_len > 0 {
             let off = self.r.pos as usize + RECORD_HEADER + self.written - self.partial_len;
             copy::store(self.producer.ring.data, off, &self.partial[..self.partial_len])?;
         }
         self.r.len = self.written as u32;
         self.r.slot = (RECORD_HEADER + align8(self.written)) as u32;
-        self.producer.publish(&self.r)
+        self.producer.publish(&self.r)?;
+        Ok(self.producer)
     }
 }
 
@@ -676,7 +678,7 @@ pub struct Peek<'c, 'a> {
     r: Located,
 }
 
-impl Peek<'_, '_> {
+impl<'c, 'a> Peek<'c, 'a> {
     /// Payload length.
     pub fn len(&self) -> usize {
         self.r.len
@@ -696,9 +698,11 @@ impl Peek<'_, '_> {
         copy::load_unaligned(self.consumer.ring.data, self.r.payload_at + offset, out)
     }
 
-    /// Consumes the record.
-    pub fn release(self) {
+    /// Consumes the record, and gives the consumer back (for its wake-up check,
+    /// [`Consumer::producer_waiting`]).
+    pub fn release(self) -> &'c mut Consumer<'a> {
         self.consumer.advance(self.r.slot);
+        self.consumer
     }
 }
 

@@ -10,7 +10,7 @@ use core::time::Duration;
 use ember_core::shm::broadcast::{self, BroadcastControl, BroadcastRing, Received};
 use ember_core::shm::layout::{CONTROL_OFFSET, SegmentKind};
 use ember_core::shm::seqlock::{self, SeqLock, SeqLockControl, Snapshot, WaitLine};
-use ember_core::shm::spsc::{Consumer, Producer, SpscControl, SpscRing};
+use ember_core::shm::spsc::{Consumer, Grant, Peek, Producer, SpscControl, SpscRing};
 use ember_core::shm::{ShmError, Word};
 use rustix::fd::OwnedFd;
 use serde::{Deserialize, Serialize};
@@ -124,6 +124,23 @@ impl SpscSender {
         self.producer.try_push(payload)?;
         self.wake();
         Ok(())
+    }
+
+    /// Reserves room for a record of up to `max_len` bytes, to build it in place in the
+    /// ring: [`SendGrant::put`] appends bytes straight into shared memory (no intermediate
+    /// buffer: a record assembled from pieces, or a serializer's output), and
+    /// [`SendGrant::commit`] publishes what was written and wakes the receiver. Nothing is
+    /// visible to the receiver before the commit; dropping the grant abandons the record.
+    /// [`ShmError::Full`] (nothing reserved) when the ring has no room for `max_len` bytes
+    /// now, [`ShmError::TooLarge`] beyond [`SpscSender::max_record`].
+    ///
+    /// The ring is memory the receiver's process can write too, so the grant hands out no
+    /// `&mut [u8]` into it (DESIGN.md §4): its bytes are written through the same copy as
+    /// [`SpscSender::try_send`]'s.
+    pub fn try_grant(&mut self, max_len: usize) -> Result<SendGrant<'_>> {
+        let SpscSender { producer, ctl, notifier, .. } = self;
+        let grant = producer.grant(max_len)?;
+        Ok(SendGrant { grant, ctl, notifier: notifier.as_ref() })
     }
 
     /// Appends a record without checking whether the receiver sleeps: the cheapest push,
@@ -277,6 +294,102 @@ fn claim_reader(ctl: &SpscControl) -> Result<u32> {
     Err(ShmError::ReaderClaimed { pid }.into())
 }
 
+/// A record being built in place in an SPSC ring ([`SpscSender::try_grant`]): bytes go in
+/// with [`SendGrant::put`], the record goes out with [`SendGrant::commit`]; dropped
+/// uncommitted, it is abandoned and the receiver never sees it.
+///
+/// `Send` and `Sync`, like the sender it borrows.
+pub struct SendGrant<'s> {
+    grant: Grant<'s, 'static>,
+    ctl: &'static SpscControl,
+    notifier: Option<&'s Notifier>,
+}
+
+impl core::fmt::Debug for SendGrant<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SendGrant").field("grant", &self.grant).finish_non_exhaustive()
+    }
+}
+
+impl SendGrant<'_> {
+    /// Room granted, in bytes.
+    pub fn capacity(&self) -> usize {
+        self.grant.capacity()
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.grant.len()
+    }
+
+    /// Whether nothing has been written yet.
+    pub fn is_empty(&self) -> bool {
+        self.grant.is_empty()
+    }
+
+    /// Appends `bytes` to the record; [`ShmError::TooLarge`] (nothing appended) beyond the
+    /// room granted.
+    pub fn put(&mut self, bytes: &[u8]) -> Result<()> {
+        Ok(self.grant.put(bytes)?)
+    }
+
+    /// Publishes the record with the bytes put so far and wakes the receiver if it sleeps
+    /// (the futex, and the sender's [`Notifier`] if it has one).
+    pub fn commit(self) -> Result<()> {
+        let producer = self.grant.commit()?;
+        if producer.consumer_waiting() {
+            futex_wake_all(self.ctl.head_word());
+            if let Some(n) = self.notifier {
+                // A failed eventfd write leaves the receiver to its poll timeout.
+                let _ = n.notify();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The next record of an SPSC ring, still in the ring ([`SpscReceiver::try_peek`]): its
+/// length, its bytes copied out on demand ([`RecvPeek::read`]), consumed by
+/// [`RecvPeek::release`]; dropped unreleased, it stays for the next receive.
+///
+/// `Send` and `Sync`, like the receiver it borrows.
+pub struct RecvPeek<'r> {
+    peek: Peek<'r, 'static>,
+    ctl: &'static SpscControl,
+}
+
+impl core::fmt::Debug for RecvPeek<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RecvPeek").field("peek", &self.peek).finish_non_exhaustive()
+    }
+}
+
+impl RecvPeek<'_> {
+    /// The record's length in bytes.
+    pub fn len(&self) -> usize {
+        self.peek.len()
+    }
+
+    /// Whether the record is empty.
+    pub fn is_empty(&self) -> bool {
+        self.peek.is_empty()
+    }
+
+    /// Copies `out.len()` bytes of the record from `offset` into `out`;
+    /// [`ShmError::TooLarge`] when that runs past the record's end (nothing copied).
+    pub fn read(&self, offset: usize, out: &mut [u8]) -> Result<()> {
+        Ok(self.peek.read(offset, out)?)
+    }
+
+    /// Consumes the record (and wakes a sender waiting for room, as a receive does).
+    pub fn release(self) {
+        let consumer = self.peek.release();
+        if consumer.producer_waiting(true) {
+            futex_wake_all(self.ctl.tail_word());
+        }
+    }
+}
+
 impl Drop for SpscReceiver {
     fn drop(&mut self) {
         // Only the claimant's own pid is released: a forked child's drop leaves it alone.
@@ -425,11 +538,26 @@ impl SpscReceiver {
     ) -> Result<usize> {
         let cancel = cancel.or(deadline.canceler());
         crate::cancel::check(cancel)?;
-        let mut spins = 0;
         loop {
             match self.try_recv(out) {
                 Err(Error::Shm(ShmError::Empty)) => {}
                 r => return r,
+            }
+            self.wait_record(deadline, cancel)?;
+        }
+    }
+
+    /// Waits until the next record can be taken: spins [`SpscReceiver::set_spin_before_sleep`]
+    /// polls, then sleeps on the futex in liveness slices until `deadline`. `Ok` when a
+    /// record (or the close) is there; [`ShmError::WriterGone`] when the writer died and
+    /// left nothing; [`ShmError::Timeout`]; [`Error::Cancelled`].
+    fn wait_record(&mut self, deadline: &mut Deadline, cancel: Option<&Canceler>) -> Result<()> {
+        let mut spins = 0;
+        loop {
+            match self.consumer.peek() {
+                Ok(_) | Err(ShmError::Closed) => return Ok(()),
+                Err(ShmError::Empty) => {}
+                Err(e) => return Err(e.into()),
             }
             if spins < self.spin {
                 spins += 1;
@@ -443,13 +571,71 @@ impl SpscReceiver {
                 r?;
                 // Nothing new after a whole slice: is the writer still there?
                 if self.ctl.head_word().load(core::sync::atomic::Ordering::Acquire) == head && !self.writer.is_alive() {
-                    return match self.try_recv(out) {
-                        Err(Error::Shm(ShmError::Empty)) => Err(ShmError::WriterGone.into()),
-                        other => other,
+                    return match self.consumer.peek() {
+                        Ok(_) | Err(ShmError::Closed) => Ok(()),
+                        Err(ShmError::Empty) => Err(ShmError::WriterGone.into()),
+                        Err(e) => Err(e.into()),
                     };
                 }
             }
         }
+    }
+
+    /// The next record, left in the ring, without waiting ([`ShmError::Empty`]): read what
+    /// is needed of it in place with [`RecvPeek::read`] (a frame's header alone, one field
+    /// of a large record) and consume it with [`RecvPeek::release`]. Dropping the peek
+    /// leaves the record for the next receive. [`ShmError::Closed`] once the sender closed
+    /// the ring and it is drained.
+    ///
+    /// The ring is memory the sender's process can write too, so the peek hands out no
+    /// `&[u8]` into it (DESIGN.md §4): [`RecvPeek::read`] copies the bytes asked for out.
+    pub fn try_peek(&mut self) -> Result<RecvPeek<'_>> {
+        if let Err(e) = self.consumer.peek() {
+            if e == ShmError::Empty {
+                // Drained: a producer waiting for room must hear of it now.
+                self.wake(false);
+            }
+            return Err(e.into());
+        }
+        let SpscReceiver { consumer, ctl, .. } = self;
+        Ok(RecvPeek { peek: consumer.peek()?, ctl })
+    }
+
+    /// [`SpscReceiver::try_peek`] waiting for the next record as [`SpscReceiver::recv`]
+    /// does (spins, then sleeps on the futex) for at most `timeout`;
+    /// [`ShmError::WriterGone`] when the writer died and left nothing.
+    pub fn peek(&mut self, timeout: Option<Duration>) -> Result<RecvPeek<'_>> {
+        let mut deadline = Deadline::after(timeout);
+        self.wait_record(&mut deadline, None)?;
+        self.try_peek()
+    }
+
+    /// [`SpscReceiver::try_peek`] busy-polling for the next record (lowest latency, burns a
+    /// core), for at most `timeout`.
+    pub fn peek_spin(&mut self, timeout: Option<Duration>) -> Result<RecvPeek<'_>> {
+        let mut deadline = Deadline::after(timeout);
+        let mut polls = 0u32;
+        loop {
+            match self.consumer.peek() {
+                Ok(_) | Err(ShmError::Closed) => break,
+                Err(ShmError::Empty) => {}
+                Err(e) => return Err(e.into()),
+            }
+            polls = polls.wrapping_add(1);
+            if polls.is_multiple_of(1 << 16) {
+                if deadline.slice(LIVENESS_SLICE).is_none() {
+                    return Err(ShmError::Timeout.into());
+                }
+                if !self.writer.is_alive() {
+                    if matches!(self.consumer.peek(), Err(ShmError::Empty)) {
+                        return Err(ShmError::WriterGone.into());
+                    }
+                    break;
+                }
+            }
+            core::hint::spin_loop();
+        }
+        self.try_peek()
     }
 
     /// Whether [`SpscReceiver::recv_msg`] and [`SpscReceiver::recv_message`] refuse frames

@@ -35,7 +35,9 @@ pub mod sync;
 mod wait;
 
 pub use crate::error::ObjectKind;
-pub use endpoints::{BroadcastReader, BroadcastWriter, SeqLockReader, SeqLockWriter, SpscReceiver, SpscSender};
+pub use endpoints::{
+    BroadcastReader, BroadcastWriter, RecvPeek, SendGrant, SeqLockReader, SeqLockWriter, SpscReceiver, SpscSender,
+};
 pub use endpoints::{SEQLOCK_SPINS_BEFORE_YIELD, SEQLOCK_STALL_BUDGET};
 pub use notify::Notifier;
 pub use sync::{MutexGuard, SharedEvent, SharedMutex, SharedSemaphore, SyncSegment};
