@@ -86,6 +86,50 @@
 #define EMBER_DBUS_NAME_ALREADY_OWNER 4
 
 /*
+ `ember_dbus_property.access`: `Get` only.
+ */
+#define EMBER_DBUS_PROPERTY_READ 1
+
+/*
+ `ember_dbus_property.access`: `Set` only (not supported: `ember_dbus_service_new`
+ refuses it with `EMBER_EINVAL`; defined for completeness).
+ */
+#define EMBER_DBUS_PROPERTY_WRITE 2
+
+/*
+ `ember_dbus_property.access`: `Get` and `Set`.
+ */
+#define EMBER_DBUS_PROPERTY_READWRITE 3
+
+/*
+ `ember_dbus_property.emits_changed` (0, the default): a change is announced by
+ `PropertiesChanged` with the new value.
+ */
+#define EMBER_DBUS_EMITS_CHANGED_TRUE 0
+
+/*
+ `ember_dbus_property.emits_changed`: a change is announced by name only
+ (`invalidated_properties`).
+ */
+#define EMBER_DBUS_EMITS_CHANGED_INVALIDATES 1
+
+/*
+ `ember_dbus_property.emits_changed`: the value never changes (nothing is emitted).
+ */
+#define EMBER_DBUS_EMITS_CHANGED_CONST 2
+
+/*
+ `ember_dbus_property.emits_changed`: changes are not announced.
+ */
+#define EMBER_DBUS_EMITS_CHANGED_FALSE 3
+
+/*
+ How many objects `ember_dbus_service_new` leaves room for (or the number it is given,
+ if larger); `ember_dbus_service_new_sized` takes any other count.
+ */
+#define EMBER_DBUS_SERVICE_CAPACITY 32
+
+/*
  Bytes of a frame header.
  */
 #define EMBER_HEADER_LEN 24
@@ -759,7 +803,7 @@ typedef struct ember_dbus_refused {
  */
 typedef struct ember_dbus_call_info {
   /*
-   The object's path.
+   The path called (for a fallback object, a path below the object's own).
    */
   const char *path;
   /*
@@ -782,15 +826,21 @@ typedef struct ember_dbus_call_info {
    Private.
    */
   void *_fds;
+  /*
+   Private (what `ember_dbus_call_defer` needs).
+   */
+  const void *_call;
 } ember_dbus_call_info;
 
 /*
  A method's handler: read the arguments from `args`, append the results (of the
  method's `results` signature) to `reply`, and return 0; or set an error with
  `ember_dbus_args_set_error` (else `org.freedesktop.DBus.Error.Failed`) and return
- nonzero. `call`, `args` and their strings are valid during the call only. A handler may
- not use the connection or the service that runs it (`EMBER_EBUSY`; emit signals after
- `ember_dbus_process` returns), and may not reply with fds (the caller gets an error).
+ nonzero; or defer the answer with `ember_dbus_call_defer` (then what it returns and
+ writes is not sent). `call`, `args` and their strings are valid during the call only. A
+ handler may not use the connection or the service that runs it (`EMBER_EBUSY`; emit
+ signals and answer deferred calls after `ember_dbus_process` returns), and may not
+ reply with fds (the caller gets an error).
  */
 typedef int (*ember_dbus_method_fn)(void *ctx,
                                     const struct ember_dbus_call_info *call,
@@ -842,7 +892,90 @@ typedef struct ember_dbus_signal {
 } ember_dbus_signal;
 
 /*
- An interface: its name, methods and signals.
+ One property of an interface, read and written through the interface's `get_property`
+ and `set_property`.
+
+ Neither `Send` nor `Sync`: it holds raw pointers to the caller's strings.
+ */
+typedef struct ember_dbus_property {
+  /*
+   Its name, e.g. `"Level"`.
+   */
+  const char *name;
+  /*
+   Its type: one complete type, e.g. `"u"` or `"a{sv}"`.
+   */
+  const char *signature;
+  /*
+   `EMBER_DBUS_PROPERTY_READ` or `EMBER_DBUS_PROPERTY_READWRITE`.
+   */
+  int access;
+  /*
+   `EMBER_DBUS_EMITS_CHANGED_TRUE` (0), `_INVALIDATES`, `_CONST` or `_FALSE`: how
+   `PropertiesChanged` announces its changes (its `EmitsChangedSignal` annotation).
+   */
+  int emits_changed;
+} ember_dbus_property;
+
+/*
+ What a property getter or setter is called for (valid during the call only).
+
+ Neither `Send` nor `Sync`: it holds raw pointers into the connection's buffer and the
+ service's table.
+ */
+typedef struct ember_dbus_property_info {
+  /*
+   The object's path (for a fallback object, the path asked about, below its own).
+   */
+  const char *path;
+  /*
+   The interface.
+   */
+  const char *interface;
+  /*
+   The property's name.
+   */
+  const char *property;
+  /*
+   Its signature.
+   */
+  const char *signature;
+} ember_dbus_property_info;
+
+/*
+ An interface's property getter: append the value of `property->property` (one value
+ of `property->signature`) to `value` and return 0; or set an error with
+ `ember_dbus_args_set_error` on `value` (else `org.freedesktop.DBus.Error.Failed`) and
+ return nonzero. It runs for `Properties.Get`, `GetAll`, `GetManagedObjects`,
+ `PropertiesChanged` and `InterfacesAdded`; the same rules as a method handler hold (no
+ use of its connection or service, no fds).
+ */
+typedef int (*ember_dbus_get_fn)(void *ctx,
+                                 const struct ember_dbus_property_info *property,
+                                 struct ember_dbus_args *value);
+
+/*
+ An interface's property setter: read the new value (of `property->signature`, checked
+ before the call) from `value`, store it, and return 0; or set an error with
+ `ember_dbus_args_set_error` on `error` (else `org.freedesktop.DBus.Error.Failed`) and
+ return nonzero. After a 0, `PropertiesChanged` follows the reply as the property's
+ `emits_changed` says. The same rules as a method handler hold.
+ */
+typedef int (*ember_dbus_set_fn)(void *ctx,
+                                 const struct ember_dbus_property_info *property,
+                                 struct ember_dbus_iter *value,
+                                 struct ember_dbus_args *error);
+
+/*
+ An interface: its name, methods, signals and properties.
+
+ An interface named `"org.freedesktop.DBus.ObjectManager"` (with no methods, signals or
+ properties of its own) makes its object a manager: `GetManagedObjects` is answered from
+ the table (every object below it, each interface with its properties read through the
+ getters).
+
+ Since 0.x (issue 20) it has the properties' fields: a C program built against an older
+ `ember.h` must be rebuilt (zero them for an interface without properties).
 
  Neither `Send` nor `Sync`: it holds raw pointers to the caller's strings and tables.
  */
@@ -852,7 +985,7 @@ typedef struct ember_dbus_interface {
    */
   const char *name;
   /*
-   Its methods (`n_methods` of them).
+   Its methods (`n_methods` of them; may be NULL when 0).
    */
   const struct ember_dbus_method *methods;
   /*
@@ -867,6 +1000,26 @@ typedef struct ember_dbus_interface {
    How many.
    */
   size_t n_signals;
+  /*
+   Its properties (`n_properties`; may be NULL when 0).
+   */
+  const struct ember_dbus_property *properties;
+  /*
+   How many.
+   */
+  size_t n_properties;
+  /*
+   Reads any of its properties (required when it has properties).
+   */
+  ember_dbus_get_fn get_property;
+  /*
+   Writes any of its writable properties (required when one is writable).
+   */
+  ember_dbus_set_fn set_property;
+  /*
+   Passed to the getter and setter as it is.
+   */
+  void *property_ctx;
 } ember_dbus_interface;
 
 /*
@@ -888,6 +1041,26 @@ typedef struct ember_dbus_object {
    */
   size_t n_interfaces;
 } ember_dbus_object;
+
+/*
+ A deferred call (`ember_dbus_call_defer`), kept in the caller's memory (no heap) until
+ `ember_dbus_reply` or `ember_dbus_reply_error` answers it, which empties it: a token is
+ answered once (copies of it are not answered again: answer the one you deferred
+ into). A token never answered leaves its caller to its own timeout.
+
+ `Send` and `Sync` as plain words: it may be answered from another thread that owns the
+ connection then.
+ */
+typedef struct ember_dbus_token {
+  /*
+   Private.
+   */
+  uint64_t _magic;
+  /*
+   Private (a Rust value with padding: uninitialised bytes are allowed here).
+   */
+  uint64_t _state[34];
+} ember_dbus_token;
 
 /*
  What `ember_frame_decode` found: the header's fields and where the payload is.
@@ -2200,15 +2373,19 @@ int ember_dbus_connect_peer(const char *address,
                             struct ember_dbus **out);
 
 /*
- Makes a service from `n` objects at `objects` (copied: the table may be freed after).
- Returns `EMBER_OK`, or `EMBER_EINVAL` for an invalid path, name or signature, a NULL
- handler, two objects at one path, two interfaces of one name in an object, or two
- methods of one name in an interface.
+ Makes a service from `n` objects at `objects` (copied: the table may be freed after),
+ with room for `EMBER_DBUS_SERVICE_CAPACITY` objects (or `n`, if more) in all. Returns
+ `EMBER_OK`, or `EMBER_EINVAL` for an invalid path, name or signature, a NULL handler,
+ getter or setter where one is needed, a property that is not one complete type or whose
+ `access` or `emits_changed` is not one of the constants (`EMBER_DBUS_PROPERTY_WRITE`
+ alone is refused), an `org.freedesktop.DBus.ObjectManager` interface with members of
+ its own, two objects at one path, two interfaces of one name in an object, or two
+ methods or properties of one name in an interface.
 
  # Safety
 
  `objects` `n` readable objects, whose arrays and strings are valid as their counts
- say; `out` a writable pointer.
+ say; `out` a writable pointer. The contexts are kept as they are.
 
  Thread safety: any thread.
  */
@@ -2217,11 +2394,73 @@ int ember_dbus_service_new(const struct ember_dbus_object *objects,
                            struct ember_dbus_service **out);
 
 /*
+ `ember_dbus_service_new` with room for `capacity` objects in all (those of the table
+ and those added later; reserved now). Returns `EMBER_OK`; `EMBER_EINVAL` as
+ `ember_dbus_service_new` says, or `capacity` below `n` or over 65536.
+
+ # Safety
+
+ As `ember_dbus_service_new`.
+
+ Thread safety: any thread.
+ */
+int ember_dbus_service_new_sized(const struct ember_dbus_object *objects,
+                                 size_t n,
+                                 size_t capacity,
+                                 struct ember_dbus_service **out);
+
+/*
+ Adds the object `o` (copied: strings and tables may be freed after) to the service:
+ `ember_dbus_process` answers for it from its next call. The object's strings are
+ copied to the heap now (freed when it is removed). Announce it to an ObjectManager's
+ watchers with `ember_dbus_emit_interfaces_added`. Returns `EMBER_OK`; `EMBER_EINVAL`
+ (a NULL pointer, an object `ember_dbus_service_new` would refuse, or an object at that
+ path already); `EMBER_ENOSPC` (the service holds its capacity of objects); `EMBER_EBUSY`
+ (from a callback of this service).
+
+ # Safety
+
+ `s` from `ember_dbus_service_new`; `o` NULL or an object valid as its counts say.
+
+ Thread safety: not with other calls on the same service.
+ */
+int ember_dbus_service_add_object(struct ember_dbus_service *s, const struct ember_dbus_object *o);
+
+/*
+ Adds `o` as a fallback (subtree) object: it also answers for every path below its own
+ that has no object of its own (the nearest fallback above a path answers; handlers,
+ getters and setters see the path called). Returns `EMBER_OK`; `EMBER_EINVAL`,
+ `EMBER_ENOSPC` or `EMBER_EBUSY` as `ember_dbus_service_add_object` says.
+
+ # Safety
+
+ As `ember_dbus_service_add_object`.
+
+ Thread safety: not with other calls on the same service.
+ */
+int ember_dbus_service_add_fallback(struct ember_dbus_service *s,
+                                    const struct ember_dbus_object *o);
+
+/*
+ Removes the object registered at `path` (an ordinary or a fallback object) and frees
+ its copies. Announce it with `ember_dbus_emit_interfaces_removed`. Returns `EMBER_OK`;
+ `EMBER_EINVAL` (a NULL pointer, or no object registered at `path`); `EMBER_EBUSY` (from
+ a callback of this service).
+
+ # Safety
+
+ `s` from `ember_dbus_service_new`; `path` NUL-terminated.
+
+ Thread safety: not with other calls on the same service.
+ */
+int ember_dbus_service_remove_object(struct ember_dbus_service *s, const char *path);
+
+/*
  Frees the service.
 
  # Safety
 
- `s` NULL or from `ember_dbus_service_new`, not used after.
+ `s` NULL or from `ember_dbus_service_new`, not used after (nor from a callback it runs).
 
  Thread safety: not with other calls on the same handle.
  */
@@ -2241,15 +2480,77 @@ void ember_dbus_service_free(struct ember_dbus_service *s);
 int ember_dbus_call_take_fd(const struct ember_dbus_call_info *call, uint32_t index, int *fd);
 
 /*
+ Inside a handler: defers the answer to the call into `*token` (the caller's memory; no
+ heap): nothing is sent when the handler returns (what it returns and writes is
+ dropped), and `ember_dbus_process` goes on serving other callers. Answer later, once,
+ with `ember_dbus_reply` or `ember_dbus_reply_error` on the same connection. Returns
+ `EMBER_OK`; `EMBER_EINVAL` (a NULL or misaligned pointer, or the call was deferred
+ already: one call, one token).
+
+ # Safety
+
+ `call` the info a handler was given, during the handler; `token` writable.
+
+ Thread safety: the handler's thread.
+ */
+int ember_dbus_call_defer(const struct ember_dbus_call_info *call, struct ember_dbus_token *token);
+
+/*
+ Answers the deferred call in `token` with the results in `args` (NULL: none; of the
+ method's `results` signature, which is the caller's to keep: it is not checked here),
+ and empties the token. Results too large for the connection's build buffer answer the
+ caller with `org.freedesktop.DBus.Error.Failed` instead (and this returns
+ `EMBER_ETOOBIG`). A caller that asked for no reply gets nothing (`EMBER_OK`). Returns
+ `EMBER_OK`; `EMBER_EINVAL` (a NULL pointer, a token that holds no deferred call,
+ unclosed containers or fds in `args`: the token is kept then); `EMBER_ETOOBIG`;
+ `EMBER_EPEERGONE` (the bus is gone); `EMBER_EBUSY` (from a callback of this
+ connection; the token is kept); `EMBER_EOS`.
+
+ # Safety
+
+ `d` from `ember_dbus_connect` (the connection the call came on); `token` filled by
+ `ember_dbus_call_defer`, or empty; `args` NULL or from `ember_dbus_args_new`.
+
+ Thread safety: not with other calls on the same connection or token.
+ */
+int ember_dbus_reply(struct ember_dbus *d,
+                     struct ember_dbus_token *token,
+                     const struct ember_dbus_args *args);
+
+/*
+ Answers the deferred call in `token` with the D-Bus error `name` (e.g.
+ `"org.example.Error.Busy"`) and `message` (NULL: empty; cut to what the build buffer
+ holds), and empties the token. Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL pointer, an
+ invalid error name, a message not UTF-8, or a token that holds no deferred call: the
+ token is kept then); `EMBER_EPEERGONE`; `EMBER_EBUSY` (from a callback of this
+ connection; the token is kept); `EMBER_EOS`.
+
+ # Safety
+
+ `d` from `ember_dbus_connect` (the connection the call came on); `token` filled by
+ `ember_dbus_call_defer`, or empty; `name` NUL-terminated; `message` NULL or
+ NUL-terminated.
+
+ Thread safety: not with other calls on the same connection or token.
+ */
+int ember_dbus_reply_error(struct ember_dbus *d,
+                           struct ember_dbus_token *token,
+                           const char *name,
+                           const char *message);
+
+/*
  Receives one message (waiting up to `timeout_ms`) and, if it is a method call, answers
  it from the service `s` (a handler's results or error, the built-in interfaces, or the
- standard error): `*answered` becomes 1. Any other message (a signal, a reply nobody
- waited for) goes to `*other` (may be NULL) and `*answered` becomes 0. Returns
- `EMBER_OK`; `EMBER_ECANCELED` (the canceler
- installed with `ember_set_canceler` was cancelled during the wait); `EMBER_ETIMEDOUT` when nothing came; `EMBER_EBADMSG`/`EMBER_ETOOBIG` for a
- malformed or oversized message (skipped); `EMBER_EOVERFLOW` once where the queue
- dropped messages (call again); `EMBER_EPEERGONE` (the bus is gone); `EMBER_EINVAL` (a NULL or misaligned pointer); `EMBER_EBUSY` (from a handler or
- callback of this connection or service); `EMBER_EOS`.
+ standard error; nothing now if the handler deferred it): `*answered` becomes 1. A
+ successful `Properties.Set` is followed by `PropertiesChanged` as the property's
+ `emits_changed` says. Any other message (a signal, a reply nobody waited for) goes to
+ `*other` (may be NULL) and `*answered` becomes 0. Returns `EMBER_OK`; `EMBER_ECANCELED`
+ (the canceler installed with `ember_set_canceler` was cancelled during the wait);
+ `EMBER_ETIMEDOUT` when nothing came; `EMBER_EBADMSG`/`EMBER_ETOOBIG` for a malformed or
+ oversized message (skipped); `EMBER_EOVERFLOW` once where the queue dropped messages
+ (call again); `EMBER_EPEERGONE` (the bus is gone); `EMBER_EINVAL` (a NULL or misaligned
+ pointer); `EMBER_EBUSY` (from a handler or callback of this connection or service);
+ `EMBER_EOS`.
 
  In a poller loop: when the connection's fd is readable, call it with timeout 0 until
  `EMBER_ETIMEDOUT` (one read may bring several messages).
@@ -2267,6 +2568,74 @@ int ember_dbus_process(struct ember_dbus *d,
                        int64_t timeout_ms,
                        struct ember_dbus_message *other,
                        int *answered);
+
+/*
+ Announces a change of `property` of `interface` of the object at `path` made by the
+ daemon itself (a `Properties.Set` is announced by `ember_dbus_process`), as the
+ property's `emits_changed` says: `PropertiesChanged` with the value read through the
+ getter (or the name invalidated, also when the getter fails), or nothing for
+ `EMBER_DBUS_EMITS_CHANGED_CONST` and `_FALSE` (`*serial` is 0 then). Its serial goes to
+ `*serial` (may be NULL). Returns `EMBER_OK`; `EMBER_EINVAL` (a NULL pointer, or no such
+ property at `path`, a fallback's paths included); `EMBER_ETOOBIG` (the signal does not
+ fit the build buffer); `EMBER_EPEERGONE`; `EMBER_EBUSY` (from a callback of this
+ connection or service); `EMBER_EOS`.
+
+ # Safety
+
+ `d` from `ember_dbus_connect`; `s` from `ember_dbus_service_new`; the strings
+ NUL-terminated; `serial` NULL or writable.
+
+ Thread safety: not with other calls on the same connection or service.
+ */
+int ember_dbus_emit_property_changed(struct ember_dbus *d,
+                                     struct ember_dbus_service *s,
+                                     const char *path,
+                                     const char *interface,
+                                     const char *property,
+                                     uint32_t *serial);
+
+/*
+ Emits `org.freedesktop.DBus.ObjectManager.InterfacesAdded` from the manager at
+ `manager` for the object registered at `path` in `s`: each of its interfaces with its
+ properties read through the getters (a getter that fails fails the emission: nothing
+ is sent). Its serial goes to `*serial` (may be NULL). Returns `EMBER_OK`; `EMBER_EINVAL`
+ (a NULL pointer, an invalid `manager`, no object registered at `path`, or a getter
+ failed); `EMBER_ETOOBIG`; `EMBER_EPEERGONE`; `EMBER_EBUSY` (from a callback of this
+ connection or service); `EMBER_EOS`.
+
+ # Safety
+
+ `d` from `ember_dbus_connect`; `s` from `ember_dbus_service_new`; the strings
+ NUL-terminated; `serial` NULL or writable.
+
+ Thread safety: not with other calls on the same connection or service.
+ */
+int ember_dbus_emit_interfaces_added(struct ember_dbus *d,
+                                     struct ember_dbus_service *s,
+                                     const char *manager,
+                                     const char *path,
+                                     uint32_t *serial);
+
+/*
+ Emits `org.freedesktop.DBus.ObjectManager.InterfacesRemoved` from the manager at
+ `manager`: the object at `path` lost the `n` interfaces named at `interfaces` (all of
+ them when it is gone). Its serial goes to `*serial` (may be NULL). Returns `EMBER_OK`;
+ `EMBER_EINVAL` (a NULL pointer, an invalid path or interface name); `EMBER_ETOOBIG`;
+ `EMBER_EPEERGONE`; `EMBER_EBUSY` (from a callback of this connection); `EMBER_EOS`.
+
+ # Safety
+
+ `d` from `ember_dbus_connect`; `manager`, `path` NUL-terminated; `interfaces` NULL
+ (when `n` is 0) or `n` NUL-terminated strings; `serial` NULL or writable.
+
+ Thread safety: not with other calls on the same connection.
+ */
+int ember_dbus_emit_interfaces_removed(struct ember_dbus *d,
+                                       const char *manager,
+                                       const char *path,
+                                       const char *const *interfaces,
+                                       size_t n,
+                                       uint32_t *serial);
 
 /*
  A static, NUL-terminated description of `code` ("unknown error" for others).

@@ -119,6 +119,16 @@ unsafe extern "C" fn add(
     }
 }
 
+/// The getter of `Level` (`u`): 7.
+unsafe extern "C" fn get_level(
+    _ctx: *mut c_void,
+    _property: *const ember::dbus::serve::ember_dbus_property_info,
+    value: *mut ember_dbus_args,
+) -> c_int {
+    // SAFETY: the builder the service hands a getter, valid during the call.
+    unsafe { ember::dbus::args::ember_dbus_args_add_uint32(value, 7) }
+}
+
 fn c(s: &str) -> Vec<u8> {
     let mut v = s.as_bytes().to_vec();
     v.push(0);
@@ -152,12 +162,23 @@ fn dbus_round_trip() {
                 handler: Some(add),
                 ctx: null_mut(),
             }];
+            let props = [ember::dbus::serve::ember_dbus_property {
+                name: c"Level".as_ptr(),
+                signature: c"u".as_ptr(),
+                access: ember::dbus::serve::EMBER_DBUS_PROPERTY_READ,
+                emits_changed: ember::dbus::serve::EMBER_DBUS_EMITS_CHANGED_TRUE,
+            }];
             let ifaces = [ember_dbus_interface {
                 name: iface2.as_ptr().cast(),
                 methods: methods.as_ptr(),
                 n_methods: 1,
                 signals: std::ptr::null(),
                 n_signals: 0,
+                properties: props.as_ptr(),
+                n_properties: 1,
+                get_property: Some(get_level),
+                set_property: None,
+                property_ctx: null_mut(),
             }];
             let objects =
                 [ember_dbus_object { path: path2.as_ptr().cast(), interfaces: ifaces.as_ptr(), n_interfaces: 1 }];
@@ -166,7 +187,8 @@ fn dbus_round_trip() {
             tx.send(0).unwrap();
             let mut calls = 0;
             let mut allocated = 0;
-            while calls < 51 {
+            // 51 calls of Add and 50 of Properties.Get (answered through the getter).
+            while calls < 101 {
                 let mut answered = 0;
                 let mut other = std::mem::MaybeUninit::<ember_dbus_message>::uninit();
                 let n = allocations(|| {
@@ -213,10 +235,39 @@ fn dbus_round_trip() {
             assert_eq!(ember_dbus_iter_int32(&mut r.body, &mut sum), OK);
             assert_eq!(sum, x + 1);
         };
+        let mut reply2 = std::mem::MaybeUninit::<ember_dbus_message>::uninit();
+        let mut get = || {
+            assert_eq!(ember_dbus_args_clear(a), OK);
+            assert_eq!(ember_dbus_args_add_string(a, iface.as_ptr().cast()), OK);
+            assert_eq!(ember_dbus_args_add_string(a, c"Level".as_ptr()), OK);
+            let rc = ember_dbus_call(
+                d,
+                name.as_ptr().cast::<c_char>(),
+                path.as_ptr().cast(),
+                c"org.freedesktop.DBus.Properties".as_ptr(),
+                c"Get".as_ptr(),
+                a,
+                5000,
+                reply2.as_mut_ptr(),
+                None,
+                null_mut(),
+            );
+            assert_eq!(rc, OK);
+            let r = &mut *reply2.as_mut_ptr();
+            let (mut v, mut level) = (std::mem::MaybeUninit::<ember_dbus_iter>::uninit(), 0u32);
+            assert_eq!(ember_dbus_iter_recurse(&mut r.body, v.as_mut_ptr()), OK);
+            assert_eq!(ember_dbus_iter_uint32(v.as_mut_ptr(), &mut level), OK);
+            assert_eq!(level, 7);
+        };
         call(0);
-        let n = allocations(|| (1..=50).for_each(&mut call));
+        let n = allocations(|| {
+            for x in 1..=50 {
+                call(x);
+                get();
+            }
+        });
         assert_eq!(n, 0, "ember_dbus_call with the builder and the iterator allocated");
-        assert_eq!(rx.recv().unwrap(), 0, "ember_dbus_process allocated");
+        assert_eq!(rx.recv().unwrap(), 0, "ember_dbus_process (a method, a property's getter) allocated");
         server.join().unwrap();
         ember_dbus_args_free(a);
         ember_dbus_free(d);

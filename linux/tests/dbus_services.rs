@@ -728,6 +728,39 @@ fn names_and_annotations_in_introspection() {
     assert!(xml.contains("<annotation name=\"org.ember.Note\" value=\"a&lt;b &amp; &quot;c&quot;\"/>"), "{xml}");
 }
 
+// ---- Typed properties --------------------------------------------------------------------
+
+/// `Property::typed`, `property_value` and `property_from`: a property's value written and
+/// read back through the typed layer, and a value of another type refused as `InvalidArgs`.
+fn typed_property_helpers() {
+    use ember_core::dbus::Reader;
+    const LEVEL: Property<'static> = Property::typed::<u32>("Level", true);
+    const TAGS: Property<'static> = Property::typed::<[&str]>("Tags", false);
+    assert_eq!((LEVEL.signature, LEVEL.writable), ("u", true));
+    assert_eq!(TAGS.signature, "as");
+    let mut buf = [0u8; 128];
+    let mut w = Writer::new(&mut buf);
+    object::property_value(&mut w, &42u32).unwrap();
+    let at = w.position();
+    object::property_value(&mut w, &["warm", "dim"][..]).unwrap();
+    let (end, endian) = (w.position(), w.endian());
+    let mut r = Reader::new(&buf[..end], endian);
+    let level = r.value(Signature::new("u").unwrap()).unwrap();
+    assert_eq!(r.position(), at);
+    let tags = r.value(Signature::new("as").unwrap()).unwrap();
+    assert_eq!(object::property_from::<u32>(level.clone()).unwrap(), 42);
+    let e = object::property_from::<&str>(level).unwrap_err();
+    assert_eq!(e.name, object::names::INVALID_ARGS);
+    let a = object::property_from::<ember_core::dbus::value::Array<'_>>(tags.clone()).unwrap();
+    let got: Vec<&str> = a.map(|v| <&str>::try_from(v.unwrap()).unwrap()).collect();
+    assert_eq!(got, ["warm", "dim"]);
+    assert_eq!(object::property_from::<u32>(tags).unwrap_err().name, object::names::INVALID_ARGS);
+    // A writer too small: Failed, not a panic.
+    let mut small = [0u8; 4];
+    let mut w = Writer::new(&mut small);
+    assert_eq!(object::property_value(&mut w, "longer than four").unwrap_err().name, object::names::FAILED);
+}
+
 fn main() {
     common::main(
         &[
@@ -740,6 +773,7 @@ fn main() {
             ("fallback_object_answers_for_its_subtree", fallback_object_answers_for_its_subtree),
             ("properties_changed_seen_by_gdbus", properties_changed_seen_by_gdbus),
             ("names_and_annotations_in_introspection", names_and_annotations_in_introspection),
+            ("typed_property_helpers", typed_property_helpers),
         ],
         |_| {},
     );

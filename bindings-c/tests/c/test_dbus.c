@@ -264,7 +264,7 @@ static int serve(void) {
         {"Reenter", "", "b", h_reenter, d},      {"Mirror", "nqtdgy", "nqtdgy", h_mirror, NULL},
         {"FailLong", "", "", h_fail_long, NULL},
     };
-    const ember_dbus_interface ifaces[] = {{IFACE, methods, sizeof methods / sizeof methods[0], signals, 1}};
+    const ember_dbus_interface ifaces[] = {{IFACE, methods, sizeof methods / sizeof methods[0], signals, 1, NULL, 0, NULL, NULL, NULL}};
     const ember_dbus_object objects[] = {{PATH, ifaces, 1}};
     ember_dbus_service *svc = NULL;
     if (ember_dbus_service_new(objects, 1, &svc)) return 12;
@@ -665,19 +665,19 @@ static void service_errors(void) {
     const ember_dbus_method bad_sig[] = {{"M", "a", "", h_quit, NULL}};
     const ember_dbus_method no_handler[] = {{"M", "", "", NULL, NULL}};
     const ember_dbus_method bad_name[] = {{"M.x", "", "", h_quit, NULL}};
-    const ember_dbus_interface i1[] = {{IFACE, bad_sig, 1, NULL, 0}};
-    const ember_dbus_interface i2[] = {{IFACE, no_handler, 1, NULL, 0}};
-    const ember_dbus_interface i3[] = {{IFACE, bad_name, 1, NULL, 0}};
-    const ember_dbus_interface i4[] = {{"noDots", NULL, 0, NULL, 0}};
-    const ember_dbus_interface i5[] = {{IFACE, NULL, 3, NULL, 0}};
+    const ember_dbus_interface i1[] = {{IFACE, bad_sig, 1, NULL, 0, NULL, 0, NULL, NULL, NULL}};
+    const ember_dbus_interface i2[] = {{IFACE, no_handler, 1, NULL, 0, NULL, 0, NULL, NULL, NULL}};
+    const ember_dbus_interface i3[] = {{IFACE, bad_name, 1, NULL, 0, NULL, 0, NULL, NULL, NULL}};
+    const ember_dbus_interface i4[] = {{"noDots", NULL, 0, NULL, 0, NULL, 0, NULL, NULL, NULL}};
+    const ember_dbus_interface i5[] = {{IFACE, NULL, 3, NULL, 0, NULL, 0, NULL, NULL, NULL}};
     const ember_dbus_object o[] = {{PATH, i1, 1}, {PATH, i2, 1}, {PATH, i3, 1}, {PATH, i4, 1}, {PATH, i5, 1}};
     for (int k = 0; k < 5; k++) {
         CHECK_CODE(ember_dbus_service_new(&o[k], 1, &svc), EMBER_EINVAL);
         CHECK(svc == NULL);
     }
     const ember_dbus_method dup_methods[] = {{"M", "", "", h_quit, NULL}, {"M", "i", "", h_quit, NULL}};
-    const ember_dbus_interface dup_method[] = {{IFACE, dup_methods, 2, NULL, 0}};
-    const ember_dbus_interface dup_iface[] = {{IFACE, NULL, 0, NULL, 0}, {IFACE, NULL, 0, NULL, 0}};
+    const ember_dbus_interface dup_method[] = {{IFACE, dup_methods, 2, NULL, 0, NULL, 0, NULL, NULL, NULL}};
+    const ember_dbus_interface dup_iface[] = {{IFACE, NULL, 0, NULL, 0, NULL, 0, NULL, NULL, NULL}, {IFACE, NULL, 0, NULL, 0, NULL, 0, NULL, NULL, NULL}};
     const ember_dbus_object dups[] = {{PATH, dup_method, 1}, {PATH, dup_iface, 2}};
     CHECK_CODE(ember_dbus_service_new(&dups[0], 1, &svc), EMBER_EINVAL);
     CHECK_CODE(ember_dbus_service_new(&dups[1], 1, &svc), EMBER_EINVAL);

@@ -100,7 +100,7 @@ int main(void) {
     ember_dbus *s = NULL;
     CHECK_CODE(ember_dbus_listener_accept(l, SIZE, SIZE, SIZE, TIMEOUT, &s), EMBER_OK);
     const ember_dbus_method methods[] = {{"Add", "ii", "i", h_add, NULL}};
-    const ember_dbus_interface ifaces[] = {{IFACE, methods, 1, NULL, 0}};
+    const ember_dbus_interface ifaces[] = {{IFACE, methods, 1, NULL, 0, NULL, 0, NULL, NULL, NULL}};
     const ember_dbus_object objects[] = {{PATH, ifaces, 1}};
     ember_dbus_service *svc = NULL;
     CHECK_CODE(ember_dbus_service_new(objects, 1, &svc), EMBER_OK);

@@ -2025,7 +2025,10 @@ impl<B: Buffers> ConnectionWith<B> {
         self.process_view(table.view(), service, timeout)
     }
 
-    fn process_view(
+    /// [`ConnectionWith::process`] with the objects of a [`View`](super::object::View): a
+    /// table kept outside an [`ObjectTable`](super::object::ObjectTable) (the C ABI's
+    /// service keeps its own).
+    pub fn process_view(
         &mut self,
         objects: super::object::View<'_, '_>,
         service: &mut impl super::object::Service,
@@ -2159,7 +2162,19 @@ impl<B: Buffers> ConnectionWith<B> {
         property: &str,
         service: &mut impl super::object::Service,
     ) -> Result<Option<u32>> {
-        let view = table.view();
+        self.property_changed_view(table.view(), path, interface, property, service)
+    }
+
+    /// [`ConnectionWith::property_changed`] for the objects of a
+    /// [`View`](super::object::View).
+    pub fn property_changed_view(
+        &mut self,
+        view: super::object::View<'_, '_>,
+        path: &str,
+        interface: &str,
+        property: &str,
+        service: &mut impl super::object::Service,
+    ) -> Result<Option<u32>> {
         let p = view
             .find(path)
             .and_then(|o| o.interfaces.iter().find(|i| i.name == interface))

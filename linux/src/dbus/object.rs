@@ -37,7 +37,7 @@
 //! }
 //! ```
 
-use ember_core::dbus::typed::{Body, DecodeBody, EncodeBody, body_signature_of};
+use ember_core::dbus::typed::{Body, DbusType, DecodeBody, Encode, EncodeBody, body_signature_of, signature_of};
 use ember_core::dbus::value::Values;
 use ember_core::dbus::{DbusError, Signature, Value, Writer};
 
@@ -122,6 +122,42 @@ pub struct Property<'a> {
     pub signature: &'a str,
     /// Whether `Set` may change it.
     pub writable: bool,
+}
+
+impl<'a> Property<'a> {
+    /// The property `name` of the type `T`: its signature is `T`'s, fixed at compile time
+    /// (read and write it with [`property_value`] and [`property_from`]).
+    pub const fn typed<T: DbusType + ?Sized>(name: &'a str, writable: bool) -> Property<'a> {
+        Property { name, signature: signature_of::<T>(), writable }
+    }
+}
+
+/// Writes a property's value `v` in [`Service::get`] (the property's signature must be
+/// `T`'s: [`Property::typed`] makes them agree). A value too large for the reply is
+/// `org.freedesktop.DBus.Error.Failed`.
+pub fn property_value<T: Encode + ?Sized>(value: &mut Writer<'_>, v: &T) -> Result<(), MethodError> {
+    v.encode(value).map_err(|e| match e {
+        DbusError::BufferTooSmall => MethodError::from_static(names::FAILED, "value too large"),
+        e => MethodError::from_static(names::FAILED, dbus_error_text(e)),
+    })
+}
+
+/// Reads the value [`Service::set`] was given as `T`: a basic type (`u32`, `&str`,
+/// `ObjectPath`, ...), an [`Array`](ember_core::dbus::value::Array) (an array or a dict) or a
+/// [`Variant`](ember_core::dbus::value::Variant). A value of another type is
+/// `org.freedesktop.DBus.Error.InvalidArgs`. (`process` checks the value against the
+/// table's signature before `set` runs, so with [`Property::typed`] this is the typed read,
+/// and the check again.) Structs are read from the `Value` by hand.
+pub fn property_from<'a, T>(value: Value<'a>) -> Result<T, MethodError>
+where
+    T: TryFrom<Value<'a>, Error = DbusError>,
+{
+    T::try_from(value).map_err(|e| match e {
+        DbusError::WrongType => {
+            MethodError::from_static(names::INVALID_ARGS, "the value is not of the property's type")
+        }
+        e => MethodError::from_static(names::INVALID_ARGS, dbus_error_text(e)),
+    })
 }
 
 /// One signal an interface emits (for introspection).
@@ -560,7 +596,8 @@ impl<'a, const N: usize> ObjectTable<'a, N> {
         N
     }
 
-    pub(crate) fn view(&self) -> View<'_, 'a> {
+    /// The table as a [`View`] (what `process_table` serves).
+    pub fn view(&self) -> View<'_, 'a> {
         View { objects: &self.objects, fallback: &self.fallback, description: &self.description }
     }
 }
@@ -673,10 +710,14 @@ pub trait Service {
     fn set(&mut self, path: &str, interface: &str, property: &str, value: Value<'_>) -> Result<(), MethodError>;
 }
 
-/// The objects served by one call of `process`: a static table (no fallback) or an
-/// [`ObjectTable`]'s objects and their fallback flags.
+/// The objects served by one call of `process`: a static table (no fallback), an
+/// [`ObjectTable`]'s objects and their fallback flags ([`ObjectTable::view`]), or a table kept
+/// elsewhere (the C ABI's service: [`View::new`]), served with
+/// [`ConnectionWith::process_view`](super::ConnectionWith::process_view).
+///
+/// `Send` and `Sync`: borrowed tables.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct View<'t, 'a> {
+pub struct View<'t, 'a> {
     pub(crate) objects: &'t [Object<'a>],
     /// `fallback[i]`: object `i` answers for every path below its own (empty: none does).
     pub(crate) fallback: &'t [bool],
@@ -684,6 +725,13 @@ pub(crate) struct View<'t, 'a> {
 }
 
 impl<'t, 'a> View<'t, 'a> {
+    /// `objects`, where `fallback[i]` says whether object `i` also answers for every path
+    /// below its own (a shorter `fallback` leaves the rest ordinary objects), described by
+    /// `description`. Paths are not checked here: give valid, distinct paths.
+    pub fn new(objects: &'t [Object<'a>], fallback: &'t [bool], description: &'t Description<'a>) -> View<'t, 'a> {
+        View { objects, fallback, description }
+    }
+
     /// A static table.
     pub(crate) fn of(objects: &'t [Object<'a>]) -> View<'t, 'a> {
         View { objects, fallback: &[], description: &Description::EMPTY }
@@ -691,7 +739,7 @@ impl<'t, 'a> View<'t, 'a> {
 
     /// The object that answers at `path`: the one registered there, else the fallback
     /// object nearest above it.
-    pub(crate) fn find(&self, path: &str) -> Option<&'t Object<'a>> {
+    pub fn find(&self, path: &str) -> Option<&'t Object<'a>> {
         if let Some(o) = self.objects.iter().find(|o| o.path == path) {
             return Some(o);
         }
