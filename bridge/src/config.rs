@@ -20,6 +20,13 @@
 //! express = false                      # Zenoh's express: no batching
 //! rate_limit = 1000                    # frames per second (optional; over it: dropped, counted)
 //! max_frame = 4096                     # largest frame (header included)
+//!
+//! [[rpc]]                              # request/response across boards (see `rpc`)
+//! service = "calc"                     # key: ember/{board}/rpc/{service} (serve), ember/{from}/rpc/{service} (call)
+//! role = "serve"                       # serve: a local rpc server answers Zenoh queries
+//! path = "/run/calc.sock"              # serve: the server's seqpacket socket; call: where local clients connect
+//! # from = "b"                         # call: the board that serves it
+//! timeout_ms = 5000                    # how long one call may take across the bridge
 //! ```
 //!
 //! [`RouteTable::parse`] checks everything it can without touching the system (names,
@@ -70,6 +77,71 @@ pub struct RouteTable {
     /// The routes.
     #[serde(default, rename = "route")]
     pub routes: Vec<Route>,
+    /// The request/response services carried across.
+    #[serde(default, rename = "rpc")]
+    pub rpcs: Vec<RpcRoute>,
+}
+
+/// Default time one call may take across the bridge: 10 s.
+pub const DEFAULT_RPC_TIMEOUT_MS: u64 = 10_000;
+/// Default largest rpc frame (header included): 4 KiB.
+pub const DEFAULT_RPC_MAX_FRAME: usize = 4096;
+
+/// Which side of a request/response service this bridge is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RpcRole {
+    /// A local Ember rpc server (listening on a seqpacket socket) answers the queries on
+    /// `ember/{board}/rpc/{service}`: the bridge connects to it and declares a queryable.
+    Serve,
+    /// Local Ember rpc clients connect to the bridge's seqpacket socket; each request is a
+    /// query on `ember/{from}/rpc/{service}`, each reply goes back to its client.
+    Call,
+}
+
+/// One request/response service carried across the bridge (`[[rpc]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RpcRoute {
+    /// The service: the last chunk of its key.
+    pub service: String,
+    /// Which side this bridge is.
+    pub role: RpcRole,
+    /// `serve`: the path of the local server's listening seqpacket socket; `call`: the
+    /// path the bridge listens on for local clients (replaced if a stale file is there).
+    pub path: String,
+    /// `call`: the board that serves (`ember/{from}/rpc/{service}`).
+    pub from: Option<String>,
+    /// A key expression instead of the default.
+    pub key: Option<String>,
+    /// How long one call may take across the bridge, in milliseconds: the query's timeout
+    /// (`call`), how long a request waits for the local server (`serve`).
+    pub timeout_ms: Option<u64>,
+    /// Largest frame, header included.
+    pub max_frame: Option<usize>,
+}
+
+impl RpcRoute {
+    /// The service's key expression on this `board`.
+    pub fn key(&self, board: &str) -> String {
+        if let Some(k) = &self.key {
+            return k.clone();
+        }
+        match self.role {
+            RpcRole::Serve => format!("ember/{board}/rpc/{}", self.service),
+            RpcRole::Call => format!("ember/{}/rpc/{}", self.from.as_deref().unwrap_or("*"), self.service),
+        }
+    }
+
+    /// How long one call may take across the bridge.
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.timeout_ms.unwrap_or(DEFAULT_RPC_TIMEOUT_MS))
+    }
+
+    /// The largest frame the service carries.
+    pub fn max_frame(&self) -> usize {
+        self.max_frame.unwrap_or(DEFAULT_RPC_MAX_FRAME)
+    }
 }
 
 /// Zenoh's own configuration: the few keys the bridge passes through, on top of an
@@ -396,6 +468,39 @@ impl RouteTable {
                 return Err(ConfigError::OutOfRange { field: "capacity", value: *c as u64 });
             }
         }
+        let mut services = std::collections::HashSet::new();
+        for r in &self.rpcs {
+            if !valid_chunk(&r.service) {
+                return Err(ConfigError::BadName { field: "service", value: r.service.clone() });
+            }
+            if let Some(from) = &r.from
+                && !valid_chunk(from)
+            {
+                return Err(ConfigError::BadName { field: "from", value: from.clone() });
+            }
+            if r.role == RpcRole::Call && r.from.is_none() && r.key.is_none() {
+                return Err(ConfigError::MissingFrom { channel: r.service.clone() });
+            }
+            let key = r.key(&self.board);
+            if let Err(e) = zenoh::key_expr::KeyExpr::try_from(key.as_str()) {
+                return Err(ConfigError::BadKey { key, reason: e.to_string() });
+            }
+            if !services.insert((r.role == RpcRole::Serve, key.clone())) {
+                return Err(ConfigError::DuplicateKey(key));
+            }
+            let max = r.max_frame();
+            if !(ember_core::HEADER_LEN..=MAX_MAX_FRAME).contains(&max) {
+                return Err(ConfigError::OutOfRange { field: "max_frame", value: max as u64 });
+            }
+            if let Some(t) = r.timeout_ms
+                && !(1..=3_600_000).contains(&t)
+            {
+                return Err(ConfigError::OutOfRange { field: "timeout_ms", value: t });
+            }
+            if r.path.is_empty() || r.path.len() > 107 {
+                return Err(ConfigError::BadName { field: "path", value: r.path.clone() });
+            }
+        }
         Ok(())
     }
 
@@ -481,6 +586,20 @@ mod tests {
     }
 
     #[test]
+    fn rpc_services_parse() {
+        let t = RouteTable::parse(
+            "board = \"a\"\n[[rpc]]\nservice = \"calc\"\nrole = \"serve\"\npath = \"/run/calc.sock\"\n\
+             [[rpc]]\nservice = \"calc\"\nrole = \"call\"\nfrom = \"b\"\npath = \"/run/b-calc.sock\"\ntimeout_ms = 250\nmax_frame = 512",
+        )
+        .unwrap();
+        let (serve, call) = (&t.rpcs[0], &t.rpcs[1]);
+        assert_eq!((serve.role, serve.key("a")), (RpcRole::Serve, "ember/a/rpc/calc".to_string()));
+        assert_eq!((serve.timeout(), serve.max_frame()), (std::time::Duration::from_secs(10), 4096));
+        assert_eq!((call.role, call.key("a")), (RpcRole::Call, "ember/b/rpc/calc".to_string()));
+        assert_eq!((call.timeout(), call.max_frame()), (std::time::Duration::from_millis(250), 512));
+    }
+
+    #[test]
     fn zenoh_settings_pass_through() {
         let t = RouteTable::parse(GOOD).unwrap();
         let c = t.zenoh_config().unwrap();
@@ -527,6 +646,25 @@ mod tests {
                 |e| matches!(e, ConfigError::DuplicateKey(_)),
             ),
             ("board = \"a\"\n[zenoh]\nmode = \"tower\"", |e| matches!(e, ConfigError::Toml(_))),
+            ("board = \"a\"\n[[rpc]]\nservice = \"c/d\"\nrole = \"serve\"\npath = \"/s\"", |e| {
+                matches!(e, ConfigError::BadName { field: "service", .. })
+            }),
+            ("board = \"a\"\n[[rpc]]\nservice = \"c\"\nrole = \"call\"\npath = \"/s\"", |e| {
+                matches!(e, ConfigError::MissingFrom { .. })
+            }),
+            ("board = \"a\"\n[[rpc]]\nservice = \"c\"\nrole = \"serve\"\npath = \"/s\"\ntimeout_ms = 0", |e| {
+                matches!(e, ConfigError::OutOfRange { field: "timeout_ms", .. })
+            }),
+            ("board = \"a\"\n[[rpc]]\nservice = \"c\"\nrole = \"serve\"\npath = \"\"", |e| {
+                matches!(e, ConfigError::BadName { field: "path", .. })
+            }),
+            ("board = \"a\"\n[[rpc]]\nservice = \"c\"\nrole = \"relay\"\npath = \"/s\"", |e| {
+                matches!(e, ConfigError::Toml(_))
+            }),
+            (
+                "board = \"a\"\n[[rpc]]\nservice = \"c\"\nrole = \"serve\"\npath = \"/s\"\n[[rpc]]\nservice = \"c\"\nrole = \"serve\"\npath = \"/t\"",
+                |e| matches!(e, ConfigError::DuplicateKey(_)),
+            ),
         ];
         for (text, ok) in cases {
             let e = RouteTable::parse(text).unwrap_err();

@@ -110,11 +110,12 @@ impl Counters {
 pub struct RouteStatus {
     /// The route's channel.
     pub channel: String,
-    /// `out` or `in`.
+    /// `out` or `in` (a route); `serve` or `call` (an rpc service, `channel` its name).
     pub direction: String,
     /// The route's key expression.
     pub key: String,
-    /// The local endpoint's kind (`spsc`, `broadcast`, `mq`, `unix_dgram`).
+    /// The local endpoint's kind (`spsc`, `broadcast`, `mq`, `unix_dgram`; `seqpacket` for an
+    /// rpc service).
     pub local: String,
     /// Outbound: whether some subscriber matches the key now (frames published with none
     /// go nowhere); inbound: `None`.

@@ -21,6 +21,9 @@
 //! - **QoS per route**: reliability, congestion control (`block`: lossless end to end;
 //!   `drop`: lossy, every loss counted), priority, express, an optional rate limit.
 //! - **Counters** ([`counters`]): `in`, `out`, `dropped`, `bad`, `lost` per route.
+//! - **Request/response** ([`rpc`]): an Ember rpc server on one board answers Ember rpc
+//!   clients on another through a Zenoh queryable on `ember/{board}/rpc/{service}`, with
+//!   the rpc module's kinds, sequence numbers, error responses and timeouts.
 //!
 //! The `ember-bridge` binary adds clean shutdown on `SIGTERM`/`SIGINT` (a signalfd) and
 //! systemd readiness (`READY=1`). `docs/bridge.md` is the user's guide.
@@ -42,6 +45,7 @@ pub mod config;
 pub mod counters;
 pub mod frames;
 pub mod route;
+pub mod rpc;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -125,6 +129,7 @@ impl StatusSource {
 pub struct Bridge {
     session: zenoh::Session,
     routes: Vec<RunningRoute>,
+    rpcs: Vec<rpc::RunningRpc>,
     status: Arc<StatusSource>,
     queryable: Option<zenoh::query::Queryable<()>>,
     stop: Arc<AtomicBool>,
@@ -136,6 +141,7 @@ impl core::fmt::Debug for Bridge {
             .field("zid", &self.session.zid())
             .field("board", &self.status.board)
             .field("routes", &self.routes.len())
+            .field("rpcs", &self.rpcs.len())
             .finish_non_exhaustive()
     }
 }
@@ -184,6 +190,32 @@ impl Bridge {
             ));
             routes.push(running);
         }
+        let mut rpcs = Vec::new();
+        for r in &table.rpcs {
+            let running = match rpc::start(&session, &table.board, r, stop.clone()) {
+                Ok(x) => x,
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    routes.into_iter().for_each(RunningRoute::join);
+                    rpcs.into_iter().for_each(rpc::RunningRpc::join);
+                    let _ = session.close().wait();
+                    return Err(Error::Route(e));
+                }
+            };
+            infos.push((
+                RouteInfo {
+                    channel: r.service.clone(),
+                    direction: match r.role {
+                        config::RpcRole::Serve => "serve",
+                        config::RpcRole::Call => "call",
+                    },
+                    key: r.key(&table.board),
+                    local: "seqpacket",
+                },
+                running.counters.clone(),
+            ));
+            rpcs.push(running);
+        }
         let status = Arc::new(StatusSource { board: table.board.clone(), routes: infos });
         let src = status.clone();
         let queryable = session
@@ -194,7 +226,7 @@ impl Bridge {
                 let _ = query.reply(query.key_expr().clone(), json).wait();
             })
             .wait();
-        let mut bridge = Bridge { session, routes, status, queryable: None, stop };
+        let mut bridge = Bridge { session, routes, rpcs, status, queryable: None, stop };
         match queryable {
             Ok(q) => bridge.queryable = Some(q),
             Err(e) => {
@@ -219,6 +251,9 @@ impl Bridge {
             let _ = q.undeclare().wait();
         }
         for r in self.routes.drain(..) {
+            r.join();
+        }
+        for r in self.rpcs.drain(..) {
             r.join();
         }
         let _ = self.session.close().wait();

@@ -5,7 +5,8 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use ember_bridge::counters::{RouteStatus, Status};
@@ -588,4 +589,171 @@ fn a_rate_limit_with_drop_counts_every_frame_over_it() {
     drop(obs);
     assert!(b.terminate().success());
     assert!(a.terminate().success());
+}
+
+// ---------------------------------------------------------------------------------------
+// Request/response across the bridge.
+
+const ADD: u32 = 1;
+
+/// A local Ember rpc server on a seqpacket socket at `path` (ADD: `a + b`; any other kind:
+/// `UNKNOWN_KIND`), one thread per connection, until `stop` is set (then every connection
+/// and the listening socket are closed).
+fn rpc_server(path: &str, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    use ember_linux::rpc::{Failure, Server};
+    let _ = std::fs::remove_file(path);
+    let listener = ember_linux::uds::UdsListener::bind_seqpacket(ember_linux::uds::UnixName::Path(path)).unwrap();
+    let path = path.to_string();
+    std::thread::spawn(move || {
+        let mut conns = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let Ok((sock, _)) = listener.accept_seqpacket_timeout(Some(Duration::from_millis(20)), None) else {
+                continue;
+            };
+            let stop = stop.clone();
+            conns.push(std::thread::spawn(move || {
+                let mut sock = sock;
+                sock.set_max_frame(4096);
+                let mut server: Box<Server<ember_linux::socket::PacketSocket, 4096, 4096>> =
+                    Box::new(Server::new(sock).unwrap());
+                let mut handler = |kind: u32, payload: &[u8], r: &mut ember_linux::rpc::Responder<'_>| {
+                    if kind != ADD {
+                        return Err(Failure::new(Failure::UNKNOWN_KIND, "no such kind"));
+                    }
+                    let (a, b): (u32, u32) = ember_linux::rpc::decode(payload)?;
+                    r.respond(&a.wrapping_add(b))
+                };
+                while !stop.load(Ordering::Relaxed) {
+                    match server.serve_one(Some(Duration::from_millis(20)), &mut handler) {
+                        Ok(_) | Err(ember_linux::Error::TimedOut) => {}
+                        Err(_) => break,
+                    }
+                }
+            }));
+        }
+        for c in conns {
+            c.join().unwrap();
+        }
+        drop(listener);
+        let _ = std::fs::remove_file(&path);
+    })
+}
+
+type RpcClient = ember_linux::rpc::Client<ember_linux::socket::PacketSocket, 32, 64, 4096>;
+
+fn rpc_client(path: &str) -> Box<RpcClient> {
+    let mut sock = ember_linux::uds::connect_seqpacket(ember_linux::uds::UnixName::Path(path)).unwrap();
+    sock.set_max_frame(4096);
+    Box::new(RpcClient::new(sock).unwrap())
+}
+
+/// Calls ADD through a new client until one answers (Zenoh routes the bridges' queries
+/// once their sessions have met), within a minute.
+fn first_answer(path: &str) -> Box<RpcClient> {
+    let end = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut c = rpc_client(path);
+        let r = c.call::<_, u32>(ADD, &(40u32, 2u32), Some(Duration::from_secs(2))).map_err(|e| e.into_owned());
+        match r {
+            Ok(v) => {
+                assert_eq!(v, 42);
+                return c;
+            }
+            Err(e) => assert!(Instant::now() < end, "no answer across the bridge: {e}"),
+        }
+    }
+}
+
+#[test]
+fn rpc_across_the_bridge_many_in_flight_unknown_kind_and_a_dying_server() {
+    use ember_linux::rpc::{CallError, Failure};
+    let (pa, pb) = (free_port(), free_port());
+    let dir = std::env::temp_dir();
+    let server_path = dir.join(format!("ember-br-{}-rpc-server.sock", std::process::id())).display().to_string();
+    let client_path = dir.join(format!("ember-br-{}-rpc-client.sock", std::process::id())).display().to_string();
+    let stop_server = Arc::new(AtomicBool::new(false));
+    let server = rpc_server(&server_path, stop_server.clone());
+    let a = BridgeProc::start(
+        "rpc-a",
+        &format!(
+            "{}[[rpc]]\nservice = \"calc\"\nrole = \"serve\"\npath = \"{server_path}\"\ntimeout_ms = 5000\n",
+            zenoh_table("a", pa, &[])
+        ),
+    );
+    let b = BridgeProc::start(
+        "rpc-b",
+        &format!(
+            "{}[[rpc]]\nservice = \"calc\"\nrole = \"call\"\nfrom = \"a\"\npath = \"{client_path}\"\ntimeout_ms = 5000\n",
+            zenoh_table("b", pb, &[pa])
+        ),
+    );
+    let t = Some(Duration::from_secs(10));
+    let mut c = first_answer(&client_path);
+
+    // A second client, concurrently: 300 calls one at a time.
+    let other = {
+        let path = client_path.clone();
+        std::thread::spawn(move || {
+            let mut c = rpc_client(&path);
+            for i in 0..300u32 {
+                let v: u32 = c.call(ADD, &(i, 1_000_000u32), t).map_err(|e| e.into_owned()).unwrap();
+                assert_eq!(v, i + 1_000_000);
+            }
+        })
+    };
+    // 32 calls in flight at a time, 40 rounds: every answer reaches its own call.
+    for round in 0..40u32 {
+        let tickets: Vec<_> = (0..32u32).map(|i| (i, c.start(ADD, &(i, round * 1000), t).unwrap())).collect();
+        for (i, ticket) in tickets.into_iter().rev() {
+            let v: u32 = c.wait(ticket, t).map_err(|e| e.into_owned()).unwrap();
+            assert_eq!(v, i + round * 1000);
+        }
+    }
+    other.join().unwrap();
+
+    // A kind the server does not know: its error response crosses as it is.
+    match c.call::<_, u32>(99, &(1u32, 2u32), t) {
+        Err(CallError::Remote { code, message }) => {
+            assert_eq!((code, message), (Failure::UNKNOWN_KIND, "no such kind"));
+        }
+        other => panic!("unknown kind: {other:?}"),
+    }
+
+    let obs = observer(&[pa, pb]);
+    let sa = wait_status(&obs, "a", "counted the calls", |s| route(s, "calc").counters.frames_out >= 1581);
+    let sb = status(&obs, "b");
+    let (ra, rb) = (route(&sa, "calc"), route(&sb, "calc"));
+    assert_eq!((ra.direction.as_str(), rb.direction.as_str()), ("serve", "call"));
+    assert_eq!((ra.key.as_str(), rb.key.as_str()), ("ember/a/rpc/calc", "ember/a/rpc/calc"));
+    assert_eq!(ra.local, "seqpacket");
+    // Everything the serving bridge took was answered (the warm-up calls that found no
+    // route never reached it); nothing was refused on either side.
+    assert_eq!(ra.counters.frames_in, ra.counters.frames_out + ra.counters.dropped);
+    assert_eq!((ra.counters.bad, rb.counters.bad), (0, 0));
+    assert!(rb.counters.frames_out >= 1582, "{rb:?}");
+
+    // The server dies: the client's link ends (PeerGone), promptly, not at its timeout.
+    stop_server.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+    let started = Instant::now();
+    let e = c.call::<_, u32>(ADD, &(1u32, 1u32), Some(Duration::from_secs(30))).map_err(|e| e.into_owned());
+    assert_eq!(e, Err(ember_linux::rpc::OwnedCallError::Local(ember_linux::Error::PeerGone)));
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    // A new client while there is no server: the same.
+    let mut c2 = rpc_client(&client_path);
+    let e = c2.call::<_, u32>(ADD, &(1u32, 1u32), Some(Duration::from_secs(30))).map_err(|e| e.into_owned());
+    assert_eq!(e, Err(ember_linux::rpc::OwnedCallError::Local(ember_linux::Error::PeerGone)));
+
+    // The server comes back: the serving bridge connects again and calls go through.
+    let stop_server = Arc::new(AtomicBool::new(false));
+    let server = rpc_server(&server_path, stop_server.clone());
+    let mut c3 = first_answer(&client_path);
+    let v: u32 = c3.call(ADD, &(7u32, 8u32), t).map_err(|e| e.into_owned()).unwrap();
+    assert_eq!(v, 15);
+
+    assert!(a.terminate().success());
+    assert!(b.terminate().success());
+    assert!(std::fs::metadata(&client_path).is_err(), "the call bridge removes its socket file");
+    stop_server.store(true, Ordering::Relaxed);
+    server.join().unwrap();
 }
