@@ -27,6 +27,24 @@ fn unique(tag: &str) -> String {
     format!("/ember-br-{}-{tag}", std::process::id())
 }
 
+/// Removes the named shm segments, POSIX queues and socket files when dropped, whatever
+/// the test's outcome: a failing test (or a bridge killed with SIGKILL) must not leave them
+/// in `/dev/shm`, `/dev/mqueue` or the temporary directory. Names already gone are fine.
+struct Unlink(Vec<String>);
+
+impl Drop for Unlink {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            if n.starts_with("/ember-br-") {
+                let _ = rustix::shm::unlink(n.as_str());
+                let _ = ember_linux::mq::MessageQueue::unlink(n);
+            } else {
+                let _ = std::fs::remove_file(n);
+            }
+        }
+    }
+}
+
 /// A running `ember-bridge`, terminated (SIGKILL) on drop if still running.
 struct BridgeProc {
     child: Child,
@@ -212,6 +230,7 @@ fn block_carries_100_000_frames_in_order() {
     const FILL: usize = 40;
     let (pa, pb) = (free_port(), free_port());
     let (ring_a, ring_b) = (unique("blk-a"), unique("blk-b"));
+    let _unlink = Unlink(vec![ring_a.clone(), ring_b.clone()]);
     let mut writer = SpscSender::create(Backing::Named(&ring_a), 1 << 16, 0).unwrap();
     let a = BridgeProc::start(
         "blk-a",
@@ -263,6 +282,7 @@ fn drop_counters_add_up_exactly_with_a_slow_reader() {
     const FILL: usize = 24;
     let (pa, pb) = (free_port(), free_port());
     let (ring_a, ring_b) = (unique("drp-a"), unique("drp-b"));
+    let _unlink = Unlink(vec![ring_a.clone(), ring_b.clone()]);
     let mut writer = SpscSender::create(Backing::Named(&ring_a), 1 << 16, 0).unwrap();
     let a = BridgeProc::start(
         "drp-a",
@@ -330,6 +350,7 @@ fn drop_counters_add_up_exactly_with_a_slow_reader() {
 fn malformed_frames_from_plain_zenoh_are_counted_bad_and_never_enter() {
     let pb = free_port();
     let ring = unique("bad");
+    let _unlink = Unlink(vec![ring.clone()]);
     let b = BridgeProc::start(
         "bad",
         &format!(
@@ -365,6 +386,7 @@ fn plain_zenoh_decodes_a_bridged_broadcast_ring() {
     const N: u64 = 200;
     let pa = free_port();
     let ring = unique("bc");
+    let _unlink = Unlink(vec![ring.clone()]);
     let mut writer = BroadcastWriter::create(Backing::Named(&ring), 1 << 16, 0).unwrap();
     let a = BridgeProc::start(
         "bc",
@@ -422,6 +444,7 @@ fn b_killed_and_restarted_mid_stream() {
     const FILL: usize = 16;
     let (pa, pb) = (free_port(), free_port());
     let (ring_a, ring_b) = (unique("rst-a"), unique("rst-b"));
+    let _unlink = Unlink(vec![ring_a.clone(), ring_b.clone()]);
     let mut writer = SpscSender::create(Backing::Named(&ring_a), 1 << 16, 0).unwrap();
     let a = BridgeProc::start(
         "rst-a",
@@ -500,6 +523,7 @@ fn unix_datagram_socket_to_message_queue() {
     let sock = std::env::temp_dir().join(format!("ember-br-{}-dg.sock", std::process::id()));
     let sock = sock.to_str().unwrap().to_owned();
     let queue = unique("mq");
+    let _unlink = Unlink(vec![queue.clone()]);
     let a = BridgeProc::start(
         "dg-a",
         &format!(
@@ -548,6 +572,7 @@ fn a_rate_limit_with_drop_counts_every_frame_over_it() {
     const N: u64 = 2_000;
     let (pa, pb) = (free_port(), free_port());
     let (ring_a, ring_b) = (unique("rl-a"), unique("rl-b"));
+    let _unlink = Unlink(vec![ring_a.clone(), ring_b.clone()]);
     let mut writer = SpscSender::create(Backing::Named(&ring_a), 1 << 18, 0).unwrap();
     let a = BridgeProc::start(
         "rl-a",
@@ -671,6 +696,7 @@ fn rpc_across_the_bridge_many_in_flight_unknown_kind_and_a_dying_server() {
     let dir = std::env::temp_dir();
     let server_path = dir.join(format!("ember-br-{}-rpc-server.sock", std::process::id())).display().to_string();
     let client_path = dir.join(format!("ember-br-{}-rpc-client.sock", std::process::id())).display().to_string();
+    let _unlink = Unlink(vec![server_path.clone(), client_path.clone()]);
     let stop_server = Arc::new(AtomicBool::new(false));
     let server = rpc_server(&server_path, stop_server.clone());
     let a = BridgeProc::start(
