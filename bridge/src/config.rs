@@ -13,7 +13,7 @@
 //! [[route]]                            # one per channel
 //! channel = "imu"                      # key: ember/{board}/{channel} (out), ember/{from}/{channel} (in)
 //! direction = "out"                    # out: local -> Zenoh; in: Zenoh -> local
-//! local = { kind = "spsc", name = "/imu" }
+//! local = { kind = "spsc", name = "/imu" }  # spsc | broadcast | seqlock | mq | unix_dgram | unix_seqpacket
 //! congestion = "block"                 # block | drop
 //! reliability = "reliable"             # reliable | best_effort
 //! priority = "data"                    # real_time .. background (Zenoh's seven)
@@ -276,6 +276,29 @@ pub enum Local {
         /// Socket file path.
         path: String,
     },
+    /// A Unix seqpacket socket: outbound, the bridge listens on `path` and publishes every
+    /// frame a connected writer sends (one writer at a time; the next waits in the listen
+    /// backlog until it leaves); inbound, the bridge connects to a process listening on
+    /// `path` (again, while it is not there) and sends it each frame.
+    UnixSeqpacket {
+        /// Socket file path.
+        path: String,
+    },
+    /// A seqlock (a latest value): outbound, the bridge samples it `rate_hz` times a second
+    /// and publishes the value when it changed since the last one published; inbound, the
+    /// bridge creates it and writes each frame that arrives as the new value.
+    Seqlock {
+        /// Shm name (`/name`).
+        name: String,
+        /// The type fingerprint in the segment header.
+        #[serde(default)]
+        fingerprint: u64,
+        /// Outbound: samples per second (1 to 10,000; required).
+        rate_hz: Option<u32>,
+        /// Inbound: the largest value in bytes (a multiple of 8; default: `max_frame`
+        /// rounded up).
+        capacity: Option<usize>,
+    },
 }
 
 impl Local {
@@ -286,6 +309,8 @@ impl Local {
             Local::Broadcast { .. } => "broadcast",
             Local::Mq { .. } => "mq",
             Local::UnixDgram { .. } => "unix_dgram",
+            Local::UnixSeqpacket { .. } => "unix_seqpacket",
+            Local::Seqlock { .. } => "seqlock",
         }
     }
 }
@@ -461,6 +486,20 @@ impl RouteTable {
                 && !(1..=1 << 20).contains(&q)
             {
                 return Err(ConfigError::OutOfRange { field: "queue", value: q as u64 });
+            }
+            if let Local::Seqlock { rate_hz, capacity, .. } = &r.local {
+                match (r.direction, rate_hz) {
+                    (Direction::Out, None) => return Err(ConfigError::OutOfRange { field: "rate_hz", value: 0 }),
+                    (_, Some(hz)) if !(1..=10_000).contains(hz) => {
+                        return Err(ConfigError::OutOfRange { field: "rate_hz", value: u64::from(*hz) });
+                    }
+                    _ => {}
+                }
+                if let Some(c) = capacity
+                    && (*c == 0 || c % 8 != 0 || *c > MAX_MAX_FRAME)
+                {
+                    return Err(ConfigError::OutOfRange { field: "capacity", value: *c as u64 });
+                }
             }
             if let Local::Spsc { capacity: Some(c), .. } | Local::Broadcast { capacity: Some(c), .. } = &r.local
                 && (!c.is_power_of_two() || *c < 4096 || *c > 1 << 30)

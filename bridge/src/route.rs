@@ -32,10 +32,12 @@ use std::time::{Duration, Instant};
 
 use ember_core::shm::ShmError;
 use ember_linux::mq::{Access as MqAccess, MessageQueue};
-use ember_linux::shm::{Backing, BroadcastReader, BroadcastWriter, CreateOptions, SpscReceiver, SpscSender};
+use ember_linux::shm::{
+    Backing, BroadcastReader, BroadcastWriter, CreateOptions, SeqLockReader, SeqLockWriter, SpscReceiver, SpscSender,
+};
 use ember_linux::socket::PacketSocket;
-use ember_linux::uds::{self, UnixName};
-use ember_linux::{Endpoint, Error as LinuxError, TimedReceiver};
+use ember_linux::uds::{self, UdsListener, UnixName};
+use ember_linux::{Endpoint, Error as LinuxError, FrameSender, TimedReceiver};
 use zenoh::Wait;
 use zenoh::sample::Sample;
 
@@ -251,6 +253,19 @@ enum Source {
     Broadcast(BroadcastReader),
     Mq(MessageQueue),
     Dgram(PacketSocket),
+    /// Sampled every `period`; `last`: the sequence of the value published last.
+    Seqlock {
+        reader: SeqLockReader,
+        period: Duration,
+        next: Instant,
+        last: Option<u32>,
+    },
+    /// The listening socket and the writer connected now.
+    Seqpacket {
+        listener: UdsListener,
+        conn: Option<PacketSocket>,
+        max: usize,
+    },
 }
 
 /// One receive from a source.
@@ -278,11 +293,67 @@ impl Source {
                 s.set_max_frame(max);
                 Source::Dgram(s)
             }
+            Local::UnixSeqpacket { path } => {
+                // A file left by a bridge that died is in the way of the bind.
+                let _ = std::fs::remove_file(path);
+                Source::Seqpacket { listener: UdsListener::bind_seqpacket(UnixName::Path(path))?, conn: None, max }
+            }
+            Local::Seqlock { name, fingerprint, rate_hz, .. } => Source::Seqlock {
+                reader: SeqLockReader::open(name, *fingerprint)?,
+                period: Duration::from_secs(1) / rate_hz.unwrap_or(1).max(1),
+                next: Instant::now(),
+                last: None,
+            },
         })
     }
 
     fn recv(&mut self, buf: &mut [u8]) -> Got {
         let r = match self {
+            Source::Seqlock { reader, period, next, last } => {
+                let now = Instant::now();
+                if now < *next {
+                    std::thread::sleep((*next - now).min(SLICE));
+                    if Instant::now() < *next {
+                        return Got::Nothing;
+                    }
+                }
+                // The next sample one period on (not in the past: a late sample does not
+                // make the following ones come faster).
+                *next = (*next + *period).max(Instant::now());
+                return match reader.read(buf) {
+                    Ok(snap) if *last == Some(snap.seq) => Got::Nothing,
+                    Ok(snap) => {
+                        *last = Some(snap.seq);
+                        Got::Record { len: snap.len, lost: 0 }
+                    }
+                    Err(LinuxError::Shm(ShmError::Empty | ShmError::WriterStalled | ShmError::Contended)) => {
+                        Got::Nothing
+                    }
+                    Err(LinuxError::Shm(ShmError::BufferTooSmall { .. })) => Got::Bad,
+                    Err(_) => Got::Gone,
+                };
+            }
+            Source::Seqpacket { listener, conn, max } => {
+                let Some(c) = conn.as_mut() else {
+                    if let Ok((mut s, _)) = listener.accept_seqpacket_timeout(Some(SLICE), None) {
+                        s.set_max_frame(*max);
+                        *conn = Some(s);
+                    }
+                    return Got::Nothing;
+                };
+                return match c.recv_frame_timeout(buf, Some(SLICE)) {
+                    Ok(len) => Got::Record { len, lost: 0 },
+                    Err(LinuxError::TimedOut | LinuxError::WouldBlock | LinuxError::Os(rustix::io::Errno::INTR)) => {
+                        Got::Nothing
+                    }
+                    Err(LinuxError::Codec(_) | LinuxError::TooLarge { .. }) => Got::Bad,
+                    // The writer left: the next one may connect.
+                    Err(_) => {
+                        *conn = None;
+                        Got::Nothing
+                    }
+                };
+            }
             Source::Spsc(r) => r.recv(buf, Some(SLICE)).map(|len| (len, 0)),
             Source::Broadcast(r) => r.recv(buf, Some(SLICE)).map(|got| (got.len, got.lost)),
             Source::Mq(q) => q.recv_prio(buf, Some(SLICE)).map(|(len, _)| (len, 0)),
@@ -379,7 +450,17 @@ enum Sink {
     Spsc(SpscSender),
     Broadcast(BroadcastWriter),
     Mq(MessageQueue),
-    Dgram { socket: PacketSocket, to: rustix::net::SocketAddrUnix },
+    Dgram {
+        socket: PacketSocket,
+        to: rustix::net::SocketAddrUnix,
+    },
+    Seqlock(SeqLockWriter),
+    /// Connected on demand (and again after the listener went away).
+    Seqpacket {
+        path: String,
+        conn: Option<PacketSocket>,
+        max: usize,
+    },
 }
 
 impl Sink {
@@ -412,6 +493,17 @@ impl Sink {
                 let to = rustix::net::SocketAddrUnix::new(path.as_str()).map_err(|_| LinuxError::InvalidName)?;
                 Sink::Dgram { socket, to }
             }
+            Local::UnixSeqpacket { path } => {
+                // Checked now, connected when the first frame comes.
+                rustix::net::SocketAddrUnix::new(path.as_str()).map_err(|_| LinuxError::InvalidName)?;
+                Sink::Seqpacket { path: path.clone(), conn: None, max }
+            }
+            Local::Seqlock { name, fingerprint, capacity, .. } => Sink::Seqlock(SeqLockWriter::create_with(
+                Backing::Named(name),
+                capacity.unwrap_or(max.div_ceil(8) * 8),
+                *fingerprint,
+                opts,
+            )?),
         })
     }
 
@@ -422,6 +514,30 @@ impl Sink {
             Sink::Broadcast(w) => w.send(frame),
             Sink::Mq(q) => q.send_prio(frame, 0, Some(Duration::ZERO)),
             Sink::Dgram { socket, to } => socket.send_frame_to(frame, to),
+            Sink::Seqlock(w) => w.write(frame),
+            Sink::Seqpacket { path, conn, max } => {
+                if conn.is_none() {
+                    let Ok(mut c) = uds::connect_seqpacket(UnixName::Path(path)) else {
+                        return Ok(false); // nobody listens now
+                    };
+                    c.set_max_frame(*max);
+                    c.set_nonblocking(true)?;
+                    *conn = Some(c);
+                }
+                let Some(c) = conn.as_mut() else { return Ok(false) };
+                match c.send_frame(frame) {
+                    Err(e @ (LinuxError::TooLarge { .. } | LinuxError::Codec(_))) => Err(e),
+                    Err(LinuxError::WouldBlock | LinuxError::TimedOut | LinuxError::Os(rustix::io::Errno::AGAIN)) => {
+                        Err(LinuxError::WouldBlock)
+                    }
+                    Err(_) => {
+                        // The listener went away: connect again on the next attempt.
+                        *conn = None;
+                        Err(LinuxError::WouldBlock)
+                    }
+                    Ok(()) => Ok(()),
+                }
+            }
         };
         match r {
             Ok(()) => Ok(true),

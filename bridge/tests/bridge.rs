@@ -783,3 +783,111 @@ fn rpc_across_the_bridge_many_in_flight_unknown_kind_and_a_dying_server() {
     stop_server.store(true, Ordering::Relaxed);
     server.join().unwrap();
 }
+
+/// A seqlock sampled at 50 Hz on board A reaches a seqpacket listener on board B (changed
+/// values only); frames from a seqpacket writer on board A reach a seqlock board B creates.
+#[test]
+fn seqlock_sampled_to_seqpacket_and_seqpacket_to_seqlock() {
+    use ember_linux::shm::{SeqLockReader, SeqLockWriter};
+    use ember_linux::{FrameSender, TimedReceiver};
+    let (pa, pb) = (free_port(), free_port());
+    let (value_a, value_b) = (unique("sl-a"), unique("sl-b"));
+    let dir = std::env::temp_dir();
+    let listen_b = dir.join(format!("ember-br-{}-sp-b.sock", std::process::id())).display().to_string();
+    let writer_a = dir.join(format!("ember-br-{}-sp-a.sock", std::process::id())).display().to_string();
+    let _unlink = Unlink(vec![value_a.clone(), value_b.clone(), listen_b.clone(), writer_a.clone()]);
+
+    // Board A's seqlock, written by "a sensor" (this test) before the bridge starts.
+    let mut sensor = SeqLockWriter::create(Backing::Named(&value_a), 256, 0).unwrap();
+    let mut buf = [0u8; 256];
+    sensor.write(test_frame(0, 16, &mut buf)).unwrap();
+    // Board B's local reader: a seqpacket listener the bridge connects to.
+    let listener = ember_linux::uds::UdsListener::bind_seqpacket(ember_linux::uds::UnixName::Path(&listen_b)).unwrap();
+
+    let a = BridgeProc::start(
+        "sl-a",
+        &format!(
+            "{}[[route]]\nchannel = \"level\"\ndirection = \"out\"\nlocal = {{ kind = \"seqlock\", name = \"{value_a}\", rate_hz = 50 }}\n\
+             [[route]]\nchannel = \"cmd\"\ndirection = \"out\"\nlocal = {{ kind = \"unix_seqpacket\", path = \"{writer_a}\" }}\n",
+            zenoh_table("a", pa, &[])
+        ),
+    );
+    let b = BridgeProc::start(
+        "sl-b",
+        &format!(
+            "{}[[route]]\nchannel = \"level\"\ndirection = \"in\"\nfrom = \"a\"\nlocal = {{ kind = \"unix_seqpacket\", path = \"{listen_b}\" }}\n\
+             [[route]]\nchannel = \"cmd\"\ndirection = \"in\"\nfrom = \"a\"\nlocal = {{ kind = \"seqlock\", name = \"{value_b}\" }}\n",
+            zenoh_table("b", pb, &[pa])
+        ),
+    );
+
+    // The sensor writes 1 kHz for 2 s; the bridge publishes at most 50 changed values a
+    // second, each a whole frame, in order.
+    let (mut conn, _) = listener.accept_seqpacket_timeout(Some(Duration::from_secs(60)), None).unwrap();
+    let writer = std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        for i in 1..=2000u64 {
+            sensor.write(test_frame(i, 16, &mut buf)).unwrap();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        sensor
+    });
+    let mut got = Vec::new();
+    let mut rx = [0u8; 4096];
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(4) {
+        match conn.recv_frame_timeout(&mut rx, Some(Duration::from_millis(100))) {
+            Ok(n) => got.push(check_frame(&rx[..n], 16)),
+            Err(ember_linux::Error::TimedOut) => {}
+            Err(e) => panic!("seqpacket reader: {e}"),
+        }
+    }
+    let sensor = writer.join().unwrap();
+    println!("seqlock sampled at 50 Hz: {} values in 4 s, the last {:?}", got.len(), got.last());
+    assert!(got.windows(2).all(|w| w[0] < w[1]), "values in order, none twice: {got:?}");
+    assert!(got.len() >= 20, "only {} samples in 4 s", got.len());
+    assert!(got.len() <= 4 * 50 + 10, "{} samples in 4 s at 50 Hz", got.len());
+    assert!(got.iter().any(|&i| i > 1000), "the sensor's later values arrived: {got:?}");
+    // Unchanged: nothing more is published.
+    let quiet = Instant::now();
+    let mut more = 0;
+    while quiet.elapsed() < Duration::from_millis(600) {
+        if conn.recv_frame_timeout(&mut rx, Some(Duration::from_millis(100))).is_ok() {
+            more += 1;
+        }
+    }
+    assert!(more <= 1, "{more} frames published for a value that did not change");
+    drop(sensor);
+
+    // Board A's seqpacket writer: 500 frames; board B's seqlock ends with the last one.
+    let end = Instant::now() + Duration::from_secs(60);
+    let mut cmd = loop {
+        match ember_linux::uds::connect_seqpacket(ember_linux::uds::UnixName::Path(&writer_a)) {
+            Ok(s) => break s,
+            Err(e) => assert!(Instant::now() < end, "bridge A never listened on {writer_a}: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let obs = observer(&[pa, pb]);
+    wait_status(&obs, "a", "matched", |s| route(s, "cmd").matched == Some(true));
+    for i in 0..500u64 {
+        cmd.send_frame(test_frame(i, 32, &mut buf)).unwrap();
+    }
+    let mut latest = SeqLockReader::open(&value_b, 0).unwrap();
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(s) = latest.read(&mut rx)
+            && check_frame(&rx[..s.len], 32) == 499
+        {
+            break;
+        }
+        assert!(Instant::now() < end, "board B's seqlock never held frame 499");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let sb = wait_status(&obs, "b", "wrote all 500", |s| route(s, "cmd").counters.frames_out == 500);
+    assert_eq!(route(&sb, "cmd").local, "seqlock");
+    assert_eq!(route(&sb, "cmd").counters.bad, 0);
+
+    assert!(a.terminate().success());
+    assert!(b.terminate().success());
+}
