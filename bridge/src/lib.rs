@@ -83,6 +83,53 @@ impl core::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// The local status seqlock of `board`: `/ember-bridge.{board}`, a seqlock segment holding
+/// the same JSON document as the status key, rewritten every [`LOCAL_STATUS_PERIOD`], with
+/// the fingerprint [`STATUS_JSON_FINGERPRINT`](ember_core::shm::inspect::STATUS_JSON_FINGERPRINT):
+/// `emberctl ls` shows it without Zenoh.
+pub fn local_status_name(board: &str) -> String {
+    format!("/ember-bridge.{board}")
+}
+
+/// How often the local status seqlock is rewritten.
+pub const LOCAL_STATUS_PERIOD: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Largest status document the local seqlock holds (a few hundred routes); a larger one is
+/// replaced by `{"board":..,"error":..}`.
+const LOCAL_STATUS_CAPACITY: usize = 64 * 1024;
+
+/// Rewrites the local status seqlock until `stop`; the segment is removed when it ends.
+fn local_status(board: String, src: Arc<StatusSource>, stop: Arc<AtomicBool>) -> Option<std::thread::JoinHandle<()>> {
+    use ember_linux::shm::{Backing, CreateOptions, SeqLockWriter};
+    let name = local_status_name(&board);
+    let opts = CreateOptions::new().replace_stale(true);
+    let fp = ember_core::shm::inspect::STATUS_JSON_FINGERPRINT;
+    let mut w = match SeqLockWriter::create_with(Backing::Named(&name), LOCAL_STATUS_CAPACITY, fp, opts) {
+        Ok(w) => w,
+        Err(e) => {
+            // The Zenoh status key still answers; say why `emberctl ls` will not show it.
+            eprintln!("ember-bridge: no local status seqlock {name}: {e}");
+            return None;
+        }
+    };
+    std::thread::Builder::new()
+        .name("status".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let json = serde_json::to_string(&src.status()).unwrap_or_default();
+                if w.write(json.as_bytes()).is_err() {
+                    let too_big = format!(
+                        r#"{{"board":{:?},"error":"status larger than {LOCAL_STATUS_CAPACITY} bytes"}}"#,
+                        board
+                    );
+                    let _ = w.write(too_big.as_bytes());
+                }
+                std::thread::sleep(LOCAL_STATUS_PERIOD);
+            }
+        })
+        .ok()
+}
+
 /// The status key of `board`: `ember/{board}/@status`.
 pub fn status_key(board: &str) -> String {
     format!("ember/{board}/@status")
@@ -132,6 +179,7 @@ pub struct Bridge {
     rpcs: Vec<rpc::RunningRpc>,
     status: Arc<StatusSource>,
     queryable: Option<zenoh::query::Queryable<()>>,
+    local_status: Option<std::thread::JoinHandle<()>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -226,7 +274,8 @@ impl Bridge {
                 let _ = query.reply(query.key_expr().clone(), json).wait();
             })
             .wait();
-        let mut bridge = Bridge { session, routes, rpcs, status, queryable: None, stop };
+        let local_status = local_status(table.board.clone(), status.clone(), stop.clone());
+        let mut bridge = Bridge { session, routes, rpcs, status, queryable: None, local_status, stop };
         match queryable {
             Ok(q) => bridge.queryable = Some(q),
             Err(e) => {
@@ -255,6 +304,9 @@ impl Bridge {
         }
         for r in self.rpcs.drain(..) {
             r.join();
+        }
+        if let Some(t) = self.local_status.take() {
+            let _ = t.join();
         }
         let _ = self.session.close().wait();
     }

@@ -35,7 +35,7 @@ struct Unlink(Vec<String>);
 impl Drop for Unlink {
     fn drop(&mut self) {
         for n in &self.0 {
-            if n.starts_with("/ember-br-") {
+            if n.starts_with("/ember-br") {
                 let _ = rustix::shm::unlink(n.as_str());
                 let _ = ember_linux::mq::MessageQueue::unlink(n);
             } else {
@@ -795,7 +795,14 @@ fn seqlock_sampled_to_seqpacket_and_seqpacket_to_seqlock() {
     let dir = std::env::temp_dir();
     let listen_b = dir.join(format!("ember-br-{}-sp-b.sock", std::process::id())).display().to_string();
     let writer_a = dir.join(format!("ember-br-{}-sp-a.sock", std::process::id())).display().to_string();
-    let _unlink = Unlink(vec![value_a.clone(), value_b.clone(), listen_b.clone(), writer_a.clone()]);
+    let _unlink = Unlink(vec![
+        value_a.clone(),
+        value_b.clone(),
+        listen_b.clone(),
+        writer_a.clone(),
+        ember_bridge::local_status_name("sla"),
+        ember_bridge::local_status_name("slb"),
+    ]);
 
     // Board A's seqlock, written by "a sensor" (this test) before the bridge starts.
     let mut sensor = SeqLockWriter::create(Backing::Named(&value_a), 256, 0).unwrap();
@@ -809,15 +816,15 @@ fn seqlock_sampled_to_seqpacket_and_seqpacket_to_seqlock() {
         &format!(
             "{}[[route]]\nchannel = \"level\"\ndirection = \"out\"\nlocal = {{ kind = \"seqlock\", name = \"{value_a}\", rate_hz = 50 }}\n\
              [[route]]\nchannel = \"cmd\"\ndirection = \"out\"\nlocal = {{ kind = \"unix_seqpacket\", path = \"{writer_a}\" }}\n",
-            zenoh_table("a", pa, &[])
+            zenoh_table("sla", pa, &[])
         ),
     );
     let b = BridgeProc::start(
         "sl-b",
         &format!(
-            "{}[[route]]\nchannel = \"level\"\ndirection = \"in\"\nfrom = \"a\"\nlocal = {{ kind = \"unix_seqpacket\", path = \"{listen_b}\" }}\n\
-             [[route]]\nchannel = \"cmd\"\ndirection = \"in\"\nfrom = \"a\"\nlocal = {{ kind = \"seqlock\", name = \"{value_b}\" }}\n",
-            zenoh_table("b", pb, &[pa])
+            "{}[[route]]\nchannel = \"level\"\ndirection = \"in\"\nfrom = \"sla\"\nlocal = {{ kind = \"unix_seqpacket\", path = \"{listen_b}\" }}\n\
+             [[route]]\nchannel = \"cmd\"\ndirection = \"in\"\nfrom = \"sla\"\nlocal = {{ kind = \"seqlock\", name = \"{value_b}\" }}\n",
+            zenoh_table("slb", pb, &[pa])
         ),
     );
 
@@ -869,7 +876,7 @@ fn seqlock_sampled_to_seqpacket_and_seqpacket_to_seqlock() {
         std::thread::sleep(Duration::from_millis(20));
     };
     let obs = observer(&[pa, pb]);
-    wait_status(&obs, "a", "matched", |s| route(s, "cmd").matched == Some(true));
+    wait_status(&obs, "sla", "matched", |s| route(s, "cmd").matched == Some(true));
     for i in 0..500u64 {
         cmd.send_frame(test_frame(i, 32, &mut buf)).unwrap();
     }
@@ -884,10 +891,34 @@ fn seqlock_sampled_to_seqpacket_and_seqpacket_to_seqlock() {
         assert!(Instant::now() < end, "board B's seqlock never held frame 499");
         std::thread::sleep(Duration::from_millis(10));
     }
-    let sb = wait_status(&obs, "b", "wrote all 500", |s| route(s, "cmd").counters.frames_out == 500);
+    let sb = wait_status(&obs, "slb", "wrote all 500", |s| route(s, "cmd").counters.frames_out == 500);
     assert_eq!(route(&sb, "cmd").local, "seqlock");
     assert_eq!(route(&sb, "cmd").counters.bad, 0);
 
+    // The same status, locally, in the bridge's status seqlock (what `emberctl ls` shows).
+    let mut local =
+        SeqLockReader::open(&ember_bridge::local_status_name("slb"), ember_core::shm::inspect::STATUS_JSON_FINGERPRINT)
+            .unwrap();
+    let mut doc = vec![0u8; 64 * 1024];
+    // Rewritten every 250 ms: within a few periods it says what the status key said.
+    let end = Instant::now() + Duration::from_secs(10);
+    let local = loop {
+        let snap = local.read(&mut doc).unwrap();
+        let now: Status = serde_json::from_slice(&doc[..snap.len]).unwrap();
+        if route(&now, "cmd").counters.frames_out == 500 || Instant::now() > end {
+            break now;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(local.board, "slb");
+    assert_eq!(local.pid, b.child.id());
+    assert_eq!(route(&local, "cmd").counters.frames_out, 500, "{local:?}");
+    assert_eq!(route(&local, "level").local, "unix_seqpacket");
+
     assert!(a.terminate().success());
     assert!(b.terminate().success());
+    for board in ["sla", "slb"] {
+        let file = format!("/dev/shm{}", ember_bridge::local_status_name(board));
+        assert!(std::fs::metadata(&file).is_err(), "{file} removed on exit");
+    }
 }

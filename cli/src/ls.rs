@@ -24,6 +24,10 @@ With URIs (mq:/name, shm-ring:name, shm-seqlock:name, shm-broadcast:name, fifo:/
 uds:/path, uds-seqpacket:/path, uds-dgram:/path), lists those objects alone, whatever
 they are; a socket is shown as listening when a connection to it succeeds.
 
+A seqlock whose fingerprint is 0x5354415455534a31 (\"STATUSJ1\") holds a program's status
+as JSON (ember-bridge publishes /ember-bridge.<board>): it is shown with one line per route
+it lists, and in --json as the segment's \"status\".
+
 Every object listed is local to this machine, so its senders leave the payload checksum
 off by default (the header is always checked; `emberctl send` can force it on):
 the JSON says so per object (\"payload_checksum\":\"off\").
@@ -143,16 +147,84 @@ fn payload_checksum() -> &'static str {
 /// One listed object, as table cells and as JSON.
 struct Line {
     cells: [String; 6],
+    /// Empty for a detail line (its object's JSON holds it).
     json: String,
     /// It could not be read at all.
     missing: bool,
 }
 
-fn segment_line(s: &SegmentInfo) -> Line {
+/// The JSON document in the status seqlock `name` (see
+/// [`inspect::STATUS_JSON_FINGERPRINT`]), checked to be JSON; `None` when it cannot be read
+/// (not written yet, a writer mid-update for too long, not JSON).
+fn status_document(name: &str, h: &HeaderRepr) -> Option<serde_json::Value> {
+    if h.kind != SegmentKind::SeqLock || h.fingerprint != inspect::STATUS_JSON_FINGERPRINT {
+        return None;
+    }
+    let mut r = ember_linux::shm::SeqLockReader::open(name, h.fingerprint).ok()?;
+    let mut buf = vec![0u8; h.capacity as usize];
+    let snap = r.read(&mut buf).ok()?;
+    serde_json::from_slice(buf.get(..snap.len)?).ok()
+}
+
+/// The table's detail lines of a status document: one per route, when it lists routes
+/// (`ember-bridge`'s shape); the state cell of the segment's own line.
+fn status_lines(doc: &serde_json::Value) -> (String, Vec<Line>) {
+    let field = |v: &serde_json::Value, k: &str| match &v[k] {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".into(),
+        other => other.to_string(),
+    };
+    let routes = doc["routes"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let state = format!("status of {} (pid {}): {} route(s)", field(doc, "board"), field(doc, "pid"), routes.len());
+    let lines = routes
+        .iter()
+        .map(|r| {
+            let c = &r["counters"];
+            Line {
+                missing: false,
+                json: String::new(),
+                cells: [
+                    format!("  {}", field(r, "channel")),
+                    field(r, "direction"),
+                    "-".into(),
+                    field(r, "key"),
+                    field(r, "local"),
+                    format!(
+                        "in={} out={} dropped={} bad={} lost={}",
+                        field(c, "in"),
+                        field(c, "out"),
+                        field(c, "dropped"),
+                        field(c, "bad"),
+                        field(c, "lost")
+                    ),
+                ],
+            }
+        })
+        .collect();
+    (state, lines)
+}
+
+/// The lines of one segment: its own, then the detail lines of a status document.
+fn segment_lines(s: &SegmentInfo) -> Vec<Line> {
+    let Ok(h) = &s.header else { return vec![segment_line(s, None)] };
+    match status_document(&s.name, h) {
+        Some(doc) => {
+            let (state, mut details) = status_lines(&doc);
+            let mut first = segment_line(s, Some(&doc));
+            first.cells[5] = state;
+            details.insert(0, first);
+            details
+        }
+        None => vec![segment_line(s, None)],
+    }
+}
+
+fn segment_line(s: &SegmentInfo, status: Option<&serde_json::Value>) -> Line {
     match &s.header {
         Ok(h) => {
             let alive = Liveness::with_start(h.creator_pid, h.creator_start).is_alive();
             let counters = s.counters.as_ref();
+            let status = status.map_or_else(String::new, |d| format!(r#","status":{d}"#));
             Line {
                 missing: false,
                 cells: [
@@ -164,7 +236,7 @@ fn segment_line(s: &SegmentInfo) -> Line {
                     counters.map_or_else(|| "counters unreadable".into(), counters_text),
                 ],
                 json: format!(
-                    r#"{{"type":"shm","name":{},"kind":"{}","size":{},"capacity":{},"fingerprint":{},"fingerprint_hex":"{:#018x}","writer_pid":{},"writer_alive":{alive},"uid":{},"mode":"{:04o}","payload_checksum":"{}","counters":{}}}"#,
+                    r#"{{"type":"shm","name":{},"kind":"{}","size":{},"capacity":{},"fingerprint":{},"fingerprint_hex":"{:#018x}","writer_pid":{},"writer_alive":{alive},"uid":{},"mode":"{:04o}","payload_checksum":"{}","counters":{}{status}}}"#,
                     json_str(&s.name),
                     kind_name(h.kind),
                     s.size,
@@ -318,7 +390,7 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
                 for n in names {
                     match read_segment(&n) {
                         // Ember's magic: listed, damaged or not.
-                        Ok(s) if s.magic => lines.push(segment_line(&s)),
+                        Ok(s) if s.magic => lines.extend(segment_lines(&s)),
                         // Another program's segment (or one not initialised yet).
                         Ok(_) => other += 1,
                         Err(e) => unreadable.push(e),
@@ -345,18 +417,19 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
     let named = lines.len();
     for u in &o.positional {
         let uri = Uri::parse(u).map_err(|e| Failure::usage(e.0))?;
-        lines.push(match &uri {
-            Uri::Mq(n) => mq_line(n),
+        let found = match &uri {
+            Uri::Mq(n) => vec![mq_line(n)],
             Uri::ShmRing(n) | Uri::ShmSeqlock(n) | Uri::ShmBroadcast(n) => match read_segment(n) {
-                Ok(s) => segment_line(&s),
-                Err(e) => error_line(n, "shm", &e),
+                Ok(s) => segment_lines(&s),
+                Err(e) => vec![error_line(n, "shm", &e)],
             },
-            Uri::Fifo(p) => path_line(&uri, p, "fifo"),
-            Uri::Uds(p) | Uri::UdsSeqpacket(p) | Uri::UdsDgram(p) => path_line(&uri, p, "uds"),
+            Uri::Fifo(p) => vec![path_line(&uri, p, "fifo")],
+            Uri::Uds(p) | Uri::UdsSeqpacket(p) | Uri::UdsDgram(p) => vec![path_line(&uri, p, "uds")],
             other => {
                 return Err(Failure::usage(format!("{other}: nothing to list for this kind of endpoint")));
             }
-        });
+        };
+        lines.extend(found);
     }
     // An object named on the command line that cannot be shown is a failure (exit 1).
     let missing = lines[named..].iter().filter(|l| l.missing).count();
@@ -366,7 +439,7 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
         Ok(())
     };
     if o.flag("--json") {
-        let objs: Vec<&str> = lines.iter().map(|l| l.json.as_str()).collect();
+        let objs: Vec<&str> = lines.iter().map(|l| l.json.as_str()).filter(|j| !j.is_empty()).collect();
         let notes: Vec<String> = notes.iter().map(|n| json_str(n)).collect();
         println!(r#"{{"objects":[{}],"notes":[{}]}}"#, objs.join(","), notes.join(","));
         return result;

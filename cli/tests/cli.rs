@@ -262,6 +262,42 @@ fn ls_json(uri: &str) -> serde_json::Value {
 }
 
 #[test]
+fn ls_shows_a_status_seqlock_document() {
+    use ember_linux::core::shm::inspect::STATUS_JSON_FINGERPRINT;
+    use ember_linux::shm::{Backing, SeqLockWriter};
+    let name = unique("status");
+    // What `ember-bridge` publishes (docs/bridge.md, "Counters and status").
+    let doc = r#"{"board":"a","pid":4242,"routes":[
+        {"channel":"imu","direction":"out","key":"ember/a/imu","local":"spsc","matched":true,
+         "counters":{"in":1200,"out":1198,"dropped":2,"bad":0,"lost":0}},
+        {"channel":"calc","direction":"serve","key":"ember/a/rpc/calc","local":"seqpacket","matched":null,
+         "counters":{"in":7,"out":6,"dropped":1,"bad":0,"lost":0}}]}"#;
+    let mut w = SeqLockWriter::create(Backing::Named(&format!("/{name}")), 4096, STATUS_JSON_FINGERPRINT).unwrap();
+    w.write(doc.as_bytes()).unwrap();
+    let uri = format!("shm-seqlock:{name}");
+    let seg = ls_json(&uri);
+    assert_eq!(seg["kind"], "seqlock");
+    assert_eq!(seg["status"]["board"], "a");
+    assert_eq!(seg["status"]["routes"][1]["counters"]["dropped"], 1);
+    let (out, _) = expect(&["ls", &uri], 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[1].starts_with(&format!("/{name} ")) && lines[1].ends_with("status of a (pid 4242): 2 route(s)"),
+        "{out}"
+    );
+    assert!(lines[2].starts_with("  imu ") && lines[2].contains("ember/a/imu"), "{out}");
+    assert!(lines[2].ends_with("in=1200 out=1198 dropped=2 bad=0 lost=0"), "{out}");
+    assert!(lines[3].starts_with("  calc ") && lines[3].contains(" serve ") && lines[3].contains("seqpacket"), "{out}");
+    // The listing of everything shows it too, once.
+    let (all, _) = expect(&["ls"], 0);
+    assert_eq!(all.matches("status of a (pid 4242)").count(), 1, "{all}");
+    // Not JSON: an ordinary seqlock line, no status.
+    w.write(b"not json").unwrap();
+    let seg = ls_json(&uri);
+    assert!(seg.get("status").is_none(), "{seg}");
+}
+
+#[test]
 fn ls_shows_a_segment_then_its_dead_writer() {
     let name = unique("ls");
     let uri = format!("shm-ring:{name}");

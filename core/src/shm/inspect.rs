@@ -15,6 +15,13 @@ use super::layout::{CONTROL_OFFSET, HeaderRepr, SegmentKind};
 use super::seqlock::{SeqLockControl, WaitLine};
 use super::spsc::SpscControl;
 
+/// The fingerprint of a *status seqlock*: a seqlock segment whose value is a JSON document
+/// a running program publishes about itself (UTF-8, one object). `ember-bridge` publishes
+/// its routes and counters in one named `/ember-bridge.{board}`
+/// (`{"board":..,"pid":..,"routes":[{"channel","direction","key","local","counters":{"in","out","dropped","bad","lost"}}]}`);
+/// `emberctl ls` shows what such a segment holds. The bytes spell `STATUSJ1`.
+pub const STATUS_JSON_FINGERPRINT: u64 = u64::from_be_bytes(*b"STATUSJ1");
+
 /// What the control lines of a segment say.
 ///
 /// `Send` and `Sync`: plain data.
