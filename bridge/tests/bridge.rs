@@ -54,14 +54,22 @@ struct BridgeProc {
 
 impl BridgeProc {
     fn start(tag: &str, toml: &str) -> BridgeProc {
+        BridgeProc::start_with(tag, toml, BRIDGE, None)
+    }
+
+    /// `exe` (another build of `ember-bridge`), under `runner` (qemu-user) if given.
+    fn start_with(tag: &str, toml: &str, exe: &str, runner: Option<&str>) -> BridgeProc {
         let config = std::env::temp_dir().join(format!("ember-br-{}-{tag}.toml", std::process::id()));
         std::fs::write(&config, toml).unwrap();
-        let mut child = Command::new(BRIDGE)
-            .arg("--config")
-            .arg(&config)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn ember-bridge");
+        let mut cmd = match runner {
+            Some(r) => {
+                let mut c = Command::new(r);
+                c.arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
+        let mut child = cmd.arg("--config").arg(&config).stdout(Stdio::piped()).spawn().expect("spawn ember-bridge");
         let lines = forward_lines(child.stdout.take().unwrap());
         let b = BridgeProc { child, lines, config };
         b.expect_line("ready", Duration::from_secs(60));
@@ -921,4 +929,74 @@ fn seqlock_sampled_to_seqpacket_and_seqpacket_to_seqlock() {
         let file = format!("/dev/shm{}", ember_bridge::local_status_name(board));
         assert!(std::fs::metadata(&file).is_err(), "{file} removed on exit");
     }
+}
+
+/// A board's `ember-bridge` against this host's over loopback, both ways: the board's
+/// build (`EMBER_BRIDGE_BOARD_EXE`) under its emulator (`EMBER_BRIDGE_BOARD_RUNNER`,
+/// qemu-user), which `cargo xtask test --only bridge-board` sets after cross-building it
+/// (tier 1). Without them the host's own build plays the board. Rings are shared between
+/// the two (qemu-user runs on the host's kernel), so the test writes and reads both ends.
+#[test]
+fn a_board_bridge_against_the_host_bridge_both_ways() {
+    const N: u64 = 2_000;
+    let exe = std::env::var("EMBER_BRIDGE_BOARD_EXE").unwrap_or_else(|_| BRIDGE.to_string());
+    let runner = std::env::var("EMBER_BRIDGE_BOARD_RUNNER").ok();
+    println!("board bridge: {exe} {}", runner.as_deref().map_or("(native)".into(), |r| format!("under {r}")));
+    let (ph, pd) = (free_port(), free_port());
+    let (up_h, up_d, down_d, down_h) = (unique("up-h"), unique("up-d"), unique("down-d"), unique("down-h"));
+    let _unlink = Unlink(vec![
+        up_h.clone(),
+        up_d.clone(),
+        down_d.clone(),
+        down_h.clone(),
+        ember_bridge::local_status_name("host"),
+        ember_bridge::local_status_name("board"),
+    ]);
+    let mut to_board = SpscSender::create(Backing::Named(&up_h), 1 << 16, 0).unwrap();
+    let mut from_board = SpscSender::create(Backing::Named(&down_d), 1 << 16, 0).unwrap();
+    let host = BridgeProc::start(
+        "host",
+        &format!(
+            "{}[[route]]\nchannel = \"up\"\ndirection = \"out\"\nlocal = {{ kind = \"spsc\", name = \"{up_h}\" }}\n\
+             [[route]]\nchannel = \"down\"\ndirection = \"in\"\nfrom = \"board\"\nlocal = {{ kind = \"spsc\", name = \"{down_h}\", capacity = 65536 }}\n",
+            zenoh_table("host", ph, &[])
+        ),
+    );
+    let board = BridgeProc::start_with(
+        "board",
+        &format!(
+            "{}[[route]]\nchannel = \"up\"\ndirection = \"in\"\nfrom = \"host\"\nlocal = {{ kind = \"spsc\", name = \"{up_d}\", capacity = 65536 }}\n\
+             [[route]]\nchannel = \"down\"\ndirection = \"out\"\nlocal = {{ kind = \"spsc\", name = \"{down_d}\" }}\n",
+            zenoh_table("board", pd, &[ph])
+        ),
+        &exe,
+        runner.as_deref(),
+    );
+    let obs = observer(&[ph, pd]);
+    wait_status(&obs, "host", "matched", |s| route(s, "up").matched == Some(true));
+    wait_status(&obs, "board", "matched", |s| route(s, "down").matched == Some(true));
+    let (mut up_rx, mut down_rx) = (SpscReceiver::open(&up_d, 0).unwrap(), SpscReceiver::open(&down_h, 0).unwrap());
+    let writers = std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        for i in 0..N {
+            to_board.send(test_frame(i, 24, &mut buf), Some(Duration::from_secs(60))).unwrap();
+            from_board.send(test_frame(i, 56, &mut buf), Some(Duration::from_secs(60))).unwrap();
+        }
+        (to_board, from_board)
+    });
+    let mut buf = [0u8; 256];
+    for i in 0..N {
+        let n = up_rx.recv(&mut buf, Some(Duration::from_secs(60))).unwrap_or_else(|e| panic!("up {i}: {e}"));
+        assert_eq!(check_frame(&buf[..n], 24), i, "host to board, in order");
+        let n = down_rx.recv(&mut buf, Some(Duration::from_secs(60))).unwrap_or_else(|e| panic!("down {i}: {e}"));
+        assert_eq!(check_frame(&buf[..n], 56), i, "board to host, in order");
+    }
+    let _writers = writers.join().unwrap();
+    let sd = wait_status(&obs, "board", "all out", |s| {
+        route(s, "up").counters.frames_out == N && route(s, "down").counters.frames_out == N
+    });
+    assert_eq!((route(&sd, "up").counters.bad, route(&sd, "up").counters.lost), (0, 0));
+    drop(obs);
+    assert!(board.terminate().success(), "the board's bridge stops cleanly on SIGTERM");
+    assert!(host.terminate().success());
 }

@@ -74,6 +74,47 @@ pub fn build_release(b: &Board) -> Result<Vec<PathBuf>, String> {
     Ok(out)
 }
 
+/// The bridge's manifest (its own workspace).
+const BRIDGE_MANIFEST: &str = "bridge/Cargo.toml";
+
+/// `cargo xtask build --board <name> --bridge`: `ember-bridge` for the board, static,
+/// release (into the boards' target directory), and a stripped copy next to it
+/// (`ember-bridge.stripped`, the board's cross `strip`). Returns the stripped copy's path
+/// and size.
+pub fn build_bridge_release(b: &Board) -> Result<(PathBuf, u64), String> {
+    build::ensure_tools(b)?;
+    let root = root();
+    run(build::cargo(&root, b, "build").args([
+        "--release",
+        "--manifest-path",
+        BRIDGE_MANIFEST,
+        "--bin",
+        "ember-bridge",
+    ]))?;
+    let exe = build::target_dir(&root).join(&b.triple).join("release").join("ember-bridge");
+    let stripped = exe.with_file_name("ember-bridge.stripped");
+    let strip = b.linker.strip_suffix("gcc").map(|p| format!("{p}strip")).ok_or("the board's linker is not a gcc")?;
+    run(Command::new(&strip).arg("-o").arg(&stripped).arg(&exe))?;
+    let size = std::fs::metadata(&stripped).map_err(|e| format!("{}: {e}", stripped.display()))?.len();
+    Ok((stripped, size))
+}
+
+/// The bridge on a board under qemu-user against the host's bridge: `ember-bridge` built
+/// for the board (a dev build, the fastest to compile), then the bridge's test
+/// `a_board_bridge_against_the_host_bridge_both_ways` on the host with the board's build
+/// under the board's emulator as one of the two bridges.
+pub fn bridge_tier1(b: &Board) -> Result<(), String> {
+    build::ensure_tools(b)?;
+    let root = root();
+    run(build::cargo(&root, b, "build").args(["--manifest-path", BRIDGE_MANIFEST, "--bin", "ember-bridge"]))?;
+    let exe = build::artifact(&root, b, "ember-bridge");
+    run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&root)
+        .args(["test", "--manifest-path", BRIDGE_MANIFEST, "--test", "bridge", "a_board_bridge", "--", "--nocapture"])
+        .env("EMBER_BRIDGE_BOARD_EXE", &exe)
+        .env("EMBER_BRIDGE_BOARD_RUNNER", &b.qemu_user))
+}
+
 /// Tier 1: the workspace's tests for the board, run under qemu-user, then the CRC-32C runs.
 pub fn tier1(b: &Board) -> Result<(), String> {
     build::ensure_tools(b)?;

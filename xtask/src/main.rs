@@ -38,7 +38,12 @@
 //!   iceoryx2 stays out of the workspace's build): publish-subscribe one-way by payload
 //!   size, request-response, event notification.
 //! - `cargo xtask build --board <name>`: the `emberctl` command and `libember.a` for a board of
-//!   `targets/boards.toml`, static, in release mode.
+//!   `targets/boards.toml`, static, in release mode; with `--bridge`, `ember-bridge` instead
+//!   (and a stripped copy, its size printed).
+//! - `cargo xtask bridge-board --board <name>`: `ember-bridge` built for the board and run
+//!   under qemu-user against the host's bridge over loopback (the test step does it for
+//!   rpi4).
+//! - `cargo xtask size --bridge`: `ember-bridge` for every board, stripped, in a table.
 //! - `cargo xtask test --board <name>`: tier 1, the workspace's tests for the board under
 //!   qemu-user, then its CRC-32C runs.
 //! - `cargo xtask crc --board <name>`: the CRC-32C runs of tier 1 alone: the core crate's
@@ -59,7 +64,7 @@ use ember_qemu::host::{ensure_apt, ensure_component, ensure_target, output, run}
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: cargo xtask <test [--board <name> | --only <step,...>] | crc --board <name> | qemu --board <name> | build --board <name> | header | c-abi | bridge | dist [--board <name>] [--prefix <dir>] [--destdir <dir>] | completions | packaging [--check] | examples | bench [emberctl bench options] | bench --sweep [size|readers|inflight|all] [--quick] [--out <dir>] | bench-dbus [--quick] | bench-peers [--quick] [--sizes a,b,..] [--only pubsub,loan,rpc,event] | bench-bridge [--lat N] [--thr N] | size [--stable-only] | fuzz --minutes N [target...] | fuzz-keep [target...]>";
+const USAGE: &str = "usage: cargo xtask <test [--board <name> | --only <step,...>] | crc --board <name> | qemu --board <name> | build --board <name> [--bridge] | bridge-board --board <name> | header | c-abi | bridge | dist [--board <name>] [--prefix <dir>] [--destdir <dir>] | completions | packaging [--check] | examples | bench [emberctl bench options] | bench --sweep [size|readers|inflight|all] [--quick] [--out <dir>] | bench-dbus [--quick] | bench-peers [--quick] [--sizes a,b,..] [--only pubsub,loan,rpc,event] | bench-bridge [--lat N] [--thr N] | size [--stable-only | --bridge] | fuzz --minutes N [target...] | fuzz-keep [target...]>";
 /// The committed C header, and cbindgen's configuration for it.
 pub(crate) const HEADER: &str = "bindings-c/include/ember.h";
 const CBINDGEN_TOML: &str = "bindings-c/cbindgen.toml";
@@ -99,11 +104,17 @@ fn main() -> ExitCode {
             t.report.outcome.clone()
         }),
         Some("build") => board_command(&args[1..], |b| {
+            if args.iter().any(|a| a == "--bridge") {
+                let (f, size) = boards::build_bridge_release(b)?;
+                println!("built {} ({size} bytes stripped)", f.display());
+                return Ok(());
+            }
             for f in boards::build_release(b)? {
                 println!("built {}", f.display());
             }
             Ok(())
         }),
+        Some("bridge-board") => board_command(&args[1..], boards::bridge_tier1),
         Some("bench") => bench(&args[1..]),
         Some("bench-dbus") => bench_dbus(&args[1..]),
         Some("bench-peers") => bench_peers(&args[1..]),
@@ -150,6 +161,13 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some("size") if args.iter().any(|a| a == "--bridge") => match bridge_sizes() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("xtask size --bridge: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Some("size") => match size::size(&args[1..]) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -892,6 +910,33 @@ fn each_board(tier: u8, run: impl Fn(&ember_qemu::board::Board) -> (Result<(), S
     if failed.is_empty() { Outcome::Pass } else { Outcome::Fail(failed.join("; ")) }
 }
 
+/// The board whose `ember-bridge` build `cargo xtask test` runs under qemu-user against
+/// the host's (one board: a cross build of Zenoh takes minutes; `cargo xtask bridge-board
+/// --board <name>` runs any other).
+const BRIDGE_TEST_BOARD: &str = "rpi4";
+
+/// The bridge cross-built for [`BRIDGE_TEST_BOARD`] and run under qemu-user against the
+/// host's bridge over loopback, both ways.
+fn step_bridge_board() -> Outcome {
+    let args = ["--board".to_string(), BRIDGE_TEST_BOARD.to_string()];
+    outcome(boards::named(&args).and_then(|b| boards::bridge_tier1(&b)))
+}
+
+/// `cargo xtask size --bridge`: `ember-bridge` built for every board (static, release),
+/// stripped, and its size in a table.
+fn bridge_sizes() -> Result<(), String> {
+    let mut rows = Vec::new();
+    for b in boards::all()? {
+        let (path, size) = boards::build_bridge_release(&b)?;
+        rows.push((b.name.clone(), b.triple.clone(), size, path));
+    }
+    println!("\n{:<12} {:<32} {:>14}", "board", "target", "ember-bridge");
+    for (name, triple, size, path) in rows {
+        println!("{name:<12} {triple:<32} {:>10.1} MiB  ({})", size as f64 / (1024.0 * 1024.0), path.display());
+    }
+    Ok(())
+}
+
 /// Tier 1 on every board: the workspace's tests under qemu-user.
 fn step_tier1() -> Outcome {
     each_board(1, |b| (boards::tier1(b), format!("workspace tests under {}", b.qemu_user)))
@@ -936,7 +981,7 @@ fn outcome(r: Result<(), String>) -> Outcome {
 /// contain one of `only`'s words.
 fn test(only: &[&str]) -> ExitCode {
     type StepFn = fn() -> Outcome;
-    let steps: [(&'static str, StepFn); 17] = [
+    let steps: [(&'static str, StepFn); 18] = [
         ("cargo fmt --check", step_fmt),
         ("cargo clippy -D warnings", step_clippy),
         ("cargo doc -D warnings", step_docs),
@@ -948,6 +993,7 @@ fn test(only: &[&str]) -> ExitCode {
         ("examples (daemon + C client)", step_examples),
         ("packaging (dist, Yocto, Buildroot)", step_packaging),
         ("boards: tier 1 (qemu-user)", step_tier1),
+        ("bridge on a board (qemu-user)", step_bridge_board),
         ("boards: tier 2 (qemu-system)", step_tier2),
         ("no_std and feature builds", step_no_std),
         ("MSRV check (rust-version)", step_msrv),
