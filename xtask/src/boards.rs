@@ -100,14 +100,18 @@ pub fn build_bridge_release(b: &Board) -> Result<(PathBuf, u64), String> {
 }
 
 /// The bridge on a board under qemu-user against the host's bridge: `ember-bridge` built
-/// for the board (a dev build, the fastest to compile), then the bridge's test
-/// `a_board_bridge_against_the_host_bridge_both_ways` on the host with the board's build
-/// under the board's emulator as one of the two bridges.
+/// for the board as it ships (the release build of [`build_bridge_release`]), then the
+/// bridge's test `a_board_bridge_against_the_host_bridge_both_ways` on the host with the
+/// board's build under the board's emulator as one of the two bridges.
+///
+/// The release build, not a dev build: besides being what runs on a board, a dev build of
+/// the bridge for armv7 (static glibc) dies with `SIGSEGV` before `main` under
+/// qemu-arm-static (even `--help`), where the release build runs; the cause is not known.
 pub fn bridge_tier1(b: &Board) -> Result<(), String> {
-    build::ensure_tools(b)?;
+    let (_, size) = build_bridge_release(b)?;
+    println!("ember-bridge for {}: {size} bytes stripped", b.name);
     let root = root();
-    run(build::cargo(&root, b, "build").args(["--manifest-path", BRIDGE_MANIFEST, "--bin", "ember-bridge"]))?;
-    let exe = build::artifact(&root, b, "ember-bridge");
+    let exe = build::target_dir(&root).join(&b.triple).join("release").join("ember-bridge");
     run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(&root)
         .args(["test", "--manifest-path", BRIDGE_MANIFEST, "--test", "bridge", "a_board_bridge", "--", "--nocapture"])

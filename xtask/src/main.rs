@@ -911,8 +911,8 @@ fn each_board(tier: u8, run: impl Fn(&ember_qemu::board::Board) -> (Result<(), S
 }
 
 /// The board whose `ember-bridge` build `cargo xtask test` runs under qemu-user against
-/// the host's (one board: a cross build of Zenoh takes minutes; `cargo xtask bridge-board
-/// --board <name>` runs any other).
+/// the host's (one board: a release cross build of Zenoh takes about 4 minutes;
+/// `cargo xtask bridge-board --board <name>` runs any other).
 const BRIDGE_TEST_BOARD: &str = "rpi4";
 
 /// The bridge cross-built for [`BRIDGE_TEST_BOARD`] and run under qemu-user against the
