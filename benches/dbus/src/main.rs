@@ -355,7 +355,12 @@ fn bench_calls(address: &str, n: usize) {
     let (mut ih, mut it, mut iz) = (0i32, 0i32, 0i32);
     // Both Ember closures call on the one connection (a RefCell's check costs both alike).
     let cell = std::cell::RefCell::new(&mut *ember);
-    let [mut hand, typed, proxy_z] = interleaved(
+    // The floor of the same call: its bytes written and the reply read on a plain socket,
+    // no library and no parsing (the daemon's two hops and the serving connection's work,
+    // which every client pays).
+    let mut raw_add = RawCaller::connect(address);
+    let mut ir = 0i32;
+    let [mut hand, typed, proxy_z, mut add_floor] = interleaved(
         n,
         1,
         [
@@ -392,15 +397,42 @@ fn bench_calls(address: &str, n: usize) {
                 let r: i32 = proxy.call("Add", &(iz, 1i32)).unwrap();
                 assert_eq!(r, iz.wrapping_add(1));
             },
+            &mut || {
+                ir = ir.wrapping_add(1);
+                raw_add.add(ir, 1);
+            },
         ],
     );
     let hand50 = hand.percentile(0.5);
+    let mut proxy_z = proxy_z;
+    let (floor50, zbus50) = (add_floor.percentile(0.5), proxy_z.percentile(0.5));
     let typed = typed_row("Add(ii) typed API vs zbus proxy", typed, proxy_z);
     println!(
         "{:<34} typed / hand-built p50 = {:.3}× (hand-built {})",
         "  typed layer's cost",
         typed / hand50,
         fmt_ns(hand50)
+    );
+    println!(
+        "{:<34} {:>10} {:>10} {:>11.0}   (no library: the call's bytes written, the reply's read, not parsed)",
+        "  Add(ii) floor",
+        fmt_ns(floor50),
+        fmt_ns(add_floor.percentile(0.99)),
+        1e9 / floor50
+    );
+    let share = |p50: f64| {
+        if p50 >= floor50 {
+            format!("{} above the floor", fmt_ns(p50 - floor50))
+        } else {
+            format!("at the floor ({} under it)", fmt_ns(floor50 - p50))
+        }
+    };
+    println!(
+        "{:<34} Ember typed {}, zbus {}; a client that cost nothing would be {:.2}× zbus",
+        "  each client's own share",
+        share(typed),
+        share(zbus50),
+        zbus50 / floor50
     );
 
     // 4 calls in flight at once, against 4 concurrent calls on zbus's connection.
@@ -614,6 +646,22 @@ impl RawCaller {
                 return len;
             }
         }
+    }
+
+    fn add(&mut self, a: i32, b: i32) {
+        use std::io::Write;
+        self.serial += 1;
+        let mut call = [0u8; 256];
+        let call = Builder::method_call("/org/ember/Bench", "Add")
+            .interface("org.ember.Bench")
+            .destination("org.ember.Bench")
+            .build(&mut call, self.serial, Signature::new("ii").unwrap(), |w| {
+                w.i32(a)?;
+                w.i32(b)
+            })
+            .unwrap();
+        self.s.write_all(call).unwrap();
+        assert!(self.wait_reply(self.serial) > 0);
     }
 
     fn blob(&mut self, n: u32) {
