@@ -62,8 +62,6 @@ pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;
 pub const MAX_MAX_FRAME: usize = 4 * 1024 * 1024;
 /// Default capacity (bytes) of a ring an inbound route creates.
 pub const DEFAULT_RING_CAPACITY: usize = 1 << 20;
-/// Default depth of the queue between Zenoh's receive task and an inbound route's writer.
-pub const DEFAULT_QUEUE: usize = 1024;
 
 /// The whole route table.
 #[derive(Debug, Clone, Deserialize)]
@@ -346,8 +344,6 @@ pub struct Route {
     pub rate_limit: Option<u32>,
     /// Largest frame, header included.
     pub max_frame: Option<usize>,
-    /// Inbound: depth of the queue between Zenoh and the local writer.
-    pub queue: Option<usize>,
 }
 
 impl Route {
@@ -398,7 +394,8 @@ pub enum ConfigError {
         /// The route's channel.
         channel: String,
     },
-    /// A number out of its range (`max_frame`, `rate_limit`, `queue`, `capacity`).
+    /// A number out of its range (`max_frame`, `rate_limit`, `capacity`, `rate_hz`,
+    /// `timeout_ms`).
     OutOfRange {
         /// Which field.
         field: &'static str,
@@ -481,11 +478,6 @@ impl RouteTable {
             }
             if r.rate_limit == Some(0) {
                 return Err(ConfigError::OutOfRange { field: "rate_limit", value: 0 });
-            }
-            if let Some(q) = r.queue
-                && !(1..=1 << 20).contains(&q)
-            {
-                return Err(ConfigError::OutOfRange { field: "queue", value: q as u64 });
             }
             if let Local::Seqlock { rate_hz, capacity, .. } = &r.local {
                 match (r.direction, rate_hz) {

@@ -303,7 +303,7 @@ fn drop_counters_add_up_exactly_with_a_slow_reader() {
     let b = BridgeProc::start(
         "drp-b",
         &format!(
-            "{}[[route]]\nchannel = \"seq\"\ndirection = \"in\"\nfrom = \"a\"\ncongestion = \"drop\"\nqueue = 16\nlocal = {{ kind = \"spsc\", name = \"{ring_b}\", capacity = 4096 }}\n",
+            "{}[[route]]\nchannel = \"seq\"\ndirection = \"in\"\nfrom = \"a\"\ncongestion = \"drop\"\nlocal = {{ kind = \"spsc\", name = \"{ring_b}\", capacity = 4096 }}\n",
             zenoh_table("b", pb, &[pa])
         ),
     );
