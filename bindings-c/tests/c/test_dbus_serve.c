@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "dbus_daemon.h"
 
 #define TIMEOUT 5000
 #define ROOT "/org/ember"
@@ -29,72 +30,7 @@
 #define MANAGER "org.freedesktop.DBus.ObjectManager"
 #define SLOW_MS 800
 
-static char dir[128];
-static char address[256];
 static char bus_name[64];
-static pid_t daemon_pid = -1;
-
-/* Starts dbus-daemon with a configuration of our own; its address goes to `address`. */
-static int start_daemon(void) {
-    snprintf(dir, sizeof dir, "/tmp/ember-c-dbus-serve-%d", (int)getpid());
-    mkdir(dir, 0700);
-    char conf[192];
-    snprintf(conf, sizeof conf, "%s/bus.conf", dir);
-    FILE *f = fopen(conf, "w");
-    if (!f) return -1;
-    fprintf(f,
-            "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\"\n"
-            " \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n"
-            "<busconfig><type>session</type><listen>unix:path=%s/bus</listen><auth>EXTERNAL</auth>\n"
-            "<policy context=\"default\"><allow send_destination=\"*\" eavesdrop=\"true\"/>"
-            "<allow eavesdrop=\"true\"/><allow own=\"*\"/></policy></busconfig>\n",
-            dir);
-    fclose(f);
-    int p[2];
-    if (pipe(p) != 0) return -1;
-    daemon_pid = fork();
-    if (daemon_pid == 0) {
-        char cf[224], pa[32];
-        snprintf(cf, sizeof cf, "--config-file=%s", conf);
-        snprintf(pa, sizeof pa, "--print-address=%d", p[1]);
-        close(p[0]);
-        int devnull = open("/dev/null", O_WRONLY);
-        if (devnull >= 0) dup2(devnull, 2);
-        execlp("dbus-daemon", "dbus-daemon", "--nofork", pa, cf, (char *)NULL);
-        _exit(127);
-    }
-    close(p[1]);
-    size_t got = 0;
-    struct pollfd pfd = {.fd = p[0], .events = POLLIN};
-    while (got < sizeof address - 1 && poll(&pfd, 1, 10000) == 1) {
-        ssize_t n = read(p[0], address + got, sizeof address - 1 - got);
-        if (n <= 0) break;
-        got += (size_t)n;
-        if (memchr(address, '\n', got)) break;
-    }
-    close(p[0]);
-    address[got] = 0;
-    char *nl = strchr(address, '\n');
-    if (nl) *nl = 0;
-    if (strncmp(address, "unix:", 5) != 0) {
-        fprintf(stderr, "dbus-daemon did not start (is it installed? cargo xtask test installs it)\n");
-        return -1;
-    }
-    return 0;
-}
-
-static void stop_daemon(void) {
-    if (daemon_pid > 0) {
-        kill(daemon_pid, SIGTERM);
-        waitpid(daemon_pid, NULL, 0);
-    }
-    char p[192];
-    snprintf(p, sizeof p, "%s/bus.conf", dir);
-    unlink(p);
-    snprintf(p, sizeof p, "%s/bus", dir);
-    unlink(p);
-    rmdir(dir);
-}
 
 static int64_t now_ms(void) {
     struct timespec t;
@@ -657,7 +593,7 @@ static void client(ember_dbus *d) {
 int main(void) {
     snprintf(bus_name, sizeof bus_name, "org.ember.cserve.p%d", (int)getpid());
     service_errors();
-    if (start_daemon() != 0) {
+    if (start_daemon("dbus-serve") != 0) {
         stop_daemon();
         return 1;
     }
