@@ -110,13 +110,7 @@ impl SpscSender {
     }
 
     fn wake(&self) {
-        if self.producer.consumer_waiting() {
-            futex_wake_all(self.ctl.head_word());
-            if let Some(n) = &self.notifier {
-                // A failed eventfd write leaves the receiver to its poll timeout.
-                let _ = n.notify();
-            }
-        }
+        wake_receiver(&self.producer, self.ctl, self.notifier.as_ref());
     }
 
     /// Appends a record without waiting: [`ShmError::Full`] if there is no room now.
@@ -294,6 +288,26 @@ fn claim_reader(ctl: &SpscControl) -> Result<u32> {
     Err(ShmError::ReaderClaimed { pid }.into())
 }
 
+/// After a record was published: wakes an SPSC receiver that announced it sleeps (the futex
+/// on `head`, and the sender's eventfd [`Notifier`] if it has one).
+fn wake_receiver(producer: &Producer<'_>, ctl: &SpscControl, notifier: Option<&Notifier>) {
+    if producer.consumer_waiting() {
+        futex_wake_all(ctl.head_word());
+        if let Some(n) = notifier {
+            // A failed eventfd write leaves the receiver to its poll timeout.
+            let _ = n.notify();
+        }
+    }
+}
+
+/// After a pop (`after_pop`), or after finding the ring empty: wakes an SPSC sender that
+/// announced it sleeps waiting for room (the futex on `tail`).
+fn wake_sender(consumer: &mut Consumer<'_>, ctl: &SpscControl, after_pop: bool) {
+    if consumer.producer_waiting(after_pop) {
+        futex_wake_all(ctl.tail_word());
+    }
+}
+
 /// A record being built in place in an SPSC ring ([`SpscSender::try_grant`]): bytes go in
 /// with [`SendGrant::put`], the record goes out with [`SendGrant::commit`]; dropped
 /// uncommitted, it is abandoned and the receiver never sees it.
@@ -337,13 +351,7 @@ impl SendGrant<'_> {
     /// (the futex, and the sender's [`Notifier`] if it has one).
     pub fn commit(self) -> Result<()> {
         let producer = self.grant.commit()?;
-        if producer.consumer_waiting() {
-            futex_wake_all(self.ctl.head_word());
-            if let Some(n) = self.notifier {
-                // A failed eventfd write leaves the receiver to its poll timeout.
-                let _ = n.notify();
-            }
-        }
+        wake_receiver(producer, self.ctl, self.notifier);
         Ok(())
     }
 }
@@ -383,10 +391,7 @@ impl RecvPeek<'_> {
 
     /// Consumes the record (and wakes a sender waiting for room, as a receive does).
     pub fn release(self) {
-        let consumer = self.peek.release();
-        if consumer.producer_waiting(true) {
-            futex_wake_all(self.ctl.tail_word());
-        }
+        wake_sender(self.peek.release(), self.ctl, true);
     }
 }
 
@@ -455,9 +460,7 @@ impl SpscReceiver {
     }
 
     fn wake(&mut self, after_pop: bool) {
-        if self.consumer.producer_waiting(after_pop) {
-            futex_wake_all(self.ctl.tail_word());
-        }
+        wake_sender(&mut self.consumer, self.ctl, after_pop);
     }
 
     /// Copies the next record into `out` without waiting ([`ShmError::Empty`]).
