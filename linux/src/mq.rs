@@ -220,7 +220,16 @@ impl MessageQueue {
                     // (it is about to remove the queue, or just did): look again.
                     let st = rustix::fs::fstat(&old)?;
                     match shared_flock_holder(st.st_dev, st.st_ino) {
-                        Some(Some(pid)) => return Err(Error::InUse { object: ObjectKind::MessageQueue, pid }),
+                        // Only a queue still under the name is in use: a racing creator's
+                        // queue that a replacer unlinked meanwhile is nameless, and its
+                        // holder is about to try again (look again too).
+                        Some(Some(pid)) if still_named(&c, old.as_fd()) => {
+                            return Err(Error::InUse { object: ObjectKind::MessageQueue, pid });
+                        }
+                        Some(Some(_)) => {
+                            rustix::thread::sched_yield();
+                            continue;
+                        }
                         Some(None) => {
                             rustix::thread::sched_yield();
                             continue;
