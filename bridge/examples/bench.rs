@@ -190,7 +190,7 @@ fn bridged(size: usize, lat: u64, thr: u64) -> Row {
         std::fs::write(
             &path,
             format!(
-                "board = \"{board}\"\n[zenoh]\nmode = \"peer\"\nlisten = [\"tcp/127.0.0.1:{listen}\"]\nconnect = [{connect}]\nscouting = false\n{route}"
+                "board = \"{board}\"\nresume = \"/ember-bench-{pid}-{board}.resume\"\n[zenoh]\nmode = \"peer\"\nlisten = [\"tcp/127.0.0.1:{listen}\"]\nconnect = [{connect}]\nscouting = false\n{route}"
             ),
         )
         .unwrap();
@@ -246,6 +246,9 @@ fn bridged(size: usize, lat: u64, thr: u64) -> Row {
     }
     let _ = std::fs::remove_file(ta);
     let _ = std::fs::remove_file(tb);
+    for board in ["a", "b"] {
+        let _ = ember_bridge::resume::ResumeFile::remove(&format!("/ember-bench-{pid}-{board}.resume"));
+    }
     r
 }
 

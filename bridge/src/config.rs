@@ -78,6 +78,11 @@ pub struct RouteTable {
     /// The request/response services carried across.
     #[serde(default, rename = "rpc")]
     pub rpcs: Vec<RpcRoute>,
+    /// The POSIX shm name of the resume file (where each inbound route stopped, so a
+    /// restarted bridge counts what its predecessor lost: [`crate::resume`]). Default
+    /// `/ember-bridge.{board}.resume`; `""` keeps none (`lost` then counts within one run).
+    #[serde(default)]
+    pub resume: Option<String>,
 }
 
 /// Default time one call may take across the bridge: 10 s.
@@ -380,6 +385,8 @@ pub enum ConfigError {
         /// Its value.
         value: String,
     },
+    /// A `resume` that is not a POSIX shm name (`/` and 1 to 254 more bytes, no other `/`).
+    BadShmName(String),
     /// A `key` that Zenoh does not accept as a key expression.
     BadKey {
         /// The key.
@@ -417,6 +424,7 @@ impl core::fmt::Display for ConfigError {
             ConfigError::Io(e) => write!(f, "cannot read the route table: {e}"),
             ConfigError::Toml(e) => write!(f, "route table: {e}"),
             ConfigError::BadName { field, value } => write!(f, "{field} {value:?} cannot be a key chunk"),
+            ConfigError::BadShmName(n) => write!(f, "resume {n:?} is not a shm name (\"/name\", no other '/')"),
             ConfigError::BadKey { key, reason } => write!(f, "key {key:?}: {reason}"),
             ConfigError::DuplicateKey(k) => write!(f, "two routes in the same direction on key {k:?}"),
             ConfigError::MissingFrom { channel } => write!(f, "inbound route {channel:?} needs `from` or `key`"),
@@ -433,6 +441,13 @@ fn valid_chunk(s: &str) -> bool {
     !s.is_empty() && !s.chars().any(|c| "/*$?#@".contains(c) || c.is_whitespace() || c.is_control())
 }
 
+/// Whether `n` is a POSIX shm name: `/`, then 1 to 254 bytes with no `/` or NUL, not `.`
+/// or `..`.
+fn valid_shm_name(n: &str) -> bool {
+    let rest = n.strip_prefix('/').unwrap_or("");
+    !rest.is_empty() && rest.len() < 255 && !rest.contains(['/', '\0']) && rest != "." && rest != ".."
+}
+
 impl RouteTable {
     /// Reads and parses the table in `path`.
     pub fn load(path: &str) -> Result<RouteTable, ConfigError> {
@@ -447,9 +462,24 @@ impl RouteTable {
         Ok(table)
     }
 
+    /// The resume file's shm name, or `None` when the table keeps none.
+    pub fn resume_name(&self) -> Option<String> {
+        match &self.resume {
+            None => Some(crate::resume::resume_name(&self.board)),
+            Some(n) if n.is_empty() => None,
+            Some(n) => Some(n.clone()),
+        }
+    }
+
     fn check(&self) -> Result<(), ConfigError> {
         if !valid_chunk(&self.board) {
             return Err(ConfigError::BadName { field: "board", value: self.board.clone() });
+        }
+        if let Some(n) = &self.resume
+            && !n.is_empty()
+            && !valid_shm_name(n)
+        {
+            return Err(ConfigError::BadShmName(n.clone()));
         }
         let mut seen = std::collections::HashSet::new();
         for r in &self.routes {
@@ -631,6 +661,14 @@ mod tests {
     }
 
     #[test]
+    fn the_resume_file_is_named_by_board_unless_the_table_says() {
+        let name = |t: &str| RouteTable::parse(t).unwrap().resume_name();
+        assert_eq!(name("board = \"gw\""), Some("/ember-bridge.gw.resume".into()));
+        assert_eq!(name("board = \"gw\"\nresume = \"/mine\""), Some("/mine".into()));
+        assert_eq!(name("board = \"gw\"\nresume = \"\""), None);
+    }
+
+    #[test]
     fn zenoh_settings_pass_through() {
         let t = RouteTable::parse(GOOD).unwrap();
         let c = t.zenoh_config().unwrap();
@@ -677,6 +715,9 @@ mod tests {
                 |e| matches!(e, ConfigError::DuplicateKey(_)),
             ),
             ("board = \"a\"\n[zenoh]\nmode = \"tower\"", |e| matches!(e, ConfigError::Toml(_))),
+            ("board = \"a\"\nresume = \"state\"", |e| matches!(e, ConfigError::BadShmName(_))),
+            ("board = \"a\"\nresume = \"/run/state\"", |e| matches!(e, ConfigError::BadShmName(_))),
+            ("board = \"a\"\nresume = \"/..\"", |e| matches!(e, ConfigError::BadShmName(_))),
             ("board = \"a\"\n[[rpc]]\nservice = \"c/d\"\nrole = \"serve\"\npath = \"/s\"", |e| {
                 matches!(e, ConfigError::BadName { field: "service", .. })
             }),

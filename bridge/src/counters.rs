@@ -8,7 +8,8 @@
 //!             them (a lapped broadcast subscriber)
 //!  inbound:   Zenoh --in--> [bad | dropped] --out--> local endpoint
 //!             `lost` counts frames the sending bridge published that never arrived
-//!             (gaps in its per-route sequence number, carried as a Zenoh attachment)
+//!             (gaps in its per-route sequence number, carried as a Zenoh attachment;
+//!             across a restart of this bridge too: `resume`)
 //! ```
 //!
 //! So, for a route from board A to board B: what B's local reader misses is exactly

@@ -160,6 +160,11 @@ pub struct GapTracker {
 }
 
 impl GapTracker {
+    /// A tracker that counts on from `last` (where a predecessor stopped: [`crate::resume`]).
+    pub fn starting_at(last: Option<Attachment>) -> GapTracker {
+        GapTracker { last }
+    }
+
     /// Records `a` and returns how many frames of the same epoch were skipped since the
     /// previous one. A new epoch (the remote bridge restarted) or a sequence that goes back
     /// restarts the count: 0.

@@ -38,12 +38,14 @@
 //! println!("{}", serde_json::to_string(&bridge.status()).unwrap());
 //! bridge.stop();
 //! ```
-#![forbid(unsafe_code)]
+// One module maps a file (`resume`), with its own `allow` and a SAFETY line per block.
+#![deny(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
 pub mod config;
 pub mod counters;
 pub mod frames;
+pub mod resume;
 pub mod route;
 pub mod rpc;
 
@@ -202,6 +204,24 @@ fn new_epoch() -> u64 {
     std::collections::hash_map::RandomState::new().hash_one((t, std::process::id()))
 }
 
+/// The resume file of a table with inbound routes ([`resume`]); without it (it could not
+/// be opened: said on standard error) `lost` counts within one run only.
+fn open_resume(table: &RouteTable) -> Option<resume::ResumeFile> {
+    if !table.routes.iter().any(|r| r.direction == Direction::In) {
+        return None;
+    }
+    let keys: Vec<String> = table.routes.iter().map(|r| r.key(&table.board)).collect();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let name = table.resume_name()?;
+    match resume::ResumeFile::open(&name, &keys) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            eprintln!("ember-bridge: no resume file {name} ({e}): frames lost across a restart are not counted");
+            None
+        }
+    }
+}
+
 impl Bridge {
     /// Opens the Zenoh session, starts every route and declares the status queryable.
     ///
@@ -212,10 +232,12 @@ impl Bridge {
         let session = zenoh::open(config).wait().map_err(|e| Error::Session(e.to_string()))?;
         let stop = Arc::new(AtomicBool::new(false));
         let epoch = new_epoch();
+        let resume = open_resume(table);
         let mut routes = Vec::new();
         let mut infos = Vec::new();
-        for r in &table.routes {
-            let running = match route::start(&session, &table.board, r, epoch, stop.clone()) {
+        for (i, r) in table.routes.iter().enumerate() {
+            let slot = resume.as_ref().and_then(|f| f.slot(i));
+            let running = match route::start(&session, &table.board, r, epoch, slot, stop.clone()) {
                 Ok(x) => x,
                 Err(e) => {
                     stop.store(true, Ordering::Relaxed);

@@ -46,6 +46,7 @@ use zenoh::sample::Sample;
 use crate::config::{self, Congestion, Direction, Local, Route};
 use crate::counters::Counters;
 use crate::frames::{Attachment, GapTracker, check_inbound, seal_outbound};
+use crate::resume::Slot;
 
 /// How long a worker blocks before it looks at the stop flag.
 pub const SLICE: Duration = Duration::from_millis(100);
@@ -148,12 +149,15 @@ impl RateLimit {
     }
 }
 
-/// Starts `route` on `session`. `epoch` is this bridge's attachment epoch.
+/// Starts `route` on `session`. `epoch` is this bridge's attachment epoch; `resume` the
+/// route's slot in the resume file (inbound routes: where a predecessor stopped, and where
+/// each handled frame is recorded).
 pub fn start(
     session: &zenoh::Session,
     board: &str,
     route: &Route,
     epoch: u64,
+    resume: Option<Slot>,
     stop: Arc<AtomicBool>,
 ) -> Result<RunningRoute, StartError> {
     let counters = Arc::new(Counters::default());
@@ -205,7 +209,8 @@ pub fn start(
                 writer: std::sync::Mutex::new(InboundWriter {
                     sink,
                     limit: route.rate_limit.map(RateLimit::new),
-                    gaps: GapTracker::default(),
+                    gaps: GapTracker::starting_at(resume.as_ref().and_then(Slot::last)),
+                    resume,
                 }),
                 max: route.max_frame(),
                 congestion: route.congestion,
@@ -510,7 +515,8 @@ impl Sink {
     /// One attempt to write `frame`: `Ok(true)` written, `Ok(false)` no room now.
     fn try_write(&mut self, frame: &[u8]) -> Result<bool, LinuxError> {
         let r = match self {
-            Sink::Spsc(s) => s.try_send(frame),
+            // The receiver is woken by `flush`, after the resume record (`on_sample`).
+            Sink::Spsc(s) => s.try_send_deferred(frame),
             Sink::Broadcast(w) => w.send(frame),
             Sink::Mq(q) => q.send_prio(frame, 0, Some(Duration::ZERO)),
             Sink::Dgram { socket, to } => socket.send_frame_to(frame, to),
@@ -547,6 +553,14 @@ impl Sink {
         }
     }
 
+    /// Wakes a reader asleep on the endpoint (an SPSC ring's; the others' writes wake
+    /// their readers themselves).
+    fn flush(&self) {
+        if let Sink::Spsc(s) = self {
+            s.flush();
+        }
+    }
+
     /// Writes `frame`, waiting for room in slices while `block` and not stopped.
     fn write(&mut self, frame: &[u8], block: bool, stop: &AtomicBool) -> Result<bool, LinuxError> {
         loop {
@@ -578,6 +592,7 @@ struct InboundWriter {
     sink: Sink,
     limit: Option<RateLimit>,
     gaps: GapTracker,
+    resume: Option<Slot>,
 }
 
 /// The subscriber callback of an inbound route (runs on Zenoh's receive task): counts,
@@ -596,9 +611,21 @@ impl InboundCallback {
     fn on_sample(&self, sample: Sample) {
         self.counters.add_in(1);
         let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(a) = sample.attachment().and_then(|z| Attachment::parse(&z.to_bytes())) {
+        let seq = sample.attachment().and_then(|z| Attachment::parse(&z.to_bytes()));
+        if let Some(a) = seq {
             self.counters.add_lost(w.gaps.observe(a));
         }
+        self.handle(&mut w, &sample);
+        // Recorded once the frame's outcome is (a successor counts from the next one), and
+        // before the reader's wake-up: a kill during that system call loses no record.
+        if let (Some(a), Some(slot)) = (seq, &w.resume) {
+            slot.record(a);
+        }
+        w.sink.flush();
+    }
+
+    /// Checks, admits and writes one sample, counting the outcome.
+    fn handle(&self, w: &mut InboundWriter, sample: &Sample) {
         let bytes = sample.payload().to_bytes();
         if check_inbound(&bytes, self.max).is_err() {
             self.counters.add_bad(1);

@@ -26,7 +26,7 @@
 //!   bridge then closes that client's connection, so the client gets
 //!   [`Error::PeerGone`](ember_linux::Error::PeerGone), as when a directly connected
 //!   server dies (its other calls on that connection end the same way). The `serve`
-//!   bridge connects again every [`SLICE`](crate::route::SLICE). A bridge that does not
+//!   bridge connects again every [`SLICE`]. A bridge that does not
 //!   answer at all (down, unreachable) leaves the client to its own timeout:
 //!   [`Error::TimedOut`](ember_linux::Error::TimedOut).
 //! - **Counters** (`ember/{board}/@status`, direction `serve` or `call`): `in` requests
