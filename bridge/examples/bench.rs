@@ -13,12 +13,15 @@
 //!   into an SPSC ring; `ember-bridge` A publishes it, `ember-bridge` B writes into a ring,
 //!   and a child process (`ringsub` mode) reads that ring.
 //!
-//! Latency: `--lat` frames (default 2,000), one every 500 µs, each stamped with the
-//! sender's `CLOCK_REALTIME`; the receiver computes one-way latency (same machine, same
-//! clock). Throughput: `--thr` frames (default 100,000 for 64 B, a quarter of that for
+//! Both paths are set up first and then run in alternating chunks (`--rounds`, default
+//! 10: a chunk of plain, a chunk of bridged, and again), so that a change in the machine's
+//! speed during the run falls on both alike. Latency: `--lat` frames in all (default
+//! 2,000), one every 500 µs, each stamped with the sender's `CLOCK_REALTIME`; the receiver
+//! computes one-way latency (same machine, same clock), p50 and p99 over every frame.
+//! Throughput: `--thr` frames in all (default 100,000 for 64 B, a quarter of that for
 //! 4 KiB) back to back with `block` congestion control, timed at the receiver from the
-//! first to the last. Prints a table with the ratios (targets: bridged latency at most
-//! 1.25x plain Zenoh's, throughput at least 0.8x).
+//! first to the last frame of each chunk; the median chunk's rate. Prints a table with the
+//! ratios (targets: bridged latency at most 1.25x plain Zenoh's, throughput at least 0.8x).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -49,13 +52,16 @@ fn frame(kind: u32, index: u64, total: usize, integrity: Integrity, buf: &mut [u
 #[derive(Debug, Default)]
 struct Measured {
     lat: Vec<u64>,
-    thr_count: u64,
-    thr_first: u64,
-    thr_last: u64,
+    /// Frames per second of each throughput chunk.
+    rates: Vec<f64>,
+    /// The chunk being received: (chunk number, frames, first, last).
+    chunk: Option<(u64, u64, u64, u64)>,
 }
 
 impl Measured {
-    fn take(&mut self, bytes: &[u8], thr: u64) -> bool {
+    /// Takes one frame; true once the last throughput frame (`thr - 1`) came. Throughput
+    /// frames come in chunks of `chunk` consecutive indices.
+    fn take(&mut self, bytes: &[u8], thr: u64, chunk: u64) -> bool {
         let now = now_ns();
         let Ok(f) = ember_core::Frame::new_checked(bytes) else { return false };
         let p = f.payload();
@@ -64,32 +70,47 @@ impl Measured {
         match f.kind() {
             KIND_LAT => self.lat.push(now.saturating_sub(ts)),
             KIND_THR => {
-                if self.thr_count == 0 {
-                    self.thr_first = now;
+                let c = index / chunk.max(1);
+                match &mut self.chunk {
+                    Some((n, count, _, last)) if *n == c => {
+                        *count += 1;
+                        *last = now;
+                    }
+                    _ => {
+                        self.end_chunk();
+                        self.chunk = Some((c, 1, now, now));
+                    }
                 }
-                self.thr_count += 1;
-                self.thr_last = now;
-                return index + 1 == thr;
+                if index + 1 == thr {
+                    self.end_chunk();
+                    return true;
+                }
             }
             _ => {}
         }
         false
     }
 
+    fn end_chunk(&mut self) {
+        if let Some((_, count, first, last)) = self.chunk.take()
+            && count > 1
+            && last > first
+        {
+            self.rates.push((count - 1) as f64 / ((last - first) as f64 / 1e9));
+        }
+    }
+
     fn report(mut self) {
         self.lat.sort_unstable();
         let pct = |q: f64| self.lat.get(((self.lat.len() as f64 * q) as usize).min(self.lat.len().saturating_sub(1)));
-        let rate = if self.thr_count > 1 {
-            (self.thr_count - 1) as f64 / ((self.thr_last - self.thr_first) as f64 / 1e9)
-        } else {
-            0.0
-        };
+        self.rates.sort_by(f64::total_cmp);
+        let rate = self.rates.get(self.rates.len() / 2).copied().unwrap_or(0.0);
         println!(
             "result {} {} {} {} {:.0}",
             self.lat.len(),
             pct(0.5).copied().unwrap_or(0),
             pct(0.99).copied().unwrap_or(0),
-            self.thr_count,
+            self.rates.len(),
             rate
         );
     }
@@ -134,24 +155,53 @@ fn wait_line(rx: &std::sync::mpsc::Receiver<String>, prefix: &str) -> String {
     }
 }
 
-/// Paced latency frames, then back-to-back throughput frames, through `send`.
-fn drive(size: usize, lat: u64, thr: u64, integrity: Integrity, mut send: impl FnMut(&[u8])) {
-    let mut buf = [0u8; 8192];
-    for i in 0..lat {
-        let t = Instant::now();
-        let n = frame(KIND_LAT, i, size, integrity, &mut buf);
-        send(&buf[..n]);
-        while t.elapsed() < Duration::from_micros(500) {
-            std::hint::spin_loop();
+/// How a path takes one frame.
+type SendFn = Box<dyn FnMut(&[u8])>;
+
+/// One path under test: frames go in through `send`, a child process receives them.
+struct Path {
+    integrity: Integrity,
+    send: SendFn,
+    child: Child,
+    rx: std::sync::mpsc::Receiver<String>,
+    /// Ends the path's other processes and removes its files, after the child reported.
+    cleanup: Box<dyn FnOnce()>,
+}
+
+impl Path {
+    /// Paced latency frames with the indices `lat`.
+    fn latency(&mut self, size: usize, lat: std::ops::Range<u64>) {
+        let mut buf = [0u8; 8192];
+        for i in lat {
+            let t = Instant::now();
+            let n = frame(KIND_LAT, i, size, self.integrity, &mut buf);
+            (self.send)(&buf[..n]);
+            while t.elapsed() < Duration::from_micros(500) {
+                std::hint::spin_loop();
+            }
         }
     }
-    for i in 0..thr {
-        let n = frame(KIND_THR, i, size, integrity, &mut buf);
-        send(&buf[..n]);
+
+    /// Back-to-back throughput frames with the indices `thr`, then a pause for the path
+    /// to drain before the other path's chunk.
+    fn throughput(&mut self, size: usize, thr: std::ops::Range<u64>) {
+        let mut buf = [0u8; 8192];
+        for i in thr {
+            let n = frame(KIND_THR, i, size, self.integrity, &mut buf);
+            (self.send)(&buf[..n]);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    fn finish(mut self) -> Row {
+        let r = parse_result(&wait_line(&self.rx, "result"));
+        self.child.wait().unwrap();
+        (self.cleanup)();
+        r
     }
 }
 
-/// (p50 ns, p99 ns, frames/s) of one run.
+/// (p50 ns, p99 ns, frames/s) of one path.
 type Row = (u64, u64, f64);
 
 fn parse_result(l: &str) -> Row {
@@ -159,25 +209,28 @@ fn parse_result(l: &str) -> Row {
     (v[2].parse().unwrap(), v[3].parse().unwrap(), v[5].parse().unwrap())
 }
 
-fn plain(size: usize, lat: u64, thr: u64) -> Row {
+fn plain(thr: u64, chunk: u64) -> Path {
     let port = free_port();
     let endpoint = format!("tcp/127.0.0.1:{port}");
     let s = zsession(&endpoint, &[]);
     let key = format!("bench/plain/{}", std::process::id());
     let publisher =
         s.declare_publisher(key.clone()).congestion_control(zenoh::qos::CongestionControl::Block).wait().unwrap();
-    let (mut child, rx) = spawn_child(&["zsub".into(), endpoint, key, thr.to_string()]);
+    let (child, rx) = spawn_child(&["zsub".into(), endpoint, key, thr.to_string(), chunk.to_string()]);
     wait_line(&rx, "ready");
     while !publisher.matching_status().wait().unwrap().matching() {
         std::thread::sleep(Duration::from_millis(10));
     }
-    drive(size, lat, thr, Integrity::Checked, |f| publisher.put(f).wait().unwrap());
-    let r = parse_result(&wait_line(&rx, "result"));
-    child.wait().unwrap();
-    r
+    Path {
+        integrity: Integrity::Checked,
+        send: Box::new(move |f| publisher.put(f).wait().unwrap()),
+        child,
+        rx,
+        cleanup: Box::new(move || drop(s)),
+    }
 }
 
-fn bridged(size: usize, lat: u64, thr: u64) -> Row {
+fn bridged(size: usize, thr: u64, chunk: u64) -> Path {
     let bridge = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("ember-bridge");
     let (pa, pb) = (free_port(), free_port());
     let pid = std::process::id();
@@ -221,7 +274,7 @@ fn bridged(size: usize, lat: u64, thr: u64) -> Row {
     };
     let mut a = start(&ta);
     let mut b = start(&tb);
-    let (mut child, rx) = spawn_child(&["ringsub".into(), ring_b.clone(), thr.to_string()]);
+    let (child, rx) = spawn_child(&["ringsub".into(), ring_b.clone(), thr.to_string(), chunk.to_string()]);
     wait_line(&rx, "ready");
     // Wait until bridge A's route has a subscriber: its status says so.
     let obs = zsession("tcp/127.0.0.1:0", &[format!("tcp/127.0.0.1:{pa}")]);
@@ -233,36 +286,42 @@ fn bridged(size: usize, lat: u64, thr: u64) -> Row {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    drive(size, lat, thr, Integrity::Unchecked, |f| writer.send(f, Some(Duration::from_secs(60))).unwrap());
-    let r = parse_result(&wait_line(&rx, "result"));
-    child.wait().unwrap();
-    for c in [&mut a, &mut b] {
-        rustix::process::kill_process(
-            rustix::process::Pid::from_raw(c.id() as i32).unwrap(),
-            rustix::process::Signal::TERM,
-        )
-        .unwrap();
-        c.wait().unwrap();
+    Path {
+        integrity: Integrity::Unchecked,
+        send: Box::new(move |f| writer.send(f, Some(Duration::from_secs(60))).unwrap()),
+        child,
+        rx,
+        cleanup: Box::new(move || {
+            for c in [&mut a, &mut b] {
+                rustix::process::kill_process(
+                    rustix::process::Pid::from_raw(c.id() as i32).unwrap(),
+                    rustix::process::Signal::TERM,
+                )
+                .unwrap();
+                c.wait().unwrap();
+            }
+            let _ = std::fs::remove_file(ta);
+            let _ = std::fs::remove_file(tb);
+            for board in ["a", "b"] {
+                let _ = ember_bridge::resume::ResumeFile::remove(&format!("/ember-bench-{pid}-{board}.resume"));
+            }
+            drop(obs);
+        }),
     }
-    let _ = std::fs::remove_file(ta);
-    let _ = std::fs::remove_file(tb);
-    for board in ["a", "b"] {
-        let _ = ember_bridge::resume::ResumeFile::remove(&format!("/ember-bench-{pid}-{board}.resume"));
-    }
-    r
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("zsub") => {
-            let (endpoint, key, thr) = (&args[1], &args[2], args[3].parse().unwrap());
+            let (endpoint, key) = (&args[1], &args[2]);
+            let (thr, chunk) = (args[3].parse().unwrap(), args[4].parse().unwrap());
             let s = zsession("tcp/127.0.0.1:0", std::slice::from_ref(endpoint));
             let sub = s.declare_subscriber(key.as_str()).wait().unwrap();
             println!("ready");
             let mut m = Measured::default();
             while let Ok(Some(sample)) = sub.recv_timeout(Duration::from_secs(30)) {
-                if m.take(&sample.payload().to_bytes(), thr) {
+                if m.take(&sample.payload().to_bytes(), thr, chunk) {
                     break;
                 }
             }
@@ -270,13 +329,13 @@ fn main() {
             return;
         }
         Some("ringsub") => {
-            let (ring, thr) = (&args[1], args[2].parse().unwrap());
+            let (ring, thr, chunk) = (&args[1], args[2].parse().unwrap(), args[3].parse().unwrap());
             let mut r = SpscReceiver::open(ring, 0).unwrap();
             println!("ready");
             let mut m = Measured::default();
             let mut buf = [0u8; 8192];
             while let Ok(n) = r.recv(&mut buf, Some(Duration::from_secs(30))) {
-                if m.take(&buf[..n], thr) {
+                if m.take(&buf[..n], thr, chunk) {
                     break;
                 }
             }
@@ -289,14 +348,27 @@ fn main() {
         args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map(|v| v.parse::<u64>().unwrap())
     };
     let lat = opt("--lat").unwrap_or(2_000);
+    let rounds = opt("--rounds").unwrap_or(10).max(1);
     println!(
         "{:>6}  {:>24}  {:>24}  {:>9}  {:>12}  {:>12}  {:>9}",
         "frame", "plain p50/p99 (us)", "bridged p50/p99 (us)", "lat ratio", "plain fr/s", "bridged fr/s", "thr ratio"
     );
     for size in [64usize, 4096] {
         let thr = opt("--thr").unwrap_or(if size == 64 { 100_000 } else { 25_000 });
-        let p = plain(size, lat, thr);
-        let b = bridged(size, lat, thr);
+        let chunk = thr.div_ceil(rounds);
+        let mut paths = [plain(thr, chunk), bridged(size, thr, chunk)];
+        let lat_chunk = lat.div_ceil(rounds);
+        for r in 0..rounds {
+            for p in &mut paths {
+                p.latency(size, (r * lat_chunk).min(lat)..((r + 1) * lat_chunk).min(lat));
+            }
+        }
+        for r in 0..rounds {
+            for p in &mut paths {
+                p.throughput(size, (r * chunk).min(thr)..((r + 1) * chunk).min(thr));
+            }
+        }
+        let [p, b] = paths.map(Path::finish);
         println!(
             "{:>6}  {:>11.1} / {:>10.1}  {:>11.1} / {:>10.1}  {:>8.2}x  {:>12.0}  {:>12.0}  {:>8.2}x",
             size,
