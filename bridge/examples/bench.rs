@@ -2,7 +2,7 @@
 //! between two processes moving the same bytes, measured in the same run.
 //!
 //! ```text
-//! cargo run --release --manifest-path bridge/Cargo.toml --example bench -- [--lat N] [--thr N]
+//! cargo run --release --manifest-path bridge/Cargo.toml --example bench -- [--lat N] [--thr N] [--rounds N] [--spin]
 //! ```
 //!
 //! For 64 B and 4 KiB frames (header included):
@@ -16,7 +16,8 @@
 //! Both paths are set up first and then run in alternating chunks (`--rounds`, default
 //! 10: a chunk of plain, a chunk of bridged, and again), so that a change in the machine's
 //! speed during the run falls on both alike. Latency: `--lat` frames in all (default
-//! 2,000), one every 500 µs, each stamped with the sender's `CLOCK_REALTIME`; the receiver
+//! 2,000), one every 500 µs (the sender sleeps between them; `--spin` busy-waits, which
+//! on a two-CPU machine leaves the rest of the path one CPU), each stamped with the sender's `CLOCK_REALTIME`; the receiver
 //! computes one-way latency (same machine, same clock), p50 and p99 over every frame.
 //! Throughput: `--thr` frames in all (default 100,000 for 64 B, a quarter of that for
 //! 4 KiB) back to back with `block` congestion control, timed at the receiver from the
@@ -32,6 +33,8 @@ use ember_linux::shm::{Backing, SpscReceiver, SpscSender};
 use zenoh::Wait;
 
 const KIND_LAT: u32 = 1;
+/// One latency frame every this often.
+const PACE: Duration = Duration::from_micros(500);
 const KIND_THR: u32 = 2;
 
 fn now_ns() -> u64 {
@@ -169,15 +172,20 @@ struct Path {
 }
 
 impl Path {
-    /// Paced latency frames with the indices `lat`.
-    fn latency(&mut self, size: usize, lat: std::ops::Range<u64>) {
+    /// Paced latency frames with the indices `lat`: the sender sleeps between frames, as a
+    /// sensor's writer does, or with `spin` keeps its CPU busy-waiting.
+    fn latency(&mut self, size: usize, lat: std::ops::Range<u64>, spin: bool) {
         let mut buf = [0u8; 8192];
         for i in lat {
             let t = Instant::now();
             let n = frame(KIND_LAT, i, size, self.integrity, &mut buf);
             (self.send)(&buf[..n]);
-            while t.elapsed() < Duration::from_micros(500) {
-                std::hint::spin_loop();
+            if spin {
+                while t.elapsed() < PACE {
+                    std::hint::spin_loop();
+                }
+            } else {
+                std::thread::sleep(PACE.saturating_sub(t.elapsed()));
             }
         }
     }
@@ -349,6 +357,7 @@ fn main() {
     };
     let lat = opt("--lat").unwrap_or(2_000);
     let rounds = opt("--rounds").unwrap_or(10).max(1);
+    let spin = args.iter().any(|a| a == "--spin");
     println!(
         "{:>6}  {:>24}  {:>24}  {:>9}  {:>12}  {:>12}  {:>9}",
         "frame", "plain p50/p99 (us)", "bridged p50/p99 (us)", "lat ratio", "plain fr/s", "bridged fr/s", "thr ratio"
@@ -360,7 +369,7 @@ fn main() {
         let lat_chunk = lat.div_ceil(rounds);
         for r in 0..rounds {
             for p in &mut paths {
-                p.latency(size, (r * lat_chunk).min(lat)..((r + 1) * lat_chunk).min(lat));
+                p.latency(size, (r * lat_chunk).min(lat)..((r + 1) * lat_chunk).min(lat), spin);
             }
         }
         for r in 0..rounds {

@@ -7,7 +7,7 @@
 //!   the words.
 //! - `cargo xtask bench [args]`: the benchmarks (`emberctl bench --full [args]`), then the
 //!   D-Bus comparison with zbus and the Zenoh bridge's bench (without `args` only).
-//! - `cargo xtask bench-bridge [--lat N] [--thr N] [--rounds N]`: the bridge's bench alone: bridged
+//! - `cargo xtask bench-bridge [--lat N] [--thr N] [--rounds N] [--spin]`: the bridge's bench alone: bridged
 //!   latency and throughput against plain Zenoh between two processes, same run.
 //! - `cargo xtask header`: writes `bindings-c/include/ember.h` with cbindgen.
 //! - `cargo xtask bridge`: the Zenoh bridge step of `test` alone (`bridge/`, its own
@@ -64,7 +64,7 @@ use ember_qemu::host::{ensure_apt, ensure_component, ensure_target, output, run}
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: cargo xtask <test [--board <name> | --only <step,...>] | crc --board <name> | qemu --board <name> | build --board <name> [--bridge] | bridge-board --board <name> | header | c-abi | bridge | dist [--board <name>] [--prefix <dir>] [--destdir <dir>] | completions | packaging [--check] | examples | bench [emberctl bench options] | bench --sweep [size|readers|inflight|all] [--quick] [--out <dir>] | bench-dbus [--quick] | bench-peers [--quick] [--sizes a,b,..] [--only pubsub,loan,rpc,event] | bench-bridge [--lat N] [--thr N] [--rounds N] | size [--stable-only | --bridge] | fuzz --minutes N [target...] | fuzz-keep [target...]>";
+const USAGE: &str = "usage: cargo xtask <test [--board <name> | --only <step,...>] | crc --board <name> | qemu --board <name> | build --board <name> [--bridge] | bridge-board --board <name> | header | c-abi | bridge | dist [--board <name>] [--prefix <dir>] [--destdir <dir>] | completions | packaging [--check] | examples | bench [emberctl bench options] | bench --sweep [size|readers|inflight|all] [--quick] [--out <dir>] | bench-dbus [--quick] | bench-peers [--quick] [--sizes a,b,..] [--only pubsub,loan,rpc,event] | bench-bridge [--lat N] [--thr N] [--rounds N] [--spin] | size [--stable-only | --bridge] | fuzz --minutes N [target...] | fuzz-keep [target...]>";
 /// The committed C header, and cbindgen's configuration for it.
 pub(crate) const HEADER: &str = "bindings-c/include/ember.h";
 const CBINDGEN_TOML: &str = "bindings-c/cbindgen.toml";
