@@ -140,6 +140,10 @@ impl SpscSender {
     /// Appends a record without checking whether the receiver sleeps: the cheapest push,
     /// for bursts. Call [`SpscSender::flush`] after the burst (and before waiting for
     /// anything), or a receiver asleep on the futex is not woken until then.
+    ///
+    /// Inlined, with the ring's push, into the caller's loop (a call's stores slowed a
+    /// stream of 64 B records by about 1.6 times).
+    #[inline]
     pub fn try_send_deferred(&mut self, payload: &[u8]) -> Result<()> {
         Ok(self.producer.try_push(payload)?)
     }
