@@ -41,6 +41,42 @@ fn spsc_push_pop_allocate_nothing() {
 }
 
 #[test]
+fn spsc_batch_receive_allocates_nothing() {
+    let n = name("spsc-many");
+    let mut tx = SpscSender::create(Backing::Named(&n), 4096, 1).unwrap();
+    let mut rx = SpscReceiver::open(&n, 1).unwrap();
+    let mut out = [0u8; 128];
+    let count = allocations(|| {
+        let mut next = 0u32;
+        for i in 0..1000u32 {
+            for j in 0..i % 7 + 1 {
+                tx.try_send_deferred(&(i * 8 + j).to_le_bytes()).unwrap();
+            }
+            tx.flush();
+            let mut got = 0;
+            while got < i % 7 + 1 {
+                let take = |r: &[u8]| {
+                    assert_eq!(r, (i * 8 + next % 8).to_le_bytes());
+                    next += 1;
+                };
+                got += match got % 3 {
+                    0 => rx.try_recv_many(&mut out, 4, take),
+                    1 => rx.recv_many_spin(&mut out, 4, Some(Duration::from_secs(1)), take),
+                    _ => rx.recv_many(&mut out, 4, Some(Duration::from_secs(1)), take),
+                }
+                .unwrap() as u32;
+            }
+            next = 0;
+        }
+        // Error paths too.
+        assert!(rx.try_recv_many(&mut out, 4, |_| {}).is_err());
+        tx.try_send(&[0; 200]).unwrap();
+        assert!(rx.try_recv_many(&mut out, 4, |_| {}).is_err(), "too large for out");
+    });
+    assert_eq!(count, 0);
+}
+
+#[test]
 fn spsc_grant_peek_allocate_nothing() {
     let n = name("spsc-grant");
     let mut tx = SpscSender::create(Backing::Named(&n), 4096, 1).unwrap();

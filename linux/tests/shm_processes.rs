@@ -294,6 +294,36 @@ fn spsc_ten_million_records_nothing_lost_duplicated_or_reordered() {
     writer.wait_ok();
 }
 
+/// The records of `spsc_ten_million_records`, received in batches (`recv_many`, up to 1 to 64
+/// a call, the sender blocking on a full ring): nothing lost, duplicated or reordered, and a
+/// sender asleep waiting for room is always woken.
+fn spsc_batch_receive_nothing_lost_duplicated_or_reordered() {
+    let name = unique("spscmany");
+    let _cleanup = ShmCleanup(name.clone());
+    let records = std::env::var("EMBER_TEST_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(TEN_MILLION) / 5;
+    let mut writer = Peer::spawn(&["spsc-writer", &name, &records.to_string(), "0"]);
+    assert_eq!(writer.line(), "ready");
+    let mut rx = SpscReceiver::open(&name, FP).unwrap();
+    let mut out = [0u8; 64];
+    let mut expect = 0u64;
+    let mut calls = 0u64;
+    loop {
+        let max = (calls % 64 + 1) as usize;
+        calls += 1;
+        let take = |r: &[u8]| {
+            assert_eq!(check_record(r), expect, "lost, duplicated or reordered");
+            expect += 1;
+        };
+        match rx.recv_many(&mut out, max, Some(Duration::from_secs(60)), take) {
+            Ok(n) => assert!((1..=max).contains(&n)),
+            Err(Error::Shm(ShmError::Closed)) => break,
+            Err(e) => panic!("recv_many after {expect}: {e}"),
+        }
+    }
+    assert_eq!(expect, records);
+    writer.wait_ok();
+}
+
 fn broadcast_three_readers_slow_one_counts_exact_losses() {
     let name = unique("bcast");
     let _cleanup = ShmCleanup(name.clone());
@@ -665,6 +695,7 @@ fn main() {
             ("sysv_segments_by_key", sysv_segments_by_key),
             ("eventfd_notifier_in_a_poll_loop", eventfd_notifier_in_a_poll_loop),
             ("spsc_ten_million_records", spsc_ten_million_records_nothing_lost_duplicated_or_reordered),
+            ("spsc_batch_receive", spsc_batch_receive_nothing_lost_duplicated_or_reordered),
             ("broadcast_three_readers_slow_one", broadcast_three_readers_slow_one_counts_exact_losses),
             ("writer_killed_reader_gets_writer_gone", writer_killed_reader_gets_writer_gone),
             ("broadcast_writer_killed", broadcast_writer_killed_readers_get_writer_gone),

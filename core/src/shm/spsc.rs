@@ -628,6 +628,50 @@ impl<'a> Consumer<'a> {
         Ok(r.len)
     }
 
+    /// Pops up to `max` records in one go: copies each into `out` and hands the copy to `f`,
+    /// then publishes the consumed bytes to the producer once, with one store of the tail
+    /// counter for the whole batch (a loop of [`Consumer::try_pop`] makes one a record).
+    /// Returns how many records were popped, at least one; fails only when the first
+    /// record cannot be taken: [`ShmError::Empty`], [`ShmError::Closed`],
+    /// [`ShmError::BufferTooSmall`] (record left in place), [`ShmError::Corrupt`]. A later
+    /// record that cannot be taken ends the batch and is reported by the next call.
+    ///
+    /// `f` runs before the batch's room is handed back, so a producer waiting for room
+    /// waits for the whole batch: keep `max` small (tens of records) where that matters.
+    /// `max == 0` pops nothing and answers `Ok(0)`.
+    pub fn try_pop_many<F: FnMut(&[u8])>(&mut self, out: &mut [u8], max: usize, mut f: F) -> Result<usize, ShmError> {
+        let start = self.tail;
+        let mut popped = 0;
+        while popped < max {
+            let r = match self.locate() {
+                Ok(r) => r,
+                Err(e) if popped == 0 => return Err(e),
+                Err(_) => break,
+            };
+            let Some(dst) = out.get_mut(..r.len) else {
+                if popped == 0 {
+                    return Err(ShmError::BufferTooSmall { needed: r.len });
+                }
+                break;
+            };
+            if let Err(e) = copy::load(self.ring.data, r.payload_at, dst) {
+                if popped == 0 {
+                    return Err(e);
+                }
+                break;
+            }
+            // Consumed locally; published below, after the batch's last copy.
+            self.tail = self.tail.wrapping_add(r.slot);
+            popped += 1;
+            f(dst);
+        }
+        if self.tail != start {
+            // Release: every copy of the batch before the counter (as in `advance`).
+            self.ring.ctl.tail.store(self.tail, Ordering::Release);
+        }
+        Ok(popped)
+    }
+
     /// Looks at the next record without consuming it; [`Peek::release`] consumes it.
     pub fn peek(&mut self) -> Result<Peek<'_, 'a>, ShmError> {
         let r = self.locate()?;
@@ -653,12 +697,24 @@ impl<'a> Consumer<'a> {
     /// drained the ring; a consumer that stops reading midway leaves it to its own timeout
     /// slice (`ember-ipc-linux`: 100 ms) to find the room.
     pub fn producer_waiting(&mut self, after_pop: bool) -> bool {
-        if after_pop {
-            self.unchecked_pops += 1;
-            if self.unchecked_pops < WAKE_CHECK_INTERVAL {
-                return false;
-            }
+        if after_pop { self.producer_waiting_after(1) } else { self.check_producer_waiting() }
+    }
+
+    /// [`Consumer::producer_waiting`] after `pops` pops at once ([`Consumer::try_pop_many`]):
+    /// counts them all towards the next check (`pops == 0` checks, as after finding the ring
+    /// empty).
+    pub fn producer_waiting_after(&mut self, pops: usize) -> bool {
+        if pops == 0 {
+            return self.check_producer_waiting();
         }
+        self.unchecked_pops = self.unchecked_pops.saturating_add(u32::try_from(pops).unwrap_or(u32::MAX));
+        if self.unchecked_pops < WAKE_CHECK_INTERVAL {
+            return false;
+        }
+        self.check_producer_waiting()
+    }
+
+    fn check_producer_waiting(&mut self) -> bool {
         self.unchecked_pops = 0;
         fence(Ordering::SeqCst);
         self.ring.ctl.producer_waiting.load(Ordering::Relaxed) != 0
@@ -776,6 +832,58 @@ mod tests {
         assert_eq!(out[0], 0);
         p.try_push(&[9; 20]).unwrap();
         assert_eq!(p.try_push(&[0; 57]), Err(ShmError::TooLarge { len: 57, max: 56 }));
+    }
+
+    #[test]
+    fn pop_many_takes_a_batch_and_publishes_the_tail_once() {
+        let (ctl, data) = ring_mem(256);
+        let ring = SpscRing::new(&ctl, &data).unwrap();
+        let (mut p, mut c) = (ring.producer(), ring.consumer());
+        let mut out = [0u8; 64];
+        let mut got: Vec<Vec<u8>> = Vec::new();
+        assert_eq!(c.try_pop_many(&mut out, 8, |r| got.push(r.to_vec())), Err(ShmError::Empty));
+        assert_eq!(c.try_pop_many(&mut out, 0, |_| unreachable!()), Ok(0));
+        let mut next = 0u8;
+        for round in 0..50 {
+            // Records of 0 to 40 bytes, a pad at every wrap of the 256-byte ring.
+            let mut pushed = 0;
+            while pushed < 5 && p.try_push(&[next.wrapping_add(pushed); 40][..(round + pushed as usize) % 41]).is_ok() {
+                pushed += 1;
+            }
+            let tail = ctl.tail.load(Ordering::Relaxed);
+            got.clear();
+            let n = c.try_pop_many(&mut out, 3, |r| got.push(r.to_vec())).unwrap();
+            assert_eq!(n, got.len());
+            assert_eq!(n, usize::from(pushed).min(3), "round {round}");
+            for (i, r) in got.iter().enumerate() {
+                assert_eq!(r.len(), (round + i) % 41);
+                assert!(r.iter().all(|&b| b == next.wrapping_add(i as u8)), "round {round} record {i}");
+            }
+            assert_eq!(ctl.tail.load(Ordering::Relaxed), c.tail, "published");
+            assert_ne!(ctl.tail.load(Ordering::Relaxed), tail);
+            // The rest, one at a time.
+            for i in n..usize::from(pushed) {
+                assert_eq!(c.try_pop(&mut out), Ok((round + i) % 41));
+            }
+            next = next.wrapping_add(pushed);
+        }
+        // A record too large for `out` ends a batch, and fails one that starts with it.
+        p.try_push(&[1; 8]).unwrap();
+        p.try_push(&[2; 40]).unwrap();
+        let mut small = [0u8; 16];
+        assert_eq!(c.try_pop_many(&mut small, 8, |r| assert_eq!(r, [1; 8])), Ok(1));
+        assert_eq!(c.try_pop_many(&mut small, 8, |_| unreachable!()), Err(ShmError::BufferTooSmall { needed: 40 }));
+        assert_eq!(c.try_pop_many(&mut out, 8, |r| assert_eq!(r, [2; 40])), Ok(1));
+        // The close ends a batch; the next call reports it.
+        p.try_push(b"last").unwrap();
+        p.close();
+        assert_eq!(c.try_pop_many(&mut out, 8, |r| assert_eq!(r, b"last")), Ok(1));
+        assert_eq!(c.try_pop_many(&mut out, 8, |_| unreachable!()), Err(ShmError::Closed));
+        // Pops of a batch count towards the wake-up check.
+        assert!(!c.producer_waiting_after(WAKE_CHECK_INTERVAL as usize - 1));
+        ctl.producer_waiting.store(1, Ordering::Relaxed);
+        assert!(c.producer_waiting_after(1));
+        assert!(c.producer_waiting_after(0), "zero pops: checked, as on an empty ring");
     }
 
     #[test]

@@ -484,6 +484,91 @@ impl SpscReceiver {
         }
     }
 
+    /// Receives up to `max` records without waiting: copies each into `out` and hands the
+    /// copy to `f`, then hands the batch's room back to the sender at once (one store of
+    /// the ring's tail counter for the batch, where a loop of [`SpscReceiver::try_recv`]
+    /// makes one a record: the cheapest way to drain a stream). Returns how many records
+    /// were taken, at least one; [`ShmError::Empty`] when there is none,
+    /// [`ShmError::Closed`] once the sender closed the ring and it is drained,
+    /// [`ShmError::BufferTooSmall`] (record left in place) when the first record does not
+    /// fit `out`. A later record that cannot be taken ends the batch and is reported by the
+    /// next call.
+    ///
+    /// `f` runs before the batch's room is handed back: a sender waiting for room waits for
+    /// the whole batch, so keep `max` to tens of records where that matters. `max == 0`
+    /// takes nothing and answers `Ok(0)`.
+    pub fn try_recv_many<F: FnMut(&[u8])>(&mut self, out: &mut [u8], max: usize, f: F) -> Result<usize> {
+        match self.consumer.try_pop_many(out, max, f) {
+            Ok(n) => {
+                // A sender waiting for room: checked every `WAKE_CHECK_INTERVAL` records.
+                if self.consumer.producer_waiting_after(n) {
+                    futex_wake_all(self.ctl.tail_word());
+                }
+                Ok(n)
+            }
+            Err(e) => {
+                if e == ShmError::Empty {
+                    // Drained: a producer waiting for room must hear of it now.
+                    self.wake(false);
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// [`SpscReceiver::try_recv_many`] busy-polling until at least one record is there
+    /// (lowest latency, burns a core), for at most `timeout`; [`ShmError::WriterGone`] when
+    /// the sender died and left nothing.
+    pub fn recv_many_spin<F: FnMut(&[u8])>(
+        &mut self,
+        out: &mut [u8],
+        max: usize,
+        timeout: Option<Duration>,
+        mut f: F,
+    ) -> Result<usize> {
+        let mut deadline = Deadline::after(timeout);
+        let mut polls = 0u32;
+        loop {
+            match self.try_recv_many(out, max, &mut f) {
+                Err(Error::Shm(ShmError::Empty)) => {}
+                r => return r,
+            }
+            polls = polls.wrapping_add(1);
+            if polls.is_multiple_of(1 << 16) {
+                if deadline.slice(LIVENESS_SLICE).is_none() {
+                    return Err(ShmError::Timeout.into());
+                }
+                if !self.writer.is_alive() {
+                    return match self.try_recv_many(out, max, &mut f) {
+                        Err(Error::Shm(ShmError::Empty)) => Err(ShmError::WriterGone.into()),
+                        other => other,
+                    };
+                }
+            }
+            core::hint::spin_loop();
+        }
+    }
+
+    /// [`SpscReceiver::try_recv_many`] waiting for at least one record as
+    /// [`SpscReceiver::recv`] does (spins, then sleeps on the futex), for at most `timeout`;
+    /// [`ShmError::WriterGone`] when the sender died and left nothing.
+    pub fn recv_many<F: FnMut(&[u8])>(
+        &mut self,
+        out: &mut [u8],
+        max: usize,
+        timeout: Option<Duration>,
+        mut f: F,
+    ) -> Result<usize> {
+        let mut deadline = Deadline::after(timeout);
+        loop {
+            match self.try_recv_many(out, max, &mut f) {
+                Err(Error::Shm(ShmError::Empty)) => {}
+                r => return r,
+            }
+            self.wait_record(&mut deadline, None)?;
+        }
+    }
+
     /// The writer is dead: a last record (or the close) is still delivered, else
     /// [`ShmError::WriterGone`].
     fn gone_unless_more(&mut self, out: &mut [u8]) -> Result<usize> {
