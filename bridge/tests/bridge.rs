@@ -1,6 +1,8 @@
 //! The bridge end to end: real `ember-bridge` processes, each with its own Zenoh session
 //! over loopback TCP (explicit endpoints, scouting off), real shm rings, queues and sockets
-//! on both sides, and the plain-Zenoh example program as a foreign peer.
+//! on both sides, and the plain-Zenoh example program as a foreign peer; and two bridges in
+//! two network namespaces joined by a veth pair (made by the test, as root), as two boards
+//! on a link that goes down for a second.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -57,20 +59,21 @@ struct BridgeProc {
 
 impl BridgeProc {
     fn start(tag: &str, toml: &str) -> BridgeProc {
-        BridgeProc::start_with(tag, toml, BRIDGE, None)
+        BridgeProc::start_with(tag, toml, BRIDGE, &[])
     }
 
-    /// `exe` (another build of `ember-bridge`), under `runner` (qemu-user) if given.
-    fn start_with(tag: &str, toml: &str, exe: &str, runner: Option<&str>) -> BridgeProc {
+    /// `exe` (another build of `ember-bridge`), under `runner` (qemu-user, or
+    /// `ip netns exec <ns>`, which execs it: same pid) if not empty.
+    fn start_with(tag: &str, toml: &str, exe: &str, runner: &[&str]) -> BridgeProc {
         let config = std::env::temp_dir().join(format!("ember-br-{}-{tag}.toml", std::process::id()));
         std::fs::write(&config, toml).unwrap();
         let mut cmd = match runner {
-            Some(r) => {
+            [r, args @ ..] => {
                 let mut c = Command::new(r);
-                c.arg(exe);
+                c.args(args).arg(exe);
                 c
             }
-            None => Command::new(exe),
+            [] => Command::new(exe),
         };
         let mut child = cmd.arg("--config").arg(&config).stdout(Stdio::piped()).spawn().expect("spawn ember-bridge");
         let lines = forward_lines(child.stdout.take().unwrap());
@@ -963,6 +966,7 @@ fn a_board_bridge_against_the_host_bridge_both_ways() {
     let exe = std::env::var("EMBER_BRIDGE_BOARD_EXE").unwrap_or_else(|_| BRIDGE.to_string());
     let runner = std::env::var("EMBER_BRIDGE_BOARD_RUNNER").ok();
     println!("board bridge: {exe} {}", runner.as_deref().map_or("(native)".into(), |r| format!("under {r}")));
+    let runner: Vec<&str> = runner.as_deref().into_iter().collect();
     let (ph, pd) = (free_port(), free_port());
     let (up_h, up_d, down_d, down_h) = (unique("up-h"), unique("up-d"), unique("down-d"), unique("down-h"));
     let _unlink = Unlink(vec![
@@ -991,7 +995,7 @@ fn a_board_bridge_against_the_host_bridge_both_ways() {
             zenoh_table("board", pd, &[ph])
         ),
         &exe,
-        runner.as_deref(),
+        &runner,
     );
     let obs = observer(&[ph, pd]);
     wait_status(&obs, "host", "matched", |s| route(s, "up").matched == Some(true));
@@ -1020,4 +1024,200 @@ fn a_board_bridge_against_the_host_bridge_both_ways() {
     drop(obs);
     assert!(board.terminate().success(), "the board's bridge stops cleanly on SIGTERM");
     assert!(host.terminate().success());
+}
+
+/// Two network namespaces joined by a veth pair, as two boards on a link: made by the test
+/// (`ip netns`, root), removed on drop with their interfaces.
+struct VethLink {
+    ns: [String; 2],
+    ifs: [String; 2],
+}
+
+impl VethLink {
+    /// `10.{net}.0.1/24` in the first namespace, `.2` in the second, both up.
+    fn new(tag: &str, net: u8) -> VethLink {
+        let pid = std::process::id();
+        let ns = [format!("ember-br-{pid}-{tag}-a"), format!("ember-br-{pid}-{tag}-b")];
+        // Interface names have at most 15 bytes.
+        let ifs = [format!("ebr{}{tag}a", pid % 100_000), format!("ebr{}{tag}b", pid % 100_000)];
+        let link = VethLink { ns, ifs };
+        for n in &link.ns {
+            link.ip(&["netns", "add", n]);
+        }
+        let (a, b) = (&link.ifs[0], &link.ifs[1]);
+        link.ip(&["link", "add", a, "netns", &link.ns[0], "type", "veth", "peer", "name", b, "netns", &link.ns[1]]);
+        for (i, (n, dev)) in link.ns.iter().zip(&link.ifs).enumerate() {
+            let addr = format!("10.{net}.0.{}/24", i + 1);
+            link.ip(&["-n", n, "addr", "add", &addr, "dev", dev]);
+            link.ip(&["-n", n, "link", "set", dev, "up"]);
+            link.ip(&["-n", n, "link", "set", "lo", "up"]);
+        }
+        link
+    }
+
+    fn ip(&self, args: &[&str]) {
+        let out = Command::new("ip").args(args).output().unwrap_or_else(|e| panic!("ip {args:?}: {e} (iproute2)"));
+        assert!(
+            out.status.success(),
+            "ip {args:?}: {} (this test makes network namespaces: run it as root, as `cargo xtask test` does)",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+
+    /// `ip netns exec <ns>`: the runner of a bridge in namespace `i`.
+    fn runner(&self, i: usize) -> [&str; 4] {
+        ["ip", "netns", "exec", &self.ns[i]]
+    }
+
+    /// Takes the first namespace's end of the link down or up.
+    fn set(&self, up: bool) {
+        self.ip(&["-n", &self.ns[0], "link", "set", &self.ifs[0], if up { "up" } else { "down" }]);
+    }
+}
+
+impl Drop for VethLink {
+    fn drop(&mut self) {
+        for n in &self.ns {
+            // Deleting a namespace deletes its end of the veth pair, and so the pair.
+            let _ = Command::new("ip").args(["netns", "del", n]).status();
+        }
+    }
+}
+
+/// The status a bridge keeps in its local seqlock (`emberctl ls`): readable from outside
+/// its network namespace, where no Zenoh session reaches it.
+fn local_status(board: &str, what: &str, cond: impl Fn(&Status) -> bool) -> Status {
+    use ember_linux::shm::SeqLockReader;
+    let end = Instant::now() + Duration::from_secs(30);
+    let mut doc = vec![0u8; 64 * 1024];
+    loop {
+        let name = ember_bridge::local_status_name(board);
+        if let Ok(mut r) = SeqLockReader::open(&name, ember_core::shm::inspect::STATUS_JSON_FINGERPRINT)
+            && let Ok(snap) = r.read(&mut doc)
+            && let Ok(s) = serde_json::from_slice::<Status>(&doc[..snap.len])
+            && cond(&s)
+        {
+            return s;
+        }
+        assert!(Instant::now() < end, "board {board} never showed {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn two_boards_on_a_veth_link_and_a_link_that_goes_down_for_a_second() {
+    const N: u64 = 20_000;
+    const FILL: usize = 200;
+    let pid = std::process::id();
+    let link = VethLink::new("v", (pid % 200 + 20) as u8);
+    let net = pid % 200 + 20;
+    let (boards, tag) = ([format!("va{pid}"), format!("vb{pid}")], "veth");
+    let (ring_a, ring_b, back_b, back_a) = (unique("veth-a"), unique("veth-b"), unique("veth-bb"), unique("veth-ba"));
+    let _unlink = Unlink(vec![
+        ring_a.clone(),
+        ring_b.clone(),
+        back_b.clone(),
+        back_a.clone(),
+        ember_bridge::local_status_name(&boards[0]),
+        ember_bridge::local_status_name(&boards[1]),
+    ]);
+    let table = |i: usize, routes: String| {
+        let listen = format!("tcp/10.{net}.0.{}:7447", i + 1);
+        let connect = if i == 1 { format!("\"tcp/10.{net}.0.1:7447\"") } else { String::new() };
+        format!(
+            "board = \"{}\"\nresume = \"/ember-br-{pid}-{tag}-{i}.resume\"\n[zenoh]\nmode = \"peer\"\nlisten = [\"{listen}\"]\nconnect = [{connect}]\nscouting = false\n{routes}",
+            boards[i]
+        )
+    };
+    let mut up = SpscSender::create(Backing::Named(&ring_a), 1 << 16, 0).unwrap();
+    let mut down = SpscSender::create(Backing::Named(&back_b), 1 << 16, 0).unwrap();
+    let a = BridgeProc::start_with(
+        "veth-a",
+        &table(
+            0,
+            format!(
+                "[[route]]\nchannel = \"up\"\ndirection = \"out\"\nlocal = {{ kind = \"spsc\", name = \"{ring_a}\" }}\n\
+                 [[route]]\nchannel = \"down\"\ndirection = \"in\"\nfrom = \"{}\"\nlocal = {{ kind = \"spsc\", name = \"{back_a}\", capacity = 65536 }}\n",
+                boards[1]
+            ),
+        ),
+        BRIDGE,
+        &link.runner(0),
+    );
+    let b = BridgeProc::start_with(
+        "veth-b",
+        &table(
+            1,
+            format!(
+                "[[route]]\nchannel = \"up\"\ndirection = \"in\"\nfrom = \"{}\"\nlocal = {{ kind = \"spsc\", name = \"{ring_b}\", capacity = 65536 }}\n\
+                 [[route]]\nchannel = \"down\"\ndirection = \"out\"\nlocal = {{ kind = \"spsc\", name = \"{back_b}\" }}\n",
+                boards[0]
+            ),
+        ),
+        BRIDGE,
+        &link.runner(1),
+    );
+    local_status(&boards[0], "a subscriber", |s| route(s, "up").matched == Some(true));
+    local_status(&boards[1], "a subscriber", |s| route(s, "down").matched == Some(true));
+    let writer = std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        for i in 0..N {
+            up.send(test_frame(i, FILL, &mut buf), Some(Duration::from_secs(60))).unwrap();
+            if i % 4 == 0 {
+                down.send(test_frame(i / 4, FILL, &mut buf), Some(Duration::from_secs(60))).unwrap();
+            }
+        }
+        (up, down)
+    });
+    // One reader per direction, each checking order and content; `got[0]` counts up.
+    let got = Arc::new([std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicU64::new(0)]);
+    let readers: Vec<_> = [(ring_b.clone(), N), (back_a.clone(), N / 4)]
+        .into_iter()
+        .enumerate()
+        .map(|(d, (ring, count))| {
+            let got = got.clone();
+            std::thread::spawn(move || {
+                let mut rx = SpscReceiver::open(&ring, 0).unwrap();
+                let mut buf = [0u8; 512];
+                for i in 0..count {
+                    let n =
+                        rx.recv(&mut buf, Some(Duration::from_secs(60))).unwrap_or_else(|e| panic!("{ring} {i}: {e}"));
+                    assert_eq!(check_frame(&buf[..n], FILL), i, "{ring}: in order, none missing");
+                    got[d].store(i + 1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let end = Instant::now() + Duration::from_secs(60);
+    while got[0].load(Ordering::Relaxed) < N / 4 {
+        assert!(Instant::now() < end, "board B never got a quarter of the frames");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // A quarter of the way in, with frames in flight both ways (the writer is held back by
+    // the rings), the link goes down for a second (a cable pulled and put back): with
+    // `block`, Zenoh's TCP link waits the outage out, inside its lease.
+    link.set(false);
+    let before = [got[0].load(Ordering::Relaxed), got[1].load(Ordering::Relaxed)];
+    std::thread::sleep(Duration::from_secs(1));
+    let during = [got[0].load(Ordering::Relaxed) - before[0], got[1].load(Ordering::Relaxed) - before[1]];
+    link.set(true);
+    let up_at = Instant::now();
+    for r in readers {
+        r.join().expect("a reader failed");
+    }
+    let _writers = writer.join().unwrap();
+    eprintln!(
+        "veth: {N} frames up, {} down; during the 1 s outage {during:?} more were read (already across); the rest took {:?}",
+        N / 4,
+        up_at.elapsed()
+    );
+    let sb = local_status(&boards[1], "all written", |s| route(s, "up").counters.frames_out == N);
+    let c = route(&sb, "up").counters;
+    assert_eq!((c.frames_in, c.dropped, c.bad, c.lost), (N, 0, 0, 0), "{c:?}");
+    let sa = local_status(&boards[0], "all written", |s| route(s, "down").counters.frames_out == N / 4);
+    let c = route(&sa, "down").counters;
+    assert_eq!((c.frames_in, c.dropped, c.bad, c.lost), (N / 4, 0, 0, 0), "{c:?}");
+    assert!(b.terminate().success());
+    assert!(a.terminate().success());
+    drop(link);
 }

@@ -386,6 +386,10 @@ fn step_bench_crate() -> Outcome {
 /// lints in `CLIPPY_ARGS`): the bridge's own targets are linted with `-D warnings` while
 /// they are compiled, the dependencies are compiled once by plain rustc.
 fn step_bridge() -> Outcome {
+    // `ip` makes the network namespaces and the veth pair of the two-boards test.
+    if let Err(e) = ensure_apt(&["iproute2"]) {
+        return Outcome::Fail(format!("no iproute2 for the veth test: {e}"));
+    }
     let driver = match output(Command::new("rustup").args(["which", "clippy-driver"])) {
         Some(p) => p.trim().to_string(),
         None => return Outcome::Fail("no clippy-driver (rustup component add clippy)".into()),
