@@ -1221,3 +1221,97 @@ fn two_boards_on_a_veth_link_and_a_link_that_goes_down_for_a_second() {
     assert!(a.terminate().success());
     drop(link);
 }
+
+#[test]
+fn a_link_down_longer_than_zenohs_lease_loses_only_what_lost_counts() {
+    // Enough after the outage that frames still come once the session is back.
+    const N: u64 = 40_000;
+    const FILL: usize = 200;
+    let pid = std::process::id();
+    let link = VethLink::new("l", (pid % 200 + 20) as u8 + 1);
+    let net = pid % 200 + 21;
+    let boards = [format!("la{pid}"), format!("lb{pid}")];
+    let (ring_a, ring_b) = (unique("lease-a"), unique("lease-b"));
+    // A lease of one second (Zenoh's default is ten), so that a four-second outage ends the
+    // session and the test stays short.
+    let zconf = std::env::temp_dir().join(format!("ember-br-{pid}-lease.json5"));
+    std::fs::write(&zconf, "{ transport: { link: { tx: { lease: 1000, keep_alive: 4 } } } }").unwrap();
+    let _unlink = Unlink(vec![
+        ring_a.clone(),
+        ring_b.clone(),
+        zconf.display().to_string(),
+        ember_bridge::local_status_name(&boards[0]),
+        ember_bridge::local_status_name(&boards[1]),
+    ]);
+    let table = |i: usize, route: String| {
+        let listen = format!("tcp/10.{net}.0.{}:7447", i + 1);
+        let connect = if i == 1 { format!("\"tcp/10.{net}.0.1:7447\"") } else { String::new() };
+        format!(
+            "board = \"{}\"\nresume = \"/ember-br-{pid}-lease-{i}.resume\"\n[zenoh]\nconfig_file = \"{}\"\nmode = \"peer\"\nlisten = [\"{listen}\"]\nconnect = [{connect}]\nscouting = false\n{route}",
+            boards[i],
+            zconf.display()
+        )
+    };
+    let mut writer = SpscSender::create(Backing::Named(&ring_a), 1 << 16, 0).unwrap();
+    let a = BridgeProc::start_with(
+        "lease-a",
+        &table(
+            0,
+            format!(
+                "[[route]]\nchannel = \"up\"\ndirection = \"out\"\nlocal = {{ kind = \"spsc\", name = \"{ring_a}\" }}\n"
+            ),
+        ),
+        BRIDGE,
+        &link.runner(0),
+    );
+    let b = BridgeProc::start_with(
+        "lease-b",
+        &table(
+            1,
+            format!(
+                "[[route]]\nchannel = \"up\"\ndirection = \"in\"\nfrom = \"{}\"\nlocal = {{ kind = \"spsc\", name = \"{ring_b}\", capacity = 65536 }}\n",
+                boards[0]
+            ),
+        ),
+        BRIDGE,
+        &link.runner(1),
+    );
+    local_status(&boards[0], "a subscriber", |s| route(s, "up").matched == Some(true));
+    let w = std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        for i in 0..N {
+            writer.send(test_frame(i, FILL, &mut buf), Some(Duration::from_secs(120))).unwrap();
+        }
+        writer
+    });
+    let mut rx = SpscReceiver::open(&ring_b, 0).unwrap();
+    let mut buf = [0u8; 512];
+    let mut got = Vec::new();
+    while got.last() != Some(&(N - 1)) {
+        if got.len() == 5_000 {
+            // Four seconds down: past the lease, the session ends on both sides; B
+            // connects again when the link is back.
+            link.set(false);
+            std::thread::sleep(Duration::from_secs(4));
+            link.set(true);
+        }
+        let n =
+            rx.recv(&mut buf, Some(Duration::from_secs(60))).unwrap_or_else(|e| panic!("after {:?}: {e}", got.last()));
+        got.push(check_frame(&buf[..n], FILL));
+    }
+    let _writer = w.join().unwrap();
+    assert!(got.windows(2).all(|p| p[0] < p[1]), "in order, no duplicates");
+    let gaps: Vec<_> = got.windows(2).filter(|p| p[1] != p[0] + 1).collect();
+    let missing = N - got.len() as u64;
+    let sa = local_status(&boards[0], "all published", |s| route(s, "up").counters.frames_out == N);
+    let sb = local_status(&boards[1], "all written", |s| route(s, "up").counters.frames_out == got.len() as u64);
+    let (ca, cb) = (route(&sa, "up").counters, route(&sb, "up").counters);
+    eprintln!("lease: {missing} frames lost in the outage (window {gaps:?}); A {ca:?}; B {cb:?}");
+    assert_eq!((ca.frames_in, ca.dropped, ca.bad), (N, 0, 0), "{ca:?}");
+    assert!(missing > 0, "a session that ended lost nothing? (window {gaps:?})");
+    assert!(gaps.len() <= 1, "one window lost at most: {gaps:?}");
+    assert_eq!((cb.dropped, cb.bad, cb.lost), (0, 0, missing), "the loss is what B's counters say: {cb:?}");
+    assert!(b.terminate().success());
+    assert!(a.terminate().success());
+    drop(link);
+}
