@@ -9,6 +9,7 @@
 use std::process::Stdio;
 use std::time::Instant;
 
+use ember_core::frame::{FrameRepr, Integrity};
 use ember_linux::pipe::{self, PIPE_BUF, PacketReader, StreamReader, Writer};
 use ember_linux::{FrameReceiver, FrameSender};
 use rustix::fd::OwnedFd;
@@ -175,6 +176,19 @@ fn play(role: &str, args: &[String]) -> Result<(), String> {
                 tx.send_frame(&frame).map_err(|e| e.to_string())?;
             }
         }
+        "frame-flood-checked" => {
+            // Each frame built as a sender builds it, with the payload checksum forced on:
+            // the CRC of every payload on this side, its check on the reader's.
+            let (count, payload) = (num(0)?, num(1)?);
+            let data = vec![0x5A; payload];
+            let mut buf = vec![0u8; payload + 64];
+            let mut tx = Writer::stream(out_fd);
+            for seq in 0..count {
+                let repr = FrameRepr { flags: Integrity::Checked.flags(), kind: 1, seq: seq as u32, payload_len: payload };
+                let frame = repr.emit_with_payload(&data, &mut buf).map_err(|e| e.to_string())?;
+                tx.send_frame(frame).map_err(|e| e.to_string())?;
+            }
+        }
         "raw-flood" | "raw-flood-packet" => {
             let (count, payload) = (num(0)?, num(1)?);
             let frame = make_frame(payload);
@@ -191,6 +205,7 @@ const NOTE_LAT: &str =
     "ping-pong between two processes, one-way = half; raw moves the same bytes with read/write; target ratio <= 1.10";
 const NOTE_GUARD: &str = "as */ember with the SIGPIPE guard forced on (what a program that does not ignore SIGPIPE pays, e.g. C): two rt_sigprocmask per write";
 const NOTE_COPY: &str = "raw reads, then each message copied out of the read buffer: what any receiver that uses the bytes pays, Ember or not (context for */ember; not a target)";
+const NOTE_CHECKED: &str = "as */ember with the payload checksum forced on (each frame built with its CRC by the sender, checked by the reader); baseline: raw-copy; target ratio <= 1.35 on x86-64 at 4 KiB";
 const NOTE_TPUT: &str = "the peer streams messages into a pipe, time per message over batches of 256; raw reads the same bytes; target ratio <= 1.10";
 
 /// Runs the pipe rows on `cpus[0]` (this process) and `cpus[1]` (the peer).
@@ -209,6 +224,7 @@ pub fn run(opts: &Options, cpus: &[usize], progress: &Progress, rows: &mut Vec<R
     let (mut t64r, mut t64e, mut t4r, mut t4e) = (Pool::default(), Pool::default(), Pool::default(), Pool::default());
     let (mut t64g, mut t4g, mut t64c, mut t4c) = (Pool::default(), Pool::default(), Pool::default(), Pool::default());
     let (mut kpr, mut kpe, mut kpg) = (Pool::default(), Pool::default(), Pool::default());
+    let (mut t64k, mut t4k) = (Pool::default(), Pool::default());
     for round in 1..=rounds {
         let step = |what: &str| progress.step(&format!("{what} (round {round}/{rounds})"));
         if lat {
@@ -225,15 +241,17 @@ pub fn run(opts: &Options, cpus: &[usize], progress: &Progress, rows: &mut Vec<R
         }
         if tput {
             // 4 KiB messages: a quarter as many, so each round still gives 64 batches.
-            let cases: [(&str, &str, usize, usize, bool, &mut Pool); 11] = [
+            let cases: [(&str, &str, usize, usize, bool, &mut Pool); 13] = [
                 ("pipe stream 64 B, raw", "raw-flood", count, 64, false, &mut t64r),
                 ("pipe stream 64 B, raw + copy", "raw-flood", count, 64, true, &mut t64c),
                 ("pipe stream 64 B, Ember", "frame-flood", count, 64, false, &mut t64e),
                 ("pipe stream 64 B, Ember, SIGPIPE guard on", "frame-flood-guard", count, 64, false, &mut t64g),
+                ("pipe stream 64 B, Ember, payload checked", "frame-flood-checked", count, 64, false, &mut t64k),
                 ("pipe stream 4 KiB, raw", "raw-flood", count / 4, 4096, false, &mut t4r),
                 ("pipe stream 4 KiB, raw + copy", "raw-flood", count / 4, 4096, true, &mut t4c),
                 ("pipe stream 4 KiB, Ember", "frame-flood", count / 4, 4096, false, &mut t4e),
                 ("pipe stream 4 KiB, Ember, SIGPIPE guard on", "frame-flood-guard", count / 4, 4096, false, &mut t4g),
+                ("pipe stream 4 KiB, Ember, payload checked", "frame-flood-checked", count / 4, 4096, false, &mut t4k),
                 ("packet pipe stream 64 B, raw", "raw-flood-packet", count, 64, false, &mut kpr),
                 ("packet pipe stream 64 B, Ember", "frame-flood-packet", count, 64, false, &mut kpe),
                 (
@@ -259,19 +277,24 @@ pub fn run(opts: &Options, cpus: &[usize], progress: &Progress, rows: &mut Vec<R
         row(rows, "packet-pipe/raw", payload + 24, r, None, NOTE_LAT);
         row(rows, "packet-pipe/ember", payload + 24, e, Some(("packet-pipe/raw", r)), NOTE_LAT);
     }
-    for (name, size, raw, copy, ember, guard) in [
-        ("pipe-stream/", 88, &mut t64r, Some(&mut t64c), &mut t64e, &mut t64g),
-        ("pipe-stream/", 4120, &mut t4r, Some(&mut t4c), &mut t4e, &mut t4g),
-        ("packet-stream/", 88, &mut kpr, None, &mut kpe, &mut kpg),
+    for (name, size, raw, copy, ember, guard, checked) in [
+        ("pipe-stream/", 88, &mut t64r, Some(&mut t64c), &mut t64e, &mut t64g, Some(&mut t64k)),
+        ("pipe-stream/", 4120, &mut t4r, Some(&mut t4c), &mut t4e, &mut t4g, Some(&mut t4k)),
+        ("packet-stream/", 88, &mut kpr, None, &mut kpe, &mut kpg, None),
     ] {
         if let (Some(r), Some(e), Some(g)) = (raw.stats(), ember.stats(), guard.stats()) {
             let raw_name = format!("{name}raw");
             row(rows, &raw_name, size, r, None, NOTE_TPUT);
-            if let Some(c) = copy.and_then(|c| c.stats()) {
+            let copy = copy.and_then(|c| c.stats());
+            if let Some(c) = copy {
                 row(rows, &format!("{name}raw-copy"), size, c, Some((raw_name.as_str(), r)), NOTE_COPY);
             }
             row(rows, &format!("{name}ember"), size, e, Some((raw_name.as_str(), r)), NOTE_TPUT);
             row(rows, &format!("{name}ember-guard"), size, g, Some((raw_name.as_str(), r)), NOTE_GUARD);
+            if let (Some(k), Some(c)) = (checked.and_then(|k| k.stats()), copy) {
+                let copy_name = format!("{name}raw-copy");
+                row(rows, &format!("{name}ember-checked"), size, k, Some((copy_name.as_str(), c)), NOTE_CHECKED);
+            }
         }
     }
     Ok(())
