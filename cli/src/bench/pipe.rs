@@ -184,7 +184,8 @@ fn play(role: &str, args: &[String]) -> Result<(), String> {
             let mut buf = vec![0u8; payload + 64];
             let mut tx = Writer::stream(out_fd);
             for seq in 0..count {
-                let repr = FrameRepr { flags: Integrity::Checked.flags(), kind: 1, seq: seq as u32, payload_len: payload };
+                let repr =
+                    FrameRepr { flags: Integrity::Checked.flags(), kind: 1, seq: seq as u32, payload_len: payload };
                 let frame = repr.emit_with_payload(&data, &mut buf).map_err(|e| e.to_string())?;
                 tx.send_frame(frame).map_err(|e| e.to_string())?;
             }
