@@ -526,27 +526,7 @@ impl SpscReceiver {
         timeout: Option<Duration>,
         mut f: F,
     ) -> Result<usize> {
-        let mut deadline = Deadline::after(timeout);
-        let mut polls = 0u32;
-        loop {
-            match self.try_recv_many(out, max, &mut f) {
-                Err(Error::Shm(ShmError::Empty)) => {}
-                r => return r,
-            }
-            polls = polls.wrapping_add(1);
-            if polls.is_multiple_of(1 << 16) {
-                if deadline.slice(LIVENESS_SLICE).is_none() {
-                    return Err(ShmError::Timeout.into());
-                }
-                if !self.writer.is_alive() {
-                    return match self.try_recv_many(out, max, &mut f) {
-                        Err(Error::Shm(ShmError::Empty)) => Err(ShmError::WriterGone.into()),
-                        other => other,
-                    };
-                }
-            }
-            core::hint::spin_loop();
-        }
+        self.spin(timeout, |rx| rx.try_recv_many(out, max, &mut f))
     }
 
     /// [`SpscReceiver::try_recv_many`] waiting for at least one record as
@@ -569,23 +549,15 @@ impl SpscReceiver {
         }
     }
 
-    /// The writer is dead: a last record (or the close) is still delivered, else
-    /// [`ShmError::WriterGone`].
-    fn gone_unless_more(&mut self, out: &mut [u8]) -> Result<usize> {
-        debug!("shm: SPSC writer pid {} is gone", self.writer.pid());
-        match self.try_recv(out) {
-            Err(Error::Shm(ShmError::Empty)) => Err(ShmError::WriterGone.into()),
-            other => other,
-        }
-    }
-
-    /// Busy-polls for the next record (lowest latency, burns a core), for at most
-    /// `timeout`.
-    pub fn recv_spin(&mut self, out: &mut [u8], timeout: Option<Duration>) -> Result<usize> {
+    /// Busy-polls `attempt` while it finds the ring empty, for at most `timeout`, looking at
+    /// the deadline and the writer's liveness every 65,536 polls. A dead writer's last
+    /// records (or its close) are still delivered, then [`ShmError::WriterGone`].
+    #[inline(always)]
+    fn spin<T>(&mut self, timeout: Option<Duration>, mut attempt: impl FnMut(&mut Self) -> Result<T>) -> Result<T> {
         let mut deadline = Deadline::after(timeout);
         let mut polls = 0u32;
         loop {
-            match self.try_recv(out) {
+            match attempt(self) {
                 Err(Error::Shm(ShmError::Empty)) => {}
                 r => return r,
             }
@@ -595,11 +567,21 @@ impl SpscReceiver {
                     return Err(ShmError::Timeout.into());
                 }
                 if !self.writer.is_alive() {
-                    return self.gone_unless_more(out);
+                    debug!("shm: SPSC writer pid {} is gone", self.writer.pid());
+                    return match attempt(self) {
+                        Err(Error::Shm(ShmError::Empty)) => Err(ShmError::WriterGone.into()),
+                        other => other,
+                    };
                 }
             }
             core::hint::spin_loop();
         }
+    }
+
+    /// Busy-polls for the next record (lowest latency, burns a core), for at most
+    /// `timeout`.
+    pub fn recv_spin(&mut self, out: &mut [u8], timeout: Option<Duration>) -> Result<usize> {
+        self.spin(timeout, |rx| rx.try_recv(out))
     }
 
     /// Waits for the next record: spins briefly, then sleeps on the futex, for at most
