@@ -56,6 +56,9 @@
 //! // A restarted bridge finds where its predecessor stopped.
 //! let file = ResumeFile::open(&name, &["ember/a/imu"]).unwrap();
 //! assert_eq!(file.slot(0).unwrap().last(), Some(Attachment { epoch: 7, seq: 41 }));
+//! // While it is open, nobody else opens it (one bridge per file).
+//! assert!(ResumeFile::open(&name, &["ember/a/imu"]).is_err());
+//! drop(file);
 //! // Another table's route starts empty.
 //! let file = ResumeFile::open(&name, &["ember/b/imu"]).unwrap();
 //! assert_eq!(file.slot(0).unwrap().last(), None);
@@ -136,11 +139,18 @@ fn key_hash(key: &str) -> u64 {
 impl ResumeFile {
     /// Opens (or creates, mode 0600) the resume file `name` for a table whose routes have
     /// the key expressions `keys`, in table order. Slots whose key changed, and the whole
-    /// file if its size or magic is not this table's, start empty.
+    /// file if its size or magic is not this table's, start empty. The file is locked
+    /// (`flock`) while the returned value lives: another process's open of it fails with
+    /// `EBUSY`.
     pub fn open(name: &str, keys: &[&str]) -> Result<ResumeFile, rustix::io::Errno> {
         let words = HEADER_WORDS + SLOT_WORDS * keys.len();
         let len = words * 8;
         let fd = rustix::shm::open(name, OFlags::CREATE | OFlags::RDWR, Mode::from_bits_truncate(0o600))?;
+        // One bridge per file: a second one (the same board started twice) would resize
+        // the file under the first one's mapping, whose next store would be a SIGBUS. The
+        // lock goes with the descriptor, which the mapping keeps open, and with the process.
+        rustix::fs::flock(&fd, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+            .map_err(|e| if e == rustix::io::Errno::WOULDBLOCK { rustix::io::Errno::BUSY } else { e })?;
         let old_len = rustix::fs::fstat(&fd)?.st_size;
         if old_len != len as i64 {
             rustix::fs::ftruncate(&fd, 0)?;
@@ -238,6 +248,22 @@ mod tests {
         // Another number of routes: the whole file starts empty.
         let f = ResumeFile::open(&n, &["k/a"]).unwrap();
         assert_eq!(f.slot(0).unwrap().last(), None);
+        ResumeFile::remove(&n).unwrap();
+    }
+
+    #[test]
+    fn a_second_opener_is_refused_while_the_first_holds_the_file() {
+        let n = name("busy");
+        let first = ResumeFile::open(&n, &["k/a"]).unwrap();
+        first.slot(0).unwrap().record(Attachment { epoch: 1, seq: 2 });
+        // Another table for the same file: refused, and the first one's slot is intact.
+        assert_eq!(ResumeFile::open(&n, &["k/a", "k/b"]).unwrap_err(), rustix::io::Errno::BUSY);
+        assert_eq!(first.slot(0).unwrap().last(), Some(Attachment { epoch: 1, seq: 2 }));
+        drop(first);
+        assert_eq!(
+            ResumeFile::open(&n, &["k/a"]).unwrap().slot(0).unwrap().last(),
+            Some(Attachment { epoch: 1, seq: 2 })
+        );
         ResumeFile::remove(&n).unwrap();
     }
 
