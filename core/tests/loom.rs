@@ -9,7 +9,7 @@
 
 use ember_core::shm::broadcast::{BroadcastControl, BroadcastRing};
 use ember_core::shm::seqlock::{SeqLock, SeqLockControl};
-use ember_core::shm::spsc::{ReaderClaim, SpscControl, SpscRing};
+use ember_core::shm::spsc::{ReaderClaim, STREAM_CHUNK, STREAM_MIN, SpscControl, SpscRing};
 use ember_core::shm::sync::{Event, Locked, Mutex, NOT_RECOVERABLE, Owner, Semaphore, SyncError, Waiter, Woke};
 use ember_core::shm::{ShmError, WORD, Word};
 use loom::cell::UnsafeCell;
@@ -101,6 +101,51 @@ fn spsc_delivers_every_record_intact_and_in_order() {
                 Err(ShmError::Empty) => thread::yield_now(),
                 Err(e) => panic!("pop: {e}"),
             }
+        }
+        producer.join().unwrap();
+    });
+}
+
+/// Streaming records (at least `STREAM_MIN` bytes, 32 under loom, filled in 16-byte
+/// chunks): the consumer copies each chunk only after the release store of the count
+/// that covers it, and consumes the record only once it is whole. Two records of 40
+/// bytes, three chunks each, the first copied as it fills, the second taken whole.
+#[test]
+fn spsc_streaming_records_are_copied_as_they_fill_and_arrive_intact() {
+    assert_eq!((STREAM_MIN, STREAM_CHUNK), (32, 16), "the loom sizes");
+    model(|| {
+        let mem = Arc::new((SpscControl::zeroed(), words(128)));
+        let producer_mem = mem.clone();
+        let producer = thread::spawn(move || {
+            let ring = SpscRing::new(&producer_mem.0, &producer_mem.1).unwrap();
+            let mut p = ring.producer();
+            for i in 1..=2u8 {
+                let rec: Vec<u8> = (0..40).map(|j| i * 64 + j).collect();
+                p.try_push(&rec).unwrap();
+            }
+        });
+        let ring = SpscRing::new(&mem.0, &mem.1).unwrap();
+        let mut c = ring.consumer();
+        let mut out = [0u8; 48];
+        for i in 1..=2u8 {
+            let n = loop {
+                let r = if i == 1 {
+                    c.try_pop_streaming(&mut out, || {
+                        thread::yield_now();
+                        Ok(())
+                    })
+                } else {
+                    c.try_pop(&mut out)
+                };
+                match r {
+                    Ok(n) => break n,
+                    Err(ShmError::Empty) => thread::yield_now(),
+                    Err(e) => panic!("pop: {e}"),
+                }
+            };
+            assert_eq!(n, 40);
+            let expect: Vec<u8> = (0..40).map(|j| i * 64 + j).collect();
+            assert_eq!(out[..40], expect[..], "record {i} damaged");
         }
         producer.join().unwrap();
     });

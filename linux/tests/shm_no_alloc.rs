@@ -41,6 +41,30 @@ fn spsc_push_pop_allocate_nothing() {
 }
 
 #[test]
+fn spsc_streaming_records_allocate_nothing() {
+    let n = name("spsc-stream");
+    let mut tx = SpscSender::create(Backing::Named(&n), 1 << 20, 1).unwrap();
+    let mut rx = SpscReceiver::open(&n, 1).unwrap();
+    // Allocated before counting: a streamed record (at least STREAM_MIN bytes).
+    let record = vec![7u8; ember_core::shm::spsc::STREAM_MIN + 1000];
+    let mut out = vec![0u8; record.len()];
+    let count = allocations(|| {
+        for i in 0..100 {
+            tx.try_send(&record).unwrap();
+            let n = if i % 2 == 0 {
+                rx.recv_spin(&mut out, Some(Duration::from_secs(1))).unwrap()
+            } else {
+                rx.recv(&mut out, Some(Duration::from_secs(1))).unwrap()
+            };
+            assert_eq!(n, record.len());
+        }
+        assert!(rx.try_recv(&mut out).is_err());
+    });
+    assert_eq!(count, 0);
+    assert_eq!(out, record);
+}
+
+#[test]
 fn spsc_batch_receive_allocates_nothing() {
     let n = name("spsc-many");
     let mut tx = SpscSender::create(Backing::Named(&n), 4096, 1).unwrap();

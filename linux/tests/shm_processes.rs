@@ -10,13 +10,14 @@ use common::peer::{Peer, ShmCleanup};
 
 use std::io::{BufRead, Write};
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ember_core::crc32c::crc32c;
 use ember_core::frame::Frame;
 use ember_core::shm::ShmError;
-use ember_core::shm::layout::SegmentKind;
+use ember_core::shm::layout::{CONTROL_OFFSET, DATA_OFFSET, SegmentKind};
+use ember_core::shm::spsc::STREAM_MIN;
 use ember_linux::Error;
 use ember_linux::shm::{
     Access, Backing, BroadcastReader, BroadcastWriter, Notifier, Segment, SeqLockReader, SeqLockWriter, SpscReceiver,
@@ -49,6 +50,35 @@ fn check_record(rec: &[u8]) -> u64 {
     let (body, crc) = rec.split_at(rec.len() - 4);
     assert_eq!(crc32c(body).to_le_bytes(), crc, "record CRC mismatch");
     u64::from_le_bytes(body[..8].try_into().unwrap())
+}
+
+/// The sizes of the large records of `streaming_records_*`: streamed ones (at least
+/// `STREAM_MIN`, up to the 4 MiB ring's largest) between ordinary ones.
+const STREAM_SIZES: [usize; 6] = [STREAM_MIN, 1 << 20, 100, 300_001, (2 << 20) - 8, 65_536 + 3];
+
+/// Byte `i` of large record `seq`.
+fn stream_byte(seq: u64, i: usize) -> u8 {
+    (i as u64).wrapping_mul(31).wrapping_add(seq.wrapping_mul(7)).wrapping_add((i >> 12) as u64) as u8
+}
+
+/// Maps named segment `name` read-write for a peer that plays a broken or hostile writer.
+fn map_raw(name: &str) -> (*mut u8, usize) {
+    let fd = rustix::shm::open(name, rustix::shm::OFlags::RDWR, rustix::fs::Mode::empty()).unwrap();
+    let len = rustix::fs::fstat(&fd).unwrap().st_size as usize;
+    // SAFETY: a fresh shared mapping of the whole segment; the peer only touches it through
+    // atomics and never unmaps it before exit.
+    let ptr = unsafe {
+        rustix::mm::mmap(
+            std::ptr::null_mut(),
+            len,
+            rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+            rustix::mm::MapFlags::SHARED,
+            &fd,
+            0,
+        )
+        .unwrap()
+    };
+    (ptr.cast::<u8>(), len)
 }
 
 // ---- the peers ----------------------------------------------------------------------
@@ -113,6 +143,46 @@ fn peer(args: &[String]) {
                 g.commit().unwrap();
             }
             stdin.read_line(&mut line).unwrap();
+        }
+        // stream-writer NAME COUNT: creates a 4 MiB ring, sends COUNT large records (sizes
+        // from STREAM_SIZES, bytes from stream_byte), then closes it by dropping.
+        "stream-writer" => {
+            let (name, count): (&str, u64) = (&args[1], args[2].parse().unwrap());
+            let mut tx = SpscSender::create(Backing::Named(name), 4 << 20, FP).unwrap();
+            tx.segment().persist(); // the test unlinks it
+            writeln!(stdout, "ready").unwrap();
+            stdout.flush().unwrap();
+            let mut rec = vec![0u8; 2 << 20];
+            for seq in 0..count {
+                let len = STREAM_SIZES[seq as usize % STREAM_SIZES.len()];
+                for (i, b) in rec[..len].iter_mut().enumerate() {
+                    *b = stream_byte(seq, i);
+                }
+                tx.send(&rec[..len], Some(Duration::from_secs(60))).unwrap();
+            }
+        }
+        // unfinished-writer NAME FILLED: creates a 1 MiB ring and, through a raw mapping of
+        // it, publishes a streaming record of 100,000 bytes whose header counts FILLED of
+        // them as written, as a writer stopped (or dead) mid-record leaves it (FILLED above
+        // 100,000: a hostile one); then waits for its stdin to close.
+        "unfinished-writer" => {
+            let (name, filled): (&str, u32) = (&args[1], args[2].parse().unwrap());
+            let mut tx = SpscSender::create(Backing::Named(name), 1 << 20, FP).unwrap();
+            tx.segment().persist();
+            let (base, len) = map_raw(name);
+            assert!(len >= DATA_OFFSET + (1 << 20));
+            const LEN: u32 = 100_000;
+            // SAFETY: offsets inside the mapping (checked above), 8- and 4-byte aligned (the
+            // mapping is page aligned); the words are only accessed atomically.
+            let (header, head) = unsafe {
+                (&*base.add(DATA_OFFSET).cast::<AtomicU64>(), &*base.add(CONTROL_OFFSET).cast::<AtomicU32>())
+            };
+            header.store(u64::from(LEN | 0x2000_0000) | (u64::from(filled) << 32), Ordering::Release);
+            head.store(8 + LEN, Ordering::Release);
+            writeln!(stdout, "ready").unwrap();
+            stdout.flush().unwrap();
+            let _ = stdin.read_line(&mut line);
+            drop(tx);
         }
         // frame-writer NAME: sends Ember frames forever (for the scribbler test).
         "frame-writer" => {
@@ -374,6 +444,85 @@ fn writer_killed_reader_gets_writer_gone() {
     assert!(!rx.writer_alive());
     // Reported within the timeout (not after it): the liveness slice is 100 ms.
     assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+}
+
+/// Large records stream: each is copied out while the sender copies it in. Every byte of
+/// every record arrives, in order, through each receive: busy-polling, blocking, and
+/// non-blocking (which waits for a record to be whole).
+fn streaming_records_arrive_whole_in_order_through_every_receive() {
+    let name = unique("stream");
+    let _cleanup = ShmCleanup(name.clone());
+    const COUNT: u64 = 90;
+    let mut writer = Peer::spawn(&["stream-writer", &name, &COUNT.to_string()]);
+    assert_eq!(writer.line(), "ready");
+    let mut rx = SpscReceiver::open(&name, FP).unwrap();
+    let mut out = vec![0u8; 2 << 20];
+    let mut expect = vec![0u8; 2 << 20];
+    for seq in 0..COUNT {
+        let timeout = Some(Duration::from_secs(30));
+        let n = match seq % 3 {
+            0 => rx.recv_spin(&mut out, timeout),
+            1 => rx.recv(&mut out, timeout),
+            _ => loop {
+                match rx.try_recv(&mut out) {
+                    Err(Error::Shm(ShmError::Empty)) => std::thread::yield_now(),
+                    r => break r,
+                }
+            },
+        }
+        .unwrap_or_else(|e| panic!("record {seq}: {e}"));
+        let len = STREAM_SIZES[seq as usize % STREAM_SIZES.len()];
+        assert_eq!(n, len, "record {seq}");
+        for (i, b) in expect[..len].iter_mut().enumerate() {
+            *b = stream_byte(seq, i);
+        }
+        assert!(out[..n] == expect[..len], "record {seq} of {len} bytes damaged");
+    }
+    assert_eq!(rx.recv(&mut out, Some(Duration::from_secs(10))), Err(Error::Shm(ShmError::Closed)));
+    writer.wait_ok();
+}
+
+/// A writer stopped mid-record: a receive waits for the record (the deadline ends it,
+/// nothing half-copied is returned), and once the writer is gone every receive says so
+/// promptly instead of waiting. A count beyond the record is refused as corrupt.
+fn streaming_record_left_unfinished_by_a_dead_writer() {
+    let name = unique("unfinished");
+    let _cleanup = ShmCleanup(name.clone());
+    let mut writer = Peer::spawn(&["unfinished-writer", &name, "16384"]);
+    assert_eq!(writer.line(), "ready");
+    let mut rx = SpscReceiver::open(&name, FP).unwrap();
+    let mut out = vec![0u8; 100_000];
+    assert_eq!(rx.try_recv(&mut out), Err(Error::Shm(ShmError::Empty)));
+    assert!(rx.try_peek().is_err());
+    for spin in [false, true] {
+        let started = Instant::now();
+        let timeout = Some(Duration::from_millis(300));
+        let r = if spin { rx.recv_spin(&mut out, timeout) } else { rx.recv(&mut out, timeout) };
+        assert_eq!(r, Err(Error::Shm(ShmError::Timeout)), "spin: {spin}");
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    }
+    writer.kill9();
+    for spin in [false, true] {
+        let started = Instant::now();
+        let timeout = Some(Duration::from_secs(20));
+        let r = if spin { rx.recv_spin(&mut out, timeout) } else { rx.recv(&mut out, timeout) };
+        assert_eq!(r, Err(Error::Shm(ShmError::WriterGone)), "spin: {spin}");
+        assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    }
+    drop(rx);
+
+    // Hostile: the count says more bytes than the record has.
+    let name = unique("overfilled");
+    let _cleanup = ShmCleanup(name.clone());
+    let mut writer = Peer::spawn(&["unfinished-writer", &name, "100008"]);
+    assert_eq!(writer.line(), "ready");
+    let mut rx = SpscReceiver::open(&name, FP).unwrap();
+    assert_eq!(rx.try_recv(&mut out), Err(Error::Shm(ShmError::Corrupt)));
+    assert_eq!(rx.recv(&mut out, Some(Duration::from_secs(5))), Err(Error::Shm(ShmError::Corrupt)));
+    assert_eq!(rx.recv_spin(&mut out, Some(Duration::from_secs(5))), Err(Error::Shm(ShmError::Corrupt)));
+    writer.close_stdin();
+    writer.wait_ok();
 }
 
 fn broadcast_writer_killed_readers_get_writer_gone() {
@@ -698,6 +847,8 @@ fn main() {
             ("spsc_batch_receive", spsc_batch_receive_nothing_lost_duplicated_or_reordered),
             ("broadcast_three_readers_slow_one", broadcast_three_readers_slow_one_counts_exact_losses),
             ("writer_killed_reader_gets_writer_gone", writer_killed_reader_gets_writer_gone),
+            ("streaming_records", streaming_records_arrive_whole_in_order_through_every_receive),
+            ("streaming_record_unfinished", streaming_record_left_unfinished_by_a_dead_writer),
             ("broadcast_writer_killed", broadcast_writer_killed_readers_get_writer_gone),
             ("reader_killed_writer_goes_on", reader_killed_writer_goes_on),
             ("seqlock_across_processes", seqlock_reader_never_sees_a_torn_value_across_processes),

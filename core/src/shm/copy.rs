@@ -7,7 +7,7 @@
 //! a bad one is [`ShmError::Corrupt`], never a panic (offsets may come from a hostile peer).
 //! A store pads the last word with zeros, whichever path copied the rest.
 
-use super::primitive::Ordering::Relaxed;
+use super::primitive::Ordering::{Acquire, Relaxed, Release};
 use super::{ShmError, WORD, Word, fastcopy};
 
 /// The shortest copy handed to the bulk copy: below it the word loop, which the compiler
@@ -126,6 +126,37 @@ pub(crate) fn load_pair(words: &[Word], off: usize) -> Result<(u32, u32), ShmErr
     let mut b = [0u8; 8];
     load(words, off, &mut b)?;
     Ok((u32::from_ne_bytes([b[0], b[1], b[2], b[3]]), u32::from_ne_bytes([b[4], b[5], b[6], b[7]])))
+}
+
+/// [`load_pair`] with acquire loads: what the peer wrote before its release store of the
+/// header ([`store_pair_release`]) is visible after it.
+#[inline]
+pub(crate) fn load_pair_acquire(words: &[Word], off: usize) -> Result<(u32, u32), ShmError> {
+    let src = span(words, off, 8)?;
+    let mut b = [0u8; 8];
+    for (chunk, w) in b.chunks_exact_mut(WORD).zip(src) {
+        chunk.copy_from_slice(&w.load(Acquire).to_ne_bytes());
+    }
+    Ok((u32::from_ne_bytes([b[0], b[1], b[2], b[3]]), u32::from_ne_bytes([b[4], b[5], b[6], b[7]])))
+}
+
+/// [`store_pair`] whose last word store is a release: every write before it is visible to
+/// a peer that loads the header with [`load_pair_acquire`] and sees it. (With 4-byte words
+/// the header is two words and `a`, stored first, is not ordered by this; callers store in
+/// `b` what the peer synchronises on.)
+#[inline]
+pub(crate) fn store_pair_release(words: &[Word], off: usize, a: u32, b: u32) -> Result<(), ShmError> {
+    let dst = span(words, off, 8)?;
+    let mut bytes = [0u8; 8];
+    bytes[..4].copy_from_slice(&a.to_ne_bytes());
+    bytes[4..].copy_from_slice(&b.to_ne_bytes());
+    let last = dst.len() - 1;
+    for (i, (chunk, w)) in bytes.chunks_exact(WORD).zip(dst).enumerate() {
+        let mut v = [0u8; WORD];
+        v.copy_from_slice(chunk);
+        w.store(usize::from_ne_bytes(v), if i == last { Release } else { Relaxed });
+    }
+    Ok(())
 }
 
 /// Writes an 8-byte record header of two native-endian `u32`s at `off`.

@@ -119,6 +119,13 @@ pub enum ShmError {
         /// The pid of the process that holds the receiving side.
         pid: u32,
     },
+    /// An SPSC ring held a streaming record that its writer started and never finished
+    /// (it died mid-write, and the ring went on with a restarted writer): the record was
+    /// skipped, and this reports its loss. The next receive goes on with the next record.
+    Abandoned {
+        /// The length the record was to have.
+        len: usize,
+    },
     /// Encoding or decoding a typed value failed.
     Codec(crate::Error),
 }
@@ -152,6 +159,9 @@ impl fmt::Display for ShmError {
             ShmError::Timeout => f.write_str("timed out"),
             ShmError::WriterGone => f.write_str("writer process is gone"),
             ShmError::ReaderClaimed { pid } => write!(f, "the ring already has its receiver (pid {pid})"),
+            ShmError::Abandoned { len } => {
+                write!(f, "a {len}-byte record left unfinished by a writer that died mid-write was skipped")
+            }
             ShmError::Codec(e) => write!(f, "codec: {e}"),
         }
     }

@@ -26,6 +26,28 @@
 //!
 //! Closing: [`Producer::close`] sets the `closed` word and appends a close record
 //! (`len == CLOSE`), so the futex word changes and a sleeping consumer wakes.
+//!
+//! # Streaming records
+//!
+//! A record of at least [`STREAM_MIN`] bytes is *streamed*, so that the consumer's copy out
+//! overlaps the producer's copy in (two copies of a large payload take twice as long one
+//! after the other): its `len` carries the `STREAM` bit (bit 29) and its second header
+//! word, `seq` in other records, is the number of payload bytes filled so far. The producer
+//! reserves the whole slot, writes the header with 0 filled and publishes `head` at once,
+//! then copies the payload in [`STREAM_CHUNK`]-byte steps, each followed by a release store
+//! of the header with the new count, the last one with `len`. The consumer copies only
+//! below the count it loaded with acquire, and consumes the record (moves `tail`) only once
+//! the count is `len`: [`Consumer::try_pop_streaming`] copies as it fills and waits through
+//! a closure; [`Consumer::try_pop`], [`Consumer::try_pop_many`] and [`Consumer::peek`]
+//! answer [`ShmError::Empty`] until it is whole. A count above `len`, or a `len` that
+//! changes, is [`ShmError::Corrupt`].
+//!
+//! A producer fills a record before it publishes the next one, so a streaming record
+//! still unfinished when `head` has moved past it was left by a producer that died
+//! mid-write (and a restarted one went on): the consumer skips it and reports
+//! [`ShmError::Abandoned`]. A consumer waiting on an unfinished record sleeps on `head`
+//! like one waiting on an empty ring ([`Consumer::prepare_wait`]); the producer's wake-up
+//! check after the push wakes it.
 
 use super::copy;
 use super::layout::MAX_CAPACITY;
@@ -40,6 +62,19 @@ pub const RECORD_HEADER: usize = 8;
 const PAD: u32 = 0x8000_0000;
 /// `len` of the close record the producer appends when it closes the ring.
 const CLOSE: u32 = 0x4000_0000;
+/// `len` bit marking a streaming record: published before its payload is written, with the
+/// header's second word counting the payload bytes filled so far (module docs).
+const STREAM: u32 = 0x2000_0000;
+
+/// Records of at least this many bytes are streamed: the producer publishes the record
+/// first and fills it in [`STREAM_CHUNK`]-byte steps, so that a receiver copies it out
+/// while it is being written and the two copies of the payload overlap.
+/// (Under `--cfg loom`, 32 bytes, so that a model streams a record of a few words.)
+pub const STREAM_MIN: usize = if cfg!(loom) { 32 } else { 32 * 1024 };
+/// The bytes a streaming producer writes between two progress stores (under `--cfg
+/// loom`, 16).
+pub const STREAM_CHUNK: usize = if cfg!(loom) { 16 } else { 16 * 1024 };
+const _: () = assert!(STREAM_CHUNK.is_multiple_of(8) && STREAM_CHUNK <= STREAM_MIN);
 
 /// The SPSC control lines (bytes 128..512 of the segment).
 ///
@@ -355,12 +390,39 @@ impl<'a> Producer<'a> {
     /// behind the ring's lines that the consumer's core holds.
     #[inline]
     pub fn try_push(&mut self, payload: &[u8]) -> Result<(), ShmError> {
+        if payload.len() >= STREAM_MIN {
+            return self.push_streaming(payload);
+        }
         let r = self.reserve(payload.len())?;
         // The headers first, so that only the count to publish is live across the copy.
         self.write_headers(&r)?;
         let bytes = r.pad + r.slot;
         copy::store(self.ring.data, r.pos as usize + RECORD_HEADER, payload)?;
         self.advance(bytes);
+        Ok(())
+    }
+
+    /// [`Producer::try_push`] of a record of at least [`STREAM_MIN`] bytes: published at
+    /// once, then filled chunk by chunk (module docs, "Streaming records").
+    #[inline(never)]
+    fn push_streaming(&mut self, payload: &[u8]) -> Result<(), ShmError> {
+        let r = self.reserve(payload.len())?;
+        let data = self.ring.data;
+        if r.pad != 0 {
+            let p = self.head & self.ring.mask();
+            copy::store_pair(data, p as usize, PAD | r.pad, self.seq)?;
+        }
+        copy::store_pair(data, r.pos as usize, r.len | STREAM, 0)?;
+        // From here the consumer sees the record (and copies what the counts allow).
+        self.advance(r.pad + r.slot);
+        let base = r.pos as usize + RECORD_HEADER;
+        let mut done = 0;
+        for chunk in payload.chunks(STREAM_CHUNK) {
+            copy::store(data, base + done, chunk)?;
+            done += chunk.len();
+            // Release: the chunk's bytes before the count that lets the consumer read them.
+            copy::store_pair_release(data, r.pos as usize, r.len | STREAM, done as u32)?;
+        }
         Ok(())
     }
 
@@ -547,6 +609,19 @@ struct Located {
     payload_at: usize,
     len: usize,
     slot: u32,
+    /// A streaming record, which may still be being filled ([`Consumer::fill_state`]).
+    stream: bool,
+}
+
+/// How far a streaming record is filled.
+#[derive(Debug, PartialEq, Eq)]
+enum Fill {
+    /// All `len` bytes are there.
+    Whole,
+    /// The producer is still filling it: this many bytes are there.
+    Filling(usize),
+    /// The producer published records after it without finishing it: it died mid-write.
+    Abandoned,
 }
 
 impl<'a> Consumer<'a> {
@@ -596,7 +671,8 @@ impl<'a> Consumer<'a> {
                 self.ring.ctl.tail.store(self.tail, Ordering::Release);
                 continue;
             }
-            let len = len as usize;
+            let stream = len & STREAM != 0;
+            let len = (len & !STREAM) as usize;
             if len > self.ring.max_record() {
                 return Err(ShmError::Corrupt);
             }
@@ -604,10 +680,59 @@ impl<'a> Consumer<'a> {
             if pos + slot > cap || avail < slot {
                 return Err(ShmError::Corrupt);
             }
-            return Ok(Located { payload_at: pos as usize + RECORD_HEADER, len, slot });
+            return Ok(Located { payload_at: pos as usize + RECORD_HEADER, len, slot, stream });
         }
         // Two pads in a row: impossible from a correct producer.
         Err(ShmError::Corrupt)
+    }
+
+    /// The payload bytes of streaming record `r` filled so far, loaded with acquire (so
+    /// they can be read); [`ShmError::Corrupt`] if its header changed or counts more.
+    fn filled(&self, r: &Located) -> Result<usize, ShmError> {
+        let (len, filled) = copy::load_pair_acquire(self.ring.data, r.payload_at - RECORD_HEADER)?;
+        if len != r.len as u32 | STREAM || filled as usize > r.len {
+            return Err(ShmError::Corrupt);
+        }
+        Ok(filled as usize)
+    }
+
+    /// Whether record `r` (at the tail) can be read whole: always for other records; for
+    /// a streaming one when it is filled, or [`Fill::Abandoned`] when it never will be.
+    fn fill_state(&mut self, r: &Located) -> Result<Fill, ShmError> {
+        if !r.stream {
+            return Ok(Fill::Whole);
+        }
+        let filled = self.filled(r)?;
+        if filled == r.len {
+            return Ok(Fill::Whole);
+        }
+        // Has the producer published anything after this record? It fills a record before
+        // the next, so only a producer that died mid-write (and a successor) leaves one
+        // unfinished behind the head. Head first, then the count again: a head past the
+        // record was stored after the last count, which this acquire load then sees.
+        let head = self.ring.ctl.head.load(Ordering::Acquire);
+        if head.wrapping_sub(self.tail) > self.ring.capacity {
+            return Err(ShmError::Corrupt);
+        }
+        self.cached_head = head;
+        if head.wrapping_sub(self.tail) <= r.slot {
+            return Ok(Fill::Filling(filled));
+        }
+        Ok(if self.filled(r)? == r.len { Fill::Whole } else { Fill::Abandoned })
+    }
+
+    /// Finds the next record and checks it is whole: [`ShmError::Empty`] while a streaming
+    /// record is being filled; an abandoned one is skipped and reported.
+    fn locate_whole(&mut self) -> Result<Located, ShmError> {
+        let r = self.locate()?;
+        match self.fill_state(&r)? {
+            Fill::Whole => Ok(r),
+            Fill::Filling(_) => Err(ShmError::Empty),
+            Fill::Abandoned => {
+                self.advance(r.slot);
+                Err(ShmError::Abandoned { len: r.len })
+            }
+        }
     }
 
     fn advance(&mut self, slot: u32) {
@@ -620,12 +745,67 @@ impl<'a> Consumer<'a> {
     /// Copies the next record into `out` and returns its length; [`ShmError::Empty`] when
     /// there is none, [`ShmError::Closed`] when there is none and the producer closed the
     /// ring, [`ShmError::BufferTooSmall`] (record left in place) when `out` is too short.
+    ///
+    /// A streaming record still being filled is [`ShmError::Empty`] here (nothing copied);
+    /// one its producer abandoned is skipped and reported as [`ShmError::Abandoned`].
     pub fn try_pop(&mut self, out: &mut [u8]) -> Result<usize, ShmError> {
-        let r = self.locate()?;
+        let r = self.locate_whole()?;
         let dst = out.get_mut(..r.len).ok_or(ShmError::BufferTooSmall { needed: r.len })?;
         copy::load(self.ring.data, r.payload_at, dst)?;
         self.advance(r.slot);
         Ok(r.len)
+    }
+
+    /// [`Consumer::try_pop`], except that a streaming record still being filled is copied
+    /// as it fills: whenever the copy has caught up with the producer, `wait` runs (a spin
+    /// hint, a yield, a deadline or liveness check) and the copy goes on when it returns
+    /// `Ok`. An error from `wait` ends the pop with that error; the record stays in the
+    /// ring (whatever was copied into `out` is to be ignored), and the next pop starts it
+    /// again. This is how a large record costs about one copy's time, not two: the
+    /// producer's copy in and this copy out overlap.
+    pub fn try_pop_streaming<W: FnMut() -> Result<(), ShmError>>(
+        &mut self,
+        out: &mut [u8],
+        mut wait: W,
+    ) -> Result<usize, ShmError> {
+        let r = self.locate()?;
+        let dst = out.get_mut(..r.len).ok_or(ShmError::BufferTooSmall { needed: r.len })?;
+        if !r.stream {
+            copy::load(self.ring.data, r.payload_at, dst)?;
+            self.advance(r.slot);
+            return Ok(r.len);
+        }
+        let mut copied = 0;
+        loop {
+            let filled = match self.fill_state(&r)? {
+                Fill::Whole => r.len,
+                Fill::Filling(n) => n - n % WORD,
+                Fill::Abandoned => {
+                    self.advance(r.slot);
+                    return Err(ShmError::Abandoned { len: r.len });
+                }
+            };
+            if filled > copied {
+                copy::load(self.ring.data, r.payload_at + copied, &mut dst[copied..filled])?;
+                copied = filled;
+            }
+            if copied == r.len {
+                break;
+            }
+            wait()?;
+        }
+        self.advance(r.slot);
+        Ok(r.len)
+    }
+
+    /// Whether the next record is a streaming record its producer is still filling (a
+    /// receive waiting for it sleeps in short slices: the producer's wake-up comes after
+    /// the last chunk, not with a change of the `head` word).
+    pub fn next_is_filling(&mut self) -> bool {
+        match self.locate() {
+            Ok(r) => matches!(self.fill_state(&r), Ok(Fill::Filling(_))),
+            Err(_) => false,
+        }
     }
 
     /// Pops up to `max` records in one go: copies each into `out` and hands the copy to `f`,
@@ -644,6 +824,16 @@ impl<'a> Consumer<'a> {
         let mut popped = 0;
         while popped < max {
             let r = match self.locate() {
+                Ok(r) if r.stream && popped > 0 => break,
+                Ok(r) if r.stream => match self.fill_state(&r) {
+                    Ok(Fill::Whole) => r,
+                    Ok(Fill::Filling(_)) => return Err(ShmError::Empty),
+                    Ok(Fill::Abandoned) => {
+                        self.advance(r.slot);
+                        return Err(ShmError::Abandoned { len: r.len });
+                    }
+                    Err(e) => return Err(e),
+                },
                 Ok(r) => r,
                 Err(e) if popped == 0 => return Err(e),
                 Err(_) => break,
@@ -673,8 +863,9 @@ impl<'a> Consumer<'a> {
     }
 
     /// Looks at the next record without consuming it; [`Peek::release`] consumes it.
+    /// A streaming record is there to peek once it is whole ([`ShmError::Empty`] before).
     pub fn peek(&mut self) -> Result<Peek<'_, 'a>, ShmError> {
-        let r = self.locate()?;
+        let r = self.locate_whole()?;
         Ok(Peek { consumer: self, r })
     }
 
@@ -724,11 +915,16 @@ impl<'a> Consumer<'a> {
     /// re-checks. `Some(head)` means sleep while the head word still equals it; `None`
     /// means a record (or the close) arrived, do not sleep. Call [`Consumer::finish_wait`]
     /// after waking.
+    ///
+    /// A streaming record still being filled counts as nothing arrived (`Some`): the
+    /// producer's wake-up check after its last chunk wakes the sleeper. The head word does
+    /// not change then, so a wake-up that comes between this check and the sleep is
+    /// missed: sleep in short slices while [`Consumer::next_is_filling`].
     pub fn prepare_wait(&mut self) -> Option<u32> {
         self.ring.ctl.consumer_waiting.store(1, Ordering::Relaxed);
         fence(Ordering::SeqCst);
         let head = self.ring.ctl.head.load(Ordering::Relaxed);
-        if head == self.tail && !self.ring.ctl.is_closed() {
+        if (head == self.tail && !self.ring.ctl.is_closed()) || (head != self.tail && self.next_is_filling()) {
             Some(head)
         } else {
             self.finish_wait();
@@ -793,6 +989,7 @@ impl<'c, 'a> Peek<'c, 'a> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use std::vec;
     use std::vec::Vec;
 
     fn ring_mem(cap: usize) -> (SpscControl, Vec<Word>) {
@@ -966,6 +1163,165 @@ mod tests {
         assert!(p.prepare_wait(20).is_some());
         assert!(!c.producer_waiting(true), "checked only every WAKE_CHECK_INTERVAL pops");
         assert!(c.producer_waiting(false), "always checked when the ring is empty");
+    }
+
+    /// A producer mid-stream, simulated: record `r` at `pos` published with `filled` of its
+    /// `len` bytes counted.
+    fn set_filled(data: &[Word], pos: usize, len: usize, filled: usize) {
+        copy::store_pair_release(data, pos, len as u32 | STREAM, filled as u32).unwrap();
+    }
+
+    fn pattern(len: usize, salt: usize) -> Vec<u8> {
+        (0..len).map(|i| (i.wrapping_mul(7) ^ (i >> 9) ^ salt) as u8).collect()
+    }
+
+    #[test]
+    fn streaming_records_whole_filling_and_waited_for() {
+        let (ctl, data) = ring_mem(1 << 20);
+        let ring = SpscRing::new(&ctl, &data).unwrap();
+        let (mut p, mut c) = (ring.producer(), ring.consumer());
+        let big = pattern(STREAM_MIN * 3 + 5, 1);
+        let mut out = vec![0u8; big.len()];
+        // Whole: the header counts every byte, and every pop reads it like any record.
+        p.try_push(&big).unwrap();
+        assert_eq!(copy::load_pair(&data, 0), Ok((big.len() as u32 | STREAM, big.len() as u32)));
+        assert_eq!(c.try_pop(&mut out), Ok(big.len()));
+        assert_eq!(out, big);
+        p.try_push(&big).unwrap();
+        assert_eq!(c.try_pop_many(&mut out, 4, |r| assert_eq!(r, &big[..])), Ok(1));
+        // A record one byte short of streaming is an ordinary one.
+        p.try_push(&big[..STREAM_MIN - 1]).unwrap();
+        let pos = (c.tail & ring.mask()) as usize;
+        assert_eq!(copy::load_pair(&data, pos).unwrap().0, STREAM_MIN as u32 - 1);
+        assert_eq!(c.try_pop(&mut out), Ok(STREAM_MIN - 1));
+
+        // Still being filled: nothing to take whole, and a sleeper is told to sleep.
+        p.try_push(&big).unwrap();
+        let pos = (c.tail & ring.mask()) as usize;
+        set_filled(&data, pos, big.len(), STREAM_CHUNK);
+        assert_eq!(c.try_pop(&mut out), Err(ShmError::Empty));
+        assert_eq!(c.try_pop_many(&mut out, 4, |_| unreachable!()), Err(ShmError::Empty));
+        assert!(matches!(c.peek(), Err(ShmError::Empty)));
+        assert!(c.next_is_filling());
+        assert_eq!(c.prepare_wait(), Some(ctl.head.load(Ordering::Relaxed)));
+        c.finish_wait();
+        // Copied as it fills: the wait closure plays the producer, one chunk per call.
+        out.fill(0);
+        let mut chunks = 1;
+        let n = c
+            .try_pop_streaming(&mut out, || {
+                chunks += 1;
+                set_filled(&data, pos, big.len(), (chunks * STREAM_CHUNK).min(big.len()));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!((n, &out), (big.len(), &big));
+        assert_eq!(chunks, big.len().div_ceil(STREAM_CHUNK));
+        assert!(!c.next_is_filling());
+
+        // A wait that fails ends the pop and leaves the record for the next one.
+        p.try_push(&big).unwrap();
+        let pos = (c.tail & ring.mask()) as usize;
+        set_filled(&data, pos, big.len(), STREAM_CHUNK + 3);
+        assert_eq!(c.try_pop_streaming(&mut out, || Err(ShmError::Timeout)), Err(ShmError::Timeout));
+        set_filled(&data, pos, big.len(), big.len());
+        out.fill(0);
+        assert_eq!(c.try_pop_streaming(&mut out, || unreachable!()), Ok(big.len()));
+        assert_eq!(out, big);
+        // Ordinary records through the streaming pop, and the close after them.
+        p.try_push(b"small").unwrap();
+        p.close();
+        assert_eq!(c.try_pop_streaming(&mut out, || unreachable!()), Ok(5));
+        assert_eq!(&out[..5], b"small");
+        assert_eq!(c.try_pop_streaming(&mut out, || unreachable!()), Err(ShmError::Closed));
+    }
+
+    #[test]
+    fn streaming_record_abandoned_or_hostile() {
+        let (ctl, data) = ring_mem(1 << 20);
+        let ring = SpscRing::new(&ctl, &data).unwrap();
+        let (mut p, mut c) = (ring.producer(), ring.consumer());
+        let big = pattern(STREAM_MIN + 100, 2);
+        let mut out = vec![0u8; big.len()];
+        // A producer that dies mid-record, and a successor that goes on: each pop skips
+        // the unfinished record once, reports it, and the next pop has the next record.
+        type Pop = fn(&mut Consumer<'_>, &mut [u8]) -> Result<usize, ShmError>;
+        let pops: [Pop; 4] = [
+            |c, out| c.try_pop(out),
+            |c, out| c.try_pop_streaming(out, || Ok(())),
+            |c, out| c.try_pop_many(out, 4, |_| {}),
+            |c, _| c.peek().map(|p| p.len()),
+        ];
+        for pop in pops {
+            p.try_push(&big).unwrap();
+            let pos = (c.tail & ring.mask()) as usize;
+            set_filled(&data, pos, big.len(), STREAM_CHUNK);
+            p = ring.producer();
+            p.try_push(b"after").unwrap();
+            assert!(!c.next_is_filling());
+            assert_eq!(pop(&mut c, &mut out), Err(ShmError::Abandoned { len: big.len() }));
+            assert_eq!(c.try_pop(&mut out), Ok(5));
+            assert_eq!(&out[..5], b"after");
+        }
+        // A count beyond the record, or a length that changed under the reader: corrupt.
+        p.try_push(&big).unwrap();
+        let pos = (c.tail & ring.mask()) as usize;
+        set_filled(&data, pos, big.len(), big.len() + 8);
+        assert_eq!(c.try_pop(&mut out), Err(ShmError::Corrupt));
+        assert_eq!(c.try_pop_streaming(&mut out, || Ok(())), Err(ShmError::Corrupt));
+        set_filled(&data, pos, big.len(), STREAM_CHUNK);
+        let mut calls = 0;
+        let r = c.try_pop_streaming(&mut out, || {
+            calls += 1;
+            set_filled(&data, pos, big.len() - 8, STREAM_CHUNK);
+            Ok(())
+        });
+        assert_eq!((r, calls), (Err(ShmError::Corrupt), 1));
+        // A streaming flag on an impossible length: corrupt, as without it.
+        copy::store_pair(&data, pos, STREAM | 0x0100_0000, 0).unwrap();
+        assert_eq!(c.try_pop(&mut out), Err(ShmError::Corrupt));
+    }
+
+    #[test]
+    fn streaming_records_across_threads_arrive_whole_and_in_order() {
+        let (ctl, data) = ring_mem(1 << 20);
+        let ring = SpscRing::new(&ctl, &data).unwrap();
+        let sizes: Vec<usize> = (0..120).map(|i| [STREAM_MIN, 200_000, 5, 100_003, 400_000, 70_001][i % 6]).collect();
+        std::thread::scope(|s| {
+            let sizes = &sizes;
+            s.spawn(move || {
+                let mut p = ring.producer();
+                for (i, &len) in sizes.iter().enumerate() {
+                    let rec = pattern(len, i);
+                    while let Err(e) = p.try_push(&rec) {
+                        assert_eq!(e, ShmError::Full);
+                        std::thread::yield_now();
+                    }
+                }
+            });
+            let mut c = ring.consumer();
+            let mut out = vec![0u8; 400_000];
+            for (i, &len) in sizes.iter().enumerate() {
+                let n = loop {
+                    // Alternately copied as it fills and taken whole.
+                    let r = if i % 2 == 0 {
+                        c.try_pop_streaming(&mut out, || {
+                            std::thread::yield_now();
+                            Ok(())
+                        })
+                    } else {
+                        c.try_pop(&mut out)
+                    };
+                    match r {
+                        Ok(n) => break n,
+                        Err(ShmError::Empty) => std::thread::yield_now(),
+                        Err(e) => panic!("record {i}: {e}"),
+                    }
+                };
+                assert_eq!(n, len, "record {i}");
+                assert!(out[..n] == pattern(len, i)[..], "record {i} of {len} bytes differs");
+            }
+        });
     }
 
     #[test]

@@ -23,6 +23,12 @@ use crate::error::{Error, Result};
 /// Spins a blocking receive makes before it sleeps: a record that arrives within a few
 /// microseconds is taken without a system call.
 const SPIN_BEFORE_SLEEP: u32 = 200;
+/// Polls a blocking receive spends copying a streaming record as the sender fills it
+/// before it sleeps instead (a 1 MiB record takes some tens of microseconds to fill).
+const STREAM_SPIN_BUDGET: u32 = 1 << 16;
+/// The longest sleep of a receive waiting for a streaming record to be finished
+/// ([`ember_core::shm::spsc::Consumer::prepare_wait`]).
+const FILLING_SLICE: Duration = Duration::from_millis(1);
 
 /// How long [`SeqLockReader::read`] waits out a live writer caught mid-write (or values
 /// changing under its copy), yielding the CPU between tries, before it reports
@@ -580,8 +586,68 @@ impl SpscReceiver {
 
     /// Busy-polls for the next record (lowest latency, burns a core), for at most
     /// `timeout`.
+    ///
+    /// A large record (at least [`ember_core::shm::spsc::STREAM_MIN`] bytes) is copied out
+    /// while the sender still copies it in, so it arrives in about one copy's time.
     pub fn recv_spin(&mut self, out: &mut [u8], timeout: Option<Duration>) -> Result<usize> {
-        self.spin(timeout, |rx| rx.try_recv(out))
+        let mut deadline = Deadline::after(timeout);
+        let mut polls = 0u32;
+        loop {
+            match self.recv_streaming(out, &mut deadline, u32::MAX) {
+                Err(Error::Shm(ShmError::Empty)) => {}
+                r => return r,
+            }
+            polls = polls.wrapping_add(1);
+            if polls.is_multiple_of(1 << 16) {
+                if deadline.slice(LIVENESS_SLICE).is_none() {
+                    return Err(ShmError::Timeout.into());
+                }
+                if !self.writer.is_alive() {
+                    debug!("shm: SPSC writer pid {} is gone", self.writer.pid());
+                    return match self.recv_streaming(out, &mut deadline, 0) {
+                        Err(Error::Shm(ShmError::Empty)) => Err(ShmError::WriterGone.into()),
+                        other => other,
+                    };
+                }
+            }
+            core::hint::spin_loop();
+        }
+    }
+
+    /// [`SpscReceiver::try_recv`], copying a streaming record while the sender fills it:
+    /// between chunks it polls, looking at the deadline and the sender's liveness every
+    /// 65,536 polls, and gives up (`Empty`, the record left in place) after `max_polls`.
+    fn recv_streaming(&mut self, out: &mut [u8], deadline: &mut Deadline, max_polls: u32) -> Result<usize> {
+        let SpscReceiver { consumer, writer, .. } = self;
+        let mut polls = 0u32;
+        let r = consumer.try_pop_streaming(out, || {
+            polls += 1;
+            if polls >= max_polls {
+                return Err(ShmError::Empty);
+            }
+            if polls.is_multiple_of(1 << 16) {
+                if deadline.slice(LIVENESS_SLICE).is_none() {
+                    return Err(ShmError::Timeout);
+                }
+                if !writer.is_alive() {
+                    return Err(ShmError::WriterGone);
+                }
+            }
+            core::hint::spin_loop();
+            Ok(())
+        });
+        match r {
+            Ok(n) => {
+                self.wake(true);
+                Ok(n)
+            }
+            Err(e) => {
+                if matches!(e, ShmError::Empty | ShmError::Abandoned { .. }) {
+                    self.wake(false);
+                }
+                Err(e.into())
+            }
+        }
     }
 
     /// Waits for the next record: spins briefly, then sleeps on the futex, for at most
@@ -613,7 +679,9 @@ impl SpscReceiver {
         let cancel = cancel.or(deadline.canceler());
         crate::cancel::check(cancel)?;
         loop {
-            match self.try_recv(out) {
+            // A streaming record is copied as it fills for as long as the spin budget
+            // lasts (the sender is copying, microseconds), then waited for asleep.
+            match self.recv_streaming(out, deadline, STREAM_SPIN_BUDGET) {
                 Err(Error::Shm(ShmError::Empty)) => {}
                 r => return r,
             }
@@ -640,6 +708,9 @@ impl SpscReceiver {
             }
             let slice = deadline.slice(LIVENESS_SLICE).ok_or(Error::Shm(ShmError::Timeout))?;
             if let Some(head) = self.consumer.prepare_wait() {
+                // A record being streamed in completes without changing the head word: a
+                // wake-up just before the sleep would be missed, so sleep in short slices.
+                let slice = if self.consumer.next_is_filling() { slice.min(FILLING_SLICE) } else { slice };
                 let r = futex_wait(self.ctl.head_word(), head, slice, cancel);
                 self.consumer.finish_wait();
                 r?;
