@@ -276,6 +276,19 @@ pub(crate) fn frame_sums(h16: &[u8; 16], payload: &[u8]) -> (u32, u32) {
     (crc, crc32c_append(prefix, &crc.to_le_bytes()))
 }
 
+/// [`frame_sums`] of a frame whose payload is not covered: `crc = crc32c(h16)` and
+/// `hcrc = crc32c(h16 ++ crc as 4 little-endian bytes)`, three `crc32` steps on x86-64.
+#[inline]
+pub(crate) fn unchecked_sums(h16: &[u8; 16]) -> (u32, u32) {
+    #[cfg(target_arch = "x86_64")]
+    if selected() == Implementation::X86Sse42 {
+        // SAFETY: as in `header_sums`.
+        return unsafe { x86::unchecked_sums(h16) };
+    }
+    let crc = crc32c(h16);
+    (crc, crc32c_append(crc, &crc.to_le_bytes()))
+}
+
 /// The name of the implementation [`crc32c`] uses on this machine ([`selected`]), for
 /// benchmarks and diagnostics.
 pub fn implementation() -> &'static str {
@@ -521,6 +534,17 @@ mod x86 {
         // SAFETY: the caller vouches for the CPU features, the same as ours.
         let crc = !unsafe { update(s, payload) };
         (crc, !_mm_crc32_u32(s, crc))
+    }
+
+    /// [`super::unchecked_sums`]: three `crc32` steps, one call.
+    ///
+    /// # Safety
+    ///
+    /// The CPU must support SSE4.2 and PCLMULQDQ.
+    #[target_feature(enable = "sse4.2,pclmulqdq")]
+    pub(super) unsafe fn unchecked_sums(h16: &[u8; 16]) -> (u32, u32) {
+        let s = prefix(h16);
+        (!s, !_mm_crc32_u32(s, !s))
     }
 
     /// The three-stream loop over inputs of at least `3 * UNIT` bytes, then [`short`].
@@ -843,6 +867,7 @@ mod tests {
             let h: &[u8; 20] = data[start..start + 20].try_into().unwrap();
             assert_eq!(header_sums(h), (crc32c(&h[..16]), crc32c(h)), "header at {start}");
             let h16: &[u8; 16] = data[start..start + 16].try_into().unwrap();
+            assert_eq!(unchecked_sums(h16), frame_sums(h16, &[]), "unchecked at {start}");
             for len in [0usize, 1, 3, 4, 7, 8, 9, 64, 191, 192, 193, 600] {
                 let payload = &data[start + 16..start + 16 + len];
                 let crc = crc32c_append(crc32c(h16), payload);

@@ -214,7 +214,21 @@ impl<T: AsRef<[u8]>> Frame<T> {
     ///
     /// After this succeeds no accessor can panic, as long as the header is not modified
     /// through a setter (a larger `set_payload_len` makes the payload accessors panic).
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Frame<T>> {
+        // The common case, a good frame, in a few word operations; anything else goes the
+        // long way, which names the first check that failed.
+        if let Some(h) = buffer.as_ref().first_chunk::<HEADER_LEN>()
+            && header_and_crc_ok(h, buffer.as_ref())
+        {
+            return Ok(Frame::new_unchecked(buffer));
+        }
+        Self::new_checked_slow(buffer)
+    }
+
+    /// [`Frame::new_checked`] one check at a time, for the error.
+    #[cold]
+    fn new_checked_slow(buffer: T) -> Result<Frame<T>> {
         let frame = Frame::new_unchecked(buffer);
         // The checks of `check_header`, `check_len` and `check_crc`, with one pass over
         // the header's first 16 bytes for both checksums.
@@ -323,6 +337,7 @@ impl<T: AsRef<[u8]>> Frame<T> {
 
 impl<'a> Frame<&'a [u8]> {
     /// The payload, borrowed for the buffer's whole lifetime (not just the view's).
+    #[inline]
     pub fn payload_ref(&self) -> &'a [u8] {
         let total = self.total_len();
         &self.buffer[HEADER_LEN..total]
@@ -381,6 +396,53 @@ impl<T: AsRef<[u8]>> AsRef<[u8]> for Frame<T> {
     fn as_ref(&self) -> &[u8] {
         self.buffer.as_ref()
     }
+}
+
+/// Header bytes `0..4` of a valid version-1 frame, as a little-endian word: the magic, the
+/// version and, in the flags byte, no critical bit this version does not know.
+const WORD0: u32 = u32::from_le_bytes([MAGIC[0], MAGIC[1], VERSION, 0]);
+/// The bits of header bytes `0..4` that [`WORD0`] fixes.
+const WORD0_MASK: u32 = u32::from_le_bytes([0xFF, 0xFF, 0xFF, Flags::CRITICAL_MASK & !Flags::KNOWN_CRITICAL]);
+
+#[inline(always)]
+fn le32(h: &[u8; HEADER_LEN], at: usize) -> u32 {
+    u32::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]])
+}
+
+/// Every check of [`Frame::new_checked`] on header `h` of frame bytes `b`, at once: `true`
+/// when all pass (which one failed is the slow path's business).
+#[inline]
+fn header_and_crc_ok(h: &[u8; HEADER_LEN], b: &[u8]) -> bool {
+    let h20: &[u8; 20] = h.first_chunk().expect("20 of 24 bytes");
+    let (prefix, hcrc) = crate::crc32c::header_sums(h20);
+    let len = le32(h, 12) as usize;
+    if le32(h, 0) & WORD0_MASK != WORD0 || hcrc != le32(h, 20) || len > MAX_PAYLOAD_LEN {
+        return false;
+    }
+    let Some(payload) = b.get(HEADER_LEN..HEADER_LEN + len) else { return false };
+    let crc = if h[field::FLAGS] & Flags::UNCHECKED.0 != 0 { prefix } else { crc32c_append(prefix, payload) };
+    crc == le32(h, 16)
+}
+
+/// Writes the header of a frame (`flags`, `kind`, `seq`, `payload.len()`, and both
+/// checksums over it and, unless `flags` has [`Flags::UNCHECKED`], `payload`) into `h`.
+/// The payload length must be at most [`MAX_PAYLOAD_LEN`].
+#[inline]
+pub(crate) fn write_header(h: &mut [u8; HEADER_LEN], flags: Flags, kind: u32, seq: u32, payload: &[u8]) {
+    debug_assert!(payload.len() <= MAX_PAYLOAD_LEN);
+    let mut h16 = [0u8; 16];
+    h16[..4].copy_from_slice(&(WORD0 | (u32::from(flags.0) << 24)).to_le_bytes());
+    h16[4..8].copy_from_slice(&kind.to_le_bytes());
+    h16[8..12].copy_from_slice(&seq.to_le_bytes());
+    h16[12..].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    let (crc, hcrc) = if flags.contains(Flags::UNCHECKED) {
+        crate::crc32c::unchecked_sums(&h16)
+    } else {
+        crate::crc32c::frame_sums(&h16, payload)
+    };
+    h[..16].copy_from_slice(&h16);
+    h[16..20].copy_from_slice(&crc.to_le_bytes());
+    h[20..].copy_from_slice(&hcrc.to_le_bytes());
 }
 
 /// Validates a header at the start of `b` and returns the frame's total length. The

@@ -90,11 +90,9 @@ pub fn encode_with<'b, T: Serialize + ?Sized>(
         }
         Err(e) => return Err(map_ser(e)),
     };
-    let repr = FrameRepr { flags, kind, seq, payload_len };
-    let mut frame = Frame::new_unchecked(&mut *buf);
-    repr.emit(&mut frame)?;
-    frame.fill_checksums();
-    Ok(&mut buf[..repr.buffer_len()])
+    let (head, rest) = buf.split_first_chunk_mut::<HEADER_LEN>().expect("checked: at least HEADER_LEN bytes");
+    crate::frame::write_header(head, flags, kind, seq, &rest[..payload_len]);
+    Ok(&mut buf[..HEADER_LEN + payload_len])
 }
 
 /// Serializes `msg` into a frame of kind `kind` and sequence `seq`, no flags.

@@ -131,6 +131,45 @@ proptest! {
         }
     }
 
+    /// `Frame::new_checked` takes a good frame in one fast pass and anything else the
+    /// long way: both must agree with the checks one by one (`FrameRepr::parse`), error
+    /// included, on frames with a header byte edited and the checksums resealed (so the
+    /// edit reaches the magic, version, flags and length checks), truncated, or extended.
+    #[test]
+    fn fast_and_field_by_field_checks_agree(
+        len in 0usize..100,
+        unchecked in any::<bool>(),
+        at in 0usize..20,
+        value in any::<u8>(),
+        reseal_crc in any::<bool>(),
+        reseal_hcrc in any::<bool>(),
+        cut in 0usize..130,
+    ) {
+        let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+        let flags = if unchecked { Flags::UNCHECKED } else { Flags::empty() };
+        let repr = FrameRepr { flags, kind: 9, seq: 3, payload_len: len };
+        let mut buf = vec![0u8; HEADER_LEN + len + 8];
+        repr.emit_with_payload(&payload, &mut buf).unwrap();
+        buf[at] = value;
+        if reseal_crc {
+            let end = (HEADER_LEN + len).min(buf.len());
+            let mut covered = buf[..16].to_vec();
+            if buf[3] & 0x04 == 0 {
+                covered.extend_from_slice(&buf[HEADER_LEN..end]);
+            }
+            let crc = ember_core::crc32c::crc32c(&covered);
+            buf[16..20].copy_from_slice(&crc.to_le_bytes());
+        }
+        if reseal_hcrc {
+            let hcrc = ember_core::crc32c::crc32c(&buf[..20]);
+            buf[20..24].copy_from_slice(&hcrc.to_le_bytes());
+        }
+        let bytes = &buf[..cut.min(buf.len())];
+        let fast = Frame::new_checked(bytes).map(|f| FrameRepr::parse(&f).unwrap());
+        let slow = FrameRepr::parse(&Frame::new_unchecked(bytes));
+        prop_assert_eq!(fast, slow);
+    }
+
     #[test]
     fn accumulator_yields_exactly_the_frames_sent(
         frames in prop::collection::vec(
