@@ -69,11 +69,12 @@ const STREAM: u32 = 0x2000_0000;
 /// Records of at least this many bytes are streamed: the producer publishes the record
 /// first and fills it in [`STREAM_CHUNK`]-byte steps, so that a receiver copies it out
 /// while it is being written and the two copies of the payload overlap.
-/// (Under `--cfg loom`, 32 bytes, so that a model streams a record of a few words.)
-pub const STREAM_MIN: usize = if cfg!(loom) { 32 } else { 32 * 1024 };
-/// The bytes a streaming producer writes between two progress stores (under `--cfg
-/// loom`, 16).
-pub const STREAM_CHUNK: usize = if cfg!(loom) { 16 } else { 16 * 1024 };
+/// (Under loom and Miri, 32 bytes, so that a model or an interpreted test streams a
+/// record of a few words.)
+pub const STREAM_MIN: usize = if cfg!(any(loom, miri)) { 32 } else { 32 * 1024 };
+/// The bytes a streaming producer writes between two progress stores (under loom and
+/// Miri, 16).
+pub const STREAM_CHUNK: usize = if cfg!(any(loom, miri)) { 16 } else { 16 * 1024 };
 const _: () = assert!(STREAM_CHUNK.is_multiple_of(8) && STREAM_CHUNK <= STREAM_MIN);
 
 /// The SPSC control lines (bytes 128..512 of the segment).
@@ -1171,15 +1172,24 @@ mod tests {
         copy::store_pair_release(data, pos, len as u32 | STREAM, filled as u32).unwrap();
     }
 
+    /// Where the consumer's next record's header is (past a pad, which it skips).
+    fn record_at(c: &mut Consumer<'_>) -> usize {
+        c.locate().unwrap().payload_at - RECORD_HEADER
+    }
+
+    /// The streaming tests' ring, sized to `STREAM_MIN` (which is 32 bytes under Miri).
+    const STREAM_RING: usize = STREAM_MIN * 8;
+
     fn pattern(len: usize, salt: usize) -> Vec<u8> {
         (0..len).map(|i| (i.wrapping_mul(7) ^ (i >> 9) ^ salt) as u8).collect()
     }
 
     #[test]
     fn streaming_records_whole_filling_and_waited_for() {
-        let (ctl, data) = ring_mem(1 << 20);
+        let (ctl, data) = ring_mem(STREAM_RING);
         let ring = SpscRing::new(&ctl, &data).unwrap();
         let (mut p, mut c) = (ring.producer(), ring.consumer());
+        // Six chunks and a bit: the last one partial.
         let big = pattern(STREAM_MIN * 3 + 5, 1);
         let mut out = vec![0u8; big.len()];
         // Whole: the header counts every byte, and every pop reads it like any record.
@@ -1191,13 +1201,13 @@ mod tests {
         assert_eq!(c.try_pop_many(&mut out, 4, |r| assert_eq!(r, &big[..])), Ok(1));
         // A record one byte short of streaming is an ordinary one.
         p.try_push(&big[..STREAM_MIN - 1]).unwrap();
-        let pos = (c.tail & ring.mask()) as usize;
+        let pos = record_at(&mut c);
         assert_eq!(copy::load_pair(&data, pos).unwrap().0, STREAM_MIN as u32 - 1);
         assert_eq!(c.try_pop(&mut out), Ok(STREAM_MIN - 1));
 
         // Still being filled: nothing to take whole, and a sleeper is told to sleep.
         p.try_push(&big).unwrap();
-        let pos = (c.tail & ring.mask()) as usize;
+        let pos = record_at(&mut c);
         set_filled(&data, pos, big.len(), STREAM_CHUNK);
         assert_eq!(c.try_pop(&mut out), Err(ShmError::Empty));
         assert_eq!(c.try_pop_many(&mut out, 4, |_| unreachable!()), Err(ShmError::Empty));
@@ -1221,7 +1231,7 @@ mod tests {
 
         // A wait that fails ends the pop and leaves the record for the next one.
         p.try_push(&big).unwrap();
-        let pos = (c.tail & ring.mask()) as usize;
+        let pos = record_at(&mut c);
         set_filled(&data, pos, big.len(), STREAM_CHUNK + 3);
         assert_eq!(c.try_pop_streaming(&mut out, || Err(ShmError::Timeout)), Err(ShmError::Timeout));
         set_filled(&data, pos, big.len(), big.len());
@@ -1238,10 +1248,10 @@ mod tests {
 
     #[test]
     fn streaming_record_abandoned_or_hostile() {
-        let (ctl, data) = ring_mem(1 << 20);
+        let (ctl, data) = ring_mem(STREAM_RING);
         let ring = SpscRing::new(&ctl, &data).unwrap();
         let (mut p, mut c) = (ring.producer(), ring.consumer());
-        let big = pattern(STREAM_MIN + 100, 2);
+        let big = pattern(STREAM_MIN + STREAM_CHUNK / 2 + 3, 2);
         let mut out = vec![0u8; big.len()];
         // A producer that dies mid-record, and a successor that goes on: each pop skips
         // the unfinished record once, reports it, and the next pop has the next record.
@@ -1254,7 +1264,7 @@ mod tests {
         ];
         for pop in pops {
             p.try_push(&big).unwrap();
-            let pos = (c.tail & ring.mask()) as usize;
+            let pos = record_at(&mut c);
             set_filled(&data, pos, big.len(), STREAM_CHUNK);
             p = ring.producer();
             p.try_push(b"after").unwrap();
@@ -1265,7 +1275,7 @@ mod tests {
         }
         // A count beyond the record, or a length that changed under the reader: corrupt.
         p.try_push(&big).unwrap();
-        let pos = (c.tail & ring.mask()) as usize;
+        let pos = record_at(&mut c);
         set_filled(&data, pos, big.len(), big.len() + 8);
         assert_eq!(c.try_pop(&mut out), Err(ShmError::Corrupt));
         assert_eq!(c.try_pop_streaming(&mut out, || Ok(())), Err(ShmError::Corrupt));
@@ -1284,9 +1294,14 @@ mod tests {
 
     #[test]
     fn streaming_records_across_threads_arrive_whole_and_in_order() {
-        let (ctl, data) = ring_mem(1 << 20);
+        // Sizes in units of `STREAM_MIN` (32 bytes under Miri, which interprets every copy).
+        let (ctl, data) = ring_mem(STREAM_MIN * 32);
         let ring = SpscRing::new(&ctl, &data).unwrap();
-        let sizes: Vec<usize> = (0..120).map(|i| [STREAM_MIN, 200_000, 5, 100_003, 400_000, 70_001][i % 6]).collect();
+        let max = ring.max_record();
+        let m = STREAM_MIN;
+        let sizes: Vec<usize> = (0..if cfg!(miri) { 24 } else { 120 })
+            .map(|i| [m, 5, 3 * m + 3, 2 * m + 1, 6 * m, 12 * m][i % 6].min(max))
+            .collect();
         std::thread::scope(|s| {
             let sizes = &sizes;
             s.spawn(move || {
@@ -1300,7 +1315,7 @@ mod tests {
                 }
             });
             let mut c = ring.consumer();
-            let mut out = vec![0u8; 400_000];
+            let mut out = vec![0u8; max];
             for (i, &len) in sizes.iter().enumerate() {
                 let n = loop {
                     // Alternately copied as it fills and taken whole.
