@@ -824,18 +824,17 @@ impl<'a> Consumer<'a> {
         let start = self.tail;
         let mut popped = 0;
         while popped < max {
-            let r = match self.locate() {
-                Ok(r) if r.stream && popped > 0 => break,
-                Ok(r) if r.stream => match self.fill_state(&r) {
-                    Ok(Fill::Whole) => r,
-                    Ok(Fill::Filling(_)) => return Err(ShmError::Empty),
-                    Ok(Fill::Abandoned) => {
-                        self.advance(r.slot);
-                        return Err(ShmError::Abandoned { len: r.len });
-                    }
-                    Err(e) => return Err(e),
-                },
-                Ok(r) => r,
+            // A streaming record still being filled (or abandoned) ends the batch like any
+            // record that cannot be taken; the abandoned one is skipped and reported by the
+            // call it comes first in.
+            let r = match self.locate().and_then(|r| Ok((self.fill_state(&r)?, r))) {
+                Ok((Fill::Whole, r)) => r,
+                Ok((Fill::Abandoned, r)) if popped == 0 => {
+                    self.advance(r.slot);
+                    return Err(ShmError::Abandoned { len: r.len });
+                }
+                Ok((Fill::Filling(_), _)) if popped == 0 => return Err(ShmError::Empty),
+                Ok(_) => break,
                 Err(e) if popped == 0 => return Err(e),
                 Err(_) => break,
             };
