@@ -263,6 +263,7 @@ const NOTE_FUTEX: &str = "64-byte records through two rings, the receiver asleep
 const NOTE_STREAM: &str = "records streamed from the peer process (try_send_deferred, flush every 32; received with recv_many_spin, up to 32 a call), time per record over batches of 256; baseline: in-process rtrb moving [u8; N]; target ratio <= 1.5 at 64 B";
 
 const NOTE_HOP: &str = "one record of --size bytes through two Ember SPSC rings, busy-polling, copied in and out (one-way = round trip / 2); baseline: two memcpys of the payload + the cache-line floor; target ratio <= 1.3 from 4 KiB";
+const NOTE_IDEAL: &str = "no IPC machinery: two threads on the two CPUs echo the payload through two shared buffers, a memcpy in, a flag, a memcpy out each way (one-way = round trip / 2); the least a hop that copies in and out can cost, next to the in-core baseline";
 const NOTE_HOP_STREAM: &str = "records of --size bytes streamed from the peer process, time per record; baseline: two memcpys of the payload (in and out)";
 
 /// Samples of two `memcpy`s of `size` bytes (a payload copied in, then out), in process.
@@ -293,6 +294,74 @@ fn memcpy_twice(samples: usize, size: usize) -> Vec<f64> {
     out
 }
 
+/// Samples of an ideal hop of `size` bytes between two cores, with no IPC machinery, timed
+/// as the SPSC hop is (an echo, one-way = round trip / 2): on CPU `a` one thread copies the
+/// payload from its buffer into a shared one (`memcpy`) and raises a flag; on CPU `b`
+/// another copies it out into its own buffer, copies that into a second shared buffer and
+/// raises its flag; the first copies it out. Per one-way hop: the same two copies as
+/// `memcpy-x2`, the same flag as the floor, and in between what moving every line to the
+/// other core costs, which the in-core baseline does not pay: the least a hop that copies
+/// in and out can cost.
+fn ideal_hop(cpus: (usize, usize), samples: usize, size: usize) -> Result<Vec<f64>, String> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    #[repr(align(128))]
+    struct Line(AtomicU64);
+    /// A shared buffer: each is written by one thread only before the flag that hands it
+    /// over, and read by the other only after that flag and before its own flag back.
+    struct Shared(*mut u8);
+    // SAFETY: the flags' release/acquire pairs order every access to the buffers (above),
+    // so the two threads never touch one at the same time.
+    unsafe impl Sync for Shared {}
+    // As in `memcpy_twice`: regions 2 KiB apart modulo 4 KiB.
+    let stride = size.next_multiple_of(4096) + 2048;
+    let mut block = vec![0x5Au8; 5 * stride + 4096];
+    let start = block.as_ptr().align_offset(4096);
+    let mut regions = block[start..].chunks_exact_mut(stride);
+    let mut region = || regions.next().map(|r| &mut r[..size]).ok_or("ideal hop: no room".to_string());
+    let (mine, there, theirs, back, returned) = (region()?, region()?, region()?, region()?, region()?);
+    let (there, back) = (Shared(there.as_mut_ptr()), Shared(back.as_mut_ptr()));
+    let (ping, pong) = (Line(AtomicU64::new(0)), Line(AtomicU64::new(0)));
+    let rounds = samples as u64;
+    std::thread::scope(|s| {
+        let (there, back, ping, pong) = (&there, &back, &ping, &pong);
+        let echo = s.spawn(move || -> Result<(), String> {
+            super::pin(cpus.1)?;
+            for i in 1..=rounds {
+                while ping.0.load(Ordering::Acquire) != i {
+                    std::hint::spin_loop();
+                }
+                // SAFETY: `ping` ordered the first thread's copy into `there` before this
+                // read, and it reads `back` only after `pong`; `theirs` is ours alone.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(there.0, theirs.as_mut_ptr(), size);
+                    std::ptr::copy_nonoverlapping(std::hint::black_box(theirs.as_ptr()), back.0, size);
+                }
+                pong.0.store(i, Ordering::Release);
+            }
+            Ok(())
+        });
+        super::pin(cpus.0)?;
+        let mut out = Vec::with_capacity(samples);
+        for i in 1..=rounds {
+            mine[i as usize % size] = i as u8;
+            let t = Instant::now();
+            // SAFETY: the echo's last `pong` (acquired below, or none yet) ended its use of
+            // both buffers; `returned` is ours alone.
+            unsafe { std::ptr::copy_nonoverlapping(std::hint::black_box(mine.as_ptr()), there.0, size) };
+            ping.0.store(i, Ordering::Release);
+            while pong.0.load(Ordering::Acquire) != i {
+                std::hint::spin_loop();
+            }
+            // SAFETY: as above: `pong` ordered the echo's copy into `back` before this.
+            unsafe { std::ptr::copy_nonoverlapping(back.0, returned.as_mut_ptr(), size) };
+            std::hint::black_box(&*returned);
+            out.push(now_ns(t) / 2.0);
+        }
+        echo.join().map_err(|_| "ideal-hop echo panicked".to_string())??;
+        Ok(out)
+    })
+}
+
 /// The rows of `--size N`: a one-way hop and a stream of N-byte records through the SPSC
 /// ring, against two memcpys of N bytes (+ the floor for the hop).
 fn sized(
@@ -309,6 +378,7 @@ fn sized(
     let iters = (opts.pick(20_000, 5_000, 50) / scale).max(50);
     let records = (opts.pick(1 << 18, 1 << 16, 64 * BATCH) / scale).max(4 * BATCH);
     let (mut fl, mut hop, mut st, mut mc) = (Pool::default(), Pool::default(), Pool::default(), Pool::default());
+    let mut ho = Pool::default();
     for round in 1..=rounds {
         let step = |what: &str| progress.step(&format!("{what} {size} B (round {round}/{rounds})"));
         step("cache-line floor");
@@ -320,6 +390,8 @@ fn sized(
         step("memcpy x2");
         let _ = super::pin(b);
         mc.0.extend(memcpy_twice(iters, size));
+        step("ideal hop");
+        ho.add(ideal_hop((a, b), iters, size))?;
         // Back to the measuring CPU: the next round's floor, hop and stream share no CPU
         // with their peer on `b` (they did, from round 2 on, and waited out the peer's
         // time slices: 4 ms "latencies").
@@ -331,6 +403,9 @@ fn sized(
         row(rows, "memcpy-x2+floor", size, base, None, NOTE_HOP);
         row(rows, "shm/spsc-hop", size, h, Some(("memcpy-x2+floor", base)), NOTE_HOP);
         row(rows, "shm/spsc-stream", size, s, Some(("memcpy-x2", m)), NOTE_HOP_STREAM);
+        if let Some(ho) = ho.stats() {
+            row(rows, "ideal-hop", size, ho, Some(("memcpy-x2+floor", base)), NOTE_IDEAL);
+        }
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 //!
 //! | sweep | x | rows per point |
 //! |---|---|---|
-//! | `size` | payload bytes, 8 B to 1 MiB | `shm/spsc-hop` and `shm/spsc-stream` against two `memcpy`s (`memcpy-x2`, `+floor`); `pipe/ember` against `pipe/raw`; `uds-seqpacket/ember` and `mq/ember` against their raw loops, up to the largest message each takes by default (4 KiB of payload for the socket rows, 8 KiB for a queue) |
+//! | `size` | payload bytes, 8 B to 1 MiB | `shm/spsc-hop` and `shm/spsc-stream` against two `memcpy`s (`memcpy-x2`, `+floor`), and `ideal-hop` (the same copies between two threads on the two CPUs, no IPC) against the same; `pipe/ember` against `pipe/raw`; `uds-seqpacket/ember` and `mq/ember` against their raw loops, up to the largest message each takes by default (4 KiB of payload for the socket rows, 8 KiB for a queue) |
 //! | `readers` | broadcast readers, 1 to 16 | `broadcast/writer`: the writer's cost per 64-byte record while that many reader processes take them (asleep on the futex between records), with `lost_per_record`: the records a lapped reader missed over those it was sent |
 //! | `inflight` | rpc requests in flight, 1 to 32 | `rpc/in-flight`: time per ADD call over a seqpacket pair with that many started before the oldest is waited for |
 //!
