@@ -337,7 +337,6 @@ impl<T: AsRef<[u8]>> Frame<T> {
 
 impl<'a> Frame<&'a [u8]> {
     /// The payload, borrowed for the buffer's whole lifetime (not just the view's).
-    #[inline]
     pub fn payload_ref(&self) -> &'a [u8] {
         let total = self.total_len();
         &self.buffer[HEADER_LEN..total]
