@@ -475,14 +475,21 @@ impl SpscReceiver {
 
     /// Copies the next record into `out` without waiting ([`ShmError::Empty`]).
     pub fn try_recv(&mut self, out: &mut [u8]) -> Result<usize> {
-        match self.consumer.try_pop(out) {
+        let r = self.consumer.try_pop(out);
+        self.popped(r)
+    }
+
+    /// After a single pop: wakes a sender waiting for room when the pop (or the skip of an
+    /// abandoned record) freed some, or when the ring was found drained.
+    fn popped(&mut self, r: core::result::Result<usize, ShmError>) -> Result<usize> {
+        match r {
             Ok(n) => {
                 self.wake(true);
                 Ok(n)
             }
             Err(e) => {
-                if e == ShmError::Empty {
-                    // Drained: a producer waiting for room must hear of it now.
+                if matches!(e, ShmError::Empty | ShmError::Abandoned { .. }) {
+                    // Drained, or room freed: a producer waiting for room must hear of it now.
                     self.wake(false);
                 }
                 Err(e.into())
@@ -532,7 +539,7 @@ impl SpscReceiver {
         timeout: Option<Duration>,
         mut f: F,
     ) -> Result<usize> {
-        self.spin(timeout, |rx| rx.try_recv_many(out, max, &mut f))
+        self.spin(timeout, |rx, _| rx.try_recv_many(out, max, &mut f))
     }
 
     /// [`SpscReceiver::try_recv_many`] waiting for at least one record as
@@ -558,12 +565,17 @@ impl SpscReceiver {
     /// Busy-polls `attempt` while it finds the ring empty, for at most `timeout`, looking at
     /// the deadline and the writer's liveness every 65,536 polls. A dead writer's last
     /// records (or its close) are still delivered, then [`ShmError::WriterGone`].
+    /// `attempt` gets the deadline too, for waits of its own.
     #[inline(always)]
-    fn spin<T>(&mut self, timeout: Option<Duration>, mut attempt: impl FnMut(&mut Self) -> Result<T>) -> Result<T> {
+    fn spin<T>(
+        &mut self,
+        timeout: Option<Duration>,
+        mut attempt: impl FnMut(&mut Self, &mut Deadline) -> Result<T>,
+    ) -> Result<T> {
         let mut deadline = Deadline::after(timeout);
         let mut polls = 0u32;
         loop {
-            match attempt(self) {
+            match attempt(self, &mut deadline) {
                 Err(Error::Shm(ShmError::Empty)) => {}
                 r => return r,
             }
@@ -574,7 +586,7 @@ impl SpscReceiver {
                 }
                 if !self.writer.is_alive() {
                     debug!("shm: SPSC writer pid {} is gone", self.writer.pid());
-                    return match attempt(self) {
+                    return match attempt(self, &mut deadline) {
                         Err(Error::Shm(ShmError::Empty)) => Err(ShmError::WriterGone.into()),
                         other => other,
                     };
@@ -590,28 +602,7 @@ impl SpscReceiver {
     /// A large record (at least [`ember_core::shm::spsc::STREAM_MIN`] bytes) is copied out
     /// while the sender still copies it in, so it arrives in about one copy's time.
     pub fn recv_spin(&mut self, out: &mut [u8], timeout: Option<Duration>) -> Result<usize> {
-        let mut deadline = Deadline::after(timeout);
-        let mut polls = 0u32;
-        loop {
-            match self.recv_streaming(out, &mut deadline, u32::MAX) {
-                Err(Error::Shm(ShmError::Empty)) => {}
-                r => return r,
-            }
-            polls = polls.wrapping_add(1);
-            if polls.is_multiple_of(1 << 16) {
-                if deadline.slice(LIVENESS_SLICE).is_none() {
-                    return Err(ShmError::Timeout.into());
-                }
-                if !self.writer.is_alive() {
-                    debug!("shm: SPSC writer pid {} is gone", self.writer.pid());
-                    return match self.recv_streaming(out, &mut deadline, 0) {
-                        Err(Error::Shm(ShmError::Empty)) => Err(ShmError::WriterGone.into()),
-                        other => other,
-                    };
-                }
-            }
-            core::hint::spin_loop();
-        }
+        self.spin(timeout, |rx, deadline| rx.recv_streaming(out, deadline, u32::MAX))
     }
 
     /// [`SpscReceiver::try_recv`], copying a streaming record while the sender fills it:
@@ -636,18 +627,7 @@ impl SpscReceiver {
             core::hint::spin_loop();
             Ok(())
         });
-        match r {
-            Ok(n) => {
-                self.wake(true);
-                Ok(n)
-            }
-            Err(e) => {
-                if matches!(e, ShmError::Empty | ShmError::Abandoned { .. }) {
-                    self.wake(false);
-                }
-                Err(e.into())
-            }
-        }
+        self.popped(r)
     }
 
     /// Waits for the next record: spins briefly, then sleeps on the futex, for at most
