@@ -569,11 +569,18 @@ impl FrameRepr {
     /// returns its bytes. `self.payload_len` is taken from `payload`.
     pub fn emit_with_payload<'b>(&self, payload: &[u8], buf: &'b mut [u8]) -> Result<&'b mut [u8]> {
         let repr = FrameRepr { payload_len: payload.len(), ..*self };
+        if repr.payload_len > MAX_PAYLOAD_LEN {
+            return Err(Error::TooLarge {
+                len: u32::try_from(repr.buffer_len()).unwrap_or(u32::MAX),
+                limit: MAX_FRAME_LEN as u32,
+            });
+        }
         let total = repr.buffer_len();
-        let mut frame = Frame::new_unchecked(&mut *buf);
-        repr.emit(&mut frame)?;
-        frame.payload_mut().copy_from_slice(payload);
-        frame.fill_checksums();
+        let Some((head, rest)) = buf.get_mut(..total).and_then(|b| b.split_first_chunk_mut::<HEADER_LEN>()) else {
+            return Err(Error::BufferTooSmall { needed: total });
+        };
+        rest.copy_from_slice(payload);
+        write_header(head, self.flags, self.kind, self.seq, rest);
         Ok(&mut buf[..total])
     }
 }
